@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// Read-only memory mapping of a whole file. Readers work on bytes(), so a bounds check is a
+// span check. Thread-safety: immutable after construction; concurrent readers are fine.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "cfs/util/result.h"
+
+namespace cfs {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  /// Maps the file at path (errors name it). An empty file gives an empty span.
+  static Result<MappedFile> open(const std::string& path);
+  /// Maps an open fd (the mapping outlives the fd).
+  static Result<MappedFile> map_fd(int fd, const std::string& what);
+
+  std::span<const std::byte> bytes() const noexcept {
+    return {static_cast<const std::byte*>(data_), size_};
+  }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace cfs

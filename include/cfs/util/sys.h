@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Thin Result-returning wrappers over the system calls the library uses. The only place that
+// reads errno; every error names the operation and path. All fds are O_CLOEXEC; EINTR retried.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
+
+namespace cfs::sys {
+
+Result<UniqueFd> open(const std::string& path, int flags, mode_t mode = 0);
+Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode = 0);
+Result<struct stat> fstat(int fd, const std::string& what = "fstat");
+Result<struct stat> fstatat(int dirfd, const std::string& path, int flags);
+Result<struct stat> stat(const std::string& path);
+Result<struct stat> lstat(const std::string& path);
+
+/// Reads until buf is full or EOF; returns the number of bytes read (short only at EOF).
+Result<std::size_t> read_full(int fd, std::span<std::byte> buf);
+Result<std::size_t> pread_full(int fd, std::span<std::byte> buf, std::uint64_t off);
+Status write_all(int fd, std::span<const std::byte> buf);
+Status pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t off);
+
+/// Whole file (or stream) into memory. For small files and tests; the path names errors.
+Result<std::string> read_file(const std::string& path);
+Result<std::string> read_fd(int fd, const std::string& what);
+/// Creates or truncates path and writes data (not atomic: see AtomicFile for outputs).
+Status write_file(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+Status fsync(int fd, const std::string& what);
+Status syncfs(int fd, const std::string& what);
+Status renameat(int olddir, const std::string& oldpath, int newdir, const std::string& newpath);
+Status unlinkat(int dirfd, const std::string& path, int flags);
+/// mkdir -p relative to dirfd; existing directories are fine.
+Status mkdirat_p(int dirfd, const std::string& path, mode_t mode);
+Result<std::string> readlinkat(int dirfd, const std::string& path);
+
+/// Xattr names of an O_PATH or regular fd (through /proc/self/fd so symlinks work).
+Result<std::vector<std::string>> list_xattrs(int fd, const std::string& what);
+Result<std::string> get_xattr(int fd, const std::string& name, const std::string& what);
+
+/// Number of CPUs this process may run on (sched_getaffinity), at least 1.
+unsigned available_cpus() noexcept;
+
+}  // namespace cfs::sys

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// fs-verity file digests, bit-exact with the Linux kernel and fsverity-utils: SHA-256/SHA-512,
+// Merkle block sizes 1024..65536, salts up to 32 bytes, the 256-byte fsverity_descriptor.
+// Thread-safety: Hasher is single-threaded; the free functions are thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cfs/util/result.h"
+
+namespace cfs::verity {
+
+enum class HashAlg : std::uint8_t { kSha256 = 1, kSha512 = 2 };  // FS_VERITY_HASH_ALG_*
+
+struct Params {
+  HashAlg alg = HashAlg::kSha256;
+  std::uint32_t block_size = 4096;
+  std::vector<std::uint8_t> salt;  ///< 0..32 bytes
+};
+
+/// Checks the parameters as the kernel would (power of two 1024..65536, salt <= 32 bytes).
+/// Returns Errc::kUnsupportedFeature / kInvalidInput naming the offending field.
+Status validate(const Params& p);
+
+/// Digest bytes (32 for SHA-256, 64 for SHA-512).
+struct Digest {
+  HashAlg alg = HashAlg::kSha256;
+  std::array<std::uint8_t, 64> bytes{};
+  std::size_t size = 0;
+  std::span<const std::uint8_t> view() const noexcept { return {bytes.data(), size}; }
+  std::string hex() const;
+  friend bool operator==(const Digest& a, const Digest& b) noexcept {
+    return a.alg == b.alg && a.size == b.size && a.view().size() == b.view().size() &&
+           std::equal(a.view().begin(), a.view().end(), b.view().begin());
+  }
+};
+
+/// Streaming fs-verity digest with bounded memory (one pending block per tree level).
+class Hasher {
+ public:
+  explicit Hasher(const Params& p = {});
+  ~Hasher();
+  Hasher(Hasher&&) noexcept;
+  Hasher& operator=(Hasher&&) noexcept;
+  void update(std::span<const std::byte> data);
+  /// Total bytes fed so far.
+  std::uint64_t size() const noexcept;
+  /// Finishes and returns the file digest (the hash of the descriptor, not the root hash).
+  Digest finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Digest of an in-memory buffer.
+Digest digest_bytes(std::span<const std::byte> data, const Params& p = {});
+
+/// Digest of an open file from offset 0 to EOF. Large files are split over `threads` threads
+/// (0 = all available CPUs). I/O errors are returned with `what` as context.
+Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads = 0);
+Result<Digest> digest_file(const std::string& path, const Params& p = {}, unsigned threads = 0);
+
+}  // namespace cfs::verity

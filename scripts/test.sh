@@ -1,0 +1,49 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The whole test suite, as CI runs it:
+#   1. g++ build with -Werror, every CTest (unit, integration, compat, root, fuse, vm);
+#   2. clang build with AddressSanitizer + UBSan, unit tests and fuzz-corpus replays again;
+#   3. clang-format check of every C++ source.
+# Set CFS_TEST_QUICK=1 to skip steps 2 and 3.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+failures=0
+passed=0
+failed=0
+skipped=0
+
+count() {  # parses ctest's summary out of a log
+  local log=$1 total nfail nskip
+  total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$log" | tail -1)
+  nfail=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+  nskip=$(grep -c '\*\*\*Skipped\| Skipped ' "$log" || true)
+  total=${total:-0}; nfail=${nfail:-0}
+  passed=$((passed + total - nfail - nskip)); failed=$((failed + nfail)); skipped=$((skipped + nskip))
+}
+
+echo "== build (g++, -Werror)"
+cmake -S . -B build -G Ninja -DCFS_WERROR=ON >/dev/null && cmake --build build -j "$JOBS" || exit 1
+echo "== ctest (all labels)"
+ctest --test-dir build --output-on-failure -j "$JOBS" 2>&1 | tee build/ctest-all.log
+[ "${PIPESTATUS[0]}" = 0 ] || failures=$((failures + 1))
+count build/ctest-all.log
+
+if [ "${CFS_TEST_QUICK:-0}" != 1 ]; then
+  echo "== build (clang, ASan + UBSan)"
+  CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCFS_WERROR=ON \
+    -DCFS_SANITIZE=address,undefined -DCFS_BUILD_BENCH=OFF >/dev/null &&
+    cmake --build build-asan -j "$JOBS" || exit 1
+  echo "== ctest under sanitizers (unit, fuzz replay)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L 'unit|fuzz' 2>&1 | tee build-asan/ctest-asan.log
+  [ "${PIPESTATUS[0]}" = 0 ] || failures=$((failures + 1))
+  count build-asan/ctest-asan.log
+
+  echo "== clang-format"
+  if scripts/lint.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); failures=$((failures + 1)); fi
+fi
+
+echo
+echo "total: $passed passed, $failed failed, $skipped skipped"
+[ "$failures" = 0 ]

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+// Command registry of the multicall `cfs` binary. Each src/tools/*.cc file registers its
+// commands; `cfs NAME ...` runs one, and so does invoking the binary under a program name
+// (mkcomposefs, composefs-info, mount.composefs, composefs-fuse are symlinks to cfs).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cfs::tools {
+
+/// Exit codes: 0 success, 1 operational error, 2 usage error (fsverity-utils convention).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+struct Command {
+  std::string name;     ///< subcommand or program name (argv[0] basename)
+  std::string summary;  ///< one line for `cfs --help`; empty = not listed (program aliases)
+  int (*run)(int argc, char** argv);  ///< argv[0] is the command name
+};
+
+std::vector<Command>& registry();
+
+struct Registrar {
+  explicit Registrar(Command c) { registry().push_back(std::move(c)); }
+};
+
+}  // namespace cfs::tools
+
+#define CFS_TOOL_CONCAT_INNER_(a, b) a##b
+#define CFS_TOOL_CONCAT_(a, b) CFS_TOOL_CONCAT_INNER_(a, b)
+/// CFS_REGISTER_COMMAND("digest", "compute fs-verity digests", run_digest);
+#define CFS_REGISTER_COMMAND(name, summary, fn)                                      \
+  static const ::cfs::tools::Registrar CFS_TOOL_CONCAT_(cfs_registrar_, __LINE__) { \
+    ::cfs::tools::Command { name, summary, fn }                                      \
+  }

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// Entry point of the multicall binary: dispatch on argv[0] (compatible program names) or on
+// the first argument (`cfs SUBCOMMAND`). The only place exceptions are caught.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "tools/command.h"
+
+namespace cfs::tools {
+
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+namespace {
+
+const Command* find(const std::string& name) {
+  for (const auto& c : registry())
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+void usage(std::FILE* out) {
+  fmt::print(out, "Usage: cfs COMMAND [OPTIONS] ...\n\ncomposefs images, object stores and "
+                  "verified mounts.\n\nCommands:\n");
+  for (const auto& c : registry())
+    if (!c.summary.empty()) fmt::print(out, "  {:<14} {}\n", c.name, c.summary);
+  fmt::print(out, "\nRun 'cfs COMMAND --help' for the options of a command.\n");
+}
+
+int dispatch(int argc, char** argv) {
+  std::string prog = argv[0] ? argv[0] : "cfs";
+  if (auto slash = prog.rfind('/'); slash != std::string::npos) prog = prog.substr(slash + 1);
+  if (const Command* c = find(prog); c && prog != "cfs") return c->run(argc, argv);
+  if (argc < 2) {
+    usage(stderr);
+    return kExitUsage;
+  }
+  std::string sub = argv[1];
+  if (sub == "-h" || sub == "--help" || sub == "help") {
+    usage(stdout);
+    return kExitOk;
+  }
+  if (sub == "--version") {
+    fmt::print("cfs {}\n", CFS_VERSION);
+    return kExitOk;
+  }
+  const Command* c = find(sub);
+  if (!c) {
+    fmt::print(stderr, "cfs: error: unknown command '{}'\n", sub);
+    usage(stderr);
+    return kExitUsage;
+  }
+  return c->run(argc - 1, argv + 1);
+}
+
+}  // namespace
+}  // namespace cfs::tools
+
+int main(int argc, char** argv) {
+  try {
+    return cfs::tools::dispatch(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fputs("cfs: error: out of memory\n", stderr);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "cfs: error: {}\n", e.what());
+  }
+  return cfs::tools::kExitFailure;
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/util/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include <utility>
+
+#include "cfs/util/sys.h"
+
+namespace cfs {
+
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (data_) ::munmap(data_, size_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
+
+Result<MappedFile> MappedFile::open(const std::string& path) {
+  CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY));
+  return map_fd(fd.get(), path);
+}
+
+Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what) {
+  CFS_ASSIGN(struct stat st, sys::fstat(fd, what));
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    return fail_errno("map " + what, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+  MappedFile m;
+  if (st.st_size == 0) return m;
+  auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) return fail_errno("mmap " + what);
+  m.data_ = p;
+  m.size_ = size;
+  return m;
+}
+
+}  // namespace cfs

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/util/sys.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/sysinfo.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace cfs::sys {
+namespace {
+
+// Following the /proc magic link of an O_PATH|O_NOFOLLOW fd reaches the inode itself, which is
+// how the xattrs of a symlink (not of its target) are read.
+std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+}  // namespace
+
+Result<UniqueFd> open(const std::string& path, int flags, mode_t mode) {
+  return openat(AT_FDCWD, path, flags, mode);
+}
+
+Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode) {
+  int fd;
+  do {
+    fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return fail_errno("open " + path);
+  return UniqueFd(fd);
+}
+
+Result<struct stat> fstat(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail_errno("stat " + what);
+  return st;
+}
+
+Result<struct stat> fstatat(int dirfd, const std::string& path, int flags) {
+  struct stat st {};
+  if (::fstatat(dirfd, path.c_str(), &st, flags) != 0) return fail_errno("stat " + path);
+  return st;
+}
+
+Result<struct stat> stat(const std::string& path) { return fstatat(AT_FDCWD, path, 0); }
+Result<struct stat> lstat(const std::string& path) {
+  return fstatat(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW);
+}
+
+Result<std::size_t> read_full(int fd, std::span<std::byte> buf) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::read(fd, buf.data() + done, buf.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("read");
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+Result<std::size_t> pread_full(int fd, std::span<std::byte> buf, std::uint64_t off) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("pread");
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+Status write_all(int fd, std::span<const std::byte> buf) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("write");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Status pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t off) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("pwrite");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Result<std::string> read_fd(int fd, const std::string& what) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("read " + what);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  CFS_ASSIGN(UniqueFd fd, open(path, O_RDONLY));
+  return read_fd(fd.get(), path);
+}
+
+Status write_file(const std::string& path, std::string_view data, mode_t mode) {
+  CFS_ASSIGN(UniqueFd fd, open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
+  auto st = write_all(fd.get(), std::as_bytes(std::span(data.data(), data.size())));
+  if (!st) return fail(std::move(st).error().with_context(path));
+  auto cl = fd.close();
+  if (!cl) return fail(std::move(cl).error().with_context(path));
+  return {};
+}
+
+Status fsync(int fd, const std::string& what) {
+  if (::fsync(fd) != 0) return fail_errno("fsync " + what);
+  return {};
+}
+
+Status syncfs(int fd, const std::string& what) {
+  if (::syncfs(fd) != 0) return fail_errno("syncfs " + what);
+  return {};
+}
+
+Status renameat(int olddir, const std::string& oldpath, int newdir, const std::string& newpath) {
+  if (::renameat(olddir, oldpath.c_str(), newdir, newpath.c_str()) != 0)
+    return fail_errno("rename " + oldpath + " -> " + newpath);
+  return {};
+}
+
+Status unlinkat(int dirfd, const std::string& path, int flags) {
+  if (::unlinkat(dirfd, path.c_str(), flags) != 0) return fail_errno("unlink " + path);
+  return {};
+}
+
+Status mkdirat_p(int dirfd, const std::string& path, mode_t mode) {
+  std::size_t pos = 0;
+  while (pos <= path.size()) {
+    std::size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    if (slash > 0 && slash != pos) {
+      std::string prefix = path.substr(0, slash);
+      if (::mkdirat(dirfd, prefix.c_str(), mode) != 0 && errno != EEXIST)
+        return fail_errno("mkdir " + prefix);
+    }
+    pos = slash + 1;
+  }
+  return {};
+}
+
+Result<std::string> readlinkat(int dirfd, const std::string& path) {
+  std::string buf(4096, '\0');
+  for (;;) {
+    ssize_t n = ::readlinkat(dirfd, path.c_str(), buf.data(), buf.size());
+    if (n < 0) return fail_errno("readlink " + path);
+    if (static_cast<std::size_t>(n) < buf.size()) {
+      buf.resize(static_cast<std::size_t>(n));
+      return buf;
+    }
+    buf.resize(buf.size() * 2);
+  }
+}
+
+Result<std::vector<std::string>> list_xattrs(int fd, const std::string& what) {
+  std::string path = proc_fd_path(fd);
+  std::vector<char> buf(1024);
+  ssize_t n;
+  for (;;) {
+    n = ::listxattr(path.c_str(), buf.data(), buf.size());
+    if (n >= 0) break;
+    if (errno == ERANGE) {
+      ssize_t need = ::listxattr(path.c_str(), nullptr, 0);
+      if (need < 0) return fail_errno("listxattr " + what);
+      buf.resize(static_cast<std::size_t>(need) + 1);
+      continue;
+    }
+    if (errno == ENOTSUP) return std::vector<std::string>{};
+    return fail_errno("listxattr " + what);
+  }
+  std::vector<std::string> names;
+  std::size_t pos = 0;
+  auto len = static_cast<std::size_t>(n);
+  while (pos < len) {
+    std::string name(buf.data() + pos);
+    pos += name.size() + 1;
+    if (!name.empty()) names.push_back(std::move(name));
+  }
+  return names;
+}
+
+Result<std::string> get_xattr(int fd, const std::string& name, const std::string& what) {
+  std::string path = proc_fd_path(fd);
+  std::string value(256, '\0');
+  for (;;) {
+    ssize_t n = ::getxattr(path.c_str(), name.c_str(), value.data(), value.size());
+    if (n >= 0) {
+      value.resize(static_cast<std::size_t>(n));
+      return value;
+    }
+    if (errno != ERANGE) return fail_errno("getxattr " + name + " " + what);
+    ssize_t need = ::getxattr(path.c_str(), name.c_str(), nullptr, 0);
+    if (need < 0) return fail_errno("getxattr " + name + " " + what);
+    value.resize(static_cast<std::size_t>(need) + 1);
+  }
+}
+
+unsigned available_cpus() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  int n = get_nprocs();
+  return n > 0 ? static_cast<unsigned>(n) : 1U;
+}
+
+}  // namespace cfs::sys
