@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+// `composefs-info dump` / `composefs-info ls` output of a tree, byte-compatible with
+// composefs 1.0.8. The tree is expected to come from the image reader: directory sizes are
+// EROFS sizes, hardlinks are Entry::hardlink, overlay xattrs are already unescaped, whiteout
+// stubs are gone. Printing a parsed dump gives a dump that parses back to an equal tree.
+// Thread-safety: stateless; concurrent calls are fine.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "cfs/erofs/tree.h"
+
+namespace cfs::dump {
+
+/// Appends the dump of tree (root first, then depth-first in sorted order) to out.
+void print_dump(const Tree& tree, std::string& out);
+
+/// Appends `composefs-info ls` output (one line per entry: path, and for symlinks/regular
+/// files the target or backing path) to out.
+void print_ls(const Tree& tree, std::string& out);
+
+/// PATH escaping: `\\`, `\n`, `\r`, `\t`, `\xHH` for every byte that is not isgraph (C locale).
+std::string escape_path(std::string_view s);
+
+/// Escaping for optional fields (PAYLOAD, CONTENT): like escape_path, "-" when empty, and a
+/// literal "-" written as `\x2d`.
+std::string escape_optional(std::string_view s);
+
+/// Escaping for xattr keys/values: like escape_path plus `=` as `\x3d`.
+std::string escape_xattr(std::string_view s);
+
+}  // namespace cfs::dump
