@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+// load_tree(): the whole image as a cfs::Tree, undoing what the writer added (format §2.4,
+// §4.9, §4.10). The walk is depth-first in name order with an explicit stack, so the first
+// path met for a nid owns the node (later ones become hardlinks, as upstream's dump prints
+// them) and deep trees cannot overflow the C++ stack.
+#include <fmt/core.h>
+
+#include <algorithm>
+
+#include "cfs/erofs/reader.h"
+#include "erofs/reader_internal.h"
+
+namespace cfs::erofs {
+
+using detail::corrupt;
+
+namespace {
+
+// Deeper trees cannot be reached through PATH_MAX anyway; the cap keeps recursive consumers
+// (printers, writers) safe on hostile images.
+constexpr std::size_t kMaxDepth = 4096;
+
+std::uint32_t type_of(FileType t) {
+  switch (t) {
+    case FileType::kRegular:
+      return S_IFREG;
+    case FileType::kDirectory:
+      return S_IFDIR;
+    case FileType::kCharDevice:
+      return S_IFCHR;
+    case FileType::kBlockDevice:
+      return S_IFBLK;
+    case FileType::kFifo:
+      return S_IFIFO;
+    case FileType::kSocket:
+      return S_IFSOCK;
+    case FileType::kSymlink:
+      return S_IFLNK;
+    case FileType::kUnknown:
+      break;
+  }
+  return 0;
+}
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// Builds the user-visible node of inode `ino` (xattrs translated, payload/content/digest).
+Result<Node> make_node(const Image& img, const InodeInfo& ino) {
+  Node n;
+  n.mode = ino.mode;
+  n.nlink = ino.nlink;
+  n.uid = ino.uid;
+  n.gid = ino.gid;
+  n.mtime_sec = ino.mtime_sec;
+  n.mtime_nsec = ino.mtime_nsec;
+  n.size = ino.size;
+  if (ino.type() == S_IFCHR || ino.type() == S_IFBLK) n.rdev = ino.rdev;
+
+  CFS_ASSIGN(std::vector<RawXattr> raw, img.xattrs(ino));
+  bool whiteout = false;
+  n.xattrs.reserve(raw.size());
+  for (auto& x : raw) {
+    std::string_view name = x.name;
+    if (starts_with(name, kXattrTrustedOverlay)) {
+      if (name == kXattrRedirect) {
+        std::string_view v = x.value;  // exact length: see backing_from_xattrs
+        if (!v.empty() && v.front() == '/') v.remove_prefix(1);
+        n.payload.assign(v);
+      } else if (name == kXattrMetacopy) {
+        if (x.value.size() == 4 + 32) {
+          Sha256Digest d;
+          std::memcpy(d.data(), x.value.data() + 4, d.size());
+          n.digest = d;
+        }
+      } else if (starts_with(name, kXattrEscapedOverlay)) {
+        std::string_view rest = name.substr(kXattrEscapedOverlay.size());
+        if (rest == "whiteout") {
+          whiteout = true;
+        } else if (rest != "whiteouts") {
+          std::string key;
+          key.reserve(kXattrTrustedOverlay.size() + rest.size());
+          key.append(kXattrTrustedOverlay).append(rest);
+          n.xattrs.push_back({std::move(key), std::move(x.value)});
+        }
+      }
+      continue;  // other trusted.overlay.* (opaque=y on the root) are the writer's
+    }
+    if (name == "user.overlay.whiteout" || name == "user.overlay.whiteouts") continue;
+    n.xattrs.push_back({std::move(x.name), std::move(x.value)});
+  }
+
+  if (ino.is_reg()) {
+    if (whiteout) {
+      n.mode = S_IFCHR | (ino.mode & ~std::uint32_t{S_IFMT});
+      n.size = 0;
+      n.rdev = 0;
+      n.payload.clear();
+      n.digest.reset();
+    } else if (ino.layout != DataLayout::kChunkBased && ino.size > 0) {
+      CFS_ASSIGN(n.content, img.read(ino, 0, static_cast<std::size_t>(ino.size)));
+    }
+  } else if (ino.is_symlink()) {
+    CFS_ASSIGN(n.payload, img.readlink(ino.nid));
+  }
+  return n;
+}
+
+struct Frame {
+  NodeId node;
+  std::vector<DirentView> entries;
+  std::size_t next = 0;
+};
+
+}  // namespace
+
+Result<Tree> load_tree(const Image& img, const LoadOptions& opts) {
+  Tree tree;
+  const std::uint64_t root_nid = img.root_nid();
+  CFS_ASSIGN(InodeInfo root, img.inode(root_nid));
+  CFS_ASSIGN(Node root_node, make_node(img, root));
+  root_node.parent = tree.root();
+  tree.node(tree.root()) = std::move(root_node);
+
+  // nid -> node for non-directories (hardlinks); directories are marked to catch loops.
+  const std::uint64_t slots =
+      (img.bytes().size() - std::uint64_t{img.info().meta_blkaddr} * kBlockSize) / kSlotSize;
+  std::vector<NodeId> seen(static_cast<std::size_t>(slots), kNoNode);
+  constexpr NodeId kDirMark = kNoNode - 1;
+  seen[root_nid] = kDirMark;
+  tree.reserve(std::min<std::uint64_t>(img.info().inos, slots));
+
+  auto list = [&](const InodeInfo& dir) -> Result<std::vector<DirentView>> {
+    std::vector<DirentView> v;
+    v.reserve(static_cast<std::size_t>(dir.size / 24));
+    CFS_TRY(detail::walk_dir(img.bytes(), dir, 0, [&](const DirentView& e) {
+      if (e.name != "." && e.name != "..") v.push_back(e);
+      return true;
+    }));
+    return v;
+  };
+
+  std::vector<Frame> stack;
+  {
+    CFS_ASSIGN(auto entries, list(root));
+    if (!opts.filters.empty()) {
+      std::erase_if(entries, [&](const DirentView& e) {
+        return std::find(opts.filters.begin(), opts.filters.end(), e.name) == opts.filters.end();
+      });
+    }
+    stack.push_back({tree.root(), std::move(entries), 0});
+  }
+
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    if (f.next == f.entries.size()) {
+      stack.pop_back();
+      continue;
+    }
+    const DirentView e = f.entries[f.next++];
+    const NodeId parent = f.node;
+    if (e.nid >= slots)
+      return corrupt(
+          fmt::format("dirent {:?}: nid {} beyond the image", std::string(e.name), e.nid));
+    NodeId& seen_id = seen[e.nid];
+    if (seen_id == kDirMark)
+      return corrupt(fmt::format("nid {} ({:?}): directory reached twice (loop or hardlink)", e.nid,
+                                 std::string(e.name)));
+    if (seen_id != kNoNode) {
+      if (!tree.link(parent, std::string(e.name), seen_id, true))
+        return corrupt(fmt::format("nid {}: duplicate name {:?}", e.nid, std::string(e.name)));
+      continue;
+    }
+    CFS_ASSIGN(InodeInfo ino, img.inode(e.nid));
+    if (type_of(e.file_type) != ino.type())
+      return corrupt(fmt::format("nid {} ({:?}): dirent file_type {} does not match i_mode {:o}",
+                                 e.nid, std::string(e.name), static_cast<int>(e.file_type),
+                                 ino.mode));
+    if (ino.type() == S_IFCHR && ino.rdev == 0) continue;  // root stubs (and stray whiteouts)
+    CFS_ASSIGN(Node node, make_node(img, ino));
+    NodeId id = tree.add_node(std::move(node));
+    if (!tree.link(parent, std::string(e.name), id))
+      return corrupt(fmt::format("nid {}: duplicate name {:?}", e.nid, std::string(e.name)));
+    if (ino.is_dir()) {
+      seen_id = kDirMark;
+      if (stack.size() >= kMaxDepth)
+        return corrupt(fmt::format("nid {}: directory nesting deeper than {}", e.nid, kMaxDepth));
+      CFS_ASSIGN(auto entries, list(ino));
+      stack.push_back({id, std::move(entries), 0});  // invalidates f
+    } else {
+      seen_id = id;
+    }
+  }
+  return tree;
+}
+
+}  // namespace cfs::erofs
