@@ -1,27 +1,29 @@
 // SPDX-License-Identifier: Apache-2.0
-// Portable fs-verity implementation over OpenSSL EVP (the reference path; faster engines must
-// match it bit for bit).
+// fs-verity file digests: the streaming Hasher (bounded memory: one pending block per tree
+// level) and digest_fd, which hashes the leaves of large files on several threads segment by
+// segment and feeds their hashes to the same upper-level logic.
 #include "cfs/verity/digest.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cstring>
-
-#include <openssl/evp.h>
 
 #include "cfs/util/hex.h"
 #include "cfs/util/le.h"
 #include "cfs/util/sys.h"
+#include "verity/block_hasher_internal.h"
+#include "verity/leaves_internal.h"
 
 namespace cfs::verity {
 namespace {
 
-struct Descriptor {
+struct Descriptor {  // struct fsverity_descriptor
   std::uint8_t version;
   std::uint8_t hash_algorithm;
   std::uint8_t log_blocksize;
   std::uint8_t salt_size;
-  le32 sig_size;
+  le32 sig_size;  // __reserved_0x04: zero in the digest
   le64 data_size;
   std::uint8_t root_hash[64];
   std::uint8_t salt[32];
@@ -29,74 +31,173 @@ struct Descriptor {
 };
 static_assert(sizeof(Descriptor) == 256);
 
-std::size_t digest_size(HashAlg a) { return a == HashAlg::kSha512 ? 64 : 32; }
-const EVP_MD* evp(HashAlg a) { return a == HashAlg::kSha512 ? EVP_sha512() : EVP_sha256(); }
-
-void hash_once(HashAlg a, std::span<const std::uint8_t> prefix, std::span<const std::uint8_t> data,
-               std::uint8_t* out) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, evp(a), nullptr);
-  if (!prefix.empty()) EVP_DigestUpdate(ctx, prefix.data(), prefix.size());
-  EVP_DigestUpdate(ctx, data.data(), data.size());
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, out, &len);
-  EVP_MD_CTX_free(ctx);
-}
+// Leaves of a large file are hashed this many bytes at a time; their hashes (1/128 of it for
+// SHA-256/4K) then go through the streaming upper levels. Bounds memory for any file size.
+constexpr std::uint64_t kSegment = 64ull << 20;
+// Below this, threads cost more than they save.
+constexpr std::uint64_t kParallelMin = 4ull << 20;
 
 }  // namespace
 
+namespace detail {
+
+Digest descriptor_digest(const Params& p, std::uint64_t data_size, const std::uint8_t* root_hash) {
+  const std::size_t ds = verity::digest_size(p.alg);
+  Descriptor desc{};
+  desc.version = 1;
+  desc.hash_algorithm = static_cast<std::uint8_t>(p.alg);
+  desc.log_blocksize = static_cast<std::uint8_t>(__builtin_ctz(p.block_size));
+  desc.salt_size = static_cast<std::uint8_t>(p.salt.size());
+  desc.data_size = data_size;
+  std::memcpy(desc.root_hash, root_hash, ds);
+  if (!p.salt.empty()) std::memcpy(desc.salt, p.salt.data(), p.salt.size());
+  std::uint8_t raw[sizeof desc];
+  std::memcpy(raw, &desc, sizeof desc);
+  Digest d;
+  d.alg = p.alg;
+  d.size = ds;
+  hash_message(p.alg, raw, sizeof raw, d.bytes.data());
+  return d;
+}
+
+}  // namespace detail
+
 std::string Digest::hex() const { return to_hex(view()); }
+std::string Digest::str() const { return std::string(hash_alg_name(alg)) + ":" + hex(); }
+
+const char* hash_alg_name(HashAlg a) noexcept {
+  return a == HashAlg::kSha512 ? "sha512" : "sha256";
+}
+
+Result<HashAlg> parse_hash_alg(std::string_view name) {
+  if (name == "sha256") return HashAlg::kSha256;
+  if (name == "sha512") return HashAlg::kSha512;
+  return fail(Errc::kUnsupportedFeature,
+              "unknown hash algorithm '" + std::string(name) + "' (available: sha256 sha512)");
+}
 
 Status validate(const Params& p) {
   if (p.alg != HashAlg::kSha256 && p.alg != HashAlg::kSha512)
-    return fail(Errc::kUnsupportedFeature, "hash algorithm");
-  if (p.block_size < 1024 || p.block_size > 65536 || (p.block_size & (p.block_size - 1)) != 0)
     return fail(Errc::kUnsupportedFeature,
-                "block size " + std::to_string(p.block_size) +
-                    " (must be a power of two from 1024 to 65536)");
-  if (p.salt.size() > 32)
+                "hash algorithm " + std::to_string(static_cast<int>(p.alg)) + " not supported");
+  const std::size_t min_bs = 2 * digest_size(p.alg);
+  if (p.block_size < min_bs || p.block_size > kMaxBlockSize ||
+      (p.block_size & (p.block_size - 1)) != 0)
+    return fail(Errc::kUnsupportedFeature,
+                "block size " + std::to_string(p.block_size) + " not supported (must be a power " +
+                    "of two from " + std::to_string(min_bs) + " to " +
+                    std::to_string(kMaxBlockSize) + " for " + hash_alg_name(p.alg) + ")");
+  if (p.salt.size() > kMaxSaltSize)
     return fail(Errc::kInvalidInput,
                 "salt of " + std::to_string(p.salt.size()) + " bytes (at most 32)");
   return {};
 }
 
+Status validate_for_kernel(const Params& p) {
+  CFS_TRY(validate(p));
+  if (p.block_size < 1024 || p.block_size > 65536)
+    return fail(Errc::kUnsupportedFeature,
+                "block size " + std::to_string(p.block_size) +
+                    " not supported by the kernel (must be 1024..65536, at most the page size)");
+  return {};
+}
+
 struct Hasher::Impl {
   Params params;
-  std::size_t dsize;
-  std::vector<std::uint8_t> padded_salt;  // empty when no salt
-  // levels[k] accumulates hashes of level k-1 blocks (level 0 = data block buffer).
-  std::vector<std::vector<std::uint8_t>> pending;
+  detail::BlockHasher bh;
+  std::size_t ds;
   std::uint64_t total = 0;
+  std::vector<std::uint8_t> data;  // partial data block
+  // levels[k]: the partial block of tree level k (k = 0 holds leaf hashes), and how many full
+  // blocks of that level were already hashed and passed up.
+  struct Level {
+    std::vector<std::uint8_t> buf;
+    std::uint64_t emitted = 0;
+  };
+  std::vector<Level> levels;
 
-  explicit Impl(const Params& p) : params(p), dsize(digest_size(p.alg)) {
-    if (!p.salt.empty()) {
-      padded_salt.assign(p.alg == HashAlg::kSha512 ? 128 : 64, 0);
-      std::memcpy(padded_salt.data(), p.salt.data(), p.salt.size());
+  explicit Impl(const Params& p) : params(p), bh(p), ds(digest_size(p.alg)) {}
+
+  // Appends `n` consecutive hashes to level k, hashing each block as it fills.
+  void add(std::size_t k, const std::uint8_t* h, std::size_t n) {
+    const std::size_t bs = params.block_size;
+    while (n > 0) {
+      if (levels.size() <= k) levels.emplace_back();
+      Level& lv = levels[k];
+      if (lv.buf.capacity() < bs) lv.buf.reserve(bs);
+      const std::size_t take = std::min(n * ds, bs - lv.buf.size());
+      lv.buf.insert(lv.buf.end(), h, h + take);
+      h += take;
+      n -= take / ds;
+      if (lv.buf.size() == bs) {
+        std::uint8_t up[64];
+        bh.hash_blocks(lv.buf.data(), 1, up);
+        lv.buf.clear();
+        ++lv.emitted;
+        add(k + 1, up, 1);
+      }
     }
-    pending.emplace_back();
   }
 
-  void hash_block(std::span<const std::uint8_t> block, std::uint8_t* out) const {
-    hash_once(params.alg, padded_salt, block, out);
-  }
-
-  // Adds a digest to level `lvl` (1-based in pending); flushes full blocks upward.
-  void push(std::size_t lvl, const std::uint8_t* d) {
-    if (pending.size() <= lvl) pending.emplace_back();
-    auto& buf = pending[lvl];
-    buf.insert(buf.end(), d, d + dsize);
-    if (buf.size() == params.block_size) {
+  void add_data(const std::uint8_t* p, std::size_t n) {
+    const std::size_t bs = params.block_size;
+    total += n;
+    if (!data.empty()) {
+      const std::size_t take = std::min(n, bs - data.size());
+      data.insert(data.end(), p, p + take);
+      p += take;
+      n -= take;
+      if (data.size() < bs) return;
       std::uint8_t h[64];
-      hash_block(buf, h);
-      buf.clear();
-      push(lvl + 1, h);
-      ++flushed_upto(lvl);
+      bh.hash_blocks(data.data(), 1, h);
+      data.clear();
+      add(0, h, 1);
+    }
+    constexpr std::size_t kBatch = 64;
+    std::uint8_t hashes[kBatch * 64];
+    while (n >= bs) {
+      const std::size_t blocks = std::min(kBatch, n / bs);
+      bh.hash_blocks(p, blocks, hashes);
+      add(0, hashes, blocks);
+      p += blocks * bs;
+      n -= blocks * bs;
+    }
+    if (n > 0) {
+      data.reserve(bs);
+      data.assign(p, p + n);
     }
   }
-  std::vector<std::uint64_t> flushed;
-  std::uint64_t& flushed_upto(std::size_t lvl) {
-    if (flushed.size() <= lvl) flushed.resize(lvl + 1, 0);
-    return flushed[lvl];
+
+  Digest finish() {
+    std::uint8_t root[64] = {};
+    if (total > 0) {
+      if (!data.empty()) {
+        std::uint8_t h[64];
+        bh.hash_tail(data.data(), data.size(), h);
+        data.clear();
+        add(0, h, 1);
+      }
+      if (levels[0].emitted == 0 && levels[0].buf.size() == ds) {
+        std::memcpy(root, levels[0].buf.data(), ds);  // one data block: its hash is the root
+      } else {
+        for (std::size_t k = 0;; ++k) {
+          Level& lv = levels[k];
+          if (!lv.buf.empty()) {
+            lv.buf.resize(params.block_size, 0);
+            std::uint8_t h[64];
+            bh.hash_blocks(lv.buf.data(), 1, h);
+            lv.buf.clear();
+            ++lv.emitted;
+            add(k + 1, h, 1);
+          }
+          if (levels[k].emitted == 1) {
+            std::memcpy(root, levels[k + 1].buf.data(), ds);
+            break;
+          }
+        }
+      }
+    }
+    return detail::descriptor_digest(params, total, root);
   }
 };
 
@@ -107,92 +208,10 @@ Hasher& Hasher::operator=(Hasher&&) noexcept = default;
 std::uint64_t Hasher::size() const noexcept { return impl_->total; }
 
 void Hasher::update(std::span<const std::byte> data) {
-  auto& im = *impl_;
-  auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-  std::size_t n = data.size();
-  im.total += n;
-  auto& buf = im.pending[0];
-  while (n > 0) {
-    std::size_t take = std::min<std::size_t>(n, im.params.block_size - buf.size());
-    if (buf.empty() && take == im.params.block_size) {
-      std::uint8_t h[64];
-      im.hash_block({p, take}, h);
-      im.push(1, h);
-    } else {
-      buf.insert(buf.end(), p, p + take);
-      if (buf.size() == im.params.block_size) {
-        std::uint8_t h[64];
-        im.hash_block(buf, h);
-        buf.clear();
-        im.push(1, h);
-      }
-    }
-    p += take;
-    n -= take;
-  }
+  impl_->add_data(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
 }
 
-Digest Hasher::finish() {
-  auto& im = *impl_;
-  const std::size_t bs = im.params.block_size;
-  std::uint8_t root[64] = {};
-  if (im.total > 0) {
-    // Pad and flush the partial data block, then each level until one block remains.
-    if (!im.pending[0].empty()) {
-      im.pending[0].resize(bs, 0);
-      std::uint8_t h[64];
-      im.hash_block(im.pending[0], h);
-      im.pending[0].clear();
-      im.push(1, h);
-    }
-    std::uint64_t n_data = (im.total + bs - 1) / bs;
-    if (n_data == 1) {
-      // Single block: its hash is the root. It was pushed to level 1.
-      std::memcpy(root, im.pending[1].data(), im.dsize);
-    } else {
-      for (std::size_t lvl = 1;; ++lvl) {
-        // blocks already emitted at this level + the partial one.
-        std::uint64_t emitted = lvl < im.flushed.size() ? im.flushed[lvl] : 0;
-        bool partial = lvl < im.pending.size() && !im.pending[lvl].empty();
-        std::uint64_t blocks = emitted + (partial ? 1 : 0);
-        if (blocks == 1) {
-          auto& buf = im.pending[lvl];
-          if (partial) {
-            buf.resize(bs, 0);
-            im.hash_block(buf, root);
-          } else {
-            std::memcpy(root, im.pending[lvl + 1].data(), im.dsize);
-          }
-          break;
-        }
-        if (partial) {
-          auto& buf = im.pending[lvl];
-          buf.resize(bs, 0);
-          std::uint8_t h[64];
-          im.hash_block(buf, h);
-          buf.clear();
-          im.push(lvl + 1, h);
-          ++im.flushed_upto(lvl);
-        }
-      }
-    }
-  }
-  Descriptor desc{};
-  desc.version = 1;
-  desc.hash_algorithm = static_cast<std::uint8_t>(im.params.alg);
-  desc.log_blocksize = static_cast<std::uint8_t>(__builtin_ctz(im.params.block_size));
-  desc.salt_size = static_cast<std::uint8_t>(im.params.salt.size());
-  desc.data_size = im.total;
-  std::memcpy(desc.root_hash, root, im.dsize);
-  if (!im.params.salt.empty()) std::memcpy(desc.salt, im.params.salt.data(), im.params.salt.size());
-  Digest d;
-  d.alg = im.params.alg;
-  d.size = im.dsize;
-  std::uint8_t raw[sizeof desc];
-  std::memcpy(raw, &desc, sizeof desc);
-  hash_once(im.params.alg, {}, {raw, sizeof raw}, d.bytes.data());
-  return d;
-}
+Digest Hasher::finish() { return impl_->finish(); }
 
 Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
   Hasher h(p);
@@ -200,18 +219,58 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
   return h.finish();
 }
 
-Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned) {
-  CFS_TRY(validate(p));
+namespace {
+
+// A file of at most one block: one read, one leaf hash, the descriptor. No allocation beyond
+// a per-thread buffer, so many small files go at the speed of open/read/close.
+Result<Digest> digest_small(int fd, const Params& p, std::uint64_t size, const std::string& what) {
+  thread_local std::vector<std::byte> buf;
+  if (buf.size() < p.block_size) buf.resize(p.block_size);
+  auto got = sys::pread_full(fd, std::span(buf.data(), size), 0);
+  if (!got) return fail(std::move(got).error().with_context(what));
+  const detail::BlockHasher& bh = detail::cached_hasher(p);
+  std::uint8_t root[64] = {};
+  if (*got > 0) bh.hash_tail(reinterpret_cast<const std::uint8_t*>(buf.data()), *got, root);
+  return detail::descriptor_digest(p, *got, root);
+}
+
+Result<Digest> digest_stream(int fd, const Params& p, const std::string& what) {
   Hasher h(p);
-  std::vector<std::byte> buf(1 << 18);
+  std::vector<std::byte> buf(256 * 1024);
   for (;;) {
     auto n = sys::read_full(fd, buf);
     if (!n) return fail(std::move(n).error().with_context(what));
-    if (*n == 0) break;
     h.update({buf.data(), *n});
     if (*n < buf.size()) break;
   }
   return h.finish();
+}
+
+}  // namespace
+
+Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads) {
+  CFS_TRY(validate(p));
+  CFS_ASSIGN(struct stat st, sys::fstat(fd, what));
+  if (S_ISDIR(st.st_mode)) return fail_errno(what, EISDIR);
+  // Pipes, and regular files whose size says nothing (procfs), are read to EOF.
+  if (!S_ISREG(st.st_mode) || st.st_size == 0) return digest_stream(fd, p, what);
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size <= p.block_size) return digest_small(fd, p, size, what);
+
+  threads = detail::resolve_threads(threads);
+  if (size < kParallelMin) threads = 1;
+  Hasher h(p);
+  Hasher::Impl& im = *h.impl_;
+  const std::uint64_t bs = p.block_size;
+  const std::uint64_t seg = std::max<std::uint64_t>(kSegment / bs, 1) * bs;
+  std::vector<std::uint8_t> hashes(static_cast<std::size_t>(std::min(size, seg) / bs + 1) * im.ds);
+  for (std::uint64_t off = 0; off < size; off += seg) {
+    const std::uint64_t len = std::min(seg, size - off);
+    CFS_TRY(detail::hash_leaves(im.bh, fd, off, len, hashes.data(), threads, what));
+    im.add(0, hashes.data(), static_cast<std::size_t>((len + bs - 1) / bs));
+  }
+  im.total = size;
+  return im.finish();
 }
 
 Result<Digest> digest_file(const std::string& path, const Params& p, unsigned threads) {

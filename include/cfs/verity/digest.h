@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cfs/util/result.h"
@@ -25,9 +26,25 @@ struct Params {
   std::vector<std::uint8_t> salt;  ///< 0..32 bytes
 };
 
-/// Checks the parameters as the kernel would (power of two 1024..65536, salt <= 32 bytes).
+/// Checks the parameters as fsverity-utils does for userspace digests: SHA-256 or SHA-512, the
+/// block size a power of two from 2 * digest size up to kMaxBlockSize, salt <= 32 bytes.
 /// Returns Errc::kUnsupportedFeature / kInvalidInput naming the offending field.
 Status validate(const Params& p);
+/// validate() plus what the kernel accepts for FS_IOC_ENABLE_VERITY: block size 1024..65536
+/// (the kernel further limits it to the page size and the filesystem block size).
+Status validate_for_kernel(const Params& p);
+
+/// Largest Merkle block size cfs computes in userspace (libfsverity has no limit; the kernel's
+/// is 65536). Bounds the memory of one pending block per tree level.
+inline constexpr std::uint32_t kMaxBlockSize = 1u << 20;
+inline constexpr std::size_t kMaxSaltSize = 32;
+
+/// Digest size in bytes: 32 (SHA-256) or 64 (SHA-512).
+constexpr std::size_t digest_size(HashAlg a) noexcept { return a == HashAlg::kSha512 ? 64 : 32; }
+/// "sha256" / "sha512", the names fsverity-utils prints and parses.
+const char* hash_alg_name(HashAlg a) noexcept;
+/// Parses "sha256" / "sha512"; Errc::kUnsupportedFeature otherwise.
+Result<HashAlg> parse_hash_alg(std::string_view name);
 
 /// Digest bytes (32 for SHA-256, 64 for SHA-512).
 struct Digest {
@@ -36,6 +53,8 @@ struct Digest {
   std::size_t size = 0;
   std::span<const std::uint8_t> view() const noexcept { return {bytes.data(), size}; }
   std::string hex() const;
+  /// "sha256:<hex>", the form `fsverity digest` prints.
+  std::string str() const;
   friend bool operator==(const Digest& a, const Digest& b) noexcept {
     return a.alg == b.alg && a.size == b.size && a.view().size() == b.view().size() &&
            std::equal(a.view().begin(), a.view().end(), b.view().begin());
@@ -58,6 +77,9 @@ class Hasher {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  // Feeds leaf hashes computed on several threads into the upper levels.
+  friend Result<Digest> digest_fd(int fd, const Params& p, const std::string& what,
+                                  unsigned threads);
 };
 
 /// Digest of an in-memory buffer.

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: Apache-2.0
+// SHA-256 (FIPS 180-4): scalar compression for precomputation, and an N-way interleaved SHA-NI
+// kernel compiled with function-level target attributes so the build needs no -m flags and
+// the code only runs after a cpuid check.
+#include <cstring>
+
+#include "verity/sha256_internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define CFS_HAVE_X86 1
+#else
+#define CFS_HAVE_X86 0
+#endif
+
+namespace cfs::verity::detail {
+namespace {
+
+alignas(16) constexpr std::uint32_t kK[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+constexpr std::uint32_t kIv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+constexpr std::uint32_t load_be32(const std::uint8_t* p) {
+  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 |
+         std::uint32_t{p[3]};
+}
+
+// Message schedule of one 64-byte block.
+void expand(const std::uint8_t* block, std::uint32_t w[64]) {
+  for (int t = 0; t < 16; ++t) w[t] = load_be32(block + 4 * t);
+  for (int t = 16; t < 64; ++t) {
+    std::uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+    std::uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+    w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+  }
+}
+
+}  // namespace
+
+void sha256_compress_scalar(std::uint32_t state[8], const std::uint8_t* blocks, std::size_t n) {
+  for (std::size_t b = 0; b < n; ++b) {
+    std::uint32_t w[64];
+    expand(blocks + 64 * b, w);
+    std::uint32_t a = state[0], bb = state[1], c = state[2], d = state[3], e = state[4],
+                  f = state[5], g = state[6], h = state[7];
+    for (int t = 0; t < 64; ++t) {
+      std::uint32_t t1 =
+          h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kK[t] + w[t];
+      std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = bb;
+      bb = a;
+      a = t1 + t2;
+    }
+    state[0] += a;
+    state[1] += bb;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
+  }
+}
+
+Sha256Plan make_sha256_plan(const std::uint8_t* prefix, std::size_t prefix_len, std::size_t len) {
+  Sha256Plan p{};
+  std::memcpy(p.state, kIv, sizeof kIv);
+  if (prefix_len > 0) sha256_compress_scalar(p.state, prefix, prefix_len / 64);
+  p.prefix_len = prefix_len;
+  // The message length is a multiple of 64, so the padding is a whole block: 0x80, zeros,
+  // and the bit length big-endian in the last 8 bytes. Its schedule never changes.
+  std::uint8_t pad[64] = {0x80};
+  std::uint64_t bits = (static_cast<std::uint64_t>(prefix_len) + len) * 8;
+  for (int i = 0; i < 8; ++i) pad[63 - i] = static_cast<std::uint8_t>(bits >> (8 * i));
+  std::uint32_t w[64];
+  expand(pad, w);
+  for (int t = 0; t < 64; ++t) p.pad_wk[t] = w[t] + kK[t];
+  return p;
+}
+
+#if CFS_HAVE_X86
+
+bool cpu_has_sha_ni() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool ssse3 = (c & (1u << 9)) != 0, sse41 = (c & (1u << 19)) != 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool sha = (b & (1u << 29)) != 0;
+  return ssse3 && sse41 && sha;
+}
+
+namespace {
+
+#define CFS_SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+template <unsigned N>
+CFS_SHA_TARGET __attribute__((always_inline)) inline void quad(__m128i* abef, __m128i* cdgh,
+                                                               const __m128i* m, int q) {
+  const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kK + 4 * q));
+  for (unsigned l = 0; l < N; ++l) {
+    __m128i t = _mm_add_epi32(m[l], k);
+    cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], t);
+    t = _mm_shuffle_epi32(t, 0x0E);
+    abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], t);
+  }
+}
+
+// N independent messages, each `nblk` 64-byte blocks from a common start state, then the shared
+// padding block. The per-lane loops are unrolled by the compiler (N is a constant), so the N
+// instruction streams interleave and keep several SHA units busy.
+template <unsigned N>
+CFS_SHA_TARGET inline void lanes(const Sha256Plan& plan, const std::uint8_t* const* msg,
+                                 std::size_t nblk, std::uint8_t* const* out) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i abef[N], cdgh[N];
+  {
+    __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(plan.state));
+    __m128i s1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(plan.state + 4));
+    t = _mm_shuffle_epi32(t, 0xB1);
+    s1 = _mm_shuffle_epi32(s1, 0x1B);
+    const __m128i s0 = _mm_alignr_epi8(t, s1, 8);
+    s1 = _mm_blend_epi16(s1, t, 0xF0);
+    for (unsigned l = 0; l < N; ++l) {
+      abef[l] = s0;
+      cdgh[l] = s1;
+    }
+  }
+  for (std::size_t b = 0; b < nblk; ++b) {
+    __m128i save0[N], save1[N], m[4][N];
+    for (unsigned l = 0; l < N; ++l) {
+      save0[l] = abef[l];
+      save1[l] = cdgh[l];
+      const std::uint8_t* p = msg[l] + 64 * b;
+      for (int i = 0; i < 4; ++i)
+        m[i][l] =
+            _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * i)), bswap);
+    }
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; ++q) {
+      if (q >= 4) {
+        __m128i* cur = m[q % 4];
+        const __m128i* n1 = m[(q + 1) % 4];
+        const __m128i* n2 = m[(q + 2) % 4];
+        const __m128i* n3 = m[(q + 3) % 4];
+        for (unsigned l = 0; l < N; ++l) {
+          __m128i x = _mm_sha256msg1_epu32(cur[l], n1[l]);
+          x = _mm_add_epi32(x, _mm_alignr_epi8(n3[l], n2[l], 4));
+          cur[l] = _mm_sha256msg2_epu32(x, n3[l]);
+        }
+      }
+      quad<N>(abef, cdgh, m[q % 4], q);
+    }
+    for (unsigned l = 0; l < N; ++l) {
+      abef[l] = _mm_add_epi32(abef[l], save0[l]);
+      cdgh[l] = _mm_add_epi32(cdgh[l], save1[l]);
+    }
+  }
+  // Final padding block: W + K precomputed, identical for every lane.
+  {
+    __m128i save0[N], save1[N];
+    for (unsigned l = 0; l < N; ++l) {
+      save0[l] = abef[l];
+      save1[l] = cdgh[l];
+    }
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; ++q) {
+      const __m128i wk = _mm_load_si128(reinterpret_cast<const __m128i*>(plan.pad_wk + 4 * q));
+      for (unsigned l = 0; l < N; ++l) {
+        cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], wk);
+        abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], _mm_shuffle_epi32(wk, 0x0E));
+      }
+    }
+    for (unsigned l = 0; l < N; ++l) {
+      abef[l] = _mm_add_epi32(abef[l], save0[l]);
+      cdgh[l] = _mm_add_epi32(cdgh[l], save1[l]);
+    }
+  }
+  for (unsigned l = 0; l < N; ++l) {
+    const __m128i t = _mm_shuffle_epi32(abef[l], 0x1B);
+    const __m128i s1 = _mm_shuffle_epi32(cdgh[l], 0xB1);
+    const __m128i lo = _mm_blend_epi16(t, s1, 0xF0);
+    const __m128i hi = _mm_alignr_epi8(s1, t, 8);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[l]), _mm_shuffle_epi8(lo, bswap));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out[l] + 16), _mm_shuffle_epi8(hi, bswap));
+  }
+}
+
+template <unsigned N>
+CFS_SHA_TARGET void lanes_noinline(const Sha256Plan& plan, const std::uint8_t* const* msg,
+                                   std::size_t nblk, std::uint8_t* const* out) {
+  lanes<N>(plan, msg, nblk, out);
+}
+
+}  // namespace
+
+void sha256_ni_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
+                      std::size_t count, std::uint8_t* const* outs, unsigned nlanes) {
+  const std::size_t nblk = len / 64;
+  const std::size_t w = nlanes < 1 ? 1 : nlanes > 4 ? 4 : nlanes;
+  std::size_t i = 0;
+  for (; i + w <= count; i += w) {
+    switch (w) {
+      case 4:
+        lanes_noinline<4>(plan, msgs + i, nblk, outs + i);
+        break;
+      case 3:
+        lanes_noinline<3>(plan, msgs + i, nblk, outs + i);
+        break;
+      case 2:
+        lanes_noinline<2>(plan, msgs + i, nblk, outs + i);
+        break;
+      default:
+        lanes_noinline<1>(plan, msgs + i, nblk, outs + i);
+        break;
+    }
+  }
+  const std::size_t rest = count - i;
+  if (rest >= 2) {
+    lanes_noinline<2>(plan, msgs + i, nblk, outs + i);
+    i += 2;
+  }
+  if (i < count) lanes_noinline<1>(plan, msgs + i, nblk, outs + i);
+}
+
+void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len,
+                    std::size_t count, std::uint8_t* out, unsigned nlanes) {
+  constexpr std::size_t kBatch = 64;
+  const std::uint8_t* msgs[kBatch];
+  std::uint8_t* outs[kBatch];
+  for (std::size_t done = 0; done < count;) {
+    const std::size_t n = count - done < kBatch ? count - done : kBatch;
+    for (std::size_t j = 0; j < n; ++j) {
+      msgs[j] = in + (done + j) * len;
+      outs[j] = out + (done + j) * 32;
+    }
+    sha256_ni_gather(plan, msgs, len, n, outs, nlanes);
+    done += n;
+  }
+}
+
+#else  // !CFS_HAVE_X86
+
+bool cpu_has_sha_ni() noexcept { return false; }
+void sha256_ni_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::size_t,
+                      std::uint8_t* const*, unsigned) {}
+void sha256_ni_many(const Sha256Plan&, const std::uint8_t*, std::size_t, std::size_t, std::uint8_t*,
+                    unsigned) {}
+
+#endif
+
+}  // namespace cfs::verity::detail

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+// SHA-256 building blocks for fs-verity: every hashed message has the same length (one Merkle
+// block, after an optional one-block salt prefix), so the salted start state and the message
+// schedule of the final padding block are computed once per parameter set (Plan), and the
+// SHA-NI kernel hashes 1..4 independent messages interleaved (AMD Zen runs several sha256rnds2
+// at once, so interleaving, not a faster single stream, is what raises throughput).
+// Thread-safety: a Plan is immutable after make_plan(); all functions are reentrant.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cfs::verity::detail {
+
+struct Sha256Plan {
+  std::uint32_t state[8];                // state after the salt block (or the IV)
+  alignas(16) std::uint32_t pad_wk[64];  // W[t] + K[t] of the constant final padding block
+  std::uint64_t prefix_len = 0;          // bytes already absorbed into `state`
+};
+
+/// Plan for messages of `len` bytes (a multiple of 64) preceded by `prefix` (0 or 64 bytes).
+Sha256Plan make_sha256_plan(const std::uint8_t* prefix, std::size_t prefix_len, std::size_t len);
+
+/// Portable scalar compression (used for plans and as a cross-check in tests).
+void sha256_compress_scalar(std::uint32_t state[8], const std::uint8_t* blocks, std::size_t n);
+
+/// True when the CPU has SHA-NI, SSSE3 and SSE4.1 (cpuid).
+bool cpu_has_sha_ni() noexcept;
+
+/// Hashes `count` messages of plan-length `len` bytes, message i at in + i * len, into 32-byte
+/// digests at out + i * 32, interleaving `lanes` (1..4) messages at a time. SHA-NI only: call
+/// only when cpu_has_sha_ni().
+void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len,
+                    std::size_t count, std::uint8_t* out, unsigned lanes);
+
+/// Same as sha256_ni_many() but the messages are at arbitrary addresses.
+void sha256_ni_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
+                      std::size_t count, std::uint8_t* const* outs, unsigned lanes);
+
+}  // namespace cfs::verity::detail
