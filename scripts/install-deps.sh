@@ -11,7 +11,7 @@ PACKAGES=(
   libssl-dev libfuse3-dev libcli11-dev libfmt-dev libexpected-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime tools used by the tests as independent oracles
-  fuse3 erofs-utils fsverity attr python3 e2fsprogs util-linux
+  fuse3 erofs-utils fsverity attr python3 e2fsprogs util-linux groff-base man-db
   # VM harness for real kernel fs-verity tests
   qemu-system-x86 busybox-static cpio xz-utils file
   # benchmarks
