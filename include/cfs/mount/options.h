@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// mount.composefs options: parsing of the mount(8) `-o` string and validation of conflicts.
+// The conflict rules are the ones Linux 6.6-6.15 enforced for overlayfs verity; cfs enforces
+// them on every kernel, because 6.16 stopped checking and would otherwise mount a "verity"
+// overlay whose digests can never be checked. Thread-safety: value types and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::mount {
+
+/// Overlayfs `verity=` (Linux 6.6): off = digests ignored; on = a digest present in a metacopy
+/// file must match the object's fs-verity; require = additionally every metacopy file must
+/// carry a digest.
+enum class VerityMode : std::uint8_t { kOff, kOn, kRequire };
+
+const char* to_string(VerityMode m) noexcept;
+
+/// Where an option value came from matters for conflict messages: the user's spelling is
+/// quoted back ("verity" vs "digest=..." vs "verity=require").
+struct Options {
+  std::vector<std::string> basedirs;     ///< object directories, in lookup order (basedir=A:B)
+  std::optional<verity::Digest> digest;  ///< expected fs-verity digest of the image (digest=)
+  std::optional<VerityMode> verity;      ///< explicit verity / verity=MODE
+  std::string verity_spelling;           ///< how the user wrote it, for messages
+  bool try_verity = false;               ///< tryverity: require if the kernel supports it
+  std::string upperdir;
+  std::string workdir;
+  bool read_only = false;                   ///< ro / rw, last one wins
+  std::string idmap;                        ///< user namespace file for an idmapped EROFS mount
+  std::optional<bool> metacopy;             ///< explicit metacopy=on|off
+  std::optional<std::string> redirect_dir;  ///< explicit redirect_dir=on|follow|nofollow|off
+  bool userxattr = false;                   ///< explicit userxattr
+  std::uint64_t mount_attrs = 0;            ///< MOUNT_ATTR_* from nosuid, nodev, noexec, ...
+  std::vector<std::string> ignored;         ///< mount(8) userspace-only options we skip
+};
+
+/// Splits a mount(8) option string at commas; a backslash escapes the next character (so
+/// `basedir=/a\,b` is one option). Empty items are dropped.
+Result<std::vector<std::string>> split_options(std::string_view text);
+
+/// Parses one `-o` string into `opts` (several -o arguments accumulate, later ones win like
+/// mount(8)). Unknown options, malformed digests and bad values fail with Errc::kInvalidInput
+/// naming the option. Does not check conflicts: call validate() once all are parsed.
+Status parse_options(std::string_view text, Options& opts);
+
+/// The verity mode the overlay will be asked for: explicit verity=, else require when
+/// `verity`, `tryverity` or `digest=` was given, else off.
+VerityMode effective_verity(const Options& opts) noexcept;
+
+/// Rejects combinations the kernel would reject on some version, or that silently weaken
+/// verity (Errc::kConflict, message naming both options), and missing requirements
+/// (basedir=, upperdir without workdir; Errc::kInvalidInput).
+Status validate(const Options& opts);
+
+/// Parses "sha256 hex" (64 digits) or SHA-512 (128 digits) into a Digest.
+Result<verity::Digest> parse_digest_hex(std::string_view hex);
+
+}  // namespace cfs::mount
