@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+// `composefs-info [--basedir=PATH] [--filter=NAME]... COMMAND IMAGE...` (also `cfs info`):
+// ls, dump, objects, missing-objects, measure-file with composefs 1.0.8's semantics and output
+// (composefs-tools.md §2). Options may appear anywhere, as with getopt_long's permutation.
+// Under the compat name every failure exits 1 like upstream; `cfs info` uses 2 for usage.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "cfs/dump/print.h"
+#include "cfs/erofs/reader.h"
+#include "cfs/util/hex.h"
+#include "cfs/util/sys.h"
+#include "cfs/verity/digest.h"
+#include "tools/command.h"
+#include "tools/info_measure.h"
+
+namespace cfs::tools {
+namespace {
+
+constexpr std::size_t kFlushBytes = std::size_t{1} << 20;
+
+struct InfoArgs {
+  std::string basedir;
+  bool have_basedir = false;
+  std::vector<std::string> filters;
+  std::vector<std::string> positional;  // command, then images/files
+};
+
+class Info {
+ public:
+  explicit Info(bool compat) : compat_(compat), prog_(compat ? "composefs-info" : "cfs") {}
+
+  int run(int argc, char** argv) {
+    InfoArgs a;
+    if (int rc = parse(argc, argv, a); rc >= 0) return rc;
+    if (a.positional.empty()) return usage_error("No command specified");
+    const std::string cmd = a.positional[0];
+    std::vector<std::string> files(a.positional.begin() + 1, a.positional.end());
+    if (cmd == "measure-file") {
+      if (files.empty()) return usage_error("No files specified");
+      return measure(files);
+    }
+    if (cmd != "ls" && cmd != "dump" && cmd != "objects" && cmd != "missing-objects")
+      return error(fmt::format("Unknown command '{}'", cmd), kExitFailure);
+    UniqueFd basedir;
+    if (a.have_basedir) {
+      auto fd = sys::open(a.basedir, O_RDONLY | O_DIRECTORY | O_PATH);
+      if (!fd) return error(fd.error().message(), kExitFailure);
+      basedir = std::move(*fd);
+    }
+    if (files.empty()) return usage_error("No image path specified");
+
+    std::set<std::string> objects;
+    erofs::LoadOptions opts{a.filters};
+    for (const auto& path : files) {
+      auto img = erofs::Image::open(path);
+      if (!img) return error("Failed to load '" + path + "': " + img.error().message());
+      auto tree = erofs::load_tree(*img, opts);
+      if (!tree) return error("Failed to load '" + path + "': " + tree.error().message());
+      if (cmd == "ls" || cmd == "dump") {
+        if (cmd == "ls")
+          dump::print_ls(*tree, out_);
+        else
+          dump::print_dump(*tree, out_);
+        if (!flush()) return kExitFailure;
+        continue;
+      }
+      for (std::size_t i = 0; i < tree->size(); ++i) {
+        const Node& n = tree->node(static_cast<NodeId>(i));
+        if (!n.is_reg() || n.payload.empty() || objects.contains(n.payload)) continue;
+        if (cmd == "missing-objects" && basedir) {
+          std::string_view rel = n.payload;
+          while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+          if (sys::fstatat(basedir.get(), std::string(rel), AT_EMPTY_PATH)) continue;
+        }
+        objects.insert(n.payload);
+      }
+    }
+    for (const auto& o : objects) {
+      out_.append(o).push_back('\n');
+      if (out_.size() >= kFlushBytes && !flush()) return kExitFailure;
+    }
+    return flush() ? kExitOk : kExitFailure;
+  }
+
+ private:
+  // Returns -1 to continue, else an exit code.
+  int parse(int argc, char** argv, InfoArgs& a) {
+    bool options_done = false;
+    for (int i = 1; i < argc; ++i) {
+      std::string_view arg = argv[i];
+      if (options_done || arg.size() < 2 || arg.substr(0, 2) != "--") {
+        if (arg == "-h" && !options_done) return help();
+        a.positional.emplace_back(arg);
+        continue;
+      }
+      if (arg == "--") {
+        options_done = true;
+        continue;
+      }
+      if (arg == "--help") return help();
+      std::string_view name = arg.substr(2), value;
+      bool has_value = false;
+      if (auto eq = name.find('='); eq != std::string_view::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+      if (name != "basedir" && name != "filter")
+        return usage_error(fmt::format("unrecognized option '{}'", arg));
+      if (!has_value) {
+        if (i + 1 >= argc) return usage_error(fmt::format("option '--{}' needs a value", name));
+        value = argv[++i];
+      }
+      if (name == "basedir") {
+        a.basedir = std::string(value);
+        a.have_basedir = true;
+      } else {
+        if (value.find('/') != std::string_view::npos)
+          return error(fmt::format("Filter must be a single name: {}", value), kExitFailure);
+        a.filters.emplace_back(value);
+      }
+    }
+    return -1;
+  }
+
+  int measure(const std::vector<std::string>& files) {
+    for (const auto& f : files) {
+      auto d = measure_file_digest(f);
+      if (!d) return error(fmt::format("failed to measure '{}': {}", f, d.error().message()));
+      out_.append(d->hex()).push_back('\n');
+    }
+    return flush() ? kExitOk : kExitFailure;
+  }
+
+  bool flush() {
+    for (std::size_t off = 0; off < out_.size(); off += kFlushBytes) {
+      std::string_view part = std::string_view(out_).substr(off, kFlushBytes);
+      auto st = sys::write_all(1, std::as_bytes(std::span(part.data(), part.size())));
+      if (!st) {
+        error("write stdout: " + st.error().message());
+        return false;
+      }
+    }
+    out_.clear();
+    return true;
+  }
+
+  int help() {
+    fmt::print("usage: {} [--basedir=PATH] [--filter=NAME]... "
+               "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
+               compat_ ? "composefs-info" : "cfs info");
+    return kExitOk;
+  }
+
+  int usage_error(const std::string& msg) {
+    fmt::print(stderr, "{}: error: {}\n", prog_, msg);
+    fmt::print(stderr,
+               "usage: {} [--basedir=PATH] [--filter=NAME]... "
+               "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
+               compat_ ? "composefs-info" : "cfs info");
+    return compat_ ? kExitFailure : kExitUsage;
+  }
+
+  int error(const std::string& msg, int rc = kExitFailure) {
+    fmt::print(stderr, "{}: error: {}\n", prog_, msg);
+    return rc;
+  }
+
+  bool compat_;
+  std::string prog_;
+  std::string out_;
+};
+
+int run_composefs_info(int argc, char** argv) { return Info(true).run(argc, argv); }
+int run_info(int argc, char** argv) { return Info(false).run(argc, argv); }
+
+}  // namespace
+
+CFS_REGISTER_COMMAND("composefs-info", "", run_composefs_info);
+CFS_REGISTER_COMMAND("info", "inspect images: ls, dump, objects, missing-objects, measure-file",
+                     run_info);
+
+}  // namespace cfs::tools
