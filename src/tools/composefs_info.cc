@@ -4,14 +4,13 @@
 // (composefs-tools.md §2). Options may appear anywhere, as with getopt_long's permutation.
 // Under the compat name every failure exits 1 like upstream; `cfs info` uses 2 for usage.
 #include <fcntl.h>
+#include <fmt/core.h>
 
 #include <algorithm>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "cfs/dump/print.h"
 #include "cfs/erofs/reader.h"
@@ -154,9 +153,10 @@ class Info {
   }
 
   int help() {
-    fmt::print("usage: {} [--basedir=PATH] [--filter=NAME]... "
-               "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
-               compat_ ? "composefs-info" : "cfs info");
+    fmt::print(
+        "usage: {} [--basedir=PATH] [--filter=NAME]... "
+        "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
+        compat_ ? "composefs-info" : "cfs info");
     return kExitOk;
   }
 

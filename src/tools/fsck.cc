@@ -10,8 +10,10 @@
 // (image or store unreadable, I/O error while checking).
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,9 +22,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/core.h>
 
 #include "cfs/erofs/reader.h"
 #include "cfs/util/hex.h"
@@ -49,11 +48,21 @@ std::string json_escape(std::string_view s) {
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      case '\r': o += "\\r"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f)
           o += fmt::format("\\u{:04x}", c);  // bytes, not UTF-8: keep the output ASCII
@@ -104,7 +113,7 @@ std::optional<Finding> check_object(const std::vector<UniqueFd>& bases,
                                     const std::vector<std::string>& base_names,
                                     const std::string& payload,
                                     const std::optional<Sha256Digest>& want, unsigned threads,
-                                    std::optional<Error>& io_error) {
+                                    bool store_scan, std::optional<Error>& io_error) {
   std::string_view rel = payload;
   while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
   for (std::size_t i = 0; i < bases.size(); ++i) {
@@ -131,14 +140,18 @@ std::optional<Finding> check_object(const std::vector<UniqueFd>& bases,
     }
     if (!std::equal(want->begin(), want->end(), d->view().begin()))
       return Finding{"corrupt", payload,
-                     fmt::format("fs-verity digest {} in {}, image expects {}", d->hex(),
-                                 base_names[i], to_hex(*want))};
+                     store_scan ? fmt::format("content has fs-verity digest {}", d->hex())
+                                : fmt::format("fs-verity digest {} in {}, image expects {}",
+                                              d->hex(), base_names[i], to_hex(*want))};
     return std::nullopt;
   }
   return Finding{"missing", payload, ""};
 }
 
-Report fsck_image(const std::string& path, const std::vector<std::string>& basedirs) {
+// verify_digests = false: the objects were already verified by a store scan, so presence and
+// the payload-name/digest agreement are all that is left to check.
+Report fsck_image(const std::string& path, const std::vector<std::string>& basedirs,
+                  bool verify_digests) {
   Report rep;
   auto img = erofs::Image::open(path);
   if (!img) {
@@ -169,6 +182,16 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
       it->second = n.digest;
   }
   if (basedirs.empty()) return rep;  // structure only
+  if (!verify_digests) {
+    for (auto& [payload, digest] : objects) {
+      if (digest && payload.size() == 65 && payload[2] == '/' &&
+          payload.substr(0, 2) + payload.substr(3) != to_hex(*digest))
+        rep.findings.push_back(
+            {"conflict", payload,
+             "object name does not match the recorded digest " + to_hex(*digest)});
+      digest.reset();
+    }
+  }
 
   std::vector<UniqueFd> bases;
   for (const auto& b : basedirs) {
@@ -180,7 +203,7 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
     bases.push_back(std::move(*fd));
   }
   std::vector<std::pair<std::string, std::optional<Sha256Digest>>> list(objects.begin(),
-                                                                         objects.end());
+                                                                        objects.end());
   std::vector<std::optional<Finding>> results(list.size());
   std::vector<std::optional<Error>> errors(list.size());
   const unsigned cpus = thread_count();
@@ -189,7 +212,8 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
   const unsigned inner = outer == 1 ? cpus : 1;
   Progress progress(list.size());
   parallel_for(list.size(), outer, [&](std::size_t i) {
-    results[i] = check_object(bases, basedirs, list[i].first, list[i].second, inner, errors[i]);
+    results[i] =
+        check_object(bases, basedirs, list[i].first, list[i].second, inner, false, errors[i]);
     progress.tick();
   });
   progress.finish();
@@ -202,9 +226,8 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
 }
 
 bool is_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 Result<std::vector<std::string>> list_dir(int dirfd, const std::string& what) {
@@ -247,7 +270,7 @@ Report fsck_store(const std::string& dir) {
     bool fanout = name.size() == 2 && is_hex(name) && S_ISDIR(st->st_mode);
     if (!fanout) {
       stray(name, name.rfind(".tmp", 0) == 0 ? "temporary file (interrupted add)"
-                                              : "not an object fan-out directory");
+                                             : "not an object fan-out directory");
       continue;
     }
     auto sub = sys::openat(root->get(), name, O_RDONLY | O_DIRECTORY);
@@ -269,7 +292,7 @@ Report fsck_store(const std::string& dir) {
       }
       if (k.size() != 62 || !is_hex(k) || !S_ISREG(kst->st_mode)) {
         stray(rel, k.rfind(".tmp", 0) == 0 ? "temporary file (interrupted add)"
-                                            : "not an object (name or type)");
+                                           : "not an object (name or type)");
         continue;
       }
       objects.push_back(rel);
@@ -288,7 +311,7 @@ Report fsck_store(const std::string& dir) {
     Sha256Digest want{};
     std::copy(want_bytes->begin(), want_bytes->end(), want.begin());
     results[i] =
-        check_object(bases, names, objects[i], want, outer == 1 ? cpus : 1, errors[i]);
+        check_object(bases, names, objects[i], want, outer == 1 ? cpus : 1, true, errors[i]);
     progress.tick();
   });
   progress.finish();
@@ -305,7 +328,9 @@ int emit(const Report& rep, const std::string& target, bool json) {
   if (json) {
     std::string o = fmt::format("{{\"target\":\"{}\",\"status\":\"{}\",\"objects_checked\":{},",
                                 json_escape(target),
-                                rc == kExitOk ? "clean" : rc == kExitProblems ? "problems" : "error",
+                                rc == kExitOk         ? "clean"
+                                : rc == kExitProblems ? "problems"
+                                                      : "error",
                                 rep.checked);
     if (rep.error) o += fmt::format("\"error\":\"{}\",", json_escape(rep.error->message()));
     o += "\"findings\":[";
@@ -331,20 +356,34 @@ int emit(const Report& rep, const std::string& target, bool json) {
   return rc;
 }
 
+void merge(Report& into, Report&& from, const std::string& image) {
+  for (auto& f : from.findings) {
+    if (f.kind == "image") f.detail = image + ": " + f.detail;
+    into.findings.push_back(std::move(f));
+  }
+  into.checked += from.checked;
+  if (from.error && !into.error) into.error = std::move(from.error);
+}
+
 int run_fsck(int argc, char** argv) {
-  CLI::App app{"Check a composefs image (structure and backing objects) or an object store.\n"
-               "Exit status: 0 clean, 1 problems found, 2 usage error, 3 operational error.",
-               "cfs fsck"};
-  std::string image, store;
-  std::vector<std::string> basedirs;
+  CLI::App app{
+      "Check composefs images (structure and backing objects) and/or an object store.\n"
+      "  cfs fsck IMAGE... [--basedir DIR]...  image structure; with --basedir, every referenced\n"
+      "                                        object exists and has the recorded digest\n"
+      "  cfs fsck --store DIR [IMAGE...]       every object's name equals its digest, stray\n"
+      "                                        files; each IMAGE's objects exist in DIR\n"
+      "Exit status: 0 clean, 1 problems found, 2 usage error, 3 operational error.",
+      "cfs fsck"};
+  std::string store;
+  std::vector<std::string> images, basedirs;
   bool json = false;
-  app.add_option("IMAGE", image, "composefs image to check");
+  app.add_option("IMAGE", images, "composefs images to check");
   app.add_option("--basedir", basedirs,
-                 "object store directory holding the image's backing files (repeatable; "
-                 "without it only the image structure is checked)")
+                 "object directory holding the images' backing files (repeatable; without it "
+                 "only the image structure is checked)")
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--store", store, "check an object store instead of an image");
+  app.add_option("--store", store, "object store to check");
   app.add_flag("--json", json, "machine-readable report on stdout");
   try {
     app.parse(argc, argv);
@@ -352,20 +391,29 @@ int run_fsck(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }
-  if (image.empty() == store.empty()) {
-    fmt::print(stderr, "cfs: error: fsck: give exactly one of IMAGE or --store DIR\n");
+  if (images.empty() && store.empty()) {
+    fmt::print(stderr, "cfs: error: fsck: nothing to check (give IMAGE or --store DIR)\n");
     return kExitUsage;
   }
   if (!store.empty() && !basedirs.empty()) {
-    fmt::print(stderr, "cfs: error: fsck: --basedir only applies to an image\n");
+    fmt::print(stderr, "cfs: error: fsck: --basedir and --store are exclusive\n");
     return kExitUsage;
   }
-  if (!store.empty()) return emit(fsck_store(store), store, json);
-  return emit(fsck_image(image, basedirs), image, json);
+  Report rep;
+  std::string target;
+  if (!store.empty()) {
+    rep = fsck_store(store);
+    target = store;
+    for (const auto& img : images) merge(rep, fsck_image(img, {store}, false), img);
+  } else {
+    for (const auto& img : images) merge(rep, fsck_image(img, basedirs, true), img);
+    target = images.size() == 1 ? images[0] : fmt::format("{} images", images.size());
+  }
+  return emit(rep, target, json);
 }
 
 }  // namespace
 
-CFS_REGISTER_COMMAND("fsck", "check an image and its objects, or an object store", run_fsck);
+CFS_REGISTER_COMMAND("fsck", "check images and their objects, or an object store", run_fsck);
 
 }  // namespace cfs::tools
