@@ -2,7 +2,9 @@
 #include "cfs/util/sys.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -29,6 +31,18 @@ Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mo
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return fail_errno("open " + path);
   return UniqueFd(fd);
+}
+
+Result<UniqueFd> openat2(int dirfd, const std::string& path, int flags, std::uint64_t resolve) {
+  struct open_how how {};
+  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+  how.resolve = resolve;
+  long fd;
+  do {
+    fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return fail_errno("open " + path);
+  return UniqueFd(static_cast<int>(fd));
 }
 
 Result<struct stat> fstat(int fd, const std::string& what) {

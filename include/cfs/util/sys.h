@@ -19,6 +19,8 @@ namespace cfs::sys {
 
 Result<UniqueFd> open(const std::string& path, int flags, mode_t mode = 0);
 Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode = 0);
+/// openat2(2) with RESOLVE_* flags (O_CLOEXEC added). ENOSYS when the kernel lacks openat2.
+Result<UniqueFd> openat2(int dirfd, const std::string& path, int flags, std::uint64_t resolve);
 Result<struct stat> fstat(int fd, const std::string& what = "fstat");
 Result<struct stat> fstatat(int dirfd, const std::string& path, int flags);
 Result<struct stat> stat(const std::string& path);

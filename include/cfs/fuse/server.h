@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+// Serves a vfs::Filesystem over FUSE (libfuse3 low-level API, multi-threaded). Thin: every
+// operation is a noexcept trampoline that calls the vfs layer and maps its errors to errno
+// (bad_alloc -> ENOMEM, any other exception -> EIO). The image is immutable, so entries and
+// attributes are cached by the kernel for a long time, negative lookups too, directory
+// listings are cached, and file pages stay cached across opens when every byte was verified
+// or comes from the image itself (FOPEN_KEEP_CACHE).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cfs/util/result.h"
+#include "cfs/vfs/filesystem.h"
+
+namespace cfs::fuse {
+
+struct ServeOptions {
+  std::string mountpoint;
+  std::string fsname;              ///< shown as the mount source (the image path)
+  bool foreground = false;         ///< -f: stay in the foreground (else daemonize once mounted)
+  bool debug = false;              ///< -d: libfuse debug output (implies foreground)
+  bool single_thread = false;      ///< -s
+  unsigned max_threads = 0;        ///< 0 = libfuse's default
+  std::vector<std::string> extra;  ///< further -o options for libfuse / the kernel
+};
+
+/// Mounts `fs` at opts.mountpoint and serves requests until the filesystem is unmounted
+/// (fusermount3 -u, umount) or SIGINT/SIGTERM/SIGHUP arrives, then unmounts. Errors: ENODEV
+/// when /dev/fuse is missing, mount failures (libfuse prints the kernel's reason to stderr).
+Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts);
+
+}  // namespace cfs::fuse

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Merkle trees of objects, keyed by the fs-verity digest they were verified against. A tree
+// is only ever stored under the digest it hashes to, so a hit is as good as rebuilding it:
+// what it vouches for is the content the image names, whatever file it was built from.
+// Recently used trees stay in memory up to a byte budget; trees in use by open files are
+// shared_ptr-owned and survive eviction. Optionally trees persist in a directory and are
+// re-verified against the digest when loaded (verity::load_merkle_tree).
+// Thread-safety: all methods are thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cfs/util/result.h"
+#include "cfs/verity/merkle.h"
+
+namespace cfs::vfs {
+
+class TreeCache {
+ public:
+  TreeCache(std::size_t budget_bytes, std::string dir)
+      : budget_(budget_bytes), dir_(std::move(dir)) {}
+
+  /// The tree for `expected`, built from `fd` on a miss. Errc::kDigestMismatch when the file's
+  /// fs-verity digest differs from `expected`; I/O errors as returned by the build.
+  Result<std::shared_ptr<const verity::MerkleTree>> get(const verity::Digest& expected, int fd,
+                                                        std::uint64_t size,
+                                                        const std::string& what);
+
+  std::size_t bytes() const;
+
+ private:
+  struct Slot {
+    std::shared_ptr<const verity::MerkleTree> tree;
+    std::list<std::string>::iterator lru;
+  };
+  std::shared_ptr<const verity::MerkleTree> find(const std::string& key);
+  void insert(const std::string& key, std::shared_ptr<const verity::MerkleTree> t);
+
+  mutable std::mutex mu_;
+  std::size_t budget_;
+  std::size_t bytes_ = 0;
+  std::string dir_;
+  std::list<std::string> lru_;  ///< front = most recent
+  std::unordered_map<std::string, Slot> map_;
+};
+
+}  // namespace cfs::vfs

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: Apache-2.0
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include "cfs/fuse/server.h"
+
+#include <fuse_lowlevel.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace cfs::fuse {
+namespace {
+
+// The image never changes while mounted: let the kernel cache entries and attributes for as
+// long as it likes (a year), negative entries included.
+constexpr double kForever = 365.0 * 24 * 3600;
+
+vfs::Filesystem& fs_of(fuse_req_t req) {
+  return *static_cast<vfs::Filesystem*>(fuse_req_userdata(req));
+}
+
+// FUSE reserves node id 1 for the root; every other node id is the EROFS nid (never 1 in a
+// valid image: nid 1 would be inside the composefs header).
+vfs::Ino to_ino(const vfs::Filesystem& fs, fuse_ino_t id) {
+  return id == FUSE_ROOT_ID ? fs.root() : static_cast<vfs::Ino>(id);
+}
+fuse_ino_t to_node(const vfs::Filesystem& fs, vfs::Ino ino) {
+  return ino == fs.root() ? FUSE_ROOT_ID : static_cast<fuse_ino_t>(ino);
+}
+
+void reply_error(fuse_req_t req, const Error& e) {
+  int err = vfs::errno_for(e);
+  fuse_reply_err(req, err > 0 ? err : EIO);
+}
+
+// Runs one operation; a request must always get exactly one reply, exceptions included.
+template <class Fn>
+void trampoline(fuse_req_t req, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (...) {
+    fuse_reply_err(req, EIO);
+  }
+}
+
+bool fill_entry(const vfs::Filesystem& fs, const struct stat& st, fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  if (st.st_ino == FUSE_ROOT_ID && st.st_ino != fs.root()) return false;
+  e.ino = to_node(fs, st.st_ino);
+  e.attr = st;
+  e.attr_timeout = kForever;
+  e.entry_timeout = kForever;
+  return true;
+}
+
+void op_init(void*, fuse_conn_info* conn) noexcept {
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  // Never splice from the object file: the bytes must come from the verified copy.
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_SPLICE_READ);
+  conn->max_readahead = 1u << 20;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto st = fs.lookup(to_ino(fs, parent), name);
+    fuse_entry_param e;
+    if (!st) {
+      if (st.error().is_errno(ENOENT)) {
+        // Negative entry, cached for good (ino 0).
+        std::memset(&e, 0, sizeof e);
+        e.entry_timeout = kForever;
+        fuse_reply_entry(req, &e);
+        return;
+      }
+      return reply_error(req, st.error());
+    }
+    if (!fill_entry(fs, *st, e)) return (void)fuse_reply_err(req, EIO);
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(req); }
+void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept {
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto st = fs.getattr(to_ino(fs, ino));
+    if (!st) return reply_error(req, st.error());
+    fuse_reply_attr(req, &*st, kForever);
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto target = fs.readlink(to_ino(fs, ino));
+    if (!target) return reply_error(req, target.error());
+    fuse_reply_readlink(req, target->c_str());
+  });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto st = fs.getattr(to_ino(fs, ino));
+    if (!st) return reply_error(req, st.error());
+    if (!S_ISDIR(st->st_mode)) return (void)fuse_reply_err(req, ENOTDIR);
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  auto& fs = fs_of(req);
+  std::string buf(size, '\0');
+  std::size_t used = 0;
+  Status inner;
+  auto st = fs.readdir(to_ino(fs, ino), static_cast<std::uint64_t>(off), [&](const vfs::DirItem& d) {
+    std::string name(d.name);
+    std::size_t need;
+    auto next = static_cast<off_t>(d.next_offset);
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof e);
+      // "." and ".." carry no entry (the kernel skips them); a child that fails getattr is
+      // listed without attributes so the later lookup reports its error.
+      if (name != "." && name != "..") {
+        if (auto cst = fs.getattr(d.ino); cst && !fill_entry(fs, *cst, e))
+          std::memset(&e, 0, sizeof e);
+      }
+      if (e.ino == 0) {
+        e.attr.st_ino = d.ino;
+        e.attr.st_mode = d.type;
+      }
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next);
+    } else {
+      struct stat sst;
+      std::memset(&sst, 0, sizeof sst);
+      sst.st_ino = d.ino;
+      sst.st_mode = d.type;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &sst, next);
+    }
+    if (need > size - used) return false;
+    used += need;
+    return true;
+  });
+  if (!st) return reply_error(req, st.error());
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) noexcept {
+  trampoline(req, [&] { do_readdir(req, ino, size, off, false); });
+}
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    fuse_file_info*) noexcept {
+  trampoline(req, [&] { do_readdir(req, ino, size, off, true); });
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept {
+  fuse_reply_err(req, 0);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto f = fs.open_file(to_ino(fs, ino), fi->flags);
+    if (!f) return reply_error(req, f.error());
+    fi->keep_cache = (*f)->cacheable() ? 1 : 0;
+    fi->fh = reinterpret_cast<std::uint64_t>(f->get());
+    if (fuse_reply_open(req, fi) == 0) (void)f->release();  // interrupted: f closes here
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  trampoline(req, [&] {
+    thread_local vfs::ReadBuffer buf;
+    auto* f = reinterpret_cast<vfs::OpenFile*>(fi->fh);
+    auto data = fs_of(req).read(*f, static_cast<std::uint64_t>(off), size, buf);
+    if (!data) return reply_error(req, data.error());
+    fuse_reply_buf(req, reinterpret_cast<const char*>(data->data()), data->size());
+  });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
+  delete reinterpret_cast<vfs::OpenFile*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+// Privileged xattr namespaces are listed only to callers that could read them (the kernel's
+// trusted handler does the same for overlayfs; VFS already refuses the get for others).
+bool may_see(fuse_req_t req, const std::string& name) {
+  return name.rfind("trusted.", 0) != 0 || fuse_req_ctx(req)->uid == 0;
+}
+
+void reply_xattr_data(fuse_req_t req, const std::string& data, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, data.size());
+  if (data.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, data.data(), data.size());
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto v = fs.getxattr(to_ino(fs, ino), name);
+    if (!v) return reply_error(req, v.error());
+    reply_xattr_data(req, *v, size);
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
+  trampoline(req, [&] {
+    auto& fs = fs_of(req);
+    auto names = fs.listxattr(to_ino(fs, ino));
+    if (!names) return reply_error(req, names.error());
+    std::string out;
+    for (const auto& n : *names) {
+      if (!may_see(req, n)) continue;
+      out += n;
+      out.push_back('\0');
+    }
+    reply_xattr_data(req, out, size);
+  });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) noexcept {
+  trampoline(req, [&] {
+    const auto& info = fs_of(req).image().info();
+    struct statvfs sv;
+    std::memset(&sv, 0, sizeof sv);
+    sv.f_bsize = 4096;
+    sv.f_frsize = 4096;
+    sv.f_blocks = info.blocks;
+    sv.f_files = info.inos;
+    sv.f_namemax = 255;
+    fuse_reply_statfs(req, &sv);
+  });
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.readlink = op_readlink;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.release = op_release;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.statfs = op_statfs;
+  return ops;
+}
+
+struct ArgsGuard {
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  ~ArgsGuard() { fuse_opt_free_args(&args); }
+};
+
+}  // namespace
+
+Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
+  if (::access("/dev/fuse", R_OK | W_OK) != 0)
+    return fail_errno("/dev/fuse (load the fuse module, or give the container the device)");
+  ArgsGuard a;
+  auto add = [&](const std::string& s) {
+    if (fuse_opt_add_arg(&a.args, s.c_str()) != 0) throw std::bad_alloc();
+  };
+  add("cfs");
+  if (opts.debug) add("-d");
+  std::string o = "ro,default_permissions,subtype=composefs";
+  if (!opts.fsname.empty()) {
+    std::string name;
+    for (char c : opts.fsname) {  // fuse_opt treats ',' and '\' specially
+      if (c == ',' || c == '\\') name.push_back('\\');
+      name.push_back(c);
+    }
+    o += ",fsname=" + name;
+  }
+  // The kernel mount is visible to every user; as root, so is this one.
+  if (::geteuid() == 0) o += ",allow_other";
+  for (const auto& e : opts.extra) o += "," + e;
+  add("-o");
+  add(o);
+
+  static const fuse_lowlevel_ops ops = make_ops();
+  fuse_session* se = fuse_session_new(&a.args, &ops, sizeof ops, fs.get());
+  if (!se) return fail(Errc::kInvalidInput, "fuse: cannot create session (bad -o option?)");
+  struct SessionGuard {
+    fuse_session* se;
+    bool handlers = false, mounted = false;
+    ~SessionGuard() {
+      if (mounted) fuse_session_unmount(se);
+      if (handlers) fuse_remove_signal_handlers(se);
+      fuse_session_destroy(se);
+    }
+  } guard{se};
+  if (fuse_set_signal_handlers(se) != 0) return fail(Errc::kInvalidInput, "fuse: signal handlers");
+  guard.handlers = true;
+  if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0)
+    return fail_errno("mount " + opts.mountpoint, EIO);
+  guard.mounted = true;
+  if (fuse_daemonize(opts.foreground || opts.debug ? 1 : 0) != 0)
+    return fail_errno("daemonize", EIO);
+  int rc;
+  if (opts.single_thread) {
+    rc = fuse_session_loop(se);
+  } else {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    if (opts.max_threads) fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
+    fuse_loop_cfg_set_clone_fd(cfg, 0);
+    rc = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
+  // rc > 0 is the signal that ended the loop: a normal way to stop.
+  if (rc < 0) return fail_errno("fuse session", -rc);
+  return {};
+}
+
+}  // namespace cfs::fuse

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+// composefs-fuse / `cfs fuse-mount`: mount options in mount(8) style (-o comma-separated,
+// `\` escapes a comma), our own keys taken out and the rest handed to libfuse.
+#include "tools/fuse_mount.h"
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "cfs/fuse/server.h"
+#include "cfs/util/hex.h"
+#include "cfs/verity/digest.h"
+#include "cfs/vfs/filesystem.h"
+#include "tools/command.h"
+
+namespace cfs::tools {
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: composefs-fuse [OPTIONS] IMAGE MOUNTPOINT\n"
+    "       composefs-fuse -o source=IMAGE,basedir=DIR[:DIR...] [OPTIONS] MOUNTPOINT\n"
+    "       cfs mount --fuse IMAGE MOUNTPOINT -o basedir=DIR[,verity=MODE]\n"
+    "\n"
+    "Serves a composefs image and its object store through FUSE with the semantics of the\n"
+    "kernel overlay mount, verifying file data against the image's fs-verity digests in\n"
+    "userspace (no kernel fs-verity needed). Unmount with `fusermount3 -u MOUNTPOINT`,\n"
+    "umount, or SIGTERM/SIGINT to the server.\n"
+    "\n"
+    "Options:\n"
+    "  -o basedir=DIR[:DIR...]   object directories, searched in order (required)\n"
+    "  -o verity=off|on|require  off: no checks; on (default): files whose metacopy carries a\n"
+    "                            digest are verified block by block; require: files without\n"
+    "                            a digest are refused too (EIO at open)\n"
+    "  -o source=IMAGE           the image (instead of the IMAGE argument)\n"
+    "  -o digest=HEX             expected fs-verity digest of the image file (checked in\n"
+    "                            userspace before mounting)\n"
+    "  -o tree_cache=DIR         persist Merkle trees of large objects in DIR (re-verified on\n"
+    "                            load)\n"
+    "  -o threads=N              maximum worker threads\n"
+    "  -o noacl, ro              accepted (the mount is always read-only)\n"
+    "  -o OTHER                  passed to libfuse (allow_other, max_read=, ...)\n"
+    "  -f                        stay in the foreground\n"
+    "  -d                        libfuse debug output (implies -f)\n"
+    "  -s                        single-threaded\n"
+    "  -h, --help                this help\n";
+
+struct Parsed {
+  std::string image;
+  std::optional<std::string> digest;
+  vfs::Options vfs;
+  fuse::ServeOptions serve;
+};
+
+std::vector<std::string> split_options(std::string_view s) {
+  std::vector<std::string> out(1);
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out.back().push_back(s[++i]);
+    } else if (s[i] == ',') {
+      out.emplace_back();
+    } else {
+      out.back().push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> split_colon(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  for (;;) {
+    auto c = s.find(':', pos);
+    auto part = s.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
+    if (!part.empty()) out.push_back(part);
+    if (c == std::string::npos) break;
+    pos = c + 1;
+  }
+  return out;
+}
+
+// Returns an error message for a usage problem, empty on success.
+std::string apply_option(Parsed& p, const std::string& opt) {
+  auto eq = opt.find('=');
+  std::string key = opt.substr(0, eq);
+  std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
+  if (opt.empty() || opt == "ro" || opt == "noacl") return "";
+  if (key == "basedir") {
+    for (auto& d : split_colon(val)) p.vfs.basedirs.push_back(d);
+  } else if (key == "verity") {
+    auto m = vfs::parse_verity_mode(val);
+    if (!m) return "verity must be off, on or require, not '" + val + "'";
+    p.vfs.verity = *m;
+  } else if (key == "source") {
+    p.image = val;
+  } else if (key == "digest") {
+    p.digest = val;
+  } else if (key == "tree_cache") {
+    p.vfs.tree_cache_dir = val;
+  } else if (key == "threads") {
+    try {
+      p.serve.max_threads = static_cast<unsigned>(std::stoul(val));
+    } catch (const std::exception&) {
+      return "threads needs a number";
+    }
+  } else if (key == "upperdir" || key == "workdir") {
+    return "a writable upper layer is not supported by the FUSE mount yet";
+  } else if (opt == "rw") {
+    return "the FUSE mount is read-only";
+  } else {
+    p.serve.extra.push_back(opt);
+  }
+  return "";
+}
+
+int usage_error(const char* prog, const std::string& msg) {
+  fmt::print(stderr, "{}: error: {}\n{}", prog, msg, "Try '--help' for usage.\n");
+  return kExitUsage;
+}
+
+}  // namespace
+
+int run_fuse_mount(int argc, char** argv) {
+  const char* prog = "composefs-fuse";
+  Parsed p;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      fmt::print("{}", kUsage);
+      return kExitOk;
+    }
+    if (a == "--fuse") continue;
+    if (a == "-f") {
+      p.serve.foreground = true;
+    } else if (a == "-d") {
+      p.serve.debug = true;
+    } else if (a == "-s") {
+      p.serve.single_thread = true;
+    } else if (a == "-o" || (a.size() > 2 && a.rfind("-o", 0) == 0)) {
+      std::string val;
+      if (a == "-o") {
+        if (i + 1 >= argc) return usage_error(prog, "-o needs a value");
+        val = argv[++i];
+      } else {
+        val = a.substr(2);
+      }
+      for (const auto& opt : split_options(val))
+        if (auto err = apply_option(p, opt); !err.empty()) return usage_error(prog, err);
+    } else if (a.size() > 1 && a[0] == '-') {
+      return usage_error(prog, "unknown option " + a);
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (p.image.empty() && positional.size() == 2) {
+    p.image = positional[0];
+    p.serve.mountpoint = positional[1];
+  } else if (!p.image.empty() && positional.size() == 1) {
+    p.serve.mountpoint = positional[0];
+  } else {
+    return usage_error(prog, "expected IMAGE and MOUNTPOINT");
+  }
+  if (p.vfs.basedirs.empty()) return usage_error(prog, "no object directories (-o basedir=DIR)");
+  if (p.digest) {
+    auto want = from_hex(*p.digest);
+    if (!want || want->size() != 32) return usage_error(prog, "digest must be 64 hex digits");
+    auto got = verity::digest_file(p.image);
+    if (!got) {
+      fmt::print(stderr, "{}: error: {}\n", prog, got.error().message());
+      return kExitFailure;
+    }
+    if (to_hex(got->view()) != to_hex(*want)) {
+      fmt::print(stderr, "{}: error: {}: image has the wrong fs-verity digest {}\n", prog,
+                 p.image, got->hex());
+      return kExitFailure;
+    }
+  }
+  p.serve.fsname = p.image;
+  auto fs = vfs::Filesystem::open(p.image, p.vfs);
+  if (!fs) {
+    fmt::print(stderr, "{}: error: {}: {}\n", prog, p.image, fs.error().message());
+    return kExitFailure;
+  }
+  auto st = fuse::serve(std::move(*fs), p.serve);
+  if (!st) {
+    fmt::print(stderr, "{}: error: {}\n", prog, st.error().message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+CFS_REGISTER_COMMAND("composefs-fuse", "", run_fuse_mount);
+CFS_REGISTER_COMMAND("fuse-mount", "mount an image with FUSE and userspace fs-verity checks",
+                     run_fuse_mount);
+
+}  // namespace cfs::tools

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// The userspace (FUSE) composefs mount front end, shared by the `composefs-fuse` program name,
+// `cfs fuse-mount`, and `cfs mount --fuse` (the mount command forwards its argv here).
+#pragma once
+
+namespace cfs::tools {
+
+/// argv[0] is the program or command name; a `--fuse` argument is ignored. Usage:
+///   IMAGE MOUNTPOINT [-o OPTS] [-f] [-d] [-s]   or   -o source=IMAGE,... MOUNTPOINT
+/// Exit status 0 / 1 (failure) / 2 (usage).
+int run_fuse_mount(int argc, char** argv);
+
+}  // namespace cfs::tools

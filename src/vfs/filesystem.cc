@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/vfs/filesystem.h"
+
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "cfs/util/sys.h"
+#include "cfs/vfs/overlay.h"
+#include "cfs/vfs/tree_cache.h"
+
+namespace cfs::vfs {
+namespace {
+
+constexpr std::uint32_t kEroBlockSize = 4096;
+
+std::uint32_t dirent_type(erofs::FileType t) {
+  switch (t) {
+    case erofs::FileType::kRegular: return S_IFREG;
+    case erofs::FileType::kDirectory: return S_IFDIR;
+    case erofs::FileType::kCharDevice: return S_IFCHR;
+    case erofs::FileType::kBlockDevice: return S_IFBLK;
+    case erofs::FileType::kFifo: return S_IFIFO;
+    case erofs::FileType::kSocket: return S_IFSOCK;
+    case erofs::FileType::kSymlink: return S_IFLNK;
+    default: return 0;
+  }
+}
+
+// overlayfs hides a chardev with rdev 0 in any lower layer (a whiteout); the 256 root stubs
+// composefs adds are such whiteouts.
+bool is_whiteout(const erofs::InodeInfo& ino) {
+  return ino.type() == S_IFCHR && ino.rdev == 0;
+}
+
+const erofs::RawXattr* find_xattr(const std::vector<erofs::RawXattr>& xs, std::string_view name) {
+  for (const auto& x : xs)
+    if (x.name == name) return &x;
+  return nullptr;
+}
+
+Error eio(std::string what) { return Error::from_errno(std::move(what), EIO); }
+
+}  // namespace
+
+int errno_for(const Error& e) noexcept {
+  if (e.code().category() == std::generic_category()) return e.code().value();
+  if (e.is(Errc::kObjectMissing)) return ENOENT;
+  if (e.is(Errc::kUnsupportedFeature)) return EOPNOTSUPP;
+  return EIO;
+}
+
+Filesystem::Filesystem(erofs::Image image, Options opts, ObjectDirs dirs)
+    : image_(std::move(image)),
+      opts_(std::move(opts)),
+      dirs_(std::move(dirs)),
+      trees_(std::make_unique<TreeCache>(opts_.tree_cache_bytes, opts_.tree_cache_dir)) {}
+
+Filesystem::~Filesystem() = default;
+
+Result<std::unique_ptr<Filesystem>> Filesystem::open(const std::string& image_path,
+                                                     Options opts) {
+  CFS_ASSIGN(erofs::Image image, erofs::Image::open(image_path));
+  return open(std::move(image), std::move(opts));
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::open(erofs::Image image, Options opts) {
+  CFS_ASSIGN(ObjectDirs dirs, ObjectDirs::open(opts.basedirs));
+  // The root must be a readable directory or nothing can be served.
+  CFS_ASSIGN(auto root, image.inode(image.root_nid()));
+  if (!root.is_dir()) return fail(Errc::kCorruptImage, "image root is not a directory");
+  return std::unique_ptr<Filesystem>(new Filesystem(std::move(image), std::move(opts),
+                                                    std::move(dirs)));
+}
+
+Result<erofs::InodeInfo> Filesystem::checked_inode(Ino ino) const {
+  auto info = image_.inode(ino);
+  if (!info) return fail(eio(info.error().message()));
+  return info;
+}
+
+Status Filesystem::check_overlay_inode(const erofs::InodeInfo& ino) const {
+  if (!ino.is_reg() || ino.xattr_size == 0) return {};
+  auto xs = image_.xattrs(ino);
+  if (!xs) return fail(eio(xs.error().message()));
+  const auto* mc = find_xattr(*xs, kMetacopyXattr);
+  if (!mc) return {};
+  CFS_TRY(check_metacopy_at_lookup(mc->value));
+  const auto* redirect = find_xattr(*xs, kRedirectXattr);
+  // metacopy=on: a metacopy file whose data cannot be found below fails the lookup with EIO.
+  if (!redirect) return fail(eio("metacopy file without redirect"));
+  CFS_TRY(redirect_object_path(redirect->value));
+  return {};
+}
+
+Result<struct stat> Filesystem::stat_of(const erofs::InodeInfo& ino) const {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = ino.nid;
+  st.st_mode = ino.mode;
+  st.st_nlink = ino.nlink;
+  st.st_uid = ino.uid;
+  st.st_gid = ino.gid;
+  if (ino.type() == S_IFCHR || ino.type() == S_IFBLK) {
+    // EROFS decodes i_u with new_decode_dev(): 12-bit major, 20-bit minor split around it.
+    unsigned major = (ino.rdev >> 8) & 0xfffu;
+    unsigned minor = (ino.rdev & 0xffu) | ((ino.rdev >> 12) & 0xfff00u);
+    st.st_rdev = makedev(major, minor);
+  }
+  st.st_size = static_cast<off_t>(ino.size);
+  st.st_blksize = kEroBlockSize;
+  // EROFS reports round_up(i_size, block) / 512 for uncompressed inodes; overlayfs reports the
+  // same for a metacopy file until its data has been looked up ("guess lowerdata blocks").
+  st.st_blocks = static_cast<blkcnt_t>((ino.size + kEroBlockSize - 1) / kEroBlockSize *
+                                       (kEroBlockSize / 512));
+  st.st_mtim.tv_sec = ino.mtime_sec;
+  st.st_mtim.tv_nsec = ino.mtime_nsec;
+  st.st_atim = st.st_mtim;
+  st.st_ctim = st.st_mtim;
+  return st;
+}
+
+Result<struct stat> Filesystem::getattr(Ino ino) const {
+  CFS_ASSIGN(auto info, checked_inode(ino));
+  CFS_TRY(check_overlay_inode(info));
+  return stat_of(info);
+}
+
+Result<struct stat> Filesystem::lookup(Ino parent, std::string_view name) const {
+  CFS_ASSIGN(auto dir, checked_inode(parent));
+  if (!dir.is_dir()) return fail_errno("lookup", ENOTDIR);
+  if (name.empty() || name.size() > 255) return fail_errno("lookup", ENOENT);
+  auto found = image_.lookup(parent, name);
+  if (!found) return fail(eio(found.error().message()));
+  if (!*found) return fail_errno("lookup " + std::string(name), ENOENT);
+  CFS_ASSIGN(auto info, checked_inode(**found));
+  if (is_whiteout(info)) return fail_errno("lookup " + std::string(name), ENOENT);
+  CFS_TRY(check_overlay_inode(info));
+  return stat_of(info);
+}
+
+Result<std::string> Filesystem::readlink(Ino ino) const {
+  CFS_ASSIGN(auto info, checked_inode(ino));
+  if (!info.is_symlink()) return fail_errno("readlink", EINVAL);
+  auto target = image_.readlink(ino);
+  if (!target) return fail(eio(target.error().message()));
+  return target;
+}
+
+Status Filesystem::readdir(Ino dir, std::uint64_t offset,
+                           const std::function<bool(const DirItem&)>& fn) const {
+  CFS_ASSIGN(auto info, checked_inode(dir));
+  if (!info.is_dir()) return fail_errno("readdir", ENOTDIR);
+  Status inner;
+  auto st = image_.iterate_dir(info, offset, [&](const erofs::DirentView& d) {
+    if (d.file_type == erofs::FileType::kCharDevice) {
+      auto child = image_.inode(d.nid);
+      if (!child) {
+        inner = fail(eio(child.error().message()));
+        return false;
+      }
+      if (is_whiteout(*child)) return true;
+    }
+    return fn(DirItem{d.name, d.nid, dirent_type(d.file_type), d.next_offset});
+  });
+  if (!st) return fail(eio(st.error().message()));
+  return inner;
+}
+
+Result<std::vector<std::string>> Filesystem::listxattr(Ino ino) const {
+  CFS_ASSIGN(auto info, checked_inode(ino));
+  std::vector<std::string> out;
+  if (info.xattr_size == 0) return out;
+  auto xs = image_.xattrs(info);
+  if (!xs) return fail(eio(xs.error().message()));
+  for (const auto& x : *xs)
+    if (auto name = visible_xattr_name(x.name)) out.push_back(std::move(*name));
+  return out;
+}
+
+Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
+  CFS_ASSIGN(auto info, checked_inode(ino));
+  auto raw = raw_xattr_name(name);
+  if (!raw || info.xattr_size == 0) return fail_errno("getxattr", ENODATA);
+  auto xs = image_.xattrs(info);
+  if (!xs) return fail(eio(xs.error().message()));
+  if (const auto* x = find_xattr(*xs, *raw)) return x->value;
+  return fail_errno("getxattr", ENODATA);
+}
+
+Result<std::unique_ptr<OpenFile>> Filesystem::open_file(Ino ino, int flags) const {
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return fail_errno("open", EROFS);
+  CFS_ASSIGN(auto info, checked_inode(ino));
+  if (info.is_dir()) return fail_errno("open", EISDIR);
+  if (!info.is_reg()) return fail_errno("open", EINVAL);
+  auto f = std::make_unique<OpenFile>();
+  f->ino_ = ino;
+  f->inode_ = info;
+  CFS_TRY(open_object(info, *f));
+  return f;
+}
+
+Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f) const {
+  const erofs::RawXattr* mc = nullptr;
+  const erofs::RawXattr* redirect = nullptr;
+  std::vector<erofs::RawXattr> xs;
+  if (ino.xattr_size != 0) {
+    auto r = image_.xattrs(ino);
+    if (!r) return fail(eio(r.error().message()));
+    xs = std::move(*r);
+    mc = find_xattr(xs, kMetacopyXattr);
+    redirect = find_xattr(xs, kRedirectXattr);
+  }
+  if (!mc) {
+    // Data stored in the image itself: immutable, served from the mapping.
+    f.data_size_ = ino.size;
+    f.cacheable_ = true;
+    return {};
+  }
+  CFS_TRY(check_metacopy_at_lookup(mc->value));
+  if (!redirect) return fail(eio("metacopy file without redirect"));
+  CFS_ASSIGN(std::string_view rel, redirect_object_path(redirect->value));
+  // The kernel looks the data up first (ENOENT/EXDEV), then validates verity
+  // (ovl_verify_lowerdata: ovl_maybe_lookup_lowerdata, then ovl_maybe_validate_verity).
+  CFS_ASSIGN(f.fd_, dirs_.open_object(rel));
+  CFS_ASSIGN(struct stat st, sys::fstat(f.fd_.get(), std::string(rel)));
+  f.data_size_ = static_cast<std::uint64_t>(st.st_size);
+  if (opts_.verity == VerityMode::kOff) return {};
+  CFS_ASSIGN(Metacopy meta, parse_metacopy(mc->value));
+  if (!meta.has_digest()) {
+    if (opts_.verity == VerityMode::kRequire)
+      return fail(eio("metacopy file has no digest specified"));
+    return {};
+  }
+  verity::Digest expected;
+  expected.alg = meta.digest_algo == 2 ? verity::HashAlg::kSha512 : verity::HashAlg::kSha256;
+  expected.size = meta.digest.size();
+  std::copy(meta.digest.begin(), meta.digest.end(), expected.bytes.begin());
+  auto tree = trees_->get(expected, f.fd_.get(), f.data_size_, std::string(rel));
+  if (!tree) return fail(eio(tree.error().message()));
+  // A tree found in the cache describes the content, not this file: a file of another size
+  // can never read back verified, so refuse it now.
+  if ((*tree)->data_size != f.data_size_)
+    return fail(eio(std::string(rel) + ": size differs from the verified content"));
+  f.tree_ = std::move(*tree);
+  f.data_size_ = f.tree_->data_size;
+  f.cacheable_ = true;
+  return {};
+}
+
+std::span<std::byte> ReadBuffer::get(std::size_t n) {
+  if (n > capacity_) {
+    data_.reset(new std::byte[n]);
+    capacity_ = n;
+  }
+  return {data_.get(), n};
+}
+
+Result<std::span<const std::byte>> Filesystem::read(const OpenFile& f, std::uint64_t off,
+                                                    std::size_t len, ReadBuffer& buf) const {
+  if (off >= f.data_size_ || len == 0) return std::span<const std::byte>{};
+  len = static_cast<std::size_t>(std::min<std::uint64_t>(len, f.data_size_ - off));
+  if (!f.fd_) {
+    auto data = image_.read(f.inode_, off, len);
+    if (!data) return fail(eio(data.error().message()));
+    auto out = buf.get(data->size());
+    std::memcpy(out.data(), data->data(), data->size());
+    return std::span<const std::byte>(out);
+  }
+  if (!f.tree_) {
+    auto out = buf.get(len);
+    CFS_ASSIGN(std::size_t n, sys::pread_full(f.fd_.get(), out, off));
+    return std::span<const std::byte>(out.data(), n);
+  }
+  // Verified read: whole Merkle data blocks are read and checked, then the requested range is
+  // returned from the checked copy (never from the file again: it may change under us).
+  const std::uint64_t bs = f.tree_->params.block_size;
+  const std::uint64_t first = off / bs;
+  const std::uint64_t start = first * bs;
+  const std::uint64_t end = std::min<std::uint64_t>((off + len + bs - 1) / bs * bs, f.data_size_);
+  auto blocks = buf.get(static_cast<std::size_t>(end - start));
+  CFS_ASSIGN(std::size_t n, sys::pread_full(f.fd_.get(), blocks, start));
+  if (n != blocks.size()) return fail_errno("verified read: object was truncated", EIO);
+  if (!verity::verify_blocks(*f.tree_, first, blocks))
+    return fail_errno("verified read: data does not match the fs-verity digest", EIO);
+  return std::span<const std::byte>(blocks.data() + (off - start), len);
+}
+
+}  // namespace cfs::vfs

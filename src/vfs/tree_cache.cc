@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/vfs/tree_cache.h"
+
+#include <utility>
+
+namespace cfs::vfs {
+namespace {
+
+std::string key_of(const verity::Digest& d) {
+  return (d.alg == verity::HashAlg::kSha512 ? "sha512-" : "sha256-") + d.hex();
+}
+
+// Files up to this size are hashed on the calling thread: spawning workers costs more than
+// it saves, and FUSE already runs several requests in parallel.
+constexpr std::uint64_t kParallelBuildMin = 8u << 20;
+constexpr std::uint64_t kPersistMin = 1u << 20;
+
+}  // namespace
+
+std::shared_ptr<const verity::MerkleTree> TreeCache::find(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return it->second.tree;
+}
+
+void TreeCache::insert(const std::string& key, std::shared_ptr<const verity::MerkleTree> t) {
+  std::lock_guard lock(mu_);
+  if (map_.count(key)) return;
+  std::size_t size = t->tree.size() + sizeof(verity::MerkleTree);
+  if (size > budget_) return;
+  lru_.push_front(key);
+  map_.emplace(key, Slot{std::move(t), lru_.begin()});
+  bytes_ += size;
+  while (bytes_ > budget_ && !lru_.empty()) {
+    auto victim = map_.find(lru_.back());
+    bytes_ -= victim->second.tree->tree.size() + sizeof(verity::MerkleTree);
+    map_.erase(victim);
+    lru_.pop_back();
+  }
+}
+
+std::size_t TreeCache::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(const verity::Digest& expected,
+                                                                  int fd, std::uint64_t size,
+                                                                  const std::string& what) {
+  std::string key = key_of(expected);
+  if (auto t = find(key)) return t;
+  verity::Params params;
+  params.alg = expected.alg;
+  if (!dir_.empty() && size >= kPersistMin) {
+    auto loaded = verity::load_merkle_tree(dir_ + "/" + key + ".tree", expected);
+    if (loaded) {
+      auto t = std::make_shared<const verity::MerkleTree>(std::move(*loaded));
+      insert(key, t);
+      return t;
+    }
+  }
+  CFS_ASSIGN(verity::MerkleTree built,
+             verity::build_merkle_tree(fd, params, what, size >= kParallelBuildMin ? 0 : 1));
+  if (!(built.digest == expected))
+    return fail(Errc::kDigestMismatch, what + ": fs-verity digest " + built.digest.hex() +
+                                           " differs from the image's " + expected.hex());
+  auto t = std::make_shared<const verity::MerkleTree>(std::move(built));
+  // Small trees are cheaper to rebuild than to load; persist only those worth it.
+  if (!dir_.empty() && size >= kPersistMin)
+    (void)verity::save_merkle_tree(*t, dir_ + "/" + key + ".tree");
+  insert(key, t);
+  return t;
+}
+
+}  // namespace cfs::vfs
