@@ -35,7 +35,7 @@ Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mo
 
 Result<UniqueFd> openat2(int dirfd, const std::string& path, int flags, std::uint64_t resolve) {
   struct open_how how {};
-  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+  how.flags = static_cast<unsigned>(flags) | static_cast<unsigned>(O_CLOEXEC);
   how.resolve = resolve;
   long fd;
   do {
