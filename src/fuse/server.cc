@@ -92,9 +92,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(req); }
-void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept {
-  fuse_reply_none(req);
-}
+void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept { fuse_reply_none(req); }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
   trampoline(req, [&] {
@@ -131,35 +129,37 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
   std::string buf(size, '\0');
   std::size_t used = 0;
   Status inner;
-  auto st = fs.readdir(to_ino(fs, ino), static_cast<std::uint64_t>(off), [&](const vfs::DirItem& d) {
-    std::string name(d.name);
-    std::size_t need;
-    auto next = static_cast<off_t>(d.next_offset);
-    if (plus) {
-      fuse_entry_param e;
-      std::memset(&e, 0, sizeof e);
-      // "." and ".." carry no entry (the kernel skips them); a child that fails getattr is
-      // listed without attributes so the later lookup reports its error.
-      if (name != "." && name != "..") {
-        if (auto cst = fs.getattr(d.ino); cst && !fill_entry(fs, *cst, e))
+  auto st =
+      fs.readdir(to_ino(fs, ino), static_cast<std::uint64_t>(off), [&](const vfs::DirItem& d) {
+        std::string name(d.name);
+        std::size_t need;
+        auto next = static_cast<off_t>(d.next_offset);
+        if (plus) {
+          fuse_entry_param e;
           std::memset(&e, 0, sizeof e);
-      }
-      if (e.ino == 0) {
-        e.attr.st_ino = d.ino;
-        e.attr.st_mode = d.type;
-      }
-      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next);
-    } else {
-      struct stat sst;
-      std::memset(&sst, 0, sizeof sst);
-      sst.st_ino = d.ino;
-      sst.st_mode = d.type;
-      need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &sst, next);
-    }
-    if (need > size - used) return false;
-    used += need;
-    return true;
-  });
+          // "." and ".." carry no entry (the kernel skips them); a child that fails getattr is
+          // listed without attributes so the later lookup reports its error.
+          if (name != "." && name != "..") {
+            if (auto cst = fs.getattr(d.ino); cst && !fill_entry(fs, *cst, e))
+              std::memset(&e, 0, sizeof e);
+          }
+          if (e.ino == 0) {
+            e.attr.st_ino = d.ino;
+            e.attr.st_mode = d.type;
+          }
+          need =
+              fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next);
+        } else {
+          struct stat sst;
+          std::memset(&sst, 0, sizeof sst);
+          sst.st_ino = d.ino;
+          sst.st_mode = d.type;
+          need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &sst, next);
+        }
+        if (need > size - used) return false;
+        used += need;
+        return true;
+      });
   if (!st) return reply_error(req, st.error());
   fuse_reply_buf(req, buf.data(), used);
 }
@@ -172,9 +172,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   trampoline(req, [&] { do_readdir(req, ino, size, off, true); });
 }
 
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept {
-  fuse_reply_err(req, 0);
-}
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_reply_err(req, 0); }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   trampoline(req, [&] {

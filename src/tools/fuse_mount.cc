@@ -3,14 +3,14 @@
 // `\` escapes a comma), our own keys taken out and the rest handed to libfuse.
 #include "tools/fuse_mount.h"
 
+#include <fmt/core.h>
+
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <fmt/core.h>
 
 #include "cfs/fuse/server.h"
 #include "cfs/util/hex.h"
@@ -175,8 +175,8 @@ int run_fuse_mount(int argc, char** argv) {
       return kExitFailure;
     }
     if (to_hex(got->view()) != to_hex(*want)) {
-      fmt::print(stderr, "{}: error: {}: image has the wrong fs-verity digest {}\n", prog,
-                 p.image, got->hex());
+      fmt::print(stderr, "{}: error: {}: image has the wrong fs-verity digest {}\n", prog, p.image,
+                 got->hex());
       return kExitFailure;
     }
   }

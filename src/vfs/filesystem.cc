@@ -19,22 +19,28 @@ constexpr std::uint32_t kEroBlockSize = 4096;
 
 std::uint32_t dirent_type(erofs::FileType t) {
   switch (t) {
-    case erofs::FileType::kRegular: return S_IFREG;
-    case erofs::FileType::kDirectory: return S_IFDIR;
-    case erofs::FileType::kCharDevice: return S_IFCHR;
-    case erofs::FileType::kBlockDevice: return S_IFBLK;
-    case erofs::FileType::kFifo: return S_IFIFO;
-    case erofs::FileType::kSocket: return S_IFSOCK;
-    case erofs::FileType::kSymlink: return S_IFLNK;
-    default: return 0;
+    case erofs::FileType::kRegular:
+      return S_IFREG;
+    case erofs::FileType::kDirectory:
+      return S_IFDIR;
+    case erofs::FileType::kCharDevice:
+      return S_IFCHR;
+    case erofs::FileType::kBlockDevice:
+      return S_IFBLK;
+    case erofs::FileType::kFifo:
+      return S_IFIFO;
+    case erofs::FileType::kSocket:
+      return S_IFSOCK;
+    case erofs::FileType::kSymlink:
+      return S_IFLNK;
+    default:
+      return 0;
   }
 }
 
 // overlayfs hides a chardev with rdev 0 in any lower layer (a whiteout); the 256 root stubs
 // composefs adds are such whiteouts.
-bool is_whiteout(const erofs::InodeInfo& ino) {
-  return ino.type() == S_IFCHR && ino.rdev == 0;
-}
+bool is_whiteout(const erofs::InodeInfo& ino) { return ino.type() == S_IFCHR && ino.rdev == 0; }
 
 const erofs::RawXattr* find_xattr(const std::vector<erofs::RawXattr>& xs, std::string_view name) {
   for (const auto& x : xs)
@@ -61,8 +67,7 @@ Filesystem::Filesystem(erofs::Image image, Options opts, ObjectDirs dirs)
 
 Filesystem::~Filesystem() = default;
 
-Result<std::unique_ptr<Filesystem>> Filesystem::open(const std::string& image_path,
-                                                     Options opts) {
+Result<std::unique_ptr<Filesystem>> Filesystem::open(const std::string& image_path, Options opts) {
   CFS_ASSIGN(erofs::Image image, erofs::Image::open(image_path));
   return open(std::move(image), std::move(opts));
 }
@@ -72,8 +77,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(erofs::Image image, Options
   // The root must be a readable directory or nothing can be served.
   CFS_ASSIGN(auto root, image.inode(image.root_nid()));
   if (!root.is_dir()) return fail(Errc::kCorruptImage, "image root is not a directory");
-  return std::unique_ptr<Filesystem>(new Filesystem(std::move(image), std::move(opts),
-                                                    std::move(dirs)));
+  return std::unique_ptr<Filesystem>(
+      new Filesystem(std::move(image), std::move(opts), std::move(dirs)));
 }
 
 Result<erofs::InodeInfo> Filesystem::checked_inode(Ino ino) const {
@@ -114,8 +119,8 @@ Result<struct stat> Filesystem::stat_of(const erofs::InodeInfo& ino) const {
   st.st_blksize = kEroBlockSize;
   // EROFS reports round_up(i_size, block) / 512 for uncompressed inodes; overlayfs reports the
   // same for a metacopy file until its data has been looked up ("guess lowerdata blocks").
-  st.st_blocks = static_cast<blkcnt_t>((ino.size + kEroBlockSize - 1) / kEroBlockSize *
-                                       (kEroBlockSize / 512));
+  st.st_blocks =
+      static_cast<blkcnt_t>((ino.size + kEroBlockSize - 1) / kEroBlockSize * (kEroBlockSize / 512));
   st.st_mtim.tv_sec = ino.mtime_sec;
   st.st_mtim.tv_nsec = ino.mtime_nsec;
   st.st_atim = st.st_mtim;

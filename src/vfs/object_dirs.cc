@@ -46,9 +46,9 @@ Result<UniqueFd> ObjectDirs::open_object(std::string_view rel_view) const {
 }
 
 Result<UniqueFd> ObjectDirs::open_in(int dirfd, const std::string& rel) const {
-  auto fd = sys::openat2(dirfd, rel, kObjectFlags,
-                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-                             RESOLVE_NO_XDEV);
+  auto fd =
+      sys::openat2(dirfd, rel, kObjectFlags,
+                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
   if (!fd) {
     if (fd.error().is_errno(ENOSYS)) return open_in_fallback(dirfd, rel);
     // A symlink anywhere on the path: the kernel returns ENOENT for a final symlink (it is not
@@ -66,7 +66,8 @@ Result<UniqueFd> ObjectDirs::open_in_fallback(int dirfd, const std::string& rel)
   std::size_t pos = 0;
   for (;;) {
     std::size_t slash = rel.find('/', pos);
-    std::string comp = rel.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    std::string comp =
+        rel.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
     if (comp == "..") return fail_errno("object " + rel + ": escapes the object directory", EXDEV);
     bool last = slash == std::string::npos;
     if (!comp.empty() && comp != ".") {

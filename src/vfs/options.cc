@@ -12,9 +12,12 @@ std::optional<VerityMode> parse_verity_mode(std::string_view s) {
 
 std::string_view to_string(VerityMode m) {
   switch (m) {
-    case VerityMode::kOff: return "off";
-    case VerityMode::kOn: return "on";
-    case VerityMode::kRequire: return "require";
+    case VerityMode::kOff:
+      return "off";
+    case VerityMode::kOn:
+      return "on";
+    case VerityMode::kRequire:
+      return "require";
   }
   return "?";
 }

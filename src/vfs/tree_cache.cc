@@ -47,8 +47,8 @@ std::size_t TreeCache::bytes() const {
 }
 
 Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(const verity::Digest& expected,
-                                                                  int fd, std::uint64_t size,
-                                                                  const std::string& what) {
+                                                                 int fd, std::uint64_t size,
+                                                                 const std::string& what) {
   std::string key = key_of(expected);
   if (auto t = find(key)) return t;
   verity::Params params;

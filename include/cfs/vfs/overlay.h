@@ -33,8 +33,8 @@ std::optional<std::string> raw_xattr_name(std::string_view visible);
 
 /// Parsed `trusted.overlay.metacopy` (struct ovl_metacopy).
 struct Metacopy {
-  std::size_t raw_size = 0;     ///< size of the xattr value
-  std::uint8_t digest_algo = 0;  ///< FS_VERITY_HASH_ALG_*: 1 SHA-256, 2 SHA-512, 0 none
+  std::size_t raw_size = 0;              ///< size of the xattr value
+  std::uint8_t digest_algo = 0;          ///< FS_VERITY_HASH_ALG_*: 1 SHA-256, 2 SHA-512, 0 none
   std::span<const std::uint8_t> digest;  ///< points into the value passed to parse
   /// OVL_HAS_DIGEST: the kernel reads and checks the full header only when this is set.
   bool has_digest_flag() const noexcept { return raw_size > 4; }
