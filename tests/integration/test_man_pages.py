@@ -18,6 +18,7 @@ PAGES = ["cfs.1", "mkcomposefs.1", "composefs-info.1", "composefs-fuse.1",
 # `cfs SUBCOMMAND` -> pages where its options must be documented (besides cfs.1).
 SUBCOMMAND_PAGES = {"create": ["mkcomposefs.1"], "info": ["composefs-info.1"],
                     "mount": ["mount.composefs.8", "composefs-fuse.1"],
+                    "fuse-mount": ["composefs-fuse.1"],
                     "umount": ["mount.composefs.8"]}
 COMPAT_PAGES = {"mkcomposefs": "mkcomposefs.1", "composefs-info": "composefs-info.1",
                 "mount.composefs": "mount.composefs.8", "composefs-fuse": "composefs-fuse.1"}
@@ -25,9 +26,10 @@ LONG_OPTION = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 
 
 def render(page):
-    """Plain ASCII text of a page (no bold/underline), as man would show it."""
-    p = subprocess.run(["groff", "-man", "-Tascii", "-P-cbou", os.path.join(MAN_DIR, page)],
-                       capture_output=True, text=True, check=True)
+    """Plain ASCII text of a page (no bold/underline, no hyphenation, long lines, so that names
+    and options are never split or stretched by justification)."""
+    p = subprocess.run(["groff", "-man", "-Tascii", "-P-cbou", "-rLL=300n", "-rHY=0",
+                        os.path.join(MAN_DIR, page)], capture_output=True, text=True, check=True)
     return p.stdout
 
 
@@ -75,7 +77,7 @@ class ManPages(unittest.TestCase):
         subs = subcommands()
         if not subs:
             self.skipTest("cfs has no commands registered yet")
-        cfs_page = render("cfs.1")
+        cfs_page = re.sub(r"[ \t]+", " ", render("cfs.1"))
         for sub in subs:
             with self.subTest(command=sub):
                 self.assertIn(f"cfs {sub}", cfs_page, f"cfs.1 does not describe 'cfs {sub}'")
