@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "cfs/mount/mount.h"
 #include "cfs/mount/options.h"
 #include "tools/command.h"
+#include "tools/fuse_mount.h"
 
 namespace cfs::tools {
 namespace {
@@ -160,7 +162,13 @@ int run_mount_composefs(int argc, char** argv) {
 }
 
 int run_cfs_mount(int argc, char** argv) {
-  CLI::App app{"Mount a composefs image (EROFS + overlayfs over object directories)", "cfs mount"};
+  // `cfs mount --fuse IMAGE DIR -o ...`: the userspace mount takes the whole command line.
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--fuse") == 0) return run_fuse_mount(argc, argv);
+  CLI::App app{
+      "Mount a composefs image (EROFS + overlayfs over object directories). With --fuse: the "
+      "userspace mount with fs-verity checks (composefs-fuse --help).",
+      "cfs mount"};
   std::string image, dir;
   std::vector<std::string> option_strings;
   bool json = false, verbose = false;

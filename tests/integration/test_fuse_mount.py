@@ -264,6 +264,23 @@ class FuseMount(t.unittest.TestCase):
                 if is_mounted(mnt):
                     fuse_umount(mnt)
 
+    def test_cfs_mount_fuse(self):
+        img = os.path.join(REF, "special_v1.cfs")
+        if not os.path.exists(img):
+            self.skipTest("reference images missing")
+        with t.tempdir() as d:
+            mnt = os.path.join(d, "m")
+            os.makedirs(mnt)
+            t.run([t.tool("cfs"), "mount", "--fuse", img, mnt, "-o", f"basedir={d},verity=require"])
+            try:
+                with open(os.path.join(mnt, "inline"), "rb") as f:
+                    self.assertEqual(f.read(), b"FOOBAR\nINAFILE\n")
+                with open("/proc/self/mountinfo") as f:
+                    line = next(x for x in f if x.split()[4] == os.path.realpath(mnt))
+                self.assertIn("fuse.composefs", line)
+            finally:
+                fuse_umount(mnt)
+
     def test_usage_errors(self):
         p = t.run([t.tool("cfs"), "fuse-mount", "img"], check=False)
         self.assertEqual(p.returncode, 2)
