@@ -1,12 +1,167 @@
 // SPDX-License-Identifier: Apache-2.0
+// composefs-info dump/ls printers (upstream tools/composefs-info.c semantics). Walks are
+// iterative: a tree loaded from a hostile image or dump may be very deep.
 #include "cfs/dump/print.h"
 
-namespace cfs::dump {
+#include <fmt/format.h>
 
-void print_dump(const Tree&, std::string&) {}
-void print_ls(const Tree&, std::string&) {}
-std::string escape_path(std::string_view s) { return std::string(s); }
-std::string escape_optional(std::string_view s) { return std::string(s); }
-std::string escape_xattr(std::string_view s) { return std::string(s); }
+#include <vector>
+
+#include "cfs/util/hex.h"
+#include "dump/escape.h"
+
+namespace cfs::dump {
+namespace {
+
+using detail::append_escaped;
+using detail::kEscapeEqual;
+using detail::kEscapeLoneDash;
+using detail::kEscapeStandard;
+using detail::kNoEscapeSpace;
+
+// Upstream keeps names, paths, payloads and xattr keys as C strings and prints them with
+// strlen(): anything after an embedded NUL is not printed.
+std::string_view cstr(std::string_view s) {
+  std::size_t n = s.find('\0');
+  return n == std::string_view::npos ? s : s.substr(0, n);
+}
+
+// The path of a node through its owning entries ("" for the root), like node_build_path().
+std::string owner_path(const Tree& tree, NodeId id) {
+  std::vector<std::string_view> names;
+  NodeId cur = id;
+  for (std::size_t guard = 0; cur != tree.root() && guard <= tree.size(); ++guard) {
+    NodeId parent = tree.node(cur).parent;
+    if (parent == kNoNode || parent >= tree.size()) break;
+    const Entry* owner = nullptr;
+    for (const Entry& e : tree.node(parent).children) {
+      if (e.node == cur && !e.hardlink) {
+        owner = &e;
+        break;
+      }
+    }
+    if (owner == nullptr) break;
+    names.push_back(owner->name);
+    cur = parent;
+  }
+  std::string path;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) {
+    path += '/';
+    path += *it;
+  }
+  return path;
+}
+
+void print_dump_line(const Tree& tree, std::string_view path, NodeId id, bool hardlink,
+                     std::string& out) {
+  const Node& n = tree.node(id);
+  append_escaped(out, cstr(path.empty() ? std::string_view("/") : path), kEscapeStandard);
+  fmt::format_to(std::back_inserter(out), " {} {}{:o} {} {} {} {} {}.{} ", n.size,
+                 hardlink ? "@" : "", n.mode, n.nlink, n.uid, n.gid, n.rdev, n.mtime_sec,
+                 n.mtime_nsec);
+  if (hardlink) {
+    append_escaped(out, cstr(owner_path(tree, id)), kEscapeLoneDash);
+  } else if (std::string_view payload = cstr(n.payload); !payload.empty()) {
+    append_escaped(out, payload, kEscapeLoneDash);
+  } else {
+    out += '-';
+  }
+  out += ' ';
+  if (n.content)
+    append_escaped(out, *n.content, kEscapeLoneDash);
+  else
+    out += '-';
+  out += ' ';
+  if (n.digest)
+    out += to_hex(*n.digest);
+  else
+    out += '-';
+  for (const Xattr& x : n.xattrs) {
+    out += ' ';
+    append_escaped(out, cstr(x.key), kEscapeEqual);
+    out += '=';
+    append_escaped(out, x.value, kEscapeEqual);
+  }
+  out += '\n';
+}
+
+// Depth-first walk in children order. visit(path, entry) is called for every entry below
+// the root; path is the entry's full path.
+template <typename Visit>
+void walk(const Tree& tree, Visit&& visit) {
+  struct Frame {
+    NodeId dir;
+    std::size_t next;
+    std::size_t path_len;
+  };
+  std::string path;
+  std::vector<Frame> stack;
+  stack.push_back({tree.root(), 0, 0});
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    const auto& kids = tree.node(f.dir).children;
+    if (f.next == kids.size()) {
+      path.resize(f.path_len);
+      stack.pop_back();
+      continue;
+    }
+    const Entry& e = kids[f.next++];
+    path.resize(f.path_len);
+    path += '/';
+    path += e.name;
+    visit(std::string_view(path), e);
+    // A hardlink's target is printed (with its children) through its owning entry.
+    if (!e.hardlink && e.node < tree.size() && !tree.node(e.node).children.empty())
+      stack.push_back({e.node, 0, path.size()});
+  }
+}
+
+}  // namespace
+
+void print_dump(const Tree& tree, std::string& out) {
+  print_dump_line(tree, "", tree.root(), false, out);
+  walk(tree, [&](std::string_view path, const Entry& e) {
+    print_dump_line(tree, path, e.node, e.hardlink, out);
+  });
+}
+
+void print_ls(const Tree& tree, std::string& out) {
+  walk(tree, [&](std::string_view path, const Entry& e) {
+    append_escaped(out, cstr(path), kNoEscapeSpace);
+    // composefs-info's hardlink nodes are empty (mode 0): only the path is printed.
+    if (!e.hardlink) {
+      const Node& n = tree.node(e.node);
+      if (n.is_dir()) {
+        out += "/\t";
+      } else if (n.is_symlink()) {
+        out += "\t-> ";
+        append_escaped(out, cstr(n.payload), kEscapeStandard);
+      } else if (n.is_reg() && !n.payload.empty()) {
+        out += "\t@ ";
+        append_escaped(out, cstr(n.payload), kEscapeStandard);
+      }
+    }
+    out += '\n';
+  });
+}
+
+std::string escape_path(std::string_view s) {
+  std::string out;
+  append_escaped(out, s, kEscapeStandard);
+  return out;
+}
+
+std::string escape_optional(std::string_view s) {
+  if (s.empty()) return "-";
+  std::string out;
+  append_escaped(out, s, kEscapeLoneDash);
+  return out;
+}
+
+std::string escape_xattr(std::string_view s) {
+  std::string out;
+  append_escaped(out, s, kEscapeEqual);
+  return out;
+}
 
 }  // namespace cfs::dump
