@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared xattr selection and inode placement (composefs' compute_erofs_shared_xattrs and
+// compute_erofs_inodes): which (name, value) pairs go to the shared table and in what order,
+// each inode's data split, compact or extended form, tail padding and nid.
+#include <fmt/core.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "erofs/plan_internal.h"
+
+namespace cfs::erofs::detail {
+namespace {
+
+constexpr std::uint64_t kMetaStart = 1152;  // right after the superblock
+constexpr std::uint32_t kShareLimit = 128;  // EROFS_XATTR_LONG_PREFIX: h_shared_count stays below
+
+struct PairHash {
+  std::size_t operator()(const XattrRef& x) const noexcept {
+    auto seed = XXH3_64bits(x.key.data(), x.key.size());
+    return static_cast<std::size_t>(XXH3_64bits_withSeed(x.value.data(), x.value.size(), seed));
+  }
+};
+struct PairEq {
+  bool operator()(const XattrRef& a, const XattrRef& b) const noexcept {
+    return a.key == b.key && a.value == b.value;
+  }
+};
+
+// Shared table order: name descending, then longer values first, then value bytes descending.
+bool shared_before(const XattrRef& a, const XattrRef& b) {
+  if (int c = a.key.compare(b.key); c != 0) return c > 0;
+  if (a.value.size() != b.value.size()) return a.value.size() > b.value.size();
+  return std::memcmp(b.value.data(), a.value.data(), a.value.size()) < 0;
+}
+
+std::uint64_t round_up(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
+
+void compute_shared(Plan& p) {
+  struct Use {
+    std::uint32_t count = 0;
+    std::int64_t offset = -1;
+  };
+  std::unordered_map<XattrRef, Use, PairHash, PairEq> uses;
+  uses.reserve(p.xattrs.size());
+  std::vector<Use*> use_of(p.xattrs.size());
+  for (std::size_t i = 0; i < p.xattrs.size(); ++i) {
+    Use& u = uses[p.xattrs[i]];
+    ++u.count;
+    use_of[i] = &u;
+  }
+
+  std::vector<std::pair<XattrRef, Use*>> shared;
+  for (auto& [x, u] : uses)
+    if (u.count > 1) shared.emplace_back(x, &u);
+  std::sort(shared.begin(), shared.end(),
+            [](const auto& a, const auto& b) { return shared_before(a.first, b.first); });
+  std::uint64_t offset = 0;
+  p.shared.reserve(shared.size());
+  for (auto& [x, u] : shared) {
+    u->offset = static_cast<std::int64_t>(offset);
+    p.shared.push_back(x);
+    offset += xattr_entry_size(x.key, x.value.size());
+  }
+  p.shared_size = offset;
+
+  p.xattr_shared.assign(p.xattrs.size(), -1);
+  for (PNode& n : p.nodes) {
+    std::uint32_t n_shared = 0;
+    std::uint64_t inline_bytes = 0;
+    for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i) {
+      if (use_of[i]->offset >= 0 && n_shared < kShareLimit) {
+        p.xattr_shared[i] = use_of[i]->offset;
+        ++n_shared;
+      } else {
+        inline_bytes += xattr_entry_size(p.xattrs[i].key, p.xattrs[i].value.size());
+      }
+    }
+    n.n_shared = n_shared;
+    // Bounded by the 65535-byte value and 255-byte key limits times the xattr count; the
+    // icount check in place() rejects anything that large.
+    n.xattr_size = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(xattr_body_size(n_shared, inline_bytes), 0xFFFFFFFF));
+  }
+}
+
+// Greedy packing of the dirents into blocks; a final chunk over half a block becomes a block.
+DataSplit dir_split(const Plan& p, const PNode& n) {
+  DataSplit s;
+  std::uint64_t block = 0;
+  for (std::uint32_t i = n.dirent_begin; i < n.dirent_begin + n.dirent_count; ++i) {
+    std::uint64_t len = sizeof(erofs::Dirent) + p.dirents[i].name.size();
+    if (block + len > kBlockSize) {
+      ++s.n_blocks;
+      block = 0;
+    }
+    block += len;
+  }
+  if (block > kBlockSize / 2) {
+    ++s.n_blocks;
+    block = 0;
+  }
+  s.tail = static_cast<std::uint32_t>(block);
+  return s;
+}
+
+bool fits_compact(const Plan& p, const PNode& n) {
+  if (n.mtime_sec != p.min_sec || n.mtime_nsec != p.min_nsec) return false;
+  if (n.nlink > 0xFFFF || n.uid > 0xFFFF || n.gid > 0xFFFF) return false;
+  std::uint64_t size =
+      n.type() == S_IFDIR ? std::uint64_t{n.n_blocks} * kBlockSize + n.tail : n.size;
+  return size <= 0xFFFFFFFF;
+}
+
+// Padding before an inode at slot-aligned `pos` so that its inline tail never crosses a block
+// boundary; may move the tail out of line instead (n_blocks + 1, tail 0).
+std::uint64_t tail_padding(PNode& n, std::uint64_t pos, std::uint64_t isize) {
+  std::uint64_t head = isize + n.xattr_size;
+  if (n.type() == S_IFLNK) {
+    // The inode and its target stay in one block when they fit; otherwise the target moves
+    // to a data block, but the inode is still aligned as if it had stayed (composefs quirk).
+    std::uint64_t total = head + n.tail;
+    if (total / kBlockSize > 0) {
+      ++n.n_blocks;
+      n.tail = 0;
+    }
+    if (pos / kBlockSize != (pos + total - 1) / kBlockSize) return round_up(pos, kBlockSize) - pos;
+    return 0;
+  }
+  std::uint64_t remainder = kBlockSize - (pos + head) % kBlockSize;
+  if (remainder >= n.tail) return 0;
+  std::uint64_t pad = round_up(remainder, kSlotSize);
+  remainder = kBlockSize - (pos + head + pad) % kBlockSize;
+  if (n.tail <= remainder) return pad;
+  ++n.n_blocks;
+  n.tail = 0;
+  return round_up(pos, kBlockSize) - pos;
+}
+
+}  // namespace
+
+Status place(Plan& p) {
+  compute_shared(p);
+
+  std::uint64_t pos = kMetaStart;
+  std::uint64_t n_data_blocks = 0;
+  for (std::uint32_t i = 0; i < p.nodes.size(); ++i) {
+    PNode& n = p.nodes[i];
+    DataSplit split;
+    switch (n.type()) {
+      case S_IFDIR:
+        split = dir_split(p, n);
+        break;
+      case S_IFLNK:
+        split.tail = static_cast<std::uint32_t>(n.data.size());
+        break;
+      case S_IFREG:
+        if (n.size == 0) break;
+        if (n.external)
+          split.tail = static_cast<std::uint32_t>(chunking(n.size).count * sizeof(std::uint32_t));
+        else
+          split = inline_data_split(n.size);
+        break;
+      default:
+        break;
+    }
+    n.n_blocks = static_cast<std::uint32_t>(split.n_blocks);
+    n.tail = split.tail;
+    n.compact = fits_compact(p, n);
+    std::uint64_t isize = n.compact ? sizeof(InodeCompact) : sizeof(InodeExtended);
+    if (xattr_icount(n.xattr_size) > 0xFFFF)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: xattrs need {} bytes, more than an inode can hold", p.path_of(i),
+                              n.xattr_size));
+
+    std::uint64_t aligned = round_up(pos, kSlotSize);
+    std::uint64_t extra = tail_padding(n, aligned, isize);
+    n.ipad = static_cast<std::uint32_t>(aligned - pos + extra);
+    pos = aligned + extra;
+    n.nid = pos / kSlotSize;
+    n_data_blocks += n.n_blocks;
+    pos += isize + n.xattr_size + n.tail;
+  }
+  p.inodes_end = round_up(pos, kSlotSize);
+  p.data_start = round_up(p.inodes_end + p.shared_size, kBlockSize);
+  p.n_data_blocks = n_data_blocks;
+
+  if (p.nodes[0].nid > 0xFFFF)
+    return fail(Errc::kInvalidInput, "/: root xattrs too large: root nid must fit in 16 bits");
+  if (p.data_start / kBlockSize + n_data_blocks > 0xFFFFFFFF)
+    return fail(Errc::kInvalidInput, "image too large: more than 2^32 blocks");
+  return {};
+}
+
+}  // namespace cfs::erofs::detail
