@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
 
 #include "erofs/plan_internal.h"
 
@@ -16,18 +15,6 @@ namespace {
 
 constexpr std::uint64_t kMetaStart = 1152;  // right after the superblock
 constexpr std::uint32_t kShareLimit = 128;  // EROFS_XATTR_LONG_PREFIX: h_shared_count stays below
-
-struct PairHash {
-  std::size_t operator()(const XattrRef& x) const noexcept {
-    auto seed = XXH3_64bits(x.key.data(), x.key.size());
-    return static_cast<std::size_t>(XXH3_64bits_withSeed(x.value.data(), x.value.size(), seed));
-  }
-};
-struct PairEq {
-  bool operator()(const XattrRef& a, const XattrRef& b) const noexcept {
-    return a.key == b.key && a.value == b.value;
-  }
-};
 
 // Shared table order: name descending, then longer values first, then value bytes descending.
 bool shared_before(const XattrRef& a, const XattrRef& b) {
@@ -38,31 +25,75 @@ bool shared_before(const XattrRef& a, const XattrRef& b) {
 
 std::uint64_t round_up(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
-void compute_shared(Plan& p) {
+std::uint64_t hash_pair(const XattrRef& x) {
+  auto seed = XXH3_64bits(x.key.data(), x.key.size());
+  return XXH3_64bits_withSeed(x.value.data(), x.value.size(), seed);
+}
+
+// Distinct (name, value) pairs with their use counts: a flat open-addressing table, because
+// a /usr-sized tree has ~300k xattrs and node-based maps spend their time in cache misses.
+class PairTable {
+ public:
   struct Use {
+    XattrRef x;
+    std::uint64_t hash = 0;
     std::uint32_t count = 0;
     std::int64_t offset = -1;
   };
-  std::unordered_map<XattrRef, Use, PairHash, PairEq> uses;
-  uses.reserve(p.xattrs.size());
-  std::vector<Use*> use_of(p.xattrs.size());
-  for (std::size_t i = 0; i < p.xattrs.size(); ++i) {
-    Use& u = uses[p.xattrs[i]];
-    ++u.count;
-    use_of[i] = &u;
+
+  explicit PairTable(std::size_t n) {
+    std::size_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    slots_.assign(cap, {0, 0});
+    mask_ = cap - 1;
+    uses_.reserve(n);
   }
 
-  std::vector<std::pair<XattrRef, Use*>> shared;
-  for (auto& [x, u] : uses)
-    if (u.count > 1) shared.emplace_back(x, &u);
+  std::uint32_t add(const XattrRef& x) {
+    std::uint64_t h = hash_pair(x);
+    for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+      auto& [slot_hash, slot] = slots_[i];
+      if (slot == 0) {
+        uses_.push_back({x, h, 1, -1});
+        slot_hash = h;
+        slot = static_cast<std::uint32_t>(uses_.size());
+        return slot - 1;
+      }
+      if (slot_hash == h) {
+        Use& u = uses_[slot - 1];
+        if (u.x.key == x.key && u.x.value == x.value) {
+          ++u.count;
+          return slot - 1;
+        }
+      }
+    }
+  }
+
+  std::vector<Use>& uses() { return uses_; }
+
+ private:
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> slots_;
+  std::size_t mask_ = 0;
+  std::vector<Use> uses_;
+};
+
+void compute_shared(Plan& p) {
+  PairTable table(p.xattrs.size());
+  std::vector<std::uint32_t> use_of(p.xattrs.size());
+  for (std::size_t i = 0; i < p.xattrs.size(); ++i) use_of[i] = table.add(p.xattrs[i]);
+  auto& uses = table.uses();
+
+  std::vector<std::uint32_t> shared;
+  for (std::uint32_t i = 0; i < uses.size(); ++i)
+    if (uses[i].count > 1) shared.push_back(i);
   std::sort(shared.begin(), shared.end(),
-            [](const auto& a, const auto& b) { return shared_before(a.first, b.first); });
+            [&](std::uint32_t a, std::uint32_t b) { return shared_before(uses[a].x, uses[b].x); });
   std::uint64_t offset = 0;
   p.shared.reserve(shared.size());
-  for (auto& [x, u] : shared) {
-    u->offset = static_cast<std::int64_t>(offset);
-    p.shared.push_back(x);
-    offset += xattr_entry_size(x.key, x.value.size());
+  for (std::uint32_t i : shared) {
+    uses[i].offset = static_cast<std::int64_t>(offset);
+    p.shared.push_back(uses[i].x);
+    offset += xattr_entry_size(uses[i].x.key, uses[i].x.value.size());
   }
   p.shared_size = offset;
 
@@ -71,8 +102,8 @@ void compute_shared(Plan& p) {
     std::uint32_t n_shared = 0;
     std::uint64_t inline_bytes = 0;
     for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i) {
-      if (use_of[i]->offset >= 0 && n_shared < kShareLimit) {
-        p.xattr_shared[i] = use_of[i]->offset;
+      if (uses[use_of[i]].offset >= 0 && n_shared < kShareLimit) {
+        p.xattr_shared[i] = uses[use_of[i]].offset;
         ++n_shared;
       } else {
         inline_bytes += xattr_entry_size(p.xattrs[i].key, p.xattrs[i].value.size());
