@@ -1,18 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dump/escape.h"
 
+#include <array>
 #include <cstring>
 #include <limits>
 
 namespace cfs::dump::detail {
 namespace {
 
-int hexdigit(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return 10 + (c - 'a');
-  if (c >= 'A' && c <= 'F') return 10 + (c - 'A');
-  return -1;
+constexpr std::array<std::int8_t, 256> kHexValue = [] {
+  std::array<std::int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int c = '0'; c <= '9'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'A' + 10);
+  return t;
+}();
+
+// Bytes printed as-is, per escaping mode: isgraph (0x21..0x7e) or, for ls paths, isprint
+// (0x20..0x7e); backslash never, '=' only without kEscapeEqual.
+constexpr std::array<bool, 256> literal_table(bool with_space, bool with_equal) {
+  std::array<bool, 256> t{};
+  for (int c = with_space ? 0x20 : 0x21; c <= 0x7e; ++c) t[static_cast<std::size_t>(c)] = true;
+  t['\\'] = false;
+  t['='] = with_equal;
+  return t;
 }
+constexpr auto kLiteralGraph = literal_table(false, true);
+constexpr auto kLiteralPrint = literal_table(true, true);
+constexpr auto kLiteralGraphNoEqual = literal_table(false, false);
+constexpr auto kLiteralPrintNoEqual = literal_table(true, false);
 
 // C-locale isspace/isgraph/isprint without the locale machinery.
 bool is_c_space(char c) noexcept {
@@ -20,6 +40,8 @@ bool is_c_space(char c) noexcept {
 }
 
 }  // namespace
+
+int hexdigit(char c) noexcept { return kHexValue[static_cast<unsigned char>(c)]; }
 
 std::optional<std::string_view> unescape(std::string_view in, std::string& scratch,
                                          std::string* err) {
@@ -81,6 +103,20 @@ std::optional<std::string_view> unescape(std::string_view in, std::string& scrat
 
 std::optional<std::uint64_t> parse_u64(std::string_view s, unsigned base) noexcept {
   if (s.empty()) return std::nullopt;
+  // Fast path: up to 18 plain decimal/octal digits cannot overflow.
+  if (s.size() <= 18) {
+    std::uint64_t v = 0;
+    bool plain = true;
+    for (char c : s) {
+      auto d = static_cast<unsigned>(static_cast<unsigned char>(c) - '0');
+      if (d >= base) {
+        plain = false;
+        break;
+      }
+      v = v * base + d;
+    }
+    if (plain) return v;
+  }
   std::size_t i = 0;
   while (i < s.size() && is_c_space(s[i])) ++i;
   bool negative = false;
@@ -111,41 +147,36 @@ void append_escaped(std::string& out, std::string_view s, unsigned flags) {
     out += "\\x2d";
     return;
   }
-  const bool noescape_space = (flags & kNoEscapeSpace) != 0;
-  const bool escape_equal = (flags & kEscapeEqual) != 0;
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  const bool space = (flags & kNoEscapeSpace) != 0;
+  const auto& literal = (flags & kEscapeEqual) != 0
+                            ? (space ? kLiteralPrintNoEqual : kLiteralGraphNoEqual)
+                            : (space ? kLiteralPrint : kLiteralGraph);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t run = i;
+    while (run < s.size() && literal[static_cast<unsigned char>(s[run])]) ++run;
+    out.append(s.data() + i, run - i);
+    if (run == s.size()) break;
+    auto c = static_cast<unsigned char>(s[run]);
     switch (c) {
       case '\\':
         out += "\\\\";
-        continue;
+        break;
       case '\n':
         out += "\\n";
-        continue;
+        break;
       case '\r':
         out += "\\r";
-        continue;
+        break;
       case '\t':
         out += "\\t";
-        continue;
-      default:
         break;
+      default:
+        out += "\\x";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
     }
-    bool hex;
-    if (c == '=') {
-      hex = escape_equal;
-    } else {
-      // isprint (0x20..0x7e) for ls paths, isgraph (0x21..0x7e) everywhere else.
-      unsigned lo = noescape_space ? 0x20 : 0x21;
-      hex = c < lo || c > 0x7e;
-    }
-    if (hex) {
-      out += "\\x";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(ch);
-    }
+    i = run + 1;
   }
 }
 

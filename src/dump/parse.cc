@@ -435,23 +435,18 @@ bool Parser::parse_line(std::string_view line) {
   if (digest) {
     // Upstream decodes hex pairs into a 32-byte stack buffer and ignores failure: the bytes up
     // to the first bad pair are kept and the rest is whatever was on the stack. We keep the
-    // decodable prefix and zero the rest (lenient), or reject anything but 64 hex digits
-    // (strict).
+    // decodable prefix and zero the rest. Strict mode rejects anything but 64 hex digits on a
+    // regular file, the only type whose digest reaches the image (a missing DIGEST field on
+    // other types stays accepted, as upstream's strict assets need).
     std::string_view hex = cstr(*digest);
     Sha256Digest raw{};
     std::size_t n = 0;
-    auto nibble = [](char c) {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
     while (n < raw.size() && 2 * n + 1 < hex.size()) {
-      int hi = nibble(hex[2 * n]), lo = nibble(hex[2 * n + 1]);
+      int hi = detail::hexdigit(hex[2 * n]), lo = detail::hexdigit(hex[2 * n + 1]);
       if (hi < 0 || lo < 0) break;
       raw[n++] = static_cast<std::uint8_t>(hi << 4 | lo);
     }
-    if (opts_.strict && (n != raw.size() || hex.size() != 2 * raw.size())) {
+    if (opts_.strict && type == S_IFREG && (n != raw.size() || hex.size() != 2 * raw.size())) {
       err_ = fmt::format("Invalid digest '{}' in DIGEST: must be 64 hex digits", hex);
       return false;
     }
