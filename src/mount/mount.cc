@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -264,6 +265,30 @@ std::optional<std::string> fs_verity_warning() {
          "with a digest will fail to open with EIO";
 }
 
+// Creates the overlay and attaches it on target. The fsconfig path creates it detached and
+// runs before_attach (if any) just before attaching; mount(2) attaches at once.
+Status build_overlay(const OverlayPlan& plan, const std::string& target, OverlayApi want,
+                     MountReport& report, std::vector<std::string>& warnings,
+                     const std::function<Status()>& before_attach) {
+  if (want == OverlayApi::kAuto || want == OverlayApi::kFsconfig) {
+    bool api_missing = false;
+    auto r = overlay_fsconfig(plan, api_missing, warnings);
+    if (r) {
+      if (before_attach) CFS_TRY(before_attach());
+      CFS_TRY(kernel::move_mount(r->mnt.get(), target));
+      report.overlay = OverlayApi::kFsconfig;
+      report.verity = r->verity;
+      return {};
+    }
+    if (!api_missing || want == OverlayApi::kFsconfig)
+      return fail(std::move(r).error().with_context("mount overlay on " + target));
+  }
+  CFS_ASSIGN(auto used, overlay_legacy(plan, target, want, warnings));
+  report.overlay = used.first;
+  report.verity = used.second;
+  return {};
+}
+
 }  // namespace
 
 const char* to_string(ErofsBackend b) noexcept {
@@ -288,6 +313,20 @@ const char* to_string(OverlayApi a) noexcept {
       return "legacy";
     case OverlayApi::kLegacyPlain:
       return "legacy-plain";
+  }
+  return "?";
+}
+
+const char* to_string(LowerMode m) noexcept {
+  switch (m) {
+    case LowerMode::kAuto:
+      return "auto";
+    case LowerMode::kDetached:
+      return "detached";
+    case LowerMode::kAttached:
+      return "attached";
+    case LowerMode::kStacked:
+      return "stacked";
   }
   return "?";
 }
@@ -327,25 +366,51 @@ Result<MountReport> mount_image(const std::string& image, const std::string& tar
     if (!r) return fail(std::move(r).error().with_context("idmap=" + opts.idmap));
   }
 
-  OverlayPlan plan = make_plan(opts, kernel::fd_path(erofs.mnt.get()));
-  if (plan.verity != VerityMode::kOff)
+  if (effective_verity(opts) != VerityMode::kOff)
     if (auto w = fs_verity_warning()) report.warnings.push_back(*w);
 
-  if (backends.overlay == OverlayApi::kAuto || backends.overlay == OverlayApi::kFsconfig) {
-    bool api_missing = false;
-    auto r = overlay_fsconfig(plan, api_missing, report.warnings);
+  if (backends.lower != LowerMode::kAttached) {
+    std::vector<std::string> warnings;
+    auto r = build_overlay(make_plan(opts, kernel::fd_path(erofs.mnt.get())), target,
+                           backends.overlay, report, warnings, nullptr);
     if (r) {
-      CFS_TRY(kernel::move_mount(r->mnt.get(), target));
-      report.overlay = OverlayApi::kFsconfig;
-      report.verity = r->verity;
+      report.lower = LowerMode::kDetached;
+      report.warnings.insert(report.warnings.end(), warnings.begin(), warnings.end());
       return report;
     }
-    if (!api_missing || backends.overlay == OverlayApi::kFsconfig)
-      return fail(std::move(r).error().with_context("mount overlay on " + target));
+    if (backends.lower == LowerMode::kDetached || !r.error().is_errno(EINVAL))
+      return fail(std::move(r).error());
   }
-  CFS_ASSIGN(auto used, overlay_legacy(plan, target, backends.overlay, report.warnings));
-  report.overlay = used.first;
-  report.verity = used.second;
+
+  // Before Linux 6.15 overlayfs clones each layer with clone_private_mount(), which refuses a
+  // mount outside the caller's namespace ("failed to clone lowerpath"). Attach the EROFS on
+  // the target itself (no temporary directory), build the overlay detached, unmount the EROFS
+  // (the overlay holds its own clone) and put the overlay in its place.
+  auto moved = kernel::move_mount(erofs.mnt.get(), target);
+  if (!moved) return fail(std::move(moved).error().with_context("attach EROFS image " + image));
+  // An open fd on a mount makes umount2() fail with EBUSY.
+  erofs.mnt.reset();
+  CFS_ASSIGN(std::string real_target, kernel::real_path(target));
+  bool erofs_attached = true;
+  auto detach_erofs = [&]() -> Status {
+    CFS_TRY(kernel::umount(real_target, false));
+    erofs_attached = false;
+    return {};
+  };
+  std::vector<std::string> warnings;
+  auto r = build_overlay(make_plan(opts, real_target), target, backends.overlay, report, warnings,
+                         detach_erofs);
+  if (!r) {
+    if (erofs_attached) (void)kernel::umount(real_target, false);
+    return fail(std::move(r).error());
+  }
+  report.warnings.insert(report.warnings.end(), warnings.begin(), warnings.end());
+  report.lower = erofs_attached ? LowerMode::kStacked : LowerMode::kAttached;
+  if (erofs_attached)
+    report.warnings.push_back(
+        "the kernel needs the EROFS attached while mount(2) builds the overlay: it stays "
+        "mounted beneath the overlay on " +
+        target + " (cfs umount removes both)");
   return report;
 }
 

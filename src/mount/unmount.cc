@@ -69,7 +69,11 @@ Status unmount(const std::string& target, bool lazy) {
   if (entry->fstype != "overlay")
     return fail(Errc::kInvalidInput, "unmount " + target + ": not a composefs mount (it is " +
                                          entry->fstype + " from " + entry->source + ")");
-  return kernel::umount(path, lazy);
+  CFS_TRY(kernel::umount(path, lazy));
+  // A stacked EROFS (mount(2) on kernels that need attached layers) is the next one down.
+  CFS_ASSIGN(auto below, find_mount(path));
+  if (below && below->fstype == "erofs") CFS_TRY(kernel::umount(path, lazy));
+  return {};
 }
 
 }  // namespace cfs::mount

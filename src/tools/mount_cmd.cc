@@ -44,14 +44,16 @@ void print_report(const mount::MountReport& r, const std::string& image, const s
     for (const auto& w : r.warnings) warnings += (warnings.empty() ? "" : ", ") + json_string(w);
     fmt::print(
         "{{\"image\": {}, \"target\": {}, \"erofs\": \"{}\", \"loop_device\": {}, "
-        "\"overlay\": \"{}\", \"verity\": \"{}\", \"digest_check\": \"{}\", \"warnings\": [{}]}}\n",
+        "\"lower\": \"{}\", \"overlay\": \"{}\", \"verity\": \"{}\", "
+        "\"digest_check\": \"{}\", \"warnings\": [{}]}}\n",
         json_string(image), json_string(dir), mount::to_string(r.erofs), json_string(r.loop_device),
-        mount::to_string(r.overlay), mount::to_string(r.verity), mount::to_string(r.digest_check),
-        warnings);
+        mount::to_string(r.lower), mount::to_string(r.overlay), mount::to_string(r.verity),
+        mount::to_string(r.digest_check), warnings);
     return;
   }
-  fmt::print("mounted {} on {}: erofs={}{} overlay={} verity={} digest-check={}\n", image, dir,
-             mount::to_string(r.erofs), r.loop_device.empty() ? "" : " (" + r.loop_device + ")",
+  fmt::print("mounted {} on {}: erofs={}{} lower={} overlay={} verity={} digest-check={}\n", image,
+             dir, mount::to_string(r.erofs),
+             r.loop_device.empty() ? "" : " (" + r.loop_device + ")", mount::to_string(r.lower),
              mount::to_string(r.overlay), mount::to_string(r.verity),
              mount::to_string(r.digest_check));
 }
@@ -172,7 +174,7 @@ int run_cfs_mount(int argc, char** argv) {
   std::string image, dir;
   std::vector<std::string> option_strings;
   bool json = false, verbose = false;
-  std::string erofs_backend = "auto", overlay_api = "auto";
+  std::string erofs_backend = "auto", overlay_api = "auto", lower_mode = "auto";
   app.add_option("IMAGE", image, "composefs image file")->required();
   app.add_option("MOUNTPOINT", dir, "directory to mount on")->required();
   app.add_option("-o,--options", option_strings,
@@ -183,6 +185,10 @@ int run_cfs_mount(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "file", "loop"}));
   app.add_option("--overlay-api", overlay_api, "force the overlay API (for testing)")
       ->check(CLI::IsMember({"auto", "fsconfig", "legacy", "legacy-plain"}));
+  app.add_option("--lower-mode", lower_mode,
+                 "force whether the EROFS stays detached or is attached while the overlay is "
+                 "built (for testing)")
+      ->check(CLI::IsMember({"auto", "detached", "attached"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -204,6 +210,9 @@ int run_cfs_mount(int argc, char** argv) {
               : overlay_api == "legacy"       ? mount::OverlayApi::kLegacy
               : overlay_api == "legacy-plain" ? mount::OverlayApi::kLegacyPlain
                                               : mount::OverlayApi::kAuto;
+  b.lower = lower_mode == "detached"   ? mount::LowerMode::kDetached
+            : lower_mode == "attached" ? mount::LowerMode::kAttached
+                                       : mount::LowerMode::kAuto;
   auto r = mount::mount_image(image, dir, opts, b);
   if (!r) {
     fmt::print(stderr, "cfs: error: {}\n", r.error().message());

@@ -131,14 +131,26 @@ class TreeAndPaths(MountCase):
         self.assert_nothing_left(before)
 
     def test_forced_paths(self):
-        cases = [("loop", "fsconfig"), ("file", "legacy"), ("file", "legacy-plain"),
-                 ("loop", "legacy-plain")]
-        for erofs, overlay in cases:
-            with self.subTest(erofs=erofs, overlay=overlay):
+        # (erofs backend, overlay API, lower mode requested, lower mode expected). "attached"
+        # is what kernels before 6.15 need (they refuse a detached layer); with mount(2) the
+        # EROFS then stays stacked beneath the overlay.
+        cases = [("loop", "fsconfig", "detached", "detached"),
+                 ("file", "legacy", "detached", "detached"),
+                 ("file", "legacy-plain", "detached", "detached"),
+                 ("loop", "legacy-plain", "auto", "detached"),
+                 ("file", "fsconfig", "attached", "attached"),
+                 ("loop", "fsconfig", "attached", "attached"),
+                 ("file", "legacy", "attached", "stacked")]
+        for erofs, overlay, lower, lower_used in cases:
+            with self.subTest(erofs=erofs, overlay=overlay, lower=lower):
                 before = mountinfo()
-                r = self.cfs_mount(extra=["--erofs-backend", erofs, "--overlay-api", overlay])
-                self.assertEqual((r["erofs"], r["overlay"]), (erofs, overlay))
-                line = [ln for ln in mountinfo().splitlines() if f" {self.mnt} " in ln][0]
+                r = self.cfs_mount(extra=["--erofs-backend", erofs, "--overlay-api", overlay,
+                                          "--lower-mode", lower])
+                self.assertEqual((r["erofs"], r["overlay"], r["lower"]),
+                                 (erofs, overlay, lower_used))
+                erofs_mounts = [ln for ln in mountinfo().splitlines() if " - erofs " in ln]
+                self.assertEqual(len(erofs_mounts), 1 if lower_used == "stacked" else 0)
+                line = [ln for ln in mountinfo().splitlines() if f" {self.mnt} " in ln][-1]
                 if overlay == "legacy":
                     self.assertIn("::" + FIX.store, line)
                 if overlay == "legacy-plain":
@@ -214,7 +226,7 @@ class Verity(MountCase):
             with self.subTest(opts=opts):
                 r = self.cfs_mount(opts)
                 self.assertEqual(r["verity"], mode)
-                line = [ln for ln in mountinfo().splitlines() if f" {self.mnt} " in ln][0]
+                line = [ln for ln in mountinfo().splitlines() if f" {self.mnt} " in ln][-1]
                 if mode == "off":
                     self.assertNotIn("verity=", line)
                 else:

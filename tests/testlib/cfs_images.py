@@ -155,6 +155,7 @@ def emulate_mkcomposefs(src, image, store, work, metacopy_override=None):
             except FileNotFoundError:
                 continue  # the root whiteouts
             os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.makedirs(os.path.dirname(os.path.abspath(image)), exist_ok=True)
     subprocess.run(["mkfs.erofs", "--quiet", "--preserve-mtime", image, meta], check=True,
                    capture_output=True)
     header = struct.pack("<IIII16x", COMPOSEFS_MAGIC, 1, 0, 1)

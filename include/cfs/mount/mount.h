@@ -31,7 +31,16 @@ enum class OverlayApi : std::uint8_t {
   kLegacyPlain,  ///< mount(2) with lowerdir=IMG:OBJ1:OBJ2 (no data-only layers)
 };
 
+/// Where the EROFS mount is while the overlay is built.
+enum class LowerMode : std::uint8_t {
+  kAuto,      ///< detached, then attached if the kernel refuses a detached layer (EINVAL)
+  kDetached,  ///< never attached (Linux 6.15+ accepts a detached mount as a layer)
+  kAttached,  ///< attached on the target itself while the overlay is created, then unmounted
+  kStacked,   ///< result only: mount(2) needed it attached, so it stays beneath the overlay
+};
+
 const char* to_string(ErofsBackend b) noexcept;
+const char* to_string(LowerMode m) noexcept;
 const char* to_string(OverlayApi a) noexcept;
 
 /// How the image was checked against digest=.
@@ -45,12 +54,14 @@ const char* to_string(DigestCheck c) noexcept;
 struct Backends {
   ErofsBackend erofs = ErofsBackend::kAuto;
   OverlayApi overlay = OverlayApi::kAuto;
+  LowerMode lower = LowerMode::kAuto;
 };
 
 /// What mount_image() did, for -v / --json output and tests.
 struct MountReport {
   ErofsBackend erofs = ErofsBackend::kAuto;  ///< the backend used (never kAuto)
   OverlayApi overlay = OverlayApi::kAuto;    ///< the API used (never kAuto)
+  LowerMode lower = LowerMode::kAuto;        ///< where the EROFS was (never kAuto)
   VerityMode verity = VerityMode::kOff;      ///< the verity= actually passed to the kernel
   DigestCheck digest_check = DigestCheck::kNone;
   std::string loop_device;            ///< e.g. /dev/loop3 when the loop backend was used
@@ -64,8 +75,9 @@ struct MountReport {
 Result<MountReport> mount_image(const std::string& image, const std::string& target,
                                 const Options& opts, const Backends& backends = {});
 
-/// Unmounts the overlay on `target` after checking that it is one (mountinfo). The EROFS was
-/// never attached, so it goes away with the overlay; a loop device clears itself.
+/// Unmounts the overlay on `target` after checking that it is one (mountinfo). The EROFS is
+/// normally not attached anywhere, so it goes away with the overlay (a loop device clears
+/// itself); an EROFS stacked beneath the overlay (LowerMode::kStacked) is unmounted too.
 Status unmount(const std::string& target, bool lazy = false);
 
 }  // namespace cfs::mount

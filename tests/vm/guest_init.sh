@@ -1,0 +1,145 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: Apache-2.0
+# /init of the verity test VM (see test_vm_verity.py). Runs in a Debian kernel with
+# CONFIG_FS_VERITY=y. /dev/vda: ext4 (-O verity) holding store/ (objects) and images/;
+# /images: the same images on the initramfs (no fs-verity possible there). Every check prints
+# "PASS name" or "FAIL name"; the host fails the test on any FAIL or a missing GUEST-DONE.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs -o mode=755 run /run
+. /params
+echo "GUEST: kernel $(uname -r)"
+NPASS=0; NFAIL=0
+pass() { echo "PASS $*"; NPASS=$((NPASS+1)); }
+fail() { echo "FAIL $*"; NFAIL=$((NFAIL+1)); }
+check() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+# Reading a file: OK:<content> | OPEN_EIO | READ_EIO | OTHER:<message>
+rd() { out=$(cat "$1" 2>&1); rc=$?
+  if [ $rc = 0 ]; then echo "OK:$out"
+  elif echo "$out" | grep -q "can't open.*Input/output error"; then echo OPEN_EIO
+  elif echo "$out" | grep -q "Input/output error"; then echo READ_EIO
+  else echo "OTHER:$out"; fi; }
+expect_rd() { # name path want(/expect/FILE | OPEN_EIO | READ_EIO)
+  got=$(rd "$2")
+  case "$3" in /*) want="OK:$(cat "$3")";; *) want=$3;; esac
+  if [ "$got" = "$want" ]; then pass "$1"; else fail "$1 ($2: want ${3##*/}, got $(echo "$got" | head -c 80))"; fi; }
+xattr_hex() { getfattr -n "$1" -e hex "$2" 2>/dev/null | grep = | cut -d= -f2; }
+kmsg() { dmesg | grep -E 'overlayfs|fs-verity|erofs' | tail -n "${1:-3}" | sed 's/^/  dmesg: /'; }
+cfs_umount() { check "umount $1" cfs umount "$1"; }
+no_leftovers() { # name: no erofs/overlay mounts and no loop devices in use
+  n=$(grep -c -E ' - (erofs|overlay) ' /proc/self/mountinfo)
+  l=$(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)
+  check "$1 (mounts=$n loops=$l)" test "$n" = 0 -a "$l" = 0; }
+
+for m in libcrc32c crc32c_generic loop erofs overlay virtio_blk; do
+  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
+done
+sleep 0.3
+check disks test -b /dev/vda
+check ext4-mount mount -t ext4 /dev/vda /disk
+S=/disk/store
+ok=1
+for d in $VERITY_OBJECTS; do fsverity enable "$S/$d" || ok=0; done
+check fsverity-enable-objects test $ok = 1
+check fsverity-enable-image fsverity enable /disk/images/clean.cfs
+M=$(fsverity measure "$S/$D_GOOD_PATH" | cut -d' ' -f1)
+check "kernel-measure-equals-host-digest" test "$M" = "sha256:$D_GOOD"
+check object-without-verity sh -c "! fsverity measure $S/$D_NOV_PATH >/dev/null 2>&1"
+
+echo "--- clean image (built by $BUILDER), verity + digest= (kernel measurement of the image)"
+out=$(cfs mount --json /disk/images/clean.cfs /m1 -o "basedir=$S,digest=$D_IMG_CLEAN" 2>&1)
+echo "  $out"
+check "mount digest= (kernel)" sh -c "echo '$out' | grep -q '\"digest_check\": \"kernel\"'"
+check "mount verity=require passed" grep -q 'verity=require' /proc/self/mountinfo
+expect_rd good-read          /m1/good          /expect/good
+expect_rd inline-read        /m1/small         /expect/small
+expect_rd nested-read        /m1/dir/file2     /expect/file2
+expect_rd corrupt-before     /m1/corrupt       /expect/corrupt
+expect_rd replaced-before    /m1/replaced      /expect/replaced
+check symlink-read test "$(readlink /m1/link)" = dir/file2
+cfs_umount /m1
+no_leftovers clean-umount-leaves-nothing
+
+echo "--- digest= on an image without fs-verity: sealed memfd copy"
+out=$(cfs mount --json /images/clean.cfs /m1 -o "basedir=$S,digest=$D_IMG_CLEAN" 2>&1)
+check "mount digest= (sealed copy)" sh -c "echo '$out' | grep -q '\"digest_check\": \"sealed-copy\"'"
+expect_rd sealed-good-read /m1/good /expect/good
+cfs_umount /m1
+no_leftovers sealed-umount-leaves-nothing
+
+echo "--- wrong image digest refuses the mount"
+out=$(mount.composefs /disk/images/clean.cfs /m1 -o "basedir=$S,digest=$D_IMG_OTHER" 2>&1)
+check "wrong-image-digest-refused ($out)" sh -c "echo '$out' | grep -q 'wrong fs-verity digest' && ! grep -q ' /m1 ' /proc/self/mountinfo"
+out=$(mount.composefs /images/clean.cfs /m1 -o "basedir=$S,digest=$D_IMG_OTHER" 2>&1)
+check "wrong-image-digest-refused-sealed" sh -c "echo '$out' | grep -q 'wrong fs-verity digest' && ! grep -q ' /m1 ' /proc/self/mountinfo"
+no_leftovers refused-mounts-leave-nothing
+
+echo "--- crafted image: verity (require)"
+check mount-crafted-require mount.composefs /images/crafted.cfs /m1 -o "basedir=$S,verity"
+expect_rd require-good              /m1/good      /expect/good
+expect_rd require-wrong-digest      /m1/wrongdig  OPEN_EIO
+expect_rd require-missing-digest    /m1/nodig     OPEN_EIO
+expect_rd require-object-noverity   /m1/noverity  OPEN_EIO
+check stat-works-on-bad-files stat /m1/wrongdig
+kmsg 3
+cfs_umount /m1
+echo "--- crafted image: verity=on"
+check mount-crafted-on mount.composefs /images/crafted.cfs /m1 -o "basedir=$S,verity=on"
+expect_rd on-missing-digest-ok  /m1/nodig     /expect/good
+expect_rd on-wrong-digest       /m1/wrongdig  OPEN_EIO
+expect_rd on-object-noverity    /m1/noverity  OPEN_EIO
+cfs_umount /m1
+echo "--- crafted image: verity=off ignores digests"
+check mount-crafted-off mount.composefs /images/crafted.cfs /m1 -o "basedir=$S,verity=off"
+expect_rd off-wrong-digest-ignored /m1/wrongdig /expect/good
+expect_rd off-noverity-ignored     /m1/noverity /expect/noverity
+cfs_umount /m1
+echo "--- conflicts refused (also on this 6.6-6.15 kernel)"
+out=$(mount.composefs /images/crafted.cfs /m1 -o "basedir=$S,verity,metacopy=off" 2>&1)
+check "conflict-metacopy-off ($out)" sh -c "echo '$out' | grep -q 'metacopy=off and verity conflict'"
+
+echo "--- copy-up keeps the digest (upper on tmpfs)"
+mkdir -p /run/up /run/wk
+check mount-upper-on cfs mount /disk/images/clean.cfs /m1 -o "basedir=$S,verity=on,upperdir=/run/up,workdir=/run/wk,rw"
+check chmod-metacopy-copyup chmod 600 /m1/good
+X=$(xattr_hex trusted.overlay.metacopy /run/up/good)
+check "copyup-upper-metacopy-has-digest ($X)" test "$X" = "0x00240001$D_GOOD"
+check copyup-upper-has-no-data test "$(stat -c %b /run/up/good)" = 0
+expect_rd copyup-read-after /m1/good /expect/good
+echo appended >> /m1/good
+X=$(xattr_hex trusted.overlay.metacopy /run/up/good)
+check data-copyup-removes-metacopy test -z "$X"
+cfs_umount /m1
+rm -rf /run/up /run/wk; mkdir -p /run/up /run/wk
+check mount-upper-require cfs mount /images/crafted.cfs /m1 -o "basedir=$S,verity,upperdir=/run/up,workdir=/run/wk"
+check chmod-good-require chmod 600 /m1/good
+X=$(xattr_hex trusted.overlay.metacopy /run/up/good)
+check "require-copyup-keeps-digest ($X)" test "$X" = "0x00240001$D_GOOD"
+out=$(chmod 600 /m1/nodig 2>&1)
+check "require-copyup-without-digest-EIO" sh -c "echo '$out' | grep -q 'Input/output error' && ! test -e /run/up/nodig"
+cfs_umount /m1
+
+echo "--- tamper 1: object replaced by other content (with fs-verity)"
+rm "$S/$D_REPL_PATH" "$S/$D_REPL2_PATH"
+cat /expect/tampered > "$S/$D_REPL_PATH"; fsverity enable "$S/$D_REPL_PATH"
+cat /expect/replaced2 > "$S/$D_REPL2_PATH"; fsverity enable "$S/$D_REPL2_PATH"
+check mount-after-replace mount.composefs /disk/images/clean.cfs /m1 -o "basedir=$S,verity"
+expect_rd replaced-other-content-EIO /m1/replaced  OPEN_EIO
+expect_rd replaced-same-content-OK   /m1/replaced2 /expect/replaced2
+cfs_umount /m1
+
+echo "--- tamper 2: one byte of a verity object flipped on disk"
+umount /disk
+printf 'X' | dd of=/dev/vda bs=1 seek=$((CORR_BLK*4096+100)) conv=notrunc 2>/dev/null; sync
+echo 3 > /proc/sys/vm/drop_caches
+check remount-ext4 mount -t ext4 /dev/vda /disk
+check mount-after-flip mount.composefs /disk/images/clean.cfs /m1 -o "basedir=$S,verity"
+expect_rd byte-flip-READ_EIO /m1/corrupt READ_EIO
+kmsg 2
+cfs_umount /m1
+no_leftovers final-no-leftovers
+echo "GUEST-SUMMARY pass=$NPASS fail=$NFAIL"
+echo GUEST-DONE
+umount /disk
+poweroff -f
