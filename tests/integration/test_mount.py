@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 import cfs_images as ci
@@ -460,6 +461,29 @@ class Upper(MountCase):
             open(os.path.join(self.mnt, "new"), "wb").close()
         self.assertEqual(cm.exception.errno, errno.EROFS)
         self.umount()
+
+
+class Idmap(MountCase):
+    def test_idmap_shifts_owners(self):
+        if not shutil.which("unshare"):
+            self.skipTest("unshare missing")
+        holder = subprocess.Popen(["unshare", "--user", "sleep", "60"])
+        try:
+            time.sleep(0.3)
+            # Root may write any mapping of a child user namespace.
+            for f in ("uid_map", "gid_map"):
+                with open(f"/proc/{holder.pid}/{f}", "w") as m:
+                    m.write("0 100000 65536\n")
+            self.cfs_mount(f"idmap=/proc/{holder.pid}/ns/user")
+            self.assertEqual(os.lstat(os.path.join(self.mnt, "small")).st_uid, 100000)
+            st = os.lstat(os.path.join(self.mnt, "owned"))
+            self.assertEqual((st.st_uid, st.st_gid), (101234, 105678))
+            with open(os.path.join(self.mnt, "owned"), "rb") as f:
+                self.assertTrue(f.read().startswith(b"owned by someone else"))
+            self.umount()
+        finally:
+            holder.kill()
+            holder.wait()
 
 
 class Nesting(MountCase):
