@@ -106,6 +106,7 @@ def emulate_mkcomposefs(src, image, store, work, metacopy_override=None):
     """
     metacopy_override = metacopy_override or {}
     meta = os.path.join(work, "meta")
+    os.makedirs(work, exist_ok=True)
     subprocess.run(["cp", "-a", src, meta], check=True)
     digests = {}
     for dirpath, dirnames, filenames in os.walk(meta):
@@ -232,3 +233,47 @@ def expected_through_mount(source_snapshot):
         x["trusted.overlay.opaque"] = b"x"
         x["user.overlay.opaque"] = b"x"
     return exp
+
+
+def craft_image(image, store, work, files):
+    """An image whose recorded digests may be wrong or missing, for tamper tests.
+
+    files: [(name, object_bytes, recorded_digest_hex or None)]; each becomes a top-level
+    regular file whose data is object_bytes (stored in `store` under its true digest) and whose
+    image entry records recorded_digest_hex (None = no digest). Built from a dump with
+    `mkcomposefs --from-file` when cfs's mkcomposefs works, else by emulate_mkcomposefs.
+    Returns the builder's name."""
+    os.makedirs(work, exist_ok=True)
+    objects = {}
+    for name, data, _ in files:
+        p = os.path.join(work, "obj-" + name)
+        with open(p, "wb") as f:
+            f.write(data)
+        dig = fsverity_digest(p)
+        objects[name] = dig
+        obj = os.path.join(store, dig[:2], dig[2:])
+        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        if not os.path.exists(obj):
+            shutil.copyfile(p, obj)
+    if cfs_mkcomposefs_works():
+        lines = ["/ 4096 40755 2 0 0 0 0.0 - - -"]
+        for name, data, recorded in sorted(files):
+            dig = objects[name]
+            lines.append(f"/{name} {len(data)} 100644 1 0 0 0 0.0 {dig[:2]}/{dig[2:]} - "
+                         f"{recorded or '-'}")
+        dump = os.path.join(work, "crafted.dump")
+        with open(dump, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.makedirs(os.path.dirname(os.path.abspath(image)), exist_ok=True)
+        t.run([t.tool("mkcomposefs"), "--from-file", dump, image])
+        return "cfs"
+    src = os.path.join(work, "src")
+    os.makedirs(src)
+    overrides = {}
+    for name, data, recorded in files:
+        with open(os.path.join(src, name), "wb") as f:
+            f.write(data)
+        if recorded != objects[name]:
+            overrides[name] = bytes.fromhex("00240001" + recorded) if recorded else b""
+    emulate_mkcomposefs(src, image, store, os.path.join(work, "emulate"), overrides)
+    return "emulated"

@@ -143,17 +143,16 @@ def build_inputs(w):
     builder = ci.build_image(clean, os.path.join(images, "clean.cfs"), store,
                              os.path.join(w, "work1"))
 
-    # The crafted image has digests no correct builder writes, so it is built by hand (same
-    # objects store): wrongdig and nodig redirect to good's object.
-    crafted = os.path.join(w, "crafted-src")
-    for name in ("good", "wrongdig", "nodig"):
-        write(os.path.join(crafted, name), contents["good"])
-    write(os.path.join(crafted, "noverity"), other["noverity"])
+    # The crafted image records digests no scan would: wrongdig and nodig hold good's data
+    # but record another content's digest / none.
     d_other = ci.fsverity_digest(os.path.join(expect, "other"))
-    os.makedirs(os.path.join(w, "work2"))
-    ci.emulate_mkcomposefs(crafted, os.path.join(w, "initramfs", "images", "crafted.cfs"),
-                           store, os.path.join(w, "work2"),
-                           {"wrongdig": bytes.fromhex("00240001" + d_other), "nodig": b""})
+    d_good = ci.fsverity_digest(os.path.join(expect, "good"))
+    crafted_by = ci.craft_image(
+        os.path.join(w, "initramfs", "images", "crafted.cfs"), store, os.path.join(w, "work2"),
+        [("good", contents["good"], d_good), ("wrongdig", contents["good"], d_other),
+         ("nodig", contents["good"], None),
+         ("noverity", other["noverity"], ci.fsverity_digest(os.path.join(expect, "noverity")))])
+    builder += f", crafted by {crafted_by}"
     shutil.copy(os.path.join(images, "clean.cfs"), os.path.join(w, "initramfs", "images"))
 
     dig = {n: ci.fsverity_digest(os.path.join(expect, n)) for n in ("good", "noverity",
