@@ -72,6 +72,16 @@ LIST_BYTES=$(cd "$SRC" && tr '\n' '\0' < "$LIST" | xargs -0 stat -c %s | awk '{t
 read_all() { (cd "$1" && tr '\n' '\0' < "$LIST" | xargs -0 -P2 -n 16 cat > /dev/null); }
 gbps() { echo "scale=2; $LIST_BYTES / $1 / 1000000000" | bc -l; }
 
+# CPU seconds (user + system) used so far by the FUSE server on $F: load-independent.
+fuse_pid() { pgrep -n -f "mount --fuse $IMG $F" || pgrep -n -f "fuse-mount.*$F"; }
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+read_cpu() {  # prints "wall_seconds server_cpu_seconds"
+  local pid c0 w
+  pid=$(fuse_pid); c0=$(cpu_of "$pid")
+  w=$(secs read_all "$F")
+  echo "$w $(echo "$(cpu_of "$pid") - $c0" | bc -l)"
+}
+
 declare -A R
 measure_tree() {  # name mount-fn umount-fn dir
   local name=$1 up=$2 down=$3 dir=$4
@@ -96,11 +106,18 @@ drop; fo_mount; R[fo.read.cold]=$(secs read_all "$O"); R[fo.read.warm]=$(secs re
 drop; fuse_mount verity=on; R[fuse.read.cold]=$(secs read_all "$F"); fuse_umount
 read_all "$K" 2>/dev/null || true  # objects into the page cache (the kernel mount is gone: use the store)
 (cd "$STORE" && find . -type f -print0 | xargs -0 -P2 -n 64 cat > /dev/null)
-fuse_mount verity=on; R[fuse.read.objwarm]=$(secs read_all "$F"); R[fuse.read.warm]=$(secs read_all "$F"); fuse_umount
+fuse_mount verity=on
+read -r R[fuse.read.objwarm] R[fuse.cpu.objwarm] < <(read_cpu)
+R[fuse.read.warm]=$(secs read_all "$F")
+fuse_umount
 rm -rf "$WORK/trees"; mkdir -p "$WORK/trees"
 fuse_mount "verity=on,tree_cache=$WORK/trees"; read_all "$F"; fuse_umount
-fuse_mount "verity=on,tree_cache=$WORK/trees"; R[fuse.read.treecache]=$(secs read_all "$F"); fuse_umount
-fuse_mount verity=off; R[fuse_off.read.objwarm]=$(secs read_all "$F"); fuse_umount
+fuse_mount "verity=on,tree_cache=$WORK/trees"
+read -r R[fuse.read.treecache] R[fuse.cpu.treecache] < <(read_cpu)
+fuse_umount
+fuse_mount verity=off
+read -r R[fuse_off.read.objwarm] R[fuse_off.cpu.objwarm] < <(read_cpu)
+fuse_umount
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 printf '\n%-34s %10s %10s %16s %10s\n' "operation" "kernel s" "cfs-fuse s" "fuse-overlayfs s" "fuse/kern"
@@ -115,3 +132,9 @@ printf '  cfs fuse verity=on            cold %6s   objects warm, fresh mount %6s
   "$(gbps "${R[fuse.read.cold]}")" "$(gbps "${R[fuse.read.objwarm]}")" \
   "$(gbps "${R[fuse.read.treecache]}")" "$(gbps "${R[fuse.read.warm]}")"
 printf '  cfs fuse verity=off           objects warm, fresh mount %6s\n' "$(gbps "${R[fuse_off.read.objwarm]}")"
+cpu_per_gb() { echo "scale=3; $1 * 1000000000 / $LIST_BYTES" | bc -l; }
+printf '\nFUSE server CPU seconds per GB read (load-independent):\n'
+printf '  verity=on, trees built at open   %6s\n' "$(cpu_per_gb "${R[fuse.cpu.objwarm]}")"
+printf '  verity=on, trees from the cache  %6s\n' "$(cpu_per_gb "${R[fuse.cpu.treecache]}")"
+printf '  verity=off                       %6s\n' "$(cpu_per_gb "${R[fuse_off.cpu.objwarm]}")"
+printf 'load average during the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
