@@ -73,9 +73,10 @@ def build_initramfs(vm, w, moddir, script, work, results):
         # Under the name the page uses (mkfs.ext4 must not run as plain mke2fs).
         os.symlink(real, os.path.join(r, "usr", "local", "bin", name))
     cfs = os.path.realpath(t.tool("cfs"))
-    vm.copy_with_libs(cfs, r)
-    for name in CFS_NAMES:
-        os.symlink(cfs, os.path.join(r, "usr", "local", "bin", name))
+    vm.copy_with_libs(cfs, r)  # for its libraries; the build tree may be under /tmp, which
+    shutil.copy2(cfs, os.path.join(r, "usr", "local", "bin", "cfs"))  # the guest hides
+    for name in CFS_NAMES[1:]:
+        os.symlink("cfs", os.path.join(r, "usr", "local", "bin", name))
     for conf in ("/etc/mke2fs.conf",):
         if os.path.exists(conf):
             shutil.copy(conf, os.path.join(r, "etc"))
