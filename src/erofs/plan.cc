@@ -241,7 +241,9 @@ Status PlanBuilder::expand_dir(std::uint32_t index) {
 }
 
 Status PlanBuilder::resolve_links() {
-  for (auto [dirent, target] : pending_links_) {
+  for (const auto& link : pending_links_) {
+    std::uint32_t dirent = link.first;
+    NodeId target = link.second;
     std::uint32_t t = bfs_of_[target];
     // Find the directory for the message only on error.
     auto owner = [&] {

@@ -2,7 +2,7 @@
 // The writer's intermediate form: every inode of the image in BFS order with the values that
 // go on disk (after escaping, whiteout conversion, root stubs, `.`/`..`), then their placement.
 // build_plan() does composefs' rewrite + compute_tree steps, place() the shared xattrs and the
-// inode placement, emit() the bytes. Spec: docs/format.md §4.
+// inode placement, emit() the bytes. Spec: docs/format.md.
 #pragma once
 
 #include <cstdint>
