@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <unordered_map>
 
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
@@ -93,6 +94,9 @@ class Parser {
   bool unescape_field(std::string_view text, Field f, std::string& scratch,
                       std::optional<std::string_view>& out, bool optional);
   bool add_xattr(Node& node, std::string_view key, std::string_view value);
+  const Entry* find_child(NodeId dir, std::string_view name) const;
+  bool insert_child(NodeId dir, std::string_view name, NodeId child, bool hardlink);
+  void sort_unsorted_dirs();
   Status resolve_hardlinks();
   Error error_at(std::size_t line, const std::string& msg) const {
     return Error(Errc::kInvalidInput, fmt::format("{}:{}: {}", opts_.source_name, line, msg));
@@ -108,6 +112,18 @@ class Parser {
   // Dumps list siblings together, so the previous line's parent is usually this line's too.
   std::string cached_prefix_;
   NodeId cached_dir_ = kNoNode;
+  // Directories whose lines did not come in sorted order, with a name -> child position index.
+  // Sorted input (the normal case) only ever appends; unsorted input would otherwise make
+  // each insertion shift the whole children vector (quadratic for big directories).
+  struct TransparentHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<NodeId,
+                     std::unordered_map<std::string, std::size_t, TransparentHash, std::equal_to<>>>
+      unsorted_;
   // Reused buffers for fields that contain escapes.
   std::string path_buf_, payload_buf_, content_buf_, digest_buf_, key_buf_, value_buf_;
 };
@@ -136,6 +152,7 @@ Result<Tree> Parser::run(std::string_view text) {
     if (!parse_line(line)) return tl::unexpected(error_at(line_no_, err_));
   }
   if (!have_root_) return fail(Errc::kInvalidInput, opts_.source_name + ": No files in dump file");
+  sort_unsorted_dirs();
   CFS_TRY(resolve_hardlinks());
   return std::move(tree_);
 }
@@ -181,7 +198,7 @@ bool Parser::find_parent(std::string_view prefix, std::string_view path, NodeId&
     std::size_t end = prefix.find('/', pos);
     if (end == std::string_view::npos) end = prefix.size();
     // Only directories have children (a pending hardlink entry has none), as upstream.
-    const Entry* e = cur_is_link ? nullptr : tree_.find_child(cur, prefix.substr(pos, end - pos));
+    const Entry* e = cur_is_link ? nullptr : find_child(cur, prefix.substr(pos, end - pos));
     if (e == nullptr) {
       err_ = fmt::format("Parent directory missing for {}", path);
       return false;
@@ -242,7 +259,7 @@ bool Parser::add_to_tree(std::string_view path, bool is_dir, bool is_hardlink, N
   }
   // A pending hardlink entry holds its fixup index until resolve_hardlinks() patches it.
   NodeId child = is_hardlink ? static_cast<NodeId>(fixups_.size()) : tree_.add_node(Node{});
-  if (!tree_.link(dir, std::string(name), child, is_hardlink)) {
+  if (!insert_child(dir, name, child, is_hardlink)) {
     err_ = fmt::format("Path {} already exist", path);
     return false;
   }
@@ -250,6 +267,38 @@ bool Parser::add_to_tree(std::string_view path, bool is_dir, bool is_hardlink, N
   out_dir = dir;
   out_name = name;
   return true;
+}
+
+const Entry* Parser::find_child(NodeId dir, std::string_view name) const {
+  auto u = unsorted_.find(dir);
+  if (u == unsorted_.end()) return tree_.find_child(dir, name);
+  auto it = u->second.find(name);
+  return it == u->second.end() ? nullptr : &tree_.node(dir).children[it->second];
+}
+
+bool Parser::insert_child(NodeId dir, std::string_view name, NodeId child, bool hardlink) {
+  auto& kids = tree_.node(dir).children;
+  auto u = unsorted_.find(dir);
+  if (u != unsorted_.end()) {
+    if (!u->second.emplace(name, kids.size()).second) return false;
+  } else if (!kids.empty() && !(kids.back().name < name)) {
+    if (tree_.find_child(dir, name) != nullptr) return false;
+    auto& index = unsorted_[dir];
+    for (std::size_t i = 0; i < kids.size(); ++i) index.emplace(kids[i].name, i);
+    index.emplace(name, kids.size());
+  }
+  kids.push_back(Entry{std::string(name), child, hardlink});
+  if (!hardlink) tree_.node(child).parent = dir;
+  return true;
+}
+
+void Parser::sort_unsorted_dirs() {
+  for (auto& [dir, index] : unsorted_) {
+    auto& kids = tree_.node(dir).children;
+    std::sort(kids.begin(), kids.end(),
+              [](const Entry& a, const Entry& b) { return name_less(a.name, b.name); });
+  }
+  unsorted_.clear();
 }
 
 bool Parser::add_xattr(Node& node, std::string_view key, std::string_view value) {

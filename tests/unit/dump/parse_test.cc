@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 
 #include "dump_test_util.h"
@@ -515,6 +517,50 @@ TEST(Hardlinks, TargetsMayBeAnyNonDirectory) {
 TEST(Hardlinks, SameNameAsExistingIsDuplicate) {
   EXPECT_EQ(error_of(R("/a 0 100644 1 0 0 0 0.0 - - -\n/a 0 @100644 1 0 0 0 0.0 /a - -\n")),
             "t.dump:3: Path /a already exist");
+}
+
+}  // namespace
+}  // namespace cfs::dump
+
+namespace cfs::dump {
+namespace {
+
+TEST(Unsorted, SiblingsSortedLookupsAndDuplicatesStillWork) {
+  auto t =
+      parse_str(R("/d 0 40755 2 0 0 0 0.0 - - -\n/c 0 100644 1 0 0 0 0.0 - - -\n"
+                  "/a 0 40755 2 0 0 0 0.0 - - -\n/d/z 0 100644 1 0 0 0 0.0 - - -\n"
+                  "/a/y 0 @100644 1 0 0 0 0.0 /d/x - -\n/d/x 0 100644 1 0 0 0 0.0 - - -\n"
+                  "/b 0 100644 1 0 0 0 0.0 - - -\n"));
+  ASSERT_TRUE(t) << t.error().message();
+  std::vector<std::string> names;
+  for (const Entry& e : t->node(t->root()).children) names.push_back(e.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "c", "d"}));
+  ASSERT_TRUE(t->lookup("/d/x"));
+  EXPECT_EQ(t->find_child(*t->lookup("/a"), "y")->node, *t->lookup("/d/x"));
+  EXPECT_EQ(t->node(*t->lookup("/d/x")).parent, *t->lookup("/d"));
+  EXPECT_EQ(error_of(R("/b 0 100644 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n"
+                       "/b 0 100644 1 0 0 0 0.0 - - -\n")),
+            "t.dump:4: Path /b already exist");
+  EXPECT_EQ(error_of(R("/b 0 100644 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n"
+                       "/a 0 100644 1 0 0 0 0.0 - - -\n")),
+            "t.dump:4: Path /a already exist");
+}
+
+TEST(Unsorted, ReverseOrderBigDirectoryIsNotQuadratic) {
+  // 200k entries in reverse order: one insertion at the front per line would take minutes.
+  std::string text(kRoot);
+  char buf[64];
+  for (int i = 200000; i > 0; --i) {
+    std::snprintf(buf, sizeof buf, "/f%07d 0 100644 1 0 0 0 0.0 - - -\n", i);
+    text += buf;
+  }
+  auto t = parse_str(text);
+  ASSERT_TRUE(t);
+  const auto& kids = t->node(t->root()).children;
+  ASSERT_EQ(kids.size(), 200000u);
+  EXPECT_EQ(kids.front().name, "f0000001");
+  EXPECT_TRUE(std::is_sorted(kids.begin(), kids.end(),
+                             [](const Entry& a, const Entry& b) { return a.name < b.name; }));
 }
 
 }  // namespace
