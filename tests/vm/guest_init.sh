@@ -45,6 +45,7 @@ check fsverity-enable-objects test $ok = 1
 check fsverity-enable-image fsverity enable /disk/images/clean.cfs
 M=$(fsverity measure "$S/$D_GOOD_PATH" | cut -d' ' -f1)
 check "kernel-measure-equals-host-digest" test "$M" = "sha256:$D_GOOD"
+check "cfs-info-measure-file-equals-host-digest" test "$(cfs info measure-file "$S/$D_GOOD_PATH")" = "$D_GOOD"
 check object-without-verity sh -c "! fsverity measure $S/$D_NOV_PATH >/dev/null 2>&1"
 
 echo "--- clean image (built by $BUILDER), verity + digest= (kernel measurement of the image)"
