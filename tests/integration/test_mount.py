@@ -380,6 +380,18 @@ class Errors(MountCase):
         self.assertEqual(cm.exception.errno, errno.ENOENT)
         self.umount()
 
+    def test_odd_mount_point_names(self):
+        """mountinfo escapes spaces, tabs, newlines and backslashes as octal; cfs umount must
+        still find the mount point."""
+        odd = os.path.join(self.tmp, "a dir\twith\\odd\nname")
+        os.makedirs(odd)
+        t.run([t.tool("cfs"), "mount", FIX.image, odd, "-o", f"basedir={FIX.store}"])
+        self.assertTrue(os.path.ismount(odd))
+        with open(os.path.join(odd, "small"), "rb") as f:
+            self.assertEqual(f.read(), b"hello composefs\n")
+        t.run([t.tool("cfs"), "umount", odd])
+        self.assertFalse(os.path.ismount(odd))
+
     def test_umount_refuses_non_composefs(self):
         p = t.run([t.tool("cfs"), "umount", self.mnt], check=False)
         self.assertEqual(p.returncode, 1)
