@@ -125,7 +125,9 @@ int usage_error(const char* prog, const std::string& msg) {
 }  // namespace
 
 int run_fuse_mount(int argc, char** argv) {
-  const char* prog = "composefs-fuse";
+  std::string_view self = argc > 0 && argv[0] ? argv[0] : "";
+  if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
+  const char* prog = self == "composefs-fuse" ? "composefs-fuse" : "cfs";
   Parsed p;
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {

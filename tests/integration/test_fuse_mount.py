@@ -281,6 +281,54 @@ class FuseMount(t.unittest.TestCase):
             finally:
                 fuse_umount(mnt)
 
+    def test_missing_dev_fuse(self):
+        img = os.path.join(REF, "special_v1.cfs")
+        if not os.path.exists(img) or shutil.which("unshare") is None:
+            self.skipTest("reference images or unshare missing")
+        with t.tempdir() as d:
+            # A private mount namespace whose /dev has no fuse node.
+            script = (f"mount -t tmpfs none /dev && exec {t.tool('cfs')} mount --fuse {img} {d} "
+                      f"-o basedir={d}")
+            p = t.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                      check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"/dev/fuse", p.stderr)
+            self.assertFalse(is_mounted(d))
+
+    def test_sigterm_to_daemon_unmounts(self):
+        img = os.path.join(REF, "special_v1.cfs")
+        if not os.path.exists(img):
+            self.skipTest("reference images missing")
+        with t.tempdir() as d:
+            mnt = os.path.join(d, "m")
+            os.makedirs(mnt)
+            fuse_mount(img, d, mnt)
+            pid = int(t.run(["pgrep", "-n", "-f", f"fuse-mount {img} {mnt}"]).stdout)
+            os.kill(pid, 15)
+            for _ in range(100):
+                if not is_mounted(mnt):
+                    break
+                time.sleep(0.05)
+            self.assertFalse(is_mounted(mnt))
+
+    def test_unprivileged_callers_do_not_see_trusted_xattrs(self):
+        img = os.path.join(REF, "special_v1.cfs")
+        if not os.path.exists(img) or shutil.which("setpriv") is None:
+            self.skipTest("reference images or setpriv missing")
+        with t.tempdir() as d:
+            mnt = os.path.join(d, "m")
+            os.makedirs(mnt)
+            os.chmod(d, 0o755)
+            fuse_mount(img, d, mnt)
+            try:
+                code = ("import os,sys; print(sorted(os.listxattr(sys.argv[1])))")
+                out = t.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             "python3", "-c", code, mnt]).stdout.decode()
+                self.assertIn("user.foo2", out)
+                self.assertNotIn("trusted.", out)
+            finally:
+                fuse_umount(mnt)
+
     def test_usage_errors(self):
         p = t.run([t.tool("cfs"), "fuse-mount", "img"], check=False)
         self.assertEqual(p.returncode, 2)
