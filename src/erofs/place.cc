@@ -36,7 +36,6 @@ class PairTable {
  public:
   struct Use {
     XattrRef x;
-    std::uint64_t hash = 0;
     std::uint32_t count = 0;
     std::int64_t offset = -1;
   };
@@ -44,7 +43,7 @@ class PairTable {
   explicit PairTable(std::size_t n) {
     std::size_t cap = 16;
     while (cap < 2 * n) cap <<= 1;
-    slots_.assign(cap, {0, 0});
+    slots_.assign(cap, Slot{});
     mask_ = cap - 1;
     uses_.reserve(n);
   }
@@ -52,18 +51,18 @@ class PairTable {
   std::uint32_t add(const XattrRef& x) {
     std::uint64_t h = hash_pair(x);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
-      auto& [slot_hash, slot] = slots_[i];
-      if (slot == 0) {
-        uses_.push_back({x, h, 1, -1});
-        slot_hash = h;
-        slot = static_cast<std::uint32_t>(uses_.size());
-        return slot - 1;
+      Slot& slot = slots_[i];
+      auto tag = static_cast<std::uint32_t>(h >> 32);
+      if (slot.use == 0) {
+        uses_.push_back({x, 1, -1});
+        slot = {static_cast<std::uint32_t>(uses_.size()), tag};
+        return slot.use - 1;
       }
-      if (slot_hash == h) {
-        Use& u = uses_[slot - 1];
+      if (slot.tag == tag) {
+        Use& u = uses_[slot.use - 1];
         if (u.x.key == x.key && u.x.value == x.value) {
           ++u.count;
-          return slot - 1;
+          return slot.use - 1;
         }
       }
     }
@@ -72,7 +71,11 @@ class PairTable {
   std::vector<Use>& uses() { return uses_; }
 
  private:
-  std::vector<std::pair<std::uint64_t, std::uint32_t>> slots_;
+  struct Slot {
+    std::uint32_t use = 0;  // index + 1 into uses_, 0 = empty
+    std::uint32_t tag = 0;  // high hash bits, to skip most mismatching compares
+  };
+  std::vector<Slot> slots_;
   std::size_t mask_ = 0;
   std::vector<Use> uses_;
 };
