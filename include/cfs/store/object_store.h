@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// Content-addressed object store compatible with `mkcomposefs --digest-store` and
+// `mount.composefs basedir=`: the object whose fs-verity SHA-256 digest has hex H lives at
+// STORE/H[0:2]/H[2:64] (the image payload "ab/cdef…" is exactly that relative path).
+//
+// Adding an object (add_object): a temp file ".tmpXXXXXX" in the store root, content shared
+// with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
+// (in-kernel copy), else read/write; fchmod 0644; every writable fd closed; fs-verity enabled
+// best-effort (the kernel refuses while a writable fd is open); then renameat2(NOREPLACE) into
+// place. An object that already exists is never rewritten or replaced (its name is its
+// content), and a lost race against another writer of the same object is success. A crash
+// never leaves a partial object under its final name *in the page cache view*; see sync().
+//
+// Durability: no fsync per object. Upstream fsyncs every object, which dominates its run time
+// (one journal commit per file: 43-77 s for /usr versus seconds for the copies). Instead the
+// caller calls sync() once, after all objects are added and BEFORE publishing anything that
+// references them (the image rename). syncfs(2) writes back every dirty page and inode of the
+// store's filesystem and commits its journal, and since Linux 5.8 reports writeback errors
+// that happened on that filesystem since the fd was opened. So once an image is visible, all
+// objects it names are durable; after a crash before that point the image does not exist and
+// an object may be incomplete under its final name (the rename can reach the journal before
+// the data on filesystems without rename-ordering). Such objects are detected by
+// `cfs fsck --store` (name != digest) and by fs-verity at read time. Later runs skip existing
+// objects without re-reading them (as upstream does), so check the store after a crash.
+//
+// Thread-safety: an ObjectStore may be used from many threads at once (add_objects() does);
+// the only shared state is immutable after open() plus atomic flags and counters.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
+
+namespace cfs::store {
+
+using ObjectDigest = std::array<std::uint8_t, 32>;  ///< fs-verity SHA-256 of the content
+
+/// "ab/cdef…" (2 + 1 + 62 lowercase hex characters) for a digest.
+std::string object_path(const ObjectDigest& digest);
+/// True if `payload` is a well-formed object path: exactly 2 hex, '/', 62 hex, lowercase.
+bool is_object_path(std::string_view payload);
+/// The digest named by an object path, nullopt if it is not one.
+std::optional<ObjectDigest> digest_from_object_path(std::string_view payload);
+/// True if `hex` is 64 lowercase hex characters (a digest as printed).
+bool is_digest_hex(std::string_view hex);
+
+/// What add_object() did.
+enum class AddOutcome { kAdded, kExisted };
+
+/// How an object's bytes were produced (for statistics and tests).
+enum class CopyMethod { kNone, kReflink, kCopyRange, kReadWrite };
+
+/// Live progress and totals of add operations.
+struct StoreCounters {
+  std::atomic<std::uint64_t> added{0};
+  std::atomic<std::uint64_t> existed{0};
+  std::atomic<std::uint64_t> bytes_added{0};
+  std::atomic<std::uint64_t> reflinked{0};
+  std::atomic<std::uint64_t> verity_enabled{0};
+};
+
+/// One object to add: its digest and where its content is (path relative to src_dirfd).
+struct ObjectSource {
+  ObjectDigest digest{};
+  std::string path;
+  std::uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  /// Opens the store at `path`, creating it (and missing parents, mode 0755) when `create`.
+  static Result<ObjectStore> open(const std::string& path, bool create = true);
+
+  ObjectStore(ObjectStore&&) noexcept;
+  ObjectStore& operator=(ObjectStore&&) noexcept;
+  ~ObjectStore();
+
+  const std::string& path() const noexcept { return path_; }
+  int fd() const noexcept { return fd_.get(); }
+
+  /// True if an object (any file type) exists under the digest's name.
+  bool has_object(const ObjectDigest& digest) const;
+
+  /// Adds the content of the open file src_fd (read from offset 0) as the object `digest`.
+  /// The content is trusted to match the digest (the caller computed it); `what` names the
+  /// source in errors.
+  Result<AddOutcome> add_object(const ObjectDigest& digest, int src_fd, const std::string& what,
+                                StoreCounters* counters = nullptr);
+
+  /// Adds many objects on `threads` threads (0 = all CPUs). Duplicate digests in `sources`
+  /// are copied once. Sources are opened relative to src_dirfd; errors name `src_display`/path.
+  /// Stops at the first error.
+  Status add_objects(std::span<const ObjectSource> sources, int src_dirfd,
+                     const std::string& src_display, unsigned threads,
+                     StoreCounters* counters = nullptr);
+
+  /// Makes every object added so far durable: one syncfs(2) of the store's filesystem.
+  /// Call before publishing an image that references them.
+  Status sync();
+
+  /// Whether fs-verity could be enabled on the objects added so far (false after the first
+  /// "unsupported" answer, after which it is not tried again).
+  bool verity_supported() const noexcept { return verity_ok_->load(); }
+
+ private:
+  ObjectStore(UniqueFd fd, std::string path);
+  Result<UniqueFd> create_temp(std::string& name) const;
+  Status ensure_fanout_dir(const std::string& payload) const;
+  Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;
+
+  UniqueFd fd_;
+  std::string path_;
+  // Heap-allocated so the store stays movable.
+  std::unique_ptr<std::atomic<bool>> verity_ok_;
+  std::unique_ptr<std::atomic<bool>> copy_range_ok_;
+  std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
+};
+
+}  // namespace cfs::store

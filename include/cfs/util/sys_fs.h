@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// System-call wrappers for directory scanning and object copying (the part of the sys layer
+// the scan and store modules need): raw getdents64, xattrs by (dirfd, name) without opening
+// the entry, reflink/copy_file_range, no-replace rename and the fs-verity enable ioctl.
+// Like sys.h, these are the only places that read errno; every error names the path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cfs/util/result.h"
+
+namespace cfs::sys {
+
+/// One getdents64 call into buf; returns the number of bytes filled (0 at end of directory).
+/// Entries are `struct linux_dirent64` records (see DirentCursor).
+Result<std::size_t> getdents(int dirfd, std::span<std::byte> buf, const std::string& what);
+
+/// Walks the records getdents() produced. Names are NUL-terminated in the buffer.
+class DirentCursor {
+ public:
+  explicit DirentCursor(std::span<const std::byte> filled) : buf_(filled) {}
+  /// Advances to the next record; false at the end (or on a malformed record length).
+  bool next(std::string_view& name, unsigned char& d_type, std::uint64_t& d_ino);
+
+ private:
+  std::span<const std::byte> buf_;
+  std::size_t pos_ = 0;
+};
+
+/// xattr names of the entry `name` in dirfd, not following a final symlink (so a symlink's
+/// own xattrs are listed). Uses listxattrat(2) (Linux 6.13) and falls back to an O_PATH fd
+/// read through /proc/self/fd. Filesystems without xattr support give an empty list.
+Result<std::vector<std::string>> list_xattrs_at(int dirfd, const std::string& name,
+                                                const std::string& what);
+/// The value of one xattr of the entry `name` in dirfd (same resolution as list_xattrs_at).
+Result<std::string> get_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                                 const std::string& what);
+
+/// ioctl(FICLONE): shares src's extents with dst. Errors are returned, never fatal: callers
+/// fall back to copying.
+Status ficlone(int dst_fd, int src_fd);
+
+/// Result of copy_range(): bytes copied, or `unsupported` when copy_file_range cannot be used
+/// between these files (ENOSYS, EXDEV, EOPNOTSUPP, EINVAL, EPERM, EBADF) so a plain copy must
+/// be used instead.
+struct CopyRangeResult {
+  std::uint64_t copied = 0;
+  bool unsupported = false;
+};
+/// copy_file_range(2) in a loop from offset 0 until EOF (or until `size` bytes).
+Result<CopyRangeResult> copy_range(int src_fd, int dst_fd, std::uint64_t size,
+                                   const std::string& what);
+
+Status fchmod(int fd, mode_t mode, const std::string& what);
+
+/// renameat2(RENAME_NOREPLACE). Returns false (not an error) when newpath already exists.
+Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
+                              const std::string& newpath);
+
+/// FS_IOC_ENABLE_VERITY with SHA-256, 4096-byte blocks, no salt, no signature. The fd must be
+/// read-only and no writable fd may be open on the file (ETXTBSY otherwise). Errors carry the
+/// errno (EOPNOTSUPP/ENOTTY: filesystem or kernel without fs-verity; EEXIST: already on).
+Status enable_verity_sha256(int fd, const std::string& what);
+
+}  // namespace cfs::sys

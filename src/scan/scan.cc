@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/scan/scan.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "cfs/util/sys.h"
+#include "cfs/util/sys_fs.h"
+#include "cfs/util/unique_fd.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::scan {
+namespace {
+
+// Files at least this large are queued for any free worker instead of being digested by the
+// worker scanning their directory, so one huge file cannot serialize the end of the scan.
+constexpr std::uint64_t kDeferDigestMin = 1ULL << 20;
+constexpr std::size_t kDirentBufSize = 256 * 1024;
+// lcfs_node_set_xattr(): per-entry cost 2*6-1 + key + value, header 12 once, limit 65535/2.
+constexpr std::size_t kXattrBudget = 65535 / 2;
+constexpr std::size_t kXattrNameMax = 255;
+constexpr std::size_t kXattrValueMax = 65535;
+
+struct DirRec;
+
+struct Rec {
+  std::string name;
+  Node node;
+  std::unique_ptr<DirRec> dir;  // directories only
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool multi_link = false;  // st_nlink > 1 on a non-directory that may be merged
+};
+
+struct DirRec {
+  std::string relpath;  // relative to the scan root; "" for the root itself
+  std::vector<Rec> entries;
+};
+
+struct FileTask {
+  Rec* rec;
+  std::string relpath;
+};
+
+std::string join(const std::string& dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  std::string p;
+  p.reserve(dir.size() + 1 + name.size());
+  p.append(dir).append("/").append(name);
+  return p;
+}
+
+class Scanner {
+ public:
+  Scanner(std::string root_path, const ScanOptions& opts) : root_path_(std::move(root_path)),
+                                                              opts_(opts) {}
+
+  Result<ScanResult> run();
+
+ private:
+  std::string display(const std::string& relpath) const {
+    if (relpath.empty()) return root_path_;
+    return root_path_.ends_with('/') ? root_path_ + relpath : root_path_ + "/" + relpath;
+  }
+  Status fill_entry(int dirfd, const std::string& name, const std::string& relpath,
+                    const struct stat& st, Rec& rec, std::vector<FileTask>& deferred);
+  Status read_xattrs(int dirfd, const std::string& name, const std::string& relpath, Node& node);
+  Status digest_file(int dirfd, const std::string& name, const std::string& relpath, Node& node);
+  Status scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs, std::vector<FileTask>& deferred);
+  void worker();
+  // Called with mu_ held.
+  void record_failure(Error e) {
+    if (!failed_) {
+      failed_ = true;
+      error_ = std::move(e);
+    }
+    cv_.notify_all();
+  }
+  void assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string& path);
+
+  std::string root_path_;
+  ScanOptions opts_;
+  UniqueFd root_fd_;
+  DirRec root_;
+  Node root_node_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<DirRec*> dir_stack_;
+  std::vector<FileTask> files_;
+  unsigned active_ = 0;
+  bool failed_ = false;
+  std::optional<Error> error_;
+  std::atomic<std::uint64_t> entries_{0};
+
+  // hardlink assembly: (dev, ino) -> owning node
+  std::map<std::pair<dev_t, ino_t>, NodeId> links_;
+};
+
+Status Scanner::read_xattrs(int dirfd, const std::string& name, const std::string& relpath,
+                            Node& node) {
+  CFS_ASSIGN(auto keys, sys::list_xattrs_at(dirfd, name, display(relpath)));
+  if (keys.empty()) return {};
+  std::sort(keys.begin(), keys.end());  // listxattr order is filesystem-specific
+  std::size_t budget = 0;
+  for (const auto& key : keys) {
+    if (opts_.user_xattrs && !key.starts_with("user.")) continue;
+    CFS_ASSIGN(std::string value, sys::get_xattr_at(dirfd, name, key, display(relpath)));
+    if (key.size() > kXattrNameMax || value.size() > kXattrValueMax)
+      return fail(Errc::kInvalidInput, display(relpath) + ": xattr " + key + " too large");
+    budget += 11 + key.size() + value.size() + (budget == 0 ? 12 : 0);
+    if (budget > kXattrBudget)
+      return fail(Errc::kInvalidInput,
+                  display(relpath) + ": xattrs exceed the per-inode limit of 32767 bytes");
+    node.set_xattr(key, std::move(value));
+  }
+  return {};
+}
+
+Status Scanner::digest_file(int dirfd, const std::string& name, const std::string& relpath,
+                            Node& node) {
+  auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
+  if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
+  CFS_ASSIGN(verity::Digest d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
+  Sha256Digest sd;
+  std::memcpy(sd.data(), d.bytes.data(), sd.size());
+  node.digest = sd;
+  node.payload = digest_payload(sd);
+  if (opts_.counters) {
+    opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
+    opts_.counters->bytes_digested.fetch_add(node.size, std::memory_order_relaxed);
+  }
+  return {};
+}
+
+Status Scanner::fill_entry(int dirfd, const std::string& name, const std::string& relpath,
+                           const struct stat& st, Rec& rec, std::vector<FileTask>& deferred) {
+  Node& n = rec.node;
+  n.mode = st.st_mode;
+  n.uid = st.st_uid;
+  n.gid = st.st_gid;
+  n.rdev = st.st_rdev;
+  n.size = static_cast<std::uint64_t>(st.st_size);
+  n.nlink = 1;
+  if (!opts_.use_epoch) {
+    n.mtime_sec = st.st_mtim.tv_sec;
+    n.mtime_nsec = static_cast<std::uint32_t>(st.st_mtim.tv_nsec);
+  }
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG:
+      if (n.size == 0) break;
+      if (n.size <= kInlineMax) {
+        auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
+        if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
+        std::string content(n.size, '\0');
+        CFS_ASSIGN(std::size_t got,
+                   sys::read_full(fd->get(), std::as_writable_bytes(std::span(content))));
+        if (got != n.size)
+          return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
+        n.content = std::move(content);
+      } else if (n.size < kDeferDigestMin) {
+        CFS_TRY(digest_file(dirfd, name, relpath, n));
+      } else {
+        deferred.push_back(FileTask{nullptr, relpath});  // Rec address set by scan_dir()
+      }
+      break;
+    case S_IFLNK: {
+      auto target = sys::readlinkat(dirfd, name);
+      if (!target)
+        return fail(Error::from_errno(display(relpath), target.error().code().value()));
+      n.payload = std::move(*target);
+      break;
+    }
+    case S_IFDIR:
+    case S_IFCHR:
+    case S_IFBLK:
+    case S_IFIFO:
+    case S_IFSOCK:
+      break;
+    default:
+      return fail(Errc::kInvalidInput, display(relpath) + ": unsupported file type");
+  }
+  if (opts_.hardlinks && !S_ISDIR(st.st_mode) && st.st_nlink > 1 &&
+      !(S_ISCHR(st.st_mode) && st.st_rdev == 0)) {
+    rec.multi_link = true;
+    rec.dev = st.st_dev;
+    rec.ino = st.st_ino;
+  }
+  if (!opts_.skip_xattrs) CFS_TRY(read_xattrs(dirfd, name, relpath, n));
+  return {};
+}
+
+Status Scanner::scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs,
+                         std::vector<FileTask>& deferred) {
+  auto fd = sys::openat(root_fd_.get(), dir.relpath.empty() ? "." : dir.relpath,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return fail(Error::from_errno(display(dir.relpath), fd.error().code().value()));
+  thread_local std::unique_ptr<std::byte[]> buf;
+  if (!buf) buf = std::make_unique<std::byte[]>(kDirentBufSize);
+  std::string name;
+  std::vector<std::size_t> deferred_idx;
+  std::size_t deferred_base = deferred.size();
+  for (;;) {
+    CFS_ASSIGN(std::size_t n, sys::getdents(fd->get(), std::span(buf.get(), kDirentBufSize),
+                                            display(dir.relpath)));
+    if (n == 0) break;
+    sys::DirentCursor cur(std::span<const std::byte>(buf.get(), n));
+    std::string_view sv;
+    unsigned char d_type;
+    std::uint64_t d_ino;
+    while (cur.next(sv, d_type, d_ino)) {
+      if (sv == "." || sv == "..") continue;
+      if (opts_.skip_devices && (d_type == DT_BLK || d_type == DT_CHR)) continue;
+      name.assign(sv);
+      std::string relpath = join(dir.relpath, name);
+      auto st = sys::fstatat(fd->get(), name, AT_SYMLINK_NOFOLLOW);
+      if (!st) return fail(Error::from_errno(display(relpath), st.error().code().value()));
+      if (opts_.skip_devices && (S_ISBLK(st->st_mode) || S_ISCHR(st->st_mode))) continue;
+      Rec& rec = dir.entries.emplace_back();
+      rec.name = name;
+      std::size_t before = deferred.size();
+      CFS_TRY(fill_entry(fd->get(), name, relpath, *st, rec, deferred));
+      if (deferred.size() != before) deferred_idx.push_back(dir.entries.size() - 1);
+      if (S_ISDIR(st->st_mode)) {
+        rec.dir = std::make_unique<DirRec>();
+        rec.dir->relpath = std::move(relpath);
+      }
+      if (opts_.counters) opts_.counters->entries.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  // Pointers into dir.entries are handed out only now that the vector is complete; it is not
+  // touched again until assemble() (which sorts it) runs after every worker has finished.
+  for (std::size_t i = 0; i < deferred_idx.size(); ++i)
+    deferred[deferred_base + i].rec = &dir.entries[deferred_idx[i]];
+  for (auto& rec : dir.entries)
+    if (rec.dir) subdirs.push_back(rec.dir.get());
+  return {};
+}
+
+void Scanner::worker() {
+  std::vector<DirRec*> subdirs;
+  std::vector<FileTask> deferred;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] {
+      return failed_ || !dir_stack_.empty() || !files_.empty() || active_ == 0;
+    });
+    if (failed_) return;
+    if (!dir_stack_.empty()) {
+      DirRec* d = dir_stack_.back();
+      dir_stack_.pop_back();
+      ++active_;
+      lock.unlock();
+      subdirs.clear();
+      deferred.clear();
+      Status st = scan_dir(*d, subdirs, deferred);
+      lock.lock();
+      --active_;
+      if (!st) return record_failure(std::move(st).error());
+      // Reverse so the stack pops directories in name order (deterministic traversal).
+      dir_stack_.insert(dir_stack_.end(), subdirs.rbegin(), subdirs.rend());
+      for (auto& f : deferred) files_.push_back(std::move(f));
+      cv_.notify_all();
+    } else if (!files_.empty()) {
+      FileTask task = std::move(files_.back());
+      files_.pop_back();
+      lock.unlock();
+      Status st = digest_file(root_fd_.get(), task.relpath, task.relpath, task.rec->node);
+      lock.lock();
+      if (!st) return record_failure(std::move(st).error());
+    } else {
+      return;  // nothing queued and no directory in flight: done
+    }
+  }
+}
+
+Result<ScanResult> Scanner::run() {
+  if (opts_.skip_xattrs && opts_.user_xattrs)
+    return fail(Errc::kInvalidInput,
+                "error accessing " + root_path_ + ": --skip-xattrs and --user-xattrs conflict");
+  auto rfd = sys::open(root_path_, O_RDONLY | O_DIRECTORY);
+  if (!rfd) return fail(Error::from_errno(root_path_, rfd.error().code().value()));
+  root_fd_ = std::move(*rfd);
+  {
+    // The root's own metadata and xattrs, read like any other entry (not following a final
+    // symlink, as upstream's lstat of SOURCE).
+    auto st = sys::fstatat(AT_FDCWD, root_path_, AT_SYMLINK_NOFOLLOW);
+    if (!st) return fail(Error::from_errno(root_path_, st.error().code().value()));
+    if (!S_ISDIR(st->st_mode)) return fail_errno(root_path_, ENOTDIR);
+    Rec rec;
+    std::vector<FileTask> none;
+    CFS_TRY(fill_entry(AT_FDCWD, root_path_, "", *st, rec, none));
+    root_node_ = std::move(rec.node);
+  }
+
+  unsigned threads = opts_.threads ? opts_.threads : sys::available_cpus();
+  dir_stack_.push_back(&root_);
+  {
+    std::vector<std::jthread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back([this] { worker(); });
+    worker();
+  }
+  if (failed_) return fail(std::move(*error_));
+
+  ScanResult out;
+  std::size_t total = 1;
+  {
+    std::vector<const DirRec*> stack{&root_};
+    while (!stack.empty()) {
+      const DirRec* d = stack.back();
+      stack.pop_back();
+      total += d->entries.size();
+      for (const auto& r : d->entries)
+        if (r.dir) stack.push_back(r.dir.get());
+    }
+  }
+  out.tree.reserve(total);
+  Node& root = out.tree.node(out.tree.root());
+  root_node_.parent = root.parent;
+  root_node_.nlink = root.nlink;
+  root = std::move(root_node_);
+  std::string path;
+  assemble(root_, out.tree.root(), out, path);
+  out.entries = out.tree.size();
+  return out;
+}
+
+// Depth-first in sorted order, which is also the order hardlink owners are chosen in.
+void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string& path) {
+  std::sort(dir.entries.begin(), dir.entries.end(),
+            [](const Rec& a, const Rec& b) { return name_less(a.name, b.name); });
+  for (Rec& rec : dir.entries) {
+    std::size_t saved = path.size();
+    if (!path.empty()) path.push_back('/');
+    path.append(rec.name);
+    if (rec.multi_link) {
+      auto [it, inserted] = links_.try_emplace({rec.dev, rec.ino}, kNoNode);
+      if (!inserted && out.tree.node(it->second).type() == rec.node.type()) {
+        out.tree.node(it->second).nlink++;
+        out.tree.link(parent, std::move(rec.name), it->second, true);
+        path.resize(saved);
+        continue;
+      }
+      if (inserted) it->second = static_cast<NodeId>(out.tree.size());
+    }
+    NodeId id = out.tree.add_node(std::move(rec.node));
+    out.tree.link(parent, std::move(rec.name), id);
+    const Node& n = out.tree.node(id);
+    if (n.is_reg() && !n.payload.empty()) out.external_files.push_back({id, path, n.size});
+    if (rec.dir) assemble(*rec.dir, id, out, path);
+    rec.dir.reset();
+    path.resize(saved);
+  }
+  dir.entries.clear();
+  dir.entries.shrink_to_fit();
+}
+
+}  // namespace
+
+std::string digest_payload(const Sha256Digest& digest) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(65);
+  for (std::size_t i = 0; i < digest.size(); ++i) {
+    if (i == 1) s.push_back('/');
+    s.push_back(kHex[digest[i] >> 4]);
+    s.push_back(kHex[digest[i] & 0xF]);
+  }
+  return s;
+}
+
+Result<ScanResult> scan_directory(const std::string& path, const ScanOptions& opts) {
+  Scanner s(path, opts);
+  return s.run();
+}
+
+}  // namespace cfs::scan

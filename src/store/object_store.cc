@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/store/object_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "cfs/util/parallel.h"
+#include "cfs/util/sys.h"
+#include "cfs/util/sys_fs.h"
+
+namespace cfs::store {
+namespace {
+
+constexpr std::size_t kCopyBufSize = 256 * 1024;
+
+// Removes the temp file unless released (every failure path after it was created).
+class TempGuard {
+ public:
+  TempGuard(int dirfd, std::string name) : dirfd_(dirfd), name_(std::move(name)) {}
+  TempGuard(const TempGuard&) = delete;
+  TempGuard& operator=(const TempGuard&) = delete;
+  ~TempGuard() {
+    if (!name_.empty()) (void)sys::unlinkat(dirfd_, name_, 0);
+  }
+  void release() { name_.clear(); }
+
+ private:
+  int dirfd_;
+  std::string name_;
+};
+
+bool verity_unsupported(const Error& e) {
+  return e.is_errno(EOPNOTSUPP) || e.is_errno(ENOTTY) || e.is_errno(ENOSYS) ||
+         e.is_errno(EINVAL);
+}
+
+}  // namespace
+
+ObjectStore::ObjectStore(UniqueFd fd, std::string path)
+    : fd_(std::move(fd)),
+      path_(std::move(path)),
+      verity_ok_(std::make_unique<std::atomic<bool>>(true)),
+      copy_range_ok_(std::make_unique<std::atomic<bool>>(true)),
+      fanout_made_(std::make_unique<std::array<std::atomic<bool>, 256>>()) {}
+ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
+ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
+ObjectStore::~ObjectStore() = default;
+
+Result<ObjectStore> ObjectStore::open(const std::string& path, bool create) {
+  if (path.empty()) return fail(Errc::kInvalidInput, "object store path is empty");
+  if (create) CFS_TRY(sys::mkdirat_p(AT_FDCWD, path, 0755));
+  CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY | O_DIRECTORY));
+  return ObjectStore(std::move(fd), path);
+}
+
+bool ObjectStore::has_object(const ObjectDigest& digest) const {
+  return sys::fstatat(fd_.get(), object_path(digest), AT_SYMLINK_NOFOLLOW).has_value();
+}
+
+Result<UniqueFd> ObjectStore::create_temp(std::string& name) const {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kChars[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    name = ".tmp";
+    for (int i = 0; i < 6; ++i) name.push_back(kChars[rng() % (sizeof kChars - 1)]);
+    auto fd = sys::openat(fd_.get(), name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd) return fd;
+    if (!fd.error().is_errno(EEXIST))
+      return fail(std::move(fd).error().with_context("object store " + path_));
+  }
+  return fail_errno("create temporary file in " + path_, EEXIST);
+}
+
+Status ObjectStore::ensure_fanout_dir(const std::string& payload) const {
+  std::size_t idx = std::stoul(payload.substr(0, 2), nullptr, 16);
+  auto& made = (*fanout_made_)[idx];
+  if (made.load(std::memory_order_acquire)) return {};
+  auto st = sys::mkdirat_p(fd_.get(), payload.substr(0, 2), 0755);
+  if (!st) return fail(std::move(st).error().with_context("object store " + path_));
+  made.store(true, std::memory_order_release);
+  return {};
+}
+
+Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
+                         StoreCounters* counters) const {
+  // Reflink first: instant and shares storage on btrfs/XFS; ext4 and tmpfs refuse.
+  if (sys::ficlone(dst_fd, src_fd)) {
+    if (counters) counters->reflinked.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  if (copy_range_ok_->load(std::memory_order_relaxed)) {
+    CFS_ASSIGN(sys::CopyRangeResult r, sys::copy_range(src_fd, dst_fd, 0, what));
+    if (!r.unsupported) return {};
+    // ENOSYS/EXDEV and friends are properties of the (source fs, store fs) pair, which is the
+    // same for the whole run: stop trying.
+    copy_range_ok_->store(false, std::memory_order_relaxed);
+  }
+  std::vector<std::byte> buf(kCopyBufSize);
+  for (;;) {
+    auto n = sys::read_full(src_fd, buf);
+    if (!n) return fail(std::move(n).error().with_context(what));
+    if (*n == 0) return {};
+    auto w = sys::write_all(dst_fd, std::span<const std::byte>(buf.data(), *n));
+    if (!w) return fail(std::move(w).error().with_context("object store " + path_));
+    if (*n < buf.size()) return {};
+  }
+}
+
+Result<AddOutcome> ObjectStore::add_object(const ObjectDigest& digest, int src_fd,
+                                           const std::string& what, StoreCounters* counters) {
+  std::string payload = object_path(digest);
+  if (has_object(digest)) {
+    if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
+    return AddOutcome::kExisted;
+  }
+  CFS_TRY(ensure_fanout_dir(payload));
+  std::string tmp;
+  CFS_ASSIGN(UniqueFd out, create_temp(tmp));
+  TempGuard guard(fd_.get(), tmp);
+  CFS_TRY(fill(out.get(), src_fd, what, counters));
+  CFS_TRY(sys::fchmod(out.get(), 0644, path_ + "/" + tmp));
+  CFS_ASSIGN(struct stat st, sys::fstat(out.get(), path_ + "/" + tmp));
+  // FS_IOC_ENABLE_VERITY fails with ETXTBSY while any writable fd is open, and close() is
+  // where delayed write errors surface: close and check before going on.
+  auto closed = out.close();
+  if (!closed) return fail(std::move(closed).error().with_context(path_ + "/" + tmp));
+  if (verity_ok_->load(std::memory_order_relaxed)) {
+    auto ro = sys::openat(fd_.get(), tmp, O_RDONLY);
+    if (ro) {
+      auto en = sys::enable_verity_sha256(ro->get(), tmp);
+      if (en) {
+        if (counters) counters->verity_enabled.fetch_add(1, std::memory_order_relaxed);
+      } else if (verity_unsupported(en.error())) {
+        verity_ok_->store(false, std::memory_order_relaxed);
+      }
+    }
+  }
+  CFS_ASSIGN(bool renamed, sys::rename_noreplace(fd_.get(), tmp, fd_.get(), payload));
+  if (!renamed) {
+    // Someone else published the same content first: theirs stays, ours is dropped.
+    if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
+    return AddOutcome::kExisted;
+  }
+  guard.release();
+  if (counters) {
+    counters->added.fetch_add(1, std::memory_order_relaxed);
+    counters->bytes_added.fetch_add(static_cast<std::uint64_t>(st.st_size),
+                                    std::memory_order_relaxed);
+  }
+  return AddOutcome::kAdded;
+}
+
+Status ObjectStore::add_objects(std::span<const ObjectSource> sources, int src_dirfd,
+                                const std::string& src_display, unsigned threads,
+                                StoreCounters* counters) {
+  // One copy per distinct digest, in the caller's order otherwise.
+  std::vector<std::size_t> order(sources.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return sources[a].digest < sources[b].digest;
+  });
+  std::vector<std::size_t> work;
+  work.reserve(order.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    if (i == 0 || sources[order[i]].digest != sources[order[i - 1]].digest)
+      work.push_back(order[i]);
+  std::sort(work.begin(), work.end());
+
+  std::mutex mu;
+  std::optional<Error> first_error;
+  std::atomic<bool> failed{false};
+  auto display = [&](const std::string& p) {
+    return src_display.empty() ? p
+                               : (src_display.ends_with('/') ? src_display + p
+                                                             : src_display + "/" + p);
+  };
+  parallel_for(work.size(), threads ? threads : sys::available_cpus(), [&](std::size_t k) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    const ObjectSource& src = sources[work[k]];
+    Status st = [&]() -> Status {
+      if (has_object(src.digest)) {
+        if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
+        return {};
+      }
+      auto fd = sys::openat(src_dirfd, src.path, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
+      if (!fd) return fail_errno(display(src.path), fd.error().code().value());
+      CFS_TRY(add_object(src.digest, fd->get(), display(src.path), counters));
+      return {};
+    }();
+    if (!st) {
+      std::lock_guard lock(mu);
+      if (!first_error) first_error = std::move(st).error();
+      failed.store(true, std::memory_order_relaxed);
+    }
+  });
+  if (first_error) return fail(std::move(*first_error));
+  return {};
+}
+
+Status ObjectStore::sync() { return sys::syncfs(fd_.get(), path_); }
+
+}  // namespace cfs::store

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/util/sys_fs.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/fsverity.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "cfs/util/unique_fd.h"
+
+namespace cfs::sys {
+namespace {
+
+// The *xattrat syscalls (Linux 6.13) are not in glibc 2.36; the numbers are the same on every
+// architecture that uses the generic table and on x86_64.
+#ifndef SYS_listxattrat
+#define CFS_SYS_GETXATTRAT 464
+#define CFS_SYS_LISTXATTRAT 465
+#else
+#define CFS_SYS_GETXATTRAT SYS_getxattrat
+#define CFS_SYS_LISTXATTRAT SYS_listxattrat
+#endif
+
+struct XattrArgs {  // struct xattr_args from <linux/xattr.h> (6.13)
+  std::uint64_t value;
+  std::uint32_t size;
+  std::uint32_t flags;
+};
+
+// Cleared on the first ENOSYS so older kernels pay for the failed probe once.
+std::atomic<bool> g_have_xattrat{true};
+
+ssize_t listxattrat(int dirfd, const char* name, char* list, std::size_t size) {
+  return static_cast<ssize_t>(
+      ::syscall(CFS_SYS_LISTXATTRAT, dirfd, name, AT_SYMLINK_NOFOLLOW, list, size));
+}
+
+ssize_t getxattrat(int dirfd, const char* name, const char* key, void* value, std::size_t size) {
+  XattrArgs args{reinterpret_cast<std::uintptr_t>(value), static_cast<std::uint32_t>(size), 0};
+  return static_cast<ssize_t>(::syscall(CFS_SYS_GETXATTRAT, dirfd, name, AT_SYMLINK_NOFOLLOW,
+                                        key, &args, sizeof args));
+}
+
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+Result<std::vector<std::string>> split_names(const std::vector<char>& buf, std::size_t len) {
+  std::vector<std::string> names;
+  std::size_t pos = 0;
+  while (pos < len) {
+    std::size_t n = ::strnlen(buf.data() + pos, len - pos);
+    if (n > 0) names.emplace_back(buf.data() + pos, n);
+    pos += n + 1;
+  }
+  return names;
+}
+
+}  // namespace
+
+Result<std::size_t> getdents(int dirfd, std::span<std::byte> buf, const std::string& what) {
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, dirfd, buf.data(), buf.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) return fail_errno("read directory " + what);
+  }
+}
+
+bool DirentCursor::next(std::string_view& name, unsigned char& d_type, std::uint64_t& d_ino) {
+  // struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+  constexpr std::size_t kNameOff = 19;
+  if (pos_ + kNameOff > buf_.size()) return false;
+  const auto* rec = reinterpret_cast<const char*>(buf_.data() + pos_);
+  std::uint16_t reclen;
+  std::memcpy(&d_ino, rec, 8);
+  std::memcpy(&reclen, rec + 16, 2);
+  if (reclen <= kNameOff || pos_ + reclen > buf_.size()) return false;
+  d_type = static_cast<unsigned char>(rec[18]);
+  name = std::string_view(rec + kNameOff, ::strnlen(rec + kNameOff, reclen - kNameOff));
+  pos_ += reclen;
+  return true;
+}
+
+Result<std::vector<std::string>> list_xattrs_at(int dirfd, const std::string& name,
+                                                const std::string& what) {
+  std::vector<char> buf(256);
+  if (g_have_xattrat.load(std::memory_order_relaxed)) {
+    for (;;) {
+      ssize_t n = listxattrat(dirfd, name.c_str(), buf.data(), buf.size());
+      if (n >= 0) return split_names(buf, static_cast<std::size_t>(n));
+      if (errno == ERANGE) {
+        ssize_t need = listxattrat(dirfd, name.c_str(), nullptr, 0);
+        if (need < 0) return fail_errno("listxattr " + what);
+        buf.resize(static_cast<std::size_t>(need) + 1);
+        continue;
+      }
+      if (errno == EOPNOTSUPP) return std::vector<std::string>{};
+      if (errno == ENOSYS) {
+        g_have_xattrat.store(false, std::memory_order_relaxed);
+        break;
+      }
+      return fail_errno("listxattr " + what);
+    }
+  }
+  int fd = ::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail_errno("open " + what);
+  UniqueFd owned(fd);
+  std::string path = proc_path(fd);
+  for (;;) {
+    ssize_t n = ::llistxattr(path.c_str(), buf.data(), buf.size());
+    if (n >= 0) return split_names(buf, static_cast<std::size_t>(n));
+    if (errno == ERANGE) {
+      ssize_t need = ::llistxattr(path.c_str(), nullptr, 0);
+      if (need < 0) return fail_errno("listxattr " + what);
+      buf.resize(static_cast<std::size_t>(need) + 1);
+      continue;
+    }
+    if (errno == EOPNOTSUPP) return std::vector<std::string>{};
+    return fail_errno("listxattr " + what);
+  }
+}
+
+Result<std::string> get_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                                 const std::string& what) {
+  std::string value(256, '\0');
+  if (g_have_xattrat.load(std::memory_order_relaxed)) {
+    for (;;) {
+      ssize_t n = getxattrat(dirfd, name.c_str(), key.c_str(), value.data(), value.size());
+      if (n >= 0) {
+        value.resize(static_cast<std::size_t>(n));
+        return value;
+      }
+      if (errno == ERANGE) {
+        ssize_t need = getxattrat(dirfd, name.c_str(), key.c_str(), nullptr, 0);
+        if (need < 0) return fail_errno("getxattr " + key + " " + what);
+        value.resize(static_cast<std::size_t>(need) + 1);
+        continue;
+      }
+      if (errno == ENOSYS) {
+        g_have_xattrat.store(false, std::memory_order_relaxed);
+        break;
+      }
+      return fail_errno("getxattr " + key + " " + what);
+    }
+  }
+  int fd = ::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail_errno("open " + what);
+  UniqueFd owned(fd);
+  std::string path = proc_path(fd);
+  for (;;) {
+    ssize_t n = ::lgetxattr(path.c_str(), key.c_str(), value.data(), value.size());
+    if (n >= 0) {
+      value.resize(static_cast<std::size_t>(n));
+      return value;
+    }
+    if (errno != ERANGE) return fail_errno("getxattr " + key + " " + what);
+    ssize_t need = ::lgetxattr(path.c_str(), key.c_str(), nullptr, 0);
+    if (need < 0) return fail_errno("getxattr " + key + " " + what);
+    value.resize(static_cast<std::size_t>(need) + 1);
+  }
+}
+
+Status ficlone(int dst_fd, int src_fd) {
+  if (::ioctl(dst_fd, FICLONE, src_fd) != 0) return fail_errno("reflink");
+  return {};
+}
+
+Result<CopyRangeResult> copy_range(int src_fd, int dst_fd, std::uint64_t size,
+                                   const std::string& what) {
+  CopyRangeResult r;
+  for (;;) {
+    // Ask for at least 1 GiB so short files finish in one call and a file that grew since
+    // stat is still copied to EOF.
+    std::size_t want = static_cast<std::size_t>(
+        std::max<std::uint64_t>(size > r.copied ? size - r.copied : 0, 1ULL << 30));
+    ssize_t n = ::copy_file_range(src_fd, nullptr, dst_fd, nullptr, want, 0);
+    if (n > 0) {
+      r.copied += static_cast<std::uint64_t>(n);
+      continue;
+    }
+    if (n == 0) return r;
+    int err = errno;
+    if (err == EINTR) continue;
+    if (r.copied == 0 && (err == ENOSYS || err == EXDEV || err == EOPNOTSUPP || err == EINVAL ||
+                          err == EPERM || err == EBADF)) {
+      r.unsupported = true;
+      return r;
+    }
+    return fail_errno("copy " + what, err);
+  }
+}
+
+Status fchmod(int fd, mode_t mode, const std::string& what) {
+  if (::fchmod(fd, mode) != 0) return fail_errno("chmod " + what);
+  return {};
+}
+
+Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
+                              const std::string& newpath) {
+  if (::renameat2(olddir, oldpath.c_str(), newdir, newpath.c_str(), RENAME_NOREPLACE) == 0)
+    return true;
+  if (errno == EEXIST) return false;
+  if (errno == EINVAL || errno == ENOSYS) {
+    // Filesystems without RENAME_NOREPLACE: link() never replaces either.
+    if (::linkat(olddir, oldpath.c_str(), newdir, newpath.c_str(), 0) == 0) {
+      ::unlinkat(olddir, oldpath.c_str(), 0);
+      return true;
+    }
+    if (errno == EEXIST) return false;
+  }
+  return fail_errno("rename " + oldpath + " -> " + newpath);
+}
+
+Status enable_verity_sha256(int fd, const std::string& what) {
+  fsverity_enable_arg arg{};
+  arg.version = 1;
+  arg.hash_algorithm = FS_VERITY_HASH_ALG_SHA256;
+  arg.block_size = 4096;
+  if (::ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) != 0) return fail_errno("enable fs-verity " + what);
+  return {};
+}
+
+}  // namespace cfs::sys
