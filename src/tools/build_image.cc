@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/build_image.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "cfs/dump/parse.h"
+#include "cfs/erofs/writer.h"
+#include "cfs/scan/scan.h"
+#include "cfs/store/object_store.h"
+#include "cfs/util/atomic_file.h"
+#include "cfs/util/sys.h"
+
+namespace cfs::tools {
+namespace {
+
+// Redraws one status line on stderr every 200 ms while a phase runs.
+class ProgressLine {
+ public:
+  ProgressLine(bool enabled, std::function<std::string()> render)
+      : enabled_(enabled), render_(std::move(render)) {
+    if (enabled_) thread_ = std::jthread([this](std::stop_token st) { loop(st); });
+  }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  ~ProgressLine() {
+    if (!enabled_) return;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    fmt::print(stderr, "\r{}\x1b[K\n", render_());
+  }
+
+ private:
+  void loop(const std::stop_token&) {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return done_; })) {
+      fmt::print(stderr, "\r{}\x1b[K", render_());
+      std::fflush(stderr);
+    }
+  }
+
+  bool enabled_;
+  std::function<std::string()> render_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::jthread thread_;
+};
+
+double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+}  // namespace
+
+Result<BuildReport> build_image(const BuildConfig& cfg) {
+  BuildReport report;
+  // Open the output first, as upstream does, so an unwritable destination fails before any
+  // work; unlike upstream, nothing appears under the final name until the image is complete.
+  std::optional<AtomicFile> out;
+  int out_fd = -1;
+  if (cfg.image) {
+    if (*cfg.image == "-") {
+      if (::isatty(STDOUT_FILENO)) return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");
+      out_fd = STDOUT_FILENO;
+    } else {
+      auto f = AtomicFile::create(*cfg.image, 0644);
+      if (!f) return fail(std::move(f).error().with_context("failed to open output file"));
+      out.emplace(std::move(*f));
+      out_fd = out->fd();
+    }
+  }
+
+  Tree tree;
+  if (cfg.from_file) {
+    dump::ParseOptions po;
+    po.strict = cfg.strict;
+    po.source_name = cfg.source == "-" ? "<stdin>" : cfg.source;
+    CFS_ASSIGN(tree, dump::parse_file(cfg.source, po));
+    report.nodes = tree.size();
+  } else {
+    scan::ScanCounters counters;
+    scan::ScanOptions so;
+    so.use_epoch = cfg.use_epoch;
+    so.skip_devices = cfg.skip_devices;
+    so.skip_xattrs = cfg.skip_xattrs;
+    so.user_xattrs = cfg.user_xattrs;
+    so.hardlinks = cfg.hardlinks;
+    so.threads = cfg.threads;
+    so.counters = &counters;
+    Result<scan::ScanResult> scanned = [&] {
+      ProgressLine line(cfg.progress, [&] {
+        return fmt::format("{}: scanned {} entries, digested {} files ({:.0f} MiB)", cfg.program,
+                           counters.entries.load(), counters.files_digested.load(),
+                           mib(counters.bytes_digested.load()));
+      });
+      return scan::scan_directory(cfg.source, so);
+    }();
+    if (!scanned) return fail(std::move(scanned).error().with_context("error accessing"));
+    report.nodes = scanned->tree.size();
+    report.external_files = scanned->external_files.size();
+
+    if (cfg.digest_store) {
+      CFS_ASSIGN(auto store, store::ObjectStore::open(*cfg.digest_store));
+      std::vector<store::ObjectSource> sources;
+      sources.reserve(scanned->external_files.size());
+      for (const auto& f : scanned->external_files) {
+        const Node& n = scanned->tree.node(f.node);
+        sources.push_back({*n.digest, f.path, f.size});
+      }
+      CFS_ASSIGN(UniqueFd src_fd, sys::open(cfg.source, O_RDONLY | O_DIRECTORY));
+      store::StoreCounters sc;
+      Status added = [&] {
+        ProgressLine line(cfg.progress, [&] {
+          return fmt::format("{}: objects: {} copied ({:.0f} MiB), {} already present",
+                             cfg.program, sc.added.load(), mib(sc.bytes_added.load()),
+                             sc.existed.load());
+        });
+        return store.add_objects(sources, src_fd.get(), cfg.source, cfg.threads, &sc);
+      }();
+      if (!added) return fail(std::move(added).error().with_context("cannot fill store"));
+      // Objects must be durable before an image naming them is published (see object_store.h).
+      CFS_TRY(store.sync());
+      report.objects_added = sc.added.load();
+      report.objects_existed = sc.existed.load();
+      report.bytes_added = sc.bytes_added.load();
+    }
+    tree = std::move(scanned->tree);
+  }
+
+  erofs::WriteOptions wo;
+  wo.min_version = cfg.min_version;
+  wo.max_version = cfg.max_version;
+  auto written = erofs::write_image(tree, wo, out_fd);
+  if (!written) return fail(std::move(written).error().with_context("cannot write file"));
+  if (out) {
+    auto st = out->commit(true);
+    if (!st) return fail(std::move(st).error().with_context("close output file"));
+  }
+  report.digest_hex = written->digest.hex();
+  report.image_size = written->size;
+  report.version = written->version;
+  return report;
+}
+
+}  // namespace cfs::tools

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// The work behind `mkcomposefs` and `cfs create`: read a source (directory scan or dump file),
+// fill the digest store, write the image atomically, report what was done. Both front ends
+// only parse their options into a BuildConfig.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cfs/util/result.h"
+
+namespace cfs::tools {
+
+struct BuildConfig {
+  std::string source;                ///< directory, or dump file with from_file ("-" = stdin)
+  std::optional<std::string> image;  ///< output path, "-" = stdout, nullopt = no image
+  std::optional<std::string> digest_store;
+  bool from_file = false;
+  bool strict = false;  ///< dump strict mode (CFS_PARSE_STRICT)
+  bool use_epoch = false;
+  bool skip_devices = false;
+  bool skip_xattrs = false;
+  bool user_xattrs = false;
+  bool hardlinks = false;
+  std::uint32_t min_version = 0;
+  std::uint32_t max_version = 1;
+  unsigned threads = 0;        ///< 0 = all CPUs
+  bool progress = false;       ///< progress line on stderr (caller checks isatty)
+  std::string program = "cfs";  ///< prefix of progress lines
+};
+
+struct BuildReport {
+  std::string digest_hex;
+  std::uint64_t image_size = 0;
+  std::uint32_t version = 0;
+  std::uint64_t nodes = 0;           ///< inodes in the tree (before the writer's root stubs)
+  std::uint64_t external_files = 0;  ///< regular files backed by objects
+  std::uint64_t objects_added = 0;
+  std::uint64_t objects_existed = 0;
+  std::uint64_t bytes_added = 0;
+};
+
+/// Runs the whole build. The image appears under its final name only on success.
+Result<BuildReport> build_image(const BuildConfig& cfg);
+
+}  // namespace cfs::tools
