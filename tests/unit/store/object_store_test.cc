@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+// Object store: layout, publish protocol (no temp files left, 0644, never rewritten), dedupe
+// and parallel adds, path validation.
+#include "cfs/store/object_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cfs/verity/digest.h"
+
+namespace cfs::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cfs-store-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ + "/src");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  ObjectSource add_src(const std::string& name, const std::string& data) {
+    std::ofstream(dir_ + "/src/" + name, std::ios::binary) << data;
+    auto d = verity::digest_file(dir_ + "/src/" + name);
+    EXPECT_TRUE(d);
+    ObjectSource s;
+    std::copy_n(d->bytes.begin(), 32, s.digest.begin());
+    s.path = name;
+    s.size = data.size();
+    return s;
+  }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::vector<std::string> temp_files() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir_ + "/store"))
+      if (e.path().filename().string().starts_with(".tmp")) out.push_back(e.path());
+    return out;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(StoreTest, AddsUnderDigestPathWithMode0644) {
+  auto store = ObjectStore::open(dir_ + "/store/nested");  // parents created
+  ASSERT_TRUE(store) << store.error().message();
+  auto src = add_src("a", std::string(100000, 'a'));
+  int fd = ::open((dir_ + "/src/a").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  StoreCounters c;
+  auto r = store->add_object(src.digest, fd, "a", &c);
+  ::close(fd);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, AddOutcome::kAdded);
+  std::string obj = dir_ + "/store/nested/" + object_path(src.digest);
+  EXPECT_EQ(slurp(obj), std::string(100000, 'a'));
+  struct stat st;
+  ASSERT_EQ(::stat(obj.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644U);
+  struct stat dst;
+  ASSERT_EQ(::stat((dir_ + "/store/nested/" + object_path(src.digest).substr(0, 2)).c_str(), &dst),
+            0);
+  EXPECT_TRUE(S_ISDIR(dst.st_mode));
+  EXPECT_TRUE(store->has_object(src.digest));
+  EXPECT_EQ(c.added.load(), 1U);
+  EXPECT_EQ(c.bytes_added.load(), 100000U);
+}
+
+TEST_F(StoreTest, ExistingObjectsAreNeverRewritten) {
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  auto src = add_src("a", std::string(5000, 'b'));
+  std::string obj = dir_ + "/store/" + object_path(src.digest);
+  fs::create_directories(fs::path(obj).parent_path());
+  std::ofstream(obj) << "squatter";
+  struct stat before;
+  ASSERT_EQ(::stat(obj.c_str(), &before), 0);
+  StoreCounters c;
+  std::vector<ObjectSource> srcs{src};
+  int sfd = ::open((dir_ + "/src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_TRUE(store->add_objects(srcs, sfd, dir_ + "/src", 2, &c));
+  ::close(sfd);
+  struct stat after;
+  ASSERT_EQ(::stat(obj.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+  EXPECT_EQ(slurp(obj), "squatter");
+  EXPECT_EQ(c.existed.load(), 1U);
+  EXPECT_EQ(c.added.load(), 0U);
+  EXPECT_TRUE(temp_files().empty());
+}
+
+TEST_F(StoreTest, ParallelAddDedupesAndLeavesNoTempFiles) {
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  std::vector<ObjectSource> srcs;
+  for (int i = 0; i < 200; ++i) {
+    // 50 distinct contents, each under 4 names.
+    std::string data(static_cast<std::size_t>(1000 + (i % 50) * 97),
+                     static_cast<char>('a' + (i % 50) % 26));
+    data += std::to_string(i % 50);
+    srcs.push_back(add_src("f" + std::to_string(i), data));
+  }
+  int sfd = ::open((dir_ + "/src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  StoreCounters c;
+  auto st = store->add_objects(srcs, sfd, dir_ + "/src", 4, &c);
+  ::close(sfd);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(c.added.load(), 50U);
+  EXPECT_TRUE(temp_files().empty());
+  for (const auto& s : srcs) {
+    std::string obj = dir_ + "/store/" + object_path(s.digest);
+    auto d = verity::digest_file(obj);
+    ASSERT_TRUE(d);
+    EXPECT_TRUE(std::equal(s.digest.begin(), s.digest.end(), d->bytes.begin()));
+  }
+  EXPECT_TRUE(store->sync());
+}
+
+TEST_F(StoreTest, MissingSourceFailsNamingIt) {
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  ObjectSource s;
+  s.digest[0] = 0xab;
+  s.path = "does-not-exist";
+  int sfd = ::open((dir_ + "/src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  std::vector<ObjectSource> srcs{s};
+  auto st = store->add_objects(srcs, sfd, "SRC", 1);
+  ::close(sfd);
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().is_errno(ENOENT));
+  EXPECT_NE(st.error().message().find("SRC/does-not-exist"), std::string::npos);
+  EXPECT_TRUE(temp_files().empty());
+}
+
+TEST(ObjectPath, FormatAndValidation) {
+  ObjectDigest d{};
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<std::uint8_t>(0xf0 + i);
+  std::string p = object_path(d);
+  EXPECT_EQ(p.size(), 65U);
+  EXPECT_EQ(p.substr(0, 5), "f0/f1");
+  EXPECT_TRUE(is_object_path(p));
+  EXPECT_EQ(digest_from_object_path(p), d);
+  EXPECT_FALSE(is_object_path(p.substr(1)));
+  EXPECT_FALSE(is_object_path("F0" + p.substr(2)));             // upper case
+  EXPECT_FALSE(is_object_path(p.substr(0, 2) + "x" + p.substr(3)));  // no slash
+  EXPECT_FALSE(is_object_path(p.substr(0, 64) + "g"));
+  EXPECT_FALSE(is_object_path("../" + p.substr(3)));
+  EXPECT_TRUE(is_digest_hex(std::string(64, 'a')));
+  EXPECT_FALSE(is_digest_hex(std::string(63, 'a')));
+  EXPECT_FALSE(is_digest_hex(std::string(64, 'A')));
+}
+
+}  // namespace
+}  // namespace cfs::store
