@@ -108,7 +108,11 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
       });
       return scan::scan_directory(cfg.source, so);
     }();
-    if (!scanned) return fail(std::move(scanned).error().with_context("error accessing"));
+    if (!scanned) {
+      // Upstream's wording: "error accessing PATH: strerror".
+      const Error& e = scanned.error();
+      return fail(Error(e.code(), "error accessing " + e.context()));
+    }
     report.nodes = scanned->tree.size();
     report.external_files = scanned->external_files.size();
 
