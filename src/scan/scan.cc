@@ -9,11 +9,11 @@
 #include <array>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
-#include <map>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "cfs/util/sys.h"
@@ -64,8 +64,8 @@ std::string join(const std::string& dir, std::string_view name) {
 
 class Scanner {
  public:
-  Scanner(std::string root_path, const ScanOptions& opts) : root_path_(std::move(root_path)),
-                                                              opts_(opts) {}
+  Scanner(std::string root_path, const ScanOptions& opts)
+      : root_path_(std::move(root_path)), opts_(opts) {}
 
   Result<ScanResult> run();
 
@@ -178,8 +178,7 @@ Status Scanner::fill_entry(int dirfd, const std::string& name, const std::string
       break;
     case S_IFLNK: {
       auto target = sys::readlinkat(dirfd, name);
-      if (!target)
-        return fail(Error::from_errno(display(relpath), target.error().code().value()));
+      if (!target) return fail(Error::from_errno(display(relpath), target.error().code().value()));
       n.payload = std::move(*target);
       break;
     }
@@ -256,9 +255,8 @@ void Scanner::worker() {
   std::vector<FileTask> deferred;
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] {
-      return failed_ || !dir_stack_.empty() || !files_.empty() || active_ == 0;
-    });
+    cv_.wait(lock,
+             [&] { return failed_ || !dir_stack_.empty() || !files_.empty() || active_ == 0; });
     if (failed_) return;
     if (!dir_stack_.empty()) {
       DirRec* d = dir_stack_.back();

@@ -36,8 +36,7 @@ class TempGuard {
 };
 
 bool verity_unsupported(const Error& e) {
-  return e.is_errno(EOPNOTSUPP) || e.is_errno(ENOTTY) || e.is_errno(ENOSYS) ||
-         e.is_errno(EINVAL);
+  return e.is_errno(EOPNOTSUPP) || e.is_errno(ENOTTY) || e.is_errno(ENOSYS) || e.is_errno(EINVAL);
 }
 
 }  // namespace
@@ -65,8 +64,7 @@ bool ObjectStore::has_object(const ObjectDigest& digest) const {
 
 Result<UniqueFd> ObjectStore::create_temp(std::string& name) const {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   for (int attempt = 0; attempt < 100; ++attempt) {
     name = ".tmp";
     for (int i = 0; i < 6; ++i) name.push_back(kChars[rng() % (sizeof kChars - 1)]);
@@ -177,9 +175,9 @@ Status ObjectStore::add_objects(std::span<const ObjectSource> sources, int src_d
   std::optional<Error> first_error;
   std::atomic<bool> failed{false};
   auto display = [&](const std::string& p) {
-    return src_display.empty() ? p
-                               : (src_display.ends_with('/') ? src_display + p
-                                                             : src_display + "/" + p);
+    return src_display.empty()
+               ? p
+               : (src_display.ends_with('/') ? src_display + p : src_display + "/" + p);
   };
   parallel_for(work.size(), threads ? threads : sys::available_cpus(), [&](std::size_t k) {
     if (failed.load(std::memory_order_relaxed)) return;

@@ -2,6 +2,7 @@
 #include "tools/build_image.h"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,8 +12,6 @@
 #include <functional>
 #include <mutex>
 #include <thread>
-
-#include <fmt/core.h>
 
 #include "cfs/dump/parse.h"
 #include "cfs/erofs/writer.h"
@@ -73,7 +72,8 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
   int out_fd = -1;
   if (cfg.image) {
     if (*cfg.image == "-") {
-      if (::isatty(STDOUT_FILENO)) return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");
+      if (::isatty(STDOUT_FILENO))
+        return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");
       out_fd = STDOUT_FILENO;
     } else {
       auto f = AtomicFile::create(*cfg.image, 0644);
@@ -128,9 +128,8 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
       store::StoreCounters sc;
       Status added = [&] {
         ProgressLine line(cfg.progress, [&] {
-          return fmt::format("{}: objects: {} copied ({:.0f} MiB), {} already present",
-                             cfg.program, sc.added.load(), mib(sc.bytes_added.load()),
-                             sc.existed.load());
+          return fmt::format("{}: objects: {} copied ({:.0f} MiB), {} already present", cfg.program,
+                             sc.added.load(), mib(sc.bytes_added.load()), sc.existed.load());
         });
         return store.add_objects(sources, src_fd.get(), cfg.source, cfg.threads, &sc);
       }();

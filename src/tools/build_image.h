@@ -25,8 +25,8 @@ struct BuildConfig {
   bool hardlinks = false;
   std::uint32_t min_version = 0;
   std::uint32_t max_version = 1;
-  unsigned threads = 0;        ///< 0 = all CPUs
-  bool progress = false;       ///< progress line on stderr (caller checks isatty)
+  unsigned threads = 0;         ///< 0 = all CPUs
+  bool progress = false;        ///< progress line on stderr (caller checks isatty)
   std::string program = "cfs";  ///< prefix of progress lines
 };
 

@@ -3,6 +3,7 @@
 // (composefs-tools.md §1), plus --hardlinks. getopt_long, not CLI11, because compatibility
 // includes getopt's syntax (--opt=V and --opt V, abbreviations) and exit status 1 on usage
 // errors, which scripts calling mkcomposefs rely on.
+#include <fmt/core.h>
 #include <getopt.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-#include <fmt/core.h>
 
 #include "cfs/util/sys.h"
 #include "tools/build_image.h"
@@ -95,15 +94,33 @@ int run_mkcomposefs(int argc, char** argv) {
   // -C and -R are in upstream's optstring but unhandled, which ends in usage + exit 1.
   while ((opt = getopt_long(argc, argv, ":CR", kLongOpts, nullptr)) != -1) {
     switch (opt) {
-      case kOptUseEpoch: cfg.use_epoch = true; break;
-      case kOptSkipXattrs: cfg.skip_xattrs = true; break;
-      case kOptUserXattrs: cfg.user_xattrs = true; break;
-      case kOptSkipDevices: cfg.skip_devices = true; break;
-      case kOptHardlinks: cfg.hardlinks = true; break;
-      case kOptDigestStore: cfg.digest_store = optarg; break;
-      case kOptPrintDigest: print_digest = true; break;
-      case kOptPrintDigestOnly: print_digest = print_digest_only = true; break;
-      case kOptFromFile: cfg.from_file = true; break;
+      case kOptUseEpoch:
+        cfg.use_epoch = true;
+        break;
+      case kOptSkipXattrs:
+        cfg.skip_xattrs = true;
+        break;
+      case kOptUserXattrs:
+        cfg.user_xattrs = true;
+        break;
+      case kOptSkipDevices:
+        cfg.skip_devices = true;
+        break;
+      case kOptHardlinks:
+        cfg.hardlinks = true;
+        break;
+      case kOptDigestStore:
+        cfg.digest_store = optarg;
+        break;
+      case kOptPrintDigest:
+        print_digest = true;
+        break;
+      case kOptPrintDigestOnly:
+        print_digest = print_digest_only = true;
+        break;
+      case kOptFromFile:
+        cfg.from_file = true;
+        break;
       case kOptMinVersion:
         version_set = true;
         if (!parse_long(optarg, min_version)) {
@@ -128,9 +145,15 @@ int run_mkcomposefs(int argc, char** argv) {
           return kExitFailure;
         }
         break;
-      case kOptHelp: usage(stdout, prog); return kExitOk;
-      case ':': fmt::print(stderr, "option needs a value\n"); return kExitFailure;
-      default: usage(stderr, prog); return kExitFailure;
+      case kOptHelp:
+        usage(stdout, prog);
+        return kExitOk;
+      case ':':
+        fmt::print(stderr, "option needs a value\n");
+        return kExitFailure;
+      default:
+        usage(stderr, prog);
+        return kExitFailure;
     }
   }
   // Upstream: if either version option is given, the other one defaults to 0.

@@ -47,8 +47,8 @@ ssize_t listxattrat(int dirfd, const char* name, char* list, std::size_t size) {
 
 ssize_t getxattrat(int dirfd, const char* name, const char* key, void* value, std::size_t size) {
   XattrArgs args{reinterpret_cast<std::uintptr_t>(value), static_cast<std::uint32_t>(size), 0};
-  return static_cast<ssize_t>(::syscall(CFS_SYS_GETXATTRAT, dirfd, name, AT_SYMLINK_NOFOLLOW,
-                                        key, &args, sizeof args));
+  return static_cast<ssize_t>(
+      ::syscall(CFS_SYS_GETXATTRAT, dirfd, name, AT_SYMLINK_NOFOLLOW, key, &args, sizeof args));
 }
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }

@@ -34,7 +34,7 @@ inline constexpr std::uint64_t kInlineMax = 64;
 
 /// Live progress of a scan, for a progress line on a terminal.
 struct ScanCounters {
-  std::atomic<std::uint64_t> entries{0};       ///< directory entries stat'ed
+  std::atomic<std::uint64_t> entries{0};  ///< directory entries stat'ed
   std::atomic<std::uint64_t> files_digested{0};
   std::atomic<std::uint64_t> bytes_digested{0};
 };
@@ -51,7 +51,7 @@ struct ScanOptions {
   /// outside the tree are not counted). Whiteouts (char 0/0) are never merged: a hardlinked
   /// whiteout is invalid for overlayfs. Without this option every non-directory has nlink 1.
   bool hardlinks = false;
-  unsigned threads = 0;             ///< 0 = all available CPUs
+  unsigned threads = 0;              ///< 0 = all available CPUs
   ScanCounters* counters = nullptr;  ///< optional live progress
 };
 

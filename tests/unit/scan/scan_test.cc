@@ -4,6 +4,7 @@
 #include "cfs/scan/scan.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -13,8 +14,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "cfs/verity/digest.h"
 
@@ -60,8 +59,8 @@ TEST_F(TempTree, RecordsEveryTypeAndField) {
   auto r = scan_directory(root_, {.threads = 2});
   ASSERT_TRUE(r) << r.error().message();
 
-  for (const char* name : {"empty", "small", "edge64", "edge65", "dir", "dir/sub", "dir/big",
-                           "link", "fifo"}) {
+  for (const char* name :
+       {"empty", "small", "edge64", "edge65", "dir", "dir/sub", "dir/big", "link", "fifo"}) {
     const Node* n = find(*r, std::string("/") + name);
     ASSERT_NE(n, nullptr) << name;
     struct stat st;
@@ -215,7 +214,8 @@ TEST_F(TempTree, SameTreeForEveryThreadCount) {
   for (int d = 0; d < 20; ++d) {
     fs::create_directories(p("d" + std::to_string(d) + "/e"));
     for (int f = 0; f < 15; ++f)
-      write("d" + std::to_string(d) + "/e/f" + std::to_string(f), std::string(static_cast<std::size_t>(f * 37), static_cast<char>('a' + f)));
+      write("d" + std::to_string(d) + "/e/f" + std::to_string(f),
+            std::string(static_cast<std::size_t>(f * 37), static_cast<char>('a' + f)));
   }
   auto flatten = [](const ScanResult& r) {
     std::string out;

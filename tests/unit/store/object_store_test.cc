@@ -4,6 +4,7 @@
 #include "cfs/store/object_store.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +13,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "cfs/verity/digest.h"
 
@@ -158,7 +157,7 @@ TEST(ObjectPath, FormatAndValidation) {
   EXPECT_TRUE(is_object_path(p));
   EXPECT_EQ(digest_from_object_path(p), d);
   EXPECT_FALSE(is_object_path(p.substr(1)));
-  EXPECT_FALSE(is_object_path("F0" + p.substr(2)));             // upper case
+  EXPECT_FALSE(is_object_path("F0" + p.substr(2)));                  // upper case
   EXPECT_FALSE(is_object_path(p.substr(0, 2) + "x" + p.substr(3)));  // no slash
   EXPECT_FALSE(is_object_path(p.substr(0, 64) + "g"));
   EXPECT_FALSE(is_object_path("../" + p.substr(3)));
