@@ -18,7 +18,7 @@ import docrun
 
 PAGE = os.path.join(t.SOURCE_DIR, "docs", "by-hand.md")
 TOOLS = ["setfattr", "getfattr", "truncate", "mkfs.erofs", "mkfs.ext4", "fsverity", "mount",
-         "od", "mountpoint"]
+         "od", "seq", "tail"]
 
 
 class ByHand(unittest.TestCase):

@@ -25,7 +25,7 @@ import docrun  # noqa: E402
 
 PAGE = os.path.join(t.SOURCE_DIR, "docs", "by-hand.md")
 # Programs the page runs, by the name it uses. Shell builtins (printf, echo, cd) need nothing.
-GUEST_TOOLS = ["bash", "mkdir", "truncate", "mkfs.ext4", "mount", "umount", "mountpoint",
+GUEST_TOOLS = ["bash", "mkdir", "truncate", "mkfs.ext4", "mount", "umount", "seq", "tail",
                "losetup", "fsverity", "ls", "cp", "rm", "stat", "setfattr", "getfattr",
                "mkfs.erofs", "od", "cat", "head"]
 CFS_NAMES = ["cfs", "mkcomposefs", "composefs-info", "mount.composefs"]
