@@ -49,7 +49,7 @@ def fuse_mount(image, store, mnt, verity="on", extra=()):
 
 def fuse_umount(mnt):
     t.run(["fusermount3", "-u", mnt])
-    for _ in range(100):
+    for _ in range(400):
         if not is_mounted(mnt):
             return
         time.sleep(0.05)
@@ -249,7 +249,7 @@ class FuseMount(t.unittest.TestCase):
             proc = subprocess.Popen([t.tool("cfs"), "fuse-mount", "-f", img, mnt, "-o",
                                      f"basedir={d}"], stderr=subprocess.DEVNULL)
             try:
-                for _ in range(100):
+                for _ in range(400):
                     if is_mounted(mnt):
                         break
                     time.sleep(0.05)
@@ -305,7 +305,7 @@ class FuseMount(t.unittest.TestCase):
             fuse_mount(img, d, mnt)
             pid = int(t.run(["pgrep", "-n", "-f", f"fuse-mount {img} {mnt}"]).stdout)
             os.kill(pid, 15)
-            for _ in range(100):
+            for _ in range(400):
                 if not is_mounted(mnt):
                     break
                 time.sleep(0.05)
