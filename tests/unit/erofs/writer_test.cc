@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -235,6 +236,30 @@ TEST(Writer, ComputeOnlyMatchesWrittenStream) {
   ASSERT_TRUE(w && c);
   EXPECT_EQ(c->digest, w->result.digest);
   EXPECT_EQ(c->size, w->result.size);
+}
+
+TEST(Writer, OutputIgnoresInsertionOrder) {
+  // Children and xattrs given in another order produce the same bytes.
+  auto build = [](bool reverse) {
+    Tree t;
+    std::vector<std::string> names = {"b", "a", "-x", "00", "zz", ".hidden"};
+    if (reverse) std::reverse(names.begin(), names.end());
+    for (const auto& n : names) {
+      Node f = make(S_IFREG | 0644);
+      std::vector<std::pair<std::string, std::string>> xs = {{"user.b", "2"},
+                                                             {"security.selinux", "s"},
+                                                             {"trusted.overlay.opaque", "y"},
+                                                             {"user.a", "1"}};
+      if (reverse) std::reverse(xs.begin(), xs.end());
+      for (auto& [k, v] : xs) f.set_xattr(k, v);
+      add(t, 0, n, f);
+    }
+    return t;
+  };
+  auto a = write(build(false));
+  auto b = write(build(true));
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->bytes == b->bytes);
 }
 
 TEST(Writer, DoesNotModifyTheTree) {
