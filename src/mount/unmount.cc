@@ -66,7 +66,8 @@ Status unmount(const std::string& target, bool lazy) {
   CFS_ASSIGN(std::string path, kernel::real_path(target));
   CFS_ASSIGN(auto entry, find_mount(path));
   if (!entry) return fail(Errc::kInvalidInput, "unmount " + target + ": not a mount point");
-  if (entry->fstype != "overlay")
+  // Kernel composefs mounts are overlays; `cfs mount --fuse` mounts are fuse.composefs.
+  if (entry->fstype != "overlay" && entry->fstype != "fuse.composefs")
     return fail(Errc::kInvalidInput, "unmount " + target + ": not a composefs mount (it is " +
                                          entry->fstype + " from " + entry->source + ")");
   CFS_TRY(kernel::umount(path, lazy));

@@ -401,6 +401,23 @@ class Errors(MountCase):
         t.run([t.tool("cfs"), "umount", odd])
         self.assertFalse(os.path.ismount(odd))
 
+    def test_umount_fuse_mount(self):
+        """cfs umount also removes a userspace (`cfs mount --fuse`) mount."""
+        if not os.path.exists("/dev/fuse"):
+            self.skipTest("no /dev/fuse")
+        p = t.run([t.tool("cfs"), "mount", "--fuse", FIX.image, self.mnt, "-o",
+                   f"basedir={FIX.store}"], check=False)
+        if p.returncode != 0:
+            self.skipTest(f"cfs mount --fuse unavailable: {p.stderr.decode()[:200]}")
+        for _ in range(50):
+            if os.path.ismount(self.mnt):
+                break
+            time.sleep(0.1)
+        self.assertIn(" fuse.composefs ", [ln for ln in mountinfo().splitlines()
+                                           if f" {self.mnt} " in ln][0])
+        t.run([t.tool("cfs"), "umount", self.mnt])
+        self.assertFalse(os.path.ismount(self.mnt))
+
     def test_umount_refuses_non_composefs(self):
         p = t.run([t.tool("cfs"), "umount", self.mnt], check=False)
         self.assertEqual(p.returncode, 1)

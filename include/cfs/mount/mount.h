@@ -75,7 +75,8 @@ struct MountReport {
 Result<MountReport> mount_image(const std::string& image, const std::string& target,
                                 const Options& opts, const Backends& backends = {});
 
-/// Unmounts the overlay on `target` after checking that it is one (mountinfo). The EROFS is
+/// Unmounts the overlay (or a `cfs mount --fuse` mount, fuse.composefs) on `target` after
+/// checking that it is one (mountinfo). The EROFS is
 /// normally not attached anywhere, so it goes away with the overlay (a loop device clears
 /// itself); an EROFS stacked beneath the overlay (LowerMode::kStacked) is unmounted too.
 Status unmount(const std::string& target, bool lazy = false);
