@@ -11,9 +11,11 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -121,6 +123,14 @@ Status umount(const std::string& target, bool lazy) {
   int flags = kUmountNofollow | (lazy ? kMntDetach : 0);
   if (::syscall(SYS_umount2, target.c_str(), flags) != 0) return fail_errno("umount " + target);
   return {};
+}
+
+std::pair<int, int> kernel_version() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return {0, 0};
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return {0, 0};
+  return {major, minor};
 }
 
 Result<std::string> real_path(const std::string& path) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
@@ -34,6 +35,8 @@ Status set_idmap(int mnt_fd, int userns_fd);
 Status legacy_mount(const std::string& source, const std::string& target, const std::string& fstype,
                     unsigned long flags, const std::string& data);
 Status umount(const std::string& target, bool lazy);
+/// (major, minor) of the running kernel from uname(2); (0, 0) if unparsable.
+std::pair<int, int> kernel_version();
 /// realpath(3): the canonical absolute path, as mountinfo shows mount points.
 Result<std::string> real_path(const std::string& path);
 

@@ -252,6 +252,10 @@ Result<std::pair<OverlayApi, VerityMode>> overlay_legacy(const OverlayPlan& p,
       last = std::move(r).error();
     }
   }
+  // mount(2) cannot say which option was refused; on a kernel older than 6.6 a requested
+  // verity mode is the likely one, and that deserves a precise message.
+  if (p.verity != VerityMode::kOff && !p.try_verity && kernel::kernel_version() < std::pair{6, 6})
+    return fail(Errc::kUnsupportedFeature, verity_missing_message(p.verity));
   return fail(std::move(*last).with_context(
       "overlayfs refused every option syntax (see dmesg for the kernel's reason)"));
 }

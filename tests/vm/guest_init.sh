@@ -32,10 +32,8 @@ no_leftovers() { # name: no erofs/overlay mounts and no loop devices in use
   l=$(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)
   check "$1 (mounts=$n loops=$l)" test "$n" = 0 -a "$l" = 0; }
 
-for m in libcrc32c crc32c_generic loop erofs overlay virtio_blk; do
-  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
-done
-sleep 0.3
+for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko; done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
 check disks test -b /dev/vda
 check ext4-mount mount -t ext4 /dev/vda /disk
 S=/disk/store

@@ -44,9 +44,10 @@ def sh(args, **kw):
     return subprocess.run(args, check=True, capture_output=True, **kw)
 
 
-def kernel_package():
-    """(package .deb path, version) of a Debian cloud kernel >= 6.6, downloading if needed."""
-    deb = os.environ.get("CFS_VM_KERNEL_DEB")
+def kernel_package(accept=lambda v: v >= [6, 6], env="CFS_VM_KERNEL_DEB"):
+    """(package .deb path, version) of the newest Debian cloud kernel whose [major, minor]
+    satisfies accept, downloading it into the cache if needed."""
+    deb = os.environ.get(env)
     os.makedirs(CACHE, exist_ok=True)
     if not deb:
         p = subprocess.run(["apt-cache", "search", "--names-only",
@@ -57,9 +58,9 @@ def kernel_package():
         def vkey(n):
             return [int(x) for x in re.findall(r"\d+", n)]
 
-        names = [n for n in names if vkey(n)[:2] >= [6, 6]]
+        names = [n for n in names if accept(vkey(n)[:2])]
         if not names:
-            t.skip("apt knows no linux-image-*-cloud-amd64 >= 6.6 (run apt-get update?)")
+            t.skip("apt knows no suitable linux-image-*-cloud-amd64 (run apt-get update?)")
         pkg = max(names, key=vkey)
         found = glob.glob(os.path.join(CACHE, pkg + "_*.deb"))
         if not found:
@@ -74,7 +75,9 @@ def kernel_package():
     return deb, pkg[len("linux-image-"):]
 
 
-def unpack_kernel(deb, kver):
+def unpack_kernel(deb, kver, required=("CONFIG_FS_VERITY=y", "CONFIG_EXT4_FS=",
+                                        "CONFIG_OVERLAY_FS=", "CONFIG_EROFS_FS=",
+                                        "CONFIG_VIRTIO_BLK=", "CONFIG_TMPFS_XATTR=y")):
     root = os.path.join(CACHE, "kroot-" + kver)
     if not os.path.isdir(os.path.join(root, "boot")):
         tmp = root + ".tmp"
@@ -85,8 +88,7 @@ def unpack_kernel(deb, kver):
     config = glob.glob(os.path.join(root, "boot", "config-*"))[0]
     with open(config) as f:
         cfg = f.read()
-    for opt in ("CONFIG_FS_VERITY=y", "CONFIG_EXT4_FS=", "CONFIG_OVERLAY_FS=", "CONFIG_EROFS_FS=",
-                "CONFIG_VIRTIO_BLK=", "CONFIG_TMPFS_XATTR=y"):
+    for opt in required:
         if not re.search("^" + re.escape(opt), cfg, re.M):
             t.skip(f"kernel {kver} lacks {opt}")
     moddir = glob.glob(os.path.join(root, "lib", "modules", "*"))[0]
@@ -182,7 +184,45 @@ def build_inputs(w):
     }
 
 
-def build_initramfs(w, moddir, params):
+def _module_bytes(path):
+    if path.endswith(".xz"):
+        return subprocess.run(["xz", "-dc", path], capture_output=True, check=True).stdout
+    if path.endswith(".zst"):
+        return subprocess.run(["zstd", "-dqc", path], capture_output=True, check=True).stdout
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def copy_modules(moddir, dst, wanted):
+    """Copies the wanted modules that the kernel has as modules (built-in ones need nothing)
+    plus their dependencies (from each module's modinfo `depends=`, since the package has no
+    modules.dep), and writes `order`, the insmod order (dependencies first)."""
+    index = {}
+    for dirpath, _, files in os.walk(os.path.join(moddir, "kernel")):
+        for f in files:
+            name = re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", f).replace("-", "_")
+            index[name] = os.path.join(dirpath, f)
+    order = []
+
+    def visit(name):
+        if name in order or name not in index:
+            return
+        data = _module_bytes(index[name])
+        m = re.search(rb"depends=([^\0]*)", data)
+        for dep in (m.group(1).decode().split(",") if m and m.group(1) else []):
+            visit(dep.replace("-", "_"))
+        with open(os.path.join(dst, name + ".ko"), "wb") as f:
+            f.write(data)
+        order.append(name)
+
+    os.makedirs(dst, exist_ok=True)
+    for name in wanted:
+        visit(name)
+    with open(os.path.join(dst, "order"), "w") as f:
+        f.write(" ".join(order) + "\n")
+
+
+def build_initramfs(w, moddir, params, init="guest_init.sh"):
     r = os.path.join(w, "initramfs")
     for d in ("bin", "dev", "proc", "sys", "run", "disk", "m1", "lib/modules"):
         os.makedirs(os.path.join(r, d), exist_ok=True)
@@ -194,25 +234,12 @@ def build_initramfs(w, moddir, params):
     for tool in ("fsverity", "getfattr"):
         copy_with_libs(os.path.realpath(shutil.which(tool)), r)
         os.symlink(os.path.realpath(shutil.which(tool)), os.path.join(r, "bin", tool))
-    for m in ("lib/libcrc32c", "crypto/crc32c_generic", "drivers/block/loop", "fs/erofs/erofs",
-              "fs/overlayfs/overlay", "drivers/block/virtio_blk"):
-        found = glob.glob(os.path.join(moddir, "kernel", m + ".ko*"))
-        if not found:
-            continue  # built in
-        dst = os.path.join(r, "lib", "modules", os.path.basename(m) + ".ko")
-        f = found[0]
-        if f.endswith(".xz"):
-            with open(dst, "wb") as out:
-                subprocess.run(["xz", "-dc", f], stdout=out, check=True)
-        elif f.endswith(".zst"):
-            with open(dst, "wb") as out:
-                subprocess.run(["zstd", "-dqc", f], stdout=out, check=True)
-        else:
-            shutil.copy(f, dst)
+    copy_modules(moddir, os.path.join(r, "lib", "modules"),
+                 ["virtio_pci", "virtio_blk", "loop", "erofs", "overlay", "crc32c_generic"])
     with open(os.path.join(r, "params"), "w") as f:
         for k, v in params.items():
             f.write(f'{k}="{v}"\n')
-    shutil.copy(os.path.join(HERE, "guest_init.sh"), os.path.join(r, "init"))
+    shutil.copy(os.path.join(HERE, init), os.path.join(r, "init"))
     os.chmod(os.path.join(r, "init"), 0o755)
     out = os.path.join(w, "initramfs.gz")
     files = subprocess.run(["find", "."], cwd=r, capture_output=True, check=True).stdout
@@ -252,16 +279,16 @@ def boot(w, vmlinuz, initrd, accel, smp=2):
     return text
 
 
-def main():
+def run_vm(kernel_accept, required, init):
+    """Builds the inputs, boots the newest suitable kernel with `init` and exits 0 iff the
+    guest finished with no FAIL line."""
     t.require_root()
     missing = [b for b in HOST_TOOLS if not shutil.which(b)]
     if missing:
         t.skip("missing host tools: " + " ".join(missing) + " (scripts/install-deps.sh)")
-    if not os.path.exists("/dev/kvm") and not shutil.which("qemu-system-x86_64"):
-        t.skip("no qemu")
     t0 = time.time()
-    deb, kver = kernel_package()
-    vmlinuz, moddir = unpack_kernel(deb, kver)
+    deb, kver = kernel_package(kernel_accept)
+    vmlinuz, moddir = unpack_kernel(deb, kver, required)
     log(f"kernel {kver}")
     w = tempfile.mkdtemp(prefix="cfs-vm-")
     keep = os.environ.get("CFS_VM_KEEP") == "1"
@@ -269,7 +296,7 @@ def main():
     try:
         builder, params = build_inputs(w)
         log(f"images built by {builder}")
-        initrd = build_initramfs(w, moddir, params)
+        initrd = build_initramfs(w, moddir, params, init)
         accel = os.environ.get("CFS_VM_ACCEL", "auto")
         if accel == "auto":
             accel = "kvm" if os.path.exists("/dev/kvm") and not os.path.isdir(
@@ -300,6 +327,15 @@ def main():
         else:
             log(f"scratch directory kept: {w}")
     sys.exit(0 if ok else 1)
+
+
+
+
+def main():
+    run_vm(lambda v: v >= [6, 6],
+           ("CONFIG_FS_VERITY=y", "CONFIG_EXT4_FS=", "CONFIG_OVERLAY_FS=", "CONFIG_EROFS_FS=",
+            "CONFIG_VIRTIO_BLK=", "CONFIG_TMPFS_XATTR=y"),
+           "guest_init.sh")
 
 
 if __name__ == "__main__":
