@@ -136,8 +136,7 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
   CFS_ASSIGN(verity::Digest d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
   Sha256Digest sd;
   std::memcpy(sd.data(), d.bytes.data(), sd.size());
-  node.digest = sd;
-  node.payload = digest_payload(sd);
+  node.digest = sd;  // the payload string is made in assemble(), on the main thread
   if (opts_.counters) {
     opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
     opts_.counters->bytes_digested.fetch_add(node.size, std::memory_order_relaxed);
@@ -337,6 +336,22 @@ Result<ScanResult> Scanner::run() {
   return out;
 }
 
+// Re-allocates a node's strings on the calling thread. The workers' allocations are then all
+// transient (freed with the per-directory records), so their arenas can be returned to the
+// system as a whole instead of staying resident around a few live strings per page.
+Node compact(Node n) {
+  if (n.is_reg() && n.digest && !n.content) n.payload = digest_payload(*n.digest);
+  else if (!n.payload.empty()) n.payload = std::string(n.payload);
+  if (n.content) n.content = std::string(*n.content);
+  if (!n.xattrs.empty()) {
+    std::vector<Xattr> xs;
+    xs.reserve(n.xattrs.size());
+    for (const auto& x : n.xattrs) xs.push_back({std::string(x.key), std::string(x.value)});
+    n.xattrs = std::move(xs);
+  }
+  return n;
+}
+
 // Depth-first in sorted order, which is also the order hardlink owners are chosen in.
 void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string& path) {
   std::sort(dir.entries.begin(), dir.entries.end(),
@@ -350,14 +365,14 @@ void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string&
       auto [it, inserted] = links_.try_emplace({rec.dev, rec.ino}, kNoNode);
       if (!inserted && out.tree.node(it->second).type() == rec.node.type()) {
         out.tree.node(it->second).nlink++;
-        out.tree.link(parent, std::move(rec.name), it->second, true);
+        out.tree.link(parent, std::string(rec.name), it->second, true);
         path.resize(saved);
         continue;
       }
       if (inserted) it->second = static_cast<NodeId>(out.tree.size());
     }
-    NodeId id = out.tree.add_node(std::move(rec.node));
-    out.tree.link(parent, std::move(rec.name), id);
+    NodeId id = out.tree.add_node(compact(std::move(rec.node)));
+    out.tree.link(parent, std::string(rec.name), id);
     const Node& n = out.tree.node(id);
     if (n.is_reg() && !n.payload.empty()) out.external_files.push_back({id, path, n.size});
     if (rec.dir) assemble(*rec.dir, id, out, path);

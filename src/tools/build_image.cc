@@ -2,6 +2,7 @@
 #include "tools/build_image.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -141,6 +142,11 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
       report.bytes_added = sc.bytes_added.load();
     }
     tree = std::move(scanned->tree);
+    std::vector<scan::SourceFile>().swap(scanned->external_files);
+    // The scan's transient per-directory records were many small allocations, now free but
+    // still resident; hand them back before the writer allocates its (large, mmap'd) buffers,
+    // or both count towards the peak RSS.
+    ::malloc_trim(0);
   }
 
   erofs::WriteOptions wo;
