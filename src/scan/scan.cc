@@ -62,6 +62,10 @@ std::string join(const std::string& dir, std::string_view name) {
   return p;
 }
 
+bool smaller_file(const FileTask& a, const FileTask& b) {
+  return a.rec->node.size < b.rec->node.size;
+}
+
 class Scanner {
  public:
   Scanner(std::string root_path, const ScanOptions& opts)
@@ -270,9 +274,15 @@ void Scanner::worker() {
       if (!st) return record_failure(std::move(st).error());
       // Reverse so the stack pops directories in name order (deterministic traversal).
       dir_stack_.insert(dir_stack_.end(), subdirs.rbegin(), subdirs.rend());
-      for (auto& f : deferred) files_.push_back(std::move(f));
+      for (auto& f : deferred) {
+        files_.push_back(std::move(f));
+        std::push_heap(files_.begin(), files_.end(), smaller_file);
+      }
       cv_.notify_all();
     } else if (!files_.empty()) {
+      // Largest first, so the last files left when the directories run out are small ones and
+      // no worker finishes long after the others.
+      std::pop_heap(files_.begin(), files_.end(), smaller_file);
       FileTask task = std::move(files_.back());
       files_.pop_back();
       lock.unlock();
