@@ -350,8 +350,10 @@ Result<ScanResult> Scanner::run() {
 // transient (freed with the per-directory records), so their arenas can be returned to the
 // system as a whole instead of staying resident around a few live strings per page.
 Node compact(Node n) {
-  if (n.is_reg() && n.digest && !n.content) n.payload = digest_payload(*n.digest);
-  else if (!n.payload.empty()) n.payload = std::string(n.payload);
+  if (n.is_reg() && n.digest && !n.content)
+    n.payload = digest_payload(*n.digest);
+  else if (!n.payload.empty())
+    n.payload = std::string(n.payload);
   if (n.content) n.content = std::string(*n.content);
   if (!n.xattrs.empty()) {
     std::vector<Xattr> xs;

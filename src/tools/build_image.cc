@@ -2,8 +2,8 @@
 #include "tools/build_image.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <fmt/core.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
