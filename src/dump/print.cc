@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "cfs/util/hex.h"
@@ -119,14 +120,24 @@ void walk(const Tree& tree, Visit&& visit) {
 }  // namespace
 
 void print_dump(const Tree& tree, std::string& out) {
-  print_dump_line(tree, "", tree.root(), false, out);
-  walk(tree, [&](std::string_view path, const Entry& e) {
-    print_dump_line(tree, path, e.node, e.hardlink, out);
-  });
+  print_dump(tree, out, SIZE_MAX, [](std::string&) {});
 }
 
 void print_ls(const Tree& tree, std::string& out) {
+  print_ls(tree, out, SIZE_MAX, [](std::string&) {});
+}
+
+void print_dump(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush) {
+  print_dump_line(tree, "", tree.root(), false, out);
   walk(tree, [&](std::string_view path, const Entry& e) {
+    print_dump_line(tree, path, e.node, e.hardlink, out);
+    if (out.size() >= flush_bytes) flush(out);
+  });
+}
+
+void print_ls(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush) {
+  walk(tree, [&](std::string_view path, const Entry& e) {
+    if (out.size() >= flush_bytes) flush(out);
     append_escaped(out, cstr(path), kNoEscapeSpace);
     // composefs-info's hardlink nodes are empty (mode 0): only the path is printed.
     if (!e.hardlink) {

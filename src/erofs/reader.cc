@@ -5,6 +5,7 @@
 #include "cfs/erofs/reader.h"
 
 #include <fmt/core.h>
+#include <sys/mman.h>
 
 #include <cstring>
 
@@ -114,6 +115,13 @@ Result<Image> Image::init(std::shared_ptr<const Owner> owner, std::span<const st
   if (!root) return fail(std::move(root).error().with_context("root inode"));
   if (!root->is_dir()) return corrupt(fmt::format("root nid {} is not a directory", in.root_nid));
   return img;
+}
+
+void Image::drop_resident_pages() const noexcept {
+  if (!owner_ || owner_->map.size() == 0) return;
+  // MADV_DONTNEED on a read-only file mapping drops PTEs only; nothing can be lost.
+  auto* p = const_cast<std::byte*>(bytes_.data());
+  (void)::madvise(p, bytes_.size(), MADV_DONTNEED);
 }
 
 Result<InodeInfo> Image::inode(std::uint64_t nid) const {

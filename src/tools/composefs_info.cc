@@ -59,16 +59,26 @@ class Info {
     std::set<std::string> objects;
     erofs::LoadOptions opts{a.filters};
     for (const auto& path : files) {
-      auto img = erofs::Image::open(path);
-      if (!img) return error("Failed to load '" + path + "': " + img.error().message());
-      auto tree = erofs::load_tree(*img, opts);
+      auto tree = [&]() -> Result<Tree> {
+        // The mapping is dropped before printing: its pages would otherwise stay in RSS
+        // next to the output buffer.
+        CFS_ASSIGN(auto img, erofs::Image::open(path));
+        return erofs::load_tree(img, opts);
+      }();
       if (!tree) return error("Failed to load '" + path + "': " + tree.error().message());
       if (cmd == "ls" || cmd == "dump") {
+        // Streamed in ~1 MiB writes: memory stays at the tree's size, not tree + output.
+        out_.reserve(kFlushBytes + 64 * 1024);
+        bool ok = true;
+        auto sink = [&](std::string& buf) {
+          if (ok) ok = flush();
+          buf.clear();  // after a failed write, stop collecting
+        };
         if (cmd == "ls")
-          dump::print_ls(*tree, out_);
+          dump::print_ls(*tree, out_, kFlushBytes, sink);
         else
-          dump::print_dump(*tree, out_);
-        if (!flush()) return kExitFailure;
+          dump::print_dump(*tree, out_, kFlushBytes, sink);
+        if (!ok || !flush()) return kExitFailure;
         continue;
       }
       for (std::size_t i = 0; i < tree->size(); ++i) {

@@ -6,6 +6,8 @@
 // Thread-safety: stateless; concurrent calls are fine.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -19,6 +21,13 @@ void print_dump(const Tree& tree, std::string& out);
 /// Appends `composefs-info ls` output (one line per entry: path, and for symlinks/regular
 /// files the target or backing path) to out.
 void print_ls(const Tree& tree, std::string& out);
+
+/// Streaming forms (large images, bounded memory): like the above, but call flush(out)
+/// whenever out holds at least flush_bytes; flush is expected to consume (clear) out. Whatever
+/// is left at the end stays in out for the caller.
+using FlushFn = std::function<void(std::string&)>;
+void print_dump(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush);
+void print_ls(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush);
 
 /// PATH escaping: `\\`, `\n`, `\r`, `\t`, `\xHH` for every byte that is not isgraph (C locale).
 std::string escape_path(std::string_view s);

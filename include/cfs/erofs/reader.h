@@ -157,6 +157,12 @@ class Image {
   /// Symlink target (EINVAL if not a symlink).
   Result<std::string> readlink(std::uint64_t nid) const;
 
+  /// For file-backed images: unmaps the pages touched so far from this process (they stay in
+  /// the page cache and fault back in on the next access), so a full walk of a large image
+  /// does not keep the whole file in RSS. Contents never change; safe with concurrent readers.
+  /// No-op for in-memory images.
+  void drop_resident_pages() const noexcept;
+
  private:
   struct Owner;
   Image() = default;
