@@ -7,7 +7,6 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,7 +55,7 @@ class Info {
     }
     if (files.empty()) return usage_error("No image path specified");
 
-    std::set<std::string> objects;
+    std::vector<std::string> objects;
     erofs::LoadOptions opts{a.filters};
     for (const auto& path : files) {
       auto tree = [&]() -> Result<Tree> {
@@ -82,17 +81,19 @@ class Info {
         continue;
       }
       for (std::size_t i = 0; i < tree->size(); ++i) {
-        const Node& n = tree->node(static_cast<NodeId>(i));
-        if (!n.is_reg() || n.payload.empty() || objects.contains(n.payload)) continue;
-        if (cmd == "missing-objects" && basedir) {
-          std::string_view rel = n.payload;
-          while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
-          if (sys::fstatat(basedir.get(), std::string(rel), AT_EMPTY_PATH)) continue;
-        }
-        objects.insert(n.payload);
+        Node& n = tree->node(static_cast<NodeId>(i));
+        if (n.is_reg() && !n.payload.empty()) objects.push_back(std::move(n.payload));
       }
     }
+    // Sorted (strcmp order) and de-duplicated, as upstream prints them.
+    std::sort(objects.begin(), objects.end());
+    objects.erase(std::unique(objects.begin(), objects.end()), objects.end());
     for (const auto& o : objects) {
+      if (cmd == "missing-objects" && basedir) {
+        std::string_view rel = o;
+        while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+        if (sys::fstatat(basedir.get(), std::string(rel), AT_EMPTY_PATH)) continue;
+      }
       out_.append(o).push_back('\n');
       if (out_.size() >= kFlushBytes && !flush()) return kExitFailure;
     }

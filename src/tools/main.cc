@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Entry point of the multicall binary: dispatch on argv[0] (compatible program names) or on
 // the first argument (`cfs SUBCOMMAND`). The only place exceptions are caught.
+#include <fmt/core.h>
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <new>
 #include <string>
-
-#include <fmt/core.h>
 
 #include "tools/command.h"
 
@@ -27,8 +27,9 @@ const Command* find(const std::string& name) {
 }
 
 void usage(std::FILE* out) {
-  fmt::print(out, "Usage: cfs COMMAND [OPTIONS] ...\n\ncomposefs images, object stores and "
-                  "verified mounts.\n\nCommands:\n");
+  fmt::print(out,
+             "Usage: cfs COMMAND [OPTIONS] ...\n\ncomposefs images, object stores and "
+             "verified mounts.\n\nCommands:\n");
   for (const auto& c : registry())
     if (!c.summary.empty()) fmt::print(out, "  {:<14} {}\n", c.name, c.summary);
   fmt::print(out, "\nRun 'cfs COMMAND --help' for the options of a command.\n");

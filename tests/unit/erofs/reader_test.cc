@@ -238,3 +238,43 @@ TEST(Reader, RewriteReproducesEveryReferenceImage) {
 
 }  // namespace
 }  // namespace cfs::erofs
+
+namespace cfs::erofs {
+namespace {
+
+// Format quirk 13: 1.0.8 appends up to two bytes to redirects whose length is a multiple of 4
+// ("a/b" read back as "a/b\xff\xff", or with the next shared entry's header bytes). cfs reads
+// the exact length, inline and shared.
+TEST(Reader, RedirectsReadWithTheirExactLength) {
+  Tree tree;
+  for (const char* name : {"one", "two", "three"}) {
+    Node n;
+    n.mode = S_IFREG | 0644;
+    n.size = 5000;
+    n.payload = std::string(name) == "one" ? "a/b" : "cd/e";  // redirects of 4 and 5 bytes
+    tree.link(tree.root(), name, tree.add_node(std::move(n)));
+  }
+  char path[] = "/tmp/cfs-quirk13-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  UniqueFd out(fd);
+  auto w = write_image(tree, {}, out.get());
+  ASSERT_TRUE(w) << w.error().message();
+  std::vector<std::byte> bytes(w->size);
+  ASSERT_TRUE(sys::pread_full(out.get(), bytes, 0));
+  auto img = Image::from_bytes(std::move(bytes));
+  ASSERT_TRUE(img) << img.error().message();
+  auto loaded = load_tree(*img);
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(loaded->node(*loaded->lookup("/one")).payload, "a/b");
+  EXPECT_EQ(loaded->node(*loaded->lookup("/two")).payload, "cd/e");
+  EXPECT_EQ(loaded->node(*loaded->lookup("/three")).payload, "cd/e");
+  auto x = img->xattrs(*img->resolve("/two"));
+  ASSERT_TRUE(x);
+  EXPECT_EQ(backing_from_xattrs(*x).payload, "cd/e");
+  EXPECT_FALSE(backing_from_xattrs(*x).digest);
+}
+
+}  // namespace
+}  // namespace cfs::erofs
