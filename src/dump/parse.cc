@@ -593,8 +593,10 @@ Status Parser::resolve_hardlinks() {
       j = *t;
     }
     if (tree_.node(result).is_dir())
-      return tl::unexpected(error_at(
-          fixups_[i].line, fmt::format("Hardlink target {} is a directory", *fixups_[i].target)));
+      return tl::unexpected(
+          error_at(fixups_[i].line,
+                   fmt::format("Hardlink target {} is a directory",
+                               fixups_[i].target->empty() ? "'' (the root)" : *fixups_[i].target)));
     for (std::size_t c : chain) {
       resolved[c] = result;
       state[c] = kDone;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzzes the dump parser (lenient and strict) and, for accepted input, the printer and the
-// round trip: print(parse(x)) must parse again to a tree that prints identically. Any crash,
-// sanitizer report or round-trip mismatch is a bug.
+// round trip: print(parse(x)) must parse again to a tree that prints identically, and strict
+// mode may only reject more. Any crash, sanitizer report or mismatch is a bug.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +25,7 @@ void check(bool ok, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  std::string lenient_dump;
   for (bool strict : {false, true}) {
     cfs::dump::ParseOptions opts;
     opts.strict = strict;
@@ -42,6 +43,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string twice;
     cfs::dump::print_dump(*again, twice);
     check(once == twice, "print(parse(print(parse(x)))) differs from print(parse(x))");
+    // Strict mode only adds checks: whatever it accepts, lenient mode accepts identically.
+    if (!strict)
+      lenient_dump = std::move(once);
+    else
+      check(lenient_dump == once, "strict accepted what lenient parsed differently");
   }
   return 0;
 }

@@ -565,3 +565,33 @@ TEST(Unsorted, ReverseOrderBigDirectoryIsNotQuadratic) {
 
 }  // namespace
 }  // namespace cfs::dump
+
+namespace cfs::dump {
+namespace {
+
+TEST(ParseFile, ReadsFilesAndNamesMissingOnes) {
+  std::string path = ::testing::TempDir() + "/parse_file_test.dump";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("/ 4096 40755 2 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n", f);
+    std::fclose(f);
+  }
+  ParseOptions o;
+  o.source_name = path;
+  auto t = parse_file(path, o);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_TRUE(t->lookup("/a"));
+  std::remove(path.c_str());
+  auto missing = parse_file(path, o);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find(path), std::string::npos) << missing.error().message();
+}
+
+TEST(Hardlinks, EmptyTargetIsTheRoot) {
+  EXPECT_EQ(error_of(R("/a 0 @100644 1 0 0 0 0.0 \\x00 - -\n")),
+            "t.dump:2: Hardlink target '' (the root) is a directory");
+}
+
+}  // namespace
+}  // namespace cfs::dump
