@@ -278,3 +278,54 @@ TEST(Reader, RedirectsReadWithTheirExactLength) {
 
 }  // namespace
 }  // namespace cfs::erofs
+
+namespace cfs::erofs {
+namespace {
+
+// Random access as the FUSE layer uses it: readdir in pages through cookies, and lookup by
+// binary search over multi-block directories, checked against a full readdir of every
+// directory of a real image.
+TEST(Reader, CookiesAndLookupAgreeWithReaddirEverywhere) {
+  REQUIRE_ASSETS();
+  auto img = Image::open(kRefDir + "/cs9-x86_64-minimal.cfs");
+  ASSERT_TRUE(img);
+  std::vector<std::uint64_t> dirs{img->root_nid()};
+  std::size_t multi_block = 0;
+  for (std::size_t i = 0; i < dirs.size(); ++i) {
+    auto ino = img->inode(dirs[i]);
+    ASSERT_TRUE(ino);
+    if (ino->size > kBlockSize) ++multi_block;
+    auto all = img->readdir(dirs[i]);
+    ASSERT_TRUE(all) << all.error().message();
+    std::vector<DirEntry> paged;
+    std::uint64_t cookie = 0;
+    for (;;) {
+      int n = 0;
+      auto st = img->iterate_dir(*ino, cookie, [&](const DirentView& e) {
+        paged.push_back({std::string(e.name), e.nid, e.file_type});
+        cookie = e.next_offset;
+        return ++n < 5;
+      });
+      ASSERT_TRUE(st);
+      if (n < 5) break;
+    }
+    ASSERT_EQ(paged, *all) << "nid " << dirs[i];
+    for (const auto& e : *all) {
+      auto found = img->lookup(dirs[i], e.name);
+      ASSERT_TRUE(found);
+      ASSERT_EQ(*found, std::optional<std::uint64_t>(e.nid)) << e.name;
+      auto absent = img->lookup(dirs[i], e.name + "~");
+      ASSERT_TRUE(absent);
+      EXPECT_FALSE(absent->has_value()) << e.name << "~";
+      if (e.file_type == FileType::kDirectory && e.name != "." && e.name != "..")
+        dirs.push_back(e.nid);
+    }
+    auto before = img->lookup(dirs[i], "");
+    ASSERT_TRUE(before);
+    EXPECT_FALSE(before->has_value());
+  }
+  EXPECT_GT(multi_block, 3u);  // the binary search over blocks was exercised
+}
+
+}  // namespace
+}  // namespace cfs::erofs
