@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include "cfs/fuse/server.h"
 
-#include <fuse_lowlevel.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +11,8 @@
 #include <cstring>
 #include <new>
 #include <string>
+
+#include "fuse/session.h"
 
 namespace cfs::fuse {
 namespace {
@@ -320,7 +320,8 @@ struct ArgsGuard {
 
 }  // namespace
 
-Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
+Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOptions& opts,
+                   bool writable) {
   if (::access("/dev/fuse", R_OK | W_OK) != 0)
     return fail_errno("/dev/fuse (load the fuse module, or give the container the device)");
   ArgsGuard a;
@@ -329,7 +330,8 @@ Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
   };
   add("cfs");
   if (opts.debug) add("-d");
-  std::string o = "ro,default_permissions,subtype=composefs";
+  std::string o = writable ? "rw" : "ro";
+  o += ",default_permissions,subtype=composefs";
   if (!opts.fsname.empty()) {
     std::string name;
     for (char c : opts.fsname) {  // fuse_opt treats ',' and '\' specially
@@ -344,8 +346,7 @@ Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
   add("-o");
   add(o);
 
-  static const fuse_lowlevel_ops ops = make_ops();
-  fuse_session* se = fuse_session_new(&a.args, &ops, sizeof ops, fs.get());
+  fuse_session* se = fuse_session_new(&a.args, &ops, sizeof ops, userdata);
   if (!se) return fail(Errc::kInvalidInput, "fuse: cannot create session (bad -o option?)");
   struct SessionGuard {
     fuse_session* se;
@@ -377,6 +378,11 @@ Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
   // rc > 0 is the signal that ended the loop: a normal way to stop.
   if (rc < 0) return fail_errno("fuse session", -rc);
   return {};
+}
+
+Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
+  static const fuse_lowlevel_ops ops = make_ops();
+  return run_session(ops, fs.get(), opts, false);
 }
 
 }  // namespace cfs::fuse

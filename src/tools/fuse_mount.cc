@@ -24,7 +24,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: composefs-fuse [OPTIONS] IMAGE MOUNTPOINT\n"
     "       composefs-fuse -o source=IMAGE,basedir=DIR[:DIR...] [OPTIONS] MOUNTPOINT\n"
-    "       cfs mount --fuse IMAGE MOUNTPOINT -o basedir=DIR[,verity=MODE]\n"
+    "       cfs mount --fuse IMAGE MOUNTPOINT -o basedir=DIR[,verity=MODE][,upperdir=U,workdir=W]\n"
     "\n"
     "Serves a composefs image and its object store through FUSE with the semantics of the\n"
     "kernel overlay mount, verifying file data against the image's fs-verity digests in\n"
@@ -42,7 +42,11 @@ constexpr const char* kUsage =
     "  -o tree_cache=DIR         persist Merkle trees of large objects in DIR (re-verified on\n"
     "                            load)\n"
     "  -o threads=N              maximum worker threads\n"
-    "  -o noacl, ro              accepted (the mount is always read-only)\n"
+    "  -o upperdir=DIR           writable upper layer in overlayfs' format (whiteouts, opaque\n"
+    "                            directories, metacopy copy-up keeping the verity digest)\n"
+    "  -o workdir=DIR            scratch directory for copy-up, on the upper's filesystem\n"
+    "                            (required with upperdir)\n"
+    "  -o noacl, ro, rw          accepted (without upperdir the mount is read-only)\n"
     "  -o OTHER                  passed to libfuse (allow_other, max_read=, ...)\n"
     "  -f                        stay in the foreground\n"
     "  -d                        libfuse debug output (implies -f)\n"
@@ -51,6 +55,8 @@ constexpr const char* kUsage =
 
 struct Parsed {
   std::string image;
+  std::string upperdir;
+  std::string workdir;
   std::optional<std::string> digest;
   vfs::Options vfs;
   fuse::ServeOptions serve;
@@ -88,7 +94,7 @@ std::string apply_option(Parsed& p, const std::string& opt) {
   auto eq = opt.find('=');
   std::string key = opt.substr(0, eq);
   std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
-  if (opt.empty() || opt == "ro" || opt == "noacl") return "";
+  if (opt.empty() || opt == "ro" || opt == "noacl" || opt == "rw") return "";
   if (key == "basedir") {
     for (auto& d : split_colon(val)) p.vfs.basedirs.push_back(d);
   } else if (key == "verity") {
@@ -107,10 +113,10 @@ std::string apply_option(Parsed& p, const std::string& opt) {
     } catch (const std::exception&) {
       return "threads needs a number";
     }
-  } else if (key == "upperdir" || key == "workdir") {
-    return "a writable upper layer is not supported by the FUSE mount yet";
-  } else if (opt == "rw") {
-    return "the FUSE mount is read-only";
+  } else if (key == "upperdir") {
+    p.upperdir = val;
+  } else if (key == "workdir") {
+    p.workdir = val;
   } else {
     p.serve.extra.push_back(opt);
   }
@@ -168,6 +174,8 @@ int run_fuse_mount(int argc, char** argv) {
     return usage_error(prog, "expected IMAGE and MOUNTPOINT");
   }
   if (p.vfs.basedirs.empty()) return usage_error(prog, "no object directories (-o basedir=DIR)");
+  if (p.upperdir.empty() != p.workdir.empty())
+    return usage_error(prog, "upperdir and workdir must be given together");
   if (p.digest) {
     auto want = from_hex(*p.digest);
     if (!want || want->size() != 32) return usage_error(prog, "digest must be 64 hex digits");
@@ -188,7 +196,17 @@ int run_fuse_mount(int argc, char** argv) {
     fmt::print(stderr, "{}: error: {}: {}\n", prog, p.image, fs.error().message());
     return kExitFailure;
   }
-  auto st = fuse::serve(std::move(*fs), p.serve);
+  Status st;
+  if (!p.upperdir.empty()) {
+    auto merged = vfs::Merged::open(std::move(*fs), p.upperdir, p.workdir);
+    if (!merged) {
+      fmt::print(stderr, "{}: error: {}: {}\n", prog, p.upperdir, merged.error().message());
+      return kExitFailure;
+    }
+    st = fuse::serve(std::move(*merged), p.serve);
+  } else {
+    st = fuse::serve(std::move(*fs), p.serve);
+  }
   if (!st) {
     fmt::print(stderr, "{}: error: {}\n", prog, st.error().message());
     return kExitFailure;

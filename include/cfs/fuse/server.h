@@ -13,6 +13,7 @@
 
 #include "cfs/util/result.h"
 #include "cfs/vfs/filesystem.h"
+#include "cfs/vfs/upper.h"
 
 namespace cfs::fuse {
 
@@ -30,5 +31,10 @@ struct ServeOptions {
 /// (fusermount3 -u, umount) or SIGINT/SIGTERM/SIGHUP arrives, then unmounts. Errors: ENODEV
 /// when /dev/fuse is missing, mount failures (libfuse prints the kernel's reason to stderr).
 Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts);
+
+/// The same with a writable upper layer (vfs::Merged). Nothing is cached for long: entries and
+/// attributes for a second, no directory listing or symlink caching, file pages only for data
+/// served verified from the image.
+Status serve(std::unique_ptr<vfs::Merged> fs, const ServeOptions& opts);
 
 }  // namespace cfs::fuse
