@@ -588,6 +588,13 @@ TEST(ParseFile, ReadsFilesAndNamesMissingOnes) {
   EXPECT_NE(missing.error().message().find(path), std::string::npos) << missing.error().message();
 }
 
+TEST(Hardlinks, LinkIntoACycle) {
+  EXPECT_EQ(
+      error_of(R("/a 0 @100644 1 0 0 0 0.0 /d/x - -\n/d 0 40755 1 0 0 0 0.0 - - -\n"
+                 "/d/x 0 @100644 1 0 0 0 0.0 /d/y - -\n/d/y 0 @100644 1 0 0 0 0.0 /d/x - -\n")),
+      "t.dump:5: Hardlink cycle through /d/x");
+}
+
 TEST(Hardlinks, EmptyTargetIsTheRoot) {
   EXPECT_EQ(error_of(R("/a 0 @100644 1 0 0 0 0.0 \\x00 - -\n")),
             "t.dump:2: Hardlink target '' (the root) is a directory");
