@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/xattr.h>
@@ -74,6 +75,14 @@ Result<std::size_t> read_full(int fd, std::span<std::byte> buf) {
     done += static_cast<std::size_t>(n);
   }
   return done;
+}
+
+Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& what) {
+  for (;;) {
+    int r = ::ioctl(fd, request, arg);
+    if (r >= 0) return r;
+    if (errno != EINTR) return fail_errno(what);
+  }
 }
 
 Result<std::size_t> pread_full(int fd, std::span<std::byte> buf, std::uint64_t off) {

@@ -66,7 +66,7 @@ BlockHasher::BlockHasher(const Params& p)
       engine_(p.alg == HashAlg::kSha256 ? active_engine() : Engine::kPortable) {
   const std::size_t hblock = p.alg == HashAlg::kSha512 ? 128 : 64;
   std::uint8_t padded_salt[128] = {};
-  std::memcpy(padded_salt, p.salt.data(), p.salt.size());
+  if (!p.salt.empty()) std::memcpy(padded_salt, p.salt.data(), p.salt.size());
   const std::size_t prefix = p.salt.empty() ? 0 : hblock;
   if (engine_ != Engine::kPortable) {
     plan_ = make_sha256_plan(padded_salt, prefix, bs_);

@@ -216,7 +216,7 @@ Status save_merkle_tree(const MerkleTree& t, const std::string& path) {
   hdr.log_blocksize = static_cast<std::uint8_t>(__builtin_ctz(t.params.block_size));
   hdr.salt_size = static_cast<std::uint8_t>(t.params.salt.size());
   hdr.data_size = t.data_size;
-  std::memcpy(hdr.salt, t.params.salt.data(), t.params.salt.size());
+  if (!t.params.salt.empty()) std::memcpy(hdr.salt, t.params.salt.data(), t.params.salt.size());
   std::memcpy(hdr.digest, t.digest.bytes.data(), t.digest.size);
   CFS_ASSIGN(AtomicFile out, AtomicFile::create(path, 0644));
   CFS_TRY(sys::write_all(out.fd(), std::as_bytes(std::span(&hdr, 1))));

@@ -50,6 +50,9 @@ Result<std::string> readlinkat(int dirfd, const std::string& path);
 Result<std::vector<std::string>> list_xattrs(int fd, const std::string& what);
 Result<std::string> get_xattr(int fd, const std::string& name, const std::string& what);
 
+/// ioctl(fd, request, arg); EINTR retried. Returns the ioctl's non-negative result.
+Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& what);
+
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 
