@@ -636,7 +636,11 @@ Status Merged::prepare_new(const std::string& p) {
 
 Result<MergedEntry> Merged::finish_new(const std::string& p, Caller c, bool is_dir) {
   const std::string u = up(p);
-  CFS_TRY(check_sys(::lchown(u.c_str(), c.uid, c.gid), "chown " + p));
+  // The server creates as root; the caller becomes the owner. In a set-group-ID directory the
+  // group was already inherited from it, as it would be for the caller.
+  CFS_ASSIGN(struct stat dir, sys::lstat(up(parent_of(p))));
+  const gid_t gid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : c.gid;
+  CFS_TRY(check_sys(::lchown(u.c_str(), c.uid, gid), "chown " + p));
   if (is_dir) {
     // A new directory where the lower has one would merge with it: make it opaque (the
     // kernel does the same when a directory replaces a whiteout).

@@ -341,6 +341,26 @@ TEST_F(UpperTest, RenameFilesAndUpperDirs) {
   EXPECT_EQ(read_all(*m, "nodigest"), "");
 }
 
+TEST_F(UpperTest, NewEntriesBelongToTheCallerOrTheSetgidGroup) {
+  auto m = mount();
+  ASSERT_TRUE(m);
+  std::unique_ptr<MergedFile> f;
+  ASSERT_TRUE(m->create(node(*m, "d"), "mine", 0644, O_WRONLY, {11, 22}, f));
+  struct stat st;
+  ASSERT_EQ(::lstat(up("d/mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 11u);
+  EXPECT_EQ(st.st_gid, 22u);
+  SetAttr a;
+  a.gid = 33;
+  a.mode = 02775;
+  ASSERT_TRUE(m->setattr(node(*m, "d/s"), a, nullptr));
+  auto e = m->mkdir(node(*m, "d/s"), "sub", 0755, {11, 22});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->st.st_uid, 11u);
+  EXPECT_EQ(e->st.st_gid, 33u);
+  EXPECT_TRUE(e->st.st_mode & S_ISGID);
+}
+
 TEST_F(UpperTest, ChangesPersistAcrossMounts) {
   {
     auto m = mount();
