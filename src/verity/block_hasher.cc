@@ -20,8 +20,10 @@ unsigned lanes_of(Engine e) {
       return 2;
     case Engine::kShaNi3:
       return 3;
-    default:
+    case Engine::kShaNi4:
       return 4;
+    default:
+      return 2;
   }
 }
 

@@ -10,9 +10,10 @@
 namespace cfs::verity {
 namespace {
 
-// Measured on AMD Zen 4 (bench/README.md): 4 lanes beat 2 and 3 slightly; Intel cores gain
-// less from interleaving but do not lose.
-constexpr Engine kDefaultShaNi = Engine::kShaNi4;
+// Measured on AMD Zen 4 (bench/README.md, CPU time of `cfs digest --threads=1` on 2 GiB):
+// 2 lanes 0.65 s, 4 lanes 0.87 s, 3 lanes 1.0 s, 1 lane 1.05 s. With g++ 12 the 3- and 4-lane
+// kernels spill xmm registers (SHA instructions can only use xmm0-15), which eats their gain.
+constexpr Engine kDefaultShaNi = Engine::kShaNi2;
 
 std::atomic<Engine>& forced() {
   static std::atomic<Engine> e{Engine::kAuto};
