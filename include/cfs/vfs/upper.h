@@ -14,9 +14,10 @@
 // Copy-up (parents first, with their metadata): a metadata change of a lower regular file
 // makes a metacopy copy-up: an empty upper file of the right size with
 // `trusted.overlay.metacopy` = `00 24 00 01` + digest when the lower data was verified against
-// a digest (empty value otherwise; under verity=require a file without a digest is copied up
-// in full, as the kernel does) and `trusted.overlay.redirect` = the absolute path of the lower
-// file, through which the data keeps being served (and verified) from the image's object.
+// a digest (empty value otherwise; under verity=require a metacopy file without a digest is
+// refused with EIO, and a file stored in the image itself, having no digest to record, is
+// copied up in full, as the kernel does) and `trusted.overlay.redirect` = the absolute path of the
+// lower file, through which the data keeps being served (and verified) from the image's object.
 // Opening for write or truncating copies the (verified) data into a temp file in the workdir,
 // sets metadata and xattrs, renames it into place; the result has no metacopy xattr.
 // Renaming a directory that has a lower part gives EXDEV (overlay without redirect_dir on the

@@ -84,6 +84,11 @@ class UpperTest : public ::testing::Test {
     };
     add_file(tree.root(), "big", big_, true);
     add_file(tree.root(), "nodigest", random_bytes(5000, 2), false);
+    Node inl;
+    inl.mode = S_IFREG | 0644;
+    inl.content = "tiny";
+    inl.size = 4;
+    tree.link(tree.root(), "inline", tree.add_node(std::move(inl)));
     auto d = add_dir(tree.root(), "d");
     add_file(d, "f", "hello\n", true);
     auto s = add_dir(d, "s");
@@ -288,6 +293,27 @@ TEST_F(UpperTest, RequireWithoutDigestCopiesDataUp) {
   ASSERT_FALSE(st);
   EXPECT_EQ(errno_for(st.error()), EIO);
   EXPECT_FALSE(std::filesystem::exists(up("nodigest")));
+}
+
+TEST_F(UpperTest, FilesStoredInTheImage) {
+  SetAttr a;
+  a.mode = 0600;
+  {
+    // Nothing to record: an empty metacopy, the data still read from the image.
+    auto m = mount(VerityMode::kOn);
+    ASSERT_TRUE(m);
+    ASSERT_TRUE(m->setattr(node(*m, "inline"), a, nullptr));
+    EXPECT_EQ(xattr_of(up("inline"), "trusted.overlay.metacopy"), "");
+    EXPECT_EQ(read_all(*m, "inline"), "tiny");
+  }
+  std::filesystem::remove(up("inline"));
+  // verity=require: no digest to record, so the data is copied.
+  auto m = mount(VerityMode::kRequire);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->setattr(node(*m, "inline"), a, nullptr));
+  EXPECT_FALSE(xattr_of(up("inline"), "trusted.overlay.metacopy"));
+  EXPECT_EQ(sys::read_file(up("inline")), "tiny");
+  EXPECT_EQ(read_all(*m, "inline"), "tiny");
 }
 
 TEST_F(UpperTest, UnlinkRmdirLeaveWhiteouts) {
