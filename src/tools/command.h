@@ -31,7 +31,7 @@ struct Registrar {
 #define CFS_TOOL_CONCAT_INNER_(a, b) a##b
 #define CFS_TOOL_CONCAT_(a, b) CFS_TOOL_CONCAT_INNER_(a, b)
 /// CFS_REGISTER_COMMAND("digest", "compute fs-verity digests", run_digest);
-#define CFS_REGISTER_COMMAND(name, summary, fn)                                      \
+#define CFS_REGISTER_COMMAND(name, summary, fn)                                     \
   static const ::cfs::tools::Registrar CFS_TOOL_CONCAT_(cfs_registrar_, __LINE__) { \
-    ::cfs::tools::Command { name, summary, fn }                                      \
+    ::cfs::tools::Command { name, summary, fn }                                     \
   }

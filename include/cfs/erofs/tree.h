@@ -43,7 +43,8 @@ struct Entry {
 };
 
 struct Node {
-  std::uint32_t mode = 0;  ///< st_mode with type bits; dumps may carry bits above 16 (dropped on disk)
+  std::uint32_t mode =
+      0;  ///< st_mode with type bits; dumps may carry bits above 16 (dropped on disk)
   std::uint32_t nlink = 1;
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;

@@ -7,9 +7,8 @@
 #include <cerrno>
 #include <string>
 #include <system_error>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace cfs {
 
@@ -85,10 +84,10 @@ inline tl::unexpected<Error> fail_errno(std::string context, int err = errno) {
 
 /// Propagates an error from a Result/Status expression: CFS_TRY(f()); inside a function
 /// returning Result<U> or Status.
-#define CFS_TRY(expr)                                                          \
-  do {                                                                         \
-    if (auto&& cfs_try_r_ = (expr); !cfs_try_r_)                               \
-      return ::tl::unexpected<::cfs::Error>(std::move(cfs_try_r_).error());    \
+#define CFS_TRY(expr)                                                       \
+  do {                                                                      \
+    if (auto&& cfs_try_r_ = (expr); !cfs_try_r_)                            \
+      return ::tl::unexpected<::cfs::Error>(std::move(cfs_try_r_).error()); \
   } while (0)
 
 /// Unwraps a Result into a new variable or propagates its error:
@@ -96,7 +95,7 @@ inline tl::unexpected<Error> fail_errno(std::string context, int err = errno) {
 #define CFS_CONCAT_INNER_(a, b) a##b
 #define CFS_CONCAT_(a, b) CFS_CONCAT_INNER_(a, b)
 #define CFS_ASSIGN(decl, expr) CFS_ASSIGN_IMPL_(CFS_CONCAT_(cfs_res_, __LINE__), decl, expr)
-#define CFS_ASSIGN_IMPL_(tmp, decl, expr)                                      \
-  auto tmp = (expr);                                                           \
-  if (!tmp) return ::tl::unexpected<::cfs::Error>(std::move(tmp).error());     \
+#define CFS_ASSIGN_IMPL_(tmp, decl, expr)                                  \
+  auto tmp = (expr);                                                       \
+  if (!tmp) return ::tl::unexpected<::cfs::Error>(std::move(tmp).error()); \
   decl = std::move(*tmp)
