@@ -171,8 +171,9 @@ Result<InodeInfo> Image::inode(std::uint64_t nid) const {
   }
   if (!valid_type(ino.mode))
     return corrupt(fmt::format("{}: invalid i_mode {:o}", where(), ino.mode));
-  if (ino.mtime_nsec >= 1000000000)
-    return corrupt(fmt::format("{}: i_mtime_nsec {} out of range", where(), ino.mtime_nsec));
+  // i_mtime_nsec >= 10^9 is not rejected: dumps may carry such values, upstream writes and
+  // reads them as given, and the kernel does not check either. Consumers that build a
+  // timespec (the FUSE layer) clamp it.
   ino.xattr_size =
       xattr_icount == 0 ? 0 : sizeof(XattrIbodyHeader) + (std::uint32_t{xattr_icount} - 1) * 4;
   ino.tail_offset = ino.inode_offset + isize + ino.xattr_size;

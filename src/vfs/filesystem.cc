@@ -122,7 +122,7 @@ Result<struct stat> Filesystem::stat_of(const erofs::InodeInfo& ino) const {
   st.st_blocks =
       static_cast<blkcnt_t>((ino.size + kEroBlockSize - 1) / kEroBlockSize * (kEroBlockSize / 512));
   st.st_mtim.tv_sec = ino.mtime_sec;
-  st.st_mtim.tv_nsec = ino.mtime_nsec;
+  st.st_mtim.tv_nsec = std::min<long>(ino.mtime_nsec, 999999999);  // image values may exceed 10^9
   st.st_atim = st.st_mtim;
   st.st_ctim = st.st_mtim;
   return st;

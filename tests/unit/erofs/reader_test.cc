@@ -276,6 +276,32 @@ TEST(Reader, RedirectsReadWithTheirExactLength) {
   EXPECT_FALSE(backing_from_xattrs(*x).digest);
 }
 
+// Dumps accept nanoseconds up to 2^32-1 and upstream 1.0.8 writes and reads them back as given,
+// so an image our writer produces from such a dump must load (and round-trip) unchanged.
+TEST(Reader, OutOfRangeNanosecondsRoundTripLikeUpstream) {
+  Tree tree;
+  tree.node(tree.root()).mtime_nsec = 5;
+  Node n;
+  n.mode = S_IFREG | 0644;
+  n.mtime_sec = 7;
+  n.mtime_nsec = 1500000000;
+  tree.link(tree.root(), "late", tree.add_node(std::move(n)));
+  char path[] = "/tmp/cfs-nsec-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  UniqueFd out(fd);
+  auto w = write_image(tree, {}, out.get());
+  ASSERT_TRUE(w) << w.error().message();
+  std::vector<std::byte> bytes(w->size);
+  ASSERT_TRUE(sys::pread_full(out.get(), bytes, 0));
+  auto img = Image::from_bytes(std::move(bytes));
+  ASSERT_TRUE(img) << img.error().message();
+  auto loaded = load_tree(*img);
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(loaded->node(*loaded->lookup("/late")).mtime_nsec, 1500000000U);
+}
+
 }  // namespace
 }  // namespace cfs::erofs
 
