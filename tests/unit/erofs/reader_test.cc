@@ -245,6 +245,19 @@ namespace {
 // Format quirk 13: 1.0.8 appends up to two bytes to redirects whose length is a multiple of 4
 // ("a/b" read back as "a/b\xff\xff", or with the next shared entry's header bytes). cfs reads
 // the exact length, inline and shared.
+// Writes tree with default options through a real fd and opens the result.
+Result<Image> write_and_open(const Tree& tree) {
+  char path[] = "/tmp/cfs-reader-test-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0) return fail_errno("mkstemp");
+  ::unlink(path);
+  UniqueFd out(fd);
+  CFS_ASSIGN(WriteResult w, write_image(tree, {}, out.get()));
+  std::vector<std::byte> bytes(w.size);
+  CFS_TRY(sys::pread_full(out.get(), bytes, 0));
+  return Image::from_bytes(std::move(bytes));
+}
+
 TEST(Reader, RedirectsReadWithTheirExactLength) {
   Tree tree;
   for (const char* name : {"one", "two", "three"}) {
@@ -254,16 +267,7 @@ TEST(Reader, RedirectsReadWithTheirExactLength) {
     n.payload = std::string(name) == "one" ? "a/b" : "cd/e";  // redirects of 4 and 5 bytes
     tree.link(tree.root(), name, tree.add_node(std::move(n)));
   }
-  char path[] = "/tmp/cfs-quirk13-XXXXXX";
-  int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ::unlink(path);
-  UniqueFd out(fd);
-  auto w = write_image(tree, {}, out.get());
-  ASSERT_TRUE(w) << w.error().message();
-  std::vector<std::byte> bytes(w->size);
-  ASSERT_TRUE(sys::pread_full(out.get(), bytes, 0));
-  auto img = Image::from_bytes(std::move(bytes));
+  auto img = write_and_open(tree);
   ASSERT_TRUE(img) << img.error().message();
   auto loaded = load_tree(*img);
   ASSERT_TRUE(loaded) << loaded.error().message();
@@ -286,16 +290,7 @@ TEST(Reader, OutOfRangeNanosecondsRoundTripLikeUpstream) {
   n.mtime_sec = 7;
   n.mtime_nsec = 1500000000;
   tree.link(tree.root(), "late", tree.add_node(std::move(n)));
-  char path[] = "/tmp/cfs-nsec-XXXXXX";
-  int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ::unlink(path);
-  UniqueFd out(fd);
-  auto w = write_image(tree, {}, out.get());
-  ASSERT_TRUE(w) << w.error().message();
-  std::vector<std::byte> bytes(w->size);
-  ASSERT_TRUE(sys::pread_full(out.get(), bytes, 0));
-  auto img = Image::from_bytes(std::move(bytes));
+  auto img = write_and_open(tree);
   ASSERT_TRUE(img) << img.error().message();
   auto loaded = load_tree(*img);
   ASSERT_TRUE(loaded) << loaded.error().message();
