@@ -34,23 +34,6 @@ fuse_ino_t to_node(const vfs::Filesystem& fs, vfs::Ino ino) {
   return ino == fs.root() ? FUSE_ROOT_ID : static_cast<fuse_ino_t>(ino);
 }
 
-void reply_error(fuse_req_t req, const Error& e) {
-  int err = vfs::errno_for(e);
-  fuse_reply_err(req, err > 0 ? err : EIO);
-}
-
-// Runs one operation; a request must always get exactly one reply, exceptions included.
-template <class Fn>
-void trampoline(fuse_req_t req, Fn&& fn) noexcept {
-  try {
-    fn();
-  } catch (const std::bad_alloc&) {
-    fuse_reply_err(req, ENOMEM);
-  } catch (...) {
-    fuse_reply_err(req, EIO);
-  }
-}
-
 bool fill_entry(const vfs::Filesystem& fs, const struct stat& st, fuse_entry_param& e) {
   std::memset(&e, 0, sizeof e);
   if (st.st_ino == FUSE_ROOT_ID && st.st_ino != fs.root()) return false;

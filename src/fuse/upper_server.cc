@@ -23,22 +23,6 @@ constexpr double kAttrTimeout = 0.0;
 
 vfs::Merged& fs_of(fuse_req_t req) { return *static_cast<vfs::Merged*>(fuse_req_userdata(req)); }
 
-void reply_error(fuse_req_t req, const Error& e) {
-  int err = vfs::errno_for(e);
-  fuse_reply_err(req, err > 0 ? err : EIO);
-}
-
-template <class Fn>
-void trampoline(fuse_req_t req, Fn&& fn) noexcept {
-  try {
-    fn();
-  } catch (const std::bad_alloc&) {
-    fuse_reply_err(req, ENOMEM);
-  } catch (...) {
-    fuse_reply_err(req, EIO);
-  }
-}
-
 vfs::Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
   return vfs::Caller{c->uid, c->gid};
