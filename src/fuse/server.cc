@@ -205,12 +205,6 @@ bool may_see(fuse_req_t req, const std::string& name) {
   return name.rfind("trusted.", 0) != 0 || fuse_req_ctx(req)->uid == 0;
 }
 
-void reply_xattr_data(fuse_req_t req, const std::string& data, size_t size) {
-  if (size == 0) return (void)fuse_reply_xattr(req, data.size());
-  if (data.size() > size) return (void)fuse_reply_err(req, ERANGE);
-  fuse_reply_buf(req, data.data(), data.size());
-}
-
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
   trampoline(req, [&] {
     auto& fs = fs_of(req);

@@ -7,6 +7,7 @@
 #include <fuse_lowlevel.h>
 
 #include <new>
+#include <string>
 
 #include "cfs/fuse/server.h"
 #include "cfs/util/result.h"
@@ -18,6 +19,13 @@ namespace cfs::fuse {
 inline void reply_error(fuse_req_t req, const Error& e) {
   int err = vfs::errno_for(e);
   fuse_reply_err(req, err > 0 ? err : EIO);
+}
+
+/// Answers getxattr/listxattr: the size probe (size 0), ERANGE, or the data.
+inline void reply_xattr_data(fuse_req_t req, const std::string& data, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, data.size());
+  if (data.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, data.data(), data.size());
 }
 
 /// Runs one operation; a request must always get exactly one reply, exceptions included.

@@ -260,12 +260,6 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
   fuse_reply_err(req, 0);
 }
 
-void reply_xattr_data(fuse_req_t req, const std::string& data, size_t size) {
-  if (size == 0) return (void)fuse_reply_xattr(req, data.size());
-  if (data.size() > size) return (void)fuse_reply_err(req, ERANGE);
-  fuse_reply_buf(req, data.data(), data.size());
-}
-
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
   trampoline(req, [&] {
     auto v = fs_of(req).getxattr(ino, name);
