@@ -12,21 +12,6 @@
 namespace cfs::verity::detail {
 namespace {
 
-unsigned lanes_of(Engine e) {
-  switch (e) {
-    case Engine::kShaNi1:
-      return 1;
-    case Engine::kShaNi2:
-      return 2;
-    case Engine::kShaNi3:
-      return 3;
-    case Engine::kShaNi4:
-      return 4;
-    default:
-      return 2;
-  }
-}
-
 const EVP_MD* fetched(HashAlg a) {
   static EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   static EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
@@ -86,7 +71,7 @@ BlockHasher& BlockHasher::operator=(BlockHasher&&) noexcept = default;
 
 void BlockHasher::hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_t* out) const {
   if (engine_ != Engine::kPortable) {
-    sha256_ni_many(plan_, in, bs_, n, out, lanes_of(engine_));
+    sha256_ni_many(plan_, in, bs_, n, out, engine_lanes(engine_));
     return;
   }
   EVP_MD_CTX* ctx = thread_ctx();
@@ -101,7 +86,7 @@ void BlockHasher::hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_
 void BlockHasher::hash_gather(const std::uint8_t* const* in, std::size_t n,
                               std::uint8_t* const* out) const {
   if (engine_ != Engine::kPortable) {
-    sha256_ni_gather(plan_, in, bs_, n, out, lanes_of(engine_));
+    sha256_ni_gather(plan_, in, bs_, n, out, engine_lanes(engine_));
     return;
   }
   for (std::size_t i = 0; i < n; ++i) hash_blocks(in[i], 1, out[i]);

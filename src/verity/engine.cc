@@ -10,10 +10,12 @@
 namespace cfs::verity {
 namespace {
 
-// Measured on AMD Zen 4 (bench/README.md, CPU time of `cfs digest --threads=1` on 2 GiB):
-// 2 lanes 0.65 s, 4 lanes 0.87 s, 3 lanes 1.0 s, 1 lane 1.05 s. With g++ 12 the 3- and 4-lane
-// kernels spill xmm registers (SHA instructions can only use xmm0-15), which eats their gain.
-constexpr Engine kDefaultShaNi = Engine::kShaNi2;
+// Measured on AMD Zen 4 (bench/README.md, `cfs digest --threads=1` on 2 GiB in the page cache,
+// best of 5): 1 lane 1.25 s, 2 lanes 0.91, 4 lanes 0.79, 6 lanes 0.76, 8 lanes 0.74. One
+// sha256rnds2 chain waits ~4 cycles per instruction while the unit accepts one every ~2, so
+// more independent chains keep it busy; past 4 lanes the states spill to the stack (SHA
+// instructions only address xmm0-15), but the reloads are cheaper than the stalls they hide.
+constexpr Engine kDefaultShaNi = Engine::kShaNi8;
 
 std::atomic<Engine>& forced() {
   static std::atomic<Engine> e{Engine::kAuto};
@@ -24,8 +26,7 @@ Engine from_env() {
   const char* v = std::getenv("CFS_VERITY_ENGINE");
   if (v == nullptr) return Engine::kAuto;
   const std::string_view s(v);
-  for (Engine e :
-       {Engine::kPortable, Engine::kShaNi1, Engine::kShaNi2, Engine::kShaNi3, Engine::kShaNi4})
+  for (Engine e : kAllEngines)
     if (s == engine_name(e)) return e;
   return Engine::kAuto;
 }
@@ -68,8 +69,33 @@ std::string_view engine_name(Engine e) noexcept {
       return "sha-ni-3";
     case Engine::kShaNi4:
       return "sha-ni-4";
+    case Engine::kShaNi6:
+      return "sha-ni-6";
+    case Engine::kShaNi8:
+      return "sha-ni-8";
   }
   return "?";
+}
+
+}  // namespace cfs::verity
+
+namespace cfs::verity {
+
+unsigned engine_lanes(Engine e) noexcept {
+  switch (e) {
+    case Engine::kShaNi2:
+      return 2;
+    case Engine::kShaNi3:
+      return 3;
+    case Engine::kShaNi4:
+      return 4;
+    case Engine::kShaNi6:
+      return 6;
+    case Engine::kShaNi8:
+      return 8;
+    default:
+      return 1;
+  }
 }
 
 }  // namespace cfs::verity

@@ -3,6 +3,7 @@
 // kernel compiled with function-level target attributes so the build needs no -m flags and
 // the code only runs after a cpuid check.
 #include <cstring>
+#include <utility>
 
 #include "verity/sha256_internal.h"
 
@@ -108,25 +109,29 @@ bool cpu_has_sha_ni() noexcept {
 namespace {
 
 #define CFS_SHA_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+#define CFS_SHA_INLINE CFS_SHA_TARGET __attribute__((always_inline)) inline
+#define CFS_SHA_LAMBDA CFS_SHA_TARGET __attribute__((always_inline))
 
-template <unsigned N>
-CFS_SHA_TARGET __attribute__((always_inline)) inline void quad(__m128i* abef, __m128i* cdgh,
-                                                               const __m128i* m, int q) {
-  const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kK + 4 * q));
-  for (unsigned l = 0; l < N; ++l) {
-    __m128i t = _mm_add_epi32(m[l], k);
-    cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], t);
-    t = _mm_shuffle_epi32(t, 0x0E);
-    abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], t);
-  }
+// Calls f(integral_constant<I>) for I = 0..N-1 as straight-line code. Every array below is then
+// indexed by constants only, so the compiler can keep it in registers; with plain loops g++ 12
+// leaves the lane loops rolled and the states in memory, which made 3 and 4 lanes slower than 2.
+template <class F, std::size_t... I>
+CFS_SHA_INLINE void each_index(F&& f, std::index_sequence<I...>) {
+  (f(std::integral_constant<std::size_t, I>{}), ...);
+}
+template <std::size_t N, class F>
+CFS_SHA_INLINE void unrolled(F&& f) {
+  each_index(f, std::make_index_sequence<N>{});
 }
 
 // N independent messages, each `nblk` 64-byte blocks from a common start state, then the shared
-// padding block. The per-lane loops are unrolled by the compiler (N is a constant), so the N
-// instruction streams interleave and keep several SHA units busy.
+// padding block. The N instruction streams interleave and keep several SHA units busy; states
+// and message schedules need 6 registers per lane, so from 3 lanes on some live in memory, which
+// costs less than the latency chains it hides (bench/verity_bench).
 template <unsigned N>
-CFS_SHA_TARGET inline void lanes(const Sha256Plan& plan, const std::uint8_t* const* msg,
-                                 std::size_t nblk, std::uint8_t* const* out) {
+CFS_SHA_TARGET __attribute__((flatten)) void lanes(const Sha256Plan& plan,
+                                                   const std::uint8_t* const* msg, std::size_t nblk,
+                                                   std::uint8_t* const* out) {
   const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
   __m128i abef[N], cdgh[N];
   {
@@ -136,106 +141,88 @@ CFS_SHA_TARGET inline void lanes(const Sha256Plan& plan, const std::uint8_t* con
     s1 = _mm_shuffle_epi32(s1, 0x1B);
     const __m128i s0 = _mm_alignr_epi8(t, s1, 8);
     s1 = _mm_blend_epi16(s1, t, 0xF0);
-    for (unsigned l = 0; l < N; ++l) {
+    unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
       abef[l] = s0;
       cdgh[l] = s1;
-    }
+    });
   }
   for (std::size_t b = 0; b < nblk; ++b) {
     __m128i save0[N], save1[N], m[4][N];
-    for (unsigned l = 0; l < N; ++l) {
+    unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
       save0[l] = abef[l];
       save1[l] = cdgh[l];
       const std::uint8_t* p = msg[l] + 64 * b;
-      for (int i = 0; i < 4; ++i)
+      unrolled<4>([&](auto i) CFS_SHA_LAMBDA {
         m[i][l] =
             _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * i)), bswap);
-    }
-#pragma GCC unroll 16
-    for (int q = 0; q < 16; ++q) {
-      if (q >= 4) {
-        __m128i* cur = m[q % 4];
-        const __m128i* n1 = m[(q + 1) % 4];
-        const __m128i* n2 = m[(q + 2) % 4];
-        const __m128i* n3 = m[(q + 3) % 4];
-        for (unsigned l = 0; l < N; ++l) {
-          __m128i x = _mm_sha256msg1_epu32(cur[l], n1[l]);
-          x = _mm_add_epi32(x, _mm_alignr_epi8(n3[l], n2[l], 4));
-          cur[l] = _mm_sha256msg2_epu32(x, n3[l]);
-        }
+      });
+    });
+    unrolled<16>([&](auto q) CFS_SHA_LAMBDA {
+      if constexpr (q >= 4) {
+        unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
+          __m128i x = _mm_sha256msg1_epu32(m[q % 4][l], m[(q + 1) % 4][l]);
+          x = _mm_add_epi32(x, _mm_alignr_epi8(m[(q + 3) % 4][l], m[(q + 2) % 4][l], 4));
+          m[q % 4][l] = _mm_sha256msg2_epu32(x, m[(q + 3) % 4][l]);
+        });
       }
-      quad<N>(abef, cdgh, m[q % 4], q);
-    }
-    for (unsigned l = 0; l < N; ++l) {
+      const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kK + 4 * q));
+      unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
+        const __m128i t = _mm_add_epi32(m[q % 4][l], k);
+        cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], t);
+        abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], _mm_shuffle_epi32(t, 0x0E));
+      });
+    });
+    unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
       abef[l] = _mm_add_epi32(abef[l], save0[l]);
       cdgh[l] = _mm_add_epi32(cdgh[l], save1[l]);
-    }
+    });
   }
   // Final padding block: W + K precomputed, identical for every lane.
   {
     __m128i save0[N], save1[N];
-    for (unsigned l = 0; l < N; ++l) {
+    unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
       save0[l] = abef[l];
       save1[l] = cdgh[l];
-    }
-#pragma GCC unroll 16
-    for (int q = 0; q < 16; ++q) {
+    });
+    unrolled<16>([&](auto q) CFS_SHA_LAMBDA {
       const __m128i wk = _mm_load_si128(reinterpret_cast<const __m128i*>(plan.pad_wk + 4 * q));
-      for (unsigned l = 0; l < N; ++l) {
+      const __m128i wk_hi = _mm_shuffle_epi32(wk, 0x0E);
+      unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
         cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], wk);
-        abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], _mm_shuffle_epi32(wk, 0x0E));
-      }
-    }
-    for (unsigned l = 0; l < N; ++l) {
+        abef[l] = _mm_sha256rnds2_epu32(abef[l], cdgh[l], wk_hi);
+      });
+    });
+    unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
       abef[l] = _mm_add_epi32(abef[l], save0[l]);
       cdgh[l] = _mm_add_epi32(cdgh[l], save1[l]);
-    }
+    });
   }
-  for (unsigned l = 0; l < N; ++l) {
+  unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
     const __m128i t = _mm_shuffle_epi32(abef[l], 0x1B);
     const __m128i s1 = _mm_shuffle_epi32(cdgh[l], 0xB1);
     const __m128i lo = _mm_blend_epi16(t, s1, 0xF0);
     const __m128i hi = _mm_alignr_epi8(s1, t, 8);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out[l]), _mm_shuffle_epi8(lo, bswap));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out[l] + 16), _mm_shuffle_epi8(hi, bswap));
-  }
-}
-
-template <unsigned N>
-CFS_SHA_TARGET void lanes_noinline(const Sha256Plan& plan, const std::uint8_t* const* msg,
-                                   std::size_t nblk, std::uint8_t* const* out) {
-  lanes<N>(plan, msg, nblk, out);
+  });
 }
 
 }  // namespace
 
 void sha256_ni_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
                       std::size_t count, std::uint8_t* const* outs, unsigned nlanes) {
+  using Kernel =
+      void (*)(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::uint8_t* const*);
+  static constexpr Kernel kKernels[9] = {nullptr,  lanes<1>, lanes<2>, lanes<3>, lanes<4>,
+                                         lanes<4>, lanes<6>, lanes<6>, lanes<8>};
   const std::size_t nblk = len / 64;
-  const std::size_t w = nlanes < 1 ? 1 : nlanes > 4 ? 4 : nlanes;
-  std::size_t i = 0;
-  for (; i + w <= count; i += w) {
-    switch (w) {
-      case 4:
-        lanes_noinline<4>(plan, msgs + i, nblk, outs + i);
-        break;
-      case 3:
-        lanes_noinline<3>(plan, msgs + i, nblk, outs + i);
-        break;
-      case 2:
-        lanes_noinline<2>(plan, msgs + i, nblk, outs + i);
-        break;
-      default:
-        lanes_noinline<1>(plan, msgs + i, nblk, outs + i);
-        break;
-    }
+  std::size_t width = nlanes < 1 ? 1 : nlanes > 8 ? 8 : nlanes;
+  for (std::size_t i = 0; i < count;) {
+    // The last few messages go through the widest kernel that still fits.
+    while (width > count - i) width = width > 4 ? 4 : width - 1;
+    kKernels[width](plan, msgs + i, nblk, outs + i);
+    i += width;
   }
-  const std::size_t rest = count - i;
-  if (rest >= 2) {
-    lanes_noinline<2>(plan, msgs + i, nblk, outs + i);
-    i += 2;
-  }
-  if (i < count) lanes_noinline<1>(plan, msgs + i, nblk, outs + i);
 }
 
 void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len,

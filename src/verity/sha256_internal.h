@@ -2,7 +2,7 @@
 // SHA-256 building blocks for fs-verity: every hashed message has the same length (one Merkle
 // block, after an optional one-block salt prefix), so the salted start state and the message
 // schedule of the final padding block are computed once per parameter set (Plan), and the
-// SHA-NI kernel hashes 1..4 independent messages interleaved (AMD Zen runs several sha256rnds2
+// SHA-NI kernel hashes 1..8 independent messages interleaved (AMD Zen runs several sha256rnds2
 // at once, so interleaving, not a faster single stream, is what raises throughput).
 // Thread-safety: a Plan is immutable after make_plan(); all functions are reentrant.
 #pragma once
@@ -28,7 +28,7 @@ void sha256_compress_scalar(std::uint32_t state[8], const std::uint8_t* blocks, 
 bool cpu_has_sha_ni() noexcept;
 
 /// Hashes `count` messages of plan-length `len` bytes, message i at in + i * len, into 32-byte
-/// digests at out + i * 32, interleaving `lanes` (1..4) messages at a time. SHA-NI only: call
+/// digests at out + i * 32, interleaving `lanes` (1..8) messages at a time. SHA-NI only: call
 /// only when cpu_has_sha_ni().
 void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len,
                     std::size_t count, std::uint8_t* out, unsigned lanes);

@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // Which SHA-256 implementation hashes Merkle blocks. The default (kAuto) picks SHA-NI with the
 // fastest measured interleave when the CPU has it, else OpenSSL. Tests force each engine to
-// compare them; benchmarks may set CFS_VERITY_ENGINE=portable|sha-ni-1|sha-ni-2|sha-ni-3|sha-ni-4.
+// compare them; benchmarks may set CFS_VERITY_ENGINE=portable|sha-ni-1|…|sha-ni-8.
 // SHA-512 always uses OpenSSL. Thread-safety: the selection is a process-wide atomic; set it
 // before hashing starts (a Hasher keeps the engine it was created with).
 #pragma once
 
+#include <array>
 #include <string_view>
 
 namespace cfs::verity {
 
-enum class Engine { kAuto, kPortable, kShaNi1, kShaNi2, kShaNi3, kShaNi4 };
+enum class Engine { kAuto, kPortable, kShaNi1, kShaNi2, kShaNi3, kShaNi4, kShaNi6, kShaNi8 };
+
+/// Every concrete engine, for tests and benchmarks that compare them.
+inline constexpr std::array kAllEngines = {Engine::kPortable, Engine::kShaNi1, Engine::kShaNi2,
+                                           Engine::kShaNi3,   Engine::kShaNi4, Engine::kShaNi6,
+                                           Engine::kShaNi8};
 
 /// Forces an engine (kAuto restores the default). Returns false (and changes nothing) when the
 /// CPU cannot run it.
@@ -19,7 +25,9 @@ bool set_engine(Engine e) noexcept;
 Engine active_engine() noexcept;
 /// True when the CPU has SHA-NI (and SSE4.1).
 bool sha_ni_available() noexcept;
-/// "portable", "sha-ni-1" .. "sha-ni-4" ("auto" for kAuto).
+/// "portable", "sha-ni-1" .. "sha-ni-8" ("auto" for kAuto).
+/// Number of messages the engine hashes interleaved (1 for portable).
+unsigned engine_lanes(Engine e) noexcept;
 std::string_view engine_name(Engine e) noexcept;
 
 }  // namespace cfs::verity
