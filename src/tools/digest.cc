@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `cfs digest` (fs-verity digests computed in userspace, output like `fsverity digest`) and
 // `cfs measure` (the kernel's digest, falling back to userspace). Many files are spread over
-// all cores; a large file is instead split over all cores by itself.
+// all cores; a large file is instead split over all cores by itself. With --out-merkle-tree /
+// --out-descriptor, files are taken one at a time (each on all cores); descriptors of several
+// files are concatenated in argument order, as fsverity-utils does.
 // g++ 12 reports a false -Wnull-dereference inside CLI11's inlined std::string code.
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 
@@ -21,9 +23,11 @@
 #include <thread>
 #include <vector>
 
+#include "cfs/util/atomic_file.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
 #include "cfs/verity/kernel.h"
+#include "cfs/verity/merkle.h"
 #include "tools/command.h"
 
 namespace cfs::tools {
@@ -40,6 +44,10 @@ struct Options {
   bool json = false;
   unsigned threads = 0;
   std::vector<std::string> files;
+  // digest only
+  std::optional<std::string> out_tree;
+  std::optional<std::string> out_descriptor;
+  bool for_builtin_sig = false;
 };
 
 struct Outcome {
@@ -59,7 +67,53 @@ void add_common(CLI::App& app, Options& o, bool measure) {
   app.add_flag("--json", o.json, "print a JSON array of results");
   app.add_option("--threads", o.threads, "threads to use (default: all CPUs)");
   app.add_option("FILE", o.files, "files to digest")->required();
+  if (measure) return;
+  app.add_option("--out-merkle-tree", o.out_tree,
+                 "write the Merkle tree, top level first (one FILE only)");
+  app.add_option("--out-descriptor", o.out_descriptor,
+                 "write the 256-byte descriptor (of several FILEs: concatenated)");
+  app.add_flag("--for-builtin-sig", o.for_builtin_sig,
+               "print the hex of the message built-in signatures sign");
 }
+
+// Where --out-merkle-tree / --out-descriptor go. A new or regular file is replaced atomically
+// once every input was digested; an existing non-regular file (/dev/stdout, a FIFO) is written
+// as the data comes, since renaming over it would replace the device node or link.
+class Output {
+ public:
+  static Result<Output> open(const std::string& option, const std::string& path) {
+    Output out;
+    out.what_ = option + ": " + path;
+    auto st = sys::stat(path);
+    if (st && !S_ISREG(st->st_mode)) {
+      auto fd = sys::open(path, O_WRONLY | O_CLOEXEC);
+      if (!fd) return fail(std::move(fd).error().with_context(out.what_));
+      out.direct_ = std::move(*fd);
+    } else {
+      auto f = AtomicFile::create(path, 0644);
+      if (!f) return fail(std::move(f).error().with_context(out.what_));
+      out.atomic_.emplace(std::move(*f));
+    }
+    return out;
+  }
+  Status write(std::span<const std::uint8_t> bytes) {
+    const int fd = atomic_ ? atomic_->fd() : direct_.get();
+    auto r = sys::write_all(fd, std::as_bytes(bytes));
+    if (!r) return fail(std::move(r).error().with_context(what_));
+    return {};
+  }
+  Status commit() {
+    if (!atomic_) return {};
+    auto r = atomic_->commit();
+    if (!r) return fail(std::move(r).error().with_context(what_));
+    return {};
+  }
+
+ private:
+  std::string what_;
+  std::optional<AtomicFile> atomic_;
+  UniqueFd direct_;
+};
 
 std::string json_escape(std::string_view s) {
   std::string out;
@@ -113,6 +167,75 @@ Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool
   return r;
 }
 
+// The default path: small files spread over the threads, then big ones each on all threads.
+void digest_all(const Options& o, const verity::Params& p, bool measure, unsigned threads,
+                std::vector<Outcome>& out) {
+  const std::size_t n = o.files.size();
+  // Small files: one file per worker at a time, claimed in runs so the counter stays cold.
+  {
+    constexpr std::size_t kRun = 16;
+    std::atomic<std::size_t> next{0};
+    const bool parallel = threads > 1 && n > 1;
+    auto worker = [&] {
+      for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;)
+        for (std::size_t i = b; i < std::min(n, b + kRun); ++i)
+          out[i] = digest_one(o.files[i].c_str(), p, measure, parallel, 1);
+    };
+    if (parallel) {
+      std::vector<std::jthread> pool;
+      for (unsigned t = 1; t < std::min<std::size_t>(threads, (n + kRun - 1) / kRun); ++t)
+        pool.emplace_back(worker);
+      worker();
+    } else {
+      for (std::size_t i = 0; i < n; ++i)
+        out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (out[i].deferred) out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
+}
+
+// The --out-merkle-tree / --out-descriptor path: whole trees are built (one file at a time, on
+// all threads) and appended to the outputs. After a file fails nothing more is written, and the
+// outputs are committed only if every file succeeded.
+Status digest_with_outputs(const Options& o, const verity::Params& p, unsigned threads,
+                           std::vector<Outcome>& out) {
+  std::optional<Output> tree_out;
+  std::optional<Output> desc_out;
+  if (o.out_tree) {
+    CFS_ASSIGN(Output f, Output::open("--out-merkle-tree", *o.out_tree));
+    tree_out.emplace(std::move(f));
+  }
+  if (o.out_descriptor) {
+    CFS_ASSIGN(Output f, Output::open("--out-descriptor", *o.out_descriptor));
+    desc_out.emplace(std::move(f));
+  }
+  bool all_ok = true;
+  for (std::size_t i = 0; i < o.files.size(); ++i) {
+    const std::string& what = o.files[i];
+    auto fd = sys::open(what, O_RDONLY | O_CLOEXEC);
+    if (!fd) {
+      out[i].error = std::move(fd).error();
+      all_ok = false;
+      continue;
+    }
+    auto t = verity::build_merkle_tree(fd->get(), p, what, threads);
+    if (!t) {
+      out[i].error = std::move(t).error();
+      all_ok = false;
+      continue;
+    }
+    out[i].digest = t->digest;
+    if (!all_ok) continue;
+    if (tree_out) CFS_TRY(tree_out->write(t->tree));
+    if (desc_out) CFS_TRY(desc_out->write(t->descriptor()));
+  }
+  if (!all_ok) return {};
+  if (tree_out) CFS_TRY(tree_out->commit());
+  if (desc_out) CFS_TRY(desc_out->commit());
+  return {};
+}
+
 int run(const Options& o, bool measure) {
   verity::Params p;
   auto alg = verity::parse_hash_alg(o.hash_alg);
@@ -138,28 +261,14 @@ int run(const Options& o, bool measure) {
   const std::size_t n = o.files.size();
   const unsigned threads = o.threads == 0 ? sys::available_cpus() : o.threads;
   std::vector<Outcome> out(n);
-  // Small files: one file per worker at a time, claimed in runs so the counter stays cold.
-  {
-    constexpr std::size_t kRun = 16;
-    std::atomic<std::size_t> next{0};
-    const bool parallel = threads > 1 && n > 1;
-    auto worker = [&] {
-      for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;)
-        for (std::size_t i = b; i < std::min(n, b + kRun); ++i)
-          out[i] = digest_one(o.files[i].c_str(), p, measure, parallel, 1);
-    };
-    if (parallel) {
-      std::vector<std::jthread> pool;
-      for (unsigned t = 1; t < std::min<std::size_t>(threads, (n + kRun - 1) / kRun); ++t)
-        pool.emplace_back(worker);
-      worker();
-    } else {
-      for (std::size_t i = 0; i < n; ++i)
-        out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
+  if (o.out_tree || o.out_descriptor) {
+    if (auto r = digest_with_outputs(o, p, threads, out); !r) {
+      fmt::print(stderr, "cfs: error: {}\n", r.error().message());
+      return kExitFailure;
     }
+  } else {
+    digest_all(o, p, measure, threads, out);
   }
-  for (std::size_t i = 0; i < n; ++i)
-    if (out[i].deferred) out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
 
   int rc = kExitOk;
   std::string buf;
@@ -180,13 +289,15 @@ int run(const Options& o, bool measure) {
                          json_escape(o.files[i]), verity::hash_alg_name(d.alg), d.hex());
       if (measure)
         buf += fmt::format(R"(, "source": "{}")", r.from_kernel ? "kernel" : "userspace");
+      if (o.for_builtin_sig)
+        buf += fmt::format(R"(, "formatted_digest": "{}")", to_hex(verity::formatted_digest(d)));
       buf += "}";
       first = false;
     } else if (o.compact) {
-      buf += d.hex();
+      buf += o.for_builtin_sig ? to_hex(verity::formatted_digest(d)) : d.hex();
       buf += '\n';
     } else {
-      buf += d.str();
+      buf += o.for_builtin_sig ? to_hex(verity::formatted_digest(d)) : d.str();
       buf += ' ';
       buf += o.files[i];
       buf += '\n';
@@ -215,6 +326,22 @@ int parse_and_run(int argc, char** argv, bool measure) {
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "cfs: error: {}: {}\nRun 'cfs {} --help' for usage.\n", name, e.what(),
                name);
+    return kExitUsage;
+  }
+  for (const auto* out : {&o.out_tree, &o.out_descriptor}) {
+    if (*out && (*out)->empty()) {
+      fmt::print(stderr, "cfs: error: {}: {} needs a file name\nRun 'cfs {} --help' for usage.\n",
+                 name, out == &o.out_tree ? "--out-merkle-tree" : "--out-descriptor", name);
+      return kExitUsage;
+    }
+  }
+  if (o.out_tree && o.files.size() > 1) {
+    // fsverity-utils writes each file's tree over the previous one's (a mix of both remains);
+    // descriptors have a fixed size and are simply concatenated.
+    fmt::print(stderr,
+               "cfs: error: {}: --out-merkle-tree takes a single FILE (got {}); run once per "
+               "file\nRun 'cfs {} --help' for usage.\n",
+               name, o.files.size(), name);
     return kExitUsage;
   }
   return run(o, measure);

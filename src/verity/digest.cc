@@ -18,7 +18,7 @@
 namespace cfs::verity {
 namespace {
 
-struct Descriptor {  // struct fsverity_descriptor
+struct RawDescriptor {  // struct fsverity_descriptor
   std::uint8_t version;
   std::uint8_t hash_algorithm;
   std::uint8_t log_blocksize;
@@ -29,7 +29,7 @@ struct Descriptor {  // struct fsverity_descriptor
   std::uint8_t salt[32];
   std::uint8_t reserved[144];
 };
-static_assert(sizeof(Descriptor) == 256);
+static_assert(sizeof(RawDescriptor) == 256);
 
 // Leaves of a large file are hashed this many bytes at a time; their hashes (1/128 of it for
 // SHA-256/4K) then go through the streaming upper levels. Bounds memory for any file size.
@@ -42,25 +42,43 @@ constexpr std::uint64_t kParallelMin = 4ull << 20;
 namespace detail {
 
 Digest descriptor_digest(const Params& p, std::uint64_t data_size, const std::uint8_t* root_hash) {
-  const std::size_t ds = verity::digest_size(p.alg);
-  Descriptor desc{};
+  const Descriptor raw = make_descriptor(p, data_size, {root_hash, verity::digest_size(p.alg)});
+  Digest d;
+  d.alg = p.alg;
+  d.size = verity::digest_size(p.alg);
+  hash_message(p.alg, raw.data(), raw.size(), d.bytes.data());
+  return d;
+}
+
+}  // namespace detail
+
+Descriptor make_descriptor(const Params& p, std::uint64_t data_size,
+                           std::span<const std::uint8_t> root_hash) {
+  RawDescriptor desc{};
   desc.version = 1;
   desc.hash_algorithm = static_cast<std::uint8_t>(p.alg);
   desc.log_blocksize = static_cast<std::uint8_t>(__builtin_ctz(p.block_size));
   desc.salt_size = static_cast<std::uint8_t>(p.salt.size());
   desc.data_size = data_size;
-  std::memcpy(desc.root_hash, root_hash, ds);
-  if (!p.salt.empty()) std::memcpy(desc.salt, p.salt.data(), p.salt.size());
-  std::uint8_t raw[sizeof desc];
-  std::memcpy(raw, &desc, sizeof desc);
-  Digest d;
-  d.alg = p.alg;
-  d.size = ds;
-  hash_message(p.alg, raw, sizeof raw, d.bytes.data());
-  return d;
+  std::memcpy(desc.root_hash, root_hash.data(), std::min(root_hash.size(), sizeof desc.root_hash));
+  if (!p.salt.empty())
+    std::memcpy(desc.salt, p.salt.data(), std::min(p.salt.size(), sizeof desc.salt));
+  Descriptor raw;
+  std::memcpy(raw.data(), &desc, sizeof desc);
+  return raw;
 }
 
-}  // namespace detail
+std::vector<std::uint8_t> formatted_digest(const Digest& d) {
+  constexpr char kMagic[8] = {'F', 'S', 'V', 'e', 'r', 'i', 't', 'y'};
+  std::vector<std::uint8_t> out(sizeof kMagic + 4 + d.size);
+  std::memcpy(out.data(), kMagic, sizeof kMagic);
+  const le16 alg = static_cast<std::uint16_t>(d.alg);
+  const le16 size = static_cast<std::uint16_t>(d.size);
+  std::memcpy(out.data() + 8, &alg, 2);
+  std::memcpy(out.data() + 10, &size, 2);
+  std::memcpy(out.data() + 12, d.bytes.data(), d.size);
+  return out;
+}
 
 std::string Digest::hex() const { return to_hex(view()); }
 std::string Digest::str() const { return std::string(hash_alg_name(alg)) + ":" + hex(); }

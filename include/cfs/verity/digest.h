@@ -61,6 +61,18 @@ struct Digest {
   }
 };
 
+/// The 256-byte `struct fsverity_descriptor` whose hash is the file digest: what the kernel
+/// returns for FS_VERITY_METADATA_TYPE_DESCRIPTOR and `fsverity digest --out-descriptor`
+/// writes (sig_size zero). `root_hash` holds digest_size(p.alg) bytes (all zero for an empty
+/// file); p must have passed validate().
+using Descriptor = std::array<std::uint8_t, 256>;
+Descriptor make_descriptor(const Params& p, std::uint64_t data_size,
+                           std::span<const std::uint8_t> root_hash);
+
+/// The message built-in signatures sign: "FSVerity", le16 algorithm, le16 digest size, digest
+/// (44 bytes for SHA-256, 76 for SHA-512); `fsverity digest --for-builtin-sig` prints its hex.
+std::vector<std::uint8_t> formatted_digest(const Digest& d);
+
 /// Streaming fs-verity digest with bounded memory (one pending block per tree level).
 class Hasher {
  public:

@@ -42,6 +42,8 @@ struct MerkleTree {
   Digest digest;
 
   std::size_t hash_size() const noexcept { return digest_size(params.alg); }
+  /// The 256-byte fsverity_descriptor whose hash is `digest`.
+  Descriptor descriptor() const { return make_descriptor(params, data_size, root_hash.view()); }
   /// ceil(data_size / block_size).
   std::uint64_t data_blocks() const noexcept;
   /// Expected hash of data block `index` (the root hash for a one-block file); empty span when
