@@ -10,7 +10,7 @@
 #   CFS_BIN      directory with cfs' mkcomposefs and composefs-info (default build/bin)
 #   REF_BIN      directory with upstream's mkcomposefs and composefs-info (optional; built
 #                outside this repository; without it only cfs is measured)
-#   WORK_DIR     scratch space, needs ~2x the tree size for the store runs
+#   WORK_DIR     scratch space, needs the tree size x STORE_RUNS x 2 (tools) for the store runs
 #                (default ./bench-mkcomposefs-work, removed afterwards unless KEEP=1)
 #   RUNS         repetitions of the warm and dump builds (default 3); STORE_RUNS for the
 #                fresh-store builds (default 1: each writes the whole tree to disk)
@@ -79,19 +79,39 @@ for i in $(seq "$RUNS"); do
 done
 
 echo "fresh digest stores ($STORE_RUNS runs each; each copies the whole tree) ..." >&2
+# Every store run gets its own new directory and nothing is deleted until the end: on ext4
+# without a journal (this machine's root), a new inode may not reuse one deleted in the last
+# 60 s, or 360 s while its inode-table block is dirty, and the allocator checks every such
+# candidate, so a run right after deleting a 124k-object store spends a third of its CPU
+# skipping them. A fresh store on a filesystem that did not just delete one is the case to
+# measure. Each finished store's clean pages are dropped from the page cache so the next run
+# finds the same cache state (source tree warm, nothing else).
+need_kb=$(( $(du -sk "$SRC" | cut -f1) * STORE_RUNS * ${#TOOLS[@]} * 11 / 10 ))
+free_kb=$(df -Pk "$WORK" | awk 'NR == 2 {print $4}')
+if [ "$free_kb" -lt "$need_kb" ]; then
+  echo "need $((need_kb >> 20)) GiB free in $WORK for the store runs, have $((free_kb >> 20)) GiB" >&2
+  exit 2
+fi
+drop_cached() {  # DIR: evict its files' (clean) pages from the page cache
+  python3 - "$1" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        fd = os.open(os.path.join(root, f), os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+}
 for i in $(seq "$STORE_RUNS"); do
   for tool in "${TOOLS[@]}"; do
-    rm -rf "$WORK/store-$tool"
-    sync
-    sleep 2
+    store=$WORK/store-$tool-$i
     timed "store-$tool" "$(bin "$tool" mkcomposefs)" "${THREAD_ARGS[@]}" \
-      --digest-store="$WORK/store-$tool" "$SRC" "$WORK/$tool-store.img"
+      --digest-store="$store" "$SRC" "$WORK/$tool-store.img"
     # Upstream fsyncs each object; cfs syncs the store once before publishing the image.
     # Neither leaves dirty data behind that the next run would pay for.
     sync
-    objects=$(find "$WORK/store-$tool" -type f | wc -l)
-    echo "$objects" > "$WORK/store-$tool.objects"
-    rm -rf "$WORK/store-$tool"
+    find "$store" -type f | wc -l > "$WORK/store-$tool.objects"
+    drop_cached "$store"
   done
 done
 

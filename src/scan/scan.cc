@@ -137,7 +137,20 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
                             Node& node) {
   auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
   if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
-  CFS_ASSIGN(verity::Digest d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
+  verity::Digest d;
+  std::span<const std::byte> content;
+  if (opts_.sink != nullptr && node.size < kDeferDigestMin) {
+    // One read serves the digest and the sink, so a store copy does not read the file again.
+    thread_local std::vector<std::byte> buf;
+    buf.resize(node.size + 1);  // one byte more to notice a file that grew
+    CFS_ASSIGN(std::size_t got, sys::pread_full(fd->get(), buf, 0));
+    if (got != node.size)
+      return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
+    content = std::span<const std::byte>(buf.data(), got);
+    d = verity::digest_bytes(content, verity::Params{});
+  } else {
+    CFS_ASSIGN(d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
+  }
   Sha256Digest sd;
   std::memcpy(sd.data(), d.bytes.data(), sd.size());
   node.digest = sd;  // the payload string is made in assemble(), on the main thread
@@ -145,6 +158,8 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
     opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
     opts_.counters->bytes_digested.fetch_add(node.size, std::memory_order_relaxed);
   }
+  if (opts_.sink != nullptr)
+    CFS_TRY(opts_.sink->file_digested(sd, fd->get(), content, display(relpath)));
   return {};
 }
 

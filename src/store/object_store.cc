@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <vector>
@@ -62,11 +63,12 @@ bool ObjectStore::has_object(const ObjectDigest& digest) const {
   return sys::fstatat(fd_.get(), object_path(digest), AT_SYMLINK_NOFOLLOW).has_value();
 }
 
-Result<UniqueFd> ObjectStore::create_temp(std::string& name) const {
+Result<UniqueFd> ObjectStore::create_temp(std::string_view dir, std::string& name) const {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   for (int attempt = 0; attempt < 100; ++attempt) {
-    name = ".tmp";
+    name = dir;
+    name += "/.tmp";
     for (int i = 0; i < 6; ++i) name.push_back(kChars[rng() % (sizeof kChars - 1)]);
     auto fd = sys::openat(fd_.get(), name, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd) return fd;
@@ -113,16 +115,39 @@ Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
 
 Result<AddOutcome> ObjectStore::add_object(const ObjectDigest& digest, int src_fd,
                                            const std::string& what, StoreCounters* counters) {
+  return add_with(
+      digest, [&](int dst_fd) { return fill(dst_fd, src_fd, what, counters); }, counters);
+}
+
+Result<AddOutcome> ObjectStore::add_object_bytes(const ObjectDigest& digest,
+                                                 std::span<const std::byte> content,
+                                                 StoreCounters* counters) {
+  return add_with(
+      digest,
+      [&](int dst_fd) -> Status {
+        auto w = sys::write_all(dst_fd, content);
+        if (!w) return fail(std::move(w).error().with_context("object store " + path_));
+        return {};
+      },
+      counters);
+}
+
+Result<AddOutcome> ObjectStore::add_with(const ObjectDigest& digest,
+                                         const std::function<Status(int)>& fill_temp,
+                                         StoreCounters* counters) {
   std::string payload = object_path(digest);
   if (has_object(digest)) {
     if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
     return AddOutcome::kExisted;
   }
   CFS_TRY(ensure_fanout_dir(payload));
+  // The temp file lives in the object's own fan-out directory: the rename then locks one
+  // directory, not the store root plus the fan-out directory under the filesystem-wide rename
+  // lock, and creations spread over 256 directories instead of all contending for the root.
   std::string tmp;
-  CFS_ASSIGN(UniqueFd out, create_temp(tmp));
+  CFS_ASSIGN(UniqueFd out, create_temp(std::string_view(payload).substr(0, 2), tmp));
   TempGuard guard(fd_.get(), tmp);
-  CFS_TRY(fill(out.get(), src_fd, what, counters));
+  CFS_TRY(fill_temp(out.get()));
   // Queue the data for the disk right away, so writeback overlaps the remaining copies and
   // the single sync() at the end finds little left to do (no waiting here, no fsync).
   (void)sys::start_writeback(out.get());

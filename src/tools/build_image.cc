@@ -10,9 +10,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_set>
 
 #include "cfs/dump/parse.h"
 #include "cfs/erofs/writer.h"
@@ -63,6 +66,52 @@ class ProgressLine {
 
 double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
+// Adds each file to the store as soon as the scan has digested it, from the scan's own buffer
+// when it has the whole file, so the tree is read once instead of twice. The first file with
+// a given digest adds it; later ones (same content elsewhere in the tree) are not counted, so
+// the counters mean what add_objects() reports: distinct objects added or already present.
+class StoreSink final : public scan::FileSink {
+ public:
+  StoreSink(store::ObjectStore& store, store::StoreCounters& counters)
+      : store_(store), counters_(counters) {}
+
+  Status file_digested(const Sha256Digest& digest, int fd, std::span<const std::byte> content,
+                       const std::string& display) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!seen_.insert(digest).second) return {};
+    }
+    auto added = content.size() > 0 ? store_.add_object_bytes(digest, content, &counters_)
+                                    : store_.add_object(digest, fd, display, &counters_);
+    if (!added) {
+      std::lock_guard lock(mu_);
+      if (!error_) error_ = added.error();
+      return fail(std::move(added).error());
+    }
+    return {};
+  }
+
+  /// The store's own failure, if the scan stopped because of one.
+  std::optional<Error> error() const {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+
+ private:
+  struct DigestHash {
+    std::size_t operator()(const Sha256Digest& d) const noexcept {
+      std::size_t h;
+      std::memcpy(&h, d.data(), sizeof h);
+      return h;
+    }
+  };
+  store::ObjectStore& store_;
+  store::StoreCounters& counters_;
+  mutable std::mutex mu_;
+  std::unordered_set<Sha256Digest, DigestHash> seen_;
+  std::optional<Error> error_;
+};
+
 }  // namespace
 
 Result<BuildReport> build_image(const BuildConfig& cfg) {
@@ -101,15 +150,33 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
     so.hardlinks = cfg.hardlinks;
     so.threads = cfg.threads;
     so.counters = &counters;
+    std::optional<store::ObjectStore> store;
+    store::StoreCounters sc;
+    std::optional<StoreSink> sink;
+    if (cfg.digest_store) {
+      CFS_ASSIGN(auto opened, store::ObjectStore::open(*cfg.digest_store));
+      store.emplace(std::move(opened));
+      sink.emplace(*store, sc);
+      so.sink = &*sink;
+    }
     Result<scan::ScanResult> scanned = [&] {
       ProgressLine line(cfg.progress, [&] {
-        return fmt::format("{}: scanned {} entries, digested {} files ({:.0f} MiB)", cfg.program,
-                           counters.entries.load(), counters.files_digested.load(),
-                           mib(counters.bytes_digested.load()));
+        std::string s =
+            fmt::format("{}: scanned {} entries, digested {} files ({:.0f} MiB)", cfg.program,
+                        counters.entries.load(), counters.files_digested.load(),
+                        mib(counters.bytes_digested.load()));
+        if (store)
+          s += fmt::format("; objects: {} copied ({:.0f} MiB), {} already present", sc.added.load(),
+                           mib(sc.bytes_added.load()), sc.existed.load());
+        return s;
       });
       return scan::scan_directory(cfg.source, so);
     }();
     if (!scanned) {
+      if (sink) {
+        if (auto store_error = sink->error())
+          return fail(std::move(*store_error).with_context("cannot fill store"));
+      }
       // Upstream's wording: "error accessing PATH: strerror".
       const Error& e = scanned.error();
       return fail(Error(e.code(), "error accessing " + e.context()));
@@ -117,26 +184,9 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
     report.nodes = scanned->tree.size();
     report.external_files = scanned->external_files.size();
 
-    if (cfg.digest_store) {
-      CFS_ASSIGN(auto store, store::ObjectStore::open(*cfg.digest_store));
-      std::vector<store::ObjectSource> sources;
-      sources.reserve(scanned->external_files.size());
-      for (const auto& f : scanned->external_files) {
-        const Node& n = scanned->tree.node(f.node);
-        sources.push_back({*n.digest, f.path, f.size});
-      }
-      CFS_ASSIGN(UniqueFd src_fd, sys::open(cfg.source, O_RDONLY | O_DIRECTORY));
-      store::StoreCounters sc;
-      Status added = [&] {
-        ProgressLine line(cfg.progress, [&] {
-          return fmt::format("{}: objects: {} copied ({:.0f} MiB), {} already present", cfg.program,
-                             sc.added.load(), mib(sc.bytes_added.load()), sc.existed.load());
-        });
-        return store.add_objects(sources, src_fd.get(), cfg.source, cfg.threads, &sc);
-      }();
-      if (!added) return fail(std::move(added).error().with_context("cannot fill store"));
+    if (store) {
       // Objects must be durable before an image naming them is published (see object_store.h).
-      CFS_TRY(store.sync());
+      CFS_TRY(store->sync());
       report.objects_added = sc.added.load();
       report.objects_existed = sc.existed.load();
       report.bytes_added = sc.bytes_added.load();

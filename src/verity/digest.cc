@@ -232,6 +232,15 @@ void Hasher::update(std::span<const std::byte> data) {
 Digest Hasher::finish() { return impl_->finish(); }
 
 Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
+  if (data.size() <= p.block_size) {
+    // One leaf: its hash is the root. The per-thread hasher spares many small inputs the
+    // setup of a streaming Hasher.
+    std::uint8_t root[64] = {};
+    if (!data.empty())
+      detail::cached_hasher(p).hash_tail(reinterpret_cast<const std::uint8_t*>(data.data()),
+                                         data.size(), root);
+    return detail::descriptor_digest(p, data.size(), root);
+  }
   Hasher h(p);
   h.update(data);
   return h.finish();

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,18 @@ struct ScanCounters {
   std::atomic<std::uint64_t> bytes_digested{0};
 };
 
+/// Receives every digested regular file during the scan, e.g. to copy it into an object store
+/// while its bytes are still in the CPU caches instead of reading the tree a second time.
+/// Called from the scan's worker threads, concurrently; an error aborts the scan.
+class FileSink {
+ public:
+  virtual ~FileSink() = default;
+  /// `content` is the whole file when the scan read it into memory (files under 1 MiB), else
+  /// empty: read it from `fd` (open read-only, file offset 0). `display` names the file.
+  virtual Status file_digested(const Sha256Digest& digest, int fd,
+                               std::span<const std::byte> content, const std::string& display) = 0;
+};
+
 struct ScanOptions {
   bool use_epoch = false;     ///< all mtimes 0 (root included)
   bool skip_devices = false;  ///< drop block and char devices (whiteouts too, like upstream)
@@ -53,6 +66,7 @@ struct ScanOptions {
   bool hardlinks = false;
   unsigned threads = 0;              ///< 0 = all available CPUs
   ScanCounters* counters = nullptr;  ///< optional live progress
+  FileSink* sink = nullptr;          ///< optional consumer of each digested file
 };
 
 /// A regular file whose content lives in the object store: the node, its path relative to the

@@ -3,13 +3,14 @@
 // `mount.composefs basedir=`: the object whose fs-verity SHA-256 digest has hex H lives at
 // STORE/H[0:2]/H[2:64] (the image payload "ab/cdef…" is exactly that relative path).
 //
-// Adding an object (add_object): a temp file ".tmpXXXXXX" in the store root, content shared
-// with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
-// (in-kernel copy), else read/write; fchmod 0644; every writable fd closed; fs-verity enabled
-// best-effort (the kernel refuses while a writable fd is open); then renameat2(NOREPLACE) into
-// place. An object that already exists is never rewritten or replaced (its name is its
-// content), and a lost race against another writer of the same object is success. A crash
-// never leaves a partial object under its final name *in the page cache view*; see sync().
+// Adding an object (add_object): a temp file "ab/.tmpXXXXXX" in its fan-out directory, content
+// shared with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
+// (in-kernel copy), else read/write (add_object_bytes: written from memory); writeback started;
+// fchmod 0644; every writable fd closed; fs-verity enabled best-effort (the kernel refuses while
+// a writable fd is open); then renameat2(NOREPLACE) into place. An object that already exists
+// is never rewritten or replaced (its name is its content), and a lost race against another
+// writer of the same object is success. A crash never leaves a partial object under its final
+// name *in the page cache view*; see sync().
 //
 // Durability: no fsync per object. Upstream fsyncs every object, which dominates its run time
 // (one journal commit per file: 43-77 s for /usr versus seconds for the copies). Instead the
@@ -30,6 +31,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -95,6 +97,11 @@ class ObjectStore {
   Result<AddOutcome> add_object(const ObjectDigest& digest, int src_fd, const std::string& what,
                                 StoreCounters* counters = nullptr);
 
+  /// Same, with the content given in memory (written, not copied from a file).
+  Result<AddOutcome> add_object_bytes(const ObjectDigest& digest,
+                                      std::span<const std::byte> content,
+                                      StoreCounters* counters = nullptr);
+
   /// Adds many objects on `threads` threads (0 = all CPUs). Duplicate digests in `sources`
   /// are copied once. Sources are opened relative to src_dirfd; errors name `src_display`/path.
   /// Stops at the first error.
@@ -112,7 +119,9 @@ class ObjectStore {
 
  private:
   ObjectStore(UniqueFd fd, std::string path);
-  Result<UniqueFd> create_temp(std::string& name) const;
+  Result<UniqueFd> create_temp(std::string_view dir, std::string& name) const;
+  Result<AddOutcome> add_with(const ObjectDigest& digest,
+                              const std::function<Status(int)>& fill_temp, StoreCounters* counters);
   Status ensure_fanout_dir(const std::string& payload) const;
   Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;
 

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -49,7 +50,7 @@ class StoreTest : public ::testing::Test {
   }
   std::vector<std::string> temp_files() const {
     std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir_ + "/store"))
+    for (const auto& e : fs::recursive_directory_iterator(dir_ + "/store"))
       if (e.path().filename().string().starts_with(".tmp")) out.push_back(e.path());
     return out;
   }
@@ -130,6 +131,36 @@ TEST_F(StoreTest, ParallelAddDedupesAndLeavesNoTempFiles) {
     EXPECT_TRUE(std::equal(s.digest.begin(), s.digest.end(), d->bytes.begin()));
   }
   EXPECT_TRUE(store->sync());
+}
+
+TEST_F(StoreTest, AddsFromMemoryOnceAndLeavesNoTempFiles) {
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  const std::string data(70000, 'm');
+  const auto d = verity::digest_bytes(std::as_bytes(std::span(data)));
+  ObjectDigest digest;
+  std::copy_n(d.bytes.begin(), 32, digest.begin());
+  StoreCounters c;
+  auto first = store->add_object_bytes(digest, std::as_bytes(std::span(data)), &c);
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_EQ(*first, AddOutcome::kAdded);
+  const std::string obj = dir_ + "/store/" + object_path(digest);
+  EXPECT_EQ(slurp(obj), data);
+  auto on_disk = verity::digest_file(obj);
+  ASSERT_TRUE(on_disk);
+  EXPECT_EQ(*on_disk, d);
+  struct stat st;
+  ASSERT_EQ(::stat(obj.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644U);
+  const std::string other = "other";
+  auto again = store->add_object_bytes(digest, std::as_bytes(std::span(other)), &c);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, AddOutcome::kExisted);
+  EXPECT_EQ(slurp(obj), data);
+  EXPECT_EQ(c.added.load(), 1U);
+  EXPECT_EQ(c.existed.load(), 1U);
+  EXPECT_EQ(c.bytes_added.load(), data.size());
+  EXPECT_TRUE(temp_files().empty());
 }
 
 TEST_F(StoreTest, MissingSourceFailsNamingIt) {
