@@ -7,6 +7,7 @@
 
 #include "cfs/erofs/format.h"
 #include "cfs/util/sys.h"
+#include "cfs/verity/kernel.h"
 #include "mount/image_internal.h"
 #include "mount/kernel_internal.h"
 
@@ -67,7 +68,9 @@ Result<OpenedImage> open_image(const std::string& path,
 
   if (!expected) return img;
 
-  CFS_ASSIGN(auto measured, kernel::measure_verity(img.fd.get(), path));
+  auto measured = verity::measure_verity(img.fd.get(), path);
+  if (!measured && !verity::is_verity_unavailable(measured.error()))
+    return fail(std::move(measured).error());
   if (measured) {
     // fs-verity makes the file immutable and the kernel verifies every page it reads, so
     // checking the descriptor digest here covers every byte the EROFS mount will read.

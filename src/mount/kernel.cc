@@ -4,7 +4,6 @@
 // glibc 2.36's <sys/mount.h> clashes with <linux/mount.h>, so the mount syscalls are called
 // through syscall(2) with the kernel's own constants.
 #include <fcntl.h>
-#include <linux/fsverity.h>
 #include <linux/loop.h>
 #include <linux/mount.h>
 #include <sys/ioctl.h>
@@ -17,7 +16,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
 #include "cfs/util/sys.h"
 
@@ -50,13 +48,6 @@ Error fsconfig_error(int fs_fd, std::string what, int err) {
 int sys_fsconfig(int fd, unsigned cmd, const char* key, const char* value, int aux) {
   return static_cast<int>(::syscall(SYS_fsconfig, fd, cmd, key, value, aux));
 }
-
-// Layout of struct fsverity_digest with room for the largest digest (SHA-512).
-struct MeasureBuf {
-  std::uint16_t digest_algorithm;
-  std::uint16_t digest_size;
-  std::uint8_t digest[64];
-};
 
 }  // namespace
 
@@ -183,26 +174,6 @@ Status copy_all(int src_fd, int dst_fd, const std::string& what) {
     }
     if (n == 0) return {};
   }
-}
-
-Result<std::optional<verity::Digest>> measure_verity(int fd, const std::string& what) {
-  MeasureBuf buf{};
-  buf.digest_size = sizeof buf.digest;
-  if (::ioctl(fd, FS_IOC_MEASURE_VERITY, &buf) != 0) {
-    int err = errno;
-    if (err == ENODATA || err == ENOTTY || err == EOPNOTSUPP || err == EINVAL)
-      return std::optional<verity::Digest>();
-    return fail_errno("measure fs-verity of " + what, err);
-  }
-  if (buf.digest_size > sizeof buf.digest ||
-      (buf.digest_algorithm != 1 && buf.digest_algorithm != 2))
-    return fail(Errc::kUnsupportedFeature, "measure fs-verity of " + what + ": algorithm " +
-                                               std::to_string(buf.digest_algorithm));
-  verity::Digest d;
-  d.alg = static_cast<verity::HashAlg>(buf.digest_algorithm);
-  d.size = buf.digest_size;
-  std::memcpy(d.bytes.data(), buf.digest, d.size);
-  return d;
 }
 
 }  // namespace cfs::mount::kernel

@@ -1,18 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // The mount module's system-call layer: the new mount API (fsopen/fsconfig/fsmount/
-// move_mount/mount_setattr), legacy mount(2)/umount2, loop devices, sealed memfds and the
-// fs-verity measure ioctl. The only place in src/mount that reads errno; every error names the
-// operation, and fsconfig errors carry the kernel's own message from the fs_context log.
+// move_mount/mount_setattr), legacy mount(2)/umount2, loop devices and sealed memfds (the
+// fs-verity ioctls are in cfs/verity/kernel.h). The only place in src/mount that reads errno;
+// every error names the operation, and fsconfig errors carry the kernel's own message from the
+// fs_context log.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <utility>
 
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
-#include "cfs/verity/digest.h"
 
 namespace cfs::mount::kernel {
 
@@ -55,9 +54,5 @@ Result<UniqueFd> memfd_create(const std::string& name);
 Status seal_readonly(int memfd);
 /// Copies src (from offset 0 to EOF) into dst at its current offset.
 Status copy_all(int src_fd, int dst_fd, const std::string& what);
-
-/// FS_IOC_MEASURE_VERITY. nullopt when the file has no fs-verity or the filesystem/kernel
-/// cannot have it (ENODATA, ENOTTY, EOPNOTSUPP, EINVAL); other errors are errors.
-Result<std::optional<verity::Digest>> measure_verity(int fd, const std::string& what);
 
 }  // namespace cfs::mount::kernel

@@ -14,6 +14,7 @@
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
+#include "cfs/verity/kernel.h"
 
 namespace cfs::store {
 namespace {
@@ -36,8 +37,10 @@ class TempGuard {
   std::string name_;
 };
 
+// Unsupported, or EINVAL: parameters this filesystem cannot take (ext4 with 1 KiB blocks
+// refuses 4 KiB Merkle blocks), which will not change for the next object either.
 bool verity_unsupported(const Error& e) {
-  return e.is_errno(EOPNOTSUPP) || e.is_errno(ENOTTY) || e.is_errno(ENOSYS) || e.is_errno(EINVAL);
+  return verity::is_verity_unavailable(e) || e.is_errno(EINVAL);
 }
 
 }  // namespace
@@ -160,7 +163,7 @@ Result<AddOutcome> ObjectStore::add_with(const ObjectDigest& digest,
   if (verity_ok_->load(std::memory_order_relaxed)) {
     auto ro = sys::openat(fd_.get(), tmp, O_RDONLY);
     if (ro) {
-      auto en = sys::enable_verity_sha256(ro->get(), tmp);
+      auto en = verity::enable_verity(ro->get(), verity::Params{}, tmp);
       if (en) {
         if (counters) counters->verity_enabled.fetch_add(1, std::memory_order_relaxed);
       } else if (verity_unsupported(en.error())) {

@@ -4,15 +4,16 @@
 #include <fcntl.h>
 
 #include "cfs/util/sys.h"
-#include "mount/kernel_internal.h"
+#include "cfs/verity/kernel.h"
 
 namespace cfs::tools {
 
 Result<verity::Digest> measure_fd_digest(int fd, const std::string& what, unsigned threads) {
   // The kernel's measurement is free when the file has fs-verity (and is what a mount will
-  // enforce); otherwise hash it. The ioctl wrapper lives in the mount module until the verity
-  // module exports one.
-  CFS_ASSIGN(auto kernel, mount::kernel::measure_verity(fd, what));
+  // enforce); otherwise hash it.
+  auto kernel = verity::measure_verity(fd, what);
+  if (!kernel && !verity::is_verity_unavailable(kernel.error()))
+    return fail(std::move(kernel).error());
   if (kernel && kernel->alg == verity::HashAlg::kSha256) return *kernel;
   return verity::digest_fd(fd, verity::Params{}, what, threads);
 }

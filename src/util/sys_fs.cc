@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <linux/fsverity.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -222,15 +221,6 @@ Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir
     if (errno == EEXIST) return false;
   }
   return fail_errno("rename " + oldpath + " -> " + newpath);
-}
-
-Status enable_verity_sha256(int fd, const std::string& what) {
-  fsverity_enable_arg arg{};
-  arg.version = 1;
-  arg.hash_algorithm = FS_VERITY_HASH_ALG_SHA256;
-  arg.block_size = 4096;
-  if (::ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) != 0) return fail_errno("enable fs-verity " + what);
-  return {};
 }
 
 }  // namespace cfs::sys

@@ -12,10 +12,11 @@ namespace cfs::verity {
 namespace {
 
 // ENOTTY: the filesystem has no fs-verity ioctls (tmpfs, overlayfs, kernels without
-// CONFIG_FS_VERITY). EOPNOTSUPP: the filesystem knows them but verity is off (ext4 without the
-// verity feature, or a Merkle block size it cannot use).
+// CONFIG_FS_VERITY); ENOSYS is how some filesystems with their own ioctl handler say the same.
+// EOPNOTSUPP: the filesystem knows them but verity is off (ext4 without the verity feature, or
+// a Merkle block size it cannot use).
 Error translate(Error e, const std::string& what, const char* op) {
-  if (e.is_errno(ENOTTY) || e.is_errno(EOPNOTSUPP))
+  if (e.is_errno(ENOTTY) || e.is_errno(EOPNOTSUPP) || e.is_errno(ENOSYS))
     return Error(Errc::kUnsupportedFeature,
                  what + ": " + op + ": fs-verity not supported by this kernel/filesystem");
   if (e.is_errno(ENODATA))
@@ -66,7 +67,13 @@ Result<Digest> measure_verity(int fd, const std::string& what) {
   hdr.digest_size = 64;
   std::memcpy(raw, &hdr, sizeof hdr);
   auto r = sys::ioctl(fd, FS_IOC_MEASURE_VERITY, raw, "");
-  if (!r) return fail(translate(std::move(r).error(), what, "measure fs-verity"));
+  if (!r) {
+    // MEASURE itself never returns EINVAL; a filesystem rejecting the unknown command does.
+    if (r.error().is_errno(EINVAL))
+      return fail(Errc::kUnsupportedFeature,
+                  what + ": measure fs-verity: fs-verity not supported by this filesystem");
+    return fail(translate(std::move(r).error(), what, "measure fs-verity"));
+  }
   std::memcpy(&hdr, raw, sizeof hdr);
   if (hdr.digest_algorithm != FS_VERITY_HASH_ALG_SHA256 &&
       hdr.digest_algorithm != FS_VERITY_HASH_ALG_SHA512)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // System-call wrappers for directory scanning and object copying (the part of the sys layer
 // the scan and store modules need): raw getdents64, xattrs by (dirfd, name) without opening
-// the entry, reflink/copy_file_range, no-replace rename and the fs-verity enable ioctl.
+// the entry, reflink/copy_file_range and no-replace rename (the fs-verity ioctls are in
+// cfs/verity/kernel.h).
 // Like sys.h, these are the only places that read errno; every error names the path.
 #pragma once
 
@@ -67,10 +68,5 @@ Status start_writeback(int fd);
 /// renameat2(RENAME_NOREPLACE). Returns false (not an error) when newpath already exists.
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath);
-
-/// FS_IOC_ENABLE_VERITY with SHA-256, 4096-byte blocks, no salt, no signature. The fd must be
-/// read-only and no writable fd may be open on the file (ETXTBSY otherwise). Errors carry the
-/// errno (EOPNOTSUPP/ENOTTY: filesystem or kernel without fs-verity; EEXIST: already on).
-Status enable_verity_sha256(int fd, const std::string& what);
 
 }  // namespace cfs::sys
