@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <string>
 #include <thread>
@@ -152,18 +153,14 @@ Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool
       return r;
     }
   }
-  if (defer_big) {
-    auto st = sys::fstat(fd->get(), what);
-    if (st && S_ISREG(st->st_mode) && static_cast<std::uint64_t>(st->st_size) >= kBigFile) {
-      r.deferred = true;
-      return r;
-    }
-  }
-  auto d = verity::digest_fd(fd->get(), p, what, threads);
-  if (d)
-    r.digest = *d;
-  else
+  const std::uint64_t limit = defer_big ? kBigFile - 1 : std::numeric_limits<std::uint64_t>::max();
+  auto d = verity::digest_fd_up_to(fd->get(), p, limit, what, threads);
+  if (!d)
     r.error = std::move(d).error();
+  else if (*d)
+    r.digest = **d;
+  else
+    r.deferred = true;
   return r;
 }
 

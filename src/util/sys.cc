@@ -99,6 +99,14 @@ Result<std::size_t> pread_full(int fd, std::span<std::byte> buf, std::uint64_t o
   return done;
 }
 
+Result<std::size_t> pread_some(int fd, std::span<std::byte> buf, std::uint64_t off) {
+  for (;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(off));
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) return fail_errno("pread");
+  }
+}
+
 Status write_all(int fd, std::span<const std::byte> buf) {
   std::size_t done = 0;
   while (done < buf.size()) {

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "cfs/util/hex.h"
 #include "cfs/util/le.h"
@@ -248,20 +250,7 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
 
 namespace {
 
-// A file of at most one block: one read, one leaf hash, the descriptor. No allocation beyond
-// a per-thread buffer, so many small files go at the speed of open/read/close.
-Result<Digest> digest_small(int fd, const Params& p, std::uint64_t size, const std::string& what) {
-  thread_local std::vector<std::byte> buf;
-  if (buf.size() < p.block_size) buf.resize(p.block_size);
-  auto got = sys::pread_full(fd, std::span(buf.data(), size), 0);
-  if (!got) return fail(std::move(got).error().with_context(what));
-  const detail::BlockHasher& bh = detail::cached_hasher(p);
-  std::uint8_t root[64] = {};
-  if (*got > 0) bh.hash_tail(reinterpret_cast<const std::uint8_t*>(buf.data()), *got, root);
-  return detail::descriptor_digest(p, *got, root);
-}
-
-Result<Digest> digest_stream(int fd, const Params& p, const std::string& what) {
+Result<std::optional<Digest>> digest_stream(int fd, const Params& p, const std::string& what) {
   Hasher h(p);
   std::vector<std::byte> buf(256 * 1024);
   for (;;) {
@@ -270,25 +259,55 @@ Result<Digest> digest_stream(int fd, const Params& p, const std::string& what) {
     h.update({buf.data(), *n});
     if (*n < buf.size()) break;
   }
-  return h.finish();
+  return std::optional(h.finish());
 }
 
 }  // namespace
 
-Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads) {
+Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint64_t max_size,
+                                              const std::string& what, unsigned threads) {
   CFS_TRY(validate(p));
+  // First look: one pread of a block and one byte more. Most files of a tree fit in a block, and
+  // then this (with a 0-byte pread confirming EOF) is all the I/O: many small files go at the
+  // speed of open/read/close. The buffer is per thread, so nothing is allocated per file.
+  const std::size_t bs = p.block_size;
+  thread_local std::vector<std::byte> head;
+  if (head.size() < bs + 1) head.resize(bs + 1);
+  auto got = sys::pread_some(fd, std::span(head.data(), bs + 1), 0);
+  if (!got) {
+    if (got.error().is_errno(ESPIPE)) return digest_stream(fd, p, what);  // pipes, sockets, ttys
+    if (got.error().is_errno(EISDIR)) return fail_errno(what, EISDIR);
+    return fail(std::move(got).error().with_context(what));
+  }
+  bool whole = *got == 0;
+  if (*got > 0 && *got <= bs) {
+    // A short read ends at EOF on disk filesystems, but procfs or FUSE direct I/O may stop
+    // early: only a 0-byte read proves EOF.
+    std::byte next{};
+    auto more = sys::pread_some(fd, std::span(&next, 1), *got);
+    if (!more) return fail(std::move(more).error().with_context(what));
+    whole = *more == 0;
+  }
+  if (whole) {
+    std::uint8_t root[64] = {};
+    if (*got > 0)
+      detail::cached_hasher(p).hash_tail(reinterpret_cast<const std::uint8_t*>(head.data()), *got,
+                                         root);
+    return std::optional(detail::descriptor_digest(p, *got, root));
+  }
+
   CFS_ASSIGN(struct stat st, sys::fstat(fd, what));
-  if (S_ISDIR(st.st_mode)) return fail_errno(what, EISDIR);
-  // Pipes, and regular files whose size says nothing (procfs), are read to EOF.
-  if (!S_ISREG(st.st_mode) || st.st_size == 0) return digest_stream(fd, p, what);
+  // Character devices, and regular files whose size says nothing (procfs) or no longer matches
+  // what was read, are read to EOF.
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) <= bs)
+    return digest_stream(fd, p, what);
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size <= p.block_size) return digest_small(fd, p, size, what);
+  if (size > max_size) return std::optional<Digest>();
 
   threads = detail::resolve_threads(threads);
   if (size < kParallelMin) threads = 1;
   Hasher h(p);
   Hasher::Impl& im = *h.impl_;
-  const std::uint64_t bs = p.block_size;
   const std::uint64_t seg = std::max<std::uint64_t>(kSegment / bs, 1) * bs;
   std::vector<std::uint8_t> hashes(static_cast<std::size_t>(std::min(size, seg) / bs + 1) * im.ds);
   for (std::uint64_t off = 0; off < size; off += seg) {
@@ -297,7 +316,13 @@ Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsig
     im.add(0, hashes.data(), static_cast<std::size_t>((len + bs - 1) / bs));
   }
   im.total = size;
-  return im.finish();
+  return std::optional(im.finish());
+}
+
+Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads) {
+  CFS_ASSIGN(std::optional<Digest> d,
+             digest_fd_up_to(fd, p, std::numeric_limits<std::uint64_t>::max(), what, threads));
+  return *d;
 }
 
 Result<Digest> digest_file(const std::string& path, const Params& p, unsigned threads) {

@@ -29,6 +29,9 @@ Result<struct stat> lstat(const std::string& path);
 /// Reads until buf is full or EOF; returns the number of bytes read (short only at EOF).
 Result<std::size_t> read_full(int fd, std::span<std::byte> buf);
 Result<std::size_t> pread_full(int fd, std::span<std::byte> buf, std::uint64_t off);
+/// One pread(2), retried only on EINTR: may return fewer bytes than asked before EOF (procfs,
+/// FUSE direct I/O); 0 means EOF.
+Result<std::size_t> pread_some(int fd, std::span<std::byte> buf, std::uint64_t off);
 Status write_all(int fd, std::span<const std::byte> buf);
 Status pwrite_all(int fd, std::span<const std::byte> buf, std::uint64_t off);
 

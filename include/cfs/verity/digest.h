@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -90,8 +91,9 @@ class Hasher {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   // Feeds leaf hashes computed on several threads into the upper levels.
-  friend Result<Digest> digest_fd(int fd, const Params& p, const std::string& what,
-                                  unsigned threads);
+  friend Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p,
+                                                       std::uint64_t max_size,
+                                                       const std::string& what, unsigned threads);
 };
 
 /// Digest of an in-memory buffer.
@@ -100,6 +102,12 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p = {});
 /// Digest of an open file from offset 0 to EOF. Large files are split over `threads` threads
 /// (0 = all available CPUs). I/O errors are returned with `what` as context.
 Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads = 0);
+/// Same, except that a regular file larger than `max_size` bytes (and than one block) is left
+/// alone: nullopt, nothing hashed, so a caller digesting many files can schedule the big ones
+/// differently. A file of at most one block costs two preads (the second confirms EOF) and no
+/// fstat.
+Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint64_t max_size,
+                                              const std::string& what, unsigned threads = 0);
 Result<Digest> digest_file(const std::string& path, const Params& p = {}, unsigned threads = 0);
 
 }  // namespace cfs::verity

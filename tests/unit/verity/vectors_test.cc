@@ -167,6 +167,37 @@ TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
   rmdir(dir);
 }
 
+TEST(Vectors, DigestFdUpToLeavesOnlyLargerFiles) {
+  char dir[] = "/tmp/cfs-vectors-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/input";
+  for_each_row([&](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(data.data()),
+               static_cast<std::streamsize>(data.size()));
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    auto at_size = digest_fd_up_to(fd, p, data.size(), path, 1);
+    ASSERT_TRUE(at_size) << at_size.error().message();
+    ASSERT_TRUE(at_size->has_value());
+    EXPECT_EQ((*at_size)->hex(), v.expected);
+    if (!data.empty()) {
+      // One byte over the limit: left alone, unless one block holds it (always digested).
+      auto over = digest_fd_up_to(fd, p, data.size() - 1, path, 1);
+      ASSERT_TRUE(over) << over.error().message();
+      if (data.size() <= p.block_size) {
+        ASSERT_TRUE(over->has_value());
+        EXPECT_EQ((*over)->hex(), v.expected);
+      } else {
+        EXPECT_FALSE(over->has_value());
+      }
+    }
+    ::close(fd);
+  });
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
 TEST(Vectors, PortableEngineMatchesEveryRow) {
   if (!set_engine(Engine::kPortable)) GTEST_SKIP();
   for_each_row([](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
