@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -20,6 +21,22 @@ namespace cfs::store {
 namespace {
 
 constexpr std::size_t kCopyBufSize = 256 * 1024;
+// Objects from this size on are written with O_DIRECT (see copy_direct()).
+constexpr std::uint64_t kDirectMin = 1 << 20;
+constexpr std::size_t kDirectChunk = 4 << 20;
+constexpr std::size_t kDirectAlign = 4096;
+
+struct FreeDeleter {
+  void operator()(std::byte* p) const noexcept { std::free(p); }
+};
+
+// The per-thread aligned buffer for direct writes.
+std::byte* direct_buffer() {
+  thread_local std::unique_ptr<std::byte, FreeDeleter> buf(
+      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kDirectChunk)));
+  if (!buf) throw std::bad_alloc();
+  return buf.get();
+}
 
 // Removes the temp file unless released (every failure path after it was created).
 class TempGuard {
@@ -50,6 +67,7 @@ ObjectStore::ObjectStore(UniqueFd fd, std::string path)
       path_(std::move(path)),
       verity_ok_(std::make_unique<std::atomic<bool>>(true)),
       copy_range_ok_(std::make_unique<std::atomic<bool>>(true)),
+      direct_ok_(std::make_unique<std::atomic<bool>>(true)),
       fanout_made_(std::make_unique<std::array<std::atomic<bool>, 256>>()) {}
 ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
 ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
@@ -91,6 +109,44 @@ Status ObjectStore::ensure_fanout_dir(const std::string& payload) const {
   return {};
 }
 
+Result<bool> ObjectStore::copy_direct(int dst_fd, int src_fd, std::uint64_t size,
+                                      const std::string& what) const {
+  if (!direct_ok_->load(std::memory_order_relaxed) || size < kDirectMin) return false;
+  if (!sys::set_direct_io(dst_fd, true)) {
+    direct_ok_->store(false, std::memory_order_relaxed);
+    return false;
+  }
+  std::byte* buf = direct_buffer();
+  const std::uint64_t aligned = size / kDirectAlign * kDirectAlign;
+  std::uint64_t off = 0;
+  while (off < aligned) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kDirectChunk, aligned - off));
+    CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
+    if (got != n) return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
+    auto w = sys::pwrite_all(dst_fd, std::span<const std::byte>(buf, n), off);
+    if (!w) {
+      if (off == 0 && w.error().is_errno(EINVAL)) {
+        // The filesystem takes O_DIRECT but not this alignment: buffered copies from now on.
+        direct_ok_->store(false, std::memory_order_relaxed);
+        CFS_TRY(sys::set_direct_io(dst_fd, false));
+        return false;
+      }
+      return fail(std::move(w).error().with_context("object store " + path_));
+    }
+    off += n;
+  }
+  // The tail that is not a whole block goes through the page cache.
+  CFS_TRY(sys::set_direct_io(dst_fd, false));
+  if (off < size) {
+    const auto n = static_cast<std::size_t>(size - off);
+    CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
+    if (got != n) return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
+    auto w = sys::pwrite_all(dst_fd, std::span<const std::byte>(buf, n), off);
+    if (!w) return fail(std::move(w).error().with_context("object store " + path_));
+  }
+  return true;
+}
+
 Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
                          StoreCounters* counters) const {
   // Reflink first: instant and shares storage on btrfs/XFS; ext4 and tmpfs refuse.
@@ -98,6 +154,13 @@ Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
     if (counters) counters->reflinked.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
+  // Large objects: read out of the page cache (the digest just read them) and written to the
+  // disk by DMA, instead of copied into new page-cache pages and written back later, which
+  // was the largest part of the kernel's work when filling a store (see docs/design.md).
+  CFS_ASSIGN(struct stat st, sys::fstat(src_fd, what));
+  CFS_ASSIGN(bool direct,
+             copy_direct(dst_fd, src_fd, static_cast<std::uint64_t>(st.st_size), what));
+  if (direct) return {};
   if (copy_range_ok_->load(std::memory_order_relaxed)) {
     CFS_ASSIGN(sys::CopyRangeResult r, sys::copy_range(src_fd, dst_fd, 0, what));
     if (!r.unsupported) return {};

@@ -202,6 +202,14 @@ Status fchmod(int fd, mode_t mode, const std::string& what) {
   return {};
 }
 
+Status set_direct_io(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return fail_errno("fcntl(F_GETFL)");
+  if (::fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) != 0)
+    return fail_errno("fcntl(F_SETFL, O_DIRECT)");
+  return {};
+}
+
 Status start_writeback(int fd) {
   if (::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0) return fail_errno("writeback");
   return {};

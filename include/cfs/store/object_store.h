@@ -124,12 +124,15 @@ class ObjectStore {
                               const std::function<Status(int)>& fill_temp, StoreCounters* counters);
   Status ensure_fanout_dir(const std::string& payload) const;
   Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;
+  Result<bool> copy_direct(int dst_fd, int src_fd, std::uint64_t size,
+                           const std::string& what) const;
 
   UniqueFd fd_;
   std::string path_;
   // Heap-allocated so the store stays movable.
   std::unique_ptr<std::atomic<bool>> verity_ok_;
   std::unique_ptr<std::atomic<bool>> copy_range_ok_;
+  std::unique_ptr<std::atomic<bool>> direct_ok_;
   std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
 };
 

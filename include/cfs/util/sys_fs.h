@@ -60,6 +60,10 @@ Result<CopyRangeResult> copy_range(int src_fd, int dst_fd, std::uint64_t size,
 
 Status fchmod(int fd, mode_t mode, const std::string& what);
 
+/// Turns O_DIRECT on or off for an open file (fcntl F_SETFL). Fails on filesystems that do not
+/// support direct I/O (tmpfs before 6.6, FUSE without it).
+Status set_direct_io(int fd, bool on);
+
 /// sync_file_range(SYNC_FILE_RANGE_WRITE) over the whole file: starts writeback of its dirty
 /// pages now, without waiting for it and without any durability promise (no metadata, no
 /// cache flush). Best-effort; errors are ignored by callers.
