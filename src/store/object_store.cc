@@ -23,7 +23,7 @@ namespace {
 constexpr std::size_t kCopyBufSize = 256 * 1024;
 // Objects from this size on are written with O_DIRECT (see copy_direct()).
 constexpr std::uint64_t kDirectMin = 1 << 20;
-constexpr std::size_t kDirectChunk = 4 << 20;
+constexpr std::size_t kDirectChunk = 1 << 20;
 constexpr std::size_t kDirectAlign = 4096;
 
 struct FreeDeleter {

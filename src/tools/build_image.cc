@@ -6,16 +6,15 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <unordered_set>
 
 #include "cfs/dump/parse.h"
 #include "cfs/erofs/writer.h"
@@ -67,9 +66,7 @@ class ProgressLine {
 double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 // Adds each file to the store as soon as the scan has digested it, from the scan's own buffer
-// when it has the whole file, so the tree is read once instead of twice. The first file with
-// a given digest adds it; later ones (same content elsewhere in the tree) are not counted, so
-// the counters mean what add_objects() reports: distinct objects added or already present.
+// when it has the whole file, so the tree is read once instead of twice.
 class StoreSink final : public scan::FileSink {
  public:
   StoreSink(store::ObjectStore& store, store::StoreCounters& counters)
@@ -77,10 +74,6 @@ class StoreSink final : public scan::FileSink {
 
   Status file_digested(const Sha256Digest& digest, int fd, std::span<const std::byte> content,
                        const std::string& display) override {
-    {
-      std::lock_guard lock(mu_);
-      if (!seen_.insert(digest).second) return {};
-    }
     auto added = content.size() > 0 ? store_.add_object_bytes(digest, content, &counters_)
                                     : store_.add_object(digest, fd, display, &counters_);
     if (!added) {
@@ -98,19 +91,20 @@ class StoreSink final : public scan::FileSink {
   }
 
  private:
-  struct DigestHash {
-    std::size_t operator()(const Sha256Digest& d) const noexcept {
-      std::size_t h;
-      std::memcpy(&h, d.data(), sizeof h);
-      return h;
-    }
-  };
   store::ObjectStore& store_;
   store::StoreCounters& counters_;
   mutable std::mutex mu_;
-  std::unordered_set<Sha256Digest, DigestHash> seen_;
   std::optional<Error> error_;
 };
+
+// Distinct digests among the files backed by objects.
+std::uint64_t distinct_objects(const scan::ScanResult& scanned) {
+  std::vector<Sha256Digest> digests;
+  digests.reserve(scanned.external_files.size());
+  for (const auto& f : scanned.external_files) digests.push_back(*scanned.tree.node(f.node).digest);
+  std::sort(digests.begin(), digests.end());
+  return static_cast<std::uint64_t>(std::unique(digests.begin(), digests.end()) - digests.begin());
+}
 
 }  // namespace
 
@@ -187,8 +181,10 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
     if (store) {
       // Objects must be durable before an image naming them is published (see object_store.h).
       CFS_TRY(store->sync());
+      // A file whose content another file of the tree already added counts once, as
+      // add_objects() would count it: objects added, and distinct objects already present.
       report.objects_added = sc.added.load();
-      report.objects_existed = sc.existed.load();
+      report.objects_existed = distinct_objects(*scanned) - report.objects_added;
       report.bytes_added = sc.bytes_added.load();
     }
     tree = std::move(scanned->tree);

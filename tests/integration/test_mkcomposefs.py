@@ -183,6 +183,7 @@ class Mkcomposefs(unittest.TestCase):
         self.assertEqual(rep["version"], 0)
         external = {d for d in self.files.values() if len(d) > 64}
         self.assertEqual(rep["objects_added"], len(external))
+        self.assertEqual(rep["objects_existed"], 0)  # dup-a and dup-b are one object, added once
         self.assertEqual(rep["external_files"], sum(1 for d in self.files.values() if len(d) > 64))
         # Usage errors: exit 2 for the cfs front end.
         for bad in (["create"], ["create", "--threads=0", self.src, out],

@@ -164,7 +164,7 @@ TEST_F(StoreTest, AddsFromMemoryOnceAndLeavesNoTempFiles) {
 }
 
 TEST_F(StoreTest, LargeObjectsAreCopiedWhole) {
-  // From 1 MiB on, objects are written with O_DIRECT in 4 MiB pieces plus a buffered tail:
+  // From 1 MiB on, objects are written with O_DIRECT in 1 MiB pieces plus a buffered tail:
   // sizes exactly at the threshold, across several pieces, and with a tail.
   auto store = ObjectStore::open(dir_ + "/store");
   ASSERT_TRUE(store);
