@@ -167,6 +167,31 @@ TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
   rmdir(dir);
 }
 
+TEST(Vectors, FileSegmentsMatchTheStreamingHasher) {
+  // digest_fd hashes large files one segment at a time (8 MiB of leaf hashes: 128 MiB of data
+  // for SHA-512 with 1 KiB blocks) and joins the segments through the streaming upper levels.
+  // Cross the segment boundary, with data on both sides of it, against the one-pass Hasher.
+  char dir[] = "/tmp/cfs-vectors-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/input";
+  Params p;
+  p.alg = HashAlg::kSha512;
+  p.block_size = 1024;
+  constexpr std::size_t kSegment = (std::size_t{8} << 20) / 64 * 1024;
+  std::vector<std::byte> data(kSegment + 5000);
+  for (std::size_t i = 0; i < data.size(); i += 997) data[i] = static_cast<std::byte>(i % 251 + 1);
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  const Digest want = digest_bytes(data, p);
+  for (unsigned threads : {1u, 2u}) {
+    auto d = digest_file(path, p, threads);
+    ASSERT_TRUE(d) << d.error().message();
+    EXPECT_EQ(*d, want) << "threads=" << threads;
+  }
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
 TEST(Vectors, DigestFdUpToLeavesOnlyLargerFiles) {
   char dir[] = "/tmp/cfs-vectors-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
