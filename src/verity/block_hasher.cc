@@ -103,23 +103,30 @@ void BlockHasher::hash_tail(const std::uint8_t* in, std::size_t len, std::uint8_
   hash_blocks(buf.data(), 1, out);
 }
 
-void hash_message(HashAlg alg, const std::uint8_t* data, std::size_t len, std::uint8_t* out) {
+void hash_messages(HashAlg alg, const std::uint8_t* const* data, std::size_t len, std::size_t n,
+                   std::uint8_t* const* out) {
   if (alg == HashAlg::kSha256 && len % 64 == 0 && active_engine() != Engine::kPortable) {
-    // Descriptor-sized messages: one lane of the SHA-NI kernel with a plan for this length.
+    // Descriptor-sized messages: the SHA-NI kernel with a plan for this length.
     thread_local std::size_t plan_len = 0;
     thread_local Sha256Plan plan{};
     if (plan_len != len) {
       plan = make_sha256_plan(nullptr, 0, len);
       plan_len = len;
     }
-    sha256_ni_many(plan, data, len, 1, out, 1);
+    sha256_ni_gather(plan, data, len, n, out, engine_lanes(active_engine()));
     return;
   }
   EVP_MD_CTX* ctx = thread_ctx();
-  unsigned n = 0;
-  check(EVP_DigestInit_ex2(ctx, fetched(alg), nullptr));
-  check(EVP_DigestUpdate(ctx, data, len));
-  check(EVP_DigestFinal_ex(ctx, out, &n));
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned got = 0;
+    check(EVP_DigestInit_ex2(ctx, fetched(alg), nullptr));
+    check(EVP_DigestUpdate(ctx, data[i], len));
+    check(EVP_DigestFinal_ex(ctx, out[i], &got));
+  }
+}
+
+void hash_message(HashAlg alg, const std::uint8_t* data, std::size_t len, std::uint8_t* out) {
+  hash_messages(alg, &data, len, 1, &out);
 }
 
 std::vector<std::uint64_t> level_blocks(std::uint64_t data_blocks, std::uint32_t block_size,

@@ -44,6 +44,9 @@ class BlockHasher {
 
 /// Unsalted hash of a short message (the descriptor).
 void hash_message(HashAlg alg, const std::uint8_t* data, std::size_t len, std::uint8_t* out);
+/// Same for n messages of equal length, interleaved where the engine can.
+void hash_messages(HashAlg alg, const std::uint8_t* const* data, std::size_t len, std::size_t n,
+                   std::uint8_t* const* out);
 
 /// The fs-verity file digest: hash of the 256-byte descriptor.
 Digest descriptor_digest(const Params& p, std::uint64_t data_size, const std::uint8_t* root_hash);

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 
 #include "cfs/util/hex.h"
 #include "cfs/util/le.h"
@@ -249,6 +250,46 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
   Hasher h(p);
   h.update(data);
   return h.finish();
+}
+
+void digest_small_many(std::span<const std::span<const std::byte>> inputs, const Params& p,
+                       std::span<Digest> out) {
+  const std::size_t n = inputs.size();
+  if (n > kSmallBatchMax || out.size() < n)
+    throw std::invalid_argument("digest_small_many: too many inputs");
+  const std::size_t bs = p.block_size;
+  const std::size_t ds = digest_size(p.alg);
+  // Leaves: each input zero-padded to a whole block (what hash_tail does one at a time).
+  thread_local std::vector<std::uint8_t> blocks;
+  blocks.resize(kSmallBatchMax * bs);
+  const std::uint8_t* leaf_in[kSmallBatchMax];
+  std::uint8_t roots[kSmallBatchMax][64] = {};
+  std::uint8_t* leaf_out[kSmallBatchMax];
+  std::size_t leaves = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (inputs[i].size() > bs) throw std::invalid_argument("digest_small_many: input too large");
+    if (inputs[i].empty()) continue;  // the empty file's root hash is all zeros
+    std::uint8_t* b = blocks.data() + leaves * bs;
+    std::memcpy(b, inputs[i].data(), inputs[i].size());
+    std::memset(b + inputs[i].size(), 0, bs - inputs[i].size());
+    leaf_in[leaves] = b;
+    leaf_out[leaves] = roots[i];
+    ++leaves;
+  }
+  detail::cached_hasher(p).hash_gather(leaf_in, leaves, leaf_out);
+  // Descriptors, all the same length: hashed interleaved too.
+  Descriptor desc[kSmallBatchMax];
+  const std::uint8_t* desc_in[kSmallBatchMax];
+  std::uint8_t* desc_out[kSmallBatchMax];
+  for (std::size_t i = 0; i < n; ++i) {
+    desc[i] = make_descriptor(p, inputs[i].size(), {roots[i], ds});
+    desc_in[i] = desc[i].data();
+    out[i] = Digest{};
+    out[i].alg = p.alg;
+    out[i].size = ds;
+    desc_out[i] = out[i].bytes.data();
+  }
+  detail::hash_messages(p.alg, desc_in, sizeof(Descriptor), n, desc_out);
 }
 
 namespace {

@@ -99,6 +99,16 @@ class Hasher {
 /// Digest of an in-memory buffer.
 Digest digest_bytes(std::span<const std::byte> data, const Params& p = {});
 
+/// Most inputs one digest_small_many() call takes.
+inline constexpr std::size_t kSmallBatchMax = 16;
+
+/// out[i] = digest_bytes(inputs[i], p) for up to kSmallBatchMax inputs of at most one block
+/// each (e.g. many small files), hashed interleaved: one such input alone leaves the SHA
+/// units mostly idle, several at once keep them busy. Throws std::invalid_argument on more
+/// inputs or a larger one.
+void digest_small_many(std::span<const std::span<const std::byte>> inputs, const Params& p,
+                       std::span<Digest> out);
+
 /// Digest of an open file from offset 0 to EOF. Large files are split over `threads` threads
 /// (0 = all available CPUs). I/O errors are returned with `what` as context.
 Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads = 0);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "cfs/verity/digest.h"
@@ -81,6 +82,31 @@ TEST(Engine, ShaNiMatchesPortableOnRandomInputs) {
       EXPECT_EQ(tree->digest, want) << engine_name(e);
     }
   }
+}
+
+TEST(Engine, SmallBatchMatchesOneAtATimeOnEveryEngine) {
+  EngineGuard g;
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 30; ++round) {
+    const Params p = random_params(rng);
+    std::vector<std::vector<std::byte>> data;
+    const std::size_t n = 1 + rng() % kSmallBatchMax;
+    for (std::size_t i = 0; i < n; ++i)
+      data.push_back(random_bytes(rng, rng() % (p.block_size + 1)));
+    std::vector<std::span<const std::byte>> in(data.begin(), data.end());
+    ASSERT_TRUE(set_engine(Engine::kPortable));
+    std::vector<Digest> want;
+    for (const auto& d : data) want.push_back(digest_bytes(d, p));
+    for (Engine e : kAllEngines) {
+      ASSERT_TRUE(set_engine(e));
+      std::vector<Digest> got(n);
+      digest_small_many(in, p, got);
+      EXPECT_EQ(got, want) << engine_name(e) << " round " << round;
+    }
+  }
+  std::vector<Digest> out(kSmallBatchMax + 1);
+  std::vector<std::span<const std::byte>> too_many(kSmallBatchMax + 1);
+  EXPECT_THROW(digest_small_many(too_many, Params{}, out), std::invalid_argument);
 }
 
 TEST(Engine, Sha512IgnoresEngineChoice) {

@@ -167,6 +167,45 @@ TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
   rmdir(dir);
 }
 
+TEST(Vectors, SmallBatchMatchesEveryRowThatFitsABlock) {
+  // Rows of at most one block, grouped by parameters, digested together; a batch also mixes in
+  // the empty input and repeats so every interleave width sees several lengths at once.
+  struct Group {
+    Params p;
+    std::vector<std::vector<std::byte>> inputs;
+    std::vector<std::string> expected, ids;
+  };
+  std::map<std::string, Group> groups;
+  for_each_row([&](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
+    if (data.size() > p.block_size) return;
+    Group& g = groups[v.hash + " " + std::to_string(v.block_size) + " " + v.salt_hex];
+    g.p = p;
+    g.inputs.push_back(data);
+    g.expected.push_back(v.expected);
+    g.ids.push_back(v.id());
+  });
+  std::size_t checked = 0;
+  for (auto& [key, g] : groups) {
+    for (int round = 0; round < 3; ++round) {
+      // Round r digests the rows r..(r + kSmallBatchMax) cyclically.
+      std::vector<std::span<const std::byte>> in;
+      std::vector<std::size_t> which;
+      for (std::size_t k = 0; k < kSmallBatchMax && k < 3 * g.inputs.size(); ++k) {
+        const std::size_t i = (k + static_cast<std::size_t>(round)) % g.inputs.size();
+        in.emplace_back(g.inputs[i]);
+        which.push_back(i);
+      }
+      std::vector<Digest> out(in.size());
+      digest_small_many(in, g.p, out);
+      for (std::size_t k = 0; k < in.size(); ++k) {
+        EXPECT_EQ(out[k].hex(), g.expected[which[k]]) << g.ids[which[k]] << " slot " << k;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 100u);
+}
+
 TEST(Vectors, FileSegmentsMatchTheStreamingHasher) {
   // digest_fd hashes large files one segment at a time (8 MiB of leaf hashes: 128 MiB of data
   // for SHA-512 with 1 KiB blocks) and joins the segments through the streaming upper levels.
