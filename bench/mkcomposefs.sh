@@ -51,7 +51,8 @@ timed() {
 
 summary() {  # NAME -> "min median user sys rss" (user/sys/rss of the fastest run)
   sort -n "$WORK/$1.times" | awk '{w[NR]=$1; u[NR]=$2; s[NR]=$3; r[NR]=$4}
-    END {m = w[int((NR + 1) / 2)]; printf "%.2f %.2f %.2f %.2f %.0f\n", w[1], m, u[1], s[1], r[1] / 1024}'
+    END {m = (w[int((NR + 1) / 2)] + w[int(NR / 2) + 1]) / 2
+         printf "%.2f %.2f %.2f %.2f %.0f\n", w[1], m, u[1], s[1], r[1] / 1024}'
 }
 
 echo "warming the page cache with $SRC ..." >&2
