@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <limits>
@@ -55,7 +56,8 @@ struct Outcome {
   std::optional<verity::Digest> digest;
   std::optional<Error> error;
   bool from_kernel = false;
-  bool deferred = false;  // big file: hashed later with all threads
+  bool deferred = false;                  // big file: hashed later with all threads
+  std::optional<std::size_t> small_size;  // read whole, waiting for its batch
 };
 
 void add_common(CLI::App& app, Options& o, bool measure) {
@@ -132,8 +134,10 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
+// One file. With `small` (room for a block and a byte), a file of at most one block is only
+// read into it: the outcome then has `small_size` set and the caller digests it in a batch.
 Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool defer_big,
-                   unsigned threads) {
+                   unsigned threads, std::span<std::byte> small = {}) {
   Outcome r;
   const std::string what(path);
   auto fd = sys::open(what, O_RDONLY);
@@ -153,6 +157,17 @@ Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool
       return r;
     }
   }
+  if (!small.empty()) {
+    auto n = verity::read_one_block(fd->get(), p, small, what);
+    if (n && *n) {
+      r.small_size = **n;
+      return r;
+    }
+    if (!n && !n.error().is_errno(ESPIPE)) {
+      r.error = std::move(n).error();
+      return r;
+    }
+  }
   const std::uint64_t limit = defer_big ? kBigFile - 1 : std::numeric_limits<std::uint64_t>::max();
   auto d = verity::digest_fd_up_to(fd->get(), p, limit, what, threads);
   if (!d)
@@ -165,18 +180,36 @@ Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool
 }
 
 // The default path: small files spread over the threads, then big ones each on all threads.
+// Each worker claims runs of files; the files of one block in a run are read first and then
+// digested together, interleaved (verity::digest_small_many).
 void digest_all(const Options& o, const verity::Params& p, bool measure, unsigned threads,
                 std::vector<Outcome>& out) {
   const std::size_t n = o.files.size();
-  // Small files: one file per worker at a time, claimed in runs so the counter stays cold.
   {
-    constexpr std::size_t kRun = 16;
+    constexpr std::size_t kRun = verity::kSmallBatchMax;
+    const std::size_t slot_size = p.block_size + 1;
     std::atomic<std::size_t> next{0};
     const bool parallel = threads > 1 && n > 1;
     auto worker = [&] {
-      for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;)
-        for (std::size_t i = b; i < std::min(n, b + kRun); ++i)
-          out[i] = digest_one(o.files[i].c_str(), p, measure, parallel, 1);
+      std::vector<std::byte> slots(kRun * slot_size);
+      std::array<std::span<const std::byte>, kRun> in;
+      std::array<verity::Digest, kRun> digests;
+      std::array<std::size_t, kRun> which;
+      for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;) {
+        std::size_t pending = 0;
+        for (std::size_t i = b; i < std::min(n, b + kRun); ++i) {
+          const std::span<std::byte> slot(slots.data() + pending * slot_size, slot_size);
+          out[i] =
+              digest_one(o.files[i].c_str(), p, measure, parallel, parallel ? 1 : threads, slot);
+          if (out[i].small_size) {
+            in[pending] = slot.first(*out[i].small_size);
+            which[pending++] = i;
+          }
+        }
+        verity::digest_small_many(std::span(in.data(), pending), p,
+                                  std::span(digests.data(), pending));
+        for (std::size_t k = 0; k < pending; ++k) out[which[k]].digest = digests[k];
+      }
     };
     if (parallel) {
       std::vector<std::jthread> pool;
@@ -184,8 +217,7 @@ void digest_all(const Options& o, const verity::Params& p, bool measure, unsigne
         pool.emplace_back(worker);
       worker();
     } else {
-      for (std::size_t i = 0; i < n; ++i)
-        out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
+      worker();
     }
   }
   for (std::size_t i = 0; i < n; ++i)

@@ -308,36 +308,48 @@ Result<std::optional<Digest>> digest_stream(int fd, const Params& p, const std::
 
 }  // namespace
 
-Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint64_t max_size,
-                                              const std::string& what, unsigned threads) {
-  CFS_TRY(validate(p));
-  // First look: one pread of a block and one byte more. Most files of a tree fit in a block, and
-  // then this (with a 0-byte pread confirming EOF) is all the I/O: many small files go at the
-  // speed of open/read/close. The buffer is per thread, so nothing is allocated per file.
+Result<std::optional<std::size_t>> read_one_block(int fd, const Params& p, std::span<std::byte> buf,
+                                                  const std::string& what) {
   const std::size_t bs = p.block_size;
-  thread_local std::vector<std::byte> head;
-  if (head.size() < bs + 1) head.resize(bs + 1);
-  auto got = sys::pread_some(fd, std::span(head.data(), bs + 1), 0);
+  if (buf.size() < bs + 1) throw std::invalid_argument("read_one_block: buffer too small");
+  auto got = sys::pread_some(fd, buf.first(bs + 1), 0);
   if (!got) {
-    if (got.error().is_errno(ESPIPE)) return digest_stream(fd, p, what);  // pipes, sockets, ttys
+    if (got.error().is_errno(ESPIPE)) return fail_errno(what, ESPIPE);
     if (got.error().is_errno(EISDIR)) return fail_errno(what, EISDIR);
     return fail(std::move(got).error().with_context(what));
   }
-  bool whole = *got == 0;
-  if (*got > 0 && *got <= bs) {
+  if (*got > bs) return std::optional<std::size_t>();
+  if (*got > 0) {
     // A short read ends at EOF on disk filesystems, but procfs or FUSE direct I/O may stop
     // early: only a 0-byte read proves EOF.
     std::byte next{};
     auto more = sys::pread_some(fd, std::span(&next, 1), *got);
     if (!more) return fail(std::move(more).error().with_context(what));
-    whole = *more == 0;
+    if (*more != 0) return std::optional<std::size_t>();
   }
-  if (whole) {
+  return std::optional(*got);
+}
+
+Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint64_t max_size,
+                                              const std::string& what, unsigned threads) {
+  CFS_TRY(validate(p));
+  // First look: most files of a tree fit in a block, and then two preads are all the I/O, so
+  // many small files go at the speed of open/read/close. The buffer is per thread, so nothing
+  // is allocated per file.
+  const std::size_t bs = p.block_size;
+  thread_local std::vector<std::byte> head;
+  if (head.size() < bs + 1) head.resize(bs + 1);
+  auto small = read_one_block(fd, p, head, what);
+  if (!small) {
+    if (small.error().is_errno(ESPIPE)) return digest_stream(fd, p, what);  // pipes, sockets
+    return fail(std::move(small).error());
+  }
+  if (*small) {
     std::uint8_t root[64] = {};
-    if (*got > 0)
-      detail::cached_hasher(p).hash_tail(reinterpret_cast<const std::uint8_t*>(head.data()), *got,
-                                         root);
-    return std::optional(detail::descriptor_digest(p, *got, root));
+    if (**small > 0)
+      detail::cached_hasher(p).hash_tail(reinterpret_cast<const std::uint8_t*>(head.data()),
+                                         **small, root);
+    return std::optional(detail::descriptor_digest(p, **small, root));
   }
 
   CFS_ASSIGN(struct stat st, sys::fstat(fd, what));

@@ -71,6 +71,17 @@ class Differential(unittest.TestCase):
                 self.assertEqual(got, want, f"threads={threads}")
             compact = cfs("digest", "--compact", *paths, check=True).stdout.decode()
             self.assertEqual(compact, fsverity("--compact", *paths))
+            # Other parameters through the batched small-file path too.
+            args = ["--hash-alg=sha512", "--block-size=1024", "--salt=00112233"]
+            self.assertEqual(cfs("digest", *args, *paths, check=True).stdout.decode(),
+                             fsverity(*args, *paths))
+            # A failing entry in the middle of a batch: the others are still reported, in order.
+            sub = os.path.join(d, "subdir")
+            os.mkdir(sub)
+            p = cfs("digest", *paths[:7], sub, *paths[7:20])
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(p.stdout.decode(), fsverity(*paths[:7], *paths[7:20]))
+            self.assertIn(sub.encode(), p.stderr)
 
     def test_stdin_pipe(self):
         data = random.Random(9).randbytes(300000)

@@ -109,6 +109,13 @@ inline constexpr std::size_t kSmallBatchMax = 16;
 void digest_small_many(std::span<const std::span<const std::byte>> inputs, const Params& p,
                        std::span<Digest> out);
 
+/// Reads a file of at most one block whole, from offset 0, into `buf` (block_size + 1 bytes or
+/// more): its size, or nullopt when it holds more, or cannot be read with pread (pipes), so a
+/// caller can collect small files for digest_small_many() and pass the rest to digest_fd().
+/// Costs two preads (the second proves EOF) and no fstat.
+Result<std::optional<std::size_t>> read_one_block(int fd, const Params& p, std::span<std::byte> buf,
+                                                  const std::string& what);
+
 /// Digest of an open file from offset 0 to EOF. Large files are split over `threads` threads
 /// (0 = all available CPUs). I/O errors are returned with `what` as context.
 Result<Digest> digest_fd(int fd, const Params& p, const std::string& what, unsigned threads = 0);

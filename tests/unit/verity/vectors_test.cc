@@ -241,6 +241,16 @@ TEST(Vectors, DigestFdUpToLeavesOnlyLargerFiles) {
                static_cast<std::streamsize>(data.size()));
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     ASSERT_GE(fd, 0);
+    std::vector<std::byte> block(p.block_size + 1);
+    auto small = read_one_block(fd, p, block, path);
+    ASSERT_TRUE(small) << small.error().message();
+    if (data.size() <= p.block_size) {
+      ASSERT_TRUE(small->has_value());
+      ASSERT_EQ(**small, data.size());
+      EXPECT_TRUE(std::equal(data.begin(), data.end(), block.begin()));
+    } else {
+      EXPECT_FALSE(small->has_value());
+    }
     auto at_size = digest_fd_up_to(fd, p, data.size(), path, 1);
     ASSERT_TRUE(at_size) << at_size.error().message();
     ASSERT_TRUE(at_size->has_value());
