@@ -359,6 +359,22 @@ class Mkcomposefs(unittest.TestCase):
         self.assertIn(blocker.encode(), p.stderr)
         self.assertFalse(os.path.exists(img))
 
+    def test_store_failure_during_the_scan(self):
+        # Objects are added while the tree is scanned: a store that fails half way (here a
+        # fan-out "directory" that is a file) stops the build with the store's error, and no
+        # image appears.
+        store = self.path("store")
+        os.makedirs(store)
+        victim = fsverity_digest(os.path.join(self.src, "dup-a"))
+        with open(os.path.join(store, victim[:2]), "wb") as f:
+            f.write(b"in the way")
+        img = self.path("img")
+        p = mk("--digest-store=" + store, self.src, img, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"cannot fill store", p.stderr)
+        self.assertIn(store.encode(), p.stderr)
+        self.assertFalse(os.path.exists(img))
+
     # --- the digest store ------------------------------------------------------------------
 
     def store_listing(self, store):
