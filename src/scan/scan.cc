@@ -101,6 +101,8 @@ class Scanner {
   Status queue_small(int dirfd, const std::string& name, std::string relpath, std::size_t index,
                      std::uint64_t size, SmallBatch& batch);
   Status flush_small(DirRec& dir, SmallBatch& batch);
+  Status record_digest(Node& node, const verity::Digest& d, std::uint64_t size, int fd,
+                       std::span<const std::byte> content, const std::string& relpath);
   Status read_xattrs(int dirfd, const std::string& name, const std::string& relpath, Node& node);
   Status digest_file(int dirfd, const std::string& name, const std::string& relpath, Node& node);
   Status scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs, std::vector<FileTask>& deferred);
@@ -172,15 +174,19 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
   } else {
     CFS_ASSIGN(d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
   }
+  return record_digest(node, d, node.size, fd->get(), content, relpath);
+}
+
+Status Scanner::record_digest(Node& node, const verity::Digest& d, std::uint64_t size, int fd,
+                              std::span<const std::byte> content, const std::string& relpath) {
   Sha256Digest sd;
   std::memcpy(sd.data(), d.bytes.data(), sd.size());
   node.digest = sd;  // the payload string is made in assemble(), on the main thread
   if (opts_.counters) {
     opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
-    opts_.counters->bytes_digested.fetch_add(node.size, std::memory_order_relaxed);
+    opts_.counters->bytes_digested.fetch_add(size, std::memory_order_relaxed);
   }
-  if (opts_.sink != nullptr)
-    CFS_TRY(opts_.sink->file_digested(sd, fd->get(), content, display(relpath)));
+  if (opts_.sink != nullptr) return opts_.sink->file_digested(sd, fd, content, display(relpath));
   return {};
 }
 
@@ -207,17 +213,9 @@ Status Scanner::flush_small(DirRec& dir, SmallBatch& batch) {
   std::array<verity::Digest, verity::kSmallBatchMax> out;
   for (std::size_t i = 0; i < n; ++i) in[i] = std::span(batch.slot(i), batch.size[i]);
   verity::digest_small_many(std::span(in.data(), n), verity::Params{}, std::span(out.data(), n));
-  for (std::size_t i = 0; i < n; ++i) {
-    Sha256Digest sd;
-    std::memcpy(sd.data(), out[i].bytes.data(), sd.size());
-    dir.entries[batch.index[i]].node.digest = sd;
-    if (opts_.counters) {
-      opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
-      opts_.counters->bytes_digested.fetch_add(batch.size[i], std::memory_order_relaxed);
-    }
-    if (opts_.sink != nullptr)
-      CFS_TRY(opts_.sink->file_digested(sd, -1, in[i], display(batch.relpath[i])));
-  }
+  for (std::size_t i = 0; i < n; ++i)
+    CFS_TRY(record_digest(dir.entries[batch.index[i]].node, out[i], batch.size[i], -1, in[i],
+                          batch.relpath[i]));
   return {};
 }
 

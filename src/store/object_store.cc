@@ -117,31 +117,29 @@ Result<bool> ObjectStore::copy_direct(int dst_fd, int src_fd, std::uint64_t size
     return false;
   }
   std::byte* buf = direct_buffer();
-  const std::uint64_t aligned = size / kDirectAlign * kDirectAlign;
-  std::uint64_t off = 0;
-  while (off < aligned) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kDirectChunk, aligned - off));
+  // Copies [off, off + n) through buf; the write's error is returned as is.
+  auto piece = [&](std::uint64_t off, std::size_t n) -> Result<Status> {
     CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
     if (got != n) return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
-    auto w = sys::pwrite_all(dst_fd, std::span<const std::byte>(buf, n), off);
-    if (!w) {
-      if (off == 0 && w.error().is_errno(EINVAL)) {
-        // The filesystem takes O_DIRECT but not this alignment: buffered copies from now on.
-        direct_ok_->store(false, std::memory_order_relaxed);
-        CFS_TRY(sys::set_direct_io(dst_fd, false));
-        return false;
-      }
-      return fail(std::move(w).error().with_context("object store " + path_));
+    return sys::pwrite_all(dst_fd, std::span<const std::byte>(buf, n), off);
+  };
+  const std::uint64_t aligned = size / kDirectAlign * kDirectAlign;
+  for (std::uint64_t off = 0; off < aligned;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kDirectChunk, aligned - off));
+    CFS_ASSIGN(Status w, piece(off, n));
+    if (!w && off == 0 && w.error().is_errno(EINVAL)) {
+      // The filesystem takes O_DIRECT but not this alignment: buffered copies from now on.
+      direct_ok_->store(false, std::memory_order_relaxed);
+      CFS_TRY(sys::set_direct_io(dst_fd, false));
+      return false;
     }
+    if (!w) return fail(std::move(w).error().with_context("object store " + path_));
     off += n;
   }
   // The tail that is not a whole block goes through the page cache.
   CFS_TRY(sys::set_direct_io(dst_fd, false));
-  if (off < size) {
-    const auto n = static_cast<std::size_t>(size - off);
-    CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
-    if (got != n) return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
-    auto w = sys::pwrite_all(dst_fd, std::span<const std::byte>(buf, n), off);
+  if (aligned < size) {
+    CFS_ASSIGN(Status w, piece(aligned, static_cast<std::size_t>(size - aligned)));
     if (!w) return fail(std::move(w).error().with_context("object store " + path_));
   }
   return true;
