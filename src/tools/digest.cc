@@ -211,14 +211,11 @@ void digest_all(const Options& o, const verity::Params& p, bool measure, unsigne
         for (std::size_t k = 0; k < pending; ++k) out[which[k]].digest = digests[k];
       }
     };
-    if (parallel) {
-      std::vector<std::jthread> pool;
+    std::vector<std::jthread> pool;
+    if (parallel)
       for (unsigned t = 1; t < std::min<std::size_t>(threads, (n + kRun - 1) / kRun); ++t)
         pool.emplace_back(worker);
-      worker();
-    } else {
-      worker();
-    }
+    worker();
   }
   for (std::size_t i = 0; i < n; ++i)
     if (out[i].deferred) out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
