@@ -344,13 +344,7 @@ Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint
     if (small.error().is_errno(ESPIPE)) return digest_stream(fd, p, what);  // pipes, sockets
     return fail(std::move(small).error());
   }
-  if (*small) {
-    std::uint8_t root[64] = {};
-    if (**small > 0)
-      detail::cached_hasher(p).hash_tail(reinterpret_cast<const std::uint8_t*>(head.data()),
-                                         **small, root);
-    return std::optional(detail::descriptor_digest(p, **small, root));
-  }
+  if (*small) return std::optional(digest_bytes(std::span(head.data(), **small), p));
 
   CFS_ASSIGN(struct stat st, sys::fstat(fd, what));
   // Character devices, and regular files whose size says nothing (procfs) or no longer matches
