@@ -54,21 +54,28 @@ struct FileTask {
   std::string relpath;
 };
 
-// Files of at most one Merkle block are most files of a system tree; hashed one at a time a
-// SHA-NI core idles half the time, so a directory's small files are read into slots and
-// digested kSmallBatchMax at a time (verity::digest_small_many).
-constexpr std::size_t kSmallMax = 4096;
-constexpr std::size_t kSmallSlot = kSmallMax + 1;  // one byte more to notice a file that grew
+// Most files of a system tree are small; hashed one at a time a SHA-NI core idles half the
+// time. A directory's files with trees of at most two levels (up to 512 KiB) are read into a
+// per-thread buffer and digested together, every level interleaved across them
+// (verity::digest_small_many), 16 files or 1 MiB at a time.
+constexpr std::size_t kSmallMax = 512 * 1024;
+constexpr std::size_t kBatchBytes = 1 << 20;
 
 struct SmallBatch {
   std::size_t count = 0;
+  std::size_t used = 0;                                     // bytes of buffer() filled
   std::array<std::size_t, verity::kSmallBatchMax> index{};  // into DirRec::entries
+  std::array<std::size_t, verity::kSmallBatchMax> offset{};
   std::array<std::size_t, verity::kSmallBatchMax> size{};
   std::array<std::string, verity::kSmallBatchMax> relpath;
-  std::byte* slot(std::size_t i) const {
+  bool full() const { return count == verity::kSmallBatchMax || used >= kBatchBytes; }
+  // Room for a batch just under the threshold plus the largest file and one byte more, read
+  // to notice a file that grew.
+  static std::span<std::byte> buffer() {
+    constexpr std::size_t kSize = kBatchBytes + kSmallMax + 1;
     thread_local std::unique_ptr<std::byte[]> buf;
-    if (!buf) buf = std::make_unique<std::byte[]>(kSmallSlot * verity::kSmallBatchMax);
-    return buf.get() + i * kSmallSlot;
+    if (!buf) buf = std::make_unique<std::byte[]>(kSize);
+    return {buf.get(), kSize};
   }
 };
 
@@ -195,12 +202,15 @@ Status Scanner::queue_small(int dirfd, const std::string& name, std::string relp
   auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
   if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
   const std::size_t i = batch.count;
-  CFS_ASSIGN(std::size_t got, sys::pread_full(fd->get(), std::span(batch.slot(i), kSmallSlot), 0));
+  const std::span<std::byte> room = SmallBatch::buffer().subspan(batch.used, size + 1);
+  CFS_ASSIGN(std::size_t got, sys::pread_full(fd->get(), room, 0));
   if (got != size)
     return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
   batch.index[i] = index;
+  batch.offset[i] = batch.used;
   batch.size[i] = got;
   batch.relpath[i] = std::move(relpath);
+  batch.used += got;
   ++batch.count;
   return {};
 }
@@ -209,9 +219,11 @@ Status Scanner::flush_small(DirRec& dir, SmallBatch& batch) {
   const std::size_t n = batch.count;
   if (n == 0) return {};
   batch.count = 0;
+  batch.used = 0;
   std::array<std::span<const std::byte>, verity::kSmallBatchMax> in;
   std::array<verity::Digest, verity::kSmallBatchMax> out;
-  for (std::size_t i = 0; i < n; ++i) in[i] = std::span(batch.slot(i), batch.size[i]);
+  for (std::size_t i = 0; i < n; ++i)
+    in[i] = SmallBatch::buffer().subspan(batch.offset[i], batch.size[i]);
   verity::digest_small_many(std::span(in.data(), n), verity::Params{}, std::span(out.data(), n));
   for (std::size_t i = 0; i < n; ++i)
     CFS_TRY(record_digest(dir.entries[batch.index[i]].node, out[i], batch.size[i], -1, in[i],
@@ -315,7 +327,7 @@ Status Scanner::scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs,
       if (small) {
         CFS_TRY(queue_small(fd->get(), name, relpath, dir.entries.size() - 1,
                             static_cast<std::uint64_t>(st->st_size), batch));
-        if (batch.count == verity::kSmallBatchMax) CFS_TRY(flush_small(dir, batch));
+        if (batch.full()) CFS_TRY(flush_small(dir, batch));
       }
       if (S_ISDIR(st->st_mode)) {
         rec.dir = std::make_unique<DirRec>();

@@ -252,6 +252,10 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
   return h.finish();
 }
 
+std::size_t small_many_max(const Params& p) noexcept {
+  return std::size_t{p.block_size} * (p.block_size / digest_size(p.alg));
+}
+
 void digest_small_many(std::span<const std::span<const std::byte>> inputs, const Params& p,
                        std::span<Digest> out) {
   const std::size_t n = inputs.size();
@@ -259,24 +263,52 @@ void digest_small_many(std::span<const std::span<const std::byte>> inputs, const
     throw std::invalid_argument("digest_small_many: too many inputs");
   const std::size_t bs = p.block_size;
   const std::size_t ds = digest_size(p.alg);
-  // Leaves: each input zero-padded to a whole block (what hash_tail does one at a time).
-  thread_local std::vector<std::uint8_t> blocks;
-  blocks.resize(kSmallBatchMax * bs);
-  const std::uint8_t* leaf_in[kSmallBatchMax];
-  std::uint8_t roots[kSmallBatchMax][64] = {};
-  std::uint8_t* leaf_out[kSmallBatchMax];
-  std::size_t leaves = 0;
+  const detail::BlockHasher& bh = detail::cached_hasher(p);
+  // Every input has at most two tree levels: its leaves, and (from two leaves on) one block of
+  // leaf hashes whose hash is the root. Each level is hashed for all inputs at once: whole
+  // blocks straight from the inputs, the last partial block of each zero-padded in `tails`.
+  thread_local std::vector<std::uint8_t> tails, level1;
+  thread_local std::vector<const std::uint8_t*> leaf_in;
+  thread_local std::vector<std::uint8_t*> leaf_out;
+  tails.resize(kSmallBatchMax * bs);
+  level1.assign(kSmallBatchMax * bs, 0);
+  leaf_in.clear();
+  leaf_out.clear();
+  std::size_t nblocks[kSmallBatchMax];
   for (std::size_t i = 0; i < n; ++i) {
-    if (inputs[i].size() > bs) throw std::invalid_argument("digest_small_many: input too large");
-    if (inputs[i].empty()) continue;  // the empty file's root hash is all zeros
-    std::uint8_t* b = blocks.data() + leaves * bs;
-    std::memcpy(b, inputs[i].data(), inputs[i].size());
-    std::memset(b + inputs[i].size(), 0, bs - inputs[i].size());
-    leaf_in[leaves] = b;
-    leaf_out[leaves] = roots[i];
-    ++leaves;
+    const auto* data = reinterpret_cast<const std::uint8_t*>(inputs[i].data());
+    const std::size_t size = inputs[i].size();
+    if (size > small_many_max(p)) throw std::invalid_argument("digest_small_many: input too large");
+    nblocks[i] = (size + bs - 1) / bs;
+    for (std::size_t j = 0; j < nblocks[i]; ++j) {
+      const std::size_t off = j * bs;
+      if (size - off >= bs) {
+        leaf_in.push_back(data + off);
+      } else {
+        std::uint8_t* t = tails.data() + i * bs;
+        std::memcpy(t, data + off, size - off);
+        std::memset(t + (size - off), 0, bs - (size - off));
+        leaf_in.push_back(t);
+      }
+      leaf_out.push_back(level1.data() + i * bs + j * ds);
+    }
   }
-  detail::cached_hasher(p).hash_gather(leaf_in, leaves, leaf_out);
+  bh.hash_gather(leaf_in.data(), leaf_in.size(), leaf_out.data());
+  // Roots: the leaf hash itself for one block, else the hash of the (zero-padded) level block;
+  // all zeros for the empty input.
+  std::uint8_t roots[kSmallBatchMax][64] = {};
+  const std::uint8_t* top_in[kSmallBatchMax];
+  std::uint8_t* top_out[kSmallBatchMax];
+  std::size_t tops = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (nblocks[i] == 1) {
+      std::memcpy(roots[i], level1.data() + i * bs, ds);
+    } else if (nblocks[i] > 1) {
+      top_in[tops] = level1.data() + i * bs;
+      top_out[tops++] = roots[i];
+    }
+  }
+  bh.hash_gather(top_in, tops, top_out);
   // Descriptors, all the same length: hashed interleaved too.
   Descriptor desc[kSmallBatchMax];
   const std::uint8_t* desc_in[kSmallBatchMax];

@@ -102,10 +102,14 @@ Digest digest_bytes(std::span<const std::byte> data, const Params& p = {});
 /// Most inputs one digest_small_many() call takes.
 inline constexpr std::size_t kSmallBatchMax = 16;
 
-/// out[i] = digest_bytes(inputs[i], p) for up to kSmallBatchMax inputs of at most one block
-/// each (e.g. many small files), hashed interleaved: one such input alone leaves the SHA
-/// units mostly idle, several at once keep them busy. Throws std::invalid_argument on more
-/// inputs or a larger one.
+/// Largest input digest_small_many() takes: one tree block of leaf hashes' worth of data, so
+/// the tree has at most two levels (512 KiB for SHA-256 with 4 KiB blocks).
+std::size_t small_many_max(const Params& p) noexcept;
+
+/// out[i] = digest_bytes(inputs[i], p) for up to kSmallBatchMax inputs of at most
+/// small_many_max(p) bytes each (e.g. the files of a directory), every tree level hashed for
+/// all inputs at once, interleaved: one small input alone leaves the SHA units mostly idle.
+/// Throws std::invalid_argument on more inputs or a larger one.
 void digest_small_many(std::span<const std::span<const std::byte>> inputs, const Params& p,
                        std::span<Digest> out);
 

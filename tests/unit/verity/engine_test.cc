@@ -91,8 +91,12 @@ TEST(Engine, SmallBatchMatchesOneAtATimeOnEveryEngine) {
     const Params p = random_params(rng);
     std::vector<std::vector<std::byte>> data;
     const std::size_t n = 1 + rng() % kSmallBatchMax;
-    for (std::size_t i = 0; i < n; ++i)
-      data.push_back(random_bytes(rng, rng() % (p.block_size + 1)));
+    // Up to one block (most often), or up to a two-level tree (capped to keep the test fast).
+    const std::size_t cap = std::min<std::size_t>(small_many_max(p), std::size_t{1} << 20);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t max = rng() % 3 == 0 ? cap : p.block_size;
+      data.push_back(random_bytes(rng, rng() % (max + 1)));
+    }
     std::vector<std::span<const std::byte>> in(data.begin(), data.end());
     ASSERT_TRUE(set_engine(Engine::kPortable));
     std::vector<Digest> want;
@@ -104,6 +108,10 @@ TEST(Engine, SmallBatchMatchesOneAtATimeOnEveryEngine) {
       EXPECT_EQ(got, want) << engine_name(e) << " round " << round;
     }
   }
+  std::vector<std::byte> big(small_many_max(Params{}) + 1);
+  std::vector<std::span<const std::byte>> too_big{big};
+  std::vector<Digest> one(1);
+  EXPECT_THROW(digest_small_many(too_big, Params{}, one), std::invalid_argument);
   std::vector<Digest> out(kSmallBatchMax + 1);
   std::vector<std::span<const std::byte>> too_many(kSmallBatchMax + 1);
   EXPECT_THROW(digest_small_many(too_many, Params{}, out), std::invalid_argument);
