@@ -374,6 +374,17 @@ class Mkcomposefs(unittest.TestCase):
         self.assertIn(b"cannot fill store", p.stderr)
         self.assertIn(store.encode(), p.stderr)
         self.assertFalse(os.path.exists(img))
+        # The same for a file of 1 MiB or more, which a separate thread copies.
+        os.unlink(os.path.join(store, victim[:2]))
+        big = os.path.join(self.src, "big")
+        write(big, bytes(range(256)) * 6000, 0o644)
+        victim = fsverity_digest(big)
+        with open(os.path.join(store, victim[:2]), "wb") as f:
+            f.write(b"in the way")
+        p = mk("--digest-store=" + store, self.src, img, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"cannot fill store", p.stderr)
+        self.assertFalse(os.path.exists(img))
 
     # --- the digest store ------------------------------------------------------------------
 
