@@ -125,9 +125,10 @@ CFS_SHA_INLINE void unrolled(F&& f) {
 }
 
 // N independent messages, each `nblk` 64-byte blocks from a common start state, then the shared
-// padding block. The N instruction streams interleave and keep several SHA units busy; states
-// and message schedules need 6 registers per lane, so from 3 lanes on some live in memory, which
-// costs less than the latency chains it hides (bench/verity_bench).
+// padding block. The N instruction streams interleave and keep the SHA unit's pipeline full (a
+// sha256rnds2 waits ~4 cycles for its predecessor; the unit takes one every ~2). States and
+// message schedules need 6 registers per lane, so from 3 lanes on some live in memory, which
+// costs less than the latency it hides (bench/README.md).
 template <unsigned N>
 CFS_SHA_TARGET __attribute__((flatten)) void lanes(const Sha256Plan& plan,
                                                    const std::uint8_t* const* msg, std::size_t nblk,
