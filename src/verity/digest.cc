@@ -271,7 +271,7 @@ void digest_small_many(std::span<const std::span<const std::byte>> inputs, const
   thread_local std::vector<const std::uint8_t*> leaf_in;
   thread_local std::vector<std::uint8_t*> leaf_out;
   tails.resize(kSmallBatchMax * bs);
-  level1.assign(kSmallBatchMax * bs, 0);
+  level1.resize(kSmallBatchMax * bs);
   leaf_in.clear();
   leaf_out.clear();
   std::size_t nblocks[kSmallBatchMax];
@@ -280,6 +280,8 @@ void digest_small_many(std::span<const std::span<const std::byte>> inputs, const
     const std::size_t size = inputs[i].size();
     if (size > small_many_max(p)) throw std::invalid_argument("digest_small_many: input too large");
     nblocks[i] = (size + bs - 1) / bs;
+    // The level block of leaf hashes is zero-padded after the last hash.
+    std::memset(level1.data() + i * bs + nblocks[i] * ds, 0, bs - nblocks[i] * ds);
     for (std::size_t j = 0; j < nblocks[i]; ++j) {
       const std::size_t off = j * bs;
       if (size - off >= bs) {
