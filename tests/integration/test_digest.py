@@ -124,13 +124,7 @@ class CommandLine(unittest.TestCase):
         self.dir_cm.__exit__(None, None, None)
 
     def expect_error(self, args, rc, *needles):
-        p = cfs(*args)
-        err = p.stderr.decode()
-        self.assertEqual(p.returncode, rc, f"{args}: {err}")
-        self.assertTrue(err.startswith("cfs: error: "), err)
-        for n in needles:
-            self.assertIn(n, err)
-        return p
+        return t.expect_cli_error(self, args, rc, *needles)
 
     def test_known_digest_and_formats(self):
         # From `fsverity digest` (fsverity-utils 1.5) of the same 6 bytes.

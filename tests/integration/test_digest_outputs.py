@@ -153,13 +153,7 @@ class Errors(unittest.TestCase):
         self.dir_cm.__exit__(None, None, None)
 
     def expect_error(self, args, rc, *needles):
-        p = cfs("digest", *args)
-        err = p.stderr.decode()
-        self.assertEqual(p.returncode, rc, f"{args}: {err}")
-        self.assertTrue(err.startswith("cfs: error: "), err)
-        for n in needles:
-            self.assertIn(n, err)
-        return p
+        return t.expect_cli_error(self, ["digest", *args], rc, *needles)
 
     def assert_nothing_written(self):
         self.assertEqual(sorted(os.listdir(self.dir)), ["in"], "output or temp file left")

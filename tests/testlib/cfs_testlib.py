@@ -48,6 +48,18 @@ def run(args, check=True, input=None, env=None, **kw):
     return p
 
 
+def expect_cli_error(case, args, rc, *needles):
+    """Runs `cfs ARGS`; asserts exit status `rc`, a "cfs: error: " message containing every
+    needle, and returns the process."""
+    p = run([tool("cfs"), *args], check=False)
+    err = p.stderr.decode()
+    case.assertEqual(p.returncode, rc, f"{args}: {err}")
+    case.assertTrue(err.startswith("cfs: error: "), err)
+    for n in needles:
+        case.assertIn(n, err)
+    return p
+
+
 def require_root():
     if os.geteuid() != 0:
         skip("needs root")
