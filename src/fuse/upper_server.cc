@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// FUSE glue of the writable mount (vfs::Merged): one noexcept trampoline per operation.
+// FUSE glue of the writable mount (vfs::MergedFs): one noexcept trampoline per operation.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,7 +21,9 @@ constexpr double kTimeout = 1.0;
 // Attributes are not cached: a copy-up or a change through another name makes them stale.
 constexpr double kAttrTimeout = 0.0;
 
-vfs::Merged& fs_of(fuse_req_t req) { return *static_cast<vfs::Merged*>(fuse_req_userdata(req)); }
+vfs::MergedFs& fs_of(fuse_req_t req) {
+  return *static_cast<vfs::MergedFs*>(fuse_req_userdata(req));
+}
 
 vfs::Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
@@ -339,7 +341,7 @@ fuse_lowlevel_ops make_ops() {
 
 }  // namespace
 
-Status serve(std::unique_ptr<vfs::Merged> fs, const ServeOptions& opts) {
+Status serve(std::unique_ptr<vfs::MergedFs> fs, const ServeOptions& opts) {
   static const fuse_lowlevel_ops ops = make_ops();
   return run_session(ops, fs.get(), opts, true);
 }

@@ -198,7 +198,7 @@ int run_fuse_mount(int argc, char** argv) {
   }
   Status st;
   if (!p.upperdir.empty()) {
-    auto merged = vfs::Merged::open(std::move(*fs), p.upperdir, p.workdir);
+    auto merged = vfs::MergedFs::open(std::move(*fs), p.upperdir, p.workdir);
     if (!merged) {
       fmt::print(stderr, "{}: error: {}: {}\n", prog, p.upperdir, merged.error().message());
       return kExitFailure;

@@ -127,7 +127,7 @@ Status apply_meta(const std::string& path, const struct stat& st,
 
 }  // namespace
 
-struct Merged::UpperState {
+struct MergedFs::UpperState {
   std::optional<struct stat> st;
   bool opaque = false;
   bool visible() const { return st && !is_whiteout(*st); }
@@ -135,7 +135,7 @@ struct Merged::UpperState {
   bool is_dir() const { return st && S_ISDIR(st->st_mode); }
 };
 
-struct Merged::State {
+struct MergedFs::State {
   UpperState u;
   std::optional<struct stat> l;  ///< lower entry at this path not hidden by an ancestor
   bool exists() const { return u.visible() || (!u.st && l); }
@@ -148,17 +148,17 @@ struct Merged::State {
   }
 };
 
-Merged::Merged(std::unique_ptr<Filesystem> lower, std::string upper, std::string work)
+MergedFs::MergedFs(std::unique_ptr<Filesystem> lower, std::string upper, std::string work)
     : lower_(std::move(lower)), upper_(std::move(upper)), work_(std::move(work)) {
-  paths_[kRootNode] = "";
-  nodes_[""] = kRootNode;
+  paths_[kMergedRoot] = "";
+  nodes_[""] = kMergedRoot;
 }
 
-Merged::~Merged() = default;
+MergedFs::~MergedFs() = default;
 
-Result<std::unique_ptr<Merged>> Merged::open(std::unique_ptr<Filesystem> lower,
-                                             const std::string& upperdir,
-                                             const std::string& workdir) {
+Result<std::unique_ptr<MergedFs>> MergedFs::open(std::unique_ptr<Filesystem> lower,
+                                                 const std::string& upperdir,
+                                                 const std::string& workdir) {
   CFS_ASSIGN(struct stat ust, sys::stat(upperdir));
   CFS_ASSIGN(struct stat wst, sys::stat(workdir));
   if (!S_ISDIR(ust.st_mode)) return fail_errno("upperdir " + upperdir, ENOTDIR);
@@ -176,12 +176,14 @@ Result<std::unique_ptr<Merged>> Merged::open(std::unique_ptr<Filesystem> lower,
   std::error_code ec;
   std::filesystem::remove_all(scratch, ec);
   if (::mkdir(scratch.c_str(), 0700) != 0) return fail_errno("mkdir " + scratch);
-  return std::unique_ptr<Merged>(new Merged(std::move(lower), us, scratch));
+  return std::unique_ptr<MergedFs>(new MergedFs(std::move(lower), us, scratch));
 }
 
-std::string Merged::up(const std::string& p) const { return p.empty() ? upper_ : upper_ + "/" + p; }
+std::string MergedFs::up(const std::string& p) const {
+  return p.empty() ? upper_ : upper_ + "/" + p;
+}
 
-Result<Merged::UpperState> Merged::upper_state(const std::string& p) const {
+Result<MergedFs::UpperState> MergedFs::upper_state(const std::string& p) const {
   UpperState s;
   CFS_ASSIGN(s.st, lstat_opt(up(p)));
   if (s.is_dir()) {
@@ -192,7 +194,7 @@ Result<Merged::UpperState> Merged::upper_state(const std::string& p) const {
 }
 
 // The lower entry at p, unless an upper ancestor hides it (whiteout, non-directory, opaque).
-Result<std::optional<struct stat>> Merged::lower_at(const std::string& p) const {
+Result<std::optional<struct stat>> MergedFs::lower_at(const std::string& p) const {
   CFS_ASSIGN(auto root, upper_state(""));
   if (root.opaque && !p.empty()) return std::optional<struct stat>();
   CFS_ASSIGN(struct stat cur, lower_->getattr(lower_->root()));
@@ -217,7 +219,7 @@ Result<std::optional<struct stat>> Merged::lower_at(const std::string& p) const 
 
 // The lower entry at p, ignoring the upper layer (for redirects: the kernel resolves them in
 // the lower layers only).
-Result<std::optional<struct stat>> Merged::lower_raw(const std::string& p) const {
+Result<std::optional<struct stat>> MergedFs::lower_raw(const std::string& p) const {
   CFS_ASSIGN(struct stat cur, lower_->getattr(lower_->root()));
   for (const auto& c : components(p)) {
     auto r = lower_->lookup(cur.st_ino, c);
@@ -231,7 +233,7 @@ Result<std::optional<struct stat>> Merged::lower_raw(const std::string& p) const
   return std::optional<struct stat>(cur);
 }
 
-Result<Merged::State> Merged::state(const std::string& p) const {
+Result<MergedFs::State> MergedFs::state(const std::string& p) const {
   State s;
   CFS_ASSIGN(s.u, upper_state(p));
   // Also under an upper non-directory: unlink and rename need to know whether to leave a
@@ -241,7 +243,7 @@ Result<Merged::State> Merged::state(const std::string& p) const {
 }
 
 // Lower path an upper metacopy file takes its data from: its redirect, or its own path.
-Result<std::string> Merged::origin_of(const std::string& p) const {
+Result<std::string> MergedFs::origin_of(const std::string& p) const {
   CFS_ASSIGN(auto r, lget(up(p), kRedirectXattr));
   if (!r) return p;
   if (r->empty() || (*r)[0] != '/') return fail(err("relative redirect in upper " + p, EIO));
@@ -250,7 +252,7 @@ Result<std::string> Merged::origin_of(const std::string& p) const {
   return rel;
 }
 
-Result<struct stat> Merged::stat_of(const std::string& p, const State& s) const {
+Result<struct stat> MergedFs::stat_of(const std::string& p, const State& s) const {
   if (!s.exists()) return fail(err("lookup " + p, ENOENT));
   if (!s.u.visible()) return *s.l;
   struct stat st = *s.u.st;
@@ -270,19 +272,19 @@ Result<struct stat> Merged::stat_of(const std::string& p, const State& s) const 
   return st;
 }
 
-NodeId Merged::node_for(const std::string& p) {
+MergedNode MergedFs::node_for(const std::string& p) {
   auto [it, added] = nodes_.try_emplace(p, next_node_);
   if (added) paths_[next_node_++] = p;
   return it->second;
 }
 
-Result<std::string> Merged::path_of(NodeId n) const {
+Result<std::string> MergedFs::path_of(MergedNode n) const {
   auto it = paths_.find(n);
   if (it == paths_.end()) return fail(err("node " + std::to_string(n), ESTALE));
   return it->second;
 }
 
-void Merged::forget_path(const std::string& p) {
+void MergedFs::forget_path(const std::string& p) {
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     const auto& k = it->first;
     if (k == p || (k.size() > p.size() && k.compare(0, p.size(), p) == 0 && k[p.size()] == '/')) {
@@ -294,9 +296,9 @@ void Merged::forget_path(const std::string& p) {
   }
 }
 
-void Merged::move_path(const std::string& from, const std::string& to) {
+void MergedFs::move_path(const std::string& from, const std::string& to) {
   forget_path(to);
-  std::vector<std::pair<std::string, NodeId>> moved;
+  std::vector<std::pair<std::string, MergedNode>> moved;
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     const auto& k = it->first;
     if (k == from ||
@@ -313,7 +315,7 @@ void Merged::move_path(const std::string& from, const std::string& to) {
   }
 }
 
-Result<std::string> Merged::child(NodeId parent, std::string_view name) const {
+Result<std::string> MergedFs::child(MergedNode parent, std::string_view name) const {
   if (name.empty() || name.size() > 255 || name == "." || name == ".." ||
       name.find('/') != std::string_view::npos)
     return fail(err("bad name", EINVAL));
@@ -321,16 +323,16 @@ Result<std::string> Merged::child(NodeId parent, std::string_view name) const {
   return join(dir, name);
 }
 
-std::string Merged::temp_path() { return work_ + "/#" + std::to_string(next_temp_++); }
+std::string MergedFs::temp_path() { return work_ + "/#" + std::to_string(next_temp_++); }
 
-Result<struct stat> Merged::getattr(NodeId n) {
+Result<struct stat> MergedFs::getattr(MergedNode n) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   CFS_ASSIGN(State s, state(p));
   return stat_of(p, s);
 }
 
-Result<MergedEntry> Merged::lookup(NodeId parent, std::string_view name) {
+Result<MergedEntry> MergedFs::lookup(MergedNode parent, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string dir, path_of(parent));
   CFS_ASSIGN(State ds, state(dir));
@@ -344,7 +346,7 @@ Result<MergedEntry> Merged::lookup(NodeId parent, std::string_view name) {
   return MergedEntry{node_for(p), st};
 }
 
-Result<std::string> Merged::readlink(NodeId n) {
+Result<std::string> MergedFs::readlink(MergedNode n) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   CFS_ASSIGN(State s, state(p));
@@ -354,7 +356,7 @@ Result<std::string> Merged::readlink(NodeId n) {
   return lower_->readlink(s.l->st_ino);
 }
 
-Result<std::vector<MergedDirent>> Merged::list_path(const std::string& p) const {
+Result<std::vector<MergedDirent>> MergedFs::list_path(const std::string& p) const {
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("readdir", ENOENT));
   if (s.type() != S_IFDIR) return fail(err("readdir", ENOTDIR));
@@ -402,13 +404,13 @@ Result<std::vector<MergedDirent>> Merged::list_path(const std::string& p) const 
   return out;
 }
 
-Result<std::vector<MergedDirent>> Merged::list_dir(NodeId n) {
+Result<std::vector<MergedDirent>> MergedFs::list_dir(MergedNode n) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   return list_path(p);
 }
 
-Result<std::vector<std::string>> Merged::listxattr(NodeId n) {
+Result<std::vector<std::string>> MergedFs::listxattr(MergedNode n) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   CFS_ASSIGN(State s, state(p));
@@ -421,7 +423,7 @@ Result<std::vector<std::string>> Merged::listxattr(NodeId n) {
   return out;
 }
 
-Result<std::string> Merged::getxattr(NodeId n, std::string_view name) {
+Result<std::string> MergedFs::getxattr(MergedNode n, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   CFS_ASSIGN(State s, state(p));
@@ -434,7 +436,7 @@ Result<std::string> Merged::getxattr(NodeId n, std::string_view name) {
   return *v;
 }
 
-Status Merged::setxattr(NodeId n, std::string_view name, std::string_view value, int flags) {
+Status MergedFs::setxattr(MergedNode n, std::string_view name, std::string_view value, int flags) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   auto raw = raw_xattr_name(name);
@@ -443,7 +445,7 @@ Status Merged::setxattr(NodeId n, std::string_view name, std::string_view value,
   return lset(up(p), *raw, value, flags);
 }
 
-Status Merged::removexattr(NodeId n, std::string_view name) {
+Status MergedFs::removexattr(MergedNode n, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   auto raw = raw_xattr_name(name);
@@ -452,7 +454,7 @@ Status Merged::removexattr(NodeId n, std::string_view name) {
   return check_sys(::lremovexattr(up(p).c_str(), raw->c_str()), "removexattr " + *raw);
 }
 
-Status Merged::copy_up_parents(const std::string& p) {
+Status MergedFs::copy_up_parents(const std::string& p) {
   std::string prefix;
   for (const auto& c : components(parent_of(p))) {
     prefix = join(prefix, c);
@@ -463,7 +465,7 @@ Status Merged::copy_up_parents(const std::string& p) {
 
 // Brings p into the upper layer: metadata only for regular files unless `data`; a no-op for
 // entries already there (except a metacopy file when data is wanted).
-Status Merged::copy_up(const std::string& p, bool data) {
+Status MergedFs::copy_up(const std::string& p, bool data) {
   if (p.empty()) return {};
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("copy-up " + p, ENOENT));
@@ -478,7 +480,7 @@ Status Merged::copy_up(const std::string& p, bool data) {
   return copy_up_lower(p, *s.l, data);
 }
 
-Status Merged::copy_up_lower(const std::string& p, const struct stat& lst, bool data) {
+Status MergedFs::copy_up_lower(const std::string& p, const struct stat& lst, bool data) {
   const Ino nid = lst.st_ino;
   // Visible xattrs are copied in their stored (escaped) form; private ones never are.
   std::vector<std::pair<std::string, std::string>> xattrs;
@@ -558,7 +560,7 @@ Status Merged::copy_up_lower(const std::string& p, const struct stat& lst, bool 
 }
 
 // Data copy-up of an upper metacopy file: the verified lower data, the upper's metadata.
-Status Merged::copy_data_up(const std::string& p) {
+Status MergedFs::copy_data_up(const std::string& p) {
   CFS_ASSIGN(std::string origin, origin_of(p));
   CFS_ASSIGN(auto lst, lower_raw(origin));
   if (!lst || !S_ISREG(lst->st_mode)) return fail(err(p + ": metacopy with no lower data", EIO));
@@ -590,7 +592,7 @@ Status Merged::copy_data_up(const std::string& p) {
   return st;
 }
 
-Result<struct stat> Merged::setattr(NodeId n, const SetAttr& a, const MergedFile* f) {
+Result<struct stat> MergedFs::setattr(MergedNode n, const SetAttr& a, const MergedFile* f) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   if (a.size) {
@@ -626,7 +628,7 @@ Result<struct stat> Merged::setattr(NodeId n, const SetAttr& a, const MergedFile
 
 // Before creating p: the name must be free in the merged view; parents are copied up and a
 // whiteout in its place is removed.
-Status Merged::prepare_new(const std::string& p) {
+Status MergedFs::prepare_new(const std::string& p) {
   CFS_ASSIGN(State s, state(p));
   if (s.exists()) return fail(err(p, EEXIST));
   CFS_TRY(copy_up_parents(p));
@@ -634,7 +636,7 @@ Status Merged::prepare_new(const std::string& p) {
   return {};
 }
 
-Result<MergedEntry> Merged::finish_new(const std::string& p, Caller c, bool is_dir) {
+Result<MergedEntry> MergedFs::finish_new(const std::string& p, Caller c, bool is_dir) {
   const std::string u = up(p);
   // The server creates as root; the caller becomes the owner. In a set-group-ID directory the
   // group was already inherited from it, as it would be for the caller.
@@ -652,8 +654,8 @@ Result<MergedEntry> Merged::finish_new(const std::string& p, Caller c, bool is_d
   return MergedEntry{node_for(p), st};
 }
 
-Result<MergedEntry> Merged::mknod(NodeId parent, std::string_view name, mode_t mode, dev_t rdev,
-                                  Caller c) {
+Result<MergedEntry> MergedFs::mknod(MergedNode parent, std::string_view name, mode_t mode,
+                                    dev_t rdev, Caller c) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   // A 0/0 chardev would read back as a whiteout.
@@ -663,7 +665,8 @@ Result<MergedEntry> Merged::mknod(NodeId parent, std::string_view name, mode_t m
   return finish_new(p, c, false);
 }
 
-Result<MergedEntry> Merged::mkdir(NodeId parent, std::string_view name, mode_t mode, Caller c) {
+Result<MergedEntry> MergedFs::mkdir(MergedNode parent, std::string_view name, mode_t mode,
+                                    Caller c) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
@@ -671,8 +674,8 @@ Result<MergedEntry> Merged::mkdir(NodeId parent, std::string_view name, mode_t m
   return finish_new(p, c, true);
 }
 
-Result<MergedEntry> Merged::symlink(NodeId parent, std::string_view name, const std::string& target,
-                                    Caller c) {
+Result<MergedEntry> MergedFs::symlink(MergedNode parent, std::string_view name,
+                                      const std::string& target, Caller c) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
@@ -680,7 +683,7 @@ Result<MergedEntry> Merged::symlink(NodeId parent, std::string_view name, const 
   return finish_new(p, c, false);
 }
 
-Result<MergedEntry> Merged::link(NodeId n, NodeId parent, std::string_view name) {
+Result<MergedEntry> MergedFs::link(MergedNode n, MergedNode parent, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string src, path_of(n));
   CFS_ASSIGN(std::string p, child(parent, name));
@@ -694,8 +697,8 @@ Result<MergedEntry> Merged::link(NodeId n, NodeId parent, std::string_view name)
   return MergedEntry{node_for(p), st};
 }
 
-Result<MergedEntry> Merged::create(NodeId parent, std::string_view name, mode_t mode, int flags,
-                                   Caller c, std::unique_ptr<MergedFile>& out) {
+Result<MergedEntry> MergedFs::create(MergedNode parent, std::string_view name, mode_t mode,
+                                     int flags, Caller c, std::unique_ptr<MergedFile>& out) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
@@ -708,7 +711,7 @@ Result<MergedEntry> Merged::create(NodeId parent, std::string_view name, mode_t 
   return e;
 }
 
-Status Merged::unlink(NodeId parent, std::string_view name) {
+Status MergedFs::unlink(MergedNode parent, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_ASSIGN(State s, state(p));
@@ -721,7 +724,7 @@ Status Merged::unlink(NodeId parent, std::string_view name) {
   return {};
 }
 
-Status Merged::rmdir(NodeId parent, std::string_view name) {
+Status MergedFs::rmdir(MergedNode parent, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_ASSIGN(State s, state(p));
@@ -743,8 +746,8 @@ Status Merged::rmdir(NodeId parent, std::string_view name) {
   return {};
 }
 
-Status Merged::rename(NodeId parent, std::string_view name, NodeId newparent,
-                      std::string_view newname, unsigned flags) {
+Status MergedFs::rename(MergedNode parent, std::string_view name, MergedNode newparent,
+                        std::string_view newname, unsigned flags) {
   std::lock_guard lock(mu_);
   if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE)) return fail(err("rename", EINVAL));
   CFS_ASSIGN(std::string from, child(parent, name));
@@ -789,7 +792,7 @@ Status Merged::rename(NodeId parent, std::string_view name, NodeId newparent,
   return {};
 }
 
-Result<std::unique_ptr<MergedFile>> Merged::open(NodeId n, int flags) {
+Result<std::unique_ptr<MergedFile>> MergedFs::open(MergedNode n, int flags) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
   CFS_ASSIGN(State s, state(p));
@@ -834,22 +837,22 @@ Result<std::unique_ptr<MergedFile>> Merged::open(NodeId n, int flags) {
   return f;
 }
 
-Result<std::span<const std::byte>> Merged::read(const MergedFile& f, std::uint64_t off,
-                                                std::size_t len, ReadBuffer& buf) const {
+Result<std::span<const std::byte>> MergedFs::read(const MergedFile& f, std::uint64_t off,
+                                                  std::size_t len, ReadBuffer& buf) const {
   if (f.lower_) return lower_->read(*f.lower_, off, len, buf);
   auto out = buf.get(len);
   CFS_ASSIGN(std::size_t n, sys::pread_full(f.upper_.get(), out, off));
   return std::span<const std::byte>(out.data(), n);
 }
 
-Result<std::size_t> Merged::write(const MergedFile& f, std::span<const std::byte> data,
-                                  std::uint64_t off) const {
+Result<std::size_t> MergedFs::write(const MergedFile& f, std::span<const std::byte> data,
+                                    std::uint64_t off) const {
   if (!f.writable()) return fail(err("write", EBADF));
   CFS_TRY(sys::pwrite_all(f.upper_.get(), data, off));
   return data.size();
 }
 
-Result<struct statvfs> Merged::statfs() const {
+Result<struct statvfs> MergedFs::statfs() const {
   struct statvfs sv;
   if (::statvfs(upper_.c_str(), &sv) != 0) return fail_errno("statfs " + upper_);
   return sv;

@@ -32,9 +32,9 @@ struct ServeOptions {
 /// when /dev/fuse is missing, mount failures (libfuse prints the kernel's reason to stderr).
 Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts);
 
-/// The same with a writable upper layer (vfs::Merged). Nothing is cached for long: entries and
+/// The same with a writable upper layer (vfs::MergedFs). Nothing is cached for long: entries and
 /// attributes for a second, no directory listing or symlink caching, file pages only for data
 /// served verified from the image.
-Status serve(std::unique_ptr<vfs::Merged> fs, const ServeOptions& opts);
+Status serve(std::unique_ptr<vfs::MergedFs> fs, const ServeOptions& opts);
 
 }  // namespace cfs::fuse

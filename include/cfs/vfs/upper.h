@@ -46,11 +46,11 @@ namespace cfs::vfs {
 
 /// Node id of a merged path, stable while the path exists (renames carry it along). 1 is the
 /// root, as FUSE wants.
-using NodeId = std::uint64_t;
-inline constexpr NodeId kRootNode = 1;
+using MergedNode = std::uint64_t;
+inline constexpr MergedNode kMergedRoot = 1;
 
 struct MergedEntry {
-  NodeId node = 0;
+  MergedNode node = 0;
   struct stat st {};
 };
 
@@ -83,67 +83,67 @@ class MergedFile {
   int upper_fd() const noexcept { return upper_.get(); }
 
  private:
-  friend class Merged;
+  friend class MergedFs;
   std::unique_ptr<OpenFile> lower_;
   UniqueFd upper_;
   bool writable_ = false;
 };
 
-class Merged {
+class MergedFs {
  public:
   /// `upperdir` and `workdir` must be directories on the same filesystem (renames from the
   /// workdir into the upper), and the workdir must not be inside the upper.
-  static Result<std::unique_ptr<Merged>> open(std::unique_ptr<Filesystem> lower,
-                                              const std::string& upperdir,
-                                              const std::string& workdir);
-  ~Merged();
-  Merged(const Merged&) = delete;
-  Merged& operator=(const Merged&) = delete;
+  static Result<std::unique_ptr<MergedFs>> open(std::unique_ptr<Filesystem> lower,
+                                                const std::string& upperdir,
+                                                const std::string& workdir);
+  ~MergedFs();
+  MergedFs(const MergedFs&) = delete;
+  MergedFs& operator=(const MergedFs&) = delete;
 
   const Filesystem& lower() const noexcept { return *lower_; }
 
-  Result<struct stat> getattr(NodeId n);
-  Result<MergedEntry> lookup(NodeId parent, std::string_view name);
-  Result<std::string> readlink(NodeId n);
+  Result<struct stat> getattr(MergedNode n);
+  Result<MergedEntry> lookup(MergedNode parent, std::string_view name);
+  Result<std::string> readlink(MergedNode n);
   /// Snapshot of a directory: ".", "..", upper entries (sorted), then visible lower entries in
   /// image order. The caller serves offsets as indices into it (stable for the snapshot).
-  Result<std::vector<MergedDirent>> list_dir(NodeId n);
-  Result<std::vector<std::string>> listxattr(NodeId n);
-  Result<std::string> getxattr(NodeId n, std::string_view name);
-  Status setxattr(NodeId n, std::string_view name, std::string_view value, int flags);
-  Status removexattr(NodeId n, std::string_view name);
-  Result<struct stat> setattr(NodeId n, const SetAttr& a, const MergedFile* f);
+  Result<std::vector<MergedDirent>> list_dir(MergedNode n);
+  Result<std::vector<std::string>> listxattr(MergedNode n);
+  Result<std::string> getxattr(MergedNode n, std::string_view name);
+  Status setxattr(MergedNode n, std::string_view name, std::string_view value, int flags);
+  Status removexattr(MergedNode n, std::string_view name);
+  Result<struct stat> setattr(MergedNode n, const SetAttr& a, const MergedFile* f);
 
-  Result<MergedEntry> mknod(NodeId parent, std::string_view name, mode_t mode, dev_t rdev,
+  Result<MergedEntry> mknod(MergedNode parent, std::string_view name, mode_t mode, dev_t rdev,
                             Caller c);
-  Result<MergedEntry> mkdir(NodeId parent, std::string_view name, mode_t mode, Caller c);
-  Result<MergedEntry> symlink(NodeId parent, std::string_view name, const std::string& target,
+  Result<MergedEntry> mkdir(MergedNode parent, std::string_view name, mode_t mode, Caller c);
+  Result<MergedEntry> symlink(MergedNode parent, std::string_view name, const std::string& target,
                               Caller c);
-  Result<MergedEntry> link(NodeId n, NodeId parent, std::string_view name);
+  Result<MergedEntry> link(MergedNode n, MergedNode parent, std::string_view name);
   /// Creates a regular file and opens it with `flags`.
-  Result<MergedEntry> create(NodeId parent, std::string_view name, mode_t mode, int flags, Caller c,
-                             std::unique_ptr<MergedFile>& out);
-  Status unlink(NodeId parent, std::string_view name);
-  Status rmdir(NodeId parent, std::string_view name);
+  Result<MergedEntry> create(MergedNode parent, std::string_view name, mode_t mode, int flags,
+                             Caller c, std::unique_ptr<MergedFile>& out);
+  Status unlink(MergedNode parent, std::string_view name);
+  Status rmdir(MergedNode parent, std::string_view name);
   /// flags: 0 or RENAME_NOREPLACE (RENAME_EXCHANGE/WHITEOUT: EINVAL).
-  Status rename(NodeId parent, std::string_view name, NodeId newparent, std::string_view newname,
-                unsigned flags);
+  Status rename(MergedNode parent, std::string_view name, MergedNode newparent,
+                std::string_view newname, unsigned flags);
 
   /// Opens for reading (lower data, verified as by Filesystem) or for writing (data copy-up).
-  Result<std::unique_ptr<MergedFile>> open(NodeId n, int flags);
+  Result<std::unique_ptr<MergedFile>> open(MergedNode n, int flags);
   Result<std::span<const std::byte>> read(const MergedFile& f, std::uint64_t off, std::size_t len,
                                           ReadBuffer& buf) const;
   Result<std::size_t> write(const MergedFile& f, std::span<const std::byte> data,
                             std::uint64_t off) const;
   Result<struct statvfs> statfs() const;
 
-  /// Merged path of a node ("" for the root), for tests and messages.
-  Result<std::string> path_of(NodeId n) const;
+  /// MergedFs path of a node ("" for the root), for tests and messages.
+  Result<std::string> path_of(MergedNode n) const;
 
  private:
   struct UpperState;
   struct State;
-  Merged(std::unique_ptr<Filesystem> lower, std::string upper, std::string work);
+  MergedFs(std::unique_ptr<Filesystem> lower, std::string upper, std::string work);
   std::string up(const std::string& p) const;
   Result<UpperState> upper_state(const std::string& p) const;
   Result<std::optional<struct stat>> lower_at(const std::string& p) const;
@@ -151,10 +151,10 @@ class Merged {
   Result<State> state(const std::string& p) const;
   Result<struct stat> stat_of(const std::string& p, const State& s) const;
   Result<std::string> origin_of(const std::string& p) const;
-  NodeId node_for(const std::string& p);
+  MergedNode node_for(const std::string& p);
   void forget_path(const std::string& p);
   void move_path(const std::string& from, const std::string& to);
-  Result<std::string> child(NodeId parent, std::string_view name) const;
+  Result<std::string> child(MergedNode parent, std::string_view name) const;
   std::string temp_path();
   Status copy_up_parents(const std::string& p);
   Status copy_up(const std::string& p, bool data);
@@ -168,9 +168,9 @@ class Merged {
   std::string upper_;
   std::string work_;
   std::mutex mu_;
-  std::unordered_map<NodeId, std::string> paths_;
-  std::unordered_map<std::string, NodeId> nodes_;
-  NodeId next_node_ = 2;
+  std::unordered_map<MergedNode, std::string> paths_;
+  std::unordered_map<std::string, MergedNode> nodes_;
+  MergedNode next_node_ = 2;
   std::uint64_t next_temp_ = 0;
 };
 

@@ -113,21 +113,21 @@ class UpperTest : public ::testing::Test {
   std::string work() { return dir_ / "work"; }
   std::string up(const std::string& rel) { return upper() + "/" + rel; }
 
-  std::unique_ptr<Merged> mount(VerityMode mode = VerityMode::kOn) {
+  std::unique_ptr<MergedFs> mount(VerityMode mode = VerityMode::kOn) {
     Options o;
     o.basedirs = {store_.path()};
     o.verity = mode;
     auto fs = Filesystem::open(image_, o);
     EXPECT_TRUE(fs) << fs.error().message();
     if (!fs) return nullptr;
-    auto m = Merged::open(std::move(*fs), upper(), work());
+    auto m = MergedFs::open(std::move(*fs), upper(), work());
     EXPECT_TRUE(m) << m.error().message();
     return m ? std::move(*m) : nullptr;
   }
 
   // Node of a merged path ("a/b"), or 0.
-  NodeId node(Merged& m, const std::string& path) {
-    NodeId n = kRootNode;
+  MergedNode node(MergedFs& m, const std::string& path) {
+    MergedNode n = kMergedRoot;
     std::size_t pos = 0;
     while (pos < path.size()) {
       auto s = path.find('/', pos);
@@ -140,16 +140,16 @@ class UpperTest : public ::testing::Test {
     return n;
   }
 
-  int lookup_errno(Merged& m, const std::string& path) {
+  int lookup_errno(MergedFs& m, const std::string& path) {
     auto parent = path.rfind('/');
-    NodeId dir = parent == std::string::npos ? kRootNode : node(m, path.substr(0, parent));
+    MergedNode dir = parent == std::string::npos ? kMergedRoot : node(m, path.substr(0, parent));
     auto e = m.lookup(dir, parent == std::string::npos ? path : path.substr(parent + 1));
     return e ? 0 : errno_for(e.error());
   }
 
-  std::set<std::string> names(Merged& m, const std::string& path) {
+  std::set<std::string> names(MergedFs& m, const std::string& path) {
     std::set<std::string> out;
-    auto l = m.list_dir(path.empty() ? kRootNode : node(m, path));
+    auto l = m.list_dir(path.empty() ? kMergedRoot : node(m, path));
     EXPECT_TRUE(l) << l.error().message();
     if (l)
       for (auto& d : *l)
@@ -157,7 +157,7 @@ class UpperTest : public ::testing::Test {
     return out;
   }
 
-  std::string read_all(Merged& m, const std::string& path, int* err = nullptr) {
+  std::string read_all(MergedFs& m, const std::string& path, int* err = nullptr) {
     auto f = m.open(node(m, path), O_RDONLY);
     if (!f) {
       if (err) *err = errno_for(f.error());
@@ -334,9 +334,9 @@ TEST_F(UpperTest, UnlinkRmdirLeaveWhiteouts) {
   EXPECT_TRUE(names(*m, "d/s").empty());
   // A file only in the upper leaves nothing behind.
   std::unique_ptr<MergedFile> f;
-  ASSERT_TRUE(m->create(kRootNode, "tmp", 0644, O_WRONLY, {}, f));
+  ASSERT_TRUE(m->create(kMergedRoot, "tmp", 0644, O_WRONLY, {}, f));
   f.reset();
-  ASSERT_TRUE(m->unlink(kRootNode, "tmp"));
+  ASSERT_TRUE(m->unlink(kMergedRoot, "tmp"));
   EXPECT_FALSE(std::filesystem::exists(up("tmp")));
   EXPECT_TRUE(std::filesystem::is_symlink(up("d/lnk")) == false);
 }
@@ -345,25 +345,25 @@ TEST_F(UpperTest, RenameFilesAndUpperDirs) {
   auto m = mount();
   ASSERT_TRUE(m);
   auto big = node(*m, "big");
-  ASSERT_TRUE(m->rename(kRootNode, "big", node(*m, "d"), "moved", 0));
+  ASSERT_TRUE(m->rename(kMergedRoot, "big", node(*m, "d"), "moved", 0));
   EXPECT_TRUE(is_whiteout(up("big")));
   EXPECT_EQ(xattr_of(up("d/moved"), "trusted.overlay.redirect"), "/big");
   EXPECT_EQ(read_all(*m, "d/moved"), big_);
   EXPECT_EQ(m->path_of(big), "d/moved");  // the node moved with the name
   EXPECT_EQ(lookup_errno(*m, "big"), ENOENT);
   // Lower (and merged) directories cannot move; upper-only ones can.
-  EXPECT_EQ(errno_for(m->rename(kRootNode, "d", kRootNode, "e", 0).error()), EXDEV);
-  ASSERT_TRUE(m->mkdir(kRootNode, "n", 0755, {}));
+  EXPECT_EQ(errno_for(m->rename(kMergedRoot, "d", kMergedRoot, "e", 0).error()), EXDEV);
+  ASSERT_TRUE(m->mkdir(kMergedRoot, "n", 0755, {}));
   std::unique_ptr<MergedFile> f;
   ASSERT_TRUE(m->create(node(*m, "n"), "c", 0644, O_WRONLY, {}, f));
   f.reset();
-  ASSERT_TRUE(m->rename(kRootNode, "n", kRootNode, "n2", 0));
+  ASSERT_TRUE(m->rename(kMergedRoot, "n", kMergedRoot, "n2", 0));
   EXPECT_EQ(names(*m, "n2"), (std::set<std::string>{"c"}));
   EXPECT_FALSE(std::filesystem::exists(up("n")));
   // Onto an existing lower name.
-  EXPECT_EQ(errno_for(m->rename(kRootNode, "n2", kRootNode, "d", RENAME_NOREPLACE).error()),
+  EXPECT_EQ(errno_for(m->rename(kMergedRoot, "n2", kMergedRoot, "d", RENAME_NOREPLACE).error()),
             EEXIST);
-  ASSERT_TRUE(m->rename(node(*m, "n2"), "c", kRootNode, "nodigest", 0));
+  ASSERT_TRUE(m->rename(node(*m, "n2"), "c", kMergedRoot, "nodigest", 0));
   EXPECT_EQ(read_all(*m, "nodigest"), "");
 }
 
