@@ -396,10 +396,11 @@ Status Reader::reassemble(const ObjectOpener& open, const ByteOutput& out) {
     if (!ext) break;
     CFS_ASSIGN(UniqueFd obj, open(ext->digest));
     std::string name = fmt::format("{}: object {}", m.what, ext->digest.hex());
-    for (;;) {
-      auto r = sys::read_full(obj.get(), buf);
+    for (std::uint64_t off = 0;;) {
+      auto r = sys::pread_full(obj.get(), buf, off);
       if (!r) return fail(std::move(r).error().with_context(name));
       if (*r == 0) break;
+      off += *r;
       produced += *r;
       if (produced > m.stream_size)
         return fail(

@@ -42,8 +42,8 @@ class ObjectSink {
   virtual Result<std::unique_ptr<ObjectWriter>> begin(std::uint64_t size) = 0;
 };
 
-/// Opens an external object for reading by its digest (read from offset 0 to EOF). A
-/// repository checks fs-verity here where it can.
+/// Opens an external object for reading by its digest (read with pread from offset 0 to
+/// EOF). A repository checks fs-verity here where it can.
 using ObjectOpener = std::function<Result<UniqueFd>(const verity::Digest&)>;
 
 /// Receives reassembled bytes in order.

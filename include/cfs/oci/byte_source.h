@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// Pull-style byte streams that OCI blobs and layers flow through: files, ranges of a file (a
+// member of an archive), memory, and wrappers that decompress (decompress.h) or hash
+// (digest.h) what passes. A registry client implements ByteSource for a blob download.
+// Thread-safety: one thread per source.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
+
+namespace cfs::oci {
+
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  /// Reads up to buf.size() bytes; returns 0 only at the end of the stream.
+  virtual Result<std::size_t> read(std::span<std::byte> buf) = 0;
+};
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+Result<std::size_t> read_full(ByteSource& src, std::span<std::byte> buf);
+
+/// The whole rest of a stream, refused (kInvalidInput naming `what`) past `max_size` bytes.
+Result<std::string> read_all(ByteSource& src, std::uint64_t max_size, const std::string& what);
+
+/// A file read sequentially from its current offset (pipes and stdin too).
+std::unique_ptr<ByteSource> fd_source(UniqueFd fd, std::string what);
+/// `length` bytes of a file starting at `offset`, read with pread (archive members). The fd
+/// is borrowed and must outlive the source. Ends early (kInvalidInput) if the file is shorter.
+std::unique_ptr<ByteSource> range_source(int fd, std::uint64_t offset, std::uint64_t length,
+                                         std::string what);
+std::unique_ptr<ByteSource> memory_source(std::string data);
+
+}  // namespace cfs::oci

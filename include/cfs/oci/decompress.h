@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+// Streaming decompression of layer blobs with bounded memory whatever their size:
+//  * gzip: every member of a multi-member stream (pigz, eStargz), each checked against its
+//    CRC-32 and size; anything after a member that is not another member is an error. ISA-L's
+//    inflate by default (faster than zlib here, see bench/README.md), zlib selectable.
+//  * zstd: every frame, skippable frames skipped (zstd:chunked); windows up to 128 MiB.
+//  * none.
+// A stream that ends inside a member or frame is an error ("truncated"), as is an empty one.
+// Thread-safety: one thread per source.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "cfs/oci/byte_source.h"
+#include "cfs/util/result.h"
+
+namespace cfs::oci {
+
+enum class Compression { kNone, kGzip, kZstd };
+const char* compression_name(Compression c) noexcept;
+
+/// The compression a layer media type declares: OCI tar, tar+gzip, tar+zstd and their
+/// nondistributable forms, Docker's rootfs.diff.tar(.gzip). kUnsupportedFeature otherwise.
+Result<Compression> layer_compression(std::string_view media_type);
+
+/// The compression the first bytes of a blob show (gzip or zstd magic, including a zstd
+/// skippable frame), else kNone.
+Compression sniff_compression(std::span<const std::byte> head);
+
+enum class GzipEngine { kIsal, kZlib };
+
+/// Decompresses `in` (borrowed; must outlive the result). `what` names the blob in errors.
+std::unique_ptr<ByteSource> decompressor(Compression c, ByteSource& in, std::string what,
+                                         GzipEngine engine = GzipEngine::kIsal);
+
+/// A source that first returns `prefix`, then the rest of `in` (to sniff and then decompress
+/// without seeking).
+std::unique_ptr<ByteSource> prefixed_source(std::string prefix, ByteSource& in);
+
+}  // namespace cfs::oci

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/oci/layer_stream.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace cfs::oci {
+
+namespace {
+
+/// The tar being split: a buffered window over the source, with its archive offset. The
+/// buffer starts at 1 MiB and grows (up to `max`) only for large extension headers.
+class TarInput {
+ public:
+  TarInput(ByteSource& in, std::size_t max) : in_(in), max_(max) {}
+
+  std::span<const std::byte> window() const { return {buf_.get() + pos_, len_ - pos_}; }
+  std::size_t available() const { return len_ - pos_; }
+  std::uint64_t offset() const { return offset_; }
+  bool eof() const { return eof_; }
+
+  /// Makes `want` bytes available (fewer only at the end of the input).
+  Status fill(std::size_t want) {
+    if (cap_ < want || !buf_)
+      grow(std::min(max_, std::max(want, std::max<std::size_t>(cap_ * 2, 1u << 20))));
+    if (cap_ - pos_ < want) {
+      std::memmove(buf_.get(), buf_.get() + pos_, len_ - pos_);
+      len_ -= pos_;
+      pos_ = 0;
+    }
+    while (len_ - pos_ < want && !eof_) {
+      CFS_ASSIGN(std::size_t n, in_.read(std::span(buf_.get() + len_, cap_ - len_)));
+      if (n == 0) eof_ = true;
+      len_ += n;
+    }
+    return {};
+  }
+
+  void consume(std::size_t n) {
+    pos_ += n;
+    offset_ += n;
+    if (pos_ == len_) pos_ = len_ = 0;
+  }
+
+  /// Fills `dst` from the window, then straight from the source; returns the bytes placed.
+  Result<std::size_t> take(std::span<std::byte> dst) {
+    std::size_t n = std::min(dst.size(), available());
+    std::memcpy(dst.data(), buf_.get() + pos_, n);
+    consume(n);
+    if (n < dst.size() && !eof_) {
+      CFS_ASSIGN(std::size_t got, read_full(in_, dst.subspan(n)));
+      if (n + got < dst.size()) eof_ = true;
+      offset_ += got;
+      n += got;
+    }
+    return n;
+  }
+
+  /// The most a fill() can ask for.
+  std::size_t capacity() const { return max_; }
+
+ private:
+  void grow(std::size_t cap) {
+    auto bigger = std::make_unique_for_overwrite<std::byte[]>(cap);
+    if (buf_) std::memcpy(bigger.get(), buf_.get() + pos_, len_ - pos_);
+    len_ -= pos_;
+    pos_ = 0;
+    buf_ = std::move(bigger);
+    cap_ = cap;
+  }
+
+  ByteSource& in_;
+  std::size_t max_;
+  std::unique_ptr<std::byte[]> buf_;
+  std::size_t cap_ = 0;
+  std::size_t pos_ = 0, len_ = 0;
+  std::uint64_t offset_ = 0;
+  bool eof_ = false;
+};
+
+Error truncated(const tar::Entry& e, std::uint64_t got, std::uint64_t want) {
+  return Error(Errc::kInvalidInput,
+               fmt::format("tar entry '{}' at byte {}: the archive ends inside its data ({} of {} "
+                           "bytes)",
+                           e.path, e.offset, got, want));
+}
+
+}  // namespace
+
+Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std::string& what,
+                             const tar::Limits& limits) {
+  auto with_layer = [&](Error e) { return fail(std::move(e).with_context(what)); };
+  std::size_t cap =
+      std::max<std::size_t>(4u << 20, static_cast<std::size_t>(limits.max_metadata) +
+                                          (limits.max_extensions + 3) * tar::kBlockSize);
+  TarInput t(in, cap);
+  tar::Parser parser(limits);
+  SplitStats st;
+  std::size_t need = tar::kBlockSize;
+  auto emit = [&](std::size_t n) -> Status {
+    CFS_TRY(out.write_inline(t.window().subspan(0, n)));
+    t.consume(n);
+    return {};
+  };
+  for (;;) {
+    if (auto s = t.fill(need); !s) return with_layer(std::move(s).error());
+    Result<tar::Event> ev = t.available() < need && t.eof() ? parser.at_eof(t.window(), t.offset())
+                                                            : parser.parse(t.window(), t.offset());
+    if (!ev) return with_layer(std::move(ev).error());
+    switch (ev->kind) {
+      case tar::EventKind::kNeedData:
+        need = ev->need;
+        continue;
+      case tar::EventKind::kGlobal:
+        CFS_TRY(emit(ev->consumed));
+        need = tar::kBlockSize;
+        continue;
+      case tar::EventKind::kEnd: {
+        CFS_TRY(emit(ev->consumed));
+        // Record padding and anything else after the end: inline, so the layer is rebuilt
+        // byte for byte.
+        for (;;) {
+          std::uint64_t before = t.offset();
+          if (auto s = t.fill(1u << 20); !s) return with_layer(std::move(s).error());
+          if (t.available() == 0) break;
+          CFS_TRY(emit(t.available()));
+          st.trailing_bytes += t.offset() - before;
+        }
+        st.tar_bytes = t.offset();
+        return st;
+      }
+      case tar::EventKind::kEntry:
+        break;
+    }
+    const tar::Entry& e = ev->entry;
+    CFS_TRY(emit(ev->consumed));
+    ++st.entries;
+    std::uint64_t pad = tar::padded(e.size) - e.size;
+    if (e.is_regular() && e.size > kInlineContentMax) {
+      std::uint64_t got = 0;
+      auto fill = [&](std::span<std::byte> dst) -> Status {
+        CFS_ASSIGN(std::size_t n, t.take(dst));
+        got += n;
+        if (n < dst.size()) return fail(truncated(e, got, e.size).with_context(what));
+        return {};
+      };
+      CFS_TRY(out.write_external(e.size, fill));
+    } else {
+      pad += e.size;
+    }
+    // Inline data and padding, in pieces of at most half the window.
+    for (std::uint64_t left = pad; left > 0;) {
+      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20));
+      if (auto s = t.fill(n); !s) return with_layer(std::move(s).error());
+      if (t.available() < n)
+        return with_layer(
+            truncated(e, tar::padded(e.size) - left + t.available(), tar::padded(e.size)));
+      CFS_TRY(emit(n));
+      left -= n;
+    }
+    need = tar::kBlockSize;
+  }
+}
+
+Status LayerReader::read_exact(std::size_t n, std::string* keep, const tar::Entry& e) {
+  char buf[4096];
+  while (n > 0) {
+    std::size_t want = std::min(n, sizeof buf);
+    auto got = stream_.read_inline(std::as_writable_bytes(std::span(buf, want)));
+    if (!got) return fail(std::move(got).error().with_context(what_));
+    if (*got != want)
+      return fail(Errc::kCorruptImage,
+                  fmt::format("{}: tar entry '{}' at byte {}: its data is not inline in the layer "
+                              "stream",
+                              what_, e.path, e.offset));
+    if (keep) keep->append(buf, want);
+    offset_ += want;
+    n -= want;
+  }
+  return {};
+}
+
+Result<std::optional<LayerEntry>> LayerReader::next() {
+  using R = std::optional<LayerEntry>;
+  if (done_) return R{};
+  for (;;) {
+    auto ev = parser_.parse(std::as_bytes(std::span(buf_.data(), buf_.size())), offset_);
+    if (!ev) return fail(std::move(ev).error().with_context(what_));
+    if (ev->kind == tar::EventKind::kNeedData) {
+      std::size_t old = buf_.size();
+      buf_.resize(ev->need);
+      auto span = std::as_writable_bytes(std::span(buf_.data() + old, ev->need - old));
+      auto got = stream_.read_inline(span);
+      if (!got) return fail(std::move(got).error().with_context(what_));
+      buf_.resize(old + *got);
+      if (*got == span.size()) continue;
+      auto end = parser_.at_eof(std::as_bytes(std::span(buf_.data(), buf_.size())), offset_);
+      if (!end) return fail(std::move(end).error().with_context(what_));
+      done_ = true;
+      return R{};
+    }
+    offset_ += ev->consumed;
+    buf_.erase(0, ev->consumed);
+    if (ev->kind == tar::EventKind::kGlobal) continue;
+    if (ev->kind == tar::EventKind::kEnd) {
+      done_ = true;
+      return R{};
+    }
+    LayerEntry le;
+    le.tar = std::move(ev->entry);
+    const tar::Entry& e = le.tar;
+    std::uint64_t pad = tar::padded(e.size) - e.size;
+    if (e.is_regular() && e.size > kInlineContentMax) {
+      auto ext = stream_.next_external();
+      if (!ext) return fail(std::move(ext).error().with_context(what_));
+      if (!*ext)
+        return fail(Errc::kCorruptImage,
+                    fmt::format("{}: tar entry '{}' at byte {}: a file of {} bytes is not an "
+                                "external object in the layer stream",
+                                what_, e.path, e.offset, e.size));
+      le.object = (*ext)->digest;
+      offset_ += e.size;
+      CFS_TRY(read_exact(static_cast<std::size_t>(pad), nullptr, e));
+    } else {
+      std::string content;
+      CFS_TRY(read_exact(static_cast<std::size_t>(e.size), e.is_regular() ? &content : nullptr, e));
+      CFS_TRY(read_exact(static_cast<std::size_t>(pad), nullptr, e));
+      if (e.is_regular()) le.inline_content = std::move(content);
+    }
+    return R(std::move(le));
+  }
+}
+
+}  // namespace cfs::oci

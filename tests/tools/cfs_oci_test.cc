@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+// cfs-oci-test: drives the oci and splitstream libraries for the Python integration tests and
+// the benchmarks (not installed; the user-facing commands live in `cfs oci`).
+//
+//   split [--threads N] [--sha512] [--zlib] [--no-write] LAYER OBJDIR OUT.ss
+//       decompress (by magic), split into OUT.ss and OBJDIR/xx/rest; prints JSON with the
+//       compression, the sha256 of the blob and of the tar (diff_id), entry and stream stats
+//   cat [--sha512] SS OBJDIR          the reassembled stream on stdout
+//   entries [--sha512] SS             one JSON object per tar entry
+//   decompress [--zlib] FILE          decompressed bytes on stdout
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cfs/oci/decompress.h"
+#include "cfs/oci/digest.h"
+#include "cfs/oci/layer_stream.h"
+#include "cfs/splitstream/format.h"
+#include "cfs/util/hex.h"
+#include "cfs/util/sys.h"
+#include "tools/dir_objects.h"
+
+namespace {
+
+using namespace cfs;
+using json = nlohmann::json;
+
+struct Args {
+  std::vector<std::string> pos;
+  unsigned threads = 0;
+  bool sha512 = false;
+  bool zlib = false;
+  bool no_write = false;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "--threads" && i + 1 < argc)
+      a.threads = static_cast<unsigned>(std::stoul(argv[++i]));
+    else if (s == "--sha512")
+      a.sha512 = true;
+    else if (s == "--zlib")
+      a.zlib = true;
+    else if (s == "--no-write")
+      a.no_write = true;
+    else
+      a.pos.push_back(s);
+  }
+  return a;
+}
+
+verity::HashAlg alg(const Args& a) {
+  return a.sha512 ? verity::HashAlg::kSha512 : verity::HashAlg::kSha256;
+}
+
+[[noreturn]] void die(const Error& e) {
+  fmt::print(stderr, "cfs-oci-test: error: {}\n", e.message());
+  std::exit(1);
+}
+template <typename T>
+T check(Result<T> r) {
+  if (!r) die(r.error());
+  return std::move(*r);
+}
+void check(Status s) {
+  if (!s) die(s.error());
+}
+
+Status write_stdout(std::span<const std::byte> b) { return sys::write_all(1, b); }
+
+/// Opens a blob and stacks the decompressor its first bytes call for.
+struct Layer {
+  std::unique_ptr<oci::ByteSource> file;
+  std::unique_ptr<oci::HashingSource> compressed;
+  std::unique_ptr<oci::ByteSource> prefixed;
+  std::unique_ptr<oci::ByteSource> plain;
+  std::unique_ptr<oci::HashingSource> tar;
+  oci::Compression kind = oci::Compression::kNone;
+};
+
+Layer open_layer(const std::string& path, bool zlib) {
+  Layer l;
+  l.file = oci::fd_source(check(sys::open(path, O_RDONLY)), path);
+  l.compressed = std::make_unique<oci::HashingSource>(*l.file);
+  std::string head(8, '\0');
+  auto n = check(oci::read_full(*l.compressed, std::as_writable_bytes(std::span(head))));
+  head.resize(n);
+  l.kind = oci::sniff_compression(std::as_bytes(std::span(head)));
+  l.prefixed = oci::prefixed_source(head, *l.compressed);
+  l.plain = oci::decompressor(l.kind, *l.prefixed, path,
+                              zlib ? oci::GzipEngine::kZlib : oci::GzipEngine::kIsal);
+  l.tar = std::make_unique<oci::HashingSource>(*l.plain);
+  return l;
+}
+
+int cmd_split(const Args& a) {
+  if (a.pos.size() != 3) return 2;
+  testtools::DirObjects objs(a.pos[1], alg(a), !a.no_write);
+  Layer l = open_layer(a.pos[0], a.zlib);
+  splitstream::WriterOptions wo;
+  wo.content_type = splitstream::kOciLayer;
+  wo.threads = a.threads;
+  auto w = check(splitstream::Writer::create(objs, wo));
+  auto t0 = std::chrono::steady_clock::now();
+  auto st = check(oci::split_tar(*l.tar, *w, a.pos[0]));
+  // Drain the blob past the tar's end so both digests cover every byte.
+  std::vector<std::byte> sink(65536);
+  while (check(l.tar->read(sink)) > 0) {
+  }
+  UniqueFd out = check(sys::open(a.pos[2], O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  st.stream =
+      check(w->finish([&](std::span<const std::byte> b) { return sys::write_all(out.get(), b); }));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json j;
+  j["compression"] = oci::compression_name(l.kind);
+  j["blob_sha256"] = l.compressed->finish().str();
+  j["diff_id"] = l.tar->finish().str();
+  j["tar_bytes"] = st.tar_bytes;
+  j["entries"] = st.entries;
+  j["trailing_bytes"] = st.trailing_bytes;
+  j["stream_size"] = st.stream.stream_size;
+  j["inline_bytes"] = st.stream.inline_bytes;
+  j["external_bytes"] = st.stream.external_bytes;
+  j["external_chunks"] = st.stream.external_chunks;
+  j["objects"] = st.stream.objects;
+  j["splitstream_bytes"] = st.stream.file_size;
+  j["seconds"] = secs;
+  fmt::print("{}\n", j.dump());
+  return 0;
+}
+
+splitstream::Reader open_stream(const std::string& path, const Args& a) {
+  return check(splitstream::Reader::open(check(sys::open(path, O_RDONLY)), path,
+                                         {alg(a), splitstream::kOciLayer}));
+}
+
+int cmd_cat(const Args& a) {
+  if (a.pos.size() != 2) return 2;
+  testtools::DirObjects objs(a.pos[1], alg(a), false);
+  auto r = open_stream(a.pos[0], a);
+  check(r.reassemble(objs.opener(), write_stdout));
+  return 0;
+}
+
+std::string hex_of(const std::string& s) {
+  return to_hex(std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()));
+}
+
+int cmd_entries(const Args& a) {
+  if (a.pos.size() != 1) return 2;
+  auto r = open_stream(a.pos[0], a);
+  oci::LayerReader lr(r, a.pos[0]);
+  for (;;) {
+    auto e = check(lr.next());
+    if (!e) break;
+    const auto& t = e->tar;
+    json j;
+    j["path_hex"] = hex_of(t.path);
+    j["type"] = std::string(1, t.typeflag == '\0' ? '0' : t.typeflag);
+    j["mode"] = t.mode;
+    j["uid"] = t.uid;
+    j["gid"] = t.gid;
+    j["mtime"] = t.mtime;
+    j["mtime_nsec"] = t.mtime_nsec;
+    j["size"] = t.size;
+    j["link_hex"] = hex_of(t.link_target);
+    if (t.dev_major) j["devmajor"] = *t.dev_major;
+    if (t.dev_minor) j["devminor"] = *t.dev_minor;
+    json x = json::object();
+    for (const auto& [k, v] : t.xattrs) x[k] = hex_of(v);
+    j["xattrs"] = x;
+    if (e->inline_content) j["content_hex"] = hex_of(*e->inline_content);
+    if (e->object) j["object"] = e->object->hex();
+    fmt::print("{}\n", j.dump());
+  }
+  return 0;
+}
+
+int cmd_decompress(const Args& a) {
+  if (a.pos.size() != 1) return 2;
+  Layer l = open_layer(a.pos[0], a.zlib);
+  std::vector<std::byte> buf(1 << 20);
+  for (;;) {
+    auto n = check(l.tar->read(buf));
+    if (n == 0) break;
+    check(write_stdout(std::span(buf.data(), n)));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fmt::print(stderr, "usage: cfs-oci-test split|cat|entries|decompress ...\n");
+    return 2;
+  }
+  Args a = parse(argc, argv);
+  std::string c = argv[1];
+  int rc = 2;
+  if (c == "split") rc = cmd_split(a);
+  if (c == "cat") rc = cmd_cat(a);
+  if (c == "entries") rc = cmd_entries(a);
+  if (c == "decompress") rc = cmd_decompress(a);
+  if (rc == 2) fmt::print(stderr, "cfs-oci-test: bad arguments\n");
+  return rc;
+}

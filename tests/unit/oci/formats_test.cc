@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: Apache-2.0
+// Small format facts of the oci module: tar numbers and pax times, content digests, media
+// types and magic numbers, and the split rule on hand-made archives (the archives written by
+// real tools are in tests/integration/test_oci_layers.py).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "cfs/oci/decompress.h"
+#include "cfs/oci/digest.h"
+#include "cfs/oci/layer_stream.h"
+#include "cfs/oci/tar.h"
+#include "cfs/splitstream/format.h"
+#include "unit/splitstream/memory_objects.h"
+
+namespace cfs::oci {
+namespace {
+
+using splitstream::testing::as_bytes_of;
+using splitstream::testing::as_string;
+using splitstream::testing::MemoryObjects;
+using ::testing::HasSubstr;
+
+std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s)); }
+
+TEST(Tar, NumericFields) {
+  EXPECT_EQ(*tar::parse_numeric(bytes("0000644\0")), 0644u);
+  EXPECT_EQ(*tar::parse_numeric(bytes("  755 \0 ")), 0755u);
+  EXPECT_EQ(*tar::parse_numeric(bytes("\0\0\0\0")), 0u);
+  EXPECT_EQ(*tar::parse_numeric(bytes("        ")), 0u);
+  EXPECT_EQ(*tar::parse_numeric(bytes(std::string_view("\x80\0\0\0\0\0\0\x01\0\0\0\0", 12))),
+            std::uint64_t{1} << 32);
+  EXPECT_FALSE(tar::parse_numeric(bytes("0000089\0")));                         // not octal
+  EXPECT_FALSE(tar::parse_numeric(bytes("\xff\xff\xff\xff\xff\xff\xff\xff")));  // negative
+  EXPECT_FALSE(tar::parse_numeric(bytes(std::string_view("\x80\x01\0\0\0\0\0\0\0\0\0\0", 12))));
+  EXPECT_FALSE(tar::parse_numeric(bytes("7777777777777777777777777")));  // overflows
+}
+
+TEST(Tar, PaxMtimeNanoseconds) {
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000.123456789"), 123456789u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000.5"), 500000000u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000.1234567891234"), 123456789u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000.000000001"), 1u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000"), 0u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000."), 0u);
+  EXPECT_EQ(tar::pax_mtime_nsec("1700000000.12x"), 0u);
+}
+
+TEST(Digest, ParseChecksTheGrammar) {
+  std::string h64(64, 'a'), h128(128, '0');
+  auto d = ContentDigest::parse("sha256:" + h64);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->algorithm, "sha256");
+  EXPECT_EQ(d->str(), "sha256:" + h64);
+  EXPECT_TRUE(ContentDigest::parse("sha512:" + h128));
+  EXPECT_FALSE(ContentDigest::parse("sha256:" + h64.substr(1)));
+  EXPECT_FALSE(ContentDigest::parse("sha256:" + std::string(64, 'A')));  // upper case
+  EXPECT_FALSE(ContentDigest::parse("sha256:../../../../etc/passwd"));
+  EXPECT_FALSE(ContentDigest::parse("sha256"));
+  EXPECT_FALSE(ContentDigest::parse(":" + h64));
+  EXPECT_FALSE(ContentDigest::parse("Sha256:" + h64));
+  auto other = ContentDigest::parse("blake3:" + h64);
+  ASSERT_FALSE(other);
+  EXPECT_TRUE(other.error().is(Errc::kUnsupportedFeature));
+  // hashlib.sha256(b"abc")
+  EXPECT_EQ(sha256_of(std::string_view("abc")).hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Decompress, MediaTypesAndMagic) {
+  EXPECT_EQ(*layer_compression("application/vnd.oci.image.layer.v1.tar"), Compression::kNone);
+  EXPECT_EQ(*layer_compression("application/vnd.oci.image.layer.v1.tar+gzip"), Compression::kGzip);
+  EXPECT_EQ(*layer_compression("application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"),
+            Compression::kZstd);
+  EXPECT_EQ(*layer_compression("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Compression::kGzip);
+  EXPECT_FALSE(layer_compression("application/vnd.oci.image.layer.v1.tar+bzip2"));
+  EXPECT_EQ(sniff_compression(bytes("\x1f\x8b\x08")), Compression::kGzip);
+  EXPECT_EQ(sniff_compression(bytes("\x28\xb5\x2f\xfd")), Compression::kZstd);
+  EXPECT_EQ(sniff_compression(bytes("\x5e\x2a\x4d\x18")), Compression::kZstd);
+  EXPECT_EQ(sniff_compression(bytes("etc/\0\0\0")), Compression::kNone);
+  auto empty = memory_source("");
+  auto gz = decompressor(Compression::kGzip, *empty, "blob");
+  std::array<std::byte, 16> buf{};
+  auto r = gz->read(buf);
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message(), HasSubstr("blob: gzip: empty stream"));
+}
+
+/// A ustar header with a valid checksum.
+std::string header(const std::string& name, std::uint64_t size, char type,
+                   const std::string& link = "") {
+  std::string h(512, '\0');
+  std::memcpy(h.data(), name.data(), std::min<std::size_t>(name.size(), 100));
+  std::snprintf(h.data() + 100, 8, "%07o", 0644);
+  std::snprintf(h.data() + 108, 8, "%07o", 0);
+  std::snprintf(h.data() + 116, 8, "%07o", 0);
+  std::snprintf(h.data() + 124, 12, "%011llo", static_cast<unsigned long long>(size));
+  std::snprintf(h.data() + 136, 12, "%011o", 0);
+  h[156] = type;
+  std::memcpy(h.data() + 157, link.data(), link.size());
+  std::memcpy(h.data() + 257,
+              "ustar\0"
+              "00",
+              8);
+  std::memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (char c : h) sum += static_cast<unsigned char>(c);
+  std::snprintf(h.data() + 148, 8, "%06o", sum);
+  return h;
+}
+
+std::string padded(std::string data) {
+  data.resize(tar::padded(data.size()), '\0');
+  return data;
+}
+
+TEST(Split, HandMadeArchiveRoundTripsAndReadsBack) {
+  std::string big(5000, 'B'), small(64, 's');
+  std::string tar = header("dir/", 0, '5') + header("dir/big", big.size(), '0') + padded(big) +
+                    header("dir/small", small.size(), '0') + padded(small) +
+                    header("dir/link", 0, '1', "dir/big") + header("dir/c", big.size(), '7') +
+                    padded(big) + std::string(1024, '\0') + "junk";
+  MemoryObjects objs;
+  splitstream::WriterOptions wo;
+  wo.content_type = splitstream::kOciLayer;
+  auto w = splitstream::Writer::create(objs, wo);
+  ASSERT_TRUE(w);
+  auto src = memory_source(tar);
+  auto st = split_tar(*src, **w, "layer");
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(st->entries, 5u);
+  EXPECT_EQ(st->trailing_bytes, 4u);
+  std::string ss;
+  ASSERT_TRUE((*w)->finish([&](std::span<const std::byte> b) {
+    ss += as_string(b);
+    return Status{};
+  }));
+  EXPECT_EQ(objs.size(), 1u);  // the same 5000 bytes twice: one object
+
+  auto open = [&] {
+    UniqueFd fd(::memfd_create("ss", MFD_CLOEXEC));
+    EXPECT_EQ(::write(fd.get(), ss.data(), ss.size()), static_cast<ssize_t>(ss.size()));
+    return splitstream::Reader::open(std::move(fd), "ss");
+  };
+  auto r = open();
+  ASSERT_TRUE(r);
+  std::string back;
+  ASSERT_TRUE(r->reassemble(objs.opener(), [&](std::span<const std::byte> b) {
+    back += as_string(b);
+    return Status{};
+  }));
+  EXPECT_EQ(back, tar);
+
+  auto r2 = open();
+  ASSERT_TRUE(r2);
+  LayerReader lr(*r2, "layer");
+  std::vector<LayerEntry> es;
+  for (;;) {
+    auto e = lr.next();
+    ASSERT_TRUE(e) << e.error().message();
+    if (!*e) break;
+    es.push_back(std::move(**e));
+  }
+  ASSERT_EQ(es.size(), 5u);
+  EXPECT_EQ(es[1].tar.path, "dir/big");
+  ASSERT_TRUE(es[1].object);
+  EXPECT_EQ(*es[1].object, verity::digest_bytes(as_bytes_of(big)));
+  EXPECT_EQ(es[2].inline_content, small);
+  EXPECT_EQ(es[3].tar.link_target, "dir/big");
+  EXPECT_EQ(es[4].tar.typeflag, '7');
+  EXPECT_TRUE(es[4].object);
+}
+
+TEST(Split, LayerReaderRefusesContentInTheWrongPlace) {
+  // A stream whose 100-byte file is inline (composefs-rs would have made it an object).
+  std::string content(100, 'x');
+  std::string tar = header("f", content.size(), '0') + padded(content) + std::string(1024, '\0');
+  MemoryObjects objs;
+  auto w = splitstream::Writer::create(objs, {});
+  ASSERT_TRUE(w);
+  ASSERT_TRUE((*w)->write_inline(as_bytes_of(tar)));
+  std::string ss;
+  ASSERT_TRUE((*w)->finish([&](std::span<const std::byte> b) {
+    ss += as_string(b);
+    return Status{};
+  }));
+  UniqueFd fd(::memfd_create("ss", MFD_CLOEXEC));
+  ASSERT_EQ(::write(fd.get(), ss.data(), ss.size()), static_cast<ssize_t>(ss.size()));
+  auto r = splitstream::Reader::open(std::move(fd), "ss");
+  ASSERT_TRUE(r);
+  LayerReader lr(*r, "layer L");
+  auto e = lr.next();
+  ASSERT_FALSE(e);
+  EXPECT_THAT(e.error().message(), HasSubstr("layer L: tar entry 'f' at byte 0"));
+  EXPECT_THAT(e.error().message(), HasSubstr("not an external object"));
+}
+
+}  // namespace
+}  // namespace cfs::oci
