@@ -5,20 +5,10 @@
 #include <cstring>
 #include <limits>
 
+#include "cfs/util/hex.h"
+
 namespace cfs::dump::detail {
 namespace {
-
-constexpr std::array<std::int8_t, 256> kHexValue = [] {
-  std::array<std::int8_t, 256> t{};
-  for (auto& v : t) v = -1;
-  for (int c = '0'; c <= '9'; ++c)
-    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
-  for (int c = 'a'; c <= 'f'; ++c)
-    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
-  for (int c = 'A'; c <= 'F'; ++c)
-    t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'A' + 10);
-  return t;
-}();
 
 // Bytes printed as-is, per escaping mode: isgraph (0x21..0x7e) or, for ls paths, isprint
 // (0x20..0x7e); backslash never, '=' only without kEscapeEqual.
@@ -40,8 +30,6 @@ bool is_c_space(char c) noexcept {
 }
 
 }  // namespace
-
-int hexdigit(char c) noexcept { return kHexValue[static_cast<unsigned char>(c)]; }
 
 std::optional<std::string_view> unescape(std::string_view in, std::string& scratch,
                                          std::string* err) {
@@ -80,12 +68,12 @@ std::optional<std::string_view> unescape(std::string_view in, std::string& scrat
           *err = "No hex characters after hex escape";
           return std::nullopt;
         }
-        int x1 = hexdigit(*p++);
+        int x1 = hex_value(*p++);
         if (p >= end) {
           *err = "No hex characters after hex escape";
           return std::nullopt;
         }
-        int x2 = hexdigit(*p++);
+        int x2 = hex_value(*p++);
         if (x1 < 0 || x2 < 0) {
           *err = "Invalid hex characters after hex escape";
           return std::nullopt;
@@ -129,7 +117,7 @@ std::optional<std::uint64_t> parse_u64(std::string_view s, unsigned base) noexce
   bool overflow = false;
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   for (; i < s.size(); ++i) {
-    int d = hexdigit(s[i]);
+    int d = hex_value(s[i]);
     if (d < 0 || static_cast<unsigned>(d) >= base) break;
     auto ud = static_cast<std::uint64_t>(d);
     if (v > (kMax - ud) / base) overflow = true;
@@ -142,7 +130,6 @@ std::optional<std::uint64_t> parse_u64(std::string_view s, unsigned base) noexce
 }
 
 void append_escaped(std::string& out, std::string_view s, unsigned flags) {
-  static constexpr char kHex[] = "0123456789abcdef";
   if ((flags & kEscapeLoneDash) && s == "-") {
     out += "\\x2d";
     return;
@@ -173,8 +160,8 @@ void append_escaped(std::string& out, std::string_view s, unsigned flags) {
         break;
       default:
         out += "\\x";
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 0xf]);
+        out.push_back(kHexDigits[c >> 4]);
+        out.push_back(kHexDigits[c & 0xf]);
     }
     i = run + 1;
   }

@@ -20,9 +20,6 @@ std::optional<std::string_view> unescape(std::string_view in, std::string& scrat
 /// must be consumed. nullopt for an empty field or trailing garbage.
 std::optional<std::uint64_t> parse_u64(std::string_view s, unsigned base) noexcept;
 
-/// Value of a hex digit (either case), -1 for anything else.
-int hexdigit(char c) noexcept;
-
 /// Escaping flags, as composefs-info uses them.
 enum EscapeFlags : unsigned {
   kEscapeStandard = 0,

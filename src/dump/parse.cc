@@ -13,6 +13,10 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "cfs/overlay/file_type.h"
+#include "cfs/overlay/limits.h"
+#include "cfs/tree/object_name.h"
+#include "cfs/util/hex.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
 #include "dump/escape.h"
@@ -41,20 +45,37 @@ enum Field : std::size_t {
 constexpr std::array<const char*, kFixedFields> kFieldNames = {
     "PATH", "SIZE", "MODE", "NLINK", "UID", "GID", "RDEV", "MTIME", "PAYLOAD", "CONTENT", "DIGEST"};
 
-// Per-xattr and per-inode overheads of upstream's xattr budget (lcfs_node_set_xattr_internal):
-// twice the 4-byte entry header minus one for alignment, plus the 12-byte ibody header once.
-constexpr std::size_t kXattrEntryOverhead = 2 * 4 - 1;
-constexpr std::size_t kXattrHeaderSize = 12;
-// Regular files without inline content become chunk-based inodes of at most 1024 chunks of at
-// most 2^43 bytes (LCFS_MAX_NONINLINE_CHUNKS); upstream rejects larger ones with EFBIG.
-constexpr std::uint64_t kMaxExternalFileSize = std::uint64_t{1024} << 43;
-constexpr std::size_t kPathMax = 4096;  // PATH_MAX: payloads must be shorter
+using overlay::kMaxInlineContent;
+using overlay::kMaxNameLen;
+using overlay::kMaxSymlinkLen;
+using overlay::kMaxXattrKeyLen;
+using overlay::kMaxXattrValueLen;
+using overlay::kPathMax;
 
 // Upstream stores names, paths, payloads, digests and xattr keys as C strings, so an escaped
 // NUL (\x00) silently truncates them; content and xattr values keep their length.
 std::string_view cstr(std::string_view s) {
   std::size_t n = s.find('\0');
   return n == std::string_view::npos ? s : s.substr(0, n);
+}
+
+// A DIGEST field holding a whole SHA-256 (64 hex digits) or SHA-512 (128, as composefs-rs
+// writes the dumps of SHA-512 images) digest.
+std::optional<verity::Digest> parse_digest_field(std::string_view hex) {
+  return tree::parse_digest_hex(hex);
+}
+
+// Anything else, as composefs 1.0.8 reads it: hex pairs decoded into a 32-byte stack buffer,
+// failure ignored, so the bytes up to the first bad pair are kept and the rest is whatever was
+// on the stack. We keep the decodable prefix and zero the rest.
+verity::Digest lenient_sha256(std::string_view hex) {
+  verity::Digest d = verity::Digest::zero(verity::HashAlg::kSha256);
+  for (std::size_t n = 0; n < d.size && 2 * n + 1 < hex.size(); ++n) {
+    int hi = hex_value(hex[2 * n]), lo = hex_value(hex[2 * n + 1]);
+    if (hi < 0 || lo < 0) break;
+    d.bytes[n] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return d;
 }
 
 // split_at(): the part before the next `sep`; the rest after it (empty when there is none).
@@ -108,7 +129,7 @@ class Parser {
   std::size_t line_no_ = 0;
   std::string err_;
   std::vector<HardlinkFixup> fixups_;
-  std::size_t xattr_budget_used_ = 0;  // of the node being parsed
+  overlay::XattrBudget xattr_budget_;  // of the node being parsed
   // Dumps list siblings together, so the previous line's parent is usually this line's too.
   std::string cached_prefix_;
   NodeId cached_dir_ = kNoNode;
@@ -312,18 +333,13 @@ bool Parser::add_xattr(Node& node, std::string_view key, std::string_view value)
   }
   auto it = std::find_if(node.xattrs.begin(), node.xattrs.end(),
                          [&](const Xattr& x) { return x.key == key; });
-  std::size_t used = xattr_budget_used_;
-  if (it != node.xattrs.end())
-    used =
-        node.xattrs.size() == 1 ? 0 : used - (kXattrEntryOverhead + key.size() + it->value.size());
-  std::size_t entry = kXattrEntryOverhead + key.size() + value.size();
-  if (used == 0) entry += kXattrHeaderSize;
-  if (used + entry > kMaxXattrBudget) {
-    err_ =
-        fmt::format("Can't set xattr {}: the inode's xattrs exceed {} bytes", key, kMaxXattrBudget);
+  std::optional<std::size_t> replaced;
+  if (it != node.xattrs.end()) replaced = it->value.size();
+  if (!xattr_budget_.set(key.size(), value.size(), replaced)) {
+    err_ = fmt::format("Can't set xattr {}: the inode's xattrs exceed {} bytes", key,
+                       overlay::XattrBudget::kLimit);
     return false;
   }
-  xattr_budget_used_ = used + entry;
   if (it != node.xattrs.end())
     it->value.assign(value);
   else
@@ -358,18 +374,9 @@ bool Parser::parse_line(std::string_view line) {
   // lcfs_node_try_set_mode() takes a uint32_t and validates only the type bits.
   auto mode = static_cast<std::uint32_t>(mode64);
   std::uint32_t type = mode & S_IFMT;
-  switch (type) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFBLK:
-    case S_IFCHR:
-    case S_IFSOCK:
-    case S_IFIFO:
-      break;
-    default:
-      err_ = fmt::format("Invalid mode {:o}", mode);
-      return false;
+  if (!overlay::is_known_type(mode)) {
+    err_ = fmt::format("Invalid mode {:o}", mode);
+    return false;
   }
 
   NodeId id, dir;
@@ -475,31 +482,25 @@ bool Parser::parse_line(std::string_view line) {
       // lcfs_node_set_content() stores an empty content as "no content".
       if (!content->empty()) node.content.emplace(*content);
     }
-    if (type == S_IFREG && !node.content && node.size > kMaxExternalFileSize) {
+    if (type == S_IFREG && !node.content && node.size > overlay::kMaxExternalFileSize) {
       err_ = fmt::format("File too large: size {} needs more than 1024 chunks", node.size);
       return false;
     }
   }
 
   if (digest) {
-    // Upstream decodes hex pairs into a 32-byte stack buffer and ignores failure: the bytes up
-    // to the first bad pair are kept and the rest is whatever was on the stack. We keep the
-    // decodable prefix and zero the rest. Strict mode rejects anything but 64 hex digits on a
-    // regular file, the only type whose digest reaches the image (a missing DIGEST field on
-    // other types stays accepted, as upstream's strict assets need).
     std::string_view hex = cstr(*digest);
-    Sha256Digest raw{};
-    std::size_t n = 0;
-    while (n < raw.size() && 2 * n + 1 < hex.size()) {
-      int hi = detail::hexdigit(hex[2 * n]), lo = detail::hexdigit(hex[2 * n + 1]);
-      if (hi < 0 || lo < 0) break;
-      raw[n++] = static_cast<std::uint8_t>(hi << 4 | lo);
-    }
-    if (opts_.strict && type == S_IFREG && (n != raw.size() || hex.size() != 2 * raw.size())) {
-      err_ = fmt::format("Invalid digest '{}' in DIGEST: must be 64 hex digits", hex);
+    if (auto d = parse_digest_field(hex)) {
+      node.digest = *d;
+    } else if (opts_.strict && type == S_IFREG) {
+      // Strict mode rejects anything but a whole digest on a regular file, the only type whose
+      // digest reaches the image (a missing DIGEST on other types stays accepted, as upstream's
+      // strict assets need).
+      err_ = fmt::format("Invalid digest '{}' in DIGEST: must be 64 or 128 hex digits", hex);
       return false;
+    } else {
+      node.digest = lenient_sha256(hex);
     }
-    node.digest = raw;
   }
 
   // Upstream caps the xattr part because it deduplicates keys quadratically.
@@ -507,7 +508,7 @@ bool Parser::parse_line(std::string_view line) {
     err_ = "Too many xattrs";
     return false;
   }
-  xattr_budget_used_ = 0;
+  xattr_budget_ = {};
   while (!rest.empty()) {
     std::string_view xattr = split_at(rest, ' ');
     const void* eq = std::memchr(xattr.data(), '=', xattr.size());

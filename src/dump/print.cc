@@ -74,7 +74,7 @@ void print_dump_line(const Tree& tree, std::string_view path, NodeId id, bool ha
     out += '-';
   out += ' ';
   if (n.digest)
-    out += to_hex(*n.digest);
+    append_hex(out, n.digest->view());
   else
     out += '-';
   for (const Xattr& x : n.xattrs) {

@@ -57,27 +57,6 @@ Result<verity::Digest> Sink::finish() {
 
 namespace {
 
-FileType file_type(std::uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return FileType::kRegular;
-    case S_IFDIR:
-      return FileType::kDirectory;
-    case S_IFCHR:
-      return FileType::kCharDevice;
-    case S_IFBLK:
-      return FileType::kBlockDevice;
-    case S_IFIFO:
-      return FileType::kFifo;
-    case S_IFSOCK:
-      return FileType::kSocket;
-    case S_IFLNK:
-      return FileType::kSymlink;
-    default:
-      return FileType::kUnknown;
-  }
-}
-
 class Emitter {
  public:
   Emitter(const Plan& p, Sink& out) : p_(p), out_(out) {}
@@ -242,7 +221,7 @@ class Emitter {
       erofs::Dirent rec{};
       rec.nid = p_.nodes[d.target].nid;
       rec.nameoff = nameoff;
-      rec.file_type = static_cast<std::uint8_t>(file_type(p_.nodes[d.target].mode));
+      rec.file_type = static_cast<std::uint8_t>(overlay::file_type(p_.nodes[d.target].mode));
       nameoff = static_cast<std::uint16_t>(nameoff + d.name.size());
       put(rec);
     }

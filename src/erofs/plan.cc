@@ -7,8 +7,14 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <string>
 
+#include "cfs/overlay/file_type.h"
+#include "cfs/overlay/limits.h"
+#include "cfs/overlay/metacopy.h"
+#include "cfs/overlay/xattr.h"
+#include "cfs/util/hex.h"
 #include "erofs/plan_internal.h"
 
 namespace cfs::erofs::detail {
@@ -44,42 +50,17 @@ std::string Plan::path_of(std::uint32_t index) const {
 namespace {
 
 constexpr std::uint32_t kUnvisited = 0xFFFFFFFF;
-constexpr std::size_t kMaxNameLength = 255;
-constexpr std::size_t kMaxXattrKey = 255;
-constexpr std::size_t kMaxXattrValue = 65535;
-constexpr std::size_t kPathMax = 4096;
-// LCFS_INODE_EXTERNAL_XATTR_MAX and the accounting of lcfs_node_set_xattr: each entry costs
-// 2*4-1 + key + value bytes, the first one 12 more.
-constexpr std::int64_t kXattrBudget = 65535 / 2;
-constexpr std::int64_t kXattrBudgetEntry = 7;
-constexpr std::int64_t kXattrBudgetHeader = 12;
-
-constexpr std::string_view kOverlayPrefix = "trusted.overlay.";
-constexpr std::string_view kOverlayEscapedPrefix = "trusted.overlay.overlay.";
-constexpr std::string_view kMetacopy = "trusted.overlay.metacopy";
-constexpr std::string_view kRedirect = "trusted.overlay.redirect";
-constexpr std::string_view kOpaque = "trusted.overlay.opaque";
-constexpr std::string_view kEscapedWhiteout = "trusted.overlay.overlay.whiteout";
-constexpr std::string_view kEscapedWhiteouts = "trusted.overlay.overlay.whiteouts";
-constexpr std::string_view kEscapedOpaque = "trusted.overlay.overlay.opaque";
-constexpr std::string_view kUserWhiteout = "user.overlay.whiteout";
-constexpr std::string_view kUserWhiteouts = "user.overlay.whiteouts";
-constexpr std::string_view kUserOpaque = "user.overlay.opaque";
-constexpr std::string_view kSelinux = "security.selinux";
-constexpr std::string_view kAclAccess = "system.posix_acl_access";
-constexpr std::string_view kAclDefault = "system.posix_acl_default";
 
 // ".", ".." and the 256 root stub names, in byte order.
 struct ExtraNames {
   std::array<char, 2 * 256> hex{};
   std::array<std::string_view, 258> names{};
   ExtraNames() {
-    static constexpr char kDigits[] = "0123456789abcdef";
     names[0] = ".";
     names[1] = "..";
     for (std::size_t i = 0; i < 256; ++i) {
-      hex[2 * i] = kDigits[i >> 4];
-      hex[2 * i + 1] = kDigits[i & 15];
+      hex[2 * i] = kHexDigits[i >> 4];
+      hex[2 * i + 1] = kHexDigits[i & 15];
       names[2 + i] = std::string_view(&hex[2 * i], 2);
     }
   }
@@ -89,29 +70,12 @@ const ExtraNames& extra_names() {
   return names;
 }
 
-bool known_type(std::uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFBLK:
-    case S_IFCHR:
-    case S_IFSOCK:
-    case S_IFIFO:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// composefs keeps rdev in 32 bits, so a chardev whose rdev truncates to 0 is a whiteout too.
-bool is_user_whiteout(const Node& n) {
-  return n.type() == S_IFCHR && static_cast<std::uint32_t>(n.rdev) == 0;
-}
+// The writer tests the rdev composefs keeps (32 bits).
+bool is_user_whiteout(const Node& n) { return overlay::is_whiteout(n.mode, n.rdev); }
 
 std::string_view name_problem(std::string_view name) {
   if (name.empty()) return "empty name";
-  if (name.size() > kMaxNameLength) return "name longer than 255 bytes";
+  if (name.size() > overlay::kMaxNameLen) return "name longer than 255 bytes";
   if (name == "." || name == "..") return "'.' or '..' as a name";
   if (name.find('/') != std::string_view::npos) return "'/' in a name";
   if (name.find('\0') != std::string_view::npos) return "NUL byte in a name";
@@ -136,7 +100,13 @@ class PlanBuilder {
   Status expand_dir(std::uint32_t index);
   Status add_child(std::uint32_t dir, const Entry& e);
   Status resolve_links();
+  // rewrite() of one inode: attributes, data checks, xattrs (composefs' rewrite step).
   Status rewrite(std::uint32_t index);
+  Status rewrite_stub(std::uint32_t index);
+  Status rewrite_data(std::uint32_t index, const Node& n);
+  Status escape_user_xattrs(std::uint32_t index, const Node& n);
+  Status add_overlay_xattrs(std::uint32_t index, const Node& n);
+  Status finish_xattrs(std::uint32_t index);
   Status set_xattr(std::uint32_t index, std::string_view key, std::string_view value);
 
   const Tree& tree_;
@@ -146,10 +116,10 @@ class PlanBuilder {
   std::vector<std::pair<std::uint32_t, NodeId>> pending_links_;
   bool has_whiteout_ = false;
 
-  // Per-inode scratch of rewrite(): its xattrs and composefs' running xattr_size, which
-  // starts at 0 in the deep clone and only counts what the writer itself sets.
+  // Per-inode scratch of rewrite(): its xattrs and composefs' xattr accounting, which starts
+  // from the deep clone (XattrBudget::cloned) and only counts what the writer itself sets.
   std::vector<XattrRef> xs_;
-  std::int64_t budget_ = 0;
+  overlay::XattrBudget budget_;
 };
 
 Status PlanBuilder::bfs() {
@@ -264,46 +234,164 @@ Status PlanBuilder::resolve_links() {
 }
 
 Status PlanBuilder::set_xattr(std::uint32_t index, std::string_view key, std::string_view value) {
-  if (value.size() > kMaxXattrValue)
+  if (value.size() > overlay::kMaxXattrValueLen)
     return invalid(index, "xattr {}: value longer than 65535 bytes", key);
   auto it = std::find_if(xs_.begin(), xs_.end(), [&](const XattrRef& x) { return x.key == key; });
+  std::optional<std::size_t> replaced;
+  if (it != xs_.end()) replaced = it->value.size();
+  if (!budget_.set(key.size(), value.size(), replaced))
+    return invalid(index, "xattr {}: per-inode xattr size limit ({} bytes) exceeded", key,
+                   overlay::XattrBudget::kLimit);
+  // lcfs_node_unset_xattr moves the last entry into the hole; the order is sorted away later.
   if (it != xs_.end()) {
-    auto old = static_cast<std::int64_t>(it->value.size());
     *it = xs_.back();
     xs_.pop_back();
-    if (xs_.empty())
-      budget_ = 0;
-    else
-      budget_ -= kXattrBudgetEntry + static_cast<std::int64_t>(key.size()) + old;
   }
-  std::int64_t entry = kXattrBudgetEntry + static_cast<std::int64_t>(key.size() + value.size());
-  if (xs_.empty()) entry += kXattrBudgetHeader;
-  // composefs does this in size_t, so a running total that went "negative" fails too.
-  if (budget_ + entry < 0 || budget_ + entry > kXattrBudget)
-    return invalid(index, "xattr {}: per-inode xattr size limit ({} bytes) exceeded", key,
-                   kXattrBudget);
   xs_.push_back({key, value});
-  budget_ += entry;
+  return {};
+}
+
+// A root whiteout stub: a chardev 0/0 with the root's owner, times and SELinux label.
+Status PlanBuilder::rewrite_stub(std::uint32_t index) {
+  PNode& pn = p_.nodes[index];
+  const Node& root = tree_.node(tree_.root());
+  pn.mode = S_IFCHR | 0644;
+  pn.nlink = 1;
+  pn.uid = root.uid;
+  pn.gid = root.gid;
+  pn.mtime_sec = root.mtime_sec;
+  pn.mtime_nsec = root.mtime_nsec;
+  budget_ = overlay::XattrBudget::cloned(0);
+  if (const Xattr* se = root.find_xattr(overlay::kSelinux))
+    CFS_TRY(set_xattr(index, se->key, se->value));
+  return {};
+}
+
+// Symlink targets and regular-file data: the limits composefs checks, and the layout choice.
+Status PlanBuilder::rewrite_data(std::uint32_t index, const Node& n) {
+  PNode& pn = p_.nodes[index];
+  if (n.is_symlink()) {
+    if (n.payload.empty()) return invalid(index, "symlink without a target");
+    if (n.payload.size() >= overlay::kPathMax)
+      return invalid(index, "symlink target of {} bytes is too long (max {})", n.payload.size(),
+                     overlay::kMaxSymlinkLen);
+    if (n.payload.find('\0') != std::string::npos)
+      return invalid(index, "NUL byte in the symlink target");
+    pn.data = n.payload;
+    pn.size = n.payload.size();
+  } else if (n.is_reg()) {
+    if (n.content && !n.content->empty()) {
+      if (n.content->size() != n.size)
+        return invalid(index, "inline content of {} bytes but size {}", n.content->size(), n.size);
+      if (n.content->size() > overlay::kMaxInlineContent)
+        return invalid(index, "inline content size {} exceeds maximum {}", n.content->size(),
+                       overlay::kMaxInlineContent);
+      pn.data = *n.content;
+    } else if (n.content && n.size != 0) {
+      return invalid(index, "inline content of 0 bytes but size {}", n.size);
+    } else if (n.size > 0) {
+      pn.external = true;
+      if (chunking(n.size).count > kMaxChunks)
+        return invalid(index, "file too large ({} bytes needs more than {} chunks)", n.size,
+                       kMaxChunks);
+    }
+  }
+  return {};
+}
+
+// The user's xattrs as the image stores them: every trusted.overlay.* renamed (escaped), which
+// also keeps them unique. The budget starts from this clone of the node.
+Status PlanBuilder::escape_user_xattrs(std::uint32_t index, const Node& n) {
+  for (const Xattr& x : n.xattrs) {
+    if (x.key.empty() || x.key.size() > overlay::kMaxXattrKeyLen)
+      return invalid(index, "xattr name '{}' must be 1..255 bytes", x.key);
+    if (x.key.find('\0') != std::string::npos)
+      return invalid(index, "NUL byte in xattr name '{}'", x.key);
+    if (x.value.size() > overlay::kMaxXattrValueLen)
+      return invalid(index, "xattr {}: value longer than 65535 bytes", x.key);
+    if (overlay::needs_escape(x.key))
+      xs_.push_back({p_.arena.concat(overlay::kEscapedPrefix,
+                                     std::string_view(x.key).substr(overlay::kPrefix.size())),
+                     x.value});
+    else
+      xs_.push_back({x.key, x.value});
+  }
+  budget_ = overlay::XattrBudget::cloned(xs_.size());
+  return {};
+}
+
+// What composefs' add_overlayfs_xattrs sets, in its order (the order decides which one fails
+// the budget first): metacopy and redirect, whiteout conversion, the directory markers of
+// whiteout children, the root's opaque.
+Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
+  PNode& pn = p_.nodes[index];
+  if (pn.external) {
+    std::string_view metacopy;  // empty: a metacopy without digest
+    if (n.digest) {
+      const overlay::MetacopyBytes value = overlay::Metacopy::encode(*n.digest);
+      metacopy = p_.arena.concat(value.view(), {});
+    }
+    CFS_TRY(set_xattr(index, overlay::kMetacopy, metacopy));
+    if (!n.payload.empty()) {
+      if (n.payload.size() >= overlay::kPathMax)
+        return invalid(index, "payload of {} bytes is too long (max {})", n.payload.size(),
+                       overlay::kPathMax - 1);
+      if (n.payload.find('\0') != std::string::npos)
+        return invalid(index, "NUL byte in the payload");
+      CFS_TRY(set_xattr(index, overlay::kRedirect, p_.arena.concat("/", n.payload)));
+    }
+  }
+
+  if (is_user_whiteout(n)) {
+    pn.size = 0;
+    pn.mode = S_IFREG | (n.mode & ~std::uint32_t{S_IFMT});
+    pn.rdev = 0;
+    CFS_TRY(set_xattr(index, overlay::kEscapedWhiteout, ""));
+    CFS_TRY(set_xattr(index, overlay::kUserWhiteout, ""));
+  }
+
+  if (n.is_dir()) {
+    // Every whiteout child sets the same four markers; after the first, resetting them
+    // changes neither the values nor composefs' running xattr size.
+    for (const Entry& e : n.children) {
+      if (e.hardlink || !is_user_whiteout(tree_.node(e.node))) continue;
+      CFS_TRY(set_xattr(index, overlay::kEscapedWhiteouts, ""));
+      CFS_TRY(set_xattr(index, overlay::kUserWhiteouts, ""));
+      if (p_.version >= 1) {
+        CFS_TRY(set_xattr(index, overlay::kEscapedOpaque, overlay::kWhiteoutsOpaqueValue));
+        CFS_TRY(set_xattr(index, overlay::kUserOpaque, overlay::kWhiteoutsOpaqueValue));
+      }
+      break;
+    }
+  }
+  if (index == 0) CFS_TRY(set_xattr(index, overlay::kOpaque, overlay::kRootOpaqueValue));
+  return {};
+}
+
+// Canonical (sorted) order, duplicates refused, the ACL flag, then into the plan.
+Status PlanBuilder::finish_xattrs(std::uint32_t index) {
+  PNode& pn = p_.nodes[index];
+  std::sort(xs_.begin(), xs_.end(),
+            [](const XattrRef& a, const XattrRef& b) { return a.key < b.key; });
+  for (std::size_t i = 1; i < xs_.size(); ++i)
+    if (xs_[i - 1].key == xs_[i].key) return invalid(index, "duplicate xattr {}", xs_[i].key);
+  for (const XattrRef& x : xs_)
+    if (x.key == overlay::kAclAccess || x.key == overlay::kAclDefault) p_.has_acl = true;
+  pn.xattr_begin = static_cast<std::uint32_t>(p_.xattrs.size());
+  pn.xattr_count = static_cast<std::uint32_t>(xs_.size());
+  p_.xattrs.insert(p_.xattrs.end(), xs_.begin(), xs_.end());
   return {};
 }
 
 Status PlanBuilder::rewrite(std::uint32_t index) {
   PNode& pn = p_.nodes[index];
   xs_.clear();
-  budget_ = 0;
-  const Node& root = tree_.node(tree_.root());
-
   if (pn.src == kStub) {
-    pn.mode = S_IFCHR | 0644;
-    pn.nlink = 1;
-    pn.uid = root.uid;
-    pn.gid = root.gid;
-    pn.mtime_sec = root.mtime_sec;
-    pn.mtime_nsec = root.mtime_nsec;
-    if (const Xattr* se = root.find_xattr(kSelinux)) CFS_TRY(set_xattr(index, se->key, se->value));
+    CFS_TRY(rewrite_stub(index));
   } else {
     const Node& n = tree_.node(pn.src);
-    if (!known_type(n.mode)) return invalid(index, "invalid file type in mode {:o}", n.mode);
+    if (!overlay::is_known_type(n.mode))
+      return invalid(index, "invalid file type in mode {:o}", n.mode);
     pn.mode = n.mode;
     if (!n.is_dir()) pn.nlink = n.nlink;
     pn.uid = n.uid;
@@ -312,106 +400,11 @@ Status PlanBuilder::rewrite(std::uint32_t index) {
     pn.mtime_nsec = n.mtime_nsec;
     pn.size = n.size;
     if (n.type() == S_IFCHR || n.type() == S_IFBLK) pn.rdev = static_cast<std::uint32_t>(n.rdev);
-
-    if (n.is_symlink()) {
-      if (n.payload.empty()) return invalid(index, "symlink without a target");
-      if (n.payload.size() >= kPathMax)
-        return invalid(index, "symlink target of {} bytes is too long (max {})", n.payload.size(),
-                       kPathMax - 1);
-      if (n.payload.find('\0') != std::string::npos)
-        return invalid(index, "NUL byte in the symlink target");
-      pn.data = n.payload;
-      pn.size = n.payload.size();
-    } else if (n.is_reg()) {
-      if (n.content && !n.content->empty()) {
-        if (n.content->size() != n.size)
-          return invalid(index, "inline content of {} bytes but size {}", n.content->size(),
-                         n.size);
-        if (n.content->size() > kMaxInlineContent)
-          return invalid(index, "inline content size {} exceeds maximum {}", n.content->size(),
-                         kMaxInlineContent);
-        pn.data = *n.content;
-      } else if (n.content && n.size != 0) {
-        return invalid(index, "inline content of 0 bytes but size {}", n.size);
-      } else if (n.size > 0) {
-        pn.external = true;
-        if (chunking(n.size).count > kMaxChunks)
-          return invalid(index, "file too large ({} bytes needs more than {} chunks)", n.size,
-                         kMaxChunks);
-      }
-    }
-
-    // Escape the user's overlay xattrs; renaming every trusted.overlay.* keeps them unique.
-    for (const Xattr& x : n.xattrs) {
-      if (x.key.empty() || x.key.size() > kMaxXattrKey)
-        return invalid(index, "xattr name '{}' must be 1..255 bytes", x.key);
-      if (x.key.find('\0') != std::string::npos)
-        return invalid(index, "NUL byte in xattr name '{}'", x.key);
-      if (x.value.size() > kMaxXattrValue)
-        return invalid(index, "xattr {}: value longer than 65535 bytes", x.key);
-      if (x.key.starts_with(kOverlayPrefix))
-        xs_.push_back({p_.arena.concat(kOverlayEscapedPrefix,
-                                       std::string_view(x.key).substr(kOverlayPrefix.size())),
-                       x.value});
-      else
-        xs_.push_back({x.key, x.value});
-    }
-
-    if (pn.external) {
-      std::string_view metacopy;
-      if (n.digest) {
-        static constexpr char kHeader[4] = {0, 36, 0, 1};  // version, len, flags, SHA-256
-        metacopy = p_.arena.concat(
-            std::string_view(kHeader, 4),
-            std::string_view(reinterpret_cast<const char*>(n.digest->data()), n.digest->size()));
-      }
-      CFS_TRY(set_xattr(index, kMetacopy, metacopy));
-      if (!n.payload.empty()) {
-        if (n.payload.size() >= kPathMax)
-          return invalid(index, "payload of {} bytes is too long (max {})", n.payload.size(),
-                         kPathMax - 1);
-        if (n.payload.find('\0') != std::string::npos)
-          return invalid(index, "NUL byte in the payload");
-        CFS_TRY(set_xattr(index, kRedirect, p_.arena.concat("/", n.payload)));
-      }
-    }
-
-    if (is_user_whiteout(n)) {
-      pn.size = 0;
-      pn.mode = S_IFREG | (n.mode & ~std::uint32_t{S_IFMT});
-      pn.rdev = 0;
-      CFS_TRY(set_xattr(index, kEscapedWhiteout, ""));
-      CFS_TRY(set_xattr(index, kUserWhiteout, ""));
-    }
-
-    if (n.is_dir()) {
-      // Every whiteout child sets the same four markers; after the first, resetting them
-      // changes neither the values nor composefs' running xattr size.
-      for (const Entry& e : n.children) {
-        if (e.hardlink || !is_user_whiteout(tree_.node(e.node))) continue;
-        CFS_TRY(set_xattr(index, kEscapedWhiteouts, ""));
-        CFS_TRY(set_xattr(index, kUserWhiteouts, ""));
-        if (p_.version >= 1) {
-          CFS_TRY(set_xattr(index, kEscapedOpaque, "x"));
-          CFS_TRY(set_xattr(index, kUserOpaque, "x"));
-        }
-        break;
-      }
-    }
-    if (index == 0) CFS_TRY(set_xattr(index, kOpaque, "y"));
+    CFS_TRY(rewrite_data(index, n));
+    CFS_TRY(escape_user_xattrs(index, n));
+    CFS_TRY(add_overlay_xattrs(index, n));
   }
-
-  std::sort(xs_.begin(), xs_.end(),
-            [](const XattrRef& a, const XattrRef& b) { return a.key < b.key; });
-  for (std::size_t i = 1; i < xs_.size(); ++i)
-    if (xs_[i - 1].key == xs_[i].key) return invalid(index, "duplicate xattr {}", xs_[i].key);
-  for (const XattrRef& x : xs_)
-    if (x.key == kAclAccess || x.key == kAclDefault) p_.has_acl = true;
-
-  pn.xattr_begin = static_cast<std::uint32_t>(p_.xattrs.size());
-  pn.xattr_count = static_cast<std::uint32_t>(xs_.size());
-  p_.xattrs.insert(p_.xattrs.end(), xs_.begin(), xs_.end());
-
+  CFS_TRY(finish_xattrs(index));
   if (pn.mtime_sec < p_.min_sec || (pn.mtime_sec == p_.min_sec && pn.mtime_nsec < p_.min_nsec)) {
     p_.min_sec = pn.mtime_sec;
     p_.min_nsec = pn.mtime_nsec;

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "cfs/erofs/layout.h"
-#include "cfs/erofs/tree.h"
 #include "cfs/erofs/writer.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 
 namespace cfs::erofs::detail {

@@ -31,21 +31,6 @@ constexpr std::uint32_t kIncompatChunkedFile = 0x4;
 constexpr std::uint16_t kIFormatAll = 0xF;  // version bit + 3 layout bits (EROFS_I_ALL)
 constexpr std::uint64_t kHeaderEnd = kSuperOffset + sizeof(SuperBlock);
 
-bool valid_type(std::uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-    case S_IFDIR:
-    case S_IFLNK:
-    case S_IFCHR:
-    case S_IFBLK:
-    case S_IFIFO:
-    case S_IFSOCK:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 Result<Image> Image::open(const std::string& path) {
@@ -169,7 +154,7 @@ Result<InodeInfo> Image::inode(std::uint64_t nid) const {
     ino.mtime_nsec = info_.build_time_nsec;
     ino.nlink = d.i_nlink;
   }
-  if (!valid_type(ino.mode))
+  if (!overlay::is_known_type(ino.mode))
     return corrupt(fmt::format("{}: invalid i_mode {:o}", where(), ino.mode));
   // i_mtime_nsec >= 10^9 is not rejected: dumps may carry such values, upstream writes and
   // reads them as given, and the kernel does not check either. Consumers that build a

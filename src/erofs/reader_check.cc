@@ -109,32 +109,7 @@ Status check_image(const Image& img) {
         inner = fail(std::move(child).error());
         return false;
       }
-      std::uint32_t want = 0;
-      switch (e.file_type) {
-        case FileType::kRegular:
-          want = S_IFREG;
-          break;
-        case FileType::kDirectory:
-          want = S_IFDIR;
-          break;
-        case FileType::kCharDevice:
-          want = S_IFCHR;
-          break;
-        case FileType::kBlockDevice:
-          want = S_IFBLK;
-          break;
-        case FileType::kFifo:
-          want = S_IFIFO;
-          break;
-        case FileType::kSocket:
-          want = S_IFSOCK;
-          break;
-        case FileType::kSymlink:
-          want = S_IFLNK;
-          break;
-        case FileType::kUnknown:
-          break;
-      }
+      const std::uint32_t want = overlay::mode_type(e.file_type);
       if (want != child->type())
         return bad(fmt::format("file_type {} does not match i_mode {:o}",
                                static_cast<int>(e.file_type), child->mode));

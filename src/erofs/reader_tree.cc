@@ -8,6 +8,8 @@
 #include <algorithm>
 
 #include "cfs/erofs/reader.h"
+#include "cfs/overlay/metacopy.h"
+#include "cfs/overlay/xattr.h"
 #include "erofs/reader_internal.h"
 
 namespace cfs::erofs {
@@ -20,30 +22,6 @@ namespace {
 // (printers, writers) safe on hostile images.
 constexpr std::size_t kMaxDepth = 4096;
 constexpr std::uint64_t kDropPagesEvery = 16384;
-
-std::uint32_t type_of(FileType t) {
-  switch (t) {
-    case FileType::kRegular:
-      return S_IFREG;
-    case FileType::kDirectory:
-      return S_IFDIR;
-    case FileType::kCharDevice:
-      return S_IFCHR;
-    case FileType::kBlockDevice:
-      return S_IFBLK;
-    case FileType::kFifo:
-      return S_IFIFO;
-    case FileType::kSocket:
-      return S_IFSOCK;
-    case FileType::kSymlink:
-      return S_IFLNK;
-    case FileType::kUnknown:
-      break;
-  }
-  return 0;
-}
-
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 // Builds the user-visible node of inode `ino` (xattrs translated, payload/content/digest).
 Result<Node> make_node(const Image& img, const InodeInfo& ino) {
@@ -62,31 +40,20 @@ Result<Node> make_node(const Image& img, const InodeInfo& ino) {
   n.xattrs.reserve(raw.size());
   for (auto& x : raw) {
     std::string_view name = x.name;
-    if (starts_with(name, kXattrTrustedOverlay)) {
-      if (name == kXattrRedirect) {
-        std::string_view v = x.value;  // exact length: see backing_from_xattrs
-        if (!v.empty() && v.front() == '/') v.remove_prefix(1);
-        n.payload.assign(v);
-      } else if (name == kXattrMetacopy) {
-        if (x.value.size() == 4 + 32) {
-          Sha256Digest d;
-          std::memcpy(d.data(), x.value.data() + 4, d.size());
-          n.digest = d;
-        }
-      } else if (starts_with(name, kXattrEscapedOverlay)) {
-        std::string_view rest = name.substr(kXattrEscapedOverlay.size());
-        if (rest == "whiteout") {
-          whiteout = true;
-        } else if (rest != "whiteouts") {
-          std::string key;
-          key.reserve(kXattrTrustedOverlay.size() + rest.size());
-          key.append(kXattrTrustedOverlay).append(rest);
-          n.xattrs.push_back({std::move(key), std::move(x.value)});
-        }
+    if (name.starts_with(overlay::kPrefix)) {
+      if (name == overlay::kRedirect) {
+        n.payload.assign(overlay::redirect_payload(x.value));
+      } else if (name == overlay::kMetacopy) {
+        n.digest = overlay::Metacopy::read_digest(x.value);
+      } else if (name == overlay::kEscapedWhiteout) {
+        whiteout = true;
+      } else if (name != overlay::kEscapedWhiteouts && name.starts_with(overlay::kEscapedPrefix)) {
+        // One escaping level removed: the user's own trusted.overlay.* xattr.
+        n.xattrs.push_back({*overlay::visible_name(name), std::move(x.value)});
       }
       continue;  // other trusted.overlay.* (opaque=y on the root) are the writer's
     }
-    if (name == "user.overlay.whiteout" || name == "user.overlay.whiteouts") continue;
+    if (name == overlay::kUserWhiteout || name == overlay::kUserWhiteouts) continue;
     n.xattrs.push_back({std::move(x.name), std::move(x.value)});
   }
 
@@ -177,7 +144,7 @@ Result<Tree> load_tree(const Image& img, const LoadOptions& opts) {
     // the size of the tree instead of tree + image (bench/info.sh).
     if (++loaded % kDropPagesEvery == 0) img.drop_resident_pages();
     CFS_ASSIGN(InodeInfo ino, img.inode(e.nid));
-    if (type_of(e.file_type) != ino.type())
+    if (overlay::mode_type(e.file_type) != ino.type())
       return corrupt(fmt::format("nid {} ({:?}): dirent file_type {} does not match i_mode {:o}",
                                  e.nid, std::string(e.name), static_cast<int>(e.file_type),
                                  ino.mode));

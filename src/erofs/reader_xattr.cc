@@ -7,6 +7,8 @@
 #include <array>
 
 #include "cfs/erofs/reader.h"
+#include "cfs/overlay/metacopy.h"
+#include "cfs/overlay/xattr.h"
 #include "erofs/reader_internal.h"
 
 namespace cfs::erofs {
@@ -85,16 +87,10 @@ Result<std::vector<RawXattr>> Image::xattrs(std::uint64_t nid) const {
 Backing backing_from_xattrs(const std::vector<RawXattr>& xattrs) {
   Backing b;
   for (const auto& x : xattrs) {
-    if (x.name == kXattrRedirect) {
-      // Exact length (upstream 1.0.8 over-reads up to two bytes here, format quirk 13).
-      std::string_view v = x.value;
-      if (!v.empty() && v.front() == '/') v.remove_prefix(1);
-      b.payload.assign(v);
-    } else if (x.name == kXattrMetacopy && x.value.size() == 4 + 32) {
-      Sha256Digest d;
-      std::memcpy(d.data(), x.value.data() + 4, d.size());
-      b.digest = d;
-    }
+    if (x.name == overlay::kRedirect)
+      b.payload.assign(overlay::redirect_payload(x.value));
+    else if (x.name == overlay::kMetacopy)
+      b.digest = overlay::Metacopy::read_digest(x.value);
   }
   return b;
 }

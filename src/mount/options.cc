@@ -7,7 +7,7 @@
 #include <cstring>
 #include <utility>
 
-#include "cfs/util/hex.h"
+#include "cfs/tree/object_name.h"
 
 namespace cfs::mount {
 namespace {
@@ -97,15 +97,11 @@ Result<std::vector<std::string>> split_options(std::string_view text) {
 }
 
 Result<verity::Digest> parse_digest_hex(std::string_view hex) {
-  auto bytes = from_hex(hex);
-  verity::Digest d;
-  if (!bytes || (bytes->size() != 32 && bytes->size() != 64))
+  auto d = tree::parse_digest_hex(hex);
+  if (!d)
     return fail(Errc::kInvalidInput, "option digest=" + std::string(hex) +
                                          ": expected 64 (SHA-256) or 128 (SHA-512) hex digits");
-  d.alg = bytes->size() == 32 ? verity::HashAlg::kSha256 : verity::HashAlg::kSha512;
-  d.size = bytes->size();
-  std::memcpy(d.bytes.data(), bytes->data(), bytes->size());
-  return d;
+  return *d;
 }
 
 Status parse_options(std::string_view text, Options& opts) {

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <utility>
 
+#include "cfs/tree/object_name.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
 #include "cfs/util/unique_fd.h"
@@ -28,10 +30,6 @@ namespace {
 // worker scanning their directory, so one huge file cannot serialize the end of the scan.
 constexpr std::uint64_t kDeferDigestMin = 1ULL << 20;
 constexpr std::size_t kDirentBufSize = 256 * 1024;
-// lcfs_node_set_xattr(): per-entry cost 2*6-1 + key + value, header 12 once, limit 65535/2.
-constexpr std::size_t kXattrBudget = 65535 / 2;
-constexpr std::size_t kXattrNameMax = 255;
-constexpr std::size_t kXattrValueMax = 65535;
 
 struct DirRec;
 
@@ -94,7 +92,10 @@ bool smaller_file(const FileTask& a, const FileTask& b) {
 class Scanner {
  public:
   Scanner(std::string root_path, const ScanOptions& opts)
-      : root_path_(std::move(root_path)), opts_(opts) {}
+      : root_path_(std::move(root_path)), opts_(opts) {
+    params_.alg = opts.hash;
+    small_max_ = std::min<std::uint64_t>(kSmallMax, verity::small_many_max(params_));
+  }
 
   Result<ScanResult> run();
 
@@ -126,6 +127,8 @@ class Scanner {
 
   std::string root_path_;
   ScanOptions opts_;
+  verity::Params params_;
+  std::uint64_t small_max_ = 0;  // largest file batched: two tree levels (256 KiB for SHA-512)
   UniqueFd root_fd_;
   DirRec root_;
   Node root_node_;
@@ -148,16 +151,16 @@ Status Scanner::read_xattrs(int dirfd, const std::string& name, const std::strin
   CFS_ASSIGN(auto keys, sys::list_xattrs_at(dirfd, name, display(relpath)));
   if (keys.empty()) return {};
   std::sort(keys.begin(), keys.end());  // listxattr order is filesystem-specific
-  std::size_t budget = 0;
+  overlay::XattrBudget budget;          // the sum decides, so the order does not matter
   for (const auto& key : keys) {
     if (opts_.user_xattrs && !key.starts_with("user.")) continue;
     CFS_ASSIGN(std::string value, sys::get_xattr_at(dirfd, name, key, display(relpath)));
-    if (key.size() > kXattrNameMax || value.size() > kXattrValueMax)
+    if (key.size() > overlay::kMaxXattrKeyLen || value.size() > overlay::kMaxXattrValueLen)
       return fail(Errc::kInvalidInput, display(relpath) + ": xattr " + key + " too large");
-    budget += 11 + key.size() + value.size() + (budget == 0 ? 12 : 0);
-    if (budget > kXattrBudget)
+    if (!budget.set(key.size(), value.size()))
       return fail(Errc::kInvalidInput,
-                  display(relpath) + ": xattrs exceed the per-inode limit of 32767 bytes");
+                  fmt::format("{}: xattrs exceed the per-inode limit of {} bytes", display(relpath),
+                              overlay::XattrBudget::kLimit));
     node.set_xattr(key, std::move(value));
   }
   return {};
@@ -177,23 +180,21 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
     if (got != node.size)
       return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
     content = std::span<const std::byte>(buf.data(), got);
-    d = verity::digest_bytes(content, verity::Params{});
+    d = verity::digest_bytes(content, params_);
   } else {
-    CFS_ASSIGN(d, verity::digest_fd(fd->get(), verity::Params{}, display(relpath), 1));
+    CFS_ASSIGN(d, verity::digest_fd(fd->get(), params_, display(relpath), 1));
   }
   return record_digest(node, d, node.size, fd->get(), content, relpath);
 }
 
 Status Scanner::record_digest(Node& node, const verity::Digest& d, std::uint64_t size, int fd,
                               std::span<const std::byte> content, const std::string& relpath) {
-  Sha256Digest sd;
-  std::memcpy(sd.data(), d.bytes.data(), sd.size());
-  node.digest = sd;  // the payload string is made in assemble(), on the main thread
+  node.digest = d;  // the payload string is made in assemble(), on the main thread
   if (opts_.counters) {
     opts_.counters->files_digested.fetch_add(1, std::memory_order_relaxed);
     opts_.counters->bytes_digested.fetch_add(size, std::memory_order_relaxed);
   }
-  if (opts_.sink != nullptr) return opts_.sink->file_digested(sd, fd, content, display(relpath));
+  if (opts_.sink != nullptr) return opts_.sink->file_digested(d, fd, content, display(relpath));
   return {};
 }
 
@@ -224,7 +225,7 @@ Status Scanner::flush_small(DirRec& dir, SmallBatch& batch) {
   std::array<verity::Digest, verity::kSmallBatchMax> out;
   for (std::size_t i = 0; i < n; ++i)
     in[i] = SmallBatch::buffer().subspan(batch.offset[i], batch.size[i]);
-  verity::digest_small_many(std::span(in.data(), n), verity::Params{}, std::span(out.data(), n));
+  verity::digest_small_many(std::span(in.data(), n), params_, std::span(out.data(), n));
   for (std::size_t i = 0; i < n; ++i)
     CFS_TRY(record_digest(dir.entries[batch.index[i]].node, out[i], batch.size[i], -1, in[i],
                           batch.relpath[i]));
@@ -258,7 +259,7 @@ Status Scanner::fill_entry(int dirfd, const std::string& name, const std::string
         if (got != n.size)
           return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
         n.content = std::move(content);
-      } else if (n.size <= kSmallMax) {
+      } else if (n.size <= small_max_) {
         small = true;  // the caller queues it for a batch
       } else if (n.size < kDeferDigestMin) {
         CFS_TRY(digest_file(dirfd, name, relpath, n));
@@ -447,7 +448,7 @@ Result<ScanResult> Scanner::run() {
 // system as a whole instead of staying resident around a few live strings per page.
 Node compact(Node n) {
   if (n.is_reg() && n.digest && !n.content)
-    n.payload = digest_payload(*n.digest);
+    n.payload = tree::object_path(*n.digest);
   else if (!n.payload.empty())
     n.payload = std::string(n.payload);
   if (n.content) n.content = std::string(*n.content);
@@ -492,18 +493,6 @@ void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string&
 }
 
 }  // namespace
-
-std::string digest_payload(const Sha256Digest& digest) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(65);
-  for (std::size_t i = 0; i < digest.size(); ++i) {
-    if (i == 1) s.push_back('/');
-    s.push_back(kHex[digest[i] >> 4]);
-    s.push_back(kHex[digest[i] & 0xF]);
-  }
-  return s;
-}
 
 Result<ScanResult> scan_directory(const std::string& path, const ScanOptions& opts) {
   Scanner s(path, opts);

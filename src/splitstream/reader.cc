@@ -102,8 +102,7 @@ struct Reader::Impl {
     CFS_ASSIGN(std::string raw, read_range(r, field));
     std::vector<verity::Digest> v(raw.size() / ds);
     for (std::size_t i = 0; i < v.size(); ++i) {
-      v[i].alg = alg;
-      v[i].size = ds;
+      v[i] = verity::Digest::zero(alg);
       std::memcpy(v[i].bytes.data(), raw.data() + i * ds, ds);
     }
     return v;

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "cfs/tree/object_name.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
@@ -80,8 +81,8 @@ Result<ObjectStore> ObjectStore::open(const std::string& path, bool create) {
   return ObjectStore(std::move(fd), path);
 }
 
-bool ObjectStore::has_object(const ObjectDigest& digest) const {
-  return sys::fstatat(fd_.get(), object_path(digest), AT_SYMLINK_NOFOLLOW).has_value();
+bool ObjectStore::has_object(const verity::Digest& digest) const {
+  return sys::fstatat(fd_.get(), tree::object_path(digest), AT_SYMLINK_NOFOLLOW).has_value();
 }
 
 Result<UniqueFd> ObjectStore::create_temp(std::string_view dir, std::string& name) const {
@@ -177,13 +178,13 @@ Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
   }
 }
 
-Result<AddOutcome> ObjectStore::add_object(const ObjectDigest& digest, int src_fd,
+Result<AddOutcome> ObjectStore::add_object(const verity::Digest& digest, int src_fd,
                                            const std::string& what, StoreCounters* counters) {
   return add_with(
       digest, [&](int dst_fd) { return fill(dst_fd, src_fd, what, counters); }, counters);
 }
 
-Result<AddOutcome> ObjectStore::add_object_bytes(const ObjectDigest& digest,
+Result<AddOutcome> ObjectStore::add_object_bytes(const verity::Digest& digest,
                                                  std::span<const std::byte> content,
                                                  StoreCounters* counters) {
   return add_with(
@@ -196,10 +197,10 @@ Result<AddOutcome> ObjectStore::add_object_bytes(const ObjectDigest& digest,
       counters);
 }
 
-Result<AddOutcome> ObjectStore::add_with(const ObjectDigest& digest,
+Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest,
                                          const std::function<Status(int)>& fill_temp,
                                          StoreCounters* counters) {
-  std::string payload = object_path(digest);
+  std::string payload = tree::object_path(digest);
   if (has_object(digest)) {
     if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
     return AddOutcome::kExisted;

@@ -72,7 +72,7 @@ class StoreSink final : public scan::FileSink {
   StoreSink(store::ObjectStore& store, store::StoreCounters& counters)
       : store_(store), counters_(counters) {}
 
-  Status file_digested(const Sha256Digest& digest, int fd, std::span<const std::byte> content,
+  Status file_digested(const verity::Digest& digest, int fd, std::span<const std::byte> content,
                        const std::string& display) override {
     auto added = content.size() > 0 ? store_.add_object_bytes(digest, content, &counters_)
                                     : store_.add_object(digest, fd, display, &counters_);
@@ -99,7 +99,7 @@ class StoreSink final : public scan::FileSink {
 
 // Distinct digests among the files backed by objects.
 std::uint64_t distinct_objects(const scan::ScanResult& scanned) {
-  std::vector<Sha256Digest> digests;
+  std::vector<verity::Digest> digests;
   digests.reserve(scanned.external_files.size());
   for (const auto& f : scanned.external_files) digests.push_back(*scanned.tree.node(f.node).digest);
   std::sort(digests.begin(), digests.end());

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "cfs/erofs/reader.h"
-#include "cfs/util/hex.h"
+#include "cfs/tree/object_name.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
@@ -112,7 +112,7 @@ unsigned thread_count() { return std::max(1u, sys::available_cpus()); }
 std::optional<Finding> check_object(const std::vector<UniqueFd>& bases,
                                     const std::vector<std::string>& base_names,
                                     const std::string& payload,
-                                    const std::optional<Sha256Digest>& want, unsigned threads,
+                                    const std::optional<verity::Digest>& want, unsigned threads,
                                     bool store_scan, std::optional<Error>& io_error) {
   std::string_view rel = payload;
   while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
@@ -133,16 +133,17 @@ std::optional<Finding> check_object(const std::vector<UniqueFd>& bases,
     if (!S_ISREG(st->st_mode))
       return Finding{"corrupt", payload, "not a regular file in " + base_names[i]};
     if (!want) return std::nullopt;  // the image records no digest: presence is all we can check
-    auto d = measure_fd_digest(fd->get(), base_names[i] + "/" + std::string(rel), threads);
+    auto d =
+        measure_fd_digest(fd->get(), base_names[i] + "/" + std::string(rel), threads, want->alg);
     if (!d) {
       io_error = d.error();
       return std::nullopt;
     }
-    if (!std::equal(want->begin(), want->end(), d->view().begin()))
+    if (*d != *want)
       return Finding{"corrupt", payload,
                      store_scan ? fmt::format("content has fs-verity digest {}", d->hex())
                                 : fmt::format("fs-verity digest {} in {}, image expects {}",
-                                              d->hex(), base_names[i], to_hex(*want))};
+                                              d->hex(), base_names[i], want->hex())};
     return std::nullopt;
   }
   return Finding{"missing", payload, ""};
@@ -171,7 +172,7 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
     return rep;
   }
   // payload -> digest; the same payload recorded with two digests is itself a problem.
-  std::map<std::string, std::optional<Sha256Digest>> objects;
+  std::map<std::string, std::optional<verity::Digest>> objects;
   for (std::size_t i = 0; i < tree->size(); ++i) {
     const Node& n = tree->node(static_cast<NodeId>(i));
     if (!n.is_reg() || n.payload.empty()) continue;
@@ -184,11 +185,10 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
   if (basedirs.empty()) return rep;  // structure only
   if (!verify_digests) {
     for (auto& [payload, digest] : objects) {
-      if (digest && payload.size() == 65 && payload[2] == '/' &&
-          payload.substr(0, 2) + payload.substr(3) != to_hex(*digest))
-        rep.findings.push_back(
-            {"conflict", payload,
-             "object name does not match the recorded digest " + to_hex(*digest)});
+      auto named = tree::parse_object_path(payload);
+      if (digest && named && *named != *digest)
+        rep.findings.push_back({"conflict", payload,
+                                "object name does not match the recorded digest " + digest->hex()});
       digest.reset();
     }
   }
@@ -202,8 +202,8 @@ Report fsck_image(const std::string& path, const std::vector<std::string>& based
     }
     bases.push_back(std::move(*fd));
   }
-  std::vector<std::pair<std::string, std::optional<Sha256Digest>>> list(objects.begin(),
-                                                                        objects.end());
+  std::vector<std::pair<std::string, std::optional<verity::Digest>>> list(objects.begin(),
+                                                                          objects.end());
   std::vector<std::optional<Finding>> results(list.size());
   std::vector<std::optional<Error>> errors(list.size());
   const unsigned cpus = thread_count();
@@ -290,7 +290,7 @@ Report fsck_store(const std::string& dir) {
         rep.error = kst.error();
         return rep;
       }
-      if (k.size() != 62 || !is_hex(k) || !S_ISREG(kst->st_mode)) {
+      if (!tree::is_object_path(rel) || !S_ISREG(kst->st_mode)) {
         stray(rel, k.rfind(".tmp", 0) == 0 ? "temporary file (interrupted add)"
                                            : "not an object (name or type)");
         continue;
@@ -307,9 +307,7 @@ Report fsck_store(const std::string& dir) {
   const unsigned outer = objects.size() >= cpus ? cpus : 1;
   Progress progress(objects.size());
   parallel_for(objects.size(), outer, [&](std::size_t i) {
-    auto want_bytes = from_hex(objects[i].substr(0, 2) + objects[i].substr(3));
-    Sha256Digest want{};
-    std::copy(want_bytes->begin(), want_bytes->end(), want.begin());
+    const std::optional<verity::Digest> want = tree::parse_object_path(objects[i]);
     results[i] =
         check_object(bases, names, objects[i], want, outer == 1 ? cpus : 1, true, errors[i]);
     progress.tick();

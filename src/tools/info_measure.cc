@@ -8,19 +8,23 @@
 
 namespace cfs::tools {
 
-Result<verity::Digest> measure_fd_digest(int fd, const std::string& what, unsigned threads) {
+Result<verity::Digest> measure_fd_digest(int fd, const std::string& what, unsigned threads,
+                                         verity::HashAlg alg) {
   // The kernel's measurement is free when the file has fs-verity (and is what a mount will
   // enforce); otherwise hash it.
   auto kernel = verity::measure_verity(fd, what);
   if (!kernel && !verity::is_verity_unavailable(kernel.error()))
     return fail(std::move(kernel).error());
-  if (kernel && kernel->alg == verity::HashAlg::kSha256) return *kernel;
-  return verity::digest_fd(fd, verity::Params{}, what, threads);
+  if (kernel && kernel->alg == alg) return *kernel;
+  verity::Params p;
+  p.alg = alg;
+  return verity::digest_fd(fd, p, what, threads);
 }
 
-Result<verity::Digest> measure_file_digest(const std::string& path, unsigned threads) {
+Result<verity::Digest> measure_file_digest(const std::string& path, unsigned threads,
+                                           verity::HashAlg alg) {
   CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY));
-  return measure_fd_digest(fd.get(), path, threads);
+  return measure_fd_digest(fd.get(), path, threads, alg);
 }
 
 }  // namespace cfs::tools

@@ -10,10 +10,13 @@
 
 namespace cfs::tools {
 
-/// SHA-256 fs-verity digest (4 KiB blocks, no salt) of the file at path. An empty file gives
-/// the kernel's value (upstream 1.0.8 differs there, format quirk 12).
-Result<verity::Digest> measure_file_digest(const std::string& path, unsigned threads = 0);
+/// fs-verity digest (4 KiB blocks, no salt; SHA-256 unless `alg` says otherwise) of the file
+/// at path. An empty file gives the kernel's value (upstream 1.0.8 differs there, format
+/// quirk 12).
+Result<verity::Digest> measure_file_digest(const std::string& path, unsigned threads = 0,
+                                           verity::HashAlg alg = verity::HashAlg::kSha256);
 /// Same for an open fd (`what` names it in errors).
-Result<verity::Digest> measure_fd_digest(int fd, const std::string& what, unsigned threads = 0);
+Result<verity::Digest> measure_fd_digest(int fd, const std::string& what, unsigned threads = 0,
+                                         verity::HashAlg alg = verity::HashAlg::kSha256);
 
 }  // namespace cfs::tools

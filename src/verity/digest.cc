@@ -49,9 +49,7 @@ namespace detail {
 
 Digest descriptor_digest(const Params& p, std::uint64_t data_size, const std::uint8_t* root_hash) {
   const Descriptor raw = make_descriptor(p, data_size, {root_hash, verity::digest_size(p.alg)});
-  Digest d;
-  d.alg = p.alg;
-  d.size = verity::digest_size(p.alg);
+  Digest d = Digest::zero(p.alg);
   hash_message(p.alg, raw.data(), raw.size(), d.bytes.data());
   return d;
 }
@@ -318,9 +316,7 @@ void digest_small_many(std::span<const std::span<const std::byte>> inputs, const
   for (std::size_t i = 0; i < n; ++i) {
     desc[i] = make_descriptor(p, inputs[i].size(), {roots[i], ds});
     desc_in[i] = desc[i].data();
-    out[i] = Digest{};
-    out[i].alg = p.alg;
-    out[i].size = ds;
+    out[i] = Digest::zero(p.alg);
     desc_out[i] = out[i].bytes.data();
   }
   detail::hash_messages(p.alg, desc_in, sizeof(Descriptor), n, desc_out);

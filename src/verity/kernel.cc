@@ -79,9 +79,7 @@ Result<Digest> measure_verity(int fd, const std::string& what) {
       hdr.digest_algorithm != FS_VERITY_HASH_ALG_SHA512)
     return fail(Errc::kUnsupportedFeature, what + ": kernel reports unknown hash algorithm " +
                                                std::to_string(hdr.digest_algorithm));
-  Digest d;
-  d.alg = static_cast<HashAlg>(hdr.digest_algorithm);
-  d.size = digest_size(d.alg);
+  Digest d = Digest::zero(static_cast<HashAlg>(hdr.digest_algorithm));
   if (hdr.digest_size != d.size)
     return fail(Errc::kCorruptImage, what + ": kernel returned a digest of unexpected size");
   std::memcpy(d.bytes.data(), raw + sizeof hdr, d.size);

@@ -37,9 +37,7 @@ void lay_out(MerkleTree& t) {
 void finish_tree(MerkleTree& t, const detail::BlockHasher& h, const std::uint8_t* leaf) {
   const std::size_t ds = t.hash_size();
   const std::uint64_t bs = t.params.block_size;
-  t.root_hash = Digest{};
-  t.root_hash.alg = t.params.alg;
-  t.root_hash.size = ds;
+  t.root_hash = Digest::zero(t.params.alg);
   for (std::size_t k = 1; k < t.levels.size(); ++k) {
     const MerkleLevel& below = t.levels[k - 1];
     h.hash_blocks(t.tree.data() + below.offset, static_cast<std::size_t>(below.blocks),

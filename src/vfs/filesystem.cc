@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cfs/overlay/file_type.h"
+#include "cfs/overlay/metacopy.h"
+#include "cfs/overlay/xattr.h"
 #include "cfs/util/sys.h"
-#include "cfs/vfs/overlay.h"
 #include "cfs/vfs/tree_cache.h"
 
 namespace cfs::vfs {
@@ -17,30 +19,9 @@ namespace {
 
 constexpr std::uint32_t kEroBlockSize = 4096;
 
-std::uint32_t dirent_type(erofs::FileType t) {
-  switch (t) {
-    case erofs::FileType::kRegular:
-      return S_IFREG;
-    case erofs::FileType::kDirectory:
-      return S_IFDIR;
-    case erofs::FileType::kCharDevice:
-      return S_IFCHR;
-    case erofs::FileType::kBlockDevice:
-      return S_IFBLK;
-    case erofs::FileType::kFifo:
-      return S_IFIFO;
-    case erofs::FileType::kSocket:
-      return S_IFSOCK;
-    case erofs::FileType::kSymlink:
-      return S_IFLNK;
-    default:
-      return 0;
-  }
-}
-
 // overlayfs hides a chardev with rdev 0 in any lower layer (a whiteout); the 256 root stubs
 // composefs adds are such whiteouts.
-bool is_whiteout(const erofs::InodeInfo& ino) { return ino.type() == S_IFCHR && ino.rdev == 0; }
+bool is_whiteout(const erofs::InodeInfo& ino) { return overlay::is_whiteout(ino.mode, ino.rdev); }
 
 const erofs::RawXattr* find_xattr(const std::vector<erofs::RawXattr>& xs, std::string_view name) {
   for (const auto& x : xs)
@@ -91,13 +72,13 @@ Status Filesystem::check_overlay_inode(const erofs::InodeInfo& ino) const {
   if (!ino.is_reg() || ino.xattr_size == 0) return {};
   auto xs = image_.xattrs(ino);
   if (!xs) return fail(eio(xs.error().message()));
-  const auto* mc = find_xattr(*xs, kMetacopyXattr);
+  const auto* mc = find_xattr(*xs, overlay::kMetacopy);
   if (!mc) return {};
-  CFS_TRY(check_metacopy_at_lookup(mc->value));
-  const auto* redirect = find_xattr(*xs, kRedirectXattr);
+  CFS_TRY(overlay::Metacopy::check_at_lookup(mc->value));
+  const auto* redirect = find_xattr(*xs, overlay::kRedirect);
   // metacopy=on: a metacopy file whose data cannot be found below fails the lookup with EIO.
   if (!redirect) return fail(eio("metacopy file without redirect"));
-  CFS_TRY(redirect_object_path(redirect->value));
+  CFS_TRY(overlay::redirect_object_path(redirect->value));
   return {};
 }
 
@@ -169,7 +150,7 @@ Status Filesystem::readdir(Ino dir, std::uint64_t offset,
       }
       if (is_whiteout(*child)) return true;
     }
-    return fn(DirItem{d.name, d.nid, dirent_type(d.file_type), d.next_offset});
+    return fn(DirItem{d.name, d.nid, overlay::mode_type(d.file_type), d.next_offset});
   });
   if (!st) return fail(eio(st.error().message()));
   return inner;
@@ -182,17 +163,16 @@ Result<std::vector<std::string>> Filesystem::listxattr(Ino ino) const {
   auto xs = image_.xattrs(info);
   if (!xs) return fail(eio(xs.error().message()));
   for (const auto& x : *xs)
-    if (auto name = visible_xattr_name(x.name)) out.push_back(std::move(*name));
+    if (auto name = overlay::visible_name(x.name)) out.push_back(std::move(*name));
   return out;
 }
 
 Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   CFS_ASSIGN(auto info, checked_inode(ino));
-  auto raw = raw_xattr_name(name);
-  if (!raw || info.xattr_size == 0) return fail_errno("getxattr", ENODATA);
+  if (info.xattr_size == 0) return fail_errno("getxattr", ENODATA);
   auto xs = image_.xattrs(info);
   if (!xs) return fail(eio(xs.error().message()));
-  if (const auto* x = find_xattr(*xs, *raw)) return x->value;
+  if (const auto* x = find_xattr(*xs, overlay::raw_name(name))) return x->value;
   return fail_errno("getxattr", ENODATA);
 }
 
@@ -216,8 +196,8 @@ Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f) const {
     auto r = image_.xattrs(ino);
     if (!r) return fail(eio(r.error().message()));
     xs = std::move(*r);
-    mc = find_xattr(xs, kMetacopyXattr);
-    redirect = find_xattr(xs, kRedirectXattr);
+    mc = find_xattr(xs, overlay::kMetacopy);
+    redirect = find_xattr(xs, overlay::kRedirect);
   }
   if (!mc) {
     // Data stored in the image itself: immutable, served from the mapping.
@@ -225,26 +205,22 @@ Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f) const {
     f.cacheable_ = true;
     return {};
   }
-  CFS_TRY(check_metacopy_at_lookup(mc->value));
+  CFS_TRY(overlay::Metacopy::check_at_lookup(mc->value));
   if (!redirect) return fail(eio("metacopy file without redirect"));
-  CFS_ASSIGN(std::string_view rel, redirect_object_path(redirect->value));
+  CFS_ASSIGN(std::string_view rel, overlay::redirect_object_path(redirect->value));
   // The kernel looks the data up first (ENOENT/EXDEV), then validates verity
   // (ovl_verify_lowerdata: ovl_maybe_lookup_lowerdata, then ovl_maybe_validate_verity).
   CFS_ASSIGN(f.fd_, dirs_.open_object(rel));
   CFS_ASSIGN(struct stat st, sys::fstat(f.fd_.get(), std::string(rel)));
   f.data_size_ = static_cast<std::uint64_t>(st.st_size);
   if (opts_.verity == VerityMode::kOff) return {};
-  CFS_ASSIGN(Metacopy meta, parse_metacopy(mc->value));
+  CFS_ASSIGN(overlay::Metacopy meta, overlay::Metacopy::decode(mc->value));
   if (!meta.has_digest()) {
     if (opts_.verity == VerityMode::kRequire)
       return fail(eio("metacopy file has no digest specified"));
     return {};
   }
-  verity::Digest expected;
-  expected.alg = meta.digest_algo == 2 ? verity::HashAlg::kSha512 : verity::HashAlg::kSha256;
-  expected.size = meta.digest.size();
-  std::copy(meta.digest.begin(), meta.digest.end(), expected.bytes.begin());
-  auto tree = trees_->get(expected, f.fd_.get(), f.data_size_, std::string(rel));
+  auto tree = trees_->get(*meta.digest, f.fd_.get(), f.data_size_, std::string(rel));
   if (!tree) return fail(eio(tree.error().message()));
   // A tree found in the cache describes the content, not this file: a file of another size
   // can never read back verified, so refuse it now.

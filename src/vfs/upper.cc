@@ -16,13 +16,16 @@
 #include <filesystem>
 #include <set>
 
+#include "cfs/overlay/metacopy.h"
+#include "cfs/overlay/xattr.h"
 #include "cfs/util/sys.h"
-#include "cfs/vfs/overlay.h"
 
 namespace cfs::vfs {
 namespace {
 
-constexpr std::string_view kOpaqueXattr = "trusted.overlay.opaque";
+constexpr std::string_view kOpaqueXattr = overlay::kOpaque;
+constexpr std::string_view kMetacopyXattr = overlay::kMetacopy;
+constexpr std::string_view kRedirectXattr = overlay::kRedirect;
 constexpr std::uint64_t kUpperInoBit = std::uint64_t{1} << 63;
 
 std::string join(const std::string& dir, std::string_view name) {
@@ -46,7 +49,7 @@ std::vector<std::string> components(const std::string& p) {
   return out;
 }
 
-bool is_whiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == 0; }
+bool is_whiteout(const struct stat& st) { return overlay::is_whiteout(st.st_mode, st.st_rdev); }
 
 Error err(std::string what, int e) { return Error::from_errno(std::move(what), e); }
 
@@ -419,7 +422,7 @@ Result<std::vector<std::string>> MergedFs::listxattr(MergedNode n) {
   CFS_ASSIGN(auto raw, llist(up(p)));
   std::vector<std::string> out;
   for (const auto& r : raw)
-    if (auto v = visible_xattr_name(r)) out.push_back(std::move(*v));
+    if (auto v = overlay::visible_name(r)) out.push_back(std::move(*v));
   return out;
 }
 
@@ -429,9 +432,8 @@ Result<std::string> MergedFs::getxattr(MergedNode n, std::string_view name) {
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("getxattr", ENOENT));
   if (!s.u.visible()) return lower_->getxattr(s.l->st_ino, name);
-  auto raw = raw_xattr_name(name);
-  if (!raw) return fail(err("getxattr", ENODATA));
-  CFS_ASSIGN(auto v, lget(up(p), *raw));
+  const std::string raw = overlay::raw_name(name);
+  CFS_ASSIGN(auto v, lget(up(p), raw));
   if (!v) return fail(err("getxattr", ENODATA));
   return *v;
 }
@@ -439,19 +441,17 @@ Result<std::string> MergedFs::getxattr(MergedNode n, std::string_view name) {
 Status MergedFs::setxattr(MergedNode n, std::string_view name, std::string_view value, int flags) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
-  auto raw = raw_xattr_name(name);
-  if (!raw) return fail(err("setxattr", EPERM));
+  const std::string raw = overlay::raw_name(name);
   CFS_TRY(copy_up(p, false));
-  return lset(up(p), *raw, value, flags);
+  return lset(up(p), raw, value, flags);
 }
 
 Status MergedFs::removexattr(MergedNode n, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
-  auto raw = raw_xattr_name(name);
-  if (!raw) return fail(err("removexattr", ENODATA));
+  const std::string raw = overlay::raw_name(name);
   CFS_TRY(copy_up(p, false));
-  return check_sys(::lremovexattr(up(p).c_str(), raw->c_str()), "removexattr " + *raw);
+  return check_sys(::lremovexattr(up(p).c_str(), raw.c_str()), "removexattr " + raw);
 }
 
 Status MergedFs::copy_up_parents(const std::string& p) {
@@ -493,7 +493,7 @@ Status MergedFs::copy_up_lower(const std::string& p, const struct stat& lst, boo
         has_metacopy = true;
         metacopy_value = x.value;
       }
-      if (visible_xattr_name(x.name)) xattrs.emplace_back(x.name, x.value);
+      if (overlay::visible_name(x.name)) xattrs.emplace_back(x.name, x.value);
     }
   }
   std::string tmp = temp_path();
@@ -512,17 +512,13 @@ Status MergedFs::copy_up_lower(const std::string& p, const struct stat& lst, boo
       std::string mc_value;  // empty: a metacopy without digest
       bool meta_only = !data;
       if (meta_only && lower_->options().verity != VerityMode::kOff) {
-        std::optional<Metacopy> m;
+        std::optional<overlay::Metacopy> m;
         if (has_metacopy) {
-          CFS_ASSIGN(Metacopy parsed, parse_metacopy(metacopy_value));
+          CFS_ASSIGN(overlay::Metacopy parsed, overlay::Metacopy::decode(metacopy_value));
           m = parsed;
         }
         if (m && m->has_digest() && f->verified()) {
-          mc_value.push_back('\0');
-          mc_value.push_back(static_cast<char>(4 + m->digest.size()));
-          mc_value.push_back('\0');
-          mc_value.push_back(static_cast<char>(m->digest_algo));
-          for (auto b : m->digest) mc_value.push_back(static_cast<char>(b));
+          mc_value = overlay::Metacopy::encode(*m->digest).view();
         } else if (lower_->options().verity == VerityMode::kRequire) {
           meta_only = false;  // no digest to record: the kernel copies the data instead
         }
@@ -819,12 +815,10 @@ Result<std::unique_ptr<MergedFile>> MergedFs::open(MergedNode n, int flags) {
         CFS_ASSIGN(auto xs, lower_->image().xattrs(lst->st_ino));
         auto it = std::find_if(xs.begin(), xs.end(),
                                [](const auto& x) { return x.name == kMetacopyXattr; });
-        CFS_ASSIGN(Metacopy mine, parse_metacopy(*mc));
+        CFS_ASSIGN(overlay::Metacopy mine, overlay::Metacopy::decode(*mc));
         if (it == xs.end()) return fail(err(p + ": digest of lower data unknown", EIO));
-        CFS_ASSIGN(Metacopy theirs, parse_metacopy(it->value));
-        if (mine.digest_algo != theirs.digest_algo ||
-            !std::equal(mine.digest.begin(), mine.digest.end(), theirs.digest.begin(),
-                        theirs.digest.end()))
+        CFS_ASSIGN(overlay::Metacopy theirs, overlay::Metacopy::decode(it->value));
+        if (mine.digest != theirs.digest)
           return fail(err(p + ": upper metacopy digest differs from the image's", EIO));
       }
       return f;

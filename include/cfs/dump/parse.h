@@ -1,27 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 // Parser for the composefs dump text format (composefs-dump(5), composefs 1.0.8 semantics):
 // one inode per line, 11 space-separated fixed fields plus KEY=VALUE xattrs, C-style escapes.
-// The result is a Tree holding the input as given (see cfs/erofs/tree.h); the writer does the
-// overlay escaping, whiteout conversion and root stubs.
+// The result is a Tree holding the input as given (see cfs/tree/tree.h); the writer does the
+// overlay escaping, whiteout conversion and root stubs. The limits are composefs' own
+// (cfs/overlay/limits.h), xattrs included (overlay::XattrBudget).
 // Thread-safety: stateless; concurrent calls are fine.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 
 namespace cfs::dump {
 
-/// Upstream limits (libcomposefs 1.0.8).
-inline constexpr std::size_t kMaxNameLen = 255;
-inline constexpr std::size_t kMaxSymlinkLen = 4095;
-inline constexpr std::size_t kMaxInlineContent = 5000;  // LCFS_INLINE_CONTENT_MAX
-inline constexpr std::size_t kMaxXattrKeyLen = 255;
-inline constexpr std::size_t kMaxXattrValueLen = 65535;
-inline constexpr std::size_t kMaxXattrBudget = 65535 / 2;  // LCFS_INODE_EXTERNAL_XATTR_MAX
-inline constexpr std::size_t kMaxXattrFieldLen = 65535;    // rest of a line after DIGEST
+/// Longest xattr part of a line (the rest after DIGEST): mkcomposefs 1.0.8 refuses more
+/// ("Too many xattrs") because it deduplicates keys quadratically.
+inline constexpr std::size_t kMaxXattrFieldLen = 65535;
 
 struct ParseOptions {
   /// Upstream's CFS_PARSE_STRICT: require the final newline, zero RDEV on non-devices,

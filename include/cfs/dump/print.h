@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 
 namespace cfs::dump {
 

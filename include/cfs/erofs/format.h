@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cfs/overlay/file_type.h"
 #include "cfs/util/le.h"
 
 namespace cfs::erofs {
@@ -121,16 +122,9 @@ struct Dirent {
 };
 static_assert(sizeof(Dirent) == 12);
 
-enum class FileType : std::uint8_t {
-  kUnknown = 0,
-  kRegular = 1,
-  kDirectory = 2,
-  kCharDevice = 3,
-  kBlockDevice = 4,
-  kFifo = 5,
-  kSocket = 6,
-  kSymlink = 7,
-};
+/// Dirent file_type (EROFS_FT_*): the kernel's file-type numbers, defined with their mode
+/// mapping in cfs/overlay/file_type.h.
+using overlay::FileType;
 
 struct XattrIbodyHeader {
   le32 h_name_filter;

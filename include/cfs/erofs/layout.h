@@ -63,7 +63,4 @@ struct DataSplit {
 /// Inline content of `size` bytes: full blocks, and a tail unless it exceeds half a block.
 DataSplit inline_data_split(std::uint64_t size) noexcept;
 
-/// Maximum inline content accepted (LCFS_INLINE_CONTENT_MAX).
-inline constexpr std::uint64_t kMaxInlineContent = 5000;
-
 }  // namespace cfs::erofs

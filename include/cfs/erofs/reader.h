@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "cfs/erofs/format.h"
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 
 namespace cfs::erofs {
@@ -173,18 +173,12 @@ class Image {
   ImageInfo info_;
 };
 
-/// Names of the composefs overlay xattrs the writer adds and the reader undoes.
-inline constexpr std::string_view kXattrMetacopy = "trusted.overlay.metacopy";
-inline constexpr std::string_view kXattrRedirect = "trusted.overlay.redirect";
-inline constexpr std::string_view kXattrTrustedOverlay = "trusted.overlay.";
-inline constexpr std::string_view kXattrEscapedOverlay = "trusted.overlay.overlay.";
-
-/// Backing-object reference of a regular file: the redirect without its leading "/" (exact
-/// xattr length; upstream 1.0.8 misreads some lengths, see docs/design.md "reader quirk 13")
-/// and the digest from a 36-byte metacopy.
+/// Backing-object reference of a regular file, as a composefs reader takes it from the overlay
+/// xattrs: the redirect without its leading "/" (overlay::redirect_payload) and the digest of
+/// the metacopy value (overlay::Metacopy::read_digest).
 struct Backing {
   std::string payload;
-  std::optional<Sha256Digest> digest;
+  std::optional<verity::Digest> digest;
 };
 Backing backing_from_xattrs(const std::vector<RawXattr>& xattrs);
 

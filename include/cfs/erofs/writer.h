@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/digest.h"
 

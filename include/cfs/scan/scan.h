@@ -5,8 +5,10 @@
 // What each entry becomes: mode (with type), uid, gid, rdev, mtime (sec + nsec, or 0 with
 // use_epoch) from lstat; symlink targets from readlink; xattrs of the entry itself (never of a
 // symlink's target); regular files of 1..64 bytes are inlined (content, no digest, no payload);
-// larger ones get their fs-verity SHA-256 digest and the payload "ab/cdef…"; empty files get
-// nothing. Non-directories have nlink 1 unless `hardlinks` is set (see ScanOptions).
+// larger ones get their fs-verity digest (SHA-256, or SHA-512 with ScanOptions::hash) and the
+// payload "ab/cdef…" (its object name); empty files get nothing. Xattrs count against
+// composefs' per-inode budget (overlay::XattrBudget), as in a dump. Non-directories have nlink
+// 1 unless `hardlinks` is set (see ScanOptions).
 //
 // Parallelism: directories are scanned by a pool of `threads` workers (getdents64 with a
 // large buffer, fstatat/readlinkat/openat relative to the directory fd, listxattrat); small
@@ -24,14 +26,15 @@
 #include <string>
 #include <vector>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/overlay/limits.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
 
 namespace cfs::scan {
 
-/// Files up to this size are stored inline in the image (LCFS_RECOMMENDED_INLINE_CONTENT_MAX:
-/// the length of a hex SHA-256 redirect).
-inline constexpr std::uint64_t kInlineMax = 64;
+/// Files up to this size are stored inline in the image (overlay::kInlineThreshold).
+inline constexpr std::uint64_t kInlineMax = overlay::kInlineThreshold;
 
 /// Live progress of a scan, for a progress line on a terminal.
 struct ScanCounters {
@@ -48,7 +51,7 @@ class FileSink {
   virtual ~FileSink() = default;
   /// `content` is the whole file when the scan read it into memory (files under 1 MiB), else
   /// empty: read it from `fd` (open read-only, file offset 0). `display` names the file.
-  virtual Status file_digested(const Sha256Digest& digest, int fd,
+  virtual Status file_digested(const verity::Digest& digest, int fd,
                                std::span<const std::byte> content, const std::string& display) = 0;
 };
 
@@ -64,6 +67,8 @@ struct ScanOptions {
   /// outside the tree are not counted). Whiteouts (char 0/0) are never merged: a hardlinked
   /// whiteout is invalid for overlayfs. Without this option every non-directory has nlink 1.
   bool hardlinks = false;
+  /// fs-verity algorithm of the file digests (and so of the object names).
+  verity::HashAlg hash = verity::HashAlg::kSha256;
   unsigned threads = 0;              ///< 0 = all available CPUs
   ScanCounters* counters = nullptr;  ///< optional live progress
   FileSink* sink = nullptr;          ///< optional consumer of each digested file
@@ -88,8 +93,5 @@ struct ScanResult {
 /// Scans the directory at `path`. Errors name the entry ("path/to/entry: ...") relative to
 /// `path` joined onto it; the first failing entry aborts the scan.
 Result<ScanResult> scan_directory(const std::string& path, const ScanOptions& opts = {});
-
-/// "ab/cdef…" of a SHA-256 digest: the payload (and object-store path) of a file.
-std::string digest_payload(const Sha256Digest& digest);
 
 }  // namespace cfs::scan

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Content-addressed object store compatible with `mkcomposefs --digest-store` and
-// `mount.composefs basedir=`: the object whose fs-verity SHA-256 digest has hex H lives at
-// STORE/H[0:2]/H[2:64] (the image payload "ab/cdef…" is exactly that relative path).
+// `mount.composefs basedir=`: the object whose fs-verity digest (SHA-256 or SHA-512) has hex H
+// lives at STORE/H[0:2]/H[2:], its object name (cfs/tree/object_name.h), which is also the
+// image payload of the files with that content.
 //
 // Adding an object (add_object): a temp file "ab/.tmpXXXXXX" in its fan-out directory, content
 // shared with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
@@ -40,19 +41,9 @@
 
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
+#include "cfs/verity/digest.h"
 
 namespace cfs::store {
-
-using ObjectDigest = std::array<std::uint8_t, 32>;  ///< fs-verity SHA-256 of the content
-
-/// "ab/cdef…" (2 + 1 + 62 lowercase hex characters) for a digest.
-std::string object_path(const ObjectDigest& digest);
-/// True if `payload` is a well-formed object path: exactly 2 hex, '/', 62 hex, lowercase.
-bool is_object_path(std::string_view payload);
-/// The digest named by an object path, nullopt if it is not one.
-std::optional<ObjectDigest> digest_from_object_path(std::string_view payload);
-/// True if `hex` is 64 lowercase hex characters (a digest as printed).
-bool is_digest_hex(std::string_view hex);
 
 /// What add_object() did.
 enum class AddOutcome { kAdded, kExisted };
@@ -71,7 +62,7 @@ struct StoreCounters {
 
 /// One object to add: its digest and where its content is (path relative to src_dirfd).
 struct ObjectSource {
-  ObjectDigest digest{};
+  verity::Digest digest;
   std::string path;
   std::uint64_t size = 0;
 };
@@ -89,16 +80,16 @@ class ObjectStore {
   int fd() const noexcept { return fd_.get(); }
 
   /// True if an object (any file type) exists under the digest's name.
-  bool has_object(const ObjectDigest& digest) const;
+  bool has_object(const verity::Digest& digest) const;
 
   /// Adds the content of the open file src_fd (read from offset 0) as the object `digest`.
   /// The content is trusted to match the digest (the caller computed it); `what` names the
   /// source in errors.
-  Result<AddOutcome> add_object(const ObjectDigest& digest, int src_fd, const std::string& what,
+  Result<AddOutcome> add_object(const verity::Digest& digest, int src_fd, const std::string& what,
                                 StoreCounters* counters = nullptr);
 
   /// Same, with the content given in memory (written, not copied from a file).
-  Result<AddOutcome> add_object_bytes(const ObjectDigest& digest,
+  Result<AddOutcome> add_object_bytes(const verity::Digest& digest,
                                       std::span<const std::byte> content,
                                       StoreCounters* counters = nullptr);
 
@@ -120,7 +111,7 @@ class ObjectStore {
  private:
   ObjectStore(UniqueFd fd, std::string path);
   Result<UniqueFd> create_temp(std::string_view dir, std::string& name) const;
-  Result<AddOutcome> add_with(const ObjectDigest& digest,
+  Result<AddOutcome> add_with(const verity::Digest& digest,
                               const std::function<Status(int)>& fill_temp, StoreCounters* counters);
   Status ensure_fanout_dir(const std::string& payload) const;
   Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;

@@ -47,18 +47,35 @@ const char* hash_alg_name(HashAlg a) noexcept;
 /// Parses "sha256" / "sha512"; Errc::kUnsupportedFeature otherwise.
 Result<HashAlg> parse_hash_alg(std::string_view name);
 
-/// Digest bytes (32 for SHA-256, 64 for SHA-512).
+/// An fs-verity file digest: the algorithm and its bytes (32 for SHA-256, 64 for SHA-512).
+/// The one digest type of cfs (images, trees, stores, mounts). Its object name ("ab/cdef…")
+/// comes from cfs/tree/object_name.h. Small (66 bytes) so trees can hold one per file.
 struct Digest {
   HashAlg alg = HashAlg::kSha256;
+  std::uint8_t size = 0;  ///< digest_size(alg), or 0 for a default-constructed value
   std::array<std::uint8_t, 64> bytes{};
-  std::size_t size = 0;
+
+  /// An all-zero digest of `a` (size set), to be filled in.
+  static Digest zero(HashAlg a) noexcept {
+    Digest d;
+    d.alg = a;
+    d.size = static_cast<std::uint8_t>(digest_size(a));
+    return d;
+  }
   std::span<const std::uint8_t> view() const noexcept { return {bytes.data(), size}; }
+  /// Lowercase hex of the bytes.
   std::string hex() const;
   /// "sha256:<hex>", the form `fsverity digest` prints.
   std::string str() const;
   friend bool operator==(const Digest& a, const Digest& b) noexcept {
-    return a.alg == b.alg && a.size == b.size && a.view().size() == b.view().size() &&
+    return a.alg == b.alg && a.size == b.size &&
            std::equal(a.view().begin(), a.view().end(), b.view().begin());
+  }
+  /// Algorithm first, then bytes (for sorting and ordered containers).
+  friend bool operator<(const Digest& a, const Digest& b) noexcept {
+    if (a.alg != b.alg) return a.alg < b.alg;
+    return std::lexicographical_compare(a.view().begin(), a.view().end(), b.view().begin(),
+                                        b.view().end());
   }
 };
 

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/hex.h"
 
 namespace cfs::dump::testing {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cfs/overlay/xattr.h"
 #include "dump_test_util.h"
 
 namespace cfs::dump {
@@ -212,9 +213,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"strict symlink content", R("/a 6 120777 1 0 0 0 0.0 target abcdef -\n"), true,
                 "t.dump:2: Symlink cannot have content"},
         BadCase{"strict short digest", R("/a 1 100644 1 0 0 0 0.0 x - abcd\n"), true,
-                "t.dump:2: Invalid digest 'abcd' in DIGEST: must be 64 hex digits"},
+                "t.dump:2: Invalid digest 'abcd' in DIGEST: must be 64 or 128 hex digits"},
         BadCase{"strict empty digest", R("/a 1 100644 1 0 0 0 0.0 x -\n"), true,
-                "t.dump:2: Invalid digest '' in DIGEST: must be 64 hex digits"}),
+                "t.dump:2: Invalid digest '' in DIGEST: must be 64 or 128 hex digits"}),
     [](const ::testing::TestParamInfo<BadCase>& pi) {
       std::string n = pi.param.what;
       for (char& c : n)
@@ -239,8 +240,8 @@ TEST(Parse, FullLine) {
   EXPECT_EQ(n.payload, "ab/cdef");
   EXPECT_EQ(n.content, std::optional<std::string>("FOOBAR\nINAFILE\n"));
   ASSERT_TRUE(n.digest);
-  EXPECT_EQ((*n.digest)[0], 0xaa);
-  EXPECT_EQ((*n.digest)[31], 0xaa);
+  EXPECT_EQ(n.digest->bytes[0], 0xaa);
+  EXPECT_EQ(n.digest->bytes[31], 0xaa);
   ASSERT_EQ(n.xattrs.size(), 2u);
   EXPECT_EQ(n.xattrs[0], (Xattr{"user.a", "1"}));
   EXPECT_EQ(n.xattrs[1], (Xattr{"trusted.b", "x=y"}));
@@ -382,7 +383,7 @@ TEST(Quirks, RdevTruncatedTo32Bits) {
   // lcfs_inode_s::st_rdev is 32 bits; 2^32 on a chardev becomes 0 (a whiteout).
   Node n = parse_one("/x 0 20644 1 0 0 4294967296 0.0 - - -\n");
   EXPECT_EQ(n.rdev, 0u);
-  EXPECT_TRUE(n.is_whiteout());
+  EXPECT_TRUE(overlay::is_whiteout(n.mode, n.rdev));
 }
 
 TEST(Quirks, SymlinkSizeAndContentIgnoredLenient) {
@@ -397,15 +398,15 @@ TEST(Quirks, DigestHexNotValidatedLenient) {
   // Upstream keeps the decodable prefix (the rest is stack garbage); we zero-fill.
   Node n = parse_one("/x 1 100644 1 0 0 0 0.0 p - abzz" + std::string(60, '1') + "\n");
   ASSERT_TRUE(n.digest);
-  EXPECT_EQ((*n.digest)[0], 0xab);
-  EXPECT_EQ((*n.digest)[1], 0);
-  EXPECT_EQ((*n.digest)[31], 0);
+  EXPECT_EQ(n.digest->bytes[0], 0xab);
+  EXPECT_EQ(n.digest->bytes[1], 0);
+  EXPECT_EQ(n.digest->bytes[31], 0);
   // Longer than 64: the first 32 bytes count.
   Node m = parse_one("/x 1 100644 1 0 0 0 0.0 p - " + std::string(66, 'f') + "\n");
-  EXPECT_EQ((*m.digest)[31], 0xff);
+  EXPECT_EQ(m.digest->bytes[31], 0xff);
   // Upper case is fine everywhere.
   Node u = parse_one("/x 1 100644 1 0 0 0 0.0 p - " + std::string(64, 'F') + "\n", "/x", true);
-  EXPECT_EQ((*u.digest)[0], 0xff);
+  EXPECT_EQ(u.digest->bytes[0], 0xff);
 }
 
 TEST(Quirks, RepeatedXattrReplacesValue) {

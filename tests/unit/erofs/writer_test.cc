@@ -366,8 +366,8 @@ TEST(Writer, ExternalFileGetsMetacopyAndRedirect) {
   Node f = make(S_IFREG | 0644);
   f.size = 4097;
   f.payload = "ab/cdef";
-  Sha256Digest d{};
-  for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<std::uint8_t>(i);
+  verity::Digest d = verity::Digest::zero(verity::HashAlg::kSha256);
+  for (std::size_t i = 0; i < d.size; ++i) d.bytes[i] = static_cast<std::uint8_t>(i);
   f.digest = d;
   add(t, 0, "f", f);
   auto w = write(t);

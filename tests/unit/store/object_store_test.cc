@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cfs/tree/object_name.h"
 #include "cfs/verity/digest.h"
 
 namespace cfs::store {
@@ -37,7 +38,7 @@ class StoreTest : public ::testing::Test {
     auto d = verity::digest_file(dir_ + "/src/" + name);
     EXPECT_TRUE(d);
     ObjectSource s;
-    std::copy_n(d->bytes.begin(), 32, s.digest.begin());
+    s.digest = *d;
     s.path = name;
     s.size = data.size();
     return s;
@@ -69,14 +70,15 @@ TEST_F(StoreTest, AddsUnderDigestPathWithMode0644) {
   ::close(fd);
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(*r, AddOutcome::kAdded);
-  std::string obj = dir_ + "/store/nested/" + object_path(src.digest);
+  std::string obj = dir_ + "/store/nested/" + tree::object_path(src.digest);
   EXPECT_EQ(slurp(obj), std::string(100000, 'a'));
   struct stat st;
   ASSERT_EQ(::stat(obj.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0644U);
   struct stat dst;
-  ASSERT_EQ(::stat((dir_ + "/store/nested/" + object_path(src.digest).substr(0, 2)).c_str(), &dst),
-            0);
+  ASSERT_EQ(
+      ::stat((dir_ + "/store/nested/" + tree::object_path(src.digest).substr(0, 2)).c_str(), &dst),
+      0);
   EXPECT_TRUE(S_ISDIR(dst.st_mode));
   EXPECT_TRUE(store->has_object(src.digest));
   EXPECT_EQ(c.added.load(), 1U);
@@ -87,7 +89,7 @@ TEST_F(StoreTest, ExistingObjectsAreNeverRewritten) {
   auto store = ObjectStore::open(dir_ + "/store");
   ASSERT_TRUE(store);
   auto src = add_src("a", std::string(5000, 'b'));
-  std::string obj = dir_ + "/store/" + object_path(src.digest);
+  std::string obj = dir_ + "/store/" + tree::object_path(src.digest);
   fs::create_directories(fs::path(obj).parent_path());
   std::ofstream(obj) << "squatter";
   struct stat before;
@@ -125,10 +127,10 @@ TEST_F(StoreTest, ParallelAddDedupesAndLeavesNoTempFiles) {
   EXPECT_EQ(c.added.load(), 50U);
   EXPECT_TRUE(temp_files().empty());
   for (const auto& s : srcs) {
-    std::string obj = dir_ + "/store/" + object_path(s.digest);
+    std::string obj = dir_ + "/store/" + tree::object_path(s.digest);
     auto d = verity::digest_file(obj);
     ASSERT_TRUE(d);
-    EXPECT_TRUE(std::equal(s.digest.begin(), s.digest.end(), d->bytes.begin()));
+    EXPECT_EQ(s.digest, *d);
   }
   EXPECT_TRUE(store->sync());
 }
@@ -138,13 +140,12 @@ TEST_F(StoreTest, AddsFromMemoryOnceAndLeavesNoTempFiles) {
   ASSERT_TRUE(store);
   const std::string data(70000, 'm');
   const auto d = verity::digest_bytes(std::as_bytes(std::span(data)));
-  ObjectDigest digest;
-  std::copy_n(d.bytes.begin(), 32, digest.begin());
+  const verity::Digest digest = d;
   StoreCounters c;
   auto first = store->add_object_bytes(digest, std::as_bytes(std::span(data)), &c);
   ASSERT_TRUE(first) << first.error().message();
   EXPECT_EQ(*first, AddOutcome::kAdded);
-  const std::string obj = dir_ + "/store/" + object_path(digest);
+  const std::string obj = dir_ + "/store/" + tree::object_path(digest);
   EXPECT_EQ(slurp(obj), data);
   auto on_disk = verity::digest_file(obj);
   ASSERT_TRUE(on_disk);
@@ -179,11 +180,11 @@ TEST_F(StoreTest, LargeObjectsAreCopiedWhole) {
     auto r = store->add_object(src.digest, fd, "big", nullptr);
     ::close(fd);
     ASSERT_TRUE(r) << r.error().message();
-    const std::string obj = dir_ + "/store/" + object_path(src.digest);
+    const std::string obj = dir_ + "/store/" + tree::object_path(src.digest);
     EXPECT_EQ(slurp(obj), data) << size;
     auto d = verity::digest_file(obj);
     ASSERT_TRUE(d);
-    EXPECT_TRUE(std::equal(src.digest.begin(), src.digest.end(), d->bytes.begin())) << size;
+    EXPECT_EQ(src.digest, *d) << size;
   }
   EXPECT_TRUE(temp_files().empty());
 }
@@ -192,7 +193,8 @@ TEST_F(StoreTest, MissingSourceFailsNamingIt) {
   auto store = ObjectStore::open(dir_ + "/store");
   ASSERT_TRUE(store);
   ObjectSource s;
-  s.digest[0] = 0xab;
+  s.digest = verity::Digest::zero(verity::HashAlg::kSha256);
+  s.digest.bytes[0] = 0xab;
   s.path = "does-not-exist";
   int sfd = ::open((dir_ + "/src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   std::vector<ObjectSource> srcs{s};
@@ -202,24 +204,6 @@ TEST_F(StoreTest, MissingSourceFailsNamingIt) {
   EXPECT_TRUE(st.error().is_errno(ENOENT));
   EXPECT_NE(st.error().message().find("SRC/does-not-exist"), std::string::npos);
   EXPECT_TRUE(temp_files().empty());
-}
-
-TEST(ObjectPath, FormatAndValidation) {
-  ObjectDigest d{};
-  for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<std::uint8_t>(0xf0 + i);
-  std::string p = object_path(d);
-  EXPECT_EQ(p.size(), 65U);
-  EXPECT_EQ(p.substr(0, 5), "f0/f1");
-  EXPECT_TRUE(is_object_path(p));
-  EXPECT_EQ(digest_from_object_path(p), d);
-  EXPECT_FALSE(is_object_path(p.substr(1)));
-  EXPECT_FALSE(is_object_path("F0" + p.substr(2)));                  // upper case
-  EXPECT_FALSE(is_object_path(p.substr(0, 2) + "x" + p.substr(3)));  // no slash
-  EXPECT_FALSE(is_object_path(p.substr(0, 64) + "g"));
-  EXPECT_FALSE(is_object_path("../" + p.substr(3)));
-  EXPECT_TRUE(is_digest_hex(std::string(64, 'a')));
-  EXPECT_FALSE(is_digest_hex(std::string(63, 'a')));
-  EXPECT_FALSE(is_digest_hex(std::string(64, 'A')));
 }
 
 }  // namespace

@@ -63,9 +63,7 @@ class UpperTest : public ::testing::Test {
       std::string hex = d.hex();
       n.payload = hex.substr(0, 2) + "/" + hex.substr(2);
       if (digest) {
-        Sha256Digest sd;
-        std::copy(d.bytes.begin(), d.bytes.begin() + 32, sd.begin());
-        n.digest = sd;
+        n.digest = d;
         digests_[name] = std::string(reinterpret_cast<const char*>(d.bytes.data()), 32);
       }
       std::filesystem::create_directories(store_ / hex.substr(0, 2));

@@ -59,9 +59,7 @@ class VerifiedTest : public ::testing::Test {
         std::string hex = d.hex();
         n.payload = hex.substr(0, 2) + "/" + hex.substr(2);
         if (f.digest) {
-          Sha256Digest sd;
-          std::copy(d.bytes.begin(), d.bytes.begin() + 32, sd.begin());
-          n.digest = sd;
+          n.digest = d;
         }
         if (f.write_object) {
           std::filesystem::create_directories(store_ / hex.substr(0, 2));

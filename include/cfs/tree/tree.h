@@ -12,20 +12,18 @@
 
 #include <sys/stat.h>
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cfs/verity/digest.h"
+
 namespace cfs {
 
 using NodeId = std::uint32_t;
 inline constexpr NodeId kNoNode = 0xFFFFFFFF;
-
-/// fs-verity SHA-256 digest (the only algorithm composefs images record).
-using Sha256Digest = std::array<std::uint8_t, 32>;
 
 struct Xattr {
   std::string key;
@@ -43,8 +41,8 @@ struct Entry {
 };
 
 struct Node {
-  std::uint32_t mode =
-      0;  ///< st_mode with type bits; dumps may carry bits above 16 (dropped on disk)
+  /// st_mode with type bits; dumps may carry bits above 16 (dropped on disk).
+  std::uint32_t mode = 0;
   std::uint32_t nlink = 1;
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
@@ -52,21 +50,19 @@ struct Node {
   std::int64_t mtime_sec = 0;
   std::uint32_t mtime_nsec = 0;
   std::uint64_t size = 0;  ///< regular files: content size; others: as given (writer recomputes)
-  /// Regular file: backing object path relative to the store ("ab/cdef…"), empty if none.
-  /// Symlink: the target.
+  /// Regular file: backing object path relative to the store (normally the object name of
+  /// the digest, cfs/tree/object_name.h), empty if none. Symlink: the target.
   std::string payload;
-  std::optional<std::string> content;  ///< inline data of a regular file
-  std::optional<Sha256Digest> digest;  ///< fs-verity digest of the content
-  std::vector<Xattr> xattrs;           ///< insertion order; a repeated key replaces the value
-  std::vector<Entry> children;         ///< directories only; kept sorted by name (byte order)
-  NodeId parent = kNoNode;             ///< the owning entry's directory; root: itself
+  std::optional<std::string> content;    ///< inline data of a regular file
+  std::optional<verity::Digest> digest;  ///< fs-verity digest of the content (SHA-256/512)
+  std::vector<Xattr> xattrs;             ///< insertion order; a repeated key replaces the value
+  std::vector<Entry> children;           ///< directories only; kept sorted by name (byte order)
+  NodeId parent = kNoNode;               ///< the owning entry's directory; root: itself
 
   std::uint32_t type() const noexcept { return mode & S_IFMT; }
   bool is_dir() const noexcept { return type() == S_IFDIR; }
   bool is_reg() const noexcept { return type() == S_IFREG; }
   bool is_symlink() const noexcept { return type() == S_IFLNK; }
-  /// A chardev 0/0: overlayfs' whiteout.
-  bool is_whiteout() const noexcept { return type() == S_IFCHR && rdev == 0; }
 
   /// Sets an xattr, replacing an existing value of the same key.
   void set_xattr(std::string key, std::string value);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 
 #include <algorithm>
 
