@@ -12,7 +12,7 @@
 
 namespace cfs::erofs::detail {
 
-Sink::Sink(int fd) : fd_(fd) { buf_.reserve(kBufferSize); }
+Sink::Sink(int fd, const verity::Params& p) : fd_(fd), hasher_(p) { buf_.reserve(kBufferSize); }
 
 void Sink::put(const void* data, std::size_t n) {
   const auto* p = static_cast<const std::byte*>(data);

@@ -16,7 +16,8 @@ namespace cfs::erofs::detail {
 /// writes them to fd. The first write error is kept and returned by finish().
 class Sink {
  public:
-  explicit Sink(int fd);
+  /// `p`: the parameters of the image digest.
+  Sink(int fd, const verity::Params& p);
   void put(const void* data, std::size_t n);
   void zeros(std::size_t n);
   void align(std::uint64_t alignment);

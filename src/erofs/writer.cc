@@ -9,7 +9,9 @@ namespace cfs::erofs {
 Result<WriteResult> write_image(const Tree& tree, const WriteOptions& opts, int out_fd) {
   CFS_ASSIGN(detail::Plan plan, detail::build_plan(tree, opts));
   CFS_TRY(detail::place(plan));
-  detail::Sink sink(out_fd);
+  verity::Params vp;
+  vp.alg = opts.hash;
+  detail::Sink sink(out_fd, vp);
   CFS_ASSIGN(verity::Digest digest, detail::emit(plan, sink));
   WriteResult r;
   r.digest = digest;

@@ -225,7 +225,10 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest,
   if (verity_ok_->load(std::memory_order_relaxed)) {
     auto ro = sys::openat(fd_.get(), tmp, O_RDONLY);
     if (ro) {
-      auto en = verity::enable_verity(ro->get(), verity::Params{}, tmp);
+      // The digest's algorithm: the kernel measures what a mount compares with the image.
+      verity::Params vp;
+      vp.alg = digest.alg;
+      auto en = verity::enable_verity(ro->get(), vp, tmp);
       if (en) {
         if (counters) counters->verity_enabled.fetch_add(1, std::memory_order_relaxed);
       } else if (verity_unsupported(en.error())) {

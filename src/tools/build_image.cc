@@ -142,6 +142,7 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
     so.skip_xattrs = cfg.skip_xattrs;
     so.user_xattrs = cfg.user_xattrs;
     so.hardlinks = cfg.hardlinks;
+    so.hash = cfg.hash;
     so.threads = cfg.threads;
     so.counters = &counters;
     std::optional<store::ObjectStore> store;
@@ -198,6 +199,7 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
   erofs::WriteOptions wo;
   wo.min_version = cfg.min_version;
   wo.max_version = cfg.max_version;
+  wo.hash = cfg.hash;
   auto written = erofs::write_image(tree, wo, out_fd);
   if (!written) return fail(std::move(written).error().with_context("cannot write file"));
   if (out) {

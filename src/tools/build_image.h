@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
 
 namespace cfs::tools {
 
@@ -23,6 +24,9 @@ struct BuildConfig {
   bool skip_xattrs = false;
   bool user_xattrs = false;
   bool hardlinks = false;
+  /// fs-verity algorithm of the files' digests (directory sources: object names, metacopy
+  /// values) and of the image digest.
+  verity::HashAlg hash = verity::HashAlg::kSha256;
   std::uint32_t min_version = 0;
   std::uint32_t max_version = 1;
   unsigned threads = 0;         ///< 0 = all CPUs

@@ -46,6 +46,11 @@ int run_create(int argc, char** argv) {
   app.add_flag("--user-xattrs", cfg.user_xattrs, "only store user.* xattrs")
       ->excludes(app.get_option("--skip-xattrs"));
   app.add_flag("--hardlinks", cfg.hardlinks, "keep hardlinks found in SOURCE");
+  std::string hash = "sha256";
+  app.add_option("--hash", hash,
+                 "fs-verity algorithm of file and image digests: sha256 (default, composefs "
+                 "1.0.8) or sha512")
+      ->check(CLI::IsMember({"sha256", "sha512"}));
   app.add_flag("--from-file", cfg.from_file, "SOURCE is a composefs dump file");
   app.add_option("--min-version", min_version, "minimal format version (default 0)")
       ->check(CLI::Range(0U, 1U));
@@ -77,6 +82,7 @@ int run_create(int argc, char** argv) {
   cfg.min_version = lo;
   cfg.max_version = hi < lo ? lo : hi;
   cfg.threads = threads;
+  cfg.hash = hash == "sha512" ? verity::HashAlg::kSha512 : verity::HashAlg::kSha256;
   cfg.strict = std::getenv("CFS_PARSE_STRICT") != nullptr;
   cfg.progress = ::isatty(STDERR_FILENO) != 0;
 

@@ -33,6 +33,7 @@ enum Opt {
   kOptMinVersion,
   kOptThreads,
   kOptHardlinks,
+  kOptHash,
   kOptHelp,
 };
 
@@ -47,6 +48,7 @@ void usage(std::FILE* out, const char* prog) {
              "  --user-xattrs         Only store user.* xattrs\n"
              "  --hardlinks           Keep hardlinks found in SOURCE (default: one inode per "
              "name)\n"
+             "  --hash=ALG            fs-verity digests in sha256 (default) or sha512\n"
              "  --print-digest        Print the digest of the image\n"
              "  --print-digest-only   Print the digest of the image, don't write image\n"
              "  --from-file           The source is a dump file, not a directory\n"
@@ -80,6 +82,7 @@ int run_mkcomposefs(int argc, char** argv) {
       {"min-version", required_argument, nullptr, kOptMinVersion},
       {"threads", required_argument, nullptr, kOptThreads},
       {"hardlinks", no_argument, nullptr, kOptHardlinks},
+      {"hash", required_argument, nullptr, kOptHash},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -109,6 +112,15 @@ int run_mkcomposefs(int argc, char** argv) {
       case kOptHardlinks:
         cfg.hardlinks = true;
         break;
+      case kOptHash: {
+        auto alg = verity::parse_hash_alg(optarg);
+        if (!alg) {
+          fmt::print(stderr, "Invalid hash algorithm {} (sha256 or sha512)\n", optarg);
+          return kExitFailure;
+        }
+        cfg.hash = *alg;
+        break;
+      }
       case kOptDigestStore:
         cfg.digest_store = optarg;
         break;

@@ -21,10 +21,13 @@ namespace cfs::erofs {
 struct WriteOptions {
   std::uint32_t min_version = 0;
   std::uint32_t max_version = 1;
+  /// Algorithm of the image's own fs-verity digest (WriteResult::digest). The files' digests
+  /// are whatever the tree holds (SHA-256 or SHA-512 metacopy values).
+  verity::HashAlg hash = verity::HashAlg::kSha256;
 };
 
 struct WriteResult {
-  verity::Digest digest;      ///< fs-verity SHA-256 (4 KiB blocks, no salt) of the image
+  verity::Digest digest;      ///< fs-verity digest (opts.hash, 4 KiB blocks, no salt) of the image
   std::uint64_t size = 0;     ///< image size in bytes (a multiple of 4096)
   std::uint32_t version = 0;  ///< format version written (composefs_version in the header)
 };
