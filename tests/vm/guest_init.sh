@@ -119,6 +119,36 @@ out=$(chmod 600 /m1/nodig 2>&1)
 check "require-copyup-without-digest-EIO" sh -c "echo '$out' | grep -q 'Input/output error' && ! test -e /run/up/nodig"
 cfs_umount /m1
 
+echo "--- SHA-512 image (cfs create --hash sha512): 68-byte metacopy, 126-hex object names"
+S5=/disk/store512
+ok=1
+for d in $D5_GOOD_PATH $D5_VICTIM_PATH; do fsverity enable --hash-alg=sha512 "$S5/$d" || ok=0; done
+check fsverity-enable-sha512-objects test $ok = 1
+check fsverity-enable-sha256-on-a-sha512-object fsverity enable --hash-alg=sha256 "$S5/$D5_SHA256V_PATH"
+check fsverity-enable-sha512-image fsverity enable --hash-alg=sha512 /disk/images/sha512.cfs
+M=$(fsverity measure "$S5/$D5_GOOD_PATH" | cut -d' ' -f1)
+check "sha512-kernel-measure-equals-host-digest" test "$M" = "sha512:$D5_GOOD"
+out=$(cfs mount --json /disk/images/sha512.cfs /m1 -o "basedir=$S5,digest=$D5_IMG" 2>&1)
+echo "  $out"
+check "sha512 mount digest= (kernel measurement)" sh -c "echo '$out' | grep -q '\"digest_check\": \"kernel\"'"
+check "sha512 mount verity=require" grep -q 'verity=require' /proc/self/mountinfo
+expect_rd sha512-good-read        /m1/good       /expect/good
+expect_rd sha512-inline-read      /m1/small      /expect/small
+expect_rd sha512-victim-before    /m1/victim512  /expect/victim512
+expect_rd sha512-object-with-sha256-verity-EIO /m1/sha256v512 OPEN_EIO
+kmsg 2
+cfs_umount /m1
+out=$(mount.composefs /disk/images/sha512.cfs /m1 -o "basedir=$S5,digest=$D_IMG_CLEAN" 2>&1)
+check "sha512-image-wrong-digest-refused" sh -c "echo '$out' | grep -q 'wrong fs-verity digest' && ! grep -q ' /m1 ' /proc/self/mountinfo"
+rm "$S5/$D5_VICTIM_PATH"
+cat /expect/tampered > "$S5/$D5_VICTIM_PATH"; fsverity enable --hash-alg=sha512 "$S5/$D5_VICTIM_PATH"
+check mount-sha512-after-replace mount.composefs /disk/images/sha512.cfs /m1 -o "basedir=$S5,verity=require"
+expect_rd sha512-replaced-object-EIO /m1/victim512 OPEN_EIO
+expect_rd sha512-good-still-reads    /m1/good      /expect/good
+kmsg 2
+cfs_umount /m1
+no_leftovers sha512-no-leftovers
+
 echo "--- tamper 1: object replaced by other content (with fs-verity)"
 rm "$S/$D_REPL_PATH" "$S/$D_REPL2_PATH"
 cat /expect/tampered > "$S/$D_REPL_PATH"; fsverity enable "$S/$D_REPL_PATH"

@@ -14,7 +14,10 @@ is enabled on the objects and on one image, and mount.composefs / cfs mount must
 reads, EIO for a wrong digest in the image, a missing digest under require, an object without
 fs-verity, an object replaced by other content and an on-disk byte flip (at read); a wrong
 image digest refuses the mount (kernel measurement and sealed-copy paths); copy-up keeps the
-digest; unmounting leaves nothing.
+digest; unmounting leaves nothing. A SHA-512 image (`cfs create --hash sha512`, objects named
+by 126 hex digits, given SHA-512 fs-verity in the guest) mounts with digest=<128 hex> (and so
+verity=require), and the kernel refuses an object replaced by other content and an object whose
+fs-verity is SHA-256.
 
 Knobs: CFS_VM_KERNEL_DEB=/path/linux-image-….deb (offline), CFS_VM_CACHE=DIR,
 CFS_VM_ACCEL=auto|kvm|tcg, CFS_VM_KEEP=1 (keep the scratch directory)."""
@@ -128,6 +131,8 @@ def build_inputs(w):
         "noverity": b"object that never gets fs-verity enabled in the guest..\n" * 2,
         "other": b"some other content, whose digest is recorded wrongly\n" * 2,
         "tampered": b"tampered content that replaced the original object!!\n" * 2,
+        "victim512": b"object of the SHA-512 image that gets replaced in the guest\n" * 2,
+        "sha256v512": b"object of the SHA-512 image that gets SHA-256 fs-verity........\n" * 2,
     }
     expect = os.path.join(w, "initramfs", "expect")
     for name, data in {**contents, **other}.items():
@@ -157,6 +162,23 @@ def build_inputs(w):
     builder += f", crafted by {crafted_by}"
     shutil.copy(os.path.join(images, "clean.cfs"), os.path.join(w, "initramfs", "images"))
 
+    # The SHA-512 image: built by cfs itself (composefs 1.0.8 has no SHA-512); its names and
+    # digests are checked against fsverity-utils here and against the kernel in the guest.
+    src512 = os.path.join(w, "sha512-src")
+    for name in ("good", "small", "victim512", "sha256v512"):
+        write(os.path.join(src512, name), {**contents, **other}[name])
+    store512 = os.path.join(w, "disk", "store512")
+    out = t.run([t.tool("cfs"), "create", "--hash", "sha512", "--digest-store=" + store512,
+                 "--print-digest", src512, os.path.join(images, "sha512.cfs")])
+    d512 = {n: fsverity512(os.path.join(src512, n)) for n in ("good", "victim512", "sha256v512")}
+    d512_img = fsverity512(os.path.join(images, "sha512.cfs"))
+    if out.stdout.decode().strip() != d512_img:
+        raise AssertionError("cfs create --hash sha512 --print-digest differs from fsverity")
+    objects512 = sorted(os.path.relpath(p, store512)
+                        for p in glob.glob(os.path.join(store512, "*", "*")))
+    if objects512 != sorted(d[:2] + "/" + d[2:] for d in d512.values()):
+        raise AssertionError(f"SHA-512 object names {objects512} != fsverity digests {d512}")
+
     dig = {n: ci.fsverity_digest(os.path.join(expect, n)) for n in ("good", "noverity",
                                                                     "replaced", "replaced2")}
     objects = sorted(os.path.relpath(p, store) for p in glob.glob(os.path.join(store, "*", "*")))
@@ -181,7 +203,18 @@ def build_inputs(w):
         "D_IMG_CLEAN": ci.fsverity_digest(os.path.join(images, "clean.cfs")),
         "D_IMG_OTHER": d_other,
         "CORR_BLK": corr_blk,
+        "D5_GOOD": d512["good"],
+        "D5_GOOD_PATH": path(d512["good"]),
+        "D5_VICTIM_PATH": path(d512["victim512"]),
+        "D5_SHA256V_PATH": path(d512["sha256v512"]),
+        "D5_IMG": d512_img,
     }
+
+
+def fsverity512(path):
+    out = sh(["fsverity", "digest", "--compact", "--hash-alg=sha512", "--block-size=4096", path],
+             text=True)
+    return out.stdout.strip()
 
 
 def _module_bytes(path):
@@ -235,7 +268,8 @@ def build_initramfs(w, moddir, params, init="guest_init.sh"):
         copy_with_libs(os.path.realpath(shutil.which(tool)), r)
         os.symlink(os.path.realpath(shutil.which(tool)), os.path.join(r, "bin", tool))
     copy_modules(moddir, os.path.join(r, "lib", "modules"),
-                 ["virtio_pci", "virtio_blk", "loop", "erofs", "overlay", "crc32c_generic"])
+                 ["virtio_pci", "virtio_blk", "loop", "erofs", "overlay", "crc32c_generic",
+                  "sha512_generic", "sha512_ssse3"])
     with open(os.path.join(r, "params"), "w") as f:
         for k, v in params.items():
             f.write(f'{k}="{v}"\n')
