@@ -106,8 +106,30 @@ class Parser {
   Result<Tree> run(std::string_view text);
 
  private:
+  // PATH and MODE of a line, and the fields as split (views into the line).
+  struct LineHead {
+    std::array<std::string_view, kFixedFields> fields;
+    std::string_view rest;  ///< the xattrs after DIGEST
+    std::string_view path;  ///< unescaped, up to a NUL
+    std::uint32_t mode = 0;
+    bool hardlink = false;
+    std::uint32_t type() const noexcept { return mode & S_IFMT; }
+  };
+  // The other fields of a non-hardlink line, parsed and unescaped.
+  struct LineAttrs {
+    std::uint64_t size = 0, nlink = 0, uid = 0, gid = 0, rdev = 0, sec = 0, nsec = 0;
+    std::optional<std::string_view> payload, content, digest;
+  };
+
   // Each returns false after setting err_.
   bool parse_line(std::string_view line);
+  bool parse_head(std::string_view line, LineHead& head);
+  bool add_hardlink(const LineHead& head, NodeId dir, std::string_view name);
+  bool parse_attrs(const LineHead& head, LineAttrs& attrs);
+  bool apply_attrs(const LineHead& head, const LineAttrs& attrs, Node& node);
+  bool apply_data(const LineHead& head, const LineAttrs& attrs, Node& node);
+  bool apply_digest(const LineHead& head, const LineAttrs& attrs, Node& node);
+  bool add_xattrs(std::string_view rest, Node& node);
   bool add_to_tree(std::string_view path, bool is_dir, bool is_hardlink, NodeId& out_node,
                    NodeId& out_dir, std::string_view& out_name);
   bool find_parent(std::string_view prefix, std::string_view path, NodeId& out);
@@ -347,106 +369,123 @@ bool Parser::add_xattr(Node& node, std::string_view key, std::string_view value)
   return true;
 }
 
+// A line is handled in upstream's order, which decides the error reported first: the syntax
+// of PATH and MODE, the entry's place in the tree, then (except for hardlinks) the remaining
+// fields, what they mean for the node's type, the digest and the xattrs.
 bool Parser::parse_line(std::string_view line) {
+  LineHead head;
+  if (!parse_head(line, head)) return false;
+  NodeId id, dir;
+  std::string_view name;
+  if (!add_to_tree(head.path, head.type() == S_IFDIR, head.hardlink, id, dir, name)) return false;
+  if (head.hardlink) return add_hardlink(head, dir, name);
+
+  LineAttrs attrs;
+  if (!parse_attrs(head, attrs)) return false;
+  Node& node = tree_.node(id);
+  node.mode = head.mode;
+  return apply_attrs(head, attrs, node) && apply_data(head, attrs, node) &&
+         apply_digest(head, attrs, node) && add_xattrs(head.rest, node);
+}
+
+bool Parser::parse_head(std::string_view line, LineHead& head) {
   if (const void* nul = std::memchr(line.data(), '\0', line.size()); nul != nullptr) {
     err_ = fmt::format("Invalid embedded NUL character at position {}",
                        static_cast<const char*>(nul) - line.data());
     return false;
   }
-
-  std::array<std::string_view, kFixedFields> f;
-  std::string_view rest = line;
-  for (auto& field : f) field = split_at(rest, ' ');
+  head.rest = line;
+  for (auto& field : head.fields) field = split_at(head.rest, ' ');
 
   std::optional<std::string_view> path;
-  if (!unescape_field(f[kPath], kPath, path_buf_, path, false)) return false;
-  std::string_view p = cstr(*path);
-  if (p.empty()) {
+  if (!unescape_field(head.fields[kPath], kPath, path_buf_, path, false)) return false;
+  head.path = cstr(*path);
+  if (head.path.empty()) {
     err_ = "Invalid empty path";
     return false;
   }
 
-  std::string_view mode_text = f[kMode];
-  bool is_hardlink = !mode_text.empty() && mode_text[0] == '@';
-  if (is_hardlink) mode_text.remove_prefix(1);
+  std::string_view mode_text = head.fields[kMode];
+  head.hardlink = !mode_text.empty() && mode_text[0] == '@';
+  if (head.hardlink) mode_text.remove_prefix(1);
   std::uint64_t mode64;
   if (!parse_int(mode_text, kMode, 8, mode64)) return false;
   // lcfs_node_try_set_mode() takes a uint32_t and validates only the type bits.
-  auto mode = static_cast<std::uint32_t>(mode64);
-  std::uint32_t type = mode & S_IFMT;
-  if (!overlay::is_known_type(mode)) {
-    err_ = fmt::format("Invalid mode {:o}", mode);
+  head.mode = static_cast<std::uint32_t>(mode64);
+  if (!overlay::is_known_type(head.mode)) {
+    err_ = fmt::format("Invalid mode {:o}", head.mode);
     return false;
   }
+  return true;
+}
 
-  NodeId id, dir;
-  std::string_view name;
-  if (!add_to_tree(p, type == S_IFDIR, is_hardlink, id, dir, name)) return false;
-
-  if (is_hardlink) {
-    // Only PATH, MODE and PAYLOAD are read; the link is resolved after the last line.
-    if (type == S_IFDIR) {
-      err_ = "Directories can't be hardlinked";
-      return false;
-    }
-    std::optional<std::string_view> target;
-    if (!unescape_field(f[kPayload], kPayload, payload_buf_, target, true)) return false;
-    HardlinkFixup fix{dir, std::string(name), std::nullopt, line_no_};
-    if (target) fix.target.emplace(cstr(*target));
-    fixups_.push_back(std::move(fix));
-    return true;
+// Only PATH, MODE and PAYLOAD are read; the link is resolved after the last line.
+bool Parser::add_hardlink(const LineHead& head, NodeId dir, std::string_view name) {
+  if (head.type() == S_IFDIR) {
+    err_ = "Directories can't be hardlinked";
+    return false;
   }
+  std::optional<std::string_view> target;
+  if (!unescape_field(head.fields[kPayload], kPayload, payload_buf_, target, true)) return false;
+  HardlinkFixup fix{dir, std::string(name), std::nullopt, line_no_};
+  if (target) fix.target.emplace(cstr(*target));
+  fixups_.push_back(std::move(fix));
+  return true;
+}
 
-  Node& node = tree_.node(id);
-  node.mode = mode;
-
-  std::uint64_t size, nlink, uid, gid = 0, rdev = 0;
-  if (!parse_int(f[kSize], kSize, 10, size)) return false;
-  if (!parse_int(f[kNlink], kNlink, 10, nlink)) return false;
-  if (!parse_int(f[kUid], kUid, 10, uid)) return false;
+bool Parser::parse_attrs(const LineHead& head, LineAttrs& a) {
+  const auto& f = head.fields;
+  if (!parse_int(f[kSize], kSize, 10, a.size)) return false;
+  if (!parse_int(f[kNlink], kNlink, 10, a.nlink)) return false;
+  if (!parse_int(f[kUid], kUid, 10, a.uid)) return false;
   // Upstream tests `uid == 0 && err` after GID and RDEV (a typo for gid/rdev): their errors
   // only count for uid 0; otherwise the bad field reads as 0.
-  if (!parse_int(f[kGid], kGid, 10, gid)) {
-    if (uid == 0) return false;
-    gid = 0;
+  if (!parse_int(f[kGid], kGid, 10, a.gid)) {
+    if (a.uid == 0) return false;
+    a.gid = 0;
   }
-  if (!parse_int(f[kRdev], kRdev, 10, rdev)) {
-    if (uid == 0) return false;
-    rdev = 0;
+  if (!parse_int(f[kRdev], kRdev, 10, a.rdev)) {
+    if (a.uid == 0) return false;
+    a.rdev = 0;
   }
   // MTIME is SECONDS.NANOSECONDS, two integers, not a float ("1.5" is 1 s + 5 ns).
   std::string_view mtime_rest = f[kMtime];
   std::string_view sec_text = split_at(mtime_rest, '.');
-  std::uint64_t sec, nsec;
-  if (!parse_int(sec_text, kMtime, 10, sec)) return false;
-  if (!parse_int(mtime_rest, kMtime, 10, nsec)) return false;
+  if (!parse_int(sec_text, kMtime, 10, a.sec)) return false;
+  if (!parse_int(mtime_rest, kMtime, 10, a.nsec)) return false;
 
-  std::optional<std::string_view> payload, content, digest;
-  if (!unescape_field(f[kPayload], kPayload, payload_buf_, payload, true)) return false;
-  if (!unescape_field(f[kContent], kContent, content_buf_, content, true)) return false;
-  if (content && content->size() != size) {
-    err_ = fmt::format("Invalid content size {}, must match size {}", content->size(),
-                       static_cast<std::int64_t>(size));
+  if (!unescape_field(f[kPayload], kPayload, payload_buf_, a.payload, true)) return false;
+  if (!unescape_field(f[kContent], kContent, content_buf_, a.content, true)) return false;
+  if (a.content && a.content->size() != a.size) {
+    err_ = fmt::format("Invalid content size {}, must match size {}", a.content->size(),
+                       static_cast<std::int64_t>(a.size));
     return false;
   }
-  if (!unescape_field(f[kDigest], kDigest, digest_buf_, digest, true)) return false;
+  return unescape_field(f[kDigest], kDigest, digest_buf_, a.digest, true);
+}
 
-  if (type != S_IFLNK) node.size = size;
-  node.nlink = static_cast<std::uint32_t>(nlink);
-  node.uid = static_cast<std::uint32_t>(uid);
-  node.gid = static_cast<std::uint32_t>(gid);
+bool Parser::apply_attrs(const LineHead& head, const LineAttrs& a, Node& node) {
+  const std::uint32_t type = head.type();
+  if (type != S_IFLNK) node.size = a.size;
+  node.nlink = static_cast<std::uint32_t>(a.nlink);
+  node.uid = static_cast<std::uint32_t>(a.uid);
+  node.gid = static_cast<std::uint32_t>(a.gid);
   if (type == S_IFCHR || type == S_IFBLK) {
     // lcfs_inode_s::st_rdev is 32 bits wide: keep exactly what upstream keeps.
-    node.rdev = static_cast<std::uint32_t>(rdev);
-  } else if (opts_.strict && rdev != 0) {
+    node.rdev = static_cast<std::uint32_t>(a.rdev);
+  } else if (opts_.strict && a.rdev != 0) {
     err_ = "Non-zero devnum on non-device";
     return false;
   }
-  node.mtime_sec = static_cast<std::int64_t>(sec);
-  node.mtime_nsec = static_cast<std::uint32_t>(nsec);
+  node.mtime_sec = static_cast<std::int64_t>(a.sec);
+  node.mtime_nsec = static_cast<std::uint32_t>(a.nsec);
+  return true;
+}
 
-  if (type == S_IFLNK) {
-    std::string_view target = payload ? cstr(*payload) : std::string_view{};
+// PAYLOAD and CONTENT: a symlink's target, or a file's object name and inline content.
+bool Parser::apply_data(const LineHead& head, const LineAttrs& a, Node& node) {
+  if (head.type() == S_IFLNK) {
+    std::string_view target = a.payload ? cstr(*a.payload) : std::string_view{};
     if (target.empty() || target.size() >= kPathMax) {
       err_ = target.empty()
                  ? "Invalid symlink: empty target"
@@ -454,55 +493,61 @@ bool Parser::parse_line(std::string_view line) {
       return false;
     }
     if (opts_.strict) {
-      if (size != target.size()) {
+      if (a.size != target.size()) {
         err_ = fmt::format("Invalid symlink size {}, must match size {}", target.size(),
-                           static_cast<std::int64_t>(size));
+                           static_cast<std::int64_t>(a.size));
         return false;
       }
-      if (content && !content->empty()) {
+      if (a.content && !a.content->empty()) {
         err_ = "Symlink cannot have content";
         return false;
       }
     }
     node.payload.assign(target);
     node.size = target.size();
+    return true;
+  }
+  std::string_view pl = a.payload ? cstr(*a.payload) : std::string_view{};
+  if (pl.size() >= kPathMax) {
+    err_ = fmt::format("Invalid payload: longer than {} bytes", kPathMax - 1);
+    return false;
+  }
+  node.payload.assign(pl);
+  if (a.content) {
+    if (a.content->size() > kMaxInlineContent) {
+      err_ = fmt::format("Inline content size {} exceeds maximum {}", a.content->size(),
+                         kMaxInlineContent);
+      return false;
+    }
+    // lcfs_node_set_content() stores an empty content as "no content".
+    if (!a.content->empty()) node.content.emplace(*a.content);
+  }
+  if (head.type() == S_IFREG && !node.content && node.size > overlay::kMaxExternalFileSize) {
+    err_ = fmt::format("File too large: size {} needs more than 1024 chunks", node.size);
+    return false;
+  }
+  return true;
+}
+
+bool Parser::apply_digest(const LineHead& head, const LineAttrs& a, Node& node) {
+  if (!a.digest) return true;
+  std::string_view hex = cstr(*a.digest);
+  if (auto d = parse_digest_field(hex)) {
+    node.digest = *d;
+  } else if (opts_.strict && head.type() == S_IFREG) {
+    // Strict mode rejects anything but a whole digest on a regular file, the only type whose
+    // digest reaches the image (a missing DIGEST on other types stays accepted, as upstream's
+    // strict assets need).
+    err_ = fmt::format("Invalid digest '{}' in DIGEST: must be 64 or 128 hex digits", hex);
+    return false;
   } else {
-    std::string_view pl = payload ? cstr(*payload) : std::string_view{};
-    if (pl.size() >= kPathMax) {
-      err_ = fmt::format("Invalid payload: longer than {} bytes", kPathMax - 1);
-      return false;
-    }
-    node.payload.assign(pl);
-    if (content) {
-      if (content->size() > kMaxInlineContent) {
-        err_ = fmt::format("Inline content size {} exceeds maximum {}", content->size(),
-                           kMaxInlineContent);
-        return false;
-      }
-      // lcfs_node_set_content() stores an empty content as "no content".
-      if (!content->empty()) node.content.emplace(*content);
-    }
-    if (type == S_IFREG && !node.content && node.size > overlay::kMaxExternalFileSize) {
-      err_ = fmt::format("File too large: size {} needs more than 1024 chunks", node.size);
-      return false;
-    }
+    node.digest = lenient_sha256(hex);
   }
+  return true;
+}
 
-  if (digest) {
-    std::string_view hex = cstr(*digest);
-    if (auto d = parse_digest_field(hex)) {
-      node.digest = *d;
-    } else if (opts_.strict && type == S_IFREG) {
-      // Strict mode rejects anything but a whole digest on a regular file, the only type whose
-      // digest reaches the image (a missing DIGEST on other types stays accepted, as upstream's
-      // strict assets need).
-      err_ = fmt::format("Invalid digest '{}' in DIGEST: must be 64 or 128 hex digits", hex);
-      return false;
-    } else {
-      node.digest = lenient_sha256(hex);
-    }
-  }
-
+// The KEY=VALUE fields after DIGEST.
+bool Parser::add_xattrs(std::string_view rest, Node& node) {
   // Upstream caps the xattr part because it deduplicates keys quadratically.
   if (rest.size() > kMaxXattrFieldLen) {
     err_ = "Too many xattrs";

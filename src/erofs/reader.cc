@@ -31,15 +31,73 @@ constexpr std::uint32_t kIncompatChunkedFile = 0x4;
 constexpr std::uint16_t kIFormatAll = 0xF;  // version bit + 3 layout bits (EROFS_I_ALL)
 constexpr std::uint64_t kHeaderEnd = kSuperOffset + sizeof(SuperBlock);
 
+// The fields compact and extended inodes share; returns i_xattr_icount.
+template <class D>
+std::uint16_t decode_common(const D& d, InodeInfo& ino) {
+  ino.mode = d.i_mode;
+  ino.size = d.i_size;
+  ino.raw_u = d.i_u;
+  ino.ino = d.i_ino;
+  ino.uid = d.i_uid;
+  ino.gid = d.i_gid;
+  ino.nlink = d.i_nlink;
+  return d.i_xattr_icount;
+}
+
+// Chunk-based regular files (composefs' external files): only the chunk format is checked.
+template <class Where>
+Status decode_chunked(InodeInfo& ino, const Where& where) {
+  if (!ino.is_reg())
+    return corrupt(fmt::format("{}: chunk-based layout on a non-regular file", where()));
+  if ((ino.raw_u & ~(kChunkFormatBlkbitsMask | kChunkFormatIndexes)) != 0)
+    return corrupt(fmt::format("{}: bad chunk format {:#x}", where(), ino.raw_u));
+  unsigned chunkbits = kBlockSizeBits + (ino.raw_u & kChunkFormatBlkbitsMask);
+  std::uint64_t chunks =
+      (ino.size >> chunkbits) + ((ino.size & ((std::uint64_t{1} << chunkbits) - 1)) != 0 ? 1 : 0);
+  std::uint64_t esize = (ino.raw_u & kChunkFormatIndexes) ? 8 : 4;
+  // The table is only read on demand (read()); composefs' >8 TiB files put it out of line
+  // (format quirk 15), and nothing else needs it.
+  ino.tail_size = chunks * esize;
+  return {};
+}
+
+// Flat layouts (erofs_map_blocks_flat): FLAT_PLAIN keeps every block out of line;
+// FLAT_INLINE keeps the last (possibly full) block right after the xattrs.
+template <class Where>
+Status decode_flat(InodeInfo& ino, std::uint64_t size, const Where& where) {
+  std::uint64_t nblocks = ino.size / kBlockSize + (ino.size % kBlockSize != 0 ? 1 : 0);
+  if (ino.size > size)
+    return corrupt(fmt::format("{}: i_size {} larger than the image", where(), ino.size));
+  if (ino.layout == DataLayout::kFlatInline && ino.size > 0) {
+    ino.data_blocks = nblocks - 1;
+    ino.tail_size = ino.size - ino.data_blocks * kBlockSize;
+    if (!in_bounds(ino.tail_offset, ino.tail_size, size))
+      return corrupt(fmt::format("{}: inline data beyond the image", where()));
+    if (ino.tail_offset % kBlockSize + ino.tail_size > kBlockSize)
+      return corrupt(fmt::format("{}: inline data crosses a block boundary", where()));
+  } else {
+    ino.data_blocks = nblocks;
+  }
+  if (ino.data_blocks > 0) {
+    ino.data_blkaddr = ino.raw_u;
+    if (!in_bounds(ino.data_blkaddr * kBlockSize, ino.data_blocks * kBlockSize, size))
+      return corrupt(fmt::format("{}: data blocks {}+{} beyond the image", where(),
+                                 ino.data_blkaddr, ino.data_blocks));
+    if (ino.data_blkaddr * kBlockSize < kHeaderEnd)
+      return corrupt(
+          fmt::format("{}: data block {} overlaps the superblock", where(), ino.data_blkaddr));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<Image> Image::open(const std::string& path) {
   auto owner = std::make_shared<Owner>();
   CFS_ASSIGN(owner->map, MappedFile::open(path));
   auto bytes = owner->map.bytes();
-  auto r = init(std::move(owner), bytes);
-  if (!r) return fail(std::move(r).error().with_context(path));
-  return r;
+  CFS_ASSIGN_CTX(Image img, init(std::move(owner), bytes), path);
+  return img;
 }
 
 Result<Image> Image::from_bytes(std::vector<std::byte> bytes) {
@@ -96,9 +154,8 @@ Result<Image> Image::init(std::shared_ptr<const Owner> owner, std::span<const st
     return corrupt(fmt::format("meta_blkaddr {} beyond the image", in.meta_blkaddr));
   if (std::uint64_t{in.xattr_blkaddr} * kBlockSize > b.size())
     return corrupt(fmt::format("xattr_blkaddr {} beyond the image", in.xattr_blkaddr));
-  auto root = img.inode(in.root_nid);
-  if (!root) return fail(std::move(root).error().with_context("root inode"));
-  if (!root->is_dir()) return corrupt(fmt::format("root nid {} is not a directory", in.root_nid));
+  CFS_ASSIGN_CTX(InodeInfo root, img.inode(in.root_nid), "root inode");
+  if (!root.is_dir()) return corrupt(fmt::format("root nid {} is not a directory", in.root_nid));
   return img;
 }
 
@@ -131,28 +188,14 @@ Result<InodeInfo> Image::inode(std::uint64_t nid) const {
   std::uint16_t xattr_icount;
   if (ino.extended) {
     auto d = load<InodeExtended>(bytes_, ino.inode_offset);
-    xattr_icount = d.i_xattr_icount;
-    ino.mode = d.i_mode;
-    ino.size = d.i_size;
-    ino.raw_u = d.i_u;
-    ino.ino = d.i_ino;
-    ino.uid = d.i_uid;
-    ino.gid = d.i_gid;
+    xattr_icount = decode_common(d, ino);
     ino.mtime_sec = static_cast<std::int64_t>(std::uint64_t{d.i_mtime});
     ino.mtime_nsec = d.i_mtime_nsec;
-    ino.nlink = d.i_nlink;
   } else {
-    auto d = load<InodeCompact>(bytes_, ino.inode_offset);
-    xattr_icount = d.i_xattr_icount;
-    ino.mode = d.i_mode;
-    ino.size = d.i_size;
-    ino.raw_u = d.i_u;
-    ino.ino = d.i_ino;
-    ino.uid = d.i_uid;
-    ino.gid = d.i_gid;
+    // Compact inodes carry no time: the superblock's build time stands for all of them.
+    xattr_icount = decode_common(load<InodeCompact>(bytes_, ino.inode_offset), ino);
     ino.mtime_sec = info_.build_time;
     ino.mtime_nsec = info_.build_time_nsec;
-    ino.nlink = d.i_nlink;
   }
   if (!overlay::is_known_type(ino.mode))
     return corrupt(fmt::format("{}: invalid i_mode {:o}", where(), ino.mode));
@@ -184,45 +227,10 @@ Result<InodeInfo> Image::inode(std::uint64_t nid) const {
       break;
   }
 
-  if (ino.layout == DataLayout::kChunkBased) {
-    if (!ino.is_reg())
-      return corrupt(fmt::format("{}: chunk-based layout on a non-regular file", where()));
-    if ((ino.raw_u & ~(kChunkFormatBlkbitsMask | kChunkFormatIndexes)) != 0)
-      return corrupt(fmt::format("{}: bad chunk format {:#x}", where(), ino.raw_u));
-    unsigned chunkbits = kBlockSizeBits + (ino.raw_u & kChunkFormatBlkbitsMask);
-    std::uint64_t chunks =
-        (ino.size >> chunkbits) + ((ino.size & ((std::uint64_t{1} << chunkbits) - 1)) != 0 ? 1 : 0);
-    std::uint64_t esize = (ino.raw_u & kChunkFormatIndexes) ? 8 : 4;
-    // The table is only read on demand (read()); composefs' >8 TiB files put it out of line
-    // (format quirk 15), and nothing else needs it.
-    ino.tail_size = chunks * esize;
-    return ino;
-  }
-
-  // Flat layouts (erofs_map_blocks_flat): FLAT_PLAIN keeps every block out of line;
-  // FLAT_INLINE keeps the last (possibly full) block right after the xattrs.
-  std::uint64_t nblocks = ino.size / kBlockSize + (ino.size % kBlockSize != 0 ? 1 : 0);
-  if (ino.size > size)
-    return corrupt(fmt::format("{}: i_size {} larger than the image", where(), ino.size));
-  if (ino.layout == DataLayout::kFlatInline && ino.size > 0) {
-    ino.data_blocks = nblocks - 1;
-    ino.tail_size = ino.size - ino.data_blocks * kBlockSize;
-    if (!in_bounds(ino.tail_offset, ino.tail_size, size))
-      return corrupt(fmt::format("{}: inline data beyond the image", where()));
-    if (ino.tail_offset % kBlockSize + ino.tail_size > kBlockSize)
-      return corrupt(fmt::format("{}: inline data crosses a block boundary", where()));
-  } else {
-    ino.data_blocks = nblocks;
-  }
-  if (ino.data_blocks > 0) {
-    ino.data_blkaddr = ino.raw_u;
-    if (!in_bounds(ino.data_blkaddr * kBlockSize, ino.data_blocks * kBlockSize, size))
-      return corrupt(fmt::format("{}: data blocks {}+{} beyond the image", where(),
-                                 ino.data_blkaddr, ino.data_blocks));
-    if (ino.data_blkaddr * kBlockSize < kHeaderEnd)
-      return corrupt(
-          fmt::format("{}: data block {} overlaps the superblock", where(), ino.data_blkaddr));
-  }
+  if (ino.layout == DataLayout::kChunkBased)
+    CFS_TRY(decode_chunked(ino, where));
+  else
+    CFS_TRY(decode_flat(ino, size, where));
   if (ino.is_dir() && ino.size == 0)
     return corrupt(fmt::format("{}: directory with i_size 0", where()));
   return ino;

@@ -89,6 +89,8 @@ bool smaller_file(const FileTask& a, const FileTask& b) {
   return a.rec->node.size < b.rec->node.size;
 }
 
+// Errors name only the entry, as upstream's "error accessing PATH: strerror" does: the
+// syscall's own context is replaced, its error code (errno or cfs) kept.
 class Scanner {
  public:
   Scanner(std::string root_path, const ScanOptions& opts)
@@ -169,7 +171,7 @@ Status Scanner::read_xattrs(int dirfd, const std::string& name, const std::strin
 Status Scanner::digest_file(int dirfd, const std::string& name, const std::string& relpath,
                             Node& node) {
   auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-  if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
+  if (!fd) return fail(Error(fd.error().code(), display(relpath)));
   verity::Digest d;
   std::span<const std::byte> content;
   if (opts_.sink != nullptr && node.size < kDeferDigestMin) {
@@ -201,7 +203,7 @@ Status Scanner::record_digest(Node& node, const verity::Digest& d, std::uint64_t
 Status Scanner::queue_small(int dirfd, const std::string& name, std::string relpath,
                             std::size_t index, std::uint64_t size, SmallBatch& batch) {
   auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-  if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
+  if (!fd) return fail(Error(fd.error().code(), display(relpath)));
   const std::size_t i = batch.count;
   const std::span<std::byte> room = SmallBatch::buffer().subspan(batch.used, size + 1);
   CFS_ASSIGN(std::size_t got, sys::pread_full(fd->get(), room, 0));
@@ -252,7 +254,7 @@ Status Scanner::fill_entry(int dirfd, const std::string& name, const std::string
       if (n.size == 0) break;
       if (n.size <= kInlineMax) {
         auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-        if (!fd) return fail(Error::from_errno(display(relpath), fd.error().code().value()));
+        if (!fd) return fail(Error(fd.error().code(), display(relpath)));
         std::string content(n.size, '\0');
         CFS_ASSIGN(std::size_t got,
                    sys::read_full(fd->get(), std::as_writable_bytes(std::span(content))));
@@ -269,7 +271,7 @@ Status Scanner::fill_entry(int dirfd, const std::string& name, const std::string
       break;
     case S_IFLNK: {
       auto target = sys::readlinkat(dirfd, name);
-      if (!target) return fail(Error::from_errno(display(relpath), target.error().code().value()));
+      if (!target) return fail(Error(target.error().code(), display(relpath)));
       n.payload = std::move(*target);
       break;
     }
@@ -296,7 +298,7 @@ Status Scanner::scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs,
                          std::vector<FileTask>& deferred) {
   auto fd = sys::openat(root_fd_.get(), dir.relpath.empty() ? "." : dir.relpath,
                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!fd) return fail(Error::from_errno(display(dir.relpath), fd.error().code().value()));
+  if (!fd) return fail(Error(fd.error().code(), display(dir.relpath)));
   thread_local std::unique_ptr<std::byte[]> buf;
   if (!buf) buf = std::make_unique<std::byte[]>(kDirentBufSize);
   std::string name;
@@ -317,7 +319,7 @@ Status Scanner::scan_dir(DirRec& dir, std::vector<DirRec*>& subdirs,
       name.assign(sv);
       std::string relpath = join(dir.relpath, name);
       auto st = sys::fstatat(fd->get(), name, AT_SYMLINK_NOFOLLOW);
-      if (!st) return fail(Error::from_errno(display(relpath), st.error().code().value()));
+      if (!st) return fail(Error(st.error().code(), display(relpath)));
       if (opts_.skip_devices && (S_ISBLK(st->st_mode) || S_ISCHR(st->st_mode))) continue;
       Rec& rec = dir.entries.emplace_back();
       rec.name = name;
@@ -396,13 +398,13 @@ Result<ScanResult> Scanner::run() {
     return fail(Errc::kInvalidInput,
                 "error accessing " + root_path_ + ": --skip-xattrs and --user-xattrs conflict");
   auto rfd = sys::open(root_path_, O_RDONLY | O_DIRECTORY);
-  if (!rfd) return fail(Error::from_errno(root_path_, rfd.error().code().value()));
+  if (!rfd) return fail(Error(rfd.error().code(), root_path_));
   root_fd_ = std::move(*rfd);
   {
     // The root's own metadata and xattrs, read like any other entry (not following a final
     // symlink, as upstream's lstat of SOURCE).
     auto st = sys::fstatat(AT_FDCWD, root_path_, AT_SYMLINK_NOFOLLOW);
-    if (!st) return fail(Error::from_errno(root_path_, st.error().code().value()));
+    if (!st) return fail(Error(st.error().code(), root_path_));
     if (!S_ISDIR(st->st_mode)) return fail_errno(root_path_, ENOTDIR);
     Rec rec;
     std::vector<FileTask> none;

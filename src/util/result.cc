@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/util/result.h"
 
-#include <cerrno>
-
 namespace cfs {
 namespace {
 
@@ -36,26 +34,6 @@ const std::error_category& cfs_category() noexcept {
 }
 
 std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), cfs_category()}; }
-
-int Error::to_errno() const noexcept {
-  if (code_.category() == std::generic_category() || code_.category() == std::system_category())
-    return code_.value();
-  if (code_.category() == cfs_category()) {
-    switch (static_cast<Errc>(code_.value())) {
-      case Errc::kCorruptImage:
-        return EUCLEAN;
-      case Errc::kUnsupportedFeature:
-        return EOPNOTSUPP;
-      case Errc::kObjectMissing:
-        return ENOENT;
-      case Errc::kInvalidInput:
-        return EINVAL;
-      default:
-        return EIO;
-    }
-  }
-  return EIO;
-}
 
 std::string Error::message() const {
   std::string msg = code_.message();

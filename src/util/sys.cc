@@ -155,10 +155,8 @@ Result<std::string> read_file(const std::string& path) {
 
 Status write_file(const std::string& path, std::string_view data, mode_t mode) {
   CFS_ASSIGN(UniqueFd fd, open(path, O_WRONLY | O_CREAT | O_TRUNC, mode));
-  auto st = write_all(fd.get(), std::as_bytes(std::span(data.data(), data.size())));
-  if (!st) return fail(std::move(st).error().with_context(path));
-  auto cl = fd.close();
-  if (!cl) return fail(std::move(cl).error().with_context(path));
+  CFS_TRY_CTX(write_all(fd.get(), std::as_bytes(std::span(data.data(), data.size()))), path);
+  CFS_TRY_CTX(fd.close(), path);
   return {};
 }
 

@@ -328,10 +328,9 @@ Result<std::optional<Digest>> digest_stream(int fd, const Params& p, const std::
   Hasher h(p);
   std::vector<std::byte> buf(256 * 1024);
   for (;;) {
-    auto n = sys::read_full(fd, buf);
-    if (!n) return fail(std::move(n).error().with_context(what));
-    h.update({buf.data(), *n});
-    if (*n < buf.size()) break;
+    CFS_ASSIGN_CTX(std::size_t n, sys::read_full(fd, buf), what);
+    h.update({buf.data(), n});
+    if (n < buf.size()) break;
   }
   return std::optional(h.finish());
 }
@@ -353,9 +352,8 @@ Result<std::optional<std::size_t>> read_one_block(int fd, const Params& p, std::
     // A short read ends at EOF on disk filesystems, but procfs or FUSE direct I/O may stop
     // early: only a 0-byte read proves EOF.
     std::byte next{};
-    auto more = sys::pread_some(fd, std::span(&next, 1), *got);
-    if (!more) return fail(std::move(more).error().with_context(what));
-    if (*more != 0) return std::optional<std::size_t>();
+    CFS_ASSIGN_CTX(std::size_t more, sys::pread_some(fd, std::span(&next, 1), *got), what);
+    if (more != 0) return std::optional<std::size_t>();
   }
   return std::optional(*got);
 }

@@ -247,8 +247,7 @@ Result<MerkleTree> load_merkle_tree(const std::string& path, const Digest& expec
       (data_size + p.block_size - 1) / p.block_size > tree_bytes / digest_size(p.alg) + 1)
     return fail(Errc::kCorruptImage, path + ": tree too small for the recorded size");
   std::vector<std::uint8_t> tree(raw.begin() + sizeof hdr, raw.end());
-  auto t = adopt_merkle_tree(p, data_size, std::move(tree), expected);
-  if (!t) return fail(std::move(t).error().with_context(path));
+  CFS_ASSIGN_CTX(MerkleTree t, adopt_merkle_tree(p, data_size, std::move(tree), expected), path);
   return t;
 }
 

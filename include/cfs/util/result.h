@@ -50,10 +50,6 @@ class Error {
     return code_.category() == std::generic_category() && code_.value() == err;
   }
 
-  /// errno for the FUSE edge: system errors pass through, kCorruptImage -> EUCLEAN,
-  /// kUnsupportedFeature -> EOPNOTSUPP, kObjectMissing -> ENOENT, everything else EIO.
-  int to_errno() const noexcept;
-
   /// "context: message", or just the message when there is no context.
   std::string message() const;
 
@@ -90,6 +86,15 @@ inline tl::unexpected<Error> fail_errno(std::string context, int err = errno) {
       return ::tl::unexpected<::cfs::Error>(std::move(cfs_try_r_).error()); \
   } while (0)
 
+/// CFS_TRY that adds context to the error it propagates ("outer: inner context"), like
+/// composefs-rs' `.context("...")?`: CFS_TRY_CTX(store.sync(), "cannot fill store");
+/// `ctx` (anything Error::with_context takes) is evaluated only on failure.
+#define CFS_TRY_CTX(expr, ctx)                                                                  \
+  do {                                                                                          \
+    if (auto&& cfs_try_r_ = (expr); !cfs_try_r_)                                                \
+      return ::tl::unexpected<::cfs::Error>(std::move(cfs_try_r_).error().with_context((ctx))); \
+  } while (0)
+
 /// Unwraps a Result into a new variable or propagates its error:
 /// CFS_ASSIGN(auto fd, sys::open(path, O_RDONLY));
 #define CFS_CONCAT_INNER_(a, b) a##b
@@ -98,4 +103,13 @@ inline tl::unexpected<Error> fail_errno(std::string context, int err = errno) {
 #define CFS_ASSIGN_IMPL_(tmp, decl, expr)                                  \
   auto tmp = (expr);                                                       \
   if (!tmp) return ::tl::unexpected<::cfs::Error>(std::move(tmp).error()); \
+  decl = std::move(*tmp)
+
+/// CFS_ASSIGN that adds context to the error it propagates:
+/// CFS_ASSIGN_CTX(auto img, Image::open(path), "image " + path);
+#define CFS_ASSIGN_CTX(decl, expr, ctx) \
+  CFS_ASSIGN_CTX_IMPL_(CFS_CONCAT_(cfs_res_, __LINE__), decl, expr, ctx)
+#define CFS_ASSIGN_CTX_IMPL_(tmp, decl, expr, ctx)                                             \
+  auto tmp = (expr);                                                                           \
+  if (!tmp) return ::tl::unexpected<::cfs::Error>(std::move(tmp).error().with_context((ctx))); \
   decl = std::move(*tmp)
