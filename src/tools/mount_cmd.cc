@@ -11,44 +11,29 @@
 
 #include "cfs/mount/mount.h"
 #include "cfs/mount/options.h"
+#include "cfs/util/json.h"
 #include "tools/command.h"
 #include "tools/fuse_mount.h"
 
 namespace cfs::tools {
 namespace {
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      out += fmt::format("\\u{:04x}", u);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 void print_warnings(const char* prog, const mount::MountReport& r) {
   for (const auto& w : r.warnings) fmt::print(stderr, "{}: warning: {}\n", prog, w);
 }
 
 void print_report(const mount::MountReport& r, const std::string& image, const std::string& dir,
-                  bool json) {
-  if (json) {
+                  bool as_json) {
+  if (as_json) {
     std::string warnings;
-    for (const auto& w : r.warnings) warnings += (warnings.empty() ? "" : ", ") + json_string(w);
+    for (const auto& w : r.warnings) warnings += (warnings.empty() ? "" : ", ") + json::string(w);
     fmt::print(
         "{{\"image\": {}, \"target\": {}, \"erofs\": \"{}\", \"loop_device\": {}, "
         "\"lower\": \"{}\", \"overlay\": \"{}\", \"verity\": \"{}\", "
         "\"digest_check\": \"{}\", \"warnings\": [{}]}}\n",
-        json_string(image), json_string(dir), mount::to_string(r.erofs), json_string(r.loop_device),
-        mount::to_string(r.lower), mount::to_string(r.overlay), mount::to_string(r.verity),
-        mount::to_string(r.digest_check), warnings);
+        json::string(image), json::string(dir), mount::to_string(r.erofs),
+        json::string(r.loop_device), mount::to_string(r.lower), mount::to_string(r.overlay),
+        mount::to_string(r.verity), mount::to_string(r.digest_check), warnings);
     return;
   }
   fmt::print("mounted {} on {}: erofs={}{} lower={} overlay={} verity={} digest-check={}\n", image,
