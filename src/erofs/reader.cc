@@ -100,6 +100,15 @@ Result<Image> Image::open(const std::string& path) {
   return img;
 }
 
+Result<Image> Image::open_fd(int fd, const std::string& what) {
+  auto owner = std::make_shared<Owner>();
+  CFS_ASSIGN(owner->map, MappedFile::map_fd(fd, what));
+  auto bytes = owner->map.bytes();
+  auto r = init(std::move(owner), bytes);
+  if (!r) return fail(std::move(r).error().with_context(what));
+  return r;
+}
+
 Result<Image> Image::from_bytes(std::vector<std::byte> bytes) {
   auto owner = std::make_shared<Owner>();
   owner->vec = std::move(bytes);

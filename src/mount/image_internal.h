@@ -19,10 +19,11 @@ struct OpenedImage {
   DigestCheck check = DigestCheck::kNone;
 };
 
-/// Opens `path`, requires the composefs magic and header version 1 and an EROFS superblock
-/// (Errc::kCorruptImage otherwise). With `expected`, measures the file's fs-verity (kernel) or,
-/// when it has none, copies it into a memfd, seals it, digests the copy and returns the memfd:
-/// the bytes checked are the bytes mounted. A mismatch is Errc::kDigestMismatch.
+/// Opens `path` (a regular file: a FIFO is refused at once), requires the composefs magic and
+/// header version 1 and an EROFS superblock (Errc::kCorruptImage otherwise). With `expected`,
+/// measures the file's fs-verity (kernel) or, when it has none, copies it into a memfd, seals it,
+/// digests the copy and returns the memfd: the bytes checked are the bytes mounted. A mismatch is
+/// Errc::kDigestMismatch.
 Result<OpenedImage> open_image(const std::string& path,
                                const std::optional<verity::Digest>& expected);
 

@@ -7,8 +7,6 @@
 #include <linux/loop.h>
 #include <linux/mount.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -50,8 +48,6 @@ int sys_fsconfig(int fd, unsigned cmd, const char* key, const char* value, int a
 }
 
 }  // namespace
-
-std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Result<UniqueFd> fsopen(const std::string& fstype) {
   int fd = static_cast<int>(::syscall(SYS_fsopen, fstype.c_str(), FSOPEN_CLOEXEC));
@@ -124,14 +120,6 @@ std::pair<int, int> kernel_version() {
   return {major, minor};
 }
 
-Result<std::string> real_path(const std::string& path) {
-  char* real = ::realpath(path.c_str(), nullptr);
-  if (!real) return fail_errno("resolve " + path);
-  std::string out(real);
-  std::free(real);
-  return out;
-}
-
 Result<LoopDevice> loop_attach(int backing_fd) {
   CFS_ASSIGN(UniqueFd ctl, cfs::sys::open("/dev/loop-control", O_RDWR));
   // Another process may grab the free device between GET_FREE and CONFIGURE: retry.
@@ -150,30 +138,6 @@ Result<LoopDevice> loop_attach(int backing_fd) {
     if (errno != EBUSY) return fail_errno("ioctl LOOP_CONFIGURE " + path);
   }
   return fail_errno("ioctl LOOP_CONFIGURE: every free loop device was taken", EBUSY);
-}
-
-Result<UniqueFd> memfd_create(const std::string& name) {
-  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return fail_errno("memfd_create");
-  return UniqueFd(fd);
-}
-
-Status seal_readonly(int memfd) {
-  if (::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
-    return fail_errno("seal memfd");
-  return {};
-}
-
-Status copy_all(int src_fd, int dst_fd, const std::string& what) {
-  off_t off = 0;
-  while (true) {
-    ssize_t n = ::sendfile(dst_fd, src_fd, &off, 1 << 30);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno("copy " + what);
-    }
-    if (n == 0) return {};
-  }
 }
 
 }  // namespace cfs::mount::kernel

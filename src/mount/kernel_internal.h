@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The mount module's system-call layer: the new mount API (fsopen/fsconfig/fsmount/
-// move_mount/mount_setattr), legacy mount(2)/umount2, loop devices and sealed memfds (the
-// fs-verity ioctls are in cfs/verity/kernel.h). The only place in src/mount that reads errno;
-// every error names the operation, and fsconfig errors carry the kernel's own message from the
-// fs_context log.
+// move_mount/mount_setattr), legacy mount(2)/umount2 and loop devices (memfds are in
+// cfs/util/sys.h, the fs-verity ioctls in cfs/verity/kernel.h). The only place in src/mount that
+// reads errno; every error names the operation, and fsconfig errors carry the kernel's own message
+// from the fs_context log.
 #pragma once
 
 #include <cstdint>
@@ -14,10 +14,6 @@
 #include "cfs/util/unique_fd.h"
 
 namespace cfs::mount::kernel {
-
-/// "/proc/self/fd/N": how a path-taking kernel interface is pointed at an fd we hold (an
-/// image, a memfd or a detached mount).
-std::string fd_path(int fd);
 
 /// fsopen(fstype). ENODEV means the kernel lacks the filesystem; EPERM means not root.
 Result<UniqueFd> fsopen(const std::string& fstype);
@@ -36,8 +32,6 @@ Status legacy_mount(const std::string& source, const std::string& target, const 
 Status umount(const std::string& target, bool lazy);
 /// (major, minor) of the running kernel from uname(2); (0, 0) if unparsable.
 std::pair<int, int> kernel_version();
-/// realpath(3): the canonical absolute path, as mountinfo shows mount points.
-Result<std::string> real_path(const std::string& path);
 
 /// A loop device bound read-only to a backing fd with LOOP_CONFIGURE (Linux 5.8), 4096-byte
 /// logical blocks and autoclear: the device frees itself when its last user (our fd, then the
@@ -47,12 +41,5 @@ struct LoopDevice {
   std::string path;
 };
 Result<LoopDevice> loop_attach(int backing_fd);
-
-/// memfd with sealing allowed; seal_readonly() adds WRITE|SHRINK|GROW|SEAL so the contents can
-/// never change again, through any fd or mapping.
-Result<UniqueFd> memfd_create(const std::string& name);
-Status seal_readonly(int memfd);
-/// Copies src (from offset 0 to EOF) into dst at its current offset.
-Status copy_all(int src_fd, int dst_fd, const std::string& what);
 
 }  // namespace cfs::mount::kernel

@@ -60,7 +60,7 @@ struct ErofsMount {
 Result<ErofsMount> mount_erofs(const OpenedImage& img, ErofsBackend want,
                                const std::string& image) {
   if (want != ErofsBackend::kLoop) {
-    auto m = create_erofs(kernel::fd_path(img.fd.get()), img.has_acl);
+    auto m = create_erofs(sys::fd_path(img.fd.get()), img.has_acl);
     if (m) return ErofsMount{std::move(*m), ErofsBackend::kFile, {}};
     // ENOTBLK: no file-backed EROFS (Linux < 6.12, or a source such as a memfd that has no
     // read_folio); a loop device works for both.
@@ -375,8 +375,8 @@ Result<MountReport> mount_image(const std::string& image, const std::string& tar
 
   if (backends.lower != LowerMode::kAttached) {
     std::vector<std::string> warnings;
-    auto r = build_overlay(make_plan(opts, kernel::fd_path(erofs.mnt.get())), target,
-                           backends.overlay, report, warnings, nullptr);
+    auto r = build_overlay(make_plan(opts, sys::fd_path(erofs.mnt.get())), target, backends.overlay,
+                           report, warnings, nullptr);
     if (r) {
       report.lower = LowerMode::kDetached;
       report.warnings.insert(report.warnings.end(), warnings.begin(), warnings.end());
@@ -394,7 +394,7 @@ Result<MountReport> mount_image(const std::string& image, const std::string& tar
   if (!moved) return fail(std::move(moved).error().with_context("attach EROFS image " + image));
   // An open fd on a mount makes umount2() fail with EBUSY.
   erofs.mnt.reset();
-  CFS_ASSIGN(std::string real_target, kernel::real_path(target));
+  CFS_ASSIGN(std::string real_target, sys::real_path(target));
   bool erofs_attached = true;
   auto detach_erofs = [&]() -> Status {
     CFS_TRY(kernel::umount(real_target, false));

@@ -63,7 +63,7 @@ Result<std::optional<MountEntry>> find_mount(const std::string& mount_point) {
 }  // namespace
 
 Status unmount(const std::string& target, bool lazy) {
-  CFS_ASSIGN(std::string path, kernel::real_path(target));
+  CFS_ASSIGN(std::string path, sys::real_path(target));
   CFS_ASSIGN(auto entry, find_mount(path));
   if (!entry) return fail(Errc::kInvalidInput, "unmount " + target + ": not a mount point");
   // Kernel composefs mounts are overlays; `cfs mount --fuse` mounts are fuse.composefs.

@@ -20,7 +20,7 @@
 #include "cfs/erofs/writer.h"
 #include "cfs/scan/scan.h"
 #include "cfs/store/object_store.h"
-#include "cfs/util/atomic_file.h"
+#include "cfs/util/output.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::tools {
@@ -112,19 +112,15 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
   BuildReport report;
   // Open the output first, as upstream does, so an unwritable destination fails before any
   // work; unlike upstream, nothing appears under the final name until the image is complete.
-  std::optional<AtomicFile> out;
+  std::optional<Output> out;
   int out_fd = -1;
   if (cfg.image) {
-    if (*cfg.image == "-") {
-      if (::isatty(STDOUT_FILENO))
-        return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");
-      out_fd = STDOUT_FILENO;
-    } else {
-      auto f = AtomicFile::create(*cfg.image, 0644);
-      if (!f) return fail(std::move(f).error().with_context("failed to open output file"));
-      out.emplace(std::move(*f));
-      out_fd = out->fd();
-    }
+    if (*cfg.image == "-" && ::isatty(STDOUT_FILENO))
+      return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");
+    auto f = Output::open(*cfg.image, 0644);
+    if (!f) return fail(std::move(f).error().with_context("failed to open output file"));
+    out.emplace(std::move(*f));
+    out_fd = out->fd();
   }
 
   Tree tree;

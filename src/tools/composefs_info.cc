@@ -16,8 +16,8 @@
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
 #include "cfs/verity/digest.h"
+#include "cfs/verity/measure.h"
 #include "tools/command.h"
-#include "tools/info_measure.h"
 
 namespace cfs::tools {
 namespace {
@@ -143,9 +143,12 @@ class Info {
 
   int measure(const std::vector<std::string>& files) {
     for (const auto& f : files) {
-      auto d = measure_file_digest(f);
+      auto d = [&]() -> Result<verity::Measurement> {
+        CFS_ASSIGN(UniqueFd fd, sys::open(f, O_RDONLY));
+        return verity::measure_or_compute(fd.get(), verity::Params{}, f);
+      }();
       if (!d) return error(fmt::format("failed to measure '{}': {}", f, d.error().message()));
-      out_.append(d->hex()).push_back('\n');
+      out_.append(d->digest.hex()).push_back('\n');
     }
     return flush() ? kExitOk : kExitFailure;
   }

@@ -25,10 +25,11 @@
 #include <thread>
 #include <vector>
 
-#include "cfs/util/atomic_file.h"
 #include "cfs/util/hex.h"
+#include "cfs/util/json.h"
+#include "cfs/util/output.h"
 #include "cfs/util/sys.h"
-#include "cfs/verity/kernel.h"
+#include "cfs/verity/measure.h"
 #include "cfs/verity/merkle.h"
 #include "tools/command.h"
 
@@ -79,60 +80,31 @@ void add_common(CLI::App& app, Options& o, bool measure) {
                "print the hex of the message built-in signatures sign");
 }
 
-// Where --out-merkle-tree / --out-descriptor go. A new or regular file is replaced atomically
-// once every input was digested; an existing non-regular file (/dev/stdout, a FIFO) is written
-// as the data comes, since renaming over it would replace the device node or link.
-class Output {
+// Where --out-merkle-tree / --out-descriptor go (the publishing rule of cfs/util/output.h):
+// errors name the option.
+class OutFile {
  public:
-  static Result<Output> open(const std::string& option, const std::string& path) {
-    Output out;
-    out.what_ = option + ": " + path;
-    auto st = sys::stat(path);
-    if (st && !S_ISREG(st->st_mode)) {
-      auto fd = sys::open(path, O_WRONLY | O_CLOEXEC);
-      if (!fd) return fail(std::move(fd).error().with_context(out.what_));
-      out.direct_ = std::move(*fd);
-    } else {
-      auto f = AtomicFile::create(path, 0644);
-      if (!f) return fail(std::move(f).error().with_context(out.what_));
-      out.atomic_.emplace(std::move(*f));
-    }
-    return out;
+  static Result<OutFile> open(const std::string& option, const std::string& path) {
+    auto out = Output::open(path, 0644);
+    if (!out) return fail(std::move(out).error().with_context(option));
+    return OutFile(option, std::move(*out));
   }
   Status write(std::span<const std::uint8_t> bytes) {
-    const int fd = atomic_ ? atomic_->fd() : direct_.get();
-    auto r = sys::write_all(fd, std::as_bytes(bytes));
-    if (!r) return fail(std::move(r).error().with_context(what_));
+    auto r = sys::write_all(out_.fd(), std::as_bytes(bytes));
+    if (!r) return fail(std::move(r).error().with_context(option_));
     return {};
   }
   Status commit() {
-    if (!atomic_) return {};
-    auto r = atomic_->commit();
-    if (!r) return fail(std::move(r).error().with_context(what_));
+    auto r = out_.commit();
+    if (!r) return fail(std::move(r).error().with_context(option_));
     return {};
   }
 
  private:
-  std::string what_;
-  std::optional<AtomicFile> atomic_;
-  UniqueFd direct_;
+  OutFile(std::string option, Output out) : option_(std::move(option)), out_(std::move(out)) {}
+  std::string option_;
+  Output out_;
 };
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      out += fmt::format("\\u{:04x}", u);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // One file. With `small` (room for a block and a byte), a file of at most one block is only
 // read into it: the outcome then has `small_size` set and the caller digests it in a batch.
@@ -146,14 +118,15 @@ Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool
     return r;
   }
   if (measure) {
-    auto m = verity::measure_verity(fd->get(), what);
-    if (m) {
-      r.digest = *m;
-      r.from_kernel = true;
+    // `cfs measure` reports the kernel's digest whatever its algorithm.
+    auto m = verity::kernel_measurement(fd->get(), what, std::nullopt);
+    if (!m) {
+      r.error = std::move(m).error();
       return r;
     }
-    if (!verity::is_verity_unavailable(m.error())) {
-      r.error = std::move(m).error();
+    if (*m) {
+      r.digest = **m;
+      r.from_kernel = true;
       return r;
     }
   }
@@ -226,14 +199,14 @@ void digest_all(const Options& o, const verity::Params& p, bool measure, unsigne
 // outputs are committed only if every file succeeded.
 Status digest_with_outputs(const Options& o, const verity::Params& p, unsigned threads,
                            std::vector<Outcome>& out) {
-  std::optional<Output> tree_out;
-  std::optional<Output> desc_out;
+  std::optional<OutFile> tree_out;
+  std::optional<OutFile> desc_out;
   if (o.out_tree) {
-    CFS_ASSIGN(Output f, Output::open("--out-merkle-tree", *o.out_tree));
+    CFS_ASSIGN(OutFile f, OutFile::open("--out-merkle-tree", *o.out_tree));
     tree_out.emplace(std::move(f));
   }
   if (o.out_descriptor) {
-    CFS_ASSIGN(Output f, Output::open("--out-descriptor", *o.out_descriptor));
+    CFS_ASSIGN(OutFile f, OutFile::open("--out-descriptor", *o.out_descriptor));
     desc_out.emplace(std::move(f));
   }
   bool all_ok = true;
@@ -311,8 +284,8 @@ int run(const Options& o, bool measure) {
     const verity::Digest& d = *r.digest;
     if (o.json) {
       buf += first ? "\n  " : ",\n  ";
-      buf += fmt::format(R"({{"file": "{}", "algorithm": "{}", "digest": "{}")",
-                         json_escape(o.files[i]), verity::hash_alg_name(d.alg), d.hex());
+      buf += fmt::format(R"({{"file": {}, "algorithm": "{}", "digest": "{}")",
+                         json::string(o.files[i]), verity::hash_alg_name(d.alg), d.hex());
       if (measure)
         buf += fmt::format(R"(, "source": "{}")", r.from_kernel ? "kernel" : "userspace");
       if (o.for_builtin_sig)

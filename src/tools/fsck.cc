@@ -25,10 +25,11 @@
 
 #include "cfs/erofs/reader.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/json.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
+#include "cfs/verity/measure.h"
 #include "tools/command.h"
-#include "tools/info_measure.h"
 
 namespace cfs::tools {
 namespace {
@@ -41,37 +42,6 @@ struct Finding {
   std::string object;  ///< payload / store-relative path ("" for image findings)
   std::string detail;
 };
-
-std::string json_escape(std::string_view s) {
-  std::string o;
-  o.reserve(s.size() + 2);
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      case '\r':
-        o += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f)
-          o += fmt::format("\\u{:04x}", c);  // bytes, not UTF-8: keep the output ASCII
-        else
-          o.push_back(static_cast<char>(c));
-    }
-  }
-  return o;
-}
 
 /// "\r" progress line on stderr, only on a terminal, at most every 100 ms.
 class Progress {
@@ -133,17 +103,19 @@ std::optional<Finding> check_object(const std::vector<UniqueFd>& bases,
     if (!S_ISREG(st->st_mode))
       return Finding{"corrupt", payload, "not a regular file in " + base_names[i]};
     if (!want) return std::nullopt;  // the image records no digest: presence is all we can check
-    auto d =
-        measure_fd_digest(fd->get(), base_names[i] + "/" + std::string(rel), threads, want->alg);
+    verity::Params params;
+    params.alg = want->alg;
+    auto d = verity::measure_or_compute(fd->get(), params, base_names[i] + "/" + std::string(rel),
+                                        threads);
     if (!d) {
       io_error = d.error();
       return std::nullopt;
     }
-    if (*d != *want)
+    if (d->digest != *want)
       return Finding{"corrupt", payload,
-                     store_scan ? fmt::format("content has fs-verity digest {}", d->hex())
+                     store_scan ? fmt::format("content has fs-verity digest {}", d->digest.hex())
                                 : fmt::format("fs-verity digest {} in {}, image expects {}",
-                                              d->hex(), base_names[i], want->hex())};
+                                              d->digest.hex(), base_names[i], want->hex())};
     return std::nullopt;
   }
   return Finding{"missing", payload, ""};
@@ -321,21 +293,21 @@ Report fsck_store(const std::string& dir) {
   return rep;
 }
 
-int emit(const Report& rep, const std::string& target, bool json) {
+int emit(const Report& rep, const std::string& target, bool as_json) {
   int rc = rep.error ? kExitError : rep.findings.empty() ? kExitOk : kExitProblems;
-  if (json) {
-    std::string o = fmt::format("{{\"target\":\"{}\",\"status\":\"{}\",\"objects_checked\":{},",
-                                json_escape(target),
+  if (as_json) {
+    std::string o = fmt::format("{{\"target\":{},\"status\":\"{}\",\"objects_checked\":{},",
+                                json::string(target),
                                 rc == kExitOk         ? "clean"
                                 : rc == kExitProblems ? "problems"
                                                       : "error",
                                 rep.checked);
-    if (rep.error) o += fmt::format("\"error\":\"{}\",", json_escape(rep.error->message()));
+    if (rep.error) o += fmt::format("\"error\":{},", json::string(rep.error->message()));
     o += "\"findings\":[";
     for (std::size_t i = 0; i < rep.findings.size(); ++i) {
       const auto& f = rep.findings[i];
-      o += fmt::format("{}{{\"kind\":\"{}\",\"object\":\"{}\",\"detail\":\"{}\"}}", i ? "," : "",
-                       f.kind, json_escape(f.object), json_escape(f.detail));
+      o += fmt::format("{}{{\"kind\":\"{}\",\"object\":{},\"detail\":{}}}", i ? "," : "", f.kind,
+                       json::string(f.object), json::string(f.detail));
     }
     o += "]}\n";
     fmt::print("{}", o);
@@ -348,7 +320,7 @@ int emit(const Report& rep, const std::string& target, bool json) {
     }
   }
   if (rep.error) fmt::print(stderr, "cfs: error: fsck {}: {}\n", target, rep.error->message());
-  if (!json)
+  if (!as_json)
     fmt::print(stderr, "fsck {}: {} objects checked, {} problem{}\n", target, rep.checked,
                rep.findings.size(), rep.findings.size() == 1 ? "" : "s");
   return rc;

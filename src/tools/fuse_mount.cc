@@ -13,8 +13,9 @@
 #include <vector>
 
 #include "cfs/fuse/server.h"
-#include "cfs/util/hex.h"
-#include "cfs/verity/digest.h"
+#include "cfs/mount/options.h"
+#include "cfs/util/sys.h"
+#include "cfs/verity/measure.h"
 #include "cfs/vfs/filesystem.h"
 #include "tools/command.h"
 
@@ -57,7 +58,7 @@ struct Parsed {
   std::string image;
   std::string upperdir;
   std::string workdir;
-  std::optional<std::string> digest;
+  std::optional<verity::Digest> digest;
   vfs::Options vfs;
   fuse::ServeOptions serve;
 };
@@ -104,7 +105,9 @@ std::string apply_option(Parsed& p, const std::string& opt) {
   } else if (key == "source") {
     p.image = val;
   } else if (key == "digest") {
-    p.digest = val;
+    auto d = mount::parse_digest_hex(val);
+    if (!d) return d.error().message();
+    p.digest = *d;
   } else if (key == "tree_cache") {
     p.vfs.tree_cache_dir = val;
   } else if (key == "threads") {
@@ -121,6 +124,22 @@ std::string apply_option(Parsed& p, const std::string& opt) {
     p.serve.extra.push_back(opt);
   }
   return "";
+}
+
+// The image is opened once; with digest= it is checked and exactly the checked bytes are
+// served (the file itself when the kernel measures it, else a sealed copy), as the kernel
+// mount does.
+Result<std::unique_ptr<vfs::Filesystem>> open_filesystem(const Parsed& p) {
+  CFS_ASSIGN(UniqueFd fd, sys::open_regular(p.image, "image"));
+  if (p.digest) {
+    CFS_ASSIGN(verity::CheckedFile checked,
+               verity::open_checked(std::move(fd), "image " + p.image, *p.digest));
+    fd = std::move(checked.fd);
+  }
+  CFS_ASSIGN(erofs::Image image, erofs::Image::open_fd(fd.get(), p.image));
+  auto fs = vfs::Filesystem::open(std::move(image), p.vfs);
+  if (!fs) return fail(std::move(fs).error().with_context(p.image));
+  return fs;
 }
 
 int usage_error(const char* prog, const std::string& msg) {
@@ -176,26 +195,12 @@ int run_fuse_mount(int argc, char** argv) {
   if (p.vfs.basedirs.empty()) return usage_error(prog, "no object directories (-o basedir=DIR)");
   if (p.upperdir.empty() != p.workdir.empty())
     return usage_error(prog, "upperdir and workdir must be given together");
-  if (p.digest) {
-    auto want = from_hex(*p.digest);
-    if (!want || want->size() != 32) return usage_error(prog, "digest must be 64 hex digits");
-    auto got = verity::digest_file(p.image);
-    if (!got) {
-      fmt::print(stderr, "{}: error: {}\n", prog, got.error().message());
-      return kExitFailure;
-    }
-    if (to_hex(got->view()) != to_hex(*want)) {
-      fmt::print(stderr, "{}: error: {}: image has the wrong fs-verity digest {}\n", prog, p.image,
-                 got->hex());
-      return kExitFailure;
-    }
-  }
-  p.serve.fsname = p.image;
-  auto fs = vfs::Filesystem::open(p.image, p.vfs);
+  auto fs = open_filesystem(p);
   if (!fs) {
-    fmt::print(stderr, "{}: error: {}: {}\n", prog, p.image, fs.error().message());
+    fmt::print(stderr, "{}: error: {}\n", prog, fs.error().message());
     return kExitFailure;
   }
+  p.serve.fsname = p.image;
   Status st;
   if (!p.upperdir.empty()) {
     auto merged = vfs::MergedFs::open(std::move(*fs), p.upperdir, p.workdir);

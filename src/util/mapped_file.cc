@@ -27,14 +27,16 @@ MappedFile::~MappedFile() {
 }
 
 Result<MappedFile> MappedFile::open(const std::string& path) {
-  CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY));
+  // O_NONBLOCK: a FIFO at the path is refused below instead of blocking the open.
+  CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY));
   return map_fd(fd.get(), path);
 }
 
 Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what) {
   CFS_ASSIGN(struct stat st, sys::fstat(fd, what));
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-    return fail_errno("map " + what, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+    return fail(Errc::kInvalidInput,
+                what + ": not a regular file (" + sys::file_type_name(st.st_mode) + ")");
   MappedFile m;
   if (st.st_size == 0) return m;
   auto size = static_cast<std::size_t>(st.st_size);

@@ -5,12 +5,15 @@
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 namespace cfs::sys {
 namespace {
@@ -44,6 +47,41 @@ Result<UniqueFd> openat2(int dirfd, const std::string& path, int flags, std::uin
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return fail_errno("open " + path);
   return UniqueFd(static_cast<int>(fd));
+}
+
+const char* file_type_name(mode_t mode) noexcept {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return "a regular file";
+    case S_IFDIR:
+      return "a directory";
+    case S_IFLNK:
+      return "a symlink";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFIFO:
+      return "a FIFO";
+    case S_IFSOCK:
+      return "a socket";
+    default:
+      return "of unknown type";
+  }
+}
+
+Result<UniqueFd> open_regular(const std::string& path, const std::string& what) {
+  const std::string name = what.empty() ? path : what + " " + path;
+  auto fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+  if (!fd) return fail(std::move(fd).error());
+  CFS_ASSIGN(struct stat st, fstat(fd->get(), path));
+  if (!S_ISREG(st.st_mode))
+    return fail(Errc::kInvalidInput,
+                name + ": not a regular file (" + file_type_name(st.st_mode) + ")");
+  // Regular files ignore O_NONBLOCK; clear it anyway so the fd is an ordinary one.
+  if (::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) & ~O_NONBLOCK) != 0)
+    return fail_errno("fcntl " + path);
+  return fd;
 }
 
 Result<struct stat> fstat(int fd, const std::string& what) {
@@ -206,6 +244,40 @@ Result<std::string> readlinkat(int dirfd, const std::string& path) {
       return buf;
     }
     buf.resize(buf.size() * 2);
+  }
+}
+
+Result<std::string> real_path(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (!real) return fail_errno("resolve " + path);
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
+std::string fd_path(int fd) { return proc_fd_path(fd); }
+
+Result<UniqueFd> memfd_create(const std::string& name) {
+  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return fail_errno("memfd_create");
+  return UniqueFd(fd);
+}
+
+Status seal_readonly(int memfd) {
+  if (::fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    return fail_errno("seal memfd");
+  return {};
+}
+
+Status copy_all(int src_fd, int dst_fd, const std::string& what) {
+  off_t off = 0;
+  while (true) {
+    ssize_t n = ::sendfile(dst_fd, src_fd, &off, 1 << 30);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("copy " + what);
+    }
+    if (n == 0) return {};
   }
 }
 

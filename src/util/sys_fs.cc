@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -229,6 +230,41 @@ Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir
     if (errno == EEXIST) return false;
   }
   return fail_errno("rename " + oldpath + " -> " + newpath);
+}
+
+Result<std::optional<UniqueFd>> open_unnamed(int dirfd, const std::string& dir, int flags,
+                                             mode_t mode) {
+  int fd;
+  do {
+    fd = ::openat(dirfd, dir.c_str(), O_TMPFILE | O_CLOEXEC | flags, mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd >= 0) return std::optional<UniqueFd>(UniqueFd(fd));
+  // EISDIR: a kernel older than 3.11 that read O_TMPFILE as O_DIRECTORY.
+  if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) return std::nullopt;
+  return fail_errno("create a temporary file in " + dir);
+}
+
+Result<bool> link_fd(int fd, int newdirfd, const std::string& newpath) {
+  const std::string from = "/proc/self/fd/" + std::to_string(fd);
+  if (::linkat(AT_FDCWD, from.c_str(), newdirfd, newpath.c_str(), AT_SYMLINK_FOLLOW) == 0)
+    return true;
+  if (errno == EEXIST) return false;
+  return fail_errno("link " + newpath);
+}
+
+Status lock_shared(int fd, const std::string& what) {
+  int r;
+  do {
+    r = ::flock(fd, LOCK_SH);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) return fail_errno("lock " + what);
+  return {};
+}
+
+Result<bool> try_lock_exclusive(int fd, const std::string& what) {
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+  if (errno == EWOULDBLOCK) return false;
+  return fail_errno("lock " + what);
 }
 
 }  // namespace cfs::sys

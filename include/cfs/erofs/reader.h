@@ -108,6 +108,8 @@ class Image {
   /// superblock is invalid (bad magic, unsupported block size or features, truncated file,
   /// root nid outside the image).
   static Result<Image> open(const std::string& path);
+  /// mmaps an open image file (e.g. the checked copy of verity::open_checked); `what` names it.
+  static Result<Image> open_fd(int fd, const std::string& what);
   /// Same over an in-memory copy (tests, fuzzers).
   static Result<Image> from_bytes(std::vector<std::byte> bytes);
   static Result<Image> from_bytes(std::span<const std::byte> bytes);

@@ -21,6 +21,12 @@ Result<UniqueFd> open(const std::string& path, int flags, mode_t mode = 0);
 Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode = 0);
 /// openat2(2) with RESOLVE_* flags (O_CLOEXEC added). ENOSYS when the kernel lacks openat2.
 Result<UniqueFd> openat2(int dirfd, const std::string& path, int flags, std::uint64_t resolve);
+/// Opens an input that must be a regular file (an image): O_NONBLOCK, so a FIFO or a device at
+/// the path fails at once instead of waiting for a writer, then the type is checked. Errors:
+/// "WHAT PATH: not a regular file (a FIFO)" (Errc::kInvalidInput), or the open's errno.
+Result<UniqueFd> open_regular(const std::string& path, const std::string& what);
+/// "a directory", "a FIFO", "a character device", ... for messages.
+const char* file_type_name(mode_t mode) noexcept;
 Result<struct stat> fstat(int fd, const std::string& what = "fstat");
 Result<struct stat> fstatat(int dirfd, const std::string& path, int flags);
 Result<struct stat> stat(const std::string& path);
@@ -48,6 +54,18 @@ Status unlinkat(int dirfd, const std::string& path, int flags);
 /// mkdir -p relative to dirfd; existing directories are fine.
 Status mkdirat_p(int dirfd, const std::string& path, mode_t mode);
 Result<std::string> readlinkat(int dirfd, const std::string& path);
+
+/// realpath(3): the canonical absolute path (every symlink resolved; the path must exist).
+Result<std::string> real_path(const std::string& path);
+/// "/proc/self/fd/N": how a path-taking interface is pointed at an fd we hold.
+std::string fd_path(int fd);
+
+/// memfd with sealing allowed; seal_readonly() adds WRITE|SHRINK|GROW|SEAL so the contents can
+/// never change again, through any fd or mapping.
+Result<UniqueFd> memfd_create(const std::string& name);
+Status seal_readonly(int memfd);
+/// Copies src (from its offset 0 to EOF) into dst at dst's current offset (sendfile).
+Status copy_all(int src_fd, int dst_fd, const std::string& what);
 
 /// Xattr names of an O_PATH or regular fd (through /proc/self/fd so symlinks work).
 Result<std::vector<std::string>> list_xattrs(int fd, const std::string& what);

@@ -10,11 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
 
 namespace cfs::sys {
 
@@ -72,5 +74,22 @@ Status start_writeback(int fd);
 /// renameat2(RENAME_NOREPLACE). Returns false (not an error) when newpath already exists.
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath);
+
+/// openat(dirfd, dir, O_TMPFILE | flags, mode): an unnamed file in that directory, which
+/// disappears by itself if the process dies before link_fd() names it. nullopt when the kernel
+/// or the filesystem has no O_TMPFILE (EOPNOTSUPP, EISDIR, EINVAL): use a named temp instead.
+Result<std::optional<UniqueFd>> open_unnamed(int dirfd, const std::string& dir, int flags,
+                                             mode_t mode);
+
+/// Gives the file open at fd (an O_TMPFILE file too) the name newdirfd/newpath, through
+/// /proc/self/fd with AT_SYMLINK_FOLLOW (which, unlike AT_EMPTY_PATH, needs no privilege).
+/// Returns false (not an error) when newpath already exists.
+Result<bool> link_fd(int fd, int newdirfd, const std::string& newpath);
+
+/// flock(LOCK_SH): a writer's mark on a temp file it still owns. Held until every fd of this
+/// open file description is closed, so a killed writer's temp files are unlocked.
+Status lock_shared(int fd, const std::string& what);
+/// flock(LOCK_EX | LOCK_NB): false (not an error) when anyone holds a lock on the file.
+Result<bool> try_lock_exclusive(int fd, const std::string& what);
 
 }  // namespace cfs::sys
