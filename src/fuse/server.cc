@@ -342,6 +342,7 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
   if (::geteuid() == 0) raise_readahead(opts.mountpoint);
   if (fuse_daemonize(opts.foreground || opts.debug ? 1 : 0) != 0)
     return fail_errno("daemonize", EIO);
+  if (opts.on_serving) opts.on_serving(!(opts.foreground || opts.debug));
   int rc;
   if (opts.single_thread) {
     rc = fuse_session_loop(se);

@@ -350,7 +350,7 @@ const char* to_string(DigestCheck c) noexcept {
 Result<MountReport> mount_image(const std::string& image, const std::string& target,
                                 const Options& opts, const Backends& backends) {
   CFS_TRY(validate(opts));
-  CFS_TRY(require_dir(target, "mount point"));
+  CFS_TRY(check_mount_point(target));
   for (const auto& d : opts.basedirs) CFS_TRY(require_dir(d, "basedir"));
   if (!opts.upperdir.empty()) {
     CFS_TRY(require_dir(opts.upperdir, "upperdir"));
@@ -360,6 +360,12 @@ Result<MountReport> mount_image(const std::string& image, const std::string& tar
   MountReport report;
   CFS_ASSIGN(OpenedImage img, open_image(image, opts.digest));
   report.digest_check = img.check;
+  // The kernel is the judge of the image itself: an image cfs's reader cannot take only skips
+  // the store check.
+  if (auto parsed = erofs::Image::open_fd(img.fd.get(), image)) {
+    CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
+    CFS_TRY(check_objects_present(*parsed, dirs));
+  }
 
   CFS_ASSIGN(ErofsMount erofs, mount_erofs(img, backends.erofs, image));
   report.erofs = erofs.backend;

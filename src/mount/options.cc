@@ -2,12 +2,15 @@
 #include "cfs/mount/options.h"
 
 #include <linux/mount.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <cstring>
+#include <exception>
 #include <utility>
 
 #include "cfs/tree/object_name.h"
+#include "cfs/util/sys.h"
 
 namespace cfs::mount {
 namespace {
@@ -43,9 +46,7 @@ bool is_userspace_only(std::string_view key) {
 }
 
 Result<VerityMode> parse_verity_value(std::string_view v) {
-  if (v == "off") return VerityMode::kOff;
-  if (v == "on") return VerityMode::kOn;
-  if (v == "require") return VerityMode::kRequire;
+  if (auto m = overlay::parse_verity_mode(v)) return *m;
   return fail(Errc::kInvalidInput, "option verity=" + std::string(v) +
                                        ": expected verity=off, verity=on or verity=require");
 }
@@ -62,19 +63,35 @@ bool redirect_follows_fully(const std::string& mode, bool has_upper) {
   return mode == "on" || (mode == "follow" && !has_upper);
 }
 
-}  // namespace
-
-const char* to_string(VerityMode m) noexcept {
-  switch (m) {
-    case VerityMode::kOff:
-      return "off";
-    case VerityMode::kOn:
-      return "on";
-    case VerityMode::kRequire:
-      return "require";
-  }
-  return "?";
+// Keys only the FUSE mount knows; the kernel mount names the other mount instead of saying
+// "unsupported".
+bool is_fuse_only(std::string_view key) {
+  return key == "source" || key == "tree_cache" || key == "threads";
 }
+
+Status parse_fuse_option(const std::string& key, const std::string& value, Options& opts) {
+  if (key == "source") {
+    CFS_TRY(check_path_value(key, value));
+    opts.source = value;
+  } else if (key == "tree_cache") {
+    CFS_TRY(check_path_value(key, value));
+    opts.tree_cache = value;
+  } else {
+    unsigned long n = 0;
+    std::size_t used = 0;
+    try {
+      n = std::stoul(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size() || n == 0 || n > 100000)
+      return fail(Errc::kInvalidInput, "option threads=" + value + ": expected a number >= 1");
+    opts.threads = static_cast<unsigned>(n);
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<std::vector<std::string>> split_options(std::string_view text) {
   std::vector<std::string> out;
@@ -104,7 +121,7 @@ Result<verity::Digest> parse_digest_hex(std::string_view hex) {
   return *d;
 }
 
-Status parse_options(std::string_view text, Options& opts) {
+Status parse_options(std::string_view text, Options& opts, Dialect dialect) {
   CFS_ASSIGN(auto items, split_options(text));
   for (const std::string& item : items) {
     auto eq = item.find('=');
@@ -167,6 +184,15 @@ Status parse_options(std::string_view text, Options& opts) {
     } else if (key == "userxattr") {
       CFS_TRY(no_value());
       opts.userxattr = true;
+    } else if (key == "noacl" && dialect == Dialect::kFuse) {
+      // composefs-fuse always accepted it (ACLs are never evaluated by the FUSE mount).
+      CFS_TRY(no_value());
+      opts.ignored.push_back(item);
+    } else if (is_fuse_only(key)) {
+      if (dialect != Dialect::kFuse)
+        return fail(Errc::kInvalidInput,
+                    "option " + key + "= is only for the FUSE mount (cfs mount --fuse)");
+      CFS_TRY(parse_fuse_option(key, value, opts));
     } else if (is_userspace_only(key)) {
       opts.ignored.push_back(item);
     } else {
@@ -175,21 +201,52 @@ Status parse_options(std::string_view text, Options& opts) {
         if (key != a.name) continue;
         CFS_TRY(no_value());
         opts.mount_attrs = (opts.mount_attrs & ~a.clear) | a.set;
+        opts.attr_options.push_back(item);
         found = true;
       }
-      if (!found) return fail(Errc::kInvalidInput, "unsupported mount option '" + item + "'");
+      if (found) continue;
+      if (dialect != Dialect::kFuse)
+        return fail(Errc::kInvalidInput, "unsupported mount option '" + item + "'");
+      opts.fuse_options.push_back(item);
     }
   }
   return {};
 }
 
-VerityMode effective_verity(const Options& opts) noexcept {
+VerityMode effective_verity(const Options& opts, Dialect dialect) noexcept {
   if (opts.verity) return *opts.verity;
   if (opts.try_verity || opts.digest) return VerityMode::kRequire;
-  return VerityMode::kOff;
+  return dialect == Dialect::kFuse ? VerityMode::kOn : VerityMode::kOff;
 }
 
-Status validate(const Options& opts) {
+Status check_mount_point(const std::string& target) {
+  auto st = sys::stat(target);
+  if (!st) {
+    if (st.error().is_errno(ENOENT))
+      return fail_errno("mount point " + target + " does not exist", ENOENT);
+    return fail(std::move(st).error().with_context("mount point"));
+  }
+  if (!S_ISDIR(st->st_mode))
+    return fail_errno("mount point " + target + " is not a directory", ENOTDIR);
+  return {};
+}
+
+Status validate(const Options& opts, Dialect dialect) {
+  if (dialect == Dialect::kFuse) {
+    const char* kernel_only = !opts.idmap.empty() ? "idmap="
+                              : opts.metacopy     ? "metacopy="
+                              : opts.redirect_dir ? "redirect_dir="
+                              : opts.userxattr    ? "userxattr"
+                                                  : nullptr;
+    if (kernel_only)
+      return fail(Errc::kInvalidInput, std::string("option ") + kernel_only +
+                                           " is not supported by the FUSE mount (kernel mount "
+                                           "only)");
+  } else if (!opts.source.empty() || !opts.tree_cache.empty() || opts.threads) {
+    return fail(Errc::kInvalidInput,
+                "options source=, tree_cache= and threads= are only for "
+                "the FUSE mount (cfs mount --fuse)");
+  }
   if (opts.basedirs.empty())
     return fail(Errc::kInvalidInput, "no object directories: option basedir= is required");
   if (opts.upperdir.empty() != opts.workdir.empty())
@@ -205,7 +262,7 @@ Status validate(const Options& opts) {
     if (opts.try_verity) return fail(Errc::kConflict, "options tryverity and verity=off conflict");
   }
 
-  VerityMode mode = effective_verity(opts);
+  VerityMode mode = effective_verity(opts, dialect);
   if (mode != VerityMode::kOff) {
     std::string v = !opts.verity_spelling.empty() ? opts.verity_spelling
                     : opts.try_verity             ? std::string("tryverity")

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// composefs-fuse / `cfs fuse-mount`: mount options in mount(8) style (-o comma-separated,
-// `\` escapes a comma), our own keys taken out and the rest handed to libfuse.
+// composefs-fuse / `cfs fuse-mount` / `cfs mount --fuse`: argument parsing only. The -o options
+// are the kernel mount's (mount::parse_options, FUSE dialect); fuse::mount_image does the rest.
 #include "tools/fuse_mount.h"
 
 #include <fmt/core.h>
@@ -12,11 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "cfs/fuse/server.h"
+#include "cfs/fuse/mount.h"
 #include "cfs/mount/options.h"
-#include "cfs/util/sys.h"
-#include "cfs/verity/measure.h"
-#include "cfs/vfs/filesystem.h"
 #include "tools/command.h"
 
 namespace cfs::tools {
@@ -38,8 +35,10 @@ constexpr const char* kUsage =
     "                            digest are verified block by block; require: files without\n"
     "                            a digest are refused too (EIO at open)\n"
     "  -o source=IMAGE           the image (instead of the IMAGE argument)\n"
-    "  -o digest=HEX             expected fs-verity digest of the image file (checked in\n"
-    "                            userspace before mounting)\n"
+    "  -o digest=HEX             expected fs-verity digest of the image file, SHA-256 or\n"
+    "                            SHA-512 (kernel measurement, else a sealed copy is checked\n"
+    "                            and served); implies verity=require\n"
+    "  -o verity, tryverity      verity=require\n"
     "  -o tree_cache=DIR         persist Merkle trees of large objects in DIR (re-verified on\n"
     "                            load)\n"
     "  -o threads=N              maximum worker threads\n"
@@ -48,99 +47,16 @@ constexpr const char* kUsage =
     "  -o workdir=DIR            scratch directory for copy-up, on the upper's filesystem\n"
     "                            (required with upperdir)\n"
     "  -o noacl, ro, rw          accepted (without upperdir the mount is read-only)\n"
+    "  -o suid, dev, exec, nosuid, nodev, noexec, noatime, relatime, strictatime\n"
+    "                            mount flags, as for the kernel mount (FUSE mounts default\n"
+    "                            to nosuid,nodev)\n"
     "  -o OTHER                  passed to libfuse (allow_other, max_read=, ...)\n"
+    "The options are those of mount.composefs; idmap=, metacopy=, redirect_dir= and\n"
+    "userxattr are kernel-mount only and refused here.\n"
     "  -f                        stay in the foreground\n"
     "  -d                        libfuse debug output (implies -f)\n"
     "  -s                        single-threaded\n"
     "  -h, --help                this help\n";
-
-struct Parsed {
-  std::string image;
-  std::string upperdir;
-  std::string workdir;
-  std::optional<verity::Digest> digest;
-  vfs::Options vfs;
-  fuse::ServeOptions serve;
-};
-
-std::vector<std::string> split_options(std::string_view s) {
-  std::vector<std::string> out(1);
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      out.back().push_back(s[++i]);
-    } else if (s[i] == ',') {
-      out.emplace_back();
-    } else {
-      out.back().push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-std::vector<std::string> split_colon(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  for (;;) {
-    auto c = s.find(':', pos);
-    auto part = s.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
-    if (!part.empty()) out.push_back(part);
-    if (c == std::string::npos) break;
-    pos = c + 1;
-  }
-  return out;
-}
-
-// Returns an error message for a usage problem, empty on success.
-std::string apply_option(Parsed& p, const std::string& opt) {
-  auto eq = opt.find('=');
-  std::string key = opt.substr(0, eq);
-  std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
-  if (opt.empty() || opt == "ro" || opt == "noacl" || opt == "rw") return "";
-  if (key == "basedir") {
-    for (auto& d : split_colon(val)) p.vfs.basedirs.push_back(d);
-  } else if (key == "verity") {
-    auto m = vfs::parse_verity_mode(val);
-    if (!m) return "verity must be off, on or require, not '" + val + "'";
-    p.vfs.verity = *m;
-  } else if (key == "source") {
-    p.image = val;
-  } else if (key == "digest") {
-    auto d = mount::parse_digest_hex(val);
-    if (!d) return d.error().message();
-    p.digest = *d;
-  } else if (key == "tree_cache") {
-    p.vfs.tree_cache_dir = val;
-  } else if (key == "threads") {
-    try {
-      p.serve.max_threads = static_cast<unsigned>(std::stoul(val));
-    } catch (const std::exception&) {
-      return "threads needs a number";
-    }
-  } else if (key == "upperdir") {
-    p.upperdir = val;
-  } else if (key == "workdir") {
-    p.workdir = val;
-  } else {
-    p.serve.extra.push_back(opt);
-  }
-  return "";
-}
-
-// The image is opened once; with digest= it is checked and exactly the checked bytes are
-// served (the file itself when the kernel measures it, else a sealed copy), as the kernel
-// mount does.
-Result<std::unique_ptr<vfs::Filesystem>> open_filesystem(const Parsed& p) {
-  CFS_ASSIGN(UniqueFd fd, sys::open_regular(p.image, "image"));
-  if (p.digest) {
-    CFS_ASSIGN(verity::CheckedFile checked,
-               verity::open_checked(std::move(fd), "image " + p.image, *p.digest));
-    fd = std::move(checked.fd);
-  }
-  CFS_ASSIGN(erofs::Image image, erofs::Image::open_fd(fd.get(), p.image));
-  auto fs = vfs::Filesystem::open(std::move(image), p.vfs);
-  if (!fs) return fail(std::move(fs).error().with_context(p.image));
-  return fs;
-}
 
 int usage_error(const char* prog, const std::string& msg) {
   fmt::print(stderr, "{}: error: {}\n{}", prog, msg, "Try '--help' for usage.\n");
@@ -153,7 +69,8 @@ int run_fuse_mount(int argc, char** argv) {
   std::string_view self = argc > 0 && argv[0] ? argv[0] : "";
   if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
   const char* prog = self == "composefs-fuse" ? "composefs-fuse" : "cfs";
-  Parsed p;
+  mount::Options opts;
+  fuse::ServeOptions serve;
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -163,11 +80,11 @@ int run_fuse_mount(int argc, char** argv) {
     }
     if (a == "--fuse") continue;
     if (a == "-f") {
-      p.serve.foreground = true;
+      serve.foreground = true;
     } else if (a == "-d") {
-      p.serve.debug = true;
+      serve.debug = true;
     } else if (a == "-s") {
-      p.serve.single_thread = true;
+      serve.single_thread = true;
     } else if (a == "-o" || (a.size() > 2 && a.rfind("-o", 0) == 0)) {
       std::string val;
       if (a == "-o") {
@@ -176,43 +93,26 @@ int run_fuse_mount(int argc, char** argv) {
       } else {
         val = a.substr(2);
       }
-      for (const auto& opt : split_options(val))
-        if (auto err = apply_option(p, opt); !err.empty()) return usage_error(prog, err);
+      if (auto r = mount::parse_options(val, opts, mount::Dialect::kFuse); !r)
+        return usage_error(prog, r.error().message());
     } else if (a.size() > 1 && a[0] == '-') {
       return usage_error(prog, "unknown option " + a);
     } else {
       positional.push_back(a);
     }
   }
-  if (p.image.empty() && positional.size() == 2) {
-    p.image = positional[0];
-    p.serve.mountpoint = positional[1];
-  } else if (!p.image.empty() && positional.size() == 1) {
-    p.serve.mountpoint = positional[0];
+  std::string image = opts.source, mountpoint;
+  if (image.empty() && positional.size() == 2) {
+    image = positional[0];
+    mountpoint = positional[1];
+  } else if (!image.empty() && positional.size() == 1) {
+    mountpoint = positional[0];
   } else {
     return usage_error(prog, "expected IMAGE and MOUNTPOINT");
   }
-  if (p.vfs.basedirs.empty()) return usage_error(prog, "no object directories (-o basedir=DIR)");
-  if (p.upperdir.empty() != p.workdir.empty())
-    return usage_error(prog, "upperdir and workdir must be given together");
-  auto fs = open_filesystem(p);
-  if (!fs) {
-    fmt::print(stderr, "{}: error: {}\n", prog, fs.error().message());
-    return kExitFailure;
-  }
-  p.serve.fsname = p.image;
-  Status st;
-  if (!p.upperdir.empty()) {
-    auto merged = vfs::MergedFs::open(std::move(*fs), p.upperdir, p.workdir);
-    if (!merged) {
-      fmt::print(stderr, "{}: error: {}: {}\n", prog, p.upperdir, merged.error().message());
-      return kExitFailure;
-    }
-    st = fuse::serve(std::move(*merged), p.serve);
-  } else {
-    st = fuse::serve(std::move(*fs), p.serve);
-  }
-  if (!st) {
+  if (auto r = mount::validate(opts, mount::Dialect::kFuse); !r)
+    return usage_error(prog, r.error().message());
+  if (auto st = fuse::mount_image(image, mountpoint, opts, serve); !st) {
     fmt::print(stderr, "{}: error: {}\n", prog, st.error().message());
     return kExitFailure;
   }

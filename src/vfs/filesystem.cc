@@ -40,7 +40,7 @@ int errno_for(const Error& e) noexcept {
   return EIO;
 }
 
-Filesystem::Filesystem(erofs::Image image, Options opts, ObjectDirs dirs)
+Filesystem::Filesystem(erofs::Image image, Options opts, store::ObjectDirs dirs)
     : image_(std::move(image)),
       opts_(std::move(opts)),
       dirs_(std::move(dirs)),
@@ -54,7 +54,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(const std::string& image_pa
 }
 
 Result<std::unique_ptr<Filesystem>> Filesystem::open(erofs::Image image, Options opts) {
-  CFS_ASSIGN(ObjectDirs dirs, ObjectDirs::open(opts.basedirs));
+  CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
   // The root must be a readable directory or nothing can be served.
   CFS_ASSIGN(auto root, image.inode(image.root_nid()));
   if (!root.is_dir()) return fail(Errc::kCorruptImage, "image root is not a directory");
@@ -74,12 +74,55 @@ Status Filesystem::check_overlay_inode(const erofs::InodeInfo& ino) const {
   if (!xs) return fail(eio(xs.error().message()));
   const auto* mc = find_xattr(*xs, overlay::kMetacopy);
   if (!mc) return {};
-  CFS_TRY(overlay::Metacopy::check_at_lookup(mc->value));
-  const auto* redirect = find_xattr(*xs, overlay::kRedirect);
-  // metacopy=on: a metacopy file whose data cannot be found below fails the lookup with EIO.
-  if (!redirect) return fail(eio("metacopy file without redirect"));
-  CFS_TRY(overlay::redirect_object_path(redirect->value));
-  return {};
+  // The lookup-time part of store::ObjectDirs::open_backing(): nothing is opened yet.
+  Status st = [&]() -> Status {
+    CFS_TRY(overlay::Metacopy::check_at_lookup(mc->value));
+    const auto* redirect = find_xattr(*xs, overlay::kRedirect);
+    if (!redirect) return fail_errno("metacopy file without redirect", EIO);
+    CFS_TRY(overlay::redirect_object_path(redirect->value));
+    return {};
+  }();
+  if (!st) report(ino.nid, *xs, st.error());
+  return st;
+}
+
+void Filesystem::report(Ino ino, const std::vector<erofs::RawXattr>& xattrs, const Error& e) const {
+  if (!opts_.on_problem) return;
+  Problem p;
+  p.ino = ino;
+  if (const auto* r = find_xattr(xattrs, overlay::kRedirect))
+    p.object = std::string(overlay::redirect_payload(r->value));
+  p.reason = e.message();
+  opts_.on_problem(p);
+}
+
+void Filesystem::report(const OpenFile& f, const Error& e) const {
+  if (!opts_.on_problem) return;
+  auto xs = image_.xattrs(f.inode_);
+  report(f.ino_, xs ? *xs : std::vector<erofs::RawXattr>{}, e);
+}
+
+Result<std::string> Filesystem::path_of(Ino ino) const {
+  if (ino == root()) return std::string("/");
+  // Depth-first over the image until the nid turns up: only for messages, which are rare.
+  std::vector<std::pair<Ino, std::string>> todo{{root(), ""}};
+  while (!todo.empty()) {
+    auto [dir, prefix] = std::move(todo.back());
+    todo.pop_back();
+    std::optional<std::string> found;
+    CFS_TRY(image_.iterate_dir(dir, 0, [&](const erofs::DirentView& d) {
+      if (d.name == "." || d.name == "..") return true;
+      std::string path = prefix + "/" + std::string(d.name);
+      if (d.nid == ino) {
+        found = std::move(path);
+        return false;
+      }
+      if (d.file_type == erofs::FileType::kDirectory) todo.emplace_back(d.nid, std::move(path));
+      return true;
+    }));
+    if (found) return *found;
+  }
+  return fail_errno("nid " + std::to_string(ino) + " is not in the tree", ENOENT);
 }
 
 Result<struct stat> Filesystem::stat_of(const erofs::InodeInfo& ino) const {
@@ -189,43 +232,43 @@ Result<std::unique_ptr<OpenFile>> Filesystem::open_file(Ino ino, int flags) cons
 }
 
 Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f) const {
-  const erofs::RawXattr* mc = nullptr;
-  const erofs::RawXattr* redirect = nullptr;
-  std::vector<erofs::RawXattr> xs;
-  if (ino.xattr_size != 0) {
-    auto r = image_.xattrs(ino);
-    if (!r) return fail(eio(r.error().message()));
-    xs = std::move(*r);
-    mc = find_xattr(xs, overlay::kMetacopy);
-    redirect = find_xattr(xs, overlay::kRedirect);
-  }
-  if (!mc) {
-    // Data stored in the image itself: immutable, served from the mapping.
-    f.data_size_ = ino.size;
-    f.cacheable_ = true;
-    return {};
-  }
-  CFS_TRY(overlay::Metacopy::check_at_lookup(mc->value));
-  if (!redirect) return fail(eio("metacopy file without redirect"));
-  CFS_ASSIGN(std::string_view rel, overlay::redirect_object_path(redirect->value));
-  // The kernel looks the data up first (ENOENT/EXDEV), then validates verity
-  // (ovl_verify_lowerdata: ovl_maybe_lookup_lowerdata, then ovl_maybe_validate_verity).
-  CFS_ASSIGN(f.fd_, dirs_.open_object(rel));
-  CFS_ASSIGN(struct stat st, sys::fstat(f.fd_.get(), std::string(rel)));
-  f.data_size_ = static_cast<std::uint64_t>(st.st_size);
+  if (ino.xattr_size == 0) return open_inline(ino, f);
+  auto xs = image_.xattrs(ino);
+  if (!xs) return fail(eio(xs.error().message()));
+  const auto* mc = find_xattr(*xs, overlay::kMetacopy);
+  if (!mc) return open_inline(ino, f);
+  Status st = open_backing(*xs, *mc, f);
+  if (!st) report(ino.nid, *xs, st.error());
+  return st;
+}
+
+Status Filesystem::open_inline(const erofs::InodeInfo& ino, OpenFile& f) const {
+  // Data stored in the image itself: immutable, served from the mapping.
+  f.data_size_ = ino.size;
+  f.cacheable_ = true;
+  return {};
+}
+
+Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const erofs::RawXattr& mc,
+                                OpenFile& f) const {
+  std::optional<std::string_view> redirect;
+  if (const auto* r = find_xattr(xs, overlay::kRedirect)) redirect = r->value;
+  CFS_ASSIGN(store::Backing b,
+             dirs_.open_backing(mc.value, redirect, opts_.verity != VerityMode::kOff));
+  f.fd_ = std::move(b.fd);
+  f.data_size_ = b.size;
   if (opts_.verity == VerityMode::kOff) return {};
-  CFS_ASSIGN(overlay::Metacopy meta, overlay::Metacopy::decode(mc->value));
-  if (!meta.has_digest()) {
+  if (!b.digest) {
     if (opts_.verity == VerityMode::kRequire)
-      return fail(eio("metacopy file has no digest specified"));
+      return fail(eio("object " + b.object + ": metacopy file has no digest specified"));
     return {};
   }
-  auto tree = trees_->get(*meta.digest, f.fd_.get(), f.data_size_, std::string(rel));
+  auto tree = trees_->get(*b.digest, f.fd_.get(), f.data_size_, b.object);
   if (!tree) return fail(eio(tree.error().message()));
   // A tree found in the cache describes the content, not this file: a file of another size
   // can never read back verified, so refuse it now.
   if ((*tree)->data_size != f.data_size_)
-    return fail(eio(std::string(rel) + ": size differs from the verified content"));
+    return fail(eio("object " + b.object + ": size differs from the verified content"));
   f.tree_ = std::move(*tree);
   f.data_size_ = f.tree_->data_size;
   f.cacheable_ = true;
@@ -264,9 +307,18 @@ Result<std::span<const std::byte>> Filesystem::read(const OpenFile& f, std::uint
   const std::uint64_t end = std::min<std::uint64_t>((off + len + bs - 1) / bs * bs, f.data_size_);
   auto blocks = buf.get(static_cast<std::size_t>(end - start));
   CFS_ASSIGN(std::size_t n, sys::pread_full(f.fd_.get(), blocks, start));
-  if (n != blocks.size()) return fail_errno("verified read: object was truncated", EIO);
-  if (!verity::verify_blocks(*f.tree_, first, blocks))
-    return fail_errno("verified read: data does not match the fs-verity digest", EIO);
+  if (n != blocks.size()) {
+    Error e = Error::from_errno("verified read: object was truncated", EIO);
+    report(f, e);
+    return fail(std::move(e));
+  }
+  if (!verity::verify_blocks(*f.tree_, first, blocks)) {
+    Error e = Error::from_errno("verified read at offset " + std::to_string(start) +
+                                    ": data does not match the fs-verity digest",
+                                EIO);
+    report(f, e);
+    return fail(std::move(e));
+  }
   return std::span<const std::byte>(blocks.data() + (off - start), len);
 }
 

@@ -195,6 +195,25 @@ def make_tree(root, seed=1):
                      follow_symlinks=False)
 
 
+def plant_first_object(erofs_root, store):
+    """Both mounts refuse a basedir holding none of the image's first objects (depth-first,
+    name order). The reference images come without theirs: plant the first one, empty, so the
+    rest still shows how each mount treats a missing object."""
+    for dirpath, dirnames, filenames in os.walk(erofs_root):
+        dirnames.sort()
+        for n in sorted(filenames):
+            try:
+                r = os.getxattr(os.path.join(dirpath, n), "trusted.overlay.redirect",
+                                follow_symlinks=False)
+            except OSError:
+                continue
+            obj = os.path.join(store, os.fsdecode(r).lstrip("/"))
+            if not os.path.exists(obj):
+                os.makedirs(os.path.dirname(obj), exist_ok=True)
+                open(obj, "wb").close()
+            return
+
+
 class FuseMount(t.unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -205,6 +224,7 @@ class FuseMount(t.unittest.TestCase):
         with t.tempdir() as d:
             k = KernelMount(image, store, d)
             try:
+                plant_first_object(k.erofs, store)
                 kmeta, kdata = snapshot(k.mnt)
             finally:
                 k.close()
@@ -340,6 +360,70 @@ class FuseMount(t.unittest.TestCase):
                   check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn(b"/nonexistent.cfs", p.stderr)
+        # One option model with the kernel mount: its kernel-only options are refused by name.
+        p = t.run([t.tool("cfs"), "fuse-mount", "img", "/mnt", "-o", "basedir=/x,metacopy=on"],
+                  check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"metacopy= is not supported by the FUSE mount", p.stderr)
+
+    def test_store_check_and_problem_log(self):
+        """A basedir holding none of the image's objects is refused at mount time; a file whose
+        object is missing or tampered is logged on stderr (path, object, reason) while the
+        server runs in the foreground."""
+        with t.tempdir() as d:
+            src, store, image = (os.path.join(d, x) for x in ("src", "store", "img.cfs"))
+            os.makedirs(src)
+            for name in ("a", "b"):
+                with open(os.path.join(src, name), "wb") as f:
+                    f.write(name.encode() * 5000)
+            mkcomposefs_or_skip(self, src, image, store)
+            mnt = os.path.join(d, "m")
+            os.makedirs(mnt)
+            empty = os.path.join(d, "empty")
+            os.makedirs(empty)
+            p = t.run([t.tool("cfs"), "fuse-mount", image, mnt, "-o", f"basedir={empty}"],
+                      check=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(f"basedir={empty} holds none of the image's".encode(), p.stderr)
+            self.assertFalse(is_mounted(mnt))
+
+            objs = {}
+            for dirpath, _, files in os.walk(store):
+                for n in files:
+                    with open(os.path.join(dirpath, n), "rb") as f:
+                        objs[f.read(1)] = os.path.join(dirpath, n)
+            os.unlink(objs[b"a"])
+            with open(objs[b"b"], "r+b") as f:
+                f.write(b"X")
+            err = os.path.join(d, "stderr")
+            with open(err, "wb") as ef:
+                server = subprocess.Popen([t.tool("cfs"), "fuse-mount", "-f", image, mnt, "-o",
+                                           f"basedir={store},verity=on"], stderr=ef)
+            try:
+                for _ in range(200):
+                    if is_mounted(mnt):
+                        break
+                    time.sleep(0.05)
+                self.assertTrue(is_mounted(mnt))
+                for name, code in (("a", errno.ENOENT), ("b", errno.EIO)):
+                    with self.assertRaises(OSError) as cm:
+                        with open(os.path.join(mnt, name), "rb") as f:
+                            f.read()
+                    self.assertEqual(cm.exception.errno, code, name)
+            finally:
+                if is_mounted(mnt):
+                    fuse_umount(mnt)
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+            with open(err, "rb") as f:
+                log = f.read().decode()
+            rel_a = os.path.relpath(objs[b"a"], store)
+            rel_b = os.path.relpath(objs[b"b"], store)
+            self.assertRegex(log, f"/a: .*{rel_a}")
+            self.assertRegex(log, f"/b: .*fs-verity.*{rel_b}|/b: .*{rel_b}.*fs-verity")
 
 
 def redirects(image_mnt_erofs):

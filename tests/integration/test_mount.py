@@ -366,7 +366,20 @@ class Errors(MountCase):
         self.expect_error("ro", "basedir= is required")
         self.expect_error(f"basedir={FIX.store},bogus", "unsupported mount option 'bogus'", code=2)
         self.expect_error(f"basedir={FIX.store},digest=12", "hex digits", code=2)
+        # A store holding none of the image's objects: refused up front, naming the basedir.
+        empty = os.path.join(self.tmp, "empty-store")
+        os.makedirs(empty)
+        self.expect_error(f"basedir={empty}", f"basedir={empty} holds none of the image's")
         self.assert_nothing_left(before)
+
+    def test_missing_mount_point(self):
+        for argv in ([t.tool("mount.composefs"), FIX.image, self.mnt + "-nope", "-o",
+                      f"basedir={FIX.store}"],
+                     [t.tool("cfs"), "mount", "--fuse", FIX.image, self.mnt + "-nope", "-o",
+                      f"basedir={FIX.store}"]):
+            p = t.run(argv, check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(f"mount point {self.mnt}-nope does not exist", p.stderr.decode())
 
     def test_not_root(self):
         if not shutil.which("setpriv"):

@@ -81,6 +81,15 @@ class ReferenceImages(unittest.TestCase):
 
     def check_image(self, name, mnt, store):
         dump = parse_dump(read_dump(name))
+        # The images come without their objects, and a mount whose basedir holds none of them
+        # is refused: plant every object as an empty file (object-backed files are never read
+        # here, only their metadata).
+        for e in dump.values():
+            if not e["mode"].startswith("@") and e["payload"] not in ("-", "") and \
+                    stat.S_ISREG(int(e["mode"], 8)):
+                obj = os.path.join(store, e["payload"].lstrip("/"))
+                os.makedirs(os.path.dirname(obj), exist_ok=True)
+                open(obj, "wb").close()
         t.run([t.tool("mount.composefs"), os.path.join(REF, name + ".cfs"), mnt, "-o",
                "basedir=" + store])
         try:

@@ -7,6 +7,7 @@
 // or comes from the image itself (FOPEN_KEEP_CACHE).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct ServeOptions {
   bool single_thread = false;      ///< -s
   unsigned max_threads = 0;        ///< 0 = libfuse's default
   std::vector<std::string> extra;  ///< further -o options for libfuse / the kernel
+  /// Called once the mount is up and the process is what will serve it: `daemonized` says
+  /// whether stderr has been detached (log to syslog from then on).
+  std::function<void(bool daemonized)> on_serving;
 };
 
 /// Mounts `fs` at opts.mountpoint and serves requests until the filesystem is unmounted

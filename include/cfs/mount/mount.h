@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "cfs/erofs/reader.h"
 #include "cfs/mount/options.h"
+#include "cfs/store/object_dirs.h"
 #include "cfs/util/result.h"
 
 namespace cfs::mount {
@@ -74,6 +76,14 @@ struct MountReport {
 /// kernel feature (kUnsupportedFeature), not root (EPERM). Nothing is left mounted on failure.
 Result<MountReport> mount_image(const std::string& image, const std::string& target,
                                 const Options& opts, const Backends& backends = {});
+
+/// The store check both mounts make before mounting: the first `sample` objects the image names
+/// (depth-first, name order) are looked up in the object directories with the mounts' own
+/// resolver, and when none of them is there the mount is refused (Errc::kObjectMissing,
+/// naming the basedirs and one object) instead of giving a mount where every read fails. An
+/// image without objects, or a store holding any one of them, passes.
+Status check_objects_present(const erofs::Image& image, const store::ObjectDirs& dirs,
+                             std::size_t sample = 16);
 
 /// Unmounts the overlay (or a `cfs mount --fuse` mount, fuse.composefs) on `target` after
 /// checking that it is one (mountinfo). The EROFS is

@@ -11,17 +11,22 @@
 #include <string_view>
 #include <vector>
 
+#include "cfs/overlay/verity_mode.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/digest.h"
 
 namespace cfs::mount {
 
-/// Overlayfs `verity=` (Linux 6.6): off = digests ignored; on = a digest present in a metacopy
-/// file must match the object's fs-verity; require = additionally every metacopy file must
-/// carry a digest.
-enum class VerityMode : std::uint8_t { kOff, kOn, kRequire };
+/// Overlayfs `verity=` (Linux 6.6), shared with the FUSE mount.
+using VerityMode = overlay::VerityMode;
+using overlay::to_string;
 
-const char* to_string(VerityMode m) noexcept;
+/// Which mount reads the options. One model serves both: the keys mean the same; each mount
+/// refuses what it cannot honour (docs/mounting.md, "Options of both mounts").
+enum class Dialect : std::uint8_t {
+  kKernel,  ///< mount.composefs, cfs mount: EROFS + overlayfs
+  kFuse,    ///< cfs mount --fuse, composefs-fuse: the userspace mount
+};
 
 /// Where an option value came from matters for conflict messages: the user's spelling is
 /// quoted back ("verity" vs "digest=..." vs "verity=require").
@@ -39,7 +44,14 @@ struct Options {
   std::optional<std::string> redirect_dir;  ///< explicit redirect_dir=on|follow|nofollow|off
   bool userxattr = false;                   ///< explicit userxattr
   std::uint64_t mount_attrs = 0;            ///< MOUNT_ATTR_* from nosuid, nodev, noexec, ...
+  std::vector<std::string> attr_options;    ///< those options as given, in order
   std::vector<std::string> ignored;         ///< mount(8) userspace-only options we skip
+
+  // The FUSE mount only (Dialect::kFuse; the kernel mount refuses them).
+  std::string source;                     ///< source=IMAGE, instead of the IMAGE argument
+  std::string tree_cache;                 ///< tree_cache=DIR: persistent Merkle trees
+  unsigned threads = 0;                   ///< threads=N: most FUSE worker threads (0: libfuse's)
+  std::vector<std::string> fuse_options;  ///< anything else, for libfuse (allow_other, ...)
 };
 
 /// Splits a mount(8) option string at commas; a backslash escapes the next character (so
@@ -47,18 +59,25 @@ struct Options {
 Result<std::vector<std::string>> split_options(std::string_view text);
 
 /// Parses one `-o` string into `opts` (several -o arguments accumulate, later ones win like
-/// mount(8)). Unknown options, malformed digests and bad values fail with Errc::kInvalidInput
-/// naming the option. Does not check conflicts: call validate() once all are parsed.
-Status parse_options(std::string_view text, Options& opts);
+/// mount(8)). Malformed digests and bad values fail with Errc::kInvalidInput naming the
+/// option; so do unknown options for the kernel mount, while the FUSE mount hands them to
+/// libfuse (fuse_options). Does not check conflicts: call validate() once all are parsed.
+Status parse_options(std::string_view text, Options& opts, Dialect dialect = Dialect::kKernel);
 
-/// The verity mode the overlay will be asked for: explicit verity=, else require when
-/// `verity`, `tryverity` or `digest=` was given, else off.
-VerityMode effective_verity(const Options& opts) noexcept;
+/// The verity mode the mount will enforce: explicit verity=, else require when `verity`,
+/// `tryverity` or `digest=` was given, else off for the kernel mount and on for the FUSE mount
+/// (which checks in userspace and needs no kernel support).
+VerityMode effective_verity(const Options& opts, Dialect dialect = Dialect::kKernel) noexcept;
 
 /// Rejects combinations the kernel would reject on some version, or that silently weaken
-/// verity (Errc::kConflict, message naming both options), and missing requirements
-/// (basedir=, upperdir without workdir; Errc::kInvalidInput).
-Status validate(const Options& opts);
+/// verity (Errc::kConflict, message naming both options), missing requirements (basedir=,
+/// upperdir without workdir; Errc::kInvalidInput), and for the FUSE mount the kernel-only
+/// options (idmap=, metacopy=, redirect_dir=, userxattr; Errc::kInvalidInput).
+Status validate(const Options& opts, Dialect dialect = Dialect::kKernel);
+
+/// The mount point must be an existing directory: "mount point X does not exist" (ENOENT),
+/// "mount point X is not a directory" (ENOTDIR).
+Status check_mount_point(const std::string& target);
 
 /// Parses "sha256 hex" (64 digits) or SHA-512 (128 digits) into a Digest.
 Result<verity::Digest> parse_digest_hex(std::string_view hex);

@@ -38,9 +38,9 @@
 #include <vector>
 
 #include "cfs/erofs/reader.h"
+#include "cfs/store/object_dirs.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/merkle.h"
-#include "cfs/vfs/object_dirs.h"
 #include "cfs/vfs/options.h"
 
 namespace cfs::vfs {
@@ -126,16 +126,25 @@ class Filesystem {
   Result<std::span<const std::byte>> read(const OpenFile& f, std::uint64_t off, std::size_t len,
                                           ReadBuffer& buf) const;
 
+  /// A path of `ino` in the image ("/" for the root; the first name in depth-first order for a
+  /// hardlinked file), found by walking the image: for messages only, not fast.
+  Result<std::string> path_of(Ino ino) const;
+
  private:
-  Filesystem(erofs::Image image, Options opts, ObjectDirs dirs);
+  Filesystem(erofs::Image image, Options opts, store::ObjectDirs dirs);
   Result<erofs::InodeInfo> checked_inode(Ino ino) const;
   Result<struct stat> stat_of(const erofs::InodeInfo& ino) const;
   Status check_overlay_inode(const erofs::InodeInfo& ino) const;
   Status open_object(const erofs::InodeInfo& ino, OpenFile& f) const;
+  Status open_inline(const erofs::InodeInfo& ino, OpenFile& f) const;
+  Status open_backing(const std::vector<erofs::RawXattr>& xs, const erofs::RawXattr& mc,
+                      OpenFile& f) const;
+  void report(Ino ino, const std::vector<erofs::RawXattr>& xattrs, const Error& e) const;
+  void report(const OpenFile& f, const Error& e) const;
 
   erofs::Image image_;
   Options opts_;
-  ObjectDirs dirs_;
+  store::ObjectDirs dirs_;
   std::unique_ptr<TreeCache> trees_;
 };
 

@@ -3,20 +3,28 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cfs/overlay/verity_mode.h"
+
 namespace cfs::vfs {
 
-/// overlayfs' verity=off|on|require, with the same meaning (overlayfs.md §5): off never
-/// checks; on checks files whose metacopy carries a digest; require also refuses (EIO at open)
-/// metacopy files without a digest. Files stored inline in the image are never affected.
-enum class VerityMode { kOff, kOn, kRequire };
+/// overlayfs' verity=off|on|require, with the same meaning (one enum for both mounts).
+using VerityMode = overlay::VerityMode;
 
-std::optional<VerityMode> parse_verity_mode(std::string_view s);
-std::string_view to_string(VerityMode m);
+/// A file the mount could not serve: its backing object is missing or refused, its metacopy is
+/// malformed, or its data failed verification. Reported for operators (the FUSE server logs
+/// each one); what the caller of the failing operation gets is unchanged.
+struct Problem {
+  std::uint64_t ino = 0;  ///< the file (Filesystem::path_of() finds its path)
+  std::string object;     ///< the object it names ("ab/cdef…"), empty when none could be read
+  std::string reason;     ///< the error, naming the check that failed
+};
 
 struct Options {
   /// Object directories, searched in order (the data-only lower layers).
@@ -28,6 +36,8 @@ struct Options {
   /// Directory holding persistent Merkle trees ("<alg>-<digest>.tree"), or empty for none. A
   /// cached tree is re-verified against the image's digest before it is used.
   std::string tree_cache_dir;
+  /// Called for every Problem, from any thread, concurrently; may be empty.
+  std::function<void(const Problem&)> on_problem;
 };
 
 }  // namespace cfs::vfs

@@ -92,6 +92,53 @@ TEST(ParseOptions, Rejects) {
   }
 }
 
+// One -o model for both mounts: each refuses what only the other understands, naming it.
+TEST(ParseOptions, DialectsShareKeysAndRefuseTheOthersOnly) {
+  Options k;
+  auto r = parse_options("basedir=/o,threads=4", k, Dialect::kKernel);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("only for the FUSE mount"), std::string::npos);
+
+  Options f;
+  ASSERT_TRUE(
+      parse_options("basedir=/o:/p,source=/i.cfs,tree_cache=/t,threads=4,nosuid,"
+                    "allow_other,noacl",
+                    f, Dialect::kFuse));
+  EXPECT_EQ(f.basedirs, (std::vector<std::string>{"/o", "/p"}));
+  EXPECT_EQ(f.source, "/i.cfs");
+  EXPECT_EQ(f.tree_cache, "/t");
+  EXPECT_EQ(f.threads, 4u);
+  EXPECT_EQ(f.attr_options, (std::vector<std::string>{"nosuid"}));
+  EXPECT_EQ(f.fuse_options, (std::vector<std::string>{"allow_other"}));
+  EXPECT_TRUE(validate(f, Dialect::kFuse));
+  EXPECT_FALSE(validate(f, Dialect::kKernel));
+  // The FUSE mount checks in userspace: on by default, off only when asked.
+  EXPECT_EQ(effective_verity(f, Dialect::kFuse), VerityMode::kOn);
+  EXPECT_EQ(effective_verity(f, Dialect::kKernel), VerityMode::kOff);
+
+  for (const char* kernel_only :
+       {"idmap=/proc/1/ns/user", "metacopy=on", "redirect_dir=on", "userxattr"}) {
+    Options o;
+    ASSERT_TRUE(parse_options(std::string("basedir=/o,") + kernel_only, o, Dialect::kFuse));
+    auto v = validate(o, Dialect::kFuse);
+    ASSERT_FALSE(v) << kernel_only;
+    EXPECT_NE(v.error().message().find("kernel mount only"), std::string::npos);
+  }
+  Options bad;
+  EXPECT_FALSE(parse_options("basedir=/o,threads=0", bad, Dialect::kFuse));
+  EXPECT_FALSE(parse_options("basedir=/o,threads=x", bad, Dialect::kFuse));
+}
+
+TEST(CheckMountPoint, SaysWhatIsWrong) {
+  auto r = check_mount_point("/nonexistent-cfs-mount-point");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("does not exist"), std::string::npos);
+  r = check_mount_point("/proc/self/status");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("not a directory"), std::string::npos);
+  EXPECT_TRUE(check_mount_point("/"));
+}
+
 TEST(ParseOptions, IgnoresMountUserspaceOptions) {
   auto o = parse("basedir=/o,defaults,nofail,x-systemd.automount,_netdev");
   ASSERT_TRUE(o);

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+// The userspace composefs mount as one call, from the same options model as the kernel mount
+// (mount::Options, Dialect::kFuse): what `cfs mount --fuse` and composefs-fuse run.
+// Order of work, as mount::mount_image(): validate the options, check the mount point, open
+// the image once and check it against digest= (serving exactly the checked bytes), check that
+// the object directories hold its objects, build the filesystem (with the writable upper layer
+// when asked) and serve it. While it serves, every verification failure and every missing or
+// refused object is logged (path in the image, object, reason) to stderr in the foreground and
+// to syslog once daemonized, at most a few per second.
+#pragma once
+
+#include <string>
+
+#include "cfs/fuse/server.h"
+#include "cfs/mount/options.h"
+#include "cfs/util/result.h"
+#include "cfs/vfs/options.h"
+
+namespace cfs::fuse {
+
+/// The vfs options the FUSE mount serves with (basedirs, verity mode, tree cache).
+vfs::Options vfs_options(const mount::Options& opts);
+
+/// Mounts `image` (or opts.source when empty) on `mountpoint` and serves it until unmounted.
+/// `serve` carries -f/-d/-s; the rest (mount point, fsname, threads, libfuse and mount
+/// attribute options) is filled in from the arguments and `opts`. Errors name the failing
+/// step; nothing is left mounted on failure.
+Status mount_image(const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve);
+
+}  // namespace cfs::fuse

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/fuse/mount.h"
+
+#include <memory>
+#include <utility>
+
+#include "cfs/erofs/reader.h"
+#include "cfs/mount/mount.h"
+#include "cfs/store/object_dirs.h"
+#include "cfs/util/sys.h"
+#include "cfs/verity/measure.h"
+#include "cfs/vfs/filesystem.h"
+#include "cfs/vfs/upper.h"
+#include "fuse/problem_log.h"
+
+namespace cfs::fuse {
+namespace {
+
+// The image is opened once; with digest= it is checked and exactly the checked bytes are
+// served (the file itself when the kernel measures it, else a sealed copy), as the kernel
+// mount does.
+Result<erofs::Image> open_checked_image(const std::string& image, const mount::Options& opts) {
+  CFS_ASSIGN(UniqueFd fd, sys::open_regular(image, "image"));
+  if (opts.digest) {
+    CFS_ASSIGN(verity::CheckedFile checked,
+               verity::open_checked(std::move(fd), "image " + image, *opts.digest));
+    fd = std::move(checked.fd);
+  }
+  return erofs::Image::open_fd(fd.get(), image);
+}
+
+}  // namespace
+
+vfs::Options vfs_options(const mount::Options& opts) {
+  vfs::Options v;
+  v.basedirs = opts.basedirs;
+  v.verity = mount::effective_verity(opts, mount::Dialect::kFuse);
+  v.tree_cache_dir = opts.tree_cache;
+  return v;
+}
+
+Status mount_image(const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve) {
+  CFS_TRY(mount::validate(opts, mount::Dialect::kFuse));
+  CFS_TRY(mount::check_mount_point(mountpoint));
+  CFS_ASSIGN(erofs::Image img, open_checked_image(image, opts));
+  {
+    CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
+    CFS_TRY(mount::check_objects_present(img, dirs));
+  }
+
+  auto log = std::make_shared<ProblemLog>();
+  vfs::Options vo = vfs_options(opts);
+  vo.on_problem = [log](const vfs::Problem& p) { log->log(p); };
+  auto fs = vfs::Filesystem::open(std::move(img), std::move(vo));
+  if (!fs) return fail(std::move(fs).error().with_context(image));
+  log->set_filesystem(fs->get());
+
+  serve.mountpoint = mountpoint;
+  serve.fsname = image;
+  serve.max_threads = opts.threads;
+  // nosuid, dev, noatime, ...: libfuse passes them to mount(2) as the kernel mount passes them
+  // to fsmount(); the rest is libfuse's own (allow_other, max_read=, ...).
+  serve.extra.insert(serve.extra.end(), opts.attr_options.begin(), opts.attr_options.end());
+  serve.extra.insert(serve.extra.end(), opts.fuse_options.begin(), opts.fuse_options.end());
+  serve.on_serving = [log](bool daemonized) { log->set_daemonized(daemonized); };
+  if (opts.upperdir.empty()) return fuse::serve(std::move(*fs), serve);
+  auto merged = vfs::MergedFs::open(std::move(*fs), opts.upperdir, opts.workdir);
+  if (!merged) return fail(std::move(merged).error().with_context(opts.upperdir));
+  return fuse::serve(std::move(*merged), serve);
+}
+
+}  // namespace cfs::fuse
