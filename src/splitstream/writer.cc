@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -130,25 +131,52 @@ void put_le64(std::string& out, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
 }
 
-/// Digests in order of first appearance, each once.
+/// Digests in order of first appearance, each once: the raw bytes back to back (the on-disk
+/// table) plus an open-addressing index over them (digests are uniformly distributed, so
+/// their first 8 bytes are the hash). About 40 bytes per SHA-256 object.
 class UniqueDigests {
  public:
   std::size_t ensure(const verity::Digest& d) {
-    std::string key(reinterpret_cast<const char*>(d.bytes.data()), d.size);
-    auto [it, added] = index_.emplace(std::move(key), list_.size());
-    if (added) list_.push_back(d);
-    return it->second;
+    if (2 * (count_ + 1) > slots_.size()) grow();
+    for (std::size_t i = hash(d.bytes.data()) & mask_;; i = (i + 1) & mask_) {
+      std::uint32_t slot = slots_[i];
+      if (slot == kEmpty) {
+        slots_[i] = static_cast<std::uint32_t>(count_);
+        bytes_.append(reinterpret_cast<const char*>(d.bytes.data()), d.size);
+        size_ = d.size;
+        return count_++;
+      }
+      if (std::memcmp(bytes_.data() + std::size_t{slot} * d.size, d.bytes.data(), d.size) == 0)
+        return slot;
+    }
   }
-  std::string bytes() const {
-    std::string out;
-    for (const auto& d : list_) out.append(reinterpret_cast<const char*>(d.bytes.data()), d.size);
-    return out;
-  }
-  std::size_t size() const noexcept { return list_.size(); }
+  const std::string& bytes() const noexcept { return bytes_; }
+  std::size_t size() const noexcept { return count_; }
 
  private:
-  std::map<std::string, std::size_t> index_;
-  std::vector<verity::Digest> list_;
+  static constexpr std::uint32_t kEmpty = UINT32_MAX;
+  static std::size_t hash(const std::uint8_t* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, sizeof v);
+    return static_cast<std::size_t>(v);
+  }
+  void grow() {
+    std::vector<std::uint32_t> bigger(std::max<std::size_t>(64, slots_.size() * 2), kEmpty);
+    mask_ = bigger.size() - 1;
+    for (std::uint32_t idx = 0; idx < count_; ++idx) {
+      std::size_t i =
+          hash(reinterpret_cast<const std::uint8_t*>(bytes_.data()) + idx * size_) & mask_;
+      while (bigger[i] != kEmpty) i = (i + 1) & mask_;
+      bigger[i] = idx;
+    }
+    slots_ = std::move(bigger);
+  }
+
+  std::string bytes_;
+  std::vector<std::uint32_t> slots_;
+  std::size_t mask_ = 0;
+  std::size_t count_ = 0;
+  std::size_t size_ = 0;
 };
 
 /// One object on its way: content in the ring (or streamed to `writer`), digest when done.
@@ -158,7 +186,7 @@ struct Job {
   std::unique_ptr<ObjectWriter> writer;
   verity::Digest digest;
   std::optional<Error> error;
-  bool done = false;  // guarded by Impl::mu
+  std::atomic<bool> done{false};  // set under Impl::mu (release), polled without it (acquire)
 };
 
 /// A piece of the stream waiting for an earlier object's digest.
@@ -212,6 +240,8 @@ struct Writer::Impl {
   std::deque<Job*> work;
   bool stop = false;
   bool cancel = false;
+  unsigned idle = 0;              // workers waiting for work
+  bool producer_waiting = false;  // the producer waits for a job
   std::vector<std::thread> workers;
 
   ~Impl() {
@@ -281,9 +311,12 @@ struct Writer::Impl {
     std::vector<std::span<const std::byte>> inputs;
     std::vector<verity::Digest> out;
     for (;;) {
+      bool skip = false;
       {
         std::unique_lock lk(mu);
+        ++idle;
         work_cv.wait(lk, [&] { return stop || !work.empty(); });
+        --idle;
         if (work.empty()) return;
         batch.clear();
         batch.push_back(work.front());
@@ -294,18 +327,16 @@ struct Writer::Impl {
             batch.push_back(work.front());
             work.pop_front();
           }
-        if (cancel) {
-          for (Job* j : batch) j->done = true;
-          done_cv.notify_all();
-          continue;
-        }
+        skip = cancel;
       }
-      process(batch, inputs, out);
+      if (!skip) process(batch, inputs, out);
+      bool wake;
       {
         std::lock_guard lk(mu);
-        for (Job* j : batch) j->done = true;
+        for (Job* j : batch) j->done.store(true, std::memory_order_release);
+        wake = producer_waiting;
       }
-      done_cv.notify_all();
+      if (wake) done_cv.notify_one();
     }
   }
 
@@ -339,12 +370,12 @@ struct Writer::Impl {
     while (!pending.empty()) {
       Segment& s = pending.front();
       if (s.job) {
-        {
+        if (!s.job->done.load(std::memory_order_acquire)) {
+          if (!block) return {};
           std::unique_lock lk(mu);
-          if (!s.job->done) {
-            if (!block) return {};
-            done_cv.wait(lk, [&] { return s.job->done; });
-          }
+          producer_waiting = true;
+          done_cv.wait(lk, [&] { return s.job->done.load(std::memory_order_acquire); });
+          producer_waiting = false;
         }
         if (s.job->error) return set_failed(*s.job->error);
         CFS_TRY(emit_ref(s.job->digest, s.size));
@@ -410,11 +441,13 @@ struct Writer::Impl {
     pending.push_back(std::move(seg));
     ++pending_jobs;
     start_workers();
+    bool wake;
     {
       std::lock_guard lk(mu);
       work.push_back(j);
+      wake = idle > 0;
     }
-    work_cv.notify_one();
+    if (wake) work_cv.notify_one();
     CFS_TRY(retire(false));
     while (pending_jobs > opt.max_jobs) CFS_TRY(retire(true));
     return {};
@@ -506,8 +539,8 @@ struct Writer::Impl {
     CFS_TRY(flush_inline());
     CFS_TRY(zstd.end(spool_out()));
     CFS_ASSIGN(std::string named, named_refs_section());
-    std::string srefs = stream_refs.bytes();
-    std::string orefs = object_refs.bytes();
+    const std::string& srefs = stream_refs.bytes();
+    const std::string& orefs = object_refs.bytes();
 
     std::uint64_t off = sizeof(Header) + sizeof(Info);
     Info info;

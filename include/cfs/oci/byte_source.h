@@ -36,4 +36,10 @@ std::unique_ptr<ByteSource> range_source(int fd, std::uint64_t offset, std::uint
                                          std::string what);
 std::unique_ptr<ByteSource> memory_source(std::string data);
 
+/// Runs `in` (owned) on a background thread that stays up to `blocks` blocks of `block_size`
+/// bytes ahead of the reader: decompressing and hashing below it overlap with whatever the
+/// reader does (splitting). Errors of `in` are returned by the read that reaches them.
+std::unique_ptr<ByteSource> read_ahead(std::unique_ptr<ByteSource> in,
+                                       std::size_t block_size = 1u << 20, std::size_t blocks = 4);
+
 }  // namespace cfs::oci

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+// A layer blob opened for import: its compression decided by its first bytes (and checked
+// against the media type), decompressed, and hashed twice while it streams: the blob digest
+// (what manifests name) and the diff_id (the sha256 of the tar, what configs name). An
+// uncompressed blob is hashed once, both digests being the same. Reading, hashing and
+// decompressing run on a background thread (read_ahead), so they overlap with splitting.
+// Thread-safety: one thread per LayerInput.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "cfs/oci/byte_source.h"
+#include "cfs/oci/decompress.h"
+#include "cfs/oci/digest.h"
+#include "cfs/util/result.h"
+
+namespace cfs::oci {
+
+struct LayerDigests {
+  Compression compression = Compression::kNone;
+  ContentDigest blob;     ///< sha256 of the blob as stored
+  ContentDigest diff_id;  ///< sha256 of the uncompressed tar
+  std::uint64_t blob_size = 0;
+  std::uint64_t tar_size = 0;
+};
+
+struct LayerInputOptions {
+  GzipEngine gzip = GzipEngine::kIsal;
+  bool read_ahead = true;  ///< decompress and hash on a background thread
+};
+
+class LayerInput {
+ public:
+  /// `blob` is owned. `media_type` may be empty (then the first bytes decide alone); a media
+  /// type the bytes contradict is an error (kInvalidInput), as is an unsupported one.
+  static Result<std::unique_ptr<LayerInput>> open(std::unique_ptr<ByteSource> blob,
+                                                  std::string_view media_type, std::string what,
+                                                  const LayerInputOptions& options = {});
+  ~LayerInput();
+
+  /// The uncompressed tar.
+  ByteSource& tar() noexcept;
+  /// Reads whatever the consumer left (bytes after the tar's end), then returns the digests.
+  /// Call once, after the tar was consumed.
+  Result<LayerDigests> finish();
+
+ private:
+  struct Impl;
+  explicit LayerInput(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cfs::oci

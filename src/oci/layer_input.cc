@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/oci/layer_input.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+namespace cfs::oci {
+
+namespace {
+
+/// The decoding stack, owned together so it can move onto the read-ahead thread as one source.
+class Stack final : public ByteSource {
+ public:
+  Stack(std::unique_ptr<ByteSource> blob, std::string head, Compression c, std::string what,
+        GzipEngine engine)
+      : blob_(std::move(blob)),
+        blob_hash_(*blob_),
+        prefixed_(prefixed_source(std::move(head), blob_hash_)),
+        plain_(decompressor(c, *prefixed_, std::move(what), engine)),
+        tar_hash_(*plain_),
+        compressed_(c != Compression::kNone) {}
+
+  Result<std::size_t> read(std::span<std::byte> buf) override {
+    // Uncompressed: the blob hash already covers every byte; a second one would double the
+    // cost of the largest single step of an import.
+    return compressed_ ? tar_hash_.read(buf) : plain_->read(buf);
+  }
+
+  void digests(LayerDigests& d) {
+    d.blob = blob_hash_.finish();
+    d.blob_size = blob_hash_.size();
+    if (compressed_) {
+      d.diff_id = tar_hash_.finish();
+      d.tar_size = tar_hash_.size();
+    } else {
+      d.diff_id = d.blob;
+      d.tar_size = d.blob_size;
+    }
+  }
+
+ private:
+  std::unique_ptr<ByteSource> blob_;
+  HashingSource blob_hash_;
+  std::unique_ptr<ByteSource> prefixed_;
+  std::unique_ptr<ByteSource> plain_;
+  HashingSource tar_hash_;
+  bool compressed_;
+};
+
+}  // namespace
+
+struct LayerInput::Impl {
+  Stack* stack = nullptr;  // owned by `top` (directly or through read_ahead)
+  std::unique_ptr<ByteSource> top;
+  Compression compression = Compression::kNone;
+};
+
+LayerInput::LayerInput(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LayerInput::~LayerInput() = default;
+
+Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource> blob,
+                                                     std::string_view media_type, std::string what,
+                                                     const LayerInputOptions& options) {
+  std::string head(8, '\0');
+  CFS_ASSIGN(std::size_t n, read_full(*blob, std::as_writable_bytes(std::span(head))));
+  head.resize(n);
+  Compression c = sniff_compression(std::as_bytes(std::span(head)));
+  if (!media_type.empty()) {
+    auto declared = layer_compression(media_type);
+    if (!declared) return fail(std::move(declared).error().with_context(what));
+    if (*declared != c)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: the media type {} says {}, but the blob is {}", what, media_type,
+                              compression_name(*declared), compression_name(c)));
+  }
+  auto m = std::make_unique<Impl>();
+  m->compression = c;
+  auto stack = std::make_unique<Stack>(std::move(blob), std::move(head), c, what, options.gzip);
+  m->stack = stack.get();
+  m->top = options.read_ahead ? read_ahead(std::move(stack)) : std::move(stack);
+  return std::unique_ptr<LayerInput>(new LayerInput(std::move(m)));
+}
+
+ByteSource& LayerInput::tar() noexcept { return *impl_->top; }
+
+Result<LayerDigests> LayerInput::finish() {
+  std::vector<std::byte> buf(1u << 16);
+  for (;;) {
+    CFS_ASSIGN(std::size_t n, impl_->top->read(buf));
+    if (n == 0) break;
+  }
+  // The read-ahead thread has stopped at the end of the stream: the stack is quiet.
+  LayerDigests d;
+  d.compression = impl_->compression;
+  impl_->stack->digests(d);
+  return d;
+}
+
+}  // namespace cfs::oci
