@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <vector>
 
 namespace cfs::oci {
@@ -12,27 +13,35 @@ namespace {
 /// The decoding stack, owned together so it can move onto the read-ahead thread as one source.
 class Stack final : public ByteSource {
  public:
-  Stack(std::unique_ptr<ByteSource> blob, std::string head, Compression c, std::string what,
-        GzipEngine engine)
-      : blob_(std::move(blob)),
-        blob_hash_(*blob_),
-        prefixed_(prefixed_source(std::move(head), blob_hash_)),
-        plain_(decompressor(c, *prefixed_, std::move(what), engine)),
-        tar_hash_(*plain_),
-        compressed_(c != Compression::kNone) {}
+  explicit Stack(std::unique_ptr<ByteSource> blob) : blob_(std::move(blob)), blob_hash_(*blob_) {}
+
+  /// Reads the first bytes (hashed like the rest) and returns the compression they show.
+  Result<Compression> sniff() {
+    head_.resize(8);
+    CFS_ASSIGN(std::size_t n, read_full(blob_hash_, std::as_writable_bytes(std::span(head_))));
+    head_.resize(n);
+    return sniff_compression(std::as_bytes(std::span(head_)));
+  }
+
+  void start(Compression c, std::string what, GzipEngine engine) {
+    prefixed_ = prefixed_source(std::move(head_), blob_hash_);
+    plain_ = decompressor(c, *prefixed_, std::move(what), engine);
+    tar_hash_.emplace(*plain_);
+    compressed_ = c != Compression::kNone;
+  }
 
   Result<std::size_t> read(std::span<std::byte> buf) override {
     // Uncompressed: the blob hash already covers every byte; a second one would double the
     // cost of the largest single step of an import.
-    return compressed_ ? tar_hash_.read(buf) : plain_->read(buf);
+    return compressed_ ? tar_hash_->read(buf) : plain_->read(buf);
   }
 
   void digests(LayerDigests& d) {
     d.blob = blob_hash_.finish();
     d.blob_size = blob_hash_.size();
     if (compressed_) {
-      d.diff_id = tar_hash_.finish();
-      d.tar_size = tar_hash_.size();
+      d.diff_id = tar_hash_->finish();
+      d.tar_size = tar_hash_->size();
     } else {
       d.diff_id = d.blob;
       d.tar_size = d.blob_size;
@@ -42,10 +51,11 @@ class Stack final : public ByteSource {
  private:
   std::unique_ptr<ByteSource> blob_;
   HashingSource blob_hash_;
+  std::string head_;
   std::unique_ptr<ByteSource> prefixed_;
   std::unique_ptr<ByteSource> plain_;
-  HashingSource tar_hash_;
-  bool compressed_;
+  std::optional<HashingSource> tar_hash_;
+  bool compressed_ = false;
 };
 
 }  // namespace
@@ -62,10 +72,8 @@ LayerInput::~LayerInput() = default;
 Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource> blob,
                                                      std::string_view media_type, std::string what,
                                                      const LayerInputOptions& options) {
-  std::string head(8, '\0');
-  CFS_ASSIGN(std::size_t n, read_full(*blob, std::as_writable_bytes(std::span(head))));
-  head.resize(n);
-  Compression c = sniff_compression(std::as_bytes(std::span(head)));
+  auto stack = std::make_unique<Stack>(std::move(blob));
+  CFS_ASSIGN(Compression c, stack->sniff());
   if (!media_type.empty()) {
     auto declared = layer_compression(media_type);
     if (!declared) return fail(std::move(declared).error().with_context(what));
@@ -76,7 +84,7 @@ Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource>
   }
   auto m = std::make_unique<Impl>();
   m->compression = c;
-  auto stack = std::make_unique<Stack>(std::move(blob), std::move(head), c, what, options.gzip);
+  stack->start(c, what, options.gzip);
   m->stack = stack.get();
   m->top = options.read_ahead ? read_ahead(std::move(stack)) : std::move(stack);
   return std::unique_ptr<LayerInput>(new LayerInput(std::move(m)));

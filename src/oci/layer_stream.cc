@@ -139,7 +139,6 @@ Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std
     const tar::Entry& e = ev->entry;
     CFS_TRY(emit(ev->consumed));
     ++st.entries;
-    std::uint64_t pad = tar::padded(e.size) - e.size;
     if (e.is_regular() && e.size > kInlineContentMax) {
       std::uint64_t got = 0;
       auto fill = [&](std::span<std::byte> dst) -> Status {
@@ -150,18 +149,25 @@ Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std
       };
       CFS_TRY(out.write_external(e.size, fill));
     } else {
-      pad += e.size;
+      for (std::uint64_t left = e.size; left > 0;) {  // inline data, in pieces
+        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20));
+        if (auto s = t.fill(n); !s) return with_layer(std::move(s).error());
+        if (t.available() < n)
+          return with_layer(truncated(e, e.size - left + t.available(), e.size));
+        CFS_TRY(emit(n));
+        left -= n;
+      }
     }
-    // Inline data and padding, in pieces of at most half the window.
-    for (std::uint64_t left = pad; left > 0;) {
-      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20));
-      if (auto s = t.fill(n); !s) return with_layer(std::move(s).error());
-      if (t.available() < n)
-        return with_layer(
-            truncated(e, tar::padded(e.size) - left + t.available(), tar::padded(e.size)));
-      CFS_TRY(emit(n));
-      left -= n;
+    // Padding. umoci 0.4.7 ends its layers right after the last entry's data, without the
+    // padding: a short padding is accepted at the very end (the bytes are kept as they are).
+    auto pad = static_cast<std::size_t>(tar::padded(e.size) - e.size);
+    if (auto s = t.fill(pad); !s) return with_layer(std::move(s).error());
+    if (t.available() < pad) {
+      CFS_TRY(emit(t.available()));
+      st.tar_bytes = t.offset();
+      return st;
     }
+    CFS_TRY(emit(pad));
     need = tar::kBlockSize;
   }
 }
@@ -181,6 +187,24 @@ Status LayerReader::read_exact(std::size_t n, std::string* keep, const tar::Entr
     offset_ += want;
     n -= want;
   }
+  return {};
+}
+
+Status LayerReader::read_padding(std::size_t n, const tar::Entry& e) {
+  char buf[tar::kBlockSize];
+  auto got = stream_.read_inline(std::as_writable_bytes(std::span(buf, n)));
+  if (!got) return fail(std::move(got).error().with_context(what_));
+  offset_ += *got;
+  if (*got == n) return {};
+  // A layer may end inside the last entry's padding (split_tar keeps such layers as they are).
+  auto end = stream_.at_end();
+  if (!end) return fail(std::move(end).error().with_context(what_));
+  if (!*end)
+    return fail(Errc::kCorruptImage,
+                fmt::format("{}: tar entry '{}' at byte {}: its padding is not inline in the "
+                            "layer stream",
+                            what_, e.path, e.offset));
+  done_ = true;
   return {};
 }
 
@@ -224,13 +248,12 @@ Result<std::optional<LayerEntry>> LayerReader::next() {
                                 what_, e.path, e.offset, e.size));
       le.object = (*ext)->digest;
       offset_ += e.size;
-      CFS_TRY(read_exact(static_cast<std::size_t>(pad), nullptr, e));
     } else {
       std::string content;
       CFS_TRY(read_exact(static_cast<std::size_t>(e.size), e.is_regular() ? &content : nullptr, e));
-      CFS_TRY(read_exact(static_cast<std::size_t>(pad), nullptr, e));
       if (e.is_regular()) le.inline_content = std::move(content);
     }
+    CFS_TRY(read_padding(static_cast<std::size_t>(pad), e));
     return R(std::move(le));
   }
 }

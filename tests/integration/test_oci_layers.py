@@ -139,6 +139,12 @@ class Split(t.unittest.TestCase):
             rep, rows = self.roundtrip(body, "noend.tar")
             self.assertEqual(len(rows), len(self.members(tarfile.PAX_FORMAT)))
             self.assertEqual(rep["trailing_bytes"], 0)
+        with self.subTest("ends inside the last entry's padding (umoci 0.4.7)"):
+            last = o.tar_bytes([o.info("a", data=b"x" * 100), o.info("b", data=b"tail")])
+            cut = last[:3 * 512 + 4]  # a: header + data block, b: header + 4 bytes of data
+            rep, rows = self.roundtrip(cut, "cut.tar")
+            self.assertEqual([r["path"] for r in rows], [b"a", b"b"])
+            self.assertEqual(rows[1]["content"], b"tail")
         with self.subTest("one zero block only"):
             self.roundtrip(body + b"\0" * 512, "onezero.tar")
         with self.subTest("junk after the end"):
@@ -260,6 +266,16 @@ class Compression(t.unittest.TestCase):
                     rep = o.split(self.path(name), self.path("objs"), self.path("x.ss"), *engine)
                     self.assertEqual(rep["diff_id"], o.sha256(self.tar))
                     self.assertEqual(rep["blob_sha256"], o.sha256(blob))
+
+    def test_media_type_must_match_the_bytes(self):
+        self.write("gz", self.compress(["gzip", "-c"], self.tar))
+        p = o.driver("split", "--media-type", "application/vnd.oci.image.layer.v1.tar+zstd",
+                     self.path("gz"), self.path("objs"), self.path("x.ss"), check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("says zstd, but the blob is gzip", p.stderr.decode())
+        rep = o.split(self.path("gz"), self.path("objs"), self.path("x.ss"), "--media-type",
+                      "application/vnd.docker.image.rootfs.diff.tar.gzip")
+        self.assertEqual(rep["diff_id"], o.sha256(self.tar))
 
     def test_truncated_and_trailing_garbage(self):
         gz = self.compress(["gzip", "-c"], self.tar)

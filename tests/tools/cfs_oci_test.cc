@@ -10,6 +10,10 @@
 //   cat [--sha512] SS OBJDIR          the reassembled stream on stdout
 //   entries [--sha512] SS             one JSON object per tar entry
 //   decompress [--zlib] FILE          decompressed bytes on stdout (no hashing)
+//   apply [--compat] [--keep-user-xattrs] [--sha512] [--image OUT] SS...
+//       merges layer streams in order (oci::Merger); one JSON object per name of the merged
+//       tree in sorted depth-first order, then the extra names of shared nodes with the
+//       path of their owner; --image writes the tree as a format-1 composefs image
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -21,10 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "cfs/erofs/writer.h"
 #include "cfs/oci/decompress.h"
 #include "cfs/oci/digest.h"
 #include "cfs/oci/layer_input.h"
 #include "cfs/oci/layer_stream.h"
+#include "cfs/oci/merge.h"
 #include "cfs/splitstream/format.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
@@ -42,6 +48,9 @@ struct Args {
   bool zlib = false;
   bool no_write = false;
   bool no_read_ahead = false;
+  bool compat = false;
+  std::string image;
+  bool keep_user_xattrs = false;
   std::string media_type;
 };
 
@@ -57,6 +66,12 @@ Args parse(int argc, char** argv) {
       a.zlib = true;
     else if (s == "--no-write")
       a.no_write = true;
+    else if (s == "--image" && i + 1 < argc)
+      a.image = argv[++i];
+    else if (s == "--compat")
+      a.compat = true;
+    else if (s == "--keep-user-xattrs")
+      a.keep_user_xattrs = true;
     else if (s == "--no-read-ahead")
       a.no_read_ahead = true;
     else if (s == "--media-type" && i + 1 < argc)
@@ -196,6 +211,85 @@ int cmd_entries(const Args& a) {
   return 0;
 }
 
+std::string type_name(const Node& n) {
+  switch (n.type()) {
+    case S_IFDIR:
+      return "dir";
+    case S_IFREG:
+      return "file";
+    case S_IFLNK:
+      return "symlink";
+    case S_IFCHR:
+      return "char";
+    case S_IFBLK:
+      return "block";
+    case S_IFIFO:
+      return "fifo";
+    default:
+      return "other";
+  }
+}
+
+int cmd_apply(const Args& a) {
+  if (a.pos.empty()) return 2;
+  oci::MergeOptions mo = a.compat ? oci::MergeOptions::compatible() : oci::MergeOptions{};
+  if (a.keep_user_xattrs) mo.xattrs = oci::XattrFilter::kKeepUserXattrs;
+  oci::Merger m(mo);
+  for (const auto& ss : a.pos) {
+    auto r = open_stream(ss, a);
+    oci::LayerReader lr(r, ss);
+    check(m.apply_layer(lr, ss));
+  }
+  Tree tree = check(m.finish());
+  if (!a.image.empty()) {
+    UniqueFd out = check(sys::open(a.image, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    check(erofs::write_image(tree, {1, 1}, out.get()));
+  }
+  // Pre-order, sorted: the path of each node's owner first.
+  std::vector<std::string> owner(tree.size());
+  std::vector<std::pair<NodeId, std::string>> stack{{tree.root(), ""}};
+  std::vector<std::pair<std::string, NodeId>> links;
+  while (!stack.empty()) {
+    auto [id, path] = stack.back();
+    stack.pop_back();
+    const Node& n = tree.node(id);
+    json j;
+    j["path_hex"] = hex_of(path.empty() ? "/" : path);
+    j["type"] = type_name(n);
+    j["mode"] = n.mode;
+    j["uid"] = n.uid;
+    j["gid"] = n.gid;
+    j["mtime"] = n.mtime_sec;
+    j["mtime_nsec"] = n.mtime_nsec;
+    j["nlink"] = n.nlink;
+    if (n.is_reg()) j["size"] = n.size;
+    if (n.content) j["content_hex"] = hex_of(*n.content);
+    if (n.digest) j["digest"] = n.digest->hex();
+    if (n.is_reg() || n.is_symlink()) j["payload_hex"] = hex_of(n.payload);
+    if (n.type() == S_IFCHR || n.type() == S_IFBLK) j["rdev"] = n.rdev;
+    json x = json::object();
+    for (const auto& xa : n.xattrs) x[xa.key] = hex_of(xa.value);
+    j["xattrs"] = x;
+    fmt::print("{}\n", j.dump());
+    for (auto it = n.children.rbegin(); it != n.children.rend(); ++it) {
+      std::string child = path + "/" + it->name;
+      if (it->hardlink) {
+        links.emplace_back(child, it->node);
+        continue;
+      }
+      owner[it->node] = child;
+      stack.emplace_back(it->node, child);
+    }
+  }
+  for (const auto& [path, node] : links) {
+    json h;
+    h["path_hex"] = hex_of(path);
+    h["hardlink_hex"] = hex_of(owner[node]);
+    fmt::print("{}\n", h.dump());
+  }
+  return 0;
+}
+
 int cmd_decompress(const Args& a) {
   if (a.pos.size() != 1) return 2;
   Layer l = open_layer(a.pos[0], a.zlib);
@@ -223,6 +317,7 @@ int main(int argc, char** argv) {
   if (c == "cat") rc = cmd_cat(a);
   if (c == "entries") rc = cmd_entries(a);
   if (c == "decompress") rc = cmd_decompress(a);
+  if (c == "apply") rc = cmd_apply(a);
   if (rc == 2) fmt::print(stderr, "cfs-oci-test: bad arguments\n");
   return rc;
 }

@@ -5,7 +5,9 @@
 //    external object (exactly `size` bytes), its padding to 512 inline after the reference,
 //  * all other data is inline with its padding: small files, data of other entry types,
 //  * the end-of-archive blocks and every byte after them (record padding, junk) are inline,
-//  * a tar that stops at a header boundary without end-of-archive blocks is accepted.
+//  * a tar that stops at a header boundary without end-of-archive blocks is accepted, and so
+//    is one that stops inside the last entry's padding (umoci 0.4.7 writes those); a tar that
+//    stops inside data is refused.
 // Reassembling the stream (splitstream::Reader::reassemble) therefore gives the layer back
 // byte for byte, and its sha256 is the layer's diff_id.
 //
@@ -20,6 +22,7 @@
 
 #include "cfs/oci/byte_source.h"
 #include "cfs/oci/tar.h"
+#include "cfs/overlay/limits.h"
 #include "cfs/splitstream/reader.h"
 #include "cfs/splitstream/writer.h"
 #include "cfs/util/result.h"
@@ -28,8 +31,9 @@
 namespace cfs::oci {
 
 /// composefs-rs' INLINE_CONTENT_MAX_V0: regular files up to this size stay inline in layer
-/// splitstreams, larger ones are objects.
-inline constexpr std::uint64_t kInlineContentMax = 64;
+/// splitstreams (and in the merged image), larger ones are objects. The same threshold as a
+/// directory scan's.
+inline constexpr std::uint64_t kInlineContentMax = overlay::kInlineThreshold;
 
 struct SplitStats {
   std::uint64_t entries = 0;
@@ -61,6 +65,7 @@ class LayerReader {
 
  private:
   Status read_exact(std::size_t n, std::string* keep, const tar::Entry& e);
+  Status read_padding(std::size_t n, const tar::Entry& e);
 
   splitstream::Reader& stream_;
   std::string what_;
