@@ -14,6 +14,9 @@
 //       merges layer streams in order (oci::Merger); one JSON object per name of the merged
 //       tree in sorted depth-first order, then the extra names of shared nodes with the
 //       path of their owner; --image writes the tree as a format-1 composefs image
+//   resolve [--platform P] REF        the image a source reference names, as JSON
+//   pull [--platform P] [--compat] [--image OUT] [--sha512] REF OBJDIR WORKDIR
+//       every layer split (blob digest and diff_id checked), merged, optionally written
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -31,6 +34,7 @@
 #include "cfs/oci/layer_input.h"
 #include "cfs/oci/layer_stream.h"
 #include "cfs/oci/merge.h"
+#include "cfs/oci/source.h"
 #include "cfs/splitstream/format.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
@@ -50,6 +54,7 @@ struct Args {
   bool no_read_ahead = false;
   bool compat = false;
   std::string image;
+  std::string platform;
   bool keep_user_xattrs = false;
   std::string media_type;
 };
@@ -66,6 +71,8 @@ Args parse(int argc, char** argv) {
       a.zlib = true;
     else if (s == "--no-write")
       a.no_write = true;
+    else if (s == "--platform" && i + 1 < argc)
+      a.platform = argv[++i];
     else if (s == "--image" && i + 1 < argc)
       a.image = argv[++i];
     else if (s == "--compat")
@@ -290,6 +297,87 @@ int cmd_apply(const Args& a) {
   return 0;
 }
 
+json descriptor_json(const oci::Descriptor& d) {
+  return {{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
+}
+
+int cmd_resolve(const Args& a) {
+  if (a.pos.size() != 1) return 2;
+  auto src = check(oci::open_source(a.pos[0]));
+  std::optional<oci::Platform> platform;
+  if (!a.platform.empty()) platform = check(oci::Platform::parse(a.platform));
+  auto img = check(oci::resolve_image(*src, platform));
+  json j;
+  if (img.index) j["index"] = img.index->digest.str();
+  j["manifest"] = img.manifest.digest.str();
+  j["manifest_media_type"] = img.manifest.media_type;
+  j["manifest_hex"] = hex_of(img.manifest.raw);
+  j["config"] = descriptor_json(img.manifest.config);
+  j["platform"] = img.config.platform.str();
+  j["layers"] = json::array();
+  for (const auto& l : img.layers) {
+    json lj = descriptor_json(l.blob);
+    lj["diff_id"] = l.diff_id.str();
+    j["layers"].push_back(lj);
+  }
+  fmt::print("{}\n", j.dump());
+  return 0;
+}
+
+/// Every layer of an image from a source: split into WORKDIR/layer-N.ss and OBJDIR with both
+/// digests checked, then merged (and written as an image with --image).
+int cmd_pull(const Args& a) {
+  if (a.pos.size() != 3) return 2;
+  auto src = check(oci::open_source(a.pos[0]));
+  std::optional<oci::Platform> platform;
+  if (!a.platform.empty()) platform = check(oci::Platform::parse(a.platform));
+  auto img = check(oci::resolve_image(*src, platform));
+  testtools::DirObjects objs(a.pos[1], alg(a), !a.no_write);
+  oci::MergeOptions mo = a.compat ? oci::MergeOptions::compatible() : oci::MergeOptions{};
+  oci::Merger merger(mo);
+  auto t0 = std::chrono::steady_clock::now();
+  json layers = json::array();
+  for (std::size_t i = 0; i < img.layers.size(); ++i) {
+    const auto& l = img.layers[i];
+    std::string what = fmt::format("layer {} ({})", i, l.blob.digest.str());
+    auto input =
+        check(oci::LayerInput::open(check(src->blob(l.blob.digest)), l.blob.media_type, what, {}));
+    splitstream::WriterOptions wo;
+    wo.content_type = splitstream::kOciLayer;
+    wo.threads = a.threads;
+    auto w = check(splitstream::Writer::create(objs, wo));
+    check(oci::split_tar(input->tar(), *w, what));
+    auto d = check(input->finish());
+    if (d.blob != l.blob.digest || d.blob_size != l.blob.size)
+      die(Error(Errc::kDigestMismatch,
+                fmt::format("{}: the blob is {} ({} bytes)", what, d.blob.str(), d.blob_size)));
+    if (d.diff_id != l.diff_id)
+      die(Error(Errc::kDigestMismatch, fmt::format("{}: the tar is {}, the config says {}", what,
+                                                   d.diff_id.str(), l.diff_id.str())));
+    std::string ss = fmt::format("{}/layer-{}.ss", a.pos[2], i);
+    UniqueFd out = check(sys::open(ss, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    auto st = check(
+        w->finish([&](std::span<const std::byte> b) { return sys::write_all(out.get(), b); }));
+    auto r = open_stream(ss, a);
+    oci::LayerReader lr(r, what);
+    check(merger.apply_layer(lr, l.diff_id.str()));
+    layers.push_back({{"diff_id", d.diff_id.str()},
+                      {"compression", oci::compression_name(d.compression)},
+                      {"tar_bytes", d.tar_size},
+                      {"objects", st.objects}});
+  }
+  Tree tree = check(merger.finish());
+  if (!a.image.empty()) {
+    UniqueFd out = check(sys::open(a.image, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    auto res = check(erofs::write_image(tree, {1, 1}, out.get()));
+    layers.push_back({{"image_digest", res.digest.hex()}});
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json j{{"manifest", img.manifest.digest.str()}, {"layers", layers}, {"seconds", secs}};
+  fmt::print("{}\n", j.dump());
+  return 0;
+}
+
 int cmd_decompress(const Args& a) {
   if (a.pos.size() != 1) return 2;
   Layer l = open_layer(a.pos[0], a.zlib);
@@ -318,6 +406,8 @@ int main(int argc, char** argv) {
   if (c == "entries") rc = cmd_entries(a);
   if (c == "decompress") rc = cmd_decompress(a);
   if (c == "apply") rc = cmd_apply(a);
+  if (c == "resolve") rc = cmd_resolve(a);
+  if (c == "pull") rc = cmd_pull(a);
   if (rc == 2) fmt::print(stderr, "cfs-oci-test: bad arguments\n");
   return rc;
 }

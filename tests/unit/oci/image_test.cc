@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+// OCI JSON: raw bytes kept, digests of the exact bytes, errors naming the field, platforms.
+// (Documents written by umoci and skopeo are in tests/integration/test_oci_sources.py.)
+#include "cfs/oci/image.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace cfs::oci {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kHex(64, 'a');
+
+std::string manifest_json(const std::string& extra = "") {
+  return R"({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:)" +
+         kHex + R"(", "size": 7},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": "sha256:)" +
+         kHex + R"(", "size": 1234)" + extra + "}]}";
+}
+
+TEST(Image, ManifestKeepsRawBytesAndHashesThem) {
+  std::string raw = manifest_json();
+  auto m = parse_manifest(raw, "m");
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_EQ(m->raw, raw);
+  EXPECT_EQ(m->digest, sha256_of(std::string_view(raw)));
+  EXPECT_TRUE(m->is_image());
+  ASSERT_EQ(m->layers.size(), 1u);
+  EXPECT_EQ(m->layers[0].size, 1234u);
+  EXPECT_EQ(*manifest_kind(raw), ManifestKind::kManifest);
+}
+
+TEST(Image, ErrorsNameTheField) {
+  struct Case {
+    std::string raw;
+    const char* message;
+  };
+  std::vector<Case> cases = {
+      {"[]", "m: not a JSON object"},
+      {"{", "m: not valid JSON"},
+      {R"({"schemaVersion": 1})", "'schemaVersion' is not 2"},
+      {manifest_json(R"(, "size": -1)"), "m layers[0]: 'size' is not a non-negative integer"},
+      {manifest_json(R"(, "annotations": {"a": 1})"), "annotation 'a' is not a string"},
+      {R"({"schemaVersion": 2, "config": {"digest": "md5:abc", "size": 1}, "layers": []})",
+       "digest 'md5:abc'"},
+      {R"({"schemaVersion": 2, "layers": []})", "no 'config'"},
+      {R"({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+          "config": {}, "layers": []})",
+       "is not an image manifest"},
+  };
+  for (const auto& c : cases) {
+    auto m = parse_manifest(c.raw, "m");
+    ASSERT_FALSE(m) << c.raw;
+    EXPECT_THAT(m.error().message(), HasSubstr(c.message)) << c.raw;
+  }
+}
+
+TEST(Image, ConfigDiffIds) {
+  std::string raw = R"({"architecture": "arm64", "os": "linux", "variant": "v8",
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:)" +
+                    kHex + R"("]}})";
+  auto c = parse_config(raw, "c");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->platform.str(), "linux/arm64/v8");
+  ASSERT_EQ(c->diff_ids.size(), 1u);
+  EXPECT_EQ(c->diff_ids[0].hex, kHex);
+  auto bad = parse_config(R"({"rootfs": {"type": "layers", "diff_ids": [7]}})", "c");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message(), HasSubstr("rootfs.diff_ids[0] is not a string"));
+}
+
+TEST(Image, Platforms) {
+  auto p = Platform::parse("linux/arm/v7");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->variant, "v7");
+  EXPECT_FALSE(Platform::parse("linux"));
+  EXPECT_FALSE(Platform::parse("linux/arm/v7/x"));
+  EXPECT_FALSE(Platform::parse("/amd64"));
+  EXPECT_FALSE(Platform::parse("linux/arm/"));
+  Platform arm64{"linux", "arm64", ""}, arm64v8{"linux", "arm64", "v8"},
+      armv6{"linux", "arm", "v6"};
+  EXPECT_TRUE(arm64.serves(arm64v8));
+  EXPECT_TRUE(arm64v8.serves(arm64));
+  EXPECT_FALSE(armv6.serves(Platform{"linux", "arm", "v7"}));
+  EXPECT_TRUE(armv6.serves(Platform{"linux", "arm", ""}));
+  EXPECT_EQ(Platform::current().os, "linux");
+
+  std::string raw = R"({"schemaVersion": 2, "manifests": [
+    {"digest": "sha256:)" +
+                    kHex + R"(", "size": 1, "platform": {"os": "linux", "architecture": "ppc64le"}},
+    {"digest": "sha256:)" +
+                    std::string(64, 'b') + R"(", "size": 2,
+     "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}]})";
+  EXPECT_EQ(*manifest_kind(raw), ManifestKind::kIndex);
+  auto idx = parse_index(raw, "i");
+  ASSERT_TRUE(idx) << idx.error().message();
+  auto d = select_platform(*idx, Platform{"linux", "arm", ""}, "i");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->size, 2u);
+  auto none = select_platform(*idx, Platform{"linux", "amd64", ""}, "i");
+  ASSERT_FALSE(none);
+  EXPECT_THAT(none.error().message(),
+              HasSubstr("no image for platform linux/amd64 (the index has: linux/ppc64le, "
+                        "linux/arm/v7)"));
+}
+
+}  // namespace
+}  // namespace cfs::oci
