@@ -63,7 +63,10 @@ Status mount_image(const std::string& image, const std::string& mountpoint,
   // to fsmount(); the rest is libfuse's own (allow_other, max_read=, ...).
   serve.extra.insert(serve.extra.end(), opts.attr_options.begin(), opts.attr_options.end());
   serve.extra.insert(serve.extra.end(), opts.fuse_options.begin(), opts.fuse_options.end());
-  serve.on_serving = [log](bool daemonized) { log->set_daemonized(daemonized); };
+  serve.on_serving = [log, then = std::move(serve.on_serving)](bool daemonized) {
+    log->set_daemonized(daemonized);
+    if (then) then(daemonized);
+  };
   if (opts.upperdir.empty()) return fuse::serve(std::move(*fs), serve);
   auto merged = vfs::MergedFs::open(std::move(*fs), opts.upperdir, opts.workdir);
   if (!merged) return fail(std::move(merged).error().with_context(opts.upperdir));

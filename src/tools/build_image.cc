@@ -113,7 +113,7 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
   // Open the output first, as upstream does, so an unwritable destination fails before any
   // work; unlike upstream, nothing appears under the final name until the image is complete.
   std::optional<Output> out;
-  int out_fd = -1;
+  int out_fd = cfg.image_fd;
   if (cfg.image) {
     if (*cfg.image == "-" && ::isatty(STDOUT_FILENO))
       return fail(Errc::kInvalidInput, "stdout is a tty.  Refusing to use it");

@@ -16,6 +16,7 @@ namespace cfs::tools {
 struct BuildConfig {
   std::string source;                ///< directory, or dump file with from_file ("-" = stdin)
   std::optional<std::string> image;  ///< output path, "-" = stdout, nullopt = no image
+  int image_fd = -1;  ///< instead of `image`: write the image to this open file (a repository)
   std::optional<std::string> digest_store;
   bool from_file = false;
   bool strict = false;  ///< dump strict mode (CFS_PARSE_STRICT)

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 // g++ 12 -O2 reports a false "potential null pointer dereference" inside CLI11's
@@ -18,9 +19,60 @@
 #include "cfs/util/sys.h"
 #include "tools/build_image.h"
 #include "tools/command.h"
+#include "tools/repo_common.h"
 
 namespace cfs::tools {
 namespace {
+
+// Objects, image and name in one transaction: objects and the image object are written, one
+// syncfs, then the names (repo::Repository::publish_image).
+int create_in_repo(BuildConfig& cfg, const std::string& repo_path,
+                   const std::optional<std::string>& ref, bool json, bool print_digest) {
+  auto fail_with = [](const Error& e) {
+    fmt::print(stderr, "cfs: error: {}\n", e.message());
+    return kExitFailure;
+  };
+  repo::OpenOptions oo;
+  oo.write = true;
+  auto repo = open_repo(repo_path, oo);
+  if (!repo) return fail_with(repo.error());
+  if (repo->algorithm() != verity::HashAlg::kSha256)
+    return fail_with(Error(Errc::kUnsupportedFeature,
+                           repo->path() + ": SHA-512 repositories are not supported yet"));
+  std::uint32_t format = repo->meta().erofs_version();
+  if (format > 1)
+    return fail_with(
+        Error(Errc::kUnsupportedFeature, repo->path() +
+                                             ": cfs writes EROFS formats 0 and 1, the repository "
+                                             "uses " +
+                                             std::to_string(format)));
+  // composefs-rs V0 is mkcomposefs' default (version 0, raised to 1 when needed); V1 is
+  // --min-version=1.
+  cfg.min_version = format;
+  cfg.max_version = 1;
+  cfg.image.reset();
+  cfg.digest_store = repo->path() + "/objects";
+  auto image = repo->create_object();
+  if (!image) return fail_with(image.error());
+  cfg.image_fd = image->fd();
+  auto report = build_image(cfg);
+  if (!report) return fail_with(report.error());
+  auto digest = repo->commit_object(std::move(*image));
+  if (!digest) return fail_with(digest.error());
+  if (auto st = repo->publish_image(*digest, ref); !st) return fail_with(st.error());
+  if (json) {
+    fmt::print(
+        "{{\"image\": \"{}\", \"name\": {}, \"size\": {}, \"version\": {}, "
+        "\"inodes\": {}, \"external_files\": {}, \"objects_added\": {}, "
+        "\"objects_existed\": {}, \"bytes_added\": {}}}\n",
+        digest->hex(), ref ? json_quote(*ref) : "null", report->image_size, report->version,
+        report->nodes, report->external_files, report->objects_added, report->objects_existed,
+        report->bytes_added);
+  } else if (print_digest || !ref) {
+    fmt::print("{}\n", digest->hex());
+  }
+  return kExitOk;
+}
 
 int run_create(int argc, char** argv) {
   CLI::App app{
@@ -34,8 +86,12 @@ int run_create(int argc, char** argv) {
   bool print_digest = false, print_digest_only = false, json = false;
   std::optional<unsigned> min_version, max_version;
   unsigned threads = sys::available_cpus();
+  std::string repo_path, name;
   app.add_option("SOURCE", cfg.source, "directory, or dump file with --from-file ('-' = stdin)")
       ->required();
+  add_repo_option(app, repo_path);
+  app.add_option("--name", name,
+                 "with a repository: name the image (images/refs/NAME; replaces the name)");
   app.add_option("IMAGE", image, "output image ('-' = stdout)");
   app.add_option("--digest-store", store, "copy file contents into this object store");
   app.add_flag("--print-digest", print_digest, "print the image's fs-verity digest");
@@ -61,10 +117,19 @@ int run_create(int argc, char** argv) {
   app.add_flag("--json", json, "print a JSON report on stdout");
   try {
     app.parse(argc, argv);
-    if (print_digest_only && !image.empty())
-      throw CLI::ValidationError("IMAGE", "cannot be given with --print-digest-only");
-    if (!print_digest_only && image.empty())
-      throw CLI::RequiredError("IMAGE (or --print-digest-only)");
+    if (!repo_path.empty() || !name.empty()) {
+      if (!image.empty() || !store.empty() || print_digest_only)
+        throw CLI::ValidationError("--repo",
+                                   "stores the image and its objects in the repository: no IMAGE, "
+                                   "--digest-store or --print-digest-only");
+      if (min_version || max_version)
+        throw CLI::ValidationError("--repo", "the repository's EROFS format applies");
+    } else {
+      if (print_digest_only && !image.empty())
+        throw CLI::ValidationError("IMAGE", "cannot be given with --print-digest-only");
+      if (!print_digest_only && image.empty())
+        throw CLI::RequiredError("IMAGE (or --print-digest-only)");
+    }
     if (json && image == "-")
       throw CLI::ValidationError("--json", "cannot be combined with IMAGE '-' (stdout)");
   } catch (const CLI::ParseError& e) {
@@ -86,6 +151,11 @@ int run_create(int argc, char** argv) {
   cfg.strict = std::getenv("CFS_PARSE_STRICT") != nullptr;
   cfg.progress = ::isatty(STDERR_FILENO) != 0;
 
+  if (!repo_path.empty() || !name.empty()) {
+    std::optional<std::string> ref;
+    if (!name.empty()) ref = name.starts_with("refs/") ? name.substr(5) : name;
+    return create_in_repo(cfg, repo_path, ref, json, print_digest);
+  }
   auto report = build_image(cfg);
   if (!report) {
     fmt::print(stderr, "cfs: error: {}\n", report.error().message());

@@ -65,7 +65,9 @@ int usage_error(const char* prog, const std::string& msg) {
 
 }  // namespace
 
-int run_fuse_mount(int argc, char** argv) {
+int run_fuse_mount(int argc, char** argv) { return run_fuse_mount_then(argc, argv, {}); }
+
+int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready) {
   std::string_view self = argc > 0 && argv[0] ? argv[0] : "";
   if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
   const char* prog = self == "composefs-fuse" ? "composefs-fuse" : "cfs";
@@ -112,6 +114,7 @@ int run_fuse_mount(int argc, char** argv) {
   }
   if (auto r = mount::validate(opts, mount::Dialect::kFuse); !r)
     return usage_error(prog, r.error().message());
+  if (on_ready) serve.on_serving = [on_ready](bool) { on_ready(); };
   if (auto st = fuse::mount_image(image, mountpoint, opts, serve); !st) {
     fmt::print(stderr, "{}: error: {}\n", prog, st.error().message());
     return kExitFailure;

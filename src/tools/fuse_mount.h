@@ -3,11 +3,16 @@
 // `cfs fuse-mount`, and `cfs mount --fuse` (the mount command forwards its argv here).
 #pragma once
 
+#include <functional>
+
 namespace cfs::tools {
 
 /// argv[0] is the program or command name; a `--fuse` argument is ignored. Usage:
 ///   IMAGE MOUNTPOINT [-o OPTS] [-f] [-d] [-s]   or   -o source=IMAGE,... MOUNTPOINT
 /// Exit status 0 / 1 (failure) / 2 (usage).
 int run_fuse_mount(int argc, char** argv);
+/// The same; `on_ready` runs in the serving process once the mount is live
+/// (fuse::ServeOptions::on_serving).
+int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready);
 
 }  // namespace cfs::tools

@@ -2,7 +2,11 @@
 // mount.composefs (mount(8) helper and upstream-compatible tool), `cfs mount` and `cfs umount`.
 #include <fmt/core.h>
 
+// g++ 12 -O2: a false "potential null pointer dereference" inside CLI11 (see create.cc).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <CLI/CLI.hpp>
+#pragma GCC diagnostic pop
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +18,7 @@
 #include "cfs/util/json.h"
 #include "tools/command.h"
 #include "tools/fuse_mount.h"
+#include "tools/repo_mount.h"
 
 namespace cfs::tools {
 namespace {
@@ -149,6 +154,7 @@ int run_mount_composefs(int argc, char** argv) {
 }
 
 int run_cfs_mount(int argc, char** argv) {
+  if (wants_repo_mount(argc, argv)) return run_repo_mount(argc, argv);
   // `cfs mount --fuse IMAGE DIR -o ...`: the userspace mount takes the whole command line.
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--fuse") == 0) return run_fuse_mount(argc, argv);

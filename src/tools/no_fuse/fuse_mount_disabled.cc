@@ -7,7 +7,9 @@
 
 namespace cfs::tools {
 
-int run_fuse_mount(int, char**) {
+int run_fuse_mount(int argc, char** argv) { return run_fuse_mount_then(argc, argv, {}); }
+
+int run_fuse_mount_then(int, char**, const std::function<void()>&) {
   std::fputs("cfs: error: this cfs was built without the FUSE mount (CFS_BUILD_FUSE=OFF)\n",
              stderr);
   return kExitFailure;

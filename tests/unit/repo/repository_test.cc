@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+// Repository layout, names, meta.json handling and locking, on whatever filesystem /tmp is
+// (insecure repositories: no fs-verity needed).
+#include "cfs/repo/repository.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace cfs::repo {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RepoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cfs-repo-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/r";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Repository init(verity::HashAlg alg = verity::HashAlg::kSha256) {
+    InitOptions o;
+    o.algorithm = alg;
+    o.insecure = true;
+    auto r = Repository::init(path_, o);
+    EXPECT_TRUE(r) << r.error().message();
+    return std::move(*r);
+  }
+
+  static std::string read(const std::string& p) {
+    std::string out(fs::file_size(p), '\0');
+    std::FILE* f = std::fopen(p.c_str(), "rb");
+    if (!f) return "";
+    out.resize(std::fread(out.data(), 1, out.size(), f));
+    std::fclose(f);
+    return out;
+  }
+  static void write(const std::string& p, const std::string& data) {
+    fs::create_directories(fs::path(p).parent_path());
+    std::ofstream(p, std::ios::binary) << data;
+  }
+
+  // A fake image: images/<hex> -> ../objects/.. with some object content.
+  verity::Digest add_image(Repository& r, char fill) {
+    auto d = r.parse_digest(std::string(64, fill));
+    EXPECT_TRUE(d);
+    write(path_ + "/" + r.object_path(*d), "x");
+    EXPECT_TRUE(r.link_image(*d));
+    return *d;
+  }
+
+  std::string dir_, path_;
+};
+
+TEST_F(RepoTest, InitWritesMetaAndIsIdempotent) {
+  Repository r = init(verity::HashAlg::kSha512);
+  EXPECT_EQ(read(path_ + "/meta.json"), Meta::make(verity::HashAlg::kSha512, 1).to_json());
+  EXPECT_TRUE(fs::is_directory(path_ + "/objects"));
+  EXPECT_EQ(fs::status(path_).permissions() & fs::perms::all, fs::perms::owner_all);
+  EXPECT_FALSE(r.secure());
+  EXPECT_TRUE(r.access().writable);
+  // The same settings again: fine. Different ones: refused, naming both.
+  InitOptions same;
+  same.algorithm = verity::HashAlg::kSha512;
+  same.insecure = true;
+  EXPECT_TRUE(Repository::init(path_, same));
+  InitOptions other = same;
+  other.erofs_version = 0;
+  auto e = Repository::init(path_, other);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message().find("EROFS format 1, not"), std::string::npos)
+      << e.error().message();
+}
+
+TEST_F(RepoTest, OpenRefusesFutureVersionAndIncompatFeatures) {
+  write(path_ + "/meta.json", R"({"version": 2, "algorithm": "fsverity-sha256-12"})");
+  auto r = Repository::open(path_);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Errc::kUnsupportedFeature));
+  write(path_ + "/meta.json",
+        R"({"version": 1, "algorithm": "fsverity-sha256-12",
+            "features": {"incompatible": ["new_layout"]}})");
+  r = Repository::open(path_);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("new_layout"), std::string::npos);
+}
+
+TEST_F(RepoTest, UnknownRoCompatOpensReadOnly) {
+  write(path_ + "/meta.json",
+        R"({"version": 1, "algorithm": "fsverity-sha256-12",
+            "features": {"read-only-compatible": ["v1_erofs", "later"]}})");
+  auto r = Repository::open(path_);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(r->access().writable);
+  OpenOptions w;
+  w.write = true;
+  auto rw = Repository::open(path_, w);
+  ASSERT_FALSE(rw);
+  EXPECT_NE(rw.error().message().find("later"), std::string::npos) << rw.error().message();
+}
+
+TEST_F(RepoTest, OldRepositoryAlgorithmFromObjectNames) {
+  write(path_ + "/objects/ab/" + std::string(62, 'c'), "x");
+  auto r = Repository::open(path_);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->legacy());
+  EXPECT_EQ(r->algorithm(), verity::HashAlg::kSha256);
+  OpenOptions w;
+  w.write = true;
+  EXPECT_FALSE(Repository::open(path_, w));
+
+  fs::remove_all(path_);
+  write(path_ + "/objects/0f/" + std::string(126, 'e'), "x");
+  r = Repository::open(path_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->algorithm(), verity::HashAlg::kSha512);
+  // init upgrades it, keeping the algorithm of its objects; another algorithm is refused.
+  InitOptions o;
+  o.insecure = true;
+  o.algorithm = verity::HashAlg::kSha256;
+  EXPECT_FALSE(Repository::init(path_, o));
+  o.algorithm.reset();
+  auto up = Repository::init(path_, o);
+  ASSERT_TRUE(up) << up.error().message();
+  EXPECT_FALSE(up->legacy());
+  EXPECT_EQ(up->algorithm(), verity::HashAlg::kSha512);
+}
+
+TEST_F(RepoTest, NotARepository) {
+  fs::create_directories(path_);
+  auto r = Repository::open(path_);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("cfs repo init"), std::string::npos);
+  EXPECT_FALSE(Repository::open(dir_ + "/absent"));
+}
+
+TEST_F(RepoTest, NamesAreRelativeSymlinksLikeComposefsRs) {
+  Repository r = init();
+  verity::Digest img = add_image(r, 'a');
+  std::string hex = img.hex();
+  EXPECT_EQ(fs::read_symlink(path_ + "/images/" + hex).string(),
+            "../objects/aa/" + std::string(62, 'a'));
+  ASSERT_TRUE(r.set_ref(Kind::kImage, "v1", hex));
+  ASSERT_TRUE(r.set_ref(Kind::kImage, "os/stable/v2", hex));
+  EXPECT_EQ(fs::read_symlink(path_ + "/images/refs/v1").string(), "../" + hex);
+  EXPECT_EQ(fs::read_symlink(path_ + "/images/refs/os/stable/v2").string(), "../../../" + hex);
+  EXPECT_EQ(*r.resolve_image("v1"), img);
+  EXPECT_EQ(*r.resolve_image("refs/os/stable/v2"), img);
+  EXPECT_EQ(*r.resolve_image(hex), img);
+  EXPECT_EQ(*r.resolve_image("sha256:" + hex), img);
+  auto refs = r.list_refs(Kind::kImage);
+  ASSERT_TRUE(refs);
+  ASSERT_EQ(refs->size(), 2u);
+  EXPECT_EQ((*refs)[0].name, "os/stable/v2");
+  EXPECT_EQ((*refs)[0].target, hex);
+  EXPECT_EQ((*refs)[1].name, "v1");
+
+  // Retagging replaces; untagging removes the name and the directories it leaves empty.
+  verity::Digest img2 = add_image(r, 'b');
+  ASSERT_TRUE(r.set_ref(Kind::kImage, "v1", img2.hex()));
+  EXPECT_EQ(*r.resolve_image("v1"), img2);
+  ASSERT_TRUE(r.remove_ref(Kind::kImage, "os/stable/v2"));
+  EXPECT_FALSE(fs::exists(path_ + "/images/refs/os"));
+  EXPECT_FALSE(r.resolve_image("os/stable/v2"));
+  EXPECT_FALSE(r.remove_ref(Kind::kImage, "os/stable/v2"));
+}
+
+TEST_F(RepoTest, BadNamesAreRefused) {
+  Repository r = init();
+  std::string hex = add_image(r, 'a').hex();
+  for (const char* bad : {"", "/abs", "a//b", "a/./b", "../x", "a/..", "trailing/", ".symlink-x"})
+    EXPECT_FALSE(r.set_ref(Kind::kImage, bad, hex)) << bad;
+  EXPECT_FALSE(r.set_ref(Kind::kImage, "ok", std::string(64, 'f')));  // no such image
+}
+
+TEST_F(RepoTest, RefsPointingOutsideAreNotFollowed) {
+  Repository r = init();
+  fs::create_directories(path_ + "/images/refs");
+  fs::create_symlink("/etc", path_ + "/images/refs/evil");
+  fs::create_symlink("../../../" + std::string(64, 'a'), path_ + "/images/refs/up");
+  EXPECT_TRUE(r.resolve_image("evil").error().is(Errc::kCorruptImage));
+  EXPECT_TRUE(r.resolve_image("up").error().is(Errc::kCorruptImage));
+}
+
+TEST_F(RepoTest, OpenObjectStaysInsideAndNeverBlocks) {
+  Repository r = init();
+  auto d = r.parse_digest(std::string(64, '1'));
+  ASSERT_TRUE(d);
+  std::string obj = path_ + "/" + r.object_path(*d);
+  fs::create_directories(fs::path(obj).parent_path());
+  ASSERT_EQ(::mkfifo(obj.c_str(), 0644), 0);
+  auto fifo = r.open_object(*d);
+  ASSERT_FALSE(fifo);
+  EXPECT_TRUE(fifo.error().is(Errc::kCorruptImage));
+  fs::remove(obj);
+  fs::create_symlink("/etc/passwd", obj);
+  EXPECT_TRUE(r.open_object(*d).error().is(Errc::kObjectMissing));
+  fs::remove(obj);
+  write(obj, "content");
+  EXPECT_TRUE(r.open_object(*d));
+}
+
+TEST_F(RepoTest, ExclusiveWaitsForShared) {
+  init();
+  auto shared = Repository::open(path_);
+  ASSERT_TRUE(shared);
+  std::atomic<bool> waiting{false}, opened{false};
+  std::thread t([&] {
+    OpenOptions o;
+    o.lock = LockMode::kExclusive;
+    o.on_wait = [&] { waiting = true; };
+    auto ex = Repository::open(path_, o);
+    opened = ex.has_value();
+  });
+  while (!waiting) std::this_thread::yield();
+  EXPECT_FALSE(opened);
+  { Repository gone = std::move(*shared); }
+  t.join();
+  EXPECT_TRUE(opened);
+}
+
+TEST(RepoDefault, EnvironmentThenPerUser) {
+  ::setenv("CFS_REPO", "/x/y", 1);
+  EXPECT_EQ(default_path(), "/x/y");
+  ::unsetenv("CFS_REPO");
+  EXPECT_EQ(default_path(), ::geteuid() == 0
+                                ? "/sysroot/composefs"
+                                : std::string(::getenv("HOME")) + "/.var/lib/composefs");
+}
+
+}  // namespace
+}  // namespace cfs::repo
