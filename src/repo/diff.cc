@@ -112,9 +112,11 @@ void compare_nodes(const Node& a, const Node& b, std::vector<FieldDiff>& f) {
   add("mtime", mtime(a), mtime(b));
   if (a.is_reg()) {
     add("size", std::to_string(a.size), std::to_string(b.size));
-    add("content", content_digest(a), content_digest(b));
+    std::string ca = content_digest(a), cb = content_digest(b);
+    add("content", ca, cb);
     add("storage", a.content ? "inline" : "object", b.content ? "inline" : "object");
-    if (!a.content && !b.content) add("redirect", a.payload, b.payload);
+    // The redirect follows the content; shown only when it differs for the same content.
+    if (ca == cb && !a.content && !b.content) add("redirect", a.payload, b.payload);
   } else if (a.is_symlink()) {
     add("target", shown(a.payload), shown(b.payload));
   } else if (a.type() == S_IFCHR || a.type() == S_IFBLK) {

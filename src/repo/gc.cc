@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_link.h"
 #include "repo/names.h"
+#include "repo/objects.h"
 #include "repo/reach.h"
 
 namespace cfs::repo {
@@ -33,68 +35,6 @@ Status add_root(const Repository& repo, const std::string& name, std::set<std::s
   }
   return fail(Errc::kInvalidInput,
               "--root " + name + ": no image or stream of that name in " + repo.path());
-}
-
-struct Sweep {
-  std::mutex mu;
-  std::uint64_t scanned = 0, live = 0, removed = 0, bytes = 0, temps = 0;
-  std::vector<std::string> strays;
-  std::optional<Error> error;
-};
-
-// One fan-out directory: every object not marked live goes (or would go).
-void sweep_dir(const Repository& repo, const std::string& dir, const reach::Marker& marker,
-               bool dry_run, GcCounters* counters, Sweep& out) {
-  std::string rel = std::string(kObjectsDir) + "/" + dir;
-  auto fd = sys::openat(repo.fd(), rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!fd) {
-    std::lock_guard lock(out.mu);
-    out.error = std::move(fd).error();
-    return;
-  }
-  auto entries = sys::list_dir(fd->get(), repo.path() + "/" + rel);
-  if (!entries) {
-    std::lock_guard lock(out.mu);
-    out.error = std::move(entries).error();
-    return;
-  }
-  std::uint64_t scanned = 0, live = 0, removed = 0, bytes = 0, temps = 0;
-  std::vector<std::string> strays;
-  for (const auto& [name, type] : *entries) {
-    if (names::is_temp(name)) {
-      ++temps;
-      if (!dry_run) (void)sys::unlinkat(fd->get(), name, 0);
-      continue;
-    }
-    if (!names::object_digest(dir, name, repo.algorithm())) {
-      strays.push_back(rel + "/" + name);
-      continue;
-    }
-    ++scanned;
-    if (counters) counters->objects_scanned.fetch_add(1, std::memory_order_relaxed);
-    if (marker.live().count(dir + "/" + name)) {
-      ++live;
-      continue;
-    }
-    auto st = sys::fstatat(fd->get(), name, AT_SYMLINK_NOFOLLOW);
-    if (st) bytes += static_cast<std::uint64_t>(st->st_size);
-    if (!dry_run) {
-      if (auto u = sys::unlinkat(fd->get(), name, 0); !u) {
-        std::lock_guard lock(out.mu);
-        out.error = std::move(u).error();
-        return;
-      }
-    }
-    ++removed;
-    if (counters) counters->objects_removed.fetch_add(1, std::memory_order_relaxed);
-  }
-  std::lock_guard lock(out.mu);
-  out.scanned += scanned;
-  out.live += live;
-  out.removed += removed;
-  out.bytes += bytes;
-  out.temps += temps;
-  out.strays.insert(out.strays.end(), strays.begin(), strays.end());
 }
 
 // Removes (or counts) the links of images/ or streams/ that point at nothing now, then the
@@ -190,36 +130,39 @@ Result<GcReport> gc(Repository& repo, const GcOptions& options, GcCounters* coun
   report.root_images.assign(images.begin(), images.end());
   report.root_streams.assign(streams.begin(), streams.end());
 
-  // Sweep objects/, fan-out directories in parallel.
-  std::vector<std::string> dirs;
-  auto objects = sys::openat(repo.fd(), std::string(kObjectsDir), O_RDONLY | O_DIRECTORY);
-  if (objects) {
-    CFS_ASSIGN(auto top, sys::list_dir(objects->get(), repo.path() + "/objects"));
-    for (const auto& [name, type] : top) {
-      if (names::is_temp(name)) {
-        ++report.temp_removed;
-        if (!options.dry_run) (void)sys::unlinkat(objects->get(), name, 0);
-      } else if (name.size() == 2 && type == DT_DIR) {
-        dirs.push_back(name);
-      } else {
-        report.strays.push_back(std::string(kObjectsDir) + "/" + name);
-      }
-    }
-  } else if (!objects.error().is_errno(ENOENT)) {
-    return fail(std::move(objects).error());
+  // Sweep objects/. Under the exclusive lock no writer is at work: temporary files are
+  // leftovers of interrupted ones.
+  CFS_ASSIGN(auto listing, objects::list(repo, options.threads));
+  CFS_ASSIGN(auto objects_dir, sys::openat(repo.fd(), std::string(kObjectsDir),
+                                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  report.objects_scanned = listing.objects.size();
+  std::mutex mu;
+  std::optional<Error> error;
+  parallel_for(listing.objects.size(),
+               options.threads ? options.threads : sys::available_cpus(), [&](std::size_t i) {
+                 const auto& e = listing.objects[i];
+                 if (counters) counters->objects_scanned.fetch_add(1, std::memory_order_relaxed);
+                 if (marker.live().count(e.name)) return;
+                 auto st = sys::fstatat(objects_dir.get(), e.name, AT_SYMLINK_NOFOLLOW);
+                 Status removed = options.dry_run ? Status{}
+                                                  : sys::unlinkat(objects_dir.get(), e.name, 0);
+                 std::lock_guard lock(mu);
+                 if (!removed) {
+                   if (!error) error = std::move(removed).error();
+                   return;
+                 }
+                 ++report.objects_removed;
+                 if (st) report.bytes_removed += static_cast<std::uint64_t>(st->st_size);
+                 if (counters) counters->objects_removed.fetch_add(1, std::memory_order_relaxed);
+               });
+  if (error) return fail(std::move(*error));
+  report.objects_live = report.objects_scanned - report.objects_removed;
+  for (const auto& t : listing.temps) {
+    ++report.temp_removed;
+    if (!options.dry_run) (void)sys::unlinkat(objects_dir.get(), t.name, 0);
   }
-  Sweep sweep;
-  parallel_for(
-      dirs.size(), options.threads ? options.threads : sys::available_cpus(),
-      [&](std::size_t i) { sweep_dir(repo, dirs[i], marker, options.dry_run, counters, sweep); });
-  if (sweep.error) return fail(std::move(*sweep.error));
-  report.objects_scanned = sweep.scanned;
-  report.objects_live = sweep.live;
-  report.objects_removed = sweep.removed;
-  report.bytes_removed = sweep.bytes;
-  report.temp_removed += sweep.temps;
-  report.strays.insert(report.strays.end(), sweep.strays.begin(), sweep.strays.end());
-  std::sort(report.strays.begin(), report.strays.end());
+  for (const auto& s : listing.strays)
+    report.strays.push_back(std::string(kObjectsDir) + "/" + s.name);
 
   CFS_ASSIGN(report.images_pruned,
              prune(repo, Kind::kImage, marker, options.dry_run, report.temp_removed));

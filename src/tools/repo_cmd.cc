@@ -11,6 +11,7 @@
 // 2 usage, 3 (fsck) operational error.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -24,6 +25,7 @@
 #pragma GCC diagnostic pop
 #include <fmt/core.h>
 
+#include "cfs/repo/fsck.h"
 #include "cfs/repo/gc.h"
 #include "cfs/repo/lease.h"
 #include "cfs/repo/repository.h"
@@ -255,6 +257,78 @@ int run_gc(int argc, char** argv) {
   return kExitOk;
 }
 
+int run_fsck(int argc, char** argv) {
+  CLI::App app{"Check a repository: meta.json, every object's digest, streams, images, names, "
+               "leftovers.",
+               "cfs repo fsck"};
+  std::string repo_path;
+  repo::FsckOptions o;
+  bool json = false;
+  add_repo_option(app, repo_path);
+  app.add_flag("--repair", o.repair,
+               "remove what can be removed safely: temporary files, corrupt objects, links to "
+               "nothing, stale leases (a re-import then heals)");
+  app.add_option("--threads", o.threads, "worker threads (default: all CPUs)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--json", json, "print JSON");
+  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  constexpr int kExitProblems = 1, kExitError = 3;
+  repo::OpenOptions oo;
+  oo.write = o.repair;
+  oo.lock = o.repair ? repo::LockMode::kExclusive : repo::LockMode::kShared;
+  auto r = open_repo(repo_path, oo);
+  if (!r) {
+    fmt::print(stderr, "cfs: error: {}\n", r.error().message());
+    return kExitError;
+  }
+  auto rep = repo::fsck(*r, o);
+  if (!rep) {
+    fmt::print(stderr, "cfs: error: {}\n", rep.error().message());
+    return kExitError;
+  }
+  if (json) {
+    std::string problems;
+    for (const auto& p : rep->problems)
+      problems += fmt::format(
+          "{}{{\"kind\": \"{}\", \"path\": {}, \"detail\": {}, \"repaired\": {}}}",
+          problems.empty() ? "" : ", ", p.kind, json_quote(p.path), json_quote(p.detail),
+          p.repaired ? "true" : "false");
+    fmt::print(
+        "{{\"ok\": {}, \"has_metadata\": {}, \"secure\": {}, \"algorithm\": \"{}\", "
+        "\"objects_checked\": {}, \"bytes_checked\": {}, \"objects_corrupted\": {}, "
+        "\"streams_checked\": {}, \"streams_corrupted\": {}, \"images_checked\": {}, "
+        "\"images_corrupted\": {}, \"broken_links\": {}, \"missing_objects\": {}, "
+        "\"temp_files\": {}, \"problems\": [{}], \"notes\": {}}}\n",
+        rep->ok() ? "true" : "false", rep->has_metadata ? "true" : "false",
+        rep->secure ? "true" : "false", repo::algorithm_name(r->algorithm()),
+        rep->objects_checked, rep->bytes_checked, rep->objects_corrupt, rep->streams_checked,
+        rep->streams_corrupt, rep->images_checked, rep->images_corrupt, rep->broken_links,
+        rep->missing_objects, rep->temp_files, problems, json_list(rep->notes));
+  } else {
+    fmt::print("meta.json: {}\n",
+               rep->has_metadata
+                   ? fmt::format("ok ({}, EROFS format {}, {})",
+                                 repo::algorithm_name(r->algorithm()),
+                                 r->meta().erofs_version(),
+                                 rep->secure ? "secure" : "insecure")
+                   : "absent (old repository; `cfs repo init` adds it)");
+    fmt::print("objects: {} checked ({}), {} corrupt\n", rep->objects_checked,
+               human_bytes(rep->bytes_checked), rep->objects_corrupt);
+    fmt::print("streams: {} checked, {} corrupt\n", rep->streams_checked, rep->streams_corrupt);
+    fmt::print("images: {} checked, {} corrupt\n", rep->images_checked, rep->images_corrupt);
+    for (const auto& p : rep->problems)
+      fmt::print("{}: {}: {}{}\n", p.kind, p.path, p.detail, p.repaired ? " (repaired)" : "");
+    for (const auto& n : rep->notes) fmt::print("note: {}\n", n);
+    std::size_t left = static_cast<std::size_t>(std::count_if(
+        rep->problems.begin(), rep->problems.end(), [](const auto& p) { return !p.repaired; }));
+    if (left)
+      fmt::print("status: {} problem{}\n", left, left == 1 ? "" : "s");
+    else
+      fmt::print("status: ok{}\n", rep->problems.empty() ? "" : " (repaired)");
+  }
+  return rep->ok() ? kExitOk : kExitProblems;
+}
+
 struct Sub {
   const char* name;
   const char* summary;
@@ -267,6 +341,7 @@ const Sub kSubs[] = {
     {"tag", "name an image", run_tag},
     {"untag", "remove an image name", run_untag},
     {"gc", "remove unreferenced objects (keeps mounted images)", run_gc},
+    {"fsck", "check the repository (and --repair it)", run_fsck},
 };
 
 void usage(std::FILE* out) {
