@@ -88,9 +88,9 @@ Status Checker::check_objects(const objects::Listing& listing) {
 void Checker::check_object(const std::string& name, unsigned digest_threads) {
   std::string rel = std::string(kObjectsDir) + "/" + name;
   auto want = names::object_digest(name.substr(0, 2), name.substr(3), repo_.algorithm());
-  auto fd = sys::openat2(repo_.fd(), rel, O_RDONLY | O_NONBLOCK | O_NOFOLLOW,
-                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-                             RESOLVE_NO_XDEV);
+  auto fd =
+      sys::openat2(repo_.fd(), rel, O_RDONLY | O_NONBLOCK | O_NOFOLLOW,
+                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
   auto bad = [&](std::string kind, std::string detail) {
     {
       std::lock_guard lock(mu_);
@@ -160,9 +160,8 @@ Status Checker::check_entries(Kind kind) {
     if (!object) {
       bad.insert(name);
       ++report_.broken_links;
-      problem("bad-link", rel, target ? "points at '" + *target + "', not at an object"
-                                      : "not a symlink",
-              true);
+      problem("bad-link", rel,
+              target ? "points at '" + *target + "', not at an object" : "not a symlink", true);
       continue;
     }
     if (kind == Kind::kImage && object->hex() != name) {
@@ -203,8 +202,7 @@ void Checker::check_image(const std::string& rel, const verity::Digest& d) {
   for (const auto& o : *objects) {
     if (missing.count(o)) continue;
     bool gone = removed_objects_.count(o) > 0 ||
-                !sys::fstatat(repo_.fd(), std::string(kObjectsDir) + "/" + o,
-                              AT_SYMLINK_NOFOLLOW);
+                !sys::fstatat(repo_.fd(), std::string(kObjectsDir) + "/" + o, AT_SYMLINK_NOFOLLOW);
     if (gone) missing.insert(o);
   }
   for (const auto& o : missing) {
@@ -297,8 +295,9 @@ void Checker::check_leftovers(const objects::Listing& listing) {
     if (alone)
       problem("temp-file", t, "left by an interrupted write", true);
     else
-      report_.notes.push_back(t + ": temporary file (another process has the repository open; "
-                                  "a write may be in progress)");
+      report_.notes.push_back(t +
+                              ": temporary file (another process has the repository open; "
+                              "a write may be in progress)");
   }
 }
 

@@ -133,19 +133,22 @@ Result<GcReport> gc(Repository& repo, const GcOptions& options, GcCounters* coun
   // Sweep objects/. Under the exclusive lock no writer is at work: temporary files are
   // leftovers of interrupted ones.
   CFS_ASSIGN(auto listing, objects::list(repo, options.threads));
-  CFS_ASSIGN(auto objects_dir, sys::openat(repo.fd(), std::string(kObjectsDir),
-                                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  UniqueFd objects_dir;
+  if (!listing.objects.empty() || !listing.temps.empty()) {
+    CFS_ASSIGN(objects_dir, sys::openat(repo.fd(), std::string(kObjectsDir),
+                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  }
   report.objects_scanned = listing.objects.size();
   std::mutex mu;
   std::optional<Error> error;
-  parallel_for(listing.objects.size(),
-               options.threads ? options.threads : sys::available_cpus(), [&](std::size_t i) {
+  parallel_for(listing.objects.size(), options.threads ? options.threads : sys::available_cpus(),
+               [&](std::size_t i) {
                  const auto& e = listing.objects[i];
                  if (counters) counters->objects_scanned.fetch_add(1, std::memory_order_relaxed);
                  if (marker.live().count(e.name)) return;
                  auto st = sys::fstatat(objects_dir.get(), e.name, AT_SYMLINK_NOFOLLOW);
-                 Status removed = options.dry_run ? Status{}
-                                                  : sys::unlinkat(objects_dir.get(), e.name, 0);
+                 Status removed =
+                     options.dry_run ? Status{} : sys::unlinkat(objects_dir.get(), e.name, 0);
                  std::lock_guard lock(mu);
                  if (!removed) {
                    if (!error) error = std::move(removed).error();

@@ -143,7 +143,7 @@ Result<verity::Digest> parse_digest(std::string_view text, verity::HashAlg alg) 
 }
 
 bool is_temp(std::string_view name) {
-  return name.starts_with(".tmp-") || name.starts_with(".symlink-");
+  return name.starts_with(".tmp") || name.starts_with(".symlink-");
 }
 
 std::string temp_link_name() { return ".symlink-" + unique_suffix(); }

@@ -27,7 +27,7 @@ Result<verity::Digest> parse_digest(std::string_view text, verity::HashAlg alg);
 bool valid_ref(std::string_view name);
 /// A top-level entry of images/ or streams/: one component, not "refs", not temporary.
 bool valid_entry(std::string_view name);
-/// Temporary names of cfs and composefs-rs (".tmp-*" files, ".symlink-*" links).
+/// Temporary names of cfs and composefs-rs (".tmp*" files, ".symlink-*" links).
 bool is_temp(std::string_view name);
 /// A fresh temporary name for a symlink or file in `dir`.
 std::string temp_link_name();

@@ -43,9 +43,9 @@ Result<Listing> list(const Repository& repo, unsigned threads) {
   parallel_for(fanouts.size(), threads ? threads : sys::available_cpus(), [&](std::size_t i) {
     const std::string& fan = fanouts[i];
     auto fd = sys::openat(dir->get(), fan, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    auto names_in = fd ? sys::list_dir(fd->get(), repo.path() + "/objects/" + fan)
-                       : Result<std::vector<std::pair<std::string, unsigned char>>>(
-                             tl::unexpected(fd.error()));
+    auto names_in =
+        fd ? sys::list_dir(fd->get(), repo.path() + "/objects/" + fan)
+           : Result<std::vector<std::pair<std::string, unsigned char>>>(tl::unexpected(fd.error()));
     std::lock_guard lock(mu);
     if (!names_in) {
       // A fan-out name that is not a directory is a stray, not a failure.

@@ -11,8 +11,8 @@
 namespace cfs::repo::objects {
 
 struct Entry {
-  std::string name;          ///< "ab/cdef…" (the object name) or a path below objects/
-  unsigned char type = 0;    ///< d_type (DT_UNKNOWN when the filesystem does not say)
+  std::string name;        ///< "ab/cdef…" (the object name) or a path below objects/
+  unsigned char type = 0;  ///< d_type (DT_UNKNOWN when the filesystem does not say)
 };
 
 struct Listing {

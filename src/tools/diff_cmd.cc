@@ -36,20 +36,21 @@ const char* status_word(repo::PathDiff::Status s) {
 std::string fields_json(const std::vector<repo::FieldDiff>& fields) {
   std::string out = "[";
   for (std::size_t i = 0; i < fields.size(); ++i)
-    out += fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
-                       json_quote(fields[i].field), json_quote(fields[i].a),
-                       json_quote(fields[i].b));
+    out +=
+        fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
+                    json_quote(fields[i].field), json_quote(fields[i].a), json_quote(fields[i].b));
   return out + "]";
 }
 
 std::string or_none(const std::string& v) { return v.empty() ? "(none)" : v; }
 
 int run_diff(int argc, char** argv) {
-  CLI::App app{"Compare two composefs images, dumps or repository images: which paths differ "
-               "and in which fields (type, mode, owner, mtime, xattrs, content, hardlinks) and "
-               "how the images themselves differ (format version, digest). Exit status 0: "
-               "equal, 1: different, 2: trouble.",
-               "cfs diff"};
+  CLI::App app{
+      "Compare two composefs images, dumps or repository images: which paths differ "
+      "and in which fields (type, mode, owner, mtime, xattrs, content, hardlinks) and "
+      "how the images themselves differ (format version, digest). Exit status 0: "
+      "equal, 1: different, 2: trouble.",
+      "cfs diff"};
   std::string repo_path, a, b;
   bool json = false;
   add_repo_option(app, repo_path);

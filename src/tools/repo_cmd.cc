@@ -258,9 +258,10 @@ int run_gc(int argc, char** argv) {
 }
 
 int run_fsck(int argc, char** argv) {
-  CLI::App app{"Check a repository: meta.json, every object's digest, streams, images, names, "
-               "leftovers.",
-               "cfs repo fsck"};
+  CLI::App app{
+      "Check a repository: meta.json, every object's digest, streams, images, names, "
+      "leftovers.",
+      "cfs repo fsck"};
   std::string repo_path;
   repo::FsckOptions o;
   bool json = false;
@@ -289,10 +290,10 @@ int run_fsck(int argc, char** argv) {
   if (json) {
     std::string problems;
     for (const auto& p : rep->problems)
-      problems += fmt::format(
-          "{}{{\"kind\": \"{}\", \"path\": {}, \"detail\": {}, \"repaired\": {}}}",
-          problems.empty() ? "" : ", ", p.kind, json_quote(p.path), json_quote(p.detail),
-          p.repaired ? "true" : "false");
+      problems +=
+          fmt::format("{}{{\"kind\": \"{}\", \"path\": {}, \"detail\": {}, \"repaired\": {}}}",
+                      problems.empty() ? "" : ", ", p.kind, json_quote(p.path),
+                      json_quote(p.detail), p.repaired ? "true" : "false");
     fmt::print(
         "{{\"ok\": {}, \"has_metadata\": {}, \"secure\": {}, \"algorithm\": \"{}\", "
         "\"objects_checked\": {}, \"bytes_checked\": {}, \"objects_corrupted\": {}, "
@@ -300,18 +301,17 @@ int run_fsck(int argc, char** argv) {
         "\"images_corrupted\": {}, \"broken_links\": {}, \"missing_objects\": {}, "
         "\"temp_files\": {}, \"problems\": [{}], \"notes\": {}}}\n",
         rep->ok() ? "true" : "false", rep->has_metadata ? "true" : "false",
-        rep->secure ? "true" : "false", repo::algorithm_name(r->algorithm()),
-        rep->objects_checked, rep->bytes_checked, rep->objects_corrupt, rep->streams_checked,
-        rep->streams_corrupt, rep->images_checked, rep->images_corrupt, rep->broken_links,
-        rep->missing_objects, rep->temp_files, problems, json_list(rep->notes));
+        rep->secure ? "true" : "false", repo::algorithm_name(r->algorithm()), rep->objects_checked,
+        rep->bytes_checked, rep->objects_corrupt, rep->streams_checked, rep->streams_corrupt,
+        rep->images_checked, rep->images_corrupt, rep->broken_links, rep->missing_objects,
+        rep->temp_files, problems, json_list(rep->notes));
   } else {
-    fmt::print("meta.json: {}\n",
-               rep->has_metadata
-                   ? fmt::format("ok ({}, EROFS format {}, {})",
-                                 repo::algorithm_name(r->algorithm()),
-                                 r->meta().erofs_version(),
-                                 rep->secure ? "secure" : "insecure")
-                   : "absent (old repository; `cfs repo init` adds it)");
+    fmt::print(
+        "meta.json: {}\n",
+        rep->has_metadata
+            ? fmt::format("ok ({}, EROFS format {}, {})", repo::algorithm_name(r->algorithm()),
+                          r->meta().erofs_version(), rep->secure ? "secure" : "insecure")
+            : "absent (old repository; `cfs repo init` adds it)");
     fmt::print("objects: {} checked ({}), {} corrupt\n", rep->objects_checked,
                human_bytes(rep->bytes_checked), rep->objects_corrupt);
     fmt::print("streams: {} checked, {} corrupt\n", rep->streams_checked, rep->streams_corrupt);
