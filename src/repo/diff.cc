@@ -86,7 +86,7 @@ std::string shown(std::string_view v) {
 // fs-verity digest (recorded for objects, computed for inline data).
 std::string content_digest(const Node& n) {
   if (n.content) return verity::digest_bytes(std::as_bytes(std::span(*n.content))).hex();
-  if (n.digest) return to_hex(*n.digest);
+  if (n.digest) return n.digest->hex();
   return n.size == 0 ? verity::digest_bytes({}).hex() : "(none)";
 }
 

@@ -12,28 +12,12 @@
 #include <cctype>
 #include <cstring>
 
-#include "cfs/util/hex.h"
+#include "cfs/tree/object_name.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_link.h"
 
 namespace cfs::repo::names {
 namespace {
-
-bool lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-std::optional<verity::Digest> digest_of_hex(std::string_view hex, verity::HashAlg alg) {
-  if (hex.size() != 2 * verity::digest_size(alg)) return std::nullopt;
-  auto bytes = from_hex(hex);
-  if (!bytes) return std::nullopt;
-  verity::Digest d;
-  d.alg = alg;
-  d.size = bytes->size();
-  std::copy(bytes->begin(), bytes->end(), d.bytes.begin());
-  return d;
-}
 
 // Splits on '/', resolving "." and ".." lexically; nullopt if ".." climbs above the start.
 std::optional<std::vector<std::string_view>> normalize(std::vector<std::string_view> base,
@@ -113,32 +97,26 @@ Status walk(int repo_fd, const std::string& rel, const std::string& prefix,
 
 }  // namespace
 
-std::string object_name(const verity::Digest& digest) {
-  std::string hex = digest.hex();
-  return hex.substr(0, 2) + "/" + hex.substr(2);
-}
+std::string object_name(const verity::Digest& digest) { return tree::object_path(digest); }
 
 std::optional<verity::Digest> object_digest(std::string_view dir, std::string_view rest,
                                             verity::HashAlg alg) {
-  if (dir.size() != 2 || !lower_hex(dir) || !lower_hex(rest)) return std::nullopt;
-  return digest_of_hex(std::string(dir) + std::string(rest), alg);
+  return tree::parse_object_path(std::string(dir) + "/" + std::string(rest), alg);
 }
 
 Result<verity::Digest> parse_digest(std::string_view text, verity::HashAlg alg) {
   std::string_view hex = text;
   if (auto colon = text.find(':'); colon != std::string_view::npos) {
     if (text.substr(0, colon) != verity::hash_alg_name(alg))
-      return fail(Errc::kInvalidInput,
-                  "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest");
+      return fail(Errc::kInvalidInput, "'" + std::string(text) + "' is not a " +
+                                           verity::hash_alg_name(alg) + " digest");
     hex = text.substr(colon + 1);
   }
-  std::string lower(hex);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto d = digest_of_hex(lower, alg);
+  auto d = tree::parse_digest_hex(hex, alg);
   if (!d)
     return fail(Errc::kInvalidInput,
-                "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest (" +
-                    std::to_string(2 * verity::digest_size(alg)) + " hex digits)");
+                "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) +
+                    " digest (" + std::to_string(2 * verity::digest_size(alg)) + " hex digits)");
   return *d;
 }
 

@@ -29,6 +29,7 @@
 #include "cfs/repo/gc.h"
 #include "cfs/repo/lease.h"
 #include "cfs/repo/repository.h"
+#include "cfs/repo/streams.h"
 #include "tools/command.h"
 #include "tools/repo_common.h"
 
@@ -329,6 +330,24 @@ int run_fsck(int argc, char** argv) {
   return rep->ok() ? kExitOk : kExitProblems;
 }
 
+int run_cat(int argc, char** argv) {
+  CLI::App app{"Write the byte stream a splitstream stores (e.g. a tar layer) to stdout.",
+               "cfs repo cat"};
+  std::string repo_path, name;
+  add_repo_option(app, repo_path);
+  app.add_option("STREAM", name, "content id (streams/ID) or refs/NAME")->required();
+  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (::isatty(STDOUT_FILENO)) {
+    fmt::print(stderr, "cfs: error: stdout is a terminal; redirect it to a file or a pipe\n");
+    return kExitUsage;
+  }
+  auto r = open_repo(repo_path, {});
+  if (!r) return error(r.error());
+  auto n = repo::cat_stream(*r, name, STDOUT_FILENO);
+  if (!n) return error(n.error());
+  return kExitOk;
+}
+
 struct Sub {
   const char* name;
   const char* summary;
@@ -340,6 +359,7 @@ const Sub kSubs[] = {
     {"images", "list named images", run_images},
     {"tag", "name an image", run_tag},
     {"untag", "remove an image name", run_untag},
+    {"cat", "write the byte stream a splitstream stores", run_cat},
     {"gc", "remove unreferenced objects (keeps mounted images)", run_gc},
     {"fsck", "check the repository (and --repair it)", run_fsck},
 };

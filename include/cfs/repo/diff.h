@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cfs/erofs/tree.h"
+#include "cfs/tree/tree.h"
 #include "cfs/repo/repository.h"
 #include "cfs/util/result.h"
 
