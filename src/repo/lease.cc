@@ -106,7 +106,7 @@ Result<Lease> begin_lease(Repository& repo, const verity::Digest& image, MountKi
   Lease l;
   l.image = image.hex();
   l.kind = kind;
-  CFS_ASSIGN(l.mountpoint, sys::real_path(mountpoint));
+  CFS_ASSIGN(l.mountpoint, sys::resolve_path(mountpoint));
   CFS_ASSIGN(l.mnt_ns, namespace_of("/proc/self"));
   l.boot_id = boot_id();
   l.created = static_cast<std::int64_t>(::time(nullptr));

@@ -108,15 +108,15 @@ Result<verity::Digest> parse_digest(std::string_view text, verity::HashAlg alg) 
   std::string_view hex = text;
   if (auto colon = text.find(':'); colon != std::string_view::npos) {
     if (text.substr(0, colon) != verity::hash_alg_name(alg))
-      return fail(Errc::kInvalidInput, "'" + std::string(text) + "' is not a " +
-                                           verity::hash_alg_name(alg) + " digest");
+      return fail(Errc::kInvalidInput,
+                  "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest");
     hex = text.substr(colon + 1);
   }
   auto d = tree::parse_digest_hex(hex, alg);
   if (!d)
     return fail(Errc::kInvalidInput,
-                "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) +
-                    " digest (" + std::to_string(2 * verity::digest_size(alg)) + " hex digits)");
+                "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest (" +
+                    std::to_string(2 * verity::digest_size(alg)) + " hex digits)");
   return *d;
 }
 

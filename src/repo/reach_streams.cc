@@ -10,9 +10,8 @@ Result<StreamRefs> stream_refs(const Repository& repo, const verity::Digest& str
   CFS_ASSIGN(auto fd, repo.open_object(stream));
   splitstream::ReaderOptions o;
   o.algorithm = repo.algorithm();
-  CFS_ASSIGN(auto reader, splitstream::Reader::open(std::move(fd),
-                                                    repo.path() + "/" + repo.object_path(stream),
-                                                    o));
+  CFS_ASSIGN(auto reader, splitstream::Reader::open(
+                              std::move(fd), repo.path() + "/" + repo.object_path(stream), o));
   StreamRefs refs;
   refs.objects = reader.object_refs();
   refs.streams = reader.stream_refs();

@@ -92,9 +92,10 @@ Result<bool> write_meta(int repo_fd, const std::string& path, const Meta& meta, 
     cleanup();
     return fail(!ro ? std::move(ro).error() : std::move(st).error());
   }
-  Result<bool> linked = temp_name.empty() ? sys::link_fd(ro->get(), repo_fd, std::string(kMetaFile))
-                                          : sys::rename_noreplace(repo_fd, temp_name, repo_fd,
-                                                                  std::string(kMetaFile));
+  Result<bool> linked =
+      temp_name.empty()
+          ? sys::link_open_file(ro->get(), repo_fd, std::string(kMetaFile))
+          : sys::rename_noreplace(repo_fd, temp_name, repo_fd, std::string(kMetaFile));
   cleanup();
   if (!linked) return linked;
   if (*linked) CFS_TRY(sys::fsync(repo_fd, path));
@@ -463,7 +464,7 @@ Result<verity::Digest> Repository::commit_object(NewObject object) {
   }
   CFS_TRY(sys::mkdirat(object.dir_fd_.get(), name.substr(0, 2), 0755));
   if (object.temp_name_.empty()) {
-    CFS_TRY(sys::link_fd(ro.get(), object.dir_fd_.get(), name));
+    CFS_TRY(sys::link_open_file(ro.get(), object.dir_fd_.get(), name));
   } else {
     CFS_ASSIGN(bool moved, sys::rename_noreplace(object.dir_fd_.get(), object.temp_name_,
                                                  object.dir_fd_.get(), name));

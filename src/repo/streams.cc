@@ -19,8 +19,7 @@ Result<std::uint64_t> cat_stream(const Repository& repo, std::string_view name, 
     if (st) written += bytes.size();
     return st;
   };
-  auto st = reader.reassemble([&](const verity::Digest& d) { return repo.open_object(d); },
-                              write);
+  auto st = reader.reassemble([&](const verity::Digest& d) { return repo.open_object(d); }, write);
   if (!st) return fail(std::move(st).error());
   return written;
 }

@@ -26,7 +26,7 @@ namespace {
 
 // Objects, image and name in one transaction: objects and the image object are written, one
 // syncfs, then the names (repo::Repository::publish_image).
-int create_in_repo(BuildConfig& cfg, const std::string& repo_path,
+int create_in_repo(BuildConfig& cfg, bool hash_given, const std::string& repo_path,
                    const std::optional<std::string>& ref, bool json, bool print_digest) {
   auto fail_with = [](const Error& e) {
     fmt::print(stderr, "cfs: error: {}\n", e.message());
@@ -36,9 +36,11 @@ int create_in_repo(BuildConfig& cfg, const std::string& repo_path,
   oo.write = true;
   auto repo = open_repo(repo_path, oo);
   if (!repo) return fail_with(repo.error());
-  if (repo->algorithm() != verity::HashAlg::kSha256)
-    return fail_with(Error(Errc::kUnsupportedFeature,
-                           repo->path() + ": SHA-512 repositories are not supported yet"));
+  if (hash_given && cfg.hash != repo->algorithm())
+    return fail_with(Error(Errc::kConflict,
+                           "--hash " + std::string(verity::hash_alg_name(cfg.hash)) + ": " +
+                               repo->path() + " uses " + repo::algorithm_name(repo->algorithm())));
+  cfg.hash = repo->algorithm();
   std::uint32_t format = repo->meta().erofs_version();
   if (format > 1)
     return fail_with(
@@ -154,7 +156,7 @@ int run_create(int argc, char** argv) {
   if (!repo_path.empty() || !name.empty()) {
     std::optional<std::string> ref;
     if (!name.empty()) ref = name.starts_with("refs/") ? name.substr(5) : name;
-    return create_in_repo(cfg, repo_path, ref, json, print_digest);
+    return create_in_repo(cfg, app.count("--hash") > 0, repo_path, ref, json, print_digest);
   }
   auto report = build_image(cfg);
   if (!report) {

@@ -72,7 +72,7 @@ Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what) {
   return fail_errno("create temporary file in " + what);
 }
 
-Result<bool> link_fd(int fd, int dirfd, const std::string& name) {
+Result<bool> link_open_file(int fd, int dirfd, const std::string& name) {
   if (::linkat(AT_FDCWD, proc_fd_path(fd).c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) == 0)
     return true;
   if (errno == EEXIST) return false;
@@ -218,7 +218,7 @@ Result<std::optional<std::uint64_t>> process_start_time(pid_t pid) {
   return std::optional<std::uint64_t>(*v);
 }
 
-Result<std::string> real_path(const std::string& path) {
+Result<std::string> resolve_path(const std::string& path) {
   char buf[PATH_MAX];
   if (!::realpath(path.c_str(), buf)) return fail_errno("resolve " + path);
   return std::string(buf);

@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "cfs/tree/tree.h"
 #include "cfs/repo/repository.h"
+#include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 
 namespace cfs::repo {

@@ -34,7 +34,7 @@ Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what);
 /// Gives the (O_TMPFILE or otherwise) file open as `fd` the name dirfd/name, through
 /// /proc/self/fd (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH). False (not an error)
 /// when the name exists.
-Result<bool> link_fd(int fd, int dirfd, const std::string& name);
+Result<bool> link_open_file(int fd, int dirfd, const std::string& name);
 
 /// Reopens an open file through /proc/self/fd with new flags (e.g. O_RDONLY after writing, so
 /// no writable fd blocks FS_IOC_ENABLE_VERITY).
@@ -77,7 +77,7 @@ Result<std::vector<MountInfo>> read_mountinfo(const std::string& path);
 Result<std::optional<std::uint64_t>> process_start_time(pid_t pid);
 
 /// realpath(3).
-Result<std::string> real_path(const std::string& path);
+Result<std::string> resolve_path(const std::string& path);
 
 /// Whole directory listing (name, d_type), "." and ".." excluded, in getdents order.
 Result<std::vector<std::pair<std::string, unsigned char>>> list_dir(int dirfd,
