@@ -36,7 +36,8 @@ def make_tree(root, seed, files=160):
     for i in range(files):
         d = f"{root}/d{i % 8}"
         os.makedirs(d, exist_ok=True)
-        size = rnd.choice([10, 3000, 40000, 150000, 1100000]) if i % 3 else 5000
+        # Mostly small files, a few over 1 MiB (the store's direct-I/O path).
+        size = 1100000 if i % 50 == 1 else rnd.choice([10, 3000, 40000, 150000]) if i % 3 else 5000
         with open(f"{d}/f{i}", "wb") as f:
             f.write(rnd.randbytes(size))
     os.utime(root, (1700000000, 1700000000))
