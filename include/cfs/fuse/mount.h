@@ -22,9 +22,9 @@ namespace cfs::fuse {
 vfs::Options vfs_options(const mount::Options& opts);
 
 /// Mounts `image` (or opts.source when empty) on `mountpoint` and serves it until unmounted.
-/// `serve` carries -f/-d/-s and the caller's on_serving (run after the mount's own); the rest (mount point, fsname, threads, libfuse and mount
-/// attribute options) is filled in from the arguments and `opts`. Errors name the failing
-/// step; nothing is left mounted on failure.
+/// `serve` carries -f/-d/-s and the caller's on_serving (run after the mount's own); the rest
+/// (mount point, fsname, threads, libfuse and mount attribute options) is filled in from the
+/// arguments and `opts`. Errors name the failing step; nothing is left mounted on failure.
 Status mount_image(const std::string& image, const std::string& mountpoint,
                    const mount::Options& opts, ServeOptions serve);
 
