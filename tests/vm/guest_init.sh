@@ -149,6 +149,46 @@ kmsg 2
 cfs_umount /m1
 no_leftovers sha512-no-leftovers
 
+echo "--- secure repository (no --insecure): fs-verity on meta.json and every object, mounts require it"
+R=/disk/repo
+mkdir -p /src/usr/lib
+for i in 1 2 3; do seq 1 $((i * 300)) > /src/usr/lib/f$i; done
+echo small > /src/usr/small
+check repo-init-secure cfs repo init --repo $R
+check repo-meta-json-has-verity fsverity measure $R/meta.json
+check repo-create cfs create --repo $R /src --name os/v1
+ok=1; n=0
+for o in $R/objects/*/*; do n=$((n+1)); m=$(fsverity measure "$o" 2>/dev/null | cut -d' ' -f1)
+  [ "$m" = "sha512:$(basename $(dirname $o))$(basename $o)" ] || ok=0; done
+check "repo-objects-have-sha512-verity-matching-their-names ($n objects)" test $ok = 1 -a $n = 4
+check repo-fsck-clean cfs repo fsck --repo $R
+check repo-mount cfs mount --repo $R os/v1 /m1
+check repo-mount-verity-require grep -q ' /m1 .*verity=require' /proc/self/mountinfo
+for i in 1 2 3; do seq 1 $((i * 300)) > /expect/f$i; done
+expect_rd repo-read-f1 /m1/usr/lib/f1 /expect/f1
+expect_rd repo-read-f3 /m1/usr/lib/f3 /expect/f3
+cfs_umount /m1
+# f2's object replaced by other content, f3's by the same content without fs-verity.
+for f in f2 f3; do V=$(fsverity digest --hash-alg=sha512 --compact /src/usr/lib/$f)
+  eval O_$f="$R/objects/${V%${V#??}}/${V#??}"; done
+rm "$O_f2" "$O_f3"
+cat /expect/tampered > "$O_f2"
+cat /src/usr/lib/f3 > "$O_f3"
+cfs repo fsck --repo $R > /run/fsck.out 2>&1; rc=$?
+cat /run/fsck.out | sed 's/^/  fsck: /'
+check "repo-fsck-tampered-objects (rc=$rc)" sh -c "test $rc = 1 && grep -q 'object-digest-mismatch: .*${O_f2#$R/}' /run/fsck.out && grep -q 'object-verity-missing: .*${O_f3#$R/}' /run/fsck.out"
+check repo-mount-after-tamper cfs mount --repo $R os/v1 /m1
+expect_rd repo-tampered-object-EIO /m1/usr/lib/f2 OPEN_EIO
+expect_rd repo-object-without-verity-EIO /m1/usr/lib/f3 OPEN_EIO
+expect_rd repo-good-still-reads    /m1/usr/lib/f1 /expect/f1
+check repo-untag-while-mounted cfs repo untag --repo $R os/v1
+check repo-gc-while-mounted cfs repo gc --repo $R
+expect_rd repo-mounted-image-kept-by-its-lease /m1/usr/lib/f1 /expect/f1
+cfs_umount /m1
+check repo-gc-after-umount cfs repo gc --repo $R
+check repo-gc-removed-everything sh -c "test -z \"\$(find $R/objects -type f)\""
+no_leftovers repo-no-leftovers
+
 echo "--- tamper 1: object replaced by other content (with fs-verity)"
 rm "$S/$D_REPL_PATH" "$S/$D_REPL2_PATH"
 cat /expect/tampered > "$S/$D_REPL_PATH"; fsverity enable "$S/$D_REPL_PATH"

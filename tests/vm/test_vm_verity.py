@@ -17,7 +17,10 @@ image digest refuses the mount (kernel measurement and sealed-copy paths); copy-
 digest; unmounting leaves nothing. A SHA-512 image (`cfs create --hash sha512`, objects named
 by 126 hex digits, given SHA-512 fs-verity in the guest) mounts with digest=<128 hex> (and so
 verity=require), and the kernel refuses an object replaced by other content and an object whose
-fs-verity is SHA-256.
+fs-verity is SHA-256. A secure repository (`cfs repo init` without --insecure: fs-verity on
+meta.json) gets SHA-512 fs-verity on every object cfs create --repo writes, mounts with
+verity=require, fsck names an object of other content and one without fs-verity (which the
+kernel refuses), and gc keeps a mounted image's objects.
 
 Knobs: CFS_VM_KERNEL_DEB=/path/linux-image-….deb (offline), CFS_VM_CACHE=DIR,
 CFS_VM_ACCEL=auto|kvm|tcg, CFS_VM_KEEP=1 (keep the scratch directory)."""
