@@ -330,6 +330,53 @@ class RepoTest(unittest.TestCase):
         self.assertEqual(out["objects_removed"], len(before))
         self.assertEqual(self.objects(), set())
 
+    # --- locking ---------------------------------------------------------------------------
+
+    def test_lock_protocol_with_flock_as_the_other_tool(self):
+        # composefs-rs holds flock(LOCK_SH) on the repository directory while a repository is
+        # open and LOCK_EX for gc (reference §1.4). flock(1) plays that other tool here; the
+        # order of events is read from what each side wrote, never from timings.
+        self.init("--algorithm", "fsverity-sha256-12")
+        src = os.path.join(self.dir, "src")
+        make_tree(src)
+        gate, mark = os.path.join(self.dir, "gate"), os.path.join(self.dir, "holder-done")
+        os.mkfifo(gate)
+
+        def holder(mode):
+            # Holds the lock until the test writes to the FIFO, then notes that it let go.
+            return subprocess.Popen(["flock", mode, self.repo, "sh", "-c",
+                                     f"echo locked; read x < {gate}; : > {mark}"],
+                                    stdout=subprocess.PIPE, text=True)
+
+        for mode, args in (("--shared", ["repo", "gc", "--repo", self.repo]),
+                           ("--exclusive", ["create", "--repo", self.repo, src, "--name", "x"])):
+            with self.subTest(mode):
+                if os.path.exists(mark):
+                    os.unlink(mark)
+                h = holder(mode)
+                self.assertEqual(h.stdout.readline().strip(), "locked")
+                c = subprocess.Popen([t.tool("cfs"), *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                # cfs says it waits (before blocking), and has not finished.
+                line = c.stderr.readline()
+                self.assertIn("waiting for", line)
+                self.assertIsNone(c.poll())
+                with open(gate, "w") as f:
+                    f.write("go\n")
+                self.assertEqual(h.wait(), 0)
+                out, err = c.communicate(timeout=120)
+                self.assertEqual(c.returncode, 0, err)
+                self.assertTrue(os.path.exists(mark))
+        # Shared holders do not exclude each other: images works while flock -s holds it.
+        h = holder("--shared")
+        self.assertEqual(h.stdout.readline().strip(), "locked")
+        p = cfs("repo", "images", "--repo", self.repo)
+        self.assertIn(b"x", p.stdout)
+        self.assertNotIn(b"waiting", p.stderr)
+        with open(gate, "w") as f:
+            f.write("go\n")
+        self.assertEqual(h.wait(), 0)
+
 
 if __name__ == "__main__":
     if not shutil.which("fsverity"):
