@@ -12,10 +12,12 @@
 #include <random>
 #include <vector>
 
+#include "cfs/store/verify.h"
 #include "cfs/tree/object_name.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
+#include "cfs/util/temp_file.h"
 #include "cfs/verity/kernel.h"
 
 namespace cfs::store {
@@ -86,18 +88,10 @@ bool ObjectStore::has_object(const verity::Digest& digest) const {
 }
 
 Result<UniqueFd> ObjectStore::create_temp(std::string_view dir, std::string& name) const {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    name = dir;
-    name += "/.tmp";
-    for (int i = 0; i < 6; ++i) name.push_back(kChars[rng() % (sizeof kChars - 1)]);
-    auto fd = sys::openat(fd_.get(), name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd) return fd;
-    if (!fd.error().is_errno(EEXIST))
-      return fail(std::move(fd).error().with_context("object store " + path_));
-  }
-  return fail_errno("create temporary file in " + path_, EEXIST);
+  // Named and locked by cfs/util/temp_file.h, so `cfs fsck --repair` can tell the leftover of a
+  // killed add from the temp of one still at work.
+  return temp::create_named(fd_.get(), std::string(dir) + "/" + std::string(kTempPrefix), O_RDWR,
+                            0600, name, "object store " + path_);
 }
 
 Status ObjectStore::ensure_fanout_dir(const std::string& payload) const {

@@ -8,7 +8,9 @@ Object names come from `fsverity digest` (fsverity-utils), not from cfs."""
 import json
 import os
 import shutil
+import stat
 import subprocess
+import time
 
 import cfs_testlib as t
 
@@ -38,10 +40,36 @@ def make_store(root, n=4):
     return objs
 
 
-def fsck(*args):
-    p = t.run([t.tool("cfs"), "fsck", "--json", *args], check=False)
+def fsck(*args, timeout=60):
+    p = subprocess.run([t.tool("cfs"), "fsck", "--json", *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
     rep = json.loads(p.stdout) if p.stdout.strip() else None
     return p.returncode, rep, p.stderr.decode()
+
+
+def fuse_usable():
+    return (os.geteuid() == 0 and os.path.exists("/dev/fuse")
+            and shutil.which("fusermount3") is not None)
+
+
+def fuse_read(image, store, name):
+    """What the FUSE mount (verity=on) gives for /name: ("ok", bytes) or ("errno", code)."""
+    with t.tempdir("cfs-fsck-mnt-") as mnt:
+        p = t.run([t.tool("cfs"), "fuse-mount", image, mnt, "-o", f"basedir={store},verity=on"],
+                  check=False)
+        if p.returncode != 0:
+            return ("refused", p.stderr.decode())
+        try:
+            with open(os.path.join(mnt, name), "rb") as f:
+                return ("ok", f.read())
+        except OSError as e:
+            return ("errno", e.errno)
+        finally:
+            t.run(["fusermount3", "-u", mnt], check=False)
+            for _ in range(100):
+                if not os.path.ismount(mnt):
+                    break
+                time.sleep(0.05)
 
 
 def kinds(rep):
@@ -107,6 +135,162 @@ class Fsck(t.unittest.TestCase):
             shutil.copyfile(os.path.join(d, "src", "f0"), os.path.join(other, rel[0]))
             rc, rep, err = fsck(img, "--basedir", store, "--basedir", other)
             self.assertEqual(kinds(rep), [("corrupt", rel[2])])
+
+
+class FsckLikeTheMount(t.unittest.TestCase):
+    """fsck resolves objects as the mounts do (issue 11): redirects out of the store, FIFOs,
+    symlinked fan-out directories and malformed metacopy headers are problems, reported within
+    seconds, and for each case the FUSE mount refuses the file too ("fsck clean" <=> "the mount
+    serves it"). Digests from `fsverity digest`."""
+
+    def setUp(self):
+        if shutil.which("fsverity") is None:
+            self.skipTest("fsverity (fsverity-utils) not installed")
+        self._d = t.tempdir("cfs-fsck-hostile-")
+        self.d = self._d.__enter__()
+        self.store = os.path.join(self.d, "store")
+        self.data = b"object data\n" * 100
+        src = os.path.join(self.d, "obj")
+        with open(src, "wb") as f:
+            f.write(self.data)
+        self.digest = fsverity_digest(src)
+        self.rel = self.digest[:2] + "/" + self.digest[2:]
+        os.makedirs(os.path.join(self.store, self.digest[:2]))
+        shutil.copyfile(src, os.path.join(self.store, self.rel))
+
+    def tearDown(self):
+        self._d.__exit__(None, None, None)
+
+    def image(self, payload, size=None, digest=None, name="img.cfs"):
+        size = len(self.data) if size is None else size
+        digest = self.digest if digest is None else digest
+        dump = os.path.join(self.d, name + ".dump")
+        with open(dump, "w") as f:
+            f.write("/ 4096 40755 2 0 0 0 0.0 - - -\n"
+                    f"/f {size} 100644 1 0 0 0 0.0 {payload} - {digest}\n")
+        img = os.path.join(self.d, name)
+        t.run([t.tool("mkcomposefs"), "--from-file", dump, img])
+        return img
+
+    def expect(self, img, kind, needle, mount_refuses=True):
+        start = time.monotonic()
+        rc, rep, err = fsck(img, "--basedir", self.store, timeout=20)
+        self.assertLess(time.monotonic() - start, 20)
+        self.assertEqual(rc, 1, f"{rep} {err}")
+        self.assertEqual([f["kind"] for f in rep["findings"]], [kind], rep)
+        self.assertIn(needle, rep["findings"][0]["detail"])
+        self.assertIn("/f", rep["findings"][0]["detail"])
+        if fuse_usable() and mount_refuses:
+            got = fuse_read(img, self.store, "f")
+            self.assertNotEqual(got[0], "ok", f"fsck found {kind} but the mount served it")
+
+    def test_clean_reference_is_served(self):
+        img = self.image(self.rel)
+        rc, rep, err = fsck(img, "--basedir", self.store)
+        self.assertEqual(rc, 0, err)
+        if fuse_usable():
+            self.assertEqual(fuse_read(img, self.store, "f"), ("ok", self.data))
+
+    def test_redirect_out_of_the_store(self):
+        outside = os.path.join(self.d, "outside")
+        os.makedirs(outside)
+        shutil.copyfile(os.path.join(self.d, "obj"), os.path.join(outside, "secret"))
+        self.expect(self.image("../outside/secret"), "refused", "leaves the object directory")
+
+    def test_fifo_at_the_object_path(self):
+        os.unlink(os.path.join(self.store, self.rel))
+        os.mkfifo(os.path.join(self.store, self.rel))
+        self.expect(self.image(self.rel), "refused", "FIFO")
+
+    def test_symlinked_fanout_directory(self):
+        real = os.path.join(self.d, "elsewhere")
+        shutil.move(os.path.join(self.store, self.digest[:2]), real)
+        os.symlink(real, os.path.join(self.store, self.digest[:2]))
+        self.expect(self.image(self.rel), "refused", "symlink")
+
+    def test_object_of_the_wrong_size(self):
+        # No digest in the image: only the size can tell, and the mount would serve the wrong
+        # length (it takes the size from the image).
+        img = self.image(self.rel, size=len(self.data) + 5, digest="-")
+        self.expect(img, "corrupt", f"size {len(self.data)}, expected {len(self.data) + 5}",
+                    mount_refuses=False)
+
+    def test_malformed_metacopy_headers(self):
+        good = self.image(self.rel)
+        with open(good, "rb") as f:
+            raw = f.read()
+        value = bytes([0, 36, 0, 1]) + bytes.fromhex(self.digest)
+        self.assertEqual(raw.count(value), 1)
+        at = raw.index(value)
+        for label, patch in (("version 1", {0: 1}), ("length byte", {1: 35}),
+                             ("algorithm 2 with 32 bytes", {3: 2}), ("algorithm 7", {3: 7})):
+            with self.subTest(label):
+                b = bytearray(raw)
+                for off, v in patch.items():
+                    b[at + off] = v
+                img = os.path.join(self.d, "bad.cfs")
+                with open(img, "wb") as f:
+                    f.write(b)
+                self.expect(img, "metacopy", "trusted.overlay.metacopy")
+
+
+class FsckRepairAndIncomplete(t.unittest.TestCase):
+    def test_repair_removes_temps_of_killed_writers_only(self):
+        with t.tempdir() as d:
+            make_store(d, n=1)
+            store = os.path.join(d, "store")
+            fan = sorted(x for x in os.listdir(store) if len(x) == 2)[0]
+            dead = os.path.join(store, fan, ".tmpDeAd01")
+            open(dead, "wb").close()
+            live = os.path.join(store, fan, ".tmpLiVe01")
+            # A writer at work holds a shared lock on its temp (cfs/util/temp_file.h).
+            holder = subprocess.Popen(
+                ["python3", "-c", "import fcntl,sys,time; f=open(sys.argv[1],'wb'); "
+                 "fcntl.flock(f, fcntl.LOCK_SH); print('locked', flush=True); time.sleep(60)",
+                 live], stdout=subprocess.PIPE)
+            try:
+                self.assertEqual(holder.stdout.readline().strip(), b"locked")
+                rc, rep, err = fsck("--store", store)
+                self.assertEqual(rc, 1, err)
+                self.assertEqual(sorted(f["object"] for f in rep["findings"]),
+                                 sorted([fan + "/.tmpDeAd01", fan + "/.tmpLiVe01"]))
+                self.assertTrue(os.path.exists(dead))
+                rc, rep, err = fsck("--store", store, "--repair")
+                self.assertEqual(rep["removed"], [fan + "/.tmpDeAd01"])
+                self.assertFalse(os.path.exists(dead))
+                self.assertTrue(os.path.exists(live))
+                self.assertEqual([f["object"] for f in rep["findings"]], [fan + "/.tmpLiVe01"])
+            finally:
+                holder.kill()
+                holder.wait()
+                holder.stdout.close()
+            rc, rep, err = fsck("--store", store, "--repair")
+            self.assertEqual((rc, rep["removed"], rep["findings"]), (0, [fan + "/.tmpLiVe01"], []))
+            p = t.run([t.tool("cfs"), "fsck", "--repair", d], check=False)
+            self.assertEqual(p.returncode, 2)
+
+    def test_stopped_check_says_incomplete(self):
+        if os.geteuid() == 0 and not shutil.which("setpriv"):
+            self.skipTest("setpriv missing")
+        with t.tempdir() as d:
+            objs = make_store(d, n=2)
+            store = os.path.join(d, "store")
+            # An unreadable object: an operational error, not a finding.
+            os.chmod(objs[0][1], 0)
+            argv = [t.tool("cfs"), "fsck", "--store", store]
+            if os.geteuid() == 0:
+                os.chmod(d, 0o755)
+                for root, dirs, _ in os.walk(d):
+                    for x in dirs:
+                        os.chmod(os.path.join(root, x), 0o755)
+                argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
+            p = t.run(argv, check=False)
+            self.assertEqual(p.returncode, 3, p.stderr)
+            self.assertIn(b"INCOMPLETE", p.stderr)
+            self.assertNotIn(b", 0 problems\n", p.stderr)
+            p = t.run(argv + ["--json"], check=False)
+            rep = json.loads(p.stdout)
+            self.assertEqual((rep["status"], rep["complete"]), ("error", False))
 
 
 class FsckImages(t.unittest.TestCase):
