@@ -19,6 +19,7 @@
 #include "cfs/util/sys_fs.h"
 #include "cfs/util/temp_file.h"
 #include "cfs/verity/kernel.h"
+#include "cfs/verity/measure.h"
 
 namespace cfs::store {
 namespace {
@@ -174,15 +175,44 @@ Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
 
 Result<AddOutcome> ObjectStore::add_object(const verity::Digest& digest, int src_fd,
                                            const std::string& what, StoreCounters* counters) {
+  CFS_ASSIGN(struct stat st, sys::fstat(src_fd, what));
   return add_with(
-      digest, [&](int dst_fd) { return fill(dst_fd, src_fd, what, counters); }, counters);
+      digest, static_cast<std::uint64_t>(st.st_size),
+      [&](int dst_fd) { return fill(dst_fd, src_fd, what, counters); }, counters);
+}
+
+Result<ObjectStore::Existing> ObjectStore::check_existing(const verity::Digest& digest,
+                                                          std::uint64_t size) const {
+  const std::string payload = tree::object_path(digest);
+  auto st = sys::fstatat(fd_.get(), payload, AT_SYMLINK_NOFOLLOW);
+  if (!st) {
+    if (st.error().is_errno(ENOENT) || st.error().is_errno(ENOTDIR)) return Existing::kAbsent;
+    return fail(std::move(st).error().with_context("object store " + path_));
+  }
+  // Whatever is not a regular file of the content's size cannot be the object (a crash can
+  // leave a short one under the final name; see the header).
+  if (!S_ISREG(st->st_mode) || static_cast<std::uint64_t>(st->st_size) != size)
+    return Existing::kBad;
+  const bool full = verify_existing_;
+  auto fd = sys::openat(fd_.get(), payload, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!fd) return fail(std::move(fd).error().with_context("object store " + path_));
+  const std::string what = path_ + "/" + payload;
+  // The kernel's measurement is free where the object has fs-verity; a full digest only when
+  // asked (--verify-existing).
+  CFS_ASSIGN(auto measured, verity::kernel_measurement(fd->get(), what, digest.alg));
+  if (measured) return *measured == digest ? Existing::kGood : Existing::kBad;
+  if (!full) return Existing::kGood;
+  verity::Params p;
+  p.alg = digest.alg;
+  CFS_ASSIGN(verity::Measurement m, verity::measure_or_compute(fd->get(), p, what, 1));
+  return m.digest == digest ? Existing::kGood : Existing::kBad;
 }
 
 Result<AddOutcome> ObjectStore::add_object_bytes(const verity::Digest& digest,
                                                  std::span<const std::byte> content,
                                                  StoreCounters* counters) {
   return add_with(
-      digest,
+      digest, content.size(),
       [&](int dst_fd) -> Status {
         auto w = sys::write_all(dst_fd, content);
         if (!w) return fail(std::move(w).error().with_context("object store " + path_));
@@ -191,11 +221,12 @@ Result<AddOutcome> ObjectStore::add_object_bytes(const verity::Digest& digest,
       counters);
 }
 
-Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest,
+Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint64_t size,
                                          const std::function<Status(int)>& fill_temp,
                                          StoreCounters* counters) {
   std::string payload = tree::object_path(digest);
-  if (has_object(digest)) {
+  CFS_ASSIGN(Existing existing, check_existing(digest, size));
+  if (existing == Existing::kGood) {
     if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
     return AddOutcome::kExisted;
   }
@@ -229,6 +260,19 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest,
         verity_ok_->store(false, std::memory_order_relaxed);
       }
     }
+  }
+  if (existing == Existing::kBad) {
+    // A damaged object under the final name: replaced in one rename, so a reader sees the old
+    // file or the new one, never a mix.
+    auto st2 = sys::renameat(fd_.get(), tmp, fd_.get(), payload);
+    if (!st2) return fail(std::move(st2).error().with_context("object store " + path_));
+    guard.release();
+    if (counters) {
+      counters->replaced.fetch_add(1, std::memory_order_relaxed);
+      counters->bytes_added.fetch_add(static_cast<std::uint64_t>(st.st_size),
+                                      std::memory_order_relaxed);
+    }
+    return AddOutcome::kReplaced;
   }
   CFS_ASSIGN(bool renamed, sys::rename_noreplace(fd_.get(), tmp, fd_.get(), payload));
   if (!renamed) {
@@ -273,7 +317,8 @@ Status ObjectStore::add_objects(std::span<const ObjectSource> sources, int src_d
     if (failed.load(std::memory_order_relaxed)) return;
     const ObjectSource& src = sources[work[k]];
     Status st = [&]() -> Status {
-      if (has_object(src.digest)) {
+      CFS_ASSIGN(Existing existing, check_existing(src.digest, src.size));
+      if (existing == Existing::kGood) {
         if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
         return {};
       }

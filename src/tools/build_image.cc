@@ -147,6 +147,7 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
     if (cfg.digest_store) {
       CFS_ASSIGN(auto opened, store::ObjectStore::open(*cfg.digest_store));
       store.emplace(std::move(opened));
+      store->set_verify_existing(cfg.verify_existing);
       sink.emplace(*store, sc);
       so.sink = &*sink;
     }
@@ -181,7 +182,9 @@ Result<BuildReport> build_image(const BuildConfig& cfg) {
       // A file whose content another file of the tree already added counts once, as
       // add_objects() would count it: objects added, and distinct objects already present.
       report.objects_added = sc.added.load();
-      report.objects_existed = distinct_objects(*scanned) - report.objects_added;
+      report.objects_replaced = sc.replaced.load();
+      report.objects_existed =
+          distinct_objects(*scanned) - report.objects_added - report.objects_replaced;
       report.bytes_added = sc.bytes_added.load();
     }
     tree = std::move(scanned->tree);

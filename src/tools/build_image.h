@@ -18,6 +18,8 @@ struct BuildConfig {
   std::optional<std::string> image;  ///< output path, "-" = stdout, nullopt = no image
   int image_fd = -1;  ///< instead of `image`: write the image to this open file (a repository)
   std::optional<std::string> digest_store;
+  /// Existing objects: compare the full digest where the kernel has no measurement.
+  bool verify_existing = false;
   bool from_file = false;
   bool strict = false;  ///< dump strict mode (CFS_PARSE_STRICT)
   bool use_epoch = false;
@@ -43,6 +45,7 @@ struct BuildReport {
   std::uint64_t external_files = 0;  ///< regular files backed by objects
   std::uint64_t objects_added = 0;
   std::uint64_t objects_existed = 0;
+  std::uint64_t objects_replaced = 0;  ///< damaged existing objects replaced
   std::uint64_t bytes_added = 0;
 };
 

@@ -96,6 +96,9 @@ int run_create(int argc, char** argv) {
                  "with a repository: name the image (images/refs/NAME; replaces the name)");
   app.add_option("IMAGE", image, "output image ('-' = stdout)");
   app.add_option("--digest-store", store, "copy file contents into this object store");
+  app.add_flag("--verify-existing", cfg.verify_existing,
+               "check the full digest of objects already in the store (damaged ones are "
+               "replaced)");
   app.add_flag("--print-digest", print_digest, "print the image's fs-verity digest");
   app.add_flag("--print-digest-only", print_digest_only, "print the digest, write no image");
   app.add_flag("--use-epoch", cfg.use_epoch, "make all mtimes zero");
@@ -167,10 +170,10 @@ int run_create(int argc, char** argv) {
     fmt::print(
         "{{\"digest\": \"{}\", \"size\": {}, \"version\": {}, \"inodes\": {}, "
         "\"external_files\": {}, \"objects_added\": {}, \"objects_existed\": {}, "
-        "\"bytes_added\": {}}}\n",
+        "\"objects_replaced\": {}, \"bytes_added\": {}}}\n",
         report->digest_hex, report->image_size, report->version, report->nodes,
         report->external_files, report->objects_added, report->objects_existed,
-        report->bytes_added);
+        report->objects_replaced, report->bytes_added);
   } else if (print_digest || print_digest_only) {
     fmt::print("{}\n", report->digest_hex);
   }

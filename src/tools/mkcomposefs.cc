@@ -34,6 +34,7 @@ enum Opt {
   kOptThreads,
   kOptHardlinks,
   kOptHash,
+  kOptVerifyExisting,
   kOptHelp,
 };
 
@@ -42,6 +43,8 @@ void usage(std::FILE* out, const char* prog) {
              "Usage: {} [OPTIONS] SOURCE IMAGE\n"
              "Options:\n"
              "  --digest-store=PATH   Store content files in this directory\n"
+             "  --verify-existing     Check the full digest of objects already in the store "
+             "(damaged ones are replaced)\n"
              "  --use-epoch           Make all mtimes zero\n"
              "  --skip-devices        Don't store device nodes\n"
              "  --skip-xattrs         Don't store file xattrs\n"
@@ -83,6 +86,7 @@ int run_mkcomposefs(int argc, char** argv) {
       {"threads", required_argument, nullptr, kOptThreads},
       {"hardlinks", no_argument, nullptr, kOptHardlinks},
       {"hash", required_argument, nullptr, kOptHash},
+      {"verify-existing", no_argument, nullptr, kOptVerifyExisting},
       {"help", no_argument, nullptr, kOptHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -121,6 +125,9 @@ int run_mkcomposefs(int argc, char** argv) {
         cfg.hash = *alg;
         break;
       }
+      case kOptVerifyExisting:
+        cfg.verify_existing = true;
+        break;
       case kOptDigestStore:
         cfg.digest_store = optarg;
         break;

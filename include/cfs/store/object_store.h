@@ -22,8 +22,12 @@
 // objects it names are durable; after a crash before that point the image does not exist and
 // an object may be incomplete under its final name (the rename can reach the journal before
 // the data on filesystems without rename-ordering). Such objects are detected by
-// `cfs fsck --store` (name != digest) and by fs-verity at read time. Later runs skip existing
-// objects without re-reading them (as upstream does), so check the store after a crash.
+// `cfs fsck --store` (name != digest) and by fs-verity at read time, and healed by the next
+// add of the same content: an existing object is checked cheaply before it is trusted (a
+// regular file of the content's size; the kernel's fs-verity measurement where it has one;
+// the full digest only with set_verify_existing(true)) and a bad one is replaced atomically
+// (a complete temp renamed over it). Without fs-verity and without --verify-existing a damaged
+// object of the right size is not noticed: run `cfs fsck --store` after a crash.
 //
 // Thread-safety: an ObjectStore may be used from many threads at once (add_objects() does);
 // the only shared state is immutable after open() plus atomic flags and counters.
@@ -46,7 +50,11 @@
 namespace cfs::store {
 
 /// What add_object() did.
-enum class AddOutcome { kAdded, kExisted };
+enum class AddOutcome {
+  kAdded,
+  kExisted,
+  kReplaced,  ///< a damaged object under the name was replaced (see the header)
+};
 
 /// How an object's bytes were produced (for statistics and tests).
 enum class CopyMethod { kNone, kReflink, kCopyRange, kReadWrite };
@@ -55,6 +63,7 @@ enum class CopyMethod { kNone, kReflink, kCopyRange, kReadWrite };
 struct StoreCounters {
   std::atomic<std::uint64_t> added{0};
   std::atomic<std::uint64_t> existed{0};
+  std::atomic<std::uint64_t> replaced{0};  ///< damaged existing objects replaced
   std::atomic<std::uint64_t> bytes_added{0};
   std::atomic<std::uint64_t> reflinked{0};
   std::atomic<std::uint64_t> verity_enabled{0};
@@ -100,6 +109,10 @@ class ObjectStore {
                      const std::string& src_display, unsigned threads,
                      StoreCounters* counters = nullptr);
 
+  /// Existing objects: also compare the full fs-verity digest when the kernel has no
+  /// measurement (reads every existing object; `--verify-existing`).
+  void set_verify_existing(bool on) noexcept { verify_existing_ = on; }
+
   /// Makes every object added so far durable: one syncfs(2) of the store's filesystem.
   /// Call before publishing an image that references them.
   Status sync();
@@ -111,7 +124,9 @@ class ObjectStore {
  private:
   ObjectStore(UniqueFd fd, std::string path);
   Result<UniqueFd> create_temp(std::string_view dir, std::string& name) const;
-  Result<AddOutcome> add_with(const verity::Digest& digest,
+  enum class Existing { kAbsent, kGood, kBad };
+  Result<Existing> check_existing(const verity::Digest& digest, std::uint64_t size) const;
+  Result<AddOutcome> add_with(const verity::Digest& digest, std::uint64_t size,
                               const std::function<Status(int)>& fill_temp, StoreCounters* counters);
   Status ensure_fanout_dir(const std::string& payload) const;
   Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;
@@ -125,6 +140,7 @@ class ObjectStore {
   std::unique_ptr<std::atomic<bool>> copy_range_ok_;
   std::unique_ptr<std::atomic<bool>> direct_ok_;
   std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
+  bool verify_existing_ = false;
 };
 
 }  // namespace cfs::store
