@@ -1,55 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
-// The work behind `mkcomposefs` and `cfs create`: read a source (directory scan or dump file),
-// fill the digest store, write the image atomically, report what was done. Both front ends
-// only parse their options into a BuildConfig.
+// `mkcomposefs` and `cfs create` run compose::build_image(); this adds what a terminal shows
+// while it runs: one status line on stderr, redrawn every 200 ms.
 #pragma once
 
-#include <cstdint>
-#include <optional>
 #include <string>
 
+#include "cfs/compose/compose.h"
 #include "cfs/util/result.h"
-#include "cfs/verity/digest.h"
 
 namespace cfs::tools {
 
-struct BuildConfig {
-  std::string source;                ///< directory, or dump file with from_file ("-" = stdin)
-  std::optional<std::string> image;  ///< output path, "-" = stdout, nullopt = no image
-  int image_fd = -1;  ///< instead of `image`: write the image to this open file (a repository)
-  std::optional<std::string> digest_store;
-  /// Existing objects: compare the full digest where the kernel has no measurement.
-  bool verify_existing = false;
-  bool from_file = false;
-  bool strict = false;  ///< dump strict mode (CFS_PARSE_STRICT)
-  bool use_epoch = false;
-  bool skip_devices = false;
-  bool skip_xattrs = false;
-  bool user_xattrs = false;
-  bool hardlinks = false;
-  /// fs-verity algorithm of the files' digests (directory sources: object names, metacopy
-  /// values) and of the image digest.
-  verity::HashAlg hash = verity::HashAlg::kSha256;
-  std::uint32_t min_version = 0;
-  std::uint32_t max_version = 1;
-  unsigned threads = 0;         ///< 0 = all CPUs
+using compose::BuildReport;
+
+struct BuildConfig : compose::BuildConfig {
   bool progress = false;        ///< progress line on stderr (caller checks isatty)
   std::string program = "cfs";  ///< prefix of progress lines
 };
 
-struct BuildReport {
-  std::string digest_hex;
-  std::uint64_t image_size = 0;
-  std::uint32_t version = 0;
-  std::uint64_t nodes = 0;           ///< inodes in the tree (before the writer's root stubs)
-  std::uint64_t external_files = 0;  ///< regular files backed by objects
-  std::uint64_t objects_added = 0;
-  std::uint64_t objects_existed = 0;
-  std::uint64_t objects_replaced = 0;  ///< damaged existing objects replaced
-  std::uint64_t bytes_added = 0;
-};
-
-/// Runs the whole build. The image appears under its final name only on success.
+/// compose::build_image() with the progress line when cfg.progress.
 Result<BuildReport> build_image(const BuildConfig& cfg);
 
 }  // namespace cfs::tools
