@@ -302,7 +302,8 @@ class Emitter {
         break;
       case S_IFREG:
         if (n.external) {
-          // Out-of-line chunk tables are always a full block of null entries (quirk 15).
+          // Out-of-line chunk tables (files over 8 TiB) are always a full block of null
+          // entries, whatever the chunk count (composefs 1.0.8; docs/format.md §7).
           null_chunks(kBlockSize / 4);
           break;
         }

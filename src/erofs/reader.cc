@@ -55,8 +55,9 @@ Status decode_chunked(InodeInfo& ino, const Where& where) {
   std::uint64_t chunks =
       (ino.size >> chunkbits) + ((ino.size & ((std::uint64_t{1} << chunkbits) - 1)) != 0 ? 1 : 0);
   std::uint64_t esize = (ino.raw_u & kChunkFormatIndexes) ? 8 : 4;
-  // The table is only read on demand (read()); composefs' >8 TiB files put it out of line
-  // (format quirk 15), and nothing else needs it.
+  // The table is only read on demand (read()); composefs puts it out of line, in a block of
+  // its own, for files over 8 TiB whose table does not fit after the inode (docs/format.md §7),
+  // and nothing else needs it.
   ino.tail_size = chunks * esize;
   return {};
 }

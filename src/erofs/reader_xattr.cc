@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Xattr decoding: the in-inode body (header, shared ids, inline entries) and the shared table.
 // Upstream's reader reports inline entries before shared ones; composefs-info dump prints them
-// in that order, so we return them the same way (format quirk 10).
+// in that order, so we return them the same way.
 #include <fmt/core.h>
 
 #include <array>

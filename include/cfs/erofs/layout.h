@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Small pure functions of the composefs EROFS layout, shared by the writer and the reader:
 // xattr name prefixes and entry sizes, the xattr name filter, chunk geometry of external
-// files, tail packing of directories and inline files. Spec: docs/format.md (from
-// ../shared/reference/composefs-format.md §4.5-§4.8).
+// files, tail packing of directories and inline files. Spec: docs/format.md §5-§7.
 // Thread-safety: pure functions.
 #pragma once
 

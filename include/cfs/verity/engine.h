@@ -25,9 +25,9 @@ bool set_engine(Engine e) noexcept;
 Engine active_engine() noexcept;
 /// True when the CPU has SHA-NI (and SSE4.1).
 bool sha_ni_available() noexcept;
-/// "portable", "sha-ni-1" .. "sha-ni-8" ("auto" for kAuto).
 /// Number of messages the engine hashes interleaved (1 for portable).
 unsigned engine_lanes(Engine e) noexcept;
+/// "portable", "sha-ni-1" .. "sha-ni-8" ("auto" for kAuto).
 std::string_view engine_name(Engine e) noexcept;
 
 }  // namespace cfs::verity

@@ -4,7 +4,7 @@
 // upper directory could later be used by a kernel overlay mount. Plain functions over paths:
 // the FUSE glue only translates requests; everything is testable without /dev/fuse.
 //
-// Merge rules (../shared/reference/overlayfs.md §6, §7):
+// Merge rules (the kernel's; docs/fuse.md "The writable upper layer"):
 //  * an upper entry hides the lower one; a chardev 0/0 in upper (whiteout) hides the lower
 //    name; an upper directory with `trusted.overlay.opaque=y` hides every lower child; an upper
 //    directory without it is merged with the lower directory of the same path;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Grammar, escaping, limits and upstream quirks of the dump parser. Expected behaviour comes
-// from composefs 1.0.8 (docs in ../shared/reference/composefs-format.md §2 and upstream's
-// mkcomposefs), not from our own output.
+// from composefs 1.0.8 (its mkcomposefs and composefs-dump(5); the differences are in
+// docs/dump-format.md), not from our own output.
 #include "cfs/dump/parse.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layout helpers and on-disk struct encodings against values stated in
-// ../shared/reference/composefs-format.md (§3.3, §4.5, §4.7, §4.8), not against our output.
+// Layout helpers and on-disk struct encodings against values stated in the format
+// specification (upstream's, reproduced in docs/format.md §3, §5-§7), not against our output.
 #include "cfs/erofs/layout.h"
 
 #include <gtest/gtest.h>

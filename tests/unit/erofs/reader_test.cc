@@ -242,7 +242,7 @@ TEST(Reader, RewriteReproducesEveryReferenceImage) {
 namespace cfs::erofs {
 namespace {
 
-// Format quirk 13: 1.0.8 appends up to two bytes to redirects whose length is a multiple of 4
+// composefs 1.0.8's reader appends up to two bytes to redirects whose length is a multiple of 4
 // ("a/b" read back as "a/b\xff\xff", or with the next shared entry's header bytes). cfs reads
 // the exact length, inline and shared.
 // Writes tree with default options through a real fd and opens the result.

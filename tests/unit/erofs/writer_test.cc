@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The image writer on trees built in C++. Expected numbers come from the worked example and the
-// rules of ../shared/reference/composefs-format.md (§4, §6), and bytes from the upstream
-// reference images in ../shared/compat/composefs-assets/reference-outputs (when present).
+// rules of the format specification (docs/format.md §4-§12), and bytes from upstream's
+// reference images (CFS_SHARED_DIR/compat/composefs-assets/reference-outputs, when present).
 #include "cfs/erofs/writer.h"
 
 #include <fcntl.h>

