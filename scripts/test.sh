@@ -3,8 +3,10 @@
 # The whole test suite, as CI runs it:
 #   1. g++ build with -Werror, every CTest (unit, integration, compat, root, fuse, vm);
 #   2. clang build with AddressSanitizer + UBSan, unit tests and fuzz-corpus replays again;
-#   3. clang-format check of every C++ source.
-# Set CFS_TEST_QUICK=1 to skip steps 2 and 3.
+#   3. clang build with ThreadSanitizer, unit tests only (the worker pools of the scan, the
+#      digests, the store and the splitstream writer);
+#   4. clang-format check of every C++ source.
+# Set CFS_TEST_QUICK=1 to skip steps 2-4, CFS_TEST_TSAN=0 to skip step 3 only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -39,6 +41,20 @@ if [ "${CFS_TEST_QUICK:-0}" != 1 ]; then
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L 'unit|fuzz' 2>&1 | tee build-asan/ctest-asan.log
   [ "${PIPESTATUS[0]}" = 0 ] || failures=$((failures + 1))
   count build-asan/ctest-asan.log
+
+  if [ "${CFS_TEST_TSAN:-1}" != 0 ]; then
+    echo "== build (clang, ThreadSanitizer; unit tests only)"
+    CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCFS_WERROR=ON \
+      -DCFS_SANITIZE=thread -DCFS_BUILD_BENCH=OFF >/dev/null || exit 1
+    # Only the unit-test binaries: the tools and fuzzers add build time and no thread coverage.
+    mapfile -t unit_targets < <(cmake --build build-tsan --target help | sed -n 's/^\(unit_[a-z_]*\):.*/\1/p')
+    cmake --build build-tsan -j "$JOBS" --target "${unit_targets[@]}" || exit 1
+    echo "== ctest under ThreadSanitizer (unit)"
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+      ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L unit 2>&1 | tee build-tsan/ctest-tsan.log
+    [ "${PIPESTATUS[0]}" = 0 ] || failures=$((failures + 1))
+    count build-tsan/ctest-tsan.log
+  fi
 
   echo "== clang-format"
   if scripts/lint.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); failures=$((failures + 1)); fi

@@ -3,11 +3,16 @@
 // the first argument (`cfs SUBCOMMAND`). The only place exceptions are caught.
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <new>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "tools/command.h"
 
@@ -26,12 +31,30 @@ const Command* find(const std::string& name) {
   return nullptr;
 }
 
+// The order of `cfs --help`, stated here rather than left to the link order of the static
+// registrars: build, inspect, check, mount. Commands not listed follow in name order.
+constexpr std::array<std::string_view, 9> kHelpOrder = {
+    "create", "info", "inspect", "digest", "measure", "fsck", "mount", "fuse-mount", "umount"};
+
+std::vector<const Command*> listed_commands() {
+  std::vector<const Command*> out;
+  for (const auto& c : registry())
+    if (!c.summary.empty()) out.push_back(&c);
+  auto rank = [](const Command* c) {
+    auto it = std::find(kHelpOrder.begin(), kHelpOrder.end(), c->name);
+    return static_cast<std::size_t>(it - kHelpOrder.begin());
+  };
+  std::sort(out.begin(), out.end(), [&](const Command* a, const Command* b) {
+    return std::pair(rank(a), a->name) < std::pair(rank(b), b->name);
+  });
+  return out;
+}
+
 void usage(std::FILE* out) {
   fmt::print(out,
              "Usage: cfs COMMAND [OPTIONS] ...\n\ncomposefs images, object stores and "
              "verified mounts.\n\nCommands:\n");
-  for (const auto& c : registry())
-    if (!c.summary.empty()) fmt::print(out, "  {:<14} {}\n", c.name, c.summary);
+  for (const Command* c : listed_commands()) fmt::print(out, "  {:<14} {}\n", c->name, c->summary);
   fmt::print(out, "\nRun 'cfs COMMAND --help' for the options of a command.\n");
 }
 

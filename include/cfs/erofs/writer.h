@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The composefs image writer: turns a Tree into the exact bytes composefs 1.0.8's mkcomposefs
-// writes for the same input (layout: docs/format.md). The image is produced in one streaming pass and its fs-verity digest is
-// computed on the same stream.
-// Thread-safety: write_image only reads `tree`; concurrent calls on distinct or unmodified trees
-// are safe.
+// writes for the same input (layout: docs/format.md). The image is produced in one streaming pass
+// and its fs-verity digest is computed on the same stream. Thread-safety: write_image only reads
+// `tree`; concurrent calls on distinct or unmodified trees are safe.
 #pragma once
 
 #include <cstdint>

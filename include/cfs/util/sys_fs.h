@@ -56,7 +56,8 @@ struct CopyRangeResult {
   std::uint64_t copied = 0;
   bool unsupported = false;
 };
-/// copy_file_range(2) in a loop from offset 0 until EOF (or until `size` bytes).
+/// copy_file_range(2) in a loop from both files' current offsets until EOF of src (a file that
+/// grew since `size`, its expected size, was taken is still copied whole).
 Result<CopyRangeResult> copy_range(int src_fd, int dst_fd, std::uint64_t size,
                                    const std::string& what);
 

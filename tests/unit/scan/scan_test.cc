@@ -5,9 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -21,6 +19,7 @@
 
 #include "cfs/overlay/xattr.h"
 #include "cfs/verity/digest.h"
+#include "testutil/temp_dir.h"
 
 namespace cfs::scan {
 namespace {
@@ -29,12 +28,7 @@ namespace fs = std::filesystem;
 
 class TempTree : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cfs-scan-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(root_); }
+  void SetUp() override { ASSERT_TRUE(dir_.ok()); }
 
   std::string p(const std::string& rel) const { return root_ + "/" + rel; }
   void write(const std::string& rel, const std::string& data) const {
@@ -45,7 +39,8 @@ class TempTree : public ::testing::Test {
     return id ? &r.tree.node(*id) : nullptr;
   }
 
-  std::string root_;
+  testutil::TempDir dir_{"cfs-scan-test-"};
+  const std::string& root_ = dir_.path();
 };
 
 TEST_F(TempTree, RecordsEveryTypeAndField) {
@@ -245,12 +240,10 @@ TEST_F(TempTree, SameTreeForEveryThreadCount) {
 // dump gets: 12 + sum(7 + key + value) <= 32767 (composefs-format.md §2.1). The values come from
 // that rule. Big xattrs need tmpfs (ext4 keeps them within one block), so /dev/shm is used.
 TEST(XattrBudget, DirectoryScanAcceptsWhatComposefsAccepts) {
-  struct statfs sfs;
-  if (::statfs("/dev/shm", &sfs) != 0 || sfs.f_type != TMPFS_MAGIC)
-    GTEST_SKIP() << "/dev/shm is not tmpfs";
-  char tmpl[] = "/dev/shm/cfs-scan-xattr-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string root = tmpl;
+  if (!testutil::on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs";
+  testutil::TempDir tmp("cfs-scan-xattr-", "/dev/shm");
+  ASSERT_TRUE(tmp.ok());
+  const std::string& root = tmp.path();
   struct Case {
     std::vector<std::pair<std::string, std::size_t>> xattrs;  // key, value size
     bool fits;
@@ -284,7 +277,6 @@ TEST(XattrBudget, DirectoryScanAcceptsWhatComposefsAccepts) {
       EXPECT_NE(r.error().message().find("32767"), std::string::npos);
     }
   }
-  fs::remove_all(root);
 }
 
 TEST_F(TempTree, ErrorsNameThePath) {

@@ -17,6 +17,7 @@
 
 #include "cfs/tree/object_name.h"
 #include "cfs/verity/digest.h"
+#include "testutil/temp_dir.h"
 
 namespace cfs::store {
 namespace {
@@ -26,12 +27,9 @@ namespace fs = std::filesystem;
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cfs-store-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_TRUE(tmp_.ok());
     fs::create_directories(dir_ + "/src");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   ObjectSource add_src(const std::string& name, const std::string& data) {
     std::ofstream(dir_ + "/src/" + name, std::ios::binary) << data;
@@ -56,7 +54,8 @@ class StoreTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
+  testutil::TempDir tmp_{"cfs-store-test-"};
+  const std::string& dir_ = tmp_.path();
 };
 
 TEST_F(StoreTest, AddsUnderDigestPathWithMode0644) {

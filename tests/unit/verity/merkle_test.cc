@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cfs/verity/digest.h"
+#include "testutil/temp_dir.h"
 
 namespace cfs::verity {
 namespace {
@@ -132,9 +133,9 @@ TEST(Merkle, AdoptChecksEveryLevel) {
 }
 
 TEST(Merkle, CacheRoundTripAndRejection) {
-  char dir[] = "/tmp/cfs-merkle-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/tree";
+  testutil::TempDir dir("cfs-merkle-");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir / "tree";
   Params p;
   p.salt = {1, 2, 3, 4};
   const MerkleTree t = build(pattern(1 << 20), p);
@@ -152,8 +153,6 @@ TEST(Merkle, CacheRoundTripAndRejection) {
   EXPECT_FALSE(load_merkle_tree(path, t.digest));
   ASSERT_EQ(truncate(path.c_str(), 10), 0);
   EXPECT_FALSE(load_merkle_tree(path, t.digest));
-  unlink(path.c_str());
-  rmdir(dir);
 }
 
 TEST(Merkle, ValidateNamesTheField) {

@@ -19,6 +19,7 @@
 #include "cfs/verity/digest.h"
 #include "cfs/verity/engine.h"
 #include "cfs/verity/merkle.h"
+#include "testutil/temp_dir.h"
 
 namespace cfs::verity {
 namespace {
@@ -146,9 +147,9 @@ TEST(Vectors, MerkleTreeMatchesEveryRow) {
 }
 
 TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
-  char dir[] = "/tmp/cfs-vectors-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/input";
+  testutil::TempDir dir("cfs-vectors-");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir / "input";
   std::string written_for;
   for_each_row([&](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
     if (written_for != v.generator) {
@@ -163,8 +164,6 @@ TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
       EXPECT_EQ(d->hex(), v.expected) << "threads=" << threads;
     }
   });
-  unlink(path.c_str());
-  rmdir(dir);
 }
 
 TEST(Vectors, SmallBatchMatchesEveryRowWithATwoLevelTree) {
@@ -212,9 +211,9 @@ TEST(Vectors, FileSegmentsMatchTheStreamingHasher) {
   // digest_fd hashes large files one segment at a time (8 MiB of leaf hashes: 128 MiB of data
   // for SHA-512 with 1 KiB blocks) and joins the segments through the streaming upper levels.
   // Cross the segment boundary, with data on both sides of it, against the one-pass Hasher.
-  char dir[] = "/tmp/cfs-vectors-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/input";
+  testutil::TempDir dir("cfs-vectors-");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir / "input";
   Params p;
   p.alg = HashAlg::kSha512;
   p.block_size = 1024;
@@ -229,14 +228,12 @@ TEST(Vectors, FileSegmentsMatchTheStreamingHasher) {
     ASSERT_TRUE(d) << d.error().message();
     EXPECT_EQ(*d, want) << "threads=" << threads;
   }
-  unlink(path.c_str());
-  rmdir(dir);
 }
 
 TEST(Vectors, DigestFdUpToLeavesOnlyLargerFiles) {
-  char dir[] = "/tmp/cfs-vectors-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/input";
+  testutil::TempDir dir("cfs-vectors-");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir / "input";
   for_each_row([&](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
     std::ofstream(path, std::ios::binary | std::ios::trunc)
         .write(reinterpret_cast<const char*>(data.data()),
@@ -270,8 +267,6 @@ TEST(Vectors, DigestFdUpToLeavesOnlyLargerFiles) {
     }
     ::close(fd);
   });
-  unlink(path.c_str());
-  rmdir(dir);
 }
 
 TEST(Vectors, PortableEngineMatchesEveryRow) {

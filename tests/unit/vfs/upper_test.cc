@@ -23,18 +23,13 @@
 #include "cfs/util/sys.h"
 #include "cfs/verity/digest.h"
 #include "test_util.h"
+#include "testutil/tree_builder.h"
 
 namespace cfs::vfs {
 namespace {
 
 using testing::TempDir;
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-  return s;
-}
+using testutil::random_bytes;
 
 std::optional<std::string> xattr_of(const std::string& path, const char* name) {
   char buf[256];
@@ -53,53 +48,33 @@ class UpperTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (trusted.* xattrs, whiteouts)";
     big_ = random_bytes(300000, 1);
-    Tree tree;
-    auto add_file = [&](auto dir, const std::string& name, const std::string& content,
+    testutil::TreeBuilder b(store_.path());
+    auto add_file = [&](NodeId dir, const std::string& name, const std::string& content,
                         bool digest) {
-      Node n;
-      n.mode = S_IFREG | 0644;
-      n.size = content.size();
-      auto d = verity::digest_bytes(std::as_bytes(std::span(content.data(), content.size())));
-      std::string hex = d.hex();
-      n.payload = hex.substr(0, 2) + "/" + hex.substr(2);
+      b.file(dir, name, content, {digest, true});
       if (digest) {
-        n.digest = d;
-        digests_[name] = std::string(reinterpret_cast<const char*>(d.bytes.data()), 32);
+        const verity::Digest d = b.digest_of(content);
+        digests_[name] = std::string(reinterpret_cast<const char*>(d.bytes.data()), d.size);
       }
-      std::filesystem::create_directories(store_ / hex.substr(0, 2));
-      std::ofstream(store_ / n.payload, std::ios::binary) << content;
-      objects_[name] = store_ / n.payload;
-      tree.link(dir, name, tree.add_node(std::move(n)));
+      objects_[name] = b.object_of(content);
     };
-    auto add_dir = [&](auto parent, const std::string& name) {
-      Node n;
-      n.mode = S_IFDIR | 0750;
-      n.uid = 7;
-      n.nlink = 2;
-      auto id = tree.add_node(std::move(n));
-      tree.link(parent, name, id);
+    auto add_dir = [&](NodeId parent, const std::string& name) {
+      NodeId id = b.dir(parent, name, 0750);
+      b.tree().node(id).uid = 7;
       return id;
     };
-    add_file(tree.root(), "big", big_, true);
-    add_file(tree.root(), "nodigest", random_bytes(5000, 2), false);
-    Node inl;
-    inl.mode = S_IFREG | 0644;
-    inl.content = "tiny";
-    inl.size = 4;
-    tree.link(tree.root(), "inline", tree.add_node(std::move(inl)));
-    auto d = add_dir(tree.root(), "d");
+    add_file(b.root(), "big", big_, true);
+    add_file(b.root(), "nodigest", random_bytes(5000, 2), false);
+    b.inline_file(b.root(), "inline", "tiny");
+    auto d = add_dir(b.root(), "d");
     add_file(d, "f", "hello\n", true);
     auto s = add_dir(d, "s");
     add_file(s, "x", "x\n", true);
-    Node link;
-    link.mode = S_IFLNK | 0777;
-    link.payload = "f";
-    link.size = 1;
-    tree.link(d, "lnk", tree.add_node(std::move(link)));
+    b.symlink(d, "lnk", "f");
     image_ = dir_ / "image.cfs";
     auto fd = sys::open(image_, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ASSERT_TRUE(fd);
-    auto r = erofs::write_image(tree, {}, fd->get());
+    auto r = erofs::write_image(b.tree(), {}, fd->get());
     if (!r && r.error().is(Errc::kUnsupportedFeature))
       GTEST_SKIP() << "image writer not available: " << r.error().message();
     ASSERT_TRUE(r) << r.error().message();

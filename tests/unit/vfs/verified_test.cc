@@ -16,18 +16,13 @@
 #include "cfs/verity/digest.h"
 #include "cfs/vfs/filesystem.h"
 #include "test_util.h"
+#include "testutil/tree_builder.h"
 
 namespace cfs::vfs {
 namespace {
 
 using testing::TempDir;
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-  return s;
-}
+using testutil::random_bytes;
 
 struct FileSpec {
   std::string name;
@@ -47,32 +42,19 @@ class VerifiedTest : public ::testing::Test {
         {"missing", random_bytes(9000, 4), true, false},
         {"inline", "hello", false, false, true},
     };
-    Tree tree;
+    testutil::TreeBuilder b(store_.path());
     for (const auto& f : files_) {
-      Node n;
-      n.mode = S_IFREG | 0644;
-      n.size = f.content.size();
       if (f.inline_content) {
-        n.content = f.content;
+        b.inline_file(b.root(), f.name, f.content);
       } else {
-        auto d = verity::digest_bytes(std::as_bytes(std::span(f.content.data(), f.content.size())));
-        std::string hex = d.hex();
-        n.payload = hex.substr(0, 2) + "/" + hex.substr(2);
-        if (f.digest) {
-          n.digest = d;
-        }
-        if (f.write_object) {
-          std::filesystem::create_directories(store_ / hex.substr(0, 2));
-          std::ofstream(store_ / n.payload, std::ios::binary) << f.content;
-        }
-        paths_[f.name] = store_ / n.payload;
+        b.file(b.root(), f.name, f.content, {f.digest, f.write_object});
+        paths_[f.name] = b.object_of(f.content);
       }
-      tree.link(tree.root(), f.name, tree.add_node(std::move(n)));
     }
     image_ = dir_ / "image.cfs";
     auto fd = sys::open(image_, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ASSERT_TRUE(fd);
-    auto r = erofs::write_image(tree, {}, fd->get());
+    auto r = erofs::write_image(b.tree(), {}, fd->get());
     if (!r && r.error().is(Errc::kUnsupportedFeature))
       GTEST_SKIP() << "image writer not available: " << r.error().message();
     ASSERT_TRUE(r) << r.error().message();
