@@ -18,6 +18,7 @@
 #include "cfs/tree/object_name.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/mapped_file.h"
+#include "cfs/util/path.h"
 #include "cfs/util/sys.h"
 #include "dump/escape.h"
 
@@ -232,23 +233,15 @@ bool Parser::find_parent(std::string_view prefix, std::string_view path, NodeId&
   }
   NodeId cur = tree_.root();
   bool cur_is_link = false;
-  std::size_t pos = 0;
-  while (pos < prefix.size()) {
-    if (prefix[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    std::size_t end = prefix.find('/', pos);
-    if (end == std::string_view::npos) end = prefix.size();
+  for (std::size_t pos = 0; auto name = next_component(prefix, pos);) {
     // Only directories have children (a pending hardlink entry has none), as upstream.
-    const Entry* e = cur_is_link ? nullptr : find_child(cur, prefix.substr(pos, end - pos));
+    const Entry* e = cur_is_link ? nullptr : find_child(cur, *name);
     if (e == nullptr) {
       err_ = fmt::format("Parent directory missing for {}", path);
       return false;
     }
     cur = e->node;
     cur_is_link = e->hardlink;
-    pos = end;
   }
   if (cur_is_link || !tree_.node(cur).is_dir()) {
     err_ = fmt::format("Parent must be a directory for {}", path);
@@ -583,20 +576,12 @@ bool Parser::add_xattrs(std::string_view rest, Node& node) {
 std::optional<NodeId> lookup_entry(const Tree& tree, std::string_view path, bool* is_fixup) {
   NodeId cur = tree.root();
   *is_fixup = false;
-  std::size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
+  for (std::size_t pos = 0; auto name = next_component(path, pos);) {
     if (*is_fixup) return std::nullopt;  // a hardlink has no children
-    std::size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    const Entry* e = tree.find_child(cur, path.substr(pos, end - pos));
+    const Entry* e = tree.find_child(cur, *name);
     if (e == nullptr) return std::nullopt;
     cur = e->node;
     *is_fixup = e->hardlink;
-    pos = end;
   }
   return cur;
 }

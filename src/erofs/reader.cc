@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "cfs/util/mapped_file.h"
+#include "cfs/util/path.h"
 #include "erofs/reader_internal.h"
 
 namespace cfs::erofs {
@@ -305,18 +306,10 @@ Result<std::optional<std::uint64_t>> Image::lookup(std::uint64_t dir_nid,
 
 Result<std::uint64_t> Image::resolve(std::string_view path) const {
   std::uint64_t cur = root_nid();
-  std::size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    std::size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    CFS_ASSIGN(auto next, lookup(cur, path.substr(0, end).substr(pos)));
+  for (std::size_t pos = 0; auto name = next_component(path, pos);) {
+    CFS_ASSIGN(auto next, lookup(cur, *name));
     if (!next) return fail_errno(std::string(path), ENOENT);
     cur = *next;
-    pos = end;
   }
   return cur;
 }

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "cfs/util/path.h"
+
 namespace cfs {
 
 void Node::set_xattr(std::string key, std::string value) {
@@ -57,18 +59,10 @@ const Entry* Tree::find_child(NodeId dir, std::string_view name) const {
 
 std::optional<NodeId> Tree::lookup(std::string_view path) const {
   NodeId cur = root();
-  std::size_t pos = 0;
-  while (pos < path.size()) {
-    if (path[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    std::size_t end = path.find('/', pos);
-    if (end == std::string_view::npos) end = path.size();
-    const Entry* e = find_child(cur, path.substr(pos, end - pos));
+  for (std::size_t pos = 0; auto name = next_component(path, pos);) {
+    const Entry* e = find_child(cur, *name);
     if (!e) return std::nullopt;
     cur = e->node;
-    pos = end;
   }
   return cur;
 }

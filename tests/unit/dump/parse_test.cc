@@ -316,7 +316,7 @@ TEST(Parse, ErrorsCarrySourceName) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Upstream quirks (composefs-format.md §2.5, §9) reproduced on purpose.
+// Upstream quirks reproduced on purpose (the table in docs/dump-format.md).
 
 TEST(Quirks, GidAndRdevErrorsOnlyForUidZero) {
   Node n = parse_one("/x 0 20644 1 5 bad worse 0.0 - - -\n");

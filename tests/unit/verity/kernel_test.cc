@@ -11,6 +11,9 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+
+#include "cfs/verity/measure.h"
 
 namespace cfs::verity {
 namespace {
@@ -50,6 +53,24 @@ TEST_F(TmpfsFile, MeasureReportsUnsupported) {
   ASSERT_FALSE(r);
   expect_unsupported(r.error());
   EXPECT_NE(r.error().message().find(path_), std::string::npos);
+}
+
+TEST_F(TmpfsFile, MeasureOrComputeFallsBackToUserspace) {
+  // `fsverity digest --compact --hash-alg=ALG` of a file holding "hello" (4 KiB blocks).
+  const std::pair<HashAlg, std::string> want[] = {
+      {HashAlg::kSha256, "555b589c26ee43b7a2510e6c67ced9fb3190b6da6e9e683984551f5d77a763de"},
+      {HashAlg::kSha512,
+       "f40c9f595539791d80fdff8f46b9fd3f61d9b5aa12c4c366c296c455f342b7ba5d1f03ffa8290b2f159f44a97e"
+       "182ddaf305d97ce86e3713cdf5508da1cef244"}};
+  for (const auto& [alg, hex] : want) {
+    Params p;
+    p.alg = alg;
+    auto m = measure_or_compute(fd_, p, path_);
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_FALSE(m->from_kernel);
+    EXPECT_EQ(m->digest.alg, alg);
+    EXPECT_EQ(m->digest.hex(), hex);
+  }
 }
 
 TEST_F(TmpfsFile, EnableReportsUnsupported) {
