@@ -202,6 +202,20 @@ class FsckLikeTheMount(t.unittest.TestCase):
         os.mkfifo(os.path.join(self.store, self.rel))
         self.expect(self.image(self.rel), "refused", "FIFO")
 
+    def test_symlink_directory_and_device_at_the_object_path(self):
+        obj = os.path.join(self.store, self.rel)
+        real = os.path.join(self.d, "real-object")
+        shutil.move(obj, real)
+        os.symlink(real, obj)
+        self.expect(self.image(self.rel), "refused", "symlink")
+        os.unlink(obj)
+        os.mkdir(obj)
+        self.expect(self.image(self.rel), "refused", "directory")
+        os.rmdir(obj)
+        if os.geteuid() == 0:
+            os.mknod(obj, 0o644 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+            self.expect(self.image(self.rel), "refused", "character device")
+
     def test_symlinked_fanout_directory(self):
         real = os.path.join(self.d, "elsewhere")
         shutil.move(os.path.join(self.store, self.digest[:2]), real)
