@@ -73,7 +73,7 @@ std::optional<Lease> parse(const std::string& id, std::string_view text) {
 // Replaces cfs-mounts/<id> with the lease's current content, whole or not at all.
 Status store(Repository& repo, const Lease& l) {
   std::string dir(kMountsDir);
-  CFS_TRY(sys::mkdirat(repo.fd(), dir, 0755));
+  CFS_TRY(sys::mkdirat_p(repo.fd(), dir, 0755));
   CFS_ASSIGN(auto dfd, sys::openat(repo.fd(), dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
   std::string tmp = names::temp_file_name();
   CFS_ASSIGN(auto fd, sys::openat(dfd.get(), tmp, O_WRONLY | O_CREAT | O_EXCL, 0644));

@@ -170,8 +170,9 @@ Status replace_symlink(int repo_fd, const std::string& dir, const std::string& n
                        const std::string& target) {
   CFS_TRY(sys::mkdirat_p(repo_fd, dir, 0755));
   CFS_ASSIGN(auto dfd, sys::openat(repo_fd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
-  CFS_ASSIGN(bool made, sys::symlinkat(target, dfd.get(), name));
+  auto made = sys::symlinkat(target, dfd.get(), name);
   if (made) return {};
+  if (!made.error().is_errno(EEXIST)) return made;
   if (auto have = sys::readlinkat(dfd.get(), name); have && *have == target) return {};
   std::string tmp = temp_link_name();
   CFS_TRY(sys::symlinkat(target, dfd.get(), tmp));

@@ -128,7 +128,7 @@ Result<Repository> Repository::init(const std::string& path, const InitOptions& 
                                                ": cfs writes formats 0 and 1");
   if (auto slash = path.find_last_of('/'); slash != std::string::npos && slash > 0)
     CFS_TRY(sys::mkdirat_p(AT_FDCWD, path.substr(0, slash), 0755));
-  CFS_TRY(sys::mkdirat(AT_FDCWD, path, 0700));
+  CFS_TRY(sys::mkdirat_p(AT_FDCWD, path, 0700));
   CFS_ASSIGN(auto fd, sys::open(path, O_RDONLY | O_DIRECTORY));
   CFS_TRY(sys::flock(fd.get(), LOCK_SH, path));
 
@@ -148,7 +148,7 @@ Result<Repository> Repository::init(const std::string& path, const InitOptions& 
       return fail(Errc::kConflict, path + ": already initialised with " + describe(have) +
                                        ", not " + describe(want));
   }
-  CFS_TRY(sys::mkdirat(fd.get(), std::string(kObjectsDir), 0755));
+  CFS_TRY(sys::mkdirat_p(fd.get(), std::string(kObjectsDir), 0755));
   OpenOptions oo;
   oo.write = true;
   return open_fd(std::move(fd), path, oo);
@@ -431,7 +431,7 @@ NewObject::~NewObject() {
 
 Result<NewObject> Repository::create_object() {
   NewObject o;
-  CFS_TRY(sys::mkdirat(fd_.get(), std::string(kObjectsDir), 0755));
+  CFS_TRY(sys::mkdirat_p(fd_.get(), std::string(kObjectsDir), 0755));
   CFS_ASSIGN(o.dir_fd_,
              sys::openat(fd_.get(), std::string(kObjectsDir), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
   std::string where = path_ + "/" + std::string(kObjectsDir);
@@ -462,7 +462,7 @@ Result<verity::Digest> Repository::commit_object(NewObject object) {
       return fail(std::move(st).error().with_context(
           secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
   }
-  CFS_TRY(sys::mkdirat(object.dir_fd_.get(), name.substr(0, 2), 0755));
+  CFS_TRY(sys::mkdirat_p(object.dir_fd_.get(), name.substr(0, 2), 0755));
   if (object.temp_name_.empty()) {
     CFS_TRY(sys::link_open_file(ro.get(), object.dir_fd_.get(), name));
   } else {

@@ -96,6 +96,20 @@ Result<struct stat> fstatat(int dirfd, const std::string& path, int flags) {
   return st;
 }
 
+Result<std::optional<struct stat>> fstatat_if_exists(int dirfd, const std::string& path,
+                                                     int flags) {
+  struct stat st {};
+  if (::fstatat(dirfd, path.c_str(), &st, flags) == 0) return std::optional<struct stat>(st);
+  if (errno == ENOENT || errno == ENOTDIR) return std::optional<struct stat>();
+  return fail_errno("stat " + path);
+}
+
+Result<struct statvfs> fstatvfs(int fd, const std::string& what) {
+  struct statvfs sv {};
+  if (::fstatvfs(fd, &sv) != 0) return fail_errno("statfs " + what);
+  return sv;
+}
+
 Result<struct stat> stat(const std::string& path) { return fstatat(AT_FDCWD, path, 0); }
 Result<struct stat> lstat(const std::string& path) {
   return fstatat(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW);
@@ -203,6 +217,20 @@ Status fsync(int fd, const std::string& what) {
   return {};
 }
 
+Status fdatasync(int fd, const std::string& what) {
+  if (::fdatasync(fd) != 0) return fail_errno("fdatasync " + what);
+  return {};
+}
+
+Status ftruncate(int fd, std::uint64_t size, const std::string& what) {
+  int rc;
+  do {
+    rc = ::ftruncate(fd, static_cast<off_t>(size));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return fail_errno("truncate " + what);
+  return {};
+}
+
 Status syncfs(int fd, const std::string& what) {
   if (::syncfs(fd) != 0) return fail_errno("syncfs " + what);
   return {};
@@ -231,6 +259,42 @@ Status mkdirat_p(int dirfd, const std::string& path, mode_t mode) {
     }
     pos = slash + 1;
   }
+  return {};
+}
+
+Status mkdirat(int dirfd, const std::string& path, mode_t mode) {
+  if (::mkdirat(dirfd, path.c_str(), mode) != 0) return fail_errno("mkdir " + path);
+  return {};
+}
+
+Status mknodat(int dirfd, const std::string& path, mode_t mode, dev_t dev) {
+  if (::mknodat(dirfd, path.c_str(), mode, dev) != 0) return fail_errno("mknod " + path);
+  return {};
+}
+
+Status symlinkat(const std::string& target, int dirfd, const std::string& path) {
+  if (::symlinkat(target.c_str(), dirfd, path.c_str()) != 0) return fail_errno("symlink " + path);
+  return {};
+}
+
+Status linkat(int olddir, const std::string& oldpath, int newdir, const std::string& newpath) {
+  if (::linkat(olddir, oldpath.c_str(), newdir, newpath.c_str(), 0) != 0)
+    return fail_errno("link " + oldpath + " -> " + newpath);
+  return {};
+}
+
+Status fchownat(int dirfd, const std::string& path, uid_t uid, gid_t gid, int flags) {
+  if (::fchownat(dirfd, path.c_str(), uid, gid, flags) != 0) return fail_errno("chown " + path);
+  return {};
+}
+
+Status fchmodat(int dirfd, const std::string& path, mode_t mode) {
+  if (::fchmodat(dirfd, path.c_str(), mode, 0) != 0) return fail_errno("chmod " + path);
+  return {};
+}
+
+Status utimensat(int dirfd, const std::string& path, const struct timespec times[2], int flags) {
+  if (::utimensat(dirfd, path.c_str(), times, flags) != 0) return fail_errno("utimens " + path);
   return {};
 }
 
@@ -322,6 +386,19 @@ Result<std::string> get_xattr(int fd, const std::string& name, const std::string
     if (need < 0) return fail_errno("getxattr " + name + " " + what);
     value.resize(static_cast<std::size_t>(need) + 1);
   }
+}
+
+Status set_xattr(int fd, const std::string& name, std::string_view value, int flags,
+                 const std::string& what) {
+  if (::setxattr(proc_fd_path(fd).c_str(), name.c_str(), value.data(), value.size(), flags) != 0)
+    return fail_errno("setxattr " + name + " " + what);
+  return {};
+}
+
+Status remove_xattr(int fd, const std::string& name, const std::string& what) {
+  if (::removexattr(proc_fd_path(fd).c_str(), name.c_str()) != 0)
+    return fail_errno("removexattr " + name + " " + what);
+  return {};
 }
 
 unsigned available_cpus() noexcept {

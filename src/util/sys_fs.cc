@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cfs/util/sys.h"
 #include "cfs/util/unique_fd.h"
 
 namespace cfs::sys {
@@ -51,7 +52,13 @@ ssize_t getxattrat(int dirfd, const char* name, const char* key, void* value, st
       ::syscall(CFS_SYS_GETXATTRAT, dirfd, name, AT_SYMLINK_NOFOLLOW, key, &args, sizeof args));
 }
 
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+// An O_PATH fd of the entry itself (a symlink stays a symlink), for the xattr calls that work
+// through /proc/self/fd (sys::list_xattrs and friends).
+Result<UniqueFd> open_nofollow(int dirfd, const std::string& name, const std::string& what) {
+  auto fd = openat(dirfd, name, O_PATH | O_NOFOLLOW);
+  if (!fd) return fail(std::move(fd).error().with_context(what));
+  return fd;
+}
 
 Result<std::vector<std::string>> split_names(const std::vector<char>& buf, std::size_t len) {
   std::vector<std::string> names;
@@ -110,22 +117,8 @@ Result<std::vector<std::string>> list_xattrs_at(int dirfd, const std::string& na
       return fail_errno("listxattr " + what);
     }
   }
-  int fd = ::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return fail_errno("open " + what);
-  UniqueFd owned(fd);
-  std::string path = proc_path(fd);
-  for (;;) {
-    ssize_t n = ::llistxattr(path.c_str(), buf.data(), buf.size());
-    if (n >= 0) return split_names(buf, static_cast<std::size_t>(n));
-    if (errno == ERANGE) {
-      ssize_t need = ::llistxattr(path.c_str(), nullptr, 0);
-      if (need < 0) return fail_errno("listxattr " + what);
-      buf.resize(static_cast<std::size_t>(need) + 1);
-      continue;
-    }
-    if (errno == EOPNOTSUPP) return std::vector<std::string>{};
-    return fail_errno("listxattr " + what);
-  }
+  CFS_ASSIGN(UniqueFd fd, open_nofollow(dirfd, name, what));
+  return list_xattrs(fd.get(), what);
 }
 
 Result<std::string> get_xattr_at(int dirfd, const std::string& name, const std::string& key,
@@ -151,21 +144,60 @@ Result<std::string> get_xattr_at(int dirfd, const std::string& name, const std::
       return fail_errno("getxattr " + key + " " + what);
     }
   }
-  int fd = ::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return fail_errno("open " + what);
-  UniqueFd owned(fd);
-  std::string path = proc_path(fd);
+  CFS_ASSIGN(UniqueFd fd, open_nofollow(dirfd, name, what));
+  return get_xattr(fd.get(), key, what);
+}
+
+void disable_xattrat_for_testing() { g_have_xattrat.store(false, std::memory_order_relaxed); }
+
+Result<std::optional<std::string>> find_xattr_at(int dirfd, const std::string& name,
+                                                 const std::string& key, const std::string& what) {
+  auto v = get_xattr_at(dirfd, name, key, what);
+  if (v) return std::optional<std::string>(std::move(*v));
+  if (v.error().is_errno(ENODATA) || v.error().is_errno(EOPNOTSUPP))
+    return std::optional<std::string>();
+  return tl::unexpected(std::move(v).error());
+}
+
+Status set_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                    std::string_view value, int flags, const std::string& what) {
+  CFS_ASSIGN(UniqueFd fd, open_nofollow(dirfd, name, what));
+  return set_xattr(fd.get(), key, value, flags, what);
+}
+
+Status remove_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                       const std::string& what) {
+  CFS_ASSIGN(UniqueFd fd, open_nofollow(dirfd, name, what));
+  return remove_xattr(fd.get(), key, what);
+}
+
+Result<std::vector<std::string>> read_dir_names(int dirfd, const std::string& path) {
+  CFS_ASSIGN(UniqueFd dir, openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  std::vector<std::string> names;
+  std::vector<std::byte> buf(32768);
   for (;;) {
-    ssize_t n = ::lgetxattr(path.c_str(), key.c_str(), value.data(), value.size());
-    if (n >= 0) {
-      value.resize(static_cast<std::size_t>(n));
-      return value;
-    }
-    if (errno != ERANGE) return fail_errno("getxattr " + key + " " + what);
-    ssize_t need = ::lgetxattr(path.c_str(), key.c_str(), nullptr, 0);
-    if (need < 0) return fail_errno("getxattr " + key + " " + what);
-    value.resize(static_cast<std::size_t>(need) + 1);
+    CFS_ASSIGN(std::size_t n, getdents(dir.get(), buf, path));
+    if (n == 0) return names;
+    DirentCursor cur(std::span(buf.data(), n));
+    std::string_view name;
+    unsigned char type;
+    std::uint64_t ino;
+    while (cur.next(name, type, ino))
+      if (name != "." && name != "..") names.emplace_back(name);
   }
+}
+
+Status remove_tree_at(int dirfd, const std::string& name) {
+  CFS_ASSIGN(auto st, fstatat_if_exists(dirfd, name, AT_SYMLINK_NOFOLLOW));
+  if (!st) return {};
+  if (!S_ISDIR(st->st_mode)) return unlinkat(dirfd, name, 0);
+  CFS_ASSIGN(UniqueFd dir, openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  CFS_ASSIGN(auto names, read_dir_names(dir.get(), "."));
+  for (const auto& n : names) {
+    auto r = remove_tree_at(dir.get(), n);
+    if (!r) return fail(std::move(r).error().with_context(name));
+  }
+  return unlinkat(dirfd, name, AT_REMOVEDIR);
 }
 
 Status ficlone(int dst_fd, int src_fd) {

@@ -48,18 +48,6 @@ Result<bool> flock(int fd, int operation, const std::string& what) {
   return fail_errno("lock " + what);
 }
 
-Result<bool> mkdirat(int dirfd, const std::string& name, mode_t mode) {
-  if (::mkdirat(dirfd, name.c_str(), mode) == 0) return true;
-  if (errno == EEXIST) return false;
-  return fail_errno("mkdir " + name);
-}
-
-Result<bool> symlinkat(const std::string& target, int dirfd, const std::string& name) {
-  if (::symlinkat(target.c_str(), dirfd, name.c_str()) == 0) return true;
-  if (errno == EEXIST) return false;
-  return fail_errno("symlink " + name + " -> " + target);
-}
-
 Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what) {
   int fd;
   do {

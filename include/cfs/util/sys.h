@@ -4,10 +4,12 @@
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +33,10 @@ Result<struct stat> fstat(int fd, const std::string& what = "fstat");
 Result<struct stat> fstatat(int dirfd, const std::string& path, int flags);
 Result<struct stat> stat(const std::string& path);
 Result<struct stat> lstat(const std::string& path);
+/// fstatat, with nullopt instead of an error when nothing is there (ENOENT, or ENOTDIR: a
+/// component of the path is not a directory).
+Result<std::optional<struct stat>> fstatat_if_exists(int dirfd, const std::string& path, int flags);
+Result<struct statvfs> fstatvfs(int fd, const std::string& what);
 
 /// Reads until buf is full or EOF; returns the number of bytes read (short only at EOF).
 Result<std::size_t> read_full(int fd, std::span<std::byte> buf);
@@ -48,12 +54,24 @@ Result<std::string> read_fd(int fd, const std::string& what);
 Status write_file(const std::string& path, std::string_view data, mode_t mode = 0644);
 
 Status fsync(int fd, const std::string& what);
+Status fdatasync(int fd, const std::string& what);
+Status ftruncate(int fd, std::uint64_t size, const std::string& what);
 Status syncfs(int fd, const std::string& what);
 Status renameat(int olddir, const std::string& oldpath, int newdir, const std::string& newpath);
 Status unlinkat(int dirfd, const std::string& path, int flags);
 /// mkdir -p relative to dirfd; existing directories are fine.
 Status mkdirat_p(int dirfd, const std::string& path, mode_t mode);
+Status mkdirat(int dirfd, const std::string& path, mode_t mode);
+Status mknodat(int dirfd, const std::string& path, mode_t mode, dev_t dev);
+Status symlinkat(const std::string& target, int dirfd, const std::string& path);
+Status linkat(int olddir, const std::string& oldpath, int newdir, const std::string& newpath);
 Result<std::string> readlinkat(int dirfd, const std::string& path);
+/// Owner of path (flags: AT_SYMLINK_NOFOLLOW for the link itself); uid/gid -1 = unchanged.
+Status fchownat(int dirfd, const std::string& path, uid_t uid, gid_t gid, int flags);
+/// Mode of path, following a final symlink (Linux cannot change a symlink's mode).
+Status fchmodat(int dirfd, const std::string& path, mode_t mode);
+/// Times of path: times[0] atime, times[1] mtime (UTIME_NOW, UTIME_OMIT as for utimensat(2)).
+Status utimensat(int dirfd, const std::string& path, const struct timespec times[2], int flags);
 
 /// realpath(3): the canonical absolute path (every symlink resolved; the path must exist).
 Result<std::string> real_path(const std::string& path);
@@ -67,9 +85,15 @@ Status seal_readonly(int memfd);
 /// Copies src (from its offset 0 to EOF) into dst at dst's current offset (sendfile).
 Status copy_all(int src_fd, int dst_fd, const std::string& what);
 
-/// Xattr names of an O_PATH or regular fd (through /proc/self/fd so symlinks work).
+/// Xattrs of the inode an O_PATH or regular fd refers to, through /proc/self/fd/N (following
+/// that magic link reaches the inode itself, so the xattrs of a symlink opened with
+/// O_PATH | O_NOFOLLOW are its own, not its target's).
 Result<std::vector<std::string>> list_xattrs(int fd, const std::string& what);
 Result<std::string> get_xattr(int fd, const std::string& name, const std::string& what);
+/// setxattr(2) flags: 0, XATTR_CREATE or XATTR_REPLACE.
+Status set_xattr(int fd, const std::string& name, std::string_view value, int flags,
+                 const std::string& what);
+Status remove_xattr(int fd, const std::string& name, const std::string& what);
 
 /// ioctl(fd, request, arg); EINTR retried. Returns the ioctl's non-negative result.
 Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& what);

@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cfs/util/result.h"
@@ -44,6 +45,25 @@ Result<std::vector<std::string>> list_xattrs_at(int dirfd, const std::string& na
 /// The value of one xattr of the entry `name` in dirfd (same resolution as list_xattrs_at).
 Result<std::string> get_xattr_at(int dirfd, const std::string& name, const std::string& key,
                                  const std::string& what);
+/// The same, with nullopt when the entry has no such xattr (ENODATA) or its filesystem has no
+/// xattrs at all.
+Result<std::optional<std::string>> find_xattr_at(int dirfd, const std::string& name,
+                                                 const std::string& key, const std::string& what);
+/// For tests: the *_xattr_at calls take the O_PATH fallback from now on, as on kernels without
+/// the *xattrat syscalls (before 6.13).
+void disable_xattrat_for_testing();
+/// setxattr/removexattr on the entry `name` in dirfd, not following a final symlink (through an
+/// O_PATH fd, see sys::set_xattr). flags: 0, XATTR_CREATE or XATTR_REPLACE.
+Status set_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                    std::string_view value, int flags, const std::string& what);
+Status remove_xattr_at(int dirfd, const std::string& name, const std::string& key,
+                       const std::string& what);
+
+/// Names in the directory `path` (relative to dirfd; a final symlink is not followed), without
+/// "." and "..", in the order the filesystem returns them.
+Result<std::vector<std::string>> read_dir_names(int dirfd, const std::string& path);
+/// rm -r of the entry `name` in dirfd without following symlinks; absent is fine.
+Status remove_tree_at(int dirfd, const std::string& name);
 
 /// ioctl(FICLONE): shares src's extents with dst. Errors are returned, never fatal: callers
 /// fall back to copying.

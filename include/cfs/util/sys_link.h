@@ -21,12 +21,6 @@ namespace cfs::sys {
 /// error) when LOCK_NB is given and another holder conflicts.
 Result<bool> flock(int fd, int operation, const std::string& what);
 
-/// mkdirat(2); false (not an error) when the name exists.
-Result<bool> mkdirat(int dirfd, const std::string& name, mode_t mode);
-
-/// symlinkat(2); false (not an error) when the name exists.
-Result<bool> symlinkat(const std::string& target, int dirfd, const std::string& name);
-
 /// An unnamed regular file in the directory dirfd (O_TMPFILE | O_RDWR). Filesystems without
 /// O_TMPFILE give Errc::kUnsupportedFeature so the caller can fall back to a named file.
 Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what);
