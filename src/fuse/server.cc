@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/fuse/server.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -12,6 +14,7 @@
 #include <new>
 #include <string>
 
+#include "cfs/util/sys.h"
 #include "fuse/session.h"
 
 namespace cfs::fuse {
@@ -89,6 +92,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   });
 }
 
+// Node ids are the image's nids: there is no node table to shrink.
 void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(req); }
 void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept { fuse_reply_none(req); }
 
@@ -104,9 +108,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
 void op_readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
   trampoline(req, [&] {
     auto& fs = fs_of(req);
-    auto target = fs.readlink(to_ino(fs, ino));
-    if (!target) return reply_error(req, target.error());
-    fuse_reply_readlink(req, target->c_str());
+    reply_readlink(req, fs.readlink(to_ino(fs, ino)));
   });
 }
 
@@ -188,9 +190,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   trampoline(req, [&] {
     thread_local vfs::ReadBuffer buf;
     auto* f = reinterpret_cast<vfs::OpenFile*>(fi->fh);
-    auto data = fs_of(req).read(*f, static_cast<std::uint64_t>(off), size, buf);
-    if (!data) return reply_error(req, data.error());
-    fuse_reply_buf(req, reinterpret_cast<const char*>(data->data()), data->size());
+    reply_data(req, fs_of(req).read(*f, static_cast<std::uint64_t>(off), size, buf));
   });
 }
 
@@ -199,33 +199,17 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
   fuse_reply_err(req, 0);
 }
 
-// Privileged xattr namespaces are listed only to callers that could read them (the kernel's
-// trusted handler does the same for overlayfs; VFS already refuses the get for others).
-bool may_see(fuse_req_t req, const std::string& name) {
-  return name.rfind("trusted.", 0) != 0 || fuse_req_ctx(req)->uid == 0;
-}
-
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
   trampoline(req, [&] {
     auto& fs = fs_of(req);
-    auto v = fs.getxattr(to_ino(fs, ino), name);
-    if (!v) return reply_error(req, v.error());
-    reply_xattr_data(req, *v, size);
+    reply_xattr_value(req, fs.getxattr(to_ino(fs, ino), name), size);
   });
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
   trampoline(req, [&] {
     auto& fs = fs_of(req);
-    auto names = fs.listxattr(to_ino(fs, ino));
-    if (!names) return reply_error(req, names.error());
-    std::string out;
-    for (const auto& n : *names) {
-      if (!may_see(req, n)) continue;
-      out += n;
-      out.push_back('\0');
-    }
-    reply_xattr_data(req, out, size);
+    reply_xattr_names(req, fs.listxattr(to_ino(fs, ino)), size);
   });
 }
 
@@ -243,27 +227,29 @@ void op_statfs(fuse_req_t req, fuse_ino_t) noexcept {
   });
 }
 
-fuse_lowlevel_ops make_ops() {
-  fuse_lowlevel_ops ops;
-  std::memset(&ops, 0, sizeof ops);
-  ops.init = op_init;
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
-  ops.readlink = op_readlink;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_releasedir;
-  ops.open = op_open;
-  ops.read = op_read;
-  ops.release = op_release;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.statfs = op_statfs;
-  return ops;
-}
+// In the struct's declaration order; the operations left out are ENOSYS on purpose (GCC 12 warns
+// about every designated initializer left out, hence the pragma).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+constexpr fuse_lowlevel_ops kOps = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .forget_multi = op_forget_multi,
+    .readdirplus = op_readdirplus,
+};
+#pragma GCC diagnostic pop
 
 // The kernel caps a FUSE mount's readahead at its VM default (128 KiB), so reads arrive as
 // 128 KiB requests. A larger window means fewer round trips and longer hash batches; as root
@@ -290,6 +276,18 @@ void raise_readahead(const std::string& mountpoint) {
   }
 }
 
+// Keeps a long-running server's memory level (docs/fuse.md "Memory"). glibc gives new threads
+// their own arenas (up to 8 per CPU) and, after the first large free, raises its mmap threshold
+// so that later large buffers (directory listings of big directories) come from the arenas,
+// whose freed pages stay resident. Every walk then leaves a little more resident memory behind,
+// on whichever worker threads served it. One arena per CPU and a fixed threshold (which turns
+// the adjustment off) keep RSS flat across walks; large buffers are mapped and unmapped whole.
+void tune_malloc() {
+  constexpr int kMmapThreshold = 128 << 10;  // glibc's initial value
+  ::mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, sys::available_cpus())));
+  ::mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+}
+
 struct ArgsGuard {
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   ~ArgsGuard() { fuse_opt_free_args(&args); }
@@ -301,6 +299,7 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
                    bool writable) {
   if (::access("/dev/fuse", R_OK | W_OK) != 0)
     return fail_errno("/dev/fuse (load the fuse module, or give the container the device)");
+  tune_malloc();
   ArgsGuard a;
   auto add = [&](const std::string& s) {
     if (fuse_opt_add_arg(&a.args, s.c_str()) != 0) throw std::bad_alloc();
@@ -359,8 +358,7 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
 }
 
 Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
-  static const fuse_lowlevel_ops ops = make_ops();
-  return run_session(ops, fs.get(), opts, false);
+  return run_session(kOps, fs.get(), opts, false);
 }
 
 }  // namespace cfs::fuse

@@ -6,8 +6,11 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include <fuse_lowlevel.h>
 
+#include <cstddef>
 #include <new>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "cfs/fuse/server.h"
 #include "cfs/util/result.h"
@@ -28,6 +31,39 @@ inline void reply_xattr_data(fuse_req_t req, const std::string& data, size_t siz
   fuse_reply_buf(req, data.data(), data.size());
 }
 
+/// getxattr: the value of a lookup result.
+inline void reply_xattr_value(fuse_req_t req, const Result<std::string>& value, size_t size) {
+  if (!value) return reply_error(req, value.error());
+  reply_xattr_data(req, *value, size);
+}
+
+/// listxattr: the names, NUL-terminated. Privileged namespaces are listed only to callers that
+/// could read them (the kernel's trusted handler does the same for overlayfs; VFS already
+/// refuses the get for others).
+inline void reply_xattr_names(fuse_req_t req, const Result<std::vector<std::string>>& names,
+                              size_t size) {
+  if (!names) return reply_error(req, names.error());
+  const bool privileged = fuse_req_ctx(req)->uid == 0;
+  std::string out;
+  for (const auto& n : *names) {
+    if (!privileged && n.starts_with("trusted.")) continue;
+    out += n;
+    out.push_back('\0');
+  }
+  reply_xattr_data(req, out, size);
+}
+
+inline void reply_readlink(fuse_req_t req, const Result<std::string>& target) {
+  if (!target) return reply_error(req, target.error());
+  fuse_reply_readlink(req, target->c_str());
+}
+
+/// read: the bytes (a view into the thread's ReadBuffer) or the error.
+inline void reply_data(fuse_req_t req, const Result<std::span<const std::byte>>& data) {
+  if (!data) return reply_error(req, data.error());
+  fuse_reply_buf(req, reinterpret_cast<const char*>(data->data()), data->size());
+}
+
 /// Runs one operation; a request must always get exactly one reply, exceptions included.
 template <class Fn>
 void trampoline(fuse_req_t req, Fn&& fn) noexcept {
@@ -38,6 +74,17 @@ void trampoline(fuse_req_t req, Fn&& fn) noexcept {
   } catch (...) {
     fuse_reply_err(req, EIO);
   }
+}
+
+/// FORGET and BATCH_FORGET get no reply but fuse_reply_none, whatever happens.
+template <class Fn>
+void forget_trampoline(fuse_req_t req, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (...) {
+    // Nothing to tell the kernel: at worst a node stays in the table until unmount.
+  }
+  fuse_reply_none(req);
 }
 
 /// Serves `ops` (userdata: `userdata`) at opts.mountpoint until unmounted or signalled.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cfs/fuse/server.h"
+#include "cfs/util/sys.h"
 #include "fuse/session.h"
 
 namespace cfs::fuse {
@@ -30,15 +31,21 @@ vfs::Caller caller(fuse_req_t req) {
   return vfs::Caller{c->uid, c->gid};
 }
 
-void reply_entry(fuse_req_t req, const Result<vfs::MergedEntry>& r) {
-  if (!r) return reply_error(req, r.error());
+fuse_entry_param entry_param(const vfs::MergedEntry& m) {
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
-  e.ino = r->node;
-  e.attr = r->st;
+  e.ino = m.node;
+  e.attr = m.st;
   e.attr_timeout = kAttrTimeout;
   e.entry_timeout = kTimeout;
-  fuse_reply_entry(req, &e);
+  return e;
+}
+
+// The entry counts one lookup only if the kernel got it (an interrupted request's reply fails).
+void reply_entry(fuse_req_t req, const Result<vfs::MergedEntry>& r) {
+  if (!r) return reply_error(req, r.error());
+  fuse_entry_param e = entry_param(*r);
+  if (fuse_reply_entry(req, &e) != 0) fs_of(req).forget(r->node, 1);
 }
 
 void reply_status(fuse_req_t req, const Status& st) {
@@ -75,8 +82,15 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   });
 }
 
-void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(req); }
-void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept { fuse_reply_none(req); }
+// The kernel dropped its inode (memory pressure, eviction): the node table shrinks with it.
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept {
+  forget_trampoline(req, [&] { fs_of(req).forget(ino, nlookup); });
+}
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) noexcept {
+  forget_trampoline(req, [&] {
+    for (size_t i = 0; i < count; ++i) fs_of(req).forget(forgets[i].ino, forgets[i].nlookup);
+  });
+}
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   trampoline(req, [&] {
@@ -85,8 +99,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     const vfs::MergedFile* f = file_of(fi);
     if (!st && (st.error().is_errno(ESTALE) || st.error().is_errno(ENOENT)) && f != nullptr &&
         f->upper_fd() >= 0) {
-      struct stat s;
-      if (::fstat(f->upper_fd(), &s) == 0) return (void)fuse_reply_attr(req, &s, 0);
+      if (auto s = sys::fstat(f->upper_fd())) return (void)fuse_reply_attr(req, &*s, 0);
     }
     if (!st) return reply_error(req, st.error());
     fuse_reply_attr(req, &*st, kAttrTimeout);
@@ -116,11 +129,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
-  trampoline(req, [&] {
-    auto target = fs_of(req).readlink(ino);
-    if (!target) return reply_error(req, target.error());
-    fuse_reply_readlink(req, target->c_str());
-  });
+  trampoline(req, [&] { reply_readlink(req, fs_of(req).readlink(ino)); });
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -171,24 +180,20 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     std::unique_ptr<vfs::MergedFile> f;
     auto r = fs_of(req).create(parent, name, mode, fi->flags, caller(req), f);
     if (!r) return reply_error(req, r.error());
-    fuse_entry_param e;
-    std::memset(&e, 0, sizeof e);
-    e.ino = r->node;
-    e.attr = r->st;
-    e.attr_timeout = kAttrTimeout;
-    e.entry_timeout = kTimeout;
+    fuse_entry_param e = entry_param(*r);
     fi->keep_cache = 0;
     fi->fh = reinterpret_cast<std::uint64_t>(f.get());
-    if (fuse_reply_create(req, &e, fi) == 0) (void)f.release();
+    if (fuse_reply_create(req, &e, fi) == 0)
+      (void)f.release();
+    else
+      fs_of(req).forget(r->node, 1);
   });
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) noexcept {
   trampoline(req, [&] {
     thread_local vfs::ReadBuffer buf;
-    auto data = fs_of(req).read(open_file(fi), static_cast<std::uint64_t>(off), size, buf);
-    if (!data) return reply_error(req, data.error());
-    fuse_reply_buf(req, reinterpret_cast<const char*>(data->data()), data->size());
+    reply_data(req, fs_of(req).read(open_file(fi), static_cast<std::uint64_t>(off), size, buf));
   });
 }
 
@@ -208,10 +213,9 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_reply
 void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) noexcept {
   trampoline(req, [&] {
     const vfs::MergedFile* f = file_of(fi);
-    int fd = f != nullptr ? f->upper_fd() : -1;
-    if (fd >= 0 && (datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0)
-      return reply_status(req, fail_errno("fsync"));
-    fuse_reply_err(req, 0);
+    const int fd = f != nullptr ? f->upper_fd() : -1;
+    if (fd < 0) return (void)fuse_reply_err(req, 0);  // lower data: nothing to write back
+    reply_status(req, datasync ? sys::fdatasync(fd, "upper file") : sys::fsync(fd, "upper file"));
   });
 }
 
@@ -246,8 +250,8 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_in
       const auto& d = snap->entries[i];
       struct stat st;
       std::memset(&st, 0, sizeof st);
-      st.st_ino = d.st.st_ino;
-      st.st_mode = d.st.st_mode & S_IFMT;
+      st.st_ino = d.ino;
+      st.st_mode = d.type;
       std::size_t need = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st,
                                            static_cast<off_t>(i + 1));
       if (need > size - used) break;
@@ -263,26 +267,11 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
-  trampoline(req, [&] {
-    auto v = fs_of(req).getxattr(ino, name);
-    if (!v) return reply_error(req, v.error());
-    reply_xattr_data(req, *v, size);
-  });
+  trampoline(req, [&] { reply_xattr_value(req, fs_of(req).getxattr(ino, name), size); });
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
-  trampoline(req, [&] {
-    auto names = fs_of(req).listxattr(ino);
-    if (!names) return reply_error(req, names.error());
-    const bool root = fuse_req_ctx(req)->uid == 0;
-    std::string out;
-    for (const auto& n : *names) {
-      if (!root && n.rfind("trusted.", 0) == 0) continue;
-      out += n;
-      out.push_back('\0');
-    }
-    reply_xattr_data(req, out, size);
-  });
+  trampoline(req, [&] { reply_xattr_names(req, fs_of(req).listxattr(ino), size); });
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
@@ -304,46 +293,47 @@ void op_statfs(fuse_req_t req, fuse_ino_t) noexcept {
   });
 }
 
-fuse_lowlevel_ops make_ops() {
-  fuse_lowlevel_ops ops;
-  std::memset(&ops, 0, sizeof ops);
-  ops.init = op_init;
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
-  ops.setattr = op_setattr;
-  ops.readlink = op_readlink;
-  ops.mknod = op_mknod;
-  ops.mkdir = op_mkdir;
-  ops.symlink = op_symlink;
-  ops.link = op_link;
-  ops.unlink = op_unlink;
-  ops.rmdir = op_rmdir;
-  ops.rename = op_rename;
-  ops.open = op_open;
-  ops.create = op_create;
-  ops.read = op_read;
-  ops.write = op_write;
-  ops.flush = op_flush;
-  ops.fsync = op_fsync;
-  ops.release = op_release;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.releasedir = op_releasedir;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.setxattr = op_setxattr;
-  ops.removexattr = op_removexattr;
-  ops.statfs = op_statfs;
-  return ops;
-}
+// In the struct's declaration order; the operations left out are ENOSYS on purpose (GCC 12 warns
+// about every designated initializer left out, hence the pragma).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+constexpr fuse_lowlevel_ops kOps = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .create = op_create,
+    .forget_multi = op_forget_multi,
+};
+#pragma GCC diagnostic pop
 
 }  // namespace
 
 Status serve(std::unique_ptr<vfs::MergedFs> fs, const ServeOptions& opts) {
-  static const fuse_lowlevel_ops ops = make_ops();
-  return run_session(ops, fs.get(), opts, true);
+  return run_session(kOps, fs.get(), opts, true);
 }
 
 }  // namespace cfs::fuse

@@ -15,6 +15,16 @@ std::string key_of(const verity::Digest& d) {
 constexpr std::uint64_t kParallelBuildMin = 8u << 20;
 constexpr std::uint64_t kPersistMin = 1u << 20;
 
+// What one cached tree costs beyond its vectors: the key twice (map and LRU list, ~71-char
+// strings on the heap), a map node, a list node and the shared_ptr control block. Counting it
+// keeps the budget honest for the many small files whose trees are empty.
+constexpr std::size_t kEntryOverhead = 320;
+
+std::size_t charge(const verity::MerkleTree& t) {
+  return sizeof t + t.tree.capacity() + t.levels.capacity() * sizeof(verity::MerkleLevel) +
+         kEntryOverhead;
+}
+
 }  // namespace
 
 std::shared_ptr<const verity::MerkleTree> TreeCache::find(const std::string& key) {
@@ -28,14 +38,14 @@ std::shared_ptr<const verity::MerkleTree> TreeCache::find(const std::string& key
 void TreeCache::insert(const std::string& key, std::shared_ptr<const verity::MerkleTree> t) {
   std::lock_guard lock(mu_);
   if (map_.count(key)) return;
-  std::size_t size = t->tree.size() + sizeof(verity::MerkleTree);
+  const std::size_t size = charge(*t);
   if (size > budget_) return;
   lru_.push_front(key);
-  map_.emplace(key, Slot{std::move(t), lru_.begin()});
+  map_.emplace(key, Slot{std::move(t), lru_.begin(), size});
   bytes_ += size;
   while (bytes_ > budget_ && !lru_.empty()) {
     auto victim = map_.find(lru_.back());
-    bytes_ -= victim->second.tree->tree.size() + sizeof(verity::MerkleTree);
+    bytes_ -= victim->second.charge;
     map_.erase(victim);
     lru_.pop_back();
   }
@@ -44,6 +54,11 @@ void TreeCache::insert(const std::string& key, std::shared_ptr<const verity::Mer
 std::size_t TreeCache::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;
+}
+
+std::size_t TreeCache::entries() const {
+  std::lock_guard lock(mu_);
+  return map_.size();
 }
 
 Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(const verity::Digest& expected,

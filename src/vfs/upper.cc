@@ -1,32 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/vfs/upper.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
-#include <climits>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <set>
 
+#include "cfs/overlay/limits.h"
 #include "cfs/overlay/metacopy.h"
 #include "cfs/overlay/xattr.h"
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_fs.h"
 
 namespace cfs::vfs {
 namespace {
 
-constexpr std::string_view kOpaqueXattr = overlay::kOpaque;
-constexpr std::string_view kMetacopyXattr = overlay::kMetacopy;
-constexpr std::string_view kRedirectXattr = overlay::kRedirect;
 constexpr std::uint64_t kUpperInoBit = std::uint64_t{1} << 63;
+/// Value of `trusted.overlay.opaque` that hides every lower child of an upper directory.
+constexpr std::string_view kOpaqueValue = overlay::kRootOpaqueValue;
+/// Our scratch directory inside the workdir, like overlayfs' "work/work": emptied at mount.
+constexpr const char* kScratch = "cfs-work";
 
 std::string join(const std::string& dir, std::string_view name) {
   return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
@@ -49,83 +43,57 @@ std::vector<std::string> components(const std::string& p) {
   return out;
 }
 
+/// The name of a merged path for *at() calls on the upper directory ("." for its root).
+std::string at(const std::string& p) { return p.empty() ? "." : p; }
+
 bool is_whiteout(const struct stat& st) { return overlay::is_whiteout(st.st_mode, st.st_rdev); }
 
 Error err(std::string what, int e) { return Error::from_errno(std::move(what), e); }
 
-// lgetxattr: nullopt when absent.
-Result<std::optional<std::string>> lget(const std::string& path, std::string_view name) {
-  std::string n(name);
-  for (;;) {
-    ssize_t sz = ::lgetxattr(path.c_str(), n.c_str(), nullptr, 0);
-    if (sz < 0) {
-      if (errno == ENODATA || errno == ENOTSUP) return std::optional<std::string>();
-      return fail_errno("getxattr " + n + " " + path);
-    }
-    std::string v(static_cast<std::size_t>(sz), '\0');
-    ssize_t got = ::lgetxattr(path.c_str(), n.c_str(), v.data(), v.size());
-    if (got < 0) {
-      if (errno == ERANGE) continue;  // grew meanwhile
-      return fail_errno("getxattr " + n + " " + path);
-    }
-    v.resize(static_cast<std::size_t>(got));
-    return std::optional<std::string>(std::move(v));
-  }
-}
-
-Result<std::vector<std::string>> llist(const std::string& path) {
-  for (;;) {
-    ssize_t sz = ::llistxattr(path.c_str(), nullptr, 0);
-    if (sz < 0) return fail_errno("listxattr " + path);
-    std::string buf(static_cast<std::size_t>(sz), '\0');
-    ssize_t got = ::llistxattr(path.c_str(), buf.data(), buf.size());
-    if (got < 0) {
-      if (errno == ERANGE) continue;
-      return fail_errno("listxattr " + path);
-    }
-    std::vector<std::string> out;
-    std::size_t pos = 0;
-    while (pos < static_cast<std::size_t>(got)) {
-      auto end = buf.find('\0', pos);
-      if (end == std::string::npos) break;
-      if (end > pos) out.push_back(buf.substr(pos, end - pos));
-      pos = end + 1;
-    }
-    return out;
-  }
-}
-
-Status lset(const std::string& path, const std::string& name, std::string_view value,
-            int flags = 0) {
-  if (::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), flags) != 0)
-    return fail_errno("setxattr " + name + " " + path);
-  return {};
-}
-
-Status check_sys(int rc, const std::string& what) {
-  if (rc != 0) return fail_errno(what);
-  return {};
-}
-
-Result<std::optional<struct stat>> lstat_opt(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::optional<struct stat>();
-    return fail_errno("lstat " + path);
-  }
-  return std::optional<struct stat>(st);
-}
-
 // Owner, mode, xattrs, then times (the other steps would change ctime/mtime otherwise).
-Status apply_meta(const std::string& path, const struct stat& st,
+Status apply_meta(int dirfd, const std::string& name, const struct stat& st,
                   const std::vector<std::pair<std::string, std::string>>& xattrs) {
-  CFS_TRY(check_sys(::lchown(path.c_str(), st.st_uid, st.st_gid), "chown " + path));
-  if (!S_ISLNK(st.st_mode))
-    CFS_TRY(check_sys(::chmod(path.c_str(), st.st_mode & 07777), "chmod " + path));
-  for (const auto& [name, value] : xattrs) CFS_TRY(lset(path, name, value));
-  std::array<struct timespec, 2> ts{st.st_atim, st.st_mtim};
-  return check_sys(::utimensat(AT_FDCWD, path.c_str(), ts.data(), AT_SYMLINK_NOFOLLOW),
-                   "utimens " + path);
+  CFS_TRY(sys::fchownat(dirfd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW));
+  if (!S_ISLNK(st.st_mode)) CFS_TRY(sys::fchmodat(dirfd, name, st.st_mode & 07777));
+  for (const auto& [key, value] : xattrs)
+    CFS_TRY(sys::set_xattr_at(dirfd, name, key, value, 0, name));
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  return sys::utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW);
+}
+
+// Copies the (verified) data of an open lower file into fd.
+Status copy_lower_data(const Filesystem& lower, const OpenFile& f, int fd) {
+  ReadBuffer buf;
+  std::uint64_t off = 0;
+  for (;;) {
+    CFS_ASSIGN(auto chunk, lower.read(f, off, 1u << 20, buf));
+    if (chunk.empty()) return {};
+    CFS_TRY(sys::pwrite_all(fd, chunk, off));
+    off += chunk.size();
+  }
+}
+
+// True when the directory `fd` is `top` or below it, found by walking ".." up to the root
+// (no path strings: bind mounts and symlinked names cannot fool it).
+Result<bool> is_within(int fd, const struct stat& top) {
+  CFS_ASSIGN(struct stat st, sys::fstat(fd));
+  UniqueFd cur;
+  int cur_fd = fd;
+  for (;;) {
+    if (st.st_dev == top.st_dev && st.st_ino == top.st_ino) return true;
+    CFS_ASSIGN(UniqueFd parent, sys::openat(cur_fd, "..", O_PATH | O_DIRECTORY));
+    CFS_ASSIGN(struct stat pst, sys::fstat(parent.get()));
+    if (pst.st_dev == st.st_dev && pst.st_ino == st.st_ino) return false;  // the root
+    cur = std::move(parent);
+    cur_fd = cur.get();
+    st = pst;
+  }
+}
+
+Result<UniqueFd> open_dir(const std::string& path, const char* what) {
+  auto fd = sys::open(path, O_PATH | O_DIRECTORY);
+  if (!fd) return fail(std::move(fd).error().with_context(std::string(what) + " " + path));
+  return fd;
 }
 
 }  // namespace
@@ -151,47 +119,43 @@ struct MergedFs::State {
   }
 };
 
-MergedFs::MergedFs(std::unique_ptr<Filesystem> lower, std::string upper, std::string work)
-    : lower_(std::move(lower)), upper_(std::move(upper)), work_(std::move(work)) {
-  paths_[kMergedRoot] = "";
-  nodes_[""] = kMergedRoot;
-}
+MergedFs::MergedFs(std::unique_ptr<Filesystem> lower, UniqueFd upper, UniqueFd work)
+    : lower_(std::move(lower)), upper_(std::move(upper)), work_(std::move(work)) {}
 
 MergedFs::~MergedFs() = default;
 
 Result<std::unique_ptr<MergedFs>> MergedFs::open(std::unique_ptr<Filesystem> lower,
                                                  const std::string& upperdir,
                                                  const std::string& workdir) {
-  CFS_ASSIGN(struct stat ust, sys::stat(upperdir));
-  CFS_ASSIGN(struct stat wst, sys::stat(workdir));
-  if (!S_ISDIR(ust.st_mode)) return fail_errno("upperdir " + upperdir, ENOTDIR);
-  if (!S_ISDIR(wst.st_mode)) return fail_errno("workdir " + workdir, ENOTDIR);
+  CFS_ASSIGN(UniqueFd upper, open_dir(upperdir, "upperdir"));
+  CFS_ASSIGN(UniqueFd work, open_dir(workdir, "workdir"));
+  CFS_ASSIGN(struct stat ust, sys::fstat(upper.get(), upperdir));
+  CFS_ASSIGN(struct stat wst, sys::fstat(work.get(), workdir));
   if (ust.st_dev != wst.st_dev)
     return fail(Errc::kInvalidInput, "upperdir and workdir must be on the same filesystem");
-  std::array<char, PATH_MAX> u{}, w{};
-  if (!::realpath(upperdir.c_str(), u.data())) return fail_errno("realpath " + upperdir);
-  if (!::realpath(workdir.c_str(), w.data())) return fail_errno("realpath " + workdir);
-  std::string us(u.data()), ws(w.data());
-  if (ws == us || ws.rfind(us + "/", 0) == 0 || us.rfind(ws + "/", 0) == 0)
+  CFS_ASSIGN(bool work_in_upper, is_within(work.get(), ust));
+  CFS_ASSIGN(bool upper_in_work, is_within(upper.get(), wst));
+  if (work_in_upper || upper_in_work)
     return fail(Errc::kInvalidInput, "workdir and upperdir must not contain each other");
-  // Our own scratch directory, like overlayfs' "work/work": emptied at mount.
-  std::string scratch = ws + "/cfs-work";
-  std::error_code ec;
-  std::filesystem::remove_all(scratch, ec);
-  if (::mkdir(scratch.c_str(), 0700) != 0) return fail_errno("mkdir " + scratch);
-  return std::unique_ptr<MergedFs>(new MergedFs(std::move(lower), us, scratch));
+  CFS_TRY(sys::remove_tree_at(work.get(), kScratch));
+  CFS_TRY(sys::mkdirat(work.get(), kScratch, 0700));
+  CFS_ASSIGN(UniqueFd scratch,
+             sys::openat(work.get(), kScratch, O_PATH | O_DIRECTORY | O_NOFOLLOW));
+  return std::unique_ptr<MergedFs>(
+      new MergedFs(std::move(lower), std::move(upper), std::move(scratch)));
 }
 
-std::string MergedFs::up(const std::string& p) const {
-  return p.empty() ? upper_ : upper_ + "/" + p;
+Result<std::optional<std::string>> MergedFs::upper_xattr(const std::string& p,
+                                                         std::string_view key) const {
+  return sys::find_xattr_at(upper_.get(), at(p), std::string(key), at(p));
 }
 
 Result<MergedFs::UpperState> MergedFs::upper_state(const std::string& p) const {
   UpperState s;
-  CFS_ASSIGN(s.st, lstat_opt(up(p)));
+  CFS_ASSIGN(s.st, sys::fstatat_if_exists(upper_.get(), at(p), AT_SYMLINK_NOFOLLOW));
   if (s.is_dir()) {
-    CFS_ASSIGN(auto v, lget(up(p), kOpaqueXattr));
-    s.opaque = v && *v == "y";
+    CFS_ASSIGN(auto v, upper_xattr(p, overlay::kOpaque));
+    s.opaque = v && *v == kOpaqueValue;
   }
   return s;
 }
@@ -247,7 +211,7 @@ Result<MergedFs::State> MergedFs::state(const std::string& p) const {
 
 // Lower path an upper metacopy file takes its data from: its redirect, or its own path.
 Result<std::string> MergedFs::origin_of(const std::string& p) const {
-  CFS_ASSIGN(auto r, lget(up(p), kRedirectXattr));
+  CFS_ASSIGN(auto r, upper_xattr(p, overlay::kRedirect));
   if (!r) return p;
   if (r->empty() || (*r)[0] != '/') return fail(err("relative redirect in upper " + p, EIO));
   auto rel = r->substr(1);
@@ -262,7 +226,7 @@ Result<struct stat> MergedFs::stat_of(const std::string& p, const State& s) cons
   const auto type = st.st_mode & S_IFMT;
   std::optional<struct stat> origin;
   if (S_ISREG(st.st_mode)) {
-    CFS_ASSIGN(auto mc, lget(up(p), kMetacopyXattr));
+    CFS_ASSIGN(auto mc, upper_xattr(p, overlay::kMetacopy));
     if (mc) {
       CFS_ASSIGN(std::string o, origin_of(p));
       CFS_ASSIGN(origin, lower_raw(o));
@@ -275,58 +239,35 @@ Result<struct stat> MergedFs::stat_of(const std::string& p, const State& s) cons
   return st;
 }
 
-MergedNode MergedFs::node_for(const std::string& p) {
-  auto [it, added] = nodes_.try_emplace(p, next_node_);
-  if (added) paths_[next_node_++] = p;
-  return it->second;
+Result<std::string> MergedFs::path_of(MergedNode n) const { return nodes_.path(n); }
+
+std::size_t MergedFs::node_count() const {
+  std::lock_guard lock(mu_);
+  return nodes_.size();
 }
 
-Result<std::string> MergedFs::path_of(MergedNode n) const {
-  auto it = paths_.find(n);
-  if (it == paths_.end()) return fail(err("node " + std::to_string(n), ESTALE));
-  return it->second;
-}
-
-void MergedFs::forget_path(const std::string& p) {
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    const auto& k = it->first;
-    if (k == p || (k.size() > p.size() && k.compare(0, p.size(), p) == 0 && k[p.size()] == '/')) {
-      paths_.erase(it->second);
-      it = nodes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
-void MergedFs::move_path(const std::string& from, const std::string& to) {
-  forget_path(to);
-  std::vector<std::pair<std::string, MergedNode>> moved;
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    const auto& k = it->first;
-    if (k == from ||
-        (k.size() > from.size() && k.compare(0, from.size(), from) == 0 && k[from.size()] == '/')) {
-      moved.emplace_back(to + k.substr(from.size()), it->second);
-      it = nodes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& [p, n] : moved) {
-    paths_[n] = p;
-    nodes_[p] = n;
-  }
+void MergedFs::forget(MergedNode n, std::uint64_t nlookup) {
+  std::lock_guard lock(mu_);
+  nodes_.forget(n, nlookup);
 }
 
 Result<std::string> MergedFs::child(MergedNode parent, std::string_view name) const {
-  if (name.empty() || name.size() > 255 || name == "." || name == ".." ||
+  if (name.empty() || name.size() > overlay::kMaxNameLen || name == "." || name == ".." ||
       name.find('/') != std::string_view::npos)
     return fail(err("bad name", EINVAL));
   CFS_ASSIGN(std::string dir, path_of(parent));
   return join(dir, name);
 }
 
-std::string MergedFs::temp_path() { return work_ + "/#" + std::to_string(next_temp_++); }
+// The kernel gets parent/name (at merged path p) as an entry: one lookup on its node.
+Result<MergedEntry> MergedFs::entry(MergedNode parent, std::string_view name,
+                                    const std::string& p) {
+  CFS_ASSIGN(State s, state(p));
+  CFS_ASSIGN(struct stat st, stat_of(p, s));
+  return MergedEntry{nodes_.lookup(parent, name), st};
+}
+
+std::string MergedFs::temp_name() { return "#" + std::to_string(next_temp_++); }
 
 Result<struct stat> MergedFs::getattr(MergedNode n) {
   std::lock_guard lock(mu_);
@@ -341,12 +282,9 @@ Result<MergedEntry> MergedFs::lookup(MergedNode parent, std::string_view name) {
   CFS_ASSIGN(State ds, state(dir));
   if (!ds.exists()) return fail(err("lookup", ENOENT));
   if (ds.type() != S_IFDIR) return fail(err("lookup", ENOTDIR));
-  if (name.empty() || name.size() > 255 || name == "." || name == "..")
+  if (name.empty() || name.size() > overlay::kMaxNameLen || name == "." || name == "..")
     return fail(err("lookup", ENOENT));
-  std::string p = join(dir, name);
-  CFS_ASSIGN(State s, state(p));
-  CFS_ASSIGN(struct stat st, stat_of(p, s));
-  return MergedEntry{node_for(p), st};
+  return entry(parent, name, join(dir, name));
 }
 
 Result<std::string> MergedFs::readlink(MergedNode n) {
@@ -355,7 +293,7 @@ Result<std::string> MergedFs::readlink(MergedNode n) {
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("readlink", ENOENT));
   if (s.type() != S_IFLNK) return fail(err("readlink", EINVAL));
-  if (s.u.visible()) return sys::readlinkat(AT_FDCWD, up(p));
+  if (s.u.visible()) return sys::readlinkat(upper_.get(), p);
   return lower_->readlink(s.l->st_ino);
 }
 
@@ -365,41 +303,32 @@ Result<std::vector<MergedDirent>> MergedFs::list_path(const std::string& p) cons
   if (s.type() != S_IFDIR) return fail(err("readdir", ENOTDIR));
   std::vector<MergedDirent> out;
   CFS_ASSIGN(struct stat self, stat_of(p, s));
-  out.push_back({".", self});
-  out.push_back({"..", self});
-  std::set<std::string> seen;
+  out.push_back({".", self.st_ino, S_IFDIR});
+  out.push_back({"..", self.st_ino, S_IFDIR});
+  std::vector<std::string> upper_names;  // sorted: hides the lower entries of the same name
   if (s.u.visible()) {
-    std::vector<std::string> names;
-    {
-      DIR* d = ::opendir(up(p).c_str());
-      if (!d) return fail_errno("opendir " + up(p));
-      while (const dirent* e = ::readdir(d)) {
-        std::string_view n = e->d_name;
-        if (n != "." && n != "..") names.emplace_back(n);
-      }
-      ::closedir(d);
-    }
-    std::sort(names.begin(), names.end());
-    for (const auto& n : names) {
-      seen.insert(n);
+    CFS_ASSIGN(upper_names, sys::read_dir_names(upper_.get(), at(p)));
+    std::sort(upper_names.begin(), upper_names.end());
+    for (const auto& n : upper_names) {
       std::string cp = join(p, n);
       CFS_ASSIGN(State cs, state(cp));
       if (!cs.exists()) continue;  // whiteout
-      auto st = stat_of(cp, cs);
-      if (!st) return tl::unexpected(st.error());
-      out.push_back({n, *st});
+      CFS_ASSIGN(struct stat st, stat_of(cp, cs));
+      out.push_back({n, static_cast<std::uint64_t>(st.st_ino), st.st_mode & S_IFMT});
     }
   }
   if (s.has_lower()) {
     Status inner;
     CFS_TRY(lower_->readdir(s.l->st_ino, 0, [&](const DirItem& d) {
-      if (d.name == "." || d.name == ".." || seen.count(std::string(d.name))) return true;
+      if (d.name == "." || d.name == ".." ||
+          std::binary_search(upper_names.begin(), upper_names.end(), d.name))
+        return true;
       auto st = lower_->getattr(d.ino);
       if (!st) {
         inner = tl::unexpected(st.error());
         return false;
       }
-      out.push_back({std::string(d.name), *st});
+      out.push_back({std::string(d.name), d.ino, st->st_mode & S_IFMT});
       return true;
     }));
     CFS_TRY(inner);
@@ -419,7 +348,7 @@ Result<std::vector<std::string>> MergedFs::listxattr(MergedNode n) {
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("listxattr", ENOENT));
   if (!s.u.visible()) return lower_->listxattr(s.l->st_ino);
-  CFS_ASSIGN(auto raw, llist(up(p)));
+  CFS_ASSIGN(auto raw, sys::list_xattrs_at(upper_.get(), at(p), at(p)));
   std::vector<std::string> out;
   for (const auto& r : raw)
     if (auto v = overlay::visible_name(r)) out.push_back(std::move(*v));
@@ -432,8 +361,7 @@ Result<std::string> MergedFs::getxattr(MergedNode n, std::string_view name) {
   CFS_ASSIGN(State s, state(p));
   if (!s.exists()) return fail(err("getxattr", ENOENT));
   if (!s.u.visible()) return lower_->getxattr(s.l->st_ino, name);
-  const std::string raw = overlay::raw_name(name);
-  CFS_ASSIGN(auto v, lget(up(p), raw));
+  CFS_ASSIGN(auto v, upper_xattr(p, overlay::raw_name(name)));
   if (!v) return fail(err("getxattr", ENODATA));
   return *v;
 }
@@ -441,17 +369,15 @@ Result<std::string> MergedFs::getxattr(MergedNode n, std::string_view name) {
 Status MergedFs::setxattr(MergedNode n, std::string_view name, std::string_view value, int flags) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
-  const std::string raw = overlay::raw_name(name);
   CFS_TRY(copy_up(p, false));
-  return lset(up(p), raw, value, flags);
+  return sys::set_xattr_at(upper_.get(), at(p), overlay::raw_name(name), value, flags, at(p));
 }
 
 Status MergedFs::removexattr(MergedNode n, std::string_view name) {
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, path_of(n));
-  const std::string raw = overlay::raw_name(name);
   CFS_TRY(copy_up(p, false));
-  return check_sys(::lremovexattr(up(p).c_str(), raw.c_str()), "removexattr " + raw);
+  return sys::remove_xattr_at(upper_.get(), at(p), overlay::raw_name(name), at(p));
 }
 
 Status MergedFs::copy_up_parents(const std::string& p) {
@@ -471,7 +397,7 @@ Status MergedFs::copy_up(const std::string& p, bool data) {
   if (!s.exists()) return fail(err("copy-up " + p, ENOENT));
   if (s.u.visible()) {
     if (data && S_ISREG(s.u.st->st_mode)) {
-      CFS_ASSIGN(auto mc, lget(up(p), kMetacopyXattr));
+      CFS_ASSIGN(auto mc, upper_xattr(p, overlay::kMetacopy));
       if (mc) return copy_data_up(p);
     }
     return {};
@@ -480,79 +406,89 @@ Status MergedFs::copy_up(const std::string& p, bool data) {
   return copy_up_lower(p, *s.l, data);
 }
 
+// Copy-up of a lower entry: a temp entry of the same type in the workdir, then its metadata,
+// then a rename into place, so the upper never shows a half-made entry.
 Status MergedFs::copy_up_lower(const std::string& p, const struct stat& lst, bool data) {
-  const Ino nid = lst.st_ino;
-  // Visible xattrs are copied in their stored (escaped) form; private ones never are.
-  std::vector<std::pair<std::string, std::string>> xattrs;
-  std::string metacopy_value;
-  bool has_metacopy = false;
-  {
-    CFS_ASSIGN(auto xs, lower_->image().xattrs(nid));
-    for (auto& x : xs) {
-      if (x.name == kMetacopyXattr) {
-        has_metacopy = true;
-        metacopy_value = x.value;
-      }
-      if (overlay::visible_name(x.name)) xattrs.emplace_back(x.name, x.value);
-    }
+  CFS_ASSIGN(LowerXattrs x, lower_xattrs(lst.st_ino));
+  const std::string tmp = temp_name();
+  auto st = make_temp(tmp, p, lst, data, x);
+  if (st) st = publish(tmp, p, lst, x.visible);
+  if (!st) discard(tmp, lst.st_mode);
+  return st;
+}
+
+// Visible xattrs are copied in their stored (escaped) form; private ones never are.
+Result<MergedFs::LowerXattrs> MergedFs::lower_xattrs(Ino nid) const {
+  LowerXattrs out;
+  CFS_ASSIGN(auto xs, lower_->image().xattrs(nid));
+  for (auto& x : xs) {
+    if (x.name == overlay::kMetacopy) out.metacopy = x.value;
+    if (overlay::visible_name(x.name)) out.visible.emplace_back(x.name, std::move(x.value));
   }
-  std::string tmp = temp_path();
+  return out;
+}
+
+Status MergedFs::make_temp(const std::string& tmp, const std::string& p, const struct stat& lst,
+                           bool data, LowerXattrs& x) {
   switch (lst.st_mode & S_IFMT) {
     case S_IFDIR:
-      CFS_TRY(check_sys(::mkdir(tmp.c_str(), 0700), "mkdir " + tmp));
-      break;
+      return sys::mkdirat(work_.get(), tmp, 0700);
     case S_IFLNK: {
-      CFS_ASSIGN(std::string target, lower_->readlink(nid));
-      CFS_TRY(check_sys(::symlink(target.c_str(), tmp.c_str()), "symlink " + tmp));
-      break;
+      CFS_ASSIGN(std::string target, lower_->readlink(lst.st_ino));
+      return sys::symlinkat(target, work_.get(), tmp);
     }
-    case S_IFREG: {
-      // The kernel verifies the lower data before any copy-up (ovl_verify_lowerdata).
-      CFS_ASSIGN(auto f, lower_->open_file(nid, O_RDONLY));
-      std::string mc_value;  // empty: a metacopy without digest
-      bool meta_only = !data;
-      if (meta_only && lower_->options().verity != VerityMode::kOff) {
-        std::optional<overlay::Metacopy> m;
-        if (has_metacopy) {
-          CFS_ASSIGN(overlay::Metacopy parsed, overlay::Metacopy::decode(metacopy_value));
-          m = parsed;
-        }
-        if (m && m->has_digest() && f->verified()) {
-          mc_value = overlay::Metacopy::encode(*m->digest).view();
-        } else if (lower_->options().verity == VerityMode::kRequire) {
-          meta_only = false;  // no digest to record: the kernel copies the data instead
-        }
-      }
-      CFS_ASSIGN(UniqueFd fd, sys::open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      if (meta_only) {
-        xattrs.emplace_back(std::string(kMetacopyXattr), mc_value);
-        xattrs.emplace_back(std::string(kRedirectXattr), "/" + p);
-      } else {
-        ReadBuffer buf;
-        std::uint64_t off = 0;
-        for (;;) {
-          CFS_ASSIGN(auto chunk, lower_->read(*f, off, 1u << 20, buf));
-          if (chunk.empty()) break;
-          CFS_TRY(sys::pwrite_all(fd.get(), chunk, off));
-          off += chunk.size();
-        }
-      }
-      CFS_TRY(check_sys(::ftruncate(fd.get(), lst.st_size), "truncate " + tmp));
-      break;
-    }
+    case S_IFREG:
+      return make_temp_file(tmp, p, lst, data, x);
     default:
-      CFS_TRY(check_sys(::mknod(tmp.c_str(), lst.st_mode & S_IFMT, lst.st_rdev), "mknod " + tmp));
-      break;
+      return sys::mknodat(work_.get(), tmp, lst.st_mode & S_IFMT, lst.st_rdev);
   }
-  auto st = apply_meta(tmp, lst, xattrs);
-  if (st) st = sys::renameat(AT_FDCWD, tmp, AT_FDCWD, up(p));
-  if (!st) {
-    if (S_ISDIR(lst.st_mode))
-      ::rmdir(tmp.c_str());
-    else
-      ::unlink(tmp.c_str());
+}
+
+// A regular file: metacopy (empty, sized, with the metacopy and redirect xattrs) or the data.
+Status MergedFs::make_temp_file(const std::string& tmp, const std::string& p,
+                                const struct stat& lst, bool data, LowerXattrs& x) {
+  // The kernel verifies the lower data before any copy-up (ovl_verify_lowerdata).
+  CFS_ASSIGN(auto f, lower_->open_file(lst.st_ino, O_RDONLY));
+  CFS_ASSIGN(auto metacopy, metacopy_value(data, x.metacopy, *f));
+  CFS_ASSIGN(UniqueFd fd, sys::openat(work_.get(), tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
+  if (metacopy) {
+    x.visible.emplace_back(std::string(overlay::kMetacopy), std::move(*metacopy));
+    x.visible.emplace_back(std::string(overlay::kRedirect), "/" + p);
+  } else {
+    CFS_TRY(copy_lower_data(*lower_, *f, fd.get()));
   }
-  return st;
+  return sys::ftruncate(fd.get(), static_cast<std::uint64_t>(lst.st_size), tmp);
+}
+
+// The metacopy xattr a metadata copy-up writes (empty: no digest), or nullopt when the data
+// must be copied: wanted, or no digest to record under verity=require (the kernel copies the
+// data then too).
+Result<std::optional<std::string>> MergedFs::metacopy_value(
+    bool data, const std::optional<std::string>& lower_value, const OpenFile& f) const {
+  if (data) return std::optional<std::string>();
+  const VerityMode verity = lower_->options().verity;
+  if (verity == VerityMode::kOff) return std::optional<std::string>(std::string());
+  std::optional<verity::Digest> digest;
+  if (lower_value) {
+    CFS_ASSIGN(overlay::Metacopy m, overlay::Metacopy::decode(*lower_value));
+    digest = m.digest;
+  }
+  if (digest && f.verified())
+    return std::optional<std::string>(overlay::Metacopy::encode(*digest).view());
+  if (verity == VerityMode::kRequire) return std::optional<std::string>();
+  return std::optional<std::string>(std::string());
+}
+
+// Metadata of the temp entry, then rename over the upper name.
+Status MergedFs::publish(const std::string& tmp, const std::string& p, const struct stat& meta,
+                         const XattrList& xattrs) {
+  CFS_TRY(apply_meta(work_.get(), tmp, meta, xattrs));
+  return sys::renameat(work_.get(), tmp, upper_.get(), p);
+}
+
+// Best effort: a temp left behind is removed at the next mount.
+void MergedFs::discard(const std::string& tmp, mode_t mode) {
+  (void)sys::unlinkat(work_.get(), tmp, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 }
 
 // Data copy-up of an upper metacopy file: the verified lower data, the upper's metadata.
@@ -561,30 +497,22 @@ Status MergedFs::copy_data_up(const std::string& p) {
   CFS_ASSIGN(auto lst, lower_raw(origin));
   if (!lst || !S_ISREG(lst->st_mode)) return fail(err(p + ": metacopy with no lower data", EIO));
   CFS_ASSIGN(auto f, lower_->open_file(lst->st_ino, O_RDONLY));
-  CFS_ASSIGN(struct stat ust, sys::lstat(up(p)));
-  std::vector<std::pair<std::string, std::string>> xattrs;
-  CFS_ASSIGN(auto names, llist(up(p)));
+  CFS_ASSIGN(struct stat ust, sys::fstatat(upper_.get(), p, AT_SYMLINK_NOFOLLOW));
+  XattrList xattrs;
+  CFS_ASSIGN(auto names, sys::list_xattrs_at(upper_.get(), p, p));
   for (const auto& n : names) {
-    if (n == kMetacopyXattr || n == kRedirectXattr) continue;
-    CFS_ASSIGN(auto v, lget(up(p), n));
-    if (v) xattrs.emplace_back(n, *v);
+    if (n == overlay::kMetacopy || n == overlay::kRedirect) continue;
+    CFS_ASSIGN(auto v, upper_xattr(p, n));
+    if (v) xattrs.emplace_back(n, std::move(*v));
   }
-  std::string tmp = temp_path();
-  CFS_ASSIGN(UniqueFd fd, sys::open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  ReadBuffer buf;
-  std::uint64_t off = 0;
+  const std::string tmp = temp_name();
   auto st = [&]() -> Status {
-    for (;;) {
-      CFS_ASSIGN(auto chunk, lower_->read(*f, off, 1u << 20, buf));
-      if (chunk.empty()) break;
-      CFS_TRY(sys::pwrite_all(fd.get(), chunk, off));
-      off += chunk.size();
-    }
-    CFS_TRY(check_sys(::ftruncate(fd.get(), ust.st_size), "truncate " + tmp));
-    CFS_TRY(apply_meta(tmp, ust, xattrs));
-    return sys::renameat(AT_FDCWD, tmp, AT_FDCWD, up(p));
+    CFS_ASSIGN(UniqueFd fd, sys::openat(work_.get(), tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
+    CFS_TRY(copy_lower_data(*lower_, *f, fd.get()));
+    CFS_TRY(sys::ftruncate(fd.get(), static_cast<std::uint64_t>(ust.st_size), tmp));
+    return publish(tmp, p, ust, xattrs);
   }();
-  if (!st) ::unlink(tmp.c_str());
+  if (!st) discard(tmp, S_IFREG);
   return st;
 }
 
@@ -593,33 +521,45 @@ Result<struct stat> MergedFs::setattr(MergedNode n, const SetAttr& a, const Merg
   CFS_ASSIGN(std::string p, path_of(n));
   if (a.size) {
     if (f && f->writable()) {
-      CFS_TRY(check_sys(::ftruncate(f->upper_fd(), static_cast<off_t>(*a.size)), "truncate"));
+      CFS_TRY(sys::ftruncate(f->upper_fd(), *a.size, p));
     } else {
       CFS_ASSIGN(State s, state(p));
       if (s.type() == S_IFDIR) return fail(err("truncate", EISDIR));
       CFS_TRY(copy_up(p, true));
-      CFS_TRY(check_sys(::truncate(up(p).c_str(), static_cast<off_t>(*a.size)), "truncate"));
+      CFS_ASSIGN(UniqueFd fd, sys::openat(upper_.get(), p, O_WRONLY | O_NOFOLLOW));
+      CFS_TRY(sys::ftruncate(fd.get(), *a.size, p));
     }
   }
   if (a.mode || a.uid || a.gid || a.atime || a.mtime) CFS_TRY(copy_up(p, false));
-  const std::string u = up(p);
-  if (a.mode) CFS_TRY(check_sys(::chmod(u.c_str(), *a.mode & 07777), "chmod " + p));
+  CFS_ASSIGN(State s, state(p));
+  if (a.mode) {
+    // chmod would follow a symlink, possibly out of the upper; Linux has no symlink modes.
+    if (s.type() == S_IFLNK) return fail(err("chmod " + p, EOPNOTSUPP));
+    CFS_TRY(sys::fchmodat(upper_.get(), at(p), *a.mode & 07777));
+  }
   if (a.uid || a.gid) {
-    CFS_TRY(check_sys(::lchown(u.c_str(), a.uid ? *a.uid : static_cast<uid_t>(-1),
-                               a.gid ? *a.gid : static_cast<gid_t>(-1)),
-                      "chown " + p));
+    CFS_TRY(sys::fchownat(upper_.get(), at(p), a.uid ? *a.uid : static_cast<uid_t>(-1),
+                          a.gid ? *a.gid : static_cast<gid_t>(-1), AT_SYMLINK_NOFOLLOW));
   }
   if (a.atime || a.mtime) {
-    std::array<struct timespec, 2> ts{};
-    ts[0].tv_nsec = UTIME_OMIT;
-    ts[1].tv_nsec = UTIME_OMIT;
-    if (a.atime) ts[0] = *a.atime;
-    if (a.mtime) ts[1] = *a.mtime;
-    CFS_TRY(check_sys(::utimensat(AT_FDCWD, u.c_str(), ts.data(), AT_SYMLINK_NOFOLLOW),
-                      "utimens " + p));
+    struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (a.atime) times[0] = *a.atime;
+    if (a.mtime) times[1] = *a.mtime;
+    CFS_TRY(sys::utimensat(upper_.get(), at(p), times, AT_SYMLINK_NOFOLLOW));
   }
-  CFS_ASSIGN(State s, state(p));
+  CFS_ASSIGN(s, state(p));
   return stat_of(p, s);
+}
+
+Status MergedFs::make_whiteout(const std::string& p) {
+  return sys::mknodat(upper_.get(), p, S_IFCHR, makedev(0, 0));
+}
+
+// Only whiteouts can be left in an upper directory that looks empty: removes them.
+Status MergedFs::clear_whiteouts(const std::string& dir) {
+  CFS_ASSIGN(auto names, sys::read_dir_names(upper_.get(), dir));
+  for (const auto& n : names) CFS_TRY(sys::unlinkat(upper_.get(), join(dir, n), 0));
+  return {};
 }
 
 // Before creating p: the name must be free in the merged view; parents are copied up and a
@@ -628,26 +568,26 @@ Status MergedFs::prepare_new(const std::string& p) {
   CFS_ASSIGN(State s, state(p));
   if (s.exists()) return fail(err(p, EEXIST));
   CFS_TRY(copy_up_parents(p));
-  if (s.u.whiteout()) CFS_TRY(check_sys(::unlink(up(p).c_str()), "unlink whiteout " + p));
+  if (s.u.whiteout()) CFS_TRY(sys::unlinkat(upper_.get(), p, 0));
   return {};
 }
 
-Result<MergedEntry> MergedFs::finish_new(const std::string& p, Caller c, bool is_dir) {
-  const std::string u = up(p);
+Result<MergedEntry> MergedFs::finish_new(MergedNode parent, std::string_view name,
+                                         const std::string& p, Caller c, bool is_dir) {
   // The server creates as root; the caller becomes the owner. In a set-group-ID directory the
   // group was already inherited from it, as it would be for the caller.
-  CFS_ASSIGN(struct stat dir, sys::lstat(up(parent_of(p))));
+  CFS_ASSIGN(struct stat dir, sys::fstatat(upper_.get(), at(parent_of(p)), AT_SYMLINK_NOFOLLOW));
   const gid_t gid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : c.gid;
-  CFS_TRY(check_sys(::lchown(u.c_str(), c.uid, gid), "chown " + p));
+  CFS_TRY(sys::fchownat(upper_.get(), p, c.uid, gid, AT_SYMLINK_NOFOLLOW));
   if (is_dir) {
     // A new directory where the lower has one would merge with it: make it opaque (the
     // kernel does the same when a directory replaces a whiteout).
     CFS_ASSIGN(auto l, lower_at(p));
-    if (l) CFS_TRY(lset(u, std::string(kOpaqueXattr), "y"));
+    if (l)
+      CFS_TRY(
+          sys::set_xattr_at(upper_.get(), p, std::string(overlay::kOpaque), kOpaqueValue, 0, p));
   }
-  CFS_ASSIGN(State s, state(p));
-  CFS_ASSIGN(struct stat st, stat_of(p, s));
-  return MergedEntry{node_for(p), st};
+  return entry(parent, name, p);
 }
 
 Result<MergedEntry> MergedFs::mknod(MergedNode parent, std::string_view name, mode_t mode,
@@ -657,8 +597,8 @@ Result<MergedEntry> MergedFs::mknod(MergedNode parent, std::string_view name, mo
   // A 0/0 chardev would read back as a whiteout.
   if (S_ISCHR(mode) && rdev == 0) return fail(err("mknod", EPERM));
   CFS_TRY(prepare_new(p));
-  CFS_TRY(check_sys(::mknod(up(p).c_str(), mode, rdev), "mknod " + p));
-  return finish_new(p, c, false);
+  CFS_TRY(sys::mknodat(upper_.get(), p, mode, rdev));
+  return finish_new(parent, name, p, c, false);
 }
 
 Result<MergedEntry> MergedFs::mkdir(MergedNode parent, std::string_view name, mode_t mode,
@@ -666,8 +606,8 @@ Result<MergedEntry> MergedFs::mkdir(MergedNode parent, std::string_view name, mo
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
-  CFS_TRY(check_sys(::mkdir(up(p).c_str(), mode & 07777), "mkdir " + p));
-  return finish_new(p, c, true);
+  CFS_TRY(sys::mkdirat(upper_.get(), p, mode & 07777));
+  return finish_new(parent, name, p, c, true);
 }
 
 Result<MergedEntry> MergedFs::symlink(MergedNode parent, std::string_view name,
@@ -675,8 +615,8 @@ Result<MergedEntry> MergedFs::symlink(MergedNode parent, std::string_view name,
   std::lock_guard lock(mu_);
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
-  CFS_TRY(check_sys(::symlink(target.c_str(), up(p).c_str()), "symlink " + p));
-  return finish_new(p, c, false);
+  CFS_TRY(sys::symlinkat(target, upper_.get(), p));
+  return finish_new(parent, name, p, c, false);
 }
 
 Result<MergedEntry> MergedFs::link(MergedNode n, MergedNode parent, std::string_view name) {
@@ -687,10 +627,8 @@ Result<MergedEntry> MergedFs::link(MergedNode n, MergedNode parent, std::string_
   if (ss.type() == S_IFDIR) return fail(err("link", EPERM));
   CFS_TRY(copy_up(src, false));
   CFS_TRY(prepare_new(p));
-  CFS_TRY(check_sys(::link(up(src).c_str(), up(p).c_str()), "link " + p));
-  CFS_ASSIGN(State s, state(p));
-  CFS_ASSIGN(struct stat st, stat_of(p, s));
-  return MergedEntry{node_for(p), st};
+  CFS_TRY(sys::linkat(upper_.get(), src, upper_.get(), p));
+  return entry(parent, name, p);
 }
 
 Result<MergedEntry> MergedFs::create(MergedNode parent, std::string_view name, mode_t mode,
@@ -699,10 +637,10 @@ Result<MergedEntry> MergedFs::create(MergedNode parent, std::string_view name, m
   CFS_ASSIGN(std::string p, child(parent, name));
   CFS_TRY(prepare_new(p));
   auto f = std::make_unique<MergedFile>();
-  int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL | O_CLOEXEC;
-  CFS_ASSIGN(f->upper_, sys::open(up(p), oflags, mode & 07777));
+  int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CREAT | O_EXCL;
+  CFS_ASSIGN(f->upper_, sys::openat(upper_.get(), p, oflags, mode & 07777));
   f->writable_ = (flags & O_ACCMODE) != O_RDONLY;
-  CFS_ASSIGN(MergedEntry e, finish_new(p, c, false));
+  CFS_ASSIGN(MergedEntry e, finish_new(parent, name, p, c, false));
   out = std::move(f);
   return e;
 }
@@ -714,9 +652,9 @@ Status MergedFs::unlink(MergedNode parent, std::string_view name) {
   if (!s.exists()) return fail(err("unlink", ENOENT));
   if (s.type() == S_IFDIR) return fail(err("unlink", EISDIR));
   CFS_TRY(copy_up_parents(p));
-  if (s.u.visible()) CFS_TRY(check_sys(::unlink(up(p).c_str()), "unlink " + p));
-  if (s.l) CFS_TRY(check_sys(::mknod(up(p).c_str(), S_IFCHR, makedev(0, 0)), "whiteout " + p));
-  forget_path(p);
+  if (s.u.visible()) CFS_TRY(sys::unlinkat(upper_.get(), p, 0));
+  if (s.l) CFS_TRY(make_whiteout(p));
+  nodes_.remove(parent, name);
   return {};
 }
 
@@ -730,15 +668,11 @@ Status MergedFs::rmdir(MergedNode parent, std::string_view name) {
   if (entries.size() > 2) return fail(err("rmdir", ENOTEMPTY));
   CFS_TRY(copy_up_parents(p));
   if (s.u.visible()) {
-    // Only whiteouts can be left in an upper directory that looks empty.
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(up(p), ec))
-      CFS_TRY(check_sys(::unlink(e.path().c_str()), "unlink " + e.path().string()));
-    if (ec) return fail(err("readdir " + p, ec.value()));
-    CFS_TRY(check_sys(::rmdir(up(p).c_str()), "rmdir " + p));
+    CFS_TRY(clear_whiteouts(p));
+    CFS_TRY(sys::unlinkat(upper_.get(), p, AT_REMOVEDIR));
   }
-  if (s.l) CFS_TRY(check_sys(::mknod(up(p).c_str(), S_IFCHR, makedev(0, 0)), "whiteout " + p));
-  forget_path(p);
+  if (s.l) CFS_TRY(make_whiteout(p));
+  nodes_.remove(parent, name);
   return {};
 }
 
@@ -769,22 +703,19 @@ Status MergedFs::rename(MergedNode parent, std::string_view name, MergedNode new
   CFS_TRY(copy_up(from, false));
   CFS_TRY(copy_up_parents(to));
   if (t.u.st) {
-    if (t.u.is_dir()) {
-      std::error_code ec;
-      for (const auto& e : std::filesystem::directory_iterator(up(to), ec))
-        CFS_TRY(check_sys(::unlink(e.path().c_str()), "unlink " + e.path().string()));
-    }
-    if (t.u.whiteout() && is_dir) CFS_TRY(check_sys(::unlink(up(to).c_str()), "unlink " + to));
+    if (t.u.is_dir()) CFS_TRY(clear_whiteouts(to));
+    if (t.u.whiteout() && is_dir) CFS_TRY(sys::unlinkat(upper_.get(), to, 0));
   }
-  CFS_TRY(sys::renameat(AT_FDCWD, up(from), AT_FDCWD, up(to)));
+  CFS_TRY(sys::renameat(upper_.get(), from, upper_.get(), to));
   // The old name must stay hidden if the lower has it.
-  if (s.l)
-    CFS_TRY(check_sys(::mknod(up(from).c_str(), S_IFCHR, makedev(0, 0)), "whiteout " + from));
+  if (s.l) CFS_TRY(make_whiteout(from));
   if (is_dir) {
     CFS_ASSIGN(auto l, lower_at(to));
-    if (l) CFS_TRY(lset(up(to), std::string(kOpaqueXattr), "y"));
+    if (l)
+      CFS_TRY(
+          sys::set_xattr_at(upper_.get(), to, std::string(overlay::kOpaque), kOpaqueValue, 0, to));
   }
-  move_path(from, to);
+  nodes_.move(parent, name, newparent, newname);
   return {};
 }
 
@@ -798,37 +729,44 @@ Result<std::unique_ptr<MergedFile>> MergedFs::open(MergedNode n, int flags) {
   auto f = std::make_unique<MergedFile>();
   if (write) {
     CFS_TRY(copy_up(p, true));
-    int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW;
-    CFS_ASSIGN(f->upper_, sys::open(up(p), oflags));
+    int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW;
+    CFS_ASSIGN(f->upper_, sys::openat(upper_.get(), p, oflags));
     f->writable_ = (flags & O_ACCMODE) != O_RDONLY;
     return f;
   }
   if (s.u.visible()) {
-    CFS_ASSIGN(auto mc, lget(up(p), kMetacopyXattr));
+    CFS_ASSIGN(auto mc, upper_xattr(p, overlay::kMetacopy));
     if (mc) {
       CFS_ASSIGN(std::string origin, origin_of(p));
       CFS_ASSIGN(auto lst, lower_raw(origin));
       if (!lst) return fail(err(p + ": metacopy with no lower data", EIO));
       CFS_ASSIGN(f->lower_, lower_->open_file(lst->st_ino, O_RDONLY));
-      // The upper's digest must be the one the data was verified against.
-      if (lower_->options().verity != VerityMode::kOff && mc->size() > 4) {
-        CFS_ASSIGN(auto xs, lower_->image().xattrs(lst->st_ino));
-        auto it = std::find_if(xs.begin(), xs.end(),
-                               [](const auto& x) { return x.name == kMetacopyXattr; });
-        CFS_ASSIGN(overlay::Metacopy mine, overlay::Metacopy::decode(*mc));
-        if (it == xs.end()) return fail(err(p + ": digest of lower data unknown", EIO));
-        CFS_ASSIGN(overlay::Metacopy theirs, overlay::Metacopy::decode(it->value));
-        if (mine.digest != theirs.digest)
-          return fail(err(p + ": upper metacopy digest differs from the image's", EIO));
-      }
+      CFS_TRY(check_upper_digest(p, *mc, lst->st_ino));
       return f;
     }
-    int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) | O_CLOEXEC | O_NOFOLLOW;
-    CFS_ASSIGN(f->upper_, sys::open(up(p), oflags));
+    int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) | O_NOFOLLOW;
+    CFS_ASSIGN(f->upper_, sys::openat(upper_.get(), p, oflags));
     return f;
   }
   CFS_ASSIGN(f->lower_, lower_->open_file(s.l->st_ino, flags));
   return f;
+}
+
+// The upper's digest must be the one the lower data is verified against.
+Status MergedFs::check_upper_digest(const std::string& p, const std::string& upper_value,
+                                    Ino lower) const {
+  if (lower_->options().verity == VerityMode::kOff ||
+      upper_value.size() <= overlay::kMetacopyMinSize)
+    return {};
+  CFS_ASSIGN(auto xs, lower_->image().xattrs(lower));
+  auto it = std::find_if(xs.begin(), xs.end(),
+                         [](const auto& x) { return x.name == overlay::kMetacopy; });
+  CFS_ASSIGN(overlay::Metacopy mine, overlay::Metacopy::decode(upper_value));
+  if (it == xs.end()) return fail(err(p + ": digest of lower data unknown", EIO));
+  CFS_ASSIGN(overlay::Metacopy theirs, overlay::Metacopy::decode(it->value));
+  if (mine.digest != theirs.digest)
+    return fail(err(p + ": upper metacopy digest differs from the image's", EIO));
+  return {};
 }
 
 Result<std::span<const std::byte>> MergedFs::read(const MergedFile& f, std::uint64_t off,
@@ -846,10 +784,6 @@ Result<std::size_t> MergedFs::write(const MergedFile& f, std::span<const std::by
   return data.size();
 }
 
-Result<struct statvfs> MergedFs::statfs() const {
-  struct statvfs sv;
-  if (::statvfs(upper_.c_str(), &sv) != 0) return fail_errno("statfs " + upper_);
-  return sv;
-}
+Result<struct statvfs> MergedFs::statfs() const { return sys::fstatvfs(upper_.get(), "upper"); }
 
 }  // namespace cfs::vfs

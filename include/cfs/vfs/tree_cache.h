@@ -31,12 +31,16 @@ class TreeCache {
                                                         std::uint64_t size,
                                                         const std::string& what);
 
+  /// Memory charged to the budget (trees plus per-entry bookkeeping), at most the budget.
   std::size_t bytes() const;
+  /// Trees held.
+  std::size_t entries() const;
 
  private:
   struct Slot {
     std::shared_ptr<const verity::MerkleTree> tree;
     std::list<std::string>::iterator lru;
+    std::size_t charge = 0;  ///< what it counts against the budget
   };
   std::shared_ptr<const verity::MerkleTree> find(const std::string& key);
   void insert(const std::string& key, std::shared_ptr<const verity::MerkleTree> t);

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // A writable upper directory over the read-only image filesystem, with the semantics and the
 // on-disk format of kernel overlayfs (metacopy=on, redirect_dir=on, verity=…), so that the
-// upper directory could later be used by a kernel overlay mount. Plain functions over paths:
-// the FUSE glue only translates requests; everything is testable without /dev/fuse.
+// upper directory could later be used by a kernel overlay mount. Plain functions over node ids
+// (NodeTable); the upper and work directories are held open and reached only by *at() calls
+// relative to them. The FUSE glue only translates requests; everything is testable without
+// /dev/fuse. The user-visible rules are in docs/fuse.md ("The writable upper layer").
 //
-// Merge rules (the kernel's; docs/fuse.md "The writable upper layer"):
+// Merge rules (the kernel's):
 //  * an upper entry hides the lower one; a chardev 0/0 in upper (whiteout) hides the lower
 //    name; an upper directory with `trusted.overlay.opaque=y` hides every lower child; an upper
 //    directory without it is merged with the lower directory of the same path;
@@ -13,9 +15,9 @@
 //    the upper inode number with bit 63 set (like xino: no clash with nids).
 // Copy-up (parents first, with their metadata): a metadata change of a lower regular file
 // makes a metacopy copy-up: an empty upper file of the right size with
-// `trusted.overlay.metacopy` = `00 24 00 01` + digest when the lower data was verified against
-// a digest (empty value otherwise; under verity=require a metacopy file without a digest is
-// refused with EIO, and a file stored in the image itself, having no digest to record, is
+// `trusted.overlay.metacopy` = the encoded digest (overlay::Metacopy) when the lower data was
+// verified against a digest (empty value otherwise; under verity=require a metacopy file without a
+// digest is refused with EIO, and a file stored in the image itself, having no digest to record, is
 // copied up in full, as the kernel does) and `trusted.overlay.redirect` = the absolute path of the
 // lower file, through which the data keeps being served (and verified) from the image's object.
 // Opening for write or truncating copies the (verified) data into a temp file in the workdir,
@@ -35,28 +37,28 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
 #include "cfs/vfs/filesystem.h"
+#include "cfs/vfs/node_table.h"
 
 namespace cfs::vfs {
 
-/// Node id of a merged path, stable while the path exists (renames carry it along). 1 is the
-/// root, as FUSE wants.
-using MergedNode = std::uint64_t;
-inline constexpr MergedNode kMergedRoot = 1;
-
+/// A name given to the kernel: its node (one lookup counted, see forget()) and attributes.
 struct MergedEntry {
   MergedNode node = 0;
   struct stat st {};
 };
 
+/// One entry of a directory snapshot: what readdir reports (no full attributes, so that a
+/// snapshot of a large directory stays small).
 struct MergedDirent {
   std::string name;
-  struct stat st {};
+  std::uint64_t ino = 0;
+  mode_t type = 0;  ///< S_IFMT bits
 };
 
 /// Who creates a file (its owner).
@@ -104,6 +106,9 @@ class MergedFs {
 
   Result<struct stat> getattr(MergedNode n);
   Result<MergedEntry> lookup(MergedNode parent, std::string_view name);
+  /// Gives back `nlookup` lookups of a node (FUSE FORGET): every MergedEntry returned (lookup,
+  /// mknod, mkdir, symlink, link, create) counted one. A node nothing holds is freed.
+  void forget(MergedNode n, std::uint64_t nlookup);
   Result<std::string> readlink(MergedNode n);
   /// Snapshot of a directory: ".", "..", upper entries (sorted), then visible lower entries in
   /// image order. The caller serves offsets as indices into it (stable for the snapshot).
@@ -137,40 +142,60 @@ class MergedFs {
                             std::uint64_t off) const;
   Result<struct statvfs> statfs() const;
 
-  /// MergedFs path of a node ("" for the root), for tests and messages.
+  /// Merged path of a node ("" for the root), for tests and messages.
   Result<std::string> path_of(MergedNode n) const;
+  /// Nodes held (the root included), for tests and statistics.
+  std::size_t node_count() const;
 
  private:
   struct UpperState;
   struct State;
-  MergedFs(std::unique_ptr<Filesystem> lower, std::string upper, std::string work);
-  std::string up(const std::string& p) const;
+  /// Visible xattrs of a lower entry in their stored (escaped) form, plus its metacopy value.
+  struct LowerXattrs {
+    std::vector<std::pair<std::string, std::string>> visible;
+    std::optional<std::string> metacopy;
+  };
+  using XattrList = std::vector<std::pair<std::string, std::string>>;
+
+  MergedFs(std::unique_ptr<Filesystem> lower, UniqueFd upper, UniqueFd work);
+  Result<std::optional<std::string>> upper_xattr(const std::string& p, std::string_view key) const;
   Result<UpperState> upper_state(const std::string& p) const;
   Result<std::optional<struct stat>> lower_at(const std::string& p) const;
   Result<std::optional<struct stat>> lower_raw(const std::string& p) const;
   Result<State> state(const std::string& p) const;
   Result<struct stat> stat_of(const std::string& p, const State& s) const;
   Result<std::string> origin_of(const std::string& p) const;
-  MergedNode node_for(const std::string& p);
-  void forget_path(const std::string& p);
-  void move_path(const std::string& from, const std::string& to);
   Result<std::string> child(MergedNode parent, std::string_view name) const;
-  std::string temp_path();
+  Result<MergedEntry> entry(MergedNode parent, std::string_view name, const std::string& p);
+  std::string temp_name();
   Status copy_up_parents(const std::string& p);
   Status copy_up(const std::string& p, bool data);
   Status copy_up_lower(const std::string& p, const struct stat& lst, bool data);
+  Result<LowerXattrs> lower_xattrs(Ino nid) const;
+  Status make_temp(const std::string& tmp, const std::string& p, const struct stat& lst, bool data,
+                   LowerXattrs& x);
+  Status make_temp_file(const std::string& tmp, const std::string& p, const struct stat& lst,
+                        bool data, LowerXattrs& x);
+  Result<std::optional<std::string>> metacopy_value(bool data,
+                                                    const std::optional<std::string>& lower_value,
+                                                    const OpenFile& f) const;
+  Status publish(const std::string& tmp, const std::string& p, const struct stat& meta,
+                 const XattrList& xattrs);
+  void discard(const std::string& tmp, mode_t mode);
   Status copy_data_up(const std::string& p);
+  Status check_upper_digest(const std::string& p, const std::string& upper_value, Ino lower) const;
+  Status make_whiteout(const std::string& p);
+  Status clear_whiteouts(const std::string& dir);
   Status prepare_new(const std::string& p);
-  Result<MergedEntry> finish_new(const std::string& p, Caller c, bool is_dir);
+  Result<MergedEntry> finish_new(MergedNode parent, std::string_view name, const std::string& p,
+                                 Caller c, bool is_dir);
   Result<std::vector<MergedDirent>> list_path(const std::string& p) const;
 
   std::unique_ptr<Filesystem> lower_;
-  std::string upper_;
-  std::string work_;
-  std::mutex mu_;
-  std::unordered_map<MergedNode, std::string> paths_;
-  std::unordered_map<std::string, MergedNode> nodes_;
-  MergedNode next_node_ = 2;
+  UniqueFd upper_;  ///< O_PATH of the upper directory: every upper access is *at() on it
+  UniqueFd work_;   ///< O_PATH of WORKDIR/cfs-work: temp entries for copy-up
+  mutable std::mutex mu_;
+  NodeTable nodes_;
   std::uint64_t next_temp_ = 0;
 };
 

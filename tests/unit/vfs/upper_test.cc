@@ -376,5 +376,138 @@ TEST_F(UpperTest, ChangesPersistAcrossMounts) {
   EXPECT_EQ(read_all(*m, "big"), big_);
 }
 
+// FORGET gives the kernel's lookups back: nodes nobody holds are freed (parents kept only for
+// a child go with it), and a forgotten id is stale.
+TEST_F(UpperTest, ForgetShrinksTheNodeTable) {
+  auto m = mount();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->node_count(), 1u);
+  MergedNode d = node(*m, "d");
+  MergedNode s = node(*m, "d/s");
+  MergedNode x = node(*m, "d/s/x");
+  EXPECT_EQ(m->node_count(), 4u);
+  EXPECT_EQ(node(*m, "d/s/x"), x);  // the same names give the same nodes (one more lookup each)
+  EXPECT_EQ(m->node_count(), 4u);
+  // node() looks every component up: d was looked up 4 times, s 3 times, x twice.
+  m->forget(d, 4);
+  m->forget(s, 3);
+  EXPECT_EQ(m->path_of(x), "d/s/x");  // x still needs its parents
+  m->forget(x, 1);
+  EXPECT_EQ(m->path_of(x), "d/s/x");
+  m->forget(x, 1);
+  EXPECT_EQ(m->node_count(), 1u);
+  auto st = m->getattr(x);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(errno_for(st.error()), ESTALE);
+  // Creating entries counts lookups too.
+  auto e = m->mkdir(kMergedRoot, "new", 0755, {});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(m->node_count(), 2u);
+  m->forget(e->node, 1);
+  EXPECT_EQ(m->node_count(), 1u);
+  EXPECT_EQ(names(*m, ""), (std::set<std::string>{"big", "d", "inline", "new", "nodigest"}));
+}
+
+// Renaming a directory moves the nodes below it with it; the replaced name's node goes stale.
+TEST_F(UpperTest, RenameCarriesKnownChildren) {
+  auto m = mount();
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->mkdir(kMergedRoot, "a", 0755, {}));
+  std::unique_ptr<MergedFile> f;
+  auto c = m->create(node(*m, "a"), "c", 0644, O_WRONLY, {}, f);
+  ASSERT_TRUE(c);
+  f.reset();
+  ASSERT_TRUE(m->mkdir(kMergedRoot, "b", 0755, {}));
+  MergedNode old_b = node(*m, "b");
+  ASSERT_TRUE(m->rename(kMergedRoot, "a", kMergedRoot, "b", 0));
+  EXPECT_EQ(m->path_of(c->node), "b/c");
+  EXPECT_EQ(read_all(*m, "b/c"), "");
+  auto st = m->getattr(old_b);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(errno_for(st.error()), ESTALE);
+  ASSERT_TRUE(m->unlink(node(*m, "b"), "c"));
+  EXPECT_FALSE(m->path_of(c->node));
+}
+
+// The upper and work directories are held open: moving them away after the mount does not
+// redirect the mount to whatever appears at the old paths.
+TEST_F(UpperTest, UpperIsHeldOpenNotReachedByPath) {
+  auto m = mount();
+  ASSERT_TRUE(m);
+  std::filesystem::rename(upper(), dir_ / "upper.moved");
+  std::filesystem::rename(work(), dir_ / "work.moved");
+  std::filesystem::create_directories(upper());
+  std::filesystem::create_directories(work() + "/cfs-work");
+  SetAttr a;
+  a.mode = 0600;
+  ASSERT_TRUE(m->setattr(node(*m, "d/f"), a, nullptr));
+  std::unique_ptr<MergedFile> f;
+  ASSERT_TRUE(m->create(kMergedRoot, "n", 0644, O_WRONLY, {}, f));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "upper.moved/d/f"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "upper.moved/n"));
+  EXPECT_TRUE(std::filesystem::is_empty(upper()));
+  EXPECT_TRUE(std::filesystem::is_empty(work() + "/cfs-work"));
+}
+
+// chmod of an upper symlink must not follow it (out of the upper, here).
+TEST_F(UpperTest, ChmodNeverFollowsAnUpperSymlink) {
+  std::string outside = dir_ / "outside";
+  std::ofstream(outside) << "x";
+  ASSERT_EQ(::chmod(outside.c_str(), 0644), 0);
+  auto m = mount();
+  ASSERT_TRUE(m);
+  auto l = m->symlink(kMergedRoot, "l", outside, {});
+  ASSERT_TRUE(l);
+  SetAttr a;
+  a.mode = 0600;
+  auto st = m->setattr(l->node, a, nullptr);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(errno_for(st.error()), EOPNOTSUPP);
+  struct stat ost;
+  ASSERT_EQ(::stat(outside.c_str(), &ost), 0);
+  EXPECT_EQ(ost.st_mode & 07777, 0644u);
+  SetAttr t;
+  t.mtime = timespec{1234, 0};
+  auto lst = m->setattr(l->node, t, nullptr);
+  ASSERT_TRUE(lst) << lst.error().message();
+  EXPECT_EQ(lst->st_mtim.tv_sec, 1234);
+  ASSERT_EQ(::stat(outside.c_str(), &ost), 0);
+  EXPECT_NE(ost.st_mtim.tv_sec, 1234);
+}
+
+TEST_F(UpperTest, WorkdirChecksAndScratchCleanup) {
+  Options o;
+  o.basedirs = {store_.path()};
+  auto open_with = [&](const std::string& u, const std::string& w) {
+    auto fs = Filesystem::open(image_, o);
+    EXPECT_TRUE(fs);
+    return MergedFs::open(std::move(*fs), u, w);
+  };
+  std::filesystem::create_directories(upper() + "/w");
+  std::filesystem::create_directories(work() + "/u");
+  for (auto [u, w] : {std::pair{upper(), upper()}, std::pair{upper(), upper() + "/w"},
+                      std::pair{work() + "/u", work()}}) {
+    auto r = open_with(u, w);
+    ASSERT_FALSE(r) << u << " " << w;
+    EXPECT_NE(r.error().message().find("must not contain each other"), std::string::npos)
+        << r.error().message();
+  }
+  // Through a symlink to the upper: still refused (the check compares inodes, not strings).
+  std::filesystem::create_directory_symlink(upper(), dir_ / "alias");
+  EXPECT_FALSE(open_with(dir_ / "alias", upper() + "/w"));
+  auto notdir = open_with(dir_ / "image.cfs", work());
+  ASSERT_FALSE(notdir);
+  EXPECT_EQ(errno_for(notdir.error()), ENOTDIR);
+  EXPECT_NE(notdir.error().message().find("upperdir"), std::string::npos);
+  // Leftovers of a crashed server in the scratch directory are removed at mount.
+  std::filesystem::create_directories(work() + "/cfs-work/#3/deep");
+  std::ofstream(work() + "/cfs-work/#3/deep/f") << "x";
+  std::ofstream(work() + "/cfs-work/#4") << "x";
+  std::filesystem::remove_all(upper() + "/w");
+  std::filesystem::remove_all(work() + "/u");
+  ASSERT_TRUE(open_with(upper(), work()));
+  EXPECT_TRUE(std::filesystem::is_empty(work() + "/cfs-work"));
+}
+
 }  // namespace
 }  // namespace cfs::vfs
