@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+// Importing an OCI image into a repository: the pipeline behind `cfs oci pull`, for every
+// transport. A transport implements oci::ImageSource (cfs/oci/source.h: top(), manifest(),
+// blob(), blob_size(); blob() may be called from several threads at once) and calls pull():
+//
+//   auto src = oci::open_source("oci:/srv/layout:latest");   // or a registry's ImageSource
+//   auto r = ocirepo::pull(repo, **src, {});                  // r->image: the merged image id
+//
+// What pull() does (names: ocirepo/names.h):
+//  1. resolves the manifest (platform choice in an index) and config, checked against their
+//     descriptors (oci::resolve_image);
+//  2. imports the layers, several at once, largest first: a layer whose stream
+//     streams/oci-layer-<diff_id> exists is skipped without reading its blob; otherwise the blob
+//     is decompressed and split into a splitstream (headers inline, contents over 64 bytes as
+//     objects) while both its digest and its diff_id are computed; a mismatch with the manifest
+//     or config fails the pull and names nothing; a good layer is made durable (syncfs) and
+//     named at once, so an interrupted pull keeps the layers it finished;
+//  3. merges the layers in order (oci::Merger) and writes the merged image (format 1, the
+//     repository's algorithm) as an object;
+//  4. writes the config stream (raw JSON, named refs to the layers and composefs.image.v1) and
+//     the manifest stream (raw JSON, config:<digest> and the layers), syncs once, names
+//     images/<id>, both streams, and then the tag streams/refs/oci/<tag>.
+// A failure at any step leaves no tag and nothing a fsck calls broken (unnamed objects are
+// garbage for gc).
+// Thread-safety: one pull per Repository object at a time; several processes may pull into
+// one repository at once (objects are content-addressed, names replaced atomically).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cfs/oci/byte_source.h"
+#include "cfs/oci/digest.h"
+#include "cfs/oci/image.h"
+#include "cfs/oci/layer_input.h"
+#include "cfs/oci/merge.h"
+#include "cfs/oci/source.h"
+#include "cfs/repo/repository.h"
+#include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::ocirepo {
+
+/// What a progress callback is told. Calls are serialised (never two at once), from the
+/// importing threads.
+struct PullEvent {
+  enum class Kind { kResolved, kLayerStart, kLayerBytes, kLayerDone, kLayerSkipped, kMerging };
+  Kind kind = Kind::kResolved;
+  std::size_t layer = 0;    ///< index in the manifest
+  std::size_t layers = 0;   ///< how many layers the image has
+  std::uint64_t bytes = 0;  ///< kLayerBytes / kLayerDone: blob bytes read so far
+  std::uint64_t total = 0;  ///< the layer's blob size (manifest)
+  std::string diff_id;
+};
+
+struct PullOptions {
+  /// nullopt: the running platform.
+  std::optional<oci::Platform> platform;
+  /// The tag to set; nullopt: the source's reference as given (composefs-rs' default);
+  /// "" : no tag (the image is then garbage for gc unless tagged later).
+  std::optional<std::string> tag;
+  oci::MergeOptions merge;
+  /// Layers imported at once; 0: the number of CPUs.
+  unsigned jobs = 0;
+  oci::LayerInputOptions input;
+  std::function<void(const PullEvent&)> progress;
+};
+
+struct PulledLayer {
+  oci::ContentDigest diff_id;
+  oci::ContentDigest blob;
+  std::string compression;  ///< "none", "gzip", "zstd"; "" when skipped
+  bool skipped = false;     ///< already in the repository
+  std::uint64_t blob_bytes = 0;
+  std::uint64_t tar_bytes = 0;
+  std::uint64_t objects = 0;  ///< distinct external objects of its stream
+  verity::Digest stream;      ///< the layer stream object
+};
+
+struct PullResult {
+  oci::ContentDigest manifest;
+  oci::ContentDigest config;
+  std::string tag;  ///< "" when none was set
+  verity::Digest manifest_stream;
+  verity::Digest config_stream;
+  verity::Digest image;  ///< the merged image (images/<hex>)
+  std::vector<PulledLayer> layers;
+};
+
+Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
+                        const PullOptions& options);
+
+/// `cfs oci import-layer`: one uncompressed layer tar read from `tar`, stored as
+/// streams/oci-layer-<diff_id> after its sha256 was checked against `diff_id` (composefs-rs
+/// does not check); an existing stream is kept. With `ref`, also streams/refs/REF. Returns the
+/// stream object's digest.
+Result<verity::Digest> import_layer(repo::Repository& repo, std::unique_ptr<oci::ByteSource> tar,
+                                    const oci::ContentDigest& diff_id,
+                                    const std::optional<std::string>& ref);
+
+}  // namespace cfs::ocirepo

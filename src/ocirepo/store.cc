@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "ocirepo/store.h"
+
+#include <fmt/format.h>
+
+#include "cfs/util/sys.h"
+
+namespace cfs::ocirepo::detail {
+
+namespace {
+
+class RepoObjectWriter final : public splitstream::ObjectWriter {
+ public:
+  RepoObjectWriter(repo::Repository& repo, repo::NewObject obj)
+      : repo_(repo), obj_(std::move(obj)) {}
+  Status write(std::span<const std::byte> data) override { return sys::write_all(obj_.fd(), data); }
+  Result<verity::Digest> commit() override { return repo_.commit_object(std::move(obj_)); }
+
+ private:
+  repo::Repository& repo_;
+  repo::NewObject obj_;
+};
+
+}  // namespace
+
+Status RepoSink::put(const verity::Digest& digest, std::span<const std::byte> content) {
+  if (repo_.has_object(digest)) return {};
+  CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
+  CFS_TRY(sys::write_all(obj.fd(), content));
+  CFS_ASSIGN(verity::Digest got, repo_.commit_object(std::move(obj)));
+  if (got != digest)
+    return fail(Errc::kDigestMismatch,
+                fmt::format("object {}: the repository computed {}", digest.hex(), got.hex()));
+  return {};
+}
+
+Result<std::unique_ptr<splitstream::ObjectWriter>> RepoSink::begin(std::uint64_t) {
+  CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
+  return std::unique_ptr<splitstream::ObjectWriter>(
+      std::make_unique<RepoObjectWriter>(repo_, std::move(obj)));
+}
+
+Result<splitstream::Reader> open_stream(const repo::Repository& repo, const verity::Digest& stream,
+                                        std::uint64_t content_type, const std::string& what) {
+  CFS_ASSIGN_CTX(UniqueFd fd, repo.open_object(stream), what);
+  splitstream::ReaderOptions o;
+  o.algorithm = repo.algorithm();
+  o.content_type = content_type;
+  return splitstream::Reader::open(std::move(fd), what, o);
+}
+
+Result<std::string> read_small_stream(const repo::Repository& repo, splitstream::Reader& reader,
+                                      std::uint64_t max, const std::string& what) {
+  if (reader.stream_size() > max)
+    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes exceed the limit of {}", what,
+                                                 reader.stream_size(), max));
+  std::string out;
+  out.reserve(reader.stream_size());
+  CFS_TRY_CTX(reader.reassemble([&](const verity::Digest& d) { return repo.open_object(d); },
+                                [&](std::span<const std::byte> b) -> Status {
+                                  out.append(reinterpret_cast<const char*>(b.data()), b.size());
+                                  return {};
+                                }),
+              what);
+  return out;
+}
+
+}  // namespace cfs::ocirepo::detail

@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+# ctest-labels: integration;root
+# ctest-timeout: 600
+"""`cfs oci pull` into a repository and the commands reading it back, against independent
+oracles: an image built with umoci (several layers, whiteouts, an opaque directory, hardlinks
+across layers, pax xattrs and nanosecond mtimes, long names); the merged image byte-identical
+to what composefs 1.0.8 `mkcomposefs --min-version=1` writes for `umoci unpack`'s rootfs with
+the documented composefs rules applied (root metadata from /usr, /run emptied, only
+security.capability kept); `cfs oci layer` output hashing (hashlib) to the config's diff_ids;
+the same image through skopeo (oci-archive:, docker-archive:, zstd layers) giving the same id;
+hostile layers failing with the layer and entry named, leaving no tag and a repository that
+`cfs repo fsck` calls clean."""
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import time
+
+import cfs_testlib as t
+import oci_testlib as o
+
+CAP = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_raw+ep, v2
+REF = os.environ.get("CFS_REF_MKCOMPOSEFS", "/work/ref/composefs/build/tools/mkcomposefs")
+
+
+def cfs(*args, check=True, **kw):
+    return t.run([t.tool("cfs"), *map(str, args)], check=check, **kw)
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def umount(path):
+    for _ in range(100):
+        if not is_mounted(path):
+            return
+        subprocess.run(["umount", "-l", path], capture_output=True)
+        time.sleep(0.05)
+
+
+def write(path, data, mode=0o644, ns=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+    if ns:
+        os.utime(path, ns=(ns, ns))
+
+
+def escape(data, extra=b""):
+    """composefs dump escaping: printable ASCII except backslash (and `extra`) as is."""
+    out = ""
+    for b in data:
+        if b == 0x5C:
+            out += "\\\\"
+        elif 0x21 <= b <= 0x7E and bytes([b]) not in extra:
+            out += chr(b)
+        else:
+            out += "\\x%02x" % b
+    return out
+
+
+def dump_of(root):
+    """A composefs dump of a directory tree, hardlinks included (the first name in sorted
+    depth-first order owns the inode), file digests by `fsverity digest`."""
+    names = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, root)
+        names.append("/" if rel == "." else "/" + rel)
+        for f in sorted(files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]):
+            names.append(("" if rel == "." else "/" + rel) + "/" + f)
+    names.sort(key=lambda p: [c.encode() for c in p.split("/") if c])
+    big = [n for n in names if stat.S_ISREG(os.lstat(root + n).st_mode)
+           and os.lstat(root + n).st_size > 64]
+    digests = {}
+    if big:
+        out = subprocess.run(["fsverity", "digest", "--compact", *[root + n for n in big]],
+                             check=True, stdout=subprocess.PIPE).stdout.decode().split()
+        digests = dict(zip(big, out))
+    owners, lines = {}, []
+    for n in names:
+        full = root + n
+        st = os.lstat(full)
+        path = escape(os.fsencode(n))
+        key = (st.st_dev, st.st_ino)
+        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and key in owners:
+            lines.append(f"{path} 0 @{st.st_mode:o} 0 0 0 0 0.0 {escape(os.fsencode(owners[key]))} - -")
+            continue
+        owners[key] = n
+        payload, content, digest, size = "-", "-", "-", st.st_size
+        if stat.S_ISLNK(st.st_mode):
+            payload = escape(os.fsencode(os.readlink(full)))
+        elif stat.S_ISREG(st.st_mode):
+            if st.st_size > 64:
+                digest = digests[n]
+                payload = digest[:2] + "/" + digest[2:]
+            elif st.st_size:
+                content = escape(o.read(full))
+        elif stat.S_ISDIR(st.st_mode):
+            size = 0
+        xs = "".join(" " + escape(os.fsencode(k), b"=") + "=" +
+                     escape(os.getxattr(full, k, follow_symlinks=False), b"=")
+                     for k in sorted(os.listxattr(full, follow_symlinks=False)))
+        lines.append(f"{path} {size} {st.st_mode:o} {st.st_nlink} {st.st_uid} {st.st_gid} "
+                     f"{st.st_rdev} {st.st_mtime_ns // 10**9}.{st.st_mtime_ns % 10**9:09d} "
+                     f"{payload} {content} {digest}{xs}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Pull(t.unittest.TestCase):
+    def setUp(self):
+        t.require_root()
+        if not o.have("umoci", "skopeo", "setcap", "fsverity"):
+            self.skipTest("needs umoci, skopeo, setcap and fsverity")
+        self.d = self.enterContext(t.tempdir("cfs-oci-pull-"))
+        self.repo = self.p("repo")
+        self.mnt = self.p("mnt")
+        os.mkdir(self.mnt)
+        self.addCleanup(umount, self.mnt)
+        cfs("repo", "init", "--repo", self.repo, "--insecure", "--algorithm", "fsverity-sha256-12")
+
+    def p(self, *parts):
+        return os.path.join(self.d, *parts)
+
+    def build(self):
+        """A four-layer umoci image; returns its OCI layout."""
+        img = o.UmociImage(self.d)
+        r1 = self.p("r1")
+        write(f"{r1}/usr/bin/tool", os.urandom(200000), 0o755)
+        os.link(f"{r1}/usr/bin/tool", f"{r1}/usr/bin/tool2")
+        write(f"{r1}/usr/bin/ping", os.urandom(300), 0o4755)
+        t.run(["setcap", "cap_net_raw+ep", f"{r1}/usr/bin/ping"])
+        write(f"{r1}/usr/share/doc/small", b"tiny", ns=1600000000123456789)
+        os.setxattr(f"{r1}/usr/share/doc/small", "user.note", b"dropped")
+        write(f"{r1}/usr/share/doc/sixtyfour", b"6" * 64)
+        write(f"{r1}/usr/share/doc/sixtyfive", b"5" * 65, 0o600)
+        write(f"{r1}/usr/share/" + "n" * 200, b"long name" * 20)
+        write(f"{r1}/usr/share/" + "/".join(["deep" * 10] * 5) + "/file", b"long path" * 20)
+        os.mkfifo(f"{r1}/usr/share/fifo")
+        os.symlink("bin", f"{r1}/usr/sbin")
+        write(f"{r1}/etc/hostname", b"box\n")
+        write(f"{r1}/etc/gone", b"to be whited out")
+        write(f"{r1}/etc/dir/a", b"a" * 100)
+        write(f"{r1}/etc/dir/b", b"b")
+        write(f"{r1}/run/lock/x", b"x")
+        write(f"{r1}/var/log/old", b"old log")
+        os.chown(f"{r1}/etc/hostname", 1234, 5678)
+        os.utime(f"{r1}/usr", ns=(1500000000000000001, 1500000000000000001))
+        img.insert(r1)
+
+        r2 = self.p("r2")
+        write(f"{r2}/usr/bin/tool", os.urandom(150000), 0o755)  # tool2 keeps the old content
+        os.makedirs(f"{r2}/etc")
+        os.chmod(f"{r2}/etc", 0o750)
+        write(f"{r2}/etc/new", b"new file in a merged directory" * 3)
+        img.insert(r2)
+
+        # By hand: a hardlink to a file of layer 1, whiteouts, an opaque directory, pax
+        # nanoseconds and xattrs.
+        members = [
+            o.info("usr/bin/tool3", tarfile.LNKTYPE, link="usr/bin/tool2"),
+            o.info("etc/.wh.gone"),
+            o.info("etc/dir/", tarfile.DIRTYPE, mode=0o700),
+            o.info("etc/dir/.wh..wh..opq"),
+            o.info("etc/dir/c", data=b"c" * 70, pax={"mtime": "1700000000.5"}),
+            o.info("usr/share/doc/capped", data=b"x" * 80, pax={
+                "SCHILY.xattr.security.capability": CAP.decode("utf-8", "surrogateescape"),
+                "SCHILY.xattr.user.other": "u"}),
+        ]
+        with open(self.p("layer3.tar"), "wb") as f:
+            f.write(o.tar_bytes(members))
+        t.run(["umoci", "raw", "add-layer", "--image", f"{img.layout}:{img.tag}",
+               self.p("layer3.tar")])
+        img.whiteout("/var/log/old")
+        self.img = img
+        return img.layout
+
+    def oracle_image(self, layout):
+        """composefs 1.0.8's image of `umoci unpack`'s rootfs with the composefs rules."""
+        bundle = self.p("bundle")
+        shutil.rmtree(bundle, ignore_errors=True)
+        t.run(["umoci", "unpack", "--image", f"{layout}:t", bundle])
+        root = os.path.join(bundle, "rootfs")
+        for dirpath, dirs, files in os.walk(root):
+            for name in [dirpath] + [os.path.join(dirpath, n) for n in dirs + files]:
+                for x in os.listxattr(name, follow_symlinks=False):
+                    if x != "security.capability":
+                        os.removexattr(name, x, follow_symlinks=False)
+        usr = os.lstat(f"{root}/usr")
+        run = f"{root}/run"
+        if os.path.isdir(run):
+            for n in os.listdir(run):
+                full = os.path.join(run, n)
+                shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) \
+                    else os.unlink(full)
+            os.utime(run, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
+        os.chmod(root, stat.S_IMODE(usr.st_mode))
+        os.chown(root, usr.st_uid, usr.st_gid)
+        os.utime(root, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
+        # 1.0.8's mkcomposefs drops hardlinks when it scans a directory, so the rootfs is
+        # written as a dump (here, from lstat and `fsverity digest`) and read with --from-file.
+        out = self.p("oracle.cfs")
+        t.run([REF, "--min-version=1", "--from-file", "-", out], input=dump_of(root))
+        return out, root
+
+    def pull(self, source, *args, check=True):
+        p = cfs("oci", "pull", "--repo", self.repo, "--json", source, *args, check=check)
+        return json.loads(p.stdout) if p.returncode == 0 else p
+
+    def tags(self):
+        d = f"{self.repo}/streams/refs/oci"
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def repo_fsck_clean(self):
+        cfs("repo", "fsck", "--repo", self.repo)
+
+    def test_pull_matches_mkcomposefs_of_umoci_unpack(self):
+        layout = self.build()
+        res = self.pull(f"oci:{layout}:t", "img")
+        config = self.img.config()
+        self.assertEqual([l["diff_id"] for l in res["layers"]], config["rootfs"]["diff_ids"])
+        self.assertEqual(res["manifest"], o.sha256(o.read(self.img.blob(
+            [m for m in json.loads(o.read(f"{layout}/index.json"))["manifests"]][0]["digest"]))))
+        image = res["image"]
+        # The stored names, as composefs-rs lays them out.
+        self.assertEqual(os.readlink(f"{self.repo}/streams/refs/oci/img"),
+                         f"../../oci-manifest-{res['manifest']}")
+        for l in res["layers"]:
+            self.assertTrue(os.path.exists(f"{self.repo}/streams/oci-layer-{l['diff_id']}"))
+        self.assertTrue(os.path.exists(f"{self.repo}/streams/oci-config-{res['config']}"))
+        # The merged image is byte-identical to composefs 1.0.8's.
+        if os.access(REF, os.X_OK):
+            oracle, root = self.oracle_image(layout)
+            ours = f"{self.repo}/images/{image}"
+            if t.sha256_file(ours) != t.sha256_file(oracle):
+                info = os.path.join(os.path.dirname(REF), "composefs-info")
+                a = t.run([info, "dump", ours]).stdout.decode(errors="replace").splitlines()
+                b = t.run([info, "dump", oracle]).stdout.decode(errors="replace").splitlines()
+                import difflib
+                self.fail("\n".join(difflib.unified_diff(b, a, "oracle", "cfs", lineterm="")))
+            self.assertEqual(image, o.fsverity_digest(oracle))
+        self.assertEqual(cfs("oci", "compute-id", "--repo", self.repo, "img").stdout.decode()
+                         .strip(), image)
+        # Layers come back bit-exact: their sha256 is the diff_id.
+        for l in res["layers"]:
+            tar = cfs("oci", "layer", "--repo", self.repo, l["diff_id"]).stdout
+            self.assertEqual("sha256:" + hashlib.sha256(tar).hexdigest(), l["diff_id"])
+        # The listing, inspect, dump.
+        listing = json.loads(cfs("oci", "images", "--repo", self.repo, "--json").stdout)
+        self.assertEqual([(i["name"], i["manifest_digest"], i["layer_count"], i["image"])
+                          for i in listing["images"]], [("img", res["manifest"], 4, image)])
+        raw = cfs("oci", "inspect", "--repo", self.repo, "--config", "img").stdout
+        self.assertEqual(o.sha256(raw), res["config"])
+        dump = cfs("oci", "dump", "--repo", self.repo, "img").stdout.decode("utf-8",
+                                                                            "surrogateescape")
+        paths = {line.split(" ")[0] for line in dump.splitlines()}
+        self.assertIn("/usr/bin/tool3", paths)
+        self.assertNotIn("/etc/gone", paths)
+        self.assertNotIn("/etc/dir/a", paths)
+        # fsck of both kinds is clean; a second pull imports nothing.
+        cfs("oci", "fsck", "--repo", self.repo)
+        self.repo_fsck_clean()
+        again = self.pull(f"oci:{layout}:t", "img")
+        self.assertTrue(all(l["skipped"] for l in again["layers"]))
+        self.assertEqual(again["image"], image)
+        # Tags.
+        cfs("oci", "tag", "--repo", self.repo, res["manifest"], "docker://x.io/a/b:1")
+        self.assertEqual(self.tags(), ["docker:%2F%2Fx.io%2Fa%2Fb:1", "img"])
+        cfs("oci", "untag", "--repo", self.repo, "img")
+        self.assertEqual(self.tags(), ["docker:%2F%2Fx.io%2Fa%2Fb:1"])
+        # A mount of the tagged image shows the rootfs.
+        cfs("oci", "mount", "--repo", self.repo, "docker://x.io/a/b:1", self.mnt)
+        self.assertEqual(o.read(f"{self.mnt}/usr/bin/tool2"),
+                         o.read(f"{self.p('r1')}/usr/bin/tool"))
+        self.assertEqual(os.stat(f"{self.mnt}/usr/bin/tool3").st_ino,
+                         os.stat(f"{self.mnt}/usr/bin/tool2").st_ino)
+        self.assertEqual(o.read(f"{self.mnt}/etc/dir/c"), b"c" * 70)
+        umount(self.mnt)
+        # gc keeps a tagged image whole.
+        cfs("repo", "gc", "--repo", self.repo)
+        cfs("oci", "fsck", "--repo", self.repo)
+        self.repo_fsck_clean()
+
+    def test_skopeo_archives_and_zstd_give_the_same_image(self):
+        layout = self.build()
+        image = self.pull(f"oci:{layout}:t", "ref")["image"]
+        archive, docker, zstd = self.p("img.tar"), self.p("docker.tar"), self.p("zstd")
+        t.run(["skopeo", "copy", f"oci:{layout}:t", f"oci-archive:{archive}:t"])
+        t.run(["skopeo", "copy", f"oci:{layout}:t", f"docker-archive:{docker}:x.io/y:1"])
+        t.run(["skopeo", "copy", "--dest-compress-format", "zstd", f"oci:{layout}:t",
+               f"oci:{zstd}:t"])
+        for source in (f"oci-archive:{archive}:t", f"docker-archive:{docker}", f"oci:{zstd}:t"):
+            with self.subTest(source=source):
+                res = self.pull(source)
+                self.assertEqual(res["image"], image)
+                self.assertIn(source.replace("%", "%25").replace("/", "%2F"), self.tags())
+        zres = self.pull(f"oci:{zstd}:t", "z")
+        self.assertTrue(all(l["skipped"] for l in zres["layers"]))  # same diff_ids
+        cfs("oci", "fsck", "--repo", self.repo)
+        self.repo_fsck_clean()
+
+    def hostile(self, members=None, raw=None):
+        """An image of a good layer plus one hostile layer (tar `members` or `raw` bytes)."""
+        d = self.p(f"h{len(os.listdir(self.d))}")
+        os.mkdir(d)
+        img = o.UmociImage(d)
+        write(f"{d}/r/usr/bin/ok", b"ok" * 100)
+        write(f"{d}/r/etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
+        os.symlink("/etc", f"{d}/r/link")
+        img.insert(f"{d}/r")
+        with open(f"{d}/bad.tar", "wb") as f:
+            f.write(raw if raw is not None else o.tar_bytes(members))
+        t.run(["umoci", "raw", "add-layer", "--image", f"{img.layout}:t", f"{d}/bad.tar"])
+        return img
+
+    def expect_refused(self, source, *needles):
+        before = self.tags()
+        p = self.pull(source, check=False)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        for n in needles:
+            self.assertIn(n, err)
+        self.assertEqual(self.tags(), before)
+        self.repo_fsck_clean()
+
+    def test_hostile_layers(self):
+        cases = [
+            ("dotdot", [o.info("usr/../../escape", data=b"x" * 100)], ["layer 1", "usr/../../escape"]),
+            ("absolute", [o.info("/etc/abs", data=b"x")], ["layer 1", "/etc/abs"]),
+            ("symlinked parent", [o.info("link/evil", data=b"x" * 100)], ["layer 1", "link/evil"]),
+            ("hardlink to missing", [o.info("usr/hl", tarfile.LNKTYPE, link="usr/nothere")],
+             ["layer 1", "usr/hl"]),
+            ("hardlink to directory", [o.info("usr/hl", tarfile.LNKTYPE, link="usr/bin")],
+             ["layer 1", "usr/hl"]),
+        ]
+        for name, members, needles in cases:
+            with self.subTest(name):
+                img = self.hostile(members)
+                self.expect_refused(f"oci:{img.layout}:t", *needles)
+        # A bad header checksum.
+        good = o.tar_bytes([o.info("usr/x", data=b"y" * 100)])
+        bad = bytearray(good)
+        bad[0] ^= 0x20
+        img = self.hostile(raw=bytes(bad))
+        self.expect_refused(f"oci:{img.layout}:t", "layer 1", "checksum")
+        # A truncated gzip blob (manifest and config describing it honestly) and a lying
+        # diff_id.
+        img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
+        m = img.manifest()
+        blob = img.blob(m["layers"][1]["digest"])
+        data = o.read(blob)
+        self.rewrite_layer(img, 1, data[: len(data) // 2], None)
+        self.expect_refused(f"oci:{img.layout}:t", "layer 1")
+        img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
+        self.rewrite_layer(img, 1, None, "sha256:" + "cd" * 32)
+        self.expect_refused(f"oci:{img.layout}:t", "layer 1", "the config says sha256:" + "cd" * 32)
+        # A truncated zstd layer.
+        img = self.hostile([o.info("usr/z", data=os.urandom(5000))])
+        tar = gzip.decompress(o.read(img.blob(img.manifest()["layers"][1]["digest"])))
+        z = subprocess.run(["zstd", "-c", "-q"], input=tar, stdout=subprocess.PIPE,
+                           check=True).stdout
+        self.rewrite_layer(img, 1, z[: len(z) - 7], None,
+                           "application/vnd.oci.image.layer.v1.tar+zstd")
+        self.expect_refused(f"oci:{img.layout}:t", "layer 1")
+
+    def rewrite_layer(self, img, i, blob_bytes, diff_id, media_type=None):
+        """Replaces layer i's blob and/or diff_id, keeping every descriptor consistent."""
+        layout = img.layout
+        m = img.manifest()
+        c = img.config()
+        if blob_bytes is not None:
+            d = o.sha256(blob_bytes)
+            with open(img.blob(d), "wb") as f:
+                f.write(blob_bytes)
+            m["layers"][i].update({"digest": d, "size": len(blob_bytes)})
+        if media_type:
+            m["layers"][i]["mediaType"] = media_type
+        if diff_id:
+            c["rootfs"]["diff_ids"][i] = diff_id
+        craw = json.dumps(c).encode()
+        with open(img.blob(o.sha256(craw)), "wb") as f:
+            f.write(craw)
+        m["config"].update({"digest": o.sha256(craw), "size": len(craw)})
+        mraw = json.dumps(m).encode()
+        with open(img.blob(o.sha256(mraw)), "wb") as f:
+            f.write(mraw)
+        index = json.loads(o.read(f"{layout}/index.json"))
+        index["manifests"][0].update({"digest": o.sha256(mraw), "size": len(mraw)})
+        with open(f"{layout}/index.json", "w") as f:
+            json.dump(index, f)
+
+
+if __name__ == "__main__":
+    t.main()
