@@ -13,12 +13,12 @@ import unittest
 import cfs_testlib as t
 
 MAN_DIR = os.path.join(t.SOURCE_DIR, "man")
-PAGES = ["cfs.1", "cfs-repo.1", "mkcomposefs.1", "composefs-info.1", "composefs-fuse.1",
+PAGES = ["cfs.1", "cfs-repo.1", "cfs-oci.1", "mkcomposefs.1", "composefs-info.1", "composefs-fuse.1",
          "composefs-dump.5", "mount.composefs.8"]
 # `cfs SUBCOMMAND` -> pages where its options must be documented (besides cfs.1).
 SUBCOMMAND_PAGES = {"create": ["mkcomposefs.1", "cfs-repo.1"], "info": ["composefs-info.1"],
                     "mount": ["mount.composefs.8", "composefs-fuse.1", "cfs-repo.1"],
-                    "repo": ["cfs-repo.1"], "diff": ["cfs-repo.1"],
+                    "repo": ["cfs-repo.1"], "oci": ["cfs-oci.1"], "diff": ["cfs-repo.1"],
                     "fuse-mount": ["composefs-fuse.1"],
                     "umount": ["mount.composefs.8"]}
 COMPAT_PAGES = {"mkcomposefs": "mkcomposefs.1", "composefs-info": "composefs-info.1",
@@ -97,6 +97,18 @@ class ManPages(unittest.TestCase):
                 self.check_options([t.tool("cfs"), "repo", sub], ["cfs-repo.1"])
         # `cfs mount --repo ... --help` is the repository mount's own parser.
         self.check_options([t.tool("cfs"), "mount", "--repo", "x", "--help"], ["cfs-repo.1"])
+
+    def test_oci_subcommand_options_documented(self):
+        rc, out = help_text([t.tool("cfs"), "oci"])
+        self.assertEqual(rc, 0, out)
+        subs = [ln.split()[0] for ln in
+                re.search(r"Subcommands:\n(.*?)\n\n", out, re.S).group(1).splitlines()]
+        self.assertIn("pull", subs)
+        page = re.sub(r"[ \t]+", " ", render("cfs-oci.1"))
+        for sub in subs:
+            with self.subTest(command=sub):
+                self.assertIn(f"cfs oci {sub}", page)
+                self.check_options([t.tool("cfs"), "oci", sub], ["cfs-oci.1"])
 
     def test_compat_options_documented(self):
         checked = 0
