@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -175,6 +176,74 @@ class ReadAhead final : public ByteSource {
   std::thread thread_;
 };
 
+/// See push_source(): a queue of pieces between the producer thread and the reader.
+class PushSource final : public ByteSource {
+ public:
+  PushSource(std::function<Status(const PushWrite&)> produce, std::size_t max_buffered)
+      : max_(std::max<std::size_t>(max_buffered, 1)) {
+    thread_ = std::thread([this, produce = std::move(produce)] {
+      Status st = produce([this](std::span<const std::byte> data) { return push(data); });
+      std::lock_guard lk(mu_);
+      done_ = true;
+      if (!st) error_ = std::move(st).error();
+      cv_.notify_all();
+    });
+  }
+  ~PushSource() override {
+    {
+      std::lock_guard lk(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  Result<std::size_t> read(std::span<std::byte> buf) override {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !queue_.empty() || done_; });
+    if (queue_.empty()) {
+      if (error_) return fail(*error_);
+      return std::size_t{0};
+    }
+    std::size_t done = 0;
+    while (done < buf.size() && !queue_.empty()) {
+      auto& front = queue_.front();
+      std::size_t n = std::min(buf.size() - done, front.size() - pos_);
+      std::memcpy(buf.data() + done, front.data() + pos_, n);
+      done += n;
+      pos_ += n;
+      if (pos_ == front.size()) {
+        queued_ -= front.size();
+        queue_.pop_front();
+        pos_ = 0;
+      }
+    }
+    cv_.notify_all();
+    return done;
+  }
+
+ private:
+  Status push(std::span<const std::byte> data) {
+    if (data.empty()) return {};
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return closed_ || queued_ < max_; });
+    if (closed_) return fail(Errc::kConflict, "reader closed");
+    queue_.emplace_back(data.begin(), data.end());
+    queued_ += data.size();
+    cv_.notify_all();
+    return {};
+  }
+
+  std::size_t max_;
+  std::deque<std::vector<std::byte>> queue_;
+  std::size_t pos_ = 0, queued_ = 0;
+  bool done_ = false, closed_ = false;
+  std::optional<Error> error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 std::unique_ptr<ByteSource> read_ahead(std::unique_ptr<ByteSource> in, std::size_t block_size,
@@ -188,6 +257,10 @@ std::unique_ptr<ByteSource> fd_source(UniqueFd fd, std::string what) {
 std::unique_ptr<ByteSource> range_source(int fd, std::uint64_t offset, std::uint64_t length,
                                          std::string what) {
   return std::make_unique<RangeSource>(fd, offset, length, std::move(what));
+}
+std::unique_ptr<ByteSource> push_source(std::function<Status(const PushWrite&)> produce,
+                                        std::size_t max_buffered) {
+  return std::make_unique<PushSource>(std::move(produce), max_buffered);
 }
 std::unique_ptr<ByteSource> memory_source(std::string data) {
   return std::make_unique<MemorySource>(std::move(data));

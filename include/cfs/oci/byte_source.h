@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -41,5 +42,18 @@ std::unique_ptr<ByteSource> memory_source(std::string data);
 /// reader does (splitting). Errors of `in` are returned by the read that reaches them.
 std::unique_ptr<ByteSource> read_ahead(std::unique_ptr<ByteSource> in,
                                        std::size_t block_size = 1u << 20, std::size_t blocks = 4);
+
+/// Receives the next bytes of a pushed stream (see push_source).
+using PushWrite = std::function<Status(std::span<const std::byte>)>;
+
+/// Turns a producer that pushes bytes (a download that calls a sink, as a registry client's
+/// blob fetch does) into a ByteSource to pull from: `produce` runs on a background thread and
+/// calls `write` with consecutive pieces, which reads return in order; `write` blocks while
+/// more than `max_buffered` bytes wait. The stream ends when `produce` returns: with success,
+/// or with its error, which the read reaching it returns. Destroying the source early makes
+/// every later `write` fail (kConflict, "reader closed") so the producer stops, and waits for
+/// it. This is how a transport whose blobs arrive by callback implements ImageSource::blob().
+std::unique_ptr<ByteSource> push_source(std::function<Status(const PushWrite& write)> produce,
+                                        std::size_t max_buffered = 8u << 20);
 
 }  // namespace cfs::oci

@@ -6,6 +6,9 @@
 //   auto src = oci::open_source("oci:/srv/layout:latest");   // or a registry's ImageSource
 //   auto r = ocirepo::pull(repo, **src, {});                  // r->image: the merged image id
 //
+// A transport whose blob bytes arrive by callback (a download writing into a sink) returns
+// oci::push_source(...) from blob(): the fetch runs on its own thread, the import pulls.
+//
 // What pull() does (names: ocirepo/names.h):
 //  1. resolves the manifest (platform choice in an index) and config, checked against their
 //     descriptors (oci::resolve_image);
