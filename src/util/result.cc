@@ -14,7 +14,7 @@ class CfsCategory final : public std::error_category {
       case Errc::kUnsupportedFeature:
         return "unsupported feature";
       case Errc::kDigestMismatch:
-        return "fs-verity digest mismatch";
+        return "digest mismatch";
       case Errc::kObjectMissing:
         return "object missing";
       case Errc::kInvalidInput:

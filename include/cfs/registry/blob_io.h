@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where downloaded blob bytes go (BlobSink), where uploaded ones come from (BlobSource), and the
+// download directory that makes interrupted downloads resumable (DownloadDir).
+//
+// Download directory layout (documented in docs/registry.md; the repository keeps one of these
+// under its own directory, which its GC and fsck leave alone):
+//
+//   DIR/<alg>/<hex>.partial   the first N bytes of a blob being downloaded; N is the file size.
+//                             An exclusive flock(2) is held on it while a process downloads, so
+//                             a second process waits instead of writing the same file.
+//   DIR/<alg>/<hex>           a complete blob whose digest was verified (kept on request only).
+//
+// Bytes reach the .partial file before the sink sees them, so after kill -9 (or a power cut:
+// see the client) the file holds a prefix of what was received, and the next fetch replays it
+// to its sink, hashes it, and asks the registry for the rest with `Range: bytes=N-`. The hash
+// state is never saved: re-hashing the prefix costs less than the network time it saves, and a
+// prefix damaged by a crash is then caught by the final digest check, after which the client
+// starts that blob over once from byte 0. DIR is laid out like an OCI layout's blobs/ directory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "cfs/registry/reference.h"
+#include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
+
+namespace cfs::registry {
+
+/// Receives a blob's bytes in order. The bytes are unverified until the fetch returns success:
+/// a sink must not publish anything (register a layer, rename an output) before that.
+class BlobSink {
+ public:
+  virtual ~BlobSink() = default;
+  /// The next bytes. An error aborts the fetch and is returned by it unchanged.
+  virtual Status write(std::span<const std::byte> data) = 0;
+  /// Everything written so far is void; the blob will be written again from byte 0. Called
+  /// only when a resumed download turned out to have a damaged prefix. The default refuses
+  /// (the fetch then fails with the digest mismatch).
+  virtual Status restart();
+};
+
+/// A sink that drops the bytes: for fetches whose only output is the download directory.
+class DiscardSink : public BlobSink {
+ public:
+  Status write(std::span<const std::byte>) override { return {}; }
+  Status restart() override { return {}; }
+};
+
+/// A sink that appends to a file descriptor (stdout, an output file). restart() works only on
+/// a regular file (it truncates to the offset the sink started at).
+class FdBlobSink : public BlobSink {
+ public:
+  FdBlobSink(int fd, std::string what);
+  Status write(std::span<const std::byte> data) override;
+  Status restart() override;
+
+ private:
+  int fd_;
+  std::string what_;
+  std::optional<std::uint64_t> start_;  // offset of the first byte, for restart()
+};
+
+/// Random-access bytes of a blob to upload (retries and chunked uploads re-read ranges).
+class BlobSource {
+ public:
+  virtual ~BlobSource() = default;
+  virtual std::uint64_t size() const = 0;
+  /// Reads up to buf.size() bytes at offset; fewer only at the end.
+  virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) = 0;
+};
+
+/// A BlobSource over an open regular file (the whole file).
+class FileBlobSource : public BlobSource {
+ public:
+  /// Opens `path` read-only and records its size.
+  static Result<FileBlobSource> open(const std::string& path);
+  std::uint64_t size() const override { return size_; }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) override;
+
+ private:
+  FileBlobSource(UniqueFd fd, std::uint64_t size, std::string path);
+  UniqueFd fd_;
+  std::uint64_t size_;
+  std::string path_;
+};
+
+/// One blob being downloaded into a DownloadDir: its .partial file, locked. Move-only; the
+/// destructor releases the lock and keeps the partial for a later resume.
+class PartialBlob {
+ public:
+  PartialBlob(PartialBlob&&) noexcept = default;
+  PartialBlob& operator=(PartialBlob&&) noexcept = default;
+  ~PartialBlob() = default;
+
+  const ContentDigest& digest() const noexcept { return digest_; }
+  /// Bytes already in the file.
+  std::uint64_t size() const noexcept { return size_; }
+  /// Reads the prefix back, in chunks, into `sink` (and whatever the caller hashes).
+  Status replay(const std::function<Status(std::span<const std::byte>)>& fn) const;
+  Status append(std::span<const std::byte> data);
+  /// Drops every byte (the prefix was wrong).
+  Status truncate();
+  /// The blob is complete and verified: with `keep`, fsync and rename it to DIR/<alg>/<hex>,
+  /// else remove it.
+  Status finish(bool keep);
+
+ private:
+  friend class DownloadDir;
+  PartialBlob(UniqueFd dirfd, UniqueFd fd, ContentDigest d, std::uint64_t size);
+  UniqueFd dirfd_;  // DIR/<alg>
+  UniqueFd fd_;
+  ContentDigest digest_;
+  std::uint64_t size_;
+};
+
+class DownloadDir {
+ public:
+  /// Opens (creating it and DIR/sha256 if needed) a download directory.
+  static Result<DownloadDir> open(const std::string& path);
+
+  const std::string& path() const noexcept { return path_; }
+  /// DIR/<alg>/<hex>, whether or not it exists.
+  std::string complete_path(const ContentDigest& d) const;
+  /// The complete blob opened read-only, or nullopt if there is none.
+  Result<std::optional<UniqueFd>> open_complete(const ContentDigest& d) const;
+  /// Opens or creates DIR/<alg>/<hex>.partial and takes its lock, waiting while another
+  /// process holds it.
+  Result<PartialBlob> begin(const ContentDigest& d) const;
+  /// Removes both files of a digest (missing ones are fine).
+  Status remove(const ContentDigest& d) const;
+
+ private:
+  DownloadDir(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Result<UniqueFd> alg_dir(const ContentDigest& d) const;
+  UniqueFd fd_;
+  std::string path_;
+};
+
+}  // namespace cfs::registry

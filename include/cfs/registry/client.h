@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// An OCI distribution-spec client on libcurl: manifests and blobs in both directions, with the
+// authentication, TLS, retry and resume behaviour skopeo users expect. docs/registry.md is the
+// user-level description; this header is the contract.
+//
+// Transport. The first request to a registry pings GET /v2/ to learn its scheme and auth
+// challenge. With tls.verify (default) only https is used, against the system CAs plus any
+// *.crt in the cert directory (and *.cert/*.key as a client certificate), as containers-certs.d
+// (5) describes: cert_dir if given, else /etc/containers/certs.d/HOST[:PORT] and
+// /etc/docker/certs.d/HOST[:PORT]. With tls.verify = false certificates are not checked and,
+// like skopeo's --tls-verify=false, plain http is tried when https fails to connect.
+//
+// Authentication. Anonymous first; on a 401 the WWW-Authenticate challenge decides: Basic sends
+// the credentials, Bearer fetches a token from the challenge's realm for the service and
+// scope (repository:NAME:pull or pull,push), with Basic credentials if there are any, and
+// caches it per scope until it expires. Credentials come from ClientOptions::creds or else the
+// auth files (auth.h). A 401 after authenticating, or a 403, is an EACCES error naming the
+// registry and where the credentials came from.
+//
+// Retries. Connection failures, timeouts, resets, HTTP 408/429/5xx, and downloads that end
+// early are retried up to RetryOptions::max_retries times with exponential backoff (a 429/503's
+// Retry-After is honoured, capped at max_delay_s). A download continues where it stopped with a
+// Range request; one that cannot (the server answers 200) re-reads and discards the prefix.
+// Uploads restart their current request (or ask the registry how much of a chunked upload
+// arrived and continue there). Errors that are not retried: TLS failures, 4xx other than
+// 408/429, digest mismatches, sink and source errors.
+//
+// Verification. Every manifest and blob is hashed while it arrives and compared with the digest
+// asked for (manifests fetched by tag: with the registry's Docker-Content-Digest). A blob that is
+// longer than its expected size is cut off with an error at once. A mismatch is
+// Errc::kDigestMismatch with both digests; the sink must discard what it got (blob_io.h).
+//
+// Errors: EACCES (authentication/authorisation), Errc::kObjectMissing (404: manifest or blob
+// unknown), ECONNREFUSED / ETIMEDOUT / ECONNRESET after the retries, EPROTO (TLS failure or a
+// response that breaks the protocol), Errc::kDigestMismatch, Errc::kInvalidInput (bad
+// reference, oversized manifest). The context names the method and URL, the HTTP status and the
+// registry's error code and message ("GET https://r/v2/a/manifests/x: HTTP 404
+// MANIFEST_UNKNOWN: manifest unknown").
+//
+// Thread-safety: every method may be called from several threads at once; connections, tokens
+// and the per-registry state are shared. A Client must outlive the calls on it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cfs/registry/auth.h"
+#include "cfs/registry/blob_io.h"
+#include "cfs/registry/progress.h"
+#include "cfs/registry/reference.h"
+#include "cfs/util/result.h"
+
+namespace cfs::registry {
+
+/// Media types the client sends and recognises (image-spec and Docker's).
+inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
+inline constexpr std::string_view kDockerManifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view kDockerManifestList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+
+struct TlsOptions {
+  bool verify = true;                   ///< false: no certificate checks, plain http allowed
+  std::optional<std::string> cert_dir;  ///< *.crt CAs, *.cert + *.key client certificate
+};
+
+struct RetryOptions {
+  unsigned max_retries = 5;     ///< attempts after the first one
+  double initial_delay_s = 1;   ///< first backoff; doubles each retry
+  double max_delay_s = 30;      ///< cap on one wait, Retry-After included
+};
+
+struct ClientOptions {
+  TlsOptions tls;
+  /// Explicit credentials (--creds); otherwise the auth files are searched.
+  std::optional<Credentials> creds;
+  /// --authfile: read first (and instead of the primary file); see auth.h.
+  std::optional<std::string> auth_file;
+  RetryOptions retry;
+  long connect_timeout_s = 30;
+  /// A transfer slower than low_speed_bytes per second for low_speed_time_s seconds is
+  /// treated as a dropped connection (and retried).
+  long low_speed_bytes = 1;
+  long low_speed_time_s = 60;
+  /// Blobs fetched at once by fetch_blobs().
+  unsigned parallel = 4;
+  /// Uploads larger than this go up in chunk_size PATCH requests (0 = always monolithic).
+  std::uint64_t chunked_threshold = 128ull << 20;
+  std::uint64_t chunk_size = 32ull << 20;
+  ProgressCallback progress;
+  std::string user_agent = "cfs";
+};
+
+/// The media type a manifest's JSON declares in its "mediaType" member ("" if none or not
+/// JSON). Docker v2 schema 2 and current OCI manifests carry one.
+std::string declared_media_type(std::string_view manifest);
+
+/// A manifest (or index) exactly as the registry sent it.
+struct Manifest {
+  std::string bytes;       ///< raw bytes: hash and store these, never a re-serialisation
+  std::string media_type;  ///< Content-Type of the response (else the JSON mediaType)
+  ContentDigest digest;    ///< verified sha256 of `bytes`
+};
+
+/// What HEAD reports about a manifest or blob.
+struct ContentInfo {
+  ContentDigest digest;
+  std::uint64_t size = 0;
+  std::string media_type;
+};
+
+/// One blob to download.
+struct BlobFetch {
+  ContentDigest digest;
+  std::optional<std::uint64_t> size;  ///< from the descriptor; enforced when given
+  BlobSink* sink = nullptr;           ///< not owned
+};
+
+struct FetchOptions {
+  /// Resumable downloads (blob_io.h). Without it, a retry still resumes inside this process.
+  const DownloadDir* download_dir = nullptr;
+  /// With a download_dir: keep the verified blob there (DIR/<alg>/<hex>), and serve a blob
+  /// already there from disk (re-verified) instead of fetching it.
+  bool keep = false;
+};
+
+enum class PushOutcome {
+  kExisted,   ///< HEAD found it: nothing sent
+  kMounted,   ///< cross-repository mount from PushOptions::mount_from
+  kUploaded,  ///< sent (monolithic or chunked)
+};
+
+struct PushOptions {
+  /// Repositories of the same registry that may hold the blob (tried in order with
+  /// POST ?mount=&from= before uploading).
+  std::vector<std::string> mount_from;
+};
+
+/// An OCI descriptor as the referrers API lists it.
+struct Descriptor {
+  std::string media_type;
+  ContentDigest digest;
+  std::uint64_t size = 0;
+  std::string artifact_type;
+  std::map<std::string, std::string> annotations;
+};
+
+struct Referrers {
+  std::vector<Descriptor> manifests;
+  bool from_api = false;  ///< false: read from the sha256-<hex> fallback tag (or none found)
+};
+
+class Client {
+ public:
+  /// Sets up libcurl (global init once per process) and the options; no network I/O.
+  static Result<Client> create(ClientOptions options);
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  /// GET the manifest `ref` names (by digest if it has one, else by tag), accepting OCI and
+  /// Docker v2 schema 2 manifests and indexes/lists. At most 4 MiB.
+  Result<Manifest> get_manifest(const Reference& ref);
+  /// HEAD a manifest: its digest, size and media type; kObjectMissing if absent.
+  Result<ContentInfo> stat_manifest(const Reference& ref);
+  /// HEAD a blob in ref's repository: nullopt if the registry does not have it.
+  Result<std::optional<ContentInfo>> stat_blob(const Reference& repo, const ContentDigest& d);
+
+  /// Streams one blob into fetch.sink, verified; resumable with options.download_dir.
+  Status fetch_blob(const Reference& repo, const BlobFetch& fetch, const FetchOptions& options);
+  /// Several blobs, ClientOptions::parallel at a time, largest first. Sinks are called from
+  /// worker threads (each sink from one thread at a time). The first failure cancels the
+  /// transfers not yet finished (their partial downloads are kept) and is returned.
+  Status fetch_blobs(const Reference& repo, const std::vector<BlobFetch>& fetches,
+                     const FetchOptions& options);
+  /// Bytes [offset, offset + length) of a blob (HTTP Range; 206 expected). Cannot be verified
+  /// here: the caller checks what it reads (e.g. against an fs-verity digest). Retries continue
+  /// inside the range.
+  Status fetch_range(const Reference& repo, const ContentDigest& d, std::uint64_t offset,
+                     std::uint64_t length, BlobSink& sink);
+
+  /// Uploads a blob unless the repository has it: HEAD, then cross-repository mounts, then a
+  /// monolithic POST + PUT (chunked PATCH uploads above ClientOptions::chunked_threshold).
+  /// The registry verifies `d` against the bytes.
+  Result<PushOutcome> push_blob(const Reference& repo, const ContentDigest& d, BlobSource& src,
+                                const PushOptions& options = {});
+  /// PUT a manifest under ref's tag (or its digest when it has one). Returns the digest the
+  /// registry confirmed (checked against the bytes). A manifest with a "subject" is also
+  /// added to the subject's referrers fallback index (sha256-<hex> tag) unless the registry
+  /// answered with OCI-Subject (it has the referrers API).
+  Result<ContentDigest> put_manifest(const Reference& ref, std::string_view media_type,
+                                     std::string_view bytes);
+  /// Tags of ref's repository (all pages).
+  Result<std::vector<std::string>> list_tags(const Reference& repo);
+  /// Manifests whose subject is `subject`: the referrers API, else the fallback tag.
+  /// `artifact_type` (if not empty) filters.
+  Result<Referrers> list_referrers(const Reference& repo, const ContentDigest& subject,
+                                   std::string_view artifact_type = {});
+  /// Checks that the registry accepts our credentials (GET /v2/, authenticating if
+  /// challenged): what `cfs login` verifies before it stores them.
+  Status check_login(const std::string& registry);
+
+  struct Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cfs::registry

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// The little OCI/Docker manifest JSON the transport itself needs: descriptors listed by an
+// index or a manifest (to fetch an image's blobs), a manifest's subject, and the referrers
+// fallback index. Raw bytes are never re-serialised except the fallback index, which the
+// client itself owns. (The OCI import pipeline has its own full parser in the oci module.)
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cfs/registry/client.h"
+#include "cfs/util/result.h"
+
+namespace cfs::registry::detail {
+
+/// Whether a media type names an index / manifest list.
+bool is_index_type(std::string_view media_type);
+
+/// Descriptors of an index's "manifests", or of a manifest's "config" followed by its
+/// "layers". Errc::kInvalidInput names `what` and the member that is wrong.
+Result<std::vector<Descriptor>> manifest_children(std::string_view bytes, std::string_view media_type,
+                                                  const std::string& what);
+
+/// The referrer descriptor of a manifest that has a "subject": nullopt when it has none.
+/// Its artifactType is the manifest's, else its config's media type; its annotations the
+/// manifest's.
+Result<std::optional<std::pair<ContentDigest, Descriptor>>> referrer_of(
+    std::string_view bytes, std::string_view media_type, const ContentDigest& digest);
+
+/// `index` (empty: a new one) with `d` appended unless a descriptor of that digest is there.
+/// Returns nullopt when nothing changed.
+Result<std::optional<std::string>> add_to_index(std::string_view index, const Descriptor& d);
+
+/// The OCI image layout index.json `existing` (empty: new) with `d` listed under the
+/// org.opencontainers.image.ref.name `ref_name` (replacing an entry of that name).
+Result<std::string> layout_index_with(std::string_view existing, const Descriptor& d,
+                                      const std::string& ref_name);
+
+}  // namespace cfs::registry::detail
