@@ -199,6 +199,14 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
         if (!err || err->is_errno(EPROTO)) err = resp.error();
         continue;
       }
+      // The distribution spec answers /v2/ with 200 or 401. Anything else (an https port
+      // answering plain http with 400, say) is not the API: keep looking, keep the first error.
+      if (resp->status != 200 && resp->status != 401) {
+        if (!err) err = Error(std::error_code(EPROTO, std::generic_category()),
+                              "GET " + req.url + ": HTTP " + std::to_string(resp->status) +
+                                  ", not a registry API endpoint");
+        continue;
+      }
       st->base = scheme + "://" + host;
       if (resp->status == 401)
         for (const auto& h : resp->headers.all("www-authenticate"))

@@ -223,11 +223,17 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const ContentD
         HttpRequest q;
         q.url = *location;
         auto status = send(*st, a, q);
-        if (status && status->status == 204) {
-          offset = received_from_range(status->headers.get("range")).value_or(0);
+        auto received = status && status->status == 204
+                            ? received_from_range(status->headers.get("range"))
+                            : std::nullopt;
+        // distribution writes an empty upload as "Range: 0-0", the same as one byte: with
+        // nothing confirmed before, "0-0" means nothing arrived.
+        if (received == 1 && offset == 0) received = 0;
+        if (received && *received >= offset && *received <= offset + n) {
+          offset = *received;
           if (auto loc = status->headers.get("location")) location = resolve(*st, *loc);
         } else {
-          location.reset();  // the session is gone: start over
+          location.reset();  // the session is gone (or makes no sense): start over
         }
       }
     }

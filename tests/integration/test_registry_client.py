@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import random
+import shutil
+import tempfile
 import unittest
 
 import cfs_registry as r
@@ -26,7 +28,7 @@ class RegistryClient(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         r.require_tools("skopeo", "umoci")
-        cls.tmp = t.tempfile.mkdtemp(prefix="cfs-regtest-")
+        cls.tmp = tempfile.mkdtemp(prefix="cfs-regtest-")
         cls.reg = r.Registry()
         cls.reg.start()
         rng = random.Random(14)
@@ -48,7 +50,7 @@ class RegistryClient(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.reg.stop()
-        t.shutil.rmtree(cls.tmp, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @staticmethod
     def _make_index(layout, tags):

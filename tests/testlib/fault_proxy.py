@@ -14,6 +14,8 @@ upstream connection; the response comes back with at most one fault applied:
                 client sees a complete, short response)
   throttle_bps  send the body at N bits per second
   delay         wait N seconds before answering
+  swallow       forward the request, then close the connection without any answer (the
+                registry acted on it; the client cannot know)
 
 A fault applies to requests matching a method and a path regex, `times` times (None = always).
 A global throttle (bits per second, shared by all connections) models a slow link.
@@ -108,11 +110,14 @@ class FaultProxy:
     def set_throttle(self, bps):
         self.throttle = TokenBucket(bps) if bps else None
 
-    def requests(self, method=None, path=None):
-        """Logged requests (dicts), optionally filtered by method and path substring."""
+    def requests(self, method=None, path=None, since=None):
+        """Logged requests (dicts), optionally filtered by method, path substring and start
+        time (time.time() before the requests of interest: a connection cut earlier may log
+        its request late)."""
         with self.lock:
             return [e for e in self.log if (method is None or e["method"] == method)
-                    and (path is None or path in e["path"])]
+                    and (path is None or path in e["path"])
+                    and (since is None or e["time"] >= since)]
 
     def close(self):
         self.closed = True
@@ -159,6 +164,10 @@ class FaultProxy:
     def _serve(self, conn):
         rfile = conn.makefile("rb")
         try:
+            if rfile.peek(1)[:1] == b"\x16":
+                # A TLS ClientHello (a client trying https first): refuse at once, as an HTTP
+                # server does, instead of waiting for a request line that never comes.
+                return
             while True:
                 line = rfile.readline(65536)
                 if not line:
@@ -238,6 +247,10 @@ class FaultProxy:
             up.endheaders(body if body else None)
             resp = up.getresponse()
             entry["status"] = resp.status
+            if fault and fault.kind == "swallow":
+                resp.read()
+                self._record(entry)
+                return False
             out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
             length = resp.getheader("Content-Length")
             no_body = method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
