@@ -93,7 +93,8 @@ std::string auth_file_for_writing(const std::optional<std::string>& explicit_pat
 
 std::vector<std::string> auth_file_search_path(const std::optional<std::string>& explicit_path) {
   std::vector<std::string> files;
-  bool user_specified = (explicit_path && !explicit_path->empty()) || !env("REGISTRY_AUTH_FILE").empty();
+  bool user_specified =
+      (explicit_path && !explicit_path->empty()) || !env("REGISTRY_AUTH_FILE").empty();
   files.push_back(auth_file_for_writing(explicit_path));
   std::string home = home_dir();
   if (!user_specified) {

@@ -23,7 +23,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
   if (n < 0) return std::nullopt;
   // EVP_DecodeBlock counts the bytes the '=' padding stands for; drop them.
   std::size_t pad = 0;
-  if (!text.empty() && text.back() == '=') pad = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
+  if (!text.empty() && text.back() == '=')
+    pad = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
   out.resize(static_cast<std::size_t>(n) - pad);
   return out;
 }

@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::size_t kReplayChunk = 1u << 20;
 
-std::string_view alg_dir_name(DigestAlg alg) { return alg == DigestAlg::kSha256 ? "sha256" : "sha512"; }
+std::string_view alg_dir_name(DigestAlg alg) {
+  return alg == DigestAlg::kSha256 ? "sha256" : "sha512";
+}
 
 }  // namespace
 
@@ -122,8 +124,8 @@ std::string DownloadDir::complete_path(const ContentDigest& d) const {
 }
 
 Result<std::optional<UniqueFd>> DownloadDir::open_complete(const ContentDigest& d) const {
-  auto fd = sys::openat(fd_.get(), std::string(alg_dir_name(d.alg)) + "/" + d.hex,
-                        O_RDONLY | O_NOFOLLOW);
+  auto fd =
+      sys::openat(fd_.get(), std::string(alg_dir_name(d.alg)) + "/" + d.hex, O_RDONLY | O_NOFOLLOW);
   if (!fd) {
     if (fd.error().is_errno(ENOENT)) return std::nullopt;
     return fail(std::move(fd).error());

@@ -1,16 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The distribution-spec client: per-registry state (scheme, challenge, tokens), the
 // authenticate-and-retry layer over detail::Http, and pulls. Pushes are in push.cc.
-#include "registry/client_impl.h"
-
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "registry/challenge.h"
+#include "registry/client_impl.h"
 #include "registry/descriptors.h"
 
 namespace cfs::registry {
@@ -57,12 +55,12 @@ std::optional<std::uint64_t> content_range_start(const std::string& v) {
 }
 
 void sleep_for(double seconds, const std::atomic<bool>* cancel) {
-  auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(seconds));
+  auto until = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   while (Clock::now() < until) {
     if (cancel && cancel->load()) return;
-    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(),
-                                                          std::chrono::milliseconds(50)));
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
   }
 }
 
@@ -77,14 +75,16 @@ bool retryable_status(long status) {
 
 std::optional<double> Backoff::next(double retry_after_s) {
   if (attempt_ >= opts_.max_retries) return std::nullopt;
-  double d = retry_after_s >= 0 ? retry_after_s
-                                : opts_.initial_delay_s * std::pow(2.0, static_cast<double>(attempt_));
+  double d = retry_after_s >= 0
+                 ? retry_after_s
+                 : opts_.initial_delay_s * std::pow(2.0, static_cast<double>(attempt_));
   ++attempt_;
   return std::min(d, opts_.max_delay_s);
 }
 
 Error http_error(const HttpRequest& req, const HttpResponse& resp) {
-  std::string what = req.method + " " + display_url(req.url) + ": HTTP " + std::to_string(resp.status);
+  std::string what =
+      req.method + " " + display_url(req.url) + ": HTTP " + std::to_string(resp.status);
   // distribution-spec error body: {"errors": [{"code": "...", "message": "...", ...}]}
   auto j = nlohmann::json::parse(resp.body, nullptr, false);
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
@@ -151,16 +151,16 @@ Status Client::Impl::load_tls_files(RegistryState& st, const std::string& host) 
         fs::path key = p;
         key.replace_extension(".key");
         if (!fs::exists(key, ec))
-          return fail(Errc::kInvalidInput, "client certificate " + p.string() + " has no " +
-                                               key.filename().string());
+          return fail(Errc::kInvalidInput,
+                      "client certificate " + p.string() + " has no " + key.filename().string());
         st.tls.client_cert = p.string();
         st.tls.client_key = key.string();
       } else if (ext == ".key") {
         fs::path cert = p;
         cert.replace_extension(".cert");
         if (!fs::exists(cert, ec))
-          return fail(Errc::kInvalidInput, "client key " + p.string() + " has no " +
-                                               cert.filename().string());
+          return fail(Errc::kInvalidInput,
+                      "client key " + p.string() + " has no " + cert.filename().string());
       }
     }
   }
@@ -202,9 +202,10 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
       // The distribution spec answers /v2/ with 200 or 401. Anything else (an https port
       // answering plain http with 400, say) is not the API: keep looking, keep the first error.
       if (resp->status != 200 && resp->status != 401) {
-        if (!err) err = Error(std::error_code(EPROTO, std::generic_category()),
-                              "GET " + req.url + ": HTTP " + std::to_string(resp->status) +
-                                  ", not a registry API endpoint");
+        if (!err)
+          err = Error(std::error_code(EPROTO, std::generic_category()),
+                      "GET " + req.url + ": HTTP " + std::to_string(resp->status) +
+                          ", not a registry API endpoint");
         continue;
       }
       st->base = scheme + "://" + host;
@@ -251,8 +252,9 @@ Result<std::string> Client::Impl::fetch_token(RegistryState& st, const Access& a
   if (creds) req.headers.push_back("Authorization: Basic " + encode_basic(creds->creds));
   CFS_ASSIGN(auto resp, call_unauthenticated(req));
   if (resp.status == 401 || resp.status == 403) {
-    std::string who = creds ? "credentials of " + creds->creds.username + " (from " + creds->file + ")"
-                            : "anonymous access (no credentials found; see cfs login)";
+    std::string who =
+        creds ? "credentials of " + creds->creds.username + " (from " + creds->file + ")"
+              : "anonymous access (no credentials found; see cfs login)";
     return fail(Error(std::error_code(EACCES, std::generic_category()),
                       "token server " + display_url(url) + " refused " + who));
   }
@@ -273,9 +275,9 @@ Result<std::string> Client::Impl::fetch_token(RegistryState& st, const Access& a
   double expires = 60;
   if (j.contains("expires_in") && j["expires_in"].is_number())
     expires = std::max(60.0, j["expires_in"].get<double>());
-  st.tokens[a.scope_key(scopes)] = Token{
-      token, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(expires - 10))};
+  st.tokens[a.scope_key(scopes)] =
+      Token{token, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(expires - 10))};
   return token;
 }
 
@@ -430,8 +432,7 @@ Result<Manifest> Client::Impl::get_manifest(const Reference& ref) {
                                            std::to_string(m.bytes.size()) + " bytes with digest " +
                                            m.digest.str() + ", " + source + " says " + want->str());
   std::string declared = declared_media_type(m.bytes);
-  if (m.media_type.empty() || m.media_type == "application/json" ||
-      m.media_type == "text/plain")
+  if (m.media_type.empty() || m.media_type == "application/json" || m.media_type == "text/plain")
     m.media_type = declared;
   return m;
 }
@@ -564,9 +565,9 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
         data = data.subspan(n);
         if (data.empty()) return {};
         if (f.size && delivered + data.size() > *f.size)
-          return fail(Errc::kDigestMismatch,
-                      what + ": the registry sent more than the " + std::to_string(*f.size) +
-                          " bytes its descriptor gives");
+          return fail(Errc::kDigestMismatch, what + ": the registry sent more than the " +
+                                                 std::to_string(*f.size) +
+                                                 " bytes its descriptor gives");
         if (partial) CFS_TRY(partial->append(data));
         CFS_TRY(deliver(data));
         tr.progress(id, delivered);
@@ -593,16 +594,16 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
       }
       auto delay = backoff.next(retry_after);
       if (!delay)
-        return failed(Error(std::error_code(ECONNRESET, std::generic_category()),
-                            why + " (gave up after " + std::to_string(opts.retry.max_retries) +
-                                " retries)"));
+        return failed(
+            Error(std::error_code(ECONNRESET, std::generic_category()),
+                  why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
       tr.retry(id, *delay, why);
       sleep_for(*delay, cancel);
     }
     ContentDigest got = hasher.finish();
     if (got == f.digest && (!f.size || delivered == *f.size)) break;
-    std::string msg = what + ": received " + std::to_string(delivered) + " bytes with digest " +
-                      got.str();
+    std::string msg =
+        what + ": received " + std::to_string(delivered) + " bytes with digest " + got.str();
     if (f.size && delivered != *f.size) msg += ", expected " + std::to_string(*f.size) + " bytes";
     if (resumed_from > 0) msg += " (resumed at byte " + std::to_string(resumed_from) + ")";
     // Wrong bytes: start over once if the sink can (a damaged partial file from a crash, or a
@@ -660,13 +661,13 @@ Status Client::Impl::fetch_blobs(const Reference& ref, const std::vector<BlobFet
   return {};
 }
 
-Status Client::Impl::fetch_range(const Reference& ref, const ContentDigest& d,
-                                 std::uint64_t offset, std::uint64_t length, BlobSink& sink) {
+Status Client::Impl::fetch_range(const Reference& ref, const ContentDigest& d, std::uint64_t offset,
+                                 std::uint64_t length, BlobSink& sink) {
   if (length == 0) return {};
   CFS_ASSIGN(auto* st, state(ref));
   Access a = pull_access(ref);
-  const std::string what = "blob " + d.str() + " bytes " + std::to_string(offset) + "+" +
-                           std::to_string(length);
+  const std::string what =
+      "blob " + d.str() + " bytes " + std::to_string(offset) + "+" + std::to_string(length);
   std::uint64_t got = 0;
   Backoff backoff(opts.retry);
   while (got < length) {
@@ -695,7 +696,8 @@ Status Client::Impl::fetch_range(const Reference& ref, const ContentDigest& d,
       std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(skip, data.size()));
       skip -= n;
       data = data.subspan(n);
-      std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), length - got));
+      std::size_t take =
+          static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), length - got));
       if (take) CFS_TRY(sink.write(data.first(take)));
       got += take;
       if (got == length && take < data.size()) {
@@ -722,9 +724,9 @@ Status Client::Impl::fetch_range(const Reference& ref, const ContentDigest& d,
     }
     auto delay = backoff.next(retry_after);
     if (!delay)
-      return fail(Error(std::error_code(ECONNRESET, std::generic_category()),
-                        why + " (gave up after " + std::to_string(opts.retry.max_retries) +
-                            " retries)"));
+      return fail(
+          Error(std::error_code(ECONNRESET, std::generic_category()),
+                why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
     sleep_for(*delay, nullptr);
   }
   return {};
@@ -748,7 +750,8 @@ Result<std::vector<std::string>> Client::Impl::list_tags(const Reference& ref) {
         if (t.is_string()) tags.push_back(t.get<std::string>());
     // Pagination: Link: </v2/NAME/tags/list?n=..&last=..>; rel="next"
     next.clear();
-    if (auto link = resp.headers.get("link"); link && link->find("rel=\"next\"") != std::string::npos) {
+    if (auto link = resp.headers.get("link");
+        link && link->find("rel=\"next\"") != std::string::npos) {
       auto lt = link->find('<');
       auto gt = link->find('>');
       if (lt != std::string::npos && gt != std::string::npos && gt > lt) {
@@ -766,8 +769,7 @@ Result<Referrers> Client::Impl::list_referrers(const Reference& ref, const Conte
   Access a = pull_access(ref);
   HttpRequest req;
   req.url = url(*st, ref, "referrers/" + subject.str());
-  if (!artifact_type.empty())
-    req.url += "?artifactType=" + detail::Http::escape(artifact_type);
+  if (!artifact_type.empty()) req.url += "?artifactType=" + detail::Http::escape(artifact_type);
   req.headers.push_back("Accept: " + std::string(kOciIndex));
   req.max_body = kMaxManifestSize;
   req.follow_redirects = true;
@@ -777,8 +779,7 @@ Result<Referrers> Client::Impl::list_referrers(const Reference& ref, const Conte
   if (resp.status == 200 && media_type_of(resp) == kOciIndex) {
     out.from_api = true;
     index = std::move(resp.body);
-  } else if (resp.status == 200 || resp.status == 404 || resp.status == 400 ||
-             resp.status == 405) {
+  } else if (resp.status == 200 || resp.status == 404 || resp.status == 400 || resp.status == 405) {
     // No referrers API (distribution 2.8 answers 404): the distribution-spec 1.1 fallback tag.
     auto m = get_manifest(ref.with_tag(subject.fallback_tag()));
     if (!m) {
@@ -789,10 +790,11 @@ Result<Referrers> Client::Impl::list_referrers(const Reference& ref, const Conte
   } else {
     return fail(denied(http_error(req, resp), a));
   }
-  CFS_ASSIGN(auto all, detail::manifest_children(index, kOciIndex,
-                                                 "referrers of " + subject.str()));
+  CFS_ASSIGN(auto all,
+             detail::manifest_children(index, kOciIndex, "referrers of " + subject.str()));
   for (auto& d : all)
-    if (artifact_type.empty() || d.artifact_type == artifact_type) out.manifests.push_back(std::move(d));
+    if (artifact_type.empty() || d.artifact_type == artifact_type)
+      out.manifests.push_back(std::move(d));
   return out;
 }
 
@@ -835,13 +837,17 @@ Result<Manifest> Client::get_manifest(const Reference& ref) {
   return m;
 }
 
-Result<ContentInfo> Client::stat_manifest(const Reference& ref) { return impl_->stat_manifest(ref); }
+Result<ContentInfo> Client::stat_manifest(const Reference& ref) {
+  return impl_->stat_manifest(ref);
+}
 
-Result<std::optional<ContentInfo>> Client::stat_blob(const Reference& repo, const ContentDigest& d) {
+Result<std::optional<ContentInfo>> Client::stat_blob(const Reference& repo,
+                                                     const ContentDigest& d) {
   return impl_->stat_blob(repo, d, Impl::pull_access(repo));
 }
 
-Status Client::fetch_blob(const Reference& repo, const BlobFetch& fetch, const FetchOptions& options) {
+Status Client::fetch_blob(const Reference& repo, const BlobFetch& fetch,
+                          const FetchOptions& options) {
   ProgressTracker tr(impl_->opts.progress, impl_->cb_mu);
   tr.expect(fetch.digest.str(), fetch.size);
   return impl_->fetch_one(repo, fetch, options, tr, nullptr);

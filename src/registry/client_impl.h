@@ -66,10 +66,10 @@ struct Token {
 struct RegistryState {
   std::mutex mu;  // guards everything below; held while pinging and fetching tokens
   bool pinged = false;
-  std::string host;      ///< API host[:port]
-  std::string registry;  ///< the reference's registry name (for credentials)
-  std::string base;      ///< "https://host[:port]" or "http://..."
-  std::string scheme;    ///< "", "basic" or "bearer"
+  std::string host;                           ///< API host[:port]
+  std::string registry;                       ///< the reference's registry name (for credentials)
+  std::string base;                           ///< "https://host[:port]" or "http://..."
+  std::string scheme;                         ///< "", "basic" or "bearer"
   std::map<std::string, std::string> params;  ///< realm, service of the challenge
   std::string last_scope;                     ///< scope named by the last 401
   std::map<std::string, Token> tokens;        ///< by scope set
@@ -97,7 +97,8 @@ struct Client::Impl {
                                                       const std::string& repository);
   Result<std::string> fetch_token(RegistryState& st, const Access& a,
                                   const std::vector<std::string>& scopes);
-  Result<std::optional<std::string>> authorization(RegistryState& st, const Access& a, bool refresh);
+  Result<std::optional<std::string>> authorization(RegistryState& st, const Access& a,
+                                                   bool refresh);
   bool same_origin(const RegistryState& st, const std::string& url) const;
   std::string url(RegistryState& st, const Reference& ref, const std::string& tail);
   std::string resolve(const RegistryState& st, const std::string& location) const;

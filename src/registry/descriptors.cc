@@ -26,11 +26,13 @@ Result<Descriptor> descriptor(const json& j, const std::string& what) {
   if (!j.is_object()) return fail(Errc::kInvalidInput, what + ": descriptor is not an object");
   Descriptor d;
   d.media_type = string_member(j, "mediaType");
-  CFS_ASSIGN(d.digest, parse_digest(string_member(j, "digest"))
-                           .map_error([&](Error e) { return std::move(e).with_context(what); }));
+  CFS_ASSIGN(d.digest, parse_digest(string_member(j, "digest")).map_error([&](Error e) {
+    return std::move(e).with_context(what);
+  }));
   auto size = j.find("size");
   if (size == j.end() || !size->is_number_unsigned())
-    return fail(Errc::kInvalidInput, what + ": descriptor " + d.digest.str() + " has no valid size");
+    return fail(Errc::kInvalidInput,
+                what + ": descriptor " + d.digest.str() + " has no valid size");
   d.size = size->get<std::uint64_t>();
   d.artifact_type = string_member(j, "artifactType");
   if (auto a = j.find("annotations"); a != j.end() && a->is_object())
@@ -52,14 +54,16 @@ bool is_index_type(std::string_view media_type) {
   return media_type == kOciIndex || media_type == kDockerManifestList;
 }
 
-Result<std::vector<Descriptor>> manifest_children(std::string_view bytes, std::string_view media_type,
+Result<std::vector<Descriptor>> manifest_children(std::string_view bytes,
+                                                  std::string_view media_type,
                                                   const std::string& what) {
   CFS_ASSIGN(auto j, parse_object(bytes, what));
   std::vector<Descriptor> out;
   auto list = [&](const char* member) -> Status {
     auto it = j.find(member);
     if (it == j.end()) return {};
-    if (!it->is_array()) return fail(Errc::kInvalidInput, what + ": '" + member + "' is not an array");
+    if (!it->is_array())
+      return fail(Errc::kInvalidInput, what + ": '" + member + "' is not an array");
     for (const auto& e : *it) {
       CFS_ASSIGN(auto d, descriptor(e, what + ": " + member));
       out.push_back(std::move(d));

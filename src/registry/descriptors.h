@@ -20,7 +20,8 @@ bool is_index_type(std::string_view media_type);
 
 /// Descriptors of an index's "manifests", or of a manifest's "config" followed by its
 /// "layers". Errc::kInvalidInput names `what` and the member that is wrong.
-Result<std::vector<Descriptor>> manifest_children(std::string_view bytes, std::string_view media_type,
+Result<std::vector<Descriptor>> manifest_children(std::string_view bytes,
+                                                  std::string_view media_type,
                                                   const std::string& what);
 
 /// The referrer descriptor of a manifest that has a "subject": nullopt when it has none.

@@ -24,7 +24,8 @@ std::string lower(std::string_view s) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -43,7 +44,7 @@ struct Exchange {
   bool body_too_large = false;
   bool status_known = false;
   bool cut_at_headers = false;  // a 416 answered: its body was not read
-  std::uint64_t read_pos = 0;  // request body bytes handed to curl
+  std::uint64_t read_pos = 0;   // request body bytes handed to curl
 };
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
@@ -107,8 +108,8 @@ size_t on_read(char* buf, size_t size, size_t n, void* user) {
     auto got = req.source->read_at(req.source_offset + ex->read_pos,
                                    std::as_writable_bytes(std::span(buf, want)));
     if (!got || *got == 0) {
-      ex->sink_error = got ? Error(Errc::kInvalidInput, "upload source ended early")
-                           : std::move(got).error();
+      ex->sink_error =
+          got ? Error(Errc::kInvalidInput, "upload source ended early") : std::move(got).error();
       return CURL_READFUNC_ABORT;
     }
     ex->read_pos += *got;
@@ -389,8 +390,8 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     while (!detail.empty() && detail.back() == '\n') detail.pop_back();
-    return fail(Error(std::error_code(errno_for(rc), std::generic_category()),
-                      what + ": " + detail));
+    return fail(
+        Error(std::error_code(errno_for(rc), std::generic_category()), what + ": " + detail));
   }
   return std::move(ex.resp);
 }

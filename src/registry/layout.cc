@@ -40,22 +40,22 @@ struct Collector {
     if (depth > kMaxIndexDepth)
       return fail(Errc::kUnsupportedFeature, "index " + m.digest.str() + " nested too deeply");
     CFS_TRY(store_manifest(m));
-    CFS_ASSIGN(auto children, detail::manifest_children(m.bytes, m.media_type,
-                                                        "manifest " + m.digest.str()));
+    CFS_ASSIGN(auto children,
+               detail::manifest_children(m.bytes, m.media_type, "manifest " + m.digest.str()));
     if (detail::is_index_type(m.media_type)) {
       for (const auto& c : children) {
         CFS_ASSIGN(auto child, client.get_manifest(ref.with_digest(c.digest.str())));
         if (child.bytes.size() != c.size)
-          return fail(Errc::kDigestMismatch, "manifest " + c.digest.str() + ": " +
-                                                 std::to_string(child.bytes.size()) +
-                                                 " bytes, the index says " +
-                                                 std::to_string(c.size));
+          return fail(Errc::kDigestMismatch,
+                      "manifest " + c.digest.str() + ": " + std::to_string(child.bytes.size()) +
+                          " bytes, the index says " + std::to_string(c.size));
         CFS_TRY(walk(child, depth + 1));
       }
       return {};
     }
     for (const auto& c : children)
-      if (seen.insert(c.digest.str()).second) fetches.push_back(BlobFetch{c.digest, c.size, &discard});
+      if (seen.insert(c.digest.str()).second)
+        fetches.push_back(BlobFetch{c.digest, c.size, &discard});
     return {};
   }
 };

@@ -31,8 +31,8 @@ void ProgressTracker::expect(const std::string& id, std::optional<std::uint64_t>
   }
 }
 
-void ProgressTracker::start(const std::string& id, Direction dir,
-                            std::optional<std::uint64_t> size, std::uint64_t resumed_from) {
+void ProgressTracker::start(const std::string& id, Direction dir, std::optional<std::uint64_t> size,
+                            std::uint64_t resumed_from) {
   if (!cb_) return;
   std::unique_lock lock(mu_);
   auto [it, inserted] = blobs_.try_emplace(id);

@@ -2,7 +2,6 @@
 // Uploads: blobs (HEAD, cross-repository mount, monolithic POST + PUT, chunked PATCH) and
 // manifests (PUT, plus the referrers fallback index for manifests with a subject).
 #include <nlohmann/json.hpp>
-
 #include <thread>
 
 #include "registry/client_impl.h"
@@ -41,9 +40,7 @@ std::optional<std::uint64_t> received_from_range(const std::optional<std::string
   return end + 1;
 }
 
-void pause(double seconds) {
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-}
+void pause(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 }  // namespace
 
@@ -82,8 +79,8 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const ContentD
   for (const auto& from : po.mount_from) {
     HttpRequest req;
     req.method = "POST";
-    req.url = with_query(uploads, "mount=" + detail::Http::escape(id) + "&from=" +
-                                      detail::Http::escape(from));
+    req.url = with_query(
+        uploads, "mount=" + detail::Http::escape(id) + "&from=" + detail::Http::escape(from));
     req.headers.push_back(kOctetStream);
     auto resp = expect(call(*st, a, req), req, a, {201, 202});
     if (!resp) return failed(resp.error());
@@ -104,15 +101,13 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const ContentD
     req.headers.push_back(kOctetStream);
     CFS_ASSIGN(auto resp, expect(call(*st, a, req), req, a, {202}));
     auto loc = resp.headers.get("location");
-    if (!loc)
-      return fail_errno("POST " + uploads + ": upload session without a Location", EPROTO);
+    if (!loc) return fail_errno("POST " + uploads + ": upload session without a Location", EPROTO);
     return resolve(*st, *loc);
   };
   auto check_digest = [&](const HttpResponse& resp) -> Status {
     auto h = resp.headers.get("docker-content-digest");
     if (h && *h != id)
-      return fail(Errc::kDigestMismatch,
-                  "registry stored blob " + id + " under the digest " + *h);
+      return fail(Errc::kDigestMismatch, "registry stored blob " + id + " under the digest " + *h);
     return {};
   };
 
@@ -252,7 +247,8 @@ Result<ContentDigest> Client::Impl::put_manifest(const Reference& ref, std::stri
     CFS_ASSIGN(auto want, parse_digest(ref.digest));
     digest = digest_of(bytes, want.alg);
     if (digest != want)
-      return fail(Errc::kDigestMismatch, "manifest for " + ref.str() + " has digest " + digest.str());
+      return fail(Errc::kDigestMismatch,
+                  "manifest for " + ref.str() + " has digest " + digest.str());
   }
   if (media_type.empty())
     return fail(Errc::kInvalidInput, "manifest for " + ref.str() + ": no media type");
@@ -263,8 +259,8 @@ Result<ContentDigest> Client::Impl::put_manifest(const Reference& ref, std::stri
   req.body = bytes;
   CFS_ASSIGN(auto resp, expect(call(*st, a, req), req, a, {201}));
   if (auto h = resp.headers.get("docker-content-digest"); h && *h != digest.str())
-    return fail(Errc::kDigestMismatch, "registry stored the manifest for " + ref.str() +
-                                           " under " + *h + ", its bytes have " + digest.str());
+    return fail(Errc::kDigestMismatch, "registry stored the manifest for " + ref.str() + " under " +
+                                           *h + ", its bytes have " + digest.str());
   CFS_ASSIGN(auto referrer, detail::referrer_of(bytes, media_type, digest));
   // A registry with the referrers API says so with OCI-Subject; otherwise the client keeps the
   // fallback index (distribution-spec 1.1, "Pushing Manifests with Subject").

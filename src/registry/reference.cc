@@ -17,9 +17,7 @@ constexpr std::string_view kDockerHub = "docker.io";
 constexpr std::size_t kMaxNameLength = 255;  // distribution: repository names up to 255
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool is_word(char c) {
-  return is_lower_alnum(c) || (c >= 'A' && c <= 'Z') || c == '_';
-}
+bool is_word(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z') || c == '_'; }
 
 // path-component := [a-z0-9]+ (separator [a-z0-9]+)*, separator := [_.] | "__" | "-"+
 bool valid_component(std::string_view c) {
@@ -96,9 +94,7 @@ tl::unexpected<Error> bad_ref(std::string_view text, const std::string& why) {
 }  // namespace
 
 std::string ContentDigest::str() const { return std::string(alg_name(alg)) + ":" + hex; }
-std::string ContentDigest::fallback_tag() const {
-  return std::string(alg_name(alg)) + "-" + hex;
-}
+std::string ContentDigest::fallback_tag() const { return std::string(alg_name(alg)) + "-" + hex; }
 
 Result<ContentDigest> parse_digest(std::string_view text) {
   auto colon = text.find(':');
@@ -214,9 +210,10 @@ Result<Reference> parse_reference(std::string_view text) {
   auto first_slash = rest.find('/');
   std::string_view first =
       first_slash == std::string_view::npos ? std::string_view() : rest.substr(0, first_slash);
-  if (!first.empty() && (first.find_first_of(".:[") != std::string_view::npos ||
-                         first == "localhost")) {
-    if (!valid_host(first)) return bad_ref(text, "invalid registry host '" + std::string(first) + "'");
+  if (!first.empty() &&
+      (first.find_first_of(".:[") != std::string_view::npos || first == "localhost")) {
+    if (!valid_host(first))
+      return bad_ref(text, "invalid registry host '" + std::string(first) + "'");
     ref.registry = std::string(first);
     name = rest.substr(first_slash + 1);
   } else {
@@ -260,8 +257,8 @@ Result<std::string> normalize_registry_key(std::string_view text) {
     std::string_view path = s.substr(slash + 1);
     if (path == "v1" || path == "v2") return out;  // docker's "https://index.docker.io/v1/"
     if (path.find_first_of(":@") != std::string_view::npos)
-      return fail(Errc::kInvalidInput, "registry '" + std::string(text) +
-                                           "': a namespace key takes no tag or digest");
+      return fail(Errc::kInvalidInput,
+                  "registry '" + std::string(text) + "': a namespace key takes no tag or digest");
     out += "/" + std::string(path);
   }
   return out;

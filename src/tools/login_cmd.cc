@@ -31,7 +31,7 @@ int report(const Error& e) {
 std::string prompt(const char* text, bool secret) {
   fmt::print(stderr, "{}", text);
   std::fflush(stderr);
-  termios old {};
+  termios old{};
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::tcgetattr(STDIN_FILENO, &old) == 0;
   if (secret && tty) {
     termios quiet = old;
@@ -83,9 +83,8 @@ int run_login(int argc, char** argv) {
   std::string file = registry::auth_file_for_writing(explicit_file);
 
   if (get_login) {
-    auto found = registry::lookup_credentials({file}, host, key->size() > host.size()
-                                                                ? key->substr(host.size() + 1)
-                                                                : std::string());
+    auto found = registry::lookup_credentials(
+        {file}, host, key->size() > host.size() ? key->substr(host.size() + 1) : std::string());
     if (!found) return report(found.error());
     if (!*found) {
       fmt::print(stderr, "cfs: error: not logged into {}\n", *key);

@@ -47,7 +47,7 @@ struct Common {
   unsigned jobs = 4;
   bool json = false;
 
-  void add(CLI::App& app, bool with_json) {
+  void add(CLI::App& app, bool with_json, bool with_jobs = false) {
     app.add_option("--creds", creds, "USERNAME:PASSWORD for the registry");
     app.add_option("--authfile", authfile,
                    "auth.json to read credentials from (default: $REGISTRY_AUTH_FILE, then "
@@ -60,11 +60,11 @@ struct Common {
     app.add_option("--retry-times", retry_times, "retries after failures (default 5)");
     app.add_option("--retry-delay", retry_delay,
                    "seconds before the first retry, doubling each time (default 1)");
-    if (with_json) {
+    if (with_jobs)
       app.add_option("--jobs", jobs, "blobs transferred at once (default 4)")
           ->check(CLI::PositiveNumber);
+    if (with_json)
       app.add_flag("--json", json, "progress events and the result as JSON lines on stdout");
-    }
   }
 
   Result<registry::ClientOptions> options() const {
@@ -120,7 +120,8 @@ int get_manifest(const Common& c, const std::string& ref_text, bool digest_only)
     fmt::print("{}\n", m->digest.str());
     return kExitOk;
   }
-  auto st = sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(m->bytes.data(), m->bytes.size())));
+  auto st =
+      sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(m->bytes.data(), m->bytes.size())));
   if (!st) return report(st.error());
   return kExitOk;
 }
@@ -192,9 +193,10 @@ int fetch(const Common& c, const std::string& ref_text, const std::string& dir,
   progress.finish();
   if (!copied) return report(copied.error());
   if (c.json)
-    fmt::print("{{\"event\":\"result\",\"manifest\":\"{}\",\"media_type\":\"{}\",\"manifests\":{},"
-               "\"blobs\":{}}}\n",
-               copied->manifest.str(), copied->media_type, copied->manifests, copied->blobs);
+    fmt::print(
+        "{{\"event\":\"result\",\"manifest\":\"{}\",\"media_type\":\"{}\",\"manifests\":{},"
+        "\"blobs\":{}}}\n",
+        copied->manifest.str(), copied->media_type, copied->manifests, copied->blobs);
   else
     fmt::print("{}\n", copied->manifest.str());
   return kExitOk;
@@ -297,14 +299,14 @@ int referrers(const Common& c, const std::string& ref_text, const std::string& a
   auto list = client->list_referrers(*ref, *subject, artifact_type);
   if (!list) return report(list.error());
   for (const auto& d : list->manifests)
-    fmt::print("{} {} {}\n", d.digest.str(), d.artifact_type.empty() ? "-" : d.artifact_type, d.size);
+    fmt::print("{} {} {}\n", d.digest.str(), d.artifact_type.empty() ? "-" : d.artifact_type,
+               d.size);
   return kExitOk;
 }
 
 int run_registry(int argc, char** argv) {
-  CLI::App app{
-      "Low-level access to an OCI registry (docker://HOST[:PORT]/NAME[:TAG|@DIGEST]).",
-      "cfs registry"};
+  CLI::App app{"Low-level access to an OCI registry (docker://HOST[:PORT]/NAME[:TAG|@DIGEST]).",
+               "cfs registry"};
   app.require_subcommand(1);
   Common common;
 
@@ -331,7 +333,7 @@ int run_registry(int argc, char** argv) {
   fe->add_option("REF", fe_ref, "image reference")->required();
   fe->add_option("DIR", fe_dir, "OCI image layout directory (created if needed)")->required();
   fe->add_option("--tag", fe_tag, "name in the layout's index.json (default: the reference's tag)");
-  common.add(*fe, true);
+  common.add(*fe, true, true);
 
   auto* pb = app.add_subcommand("put-blob", "upload a file as a blob unless the registry has it");
   PutBlobArgs pa;

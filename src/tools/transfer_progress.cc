@@ -6,7 +6,6 @@
 
 #include <cstdio>
 
-
 namespace cfs::tools {
 namespace {
 
@@ -86,12 +85,10 @@ registry::ProgressCallback TransferProgress::callback() {
 
 void TransferProgress::on_event(const registry::TransferEvent& ev) {
   if (mode_ == Mode::kJson) {
-    std::string line = fmt::format("{{\"event\":\"{}\",\"direction\":\"{}\",\"digest\":{},\"bytes\":{}",
-                                   kind_name(ev.kind),
-                                   ev.direction == registry::TransferEvent::Direction::kUpload
-                                       ? "upload"
-                                       : "download",
-                                   json::string(ev.digest), ev.bytes);
+    std::string line = fmt::format(
+        "{{\"event\":\"{}\",\"direction\":\"{}\",\"digest\":{},\"bytes\":{}", kind_name(ev.kind),
+        ev.direction == registry::TransferEvent::Direction::kUpload ? "upload" : "download",
+        json::string(ev.digest), ev.bytes);
     if (ev.size) line += fmt::format(",\"size\":{}", *ev.size);
     if (ev.resumed_from) line += fmt::format(",\"resumed_from\":{}", ev.resumed_from);
     line += fmt::format(",\"rate\":{:.0f}", ev.rate);
@@ -112,7 +109,7 @@ void TransferProgress::on_event(const registry::TransferEvent& ev) {
     case Kind::kSkipped:
       ++blobs_done_;
       fmt::print(stderr, "{}{} {} {}\n", clear, short_digest(ev.digest),
-                 ev.kind == Kind::kDone ? "done" : "skipped:", 
+                 ev.kind == Kind::kDone ? "done" : "skipped:",
                  ev.kind == Kind::kDone ? human_bytes(static_cast<double>(ev.bytes)) : ev.message);
       line_open_ = false;
       break;
@@ -126,9 +123,10 @@ void TransferProgress::on_event(const registry::TransferEvent& ev) {
       break;
   }
   if (ev.kind == Kind::kFailed) return;
-  std::string total = ev.total_size ? fmt::format("{} / {}", human_bytes(static_cast<double>(ev.total_bytes)),
-                                                  human_bytes(static_cast<double>(ev.total_size)))
-                                    : human_bytes(static_cast<double>(ev.total_bytes));
+  std::string total = ev.total_size
+                          ? fmt::format("{} / {}", human_bytes(static_cast<double>(ev.total_bytes)),
+                                        human_bytes(static_cast<double>(ev.total_size)))
+                          : human_bytes(static_cast<double>(ev.total_bytes));
   fmt::print(stderr, "\r\033[K{} blobs done, {} at {}/s{}", blobs_done_, total,
              human_bytes(ev.total_rate), eta_text(ev.total_eta_s));
   std::fflush(stderr);

@@ -57,8 +57,7 @@ Result<std::optional<FoundCredentials>> lookup_credentials(const std::vector<std
                                                            std::string_view repository);
 
 /// Adds or replaces auths[key] in `file` (created with its directory if missing).
-Status store_credentials(const std::string& file, const std::string& key,
-                         const Credentials& creds);
+Status store_credentials(const std::string& file, const std::string& key, const Credentials& creds);
 
 /// Removes auths[key]; returns false when there was no such entry.
 Result<bool> remove_credentials(const std::string& file, const std::string& key);

@@ -70,9 +70,9 @@ struct TlsOptions {
 };
 
 struct RetryOptions {
-  unsigned max_retries = 5;     ///< attempts after the first one
-  double initial_delay_s = 1;   ///< first backoff; doubles each retry
-  double max_delay_s = 30;      ///< cap on one wait, Retry-After included
+  unsigned max_retries = 5;    ///< attempts after the first one
+  double initial_delay_s = 1;  ///< first backoff; doubles each retry
+  double max_delay_s = 30;     ///< cap on one wait, Retry-After included
 };
 
 struct ClientOptions {

@@ -29,19 +29,19 @@ struct TransferEvent {
 
   Kind kind = Kind::kProgress;
   Direction direction = Direction::kDownload;
-  std::string digest;               ///< "sha256:<hex>", or the manifest reference
-  std::uint64_t bytes = 0;          ///< bytes of this blob done (including resumed_from)
+  std::string digest;                 ///< "sha256:<hex>", or the manifest reference
+  std::uint64_t bytes = 0;            ///< bytes of this blob done (including resumed_from)
   std::optional<std::uint64_t> size;  ///< expected size, when known
-  std::uint64_t resumed_from = 0;   ///< bytes taken from an earlier partial download
-  double rate = 0;                  ///< bytes per second, over the last few seconds
-  std::optional<double> eta_s;      ///< seconds left for this blob, when size and rate allow
-  double retry_delay_s = 0;         ///< kRetry: the wait before the next attempt
-  std::string message;              ///< kRetry / kFailed / kSkipped: why
+  std::uint64_t resumed_from = 0;     ///< bytes taken from an earlier partial download
+  double rate = 0;                    ///< bytes per second, over the last few seconds
+  std::optional<double> eta_s;        ///< seconds left for this blob, when size and rate allow
+  double retry_delay_s = 0;           ///< kRetry: the wait before the next attempt
+  std::string message;                ///< kRetry / kFailed / kSkipped: why
   // Totals over every blob of the operation that announced its size.
-  std::uint64_t total_bytes = 0;     ///< bytes done, all blobs
-  std::uint64_t total_size = 0;      ///< bytes expected, all blobs with a known size
-  double total_rate = 0;             ///< bytes per second, all blobs
-  std::optional<double> total_eta_s; ///< seconds left for everything
+  std::uint64_t total_bytes = 0;      ///< bytes done, all blobs
+  std::uint64_t total_size = 0;       ///< bytes expected, all blobs with a known size
+  double total_rate = 0;              ///< bytes per second, all blobs
+  std::optional<double> total_eta_s;  ///< seconds left for everything
 };
 
 using ProgressCallback = std::function<void(const TransferEvent&)>;

@@ -52,8 +52,9 @@ TEST_F(AuthFiles, MostSpecificKeyWinsWithinAFile) {
 
 TEST_F(AuthFiles, FirstFileWithAnEntryWinsAndMissingFilesAreSkipped) {
   auto a = write("a.json", R"({"auths":{"other":{"auth":"eDp5"}}})");
-  auto docker = write("docker/config.json",
-                      std::string(R"({"auths":{"https://h:5000/v1/":{"auth":")") + kBob + R"("}}})");
+  auto docker =
+      write("docker/config.json",
+            std::string(R"({"auths":{"https://h:5000/v1/":{"auth":")") + kBob + R"("}}})");
   auto c = lookup_credentials({dir_ + "/missing.json", a, docker}, "h:5000", "x");
   ASSERT_TRUE(c && *c);
   EXPECT_EQ((*c)->creds.username, "bob");
@@ -77,7 +78,8 @@ TEST_F(AuthFiles, BrokenFileIsAnErrorNamingIt) {
 
 TEST_F(AuthFiles, StoreAndRemoveKeepOtherEntries) {
   auto f = dir_ + "/run/containers/auth.json";
-  write("run/containers/auth.json", R"({"auths":{"keep":{"auth":"eDp5"}},"credHelpers":{"a":"b"}})");
+  write("run/containers/auth.json",
+        R"({"auths":{"keep":{"auth":"eDp5"}},"credHelpers":{"a":"b"}})");
   ASSERT_TRUE(store_credentials(f, "h:5000", {"alice", "s3cret"}));
   struct stat st {};
   ASSERT_EQ(::stat(f.c_str(), &st), 0);
@@ -118,8 +120,9 @@ TEST_F(AuthFiles, SearchPathFollowsTheEnvironment) {
   EXPECT_EQ(auth_file_for_writing(std::nullopt), want[0]);
   ::setenv("REGISTRY_AUTH_FILE", "/x/auth.json", 1);
   ::setenv("DOCKER_CONFIG", "/d", 1);
-  EXPECT_EQ(auth_file_search_path(std::nullopt),
-            (std::vector<std::string>{"/x/auth.json", "/d/config.json", dir_ + "/home/.dockercfg"}));
+  EXPECT_EQ(
+      auth_file_search_path(std::nullopt),
+      (std::vector<std::string>{"/x/auth.json", "/d/config.json", dir_ + "/home/.dockercfg"}));
   EXPECT_EQ(auth_file_for_writing(std::string("/y.json")), "/y.json");
   ::unsetenv("REGISTRY_AUTH_FILE");
   ::unsetenv("DOCKER_CONFIG");

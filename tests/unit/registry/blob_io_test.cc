@@ -16,7 +16,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+std::span<const std::byte> bytes(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
 
 class Downloads : public ::testing::Test {
  protected:

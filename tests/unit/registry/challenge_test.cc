@@ -7,9 +7,9 @@ namespace cfs::registry::detail {
 namespace {
 
 TEST(Challenge, BearerWithQuotedCommas) {
-  auto c = parse_challenges(
-      R"(Bearer realm="https://auth.example/token",service="registry.example",)"
-      R"(scope="repository:a/b:pull,push",error="insufficient_scope")");
+  auto c =
+      parse_challenges(R"(Bearer realm="https://auth.example/token",service="registry.example",)"
+                       R"(scope="repository:a/b:pull,push",error="insufficient_scope")");
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].scheme, "bearer");
   EXPECT_EQ(c[0].params.at("realm"), "https://auth.example/token");

@@ -31,10 +31,11 @@ TEST(Descriptors, ChildrenOfManifestsAndIndexes) {
 }
 
 TEST(Descriptors, BadDescriptorsNameTheMember) {
-  for (const std::string& bad : std::vector<std::string>{std::string("[]"), std::string(R"({"layers":{}})"),
-                          R"({"layers":[{"digest":")" + kA + R"("}]})",
-                          std::string(R"({"layers":[{"digest":"sha256:x","size":1}]})"),
-                          R"({"config":{"digest":")" + kA + R"(","size":-1}})"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{std::string("[]"), std::string(R"({"layers":{}})"),
+                                R"({"layers":[{"digest":")" + kA + R"("}]})",
+                                std::string(R"({"layers":[{"digest":"sha256:x","size":1}]})"),
+                                R"({"config":{"digest":")" + kA + R"(","size":-1}})"}) {
     auto c = manifest_children(bad, kOciManifest, "manifest X");
     ASSERT_FALSE(c) << bad;
     EXPECT_NE(c.error().message().find("manifest X"), std::string::npos);

@@ -51,7 +51,8 @@ TEST(Reference, DigestSelectsTheManifest) {
   ASSERT_TRUE(d);
   EXPECT_EQ(d->tag, "");
   EXPECT_EQ(d->with_tag("x").str(), "docker://quay.io/a/b:x");
-  EXPECT_EQ(d->with_tag("x").with_digest("sha256:" + kHex).str(), "docker://quay.io/a/b@sha256:" + kHex);
+  EXPECT_EQ(d->with_tag("x").with_digest("sha256:" + kHex).str(),
+            "docker://quay.io/a/b@sha256:" + kHex);
 }
 
 TEST(Reference, ApiHostOfDockerHub) {
@@ -60,10 +61,11 @@ TEST(Reference, ApiHostOfDockerHub) {
 }
 
 TEST(Reference, RejectsInvalidNames) {
-  for (const std::string& bad : std::vector<std::string>{"docker://", "docker:///a", "Host.io/UPPER", "h.io/a//b", "h.io/a:",
-                          "h.io/a..b", "h.io/-a", "h.io/a-", "h:abc/x", "h.io/a:t@sha256:abc",
-                          "h.io/a@md5:" + kHex, "h.io/" + std::string(300, 'a'),
-                          "h.io/a:" + std::string(129, 't'), "h.io/a:-t", "[::1/a"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "docker://", "docker:///a", "Host.io/UPPER", "h.io/a//b", "h.io/a:", "h.io/a..b",
+           "h.io/-a", "h.io/a-", "h:abc/x", "h.io/a:t@sha256:abc", "h.io/a@md5:" + kHex,
+           "h.io/" + std::string(300, 'a'), "h.io/a:" + std::string(129, 't'), "h.io/a:-t",
+           "[::1/a"}) {
     SCOPED_TRACE(bad);
     auto r = parse_reference(bad);
     ASSERT_FALSE(r);
@@ -78,8 +80,9 @@ TEST(Digest, ParsesOnlyLowercaseHexOfTheRightLength) {
   EXPECT_EQ(d->str(), "sha256:" + kHex);
   EXPECT_EQ(d->fallback_tag(), "sha256-" + kHex);
   EXPECT_TRUE(parse_digest("sha512:" + std::string(128, '0')));
-  for (const std::string& bad : std::vector<std::string>{"sha256:" + std::string(63, 'a'), "sha256:" + std::string(64, 'A'),
-                          "sha512:" + kHex, "sha1:" + kHex, kHex, "sha256:" + std::string(64, 'g')})
+  for (const std::string& bad : std::vector<std::string>{
+           "sha256:" + std::string(63, 'a'), "sha256:" + std::string(64, 'A'), "sha512:" + kHex,
+           "sha1:" + kHex, kHex, "sha256:" + std::string(64, 'g')})
     EXPECT_FALSE(parse_digest(bad)) << bad;
 }
 
