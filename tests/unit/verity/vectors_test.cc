@@ -204,6 +204,7 @@ TEST(Vectors, SmallBatchMatchesEveryRowWithATwoLevelTree) {
       }
     }
   }
+  if (::testing::Test::IsSkipped()) return;  // no vector file: nothing was checked
   EXPECT_GT(checked, 100u);
 }
 
