@@ -14,10 +14,6 @@ namespace {
 
 constexpr std::size_t kReplayChunk = 1u << 20;
 
-std::string_view alg_dir_name(DigestAlg alg) {
-  return alg == DigestAlg::kSha256 ? "sha256" : "sha512";
-}
-
 }  // namespace
 
 Status BlobSink::restart() {
@@ -67,7 +63,19 @@ Result<std::size_t> FileBlobSource::read_at(std::uint64_t offset, std::span<std:
   });
 }
 
-PartialBlob::PartialBlob(UniqueFd dirfd, UniqueFd fd, ContentDigest d, std::uint64_t size)
+Result<oci::ContentDigest> hash_source(BlobSource& src, const std::string& algorithm) {
+  oci::ContentHasher hasher(algorithm);
+  std::vector<std::byte> buf(kReplayChunk);
+  for (std::uint64_t off = 0; off < src.size();) {
+    CFS_ASSIGN(auto got, src.read_at(off, buf));
+    if (got == 0) return fail(Errc::kInvalidInput, "upload source ended early");
+    hasher.update(std::span(buf.data(), got));
+    off += got;
+  }
+  return hasher.finish();
+}
+
+PartialBlob::PartialBlob(UniqueFd dirfd, UniqueFd fd, oci::ContentDigest d, std::uint64_t size)
     : dirfd_(std::move(dirfd)), fd_(std::move(fd)), digest_(std::move(d)), size_(size) {}
 
 Status PartialBlob::replay(const std::function<Status(std::span<const std::byte>)>& fn) const {
@@ -113,19 +121,18 @@ Result<DownloadDir> DownloadDir::open(const std::string& path) {
   return DownloadDir(std::move(fd), path);
 }
 
-Result<UniqueFd> DownloadDir::alg_dir(const ContentDigest& d) const {
-  std::string name(alg_dir_name(d.alg));
+Result<UniqueFd> DownloadDir::alg_dir(const oci::ContentDigest& d) const {
+  std::string name(d.algorithm);
   CFS_TRY(sys::mkdirat_p(fd_.get(), name, 0755));
   return sys::openat(fd_.get(), name, O_RDONLY | O_DIRECTORY);
 }
 
-std::string DownloadDir::complete_path(const ContentDigest& d) const {
-  return path_ + "/" + std::string(alg_dir_name(d.alg)) + "/" + d.hex;
+std::string DownloadDir::complete_path(const oci::ContentDigest& d) const {
+  return path_ + "/" + d.algorithm + "/" + d.hex;
 }
 
-Result<std::optional<UniqueFd>> DownloadDir::open_complete(const ContentDigest& d) const {
-  auto fd =
-      sys::openat(fd_.get(), std::string(alg_dir_name(d.alg)) + "/" + d.hex, O_RDONLY | O_NOFOLLOW);
+Result<std::optional<UniqueFd>> DownloadDir::open_complete(const oci::ContentDigest& d) const {
+  auto fd = sys::openat(fd_.get(), d.algorithm + "/" + d.hex, O_RDONLY | O_NOFOLLOW);
   if (!fd) {
     if (fd.error().is_errno(ENOENT)) return std::nullopt;
     return fail(std::move(fd).error());
@@ -133,7 +140,7 @@ Result<std::optional<UniqueFd>> DownloadDir::open_complete(const ContentDigest& 
   return std::optional<UniqueFd>(std::move(*fd));
 }
 
-Result<PartialBlob> DownloadDir::begin(const ContentDigest& d) const {
+Result<PartialBlob> DownloadDir::begin(const oci::ContentDigest& d) const {
   CFS_ASSIGN(auto dir, alg_dir(d));
   std::string name = d.hex + ".partial";
   CFS_ASSIGN(auto fd, sys::openat(dir.get(), name, O_RDWR | O_CREAT | O_NOFOLLOW, 0644));
@@ -145,8 +152,8 @@ Result<PartialBlob> DownloadDir::begin(const ContentDigest& d) const {
   return PartialBlob(std::move(dir), std::move(fd), d, static_cast<std::uint64_t>(st.st_size));
 }
 
-Status DownloadDir::remove(const ContentDigest& d) const {
-  std::string dir(alg_dir_name(d.alg));
+Status DownloadDir::remove(const oci::ContentDigest& d) const {
+  std::string dir(d.algorithm);
   for (const auto& name : {dir + "/" + d.hex, dir + "/" + d.hex + ".partial"}) {
     auto st = sys::unlinkat(fd_.get(), name, 0);
     if (!st && !st.error().is_errno(ENOENT)) return st;

@@ -415,18 +415,18 @@ Result<Manifest> Client::Impl::get_manifest(const Reference& ref) {
   Manifest m;
   m.bytes = std::move(resp.body);
   m.media_type = media_type_of(resp);
-  std::optional<ContentDigest> want;
+  std::optional<oci::ContentDigest> want;
   std::string source;
   if (!ref.digest.empty()) {
-    CFS_ASSIGN(want, parse_digest(ref.digest));
+    CFS_ASSIGN(want, oci::ContentDigest::parse(ref.digest));
     source = "the reference";
   } else if (auto h = resp.headers.get("docker-content-digest")) {
-    CFS_ASSIGN(want, parse_digest(*h).map_error([&](Error e) {
+    CFS_ASSIGN(want, oci::ContentDigest::parse(*h).map_error([&](Error e) {
       return std::move(e).with_context("Docker-Content-Digest of " + ref.str());
     }));
     source = "Docker-Content-Digest";
   }
-  m.digest = digest_of(m.bytes, want ? want->alg : DigestAlg::kSha256);
+  m.digest = detail::digest_bytes(m.bytes, want ? want->algorithm : "sha256");
   if (want && *want != m.digest)
     return fail(Errc::kDigestMismatch, "manifest " + ref.str() + ": received " +
                                            std::to_string(m.bytes.size()) + " bytes with digest " +
@@ -452,14 +452,14 @@ Result<ContentInfo> Client::Impl::stat_manifest(const Reference& ref) {
     CFS_ASSIGN(auto m, get_manifest(ref));
     return ContentInfo{m.digest, m.bytes.size(), m.media_type};
   }
-  CFS_ASSIGN(auto d, parse_digest(*h));
+  CFS_ASSIGN(auto d, oci::ContentDigest::parse(*h));
   std::uint64_t size = 0;
   if (auto cl = resp.headers.get("content-length")) size = std::strtoull(cl->c_str(), nullptr, 10);
   return ContentInfo{d, size, media_type_of(resp)};
 }
 
 Result<std::optional<ContentInfo>> Client::Impl::stat_blob(const Reference& ref,
-                                                           const ContentDigest& d,
+                                                           const oci::ContentDigest& d,
                                                            const Access& a) {
   CFS_ASSIGN(auto* st, state(ref));
   HttpRequest req;
@@ -480,10 +480,10 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
   const std::string what = "blob " + id;
   CFS_ASSIGN(auto* st, state(ref));
   Access a = pull_access(ref);
-  ContentHasher hasher(f.digest.alg);
+  std::optional<oci::ContentHasher> hasher(std::in_place, f.digest.algorithm);
   std::uint64_t delivered = 0;
   auto deliver = [&](std::span<const std::byte> data) -> Status {
-    hasher.update(data);
+    hasher->update(data);
     CFS_TRY(f.sink->write(data));
     delivered += data.size();
     return {};
@@ -499,7 +499,9 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
         if (got) CFS_TRY(deliver(std::span(buf.data(), got)));
         if (got < buf.size()) break;
       }
-      if (hasher.finish() == f.digest && (!f.size || delivered == *f.size)) {
+      bool good = hasher->finish() == f.digest && (!f.size || delivered == *f.size);
+      hasher.emplace(f.digest.algorithm);
+      if (good) {
         tr.finish(id, TransferEvent::Kind::kSkipped, "already downloaded");
         return {};
       }
@@ -600,7 +602,8 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
       tr.retry(id, *delay, why);
       sleep_for(*delay, cancel);
     }
-    ContentDigest got = hasher.finish();
+    oci::ContentDigest got = hasher->finish();
+    hasher.emplace(f.digest.algorithm);
     if (got == f.digest && (!f.size || delivered == *f.size)) break;
     std::string msg =
         what + ": received " + std::to_string(delivered) + " bytes with digest " + got.str();
@@ -661,8 +664,8 @@ Status Client::Impl::fetch_blobs(const Reference& ref, const std::vector<BlobFet
   return {};
 }
 
-Status Client::Impl::fetch_range(const Reference& ref, const ContentDigest& d, std::uint64_t offset,
-                                 std::uint64_t length, BlobSink& sink) {
+Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest& d,
+                                 std::uint64_t offset, std::uint64_t length, BlobSink& sink) {
   if (length == 0) return {};
   CFS_ASSIGN(auto* st, state(ref));
   Access a = pull_access(ref);
@@ -763,7 +766,8 @@ Result<std::vector<std::string>> Client::Impl::list_tags(const Reference& ref) {
   return tags;
 }
 
-Result<Referrers> Client::Impl::list_referrers(const Reference& ref, const ContentDigest& subject,
+Result<Referrers> Client::Impl::list_referrers(const Reference& ref,
+                                               const oci::ContentDigest& subject,
                                                std::string_view artifact_type) {
   CFS_ASSIGN(auto* st, state(ref));
   Access a = pull_access(ref);
@@ -781,7 +785,7 @@ Result<Referrers> Client::Impl::list_referrers(const Reference& ref, const Conte
     index = std::move(resp.body);
   } else if (resp.status == 200 || resp.status == 404 || resp.status == 400 || resp.status == 405) {
     // No referrers API (distribution 2.8 answers 404): the distribution-spec 1.1 fallback tag.
-    auto m = get_manifest(ref.with_tag(subject.fallback_tag()));
+    auto m = get_manifest(ref.with_tag(referrers_tag(subject)));
     if (!m) {
       if (m.error().is(Errc::kObjectMissing)) return out;
       return fail(std::move(m).error());
@@ -842,7 +846,7 @@ Result<ContentInfo> Client::stat_manifest(const Reference& ref) {
 }
 
 Result<std::optional<ContentInfo>> Client::stat_blob(const Reference& repo,
-                                                     const ContentDigest& d) {
+                                                     const oci::ContentDigest& d) {
   return impl_->stat_blob(repo, d, Impl::pull_access(repo));
 }
 
@@ -858,18 +862,18 @@ Status Client::fetch_blobs(const Reference& repo, const std::vector<BlobFetch>& 
   return impl_->fetch_blobs(repo, fetches, options);
 }
 
-Status Client::fetch_range(const Reference& repo, const ContentDigest& d, std::uint64_t offset,
+Status Client::fetch_range(const Reference& repo, const oci::ContentDigest& d, std::uint64_t offset,
                            std::uint64_t length, BlobSink& sink) {
   return impl_->fetch_range(repo, d, offset, length, sink);
 }
 
-Result<PushOutcome> Client::push_blob(const Reference& repo, const ContentDigest& d,
+Result<PushOutcome> Client::push_blob(const Reference& repo, const oci::ContentDigest& d,
                                       BlobSource& src, const PushOptions& options) {
   return impl_->push_blob(repo, d, src, options);
 }
 
-Result<ContentDigest> Client::put_manifest(const Reference& ref, std::string_view media_type,
-                                           std::string_view bytes) {
+Result<oci::ContentDigest> Client::put_manifest(const Reference& ref, std::string_view media_type,
+                                                std::string_view bytes) {
   return impl_->put_manifest(ref, media_type, bytes);
 }
 
@@ -877,7 +881,7 @@ Result<std::vector<std::string>> Client::list_tags(const Reference& repo) {
   return impl_->list_tags(repo);
 }
 
-Result<Referrers> Client::list_referrers(const Reference& repo, const ContentDigest& subject,
+Result<Referrers> Client::list_referrers(const Reference& repo, const oci::ContentDigest& subject,
                                          std::string_view artifact_type) {
   return impl_->list_referrers(repo, subject, artifact_type);
 }

@@ -21,6 +21,13 @@ namespace cfs::registry {
 
 namespace detail {
 
+/// The digest of bytes in memory, with the algorithm of the digest they are checked against.
+inline oci::ContentDigest digest_bytes(std::string_view data, const std::string& algorithm) {
+  oci::ContentHasher h(algorithm);
+  h.update(std::as_bytes(std::span(data.data(), data.size())));
+  return h.finish();
+}
+
 /// HTTP statuses worth another attempt: timeouts, rate limits, server errors.
 bool retryable_status(long status);
 
@@ -121,25 +128,25 @@ struct Client::Impl {
   // Pull side (client.cc).
   Result<Manifest> get_manifest(const Reference& ref);
   Result<ContentInfo> stat_manifest(const Reference& ref);
-  Result<std::optional<ContentInfo>> stat_blob(const Reference& ref, const ContentDigest& d,
+  Result<std::optional<ContentInfo>> stat_blob(const Reference& ref, const oci::ContentDigest& d,
                                                const Access& a);
   Status fetch_one(const Reference& ref, const BlobFetch& f, const FetchOptions& o,
                    ProgressTracker& tr, const std::atomic<bool>* cancel);
   Status fetch_blobs(const Reference& ref, const std::vector<BlobFetch>& fetches,
                      const FetchOptions& o);
-  Status fetch_range(const Reference& ref, const ContentDigest& d, std::uint64_t offset,
+  Status fetch_range(const Reference& ref, const oci::ContentDigest& d, std::uint64_t offset,
                      std::uint64_t length, BlobSink& sink);
   Result<std::vector<std::string>> list_tags(const Reference& ref);
-  Result<Referrers> list_referrers(const Reference& ref, const ContentDigest& subject,
+  Result<Referrers> list_referrers(const Reference& ref, const oci::ContentDigest& subject,
                                    std::string_view artifact_type);
   Status check_login(const std::string& registry);
 
   // Push side (push.cc).
-  Result<PushOutcome> push_blob(const Reference& ref, const ContentDigest& d, BlobSource& src,
+  Result<PushOutcome> push_blob(const Reference& ref, const oci::ContentDigest& d, BlobSource& src,
                                 const PushOptions& po);
-  Result<ContentDigest> put_manifest(const Reference& ref, std::string_view media_type,
-                                     std::string_view bytes);
-  Status add_to_fallback_index(const Reference& ref, const ContentDigest& subject,
+  Result<oci::ContentDigest> put_manifest(const Reference& ref, std::string_view media_type,
+                                          std::string_view bytes);
+  Status add_to_fallback_index(const Reference& ref, const oci::ContentDigest& subject,
                                const Descriptor& d);
 };
 

@@ -26,9 +26,10 @@ Result<Descriptor> descriptor(const json& j, const std::string& what) {
   if (!j.is_object()) return fail(Errc::kInvalidInput, what + ": descriptor is not an object");
   Descriptor d;
   d.media_type = string_member(j, "mediaType");
-  CFS_ASSIGN(d.digest, parse_digest(string_member(j, "digest")).map_error([&](Error e) {
-    return std::move(e).with_context(what);
-  }));
+  CFS_ASSIGN(d.digest,
+             oci::ContentDigest::parse(string_member(j, "digest")).map_error([&](Error e) {
+               return std::move(e).with_context(what);
+             }));
   auto size = j.find("size");
   if (size == j.end() || !size->is_number_unsigned())
     return fail(Errc::kInvalidInput,
@@ -82,8 +83,8 @@ Result<std::vector<Descriptor>> manifest_children(std::string_view bytes,
   return out;
 }
 
-Result<std::optional<std::pair<ContentDigest, Descriptor>>> referrer_of(
-    std::string_view bytes, std::string_view media_type, const ContentDigest& digest) {
+Result<std::optional<std::pair<oci::ContentDigest, Descriptor>>> referrer_of(
+    std::string_view bytes, std::string_view media_type, const oci::ContentDigest& digest) {
   CFS_ASSIGN(auto j, parse_object(bytes, "manifest " + digest.str()));
   auto subject = j.find("subject");
   if (subject == j.end()) return std::nullopt;

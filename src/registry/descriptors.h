@@ -27,8 +27,8 @@ Result<std::vector<Descriptor>> manifest_children(std::string_view bytes,
 /// The referrer descriptor of a manifest that has a "subject": nullopt when it has none.
 /// Its artifactType is the manifest's, else its config's media type; its annotations the
 /// manifest's.
-Result<std::optional<std::pair<ContentDigest, Descriptor>>> referrer_of(
-    std::string_view bytes, std::string_view media_type, const ContentDigest& digest);
+Result<std::optional<std::pair<oci::ContentDigest, Descriptor>>> referrer_of(
+    std::string_view bytes, std::string_view media_type, const oci::ContentDigest& digest);
 
 /// `index` (empty: a new one) with `d` appended unless a descriptor of that digest is there.
 /// Returns nullopt when nothing changed.

@@ -56,7 +56,7 @@ std::string Client::Impl::resolve(const RegistryState& st, const std::string& lo
   return st.base + "/" + location;
 }
 
-Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const ContentDigest& d,
+Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::ContentDigest& d,
                                             BlobSource& src, const PushOptions& po) {
   CFS_ASSIGN(auto* st, state(ref));
   Access a = push_access(ref, po.mount_from);
@@ -238,14 +238,15 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const ContentD
   return PushOutcome::kUploaded;
 }
 
-Result<ContentDigest> Client::Impl::put_manifest(const Reference& ref, std::string_view media_type,
-                                                 std::string_view bytes) {
+Result<oci::ContentDigest> Client::Impl::put_manifest(const Reference& ref,
+                                                      std::string_view media_type,
+                                                      std::string_view bytes) {
   CFS_ASSIGN(auto* st, state(ref));
   Access a = push_access(ref, {});
-  ContentDigest digest = digest_of(bytes);
+  oci::ContentDigest digest = detail::digest_bytes(bytes, "sha256");
   if (!ref.digest.empty()) {
-    CFS_ASSIGN(auto want, parse_digest(ref.digest));
-    digest = digest_of(bytes, want.alg);
+    CFS_ASSIGN(auto want, oci::ContentDigest::parse(ref.digest));
+    digest = detail::digest_bytes(bytes, want.algorithm);
     if (digest != want)
       return fail(Errc::kDigestMismatch,
                   "manifest for " + ref.str() + " has digest " + digest.str());
@@ -271,9 +272,9 @@ Result<ContentDigest> Client::Impl::put_manifest(const Reference& ref, std::stri
 
 // Read-modify-write of the sha256-<hex> tag. Two writers racing can lose an entry: the spec
 // suggests conditional requests, which distribution 2.8 does not implement.
-Status Client::Impl::add_to_fallback_index(const Reference& ref, const ContentDigest& subject,
+Status Client::Impl::add_to_fallback_index(const Reference& ref, const oci::ContentDigest& subject,
                                            const Descriptor& d) {
-  Reference tag = ref.with_tag(subject.fallback_tag());
+  Reference tag = ref.with_tag(referrers_tag(subject));
   std::string existing;
   auto m = get_manifest(tag);
   if (m) {

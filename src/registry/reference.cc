@@ -3,12 +3,8 @@
 // distribution spec's rules) and content digests.
 #include "cfs/registry/reference.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
-#include <utility>
-
-#include "cfs/util/hex.h"
+#include <cctype>
 
 namespace cfs::registry {
 namespace {
@@ -84,83 +80,13 @@ bool valid_host(std::string_view h) {
   return true;
 }
 
-const EVP_MD* evp(DigestAlg alg) { return alg == DigestAlg::kSha256 ? EVP_sha256() : EVP_sha512(); }
-std::string_view alg_name(DigestAlg alg) { return alg == DigestAlg::kSha256 ? "sha256" : "sha512"; }
-
 tl::unexpected<Error> bad_ref(std::string_view text, const std::string& why) {
   return fail(Errc::kInvalidInput, "image reference '" + std::string(text) + "': " + why);
 }
 
 }  // namespace
 
-std::string ContentDigest::str() const { return std::string(alg_name(alg)) + ":" + hex; }
-std::string ContentDigest::fallback_tag() const { return std::string(alg_name(alg)) + "-" + hex; }
-
-Result<ContentDigest> parse_digest(std::string_view text) {
-  auto colon = text.find(':');
-  auto bad = [&](const char* why) {
-    return fail(Errc::kInvalidInput, "digest '" + std::string(text) + "': " + why);
-  };
-  if (colon == std::string_view::npos) return bad("expected ALGORITHM:HEX");
-  std::string_view alg = text.substr(0, colon);
-  std::string_view hex = text.substr(colon + 1);
-  ContentDigest d;
-  std::size_t want;
-  if (alg == "sha256") {
-    d.alg = DigestAlg::kSha256;
-    want = 64;
-  } else if (alg == "sha512") {
-    d.alg = DigestAlg::kSha512;
-    want = 128;
-  } else {
-    return bad("unsupported algorithm (sha256 and sha512 are)");
-  }
-  if (hex.size() != want) return bad("wrong length for its algorithm");
-  // The image spec allows only lowercase hex for these algorithms.
-  if (!std::all_of(hex.begin(), hex.end(),
-                   [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
-    return bad("not lowercase hex");
-  d.hex = std::string(hex);
-  return d;
-}
-
-ContentHasher::ContentHasher(DigestAlg alg) : alg_(alg), ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), evp(alg_), nullptr) != 1)
-    throw std::bad_alloc();
-}
-ContentHasher::ContentHasher(ContentHasher&& o) noexcept
-    : alg_(o.alg_), ctx_(std::exchange(o.ctx_, nullptr)) {}
-ContentHasher& ContentHasher::operator=(ContentHasher&& o) noexcept {
-  if (this != &o) {
-    EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
-    alg_ = o.alg_;
-    ctx_ = std::exchange(o.ctx_, nullptr);
-  }
-  return *this;
-}
-ContentHasher::~ContentHasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
-
-void ContentHasher::update(std::span<const std::byte> data) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
-}
-
-ContentDigest ContentHasher::finish() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  auto* ctx = static_cast<EVP_MD_CTX*>(ctx_);
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_DigestInit_ex(ctx, evp(alg_), nullptr);
-  return ContentDigest{alg_, to_hex(std::span<const std::uint8_t>(md, len))};
-}
-
-ContentDigest digest_of(std::span<const std::byte> data, DigestAlg alg) {
-  ContentHasher h(alg);
-  h.update(data);
-  return h.finish();
-}
-ContentDigest digest_of(std::string_view data, DigestAlg alg) {
-  return digest_of(std::as_bytes(std::span(data.data(), data.size())), alg);
-}
+std::string referrers_tag(const oci::ContentDigest& d) { return d.algorithm + "-" + d.hex; }
 
 std::string Reference::api_host() const {
   return registry == kDockerHub ? "registry-1.docker.io" : registry;
@@ -194,7 +120,9 @@ Result<Reference> parse_reference(std::string_view text) {
   if (rest.empty()) return bad_ref(text, "empty");
   Reference ref;
   if (auto at = rest.find('@'); at != std::string_view::npos) {
-    CFS_ASSIGN(auto d, parse_digest(rest.substr(at + 1)));
+    CFS_ASSIGN(auto d, oci::ContentDigest::parse(rest.substr(at + 1)).map_error([&](Error e) {
+      return std::move(e).with_context("image reference '" + std::string(text) + "'");
+    }));
     ref.digest = d.str();
     rest = rest.substr(0, at);
   }

@@ -138,7 +138,7 @@ struct BlobArgs {
 int get_blob(const Common& c, const BlobArgs& a) {
   auto ref = registry::parse_reference(a.ref);
   if (!ref) return report(ref.error());
-  auto digest = registry::parse_digest(a.digest);
+  auto digest = oci::ContentDigest::parse(a.digest);
   if (!digest) return report(digest.error());
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;
   if (!a.range.empty()) {
@@ -215,17 +215,9 @@ int put_blob(const Common& c, const PutBlobArgs& a) {
   if (!ref) return report(ref.error());
   auto src = registry::FileBlobSource::open(a.file);
   if (!src) return report(src.error());
-  // The digest the registry must confirm: hashed here, before anything is sent.
-  registry::ContentHasher hasher;
-  std::vector<std::byte> buf(1u << 20);
-  for (std::uint64_t off = 0; off < src->size();) {
-    auto got = src->read_at(off, buf);
-    if (!got) return report(got.error());
-    if (*got == 0) break;
-    hasher.update(std::span(buf.data(), *got));
-    off += *got;
-  }
-  registry::ContentDigest digest = hasher.finish();
+  // The digest the registry must confirm, computed before anything is sent.
+  auto digest = registry::hash_source(*src);
+  if (!digest) return report(digest.error());
   TransferProgress progress(TransferProgress::pick(c.json));
   auto opts = c.options();
   if (!opts) return report(opts.error());
@@ -234,7 +226,7 @@ int put_blob(const Common& c, const PutBlobArgs& a) {
   opts->chunk_size = a.chunk_size;
   auto client = registry::Client::create(std::move(*opts));
   if (!client) return report(client.error());
-  auto outcome = client->push_blob(*ref, digest, *src, registry::PushOptions{a.mount_from});
+  auto outcome = client->push_blob(*ref, *digest, *src, registry::PushOptions{a.mount_from});
   progress.finish();
   if (!outcome) return report(outcome.error());
   const char* what = *outcome == registry::PushOutcome::kExisted   ? "existed"
@@ -242,9 +234,9 @@ int put_blob(const Common& c, const PutBlobArgs& a) {
                                                                    : "uploaded";
   if (c.json)
     fmt::print("{{\"event\":\"result\",\"digest\":\"{}\",\"size\":{},\"outcome\":\"{}\"}}\n",
-               digest.str(), src->size(), what);
+               digest->str(), src->size(), what);
   else
-    fmt::print("{} {}\n", digest.str(), what);
+    fmt::print("{} {}\n", digest->str(), what);
   return kExitOk;
 }
 
@@ -288,9 +280,9 @@ int referrers(const Common& c, const std::string& ref_text, const std::string& a
   TransferProgress progress(TransferProgress::Mode::kNone);
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
-  std::optional<registry::ContentDigest> subject;
+  std::optional<oci::ContentDigest> subject;
   if (!ref->digest.empty()) {
-    subject = registry::parse_digest(ref->digest).value();
+    subject = oci::ContentDigest::parse(ref->digest).value();
   } else {
     auto info = client->stat_manifest(*ref);
     if (!info) return report(info.error());

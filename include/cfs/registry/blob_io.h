@@ -74,6 +74,9 @@ class BlobSource {
   virtual Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) = 0;
 };
 
+/// Reads a whole source and returns its digest (what an upload must be announced with).
+Result<oci::ContentDigest> hash_source(BlobSource& src, const std::string& algorithm = "sha256");
+
 /// A BlobSource over an open regular file (the whole file).
 class FileBlobSource : public BlobSource {
  public:
@@ -97,7 +100,7 @@ class PartialBlob {
   PartialBlob& operator=(PartialBlob&&) noexcept = default;
   ~PartialBlob() = default;
 
-  const ContentDigest& digest() const noexcept { return digest_; }
+  const oci::ContentDigest& digest() const noexcept { return digest_; }
   /// Bytes already in the file.
   std::uint64_t size() const noexcept { return size_; }
   /// Reads the prefix back, in chunks, into `sink` (and whatever the caller hashes).
@@ -111,10 +114,10 @@ class PartialBlob {
 
  private:
   friend class DownloadDir;
-  PartialBlob(UniqueFd dirfd, UniqueFd fd, ContentDigest d, std::uint64_t size);
+  PartialBlob(UniqueFd dirfd, UniqueFd fd, oci::ContentDigest d, std::uint64_t size);
   UniqueFd dirfd_;  // DIR/<alg>
   UniqueFd fd_;
-  ContentDigest digest_;
+  oci::ContentDigest digest_;
   std::uint64_t size_;
 };
 
@@ -125,18 +128,18 @@ class DownloadDir {
 
   const std::string& path() const noexcept { return path_; }
   /// DIR/<alg>/<hex>, whether or not it exists.
-  std::string complete_path(const ContentDigest& d) const;
+  std::string complete_path(const oci::ContentDigest& d) const;
   /// The complete blob opened read-only, or nullopt if there is none.
-  Result<std::optional<UniqueFd>> open_complete(const ContentDigest& d) const;
+  Result<std::optional<UniqueFd>> open_complete(const oci::ContentDigest& d) const;
   /// Opens or creates DIR/<alg>/<hex>.partial and takes its lock, waiting while another
   /// process holds it.
-  Result<PartialBlob> begin(const ContentDigest& d) const;
+  Result<PartialBlob> begin(const oci::ContentDigest& d) const;
   /// Removes both files of a digest (missing ones are fine).
-  Status remove(const ContentDigest& d) const;
+  Status remove(const oci::ContentDigest& d) const;
 
  private:
   DownloadDir(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
-  Result<UniqueFd> alg_dir(const ContentDigest& d) const;
+  Result<UniqueFd> alg_dir(const oci::ContentDigest& d) const;
   UniqueFd fd_;
   std::string path_;
 };

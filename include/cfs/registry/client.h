@@ -102,21 +102,21 @@ std::string declared_media_type(std::string_view manifest);
 
 /// A manifest (or index) exactly as the registry sent it.
 struct Manifest {
-  std::string bytes;       ///< raw bytes: hash and store these, never a re-serialisation
-  std::string media_type;  ///< Content-Type of the response (else the JSON mediaType)
-  ContentDigest digest;    ///< verified sha256 of `bytes`
+  std::string bytes;          ///< raw bytes: hash and store these, never a re-serialisation
+  std::string media_type;     ///< Content-Type of the response (else the JSON mediaType)
+  oci::ContentDigest digest;  ///< verified sha256 of `bytes`
 };
 
 /// What HEAD reports about a manifest or blob.
 struct ContentInfo {
-  ContentDigest digest;
+  oci::ContentDigest digest;
   std::uint64_t size = 0;
   std::string media_type;
 };
 
 /// One blob to download.
 struct BlobFetch {
-  ContentDigest digest;
+  oci::ContentDigest digest;
   std::optional<std::uint64_t> size;  ///< from the descriptor; enforced when given
   BlobSink* sink = nullptr;           ///< not owned
 };
@@ -144,7 +144,7 @@ struct PushOptions {
 /// An OCI descriptor as the referrers API lists it.
 struct Descriptor {
   std::string media_type;
-  ContentDigest digest;
+  oci::ContentDigest digest;
   std::uint64_t size = 0;
   std::string artifact_type;
   std::map<std::string, std::string> annotations;
@@ -169,7 +169,7 @@ class Client {
   /// HEAD a manifest: its digest, size and media type; kObjectMissing if absent.
   Result<ContentInfo> stat_manifest(const Reference& ref);
   /// HEAD a blob in ref's repository: nullopt if the registry does not have it.
-  Result<std::optional<ContentInfo>> stat_blob(const Reference& repo, const ContentDigest& d);
+  Result<std::optional<ContentInfo>> stat_blob(const Reference& repo, const oci::ContentDigest& d);
 
   /// Streams one blob into fetch.sink, verified; resumable with options.download_dir.
   Status fetch_blob(const Reference& repo, const BlobFetch& fetch, const FetchOptions& options);
@@ -181,25 +181,25 @@ class Client {
   /// Bytes [offset, offset + length) of a blob (HTTP Range; 206 expected). Cannot be verified
   /// here: the caller checks what it reads (e.g. against an fs-verity digest). Retries continue
   /// inside the range.
-  Status fetch_range(const Reference& repo, const ContentDigest& d, std::uint64_t offset,
+  Status fetch_range(const Reference& repo, const oci::ContentDigest& d, std::uint64_t offset,
                      std::uint64_t length, BlobSink& sink);
 
   /// Uploads a blob unless the repository has it: HEAD, then cross-repository mounts, then a
   /// monolithic POST + PUT (chunked PATCH uploads above ClientOptions::chunked_threshold).
   /// The registry verifies `d` against the bytes.
-  Result<PushOutcome> push_blob(const Reference& repo, const ContentDigest& d, BlobSource& src,
+  Result<PushOutcome> push_blob(const Reference& repo, const oci::ContentDigest& d, BlobSource& src,
                                 const PushOptions& options = {});
   /// PUT a manifest under ref's tag (or its digest when it has one). Returns the digest the
   /// registry confirmed (checked against the bytes). A manifest with a "subject" is also
   /// added to the subject's referrers fallback index (sha256-<hex> tag) unless the registry
   /// answered with OCI-Subject (it has the referrers API).
-  Result<ContentDigest> put_manifest(const Reference& ref, std::string_view media_type,
-                                     std::string_view bytes);
+  Result<oci::ContentDigest> put_manifest(const Reference& ref, std::string_view media_type,
+                                          std::string_view bytes);
   /// Tags of ref's repository (all pages).
   Result<std::vector<std::string>> list_tags(const Reference& repo);
   /// Manifests whose subject is `subject`: the referrers API, else the fallback tag.
   /// `artifact_type` (if not empty) filters.
-  Result<Referrers> list_referrers(const Reference& repo, const ContentDigest& subject,
+  Result<Referrers> list_referrers(const Reference& repo, const oci::ContentDigest& subject,
                                    std::string_view artifact_type = {});
   /// Checks that the registry accepts our credentials (GET /v2/, authenticating if
   /// challenged): what `cfs login` verifies before it stores them.

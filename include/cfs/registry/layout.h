@@ -12,7 +12,7 @@
 namespace cfs::registry {
 
 struct LayoutCopy {
-  ContentDigest manifest;  ///< digest of the manifest (or index) `ref` names
+  oci::ContentDigest manifest;  ///< digest of the manifest (or index) `ref` names
   std::string media_type;
   std::size_t manifests = 0;  ///< manifests stored (more than one for an index)
   std::size_t blobs = 0;      ///< configs and layers stored

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Image references in the containers-transports(5) `docker://` syntax and content digests
-// (`sha256:<hex>`, the OCI descriptor digest, not an fs-verity digest).
+// Image references in the containers-transports(5) `docker://` syntax. Content digests are
+// oci::ContentDigest (cfs/oci/digest.h).
 //
 //   docker://HOST[:PORT]/NAME[:TAG][@DIGEST]
 //
@@ -9,56 +9,16 @@
 // unless a digest is given. Thread-safety: value types.
 #pragma once
 
-#include <cstdint>
-#include <span>
 #include <string>
 #include <string_view>
 
+#include "cfs/oci/digest.h"
 #include "cfs/util/result.h"
 
 namespace cfs::registry {
 
-/// Hash algorithms of OCI content digests (image-spec descriptor.md registers these two).
-enum class DigestAlg { kSha256, kSha512 };
-
-/// A content digest "ALG:HEX" with lowercase hex of the right length.
-struct ContentDigest {
-  DigestAlg alg = DigestAlg::kSha256;
-  std::string hex;
-
-  /// "sha256:<hex>".
-  std::string str() const;
-  /// "sha256-<hex>": the distribution-spec 1.1 referrers fallback tag of this digest.
-  std::string fallback_tag() const;
-  bool operator==(const ContentDigest&) const = default;
-};
-
-/// Parses "sha256:<64 hex>" or "sha512:<128 hex>"; Errc::kInvalidInput names the text.
-Result<ContentDigest> parse_digest(std::string_view text);
-
-/// Streaming hash of a blob (OpenSSL). Move-only.
-class ContentHasher {
- public:
-  explicit ContentHasher(DigestAlg alg = DigestAlg::kSha256);
-  ContentHasher(ContentHasher&&) noexcept;
-  ContentHasher& operator=(ContentHasher&&) noexcept;
-  ContentHasher(const ContentHasher&) = delete;
-  ContentHasher& operator=(const ContentHasher&) = delete;
-  ~ContentHasher();
-
-  void update(std::span<const std::byte> data);
-  /// The digest of everything passed to update(); the hasher is reset afterwards.
-  ContentDigest finish();
-  DigestAlg alg() const noexcept { return alg_; }
-
- private:
-  DigestAlg alg_;
-  void* ctx_;  // EVP_MD_CTX*, kept out of the header
-};
-
-/// The digest of bytes held in memory.
-ContentDigest digest_of(std::span<const std::byte> data, DigestAlg alg = DigestAlg::kSha256);
-ContentDigest digest_of(std::string_view data, DigestAlg alg = DigestAlg::kSha256);
+/// The distribution-spec 1.1 referrers fallback tag of a digest: "sha256-<hex>".
+std::string referrers_tag(const oci::ContentDigest& d);
 
 /// A parsed `docker://` reference.
 struct Reference {

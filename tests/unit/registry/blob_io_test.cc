@@ -33,7 +33,7 @@ class Downloads : public ::testing::Test {
 TEST_F(Downloads, PartialSurvivesAndReplaysItsPrefix) {
   auto dir = DownloadDir::open(root_ + "/dl");
   ASSERT_TRUE(dir);
-  auto d = digest_of(std::string_view("hello world"));
+  auto d = oci::sha256_of(std::string_view("hello world"));
   {
     auto p = dir->begin(d);
     ASSERT_TRUE(p);
@@ -64,7 +64,7 @@ TEST_F(Downloads, PartialSurvivesAndReplaysItsPrefix) {
 
 TEST_F(Downloads, TruncateAndFinishWithoutKeep) {
   auto dir = DownloadDir::open(root_);
-  auto d = digest_of(std::string_view("x"));
+  auto d = oci::sha256_of(std::string_view("x"));
   auto p = dir->begin(d);
   ASSERT_TRUE(p->append(bytes("wrong")));
   ASSERT_TRUE(p->truncate());

@@ -46,7 +46,7 @@ TEST(Descriptors, ReferrerOfAManifestWithSubject) {
   std::string art = R"({"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":")" +
                     kA + R"(","size":2},"subject":{"mediaType":"m","digest":")" + kB +
                     R"(","size":7},"annotations":{"x":"y"}})";
-  auto d = parse_digest(kC).value();
+  auto d = oci::ContentDigest::parse(kC).value();
   auto r = referrer_of(art, kOciManifest, d);
   ASSERT_TRUE(r && *r);
   EXPECT_EQ((*r)->first.str(), kB);
@@ -60,14 +60,14 @@ TEST(Descriptors, ReferrerOfAManifestWithSubject) {
 }
 
 TEST(Descriptors, FallbackIndexGrowsWithoutDuplicates) {
-  Descriptor d{std::string(kOciManifest), parse_digest(kA).value(), 10, "t/x", {}};
+  Descriptor d{std::string(kOciManifest), oci::ContentDigest::parse(kA).value(), 10, "t/x", {}};
   auto first = add_to_index("", d);
   ASSERT_TRUE(first && *first);
   auto again = add_to_index(**first, d);
   ASSERT_TRUE(again);
   EXPECT_FALSE(*again);
   Descriptor e = d;
-  e.digest = parse_digest(kB).value();
+  e.digest = oci::ContentDigest::parse(kB).value();
   auto second = add_to_index(**first, e);
   ASSERT_TRUE(second && *second);
   auto listed = manifest_children(**second, kOciIndex, "i").value();
@@ -79,13 +79,13 @@ TEST(Descriptors, FallbackIndexGrowsWithoutDuplicates) {
 }
 
 TEST(Descriptors, LayoutIndexReplacesTheSameName) {
-  Descriptor d{std::string(kOciManifest), parse_digest(kA).value(), 10, "", {}};
+  Descriptor d{std::string(kOciManifest), oci::ContentDigest::parse(kA).value(), 10, "", {}};
   auto one = layout_index_with("", d, "v1").value();
   Descriptor e = d;
-  e.digest = parse_digest(kB).value();
+  e.digest = oci::ContentDigest::parse(kB).value();
   auto two = layout_index_with(one, e, "v2").value();
   Descriptor f = d;
-  f.digest = parse_digest(kC).value();
+  f.digest = oci::ContentDigest::parse(kC).value();
   auto three = layout_index_with(two, f, "v1").value();
   auto listed = manifest_children(three, kOciIndex, "i").value();
   ASSERT_EQ(listed.size(), 2u);
