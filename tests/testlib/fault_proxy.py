@@ -154,9 +154,13 @@ class FaultProxy:
                     return f
         return None
 
-    def _record(self, entry):
+    def _begin(self, entry):
+        # Logged as soon as the request arrives, and completed in place before the client gets
+        # the answer's headers, so a client that has its answer always finds its request here.
         with self.lock:
             self.log.append(entry)
+
+    def _record(self, entry):
         if self.log_file:
             self.log_file.write(json.dumps(entry) + "\n")
             self.log_file.flush()
@@ -221,6 +225,7 @@ class FaultProxy:
         """Answers one request; returns whether the client connection may be reused."""
         entry = {"method": method, "path": path, "range": lower.get("range"), "status": None,
                  "sent": 0, "fault": None, "time": time.time()}
+        self._begin(entry)
         fault = self._take_fault(method, path)
         if fault:
             entry["fault"] = fault.kind
@@ -232,8 +237,8 @@ class FaultProxy:
             head += f"Content-Length: {len(payload)}\r\n"
             if fault.retry_after is not None:
                 head += f"Retry-After: {fault.retry_after}\r\n"
-            conn.sendall(head.encode() + b"\r\n" + payload)
             entry["status"] = fault.arg
+            conn.sendall(head.encode() + b"\r\n" + payload)
             self._record(entry)
             return True
         up = http.client.HTTPConnection(self.upstream, timeout=60)
