@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_fs.h"
+#include "cfs/util/sys_link.h"
 
 namespace cfs::registry {
 namespace {

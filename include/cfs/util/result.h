@@ -16,7 +16,7 @@ namespace cfs {
 enum class Errc {
   kCorruptImage = 1,    ///< an image or store object violates the format
   kUnsupportedFeature,  ///< valid input using something cfs (or the kernel) does not support
-  kDigestMismatch,      ///< content does not match its recorded digest (fs-verity or OCI)
+  kDigestMismatch,      ///< content does not match its recorded fs-verity digest
   kObjectMissing,       ///< a referenced backing object does not exist
   kInvalidInput,        ///< bad user input: dump syntax, option values, limits
   kConflict,            ///< mutually exclusive options
