@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cfs/util/aligned_buffer.h"
+
 namespace cfs::oci {
 
 const char* compression_name(Compression c) noexcept {
@@ -58,7 +60,7 @@ constexpr std::size_t kInBuf = 256 * 1024;
 /// Input buffering shared by the decoders: refills from the compressed source.
 class Input {
  public:
-  explicit Input(ByteSource& in) : in_(in), buf_(kInBuf) {}
+  explicit Input(ByteSource& in) : in_(in) {}
   bool empty() const noexcept { return pos_ == len_; }
   bool eof() const noexcept { return eof_ && pos_ == len_; }
   std::byte* data() noexcept { return buf_.data() + pos_; }
@@ -93,7 +95,8 @@ class Input {
 
  private:
   ByteSource& in_;
-  std::vector<std::byte> buf_;
+  AlignedBuffer mem_{kInBuf};  // page-aligned: the kernel's copy into it is cheapest
+  std::span<std::byte> buf_ = mem_.get(kInBuf);
   std::size_t pos_ = 0, len_ = 0;
   std::uint64_t offset_ = 0;
   bool eof_ = false;

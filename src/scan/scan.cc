@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "cfs/tree/object_name.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
 #include "cfs/util/unique_fd.h"
@@ -71,9 +72,8 @@ struct SmallBatch {
   // to notice a file that grew.
   static std::span<std::byte> buffer() {
     constexpr std::size_t kSize = kBatchBytes + kSmallMax + 1;
-    thread_local std::unique_ptr<std::byte[]> buf;
-    if (!buf) buf = std::make_unique<std::byte[]>(kSize);
-    return {buf.get(), kSize};
+    thread_local AlignedBuffer buf(kSize);
+    return buf.get(kSize);
   }
 };
 
@@ -176,8 +176,8 @@ Status Scanner::digest_file(int dirfd, const std::string& name, const std::strin
   std::span<const std::byte> content;
   if (opts_.sink != nullptr && node.size < kDeferDigestMin) {
     // One read serves the digest and the sink, so a store copy does not read the file again.
-    thread_local std::vector<std::byte> buf;
-    buf.resize(node.size + 1);  // one byte more to notice a file that grew
+    thread_local AlignedBuffer mem;
+    const std::span<std::byte> buf = mem.get(node.size + 1);  // one more: did the file grow?
     CFS_ASSIGN(std::size_t got, sys::pread_full(fd->get(), buf, 0));
     if (got != node.size)
       return fail(Errc::kInvalidInput, display(relpath) + ": file changed during the scan");
@@ -213,7 +213,10 @@ Status Scanner::queue_small(int dirfd, const std::string& name, std::string relp
   batch.offset[i] = batch.used;
   batch.size[i] = got;
   batch.relpath[i] = std::move(relpath);
-  batch.used += got;
+  // The next file starts on a cache line: the kernel copies into a 64-byte-aligned address as
+  // fast as into a page-aligned one, and several times slower 16 bytes past one. The buffer
+  // still has room: a file is queued only while used < kBatchBytes.
+  batch.used += (got + 63) / 64 * 64;
   ++batch.count;
   return {};
 }

@@ -14,6 +14,7 @@
 
 #include "cfs/store/verify.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
@@ -29,17 +30,13 @@ constexpr std::size_t kCopyBufSize = 256 * 1024;
 constexpr std::uint64_t kDirectMin = 1 << 20;
 constexpr std::size_t kDirectChunk = 1 << 20;
 constexpr std::size_t kDirectAlign = 4096;
+static_assert(AlignedBuffer::kAlign % kDirectAlign == 0);
 
-struct FreeDeleter {
-  void operator()(std::byte* p) const noexcept { std::free(p); }
-};
-
-// The per-thread aligned buffer for direct writes.
-std::byte* direct_buffer() {
-  thread_local std::unique_ptr<std::byte, FreeDeleter> buf(
-      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kDirectChunk)));
-  if (!buf) throw std::bad_alloc();
-  return buf.get();
+// The per-thread buffer for copies (page-aligned, as O_DIRECT and the kernel's fast copy out
+// of the page cache want).
+std::byte* copy_buffer() {
+  thread_local AlignedBuffer buf(std::max(kDirectChunk, kCopyBufSize));
+  return buf.get(std::max(kDirectChunk, kCopyBufSize)).data();
 }
 
 // Removes the temp file unless released (every failure path after it was created).
@@ -112,7 +109,7 @@ Result<bool> ObjectStore::copy_direct(int dst_fd, int src_fd, std::uint64_t size
     direct_ok_->store(false, std::memory_order_relaxed);
     return false;
   }
-  std::byte* buf = direct_buffer();
+  std::byte* buf = copy_buffer();
   // Copies [off, off + n) through buf; the write's error is returned as is.
   auto piece = [&](std::uint64_t off, std::size_t n) -> Result<Status> {
     CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
@@ -162,7 +159,7 @@ Status ObjectStore::fill(int dst_fd, int src_fd, const std::string& what,
     // same for the whole run: stop trying.
     copy_range_ok_->store(false, std::memory_order_relaxed);
   }
-  std::vector<std::byte> buf(kCopyBufSize);
+  const std::span<std::byte> buf(copy_buffer(), kCopyBufSize);
   for (;;) {
     auto n = sys::read_full(src_fd, buf);
     if (!n) return fail(std::move(n).error().with_context(what));

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/json.h"
 #include "cfs/util/output.h"
@@ -160,18 +161,21 @@ void digest_all(const Options& o, const verity::Params& p, bool measure, unsigne
   const std::size_t n = o.files.size();
   {
     constexpr std::size_t kRun = verity::kSmallBatchMax;
-    const std::size_t slot_size = p.block_size + 1;
+    // A block and one byte more (to see EOF), each slot starting on a page boundary.
+    const std::size_t slot_size = (p.block_size + 1 + AlignedBuffer::kAlign - 1) /
+                                  AlignedBuffer::kAlign * AlignedBuffer::kAlign;
     std::atomic<std::size_t> next{0};
     const bool parallel = threads > 1 && n > 1;
     auto worker = [&] {
-      std::vector<std::byte> slots(kRun * slot_size);
+      AlignedBuffer slots(kRun * slot_size);
       std::array<std::span<const std::byte>, kRun> in;
       std::array<verity::Digest, kRun> digests;
       std::array<std::size_t, kRun> which;
       for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;) {
         std::size_t pending = 0;
         for (std::size_t i = b; i < std::min(n, b + kRun); ++i) {
-          const std::span<std::byte> slot(slots.data() + pending * slot_size, slot_size);
+          const std::span<std::byte> slot =
+              slots.get(kRun * slot_size).subspan(pending * slot_size, p.block_size + 1);
           out[i] =
               digest_one(o.files[i].c_str(), p, measure, parallel, parallel ? 1 : threads, slot);
           if (out[i].small_size) {

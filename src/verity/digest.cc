@@ -12,6 +12,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/le.h"
 #include "cfs/util/sys.h"
@@ -326,7 +327,8 @@ namespace {
 
 Result<std::optional<Digest>> digest_stream(int fd, const Params& p, const std::string& what) {
   Hasher h(p);
-  std::vector<std::byte> buf(256 * 1024);
+  thread_local AlignedBuffer mem;
+  const std::span<std::byte> buf = mem.get(256 * 1024);
   for (;;) {
     CFS_ASSIGN_CTX(std::size_t n, sys::read_full(fd, buf), what);
     h.update({buf.data(), n});
@@ -365,8 +367,8 @@ Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint
   // many small files go at the speed of open/read/close. The buffer is per thread, so nothing
   // is allocated per file.
   const std::size_t bs = p.block_size;
-  thread_local std::vector<std::byte> head;
-  if (head.size() < bs + 1) head.resize(bs + 1);
+  thread_local AlignedBuffer mem;
+  const std::span<std::byte> head = mem.get(bs + 1);
   auto small = read_one_block(fd, p, head, what);
   if (!small) {
     if (small.error().is_errno(ESPIPE)) return digest_stream(fd, p, what);  // pipes, sockets

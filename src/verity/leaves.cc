@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 #include "verity/leaves_internal.h"
 
@@ -58,7 +59,10 @@ Status hash_leaves(const BlockHasher& h, int fd, std::uint64_t offset, std::uint
   std::optional<Error> err;
 
   auto worker = [&] {
-    std::vector<std::uint8_t> buf(chunk);
+    // Page-aligned: the kernel's copy out of the page cache is ~3x slower into a buffer
+    // 16 bytes past a page boundary, which is where a std::vector of this size lands.
+    thread_local AlignedBuffer mem;
+    const std::span<std::uint8_t> buf = mem.get_u8(chunk);
     for (std::uint64_t u; !failed.load(std::memory_order_relaxed) &&
                           (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
       const std::uint64_t begin = u * claim;

@@ -275,14 +275,6 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
   return {};
 }
 
-std::span<std::byte> ReadBuffer::get(std::size_t n) {
-  if (n > capacity_) {
-    data_.reset(new std::byte[n]);
-    capacity_ = n;
-  }
-  return {data_.get(), n};
-}
-
 Result<std::span<const std::byte>> Filesystem::read(const OpenFile& f, std::uint64_t off,
                                                     std::size_t len, ReadBuffer& buf) const {
   if (off >= f.data_size_ || len == 0) return std::span<const std::byte>{};

@@ -39,6 +39,7 @@
 
 #include "cfs/erofs/reader.h"
 #include "cfs/store/object_dirs.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/merkle.h"
 #include "cfs/vfs/options.h"
@@ -59,15 +60,8 @@ struct DirItem {
 class TreeCache;
 
 /// Per-thread scratch memory for reads (not zero-filled: only bytes a read produced are ever
-/// exposed). Thread-safety: one per thread.
-class ReadBuffer {
- public:
-  std::span<std::byte> get(std::size_t n);
-
- private:
-  std::unique_ptr<std::byte[]> data_;
-  std::size_t capacity_ = 0;
-};
+/// exposed), page-aligned. Thread-safety: one per thread.
+using ReadBuffer = AlignedBuffer;
 
 /// An open regular file: image-backed (inline or block data) or object-backed.
 class OpenFile {
