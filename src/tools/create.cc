@@ -67,7 +67,7 @@ int create_in_repo(BuildConfig& cfg, bool hash_given, const std::string& repo_pa
         "{{\"image\": \"{}\", \"name\": {}, \"size\": {}, \"version\": {}, "
         "\"inodes\": {}, \"external_files\": {}, \"objects_added\": {}, "
         "\"objects_existed\": {}, \"bytes_added\": {}}}\n",
-        digest->hex(), ref ? json_quote(*ref) : "null", report->image_size, report->version,
+        digest->hex(), ref ? json::string(*ref) : "null", report->image_size, report->version,
         report->nodes, report->external_files, report->objects_added, report->objects_existed,
         report->bytes_added);
   } else if (print_digest || !ref) {

@@ -38,7 +38,7 @@ std::string fields_json(const std::vector<repo::FieldDiff>& fields) {
   for (std::size_t i = 0; i < fields.size(); ++i)
     out +=
         fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
-                    json_quote(fields[i].field), json_quote(fields[i].a), json_quote(fields[i].b));
+                    json::string(fields[i].field), json::string(fields[i].a), json::string(fields[i].b));
   return out + "]";
 }
 
@@ -89,7 +89,7 @@ int run_diff(int argc, char** argv) {
     std::string paths;
     for (const auto& p : d.paths)
       paths += fmt::format("{}{{\"path\": {}, \"status\": \"{}\", \"fields\": {}}}",
-                           paths.empty() ? "" : ", ", json_quote(p.path), status_word(p.status),
+                           paths.empty() ? "" : ", ", json::string(p.path), status_word(p.status),
                            fields_json(p.fields));
     fmt::print("{{\"equal\": {}, \"image\": {}, \"paths\": [{}]}}\n", d.equal() ? "true" : "false",
                fields_json(d.image), paths);

@@ -125,11 +125,11 @@ int run_images(int argc, char** argv) {
 
   if (json) {
     std::string out =
-        "{\"algorithm\": " + json_quote(repo::algorithm_name(r->algorithm())) + ", \"images\": [";
+        "{\"algorithm\": " + json::string(repo::algorithm_name(r->algorithm())) + ", \"images\": [";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       out += fmt::format("{}{{\"name\": {}, \"id\": {}, \"mounts\": {}}}", i ? ", " : "",
-                         rows[i].name.empty() ? "null" : json_quote(rows[i].name),
-                         json_quote(rows[i].id), mounts[rows[i].id]);
+                         rows[i].name.empty() ? "null" : json::string(rows[i].name),
+                         json::string(rows[i].id), mounts[rows[i].id]);
     }
     fmt::print("{}]}}\n", out);
     return kExitOk;
@@ -194,7 +194,7 @@ std::string human_bytes(std::uint64_t b) {
 
 std::string json_list(const std::vector<std::string>& items) {
   std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_quote(items[i]);
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json::string(items[i]);
   return out + "]";
 }
 
@@ -221,12 +221,12 @@ int run_gc(int argc, char** argv) {
     std::string mounts, stale;
     for (const auto& l : rep->live_leases)
       mounts += fmt::format("{}{{\"image\": \"{}\", \"mountpoint\": {}, \"kind\": \"{}\"}}",
-                            mounts.empty() ? "" : ", ", l.image, json_quote(l.mountpoint),
+                            mounts.empty() ? "" : ", ", l.image, json::string(l.mountpoint),
                             l.kind == repo::MountKind::kFuse ? "fuse" : "kernel");
     for (const auto& [l, why] : rep->stale_leases)
       stale += fmt::format("{}{{\"image\": \"{}\", \"mountpoint\": {}, \"reason\": {}}}",
-                           stale.empty() ? "" : ", ", l.image, json_quote(l.mountpoint),
-                           json_quote(why));
+                           stale.empty() ? "" : ", ", l.image, json::string(l.mountpoint),
+                           json::string(why));
     fmt::print(
         "{{\"dry_run\": {}, \"objects_scanned\": {}, \"objects_kept\": {}, "
         "\"objects_removed\": {}, \"bytes_removed\": {}, \"images_pruned\": {}, "
@@ -293,8 +293,8 @@ int run_fsck(int argc, char** argv) {
     for (const auto& p : rep->problems)
       problems +=
           fmt::format("{}{{\"kind\": \"{}\", \"path\": {}, \"detail\": {}, \"repaired\": {}}}",
-                      problems.empty() ? "" : ", ", p.kind, json_quote(p.path),
-                      json_quote(p.detail), p.repaired ? "true" : "false");
+                      problems.empty() ? "" : ", ", p.kind, json::string(p.path),
+                      json::string(p.detail), p.repaired ? "true" : "false");
     fmt::print(
         "{{\"ok\": {}, \"has_metadata\": {}, \"secure\": {}, \"algorithm\": \"{}\", "
         "\"objects_checked\": {}, \"bytes_checked\": {}, \"objects_corrupted\": {}, "

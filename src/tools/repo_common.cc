@@ -30,20 +30,4 @@ Result<repo::Repository> open_repo(const std::string& option, repo::OpenOptions 
   return repo::Repository::open(path, options);
 }
 
-std::string json_quote(std::string_view s) {
-  std::string o = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += ch;
-    } else if (c < 0x20 || c >= 0x7f) {
-      o += fmt::format("\\u{:04x}", c);
-    } else {
-      o += ch;
-    }
-  }
-  return o + "\"";
-}
-
 }  // namespace cfs::tools

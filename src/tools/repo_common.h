@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "cfs/repo/repository.h"
+#include "cfs/util/json.h"
 
 namespace CLI {
 class App;
@@ -21,8 +22,5 @@ std::string repo_path_or_default(const std::string& option);
 /// Opens the repository named by --repo (or the default); says on stderr when it has to wait
 /// for another process (gc holds the repository exclusively while it runs).
 Result<repo::Repository> open_repo(const std::string& option, repo::OpenOptions options);
-
-/// A JSON string literal.
-std::string json_quote(std::string_view s);
 
 }  // namespace cfs::tools

@@ -132,8 +132,8 @@ int run_repo_mount(int argc, char** argv) {
       return fmt::format(
           "{{\"name\": {}, \"image\": \"{}\", \"target\": {}, \"mount\": \"{}\", "
           "\"verity\": {}, \"lease\": {}}}\n",
-          json_quote(name), plan->image.hex(), json_quote(dir), how,
-          plan->require_verity ? "true" : "false", leased ? json_quote(plan->lease.id) : "null");
+          json::string(name), plan->image.hex(), json::string(dir), how,
+          plan->require_verity ? "true" : "false", leased ? json::string(plan->lease.id) : "null");
     if (verbose)
       return fmt::format("mounted {} ({}) on {}: {} mount, verity {}\n", name, plan->image.hex(),
                          dir, how,
