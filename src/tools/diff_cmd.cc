@@ -36,9 +36,9 @@ const char* status_word(repo::PathDiff::Status s) {
 std::string fields_json(const std::vector<repo::FieldDiff>& fields) {
   std::string out = "[";
   for (std::size_t i = 0; i < fields.size(); ++i)
-    out +=
-        fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
-                    json::string(fields[i].field), json::string(fields[i].a), json::string(fields[i].b));
+    out += fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
+                       json::string(fields[i].field), json::string(fields[i].a),
+                       json::string(fields[i].b));
   return out + "]";
 }
 
