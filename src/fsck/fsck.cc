@@ -38,7 +38,10 @@ Result<std::vector<Ref>> metacopy_files(const erofs::Image& img) {
   std::unordered_set<std::uint64_t> seen;
   std::vector<std::pair<std::uint64_t, std::string>> dirs{{img.root_nid(), ""}};
   while (!dirs.empty()) {
-    auto [dir, prefix] = std::move(dirs.back());
+    // Named variables, not a structured binding: the lambda below captures them, which
+    // clang before 16 refuses for bindings.
+    std::uint64_t dir = dirs.back().first;
+    std::string prefix = std::move(dirs.back().second);
     dirs.pop_back();
     std::vector<std::pair<std::uint64_t, std::string>> sub;
     std::optional<Error> inner;
