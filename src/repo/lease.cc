@@ -172,7 +172,8 @@ Result<std::vector<Lease>> list_leases(const Repository& repo) {
     return fail(std::move(dir).error());
   }
   CFS_ASSIGN(auto entries, sys::list_dir(dir->get(), repo.path() + "/cfs-mounts"));
-  for (const auto& [name, type] : entries) {
+  for (const auto& entry : entries) {
+    const auto& name = entry.first;  // not a binding: the lambda below captures it (clang < 16)
     if (names::is_temp(name)) continue;
     auto text = sys::openat(dir->get(), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
                     .and_then([&](UniqueFd fd) { return sys::read_fd(fd.get(), name); });

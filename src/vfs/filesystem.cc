@@ -107,7 +107,9 @@ Result<std::string> Filesystem::path_of(Ino ino) const {
   // Depth-first over the image until the nid turns up: only for messages, which are rare.
   std::vector<std::pair<Ino, std::string>> todo{{root(), ""}};
   while (!todo.empty()) {
-    auto [dir, prefix] = std::move(todo.back());
+    // Named variables, not a structured binding: the lambda below captures them (clang < 16).
+    Ino dir = todo.back().first;
+    std::string prefix = std::move(todo.back().second);
     todo.pop_back();
     std::optional<std::string> found;
     CFS_TRY(image_.iterate_dir(dir, 0, [&](const erofs::DirentView& d) {
