@@ -273,12 +273,12 @@ class Pull(t.unittest.TestCase):
         self.assertTrue(all(l["skipped"] for l in again["layers"]))
         self.assertEqual(again["image"], image)
         # Tags.
-        cfs("oci", "tag", "--repo", self.repo, res["manifest"], "docker://x.io/a/b:1")
-        self.assertEqual(self.tags(), ["docker:%2F%2Fx.io%2Fa%2Fb:1", "img"])
+        cfs("oci", "tag", "--repo", self.repo, res["manifest"], "docker://registry.example.com/a/b:1")
+        self.assertEqual(self.tags(), ["docker:%2F%2Fregistry.example.com%2Fa%2Fb:1", "img"])
         cfs("oci", "untag", "--repo", self.repo, "img")
-        self.assertEqual(self.tags(), ["docker:%2F%2Fx.io%2Fa%2Fb:1"])
+        self.assertEqual(self.tags(), ["docker:%2F%2Fregistry.example.com%2Fa%2Fb:1"])
         # A mount of the tagged image shows the rootfs.
-        cfs("oci", "mount", "--repo", self.repo, "docker://x.io/a/b:1", self.mnt)
+        cfs("oci", "mount", "--repo", self.repo, "docker://registry.example.com/a/b:1", self.mnt)
         self.assertEqual(o.read(f"{self.mnt}/usr/bin/tool2"),
                          o.read(f"{self.p('r1')}/usr/bin/tool"))
         self.assertEqual(os.stat(f"{self.mnt}/usr/bin/tool3").st_ino,
@@ -295,7 +295,7 @@ class Pull(t.unittest.TestCase):
         image = self.pull(f"oci:{layout}:t", "ref")["image"]
         archive, docker, zstd = self.p("img.tar"), self.p("docker.tar"), self.p("zstd")
         t.run(["skopeo", "copy", f"oci:{layout}:t", f"oci-archive:{archive}:t"])
-        t.run(["skopeo", "copy", f"oci:{layout}:t", f"docker-archive:{docker}:x.io/y:1"])
+        t.run(["skopeo", "copy", f"oci:{layout}:t", f"docker-archive:{docker}:registry.example.com/y:1"])
         t.run(["skopeo", "copy", "--dest-compress-format", "zstd", f"oci:{layout}:t",
                f"oci:{zstd}:t"])
         for source in (f"oci-archive:{archive}:t", f"docker-archive:{docker}", f"oci:{zstd}:t"):
