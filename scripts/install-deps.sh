@@ -10,8 +10,13 @@ PACKAGES=(
   # libraries
   libssl-dev libfuse3-dev libcli11-dev libfmt-dev libexpected-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcurl4-openssl-dev libzstd-dev zlib1g-dev libisal-dev nlohmann-json3-dev
   # runtime tools used by the tests as independent oracles
   fuse3 erofs-utils fsverity attr python3 e2fsprogs util-linux groff-base man-db
+  # OCI and registry oracles: loopback registry, skopeo, umoci, compressors, htpasswd, openssl;
+  # debootstrap, the archive keyring and libcap2-bin (setcap) for the cached Debian image
+  docker-registry skopeo umoci zstd pigz tar apache2-utils openssl debootstrap libarchive-tools
+  debian-archive-keyring libcap2-bin
   # VM harness for real kernel fs-verity tests
   qemu-system-x86 busybox-static cpio xz-utils file
   # benchmarks

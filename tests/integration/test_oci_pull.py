@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tarfile
 import time
@@ -53,67 +52,6 @@ def write(path, data, mode=0o644, ns=None):
     os.chmod(path, mode)
     if ns:
         os.utime(path, ns=(ns, ns))
-
-
-def escape(data, extra=b""):
-    """composefs dump escaping: printable ASCII except backslash (and `extra`) as is."""
-    out = ""
-    for b in data:
-        if b == 0x5C:
-            out += "\\\\"
-        elif 0x21 <= b <= 0x7E and bytes([b]) not in extra:
-            out += chr(b)
-        else:
-            out += "\\x%02x" % b
-    return out
-
-
-def dump_of(root):
-    """A composefs dump of a directory tree, hardlinks included (the first name in sorted
-    depth-first order owns the inode), file digests by `fsverity digest`."""
-    names = []
-    for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        rel = os.path.relpath(dirpath, root)
-        names.append("/" if rel == "." else "/" + rel)
-        for f in sorted(files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]):
-            names.append(("" if rel == "." else "/" + rel) + "/" + f)
-    names.sort(key=lambda p: [c.encode() for c in p.split("/") if c])
-    big = [n for n in names if stat.S_ISREG(os.lstat(root + n).st_mode)
-           and os.lstat(root + n).st_size > 64]
-    digests = {}
-    if big:
-        out = subprocess.run(["fsverity", "digest", "--compact", *[root + n for n in big]],
-                             check=True, stdout=subprocess.PIPE).stdout.decode().split()
-        digests = dict(zip(big, out))
-    owners, lines = {}, []
-    for n in names:
-        full = root + n
-        st = os.lstat(full)
-        path = escape(os.fsencode(n))
-        key = (st.st_dev, st.st_ino)
-        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and key in owners:
-            lines.append(f"{path} 0 @{st.st_mode:o} 0 0 0 0 0.0 {escape(os.fsencode(owners[key]))} - -")
-            continue
-        owners[key] = n
-        payload, content, digest, size = "-", "-", "-", st.st_size
-        if stat.S_ISLNK(st.st_mode):
-            payload = escape(os.fsencode(os.readlink(full)))
-        elif stat.S_ISREG(st.st_mode):
-            if st.st_size > 64:
-                digest = digests[n]
-                payload = digest[:2] + "/" + digest[2:]
-            elif st.st_size:
-                content = escape(o.read(full))
-        elif stat.S_ISDIR(st.st_mode):
-            size = 0
-        xs = "".join(" " + escape(os.fsencode(k), b"=") + "=" +
-                     escape(os.getxattr(full, k, follow_symlinks=False), b"=")
-                     for k in sorted(os.listxattr(full, follow_symlinks=False)))
-        lines.append(f"{path} {size} {st.st_mode:o} {st.st_nlink} {st.st_uid} {st.st_gid} "
-                     f"{st.st_rdev} {st.st_mtime_ns // 10**9}.{st.st_mtime_ns % 10**9:09d} "
-                     f"{payload} {content} {digest}{xs}")
-    return ("\n".join(lines) + "\n").encode()
 
 
 class Pull(t.unittest.TestCase):
@@ -190,26 +128,8 @@ class Pull(t.unittest.TestCase):
         shutil.rmtree(bundle, ignore_errors=True)
         t.run(["umoci", "unpack", "--image", f"{layout}:t", bundle])
         root = os.path.join(bundle, "rootfs")
-        for dirpath, dirs, files in os.walk(root):
-            for name in [dirpath] + [os.path.join(dirpath, n) for n in dirs + files]:
-                for x in os.listxattr(name, follow_symlinks=False):
-                    if x != "security.capability":
-                        os.removexattr(name, x, follow_symlinks=False)
-        usr = os.lstat(f"{root}/usr")
-        run = f"{root}/run"
-        if os.path.isdir(run):
-            for n in os.listdir(run):
-                full = os.path.join(run, n)
-                shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) \
-                    else os.unlink(full)
-            os.utime(run, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
-        os.chmod(root, stat.S_IMODE(usr.st_mode))
-        os.chown(root, usr.st_uid, usr.st_gid)
-        os.utime(root, ns=(usr.st_mtime_ns, usr.st_mtime_ns))
-        # 1.0.8's mkcomposefs drops hardlinks when it scans a directory, so the rootfs is
-        # written as a dump (here, from lstat and `fsverity digest`) and read with --from-file.
         out = self.p("oracle.cfs")
-        t.run([REF, "--min-version=1", "--from-file", "-", out], input=dump_of(root))
+        o.oracle_image(root, out, REF)
         return out, root
 
     def pull(self, source, *args, check=True):
