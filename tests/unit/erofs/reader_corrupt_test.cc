@@ -105,7 +105,8 @@ TEST_P(CorruptReference, MetadataBytesFlipped) {
   // value at a different phase; the fuzzer covers the rest.
   // Under AddressSanitizer (CI's second pass) a quarter of them: the same offsets already ran
   // uninstrumented in the first pass, and the full sample took four minutes of CI there.
-  const std::size_t per_value = (orig.size() > 100000 ? 40 : 600) / (kUnderAsan ? 4 : 1);
+  const std::size_t per_value =
+      std::size_t{orig.size() > 100000 ? 40u : 600u} / (kUnderAsan ? 4u : 1u);
   const std::size_t step = std::max<std::size_t>(1, meta_end / per_value);
   auto bytes = orig;
   for (std::uint8_t v : {std::uint8_t{0xff}, std::uint8_t{0x00}, std::uint8_t{0x01}}) {
