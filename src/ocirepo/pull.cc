@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "cfs/erofs/writer.h"
@@ -223,6 +224,9 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
                     source.name(), image.manifest.digest.str(), image.manifest.config.media_type));
   PullEvent resolved;
   resolved.layers = image.layers.size();
+  std::set<oci::ContentDigest> distinct;
+  for (const auto& l : image.layers)
+    if (distinct.insert(l.diff_id).second) resolved.total += l.blob.size;
   progress.emit(resolved);
 
   PullResult out;

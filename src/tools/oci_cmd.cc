@@ -33,6 +33,7 @@
 #include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
+#include "tools/pull_progress.h"
 #include "tools/repo_common.h"
 #include "tools/repo_mount.h"
 
@@ -63,10 +64,6 @@ oci::MergeOptions merge_options(bool keep_user) {
   oci::MergeOptions o;
   if (keep_user) o.xattrs = oci::XattrFilter::kKeepUserXattrs;
   return o;
-}
-
-std::string mib(std::uint64_t b) {
-  return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0);
 }
 
 int run_pull(int argc, char** argv) {
@@ -101,24 +98,8 @@ int run_pull(int argc, char** argv) {
   if (!name.empty()) o.tag = name;
   o.jobs = jobs;
   o.merge = merge_options(keep_user);
-  if (::isatty(STDERR_FILENO)) {
-    o.progress = [](const ocirepo::PullEvent& e) {
-      using K = ocirepo::PullEvent::Kind;
-      std::string line;
-      if (e.kind == K::kLayerBytes || e.kind == K::kLayerStart)
-        line = fmt::format("layer {}/{} {}: {} of {}", e.layer + 1, e.layers,
-                           e.diff_id.substr(0, 19), mib(e.bytes), mib(e.total));
-      else if (e.kind == K::kLayerDone)
-        line = fmt::format("layer {}/{} {}: done", e.layer + 1, e.layers, e.diff_id.substr(0, 19));
-      else if (e.kind == K::kLayerSkipped)
-        line = fmt::format("layer {}/{} {}: already present", e.layer + 1, e.layers,
-                           e.diff_id.substr(0, 19));
-      else if (e.kind == K::kMerging)
-        line = fmt::format("merging {} layers", e.layers);
-      if (!line.empty()) fmt::print(stderr, "\r\033[K{}", line);
-      if (e.kind == K::kLayerDone || e.kind == K::kLayerSkipped) fmt::print(stderr, "\n");
-    };
-  }
+  PullProgress progress;
+  if (::isatty(STDERR_FILENO)) o.progress = progress.callback();
   auto src = oci::open_source(source);
   if (!src) return error(src.error());
   repo::OpenOptions w;
@@ -126,7 +107,7 @@ int run_pull(int argc, char** argv) {
   auto r = open_repo(repo_path, w);
   if (!r) return error(r.error());
   auto res = ocirepo::pull(*r, **src, o);
-  if (o.progress) fmt::print(stderr, "\r\033[K");
+  progress.finish();
   if (!res) return error(res.error());
   if (json) {
     std::string layers;
@@ -361,7 +342,8 @@ int run_mount(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "-h" || a == "--help") break;
-    if ((a == "--repo" || a == "-o" || a == "--options") && i + 1 < argc) {
+    if ((a == "--repo" || a == "-o" || a == "--options" || a == "--upperdir" || a == "--workdir") &&
+        i + 1 < argc) {
       if (a == "--repo") repo_path = argv[i + 1];
       ++i;
       continue;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #pragma GCC diagnostic push
@@ -98,6 +99,10 @@ int run_repo_mount(int argc, char** argv) {
   app.add_option("-o,--options", option_strings,
                  "further mount options (upperdir=, workdir=, ro, nosuid, ...; not basedir=, "
                  "digest= or verity=, which the repository decides)");
+  std::string upperdir, workdir;
+  app.add_option("--upperdir", upperdir, "writable upper directory (the same as -o upperdir=DIR)");
+  app.add_option("--workdir", workdir,
+                 "overlayfs work directory beside --upperdir (the same as -o workdir=DIR)");
   app.add_flag("-f,--foreground", foreground, "--fuse: serve in the foreground");
   app.add_flag("--json", json, "print what was mounted as JSON");
   app.add_flag("-v,--verbose", verbose, "print what was mounted");
@@ -106,6 +111,17 @@ int run_repo_mount(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  }
+  // The flags become -o options: both mounts (and the FUSE front end's command line) take
+  // them that way. A comma would split the option, so such paths must be refused.
+  for (const auto& [key, value] : {std::pair{"upperdir", &upperdir}, {"workdir", &workdir}}) {
+    if (value->empty()) continue;
+    if (value->find(',') != std::string::npos) {
+      fmt::print(stderr, "cfs: error: --{} {}: a path with a comma cannot be passed on\n", key,
+                 *value);
+      return kExitUsage;
+    }
+    option_strings.push_back(fmt::format("{}={}", key, *value));
   }
   mount::Options user;
   for (const auto& s : option_strings) {

@@ -205,10 +205,48 @@ class Pull(t.unittest.TestCase):
                          os.stat(f"{self.mnt}/usr/bin/tool2").st_ino)
         self.assertEqual(o.read(f"{self.mnt}/etc/dir/c"), b"c" * 70)
         umount(self.mnt)
+        # A writable mount with the literal flags: a new file lands in the upper directory.
+        upper, work = self.p("upper"), self.p("work")
+        os.mkdir(upper)
+        os.mkdir(work)
+        cfs("oci", "mount", "--repo", self.repo, "--upperdir", upper, "--workdir", work,
+            "docker://registry.example.com/a/b:1", self.mnt)
+        write(f"{self.mnt}/etc/written", b"through the upper directory")
+        self.assertEqual(o.read(f"{upper}/etc/written"), b"through the upper directory")
+        self.assertEqual(o.read(f"{self.mnt}/usr/bin/tool2"), o.read(f"{self.p('r1')}/usr/bin/tool"))
+        umount(self.mnt)
         # gc keeps a tagged image whole.
         cfs("repo", "gc", "--repo", self.repo)
         cfs("oci", "fsck", "--repo", self.repo)
         self.repo_fsck_clean()
+
+    def test_terminal_progress_shows_total_and_rate(self):
+        layout = self.build()
+        total = sum(l["size"] for l in self.img.manifest()["layers"])
+        master, slave = os.openpty()
+        try:
+            p = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", self.repo,
+                                  f"oci:{layout}:t", "img"], stdout=subprocess.DEVNULL,
+                                 stderr=slave)
+        finally:
+            os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(master)
+        self.assertEqual(p.wait(), 0, shown)
+        text = shown.decode(errors="replace")
+        # One status line across all layers: bytes read of the total, and a rate.
+        self.assertIn(f"of {total / 1048576:.1f} MiB", text)
+        self.assertRegex(text, r"layers \d+/4 done, [0-9.]+ MiB of [0-9.]+ MiB \(\d+%\), "
+                               r"[0-9.]+ MiB/s")
+        self.assertIn("layers 4/4 done", text)
 
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
         layout = self.build()

@@ -56,7 +56,7 @@ struct PullEvent {
   std::size_t layer = 0;    ///< index in the manifest
   std::size_t layers = 0;   ///< how many layers the image has
   std::uint64_t bytes = 0;  ///< kLayerBytes / kLayerDone: blob bytes read so far
-  std::uint64_t total = 0;  ///< the layer's blob size (manifest)
+  std::uint64_t total = 0;  ///< the layer's blob size (manifest); kResolved: all distinct layers
   std::string diff_id;
 };
 
