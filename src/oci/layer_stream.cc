@@ -12,6 +12,13 @@ namespace cfs::oci {
 
 namespace {
 
+/// `e` in the layer `what`, unless it already names it (the decompressor below the tar was
+/// given `what` too).
+Error in_layer(Error e, const std::string& what) {
+  if (e.context().starts_with(what)) return e;
+  return std::move(e).with_context(what);
+}
+
 /// The tar being split: a buffered window over the source, with its archive offset. The
 /// buffer starts at 1 MiB and grows (up to `max`) only for large extension headers.
 class TarInput {
@@ -93,7 +100,7 @@ Error truncated(const tar::Entry& e, std::uint64_t got, std::uint64_t want) {
 
 Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std::string& what,
                              const tar::Limits& limits) {
-  auto with_layer = [&](Error e) { return fail(std::move(e).with_context(what)); };
+  auto with_layer = [&](Error e) { return fail(in_layer(std::move(e), what)); };
   std::size_t cap =
       std::max<std::size_t>(4u << 20, static_cast<std::size_t>(limits.max_metadata) +
                                           (limits.max_extensions + 3) * tar::kBlockSize);
@@ -144,7 +151,7 @@ Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std
       auto fill = [&](std::span<std::byte> dst) -> Status {
         CFS_ASSIGN(std::size_t n, t.take(dst));
         got += n;
-        if (n < dst.size()) return fail(truncated(e, got, e.size).with_context(what));
+        if (n < dst.size()) return fail(in_layer(truncated(e, got, e.size), what));
         return {};
       };
       CFS_TRY(out.write_external(e.size, fill));
@@ -177,7 +184,7 @@ Status LayerReader::read_exact(std::size_t n, std::string* keep, const tar::Entr
   while (n > 0) {
     std::size_t want = std::min(n, sizeof buf);
     auto got = stream_.read_inline(std::as_writable_bytes(std::span(buf, want)));
-    if (!got) return fail(std::move(got).error().with_context(what_));
+    if (!got) return fail(in_layer(std::move(got).error(), what_));
     if (*got != want)
       return fail(Errc::kCorruptImage,
                   fmt::format("{}: tar entry '{}' at byte {}: its data is not inline in the layer "
@@ -193,12 +200,12 @@ Status LayerReader::read_exact(std::size_t n, std::string* keep, const tar::Entr
 Status LayerReader::read_padding(std::size_t n, const tar::Entry& e) {
   char buf[tar::kBlockSize];
   auto got = stream_.read_inline(std::as_writable_bytes(std::span(buf, n)));
-  if (!got) return fail(std::move(got).error().with_context(what_));
+  if (!got) return fail(in_layer(std::move(got).error(), what_));
   offset_ += *got;
   if (*got == n) return {};
   // A layer may end inside the last entry's padding (split_tar keeps such layers as they are).
   auto end = stream_.at_end();
-  if (!end) return fail(std::move(end).error().with_context(what_));
+  if (!end) return fail(in_layer(std::move(end).error(), what_));
   if (!*end)
     return fail(Errc::kCorruptImage,
                 fmt::format("{}: tar entry '{}' at byte {}: its padding is not inline in the "
@@ -213,17 +220,17 @@ Result<std::optional<LayerEntry>> LayerReader::next() {
   if (done_) return R{};
   for (;;) {
     auto ev = parser_.parse(std::as_bytes(std::span(buf_.data(), buf_.size())), offset_);
-    if (!ev) return fail(std::move(ev).error().with_context(what_));
+    if (!ev) return fail(in_layer(std::move(ev).error(), what_));
     if (ev->kind == tar::EventKind::kNeedData) {
       std::size_t old = buf_.size();
       buf_.resize(ev->need);
       auto span = std::as_writable_bytes(std::span(buf_.data() + old, ev->need - old));
       auto got = stream_.read_inline(span);
-      if (!got) return fail(std::move(got).error().with_context(what_));
+      if (!got) return fail(in_layer(std::move(got).error(), what_));
       buf_.resize(old + *got);
       if (*got == span.size()) continue;
       auto end = parser_.at_eof(std::as_bytes(std::span(buf_.data(), buf_.size())), offset_);
-      if (!end) return fail(std::move(end).error().with_context(what_));
+      if (!end) return fail(in_layer(std::move(end).error(), what_));
       done_ = true;
       return R{};
     }
@@ -240,7 +247,7 @@ Result<std::optional<LayerEntry>> LayerReader::next() {
     std::uint64_t pad = tar::padded(e.size) - e.size;
     if (e.is_regular() && e.size > kInlineContentMax) {
       auto ext = stream_.next_external();
-      if (!ext) return fail(std::move(ext).error().with_context(what_));
+      if (!ext) return fail(in_layer(std::move(ext).error(), what_));
       if (!*ext)
         return fail(Errc::kCorruptImage,
                     fmt::format("{}: tar entry '{}' at byte {}: a file of {} bytes is not an "

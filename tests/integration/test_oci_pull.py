@@ -289,6 +289,7 @@ class Pull(t.unittest.TestCase):
             self.assertIn(n, err)
         self.assertEqual(self.tags(), before)
         self.repo_fsck_clean()
+        return err
 
     def test_hostile_layers(self):
         cases = [
@@ -317,7 +318,18 @@ class Pull(t.unittest.TestCase):
         blob = img.blob(m["layers"][1]["digest"])
         data = o.read(blob)
         self.rewrite_layer(img, 1, data[: len(data) // 2], None)
-        self.expect_refused(f"oci:{img.layout}:t", "layer 1")
+        err = self.expect_refused(f"oci:{img.layout}:t", "layer 1", "gzip")
+        self.assertEqual(err.count("layer 1 ("), 1, err)  # named once, not once per wrapper
+        # A blob that is not what the manifest says: the sha256 values, not fs-verity, named.
+        img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
+        m = img.manifest()
+        good = m["layers"][1]["digest"]
+        lying = bytearray(o.read(img.blob(good)))
+        lying[5] ^= 1  # the gzip header's mtime: still a valid gzip of the same tar
+        with open(img.blob(good), "wb") as f:
+            f.write(lying)
+        err = self.expect_refused(f"oci:{img.layout}:t", "layer 1", o.sha256(bytes(lying)), good)
+        self.assertNotIn("fs-verity", err)
         img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
         self.rewrite_layer(img, 1, None, "sha256:" + "cd" * 32)
         self.expect_refused(f"oci:{img.layout}:t", "layer 1", "the config says sha256:" + "cd" * 32)
