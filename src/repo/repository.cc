@@ -449,10 +449,20 @@ Result<NewObject> Repository::create_object() {
 }
 
 Result<verity::Digest> Repository::commit_object(NewObject object) {
-  std::string where = path_ + "/" + std::string(kObjectsDir);
   verity::Params p;
   p.alg = meta_.algorithm;
-  CFS_ASSIGN(verity::Digest digest, verity::digest_fd(object.fd_.get(), p, where + "/(new)"));
+  CFS_ASSIGN(
+      verity::Digest digest,
+      verity::digest_fd(object.fd_.get(), p, path_ + "/" + std::string(kObjectsDir) + "/(new)"));
+  return commit_object(std::move(object), digest);
+}
+
+Result<verity::Digest> Repository::commit_object(NewObject object, const verity::Digest& digest) {
+  std::string where = path_ + "/" + std::string(kObjectsDir);
+  if (digest.alg != meta_.algorithm)
+    return fail(Errc::kInvalidInput, where + ": an object digest of another algorithm");
+  verity::Params p;
+  p.alg = meta_.algorithm;
   std::string name = names::object_name(digest);
   // fs-verity needs a file nobody has open for writing.
   CFS_ASSIGN(auto ro, sys::reopen(object.fd_.get(), O_RDONLY, where + "/" + name));
@@ -461,6 +471,12 @@ Result<verity::Digest> Repository::commit_object(NewObject object) {
     if (!verity::is_verity_unavailable(st.error()) || secure_)
       return fail(std::move(st).error().with_context(
           secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
+  } else {
+    // The kernel measured what is on disk: a caller's digest that disagrees names nothing.
+    CFS_ASSIGN(verity::Digest measured, verity::measure_verity(ro.get(), where + "/" + name));
+    if (measured != digest)
+      return fail(Errc::kDigestMismatch,
+                  where + "/" + name + ": the kernel measured " + measured.hex());
   }
   CFS_TRY(sys::mkdirat_p(object.dir_fd_.get(), name.substr(0, 2), 0755));
   if (object.temp_name_.empty()) {

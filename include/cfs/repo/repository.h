@@ -155,6 +155,11 @@ class Repository {
   /// objects/XX/<rest>; an existing object of that name is kept (same content). Not durable
   /// until sync().
   Result<verity::Digest> commit_object(NewObject object);
+  /// The same for a caller that has just computed `digest` over exactly the bytes it wrote
+  /// (the splitstream writer digests every buffered object once, on all cores): the file is
+  /// not read back and digested a second time. Where fs-verity gets enabled, the kernel's
+  /// measurement must agree.
+  Result<verity::Digest> commit_object(NewObject object, const verity::Digest& digest);
 
   /// Publishes an image whose object (and every object it names) has been written: one
   /// sync(), then images/<hex> and, with `ref`, images/refs/REF. After a crash at any moment
