@@ -2,6 +2,8 @@
 #include "cfs/oci/byte_source.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -43,22 +45,31 @@ namespace {
 
 class FdSource final : public ByteSource {
  public:
-  FdSource(UniqueFd fd, std::string what) : fd_(std::move(fd)), what_(std::move(what)) {}
+  FdSource(UniqueFd fd, std::string what) : fd_(std::move(fd)), what_(std::move(what)) {
+    // A regular file's length is known (pipes and terminals have none): the rest from here.
+    auto st = sys::fstat(fd_.get(), what_);
+    off_t at = ::lseek(fd_.get(), 0, SEEK_CUR);
+    if (st && S_ISREG(st->st_mode) && at >= 0 && st->st_size >= at)
+      size_ = static_cast<std::uint64_t>(st->st_size - at);
+  }
   Result<std::size_t> read(std::span<std::byte> buf) override {
     auto n = sys::read_full(fd_.get(), buf);
     if (!n) return fail(std::move(n).error().with_context(what_));
     return n;
   }
+  std::optional<std::uint64_t> known_size() const override { return size_; }
 
  private:
   UniqueFd fd_;
   std::string what_;
+  std::optional<std::uint64_t> size_;
 };
 
 class RangeSource final : public ByteSource {
  public:
   RangeSource(int fd, std::uint64_t off, std::uint64_t len, std::string what)
-      : fd_(fd), off_(off), left_(len), what_(std::move(what)) {}
+      : fd_(fd), off_(off), left_(len), size_(len), what_(std::move(what)) {}
+  std::optional<std::uint64_t> known_size() const override { return size_; }
   Result<std::size_t> read(std::span<std::byte> buf) override {
     if (left_ == 0 || buf.empty()) return 0;
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left_, buf.size()));
@@ -74,12 +85,14 @@ class RangeSource final : public ByteSource {
   int fd_;
   std::uint64_t off_;
   std::uint64_t left_;
+  std::uint64_t size_;
   std::string what_;
 };
 
 class MemorySource final : public ByteSource {
  public:
   explicit MemorySource(std::string data) : data_(std::move(data)) {}
+  std::optional<std::uint64_t> known_size() const override { return data_.size(); }
   Result<std::size_t> read(std::span<std::byte> buf) override {
     std::size_t n = std::min(buf.size(), data_.size() - pos_);
     std::memcpy(buf.data(), data_.data() + pos_, n);

@@ -135,6 +135,10 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
     ev.kind = PullEvent::Kind::kLayerStart;
     progress.emit(ev);
     CFS_ASSIGN_CTX(auto blob, source.blob(l.blob.digest), what);
+    if (auto n = blob->known_size(); n && *n != l.blob.size)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: blob {} is {} bytes, the manifest says {} bytes", what,
+                              l.blob.digest.str(), *n, l.blob.size));
     if (progress.wanted())
       blob = std::make_unique<CountingSource>(std::move(blob), [&, ev](std::uint64_t n) mutable {
         ev.kind = PullEvent::Kind::kLayerBytes;

@@ -333,6 +333,12 @@ class Pull(t.unittest.TestCase):
         img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
         self.rewrite_layer(img, 1, None, "sha256:" + "cd" * 32)
         self.expect_refused(f"oci:{img.layout}:t", "layer 1", "the config says sha256:" + "cd" * 32)
+        # A manifest that gives the blob a wrong length: refused before the blob is read.
+        img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
+        n = img.manifest()["layers"][1]["size"]
+        self.rewrite_layer(img, 1, None, None, size=n + 1)
+        self.expect_refused(f"oci:{img.layout}:t", "layer 1",
+                            f"is {n} bytes, the manifest says {n + 1} bytes")
         # A truncated zstd layer.
         img = self.hostile([o.info("usr/z", data=os.urandom(5000))])
         tar = gzip.decompress(o.read(img.blob(img.manifest()["layers"][1]["digest"])))
@@ -342,8 +348,9 @@ class Pull(t.unittest.TestCase):
                            "application/vnd.oci.image.layer.v1.tar+zstd")
         self.expect_refused(f"oci:{img.layout}:t", "layer 1")
 
-    def rewrite_layer(self, img, i, blob_bytes, diff_id, media_type=None):
-        """Replaces layer i's blob and/or diff_id, keeping every descriptor consistent."""
+    def rewrite_layer(self, img, i, blob_bytes, diff_id, media_type=None, size=None):
+        """Replaces layer i's blob and/or diff_id, keeping every descriptor consistent (but
+        the blob's `size` when given)."""
         layout = img.layout
         m = img.manifest()
         c = img.config()
@@ -352,6 +359,8 @@ class Pull(t.unittest.TestCase):
             with open(img.blob(d), "wb") as f:
                 f.write(blob_bytes)
             m["layers"][i].update({"digest": d, "size": len(blob_bytes)})
+        if size is not None:
+            m["layers"][i]["size"] = size
         if media_type:
             m["layers"][i]["mediaType"] = media_type
         if diff_id:

@@ -61,13 +61,16 @@ class Sources(t.unittest.TestCase):
                 self.assertEqual([l["diff_id"] for l in j["layers"]], config["rootfs"]["diff_ids"])
                 self.assertEqual(j["layers"], [
                     {"mediaType": l["mediaType"], "digest": l["digest"], "size": l["size"],
-                     "diff_id": d}
+                     "diff_id": d, "source_size": l["size"]}
                     for l, d in zip(json.loads(raw)["layers"], config["rootfs"]["diff_ids"])])
         archive = self.p("img.tar")
         t.run(["skopeo", "copy", f"oci:{layout}:t", f"oci-archive:{archive}:t"])
         j, _ = resolve(f"oci-archive:{archive}:t")
         raw = self.skopeo_raw(f"oci-archive:{archive}:t")
         self.assertEqual(j["manifest"], digest_of(raw))
+        # An archive member's length is known before reading it.
+        self.assertEqual([l["source_size"] for l in j["layers"]],
+                         [l["size"] for l in json.loads(raw)["layers"]])
         pulled = json.loads(o.driver("pull", f"oci-archive:{archive}:t", self.p("objs"),
                                      self.d).stdout)
         self.assertEqual([l["diff_id"] for l in pulled["layers"]],
@@ -89,6 +92,8 @@ class Sources(t.unittest.TestCase):
         self.assertEqual(ours["config"]["digest"], theirs["config"]["digest"])
         self.assertEqual([(l["digest"], l["size"]) for l in ours["layers"]],
                          [(l["digest"], l["size"]) for l in theirs["layers"]])
+        self.assertEqual([l["source_size"] for l in j["layers"]],
+                         [l["size"] for l in theirs["layers"]])
         if raw == skopeo:
             print("docker-archive: manifest bytes identical to skopeo's")
         config = json.loads(t.run(["skopeo", "inspect", "--config", "--raw",

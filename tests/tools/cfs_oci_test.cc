@@ -318,6 +318,9 @@ int cmd_resolve(const Args& a) {
   for (const auto& l : img.layers) {
     json lj = descriptor_json(l.blob);
     lj["diff_id"] = l.diff_id.str();
+    // What the transport says the blob's length is, before anything is read.
+    auto size = check(src->blob(l.blob.digest))->known_size();
+    lj["source_size"] = size ? json(*size) : json(nullptr);
     j["layers"].push_back(lj);
   }
   fmt::print("{}\n", j.dump());

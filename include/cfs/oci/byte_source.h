@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -21,6 +22,10 @@ class ByteSource {
   virtual ~ByteSource() = default;
   /// Reads up to buf.size() bytes; returns 0 only at the end of the stream.
   virtual Result<std::size_t> read(std::span<std::byte> buf) = 0;
+  /// How many bytes the stream holds from where it was opened, when the source knows that
+  /// before reading (a regular file, an archive member, memory, a download with a length);
+  /// nullopt otherwise. A hint for progress and early checks: readers still count.
+  virtual std::optional<std::uint64_t> known_size() const { return std::nullopt; }
 };
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

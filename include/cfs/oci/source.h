@@ -47,7 +47,9 @@ class ImageSource {
   virtual Result<std::pair<RawManifest, std::optional<Descriptor>>> top() = 0;
   /// A manifest or index by digest (an index's entries). The caller checks the digest.
   virtual Result<RawManifest> manifest(const Descriptor& d) = 0;
-  /// A blob's bytes (the caller hashes them) and its size.
+  /// A blob's bytes (the caller hashes them); ByteSource::known_size() gives its length where the
+  /// transport knows it (a file, an archive member, a Content-Length), so a length that
+  /// contradicts the descriptor is refused before reading. blob_size(): the length alone.
   virtual Result<std::unique_ptr<ByteSource>> blob(const ContentDigest& d) = 0;
   virtual Result<std::uint64_t> blob_size(const ContentDigest& d) = 0;
 };
