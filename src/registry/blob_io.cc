@@ -5,6 +5,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "cfs/util/sys.h"
@@ -63,6 +65,13 @@ Result<std::size_t> FileBlobSource::read_at(std::uint64_t offset, std::span<std:
   return sys::pread_full(fd_.get(), buf, offset).map_error([&](Error e) {
     return std::move(e).with_context("read " + path_);
   });
+}
+
+Result<std::size_t> MemoryBlobSource::read_at(std::uint64_t offset, std::span<std::byte> buf) {
+  if (offset >= bytes_.size()) return std::size_t{0};
+  const std::size_t n = std::min<std::uint64_t>(buf.size(), bytes_.size() - offset);
+  std::memcpy(buf.data(), bytes_.data() + offset, n);
+  return n;
 }
 
 Result<oci::ContentDigest> hash_source(BlobSource& src, const std::string& algorithm) {

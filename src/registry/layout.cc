@@ -5,7 +5,9 @@
 
 #include <set>
 
+#include "cfs/oci/image.h"
 #include "cfs/util/atomic_file.h"
+#include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "registry/descriptors.h"
 
@@ -88,6 +90,110 @@ Result<LayoutCopy> copy_to_layout(Client& client, const Reference& ref, const st
   CFS_ASSIGN(auto index, detail::layout_index_with(existing, d, tag));
   CFS_TRY(write_whole(dir + "/index.json", index, true));
   return c.result;
+}
+
+namespace {
+
+// Reads and checks one blob of the layout as a whole (manifests and indexes: small).
+Result<std::string> read_layout_manifest(const std::string& dir, const oci::Descriptor& d) {
+  const std::string path = dir + "/blobs/" + d.digest.algorithm + "/" + d.digest.hex;
+  CFS_ASSIGN(auto bytes, sys::read_file(path));
+  if (bytes.size() != d.size || oci::sha256_of(bytes) != d.digest)
+    return fail(Errc::kDigestMismatch, path + ": not the manifest " + d.digest.str() + " (" +
+                                           std::to_string(d.size) + " bytes) index.json names");
+  return bytes;
+}
+
+struct Pusher {
+  Client& client;
+  const Reference& dest;
+  const std::string& dir;
+  unsigned parallel;
+  LayoutPush result;
+  std::set<std::string> pushed;
+
+  Status push_blobs(const std::vector<oci::Descriptor>& blobs) {
+    std::vector<const oci::Descriptor*> todo;
+    for (const auto& b : blobs)
+      if (pushed.insert(b.digest.str()).second) todo.push_back(&b);
+    std::vector<Result<PushOutcome>> outcomes(todo.size(), PushOutcome::kExisted);
+    parallel_for(todo.size(), parallel, [&](std::size_t i) {
+      const oci::Descriptor& b = *todo[i];
+      const std::string path = dir + "/blobs/" + b.digest.algorithm + "/" + b.digest.hex;
+      auto src = FileBlobSource::open(path);
+      if (!src) {
+        outcomes[i] = fail(std::move(src).error());
+      } else if (src->size() != b.size) {
+        outcomes[i] =
+            fail(Errc::kInvalidInput, path + ": " + std::to_string(src->size()) +
+                                          " bytes, the manifest says " + std::to_string(b.size));
+      } else {
+        outcomes[i] = client.push_blob(dest, b.digest, *src);
+      }
+    });
+    for (auto& o : outcomes) {
+      if (!o) return fail(std::move(o).error());
+      if (*o == PushOutcome::kExisted)
+        ++result.blobs_existed;
+      else
+        ++result.blobs_uploaded;
+    }
+    return {};
+  }
+
+  // Pushes everything `d` needs, then `d` itself under `ref` (a digest unless top level).
+  Status push(const oci::Descriptor& d, const Reference& ref, int depth) {
+    if (depth > kMaxIndexDepth)
+      return fail(Errc::kUnsupportedFeature, "index " + d.digest.str() + " nested too deeply");
+    CFS_ASSIGN(auto bytes, read_layout_manifest(dir, d));
+    const std::string what = "manifest " + d.digest.str();
+    CFS_ASSIGN(auto kind, oci::manifest_kind(bytes, d.media_type));
+    std::string media_type;
+    if (kind == oci::ManifestKind::kIndex) {
+      CFS_ASSIGN(auto index, oci::parse_index(bytes, what));
+      for (const auto& c : index.manifests)
+        CFS_TRY(push(c, dest.with_digest(c.digest.str()), depth + 1));
+      media_type = index.media_type;
+    } else {
+      CFS_ASSIGN(auto m, oci::parse_manifest(bytes, what));
+      std::vector<oci::Descriptor> blobs{m.config};
+      blobs.insert(blobs.end(), m.layers.begin(), m.layers.end());
+      CFS_TRY(push_blobs(blobs));
+      media_type = m.media_type;
+    }
+    CFS_ASSIGN(auto got, client.put_manifest(ref, media_type, bytes));
+    ++result.manifests;
+    if (depth == 0) {
+      result.manifest = got;
+      result.media_type = media_type;
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
+Result<LayoutPush> push_from_layout(Client& client, const std::string& dir, const std::string& tag,
+                                    const Reference& dest, unsigned jobs) {
+  CFS_ASSIGN(auto raw, sys::read_file(dir + "/index.json"));
+  CFS_ASSIGN(auto index, oci::parse_index(std::move(raw), dir + "/index.json"));
+  const auto& entries = index.manifests;
+  const oci::Descriptor* top = nullptr;
+  for (const auto& e : entries) {
+    auto name = e.annotations.find(std::string(oci::kRefNameAnnotation));
+    const bool match =
+        tag.empty() ? entries.size() == 1 : name != e.annotations.end() && name->second == tag;
+    if (match) top = &e;
+  }
+  if (!top)
+    return fail(Errc::kObjectMissing,
+                dir + "/index.json: " +
+                    (tag.empty() ? std::string("holds ") + std::to_string(entries.size()) +
+                                       " images; name one with :TAG"
+                                 : "no image is named " + tag));
+  Pusher p{client, dest, dir, jobs, {}, {}};
+  CFS_TRY(p.push(*top, dest, 0));
+  return p.result;
 }
 
 }  // namespace cfs::registry

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `cfs oci SUBCOMMAND`: OCI images in a repository (docs/oci.md).
 //   pull SOURCE [NAME]          oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
+//                               (and docker://... with the registry client, oci_registry.h)
 //   images [--json]             tagged images
 //   inspect NAME [--manifest|--config]
 //   tag IMAGE NAME | untag NAME
@@ -10,6 +11,7 @@
 //   compute-id NAME             the merged image's id, computed from the layers
 //   mount NAME MOUNTPOINT       as `cfs mount --repo`, of the image the tag links
 //   fsck [NAME] [--json]
+//   push, seal, verify-seal     with the registry client only (oci_registry_cmd.cc)
 // Every subcommand takes --repo PATH. Exit status: 0 ok, 1 failure (fsck: problems), 2 usage.
 #include <unistd.h>
 
@@ -36,6 +38,9 @@
 #include "tools/pull_progress.h"
 #include "tools/repo_common.h"
 #include "tools/repo_mount.h"
+#ifdef CFS_WITH_REGISTRY
+#include "tools/oci_registry.h"
+#endif
 
 namespace cfs::tools {
 namespace {
@@ -75,9 +80,18 @@ int run_pull(int argc, char** argv) {
   bool json = false, keep_user = false, no_tag = false;
   unsigned jobs = 0;
   add_repo_option(app, repo_path);
+#ifdef CFS_WITH_REGISTRY
+  app.add_option("SOURCE", source,
+                 "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] or "
+                 "docker://HOST[:PORT]/NAME[:TAG|@DIGEST]")
+      ->required();
+  RegistryPull registry;
+  registry.add_options(app);
+#else
   app.add_option("SOURCE", source,
                  "oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]")
       ->required();
+#endif
   app.add_option("NAME", name, "tag to set (default: SOURCE as given)");
   app.add_flag("--no-tag", no_tag, "set no tag (the image is garbage for gc until tagged)");
   app.add_option("--platform", platform, "os/arch[/variant] to choose in an index");
@@ -85,6 +99,12 @@ int run_pull(int argc, char** argv) {
   add_xattr_option(app, keep_user);
   app.add_flag("--json", json, "print a JSON report");
   if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+#ifdef CFS_WITH_REGISTRY
+  if (auto st = registry.check_options(); !st) {
+    fmt::print(stderr, "cfs: error: {}\n", st.error().message());
+    return kExitUsage;
+  }
+#endif
   ocirepo::PullOptions o;
   if (!platform.empty()) {
     auto p = oci::Platform::parse(platform);
@@ -100,13 +120,24 @@ int run_pull(int argc, char** argv) {
   o.merge = merge_options(keep_user);
   PullProgress progress;
   if (::isatty(STDERR_FILENO)) o.progress = progress.callback();
-  auto src = oci::open_source(source);
-  if (!src) return error(src.error());
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
   if (!r) return error(r.error());
-  auto res = ocirepo::pull(*r, **src, o);
+  Result<ocirepo::PullResult> res = fail(Errc::kInvalidInput, source);
+  if (source.starts_with("docker://")) {
+#ifdef CFS_WITH_REGISTRY
+    res = registry.pull(*r, source, o);
+#else
+    return error(Error(Errc::kUnsupportedFeature,
+                       source + ": this cfs was built without the registry client "
+                                "(CFS_BUILD_REGISTRY=OFF)"));
+#endif
+  } else {
+    auto src = oci::open_source(source);
+    if (!src) return error(src.error());
+    res = ocirepo::pull(*r, **src, o);
+  }
   progress.finish();
   if (!res) return error(res.error());
   if (json) {
@@ -426,6 +457,11 @@ const Sub kSubs[] = {
     {"compute-id", "print the merged image's id", run_compute_id},
     {"mount", "mount an image (kernel or --fuse, verity required when secure)", run_mount},
     {"fsck", "check stored images", run_fsck},
+#ifdef CFS_WITH_REGISTRY
+    {"push", "copy an image to a registry (docker://)", run_oci_push},
+    {"seal", "attach the merged image's digest (signed) to a registry image", run_oci_seal},
+    {"verify-seal", "check an image against a registry image's seal", run_oci_verify_seal},
+#endif
 };
 
 void usage(std::FILE* out) {

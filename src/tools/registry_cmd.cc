@@ -26,66 +26,11 @@
 #include "cfs/util/atomic_file.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
+#include "tools/registry_options.h"
 #include "tools/transfer_progress.h"
 
 namespace cfs::tools {
 namespace {
-
-int report(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
-// The options every command that talks to a registry takes (skopeo's names).
-struct Common {
-  std::string creds;
-  std::string authfile;
-  std::string tls_verify = "true";
-  std::string cert_dir;
-  unsigned retry_times = 5;
-  double retry_delay = 1.0;
-  unsigned jobs = 4;
-  bool json = false;
-
-  void add(CLI::App& app, bool with_json, bool with_jobs = false) {
-    app.add_option("--creds", creds, "USERNAME:PASSWORD for the registry");
-    app.add_option("--authfile", authfile,
-                   "auth.json to read credentials from (default: $REGISTRY_AUTH_FILE, then "
-                   "the containers and docker files)");
-    app.add_option("--tls-verify", tls_verify,
-                   "verify TLS certificates; false also allows plain http (default true)")
-        ->expected(0, 1)
-        ->default_str("true");
-    app.add_option("--cert-dir", cert_dir, "directory of *.crt CAs and *.cert/*.key client certs");
-    app.add_option("--retry-times", retry_times, "retries after failures (default 5)");
-    app.add_option("--retry-delay", retry_delay,
-                   "seconds before the first retry, doubling each time (default 1)");
-    if (with_jobs)
-      app.add_option("--jobs", jobs, "blobs transferred at once (default 4)")
-          ->check(CLI::PositiveNumber);
-    if (with_json)
-      app.add_flag("--json", json, "progress events and the result as JSON lines on stdout");
-  }
-
-  Result<registry::ClientOptions> options() const {
-    registry::ClientOptions o;
-    if (tls_verify == "false" || tls_verify == "0")
-      o.tls.verify = false;
-    else if (!(tls_verify.empty() || tls_verify == "true" || tls_verify == "1"))
-      return fail(Errc::kInvalidInput, "--tls-verify takes true or false");
-    if (!cert_dir.empty()) o.tls.cert_dir = cert_dir;
-    if (!creds.empty()) {
-      CFS_ASSIGN(auto c, registry::parse_credentials(creds));
-      o.creds = c;
-    }
-    if (!authfile.empty()) o.auth_file = authfile;
-    o.retry.max_retries = retry_times;
-    o.retry.initial_delay_s = retry_delay;
-    o.parallel = jobs;
-    o.user_agent = "cfs/" CFS_VERSION;
-    return o;
-  }
-};
 
 // Parses "A-B" (inclusive, as HTTP writes ranges).
 std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(const std::string& s) {
@@ -102,13 +47,7 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(const std::st
   }
 }
 
-Result<registry::Client> make_client(const Common& c, TransferProgress& progress) {
-  CFS_ASSIGN(auto opts, c.options());
-  opts.progress = progress.callback();
-  return registry::Client::create(std::move(opts));
-}
-
-int get_manifest(const Common& c, const std::string& ref_text, bool digest_only) {
+int get_manifest(const RegistryOptions& c, const std::string& ref_text, bool digest_only) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   TransferProgress progress(TransferProgress::Mode::kNone);
@@ -135,7 +74,7 @@ struct BlobArgs {
   std::optional<std::uint64_t> size;
 };
 
-int get_blob(const Common& c, const BlobArgs& a) {
+int get_blob(const RegistryOptions& c, const BlobArgs& a) {
   auto ref = registry::parse_reference(a.ref);
   if (!ref) return report(ref.error());
   auto digest = oci::ContentDigest::parse(a.digest);
@@ -181,7 +120,7 @@ int get_blob(const Common& c, const BlobArgs& a) {
   return kExitOk;
 }
 
-int fetch(const Common& c, const std::string& ref_text, const std::string& dir,
+int fetch(const RegistryOptions& c, const std::string& ref_text, const std::string& dir,
           const std::string& tag_opt) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
@@ -210,7 +149,7 @@ struct PutBlobArgs {
   std::uint64_t chunk_size = 32ull << 20;
 };
 
-int put_blob(const Common& c, const PutBlobArgs& a) {
+int put_blob(const RegistryOptions& c, const PutBlobArgs& a) {
   auto ref = registry::parse_reference(a.ref);
   if (!ref) return report(ref.error());
   auto src = registry::FileBlobSource::open(a.file);
@@ -240,7 +179,7 @@ int put_blob(const Common& c, const PutBlobArgs& a) {
   return kExitOk;
 }
 
-int put_manifest(const Common& c, const std::string& ref_text, const std::string& file,
+int put_manifest(const RegistryOptions& c, const std::string& ref_text, const std::string& file,
                  std::string media_type) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
@@ -262,7 +201,7 @@ int put_manifest(const Common& c, const std::string& ref_text, const std::string
   return kExitOk;
 }
 
-int tags(const Common& c, const std::string& ref_text) {
+int tags(const RegistryOptions& c, const std::string& ref_text) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   TransferProgress progress(TransferProgress::Mode::kNone);
@@ -274,7 +213,8 @@ int tags(const Common& c, const std::string& ref_text) {
   return kExitOk;
 }
 
-int referrers(const Common& c, const std::string& ref_text, const std::string& artifact_type) {
+int referrers(const RegistryOptions& c, const std::string& ref_text,
+              const std::string& artifact_type) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   TransferProgress progress(TransferProgress::Mode::kNone);
@@ -300,7 +240,7 @@ int run_registry(int argc, char** argv) {
   CLI::App app{"Low-level access to an OCI registry (docker://HOST[:PORT]/NAME[:TAG|@DIGEST]).",
                "cfs registry"};
   app.require_subcommand(1);
-  Common common;
+  RegistryOptions common;
 
   auto* gm = app.add_subcommand("get-manifest", "print a manifest's raw bytes");
   std::string gm_ref;

@@ -77,6 +77,17 @@ class BlobSource {
 /// Reads a whole source and returns its digest (what an upload must be announced with).
 Result<oci::ContentDigest> hash_source(BlobSource& src, const std::string& algorithm = "sha256");
 
+/// A BlobSource over bytes in memory (borrowed: they must outlive the source).
+class MemoryBlobSource : public BlobSource {
+ public:
+  explicit MemoryBlobSource(std::span<const std::byte> bytes) : bytes_(bytes) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  Result<std::size_t> read_at(std::uint64_t offset, std::span<std::byte> buf) override;
+
+ private:
+  std::span<const std::byte> bytes_;
+};
+
 /// A BlobSource over an open regular file (the whole file).
 class FileBlobSource : public BlobSource {
  public:

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Copying a registry image into an OCI image layout directory, byte for byte (what `skopeo
-// copy --all docker://REF oci:DIR:TAG` produces, without any conversion). The developer
-// command `cfs registry fetch` uses it; skopeo and umoci read the result.
+// Copying images between a registry and an OCI image layout directory, byte for byte (what
+// `skopeo copy --all` does, without any conversion): `cfs registry fetch` and `cfs oci push`.
+// skopeo and umoci read and write the same layouts.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +27,22 @@ struct LayoutCopy {
 /// incomplete image.
 Result<LayoutCopy> copy_to_layout(Client& client, const Reference& ref, const std::string& dir,
                                   const std::string& tag);
+
+struct LayoutPush {
+  oci::ContentDigest manifest;  ///< digest of the top manifest (or index) pushed
+  std::string media_type;
+  std::size_t manifests = 0;       ///< manifests put (more than one for an index)
+  std::size_t blobs_uploaded = 0;  ///< configs and layers sent (or mounted)
+  std::size_t blobs_existed = 0;   ///< configs and layers the registry already had
+};
+
+/// Pushes the image the layout DIR names `tag` (org.opencontainers.image.ref.name; empty: the
+/// only image of the layout) to `dest`, byte for byte: for an index every manifest it lists,
+/// for each manifest its config and layers (`jobs` at a time, skipped when the registry has
+/// them), each manifest after its blobs, the top one last under dest's tag (or digest).
+/// Documents are parsed by the oci module and checked against their descriptors' digests;
+/// the registry checks every blob's digest.
+Result<LayoutPush> push_from_layout(Client& client, const std::string& dir, const std::string& tag,
+                                    const Reference& dest, unsigned jobs);
 
 }  // namespace cfs::registry

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+// `cfs oci pull docker://...`: a registry image imported into a repository by the same pipeline
+// as every other transport (ocirepo::pull over open_registry_source), with what only a registry
+// adds: downloads that survive the process (REPO/cfs-downloads, a DownloadDir: kill -9 in the
+// middle of a blob, run again, and the blob continues with a Range request; blobs finished
+// before are not fetched again because their layers are already in the repository), and the
+// seal check (--verify-seal): the merged image must be the one a seal attached to the pulled
+// manifest names, its signature verified against a certificate when one is given, before the
+// tag is set. A failed check leaves no tag (the imported objects are garbage for gc).
+// Thread-safety: as ocirepo::pull.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cfs/ocirepo/pull.h"
+#include "cfs/registry/client.h"
+#include "cfs/repo/repository.h"
+
+namespace cfs::registry {
+
+/// Below the repository: resumable downloads (blob_io.h layout). Not a composefs-rs name; gc
+/// and fsck leave it alone.
+inline constexpr std::string_view kDownloadsDir = "cfs-downloads";
+
+struct SealCheck {
+  /// The certificate the seal's signature must verify with; nullopt: an unsigned seal (or a
+  /// signed one, unverified) whose digest matches is enough.
+  std::optional<std::string> cert;
+};
+
+struct RegistryPullOptions {
+  ocirepo::PullOptions pull;
+  std::optional<SealCheck> verify_seal;
+};
+
+struct RegistryPull {
+  ocirepo::PullResult result;
+  std::optional<oci::ContentDigest> seal;  ///< the seal artifact that vouched for the image
+};
+
+Result<RegistryPull> pull_image(repo::Repository& repo, Client& client, std::string_view reference,
+                                const RegistryPullOptions& options);
+
+}  // namespace cfs::registry

@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+// The registry side of `cfs oci` (tools/oci_registry.h; docs/registry.md):
+//   pull docker://...           (options added to `cfs oci pull` by RegistryPull)
+//   push SOURCE DEST            oci:DIR[:TAG] to docker://HOST[:PORT]/NAME[:TAG]
+//   seal NAME REF               attach the digest of the merged image of NAME (a repository
+//                               image; with --file, a composefs image file) to REF, optionally
+//                               signed (--key/--cert)
+//   verify-seal NAME REF        check NAME against REF's seal
+#include <fcntl.h>
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cfs/ocirepo/images.h"
+#include "cfs/registry/layout.h"
+#include "cfs/registry/pull.h"
+#include "cfs/registry/seal.h"
+#include "cfs/util/sys.h"
+#include "cfs/verity/measure.h"
+#include "cfs/verity/signature.h"
+#include "tools/command.h"
+#include "tools/oci_registry.h"
+#include "tools/registry_options.h"
+#include "tools/repo_common.h"
+#include "tools/transfer_progress.h"
+
+namespace cfs::tools {
+
+struct RegistryPull::Impl {
+  RegistryOptions options;
+  CLI::Option* verify_seal = nullptr;
+  std::string seal_cert;
+};
+
+RegistryPull::RegistryPull() : impl_(std::make_unique<Impl>()) {}
+RegistryPull::~RegistryPull() = default;
+
+void RegistryPull::add_options(CLI::App& app) {
+  impl_->options.add(app, /*with_json=*/false);
+  impl_->verify_seal = app.add_option("--verify-seal", impl_->seal_cert,
+                                      "docker:// only: require a composefs seal naming the "
+                                      "merged image; with CERT (PEM), signed by its key")
+                           ->expected(0, 1);
+}
+
+Status RegistryPull::check_options() const {
+  return impl_->options.options().transform([](auto) {});
+}
+
+Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std::string& source,
+                                               const ocirepo::PullOptions& options) {
+  TransferProgress progress(TransferProgress::Mode::kNone);
+  CFS_ASSIGN(auto client, make_client(impl_->options, progress));
+  registry::RegistryPullOptions o;
+  o.pull = options;
+  if (impl_->verify_seal->count() > 0) {
+    o.verify_seal.emplace();
+    if (!impl_->seal_cert.empty()) o.verify_seal->cert = impl_->seal_cert;
+  }
+  CFS_ASSIGN(auto out, registry::pull_image(repo, client, source, o));
+  return std::move(out.result);
+}
+
+namespace {
+
+// "oci:DIR[:TAG]": the text after the last ':' is a tag when it holds no '/' (composefs-rs'
+// rule, as the oci module reads these references).
+Result<std::pair<std::string, std::string>> parse_oci_layout_ref(const std::string& text) {
+  constexpr std::string_view kPrefix = "oci:";
+  if (!text.starts_with(kPrefix))
+    return fail(Errc::kInvalidInput, text + ": the source must be an OCI layout, oci:DIR[:TAG]");
+  std::string rest = text.substr(kPrefix.size());
+  std::string tag;
+  if (auto colon = rest.rfind(':');
+      colon != std::string::npos && rest.find('/', colon) == std::string::npos) {
+    tag = rest.substr(colon + 1);
+    rest.resize(colon);
+  }
+  if (rest.empty()) return fail(Errc::kInvalidInput, text + ": no directory");
+  return std::make_pair(rest, tag);
+}
+
+int parse(CLI::App& app, int argc, char** argv, const RegistryOptions& c) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? -1 : kExitUsage;
+  }
+  if (auto o = c.options(); !o) {
+    fmt::print(stderr, "cfs: error: {}\n", o.error().message());
+    return kExitUsage;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_oci_push(int argc, char** argv) {
+  CLI::App app{"Copy an image from an OCI layout to a registry, byte for byte.", "cfs oci push"};
+  RegistryOptions c;
+  std::string source, dest;
+  app.add_option("SOURCE", source, "oci:DIR[:TAG]")->required();
+  app.add_option("DEST", dest, "docker://HOST[:PORT]/NAME[:TAG]")->required();
+  c.add(app, /*with_json=*/true, /*with_jobs=*/true);
+  if (int rc = parse(app, argc, argv, c)) return rc < 0 ? kExitOk : rc;
+  auto src = parse_oci_layout_ref(source);
+  if (!src) return report(src.error());
+  auto ref = registry::parse_reference(dest);
+  if (!ref) return report(ref.error());
+  TransferProgress progress(TransferProgress::pick(c.json));
+  auto client = make_client(c, progress);
+  if (!client) return report(client.error());
+  auto pushed = registry::push_from_layout(*client, src->first, src->second, *ref, c.jobs);
+  progress.finish();
+  if (!pushed) return report(pushed.error());
+  if (c.json)
+    fmt::print(
+        "{{\"event\":\"result\",\"manifest\":\"{}\",\"media_type\":\"{}\",\"manifests\":{},"
+        "\"blobs_uploaded\":{},\"blobs_existed\":{}}}\n",
+        pushed->manifest.str(), pushed->media_type, pushed->manifests, pushed->blobs_uploaded,
+        pushed->blobs_existed);
+  else
+    fmt::print("{}\n", pushed->manifest.str());
+  return kExitOk;
+}
+
+namespace {
+
+struct SealArgs {
+  RegistryOptions c;
+  std::string repo_path;
+  std::string name;
+  std::string ref;
+  bool file = false;
+  std::string hash;
+  std::string key;
+  std::string cert;
+
+  void add(CLI::App& app) {
+    add_repo_option(app, repo_path);
+    app.add_option("NAME", name,
+                   "repository image: tag or manifest digest (with --file: an EROFS file)")
+        ->required();
+    app.add_option("REF", ref, "docker://HOST[:PORT]/NAME[:TAG|@DIGEST]")->required();
+    app.add_flag("--file", file, "NAME is a composefs image file, not a repository image");
+    app.add_option("--hash", hash,
+                   "fs-verity hash of the seal: sha256 or sha512 (default: the repository's; "
+                   "sha512 with --file)");
+    app.add_option("--cert", cert, "PEM X.509 certificate of the signing key");
+    c.add(app, /*with_json=*/true);
+  }
+};
+
+// What the seal names: the image's digest in the seal's hash, and for a repository image its
+// config digest (which the registry image must have).
+struct Sealed {
+  verity::Digest digest;
+  std::optional<oci::ContentDigest> config;
+  std::optional<repo::Repository> repo;  // for verify_repository_seal
+  verity::Digest image;                  // images/<hex> in repo
+};
+
+Result<Sealed> sealed_image(const SealArgs& a) {
+  std::optional<verity::HashAlg> alg;
+  if (!a.hash.empty()) {
+    CFS_ASSIGN(auto h, verity::parse_hash_alg(a.hash));
+    alg = h;
+  }
+  if (a.file) {
+    CFS_ASSIGN(auto fd, sys::open(a.name, O_RDONLY | O_CLOEXEC));
+    verity::Params p;
+    p.alg = alg.value_or(verity::HashAlg::kSha512);
+    CFS_ASSIGN(auto m, verity::measure_or_compute(fd.get(), p, a.name));
+    return Sealed{m.digest, std::nullopt, std::nullopt, m.digest};
+  }
+  CFS_ASSIGN(auto r, open_repo(a.repo_path, {}));
+  CFS_ASSIGN(auto img, ocirepo::open_image(r, a.name));
+  if (!img.image)
+    return fail(Errc::kObjectMissing, a.name + ": no merged image linked; pull it again");
+  CFS_ASSIGN(auto d, registry::repository_image_digest(r, *img.image, alg.value_or(r.algorithm())));
+  Sealed s{d, img.config.digest, std::nullopt, *img.image};
+  s.repo.emplace(std::move(r));
+  return s;
+}
+
+void print_seal(const registry::Seal& s, bool json) {
+  if (json)
+    fmt::print(
+        "{{\"event\":\"result\",\"subject\":\"{}\",\"seal\":\"{}\",\"image_digest\":\"{}\","
+        "\"signed\":{}}}\n",
+        s.subject.str(), s.artifact.str(), s.image.str(), s.signature.empty() ? "false" : "true");
+  else
+    fmt::print("{} {} {}{}\n", s.artifact.str(), s.subject.str(), s.image.str(),
+               s.signature.empty() ? "" : " signed");
+}
+
+}  // namespace
+
+int run_oci_seal(int argc, char** argv) {
+  CLI::App app{"Attach the digest of an image's merged composefs image to a registry image.",
+               "cfs oci seal"};
+  SealArgs a;
+  a.add(app);
+  app.add_option("--key", a.key, "PEM private key: sign the digest (with --cert)");
+  if (int rc = parse(app, argc, argv, a.c)) return rc < 0 ? kExitOk : rc;
+  if (a.key.empty() != a.cert.empty()) {
+    fmt::print(stderr, "cfs: error: --key and --cert go together\n");
+    return kExitUsage;
+  }
+  auto ref = registry::parse_reference(a.ref);
+  if (!ref) return report(ref.error());
+  auto sealed = sealed_image(a);
+  if (!sealed) return report(sealed.error());
+  std::vector<std::uint8_t> signature;
+  if (!a.key.empty()) {
+    auto sig = verity::sign_digest(sealed->digest, a.key, a.cert);
+    if (!sig) return report(sig.error());
+    signature = std::move(*sig);
+  }
+  TransferProgress progress(TransferProgress::Mode::kNone);
+  auto client = make_client(a.c, progress);
+  if (!client) return report(client.error());
+  auto s = registry::push_seal(*client, *ref, sealed->digest, signature, sealed->config);
+  if (!s) return report(s.error());
+  print_seal(*s, a.c.json);
+  return kExitOk;
+}
+
+int run_oci_verify_seal(int argc, char** argv) {
+  CLI::App app{"Check an image's merged composefs image against a registry image's seal.",
+               "cfs oci verify-seal"};
+  SealArgs a;
+  a.add(app);
+  if (int rc = parse(app, argc, argv, a.c)) return rc < 0 ? kExitOk : rc;
+  auto ref = registry::parse_reference(a.ref);
+  if (!ref) return report(ref.error());
+  auto sealed = sealed_image(a);
+  if (!sealed) return report(sealed.error());
+  TransferProgress progress(TransferProgress::Mode::kNone);
+  auto client = make_client(a.c, progress);
+  if (!client) return report(client.error());
+  std::optional<std::string> cert;
+  if (!a.cert.empty()) cert = a.cert;
+  // A repository image without --hash: a seal of either algorithm will do.
+  auto s = sealed->repo && a.hash.empty()
+               ? registry::verify_repository_seal(*client, *ref, *sealed->repo, sealed->image, cert)
+               : registry::verify_seal(*client, *ref, sealed->digest, cert);
+  if (!s) return report(s.error());
+  print_seal(*s, a.c.json);
+  return kExitOk;
+}
+
+}  // namespace cfs::tools

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/registry_options.h"
+
+#include <fmt/core.h>
+
+#include <cstdio>
+
+#include "tools/command.h"
+
+namespace cfs::tools {
+
+void RegistryOptions::add(CLI::App& app, bool with_json, bool with_jobs) {
+  app.add_option("--creds", creds, "USERNAME:PASSWORD for the registry");
+  app.add_option("--authfile", authfile,
+                 "auth.json to read credentials from (default: $REGISTRY_AUTH_FILE, then "
+                 "the containers and docker files)");
+  app.add_option("--tls-verify", tls_verify,
+                 "verify TLS certificates; false also allows plain http (default true)")
+      ->expected(0, 1)
+      ->default_str("true");
+  app.add_option("--cert-dir", cert_dir, "directory of *.crt CAs and *.cert/*.key client certs");
+  app.add_option("--retry-times", retry_times, "retries after failures (default 5)");
+  app.add_option("--retry-delay", retry_delay,
+                 "seconds before the first retry, doubling each time (default 1)");
+  if (with_jobs)
+    app.add_option("--jobs", jobs, "blobs transferred at once (default 4)")
+        ->check(CLI::PositiveNumber);
+  if (with_json)
+    app.add_flag("--json", json, "progress events and the result as JSON lines on stdout");
+}
+
+Result<registry::ClientOptions> RegistryOptions::options() const {
+  registry::ClientOptions o;
+  if (tls_verify == "false" || tls_verify == "0")
+    o.tls.verify = false;
+  else if (!(tls_verify.empty() || tls_verify == "true" || tls_verify == "1"))
+    return fail(Errc::kInvalidInput, "--tls-verify takes true or false");
+  if (!cert_dir.empty()) o.tls.cert_dir = cert_dir;
+  if (!creds.empty()) {
+    CFS_ASSIGN(auto c, registry::parse_credentials(creds));
+    o.creds = c;
+  }
+  if (!authfile.empty()) o.auth_file = authfile;
+  o.retry.max_retries = retry_times;
+  o.retry.initial_delay_s = retry_delay;
+  o.parallel = jobs;
+  o.user_agent = "cfs/" CFS_VERSION;
+  return o;
+}
+
+Result<registry::Client> make_client(const RegistryOptions& o, TransferProgress& progress) {
+  CFS_ASSIGN(auto opts, o.options());
+  opts.progress = progress.callback();
+  return registry::Client::create(std::move(opts));
+}
+
+int report(const Error& e) {
+  fmt::print(stderr, "cfs: error: {}\n", e.message());
+  return kExitFailure;
+}
+
+}  // namespace cfs::tools

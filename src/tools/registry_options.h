@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+// The options every command that talks to a registry takes (skopeo's names: --creds,
+// --authfile, --tls-verify, --cert-dir, --retry-times, --retry-delay, --jobs, --json), shared
+// by `cfs registry` and `cfs oci`.
+#pragma once
+
+#include <string>
+
+// g++ 12 -O2 reports a false "potential null pointer dereference" inside CLI11's inlined
+// std::string code; it is not in our code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <CLI/CLI.hpp>
+#pragma GCC diagnostic pop
+
+#include "cfs/registry/client.h"
+#include "tools/transfer_progress.h"
+
+namespace cfs::tools {
+
+struct RegistryOptions {
+  std::string creds;
+  std::string authfile;
+  std::string tls_verify = "true";
+  std::string cert_dir;
+  unsigned retry_times = 5;
+  double retry_delay = 1.0;
+  unsigned jobs = 4;
+  bool json = false;
+
+  /// Adds the options to a (sub)command; --jobs and --json only where they mean something.
+  void add(CLI::App& app, bool with_json, bool with_jobs = false);
+  /// The client options they stand for (kInvalidInput for a bad --tls-verify or --creds).
+  Result<registry::ClientOptions> options() const;
+};
+
+/// A client with `o`'s options reporting to `progress` (which must outlive it).
+Result<registry::Client> make_client(const RegistryOptions& o, TransferProgress& progress);
+
+/// Prints "cfs: error: MESSAGE" and returns the failure exit code.
+int report(const Error& e);
+
+}  // namespace cfs::tools
