@@ -28,8 +28,20 @@ std::string raw_name(std::string_view visible) { return escaped_name(visible); }
 Result<std::string_view> redirect_object_path(std::string_view redirect) {
   if (redirect.empty() || redirect.front() != '/')
     return fail_errno("trusted.overlay.redirect: metacopy with no lower data", EIO);
-  while (!redirect.empty() && redirect.front() == '/') redirect.remove_prefix(1);
-  return redirect;
+  // overlayfs (ovl_get_redirect_xattr) refuses an absolute redirect with an empty component
+  // ("//ab/..", "/ab//cd", a trailing '/', "/") as invalid: EINVAL at lookup. A dump payload
+  // that starts with '/' gives such a value ('/' + payload), so these images exist.
+  std::string_view rest = redirect.substr(1);
+  for (std::size_t start = 0;;) {
+    const std::size_t slash = rest.find('/', start);
+    const std::size_t end = slash == std::string_view::npos ? rest.size() : slash;
+    if (end == start)
+      return fail_errno("trusted.overlay.redirect: invalid redirect (empty path component)",
+                        EINVAL);
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return rest;
 }
 
 std::string_view redirect_payload(std::string_view redirect) noexcept {

@@ -77,7 +77,9 @@ Result<std::vector<Entry>> walk(int store_fd, const std::string& display) {
 }
 
 std::optional<std::string> problem_kind(const Error& e) {
-  if (e.is_errno(EXDEV)) return "refused";
+  // EXDEV: the path leaves the object directory; EINVAL: a redirect overlayfs calls invalid
+  // (overlay::redirect_object_path).
+  if (e.is_errno(EXDEV) || e.is_errno(EINVAL)) return "refused";
   if (!e.is_errno(ENOENT)) return std::nullopt;
   // ObjectDirs says "missing" when nothing is there, and names what it found otherwise.
   return e.message().find(": missing") != std::string::npos ? "missing" : "refused";

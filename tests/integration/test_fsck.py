@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-# ctest-labels: integration
-# ctest-timeout: 120
+# ctest-labels: integration;root
+# ctest-timeout: 180
 """cfs fsck: image structure, referenced objects, object stores.
 
 Object names come from `fsverity digest` (fsverity-utils), not from cfs."""
@@ -52,24 +52,57 @@ def fuse_usable():
             and shutil.which("fusermount3") is not None)
 
 
-def fuse_read(image, store, name):
-    """What the FUSE mount (verity=on) gives for /name: ("ok", bytes) or ("errno", code)."""
+def kernel_usable():
+    if os.geteuid() != 0:
+        return False
+    with open("/proc/filesystems") as f:
+        fs = f.read()
+    return "erofs" in fs and "overlay" in fs
+
+
+def read_served(mnt, name):
+    """("ok", bytes) when /name reads whole (as many bytes as stat says), ("short", size, bytes)
+    when the mount serves fewer or more, ("errno", code) when it refuses."""
+    try:
+        path = os.path.join(mnt, name)
+        size = os.stat(path).st_size
+        with open(path, "rb") as f:
+            data = f.read()
+        return ("ok", data) if len(data) == size else ("short", size, data)
+    except OSError as e:
+        return ("errno", e.errno)
+
+
+def mounted_read(argv, unmount, mnt, names):
+    """Mounts (argv), reads each of names (read_served), unmounts; ("refused", message) for
+    every name when the mount is refused."""
+    p = t.run(argv, check=False)
+    if p.returncode != 0:
+        return [("refused", p.stderr.decode())] * len(names)
+    try:
+        return [read_served(mnt, name) for name in names]
+    finally:
+        t.run(unmount, check=False)
+        t.umount(mnt)  # whatever the unmount command left (lazily)
+
+
+def fuse_read(image, store, *names):
+    """What the FUSE mount (verity=on) serves for each name (read_served)."""
     with t.tempdir("cfs-fsck-mnt-") as mnt:
-        p = t.run([t.tool("cfs"), "fuse-mount", image, mnt, "-o", f"basedir={store},verity=on"],
-                  check=False)
-        if p.returncode != 0:
-            return ("refused", p.stderr.decode())
-        try:
-            with open(os.path.join(mnt, name), "rb") as f:
-                return ("ok", f.read())
-        except OSError as e:
-            return ("errno", e.errno)
-        finally:
-            t.run(["fusermount3", "-u", mnt], check=False)
-            for _ in range(100):
-                if not os.path.ismount(mnt):
-                    break
-                time.sleep(0.05)
+        return mounted_read([t.tool("cfs"), "fuse-mount", image, mnt, "-o",
+                             f"basedir={store},verity=on"], ["fusermount3", "-u", mnt], mnt,
+                            names)
+
+
+def kernel_read(image, store, *names):
+    """What the kernel mount (EROFS + overlayfs) serves for each name. verity=off: this host's
+    kernel has no fs-verity, so with verity=on or require every file with a digest fails with
+    EIO whatever its object, and the comparison would tell nothing. The kernel's lookup rules
+    (no symlinks, no "..", regular files only in data-only layers) apply in every mode."""
+    with t.tempdir("cfs-fsck-kmnt-") as mnt:
+        return mounted_read([t.tool("cfs"), "mount", image, mnt, "-o",
+                             f"basedir={store},verity=off"], [t.tool("cfs"), "umount", mnt],
+                            mnt, names)
 
 
 def kinds(rep):
@@ -140,8 +173,11 @@ class Fsck(t.unittest.TestCase):
 class FsckLikeTheMount(t.unittest.TestCase):
     """fsck resolves objects as the mounts do (issue 11): redirects out of the store, FIFOs,
     symlinked fan-out directories and malformed metacopy headers are problems, reported within
-    seconds, and for each case the FUSE mount refuses the file too ("fsck clean" <=> "the mount
-    serves it"). Digests from `fsverity digest`."""
+    seconds, and for each case neither the FUSE mount nor the kernel mount serves the file's
+    bytes ("fsck clean" <=> "the mounts serve it"). Digests from `fsverity digest`.
+
+    Every image also holds /good, a clean file with its own object, so that both mounts' up-front
+    store check passes and the comparison reaches the kernel's (and FUSE's) per-file lookup."""
 
     def setUp(self):
         if shutil.which("fsverity") is None:
@@ -157,6 +193,14 @@ class FsckLikeTheMount(t.unittest.TestCase):
         self.rel = self.digest[:2] + "/" + self.digest[2:]
         os.makedirs(os.path.join(self.store, self.digest[:2]))
         shutil.copyfile(src, os.path.join(self.store, self.rel))
+        self.good_data = b"another object\n" * 50
+        good = os.path.join(self.d, "good")
+        with open(good, "wb") as f:
+            f.write(self.good_data)
+        self.good_digest = fsverity_digest(good)
+        self.good_rel = self.good_digest[:2] + "/" + self.good_digest[2:]
+        os.makedirs(os.path.join(self.store, self.good_digest[:2]), exist_ok=True)
+        shutil.copyfile(good, os.path.join(self.store, self.good_rel))
 
     def tearDown(self):
         self._d.__exit__(None, None, None)
@@ -167,12 +211,14 @@ class FsckLikeTheMount(t.unittest.TestCase):
         dump = os.path.join(self.d, name + ".dump")
         with open(dump, "w") as f:
             f.write("/ 4096 40755 2 0 0 0 0.0 - - -\n"
-                    f"/f {size} 100644 1 0 0 0 0.0 {payload} - {digest}\n")
+                    f"/f {size} 100644 1 0 0 0 0.0 {payload} - {digest}\n"
+                    f"/good {len(self.good_data)} 100644 1 0 0 0 0.0 {self.good_rel} - "
+                    f"{self.good_digest}\n")
         img = os.path.join(self.d, name)
         t.run([t.tool("mkcomposefs"), "--from-file", dump, img])
         return img
 
-    def expect(self, img, kind, needle, mount_refuses=True):
+    def expect(self, img, kind, needle, kernel=True):
         start = time.monotonic()
         rc, rep, err = fsck(img, "--basedir", self.store, timeout=20)
         self.assertLess(time.monotonic() - start, 20)
@@ -180,22 +226,61 @@ class FsckLikeTheMount(t.unittest.TestCase):
         self.assertEqual([f["kind"] for f in rep["findings"]], [kind], rep)
         self.assertIn(needle, rep["findings"][0]["detail"])
         self.assertIn("/f", rep["findings"][0]["detail"])
-        if fuse_usable() and mount_refuses:
-            got = fuse_read(img, self.store, "f")
-            self.assertNotEqual(got[0], "ok", f"fsck found {kind} but the mount served it")
+        self.expect_mounts(img, served=False, kernel=kernel)
+
+    def expect_mounts(self, img, served, kernel=True, good=True):
+        """Both mounts serve /f (its bytes, whole) exactly when fsck calls the image clean; /good
+        is served either way (unless `good` is false: the image itself is damaged)."""
+        mounts = []
+        if fuse_usable():
+            mounts.append(("FUSE", fuse_read))
+        if kernel and kernel_usable():
+            mounts.append(("kernel", kernel_read))
+        for label, read in mounts:
+            with self.subTest(mount=label):
+                got, got_good = read(img, self.store, "f", "good")
+                if served:
+                    self.assertEqual(got, ("ok", self.data), f"fsck clean, the {label} mount not")
+                else:
+                    self.assertNotEqual(got, ("ok", self.data),
+                                        f"fsck found a problem, the {label} mount served it")
+                if good and got[0] != "refused":
+                    self.assertEqual(got_good, ("ok", self.good_data))
 
     def test_clean_reference_is_served(self):
         img = self.image(self.rel)
         rc, rep, err = fsck(img, "--basedir", self.store)
         self.assertEqual(rc, 0, err)
-        if fuse_usable():
-            self.assertEqual(fuse_read(img, self.store, "f"), ("ok", self.data))
+        self.expect_mounts(img, served=True)
+
+    def test_redirect_with_an_empty_component(self):
+        # A payload starting with '/' gives the redirect "//ab/cd..." ('/' + payload, as
+        # composefs 1.0.8 writes it); overlayfs calls that an invalid redirect (EINVAL), so
+        # fsck refuses it and the FUSE mount too (found by comparing with the kernel mount).
+        for payload in ("/" + self.rel, self.digest[:2] + "//" + self.digest[2:]):
+            with self.subTest(payload=payload):
+                self.expect(self.image(payload), "refused", "invalid redirect")
+
+    def test_missing_object(self):
+        os.unlink(os.path.join(self.store, self.rel))
+        self.expect(self.image(self.rel), "missing", self.rel)
+
+    def test_object_with_other_content(self):
+        # Same size, other bytes: the kernel with verity=off serves them, which is not the
+        # file the image describes (its digest says otherwise).
+        with open(os.path.join(self.store, self.rel), "r+b") as f:
+            f.write(b"X")
+        self.expect(self.image(self.rel), "corrupt", "digest")
 
     def test_redirect_out_of_the_store(self):
         outside = os.path.join(self.d, "outside")
         os.makedirs(outside)
         shutil.copyfile(os.path.join(self.d, "obj"), os.path.join(outside, "secret"))
         self.expect(self.image("../outside/secret"), "refused", "leaves the object directory")
+        # ('/' + "/../outside/secret" has an empty component: invalid before it could leave.)
+        self.expect(self.image("/../outside/secret"), "refused", "invalid redirect")
+        self.expect(self.image(self.digest[:2] + "/../../outside/secret"), "refused",
+                    "leaves the object directory")
 
     def test_fifo_at_the_object_path(self):
         os.unlink(os.path.join(self.store, self.rel))
@@ -226,8 +311,21 @@ class FsckLikeTheMount(t.unittest.TestCase):
         # No digest in the image: only the size can tell, and the mount would serve the wrong
         # length (it takes the size from the image).
         img = self.image(self.rel, size=len(self.data) + 5, digest="-")
-        self.expect(img, "corrupt", f"size {len(self.data)}, expected {len(self.data) + 5}",
-                    mount_refuses=False)
+        self.expect(img, "corrupt", f"size {len(self.data)}, expected {len(self.data) + 5}")
+
+    def test_truncated_image(self):
+        good = self.image(self.rel)
+        with open(good, "rb") as f:
+            raw = f.read()
+        for keep in (len(raw) - 4096, 4096 + 512):
+            with self.subTest(keep=keep):
+                img = os.path.join(self.d, "cut.cfs")
+                with open(img, "wb") as f:
+                    f.write(raw[:keep])
+                rc, rep, err = fsck(img, "--basedir", self.store, timeout=20)
+                self.assertEqual(rc, 1, f"{rep} {err}")
+                self.assertEqual([f["kind"] for f in rep["findings"]], ["image"], rep)
+                self.expect_mounts(img, served=False, good=False)
 
     def test_malformed_metacopy_headers(self):
         good = self.image(self.rel)
@@ -245,7 +343,11 @@ class FsckLikeTheMount(t.unittest.TestCase):
                 img = os.path.join(self.d, "bad.cfs")
                 with open(img, "wb") as f:
                     f.write(b)
-                self.expect(img, "metacopy", "trusted.overlay.metacopy")
+                # Not compared with the kernel: overlayfs reads the metacopy header only to check
+                # a digest (verity=on/require), which this host's kernel cannot do (see
+                # kernel_read); with verity=off it serves these files. The FUSE mount, which
+                # verifies in userspace, refuses them, as a verity kernel does (EIO).
+                self.expect(img, "metacopy", "trusted.overlay.metacopy", kernel=False)
 
 
 class FsckRepairAndIncomplete(t.unittest.TestCase):

@@ -46,7 +46,8 @@ struct ObjectProblem {
 };
 
 /// The kind of problem an ObjectDirs error is ("missing" or "refused"), or nullopt when it is
-/// an operational error (EIO, EACCES, ...) rather than a finding about the store.
+/// an operational error (EIO, EACCES, ...) rather than a finding about the store. An invalid
+/// redirect (EINVAL from ObjectDirs::open_backing) is "refused".
 std::optional<std::string> problem_kind(const Error& e);
 
 struct VerifyOptions {
