@@ -9,23 +9,18 @@
 #include <vector>
 
 #include "cfs/util/hex.h"
+#include "cfs/util/json.h"
 #include "dump/escape.h"
 
 namespace cfs::dump {
 namespace {
 
 using detail::append_escaped;
+using detail::cstr;
 using detail::kEscapeEqual;
 using detail::kEscapeLoneDash;
 using detail::kEscapeStandard;
 using detail::kNoEscapeSpace;
-
-// Upstream keeps names, paths, payloads and xattr keys as C strings and prints them with
-// strlen(): anything after an embedded NUL is not printed.
-std::string_view cstr(std::string_view s) {
-  std::size_t n = s.find('\0');
-  return n == std::string_view::npos ? s : s.substr(0, n);
-}
 
 // The path of a node through its owning entries ("" for the root), like node_build_path().
 std::string owner_path(const Tree& tree, NodeId id) {
@@ -117,6 +112,72 @@ void walk(const Tree& tree, Visit&& visit) {
   }
 }
 
+void append_json_or_null(std::string& out, const std::string* s) {
+  if (s)
+    json::append_string(out, *s);
+  else
+    out += "null";
+}
+
+void print_dump_json_entry(const Tree& tree, std::string_view path, NodeId id, bool hardlink,
+                           std::string& out) {
+  const Node& n = tree.node(id);
+  out += "{\"path\":";
+  json::append_string(out, path.empty() ? std::string_view("/") : path);
+  fmt::format_to(std::back_inserter(out),
+                 ",\"size\":{},\"mode\":{},\"nlink\":{},\"uid\":{},\"gid\":{},\"rdev\":{},"
+                 "\"mtime\":{},\"mtime_nsec\":{},\"hardlink\":",
+                 n.size, n.mode, n.nlink, n.uid, n.gid, n.rdev, n.mtime_sec, n.mtime_nsec);
+  if (hardlink) {
+    std::string owner = owner_path(tree, id);
+    json::append_string(out, owner);
+  } else {
+    out += "null";
+  }
+  out += ",\"payload\":";
+  append_json_or_null(out, n.payload.empty() ? nullptr : &n.payload);
+  out += ",\"content\":";
+  append_json_or_null(out, n.content ? &*n.content : nullptr);
+  out += ",\"digest\":";
+  if (n.digest) {
+    out += '"';
+    append_hex(out, n.digest->view());
+    out += '"';
+  } else {
+    out += "null";
+  }
+  out += ",\"xattrs\":[";
+  for (std::size_t i = 0; i < n.xattrs.size(); ++i) {
+    out += i ? ",{\"key\":" : "{\"key\":";
+    json::append_string(out, n.xattrs[i].key);
+    out += ",\"value\":";
+    json::append_string(out, n.xattrs[i].value);
+    out += '}';
+  }
+  out += "]}";
+}
+
+const char* type_name(std::uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFDIR:
+      return "directory";
+    case S_IFREG:
+      return "file";
+    case S_IFLNK:
+      return "symlink";
+    case S_IFCHR:
+      return "chardev";
+    case S_IFBLK:
+      return "blockdev";
+    case S_IFIFO:
+      return "fifo";
+    case S_IFSOCK:
+      return "socket";
+    default:
+      return "unknown";
+  }
+}
+
 }  // namespace
 
 void print_dump(const Tree& tree, std::string& out) {
@@ -154,6 +215,43 @@ void print_ls(const Tree& tree, std::string& out, std::size_t flush_bytes, const
     }
     out += '\n';
   });
+}
+
+void print_dump_json(const Tree& tree, std::string& out, std::size_t flush_bytes,
+                     const FlushFn& flush) {
+  out += "[\n";
+  print_dump_json_entry(tree, "", tree.root(), false, out);
+  walk(tree, [&](std::string_view path, const Entry& e) {
+    out += ",\n";
+    print_dump_json_entry(tree, path, e.node, e.hardlink, out);
+    if (out.size() >= flush_bytes) flush(out);
+  });
+  out += "\n]";
+}
+
+void print_ls_json(const Tree& tree, std::string& out, std::size_t flush_bytes,
+                   const FlushFn& flush) {
+  out += '[';
+  bool first = true;
+  walk(tree, [&](std::string_view path, const Entry& e) {
+    if (out.size() >= flush_bytes) flush(out);
+    out += first ? "\n{\"path\":" : ",\n{\"path\":";
+    first = false;
+    json::append_string(out, path);
+    const Node& n = tree.node(e.node);
+    out += ",\"type\":\"";
+    out += e.hardlink ? "hardlink" : type_name(n.mode);
+    out += '"';
+    if (!e.hardlink && n.is_symlink()) {
+      out += ",\"target\":";
+      json::append_string(out, n.payload);
+    } else if (!e.hardlink && n.is_reg() && !n.payload.empty()) {
+      out += ",\"payload\":";
+      json::append_string(out, n.payload);
+    }
+    out += '}';
+  });
+  out += first ? "]" : "\n]";
 }
 
 std::string escape_path(std::string_view s) {

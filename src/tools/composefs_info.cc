@@ -2,7 +2,8 @@
 // `composefs-info [--basedir=PATH] [--filter=NAME]... COMMAND IMAGE...` (also `cfs info`):
 // ls, dump, objects, missing-objects, measure-file with composefs 1.0.8's semantics and output
 // (composefs-tools.md §2). Options may appear anywhere, as with getopt_long's permutation.
-// Under the compat name every failure exits 1 like upstream; `cfs info` uses 2 for usage.
+// Under the compat name every failure exits 1 like upstream; `cfs info` uses 2 for usage and
+// also takes --json (one JSON array per run; entries as cfs/dump/print.h describes them).
 #include <fcntl.h>
 #include <fmt/core.h>
 
@@ -14,6 +15,7 @@
 #include "cfs/dump/print.h"
 #include "cfs/erofs/reader.h"
 #include "cfs/util/hex.h"
+#include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "cfs/verity/digest.h"
 #include "cfs/verity/measure.h"
@@ -27,6 +29,7 @@ constexpr std::size_t kFlushBytes = std::size_t{1} << 20;
 struct InfoArgs {
   std::string basedir;
   bool have_basedir = false;
+  bool json = false;
   std::vector<std::string> filters;
   std::vector<std::string> positional;  // command, then images/files
 };
@@ -43,7 +46,7 @@ class Info {
     std::vector<std::string> files(a.positional.begin() + 1, a.positional.end());
     if (cmd == "measure-file") {
       if (files.empty()) return usage_error("No files specified");
-      return measure(files);
+      return measure(files, a.json);
     }
     if (cmd != "ls" && cmd != "dump" && cmd != "objects" && cmd != "missing-objects")
       return error(fmt::format("Unknown command '{}'", cmd), kExitFailure);
@@ -57,6 +60,7 @@ class Info {
 
     std::vector<std::string> objects;
     erofs::LoadOptions opts{a.filters};
+    if (a.json && (cmd == "ls" || cmd == "dump")) out_ += '[';
     for (const auto& path : files) {
       auto tree = [&]() -> Result<Tree> {
         // The mapping is dropped before printing: its pages would otherwise stay in RSS
@@ -73,10 +77,21 @@ class Info {
           if (ok) ok = flush();
           buf.clear();  // after a failed write, stop collecting
         };
-        if (cmd == "ls")
+        if (a.json) {
+          out_ += &path == &files.front() ? "\n{\"image\":" : ",\n{\"image\":";
+          json::append_string(out_, path);
+          out_ += ",\"entries\":";
+          if (cmd == "ls")
+            dump::print_ls_json(*tree, out_, kFlushBytes, sink);
+          else
+            dump::print_dump_json(*tree, out_, kFlushBytes, sink);
+          out_ += '}';
+          if (&path == &files.back()) out_ += "\n]\n";
+        } else if (cmd == "ls") {
           dump::print_ls(*tree, out_, kFlushBytes, sink);
-        else
+        } else {
           dump::print_dump(*tree, out_, kFlushBytes, sink);
+        }
         if (!ok || !flush()) return kExitFailure;
         continue;
       }
@@ -85,18 +100,28 @@ class Info {
         if (n.is_reg() && !n.payload.empty()) objects.push_back(std::move(n.payload));
       }
     }
+    if (cmd == "ls" || cmd == "dump") return kExitOk;
     // Sorted (strcmp order) and de-duplicated, as upstream prints them.
     std::sort(objects.begin(), objects.end());
     objects.erase(std::unique(objects.begin(), objects.end()), objects.end());
+    if (a.json) out_ += '[';
+    bool first = true;
     for (const auto& o : objects) {
       if (cmd == "missing-objects" && basedir) {
         std::string_view rel = o;
         while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
         if (sys::fstatat(basedir.get(), std::string(rel), AT_EMPTY_PATH)) continue;
       }
-      out_.append(o).push_back('\n');
+      if (a.json) {
+        out_ += first ? "\n" : ",\n";
+        json::append_string(out_, o);
+      } else {
+        out_.append(o).push_back('\n');
+      }
+      first = false;
       if (out_.size() >= kFlushBytes && !flush()) return kExitFailure;
     }
+    if (a.json) out_ += first ? "]\n" : "\n]\n";
     return flush() ? kExitOk : kExitFailure;
   }
 
@@ -116,6 +141,10 @@ class Info {
         continue;
       }
       if (arg == "--help") return help();
+      if (arg == "--json" && !compat_) {
+        a.json = true;
+        continue;
+      }
       std::string_view name = arg.substr(2), value;
       bool has_value = false;
       if (auto eq = name.find('='); eq != std::string_view::npos) {
@@ -141,15 +170,26 @@ class Info {
     return -1;
   }
 
-  int measure(const std::vector<std::string>& files) {
+  int measure(const std::vector<std::string>& files, bool as_json) {
+    if (as_json) out_ += '[';
     for (const auto& f : files) {
       auto d = [&]() -> Result<verity::Measurement> {
         CFS_ASSIGN(UniqueFd fd, sys::open(f, O_RDONLY));
         return verity::measure_or_compute(fd.get(), verity::Params{}, f);
       }();
       if (!d) return error(fmt::format("failed to measure '{}': {}", f, d.error().message()));
-      out_.append(d->digest.hex()).push_back('\n');
+      if (as_json) {
+        // The fields of `cfs measure --json`.
+        out_ += &f == &files.front() ? "\n{\"file\": " : ",\n{\"file\": ";
+        json::append_string(out_, f);
+        out_ += fmt::format(R"(, "algorithm": "{}", "digest": "{}", "source": "{}"}})",
+                            verity::hash_alg_name(d->digest.alg), d->digest.hex(),
+                            d->from_kernel ? "kernel" : "userspace");
+      } else {
+        out_.append(d->digest.hex()).push_back('\n');
+      }
     }
+    if (as_json) out_ += "\n]\n";
     return flush() ? kExitOk : kExitFailure;
   }
 
@@ -166,20 +206,20 @@ class Info {
     return true;
   }
 
-  int help() {
-    fmt::print(
-        "usage: {} [--basedir=PATH] [--filter=NAME]... "
+  std::string usage() const {
+    return fmt::format(
+        "usage: {} [--basedir=PATH] [--filter=NAME]...{} "
         "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
-        compat_ ? "composefs-info" : "cfs info");
+        compat_ ? "composefs-info" : "cfs info", compat_ ? "" : " [--json]");
+  }
+
+  int help() {
+    fmt::print("{}", usage());
     return kExitOk;
   }
 
   int usage_error(const std::string& msg) {
-    fmt::print(stderr, "{}: error: {}\n", prog_, msg);
-    fmt::print(stderr,
-               "usage: {} [--basedir=PATH] [--filter=NAME]... "
-               "[ls|objects|dump|missing-objects|measure-file] IMAGES...\n",
-               compat_ ? "composefs-info" : "cfs info");
+    fmt::print(stderr, "{}: error: {}\n{}", prog_, msg, usage());
     return compat_ ? kExitFailure : kExitUsage;
   }
 

@@ -29,6 +29,19 @@ using FlushFn = std::function<void(std::string&)>;
 void print_dump(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush);
 void print_ls(const Tree& tree, std::string& out, std::size_t flush_bytes, const FlushFn& flush);
 
+/// The same walks as JSON (for `cfs info --json`), one array of entry objects, every string
+/// encoded by cfs/util/json.h and given whole (not cut at a NUL as the text forms are):
+///   dump: {"path", "size", "mode", "nlink", "uid", "gid", "rdev", "mtime", "mtime_nsec",
+///          "hardlink" (the owning entry's path, or null), "payload", "content", "digest"
+///          (hex; each null when absent), "xattrs": [{"key", "value"}, ...]}
+///   ls:   {"path", "type" ("directory", "file", "symlink", "chardev", "blockdev", "fifo",
+///          "socket", "hardlink"), "target" (symlinks), "payload" (regular files with one)}
+/// The array ends without a newline; flush works as for the text forms.
+void print_dump_json(const Tree& tree, std::string& out, std::size_t flush_bytes,
+                     const FlushFn& flush);
+void print_ls_json(const Tree& tree, std::string& out, std::size_t flush_bytes,
+                   const FlushFn& flush);
+
 /// PATH escaping: `\\`, `\n`, `\r`, `\t`, `\xHH` for every byte that is not isgraph (C locale).
 std::string escape_path(std::string_view s);
 
