@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `cfs digest` (fs-verity digests computed in userspace, output like `fsverity digest`) and
-// `cfs measure` (the kernel's digest, falling back to userspace). Many files are spread over
-// all cores; a large file is instead split over all cores by itself. With --out-merkle-tree /
+// `cfs measure` (the kernel's digest, falling back to userspace): argument parsing and printing;
+// how many files are spread over the cores is cfs/verity/files.h. With --out-merkle-tree /
 // --out-descriptor, files are taken one at a time (each on all cores); descriptors of several
 // files are concatenated in argument order, as fsverity-utils does.
 // g++ 12 reports a false -Wnull-dereference inside CLI11's inlined std::string code.
@@ -9,36 +9,23 @@
 
 #include "cfs/verity/digest.h"
 
-#include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <cstdio>
-#include <limits>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/json.h"
 #include "cfs/util/output.h"
 #include "cfs/util/sys.h"
-#include "cfs/verity/measure.h"
-#include "cfs/verity/merkle.h"
+#include "cfs/verity/files.h"
 #include "tools/command.h"
 
 namespace cfs::tools {
 namespace {
-
-// Files at least this large are hashed one at a time with every thread, after the rest.
-constexpr std::uint64_t kBigFile = 8ull << 20;
 
 struct Options {
   std::string hash_alg = "sha256";
@@ -52,14 +39,6 @@ struct Options {
   std::optional<std::string> out_tree;
   std::optional<std::string> out_descriptor;
   bool for_builtin_sig = false;
-};
-
-struct Outcome {
-  std::optional<verity::Digest> digest;
-  std::optional<Error> error;
-  bool from_kernel = false;
-  bool deferred = false;                  // big file: hashed later with all threads
-  std::optional<std::size_t> small_size;  // read whole, waiting for its batch
 };
 
 void add_common(CLI::App& app, Options& o, bool measure) {
@@ -107,102 +86,10 @@ class OutFile {
   Output out_;
 };
 
-// One file. With `small` (room for a block and a byte), a file of at most one block is only
-// read into it: the outcome then has `small_size` set and the caller digests it in a batch.
-Outcome digest_one(const char* path, const verity::Params& p, bool measure, bool defer_big,
-                   unsigned threads, std::span<std::byte> small = {}) {
-  Outcome r;
-  const std::string what(path);
-  auto fd = sys::open(what, O_RDONLY);
-  if (!fd) {
-    r.error = std::move(fd).error();
-    return r;
-  }
-  if (measure) {
-    // `cfs measure` reports the kernel's digest whatever its algorithm.
-    auto m = verity::kernel_measurement(fd->get(), what, std::nullopt);
-    if (!m) {
-      r.error = std::move(m).error();
-      return r;
-    }
-    if (*m) {
-      r.digest = **m;
-      r.from_kernel = true;
-      return r;
-    }
-  }
-  if (!small.empty()) {
-    auto n = verity::read_one_block(fd->get(), p, small, what);
-    if (n && *n) {
-      r.small_size = **n;
-      return r;
-    }
-    if (!n && !n.error().is_errno(ESPIPE)) {
-      r.error = std::move(n).error();
-      return r;
-    }
-  }
-  const std::uint64_t limit = defer_big ? kBigFile - 1 : std::numeric_limits<std::uint64_t>::max();
-  auto d = verity::digest_fd_up_to(fd->get(), p, limit, what, threads);
-  if (!d)
-    r.error = std::move(d).error();
-  else if (*d)
-    r.digest = **d;
-  else
-    r.deferred = true;
-  return r;
-}
-
-// The default path: small files spread over the threads, then big ones each on all threads.
-// Each worker claims runs of files; the files of one block in a run are read first and then
-// digested together, interleaved (verity::digest_small_many).
-void digest_all(const Options& o, const verity::Params& p, bool measure, unsigned threads,
-                std::vector<Outcome>& out) {
-  const std::size_t n = o.files.size();
-  {
-    constexpr std::size_t kRun = verity::kSmallBatchMax;
-    // A block and one byte more (to see EOF), each slot starting on a page boundary.
-    const std::size_t slot_size = (p.block_size + 1 + AlignedBuffer::kAlign - 1) /
-                                  AlignedBuffer::kAlign * AlignedBuffer::kAlign;
-    std::atomic<std::size_t> next{0};
-    const bool parallel = threads > 1 && n > 1;
-    auto worker = [&] {
-      AlignedBuffer slots(kRun * slot_size);
-      std::array<std::span<const std::byte>, kRun> in;
-      std::array<verity::Digest, kRun> digests;
-      std::array<std::size_t, kRun> which;
-      for (std::size_t b; (b = next.fetch_add(kRun, std::memory_order_relaxed)) < n;) {
-        std::size_t pending = 0;
-        for (std::size_t i = b; i < std::min(n, b + kRun); ++i) {
-          const std::span<std::byte> slot =
-              slots.get(kRun * slot_size).subspan(pending * slot_size, p.block_size + 1);
-          out[i] =
-              digest_one(o.files[i].c_str(), p, measure, parallel, parallel ? 1 : threads, slot);
-          if (out[i].small_size) {
-            in[pending] = slot.first(*out[i].small_size);
-            which[pending++] = i;
-          }
-        }
-        verity::digest_small_many(std::span(in.data(), pending), p,
-                                  std::span(digests.data(), pending));
-        for (std::size_t k = 0; k < pending; ++k) out[which[k]].digest = digests[k];
-      }
-    };
-    std::vector<std::jthread> pool;
-    if (parallel)
-      for (unsigned t = 1; t < std::min<std::size_t>(threads, (n + kRun - 1) / kRun); ++t)
-        pool.emplace_back(worker);
-    worker();
-  }
-  for (std::size_t i = 0; i < n; ++i)
-    if (out[i].deferred) out[i] = digest_one(o.files[i].c_str(), p, measure, false, threads);
-}
-
-// The --out-merkle-tree / --out-descriptor path: whole trees are built (one file at a time, on
-// all threads) and appended to the outputs. After a file fails nothing more is written, and the
-// outputs are committed only if every file succeeded.
+// The --out-merkle-tree / --out-descriptor path: each file's tree (one file at a time, on all
+// threads) appended to the outputs, which are committed only if every file succeeded.
 Status digest_with_outputs(const Options& o, const verity::Params& p, unsigned threads,
-                           std::vector<Outcome>& out) {
+                           std::vector<verity::FileDigest>& out) {
   std::optional<OutFile> tree_out;
   std::optional<OutFile> desc_out;
   if (o.out_tree) {
@@ -213,26 +100,13 @@ Status digest_with_outputs(const Options& o, const verity::Params& p, unsigned t
     CFS_ASSIGN(OutFile f, OutFile::open("--out-descriptor", *o.out_descriptor));
     desc_out.emplace(std::move(f));
   }
-  bool all_ok = true;
-  for (std::size_t i = 0; i < o.files.size(); ++i) {
-    const std::string& what = o.files[i];
-    auto fd = sys::open(what, O_RDONLY | O_CLOEXEC);
-    if (!fd) {
-      out[i].error = std::move(fd).error();
-      all_ok = false;
-      continue;
-    }
-    auto t = verity::build_merkle_tree(fd->get(), p, what, threads);
-    if (!t) {
-      out[i].error = std::move(t).error();
-      all_ok = false;
-      continue;
-    }
-    out[i].digest = t->digest;
-    if (!all_ok) continue;
-    if (tree_out) CFS_TRY(tree_out->write(t->tree));
-    if (desc_out) CFS_TRY(desc_out->write(t->descriptor()));
-  }
+  CFS_ASSIGN(bool all_ok,
+             verity::build_trees(o.files, p, threads, out,
+                                 [&](std::size_t, const verity::MerkleTree& t) -> Status {
+                                   if (tree_out) CFS_TRY(tree_out->write(t.tree));
+                                   if (desc_out) CFS_TRY(desc_out->write(t.descriptor()));
+                                   return Status{};
+                                 }));
   if (!all_ok) return {};
   if (tree_out) CFS_TRY(tree_out->commit());
   if (desc_out) CFS_TRY(desc_out->commit());
@@ -263,14 +137,14 @@ int run(const Options& o, bool measure) {
 
   const std::size_t n = o.files.size();
   const unsigned threads = o.threads == 0 ? sys::available_cpus() : o.threads;
-  std::vector<Outcome> out(n);
+  std::vector<verity::FileDigest> out;
   if (o.out_tree || o.out_descriptor) {
     if (auto r = digest_with_outputs(o, p, threads, out); !r) {
       fmt::print(stderr, "cfs: error: {}\n", r.error().message());
       return kExitFailure;
     }
   } else {
-    digest_all(o, p, measure, threads, out);
+    out = verity::digest_files(o.files, p, measure, threads);
   }
 
   int rc = kExitOk;
@@ -279,7 +153,7 @@ int run(const Options& o, bool measure) {
   if (o.json) buf += "[";
   bool first = true;
   for (std::size_t i = 0; i < n; ++i) {
-    const Outcome& r = out[i];
+    const verity::FileDigest& r = out[i];
     if (r.error) {
       fmt::print(stderr, "cfs: error: {}\n", r.error->message());
       rc = kExitFailure;
