@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "cfs/repo/diff.h"
+#include "cfs/diff/diff.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,7 +19,7 @@
 #include "cfs/util/le.h"
 #include "cfs/util/sys.h"
 
-namespace cfs::repo {
+namespace cfs::diff {
 namespace {
 
 using Groups = std::map<NodeId, std::vector<std::string>>;
@@ -211,7 +211,7 @@ bool looks_like_image(int fd) {
 
 }  // namespace
 
-Result<DiffInput> load_diff_input(const std::string& arg, const Repository* repo) {
+Result<DiffInput> load_diff_input(const std::string& arg, const repo::Repository* repo) {
   DiffInput in;
   in.label = arg;
   verity::Params params;
@@ -268,4 +268,4 @@ DiffReport diff(const DiffInput& a, const DiffInput& b) {
   return r;
 }
 
-}  // namespace cfs::repo
+}  // namespace cfs::diff

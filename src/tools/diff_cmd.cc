@@ -12,7 +12,7 @@
 #pragma GCC diagnostic pop
 #include <fmt/core.h>
 
-#include "cfs/repo/diff.h"
+#include "cfs/diff/diff.h"
 #include "tools/command.h"
 #include "tools/repo_common.h"
 
@@ -22,18 +22,18 @@ namespace {
 constexpr int kExitDifferent = 1;
 constexpr int kExitTrouble = 2;
 
-const char* status_word(repo::PathDiff::Status s) {
+const char* status_word(diff::PathDiff::Status s) {
   switch (s) {
-    case repo::PathDiff::Status::kOnlyA:
+    case diff::PathDiff::Status::kOnlyA:
       return "removed";
-    case repo::PathDiff::Status::kOnlyB:
+    case diff::PathDiff::Status::kOnlyB:
       return "added";
     default:
       return "changed";
   }
 }
 
-std::string fields_json(const std::vector<repo::FieldDiff>& fields) {
+std::string fields_json(const std::vector<diff::FieldDiff>& fields) {
   std::string out = "[";
   for (std::size_t i = 0; i < fields.size(); ++i)
     out += fmt::format("{}{{\"field\": {}, \"a\": {}, \"b\": {}}}", i ? ", " : "",
@@ -79,11 +79,11 @@ int run_diff(int argc, char** argv) {
     }
   }
   const repo::Repository* rp = repo ? &*repo : nullptr;
-  auto in_a = repo::load_diff_input(a, rp);
+  auto in_a = diff::load_diff_input(a, rp);
   if (!in_a) return trouble(in_a.error());
-  auto in_b = repo::load_diff_input(b, rp);
+  auto in_b = diff::load_diff_input(b, rp);
   if (!in_b) return trouble(in_b.error());
-  repo::DiffReport d = repo::diff(*in_a, *in_b);
+  diff::DiffReport d = diff::diff(*in_a, *in_b);
 
   if (json) {
     std::string paths;
@@ -97,9 +97,9 @@ int run_diff(int argc, char** argv) {
   }
   for (const auto& f : d.image) fmt::print("image: {}: {} -> {}\n", f.field, f.a, f.b);
   for (const auto& p : d.paths) {
-    if (p.status == repo::PathDiff::Status::kOnlyA) {
+    if (p.status == diff::PathDiff::Status::kOnlyA) {
       fmt::print("- {}\n", p.path);
-    } else if (p.status == repo::PathDiff::Status::kOnlyB) {
+    } else if (p.status == diff::PathDiff::Status::kOnlyB) {
       fmt::print("+ {}\n", p.path);
     } else {
       fmt::print("~ {}\n", p.path);

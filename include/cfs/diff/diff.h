@@ -5,6 +5,8 @@
 // command answers "why do two builds of the same tree have different digests", including a
 // format-version difference that a dump comparison cannot show.
 //
+// Its own module above repo (and dump): comparing trees is not a repository concern, and
+// reading dump files would otherwise make the repository depend on the dump parser.
 // Thread-safety: free functions over immutable inputs.
 #pragma once
 
@@ -18,7 +20,7 @@
 #include "cfs/tree/tree.h"
 #include "cfs/util/result.h"
 
-namespace cfs::repo {
+namespace cfs::diff {
 
 /// One side of a diff.
 struct DiffInput {
@@ -33,7 +35,7 @@ struct DiffInput {
 /// Loads `arg`: an existing file is an image (EROFS magic) or a dump; anything else is an image
 /// name in `repo` (an error naming the argument when repo is null). Image digests use the
 /// repository's algorithm when the repository is given, else SHA-256.
-Result<DiffInput> load_diff_input(const std::string& arg, const Repository* repo);
+Result<DiffInput> load_diff_input(const std::string& arg, const repo::Repository* repo);
 
 struct FieldDiff {
   std::string field;  ///< type, mode, owner, mtime, size, content, target, rdev, xattr <key>,
@@ -59,4 +61,4 @@ struct DiffReport {
 /// Compares two trees (and, when both are images, the image facts).
 DiffReport diff(const DiffInput& a, const DiffInput& b);
 
-}  // namespace cfs::repo
+}  // namespace cfs::diff
