@@ -20,6 +20,14 @@ std::optional<std::string_view> unescape(std::string_view in, std::string& scrat
 /// must be consumed. nullopt for an empty field or trailing garbage.
 std::optional<std::uint64_t> parse_u64(std::string_view s, unsigned base) noexcept;
 
+/// The text up to its first NUL. Upstream keeps names, paths, payloads, digests and xattr keys
+/// as C strings: an escaped NUL (\x00) in a dump cuts them there, and its printers stop at
+/// one; content and xattr values keep their length.
+inline std::string_view cstr(std::string_view s) {
+  std::size_t n = s.find('\0');
+  return n == std::string_view::npos ? s : s.substr(0, n);
+}
+
 /// Escaping flags, as composefs-info uses them.
 enum EscapeFlags : unsigned {
   kEscapeStandard = 0,

@@ -25,6 +25,7 @@
 namespace cfs::dump {
 namespace {
 
+using detail::cstr;
 using detail::parse_u64;
 using detail::unescape;
 
@@ -52,13 +53,6 @@ using overlay::kMaxSymlinkLen;
 using overlay::kMaxXattrKeyLen;
 using overlay::kMaxXattrValueLen;
 using overlay::kPathMax;
-
-// Upstream stores names, paths, payloads, digests and xattr keys as C strings, so an escaped
-// NUL (\x00) silently truncates them; content and xattr values keep their length.
-std::string_view cstr(std::string_view s) {
-  std::size_t n = s.find('\0');
-  return n == std::string_view::npos ? s : s.substr(0, n);
-}
 
 // A DIGEST field holding a whole SHA-256 (64 hex digits) or SHA-512 (128, as composefs-rs
 // writes the dumps of SHA-512 images) digest.

@@ -12,12 +12,7 @@ import time
 import unittest
 
 import cfs_testlib as t
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+from cfs_testlib import is_mounted
 
 
 def fsverity_digest(path, alg="sha256"):

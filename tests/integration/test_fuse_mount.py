@@ -22,6 +22,7 @@ import subprocess
 import time
 
 import cfs_testlib as t
+from cfs_testlib import is_mounted
 
 REF = os.path.join(t.ASSETS_DIR, "reference-outputs")
 
@@ -32,12 +33,6 @@ def require_fuse():
         t.skip("/dev/fuse missing")
     if shutil.which("fusermount3") is None:
         t.skip("fusermount3 (fuse3) not installed")
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
 
 
 def fuse_mount(image, store, mnt, verity="on", extra=()):

@@ -18,31 +18,13 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 
 import cfs_testlib as t
+from cfs_testlib import cfs, umount
 import oci_testlib as o
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_raw+ep, v2
 REF = os.environ.get("CFS_REF_MKCOMPOSEFS", "/work/ref/composefs/build/tools/mkcomposefs")
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *map(str, args)], check=check, **kw)
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def umount(path):
-    for _ in range(100):
-        if not is_mounted(path):
-            return
-        subprocess.run(["umount", "-l", path], capture_output=True)
-        time.sleep(0.05)
 
 
 def write(path, data, mode=0o644, ns=None):

@@ -17,14 +17,11 @@ import subprocess
 import unittest
 
 import cfs_testlib as t
+from cfs_testlib import cfs
 
 REFERENCE = os.path.join(t.SHARED_DIR, "reference", "oci-repository.md")
 MKCOMPOSEFS_108 = os.environ.get("CFS_REF_MKCOMPOSEFS",
                                  "/work/ref/composefs/build/tools/mkcomposefs")
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *args], check=check, **kw)
 
 
 def fsverity_digest(path, alg="sha256"):
@@ -282,11 +279,7 @@ class RepoTest(unittest.TestCase):
     # --- gc without mounts -----------------------------------------------------------------
 
     def objects(self):
-        found = set()
-        for d in os.listdir(f"{self.repo}/objects"):
-            if len(d) == 2:
-                found |= {d + n for n in os.listdir(f"{self.repo}/objects/{d}")}
-        return found
+        return t.store_objects(f"{self.repo}/objects")
 
     def test_gc_removes_unreferenced_keeps_referenced_and_dry_run_removes_nothing(self):
         self.init("--algorithm", "fsverity-sha256-12")

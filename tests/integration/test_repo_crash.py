@@ -18,6 +18,7 @@ import time
 import unittest
 
 import cfs_testlib as t
+from cfs_testlib import cfs
 
 RUNS = int(os.environ.get("CFS_CRASH_RUNS", "24"))
 MKCOMPOSEFS_108 = os.environ.get("CFS_REF_MKCOMPOSEFS",
@@ -25,10 +26,6 @@ MKCOMPOSEFS_108 = os.environ.get("CFS_REF_MKCOMPOSEFS",
 # What a crash may leave: temporary files of the interrupted writer (fsck --repair removes
 # them). Anything else (a name pointing at nothing, a missing or corrupt object) is a bug.
 HARMLESS = {"temp-file"}
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *args], check=check, **kw)
 
 
 def make_tree(root, seed, files=160):

@@ -18,24 +18,7 @@ import time
 import unittest
 
 import cfs_testlib as t
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *args], check=check, **kw)
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def umount(path):
-    for _ in range(100):
-        if not is_mounted(path):
-            return
-        subprocess.run(["umount", "-l", path], capture_output=True)
-        time.sleep(0.05)
+from cfs_testlib import is_mounted, umount, cfs
 
 
 def make_tree(root, version):
@@ -85,11 +68,7 @@ class MountGc(unittest.TestCase):
                               "--json").stdout)["image"]
 
     def objects(self):
-        found = set()
-        for d in os.listdir(f"{self.repo}/objects"):
-            if len(d) == 2:
-                found |= {d + n for n in os.listdir(f"{self.repo}/objects/{d}")}
-        return found
+        return t.store_objects(f"{self.repo}/objects")
 
     def only_v1(self):
         """Objects of v1 that v2 does not share: its image and its four changed files."""

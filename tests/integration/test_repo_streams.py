@@ -23,13 +23,10 @@ import tarfile
 import unittest
 
 import cfs_testlib as t
+from cfs_testlib import cfs
 
 ORACLE = os.path.join(t.SOURCE_DIR, "tests", "testlib", "splitstream_oracle.py")
 ALG_NUM = {"sha256": 1, "sha512": 2}
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *args], check=check, **kw)
 
 
 def verity_hex(path, alg):
@@ -125,11 +122,7 @@ class RepoStreams(unittest.TestCase):
         return cid, self.add_stream(cid, spec, ref), objects
 
     def objects(self):
-        found = set()
-        for d in os.listdir(f"{self.repo}/objects"):
-            if len(d) == 2:
-                found |= {d + n for n in os.listdir(f"{self.repo}/objects/{d}")}
-        return found
+        return t.store_objects(f"{self.repo}/objects")
 
     def cat(self, name):
         return cfs("repo", "cat", "--repo", self.repo, name).stdout

@@ -18,6 +18,7 @@ import time
 import unittest
 
 import cfs_testlib as t
+from cfs_testlib import is_mounted
 
 
 def fsverity(path, alg="sha512"):
@@ -42,12 +43,6 @@ def make_tree(root):
             f.write(data)
     os.symlink("numbers", os.path.join(root, "link"))
     return files
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
 
 
 class Sha512Images(unittest.TestCase):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 BIN_DIR = os.environ.get("CFS_BIN_DIR", os.path.join(os.getcwd(), "build", "bin"))
@@ -46,6 +47,11 @@ def run(args, check=True, input=None, env=None, **kw):
     if check and p.returncode != 0:
         raise AssertionError(f"{args} exited {p.returncode}\nstderr: {p.stderr.decode(errors='replace')}")
     return p
+
+
+def cfs(*args, check=True, **kw):
+    """Runs `cfs ARGS` (arguments converted with str) like run()."""
+    return run([tool("cfs"), *map(str, args)], check=check, **kw)
 
 
 def expect_cli_error(case, args, rc, *needles):
@@ -83,6 +89,33 @@ def sha256_file(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_mounted(path):
+    """Whether path is a mount point (in /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def umount(path):
+    """Unmounts path (lazily, so a busy mount goes too) until it is no mount point, for at most
+    five seconds; nothing when it is not mounted."""
+    for _ in range(100):
+        if not is_mounted(path):
+            return
+        subprocess.run(["umount", "-l", path], capture_output=True)
+        time.sleep(0.05)
+
+
+def store_objects(store):
+    """The names ("ab" + "cdef...") of the objects in an object store or a repository's
+    objects/ directory: every file in a two-character fan-out directory."""
+    found = set()
+    for d in os.listdir(store):
+        if len(d) == 2:
+            found |= {d + n for n in os.listdir(os.path.join(store, d))}
+    return found
 
 
 @contextlib.contextmanager
