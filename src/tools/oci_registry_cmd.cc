@@ -17,6 +17,7 @@
 #include "cfs/ocirepo/images.h"
 #include "cfs/registry/layout.h"
 #include "cfs/registry/pull.h"
+#include "cfs/registry/repo_push.h"
 #include "cfs/registry/seal.h"
 #include "cfs/util/sys.h"
 #include "cfs/verity/measure.h"
@@ -47,6 +48,10 @@ void RegistryPull::add_options(CLI::App& app) {
 }
 
 Status RegistryPull::check_options() const {
+  // CLI11 gives an optional value the next word: `--verify-seal docker://…` would take the
+  // image for the certificate.
+  if (impl_->seal_cert.starts_with("docker://"))
+    return fail(Errc::kInvalidInput, "--verify-seal takes a certificate as --verify-seal=CERT");
   return impl_->options.options().transform([](auto) {});
 }
 
@@ -100,21 +105,41 @@ int parse(CLI::App& app, int argc, char** argv, const RegistryOptions& c) {
 }  // namespace
 
 int run_oci_push(int argc, char** argv) {
-  CLI::App app{"Copy an image from an OCI layout to a registry, byte for byte.", "cfs oci push"};
+  CLI::App app{
+      "Push an image of the repository (layers rebuilt from their streams) or of an OCI "
+      "layout (byte for byte) to a registry.",
+      "cfs oci push"};
   RegistryOptions c;
-  std::string source, dest;
-  app.add_option("SOURCE", source, "oci:DIR[:TAG]")->required();
+  std::string repo_path, source, dest, compression = "gzip";
+  add_repo_option(app, repo_path);
+  app.add_option("SOURCE", source, "repository image (tag or manifest digest), or oci:DIR[:TAG]")
+      ->required();
   app.add_option("DEST", dest, "docker://HOST[:PORT]/NAME[:TAG]")->required();
+  app.add_option("--compression", compression,
+                 "repository images: layers sent as none, gzip (default) or zstd")
+      ->check(CLI::IsMember({"none", "gzip", "zstd"}));
   c.add(app, /*with_json=*/true, /*with_jobs=*/true);
   if (int rc = parse(app, argc, argv, c)) return rc < 0 ? kExitOk : rc;
-  auto src = parse_oci_layout_ref(source);
-  if (!src) return report(src.error());
   auto ref = registry::parse_reference(dest);
   if (!ref) return report(ref.error());
   TransferProgress progress(TransferProgress::pick(c.json));
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
-  auto pushed = registry::push_from_layout(*client, src->first, src->second, *ref, c.jobs);
+  Result<registry::LayoutPush> pushed = fail(Errc::kInvalidInput, source);
+  if (source.starts_with("oci:")) {
+    auto src = parse_oci_layout_ref(source);
+    if (!src) return report(src.error());
+    pushed = registry::push_from_layout(*client, src->first, src->second, *ref, c.jobs);
+  } else {
+    auto r = open_repo(repo_path, {});
+    if (!r) return report(r.error());
+    registry::RepoPushOptions o;
+    o.jobs = c.jobs;
+    o.compression = compression == "none"   ? oci::Compression::kNone
+                    : compression == "zstd" ? oci::Compression::kZstd
+                                            : oci::Compression::kGzip;
+    pushed = registry::push_from_repository(*client, *r, source, *ref, o);
+  }
   progress.finish();
   if (!pushed) return report(pushed.error());
   if (c.json)

@@ -8,6 +8,7 @@ Oracles: skopeo pushes the images (`skopeo copy oci:… docker://…`), and `cfs
 the same layout (another transport: no registry code) gives the image id the registry pull must
 give; the proxy's log says which blobs were fetched and with which Range; `cfs repo fsck` and
 `cfs oci fsck` check what is left after failures; `fsverity digest` gives a sealed digest."""
+import gzip
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import cfs_registry as r
 import cfs_testlib as t
@@ -197,6 +199,171 @@ class RepoPull(unittest.TestCase):
         t.expect_cli_error(self, ["oci", "pull", "--repo", repo, "--tls-verify=maybe",
                                   self.reg.ref("cfs/app:v1")], 2, "--tls-verify")
         self.assertEqual(self.tags(repo), [])
+
+
+    # Seals of repository images (docs/registry.md "Seals").
+
+    def keypair(self, name):
+        key, cert = os.path.join(self.tmp, name + ".key"), os.path.join(self.tmp, name + ".pem")
+        if not os.path.exists(cert):
+            r.openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                      "-subj", f"/CN=cfs seal {name}", "-keyout", key, "-out", cert)
+        return key, cert
+
+    def push_copy(self, tag, name):
+        ref = self.reg.ref(name)
+        r.push(self.layout, tag, ref, "--dest-tls-verify=false")
+        return ref
+
+    def seals(self, ref):
+        """The seal artifacts skopeo finds under the referrers fallback tag of ref's manifest."""
+        subject = r.sha256_bytes(r.inspect_raw(ref, NOTLS))
+        base = ref.rsplit(":", 1)[0]
+        index = json.loads(r.inspect_raw(f"{base}:{subject.replace(':', '-')}", NOTLS))
+        return [json.loads(r.inspect_raw(f"{base}@{m['digest']}", NOTLS))
+                for m in index["manifests"]]
+
+    def registry_blob(self, ref, digest):
+        name = ref.removeprefix("docker://").split("/", 1)[1].rsplit(":", 1)[0]
+        with urllib.request.urlopen(f"http://{self.reg.host}/v2/{name}/blobs/{digest}") as resp:
+            return resp.read()
+
+    def image_file(self, repo, image):
+        return os.path.join(repo, "images", image)
+
+    def fsverity(self, path, alg):
+        out = t.run(["fsverity", "digest", f"--hash-alg={alg}", path]).stdout.decode()
+        return out.split()[0].split(":", 1)[1]
+
+    def test_seal_then_verified_pull(self):
+        r.require_tools("fsverity", "openssl")
+        ref = self.push_copy("v1", "cfs/sealed:v1")
+        src = self.new_repo("seal-src")
+        image = self.pull(src, ref, "app")["image"]
+        out = json.loads(cfs("oci", "seal", "--repo", src, NOTLS, "--json", "app", ref).stdout)
+        self.assertFalse(out["signed"])
+        [art] = self.seals(ref)
+        self.assertEqual(art["artifactType"], "application/vnd.composefs.metadata.v1")
+        key = "composefs.merged.erofs.v1.fsverity-sha512-12"
+        self.assertEqual(art["layers"][0]["annotations"][key],
+                         self.fsverity(self.image_file(src, image), "sha512"))
+        cfs("oci", "verify-seal", "--repo", src, NOTLS, "app", ref)
+        dst = self.new_repo("seal-dst")
+        got = self.pull(dst, ref, "app", "--verify-seal")
+        self.assertEqual((got["image"], got["tag"]), (self.oracle["v1"], "app"))
+        # Unsigned: a certificate cannot be satisfied; nothing is tagged.
+        _, cert = self.keypair("a")
+        dst2 = self.new_repo("seal-dst2")
+        t.expect_cli_error(self, ["oci", "pull", "--repo", dst2, NOTLS, f"--verify-seal={cert}",
+                                  ref, "app"], 1, "no signed composefs seal")
+        self.assertEqual(self.tags(dst2), [])
+        self.assert_clean(dst2)
+
+    def test_signed_seal_and_wrong_certificate(self):
+        r.require_tools("fsverity", "openssl")
+        ref = self.push_copy("v1", "cfs/signed:v1")
+        src = self.new_repo("signed-src")
+        image = self.pull(src, ref, "app")["image"]
+        key, cert = self.keypair("a")
+        _, other = self.keypair("b")
+        cfs("oci", "seal", "--repo", src, NOTLS, "--key", key, "--cert", cert, "app", ref)
+        [art] = self.seals(ref)
+        layer = art["layers"][0]
+        self.assertEqual(layer["mediaType"], "application/vnd.composefs.signature.v1+pkcs7")
+        # The signature bytes are what `fsverity sign` makes for the merged image.
+        oracle = os.path.join(self.tmp, "signed.sig")
+        t.run(["fsverity", "sign", self.image_file(src, image), oracle, "--hash-alg=sha512",
+               "--key=" + key, "--cert=" + cert])
+        sig = self.registry_blob(ref, layer["digest"])
+        with open(oracle, "rb") as f:
+            self.assertEqual(sig, f.read())
+        ok = self.new_repo("signed-ok")
+        self.assertEqual(self.pull(ok, ref, "app", f"--verify-seal={cert}")["tag"], "app")
+        bad = self.new_repo("signed-bad")
+        t.expect_cli_error(self, ["oci", "pull", "--repo", bad, NOTLS, f"--verify-seal={other}",
+                                  ref, "app"], 1, "does not verify")
+        self.assertEqual(self.tags(bad), [])
+        self.assert_clean(bad)
+
+    def test_tampered_image_fails_verified_pull(self):
+        r.require_tools("fsverity")
+        # The registry's image is v2 (one layer more), but its seal names v1's merged image,
+        # as if a layer had been swapped after sealing.
+        ref = self.push_copy("v2", "cfs/tampered:v1")
+        src = self.new_repo("tampered-src")
+        v1 = self.pull(src, f"oci:{self.layout}:v1", "v1")["image"]
+        cfs("oci", "seal", "--repo", src, NOTLS, "--file", self.image_file(src, v1), ref)
+        # cfs refuses to seal a repository image onto a manifest with another config.
+        t.expect_cli_error(self, ["oci", "seal", "--repo", src, NOTLS, "v1", ref], 1,
+                           "its config is")
+        dst = self.new_repo("tampered-dst")
+        t.expect_cli_error(self, ["oci", "pull", "--repo", dst, NOTLS, ref, "app",
+                                  "--verify-seal"], 1, "is not the computed", v1)
+        # An optional value must be attached: the image is not taken for a certificate.
+        t.expect_cli_error(self, ["oci", "pull", "--repo", dst, NOTLS, "--verify-seal", ref,
+                                  "app"], 2, "--verify-seal=CERT")
+        self.assertEqual(self.tags(dst), [])
+        self.assert_clean(dst)
+
+    def test_sha256_seal_of_a_sha512_repository(self):
+        r.require_tools("fsverity")
+        ref = self.push_copy("v1", "cfs/seal256:v1")
+        src = self.new_repo("seal256")
+        image = self.pull(src, ref, "app")["image"]
+        cfs("oci", "seal", "--repo", src, NOTLS, "--hash", "sha256", "app", ref)
+        [art] = self.seals(ref)
+        self.assertEqual(art["layers"][0]["annotations"]["composefs.merged.erofs.v1.fsverity-sha256-12"],
+                         self.fsverity(self.image_file(src, image), "sha256"))
+        dst = self.new_repo("seal256-dst")
+        self.assertEqual(self.pull(dst, ref, "app", "--verify-seal")["tag"], "app")
+
+
+    # Pushing repository images.
+
+    def test_push_from_repository(self):
+        r.require_tools("zstd")
+        repo = self.new_repo("push")
+        self.pull(repo, f"oci:{self.layout}:v2", "app")
+        config = json.loads(cfs("oci", "inspect", "--repo", repo, "app").stdout)["config"]
+        for comp in ("none", "gzip", "zstd"):
+            with self.subTest(compression=comp):
+                ref = self.reg.ref(f"cfs/pushed-{comp}:v2")
+                out = cfs("oci", "push", "--repo", repo, NOTLS, "--json", "--compression", comp,
+                          "app", ref).stdout.decode()
+                result = json.loads(out.strip().splitlines()[-1])
+                self.assertEqual(result["manifest"], r.sha256_bytes(r.inspect_raw(ref, NOTLS)))
+                # The registry holds the config unchanged and layers that decompress (Python's
+                # gzip, the zstd CLI) to the diff_ids.
+                manifest = json.loads(r.inspect_raw(ref, NOTLS))
+                self.assertEqual(self.registry_blob(ref, manifest["config"]["digest"]),
+                                 r.layout_blob(self.layout, manifest["config"]["digest"]))
+                diff_ids = []
+                for layer in manifest["layers"]:
+                    blob = self.registry_blob(ref, layer["digest"])
+                    self.assertEqual(r.sha256_bytes(blob), layer["digest"])
+                    if comp == "gzip":
+                        self.assertTrue(layer["mediaType"].endswith("+gzip"))
+                        blob = gzip.decompress(blob)
+                    elif comp == "zstd":
+                        self.assertTrue(layer["mediaType"].endswith("+zstd"))
+                        blob = t.run(["zstd", "-dc"], input=blob).stdout
+                    else:
+                        self.assertTrue(layer["mediaType"].endswith(".tar"), layer)
+                    diff_ids.append(r.sha256_bytes(blob))
+                self.assertEqual(diff_ids, config["rootfs"]["diff_ids"])
+                # skopeo copies it back, and the image pulled from that copy is the same
+                # composefs image.
+                back = os.path.join(self.tmp, "pushed-" + comp)
+                r.skopeo("copy", "--quiet", "--src-tls-verify=false", ref, f"oci:{back}:x")
+                check = self.new_repo("push-check-" + comp)
+                got = json.loads(cfs("oci", "pull", "--repo", check, "--json",
+                                     f"oci:{back}:x").stdout)
+                self.assertEqual(got["image"], self.oracle["v2"])
+        # The repository image can then be sealed against what was pushed (same config).
+        cfs("oci", "seal", "--repo", repo, NOTLS, "app", self.reg.ref("cfs/pushed-gzip:v2"))
+        dst = self.new_repo("push-sealed")
+        self.assertEqual(self.pull(dst, self.reg.ref("cfs/pushed-gzip:v2"), "app",
+                                   "--verify-seal")["image"], self.oracle["v2"])
 
 
 if __name__ == "__main__":

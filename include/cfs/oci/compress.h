@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer compression for pushing (the decoders are in decompress.h): gzip (zlib) and zstd
+// streams of the bytes written, handed to a sink in pieces. The output is a valid stream but not
+// byte-identical to any other compressor's, so a recompressed layer has a new blob digest.
+// Thread-safety: one thread per compressor.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "cfs/oci/decompress.h"
+#include "cfs/util/result.h"
+
+namespace cfs::oci {
+
+/// The OCI media type of a layer tar with compression `c`
+/// (application/vnd.oci.image.layer.v1.tar, +gzip, +zstd).
+std::string_view layer_media_type(Compression c) noexcept;
+
+class Compressor {
+ public:
+  virtual ~Compressor() = default;
+  virtual Status write(std::span<const std::byte> data) = 0;
+  /// Ends the stream (the last bytes reach the sink). Nothing may be written after.
+  virtual Status finish() = 0;
+};
+
+using CompressedSink = std::function<Status(std::span<const std::byte>)>;
+
+/// A compressor for `c` (kNone passes the bytes through) writing to `sink`.
+std::unique_ptr<Compressor> compressor(Compression c, CompressedSink sink);
+
+}  // namespace cfs::oci
