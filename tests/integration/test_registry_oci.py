@@ -122,8 +122,9 @@ class OciPush(unittest.TestCase):
     def test_push_errors(self):
         t.expect_cli_error(self, ["oci", "push", NOTLS, f"oci:{self.layout}:nosuchtag",
                                   self.reg.ref("cfs/x:1")], 1, "no image is named nosuchtag")
-        t.expect_cli_error(self, ["oci", "push", NOTLS, self.layout, self.reg.ref("cfs/x:1")], 1,
-                           "oci:DIR[:TAG]")
+        # Without oci: a SOURCE names a repository image.
+        t.expect_cli_error(self, ["oci", "push", NOTLS, "--repo", os.path.join(self.tmp, "none"),
+                                  self.layout, self.reg.ref("cfs/x:1")], 1, "no repository there")
         # A layer file that is not what the manifest says: the registry refuses the digest and
         # no manifest appears.
         bad = os.path.join(self.tmp, "bad")
