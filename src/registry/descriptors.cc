@@ -8,8 +8,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image.ref.name";
-
 Result<json> parse_object(std::string_view bytes, const std::string& what) {
   json j = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
@@ -129,11 +127,11 @@ Result<std::string> layout_index_with(std::string_view existing, const Descripto
   json kept = json::array();
   for (auto& e : j["manifests"]) {
     bool same_name = e.is_object() && e.contains("annotations") && e["annotations"].is_object() &&
-                     string_member(e["annotations"], kRefNameAnnotation.data()) == ref_name;
+                     string_member(e["annotations"], oci::kRefNameAnnotation.data()) == ref_name;
     if (!(same_name && !ref_name.empty())) kept.push_back(e);
   }
   Descriptor named = d;
-  if (!ref_name.empty()) named.annotations[std::string(kRefNameAnnotation)] = ref_name;
+  if (!ref_name.empty()) named.annotations[std::string(oci::kRefNameAnnotation)] = ref_name;
   kept.push_back(to_json(named));
   j["manifests"] = std::move(kept);
   return j.dump(2) + "\n";

@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "cfs/oci/image.h"
 #include "cfs/registry/auth.h"
 #include "cfs/registry/blob_io.h"
 #include "cfs/registry/progress.h"
@@ -56,13 +57,11 @@
 
 namespace cfs::registry {
 
-/// Media types the client sends and recognises (image-spec and Docker's).
-inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifest =
-    "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view kDockerManifestList =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media types the client sends and recognises (image-spec and Docker's): the oci module's.
+using oci::kDockerManifest;
+using oci::kDockerManifestList;
+using oci::kOciIndex;
+using oci::kOciManifest;
 
 struct TlsOptions {
   bool verify = true;                   ///< false: no certificate checks, plain http allowed
