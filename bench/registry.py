@@ -4,6 +4,7 @@
 loopback docker-registry (started and stopped here, as the tests do).
 
   bench/registry.py [--build-dir build] [--size-mib 256] [--layers 4] [--runs 3]
+  bench/registry.py --import [--image oci:DIR:TAG] [--runs 1]
 
 Builds an image of LAYERS incompressible layers (SIZE_MIB in total, one layer half of it) with
 umoci, pushes it with skopeo, then times, alternating the tools run by run:
@@ -11,7 +12,17 @@ umoci, pushes it with skopeo, then times, alternating the tools run by run:
   push:  cfs registry put-blob (each blob, in parallel) + put-manifest
                                                 vs  skopeo copy oci:DIR docker://REF2
 Every pull is checked (the manifest digest equals the pushed one). Prints medians and the
-ratio skopeo / cfs (> 1: cfs is faster)."""
+ratio skopeo / cfs (> 1: cfs is faster).
+
+With --import, what a user does to get a composefs image from a registry (IMAGE, default the
+Debian image tests/integration/test_oci_debian.py caches in /var/cache/cfs-oci-debian, pushed
+with skopeo first), each into a fresh repository / directory:
+  A  cfs oci pull docker://REF
+  B  skopeo copy docker://REF oci:DIR  +  cfs oci pull oci:DIR
+  C  skopeo copy docker://REF oci:DIR  +  umoci unpack  +  mkcomposefs --digest-store (1.0.8)
+A and B must give the same image id. Then a second image sharing all but one layer is pulled
+by A into the same repository: the bytes fetched (blob GETs logged by the fault proxy) must be
+that layer's (plus the config). Prints medians, ratios B/A and C/A, and the bytes fetched."""
 import argparse
 import concurrent.futures
 import json
@@ -35,18 +46,109 @@ def timed(fn):
     return time.monotonic() - t0
 
 
+MKCOMPOSEFS = "/work/ref/composefs/build/tools/mkcomposefs"
+
+
+def run_quiet(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def import_bench(args, cfs, work):
+    image = args.image or "oci:/var/cache/cfs-oci-debian/layout:bookworm"
+    notls = "--tls-verify=false"
+    layout, tag = image.removeprefix("oci:").rsplit(":", 1)
+    # The second image: IMAGE plus one small layer (umoci on a copy of the layout).
+    copy = os.path.join(work, "layout")
+    shutil.copytree(layout, copy)
+    r.run(["umoci", "tag", "--image", f"{copy}:{tag}", "plus"])
+    extra = os.path.join(work, "extra")
+    os.makedirs(os.path.join(extra, "etc"))
+    with open(os.path.join(extra, "etc", "bench-extra"), "wb") as f:
+        f.write(random.Random(2).randbytes(1 << 20))
+    r.run(["umoci", "insert", "--image", f"{copy}:plus", extra, "/"])
+    times = {"A": [], "B": [], "C": []}
+    with r.Registry() as reg:
+        ref = reg.ref("bench/import:v1")
+        r.push(copy, tag, ref, "--dest-tls-verify=false")
+        r.push(copy, "plus", reg.ref("bench/import:plus"), "--dest-tls-verify=false")
+        manifest = json.loads(r.inspect_raw(ref, notls))
+        size = sum(d["size"] for d in manifest["layers"]) + manifest["config"]["size"]
+        ids = {}
+        for run in range(args.runs):
+            for k in (["A", "B", "C"] if run % 2 == 0 else ["C", "B", "A"]):
+                d = os.path.join(work, f"{k}{run}")
+                repo = os.path.join(d, "repo")
+                os.makedirs(d)
+                if k != "C":
+                    run_quiet([cfs, "repo", "init", "--repo", repo, "--insecure"])
+
+                def a():
+                    out = subprocess.run([cfs, "oci", "pull", "--repo", repo, notls, "--json",
+                                          ref, "x"], check=True, capture_output=True).stdout
+                    ids["A"] = json.loads(out)["image"]
+
+                def b():
+                    run_quiet(["skopeo", "copy", "--quiet", "--src-tls-verify=false", ref,
+                               f"oci:{d}/oci:x"])
+                    out = subprocess.run([cfs, "oci", "pull", "--repo", repo, "--json",
+                                          f"oci:{d}/oci:x", "x"], check=True,
+                                         capture_output=True).stdout
+                    ids["B"] = json.loads(out)["image"]
+
+                def c():
+                    run_quiet(["skopeo", "copy", "--quiet", "--src-tls-verify=false", ref,
+                               f"oci:{d}/oci:x"])
+                    run_quiet(["umoci", "unpack", "--image", f"{d}/oci:x", f"{d}/bundle"])
+                    run_quiet([MKCOMPOSEFS, f"--digest-store={d}/objects", f"{d}/bundle/rootfs",
+                               f"{d}/image.cfs"])
+
+                times[k].append(timed({"A": a, "B": b, "C": c}[k]))
+                if k != "A":
+                    shutil.rmtree(d)
+            assert ids["A"] == ids["B"], ids
+        # A second pull of an image sharing all but one layer, through the logging proxy.
+        with r.FaultProxy(reg.host) as proxy:
+            repo = os.path.join(work, f"A{args.runs - 1}", "repo")
+            t0 = time.time()
+            second = timed(lambda: run_quiet([cfs, "oci", "pull", "--repo", repo, notls,
+                                              proxy.ref("bench/import:plus"), "plus"]))
+            fetched = sum(e.get("sent", 0) for e in proxy.requests("GET", "/blobs/", since=t0))
+        plus = json.loads(r.inspect_raw(reg.ref("bench/import:plus"), notls))
+        new = [d for d in plus["layers"] if d not in manifest["layers"]]
+    mib = size / 1048576
+    print(f"\n{image}: {len(manifest['layers'])} layers, {mib:.1f} MiB of blobs, loopback "
+          f"docker-registry 2.8, {args.runs} run(s) each, medians:")
+    a_t = statistics.median(times["A"])
+    for k, label in (("A", "cfs oci pull docker://"),
+                     ("B", "skopeo copy + cfs oci pull oci:"),
+                     ("C", "skopeo copy + umoci unpack + mkcomposefs --digest-store")):
+        m = statistics.median(times[k])
+        print(f"  {k} {label}: {m:.2f} s ({mib / m:.0f} MiB/s), {k}/A {m / a_t:.2f}")
+    print(f"  second pull (all but one layer shared): {second:.2f} s, {fetched} bytes fetched; "
+          f"new layer {sum(d['size'] for d in new)} bytes + config {plus['config']['size']}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--import", dest="import_", action="store_true",
+                    help="time getting a composefs image from a registry (see above)")
+    ap.add_argument("--image", help="--import: oci:DIR:TAG to push and pull")
     args = ap.parse_args()
     cfs = os.path.join(args.build_dir, "bin", "cfs")
     for tool in ("skopeo", "umoci", "docker-registry"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not installed")
     work = tempfile.mkdtemp(prefix="cfs-bench-registry-")
+    if args.import_:
+        try:
+            import_bench(args, cfs, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         rng = random.Random(1)
         total = args.size_mib << 20
