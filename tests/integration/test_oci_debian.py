@@ -17,34 +17,14 @@ import errno
 import json
 import os
 import subprocess
-import time
 
 import cfs_testlib as t
+from cfs_testlib import cfs, is_mounted, umount
 import oci_debian
 import oci_testlib as o
 
 REF = os.environ.get("CFS_REF_MKCOMPOSEFS", "/work/ref/composefs/build/tools/mkcomposefs")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-
-
-def cfs(*args, check=True, **kw):
-    return t.run([t.tool("cfs"), *map(str, args)], check=check, **kw)
-
-
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def umount(path):
-    for _ in range(100):
-        if not is_mounted(path):
-            return
-        subprocess.run(["fusermount3", "-u", path], capture_output=True)
-        if is_mounted(path):
-            subprocess.run(["umount", "-l", path], capture_output=True)
-        time.sleep(0.05)
 
 
 def chroot(root, *cmd):
