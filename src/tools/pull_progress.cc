@@ -67,8 +67,10 @@ void PullProgress::status(bool force) {
   std::uint64_t read = 0;
   for (const auto& [layer, n] : read_) read += n;
   double secs = std::chrono::duration<double>(now - start_).count();
-  std::string rate =
-      secs > 0.05 ? fmt::format("{:.1f} MiB/s", static_cast<double>(read) / 1048576.0 / secs) : "-";
+  // A rate as soon as anything was read: a small pull may finish within the first 50 ms.
+  std::string rate = read > 0 && secs > 0
+                         ? fmt::format("{:.1f} MiB/s", static_cast<double>(read) / 1048576.0 / secs)
+                         : "-";
   fmt::print(stderr, "\r\033[Klayers {}/{} done, {} of {} ({}%), {}", done_, layers_, mib(read),
              mib(total_), total_ ? read * 100 / total_ : 100, rate);
   line_open_ = true;
