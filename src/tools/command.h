@@ -4,6 +4,7 @@
 // (mkcomposefs, composefs-info, mount.composefs, composefs-fuse are symlinks to cfs).
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,19 @@ struct Command {
 };
 
 std::vector<Command>& registry();
+
+/// One subcommand of a command group (`cfs repo`, `cfs oci`).
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  int (*run)(int argc, char** argv);  ///< argv[0] is the subcommand name
+};
+
+/// Runs the subcommand argv[1] of `cfs GROUP`. `about` is the group's usage text up to its
+/// list of subcommands; -h/--help/help print the usage on stdout, a missing or unknown
+/// subcommand prints it on stderr and returns kExitUsage.
+int run_subcommand(const char* group, const char* about, std::span<const Subcommand> subs, int argc,
+                   char** argv);
 
 struct Registrar {
   explicit Registrar(Command c) { registry().push_back(std::move(c)); }

@@ -25,6 +25,38 @@ std::vector<Command>& registry() {
 
 namespace {
 
+void subcommand_usage(std::FILE* out, const char* group, const char* about,
+                      std::span<const Subcommand> subs) {
+  std::size_t width = 0;
+  for (const auto& s : subs) width = std::max(width, std::strlen(s.name));
+  fmt::print(out, "Usage: cfs {} SUBCOMMAND [--repo PATH] [OPTIONS] ...\n\n{}\n\nSubcommands:\n",
+             group, about);
+  for (const auto& s : subs) fmt::print(out, "  {:<{}} {}\n", s.name, width + 2, s.summary);
+  fmt::print(out, "\nRun 'cfs {} SUBCOMMAND --help' for its options.\n", group);
+}
+
+}  // namespace
+
+int run_subcommand(const char* group, const char* about, std::span<const Subcommand> subs, int argc,
+                   char** argv) {
+  if (argc < 2) {
+    subcommand_usage(stderr, group, about, subs);
+    return kExitUsage;
+  }
+  std::string_view sub = argv[1];
+  if (sub == "-h" || sub == "--help" || sub == "help") {
+    subcommand_usage(stdout, group, about, subs);
+    return kExitOk;
+  }
+  for (const auto& s : subs)
+    if (sub == s.name) return s.run(argc - 1, argv + 1);
+  fmt::print(stderr, "cfs: error: unknown {} subcommand '{}'\n", group, sub);
+  subcommand_usage(stderr, group, about, subs);
+  return kExitUsage;
+}
+
+namespace {
+
 const Command* find(const std::string& name) {
   for (const auto& c : registry())
     if (c.name == name) return &c;

@@ -439,13 +439,7 @@ int run_fsck(int argc, char** argv) {
   return rep->ok() ? kExitOk : kExitFailure;
 }
 
-struct Sub {
-  const char* name;
-  const char* summary;
-  int (*run)(int, char**);
-};
-
-const Sub kSubs[] = {
+const Subcommand kSubs[] = {
     {"pull", "import an image (oci:, oci-archive:, docker-archive:)", run_pull},
     {"images", "list tagged images", run_images},
     {"inspect", "print a stored image's manifest and config", run_inspect},
@@ -464,29 +458,9 @@ const Sub kSubs[] = {
 #endif
 };
 
-void usage(std::FILE* out) {
-  fmt::print(out,
-             "Usage: cfs oci SUBCOMMAND [--repo PATH] [OPTIONS] ...\n\n"
-             "OCI container images in a repository (composefs-rs layout).\n\nSubcommands:\n");
-  for (const auto& s : kSubs) fmt::print(out, "  {:<13} {}\n", s.name, s.summary);
-  fmt::print(out, "\nRun 'cfs oci SUBCOMMAND --help' for its options.\n");
-}
-
 int run_oci(int argc, char** argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return kExitUsage;
-  }
-  std::string sub = argv[1];
-  if (sub == "-h" || sub == "--help" || sub == "help") {
-    usage(stdout);
-    return kExitOk;
-  }
-  for (const auto& s : kSubs)
-    if (sub == s.name) return s.run(argc - 1, argv + 1);
-  fmt::print(stderr, "cfs: error: unknown oci subcommand '{}'\n", sub);
-  usage(stderr);
-  return kExitUsage;
+  return run_subcommand("oci", "OCI container images in a repository (composefs-rs layout).", kSubs,
+                        argc, argv);
 }
 
 }  // namespace

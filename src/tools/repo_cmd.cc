@@ -348,13 +348,7 @@ int run_cat(int argc, char** argv) {
   return kExitOk;
 }
 
-struct Sub {
-  const char* name;
-  const char* summary;
-  int (*run)(int, char**);
-};
-
-const Sub kSubs[] = {
+const Subcommand kSubs[] = {
     {"init", "create a repository", run_init},
     {"images", "list named images", run_images},
     {"tag", "name an image", run_tag},
@@ -364,31 +358,12 @@ const Sub kSubs[] = {
     {"fsck", "check the repository (and --repair it)", run_fsck},
 };
 
-void usage(std::FILE* out) {
-  fmt::print(out,
-             "Usage: cfs repo SUBCOMMAND [--repo PATH] [OPTIONS] ...\n\n"
-             "composefs-rs compatible repositories: named images over one object store.\n"
-             "--repo PATH defaults to $CFS_REPO, else /sysroot/composefs (root) or\n"
-             "~/.var/lib/composefs (other users).\n\nSubcommands:\n");
-  for (const auto& s : kSubs) fmt::print(out, "  {:<8} {}\n", s.name, s.summary);
-  fmt::print(out, "\nRun 'cfs repo SUBCOMMAND --help' for its options.\n");
-}
-
 int run_repo(int argc, char** argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return kExitUsage;
-  }
-  std::string sub = argv[1];
-  if (sub == "-h" || sub == "--help" || sub == "help") {
-    usage(stdout);
-    return kExitOk;
-  }
-  for (const auto& s : kSubs)
-    if (sub == s.name) return s.run(argc - 1, argv + 1);
-  fmt::print(stderr, "cfs: error: unknown repo subcommand '{}'\n", sub);
-  usage(stderr);
-  return kExitUsage;
+  return run_subcommand("repo",
+                        "composefs-rs compatible repositories: named images over one object "
+                        "store.\n--repo PATH defaults to $CFS_REPO, else /sysroot/composefs "
+                        "(root) or\n~/.var/lib/composefs (other users).",
+                        kSubs, argc, argv);
 }
 
 }  // namespace
