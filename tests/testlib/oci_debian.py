@@ -53,7 +53,8 @@ def mirror():
                     w = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).split()
                     if len(w) >= 3 and w[0] == "deb" and w[2] == "bookworm":
                         return w[1]
-    return "http://deb.debian.org/debian"
+    # Only apt's own mirror is reachable from CI machines: never guess another host.
+    raise RuntimeError("no bookworm mirror in /etc/apt/sources.list*; set CFS_DEBIAN_MIRROR")
 
 
 def run(args, **kw):

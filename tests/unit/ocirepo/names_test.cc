@@ -16,7 +16,8 @@ TEST(Names, StreamNames) {
 }
 
 TEST(Names, TagsEncodePercentFirstThenSlash) {
-  EXPECT_EQ(encode_tag("docker://quay.io/x:1"), "docker:%2F%2Fquay.io%2Fx:1");
+  EXPECT_EQ(encode_tag("docker://registry.example.com/x:1"),
+            "docker:%2F%2Fregistry.example.com%2Fx:1");
   EXPECT_EQ(encode_tag("a%2Fb/c"), "a%252Fb%2Fc");
   for (std::string tag : {"docker://quay.io/x:1", "a%2Fb/c", "plain", "%", "%%/"}) {
     auto back = decode_tag(encode_tag(tag));
