@@ -243,6 +243,7 @@ Result<std::optional<LayerEntry>> LayerReader::next() {
     }
     LayerEntry le;
     le.tar = std::move(ev->entry);
+    le.data_offset = offset_;
     const tar::Entry& e = le.tar;
     std::uint64_t pad = tar::padded(e.size) - e.size;
     if (e.is_regular() && e.size > kInlineContentMax) {

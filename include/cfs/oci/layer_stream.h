@@ -52,6 +52,7 @@ struct LayerEntry {
   tar::Entry tar;
   std::optional<std::string> inline_content;  ///< regular files up to kInlineContentMax
   std::optional<verity::Digest> object;       ///< regular files above it
+  std::uint64_t data_offset = 0;              ///< archive offset of the entry's data
 };
 
 class LayerReader {

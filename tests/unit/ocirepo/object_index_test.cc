@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: Apache-2.0
+// The object index (ocirepo/object_index.h): its JSON round trip, the parser's refusals (each
+// naming the field), and the builder's tar offsets against a hand-made ustar archive whose
+// layout is known by construction.
+#include "cfs/ocirepo/object_index.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "cfs/oci/tar.h"
+#include "cfs/ocirepo/pull.h"
+#include "testutil/temp_dir.h"
+
+namespace cfs::ocirepo {
+namespace {
+
+using ::testing::HasSubstr;
+
+oci::ContentDigest cd(char c) { return *oci::ContentDigest::parse("sha256:" + std::string(64, c)); }
+
+verity::Digest vd(std::uint8_t first, verity::HashAlg alg = verity::HashAlg::kSha512) {
+  auto d = verity::Digest::zero(alg);
+  d.bytes[0] = first;
+  d.bytes[1] = 0x5a;
+  return d;
+}
+
+ObjectIndex sample() {
+  ObjectIndex ix;
+  ix.algorithm = verity::HashAlg::kSha512;
+  ix.image = vd(0xee);
+  ix.layers.push_back({cd('a'), cd('b'), 100000, "application/vnd.oci.image.layer.v1.tar", true});
+  ix.layers.push_back(
+      {cd('c'), cd('d'), 5000, "application/vnd.oci.image.layer.v1.tar+gzip", false});
+  ix.layers.push_back(
+      {cd('e'), cd('f'), 9000, "application/vnd.oci.image.layer.v1.tar+zstd", true});
+  ix.objects.push_back({vd(3), 0, 1536, 4096, 4096, ObjectCompression::kNone});
+  ix.objects.push_back({vd(1), 2, 77, 900, 70000, ObjectCompression::kZstd});
+  ix.objects.push_back({vd(3), 2, 1, 2, 4096, ObjectCompression::kZstd});  // repeat: dropped
+  sort_and_dedup(ix.objects);
+  return ix;
+}
+
+TEST(ObjectIndex, RoundTripsAndFinds) {
+  auto ix = sample();
+  ASSERT_EQ(ix.objects.size(), 2u);
+  EXPECT_EQ(ix.objects[1].layer, 0u);  // the first location of vd(3) is kept
+  const std::string json = encode_object_index(ix);
+  auto back = parse_object_index(json, "index");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(encode_object_index(*back), json);
+  EXPECT_EQ(back->image, ix.image);
+  ASSERT_EQ(back->layers.size(), 3u);
+  EXPECT_FALSE(back->layers[1].range_fetchable);
+  const auto* o = back->find(vd(1));
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->compression, ObjectCompression::kZstd);
+  EXPECT_EQ(o->offset, 77u);
+  EXPECT_EQ(o->size, 70000u);
+  EXPECT_EQ(back->find(vd(2)), nullptr);
+  EXPECT_THAT(json, HasSubstr("\"mediaType\":\"application/vnd.cfs.object-index.v1+json\""));
+}
+
+// Replaces the first occurrence of `from` in the sample document.
+std::string edited(std::string_view from, std::string_view to) {
+  std::string json = encode_object_index(sample());
+  auto pos = json.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  if (pos != std::string::npos) json.replace(pos, from.size(), to);
+  return json;
+}
+
+TEST(ObjectIndex, RefusesWhatItDoesNotKnowNamingTheField) {
+  struct Case {
+    std::string json;
+    std::string message;
+  };
+  const std::string d3 = vd(3).hex();
+  const std::vector<Case> cases = {
+      {"", "not valid JSON"},
+      {"[]", "not an object"},
+      {edited("\"version\":1", "\"version\":2"), "version: 2 is not the supported 1"},
+      {edited("\"version\":1", "\"version\":-1"), "version: not an unsigned integer"},
+      {edited("\"version\":1", "\"version\":1,\"extra\":0"), "extra: unknown member"},
+      {edited("\"algorithm\":\"sha512\"", "\"algorithm\":\"md5\""), "algorithm: 'md5'"},
+      {edited("\"algorithm\":\"sha512\"", "\"algorithm\":\"sha256\""), "image: '"},
+      {edited("object-index.v1", "object-index.v9"), "mediaType: '"},
+      {edited("\"rangeFetchable\":true", "\"rangeFetchable\":1"),
+       "layers[0].rangeFetchable: not a boolean"},
+      {edited("\"diffId\":\"sha256:b", "\"diffId\":\"sha256:B"), "layers[0].diffId"},
+      {edited("\"layer\":2", "\"layer\":3"), "objects[0].layer: 3 is not below the 3 layers"},
+      {edited("\"layer\":2", "\"layer\":1"), "objects[0].layer: layer 1 is not range-fetchable"},
+      {edited("\"offset\":77", "\"offset\":8101"), "objects[0]: bytes 8101+900 are outside"},
+      {edited("\"offset\":77", "\"offset\":18446744073709551615"), "are outside"},
+      {edited("\"length\":4096", "\"length\":4095"), "length 4095 is not size 4096"},
+      {edited("\"compression\":\"zstd\"", "\"compression\":\"gzip\""),
+       "objects[0].compression: 'gzip'"},
+      {edited("\"size\":70000", "\"size\":0"), "objects[0]: an object of zero bytes"},
+      {edited(d3, vd(1).hex()), "objects[1].digest: not sorted"},
+      {edited(d3, d3.substr(0, 126)), "objects[1].digest: '"},
+      {edited("\"compression\":\"none\"", "\"compression\":\"none\",\"x\":1"),
+       "objects[1].x: unknown member"},
+      {edited(",\"compression\":\"none\"", ""), "objects[1].compression: missing"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_object_index(c.json, "idx");
+    ASSERT_FALSE(r) << c.json;
+    EXPECT_THAT(r.error().message(), HasSubstr("idx: ")) << c.json;
+    EXPECT_THAT(r.error().message(), HasSubstr(c.message)) << c.json;
+  }
+}
+
+/// A ustar header with a valid checksum (no extensions: the data starts at the next block).
+std::string header(const std::string& name, std::uint64_t size, char type) {
+  std::string h(512, '\0');
+  std::memcpy(h.data(), name.data(), std::min<std::size_t>(name.size(), 100));
+  std::snprintf(h.data() + 100, 8, "%07o", 0644);
+  std::snprintf(h.data() + 124, 12, "%011llo", static_cast<unsigned long long>(size));
+  h[156] = type;
+  std::memcpy(h.data() + 257,
+              "ustar\0"
+              "00",
+              8);
+  std::memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (char c : h) sum += static_cast<unsigned char>(c);
+  std::snprintf(h.data() + 148, 8, "%06o", sum);
+  return h;
+}
+
+std::string padded(std::string data) {
+  data.resize(oci::tar::padded(data.size()), '\0');
+  return data;
+}
+
+TEST(ObjectIndex, TarOffsetsOfALayer) {
+  testutil::TempDir dir;
+  repo::InitOptions io;
+  io.algorithm = verity::HashAlg::kSha256;
+  io.insecure = true;
+  auto repo = repo::Repository::init(dir.path() + "/repo", io);
+  ASSERT_TRUE(repo) << repo.error().message();
+  const std::string big(5000, 'B'), small(64, 's'), other(70000, 'o');
+  // Offsets by construction: big's data at 512; small inline; other's data at
+  // 512 + 5120 (big) + 512 + 512 (small) + 512 = 7168; big again at 7168 + 70144 + 512.
+  const std::string tar = header("big", big.size(), '0') + padded(big) +
+                          header("small", small.size(), '0') + padded(small) +
+                          header("other", other.size(), '0') + padded(other) +
+                          header("again", big.size(), '0') + padded(big) + std::string(1024, '\0');
+  const auto diff_id = oci::sha256_of(tar);
+  auto stream = import_layer(*repo, oci::memory_source(tar), diff_id, std::nullopt);
+  ASSERT_TRUE(stream) << stream.error().message();
+  auto objs = layer_tar_objects(*repo, StoredLayer{diff_id, *stream});
+  ASSERT_TRUE(objs) << objs.error().message();
+  ASSERT_EQ(objs->size(), 3u);
+  const auto d = [](const std::string& s) {
+    return verity::digest_bytes(std::as_bytes(std::span(s.data(), s.size())));
+  };
+  EXPECT_EQ((*objs)[0].digest, d(big));
+  EXPECT_EQ((*objs)[0].tar_offset, 512u);
+  EXPECT_EQ((*objs)[0].size, big.size());
+  EXPECT_EQ((*objs)[1].digest, d(other));
+  EXPECT_EQ((*objs)[1].tar_offset, 7168u);
+  EXPECT_EQ((*objs)[2].digest, d(big));
+  EXPECT_EQ((*objs)[2].tar_offset, 7168u + 70144u + 512u);
+  for (const auto& o : *objs)
+    EXPECT_EQ(tar.substr(o.tar_offset, o.size), o.size == big.size() ? big : other);
+}
+
+}  // namespace
+}  // namespace cfs::ocirepo
