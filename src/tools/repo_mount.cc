@@ -149,11 +149,19 @@ int run_repo_mount(int argc, char** argv) {
           "{{\"name\": {}, \"image\": \"{}\", \"target\": {}, \"mount\": \"{}\", "
           "\"verity\": {}, \"lease\": {}}}\n",
           json::string(name), plan->image.hex(), json::string(dir), how,
-          plan->require_verity ? "true" : "false", leased ? json::string(plan->lease.id) : "null");
+          fuse || plan->require_verity ? "true" : "false",
+          leased ? json::string(plan->lease.id) : "null");
+    // The FUSE mount verifies every block of every object whatever the repository says; what
+    // an insecure repository gives up there is only the check of the image's own digest.
+    const char* verity =
+        fuse ? (plan->require_verity ? "checked per block in userspace, image digest checked"
+                                     : "checked per block in userspace, image digest not checked "
+                                       "(insecure repository)")
+        : plan->require_verity ? "required"
+                               : "not required (insecure repository)";
     if (verbose)
       return fmt::format("mounted {} ({}) on {}: {} mount, verity {}\n", name, plan->image.hex(),
-                         dir, how,
-                         plan->require_verity ? "required" : "not required (insecure repository)");
+                         dir, how, verity);
     return "";
   };
 

@@ -131,6 +131,24 @@ class MountGc(unittest.TestCase):
         self.mounted_v1_survives_gc("--fuse")
         self.collected_after_unmount(lambda: cfs("umount", self.mnt))
 
+    def test_report_says_what_is_verified(self):
+        # An insecure repository gives up verity on the kernel mount; the FUSE mount still
+        # checks every block, and only the image digest goes unchecked. -v and --json say so.
+        kinds = [("kernel", [], False)]
+        if os.path.exists("/dev/fuse"):
+            kinds.append(("fuse", ["--fuse"], True))
+        for how, extra, verified in kinds:
+            with self.subTest(how):
+                out = json.loads(cfs("mount", "--repo", self.repo, "--json", *extra, "v1",
+                                     self.mnt).stdout)
+                self.assertEqual((out["mount"], out["verity"]), (how, verified))
+                cfs("umount", self.mnt)
+                text = cfs("mount", "--repo", self.repo, "-v", *extra, "v1",
+                           self.mnt).stdout.decode()
+                self.assertIn("image digest not checked" if verified else "verity not required",
+                              text)
+                cfs("umount", self.mnt)
+
     def test_plain_umount_makes_the_lease_stale(self):
         self.mount()
         cfs("repo", "untag", "--repo", self.repo, "v1")
