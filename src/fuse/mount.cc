@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/fuse/mount.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -41,16 +42,26 @@ vfs::Options vfs_options(const mount::Options& opts) {
 
 Status mount_image(const std::string& image, const std::string& mountpoint,
                    const mount::Options& opts, ServeOptions serve) {
+  return mount_image(image, mountpoint, opts, std::move(serve), nullptr);
+}
+
+Status mount_image(const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects) {
   CFS_TRY(mount::validate(opts, mount::Dialect::kFuse));
   CFS_TRY(mount::check_mount_point(mountpoint));
   CFS_ASSIGN(erofs::Image img, open_checked_image(image, opts));
-  {
+  if (!objects) {
     CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
     CFS_TRY(mount::check_objects_present(img, dirs));
+    objects = vfs::store_provider(std::move(dirs));
+  } else {
+    serve.max_threads = std::max(opts.threads, kFetchingMountThreads);
   }
 
   auto log = std::make_shared<ProblemLog>();
   vfs::Options vo = vfs_options(opts);
+  vo.objects = objects;
   vo.on_problem = [log](const vfs::Problem& p) { log->log(p); };
   auto fs = vfs::Filesystem::open(std::move(img), std::move(vo));
   if (!fs) return fail(std::move(fs).error().with_context(image));
@@ -58,13 +69,14 @@ Status mount_image(const std::string& image, const std::string& mountpoint,
 
   serve.mountpoint = mountpoint;
   serve.fsname = image;
-  serve.max_threads = opts.threads;
+  if (!serve.max_threads) serve.max_threads = opts.threads;
   // nosuid, dev, noatime, ...: libfuse passes them to mount(2) as the kernel mount passes them
   // to fsmount(); the rest is libfuse's own (allow_other, max_read=, ...).
   serve.extra.insert(serve.extra.end(), opts.attr_options.begin(), opts.attr_options.end());
   serve.extra.insert(serve.extra.end(), opts.fuse_options.begin(), opts.fuse_options.end());
-  serve.on_serving = [log, then = std::move(serve.on_serving)](bool daemonized) {
+  serve.on_serving = [log, objects, then = std::move(serve.on_serving)](bool daemonized) {
     log->set_daemonized(daemonized);
+    objects->start();
     if (then) then(daemonized);
   };
   if (opts.upperdir.empty()) return fuse::serve(std::move(*fs), serve);

@@ -120,26 +120,37 @@ Result<UniqueFd> ObjectDirs::open_in_fallback(std::size_t i, const std::string& 
   return reopen_regular(std::move(cur), i, rel);
 }
 
-Result<Backing> ObjectDirs::open_backing(std::string_view metacopy,
-                                         std::optional<std::string_view> redirect,
-                                         bool decode) const {
+Result<Backing> open_backing(std::string_view metacopy, std::optional<std::string_view> redirect,
+                             bool decode, const ObjectOpener& open) {
   CFS_TRY(overlay::Metacopy::check_at_lookup(metacopy));
   // metacopy=on: a metacopy file whose data cannot be found below fails the lookup with EIO.
   if (!redirect) return fail_errno("metacopy file without redirect", EIO);
   Backing b;
   CFS_ASSIGN(std::string_view rel, overlay::redirect_object_path(*redirect));
   b.object = rel;
+  std::optional<Result<overlay::Metacopy>> meta;
+  if (decode) meta = overlay::Metacopy::decode(metacopy);
+  std::optional<verity::Digest> digest;
+  if (meta && *meta) digest = (*meta)->digest;
   // The kernel looks the data up first (ENOENT/EXDEV), then validates verity
   // (ovl_verify_lowerdata: ovl_maybe_lookup_lowerdata, then ovl_maybe_validate_verity).
-  CFS_ASSIGN(b.fd, open_object(rel));
+  CFS_ASSIGN(b.fd, open(rel, digest));
   CFS_ASSIGN(struct stat st, sys::fstat(b.fd.get(), b.object));
   b.size = static_cast<std::uint64_t>(st.st_size);
-  if (decode) {
-    auto meta = overlay::Metacopy::decode(metacopy);
-    if (!meta) return fail(std::move(meta).error().with_context("object " + b.object));
-    b.digest = meta->digest;
+  if (meta) {
+    if (!*meta) return fail(std::move(*meta).error().with_context("object " + b.object));
+    b.digest = digest;
   }
   return b;
+}
+
+Result<Backing> ObjectDirs::open_backing(std::string_view metacopy,
+                                         std::optional<std::string_view> redirect,
+                                         bool decode) const {
+  return store::open_backing(metacopy, redirect, decode,
+                             [this](std::string_view rel, const std::optional<verity::Digest>&) {
+                               return open_object(rel);
+                             });
 }
 
 }  // namespace cfs::store

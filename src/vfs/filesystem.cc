@@ -40,10 +40,10 @@ int errno_for(const Error& e) noexcept {
   return EIO;
 }
 
-Filesystem::Filesystem(erofs::Image image, Options opts, store::ObjectDirs dirs)
+Filesystem::Filesystem(erofs::Image image, Options opts)
     : image_(std::move(image)),
       opts_(std::move(opts)),
-      dirs_(std::move(dirs)),
+      objects_(opts_.objects),
       trees_(std::make_unique<TreeCache>(opts_.tree_cache_bytes, opts_.tree_cache_dir)) {}
 
 Filesystem::~Filesystem() = default;
@@ -54,12 +54,14 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(const std::string& image_pa
 }
 
 Result<std::unique_ptr<Filesystem>> Filesystem::open(erofs::Image image, Options opts) {
-  CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
+  if (!opts.objects) {
+    CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
+    opts.objects = store_provider(std::move(dirs));
+  }
   // The root must be a readable directory or nothing can be served.
   CFS_ASSIGN(auto root, image.inode(image.root_nid()));
   if (!root.is_dir()) return fail(Errc::kCorruptImage, "image root is not a directory");
-  return std::unique_ptr<Filesystem>(
-      new Filesystem(std::move(image), std::move(opts), std::move(dirs)));
+  return std::unique_ptr<Filesystem>(new Filesystem(std::move(image), std::move(opts)));
 }
 
 Result<erofs::InodeInfo> Filesystem::checked_inode(Ino ino) const {
@@ -256,7 +258,11 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
   std::optional<std::string_view> redirect;
   if (const auto* r = find_xattr(xs, overlay::kRedirect)) redirect = r->value;
   CFS_ASSIGN(store::Backing b,
-             dirs_.open_backing(mc.value, redirect, opts_.verity != VerityMode::kOff));
+             store::open_backing(
+                 mc.value, redirect, opts_.verity != VerityMode::kOff,
+                 [this](std::string_view rel, const std::optional<verity::Digest>& digest) {
+                   return objects_->open_object(rel, digest);
+                 }));
   f.fd_ = std::move(b.fd);
   f.data_size_ = b.size;
   if (opts_.verity == VerityMode::kOff) return {};

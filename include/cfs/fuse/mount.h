@@ -9,11 +9,13 @@
 // to syslog once daemonized, at most a few per second.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "cfs/fuse/server.h"
 #include "cfs/mount/options.h"
 #include "cfs/util/result.h"
+#include "cfs/vfs/object_provider.h"
 #include "cfs/vfs/options.h"
 
 namespace cfs::fuse {
@@ -27,5 +29,17 @@ vfs::Options vfs_options(const mount::Options& opts);
 /// arguments and `opts`. Errors name the failing step; nothing is left mounted on failure.
 Status mount_image(const std::string& image, const std::string& mountpoint,
                    const mount::Options& opts, ServeOptions serve);
+
+/// Worker threads of a mount whose objects may be fetched (opts.threads unless larger): an
+/// open waiting for its fetch holds one libfuse worker, and libfuse starts another while none
+/// is idle, so lookups and reads of present files keep being served by the rest.
+inline constexpr unsigned kFetchingMountThreads = 64;
+
+/// The same with the objects coming from `objects` instead of opts.basedirs (which are then
+/// ignored): no up-front check that every object is present (the provider fetches what is
+/// missing), objects->start() once the mount serves, at least kFetchingMountThreads workers.
+Status mount_image(const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects);
 
 }  // namespace cfs::fuse

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +35,19 @@ struct Backing {
   /// The digest the metacopy records (only when open_backing() was asked to decode it).
   std::optional<verity::Digest> digest;
 };
+
+/// Opens the object at `rel` (a redirect without its leading slashes) read-only. `digest` is
+/// the metacopy's when open_backing() decodes it (a source that fetches objects needs it), else
+/// nullopt. Errors as ObjectDirs::open_object().
+using ObjectOpener = std::function<Result<UniqueFd>(std::string_view rel,
+                                                    const std::optional<verity::Digest>& digest)>;
+
+/// ObjectDirs::open_backing() with the object opened by `open`: the same checks in the same
+/// order. The metacopy header is decoded before the object is opened (so `open` gets the
+/// digest) but a decode error is still returned after the object's own errors, as the kernel
+/// orders them.
+Result<Backing> open_backing(std::string_view metacopy, std::optional<std::string_view> redirect,
+                             bool decode, const ObjectOpener& open);
 
 class ObjectDirs {
  public:

@@ -13,8 +13,9 @@
 //  * Xattrs: `trusted.overlay.overlay.X` shows as `trusted.overlay.X`, other `trusted.overlay.*`
 //    are hidden; everything else is shown as stored.
 //  * A metacopy value of 1..3 bytes, or a metacopy file without an absolute redirect, is EIO at
-//    lookup/getattr (the kernel fails the lookup); the object is looked up at open: ENOENT if
-//    missing, EXDEV if the redirect leaves the object directory.
+//    lookup/getattr (the kernel fails the lookup); the object is looked up at open, through
+//    the ObjectProvider (Options::objects, else the basedirs): ENOENT if missing, EXDEV if the
+//    redirect leaves the object directory, what the provider says otherwise.
 //  * Verification: with verity on/require and a digest in the metacopy, open builds (or finds
 //    cached) the object's Merkle tree and compares its fs-verity digest with the image's (EIO
 //    on mismatch); every read verifies the blocks it returns against that tree (EIO on any
@@ -38,10 +39,10 @@
 #include <vector>
 
 #include "cfs/erofs/reader.h"
-#include "cfs/store/object_dirs.h"
 #include "cfs/util/aligned_buffer.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/merkle.h"
+#include "cfs/vfs/object_provider.h"
 #include "cfs/vfs/options.h"
 
 namespace cfs::vfs {
@@ -125,7 +126,7 @@ class Filesystem {
   Result<std::string> path_of(Ino ino) const;
 
  private:
-  Filesystem(erofs::Image image, Options opts, store::ObjectDirs dirs);
+  Filesystem(erofs::Image image, Options opts);
   Result<erofs::InodeInfo> checked_inode(Ino ino) const;
   Result<struct stat> stat_of(const erofs::InodeInfo& ino) const;
   Status check_overlay_inode(const erofs::InodeInfo& ino) const;
@@ -138,7 +139,7 @@ class Filesystem {
 
   erofs::Image image_;
   Options opts_;
-  store::ObjectDirs dirs_;
+  std::shared_ptr<const ObjectProvider> objects_;
   std::unique_ptr<TreeCache> trees_;
 };
 

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,8 @@
 #include "cfs/overlay/verity_mode.h"
 
 namespace cfs::vfs {
+
+class ObjectProvider;
 
 /// overlayfs' verity=off|on|require, with the same meaning (one enum for both mounts).
 using VerityMode = overlay::VerityMode;
@@ -29,6 +32,8 @@ struct Problem {
 struct Options {
   /// Object directories, searched in order (the data-only lower layers).
   std::vector<std::string> basedirs;
+  /// Where objects come from instead of `basedirs` (object_provider.h); nullptr: basedirs.
+  std::shared_ptr<ObjectProvider> objects;
   VerityMode verity = VerityMode::kOn;
   /// Memory budget for Merkle trees of closed files kept for the next open (leaf hashes are
   /// 1/128 of the data size for SHA-256 and 4 KiB blocks). Trees of open files are always kept.

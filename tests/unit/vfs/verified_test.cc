@@ -15,6 +15,7 @@
 #include "cfs/util/sys.h"
 #include "cfs/verity/digest.h"
 #include "cfs/vfs/filesystem.h"
+#include "cfs/vfs/object_provider.h"
 #include "test_util.h"
 #include "testutil/tree_builder.h"
 
@@ -248,6 +249,63 @@ TEST_F(VerifiedTest, PersistentTreeCacheIsReverified) {
   std::string got;
   ASSERT_EQ(read_range(*fs, **f, 0, content("big").size(), &got), 0);
   EXPECT_EQ(got, content("big"));
+}
+
+// A provider standing in for a lazy one: it makes the missing object appear when asked, with
+// the content it is given (the right one, or tampered bytes).
+class WritingProvider final : public ObjectProvider {
+ public:
+  WritingProvider(std::string dir, std::string content)
+      : dirs_(*store::ObjectDirs::open({dir})),
+        dir_(std::move(dir)),
+        content_(std::move(content)) {}
+  Result<UniqueFd> open_object(std::string_view rel,
+                               const std::optional<verity::Digest>& digest) const override {
+    calls.emplace_back(rel, digest);
+    auto fd = dirs_.open_object(rel);
+    if (fd || !digest) return fd;
+    std::filesystem::path path = dir_ + "/" + std::string(rel);
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::binary) << content_;
+    return dirs_.open_object(rel);
+  }
+  mutable std::vector<std::pair<std::string, std::optional<verity::Digest>>> calls;
+
+ private:
+  store::ObjectDirs dirs_;
+  std::string dir_, content_;
+};
+
+TEST_F(VerifiedTest, ProviderGetsTheDigestAndCannotBypassVerification) {
+  for (bool tamper : {false, true}) {
+    std::string bytes = content("missing");
+    if (tamper) bytes[100] ^= 1;
+    std::filesystem::remove(paths_["missing"]);
+    auto provider = std::make_shared<WritingProvider>(store_.path(), bytes);
+    Options o;
+    o.basedirs = {"/nonexistent"};  // ignored: the provider is asked
+    o.objects = provider;
+    o.verity = VerityMode::kRequire;
+    auto fs = Filesystem::open(image_, o);
+    ASSERT_TRUE(fs) << fs.error().message();
+    auto f = (*fs)->open_file(ino(**fs, "missing"), O_RDONLY);
+    ASSERT_EQ(provider->calls.size(), 1u);
+    std::string rel = paths_["missing"].substr(store_.path().size() + 1);
+    EXPECT_EQ(provider->calls[0].first, rel);
+    ASSERT_TRUE(provider->calls[0].second);
+    // The digest handed over is the one the verity module computes for the content.
+    EXPECT_EQ(*provider->calls[0].second,
+              verity::digest_bytes(std::as_bytes(std::span(content("missing")))));
+    if (tamper) {
+      ASSERT_FALSE(f);
+      EXPECT_EQ(errno_for(f.error()), EIO);
+      continue;
+    }
+    ASSERT_TRUE(f) << f.error().message();
+    std::string got;
+    ASSERT_EQ(read_range(**fs, **f, 0, 1 << 20, &got), 0);
+    EXPECT_EQ(got, content("missing"));
+  }
 }
 
 }  // namespace

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where a mount's file data comes from. The vfs layer resolves a metacopy file (its checks,
+// store::open_backing's order) and then asks an ObjectProvider for the object; verification
+// stays in the vfs layer (the digest check at open, every block at read), whatever the
+// provider. Two providers exist: the object directories of a store (store_provider(), what
+// both mounts always did) and the registry module's lazy provider, which fetches a missing
+// object from a registry, verifies it whole and stores it before it is served
+// (cfs/registry/lazy.h).
+// Thread-safety: open_object() is called from every FUSE worker thread at once.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "cfs/store/object_dirs.h"
+#include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::vfs {
+
+class ObjectProvider {
+ public:
+  virtual ~ObjectProvider() = default;
+  /// Opens object `rel` ("ab/cdef…", the redirect without its leading '/') read-only.
+  /// `digest`: the fs-verity digest the image records for it (nullopt when it records none or
+  /// verity is off). Errors: ENOENT (missing), EXDEV (the path leaves the object directory),
+  /// as store::ObjectDirs::open_object(); a provider that fetches adds its own (EIO when the
+  /// fetch failed, timed out or brought data that is not the object). May block: FUSE serves
+  /// other requests on other threads meanwhile.
+  virtual Result<UniqueFd> open_object(std::string_view rel,
+                                       const std::optional<verity::Digest>& digest) const = 0;
+  /// Called once in the process that serves the mount, after it daemonized (libfuse forks):
+  /// background work (threads, connections) starts here, never before.
+  virtual void start() {}
+};
+
+/// The object directories of a store, searched in order (store::ObjectDirs).
+std::unique_ptr<ObjectProvider> store_provider(store::ObjectDirs dirs);
+
+}  // namespace cfs::vfs
