@@ -7,7 +7,8 @@
 //   streams     every streams/ entry links to an object that parses as a splitstream whose
 //               objects and referenced streams exist; streams/refs/ names an entry;
 //   images      every images/ entry links to its own object, a valid composefs image whose
-//               files' objects all exist; images/refs/ names an entry;
+//               files' objects all exist (a lazily registered image's missing objects are
+//               a note: repo/lazy.h); images/refs/ names an entry;
 //   leftovers   temporary files and links of interrupted writers, stale mount leases.
 //
 // Problems have stable kebab-case kinds (object-digest-mismatch, object-verity-missing,

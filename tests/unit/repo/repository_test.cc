@@ -14,6 +14,8 @@
 #include <fstream>
 #include <thread>
 
+#include "cfs/repo/lazy.h"
+
 namespace cfs::repo {
 namespace {
 
@@ -237,6 +239,37 @@ TEST(RepoDefault, EnvironmentThenPerUser) {
   EXPECT_EQ(default_path(), ::geteuid() == 0
                                 ? "/sysroot/composefs"
                                 : std::string(::getenv("HOME")) + "/.var/lib/composefs");
+}
+
+}  // namespace
+}  // namespace cfs::repo
+
+namespace cfs::repo {
+namespace {
+
+TEST_F(RepoTest, LazyPartsAreWholeFilesBesideTheImage) {
+  Repository r = init();
+  verity::Digest img = add_image(r, 'c');
+  EXPECT_FALSE(is_lazy(r, img));
+  auto none = read_lazy_part(r, img, "index");
+  ASSERT_TRUE(none) << none.error().message();
+  EXPECT_FALSE(*none);
+  ASSERT_TRUE(write_lazy_part(r, img, "index", "{\"objects\": []}"));
+  EXPECT_FALSE(is_lazy(r, img));  // only the source part marks it
+  ASSERT_TRUE(write_lazy_part(r, img, kLazySourcePart, "first"));
+  ASSERT_TRUE(write_lazy_part(r, img, kLazySourcePart, "second"));  // replaced whole
+  EXPECT_TRUE(is_lazy(r, img));
+  EXPECT_EQ(read(path_ + "/cfs-lazy/" + img.hex() + ".source"), "second");
+  auto idx = read_lazy_part(r, img, "index");
+  ASSERT_TRUE(idx && *idx);
+  EXPECT_EQ(**idx, "{\"objects\": []}");
+  // No temporary file is left beside them.
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(path_ + "/cfs-lazy")) {
+    (void)e;
+    ++n;
+  }
+  EXPECT_EQ(n, 2u);
 }
 
 }  // namespace

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// Images registered before their objects arrived (`cfs oci mount --lazy`, docs/lazy.md). The
+// image itself is a normal one (images/<hex>, a ref); what fetching its missing objects needs
+// (where they come from, the object index) is kept beside it in cfs-only files:
+//
+//   REPO/cfs-lazy/<image hex>.<part>   written whole or not at all (AtomicFile), by the
+//                                      registry module; this module only stores the bytes
+//
+// An image with a "source" part is lazy: fsck counts its missing objects as not fetched yet (a
+// note), not as problems; it is complete once every object is there (`cfs oci pull` of the same
+// reference, or the mount's background fill). gc leaves cfs-lazy/ alone.
+// Thread-safety: free functions.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cfs/repo/repository.h"
+#include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::repo {
+
+inline constexpr std::string_view kLazyDir = "cfs-lazy";
+/// The part whose presence makes an image lazy.
+inline constexpr std::string_view kLazySourcePart = "source";
+
+/// Replaces REPO/cfs-lazy/<hex>.<part> with `bytes` (durably).
+Status write_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part,
+                       std::string_view bytes);
+/// The bytes of a part, or nullopt when there is none.
+Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
+                                                  const verity::Digest& image,
+                                                  std::string_view part);
+/// True when the image was registered lazily (its source part exists).
+bool is_lazy(const Repository& repo, const verity::Digest& image);
+
+}  // namespace cfs::repo
