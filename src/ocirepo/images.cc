@@ -55,12 +55,15 @@ Result<StoredImage> open_image(const repo::Repository& repo, std::string_view na
     return fail(Errc::kCorruptImage,
                 fmt::format("{}: the manifest has {} layers, the config {} diff_ids", what,
                             img.manifest.layers.size(), img.config.diff_ids.size()));
-  for (const auto& diff_id : img.config.diff_ids) {
+  for (std::size_t i = 0; i < img.config.diff_ids.size(); ++i) {
+    const auto& diff_id = img.config.diff_ids[i];
     auto ls = cr.named_ref(diff_id.str());
     if (!ls)
       return fail(Errc::kCorruptImage,
                   fmt::format("{}: no named ref for layer {}", cwhat, diff_id.str()));
-    img.layers.push_back({diff_id, *ls});
+    StoredLayer l{diff_id, *ls, img.manifest.layers[i], std::nullopt};
+    if (l.blob.digest != diff_id) l.blob_stream = mr.named_ref(l.blob.digest.str());
+    img.layers.push_back(std::move(l));
   }
   img.image = cr.named_ref(kImageRefV1);
   return img;
@@ -120,20 +123,42 @@ Result<verity::Digest> compute_image_id(const repo::Repository& repo, const Stor
 
 namespace {
 
-/// Reassembles a layer stream and checks its sha256 against the diff_id.
-Status check_layer(const repo::Repository& repo, const StoredLayer& l, const std::string& what) {
-  CFS_ASSIGN(auto reader, detail::open_stream(repo, l.stream, splitstream::kOciLayer, what));
-  oci::ContentHasher h(l.diff_id.algorithm);
+/// The sha256 (or `alg`) and length of the byte stream a splitstream stores.
+Result<std::pair<oci::ContentDigest, std::uint64_t>> hash_stream(const repo::Repository& repo,
+                                                                 const verity::Digest& stream,
+                                                                 std::uint64_t content_type,
+                                                                 const std::string& alg,
+                                                                 const std::string& what) {
+  CFS_ASSIGN(auto reader, detail::open_stream(repo, stream, content_type, what));
+  oci::ContentHasher h(alg);
   CFS_TRY_CTX(reader.reassemble([&](const verity::Digest& d) { return repo.open_object(d); },
                                 [&](std::span<const std::byte> b) -> Status {
                                   h.update(b);
                                   return {};
                                 }),
               what);
-  oci::ContentDigest got = h.finish();
-  if (got != l.diff_id)
+  const std::uint64_t size = h.size();
+  return std::make_pair(h.finish(), size);
+}
+
+/// Reassembles a layer stream and checks its sha256 against the diff_id.
+Status check_layer(const repo::Repository& repo, const StoredLayer& l, const std::string& what) {
+  CFS_ASSIGN(auto got,
+             hash_stream(repo, l.stream, splitstream::kOciLayer, l.diff_id.algorithm, what));
+  if (got.first != l.diff_id)
     return fail(Errc::kDigestMismatch,
-                fmt::format("{}: the tar is {}, not its diff_id", what, got.str()));
+                fmt::format("{}: the tar is {}, not its diff_id", what, got.first.str()));
+  return {};
+}
+
+/// Reassembles a kept blob's stream and checks it against the manifest's descriptor.
+Status check_blob(const repo::Repository& repo, const StoredLayer& l, const std::string& what) {
+  CFS_ASSIGN(auto got, hash_stream(repo, *l.blob_stream, splitstream::kOciBlob,
+                                   l.blob.digest.algorithm, what));
+  if (got.first != l.blob.digest || got.second != l.blob.size)
+    return fail(Errc::kDigestMismatch,
+                fmt::format("{}: the kept blob is {} ({} bytes), the manifest says {} ({} bytes)",
+                            what, got.first.str(), got.second, l.blob.digest.str(), l.blob.size));
   return {};
 }
 
@@ -156,6 +181,11 @@ void check_image(const repo::Repository& repo, const std::string& tag, OciFsckRe
     auto st = check_layer(repo, img->layers[i],
                           fmt::format("layer {} ({})", i, img->layers[i].diff_id.str()));
     if (!st) add(st.error().message());
+    if (img->layers[i].blob_stream) {
+      st = check_blob(repo, img->layers[i],
+                      fmt::format("blob of layer {} ({})", i, img->layers[i].blob.digest.str()));
+      if (!st) add(st.error().message());
+    }
   }
   if (!img->image) return add("no merged image linked (composefs.image.v1)");
   if (!repo.has_object(*img->image))

@@ -12,6 +12,9 @@ std::string config_stream_name(const oci::ContentDigest& digest) {
 std::string manifest_stream_name(const oci::ContentDigest& digest) {
   return "oci-manifest-" + digest.str();
 }
+std::string blob_stream_name(const oci::ContentDigest& digest) {
+  return "oci-blob-" + digest.str();
+}
 
 std::string encode_tag(std::string_view tag) {
   std::string out;

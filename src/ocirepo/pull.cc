@@ -17,6 +17,7 @@
 #include "cfs/ocirepo/names.h"
 #include "cfs/splitstream/format.h"
 #include "cfs/splitstream/writer.h"
+#include "cfs/util/sys.h"
 #include "ocirepo/store.h"
 
 namespace cfs::ocirepo {
@@ -24,6 +25,7 @@ namespace cfs::ocirepo {
 namespace {
 
 using detail::RepoSink;
+using detail::write_document;
 
 /// Serialises progress callbacks.
 class Progress {
@@ -61,6 +63,39 @@ class CountingSource final : public oci::ByteSource {
   std::function<void(std::uint64_t)> report_;
   std::uint64_t total_ = 0, reported_ = 0;
 };
+
+/// Copies every byte read into a new repository object: the blob kept by --keep-blobs. The
+/// object is committed only after the layer's digests were checked (keep_blob()).
+class KeepingSource final : public oci::ByteSource {
+ public:
+  KeepingSource(std::unique_ptr<oci::ByteSource> in, repo::NewObject& out)
+      : in_(std::move(in)), out_(out) {}
+  Result<std::size_t> read(std::span<std::byte> buf) override {
+    CFS_ASSIGN(std::size_t n, in_->read(buf));
+    CFS_TRY(sys::write_all(out_.fd(), buf.first(n)));
+    return n;
+  }
+  std::optional<std::uint64_t> known_size() const override { return in_->known_size(); }
+
+ private:
+  std::unique_ptr<oci::ByteSource> in_;
+  repo::NewObject& out_;
+};
+
+/// The stream of a kept blob: its one object as one external chunk (composefs-rs writes a
+/// blob so), content type "oci_blob".
+Result<verity::Digest> keep_blob(repo::Repository& repo, repo::NewObject object,
+                                 std::uint64_t size) {
+  CFS_ASSIGN(verity::Digest obj, repo.commit_object(std::move(object)));
+  RepoSink sink(repo);
+  splitstream::WriterOptions wo;
+  wo.content_type = splitstream::kOciBlob;
+  wo.threads = 1;
+  CFS_ASSIGN(auto w, splitstream::Writer::create(sink, wo));
+  CFS_TRY(w->write_reference(obj, size));
+  CFS_ASSIGN(auto fin, w->finish_object());
+  return fin.first;
+}
 
 struct StoredStream {
   verity::Digest stream;
@@ -119,17 +154,31 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
     p.blob = l.blob.digest;
     p.blob_bytes = l.blob.size;
     std::string name = layer_stream_name(l.diff_id);
+    // An uncompressed layer's blob is the tar the layer stream rebuilds: nothing to keep.
+    const bool keep = options.keep_blobs && l.blob.digest != l.diff_id;
+    std::string blob_name = blob_stream_name(l.blob.digest);
     PullEvent ev;
     ev.layer = i;
     ev.layers = refs.size();
     ev.total = l.blob.size;
     ev.diff_id = l.diff_id.str();
-    if (auto have = repo.resolve_stream(name); have && repo.has_object(have->first)) {
-      p.skipped = true;
-      p.stream = have->first;
-      ev.kind = PullEvent::Kind::kLayerSkipped;
-      progress.emit(ev);
-      return {};
+    ev.blob = l.blob.digest.str();
+    auto stored = [&](const std::string& n) -> std::optional<verity::Digest> {
+      auto have = repo.resolve_stream(n);
+      if (have && repo.has_object(have->first)) return have->first;
+      return std::nullopt;
+    };
+    if (auto have = stored(name)) {
+      std::optional<verity::Digest> kept;
+      if (keep) kept = stored(blob_name);
+      if (!keep || kept) {
+        p.skipped = true;
+        p.stream = *have;
+        p.blob_stream = kept;
+        ev.kind = PullEvent::Kind::kLayerSkipped;
+        progress.emit(ev);
+        return {};
+      }
     }
     std::string what = fmt::format("layer {} ({})", i, l.diff_id.str());
     ev.kind = PullEvent::Kind::kLayerStart;
@@ -145,11 +194,21 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
         ev.bytes = n;
         progress.emit(ev);
       });
+    std::optional<repo::NewObject> kept;
+    if (keep) {
+      CFS_ASSIGN(kept, repo.create_object());
+      blob = std::make_unique<KeepingSource>(std::move(blob), *kept);
+    }
     CFS_ASSIGN(StoredStream s, store_layer(repo, std::move(blob), l.blob.media_type, &l.blob,
                                            l.diff_id, what, options.input));
+    // store_layer checked the blob's digest and size: the kept copy holds exactly that blob.
+    if (kept) {
+      CFS_ASSIGN(p.blob_stream, keep_blob(repo, std::move(*kept), l.blob.size));
+    }
     // Durable before named: after a crash the name never points at a partial stream.
     CFS_TRY(repo.sync());
     CFS_TRY(repo.link_stream(name, s.stream));
+    if (p.blob_stream) CFS_TRY(repo.link_stream(blob_name, *p.blob_stream));
     p.stream = s.stream;
     p.compression = oci::compression_name(s.digests.compression);
     p.tar_bytes = s.digests.tar_size;
@@ -186,21 +245,6 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
     }
   }
   return out;
-}
-
-/// A splitstream holding one document as one external object, with named refs.
-Result<verity::Digest> write_document(
-    repo::Repository& repo, std::uint64_t content_type, const std::string& raw,
-    const std::vector<std::pair<std::string, verity::Digest>>& refs) {
-  RepoSink sink(repo);
-  splitstream::WriterOptions wo;
-  wo.content_type = content_type;
-  wo.threads = 1;
-  CFS_ASSIGN(auto w, splitstream::Writer::create(sink, wo));
-  CFS_TRY(w->write_external(std::as_bytes(std::span(raw))));
-  for (const auto& [name, target] : refs) CFS_TRY(w->add_named_ref(name, target));
-  CFS_ASSIGN(auto fin, w->finish_object());
-  return fin.first;
 }
 
 }  // namespace
@@ -271,6 +315,8 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
              write_document(repo, splitstream::kOciConfig, image.config.raw, config_refs));
   auto manifest_refs = layer_refs;
   manifest_refs.emplace_back(std::string(kConfigRefPrefix) + out.config.str(), out.config_stream);
+  for (const auto& l : out.layers)
+    if (l.blob_stream) manifest_refs.emplace_back(l.blob.str(), *l.blob_stream);
   CFS_ASSIGN(out.manifest_stream,
              write_document(repo, splitstream::kOciManifest, image.manifest.raw, manifest_refs));
 

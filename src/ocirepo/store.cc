@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "cfs/splitstream/writer.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::ocirepo::detail {
@@ -61,6 +62,20 @@ Result<std::string> read_small_stream(const repo::Repository& repo, splitstream:
                                 }),
               what);
   return out;
+}
+
+Result<verity::Digest> write_document(
+    repo::Repository& repo, std::uint64_t content_type, const std::string& raw,
+    const std::vector<std::pair<std::string, verity::Digest>>& refs) {
+  RepoSink sink(repo);
+  splitstream::WriterOptions wo;
+  wo.content_type = content_type;
+  wo.threads = 1;
+  CFS_ASSIGN(auto w, splitstream::Writer::create(sink, wo));
+  CFS_TRY(w->write_external(std::as_bytes(std::span(raw))));
+  for (const auto& [name, target] : refs) CFS_TRY(w->add_named_ref(name, target));
+  CFS_ASSIGN(auto fin, w->finish_object());
+  return fin.first;
 }
 
 }  // namespace cfs::ocirepo::detail

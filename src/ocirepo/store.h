@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cfs/repo/repository.h"
 #include "cfs/splitstream/objects.h"
@@ -35,5 +37,11 @@ Result<splitstream::Reader> open_stream(const repo::Repository& repo, const veri
 /// The whole byte stream of a small splitstream (a manifest or config), up to `max` bytes.
 Result<std::string> read_small_stream(const repo::Repository& repo, splitstream::Reader& reader,
                                       std::uint64_t max, const std::string& what);
+
+/// A splitstream holding one document (or blob) as one external object, with named refs;
+/// stored as an object, not named.
+Result<verity::Digest> write_document(
+    repo::Repository& repo, std::uint64_t content_type, const std::string& raw,
+    const std::vector<std::pair<std::string, verity::Digest>>& refs);
 
 }  // namespace cfs::ocirepo::detail

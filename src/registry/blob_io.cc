@@ -172,4 +172,40 @@ Status DownloadDir::remove(const oci::ContentDigest& d) const {
   return {};
 }
 
+Result<SweepReport> DownloadDir::sweep(std::chrono::seconds grace, bool dry_run) const {
+  SweepReport rep;
+  const auto now = std::chrono::system_clock::now();
+  CFS_ASSIGN(auto algs, sys::read_dir_names(fd_.get(), "."));
+  for (const auto& alg : algs) {
+    if (alg != "sha256" && alg != "sha512") continue;
+    auto dir = sys::openat(fd_.get(), alg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!dir) continue;  // not a directory: not ours
+    CFS_ASSIGN(auto names, sys::read_dir_names(dir->get(), "."));
+    for (const auto& name : names) {
+      // O_NONBLOCK: a FIFO planted here must not hang gc.
+      auto fd = sys::openat(dir->get(), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+      if (!fd) continue;
+      CFS_ASSIGN(auto st, sys::fstat(fd->get(), name));
+      if (!S_ISREG(st.st_mode)) continue;
+      const auto mtime = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+      if (now - mtime < grace) {
+        ++rep.kept_recent;
+        continue;
+      }
+      CFS_ASSIGN(bool locked, sys::flock(fd->get(), LOCK_EX | LOCK_NB, path_ + "/" + name));
+      if (!locked) {
+        ++rep.kept_locked;
+        continue;
+      }
+      if (!dry_run) {
+        auto gone = sys::unlinkat(dir->get(), name, 0);
+        if (!gone && !gone.error().is_errno(ENOENT)) return fail(std::move(gone).error());
+      }
+      ++rep.removed;
+      rep.bytes += static_cast<std::uint64_t>(st.st_size);
+    }
+  }
+  return rep;
+}
+
 }  // namespace cfs::registry

@@ -2,8 +2,10 @@
 #include "cfs/registry/pull.h"
 
 #include "cfs/ocirepo/images.h"
+#include "cfs/ocirepo/seal.h"
 #include "cfs/registry/image_source.h"
 #include "cfs/registry/seal.h"
+#include "cfs/util/sys.h"
 
 namespace cfs::registry {
 
@@ -25,11 +27,22 @@ Result<RegistryPull> pull_image(repo::Repository& repo, Client& client, std::str
   CFS_ASSIGN(auto seal, verify_repository_seal(client, ref.with_digest(out.result.manifest.str()),
                                                repo, out.result.image, options.verify_seal->cert));
   out.seal = seal.artifact;
+  // Recorded, so `cfs oci mount --require-seal` can check it later without the registry.
+  CFS_TRY(ocirepo::record_seal(repo, seal));
   if (!tag.empty()) {
     CFS_TRY(ocirepo::tag_image(repo, out.result.manifest.str(), tag));
     out.result.tag = tag;
   }
   return out;
+}
+
+Result<SweepReport> sweep_downloads(const repo::Repository& repo, std::chrono::seconds grace,
+                                    bool dry_run) {
+  const std::string path = repo.path() + "/" + std::string(kDownloadsDir);
+  CFS_ASSIGN(auto st, sys::fstatat_if_exists(repo.fd(), std::string(kDownloadsDir), 0));
+  if (!st) return SweepReport{};
+  CFS_ASSIGN(auto dir, DownloadDir::open(path));
+  return dir.sweep(grace, dry_run);
 }
 
 }  // namespace cfs::registry

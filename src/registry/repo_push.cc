@@ -2,7 +2,9 @@
 #include "cfs/registry/repo_push.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -76,6 +78,36 @@ Result<LayerBlob> build_layer(const repo::Repository& repo, const ocirepo::Store
   return out;
 }
 
+// The layer's blob exactly as the manifest names it: the kept blob, or the rebuilt tar of an
+// uncompressed layer.
+Result<LayerBlob> original_layer(const repo::Repository& repo, const ocirepo::StoredLayer& layer) {
+  if (!layer.blob_stream) {
+    CFS_ASSIGN(auto out, build_layer(repo, layer, oci::Compression::kNone));
+    out.descriptor = layer.blob;
+    return out;
+  }
+  const std::string what = "kept blob " + layer.blob.digest.str();
+  LayerBlob out;
+  CFS_ASSIGN(out.fd, temp_file(repo));
+  CFS_ASSIGN_CTX(auto n,
+                 repo::cat_stream(repo, ocirepo::blob_stream_name(layer.blob.digest), out.fd.get()),
+                 what);
+  oci::ContentHasher hash;
+  std::vector<std::byte> buf(kChunk);
+  for (std::uint64_t off = 0; off < n;) {
+    CFS_ASSIGN(auto got, sys::pread_full(out.fd.get(), buf, off));
+    if (got == 0) break;
+    hash.update(std::span(buf.data(), got));
+    off += got;
+  }
+  if (auto d = hash.finish(); d != layer.blob.digest || n != layer.blob.size)
+    return fail(Errc::kDigestMismatch,
+                fmt::format("{}: the repository holds {} ({} bytes), the manifest says {} bytes",
+                            what, d.str(), n, layer.blob.size));
+  out.descriptor = layer.blob;
+  return out;
+}
+
 class FdSource final : public BlobSource {
  public:
   FdSource(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
@@ -107,11 +139,16 @@ Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& 
     CFS_ASSIGN(auto o, client.push_blob(dest, img.manifest.config.digest, src));
     ++(o == PushOutcome::kExisted ? result.blobs_existed : result.blobs_uploaded);
   }
+  const bool original =
+      !options.compression && std::all_of(img.layers.begin(), img.layers.end(),
+                                          [](const auto& l) { return l.has_original_blob(); });
+  const oci::Compression compression = options.compression.value_or(oci::Compression::kGzip);
   std::vector<Result<std::pair<oci::Descriptor, PushOutcome>>> layers(
       img.layers.size(), fail(Errc::kInvalidInput, "not pushed"));
   parallel_for(img.layers.size(), options.jobs, [&](std::size_t i) {
     layers[i] = [&]() -> Result<std::pair<oci::Descriptor, PushOutcome>> {
-      CFS_ASSIGN(auto blob, build_layer(repo, img.layers[i], options.compression));
+      CFS_ASSIGN(auto blob, original ? original_layer(repo, img.layers[i])
+                                     : build_layer(repo, img.layers[i], compression));
       FdSource src(blob.fd.get(), blob.descriptor.size);
       CFS_ASSIGN(auto o, client.push_blob(dest, blob.descriptor.digest, src));
       return std::make_pair(std::move(blob.descriptor), o);
@@ -122,6 +159,13 @@ Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& 
     if (!l) return fail(std::move(l).error());
     ++(l->second == PushOutcome::kExisted ? result.blobs_existed : result.blobs_uploaded);
     layer_json.push_back(descriptor_json(l->first));
+  }
+  result.manifests = 1;
+  if (original) {
+    CFS_ASSIGN(result.manifest,
+               client.put_manifest(dest, img.manifest.media_type, img.manifest.raw));
+    result.media_type = img.manifest.media_type;
+    return result;
   }
   // Docker's config media type names the same JSON; an OCI manifest names it as OCI's.
   oci::Descriptor config = img.manifest.config;
@@ -134,7 +178,6 @@ Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& 
   const std::string bytes = manifest.dump();
   CFS_ASSIGN(result.manifest, client.put_manifest(dest, oci::kOciManifest, bytes));
   result.media_type = std::string(oci::kOciManifest);
-  result.manifests = 1;
   return result;
 }
 

@@ -4,9 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cfs/oci/image.h"
-#include "cfs/tree/object_name.h"
-#include "cfs/verity/measure.h"
-#include "cfs/verity/signature.h"
 
 namespace cfs::registry {
 namespace {
@@ -47,40 +44,20 @@ Result<std::optional<Seal>> read_seal(Client& client, const Reference& image,
                                       const oci::ContentDigest& artifact, verity::HashAlg alg) {
   const std::string what = "seal " + artifact.str() + " of " + subject.str();
   CFS_ASSIGN(auto raw, client.get_manifest(image.with_digest(artifact.str())));
-  CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
-  if (m.artifact_type != kSealArtifactType) return std::nullopt;
-  if (!m.subject || m.subject->digest != subject)
-    return fail(Errc::kInvalidInput, what + ": its subject is not " + subject.str());
-  const std::string key = merged_seal_annotation(alg);
-  for (const auto& layer : m.layers) {
-    auto a = layer.annotations.find(key);
-    if (a == layer.annotations.end()) continue;
-    auto digest = tree::parse_digest_hex(a->second, alg);
-    if (!digest || digest->hex() != a->second)
-      return fail(Errc::kInvalidInput,
-                  what + ": annotation " + key + " is not a lowercase digest: " + a->second);
-    Seal s{subject, m.digest, *digest, {}};
-    if (layer.media_type == kSealSignatureType) {
-      if (layer.size > kMaxSealSignatureSize)
-        return fail(Errc::kInvalidInput,
-                    what + ": signature of " + std::to_string(layer.size) + " bytes is too large");
-      StringSink sink;
-      CFS_TRY(client.fetch_blob(image, BlobFetch{layer.digest, layer.size, &sink}, {}));
-      s.signature.assign(sink.out.begin(), sink.out.end());
-    } else if (layer.media_type != kEmptyMediaType) {
-      return fail(Errc::kInvalidInput, what + ": layer of media type " + layer.media_type +
-                                           " is neither a signature nor empty");
-    }
-    return std::make_optional(std::move(s));
+  std::string bytes = raw.bytes;
+  CFS_ASSIGN(auto m, ocirepo::parse_seal(std::move(raw.bytes), subject, alg, what));
+  if (!m) return std::nullopt;
+  Seal s{subject, m->manifest.digest, m->image, {}, std::move(bytes)};
+  if (m->signature) {
+    StringSink sink;
+    CFS_TRY(
+        client.fetch_blob(image, BlobFetch{m->signature->digest, m->signature->size, &sink}, {}));
+    s.signature.assign(sink.out.begin(), sink.out.end());
   }
-  return std::nullopt;  // a seal of another algorithm only
+  return std::make_optional(std::move(s));
 }
 
 }  // namespace
-
-std::string merged_seal_annotation(verity::HashAlg alg) {
-  return std::string("composefs.merged.erofs.v1.fsverity-") + verity::hash_alg_name(alg) + "-12";
-}
 
 Result<Seal> push_seal(Client& client, const Reference& image, const verity::Digest& image_digest,
                        std::span<const std::uint8_t> signature,
@@ -118,7 +95,7 @@ Result<Seal> push_seal(Client& client, const Reference& image, const verity::Dig
   CFS_ASSIGN(auto pushed,
              client.put_manifest(image.with_digest(digest.str()), kOciManifest, bytes));
   return Seal{subject.digest, pushed, image_digest,
-              std::vector<std::uint8_t>(signature.begin(), signature.end())};
+              std::vector<std::uint8_t>(signature.begin(), signature.end()), bytes};
 }
 
 Result<std::vector<Seal>> read_seals(Client& client, const Reference& image, verity::HashAlg alg) {
@@ -135,47 +112,7 @@ Result<std::vector<Seal>> read_seals(Client& client, const Reference& image, ver
 Result<Seal> verify_seal(Client& client, const Reference& image, const verity::Digest& computed,
                          const std::optional<std::string>& cert_file) {
   CFS_ASSIGN(auto seals, read_seals(client, image, computed.alg));
-  std::optional<Error> first;
-  std::size_t candidates = 0;
-  for (auto& s : seals) {
-    if (cert_file && s.signature.empty()) continue;
-    ++candidates;
-    if (s.image != computed) {
-      if (!first)
-        first = Error(Errc::kDigestMismatch, image.str() + ": sealed composefs image " +
-                                                 s.image.str() + " (seal " + s.artifact.str() +
-                                                 ") is not the computed " + computed.str());
-      continue;
-    }
-    if (cert_file) {
-      auto ok = verity::verify_digest_signature(computed, s.signature, *cert_file,
-                                                image.str() + ": seal " + s.artifact.str());
-      if (!ok) {
-        if (!first) first = std::move(ok).error();
-        continue;
-      }
-    }
-    return std::move(s);
-  }
-  if (candidates == 0)
-    return fail(Errc::kObjectMissing, image.str() + ": no " + (cert_file ? "signed " : "") +
-                                          "composefs seal (" +
-                                          merged_seal_annotation(computed.alg) + ") is attached");
-  return fail(std::move(*first));
-}
-
-Result<verity::Digest> repository_image_digest(const repo::Repository& repo,
-                                               const verity::Digest& image, verity::HashAlg alg) {
-  if (alg == image.alg) {
-    if (!repo.has_object(image))
-      return fail(Errc::kObjectMissing, repo.path() + ": no image " + image.hex());
-    return image;
-  }
-  CFS_ASSIGN(auto fd, repo.open_object(image));
-  verity::Params p;
-  p.alg = alg;
-  CFS_ASSIGN(auto m, verity::measure_or_compute(fd.get(), p, repo.object_path(image)));
-  return m.digest;
+  return ocirepo::select_seal(std::move(seals), computed, cert_file, image.str());
 }
 
 Result<Seal> verify_repository_seal(Client& client, const Reference& subject,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,12 @@
 #include "cfs/ocirepo/images.h"
 #include "cfs/ocirepo/names.h"
 #include "cfs/ocirepo/pull.h"
+#include "cfs/ocirepo/seal.h"
 #include "cfs/repo/streams.h"
 #include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
-#include "tools/pull_progress.h"
+#include "tools/progress.h"
 #include "tools/repo_common.h"
 #include "tools/repo_mount.h"
 #ifdef CFS_WITH_REGISTRY
@@ -76,8 +78,8 @@ int run_pull(int argc, char** argv) {
       "Import an OCI image into the repository: layers as splitstreams, the merged "
       "image, and a tag.",
       "cfs oci pull"};
-  std::string repo_path, source, name, platform;
-  bool json = false, keep_user = false, no_tag = false;
+  std::string repo_path, source, name, platform, progress_mode = "auto";
+  bool json = false, keep_user = false, no_tag = false, keep_blobs = false;
   unsigned jobs = 0;
   add_repo_option(app, repo_path);
 #ifdef CFS_WITH_REGISTRY
@@ -97,7 +99,14 @@ int run_pull(int argc, char** argv) {
   app.add_option("--platform", platform, "os/arch[/variant] to choose in an index");
   app.add_option("--jobs", jobs, "layers imported at once (default: CPUs)");
   add_xattr_option(app, keep_user);
+  app.add_flag("--keep-blobs", keep_blobs,
+               "also keep the compressed layer blobs as pulled (streams/oci-blob-DIGEST), so "
+               "`cfs oci push` sends the image byte for byte");
   app.add_flag("--json", json, "print a JSON report");
+  app.add_option("--progress", progress_mode,
+                 "auto (a status line when stderr is a terminal), json (one JSON event per "
+                 "line on stdout, before the --json report) or none")
+      ->check(CLI::IsMember({"auto", "json", "none"}));
   if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
 #ifdef CFS_WITH_REGISTRY
   if (auto st = registry.check_options(); !st) {
@@ -117,9 +126,12 @@ int run_pull(int argc, char** argv) {
   if (no_tag) o.tag = "";
   if (!name.empty()) o.tag = name;
   o.jobs = jobs;
+  o.keep_blobs = keep_blobs;
   o.merge = merge_options(keep_user);
-  PullProgress progress;
-  if (::isatty(STDERR_FILENO)) o.progress = progress.callback();
+  Progress progress(progress_mode == "none"   ? Progress::Mode::kNone
+                    : progress_mode == "json" ? Progress::Mode::kJson
+                                              : Progress::pick(false));
+  o.progress = progress.pull_callback();
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
@@ -127,7 +139,7 @@ int run_pull(int argc, char** argv) {
   Result<ocirepo::PullResult> res = fail(Errc::kInvalidInput, source);
   if (source.starts_with("docker://")) {
 #ifdef CFS_WITH_REGISTRY
-    res = registry.pull(*r, source, o);
+    res = registry.pull(*r, source, o, progress);
 #else
     return error(Error(Errc::kUnsupportedFeature,
                        source + ": this cfs was built without the registry client "
@@ -145,9 +157,11 @@ int run_pull(int argc, char** argv) {
     for (const auto& l : res->layers)
       layers += fmt::format(
           "{}{{\"diff_id\": \"{}\", \"blob\": \"{}\", \"skipped\": {}, \"compression\": {}, "
-          "\"blob_bytes\": {}, \"tar_bytes\": {}, \"objects\": {}, \"stream\": \"{}\"}}",
+          "\"blob_bytes\": {}, \"tar_bytes\": {}, \"objects\": {}, \"stream\": \"{}\", "
+          "\"blob_stream\": {}}}",
           layers.empty() ? "" : ", ", l.diff_id.str(), l.blob.str(), l.skipped ? "true" : "false",
-          json::string(l.compression), l.blob_bytes, l.tar_bytes, l.objects, l.stream.hex());
+          json::string(l.compression), l.blob_bytes, l.tar_bytes, l.objects, l.stream.hex(),
+          l.blob_stream ? "\"" + l.blob_stream->hex() + "\"" : "null");
     fmt::print(
         "{{\"manifest\": \"{}\", \"config\": \"{}\", \"tag\": {}, \"image\": \"{}\", "
         "\"manifest_stream\": \"{}\", \"config_stream\": \"{}\", \"layers\": [{}]}}\n",
@@ -364,35 +378,56 @@ int run_compute_id(int argc, char** argv) {
   return kExitOk;
 }
 
-/// `cfs oci mount [--repo R] NAME MNT [mount options]`: the image the tag links, mounted by
-/// `cfs mount --repo` (same options, lease and verity rules).
+/// `cfs oci mount [--repo R] [--require-seal[=CERT]] NAME MNT [mount options]`: the image the
+/// tag links, mounted by `cfs mount --repo` (same options, lease and verity rules), after the
+/// seal check when asked for.
 int run_mount(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
+  std::vector<std::string> args;
   std::string repo_path;
+  std::optional<std::optional<std::string>> require_seal;  // outer: asked; inner: CERT
+  bool help = false;
   int name_at = -1;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 0; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "-h" || a == "--help") break;
+    if (i > 0 && (a == "--require-seal" || a.starts_with("--require-seal="))) {
+      require_seal.emplace();
+      if (a.size() > 15) *require_seal = std::string(a.substr(15));
+      continue;  // not an option of `cfs mount`
+    }
+    args.emplace_back(a);
+    if (i == 0) continue;
+    if (a == "-h" || a == "--help") help = true;
+    if (help) continue;
     if ((a == "--repo" || a == "-o" || a == "--options" || a == "--upperdir" || a == "--workdir") &&
         i + 1 < argc) {
       if (a == "--repo") repo_path = argv[i + 1];
-      ++i;
+      args.emplace_back(argv[++i]);
       continue;
     }
     if (a.starts_with("--repo=")) repo_path = std::string(a.substr(7));
-    if (!a.starts_with("-") && name_at < 0) name_at = i;
+    if (!a.starts_with("-") && name_at < 0) name_at = static_cast<int>(args.size()) - 1;
   }
-  if (name_at > 0) {
+  if (help) {
+    fmt::print(
+        "cfs oci mount [--require-seal[=CERT]] NAME MOUNTPOINT: NAME is an OCI tag or manifest "
+        "digest; the options are those of cfs mount --repo, and\n"
+        "  --require-seal[=CERT]  refuse to mount unless a seal recorded by pull --verify-seal "
+        "names the merged image (signed by CERT's key with =CERT)\n\n");
+  } else if (name_at > 0) {
     std::string hex;
     {
       auto r = open_repo(repo_path, {});
       if (!r) return error(r.error());
-      auto img = ocirepo::open_image(*r, argv[name_at]);
+      auto img = ocirepo::open_image(*r, args[static_cast<std::size_t>(name_at)]);
       if (!img) return error(img.error());
       if (!img->image)
         return error(
-            Error(Errc::kObjectMissing,
-                  fmt::format("{}: no merged image linked; pull it again", argv[name_at])));
+            Error(Errc::kObjectMissing, fmt::format("{}: no merged image linked; pull it again",
+                                                    args[static_cast<std::size_t>(name_at)])));
+      if (require_seal) {
+        auto seal = ocirepo::require_seal(*r, *img, *require_seal);
+        if (!seal) return error(seal.error());
+      }
       hex = img->image->hex();
     }
     args[static_cast<std::size_t>(name_at)] = hex;

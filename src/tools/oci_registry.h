@@ -15,6 +15,7 @@
 
 #include "cfs/ocirepo/pull.h"
 #include "cfs/repo/repository.h"
+#include "tools/progress.h"
 
 namespace cfs::tools {
 
@@ -32,8 +33,9 @@ class RegistryPull {
   Status check_options() const;
   /// Pulls a docker:// reference into `repo` (registry::pull_image): downloads resumable under
   /// the repository, the seal checked when --verify-seal asked for it.
+  /// Retries and failures of the transfers go to `progress` too.
   Result<ocirepo::PullResult> pull(repo::Repository& repo, const std::string& source,
-                                   const ocirepo::PullOptions& options);
+                                   const ocirepo::PullOptions& options, Progress& progress);
 
  private:
   struct Impl;

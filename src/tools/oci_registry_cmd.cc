@@ -24,9 +24,9 @@
 #include "cfs/verity/signature.h"
 #include "tools/command.h"
 #include "tools/oci_registry.h"
+#include "tools/progress.h"
 #include "tools/registry_options.h"
 #include "tools/repo_common.h"
-#include "tools/transfer_progress.h"
 
 namespace cfs::tools {
 
@@ -56,9 +56,9 @@ Status RegistryPull::check_options() const {
 }
 
 Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std::string& source,
-                                               const ocirepo::PullOptions& options) {
-  TransferProgress progress(TransferProgress::Mode::kNone);
-  CFS_ASSIGN(auto client, make_client(impl_->options, progress));
+                                               const ocirepo::PullOptions& options,
+                                               Progress& progress) {
+  CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true));
   registry::RegistryPullOptions o;
   o.pull = options;
   if (impl_->verify_seal->count() > 0) {
@@ -110,19 +110,21 @@ int run_oci_push(int argc, char** argv) {
       "layout (byte for byte) to a registry.",
       "cfs oci push"};
   RegistryOptions c;
-  std::string repo_path, source, dest, compression = "gzip";
+  std::string repo_path, source, dest, compression;
   add_repo_option(app, repo_path);
   app.add_option("SOURCE", source, "repository image (tag or manifest digest), or oci:DIR[:TAG]")
       ->required();
   app.add_option("DEST", dest, "docker://HOST[:PORT]/NAME[:TAG]")->required();
   app.add_option("--compression", compression,
-                 "repository images: layers sent as none, gzip (default) or zstd")
+                 "repository images: layers rebuilt and sent as none, gzip or zstd under a new "
+                 "manifest (default: the original blobs and manifest when kept by pull "
+                 "--keep-blobs, else gzip)")
       ->check(CLI::IsMember({"none", "gzip", "zstd"}));
   c.add(app, /*with_json=*/true, /*with_jobs=*/true);
   if (int rc = parse(app, argc, argv, c)) return rc < 0 ? kExitOk : rc;
   auto ref = registry::parse_reference(dest);
   if (!ref) return report(ref.error());
-  TransferProgress progress(TransferProgress::pick(c.json));
+  Progress progress(Progress::pick(c.json));
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   Result<registry::LayoutPush> pushed = fail(Errc::kInvalidInput, source);
@@ -135,9 +137,10 @@ int run_oci_push(int argc, char** argv) {
     if (!r) return report(r.error());
     registry::RepoPushOptions o;
     o.jobs = c.jobs;
-    o.compression = compression == "none"   ? oci::Compression::kNone
-                    : compression == "zstd" ? oci::Compression::kZstd
-                                            : oci::Compression::kGzip;
+    if (!compression.empty())
+      o.compression = compression == "none"   ? oci::Compression::kNone
+                      : compression == "zstd" ? oci::Compression::kZstd
+                                              : oci::Compression::kGzip;
     pushed = registry::push_from_repository(*client, *r, source, *ref, o);
   }
   progress.finish();
@@ -246,7 +249,7 @@ int run_oci_seal(int argc, char** argv) {
     if (!sig) return report(sig.error());
     signature = std::move(*sig);
   }
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(a.c, progress);
   if (!client) return report(client.error());
   auto s = registry::push_seal(*client, *ref, sealed->digest, signature, sealed->config);
@@ -265,7 +268,7 @@ int run_oci_verify_seal(int argc, char** argv) {
   if (!ref) return report(ref.error());
   auto sealed = sealed_image(a);
   if (!sealed) return report(sealed.error());
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(a.c, progress);
   if (!client) return report(client.error());
   std::optional<std::string> cert;

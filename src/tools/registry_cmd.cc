@@ -26,8 +26,8 @@
 #include "cfs/util/atomic_file.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
+#include "tools/progress.h"
 #include "tools/registry_options.h"
-#include "tools/transfer_progress.h"
 
 namespace cfs::tools {
 namespace {
@@ -50,7 +50,7 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(const std::st
 int get_manifest(const RegistryOptions& c, const std::string& ref_text, bool digest_only) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   auto m = client->get_manifest(*ref);
@@ -87,7 +87,7 @@ int get_blob(const RegistryOptions& c, const BlobArgs& a) {
       return kExitUsage;
     }
   }
-  TransferProgress progress(TransferProgress::pick(false));
+  Progress progress(Progress::pick(false));
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   // A file output appears only once the blob is complete and verified.
@@ -124,7 +124,7 @@ int fetch(const RegistryOptions& c, const std::string& ref_text, const std::stri
           const std::string& tag_opt) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
-  TransferProgress progress(TransferProgress::pick(c.json));
+  Progress progress(Progress::pick(c.json));
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   std::string tag = tag_opt.empty() ? ref->tag : tag_opt;
@@ -157,10 +157,10 @@ int put_blob(const RegistryOptions& c, const PutBlobArgs& a) {
   // The digest the registry must confirm, computed before anything is sent.
   auto digest = registry::hash_source(*src);
   if (!digest) return report(digest.error());
-  TransferProgress progress(TransferProgress::pick(c.json));
+  Progress progress(Progress::pick(c.json));
   auto opts = c.options();
   if (!opts) return report(opts.error());
-  opts->progress = progress.callback();
+  opts->progress = transfer_callback(progress);
   opts->chunked_threshold = a.chunked_threshold;
   opts->chunk_size = a.chunk_size;
   auto client = registry::Client::create(std::move(*opts));
@@ -192,7 +192,7 @@ int put_manifest(const RegistryOptions& c, const std::string& ref_text, const st
       return kExitUsage;
     }
   }
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   auto d = client->put_manifest(*ref, media_type, *bytes);
@@ -204,7 +204,7 @@ int put_manifest(const RegistryOptions& c, const std::string& ref_text, const st
 int tags(const RegistryOptions& c, const std::string& ref_text) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   auto list = client->list_tags(*ref);
@@ -217,7 +217,7 @@ int referrers(const RegistryOptions& c, const std::string& ref_text,
               const std::string& artifact_type) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
-  TransferProgress progress(TransferProgress::Mode::kNone);
+  Progress progress(Progress::Mode::kNone);
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
   std::optional<oci::ContentDigest> subject;

@@ -48,9 +48,32 @@ Result<registry::ClientOptions> RegistryOptions::options() const {
   return o;
 }
 
-Result<registry::Client> make_client(const RegistryOptions& o, TransferProgress& progress) {
+registry::ProgressCallback transfer_callback(Progress& progress, bool messages_only) {
+  if (progress.mode() == Progress::Mode::kNone) return {};
+  return [&progress, messages_only](const registry::TransferEvent& t) {
+    using K = registry::TransferEvent::Kind;
+    if (messages_only && t.kind != K::kRetry && t.kind != K::kFailed) return;
+    BlobEvent ev;
+    // The two enums list the same kinds in the same order.
+    static_assert(static_cast<int>(K::kFailed) == static_cast<int>(BlobEvent::Kind::kFailed));
+    ev.kind = static_cast<BlobEvent::Kind>(static_cast<int>(t.kind));
+    ev.direction = t.direction == registry::TransferEvent::Direction::kUpload
+                       ? BlobEvent::Direction::kUpload
+                       : BlobEvent::Direction::kDownload;
+    ev.digest = t.digest;
+    ev.bytes = t.bytes;
+    ev.size = t.size;
+    ev.resumed_from = t.resumed_from;
+    ev.retry_delay_s = t.retry_delay_s;
+    ev.message = t.message;
+    progress.on(ev);
+  };
+}
+
+Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
+                                     bool messages_only) {
   CFS_ASSIGN(auto opts, o.options());
-  opts.progress = progress.callback();
+  opts.progress = transfer_callback(progress, messages_only);
   return registry::Client::create(std::move(opts));
 }
 

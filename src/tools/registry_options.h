@@ -14,7 +14,7 @@
 #pragma GCC diagnostic pop
 
 #include "cfs/registry/client.h"
-#include "tools/transfer_progress.h"
+#include "tools/progress.h"
 
 namespace cfs::tools {
 
@@ -34,8 +34,13 @@ struct RegistryOptions {
   Result<registry::ClientOptions> options() const;
 };
 
+/// The client's transfer events rendered by `progress` (which must outlive the client); with
+/// messages_only, only retries and failures (a pull renders its import's own events).
+registry::ProgressCallback transfer_callback(Progress& progress, bool messages_only = false);
+
 /// A client with `o`'s options reporting to `progress` (which must outlive it).
-Result<registry::Client> make_client(const RegistryOptions& o, TransferProgress& progress);
+Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
+                                     bool messages_only = false);
 
 /// Prints "cfs: error: MESSAGE" and returns the failure exit code.
 int report(const Error& e);

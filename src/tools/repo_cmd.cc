@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -30,6 +31,9 @@
 #include "cfs/repo/lease.h"
 #include "cfs/repo/repository.h"
 #include "cfs/repo/streams.h"
+#ifdef CFS_WITH_REGISTRY
+#include "cfs/registry/pull.h"
+#endif
 #include "tools/command.h"
 #include "tools/repo_common.h"
 
@@ -207,6 +211,12 @@ int run_gc(int argc, char** argv) {
   app.add_flag("-n,--dry-run", o.dry_run, "report what would be removed, remove nothing");
   app.add_option("-r,--root", o.roots, "also keep this image or stream (may be repeated)");
   app.add_flag("--json", json, "print JSON");
+#ifdef CFS_WITH_REGISTRY
+  unsigned download_grace = 24 * 3600;
+  app.add_option("--download-grace", download_grace,
+                 "keep partial registry downloads (REPO/cfs-downloads) younger than this many "
+                 "seconds, for a pull to resume (default: 86400)");
+#endif
   if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions oo;
   oo.write = !o.dry_run;
@@ -217,6 +227,17 @@ int run_gc(int argc, char** argv) {
   if (!r) return error(r.error());
   auto rep = repo::gc(*r, o);
   if (!rep) return error(rep.error());
+  struct {
+    std::size_t removed = 0, kept_recent = 0, kept_locked = 0;
+    std::uint64_t bytes = 0;
+  } downloads;
+#ifdef CFS_WITH_REGISTRY
+  {
+    auto swept = registry::sweep_downloads(*r, std::chrono::seconds(download_grace), o.dry_run);
+    if (!swept) return error(swept.error());
+    downloads = {swept->removed, swept->kept_recent, swept->kept_locked, swept->bytes};
+  }
+#endif
   if (json) {
     std::string mounts, stale;
     for (const auto& l : rep->live_leases)
@@ -231,11 +252,13 @@ int run_gc(int argc, char** argv) {
         "{{\"dry_run\": {}, \"objects_scanned\": {}, \"objects_kept\": {}, "
         "\"objects_removed\": {}, \"bytes_removed\": {}, \"images_pruned\": {}, "
         "\"streams_pruned\": {}, \"temp_removed\": {}, \"root_images\": {}, "
-        "\"root_streams\": {}, \"mounts\": [{}], \"stale_mounts\": [{}], \"strays\": {}}}\n",
+        "\"root_streams\": {}, \"mounts\": [{}], \"stale_mounts\": [{}], \"strays\": {}, "
+        "\"downloads_removed\": {}, \"download_bytes_removed\": {}, \"downloads_kept\": {}}}\n",
         rep->dry_run ? "true" : "false", rep->objects_scanned, rep->objects_live,
         rep->objects_removed, rep->bytes_removed, rep->images_pruned, rep->streams_pruned,
         rep->temp_removed, json_list(rep->root_images), json_list(rep->root_streams), mounts, stale,
-        json_list(rep->strays));
+        json_list(rep->strays), downloads.removed, downloads.bytes,
+        downloads.kept_recent + downloads.kept_locked);
     return kExitOk;
   }
   const char* verb = rep->dry_run ? "would remove" : "removed";
@@ -255,6 +278,10 @@ int run_gc(int argc, char** argv) {
     fmt::print("stale mount lease: {} on {}: {} ({})\n", l.image.empty() ? l.id : l.image,
                l.mountpoint, why, rep->dry_run ? "kept" : "removed");
   for (const auto& s : rep->strays) fmt::print("stray (left alone): {}\n", s);
+  if (downloads.removed || downloads.kept_recent || downloads.kept_locked)
+    fmt::print("partial downloads: {} {} ({}), {} kept (recent or in use)\n", verb,
+               downloads.removed, human_bytes(downloads.bytes),
+               downloads.kept_recent + downloads.kept_locked);
   return kExitOk;
 }
 

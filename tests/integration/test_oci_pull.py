@@ -224,11 +224,12 @@ class Pull(t.unittest.TestCase):
         os.close(master)
         self.assertEqual(p.wait(), 0, shown)
         text = shown.decode(errors="replace")
-        # One status line across all layers: bytes read of the total, and a rate.
-        self.assertIn(f"of {total / 1048576:.1f} MiB", text)
-        self.assertRegex(text, r"layers \d+/4 done, [0-9.]+ MiB of [0-9.]+ MiB \(\d+%\), "
-                               r"[0-9.]+ MiB/s")
-        self.assertIn("layers 4/4 done", text)
+        # One status line across all layers (tools/progress.h): blobs done, bytes read of the
+        # total of the manifest's layer sizes, a rate; and the layers in flight.
+        self.assertIn(f" / {total / 1024:.1f} KiB at ", text)
+        self.assertRegex(text, r"\d/4 blobs, [0-9.]+ (B|KiB) / [0-9.]+ KiB at [0-9.]+ (B|KiB|MiB)/s"
+                               r"( ETA \d+s)? \| [0-9a-f]{12} \d+% ")
+        self.assertIn("4/4 blobs", text)
 
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
         layout = self.build()

@@ -23,6 +23,13 @@ namespace cfs::ocirepo {
 struct StoredLayer {
   oci::ContentDigest diff_id;
   verity::Digest stream;  ///< the layer stream object (the config stream's named ref)
+  oci::Descriptor blob;   ///< the manifest's descriptor of the layer
+  /// streams/oci-blob-<blob digest> (the manifest stream's named ref <blob digest>): the
+  /// compressed blob as pulled with --keep-blobs. nullopt when not kept, and for an
+  /// uncompressed layer, whose blob is the tar the layer stream rebuilds.
+  std::optional<verity::Digest> blob_stream;
+  /// The original blob can be sent: kept, or the layer is uncompressed.
+  bool has_original_blob() const noexcept { return blob_stream || blob.digest == diff_id; }
 };
 
 struct StoredImage {
@@ -68,7 +75,8 @@ struct OciFsckReport {
 };
 
 /// Checks one tagged image (or all): the manifest and config bytes against their digests, the
-/// config against the manifest, every layer stream reassembled against its diff_id (objects
+/// config against the manifest, every layer stream reassembled against its diff_id and every
+/// kept blob against its digest and size (objects
 /// opened as the repository opens them: verity-checked when secure), the linked image present
 /// and equal to the image computed again from the layers.
 Result<OciFsckReport> fsck(const repo::Repository& repo, const std::optional<std::string>& tag);

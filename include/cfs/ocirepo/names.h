@@ -7,6 +7,10 @@
 //                                     <diff_id> -> layer stream, composefs.image.v1 -> image
 //   streams/oci-manifest-<digest>     the manifest JSON as one object ("ocimanif"); named refs:
 //                                     config:<digest> -> config stream, <diff_id> -> layers
+//   streams/oci-blob-<digest>         a compressed layer blob exactly as pulled (`cfs oci pull
+//                                     --keep-blobs`): one external object ("oci_blob"); the
+//                                     manifest stream names it by the named ref <digest>, so
+//                                     gc keeps it as long as the manifest
 //   streams/refs/oci/<encoded tag>    -> the manifest stream: a tag (a GC root)
 //
 // A tag is encoded as one path component: '%' -> "%25" first, then '/' -> "%2F".
@@ -31,6 +35,7 @@ inline constexpr std::string_view kConfigRefPrefix = "config:";
 std::string layer_stream_name(const oci::ContentDigest& diff_id);
 std::string config_stream_name(const oci::ContentDigest& digest);
 std::string manifest_stream_name(const oci::ContentDigest& digest);
+std::string blob_stream_name(const oci::ContentDigest& digest);
 
 std::string encode_tag(std::string_view tag);
 /// Inverse of encode_tag (kInvalidInput for a '%' escape it never writes).

@@ -17,11 +17,14 @@
 //     is decompressed and split into a splitstream (headers inline, contents over 64 bytes as
 //     objects) while both its digest and its diff_id are computed; a mismatch with the manifest
 //     or config fails the pull and names nothing; a good layer is made durable (syncfs) and
-//     named at once, so an interrupted pull keeps the layers it finished;
+//     named at once, so an interrupted pull keeps the layers it finished; with keep_blobs,
+//     the compressed blob itself is also kept as streams/oci-blob-<digest> (written as it is
+//     read, named with the layer), so `cfs oci push` can send the image byte for byte;
 //  3. merges the layers in order (oci::Merger) and writes the merged image (format 1, the
 //     repository's algorithm) as an object;
 //  4. writes the config stream (raw JSON, named refs to the layers and composefs.image.v1) and
-//     the manifest stream (raw JSON, config:<digest> and the layers), syncs once, names
+//     the manifest stream (raw JSON, config:<digest>, the layers, and <blob digest> for each
+//     kept blob), syncs once, names
 //     images/<id>, both streams, and then the tag streams/refs/oci/<tag>.
 // A failure at any step leaves no tag and nothing a fsck calls broken (unnamed objects are
 // garbage for gc).
@@ -58,6 +61,7 @@ struct PullEvent {
   std::uint64_t bytes = 0;  ///< kLayerBytes / kLayerDone: blob bytes read so far
   std::uint64_t total = 0;  ///< the layer's blob size (manifest); kResolved: all distinct layers
   std::string diff_id;
+  std::string blob;  ///< the layer's blob digest (kLayer*)
 };
 
 struct PullOptions {
@@ -70,6 +74,10 @@ struct PullOptions {
   /// Layers imported at once; 0: the number of CPUs.
   unsigned jobs = 0;
   oci::LayerInputOptions input;
+  /// Also keep each compressed layer blob as pulled (streams/oci-blob-<digest>; an
+  /// uncompressed layer's blob is its tar, which the layer stream already rebuilds). A layer
+  /// already in the repository without its blob is then pulled again.
+  bool keep_blobs = false;
   std::function<void(const PullEvent&)> progress;
 };
 
@@ -80,8 +88,9 @@ struct PulledLayer {
   bool skipped = false;     ///< already in the repository
   std::uint64_t blob_bytes = 0;
   std::uint64_t tar_bytes = 0;
-  std::uint64_t objects = 0;  ///< distinct external objects of its stream
-  verity::Digest stream;      ///< the layer stream object
+  std::uint64_t objects = 0;                  ///< distinct external objects of its stream
+  verity::Digest stream;                      ///< the layer stream object
+  std::optional<verity::Digest> blob_stream;  ///< streams/oci-blob-<blob>, when kept
 };
 
 struct PullResult {

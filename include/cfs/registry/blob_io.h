@@ -18,6 +18,7 @@
 // starts that blob over once from byte 0. DIR is laid out like an OCI layout's blobs/ directory.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -132,6 +133,14 @@ class PartialBlob {
   std::uint64_t size_;
 };
 
+/// What DownloadDir::sweep() found.
+struct SweepReport {
+  std::size_t removed = 0;      ///< files removed (or, dry run, that would be)
+  std::uint64_t bytes = 0;      ///< their size
+  std::size_t kept_recent = 0;  ///< younger than the grace period
+  std::size_t kept_locked = 0;  ///< a running download holds them
+};
+
 class DownloadDir {
  public:
   /// Opens (creating it and DIR/sha256 if needed) a download directory.
@@ -147,6 +156,11 @@ class DownloadDir {
   Result<PartialBlob> begin(const oci::ContentDigest& d) const;
   /// Removes both files of a digest (missing ones are fine).
   Status remove(const oci::ContentDigest& d) const;
+  /// Removes the files of DIR/<alg>/ not modified for `grace` and not locked by a running
+  /// download (each is locked while it is unlinked, so a process waiting in begin() for it
+  /// reopens a fresh one); anything else in DIR is left alone. Safe against a crash at any
+  /// moment: a file is gone or still whole.
+  Result<SweepReport> sweep(std::chrono::seconds grace, bool dry_run) const;
 
  private:
   DownloadDir(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}

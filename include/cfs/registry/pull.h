@@ -6,23 +6,32 @@
 // before are not fetched again because their layers are already in the repository), and the
 // seal check (--verify-seal): the merged image must be the one a seal attached to the pulled
 // manifest names, its signature verified against a certificate when one is given, before the
-// tag is set. A failed check leaves no tag (the imported objects are garbage for gc).
+// tag is set, and the seal is recorded in the repository (ocirepo/seal.h) for
+// `cfs oci mount --require-seal`. A failed check leaves no tag (the imported objects are
+// garbage for gc).
 // Thread-safety: as ocirepo::pull.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "cfs/ocirepo/pull.h"
+#include "cfs/registry/blob_io.h"
 #include "cfs/registry/client.h"
 #include "cfs/repo/repository.h"
 
 namespace cfs::registry {
 
-/// Below the repository: resumable downloads (blob_io.h layout). Not a composefs-rs name; gc
-/// and fsck leave it alone.
+/// Below the repository: resumable downloads (blob_io.h layout). Not a composefs-rs name; the
+/// repository's gc and fsck leave it alone, `cfs repo gc` sweeps it (sweep_downloads).
 inline constexpr std::string_view kDownloadsDir = "cfs-downloads";
+
+/// Removes the partial downloads of REPO/cfs-downloads older than `grace` that no running pull
+/// holds (DownloadDir::sweep); nothing when the directory does not exist.
+Result<SweepReport> sweep_downloads(const repo::Repository& repo, std::chrono::seconds grace,
+                                    bool dry_run);
 
 struct SealCheck {
   /// The certificate the seal's signature must verify with; nullopt: an unsigned seal (or a

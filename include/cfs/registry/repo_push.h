@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// `cfs oci push NAME docker://…`: an image of the repository pushed to a registry. The
-// repository keeps layers as splitstreams, not as the compressed blobs they came in, so each
-// layer tar is rebuilt bit-exact from its stream (what `cfs oci layer` writes; its sha256 is
-// checked against the diff_id before anything is sent), then sent uncompressed or recompressed
-// (gzip or zstd), under a new manifest (OCI, the config unchanged byte for byte). The layer
-// digests, and so the manifest digest, differ from the pulled image's unless the layers go
-// uncompressed; the diff_ids and the config, and so the merged composefs image, stay the same.
+// `cfs oci push NAME docker://…`: an image of the repository pushed to a registry.
+// An image pulled with --keep-blobs (every compressed layer's blob kept as
+// streams/oci-blob-<digest>, ocirepo/names.h) goes byte for byte: the kept blobs, the config
+// and the original manifest, so the registry gets the manifest digest it was pulled with.
+// Otherwise the repository has only the layers' splitstreams, so each layer tar is rebuilt
+// bit-exact from its stream (what `cfs oci layer` writes), then sent uncompressed or
+// recompressed (gzip or zstd) under a new manifest (OCI, the config unchanged byte for byte):
+// the layer digests, and so the manifest digest, differ from the pulled image's unless the
+// layers go uncompressed; the diff_ids and the config, and so the merged composefs image, stay
+// the same. Every blob is checked (sha256 against the diff_id or the kept blob's digest)
+// before it is sent.
 // Thread-safety: as Client; the repository is only read.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "cfs/oci/decompress.h"
@@ -19,7 +24,9 @@
 namespace cfs::registry {
 
 struct RepoPushOptions {
-  oci::Compression compression = oci::Compression::kGzip;
+  /// nullopt: the original blobs and manifest when the image has them all, else gzip. A
+  /// compression given: layers rebuilt and recompressed, a new manifest, whatever was kept.
+  std::optional<oci::Compression> compression;
   unsigned jobs = 4;  ///< layers rebuilt and sent at once
 };
 

@@ -152,7 +152,7 @@ TEST(ObjectIndex, TarOffsetsOfALayer) {
   const auto diff_id = oci::sha256_of(tar);
   auto stream = import_layer(*repo, oci::memory_source(tar), diff_id, std::nullopt);
   ASSERT_TRUE(stream) << stream.error().message();
-  auto objs = layer_tar_objects(*repo, StoredLayer{diff_id, *stream});
+  auto objs = layer_tar_objects(*repo, StoredLayer{diff_id, *stream, {}, std::nullopt});
   ASSERT_TRUE(objs) << objs.error().message();
   ASSERT_EQ(objs->size(), 3u);
   const auto d = [](const std::string& s) {
