@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cfs/oci/image.h"
+
 namespace cfs::registry::detail {
 namespace {
 
@@ -18,26 +20,6 @@ Result<json> parse_object(std::string_view bytes, const std::string& what) {
 std::string string_member(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-Result<Descriptor> descriptor(const json& j, const std::string& what) {
-  if (!j.is_object()) return fail(Errc::kInvalidInput, what + ": descriptor is not an object");
-  Descriptor d;
-  d.media_type = string_member(j, "mediaType");
-  CFS_ASSIGN(d.digest,
-             oci::ContentDigest::parse(string_member(j, "digest")).map_error([&](Error e) {
-               return std::move(e).with_context(what);
-             }));
-  auto size = j.find("size");
-  if (size == j.end() || !size->is_number_unsigned())
-    return fail(Errc::kInvalidInput,
-                what + ": descriptor " + d.digest.str() + " has no valid size");
-  d.size = size->get<std::uint64_t>();
-  d.artifact_type = string_member(j, "artifactType");
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object())
-    for (const auto& [k, v] : a->items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  return d;
 }
 
 json to_json(const Descriptor& d) {
@@ -56,49 +38,31 @@ bool is_index_type(std::string_view media_type) {
 Result<std::vector<Descriptor>> manifest_children(std::string_view bytes,
                                                   std::string_view media_type,
                                                   const std::string& what) {
-  CFS_ASSIGN(auto j, parse_object(bytes, what));
-  std::vector<Descriptor> out;
-  auto list = [&](const char* member) -> Status {
-    auto it = j.find(member);
-    if (it == j.end()) return {};
-    if (!it->is_array())
-      return fail(Errc::kInvalidInput, what + ": '" + member + "' is not an array");
-    for (const auto& e : *it) {
-      CFS_ASSIGN(auto d, descriptor(e, what + ": " + member));
-      out.push_back(std::move(d));
-    }
-    return {};
-  };
-  if (is_index_type(media_type) || (media_type.empty() && j.contains("manifests"))) {
-    CFS_TRY(list("manifests"));
-    return out;
+  CFS_ASSIGN_CTX(auto kind, oci::manifest_kind(bytes, media_type), what);
+  if (kind == oci::ManifestKind::kIndex) {
+    CFS_ASSIGN(auto x, oci::parse_index(std::string(bytes), what));
+    return std::move(x.manifests);
   }
-  if (auto c = j.find("config"); c != j.end()) {
-    CFS_ASSIGN(auto d, descriptor(*c, what + ": config"));
-    out.push_back(std::move(d));
-  }
-  CFS_TRY(list("layers"));
+  CFS_ASSIGN(auto m, oci::parse_manifest(std::string(bytes), what));
+  std::vector<Descriptor> out{std::move(m.config)};
+  for (auto& l : m.layers) out.push_back(std::move(l));
   return out;
 }
 
 Result<std::optional<std::pair<oci::ContentDigest, Descriptor>>> referrer_of(
     std::string_view bytes, std::string_view media_type, const oci::ContentDigest& digest) {
-  CFS_ASSIGN(auto j, parse_object(bytes, "manifest " + digest.str()));
-  auto subject = j.find("subject");
-  if (subject == j.end()) return std::nullopt;
-  CFS_ASSIGN(auto s, descriptor(*subject, "manifest " + digest.str() + ": subject"));
+  const std::string what = "manifest " + digest.str();
+  CFS_ASSIGN_CTX(auto kind, oci::manifest_kind(bytes, media_type), what);
+  if (kind == oci::ManifestKind::kIndex) return std::nullopt;  // an index names no subject here
+  CFS_ASSIGN(auto m, oci::parse_manifest(std::string(bytes), what));
+  if (!m.subject) return std::nullopt;
   Descriptor d;
   d.media_type = std::string(media_type);
   d.digest = digest;
   d.size = bytes.size();
-  d.artifact_type = string_member(j, "artifactType");
-  if (d.artifact_type.empty())
-    if (auto c = j.find("config"); c != j.end() && c->is_object())
-      d.artifact_type = string_member(*c, "mediaType");
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object())
-    for (const auto& [k, v] : a->items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  return std::make_optional(std::make_pair(s.digest, std::move(d)));
+  d.artifact_type = m.artifact_type.empty() ? m.config.media_type : m.artifact_type;
+  d.annotations = std::move(m.annotations);
+  return std::make_optional(std::make_pair(m.subject->digest, std::move(d)));
 }
 
 Result<std::optional<std::string>> add_to_index(std::string_view index, const Descriptor& d) {
@@ -106,8 +70,9 @@ Result<std::optional<std::string>> add_to_index(std::string_view index, const De
   if (index.empty()) {
     j = {{"schemaVersion", 2}, {"mediaType", kOciIndex}, {"manifests", json::array()}};
   } else {
+    // Extended only when it is an index (the oci module's rules): what we write must parse.
+    CFS_TRY(oci::parse_index(std::string(index), "referrers fallback index"));
     CFS_ASSIGN(j, parse_object(index, "referrers fallback index"));
-    if (!j.contains("manifests") || !j["manifests"].is_array()) j["manifests"] = json::array();
   }
   for (const auto& e : j["manifests"])
     if (e.is_object() && string_member(e, "digest") == d.digest.str()) return std::nullopt;

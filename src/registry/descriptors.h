@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The little OCI/Docker manifest JSON the transport itself needs: descriptors listed by an
-// index or a manifest (to fetch an image's blobs), a manifest's subject, and the referrers
-// fallback index. Raw bytes are never re-serialised except the fallback index, which the
-// client itself owns. (The OCI import pipeline has its own full parser in the oci module.)
+// What the transport needs from manifests: descriptors listed by an index or a manifest (to
+// fetch an image's blobs), a manifest's subject, parsed by the oci module's parsers (the one
+// owner of those formats); and the two indexes the client itself writes (the referrers
+// fallback index, a layout's index.json). Raw bytes are never re-serialised otherwise.
 #pragma once
 
 #include <optional>
@@ -31,7 +31,7 @@ Result<std::optional<std::pair<oci::ContentDigest, Descriptor>>> referrer_of(
     std::string_view bytes, std::string_view media_type, const oci::ContentDigest& digest);
 
 /// `index` (empty: a new one) with `d` appended unless a descriptor of that digest is there.
-/// Returns nullopt when nothing changed.
+/// Returns nullopt when nothing changed; kInvalidInput when `index` is not an image index.
 Result<std::optional<std::string>> add_to_index(std::string_view index, const Descriptor& d);
 
 /// The OCI image layout index.json `existing` (empty: new) with `d` listed under the

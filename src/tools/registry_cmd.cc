@@ -24,6 +24,7 @@
 #include "cfs/registry/client.h"
 #include "cfs/registry/layout.h"
 #include "cfs/util/atomic_file.h"
+#include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
 #include "tools/progress.h"
@@ -209,6 +210,12 @@ int tags(const RegistryOptions& c, const std::string& ref_text) {
   if (!client) return report(client.error());
   auto list = client->list_tags(*ref);
   if (!list) return report(list.error());
+  if (c.json) {
+    std::string out;
+    for (const auto& t : *list) out += (out.empty() ? "" : ",") + json::string(t);
+    fmt::print("{{\"tags\":[{}]}}\n", out);
+    return kExitOk;
+  }
   for (const auto& t : *list) fmt::print("{}\n", t);
   return kExitOk;
 }
@@ -230,6 +237,22 @@ int referrers(const RegistryOptions& c, const std::string& ref_text,
   }
   auto list = client->list_referrers(*ref, *subject, artifact_type);
   if (!list) return report(list.error());
+  if (c.json) {
+    std::string out;
+    for (const auto& d : list->manifests) {
+      std::string ann;
+      for (const auto& [k, v] : d.annotations)
+        ann += (ann.empty() ? "" : ",") + json::string(k) + ":" + json::string(v);
+      out += fmt::format(
+          "{}{{\"digest\":\"{}\",\"media_type\":{},\"artifact_type\":{},"
+          "\"size\":{},\"annotations\":{{{}}}}}",
+          out.empty() ? "" : ",", d.digest.str(), json::string(d.media_type),
+          json::string(d.artifact_type), d.size, ann);
+    }
+    fmt::print("{{\"subject\":\"{}\",\"from_api\":{},\"manifests\":[{}]}}\n", subject->str(),
+               list->from_api ? "true" : "false", out);
+    return kExitOk;
+  }
   for (const auto& d : list->manifests)
     fmt::print("{} {} {}\n", d.digest.str(), d.artifact_type.empty() ? "-" : d.artifact_type,
                d.size);
@@ -289,13 +312,13 @@ int run_registry(int argc, char** argv) {
   auto* tg = app.add_subcommand("tags", "list the tags of a repository");
   std::string tg_ref;
   tg->add_option("REF", tg_ref, "image reference (its repository is used)")->required();
-  common.add(*tg, false);
+  common.add(*tg, true);
 
   auto* rf = app.add_subcommand("referrers", "list the manifests whose subject is REF");
   std::string rf_ref, rf_type;
   rf->add_option("REF", rf_ref, "image reference (by digest, or a tag to resolve)")->required();
   rf->add_option("--artifact-type", rf_type, "only referrers of this artifact type");
-  common.add(*rf, false);
+  common.add(*rf, true);
 
   try {
     app.parse(argc, argv);

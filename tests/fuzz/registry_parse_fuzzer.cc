@@ -46,8 +46,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   auto d = cfs::oci::ContentDigest::parse("sha256:" + std::string(64, 'e')).value();
   (void)detail::referrer_of(text, kOciManifest, d);
-  if (auto idx = detail::add_to_index(text, Descriptor{std::string(kOciManifest), d, 1, "a/b", {}});
-      idx && *idx) {
+  Descriptor added;
+  added.media_type = kOciManifest;
+  added.digest = d;
+  added.size = 1;
+  added.artifact_type = "a/b";
+  if (auto idx = detail::add_to_index(text, added); idx && *idx) {
     auto listed = detail::manifest_children(**idx, kOciIndex, "extended");
     check(listed.has_value(), "an extended index does not parse");
     bool found = false;

@@ -332,6 +332,24 @@ class RequireSeal(unittest.TestCase):
                                   self.mnt], 1, "is not the computed")
         self.assertFalse(t.is_mounted(self.mnt))
 
+    def test_registry_tags_and_referrers_json(self):
+        # skopeo is the oracle: its tag list, and the fallback index it reads.
+        out = json.loads(cfs("registry", "tags", NOTLS, "--json", self.ref).stdout)
+        listed = json.loads(r.skopeo("list-tags", "--tls-verify=false",
+                                     self.ref.rsplit(":", 1)[0]).stdout)["Tags"]
+        self.assertEqual(sorted(out["tags"]), sorted(listed))
+        subject = r.sha256_bytes(r.inspect_raw(self.ref, NOTLS))
+        base = self.ref.rsplit(":", 1)[0]
+        index = json.loads(r.inspect_raw(f"{base}:{subject.replace(':', '-')}", NOTLS))
+        got = json.loads(cfs("registry", "referrers", NOTLS, "--json", self.ref).stdout)
+        self.assertEqual(got["subject"], subject)
+        self.assertFalse(got["from_api"])
+        self.assertEqual([(m["digest"], m["size"], m["artifact_type"]) for m in got["manifests"]],
+                         [(m["digest"], m["size"], m.get("artifactType", ""))
+                          for m in index["manifests"]])
+        self.assertEqual(got["manifests"][0]["artifact_type"],
+                         "application/vnd.composefs.metadata.v1")
+
     def test_no_recorded_seal(self):
         repo = self.new_repo("plain")
         cfs("oci", "pull", "--repo", repo, NOTLS, self.ref, "app")

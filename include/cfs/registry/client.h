@@ -140,14 +140,8 @@ struct PushOptions {
   std::vector<std::string> mount_from;
 };
 
-/// An OCI descriptor as the referrers API lists it.
-struct Descriptor {
-  std::string media_type;
-  oci::ContentDigest digest;
-  std::uint64_t size = 0;
-  std::string artifact_type;
-  std::map<std::string, std::string> annotations;
-};
+/// An OCI descriptor (the oci module's: cfs/oci/image.h).
+using Descriptor = oci::Descriptor;
 
 struct Referrers {
   std::vector<Descriptor> manifests;

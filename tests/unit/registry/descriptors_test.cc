@@ -12,6 +12,9 @@ namespace {
 const std::string kA = "sha256:" + std::string(64, 'a');
 const std::string kB = "sha256:" + std::string(64, 'b');
 const std::string kC = "sha256:" + std::string(64, 'c');
+// A manifest's required head, "layers" to follow.
+const std::string kConfig =
+    R"({"schemaVersion":2,"config":{"mediaType":"c","digest":")" + kA + R"(","size":2})";
 
 TEST(Descriptors, ChildrenOfManifestsAndIndexes) {
   std::string manifest = R"({"schemaVersion":2,"config":{"mediaType":"c","digest":")" + kA +
@@ -23,7 +26,8 @@ TEST(Descriptors, ChildrenOfManifestsAndIndexes) {
   EXPECT_EQ((*c)[0].digest.str(), kA);
   EXPECT_EQ((*c)[1].size, 30u);
   EXPECT_EQ((*c)[1].annotations.at("k"), "v");
-  std::string index = R"({"manifests":[{"mediaType":"m","digest":")" + kC + R"(","size":5}]})";
+  std::string index =
+      R"({"schemaVersion":2,"manifests":[{"mediaType":"m","digest":")" + kC + R"(","size":5}]})";
   c = manifest_children(index, "", "i");  // no media type: recognised by "manifests"
   ASSERT_TRUE(c);
   ASSERT_EQ(c->size(), 1u);
@@ -31,11 +35,11 @@ TEST(Descriptors, ChildrenOfManifestsAndIndexes) {
 }
 
 TEST(Descriptors, BadDescriptorsNameTheMember) {
-  for (const std::string& bad :
-       std::vector<std::string>{std::string("[]"), std::string(R"({"layers":{}})"),
-                                R"({"layers":[{"digest":")" + kA + R"("}]})",
-                                std::string(R"({"layers":[{"digest":"sha256:x","size":1}]})"),
-                                R"({"config":{"digest":")" + kA + R"(","size":-1}})"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           std::string("[]"), std::string(R"({"layers":{}})"), kConfig + R"(,"layers":{}})",
+           kConfig + R"(,"layers":[{"digest":")" + kA + R"("}]})",
+           kConfig + R"(,"layers":[{"digest":"sha256:x","size":1}]})",
+           R"({"schemaVersion":2,"config":{"digest":")" + kA + R"(","size":-1},"layers":[]})"}) {
     auto c = manifest_children(bad, kOciManifest, "manifest X");
     ASSERT_FALSE(c) << bad;
     EXPECT_NE(c.error().message().find("manifest X"), std::string::npos);
@@ -43,9 +47,10 @@ TEST(Descriptors, BadDescriptorsNameTheMember) {
 }
 
 TEST(Descriptors, ReferrerOfAManifestWithSubject) {
-  std::string art = R"({"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":")" +
-                    kA + R"(","size":2},"subject":{"mediaType":"m","digest":")" + kB +
-                    R"(","size":7},"annotations":{"x":"y"}})";
+  std::string art =
+      R"({"schemaVersion":2,"layers":[],"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":")" +
+      kA + R"(","size":2},"subject":{"mediaType":"m","digest":")" + kB +
+      R"(","size":7},"annotations":{"x":"y"}})";
   auto d = oci::ContentDigest::parse(kC).value();
   auto r = referrer_of(art, kOciManifest, d);
   ASSERT_TRUE(r && *r);
@@ -54,13 +59,17 @@ TEST(Descriptors, ReferrerOfAManifestWithSubject) {
   EXPECT_EQ((*r)->second.size, art.size());
   EXPECT_EQ((*r)->second.artifact_type, "application/vnd.oci.empty.v1+json");  // config's type
   EXPECT_EQ((*r)->second.annotations.at("x"), "y");
-  auto none = referrer_of(R"({"layers":[]})", kOciManifest, d);
+  auto none = referrer_of(kConfig + R"(,"layers":[]})", kOciManifest, d);
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none);
 }
 
 TEST(Descriptors, FallbackIndexGrowsWithoutDuplicates) {
-  Descriptor d{std::string(kOciManifest), oci::ContentDigest::parse(kA).value(), 10, "t/x", {}};
+  Descriptor d;
+  d.media_type = kOciManifest;
+  d.digest = oci::ContentDigest::parse(kA).value();
+  d.size = 10;
+  d.artifact_type = "t/x";
   auto first = add_to_index("", d);
   ASSERT_TRUE(first && *first);
   auto again = add_to_index(**first, d);
@@ -79,7 +88,10 @@ TEST(Descriptors, FallbackIndexGrowsWithoutDuplicates) {
 }
 
 TEST(Descriptors, LayoutIndexReplacesTheSameName) {
-  Descriptor d{std::string(kOciManifest), oci::ContentDigest::parse(kA).value(), 10, "", {}};
+  Descriptor d;
+  d.media_type = kOciManifest;
+  d.digest = oci::ContentDigest::parse(kA).value();
+  d.size = 10;
   auto one = layout_index_with("", d, "v1").value();
   Descriptor e = d;
   e.digest = oci::ContentDigest::parse(kB).value();
