@@ -124,6 +124,22 @@ TEST(ZstdChunked, EveryFileIsAFrameAndTheWholeBlobIsTheTar) {
   EXPECT_EQ(decompress(split_z).size(), f.tar_split_uncompressed.get());
 }
 
+TEST(ZstdChunked, ATarMayStopInsideTheLastPadding) {
+  // umoci 0.4.7 writes layers without end blocks that stop inside the last entry's padding.
+  const std::string tar = header("f", 5000, '0') + std::string(5000, 'x') + std::string(7, '\0');
+  std::string blob;
+  ZstdChunkedWriter w(
+      [&](std::span<const std::byte> b) {
+        blob.append(reinterpret_cast<const char*>(b.data()), b.size());
+        return Status{};
+      },
+      "layer");
+  ASSERT_TRUE(w.write(bytes(tar)));
+  auto r = w.finish();
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(decompress(blob), tar);
+}
+
 TEST(ZstdChunked, RefusesATarCutInsideData) {
   std::string blob;
   ZstdChunkedWriter w([&](std::span<const std::byte>) { return Status{}; }, "layer");
