@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "cfs/oci/compress.h"
+#include "cfs/oci/zstd_chunked.h"
 #include "cfs/ocirepo/images.h"
 #include "cfs/ocirepo/names.h"
+#include "cfs/ocirepo/object_index.h"
+#include "cfs/registry/lazy_metadata.h"
 #include "cfs/registry/pull.h"
 #include "cfs/repo/streams.h"
 #include "cfs/util/parallel.h"
@@ -24,6 +27,14 @@ constexpr std::size_t kChunk = 1u << 20;
 struct LayerBlob {
   UniqueFd fd;  // the blob to send (unnamed file)
   oci::Descriptor descriptor;
+  std::vector<oci::ChunkedFile> chunked;  // zstd:chunked: where each file's frame is
+};
+
+// The compressor of a layer: oci::compressor(), or the zstd:chunked writer.
+struct LayerCompressor {
+  std::unique_ptr<oci::Compressor> plain;
+  std::unique_ptr<oci::ZstdChunkedWriter> chunked;
+  Status write(std::span<const std::byte> b) { return plain ? plain->write(b) : chunked->write(b); }
 };
 
 Result<UniqueFd> temp_file(const repo::Repository& repo) {
@@ -35,7 +46,7 @@ Result<UniqueFd> temp_file(const repo::Repository& repo) {
 
 // Rebuilds the layer tar from its stream, checks it against the diff_id, and compresses it.
 Result<LayerBlob> build_layer(const repo::Repository& repo, const ocirepo::StoredLayer& layer,
-                              oci::Compression compression) {
+                              oci::Compression compression, bool zstd_chunked) {
   const std::string what = "layer " + layer.diff_id.str();
   CFS_ASSIGN(auto tar, temp_file(repo));
   CFS_TRY(repo::cat_stream(repo, ocirepo::layer_stream_name(layer.diff_id), tar.get()));
@@ -45,22 +56,33 @@ Result<LayerBlob> build_layer(const repo::Repository& repo, const ocirepo::Store
   }
   oci::ContentHasher tar_hash, blob_hash;
   std::uint64_t written = 0;
-  auto comp = oci::compressor(compression, [&](std::span<const std::byte> b) -> Status {
+  auto sink = [&](std::span<const std::byte> b) -> Status {
     blob_hash.update(b);
     CFS_TRY(sys::write_all(out.fd.get(), b));
     written += b.size();
     return {};
-  });
+  };
+  LayerCompressor comp;
+  if (zstd_chunked)
+    comp.chunked = std::make_unique<oci::ZstdChunkedWriter>(sink, what);
+  else
+    comp.plain = oci::compressor(compression, sink);
   std::vector<std::byte> buf(kChunk);
   for (std::uint64_t off = 0;;) {
     CFS_ASSIGN(auto n, sys::pread_full(tar.get(), buf, off));
     if (n == 0) break;
     const auto piece = std::span(buf.data(), n);
     tar_hash.update(piece);
-    if (compression != oci::Compression::kNone) CFS_TRY(comp->write(piece));
+    if (compression != oci::Compression::kNone) CFS_TRY(comp.write(piece));
     off += n;
   }
-  CFS_TRY(comp->finish());
+  if (comp.chunked) {
+    CFS_ASSIGN(auto layer_info, comp.chunked->finish());
+    out.descriptor.annotations = std::move(layer_info.annotations);
+    out.chunked = std::move(layer_info.files);
+  } else {
+    CFS_TRY(comp.plain->finish());
+  }
   const std::uint64_t tar_size = tar_hash.size();
   const auto diff_id = tar_hash.finish();
   if (diff_id != layer.diff_id)
@@ -82,7 +104,7 @@ Result<LayerBlob> build_layer(const repo::Repository& repo, const ocirepo::Store
 // uncompressed layer.
 Result<LayerBlob> original_layer(const repo::Repository& repo, const ocirepo::StoredLayer& layer) {
   if (!layer.blob_stream) {
-    CFS_ASSIGN(auto out, build_layer(repo, layer, oci::Compression::kNone));
+    CFS_ASSIGN(auto out, build_layer(repo, layer, oci::Compression::kNone, false));
     out.descriptor = layer.blob;
     return out;
   }
@@ -122,16 +144,86 @@ class FdSource final : public BlobSource {
 };
 
 nlohmann::json descriptor_json(const oci::Descriptor& d) {
-  return {{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
+  nlohmann::json j = {{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
+  if (!d.annotations.empty()) j["annotations"] = d.annotations;
+  return j;
+}
+
+bool uncompressed(std::string_view media_type) {
+  return media_type == oci::layer_media_type(oci::Compression::kNone) ||
+         media_type == oci::kDockerLayer;
+}
+
+// Whether a file's bytes can be fetched alone from layer i as it will be pushed: uncompressed
+// layers, and zstd:chunked ones (only when cfs writes them: a kept zstd blob may be plain).
+bool range_fetchable(const ocirepo::StoredImage& img, std::size_t i, bool original,
+                     const RepoPushOptions& o) {
+  if (original) return uncompressed(img.layers[i].blob.media_type);
+  return o.compression == oci::Compression::kNone ||
+         (o.compression == oci::Compression::kZstd && o.zstd_chunked);
+}
+
+// Where each object of layer `i` is in the blob as pushed.
+Status locate_objects(const repo::Repository& repo, const ocirepo::StoredLayer& layer,
+                      std::uint32_t i, const LayerBlob& blob,
+                      std::vector<ocirepo::ObjectLocation>& out) {
+  CFS_ASSIGN(auto objects, ocirepo::layer_tar_objects(repo, layer));
+  if (uncompressed(blob.descriptor.media_type)) {
+    for (const auto& o : objects)
+      out.push_back({o.digest, i, o.tar_offset, o.size, o.size, ocirepo::ObjectCompression::kNone});
+    return {};
+  }
+  // Both lists are in tar order; every object is a regular file with data, so a frame.
+  auto f = blob.chunked.begin();
+  for (const auto& o : objects) {
+    while (f != blob.chunked.end() && f->tar_offset < o.tar_offset) ++f;
+    if (f == blob.chunked.end() || f->tar_offset != o.tar_offset || f->size != o.size)
+      return fail(Errc::kCorruptImage,
+                  fmt::format("layer {}: object {} at tar byte {} has no zstd:chunked frame",
+                              layer.diff_id.str(), o.digest.hex(), o.tar_offset));
+    out.push_back({o.digest, i, f->offset, f->length, o.size, ocirepo::ObjectCompression::kZstd});
+  }
+  return {};
+}
+
+// After the image manifest: the merged EROFS and the index, attached to it.
+Status attach_lazy_metadata(Client& client, const repo::Repository& repo,
+                            const ocirepo::StoredImage& img, const Reference& dest, bool lazy,
+                            ocirepo::ObjectIndex& index, RepoPush& result) {
+  if (!lazy) return {};
+  index.image = *img.image;
+  ocirepo::sort_and_dedup(index.objects);
+  CFS_ASSIGN(auto fd, repo.open_object(*img.image));
+  CFS_ASSIGN(auto erofs, sys::read_fd(fd.get(), repo.object_path(*img.image)));
+  CFS_ASSIGN(result.lazy_metadata,
+             push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index));
+  result.indexed_objects = index.objects.size();
+  return {};
 }
 
 }  // namespace
 
-Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& repo,
-                                        std::string_view name, const Reference& dest,
-                                        const RepoPushOptions& options) {
+Result<RepoPush> push_from_repository(Client& client, const repo::Repository& repo,
+                                      std::string_view name, const Reference& dest,
+                                      const RepoPushOptions& options) {
+  if (options.zstd_chunked && options.compression != oci::Compression::kZstd)
+    return fail(Errc::kInvalidInput, "zstd:chunked layers are zstd layers");
   CFS_ASSIGN(auto img, ocirepo::open_image(repo, name));
-  LayoutPush result;
+  const bool original =
+      !options.compression && std::all_of(img.layers.begin(), img.layers.end(),
+                                          [](const auto& l) { return l.has_original_blob(); });
+  bool all_fetchable = true;
+  for (std::size_t i = 0; i < img.layers.size(); ++i)
+    all_fetchable = all_fetchable && range_fetchable(img, i, original, options);
+  const bool lazy = options.lazy_metadata.value_or(all_fetchable);
+  if (lazy && !all_fetchable)
+    return fail(Errc::kInvalidInput, std::string(name) +
+                                         ": lazy metadata needs layers a file can be fetched from: "
+                                         "--compression=none or zstd-chunked");
+  if (lazy && !img.image)
+    return fail(Errc::kObjectMissing, std::string(name) + ": no merged image (" +
+                                          std::string(ocirepo::kImageRefV1) + ") to publish");
+  RepoPush result;
   // The config, byte for byte (its digest is what the diff_ids hang on).
   {
     const auto bytes = std::as_bytes(std::span(img.config.raw));
@@ -139,32 +231,41 @@ Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& 
     CFS_ASSIGN(auto o, client.push_blob(dest, img.manifest.config.digest, src));
     ++(o == PushOutcome::kExisted ? result.blobs_existed : result.blobs_uploaded);
   }
-  const bool original =
-      !options.compression && std::all_of(img.layers.begin(), img.layers.end(),
-                                          [](const auto& l) { return l.has_original_blob(); });
   const oci::Compression compression = options.compression.value_or(oci::Compression::kGzip);
   std::vector<Result<std::pair<oci::Descriptor, PushOutcome>>> layers(
       img.layers.size(), fail(Errc::kInvalidInput, "not pushed"));
+  std::vector<std::vector<ocirepo::ObjectLocation>> located(img.layers.size());
   parallel_for(img.layers.size(), options.jobs, [&](std::size_t i) {
     layers[i] = [&]() -> Result<std::pair<oci::Descriptor, PushOutcome>> {
-      CFS_ASSIGN(auto blob, original ? original_layer(repo, img.layers[i])
-                                     : build_layer(repo, img.layers[i], compression));
+      CFS_ASSIGN(auto blob,
+                 original ? original_layer(repo, img.layers[i])
+                          : build_layer(repo, img.layers[i], compression, options.zstd_chunked));
       FdSource src(blob.fd.get(), blob.descriptor.size);
       CFS_ASSIGN(auto o, client.push_blob(dest, blob.descriptor.digest, src));
+      if (lazy)
+        CFS_TRY(
+            locate_objects(repo, img.layers[i], static_cast<std::uint32_t>(i), blob, located[i]));
       return std::make_pair(std::move(blob.descriptor), o);
     }();
   });
   nlohmann::json layer_json = nlohmann::json::array();
-  for (auto& l : layers) {
+  ocirepo::ObjectIndex index;
+  index.algorithm = repo.algorithm();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto& l = layers[i];
     if (!l) return fail(std::move(l).error());
     ++(l->second == PushOutcome::kExisted ? result.blobs_existed : result.blobs_uploaded);
-    layer_json.push_back(descriptor_json(l->first));
+    const oci::Descriptor& d = l->first;
+    layer_json.push_back(descriptor_json(d));
+    index.layers.push_back({d.digest, img.layers[i].diff_id, d.size, d.media_type, lazy});
+    index.objects.insert(index.objects.end(), located[i].begin(), located[i].end());
   }
   result.manifests = 1;
   if (original) {
     CFS_ASSIGN(result.manifest,
                client.put_manifest(dest, img.manifest.media_type, img.manifest.raw));
     result.media_type = img.manifest.media_type;
+    CFS_TRY(attach_lazy_metadata(client, repo, img, dest, lazy, index, result));
     return result;
   }
   // Docker's config media type names the same JSON; an OCI manifest names it as OCI's.
@@ -178,6 +279,7 @@ Result<LayoutPush> push_from_repository(Client& client, const repo::Repository& 
   const std::string bytes = manifest.dump();
   CFS_ASSIGN(result.manifest, client.put_manifest(dest, oci::kOciManifest, bytes));
   result.media_type = std::string(oci::kOciManifest);
+  CFS_TRY(attach_lazy_metadata(client, repo, img, dest, lazy, index, result));
   return result;
 }
 

@@ -3,40 +3,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "artifact.h"
 #include "cfs/oci/image.h"
 
 namespace cfs::registry {
 namespace {
 
-// The OCI empty descriptor's blob ("{}", image-spec manifest.md "Guidance for an Empty
-// Descriptor").
-constexpr std::string_view kEmptyBlob = "{}";
-
-class StringSink final : public BlobSink {
- public:
-  Status write(std::span<const std::byte> data) override {
-    out.append(reinterpret_cast<const char*>(data.data()), data.size());
-    return {};
-  }
-  Status restart() override {
-    out.clear();
-    return {};
-  }
-  std::string out;
-};
-
-nlohmann::json descriptor_json(std::string_view media_type, const oci::ContentDigest& d,
-                               std::uint64_t size) {
-  return {{"mediaType", media_type}, {"digest", d.str()}, {"size", size}};
-}
-
-Result<oci::ContentDigest> push_bytes(Client& client, const Reference& repo,
-                                      std::span<const std::byte> bytes) {
-  MemoryBlobSource src(bytes);
-  const auto d = oci::sha256_of(bytes);
-  CFS_TRY(client.push_blob(repo, d, src));
-  return d;
-}
+using detail::descriptor_json;
+using detail::kEmptyBlob;
+using detail::push_bytes;
 
 // One seal artifact, read back and checked: its subject, its annotation, its signature blob.
 Result<std::optional<Seal>> read_seal(Client& client, const Reference& image,
@@ -49,7 +24,7 @@ Result<std::optional<Seal>> read_seal(Client& client, const Reference& image,
   if (!m) return std::nullopt;
   Seal s{subject, m->manifest.digest, m->image, {}, std::move(bytes)};
   if (m->signature) {
-    StringSink sink;
+    StringBlobSink sink;
     CFS_TRY(
         client.fetch_blob(image, BlobFetch{m->signature->digest, m->signature->size, &sink}, {}));
     s.signature.assign(sink.out.begin(), sink.out.end());
@@ -74,7 +49,6 @@ Result<Seal> push_seal(Client& client, const Reference& image, const verity::Dig
                                              ", not the sealed image's " + config->str());
   }
   const auto empty = std::as_bytes(std::span(kEmptyBlob.data(), kEmptyBlob.size()));
-  CFS_ASSIGN(auto empty_config, push_bytes(client, image, empty));
   const bool signed_ = !signature.empty();
   const auto layer_bytes = signed_ ? std::as_bytes(signature) : empty;
   CFS_ASSIGN(auto layer, push_bytes(client, image, layer_bytes));
@@ -82,20 +56,11 @@ Result<Seal> push_seal(Client& client, const Reference& image, const verity::Dig
   auto layer_json =
       descriptor_json(signed_ ? kSealSignatureType : kEmptyMediaType, layer, layer_bytes.size());
   layer_json["annotations"] = {{merged_seal_annotation(image_digest.alg), image_digest.hex()}};
-  const nlohmann::json manifest = {
-      {"schemaVersion", 2},
-      {"mediaType", kOciManifest},
-      {"artifactType", kSealArtifactType},
-      {"config", descriptor_json(kEmptyMediaType, empty_config, kEmptyBlob.size())},
-      {"layers", nlohmann::json::array({layer_json})},
-      {"subject", descriptor_json(subject.media_type, subject.digest, subject.bytes.size())},
-  };
-  const std::string bytes = manifest.dump();
-  const auto digest = oci::sha256_of(bytes);
-  CFS_ASSIGN(auto pushed,
-             client.put_manifest(image.with_digest(digest.str()), kOciManifest, bytes));
-  return Seal{subject.digest, pushed, image_digest,
-              std::vector<std::uint8_t>(signature.begin(), signature.end()), bytes};
+  CFS_ASSIGN(auto pushed, detail::put_artifact(client, image, subject, kSealArtifactType,
+                                               nlohmann::json::array({layer_json})));
+  return Seal{subject.digest, pushed.digest, image_digest,
+              std::vector<std::uint8_t>(signature.begin(), signature.end()),
+              std::move(pushed.bytes)};
 }
 
 Result<std::vector<Seal>> read_seals(Client& client, const Reference& image, verity::HashAlg alg) {

@@ -490,6 +490,7 @@ const Subcommand kSubs[] = {
     {"push", "copy an image to a registry (docker://)", run_oci_push},
     {"seal", "attach the merged image's digest (signed) to a registry image", run_oci_seal},
     {"verify-seal", "check an image against a registry image's seal", run_oci_verify_seal},
+    {"lazy-metadata", "fetch and check a registry image's lazy metadata", run_oci_lazy_metadata},
 #endif
 };
 

@@ -22,6 +22,7 @@ namespace cfs::tools {
 int run_oci_push(int argc, char** argv);
 int run_oci_seal(int argc, char** argv);
 int run_oci_verify_seal(int argc, char** argv);
+int run_oci_lazy_metadata(int argc, char** argv);
 
 /// The options `cfs oci pull` takes for docker:// sources (skopeo's names) and the pull itself.
 class RegistryPull {

@@ -6,6 +6,7 @@
 //                               image; with --file, a composefs image file) to REF, optionally
 //                               signed (--key/--cert)
 //   verify-seal NAME REF        check NAME against REF's seal
+//   lazy-metadata REF           fetch and check REF's lazy metadata (merged EROFS, object index)
 #include <fcntl.h>
 #include <fmt/core.h>
 
@@ -16,9 +17,11 @@
 
 #include "cfs/ocirepo/images.h"
 #include "cfs/registry/layout.h"
+#include "cfs/registry/lazy_metadata.h"
 #include "cfs/registry/pull.h"
 #include "cfs/registry/repo_push.h"
 #include "cfs/registry/seal.h"
+#include "cfs/util/output.h"
 #include "cfs/util/sys.h"
 #include "cfs/verity/measure.h"
 #include "cfs/verity/signature.h"
@@ -116,10 +119,17 @@ int run_oci_push(int argc, char** argv) {
       ->required();
   app.add_option("DEST", dest, "docker://HOST[:PORT]/NAME[:TAG]")->required();
   app.add_option("--compression", compression,
-                 "repository images: layers rebuilt and sent as none, gzip or zstd under a new "
-                 "manifest (default: the original blobs and manifest when kept by pull "
-                 "--keep-blobs, else gzip)")
-      ->check(CLI::IsMember({"none", "gzip", "zstd"}));
+                 "repository images: layers rebuilt and sent as none, gzip, zstd or "
+                 "zstd-chunked (a zstd frame per file and a table of contents, as "
+                 "containers/storage writes) under a new manifest (default: the original blobs "
+                 "and manifest when kept by pull --keep-blobs, else gzip)")
+      ->check(CLI::IsMember({"none", "gzip", "zstd", "zstd-chunked"}));
+  bool lazy = false, no_lazy = false;
+  auto* lazy_opt = app.add_flag(
+      "--lazy-metadata", lazy,
+      "attach the merged EROFS and object index a lazy mount needs (default when every layer "
+      "is none or zstd-chunked)");
+  app.add_flag("--no-lazy-metadata", no_lazy, "do not attach them")->excludes(lazy_opt);
   c.add(app, /*with_json=*/true, /*with_jobs=*/true);
   if (int rc = parse(app, argc, argv, c)) return rc < 0 ? kExitOk : rc;
   auto ref = registry::parse_reference(dest);
@@ -127,20 +137,28 @@ int run_oci_push(int argc, char** argv) {
   Progress progress(Progress::pick(c.json));
   auto client = make_client(c, progress);
   if (!client) return report(client.error());
-  Result<registry::LayoutPush> pushed = fail(Errc::kInvalidInput, source);
+  Result<registry::RepoPush> pushed = fail(Errc::kInvalidInput, source);
   if (source.starts_with("oci:")) {
+    if (lazy)
+      return report(Error(Errc::kInvalidInput, "--lazy-metadata: only for repository images"));
     auto src = parse_oci_layout_ref(source);
     if (!src) return report(src.error());
-    pushed = registry::push_from_layout(*client, src->first, src->second, *ref, c.jobs);
+    auto p = registry::push_from_layout(*client, src->first, src->second, *ref, c.jobs);
+    if (p)
+      pushed = registry::RepoPush{*p, std::nullopt, 0};
+    else
+      pushed = fail(std::move(p).error());
   } else {
     auto r = open_repo(repo_path, {});
     if (!r) return report(r.error());
     registry::RepoPushOptions o;
     o.jobs = c.jobs;
     if (!compression.empty())
-      o.compression = compression == "none"   ? oci::Compression::kNone
-                      : compression == "zstd" ? oci::Compression::kZstd
-                                              : oci::Compression::kGzip;
+      o.compression = compression == "none"             ? oci::Compression::kNone
+                      : compression.starts_with("zstd") ? oci::Compression::kZstd
+                                                        : oci::Compression::kGzip;
+    o.zstd_chunked = compression == "zstd-chunked";
+    if (lazy || no_lazy) o.lazy_metadata = lazy;
     pushed = registry::push_from_repository(*client, *r, source, *ref, o);
   }
   progress.finish();
@@ -148,9 +166,12 @@ int run_oci_push(int argc, char** argv) {
   if (c.json)
     fmt::print(
         "{{\"event\":\"result\",\"manifest\":\"{}\",\"media_type\":\"{}\",\"manifests\":{},"
-        "\"blobs_uploaded\":{},\"blobs_existed\":{}}}\n",
+        "\"blobs_uploaded\":{},\"blobs_existed\":{},\"lazy_metadata\":{},"
+        "\"indexed_objects\":{}}}\n",
         pushed->manifest.str(), pushed->media_type, pushed->manifests, pushed->blobs_uploaded,
-        pushed->blobs_existed);
+        pushed->blobs_existed,
+        pushed->lazy_metadata ? "\"" + pushed->lazy_metadata->str() + "\"" : "null",
+        pushed->indexed_objects);
   else
     fmt::print("{}\n", pushed->manifest.str());
   return kExitOk;
@@ -279,6 +300,69 @@ int run_oci_verify_seal(int argc, char** argv) {
                : registry::verify_seal(*client, *ref, sealed->digest, cert);
   if (!s) return report(s.error());
   print_seal(*s, a.c.json);
+  return kExitOk;
+}
+
+}  // namespace cfs::tools
+
+namespace cfs::tools {
+namespace {
+
+Status write_output(const std::string& path, std::string_view bytes) {
+  CFS_ASSIGN(auto out, Output::open(path));
+  CFS_TRY(sys::write_all(out.fd(), std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  return out.commit();
+}
+
+}  // namespace
+
+int run_oci_lazy_metadata(int argc, char** argv) {
+  CLI::App app{
+      "Fetch and check the lazy metadata attached to a registry image (the merged composefs "
+      "EROFS and the object index cfs oci push publishes).",
+      "cfs oci lazy-metadata"};
+  RegistryOptions c;
+  std::string ref, erofs_path, index_path, platform, cert;
+  bool require_seal = false;
+  app.add_option("REF", ref, "docker://HOST[:PORT]/NAME[:TAG|@DIGEST]")->required();
+  app.add_option("--erofs", erofs_path, "write the checked EROFS image to this file");
+  app.add_option("--index", index_path, "write the object index (JSON) to this file");
+  app.add_option("--platform", platform, "os/arch[/variant] to choose in an index");
+  app.add_flag("--require-seal", require_seal, "fail unless a composefs seal names the EROFS");
+  app.add_option("--seal-cert", cert, "require a seal signed by this PEM certificate's key");
+  c.add(app, /*with_json=*/true);
+  if (int rc = parse(app, argc, argv, c)) return rc < 0 ? kExitOk : rc;
+  registry::LazyFetchOptions o;
+  o.require_seal = require_seal;
+  if (!cert.empty()) o.cert_file = cert;
+  if (!platform.empty()) {
+    auto p = oci::Platform::parse(platform);
+    if (!p) return report(p.error());
+    o.platform = *p;
+  }
+  Progress progress(Progress::Mode::kNone);
+  auto client = make_client(c, progress);
+  if (!client) return report(client.error());
+  auto m = registry::fetch_lazy_metadata(*client, ref, o);
+  if (!m) return report(m.error());
+  if (!erofs_path.empty())
+    if (auto st = write_output(erofs_path, m->erofs); !st) return report(st.error());
+  if (!index_path.empty())
+    if (auto st = write_output(index_path, ocirepo::encode_object_index(m->index)); !st)
+      return report(st.error());
+  std::size_t fetchable = 0;
+  for (const auto& l : m->index.layers) fetchable += l.range_fetchable ? 1 : 0;
+  if (c.json)
+    fmt::print(
+        "{{\"event\":\"result\",\"manifest\":\"{}\",\"artifact\":\"{}\",\"image\":\"{}\","
+        "\"erofs_bytes\":{},\"objects\":{},\"layers\":{},\"range_fetchable_layers\":{},"
+        "\"seal\":{}}}\n",
+        m->manifest.digest.str(), m->artifact.str(), m->index.image.str(), m->erofs.size(),
+        m->index.objects.size(), m->index.layers.size(), fetchable,
+        m->seal ? "\"" + m->seal->artifact.str() + "\"" : "null");
+  else
+    fmt::print("{} {} {} objects{}\n", m->artifact.str(), m->index.image.str(),
+               m->index.objects.size(), m->seal ? " sealed" : "");
   return kExitOk;
 }
 

@@ -52,6 +52,20 @@ class DiscardSink : public BlobSink {
   Status restart() override { return {}; }
 };
 
+/// A sink that collects a (small) blob in memory.
+class StringBlobSink : public BlobSink {
+ public:
+  Status write(std::span<const std::byte> data) override {
+    out.append(reinterpret_cast<const char*>(data.data()), data.size());
+    return {};
+  }
+  Status restart() override {
+    out.clear();
+    return {};
+  }
+  std::string out;
+};
+
 /// A sink that appends to a file descriptor (stdout, an output file). restart() works only on
 /// a regular file (it truncates to the offset the sink started at).
 class FdBlobSink : public BlobSink {

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// Lazy metadata: what a lazy mount needs before any layer is downloaded, published next to an
+// image by `cfs oci push` (docs/registry.md "Lazy metadata", docs/design.md for the trust
+// argument). An OCI artifact whose subject is the image manifest:
+//
+//   manifest  artifactType kLazyArtifactType, the empty config, subject = the image manifest
+//   layer 0   the merged composefs EROFS (kErofsMediaType), annotated with the seal's key
+//             composefs.merged.erofs.v1.fsverity-<alg>-12 = <hex of its fs-verity digest>
+//   layer 1   the object index (ocirepo/object_index.h, kObjectIndexMediaType): where each
+//             object's bytes are in the layer blobs as pushed
+//
+// found like a seal, through the referrers API or its sha256-<hex> fallback tag.
+// Thread-safety: functions only; see Client.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cfs/oci/image.h"
+#include "cfs/ocirepo/object_index.h"
+#include "cfs/registry/client.h"
+#include "cfs/registry/seal.h"
+
+namespace cfs::registry {
+
+inline constexpr std::string_view kLazyArtifactType = "application/vnd.cfs.lazy-metadata.v1";
+inline constexpr std::string_view kErofsMediaType = "application/vnd.cfs.composefs.erofs.v1";
+/// Largest EROFS image fetched (metadata only: a 100k-file image is ~20 MiB).
+inline constexpr std::uint64_t kMaxLazyErofsSize = 1ull << 30;
+
+/// Attaches `erofs` (whose fs-verity digest is index.image) and `index` to the manifest
+/// `image` names. The index's layers must be that manifest's layers. Returns the artifact's
+/// digest; pushing the same metadata again changes nothing.
+Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
+                                              std::string_view erofs,
+                                              const ocirepo::ObjectIndex& index);
+
+struct LazyFetchOptions {
+  /// For an index: the platform (default: the running one).
+  std::optional<oci::Platform> platform;
+  /// Fail unless a seal vouches for the EROFS (with cert_file: a signed one).
+  bool require_seal = false;
+  std::optional<std::string> cert_file;
+};
+
+struct LazyMetadata {
+  oci::Manifest manifest;       ///< the image manifest (raw bytes, digest checked)
+  oci::ImageConfig config;      ///< its config (digest checked)
+  oci::ContentDigest artifact;  ///< the lazy-metadata artifact used
+  std::string erofs;            ///< the merged EROFS; its fs-verity digest is index.image
+  ocirepo::ObjectIndex index;   ///< layers equal to the manifest's, in order
+  std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
+};
+
+/// Fetches and checks the lazy metadata of the image `reference` (docker://…):
+///  * the manifest and config, verified as a pull verifies them;
+///  * the newest lazy-metadata artifact whose subject is that manifest (kObjectMissing
+///    "… has no lazy metadata: use cfs oci pull" when there is none);
+///  * its EROFS and index blobs, digest-checked, the index parsed strictly and its layers
+///    (digest, size, media type) and diff_ids equal to the manifest's and config's;
+///  * the EROFS's fs-verity digest (the index's algorithm) equal to index.image and to the
+///    artifact's annotation;
+///  * if the image carries composefs seals (either algorithm), one must name this EROFS (and
+///    with cert_file verify): a sealed image cannot be served from metadata the seal does not
+///    cover (kDigestMismatch otherwise). require_seal / cert_file make a seal mandatory.
+/// The objects are not checked here: every byte read through the index is checked against
+/// the digests in the EROFS by the reader.
+Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view reference,
+                                         const LazyFetchOptions& options = {});
+
+}  // namespace cfs::registry

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfs/registry/lazy_metadata.h"
+
+#include <fmt/format.h>
+
+#include "artifact.h"
+#include "cfs/oci/source.h"
+#include "cfs/registry/image_source.h"
+#include "cfs/tree/object_name.h"
+
+namespace cfs::registry {
+namespace {
+
+verity::Digest erofs_digest(std::string_view erofs, verity::HashAlg alg) {
+  verity::Params p;
+  p.alg = alg;
+  return verity::digest_bytes(std::as_bytes(std::span(erofs.data(), erofs.size())), p);
+}
+
+Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
+                                std::uint64_t max, const std::string& what) {
+  if (d.size > max)
+    return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
+                                                 what, d.media_type, d.size, max));
+  StringBlobSink sink;
+  CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
+  return std::move(sink.out);
+}
+
+// The index must describe exactly the blobs of the image it is attached to.
+Status check_layers(const ocirepo::ObjectIndex& index, const oci::ResolvedImage& image,
+                    const std::string& what) {
+  if (index.layers.size() != image.layers.size())
+    return fail(Errc::kInvalidInput, fmt::format("{}: the index lists {} layers, the image has {}",
+                                                 what, index.layers.size(), image.layers.size()));
+  for (std::size_t i = 0; i < index.layers.size(); ++i) {
+    const auto& a = index.layers[i];
+    const auto& b = image.layers[i];
+    if (a.digest != b.blob.digest || a.size != b.blob.size || a.media_type != b.blob.media_type ||
+        a.diff_id != b.diff_id)
+      return fail(
+          Errc::kInvalidInput,
+          fmt::format("{}: layers[{}] is {} ({} bytes, {}, diff_id {}), the image's is {} "
+                      "({} bytes, {}, diff_id {})",
+                      what, i, a.digest.str(), a.size, a.media_type, a.diff_id.str(),
+                      b.blob.digest.str(), b.blob.size, b.blob.media_type, b.diff_id.str()));
+  }
+  return {};
+}
+
+// The seal rule: a sealed image is served only from the EROFS its seal names.
+Result<std::optional<Seal>> check_seal(Client& client, const Reference& image,
+                                       std::string_view erofs, verity::HashAlg alg,
+                                       const LazyFetchOptions& options) {
+  const verity::HashAlg other =
+      alg == verity::HashAlg::kSha512 ? verity::HashAlg::kSha256 : verity::HashAlg::kSha512;
+  std::optional<Error> missing;
+  for (verity::HashAlg a : {alg, other}) {
+    auto s = verify_seal(client, image, erofs_digest(erofs, a), options.cert_file);
+    if (s) return std::make_optional(std::move(*s));
+    if (!s.error().is(Errc::kObjectMissing)) return fail(std::move(s).error());
+    if (!missing) missing = std::move(s).error();
+  }
+  // verify_seal() with a certificate ignores unsigned seals; without one it saw none at all.
+  if (options.require_seal || options.cert_file) return fail(std::move(*missing));
+  return std::optional<Seal>{};
+}
+
+}  // namespace
+
+Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
+                                              std::string_view erofs,
+                                              const ocirepo::ObjectIndex& index) {
+  CFS_ASSIGN(auto subject, client.get_manifest(image));
+  CFS_ASSIGN(auto m, oci::parse_manifest(subject.bytes, image.str()));
+  if (m.layers.size() != index.layers.size())
+    return fail(Errc::kInvalidInput, image.str() + ": the index does not list its layers");
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    if (m.layers[i].digest != index.layers[i].digest)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: layer {} is {}, the index's is {}", image.str(), i,
+                              m.layers[i].digest.str(), index.layers[i].digest.str()));
+  if (erofs_digest(erofs, index.algorithm) != index.image)
+    return fail(Errc::kDigestMismatch,
+                image.str() + ": the EROFS is not the index's image " + index.image.str());
+  const std::string index_json = ocirepo::encode_object_index(index);
+  const auto erofs_bytes = std::as_bytes(std::span(erofs.data(), erofs.size()));
+  const auto index_bytes = std::as_bytes(std::span(index_json.data(), index_json.size()));
+  CFS_ASSIGN(auto erofs_d, detail::push_bytes(client, image, erofs_bytes));
+  CFS_ASSIGN(auto index_d, detail::push_bytes(client, image, index_bytes));
+  auto erofs_json = detail::descriptor_json(kErofsMediaType, erofs_d, erofs.size());
+  erofs_json["annotations"] = {{merged_seal_annotation(index.algorithm), index.image.hex()}};
+  auto layers =
+      nlohmann::json::array({erofs_json, detail::descriptor_json(ocirepo::kObjectIndexMediaType,
+                                                                 index_d, index_json.size())});
+  CFS_ASSIGN(auto pushed,
+             detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers)));
+  return pushed.digest;
+}
+
+Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view reference,
+                                         const LazyFetchOptions& options) {
+  CFS_ASSIGN(auto ref, parse_reference(reference));
+  CFS_ASSIGN(auto source, open_registry_source(client, reference));
+  CFS_ASSIGN(auto image, oci::resolve_image(*source, options.platform));
+  const Reference by_digest = ref.with_digest(image.manifest.digest.str());
+  CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, kLazyArtifactType));
+  if (refs.manifests.empty())
+    return fail(Errc::kObjectMissing,
+                fmt::format("{} (manifest {}) has no lazy metadata: use cfs oci pull, or push it "
+                            "with cfs oci push --compression=zstd-chunked or none",
+                            reference, image.manifest.digest.str()));
+  // The newest artifact: the fallback index and the referrers API both list it last.
+  const oci::ContentDigest artifact = refs.manifests.back().digest;
+  const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);
+  CFS_ASSIGN(auto raw, client.get_manifest(by_digest.with_digest(artifact.str())));
+  CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
+  if (m.artifact_type != kLazyArtifactType)
+    return fail(Errc::kInvalidInput, what + ": artifactType is '" + m.artifact_type + "'");
+  if (!m.subject || m.subject->digest != image.manifest.digest)
+    return fail(Errc::kInvalidInput, what + ": its subject is not the image manifest");
+  const oci::Descriptor* erofs_d = nullptr;
+  const oci::Descriptor* index_d = nullptr;
+  for (const auto& l : m.layers) {
+    const oci::Descriptor** slot = l.media_type == kErofsMediaType                  ? &erofs_d
+                                   : l.media_type == ocirepo::kObjectIndexMediaType ? &index_d
+                                                                                    : nullptr;
+    if (!slot)
+      return fail(Errc::kInvalidInput, what + ": unexpected layer of media type " + l.media_type);
+    if (*slot)
+      return fail(Errc::kInvalidInput, what + ": two layers of media type " + l.media_type);
+    *slot = &l;
+  }
+  if (!erofs_d || !index_d)
+    return fail(Errc::kInvalidInput, what + ": needs one layer of " + std::string(kErofsMediaType) +
+                                         " and one of " +
+                                         std::string(ocirepo::kObjectIndexMediaType));
+
+  LazyMetadata out;
+  out.artifact = artifact;
+  CFS_ASSIGN(auto index_json, fetch_small(client, by_digest, *index_d, ocirepo::kMaxObjectIndexSize,
+                                          what + ": index"));
+  CFS_ASSIGN(out.index, ocirepo::parse_object_index(index_json, what + ": index"));
+  CFS_TRY(check_layers(out.index, image, what));
+  CFS_ASSIGN(out.erofs,
+             fetch_small(client, by_digest, *erofs_d, kMaxLazyErofsSize, what + ": EROFS"));
+  const auto computed = erofs_digest(out.erofs, out.index.algorithm);
+  if (computed != out.index.image)
+    return fail(Errc::kDigestMismatch, fmt::format("{}: the EROFS's fs-verity digest is {}, the "
+                                                   "index names {}",
+                                                   what, computed.str(), out.index.image.str()));
+  const std::string key = merged_seal_annotation(out.index.algorithm);
+  auto a = erofs_d->annotations.find(key);
+  if (a == erofs_d->annotations.end() || a->second != computed.hex())
+    return fail(Errc::kDigestMismatch,
+                fmt::format("{}: annotation {} of the EROFS is not {}", what, key, computed.hex()));
+  CFS_ASSIGN(out.seal, check_seal(client, by_digest, out.erofs, out.index.algorithm, options));
+  out.manifest = std::move(image.manifest);
+  out.config = std::move(image.config);
+  return out;
+}
+
+}  // namespace cfs::registry
