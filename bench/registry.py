@@ -22,7 +22,15 @@ with skopeo first), each into a fresh repository / directory:
   C  skopeo copy docker://REF oci:DIR  +  umoci unpack  +  mkcomposefs --digest-store (1.0.8)
 A and B must give the same image id. Then a second image sharing all but one layer is pulled
 by A into the same repository: the bytes fetched (blob GETs logged by the fault proxy) must be
-that layer's (plus the config). Prints medians, ratios B/A and C/A, and the bytes fetched."""
+that layer's (plus the config). Prints medians, ratios B/A and C/A, and the bytes fetched.
+
+  bench/registry.py --push-compression [--image oci:DIR:TAG] [--runs 1]
+
+IMAGE (default the Debian image) imported into a repository, then pushed by `cfs oci push`
+with each --compression (none, gzip, zstd, zstd-chunked) to a fresh repository of the
+registry, side by side with `skopeo copy --dest-compress-format gzip|zstd` of the layout.
+Prints medians of the wall time, the layer bytes pushed, and the lazy metadata (EROFS + object
+index) attached for none and zstd-chunked."""
 import argparse
 import concurrent.futures
 import json
@@ -128,6 +136,51 @@ def import_bench(args, cfs, work):
           f"new layer {sum(d['size'] for d in new)} bytes + config {plus['config']['size']}")
 
 
+def push_compression_bench(args, cfs, work):
+    image = args.image or "oci:/var/cache/cfs-oci-debian/layout:bookworm"
+    notls = "--tls-verify=false"
+    layout, tag = image.removeprefix("oci:").rsplit(":", 1)
+    repo = os.path.join(work, "repo")
+    run_quiet([cfs, "repo", "init", "--repo", repo, "--insecure"])
+    run_quiet([cfs, "oci", "pull", "--repo", repo, image, "img"])
+    rows = {}
+    with r.Registry() as reg:
+        for run in range(args.runs):
+            for comp in ("none", "gzip", "zstd", "zstd-chunked", "skopeo-gzip", "skopeo-zstd"):
+                ref = reg.ref(f"bench/push-{comp}-{run}:v1")
+                out = {}
+
+                def push():
+                    if comp.startswith("skopeo-"):
+                        run_quiet(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                                   "--dest-compress-format", comp.removeprefix("skopeo-"),
+                                   f"oci:{layout}:{tag}", ref])
+                        return
+                    p = subprocess.run([cfs, "oci", "push", "--repo", repo, notls, "--json",
+                                        "--compression", comp, "img", ref], check=True,
+                                       capture_output=True)
+                    out.update(json.loads(p.stdout.decode().strip().splitlines()[-1]))
+
+                secs = timed(push)
+                manifest = json.loads(r.inspect_raw(ref, notls))
+                size = sum(d["size"] for d in manifest["layers"])
+                lazy = 0
+                if out.get("lazy_metadata"):
+                    base = ref.rsplit(":", 1)[0]
+                    art = json.loads(r.inspect_raw(f"{base}@{out['lazy_metadata']}", notls))
+                    lazy = sum(d["size"] for d in art["layers"])
+                row = rows.setdefault(comp, {"t": [], "size": size, "lazy": lazy,
+                                             "objects": out.get("indexed_objects", 0)})
+                row["t"].append(secs)
+    print(f"\n{image} pushed from a repository (cfs) or the layout (skopeo), loopback "
+          f"docker-registry 2.8, {args.runs} run(s) each, medians:")
+    for comp, row in rows.items():
+        m = statistics.median(row["t"])
+        extra = (f", lazy metadata {row['lazy'] / 1048576:.2f} MiB "
+                 f"({row['objects']} objects)" if row["lazy"] else "")
+        print(f"  {comp:13} {m:6.2f} s  layers {row['size'] / 1048576:7.1f} MiB{extra}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(HERE, "..", "build"))
@@ -136,16 +189,18 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--import", dest="import_", action="store_true",
                     help="time getting a composefs image from a registry (see above)")
-    ap.add_argument("--image", help="--import: oci:DIR:TAG to push and pull")
+    ap.add_argument("--push-compression", action="store_true",
+                    help="time cfs oci push with each --compression (see above)")
+    ap.add_argument("--image", help="--import, --push-compression: oci:DIR:TAG to use")
     args = ap.parse_args()
     cfs = os.path.join(args.build_dir, "bin", "cfs")
     for tool in ("skopeo", "umoci", "docker-registry"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not installed")
     work = tempfile.mkdtemp(prefix="cfs-bench-registry-")
-    if args.import_:
+    if args.import_ or args.push_compression:
         try:
-            import_bench(args, cfs, work)
+            (import_bench if args.import_ else push_compression_bench)(args, cfs, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return

@@ -56,34 +56,47 @@ class Gzip final : public Compressor {
   bool ok_ = false;
 };
 
-class Zstd final : public Compressor {
- public:
-  explicit Zstd(CompressedSink sink)
-      : sink_(std::move(sink)), out_(ZSTD_CStreamOutSize()), cctx_(ZSTD_createCCtx()) {}
-  ~Zstd() override { ZSTD_freeCCtx(cctx_); }
-  Status write(std::span<const std::byte> data) override { return run(data, ZSTD_e_continue); }
-  Status finish() override { return run({}, ZSTD_e_end); }
-
- private:
-  Status run(std::span<const std::byte> data, ZSTD_EndDirective mode) {
-    if (!cctx_) return fail(Errc::kInvalidInput, "zstd: cannot create a context");
-    ZSTD_inBuffer in{data.data(), data.size(), 0};
-    for (;;) {
-      ZSTD_outBuffer out{out_.data(), out_.size(), 0};
-      const std::size_t left = ZSTD_compressStream2(cctx_, &out, &in, mode);
-      if (ZSTD_isError(left))
-        return fail(Errc::kInvalidInput, std::string("zstd: ") + ZSTD_getErrorName(left));
-      if (out.pos > 0) CFS_TRY(sink_(std::span(out_.data(), out.pos)));
-      if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size) return {};
-    }
-  }
-
-  CompressedSink sink_;
-  std::vector<std::byte> out_;
-  ZSTD_CCtx* cctx_;
-};
-
 }  // namespace
+
+ZstdCompressor::ZstdCompressor(CompressedSink sink, int level)
+    : sink_(std::move(sink)), out_(ZSTD_CStreamOutSize()), cctx_(ZSTD_createCCtx()) {
+  if (cctx_) ZSTD_CCtx_setParameter(static_cast<ZSTD_CCtx*>(cctx_), ZSTD_c_compressionLevel, level);
+}
+ZstdCompressor::~ZstdCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_)); }
+
+Status ZstdCompressor::pledge_frame_size(std::uint64_t size) {
+  if (!cctx_) return fail(Errc::kInvalidInput, "zstd: cannot create a context");
+  const std::size_t rc = ZSTD_CCtx_setPledgedSrcSize(static_cast<ZSTD_CCtx*>(cctx_), size);
+  if (ZSTD_isError(rc))
+    return fail(Errc::kInvalidInput, std::string("zstd: ") + ZSTD_getErrorName(rc));
+  return {};
+}
+
+Status ZstdCompressor::write(std::span<const std::byte> data) {
+  if (data.empty()) return {};
+  open_ = true;
+  return run(data, ZSTD_e_continue);
+}
+
+Status ZstdCompressor::finish() {
+  if (!open_) return {};
+  open_ = false;
+  return run({}, ZSTD_e_end);
+}
+
+Status ZstdCompressor::run(std::span<const std::byte> data, int mode) {
+  if (!cctx_) return fail(Errc::kInvalidInput, "zstd: cannot create a context");
+  const auto m = static_cast<ZSTD_EndDirective>(mode);
+  ZSTD_inBuffer in{data.data(), data.size(), 0};
+  for (;;) {
+    ZSTD_outBuffer out{out_.data(), out_.size(), 0};
+    const std::size_t left = ZSTD_compressStream2(static_cast<ZSTD_CCtx*>(cctx_), &out, &in, m);
+    if (ZSTD_isError(left))
+      return fail(Errc::kInvalidInput, std::string("zstd: ") + ZSTD_getErrorName(left));
+    if (out.pos > 0) CFS_TRY(sink_(std::span(out_.data(), out.pos)));
+    if (m == ZSTD_e_end ? left == 0 : in.pos == in.size) return {};
+  }
+}
 
 std::string_view layer_media_type(Compression c) noexcept {
   switch (c) {
@@ -102,7 +115,7 @@ std::unique_ptr<Compressor> compressor(Compression c, CompressedSink sink) {
     case Compression::kGzip:
       return std::make_unique<Gzip>(std::move(sink));
     case Compression::kZstd:
-      return std::make_unique<Zstd>(std::move(sink));
+      return std::make_unique<ZstdCompressor>(std::move(sink));
     case Compression::kNone:
       break;
   }

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 #include <time.h>
-#include <zstd.h>
 
 #include <array>
 #include <nlohmann/json.hpp>
@@ -81,36 +80,22 @@ Result<std::string_view> toc_type(char typeflag, const std::string& what, const 
   }
 }
 
-// One zstd context writing frames to the sink, counting the bytes it emitted.
+// The layer's frames (ZstdCompressor) and the raw skippable frames between them, counted.
 class FrameWriter {
  public:
   FrameWriter(CompressedSink sink, int level)
-      : sink_(std::move(sink)), out_(ZSTD_CStreamOutSize()), cctx_(ZSTD_createCCtx()) {
-    if (cctx_) ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
-  }
-  ~FrameWriter() { ZSTD_freeCCtx(cctx_); }
+      : sink_(std::move(sink)),
+        z_(
+            [this](std::span<const std::byte> b) {
+              emitted_ += b.size();
+              return sink_(b);
+            },
+            level) {}
   std::uint64_t emitted() const noexcept { return emitted_; }
-  bool open() const noexcept { return open_; }
-
-  /// Starts a frame that will hold exactly `size` bytes (recorded in its header).
-  Status begin_sized(std::uint64_t size) {
-    if (!cctx_) return fail(Errc::kInvalidInput, "zstd: cannot create a context");
-    const std::size_t rc = ZSTD_CCtx_setPledgedSrcSize(cctx_, size);
-    if (ZSTD_isError(rc))
-      return fail(Errc::kInvalidInput, std::string("zstd: ") + ZSTD_getErrorName(rc));
-    return {};
-  }
-  Status write(std::span<const std::byte> data) {
-    if (data.empty()) return {};
-    open_ = true;
-    return run(data, ZSTD_e_continue);
-  }
+  Status begin_sized(std::uint64_t size) { return z_.pledge_frame_size(size); }
+  Status write(std::span<const std::byte> data) { return z_.write(data); }
   /// Ends the open frame (nothing when no byte went into it).
-  Status end() {
-    if (!open_) return {};
-    open_ = false;
-    return run({}, ZSTD_e_end);
-  }
+  Status end() { return z_.finish(); }
   /// Raw bytes between frames.
   Status raw(std::span<const std::byte> data) {
     emitted_ += data.size();
@@ -118,24 +103,9 @@ class FrameWriter {
   }
 
  private:
-  Status run(std::span<const std::byte> data, ZSTD_EndDirective mode) {
-    if (!cctx_) return fail(Errc::kInvalidInput, "zstd: cannot create a context");
-    ZSTD_inBuffer in{data.data(), data.size(), 0};
-    for (;;) {
-      ZSTD_outBuffer out{out_.data(), out_.size(), 0};
-      const std::size_t left = ZSTD_compressStream2(cctx_, &out, &in, mode);
-      if (ZSTD_isError(left))
-        return fail(Errc::kInvalidInput, std::string("zstd: ") + ZSTD_getErrorName(left));
-      if (out.pos > 0) CFS_TRY(raw(std::span(out_.data(), out.pos)));
-      if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size) return {};
-    }
-  }
-
   CompressedSink sink_;
-  std::vector<std::byte> out_;
-  ZSTD_CCtx* cctx_;
+  ZstdCompressor z_;
   std::uint64_t emitted_ = 0;
-  bool open_ = false;
 };
 
 std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(std::span(s)); }

@@ -5,10 +5,12 @@
 // Thread-safety: one thread per compressor.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "cfs/oci/decompress.h"
 #include "cfs/util/result.h"
@@ -28,6 +30,30 @@ class Compressor {
 };
 
 using CompressedSink = std::function<Status(std::span<const std::byte>)>;
+
+/// zstd (libzstd's streaming API) whose frames the caller may cut: finish() ends the current
+/// frame, and a later write() starts the next one in the same stream (zstd:chunked puts each
+/// file in a frame of its own; a plain zstd layer is one frame).
+class ZstdCompressor final : public Compressor {
+ public:
+  ZstdCompressor(CompressedSink sink, int level = 3);
+  ~ZstdCompressor() override;
+  ZstdCompressor(const ZstdCompressor&) = delete;
+  ZstdCompressor& operator=(const ZstdCompressor&) = delete;
+  /// The next frame will hold exactly `size` bytes (recorded in its header). Call before its
+  /// first write.
+  Status pledge_frame_size(std::uint64_t size);
+  Status write(std::span<const std::byte> data) override;
+  /// Ends the current frame (nothing when nothing was written since the last one).
+  Status finish() override;
+
+ private:
+  Status run(std::span<const std::byte> data, int mode);
+  CompressedSink sink_;
+  std::vector<std::byte> out_;
+  void* cctx_;  // ZSTD_CCtx, kept out of this header
+  bool open_ = false;
+};
 
 /// A compressor for `c` (kNone passes the bytes through) writing to `sink`.
 std::unique_ptr<Compressor> compressor(Compression c, CompressedSink sink);

@@ -13,6 +13,7 @@
 
 #include "cfs/oci/digest.h"
 #include "cfs/oci/tar.h"
+#include "testutil/ustar.h"
 
 namespace cfs::oci {
 namespace {
@@ -27,29 +28,11 @@ TEST(ZstdChunked, Crc64IsoCheckValue) {
   EXPECT_EQ(crc64_iso(crc64_iso(0, bytes("1234")), bytes("56789")), 0xB90956C775A41001ull);
 }
 
+// Mode 0755, uid 1000, mtime one day after the epoch: values the TOC must carry.
 std::string header(const std::string& name, std::uint64_t size, char type) {
-  std::string h(512, '\0');
-  std::memcpy(h.data(), name.data(), name.size());
-  std::snprintf(h.data() + 100, 8, "%07o", 0755);
-  std::snprintf(h.data() + 108, 8, "%07o", 1000);
-  std::snprintf(h.data() + 124, 12, "%011llo", static_cast<unsigned long long>(size));
-  std::snprintf(h.data() + 136, 12, "%011o", 86400);
-  h[156] = type;
-  std::memcpy(h.data() + 257,
-              "ustar\0"
-              "00",
-              8);
-  std::memset(h.data() + 148, ' ', 8);
-  unsigned sum = 0;
-  for (char c : h) sum += static_cast<unsigned char>(c);
-  std::snprintf(h.data() + 148, 8, "%06o", sum);
-  return h;
+  return testutil::ustar_header(name, size, type, 0755, 1000, 86400);
 }
-
-std::string padded(std::string d) {
-  d.resize(tar::padded(d.size()), '\0');
-  return d;
-}
+std::string padded(std::string d) { return testutil::ustar_padded(std::move(d)); }
 
 std::string decompress(std::string_view z) {
   std::string out;

@@ -12,6 +12,7 @@
 #include "cfs/oci/tar.h"
 #include "cfs/ocirepo/pull.h"
 #include "testutil/temp_dir.h"
+#include "testutil/ustar.h"
 
 namespace cfs::ocirepo {
 namespace {
@@ -112,28 +113,10 @@ TEST(ObjectIndex, RefusesWhatItDoesNotKnowNamingTheField) {
   }
 }
 
-/// A ustar header with a valid checksum (no extensions: the data starts at the next block).
 std::string header(const std::string& name, std::uint64_t size, char type) {
-  std::string h(512, '\0');
-  std::memcpy(h.data(), name.data(), std::min<std::size_t>(name.size(), 100));
-  std::snprintf(h.data() + 100, 8, "%07o", 0644);
-  std::snprintf(h.data() + 124, 12, "%011llo", static_cast<unsigned long long>(size));
-  h[156] = type;
-  std::memcpy(h.data() + 257,
-              "ustar\0"
-              "00",
-              8);
-  std::memset(h.data() + 148, ' ', 8);
-  unsigned sum = 0;
-  for (char c : h) sum += static_cast<unsigned char>(c);
-  std::snprintf(h.data() + 148, 8, "%06o", sum);
-  return h;
+  return testutil::ustar_header(name, size, type);
 }
-
-std::string padded(std::string data) {
-  data.resize(oci::tar::padded(data.size()), '\0');
-  return data;
-}
+std::string padded(std::string d) { return testutil::ustar_padded(std::move(d)); }
 
 TEST(ObjectIndex, TarOffsetsOfALayer) {
   testutil::TempDir dir;
