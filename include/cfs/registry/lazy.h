@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// The lazy object provider: a vfs::ObjectProvider that serves a repository's objects and fetches a
+// missing one from a registry the first time a file needs it (cfs oci mount --lazy, docs/lazy.md).
+//
+// Trust chain. The merged image (EROFS) is trusted: it was fetched by digest and checked against
+// its fs-verity digest before the mount (and a seal, when one was asked for). It holds the
+// fs-verity digest of every file. The object index (where each object's bytes are: a byte range of
+// a layer blob, raw or one zstd frame) is only a hint: nothing it says is believed. A fetched
+// object is decompressed into an unnamed file in the repository while its fs-verity digest is
+// computed, and it is committed (Repository::commit_object: named objects/XX/<rest>, visible to gc
+// and fsck) only when that digest is the one the image records. Anything else (a tampered blob, a
+// wrong index entry, a short or long range, a broken frame) leaves nothing behind and fails the
+// open with EIO. A partial object is never visible: the file has no name until it is whole and
+// verified. The vfs layer then verifies the object again at open and every block at read, as for
+// any object.
+//
+// Fetching. Opens of a missing object wait for it at most LazyOptions::timeout_s, then fail with
+// EIO (the fetch goes on and a later open may find the object). One object is fetched once however
+// many opens wait for it (single flight). Fetches run on `fetchers` threads, opens first, then the
+// prefetch list, then the background fill (every object of the index not yet present). A failed
+// background fetch is logged and not retried by the fill; the next open of that file tries again.
+// Each fetch opens the repository for the duration of the commit only (shared lock), so `cfs repo
+// gc` can run while the mount lives (the mount lease keeps the image's objects).
+//
+// Thread-safety: open_object() from any thread; start() once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cfs/erofs/reader.h"
+#include "cfs/ocirepo/object_index.h"
+#include "cfs/registry/client.h"
+#include "cfs/registry/reference.h"
+#include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
+#include "cfs/vfs/object_provider.h"
+
+namespace cfs::registry {
+
+struct LazyOptions {
+  /// The repository: objects are looked up in and committed to REPO/objects.
+  std::string repo_path;
+  /// The registry repository the blobs are fetched from.
+  Reference source;
+  /// Where each object's bytes are (the image's object index). Objects it does not place cannot be
+  /// fetched (ENOENT, as without a provider).
+  ocirepo::ObjectIndex index;
+  /// Longest an open waits for its object before failing with EIO.
+  double timeout_s = 30;
+  /// Fetch every missing object in the background once serving.
+  bool fill = true;
+  /// Fetched first, in this order, once serving (before the fill).
+  std::vector<verity::Digest> prefetch;
+  unsigned fetchers = 4;
+  /// Progress and failures of background fetches (one line each, no newline); may be empty.
+  std::function<void(const std::string&)> log;
+};
+
+class LazyProvider final : public vfs::ObjectProvider {
+ public:
+  /// Opens the repository's object directory; no network I/O, no threads yet.
+  static Result<std::shared_ptr<LazyProvider>> create(Client client, LazyOptions options);
+  ~LazyProvider() override;
+  LazyProvider(const LazyProvider&) = delete;
+  LazyProvider& operator=(const LazyProvider&) = delete;
+
+  /// The object from the repository, fetched first when it is missing and the index lists `digest`.
+  /// Errors: ENOENT (missing and not fetchable: no digest or not in the index), EIO (the fetch
+  /// failed, timed out, or brought bytes that are not the object: nothing stored).
+  Result<UniqueFd> open_object(std::string_view rel,
+                               const std::optional<verity::Digest>& digest) const override;
+  /// Starts the fetch threads, the prefetch and (with LazyOptions::fill) the fill.
+  void start() override;
+
+  struct Impl;
+
+ private:
+  explicit LazyProvider(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The objects regular files at `paths` (absolute paths in the image) name, in order, duplicates
+/// and files without an object skipped. Errors name a path that is missing.
+Result<std::vector<verity::Digest>> objects_of_paths(const erofs::Image& image,
+                                                     const std::vector<std::string>& paths);
+
+}  // namespace cfs::registry
