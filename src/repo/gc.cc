@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 
+#include "cfs/repo/lazy.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_link.h"
@@ -171,8 +172,10 @@ Result<GcReport> gc(Repository& repo, const GcOptions& options, GcCounters* coun
              prune(repo, Kind::kImage, marker, options.dry_run, report.temp_removed));
   CFS_ASSIGN(report.streams_pruned,
              prune(repo, Kind::kStream, marker, options.dry_run, report.temp_removed));
-  if (!options.dry_run)
+  if (!options.dry_run) {
     for (const auto& [l, why] : report.stale_leases) CFS_TRY(drop_lease(repo, l));
+    CFS_TRY(prune_lazy_parts(repo));
+  }
   return report;
 }
 

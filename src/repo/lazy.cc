@@ -5,6 +5,7 @@
 
 #include "cfs/util/atomic_file.h"
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_link.h"
 
 namespace cfs::repo {
 namespace {
@@ -39,6 +40,26 @@ Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
 bool is_lazy(const Repository& repo, const verity::Digest& image) {
   return sys::fstatat(repo.fd(), part_path(image, kLazySourcePart), AT_SYMLINK_NOFOLLOW)
       .has_value();
+}
+
+Result<std::uint64_t> prune_lazy_parts(Repository& repo) {
+  auto dir = sys::openat(repo.fd(), std::string(kLazyDir), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!dir) {
+    if (dir.error().is_errno(ENOENT)) return std::uint64_t{0};
+    return fail(std::move(dir).error());
+  }
+  CFS_ASSIGN(auto entries, sys::list_dir(dir->get(), repo.path() + "/" + std::string(kLazyDir)));
+  std::uint64_t removed = 0;
+  for (const auto& [name, type] : entries) {
+    std::string hex = name.substr(0, name.find('.'));
+    bool keep = !AtomicFile::is_temp_name(name) && !hex.empty() &&
+                sys::fstatat(repo.fd(), std::string(kImagesDir) + "/" + hex, AT_SYMLINK_NOFOLLOW)
+                    .has_value();
+    if (keep) continue;
+    CFS_TRY(sys::unlinkat(dir->get(), name, 0));
+    ++removed;
+  }
+  return removed;
 }
 
 }  // namespace cfs::repo

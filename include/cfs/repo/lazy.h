@@ -8,7 +8,7 @@
 //
 // An image with a "source" part is lazy: fsck counts its missing objects as not fetched yet (a
 // note), not as problems; it is complete once every object is there (`cfs oci pull` of the same
-// reference, or the mount's background fill). gc leaves cfs-lazy/ alone.
+// reference, or the mount's background fill). gc removes the parts of images it removed.
 // Thread-safety: free functions.
 #pragma once
 
@@ -35,5 +35,9 @@ Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
                                                   std::string_view part);
 /// True when the image was registered lazily (its source part exists).
 bool is_lazy(const Repository& repo, const verity::Digest& image);
+
+/// Removes the parts of images that are no longer in images/, and temporary files of
+/// interrupted writers (gc, under the exclusive lock). Returns how many files went.
+Result<std::uint64_t> prune_lazy_parts(Repository& repo);
 
 }  // namespace cfs::repo

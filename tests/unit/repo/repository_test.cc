@@ -270,6 +270,16 @@ TEST_F(RepoTest, LazyPartsAreWholeFilesBesideTheImage) {
     ++n;
   }
   EXPECT_EQ(n, 2u);
+
+  // gc's sweep: parts of images that are gone go, the others stay.
+  auto gone = r.parse_digest(std::string(64, 'd'));
+  ASSERT_TRUE(gone);
+  ASSERT_TRUE(write_lazy_part(r, *gone, kLazySourcePart, "orphan"));
+  auto removed = prune_lazy_parts(r);
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_TRUE(is_lazy(r, img));
+  EXPECT_FALSE(is_lazy(r, *gone));
 }
 
 }  // namespace
