@@ -10,6 +10,7 @@
 //   dump NAME                   the merged tree as a composefs dump
 //   compute-id NAME             the merged image's id, computed from the layers
 //   mount NAME MOUNTPOINT       as `cfs mount --repo`, of the image the tag links
+//   mount --lazy SOURCE MNT     objects fetched on demand (lazy_mount_cmd.cc)
 //   fsck [NAME] [--json]
 //   push, seal, verify-seal     with the registry client only (oci_registry_cmd.cc)
 // Every subcommand takes --repo PATH. Exit status: 0 ok, 1 failure (fsck: problems), 2 usage.
@@ -382,6 +383,16 @@ int run_compute_id(int argc, char** argv) {
 /// tag links, mounted by `cfs mount --repo` (same options, lease and verity rules), after the
 /// seal check when asked for.
 int run_mount(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) != "--lazy") continue;
+#ifdef CFS_WITH_LAZY
+    return run_oci_lazy_mount(argc, argv);
+#else
+    fmt::print(stderr,
+               "cfs: error: --lazy: this cfs was built without the registry client or FUSE\n");
+    return kExitFailure;
+#endif
+  }
   std::vector<std::string> args;
   std::string repo_path;
   std::optional<std::optional<std::string>> require_seal;  // outer: asked; inner: CERT

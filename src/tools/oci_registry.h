@@ -23,6 +23,8 @@ int run_oci_push(int argc, char** argv);
 int run_oci_seal(int argc, char** argv);
 int run_oci_verify_seal(int argc, char** argv);
 int run_oci_lazy_metadata(int argc, char** argv);
+/// `cfs oci mount --lazy ...` (lazy_mount_cmd.cc; only with FUSE too: CFS_WITH_LAZY).
+int run_oci_lazy_mount(int argc, char** argv);
 
 /// The options `cfs oci pull` takes for docker:// sources (skopeo's names) and the pull itself.
 class RegistryPull {

@@ -109,6 +109,10 @@ class ManPages(unittest.TestCase):
             with self.subTest(command=sub):
                 self.assertIn(f"cfs oci {sub}", page)
                 self.check_options([t.tool("cfs"), "oci", sub], ["cfs-oci.1"])
+        # `cfs oci mount --lazy --help` is the lazy mount's own parser (registry and FUSE only).
+        rc, out = help_text([t.tool("cfs"), "oci", "mount", "--lazy"])
+        if "built without" not in out:
+            self.check_options([t.tool("cfs"), "oci", "mount", "--lazy"], ["cfs-oci.1"])
 
     def test_compat_options_documented(self):
         checked = 0

@@ -143,6 +143,9 @@ class FaultProxy:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+            # algorithm and the client's delayed ACK add ~40 ms to every response.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _take_fault(self, method, path):
@@ -174,8 +177,8 @@ class FaultProxy:
                 return
             while True:
                 line = rfile.readline(65536)
-                if not line:
-                    return
+                if not line or self.closed:
+                    return  # closed: kept-alive connections end too (the registry is gone)
                 parts = line.decode("latin-1").split()
                 if len(parts) != 3:
                     return
