@@ -80,7 +80,7 @@ class Progress {
   std::mutex mu_;
   std::map<std::string, Blob> blobs_;
   std::uint64_t total_bytes_ = 0, total_size_ = 0, done_ = 0;
-  bool pull_total_ = false;  // total_size_ came from a pull's kResolved
+  bool pull_total_ = false;   // total_size_ came from a pull's kResolved
   std::size_t expected_ = 0;  // blobs announced by a pull's kResolved
   Rate total_rate_;
   Clock::time_point drawn_{};
