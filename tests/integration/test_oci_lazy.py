@@ -46,7 +46,15 @@ class LazyMount(unittest.TestCase):
         r.require_tools("skopeo", "umoci")
         cls.tmp = tempfile.mkdtemp(prefix="cfs-lazy-")
         cls.reg = r.Registry()
-        cls.reg.start()
+        try:  # tearDownClass does not run when setUpClass fails
+            cls.reg.start()
+            cls.prepare()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def prepare(cls):
         rng = random.Random(1515)
         cls.files = {
             "usr/bin/tool": b"#!/bin/sh\necho tool\n" * 10,
@@ -64,7 +72,6 @@ class LazyMount(unittest.TestCase):
         # metadata (uncompressed layers: files are plain byte ranges of the blob).
         cls.src_repo = cls.new_repo("src")
         cfs("oci", "pull", "--repo", cls.src_repo, f"oci:{layout}:v1", "app")
-        cls.full_image = json.loads(cfs("oci", "images", "--repo", cls.src_repo, "--json").stdout)
         cfs("oci", "push", "--repo", cls.src_repo, NOTLS, "--compression=none", "app",
             cls.reg.ref("cfs/lazy:v1"))
         cfs("oci", "push", "--repo", cls.src_repo, NOTLS, "--compression=zstd-chunked", "app",
