@@ -18,6 +18,7 @@
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
+#include "cfs/util/sys_link.h"
 #include "cfs/util/temp_file.h"
 #include "cfs/verity/kernel.h"
 #include "cfs/verity/measure.h"
@@ -55,6 +56,14 @@ class TempGuard {
   std::string name_;
 };
 
+// Closes fd (if still open) and reports what close() says.
+Status close_checked(UniqueFd& fd, const std::string& what) {
+  if (!fd) return {};
+  auto closed = fd.close();
+  if (!closed) return fail(std::move(closed).error().with_context(what));
+  return {};
+}
+
 // Unsupported, or EINVAL: parameters this filesystem cannot take (ext4 with 1 KiB blocks
 // refuses 4 KiB Merkle blocks), which will not change for the next object either.
 bool verity_unsupported(const Error& e) {
@@ -69,6 +78,7 @@ ObjectStore::ObjectStore(UniqueFd fd, std::string path)
       verity_ok_(std::make_unique<std::atomic<bool>>(true)),
       copy_range_ok_(std::make_unique<std::atomic<bool>>(true)),
       direct_ok_(std::make_unique<std::atomic<bool>>(true)),
+      tmpfile_ok_(std::make_unique<std::atomic<bool>>(true)),
       fanout_made_(std::make_unique<std::array<std::atomic<bool>, 256>>()) {}
 ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
 ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
@@ -78,7 +88,12 @@ Result<ObjectStore> ObjectStore::open(const std::string& path, bool create) {
   if (path.empty()) return fail(Errc::kInvalidInput, "object store path is empty");
   if (create) CFS_TRY(sys::mkdirat_p(AT_FDCWD, path, 0755));
   CFS_ASSIGN(UniqueFd fd, sys::open(path, O_RDONLY | O_DIRECTORY));
-  return ObjectStore(std::move(fd), path);
+  ObjectStore store(std::move(fd), path);
+  // Objects are 0644 whatever the umask; one fchmod per object only where the umask would
+  // take some of those bits.
+  const std::optional<mode_t> mask = sys::current_umask();
+  store.chmod_needed_ = !mask || (*mask & 0644) != 0;
+  return store;
 }
 
 bool ObjectStore::has_object(const verity::Digest& digest) const {
@@ -228,51 +243,83 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint
     return AddOutcome::kExisted;
   }
   CFS_TRY(ensure_fanout_dir(payload));
-  // The temp file lives in the object's own fan-out directory: the rename then locks one
-  // directory, not the store root plus the fan-out directory under the filesystem-wide rename
-  // lock, and creations spread over 256 directories instead of all contending for the root.
+  const std::string fanout = payload.substr(0, 2);
+  // An unnamed file (O_TMPFILE) in the object's fan-out directory, named by linkat() when
+  // complete: no temp name to look up, insert, lock, and remove again by a rename (those were
+  // a fifth of the CPU time of filling a store, docs/design.md), and a crash leaves nothing
+  // behind. Replacing a damaged object needs a rename over it, hence a named temp; so do
+  // filesystems without O_TMPFILE. The named temp lives in the fan-out directory too: the
+  // rename then locks one directory, not the store root plus the fan-out directory under the
+  // filesystem-wide rename lock.
   std::string tmp;
-  CFS_ASSIGN(UniqueFd out, create_temp(std::string_view(payload).substr(0, 2), tmp));
+  UniqueFd out;
+  if (existing == Existing::kAbsent && tmpfile_ok_->load(std::memory_order_relaxed)) {
+    CFS_ASSIGN(auto unnamed, sys::open_unnamed(fd_.get(), fanout, O_RDWR, 0644));
+    if (unnamed)
+      out = std::move(*unnamed);
+    else
+      tmpfile_ok_->store(false, std::memory_order_relaxed);
+  }
+  if (!out) {
+    CFS_ASSIGN(out, create_temp(fanout, tmp));
+  }
   TempGuard guard(fd_.get(), tmp);
+  const std::string what = tmp.empty() ? path_ + "/" + fanout + "/(new)" : path_ + "/" + tmp;
   CFS_TRY(fill_temp(out.get()));
   // Queue the data for the disk right away, so writeback overlaps the remaining copies and
   // the single sync() at the end finds little left to do (no waiting here, no fsync).
   (void)sys::start_writeback(out.get());
-  CFS_TRY(sys::fchmod(out.get(), 0644, path_ + "/" + tmp));
-  CFS_ASSIGN(struct stat st, sys::fstat(out.get(), path_ + "/" + tmp));
-  // FS_IOC_ENABLE_VERITY fails with ETXTBSY while any writable fd is open, and close() is
-  // where delayed write errors surface: close and check before going on.
-  auto closed = out.close();
-  if (!closed) return fail(std::move(closed).error().with_context(path_ + "/" + tmp));
+  // The umask may have taken bits of 0644 (checked once per store, see open()).
+  if (chmod_needed_) CFS_TRY(sys::fchmod(out.get(), 0644, what));
   if (verity_ok_->load(std::memory_order_relaxed)) {
-    auto ro = sys::openat(fd_.get(), tmp, O_RDONLY);
+    // FS_IOC_ENABLE_VERITY fails with ETXTBSY while any writable fd is open: continue on a
+    // read-only one (an unnamed file lives on as long as any fd does).
+    auto ro = tmp.empty() ? sys::reopen(out.get(), O_RDONLY, what)
+                          : sys::openat(fd_.get(), tmp, O_RDONLY);
+    auto closed = out.close();
+    if (!closed) return fail(std::move(closed).error().with_context(what));
     if (ro) {
       // The digest's algorithm: the kernel measures what a mount compares with the image.
       verity::Params vp;
       vp.alg = digest.alg;
-      auto en = verity::enable_verity(ro->get(), vp, tmp);
+      auto en = verity::enable_verity(ro->get(), vp, what);
       if (en) {
         if (counters) counters->verity_enabled.fetch_add(1, std::memory_order_relaxed);
       } else if (verity_unsupported(en.error())) {
         verity_ok_->store(false, std::memory_order_relaxed);
       }
+      out = std::move(*ro);
+    } else if (tmp.empty()) {
+      return fail(std::move(ro).error());
     }
   }
   if (existing == Existing::kBad) {
     // A damaged object under the final name: replaced in one rename, so a reader sees the old
     // file or the new one, never a mix.
+    CFS_TRY(close_checked(out, what));
     auto st2 = sys::renameat(fd_.get(), tmp, fd_.get(), payload);
     if (!st2) return fail(std::move(st2).error().with_context("object store " + path_));
     guard.release();
     if (counters) {
       counters->replaced.fetch_add(1, std::memory_order_relaxed);
-      counters->bytes_added.fetch_add(static_cast<std::uint64_t>(st.st_size),
-                                      std::memory_order_relaxed);
+      counters->bytes_added.fetch_add(size, std::memory_order_relaxed);
     }
     return AddOutcome::kReplaced;
   }
-  CFS_ASSIGN(bool renamed, sys::rename_noreplace(fd_.get(), tmp, fd_.get(), payload));
-  if (!renamed) {
+  bool published = false;
+  if (tmp.empty()) {
+    CFS_ASSIGN(published, sys::link_fd(out.get(), fd_.get(), payload));
+    // close() is where delayed write errors would surface: an object whose data may be bad
+    // does not keep its name.
+    if (auto closed = close_checked(out, what); !closed) {
+      if (published) (void)sys::unlinkat(fd_.get(), payload, 0);
+      return fail(std::move(closed).error());
+    }
+  } else {
+    CFS_TRY(close_checked(out, what));
+    CFS_ASSIGN(published, sys::rename_noreplace(fd_.get(), tmp, fd_.get(), payload));
+  }
+  if (!published) {
     // Someone else published the same content first: theirs stays, ours is dropped.
     if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
     return AddOutcome::kExisted;
@@ -280,8 +327,7 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint
   guard.release();
   if (counters) {
     counters->added.fetch_add(1, std::memory_order_relaxed);
-    counters->bytes_added.fetch_add(static_cast<std::uint64_t>(st.st_size),
-                                    std::memory_order_relaxed);
+    counters->bytes_added.fetch_add(size, std::memory_order_relaxed);
   }
   return AddOutcome::kAdded;
 }

@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 namespace cfs::sys {
 namespace {
@@ -410,6 +411,21 @@ unsigned available_cpus() noexcept {
   }
   int n = get_nprocs();
   return n > 0 ? static_cast<unsigned>(n) : 1U;
+}
+
+std::optional<mode_t> current_umask() {
+  UniqueFd fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char buf[4096];
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buf, sizeof buf - 1);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  const char* line = std::strstr(buf, "\nUmask:");
+  if (line == nullptr) return std::nullopt;
+  return static_cast<mode_t>(std::strtoul(line + 7, nullptr, 8));
 }
 
 }  // namespace cfs::sys

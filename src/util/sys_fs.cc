@@ -277,6 +277,15 @@ Result<std::optional<UniqueFd>> open_unnamed(int dirfd, const std::string& dir, 
 }
 
 Result<bool> link_fd(int fd, int newdirfd, const std::string& newpath) {
+  // AT_EMPTY_PATH saves resolving a /proc path per call where the kernel allows it (with
+  // CAP_DAC_READ_SEARCH); without it the kernel answers ENOENT, and /proc is used from then on.
+  static std::atomic<bool> empty_path_ok{true};
+  if (empty_path_ok.load(std::memory_order_relaxed)) {
+    if (::linkat(fd, "", newdirfd, newpath.c_str(), AT_EMPTY_PATH) == 0) return true;
+    if (errno == EEXIST) return false;
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return fail_errno("link " + newpath);
+    empty_path_ok.store(false, std::memory_order_relaxed);
+  }
   const std::string from = "/proc/self/fd/" + std::to_string(fd);
   if (::linkat(AT_FDCWD, from.c_str(), newdirfd, newpath.c_str(), AT_SYMLINK_FOLLOW) == 0)
     return true;

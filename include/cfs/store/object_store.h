@@ -4,14 +4,15 @@
 // lives at STORE/H[0:2]/H[2:], its object name (cfs/tree/object_name.h), which is also the
 // image payload of the files with that content.
 //
-// Adding an object (add_object): a temp file "ab/.tmpXXXXXX" in its fan-out directory, content
+// Adding an object (add_object): an unnamed file (O_TMPFILE) in its fan-out directory, or
+// where the filesystem has none a temp file "ab/.tmpXXXXXX", content
 // shared with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
 // (in-kernel copy), else read/write (add_object_bytes: written from memory); writeback started;
 // fchmod 0644; every writable fd closed; fs-verity enabled best-effort (the kernel refuses while
-// a writable fd is open); then renameat2(NOREPLACE) into place. An object that already exists
-// is never rewritten or replaced (its name is its content), and a lost race against another
-// writer of the same object is success. A crash never leaves a partial object under its final
-// name *in the page cache view*; see sync().
+// a writable fd is open); then linkat() (renameat2(NOREPLACE) for a named temp) into place. An
+// object that already exists is never rewritten or replaced (its name is its content), and a lost
+// race against another writer of the same object is success. A crash never leaves a partial object
+// under its final name *in the page cache view*; see sync().
 //
 // Durability: no fsync per object. Upstream fsyncs every object, which dominates its run time
 // (one journal commit per file: 43-77 s for /usr versus seconds for the copies). Instead the
@@ -139,8 +140,10 @@ class ObjectStore {
   std::unique_ptr<std::atomic<bool>> verity_ok_;
   std::unique_ptr<std::atomic<bool>> copy_range_ok_;
   std::unique_ptr<std::atomic<bool>> direct_ok_;
+  std::unique_ptr<std::atomic<bool>> tmpfile_ok_;
   std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
   bool verify_existing_ = false;
+  bool chmod_needed_ = true;  // the umask takes bits of 0644 (or could not be read)
 };
 
 }  // namespace cfs::store

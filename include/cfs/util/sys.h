@@ -101,4 +101,8 @@ Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& w
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 
+/// The process's umask, from /proc/self/status (reading it with umask(2) would have to set
+/// it, racing with other threads creating files); nullopt where that file has no Umask line.
+std::optional<mode_t> current_umask();
+
 }  // namespace cfs::sys

@@ -102,9 +102,10 @@ Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir
 Result<std::optional<UniqueFd>> open_unnamed(int dirfd, const std::string& dir, int flags,
                                              mode_t mode);
 
-/// Gives the file open at fd (an O_TMPFILE file too) the name newdirfd/newpath, through
-/// /proc/self/fd with AT_SYMLINK_FOLLOW (which, unlike AT_EMPTY_PATH, needs no privilege).
-/// Returns false (not an error) when newpath already exists.
+/// Gives the file open at fd (an O_TMPFILE file too) the name newdirfd/newpath: linkat with
+/// AT_EMPTY_PATH where the process may (CAP_DAC_READ_SEARCH), else through /proc/self/fd with
+/// AT_SYMLINK_FOLLOW, which needs no privilege. Returns false (not an error) when newpath
+/// already exists.
 Result<bool> link_fd(int fd, int newdirfd, const std::string& newpath);
 
 /// flock(LOCK_SH): a writer's mark on a temp file it still owns. Held until every fd of this

@@ -58,6 +58,21 @@ class StoreTest : public ::testing::Test {
   const std::string& dir_ = tmp_.path();
 };
 
+TEST_F(StoreTest, ObjectsAre0644UnderARestrictiveUmask) {
+  // The store reads the umask when it is opened: open under umask 077, add, restore.
+  const mode_t saved = ::umask(077);
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store) << store.error().message();
+  const std::string data(5000, 'm');
+  auto src = add_src("m", data);
+  auto r = store->add_object_bytes(src.digest, std::as_bytes(std::span(data)));
+  ::umask(saved);
+  ASSERT_TRUE(r) << r.error().message();
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ + "/store/" + tree::object_path(src.digest)).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644U);
+}
+
 TEST_F(StoreTest, AddsUnderDigestPathWithMode0644) {
   auto store = ObjectStore::open(dir_ + "/store/nested");  // parents created
   ASSERT_TRUE(store) << store.error().message();

@@ -184,3 +184,15 @@ TEST(CopyRange, CopiesToEofOrSaysUnsupported) {
 
 }  // namespace
 }  // namespace cfs
+
+TEST(CurrentUmask, MatchesWhatUmaskSyscallReports) {
+  // Oracle: umask(2) itself, which returns the previous mask.
+  const mode_t saved = ::umask(027);
+  const auto seen = cfs::sys::current_umask();
+  ::umask(saved);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(*seen, 027U);
+  const auto again = cfs::sys::current_umask();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, saved);
+}
