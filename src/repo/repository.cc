@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
 
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
@@ -171,6 +174,7 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
 Result<Repository> Repository::open_fd(UniqueFd fd, std::string path, const OpenOptions& options) {
   Repository r;
   r.path_ = std::move(path);
+  r.object_cache_ = std::make_shared<ObjectCache>();
   const std::string meta_what = r.path_ + "/meta.json";
   auto meta_fd = sys::openat(fd.get(), std::string(kMetaFile), O_RDONLY | O_NOFOLLOW);
   if (meta_fd) {
@@ -429,11 +433,30 @@ NewObject::~NewObject() {
   if (!temp_name_.empty() && dir_fd_) (void)sys::unlinkat(dir_fd_.get(), temp_name_, 0);
 }
 
+struct Repository::ObjectCache {
+  std::mutex mu;
+  UniqueFd dir;  // objects/, set once under mu
+  std::array<std::atomic<bool>, 256> fanout_made{};
+  std::atomic<bool> verity_unavailable{false};
+};
+
+Result<int> Repository::objects_dir() {
+  if (!object_cache_) return fail(Errc::kInvalidInput, path_ + ": repository not open");
+  std::lock_guard lock(object_cache_->mu);
+  if (!object_cache_->dir) {
+    CFS_TRY(sys::mkdirat_p(fd_.get(), std::string(kObjectsDir), 0755));
+    CFS_ASSIGN(object_cache_->dir, sys::openat(fd_.get(), std::string(kObjectsDir),
+                                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  }
+  return object_cache_->dir.get();
+}
+
 Result<NewObject> Repository::create_object() {
   NewObject o;
-  CFS_TRY(sys::mkdirat_p(fd_.get(), std::string(kObjectsDir), 0755));
-  CFS_ASSIGN(o.dir_fd_,
-             sys::openat(fd_.get(), std::string(kObjectsDir), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  // objects/ is opened once per repository; each object gets its own duplicate so it stays
+  // valid on its own (no path walk per object).
+  CFS_ASSIGN(int dir, objects_dir());
+  CFS_ASSIGN(o.dir_fd_, sys::dup(dir));
   std::string where = path_ + "/" + std::string(kObjectsDir);
   auto tmp = sys::open_tmpfile(o.dir_fd_.get(), 0644, where);
   if (tmp) {
@@ -461,27 +484,49 @@ Result<verity::Digest> Repository::commit_object(NewObject object, const verity:
   std::string where = path_ + "/" + std::string(kObjectsDir);
   if (digest.alg != meta_.algorithm)
     return fail(Errc::kInvalidInput, where + ": an object digest of another algorithm");
+  if (!object_cache_) return fail(Errc::kInvalidInput, path_ + ": repository not open");
+  ObjectCache& cache = *object_cache_;
   verity::Params p;
   p.alg = meta_.algorithm;
   std::string name = names::object_name(digest);
-  // fs-verity needs a file nobody has open for writing.
-  CFS_ASSIGN(auto ro, sys::reopen(object.fd_.get(), O_RDONLY, where + "/" + name));
-  CFS_TRY(object.fd_.close());
-  if (auto st = verity::enable_verity(ro.get(), p, where + "/" + name); !st) {
-    if (!verity::is_verity_unavailable(st.error()) || secure_)
-      return fail(std::move(st).error().with_context(
-          secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
+  // An insecure repository on a filesystem without fs-verity (learned from an earlier object)
+  // links the written file as it is: no reopen for an ioctl that would fail again.
+  const bool try_verity = secure_ || !cache.verity_unavailable.load(std::memory_order_relaxed);
+  UniqueFd linked;
+  if (try_verity) {
+    // fs-verity needs a file nobody has open for writing.
+    CFS_ASSIGN(linked, sys::reopen(object.fd_.get(), O_RDONLY, where + "/" + name));
+    CFS_TRY(object.fd_.close());
+    if (auto st = verity::enable_verity(linked.get(), p, where + "/" + name); !st) {
+      if (!verity::is_verity_unavailable(st.error()) || secure_)
+        return fail(std::move(st).error().with_context(
+            secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
+      cache.verity_unavailable.store(true, std::memory_order_relaxed);
+    } else {
+      // The kernel measured what is on disk: a caller's digest that disagrees names nothing.
+      CFS_ASSIGN(verity::Digest measured, verity::measure_verity(linked.get(), where + "/" + name));
+      if (measured != digest)
+        return fail(Errc::kDigestMismatch,
+                    where + "/" + name + ": the kernel measured " + measured.hex());
+    }
   } else {
-    // The kernel measured what is on disk: a caller's digest that disagrees names nothing.
-    CFS_ASSIGN(verity::Digest measured, verity::measure_verity(ro.get(), where + "/" + name));
-    if (measured != digest)
-      return fail(Errc::kDigestMismatch,
-                  where + "/" + name + ": the kernel measured " + measured.hex());
+    linked = std::move(object.fd_);
   }
-  CFS_TRY(sys::mkdirat_p(object.dir_fd_.get(), name.substr(0, 2), 0755));
+  std::atomic<bool>& made = cache.fanout_made[digest.bytes[0]];
+  if (!made.load(std::memory_order_acquire)) {
+    CFS_TRY(sys::mkdirat_p(object.dir_fd_.get(), name.substr(0, 2), 0755));
+    made.store(true, std::memory_order_release);
+  }
   if (object.temp_name_.empty()) {
-    CFS_TRY(sys::link_open_file(ro.get(), object.dir_fd_.get(), name));
+    CFS_ASSIGN(bool added, sys::link_open_file(linked.get(), object.dir_fd_.get(), name));
+    // close() is where delayed write errors would surface: an object whose data may be bad
+    // does not keep its name.
+    if (auto closed = linked.close(); !closed) {
+      if (added) (void)sys::unlinkat(object.dir_fd_.get(), name, 0);
+      return fail(std::move(closed).error().with_context(where + "/" + name));
+    }
   } else {
+    CFS_TRY_CTX(linked.close(), where + "/" + name);
     CFS_ASSIGN(bool moved, sys::rename_noreplace(object.dir_fd_.get(), object.temp_name_,
                                                  object.dir_fd_.get(), name));
     if (moved) object.temp_name_.clear();

@@ -254,9 +254,10 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint
   std::string tmp;
   UniqueFd out;
   if (existing == Existing::kAbsent && tmpfile_ok_->load(std::memory_order_relaxed)) {
-    CFS_ASSIGN(auto unnamed, sys::open_unnamed(fd_.get(), fanout, O_RDWR, 0644));
-    if (unnamed)
-      out = std::move(*unnamed);
+    auto unnamed = sys::open_unnamed(fd_.get(), fanout, O_RDWR, 0644);
+    if (!unnamed) return fail(std::move(unnamed).error().with_context("object store " + path_));
+    if (*unnamed)
+      out = std::move(**unnamed);
     else
       tmpfile_ok_->store(false, std::memory_order_relaxed);
   }

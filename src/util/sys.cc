@@ -402,6 +402,12 @@ Status remove_xattr(int fd, const std::string& name, const std::string& what) {
   return {};
 }
 
+Result<UniqueFd> dup(int fd) {
+  const int nfd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0) return fail_errno("dup");
+  return UniqueFd(nfd);
+}
+
 unsigned available_cpus() noexcept {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -195,6 +196,11 @@ class Repository {
   bool secure_ = false;
   bool legacy_ = false;
   LockMode lock_ = LockMode::kShared;
+  // What adding objects learned once instead of per object (the objects/ directory fd, fan-out
+  // directories made, fs-verity unavailable); shared by the threads adding objects.
+  struct ObjectCache;
+  std::shared_ptr<ObjectCache> object_cache_;
+  Result<int> objects_dir();
 };
 
 /// True if `name` is a valid ref name (see set_ref).

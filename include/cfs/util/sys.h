@@ -98,6 +98,9 @@ Status remove_xattr(int fd, const std::string& name, const std::string& what);
 /// ioctl(fd, request, arg); EINTR retried. Returns the ioctl's non-negative result.
 Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& what);
 
+/// fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file.
+Result<UniqueFd> dup(int fd);
+
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 
