@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::oci {
@@ -31,7 +32,8 @@ Result<std::size_t> read_full(ByteSource& src, std::span<std::byte> buf) {
 
 Result<std::string> read_all(ByteSource& src, std::uint64_t max_size, const std::string& what) {
   std::string out;
-  std::vector<std::byte> buf(64 * 1024);
+  AlignedBuffer mem;
+  const std::span<std::byte> buf = mem.get(64 * 1024);
   for (;;) {
     CFS_ASSIGN(std::size_t n, src.read(buf));
     if (n == 0) return out;
@@ -110,7 +112,7 @@ class ReadAhead final : public ByteSource {
  public:
   ReadAhead(std::unique_ptr<ByteSource> in, std::size_t block_size, std::size_t blocks)
       : in_(std::move(in)), blocks_(std::max<std::size_t>(blocks, 2)) {
-    for (auto& b : blocks_) b.data = std::make_unique_for_overwrite<std::byte[]>(block_size);
+    for (auto& b : blocks_) b.data.reserve(block_size);
     block_size_ = block_size;
     thread_ = std::thread([this] { produce(); });
   }
@@ -134,7 +136,7 @@ class ReadAhead final : public ByteSource {
       if (b.error) return fail(*b.error);
       if (b.len == 0) break;  // end of the stream (kept full: later reads see it too)
       std::size_t n = std::min(buf.size() - done, b.len - b.pos);
-      std::memcpy(buf.data() + done, b.data.get() + b.pos, n);
+      std::memcpy(buf.data() + done, b.data.data() + b.pos, n);
       b.pos += n;
       done += n;
       if (b.pos == b.len) {
@@ -152,7 +154,7 @@ class ReadAhead final : public ByteSource {
 
  private:
   struct Block {
-    std::unique_ptr<std::byte[]> data;
+    AlignedBuffer data;  // the kernel copies into page-aligned memory fastest
     std::size_t len = 0, pos = 0;
     std::optional<Error> error;
     bool full = false;
@@ -166,7 +168,7 @@ class ReadAhead final : public ByteSource {
         cv_.wait(lk, [&] { return stop_ || !b.full; });
         if (stop_) return;
       }
-      auto n = read_full(*in_, std::span(b.data.get(), block_size_));
+      auto n = read_full(*in_, b.data.get(block_size_));
       b.pos = 0;
       b.len = n ? *n : 0;
       if (!n) b.error = std::move(n).error();

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/oci/layer_input.h"
+#include "cfs/util/aligned_buffer.h"
 
 #include <fmt/format.h>
 
@@ -93,7 +94,8 @@ Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource>
 ByteSource& LayerInput::tar() noexcept { return *impl_->top; }
 
 Result<LayerDigests> LayerInput::finish() {
-  std::vector<std::byte> buf(1u << 16);
+  AlignedBuffer mem;
+  const std::span<std::byte> buf = mem.get(1u << 16);
   for (;;) {
     CFS_ASSIGN(std::size_t n, impl_->top->read(buf));
     if (n == 0) break;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/oci/layer_stream.h"
+#include "cfs/util/aligned_buffer.h"
 
 #include <fmt/format.h>
 
@@ -25,22 +26,22 @@ class TarInput {
  public:
   TarInput(ByteSource& in, std::size_t max) : in_(in), max_(max) {}
 
-  std::span<const std::byte> window() const { return {buf_.get() + pos_, len_ - pos_}; }
+  std::span<const std::byte> window() const { return {buf_.data() + pos_, len_ - pos_}; }
   std::size_t available() const { return len_ - pos_; }
   std::uint64_t offset() const { return offset_; }
   bool eof() const { return eof_; }
 
   /// Makes `want` bytes available (fewer only at the end of the input).
   Status fill(std::size_t want) {
-    if (cap_ < want || !buf_)
+    if (cap_ < want || cap_ == 0)
       grow(std::min(max_, std::max(want, std::max<std::size_t>(cap_ * 2, 1u << 20))));
     if (cap_ - pos_ < want) {
-      std::memmove(buf_.get(), buf_.get() + pos_, len_ - pos_);
+      std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
       len_ -= pos_;
       pos_ = 0;
     }
     while (len_ - pos_ < want && !eof_) {
-      CFS_ASSIGN(std::size_t n, in_.read(std::span(buf_.get() + len_, cap_ - len_)));
+      CFS_ASSIGN(std::size_t n, in_.read(std::span(buf_.data() + len_, cap_ - len_)));
       if (n == 0) eof_ = true;
       len_ += n;
     }
@@ -56,7 +57,7 @@ class TarInput {
   /// Fills `dst` from the window, then straight from the source; returns the bytes placed.
   Result<std::size_t> take(std::span<std::byte> dst) {
     std::size_t n = std::min(dst.size(), available());
-    std::memcpy(dst.data(), buf_.get() + pos_, n);
+    std::memcpy(dst.data(), buf_.data() + pos_, n);
     consume(n);
     if (n < dst.size() && !eof_) {
       CFS_ASSIGN(std::size_t got, read_full(in_, dst.subspan(n)));
@@ -72,8 +73,8 @@ class TarInput {
 
  private:
   void grow(std::size_t cap) {
-    auto bigger = std::make_unique_for_overwrite<std::byte[]>(cap);
-    if (buf_) std::memcpy(bigger.get(), buf_.get() + pos_, len_ - pos_);
+    AlignedBuffer bigger(cap);
+    if (cap_ > 0) std::memcpy(bigger.data(), buf_.data() + pos_, len_ - pos_);
     len_ -= pos_;
     pos_ = 0;
     buf_ = std::move(bigger);
@@ -82,7 +83,7 @@ class TarInput {
 
   ByteSource& in_;
   std::size_t max_;
-  std::unique_ptr<std::byte[]> buf_;
+  AlignedBuffer buf_;  // page-aligned: the kernel copies into it fastest
   std::size_t cap_ = 0;
   std::size_t pos_ = 0, len_ = 0;
   std::uint64_t offset_ = 0;

@@ -12,6 +12,7 @@
 
 #include "cfs/oci/decompress.h"
 #include "cfs/oci/tar.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::oci {
@@ -333,7 +334,8 @@ class DockerArchiveSource final : public ImageSource {
       } else {
         CFS_ASSIGN(auto whole, files_->open(member));
         HashingSource h(*whole);
-        std::vector<std::byte> buf(1u << 20);
+        AlignedBuffer mem;
+        const std::span<std::byte> buf = mem.get(1u << 20);
         for (;;) {
           CFS_ASSIGN(std::size_t got, h.read(buf));
           if (got == 0) break;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cfs/splitstream/format.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 #include "zstd_internal.h"
 
@@ -63,7 +64,8 @@ class Spool {
 
   Status replay(const ByteOutput& out) {
     if (!file_) return mem_.empty() ? Status{} : out(as_bytes_of(mem_));
-    std::vector<std::byte> buf(1u << 20);
+    AlignedBuffer mem;
+    const std::span<std::byte> buf = mem.get(1u << 20);
     for (std::uint64_t off = 0; off < size_;) {
       CFS_ASSIGN(std::size_t n, sys::pread_full(file_.get(), buf, off));
       if (n == 0) return fail(Errc::kInvalidInput, "splitstream spool file shrank");

@@ -39,6 +39,10 @@ class AlignedBuffer {
     return {reinterpret_cast<std::uint8_t*>(data_.get()), n};
   }
 
+  /// The start of the memory (nullptr before the first reserve()).
+  std::byte* data() noexcept { return data_.get(); }
+  const std::byte* data() const noexcept { return data_.get(); }
+
   std::size_t capacity() const noexcept { return capacity_; }
 
   /// At least n bytes of capacity (rounded up to kAlign); throws std::bad_alloc.

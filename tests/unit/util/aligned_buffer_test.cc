@@ -37,6 +37,14 @@ TEST(AlignedBuffer, EverySizeIsPageAligned) {
   }
 }
 
+TEST(AlignedBuffer, DataIsTheAlignedStart) {
+  AlignedBuffer b;
+  EXPECT_EQ(b.data(), nullptr);
+  b.reserve((1 << 20) + 1);
+  EXPECT_TRUE(page_aligned(b.data()));
+  EXPECT_EQ(b.data(), b.get(100).data());
+}
+
 TEST(AlignedBuffer, ReusedWithoutReallocatingAndAlignedAfterGrowing) {
   AlignedBuffer b(64 * 1024);
   const std::byte* first = b.get(64 * 1024).data();
