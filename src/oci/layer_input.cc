@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/oci/layer_input.h"
-#include "cfs/util/aligned_buffer.h"
 
 #include <fmt/format.h>
 
 #include <optional>
 #include <vector>
+
+#include "cfs/util/aligned_buffer.h"
 
 namespace cfs::oci {
 

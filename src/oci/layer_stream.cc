@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cfs/oci/layer_stream.h"
-#include "cfs/util/aligned_buffer.h"
 
 #include <fmt/format.h>
 
@@ -8,6 +7,8 @@
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#include "cfs/util/aligned_buffer.h"
 
 namespace cfs::oci {
 
