@@ -100,16 +100,23 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
 
 Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view reference,
                                          const LazyFetchOptions& options) {
+  CFS_ASSIGN(auto found, find_lazy_metadata(client, reference, options));
+  if (auto* none = std::get_if<NoLazyMetadata>(&found))
+    return fail(Errc::kObjectMissing,
+                fmt::format("{} (manifest {}) has no lazy metadata: use cfs oci pull, or push it "
+                            "with cfs oci push --compression=zstd-chunked or none",
+                            reference, none->manifest.str()));
+  return std::move(std::get<LazyMetadata>(found));
+}
+
+Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
+    Client& client, std::string_view reference, const LazyFetchOptions& options) {
   CFS_ASSIGN(auto ref, parse_reference(reference));
   CFS_ASSIGN(auto source, open_registry_source(client, reference));
   CFS_ASSIGN(auto image, oci::resolve_image(*source, options.platform));
   const Reference by_digest = ref.with_digest(image.manifest.digest.str());
   CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, kLazyArtifactType));
-  if (refs.manifests.empty())
-    return fail(Errc::kObjectMissing,
-                fmt::format("{} (manifest {}) has no lazy metadata: use cfs oci pull, or push it "
-                            "with cfs oci push --compression=zstd-chunked or none",
-                            reference, image.manifest.digest.str()));
+  if (refs.manifests.empty()) return NoLazyMetadata{image.manifest.digest};
   // The newest artifact: the fallback index and the referrers API both list it last.
   const oci::ContentDigest artifact = refs.manifests.back().digest;
   const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);

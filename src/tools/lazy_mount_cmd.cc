@@ -29,6 +29,7 @@
 #include "cfs/ocirepo/object_index.h"
 #include "cfs/registry/lazy.h"
 #include "cfs/registry/lazy_metadata.h"
+#include "cfs/registry/pull.h"
 #include "cfs/repo/lazy.h"
 #include "cfs/repo/lease.h"
 #include "cfs/util/json.h"
@@ -63,11 +64,14 @@ Result<registry::Reference> source_from_json(const std::string& text, const std:
 }
 
 /// Fetches the lazy metadata of a registry image and registers it: parts first (source last), then
-/// the image and its ref, so a crash leaves at worst unused parts.
-Result<std::pair<verity::Digest, ocirepo::ObjectIndex>> register_from_registry(
+/// the image and its ref, so a crash leaves at worst unused parts. nullopt: the image has no lazy
+/// metadata.
+Result<std::optional<std::pair<verity::Digest, ocirepo::ObjectIndex>>> register_from_registry(
     repo::Repository& repo, registry::Client& client, const registry::Reference& ref,
     const std::string& source, const registry::LazyFetchOptions& fetch) {
-  CFS_ASSIGN(registry::LazyMetadata meta, registry::fetch_lazy_metadata(client, source, fetch));
+  CFS_ASSIGN(auto found, registry::find_lazy_metadata(client, source, fetch));
+  if (std::holds_alternative<registry::NoLazyMetadata>(found)) return std::nullopt;
+  auto& meta = std::get<registry::LazyMetadata>(found);
   if (meta.index.algorithm != repo.algorithm())
     return fail(Errc::kUnsupportedFeature,
                 fmt::format("{}: its objects are {} digests, the repository's {}", source,
@@ -84,7 +88,7 @@ Result<std::pair<verity::Digest, ocirepo::ObjectIndex>> register_from_registry(
   CFS_TRY(repo::write_lazy_part(repo, image, repo::kLazySourcePart,
                                 source_json(ref, meta.manifest.digest)));
   CFS_TRY(repo.publish_image(image, lazy_ref(source)));
-  return std::pair{image, std::move(meta.index)};
+  return std::make_optional(std::pair{image, std::move(meta.index)});
 }
 
 /// An image registered by an earlier lazy mount: NAME as given to it, a ref, or a digest.
@@ -130,7 +134,8 @@ int run_oci_lazy_mount(int argc, char** argv) {
   std::vector<std::string> option_strings;
   double timeout = 30;
   unsigned fetchers = 4;
-  bool lazy = true, no_fill = false, foreground = false, json = false, verbose = false;
+  bool lazy = true, no_fill = false, no_full_pull = false, foreground = false, json = false,
+       verbose = false;
   RegistryOptions reg;
   add_repo_option(app, repo_path);
   app.add_flag("--lazy", lazy, "fetch objects on demand (this command)");
@@ -144,6 +149,9 @@ int run_oci_lazy_mount(int argc, char** argv) {
                  "seconds an open waits for its object before failing with EIO (default 30)");
   app.add_option("--prefetch", prefetch_file,
                  "a file listing image paths, one per line: fetched first, in that order");
+  app.add_flag("--no-full-pull", no_full_pull,
+               "an image without lazy metadata is an error instead of being pulled whole and "
+               "mounted");
   app.add_flag("--no-fill", no_fill,
                "do not fetch the rest of the image in the background (only what is opened)");
   app.add_option("--fetchers", fetchers, "objects fetched at once (default 4)");
@@ -210,21 +218,38 @@ int run_oci_lazy_mount(int argc, char** argv) {
   ocirepo::ObjectIndex index;
   registry::Reference from;
   bool offline = false;
+  bool pulled_whole = false;
   if (source.starts_with("docker://")) {
     auto ref = registry::parse_reference(source);
     if (!ref) return report(ref.error());
     fetch.require_seal = require_seal->count() > 0;
     if (!seal_cert.empty()) fetch.cert_file = seal_cert;
     auto got = register_from_registry(*repo, *client, *ref, source, fetch);
-    if (got) {
-      image = got->first;
-      index = std::move(got->second);
+    if (got && *got) {
+      image = (*got)->first;
+      index = std::move((*got)->second);
       from = *ref;
-    } else if (got.error().is(Errc::kObjectMissing)) {
-      return report(
-          Error(Errc::kObjectMissing, fmt::format("{}: {}; the image has no lazy metadata (push it "
-                                                  "with `cfs oci push`), use `cfs oci pull`",
-                                                  source, got.error().message())));
+    } else if (got && no_full_pull) {
+      return report(Error(Errc::kObjectMissing,
+                          fmt::format("{}: the image has no lazy metadata (push it with `cfs oci "
+                                      "push`); use `cfs oci pull`",
+                                      source)));
+    } else if (got) {
+      // Pushed by another tool: nothing says where a file's bytes are, so the image is pulled
+      // whole (as `cfs oci pull` would, seal check included) and mounted from the repository.
+      fmt::print(stderr,
+                 "cfs: {}: no lazy metadata (pushed without `cfs oci push`); pulling the whole "
+                 "image, then mounting it (--no-full-pull refuses instead)\n",
+                 source);
+      registry::RegistryPullOptions po;
+      if (fetch.require_seal) {
+        po.verify_seal.emplace();
+        if (fetch.cert_file) po.verify_seal->cert = *fetch.cert_file;
+      }
+      auto pulled = registry::pull_image(*repo, *client, source, po);
+      if (!pulled) return report(pulled.error());
+      image = pulled->result.image;
+      pulled_whole = true;
     } else if (unreachable(got.error()) && !fetch.require_seal && !fetch.cert_file &&
                repo->resolve_image(lazy_ref(source))) {
       // Unreachable registry: what an earlier lazy mount of this source registered is served (what
@@ -236,7 +261,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
       return report(got.error());
     }
   }
-  if (!source.starts_with("docker://") || offline) {
+  if (!pulled_whole && (!source.starts_with("docker://") || offline)) {
     auto d = resolve_local(*repo, source);
     if (!d) return report(d.error());
     image = *d;
@@ -276,15 +301,19 @@ int run_oci_lazy_mount(int argc, char** argv) {
     else
       fmt::print(stderr, "cfs: {}\n", line);
   };
-  if (!prefetch_paths.empty()) {
+  std::shared_ptr<registry::LazyProvider> provider;
+  if (!pulled_whole && !prefetch_paths.empty()) {
     auto img = erofs::Image::open(plan->image_path);
     if (!img) return report(img.error());
     auto objs = registry::objects_of_paths(*img, prefetch_paths);
     if (!objs) return report(objs.error());
     lo.prefetch = std::move(*objs);
   }
-  auto provider = registry::LazyProvider::create(std::move(*client), std::move(lo));
-  if (!provider) return report(provider.error());
+  if (!pulled_whole) {
+    auto p = registry::LazyProvider::create(std::move(*client), std::move(lo));
+    if (!p) return report(p.error());
+    provider = std::move(*p);
+  }
 
   mo.basedirs = {plan->objects_dir};
   mo.verity = mount::VerityMode::kRequire;
@@ -303,9 +332,12 @@ int run_oci_lazy_mount(int argc, char** argv) {
     if (json)
       text = fmt::format(
           "{{\"source\": {}, \"image\": \"{}\", \"target\": {}, \"mount\": \"fuse\", \"lazy\": "
-          "true, \"objects\": {}, \"lease\": {}}}\n",
-          json::string(source), image.hex(), json::string(dir), object_count,
+          "{}, \"objects\": {}, \"lease\": {}}}\n",
+          json::string(source), image.hex(), json::string(dir), !pulled_whole, object_count,
           json::string(plan->lease.id));
+    else if (verbose && pulled_whole)
+      text = fmt::format("mounted {} ({}) on {}: FUSE mount of the image pulled whole\n", source,
+                         image.hex(), dir);
     else if (verbose)
       text = fmt::format("mounted {} ({}) on {}: lazy FUSE mount, {} objects fetched on demand\n",
                          source, image.hex(), dir, object_count);
@@ -315,7 +347,8 @@ int run_oci_lazy_mount(int argc, char** argv) {
       out = -1;
     }
   };
-  auto st = fuse::mount_image(plan->image_path, dir, mo, serve, std::move(*provider));
+  auto st = provider ? fuse::mount_image(plan->image_path, dir, mo, serve, std::move(provider))
+                     : fuse::mount_image(plan->image_path, dir, mo, serve);
   if (out >= 0) ::close(out);
   if (!st) {
     if (repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);

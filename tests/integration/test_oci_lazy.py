@@ -358,14 +358,30 @@ class LazyMount(unittest.TestCase):
         self.assertTrue(fsck["ok"], fsck)
         self.assertFalse(any("not fetched yet" in n for n in fsck.get("notes", [])), fsck)
 
-    def test_image_without_lazy_metadata_is_refused(self):
+    def test_image_without_lazy_metadata_is_pulled_whole(self):
+        # Pushed by skopeo: no index, so the whole image is pulled (saying so) and mounted.
         repo = self.new_repo("plain")
-        p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, self.reg.ref("cfs/plain:v1"),
-                self.mnt, check=False)
+        p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, "--json",
+                self.reg.ref("cfs/plain:v1"), self.mnt)
+        self.assertIn(b"no lazy metadata", p.stderr)
+        self.assertIn(b"pulling the whole image", p.stderr)
+        self.assertFalse(json.loads(p.stdout)["lazy"])
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data)
+        t.umount(self.mnt)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
+    def test_image_without_lazy_metadata_is_refused_with_no_full_pull(self):
+        repo = self.new_repo("plain-refused")
+        p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-full-pull",
+                self.reg.ref("cfs/plain:v1"), self.mnt, check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(b"no lazy metadata", p.stderr)
         self.assertIn(b"cfs oci pull", p.stderr)
         self.assertFalse(t.is_mounted(self.mnt))
+        self.assertFalse(os.path.exists(os.path.join(repo, "streams", "refs")) and
+                         os.listdir(os.path.join(repo, "streams", "refs")))
 
     def test_require_seal_refuses_an_unsealed_image(self):
         repo = self.new_repo("seal")

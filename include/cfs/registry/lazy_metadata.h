@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "cfs/oci/image.h"
 #include "cfs/ocirepo/object_index.h"
@@ -69,5 +70,14 @@ struct LazyMetadata {
 /// the digests in the EROFS by the reader.
 Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view reference,
                                          const LazyFetchOptions& options = {});
+
+/// The image has no lazy-metadata artifact (pushed by another tool).
+struct NoLazyMetadata {
+  oci::ContentDigest manifest;
+};
+/// fetch_lazy_metadata, with "no artifact" as a value rather than an error, for callers that
+/// fall back to a full pull (other failures, e.g. a missing seal, stay errors).
+Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
+    Client& client, std::string_view reference, const LazyFetchOptions& options = {});
 
 }  // namespace cfs::registry
