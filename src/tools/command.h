@@ -8,6 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "cfs/util/result.h"
+
+namespace CLI {
+class App;
+}
+
 namespace cfs::tools {
 
 /// Exit codes: 0 success, 1 operational error, 2 usage error (fsverity-utils convention).
@@ -35,6 +41,13 @@ struct Subcommand {
 /// subcommand prints it on stderr and returns kExitUsage.
 int run_subcommand(const char* group, const char* about, std::span<const Subcommand> subs, int argc,
                    char** argv);
+
+/// Prints "cfs: error: MESSAGE" on stderr and returns kExitFailure.
+int report(const Error& e);
+
+/// Parses argv into `app`: 0 to go on; -1 after --help was printed (exit kExitOk); kExitUsage
+/// after a usage error was printed.
+int parse_args(CLI::App& app, int argc, char** argv);
 
 struct Registrar {
   explicit Registrar(Command c) { registry().push_back(std::move(c)); }

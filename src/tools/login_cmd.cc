@@ -22,11 +22,6 @@
 namespace cfs::tools {
 namespace {
 
-int report(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
 // One line from the terminal (or stdin), without echo for passwords.
 std::string prompt(const char* text, bool secret) {
   fmt::print(stderr, "{}", text);

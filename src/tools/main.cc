@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Entry point of the multicall binary: dispatch on argv[0] (compatible program names) or on
 // the first argument (`cfs SUBCOMMAND`). The only place exceptions are caught.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <CLI/CLI.hpp>
+#pragma GCC diagnostic pop
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -21,6 +25,21 @@ namespace cfs::tools {
 std::vector<Command>& registry() {
   static std::vector<Command> commands;
   return commands;
+}
+
+int report(const Error& e) {
+  fmt::print(stderr, "cfs: error: {}\n", e.message());
+  return kExitFailure;
+}
+
+int parse_args(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? -1 : kExitUsage;
+  }
+  return 0;
 }
 
 namespace {

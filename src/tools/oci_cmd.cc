@@ -48,21 +48,6 @@
 namespace cfs::tools {
 namespace {
 
-int parse(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? -1 : kExitUsage;
-  }
-  return 0;
-}
-
-int error(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
 void add_xattr_option(CLI::App& app, bool& keep_user) {
   app.add_flag("--keep-user-xattrs", keep_user,
                "keep user.* xattrs in the merged image (default: only security.capability)");
@@ -108,7 +93,7 @@ int run_pull(int argc, char** argv) {
                  "auto (a status line when stderr is a terminal), json (one JSON event per "
                  "line on stdout, before the --json report) or none")
       ->check(CLI::IsMember({"auto", "json", "none"}));
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
 #ifdef CFS_WITH_REGISTRY
   if (auto st = registry.check_options(); !st) {
     fmt::print(stderr, "cfs: error: {}\n", st.error().message());
@@ -136,23 +121,23 @@ int run_pull(int argc, char** argv) {
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   Result<ocirepo::PullResult> res = fail(Errc::kInvalidInput, source);
   if (source.starts_with("docker://")) {
 #ifdef CFS_WITH_REGISTRY
     res = registry.pull(*r, source, o, progress);
 #else
-    return error(Error(Errc::kUnsupportedFeature,
-                       source + ": this cfs was built without the registry client "
-                                "(CFS_BUILD_REGISTRY=OFF)"));
+    return report(Error(Errc::kUnsupportedFeature,
+                        source + ": this cfs was built without the registry client "
+                                 "(CFS_BUILD_REGISTRY=OFF)"));
 #endif
   } else {
     auto src = oci::open_source(source);
-    if (!src) return error(src.error());
+    if (!src) return report(src.error());
     res = ocirepo::pull(*r, **src, o);
   }
   progress.finish();
-  if (!res) return error(res.error());
+  if (!res) return report(res.error());
   if (json) {
     std::string layers;
     for (const auto& l : res->layers)
@@ -182,11 +167,11 @@ int run_images(int argc, char** argv) {
   bool json = false;
   add_repo_option(app, repo_path);
   app.add_flag("--json", json, "print JSON");
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto tags = ocirepo::list_tags(*r);
-  if (!tags) return error(tags.error());
+  if (!tags) return report(tags.error());
   std::string out;
   std::vector<std::vector<std::string>> rows;
   for (const auto& t : *tags) {
@@ -236,15 +221,15 @@ int run_inspect(int argc, char** argv) {
   app.add_option("NAME", name, "tag or manifest digest (sha256:...)")->required();
   auto* m = app.add_flag("--manifest", manifest, "print the manifest exactly as stored");
   app.add_flag("--config", config, "print the config exactly as stored")->excludes(m);
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto img = ocirepo::open_image(*r, name);
-  if (!img) return error(img.error());
+  if (!img) return report(img.error());
   if (manifest || config) {
     const std::string& raw = manifest ? img->manifest.raw : img->config.raw;
     auto st = sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(raw)));
-    return st ? kExitOk : error(st.error());
+    return st ? kExitOk : report(st.error());
   }
   std::string layers;
   for (const auto& l : img->layers)
@@ -265,13 +250,13 @@ int run_tag(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("IMAGE", image, "manifest digest (sha256:...) or an existing tag")->required();
   app.add_option("NAME", name, "the new tag")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto st = ocirepo::tag_image(*r, image, name);
-  return st ? kExitOk : error(st.error());
+  return st ? kExitOk : report(st.error());
 }
 
 int run_untag(int argc, char** argv) {
@@ -280,13 +265,13 @@ int run_untag(int argc, char** argv) {
   std::string repo_path, name;
   add_repo_option(app, repo_path);
   app.add_option("NAME", name, "the tag")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto st = ocirepo::untag_image(*r, name);
-  return st ? kExitOk : error(st.error());
+  return st ? kExitOk : report(st.error());
 }
 
 int run_layer(int argc, char** argv) {
@@ -295,17 +280,17 @@ int run_layer(int argc, char** argv) {
   std::string repo_path, diff_id;
   add_repo_option(app, repo_path);
   app.add_option("DIFF_ID", diff_id, "the layer's diff_id (sha256:...)")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto d = oci::ContentDigest::parse(diff_id);
-  if (!d) return error(d.error());
+  if (!d) return report(d.error());
   if (::isatty(STDOUT_FILENO)) {
     fmt::print(stderr, "cfs: error: stdout is a terminal; redirect it to a file or a pipe\n");
     return kExitUsage;
   }
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto n = repo::cat_stream(*r, ocirepo::layer_stream_name(*d), STDOUT_FILENO);
-  return n ? kExitOk : error(n.error());
+  return n ? kExitOk : report(n.error());
 }
 
 int run_import_layer(int argc, char** argv) {
@@ -317,19 +302,19 @@ int run_import_layer(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("DIFF_ID", diff_id, "the layer's diff_id (sha256:...)")->required();
   app.add_option("NAME", name, "also name the stream streams/refs/NAME");
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto d = oci::ContentDigest::parse(diff_id);
-  if (!d) return error(d.error());
+  if (!d) return report(d.error());
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   UniqueFd fd(::dup(STDIN_FILENO));
-  if (!fd) return error(Error::from_errno("stdin"));
+  if (!fd) return report(Error::from_errno("stdin"));
   std::optional<std::string> ref;
   if (!name.empty()) ref = name;
   auto s = ocirepo::import_layer(*r, oci::fd_source(std::move(fd), "stdin"), *d, ref);
-  if (!s) return error(s.error());
+  if (!s) return report(s.error());
   fmt::print("{}\n", s->str());
   return kExitOk;
 }
@@ -341,13 +326,13 @@ int run_dump(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("NAME", name, "tag or manifest digest")->required();
   add_xattr_option(app, keep_user);
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto img = ocirepo::open_image(*r, name);
-  if (!img) return error(img.error());
+  if (!img) return report(img.error());
   auto tree = ocirepo::merged_tree(*r, *img, merge_options(keep_user));
-  if (!tree) return error(tree.error());
+  if (!tree) return report(tree.error());
   std::string out;
   Status st;
   dump::print_dump(*tree, out, 1u << 20, [&](std::string& chunk) {
@@ -355,7 +340,7 @@ int run_dump(int argc, char** argv) {
     chunk.clear();
   });
   if (st && !out.empty()) st = sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(out)));
-  return st ? kExitOk : error(st.error());
+  return st ? kExitOk : report(st.error());
 }
 
 int run_compute_id(int argc, char** argv) {
@@ -368,13 +353,13 @@ int run_compute_id(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("NAME", name, "tag or manifest digest")->required();
   add_xattr_option(app, keep_user);
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto img = ocirepo::open_image(*r, name);
-  if (!img) return error(img.error());
+  if (!img) return report(img.error());
   auto id = ocirepo::compute_image_id(*r, *img, merge_options(keep_user));
-  if (!id) return error(id.error());
+  if (!id) return report(id.error());
   fmt::print("{}\n", id->hex());
   return kExitOk;
 }
@@ -428,16 +413,16 @@ int run_mount(int argc, char** argv) {
     std::string hex;
     {
       auto r = open_repo(repo_path, {});
-      if (!r) return error(r.error());
+      if (!r) return report(r.error());
       auto img = ocirepo::open_image(*r, args[static_cast<std::size_t>(name_at)]);
-      if (!img) return error(img.error());
+      if (!img) return report(img.error());
       if (!img->image)
-        return error(
+        return report(
             Error(Errc::kObjectMissing, fmt::format("{}: no merged image linked; pull it again",
                                                     args[static_cast<std::size_t>(name_at)])));
       if (require_seal) {
         auto seal = ocirepo::require_seal(*r, *img, *require_seal);
-        if (!seal) return error(seal.error());
+        if (!seal) return report(seal.error());
       }
       hex = img->image->hex();
     }
@@ -465,13 +450,13 @@ int run_fsck(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("NAME", name, "check only this tag (default: every tag)");
   app.add_flag("--json", json, "print JSON");
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   std::optional<std::string> tag;
   if (!name.empty()) tag = name;
   auto rep = ocirepo::fsck(*r, tag);
-  if (!rep) return error(rep.error());
+  if (!rep) return report(rep.error());
   if (json) {
     std::string errs;
     for (const auto& e : rep->errors) errs += (errs.empty() ? "" : ", ") + json::string(e);
@@ -480,7 +465,7 @@ int run_fsck(int argc, char** argv) {
   } else {
     for (const auto& e : rep->errors) fmt::print("{}\n", e);
     fmt::print("{} images, {} layers: {}\n", rep->images, rep->layers,
-               rep->ok() ? "ok" : fmt::format("{} error(s)", rep->errors.size()));
+               rep->ok() ? "ok" : fmt::format("{} report(s)", rep->errors.size()));
   }
   return rep->ok() ? kExitOk : kExitFailure;
 }

@@ -92,12 +92,7 @@ Result<std::pair<std::string, std::string>> parse_oci_layout_ref(const std::stri
 }
 
 int parse(CLI::App& app, int argc, char** argv, const RegistryOptions& c) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? -1 : kExitUsage;
-  }
+  if (int rc = parse_args(app, argc, argv)) return rc;
   if (auto o = c.options(); !o) {
     fmt::print(stderr, "cfs: error: {}\n", o.error().message());
     return kExitUsage;

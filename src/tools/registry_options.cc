@@ -77,9 +77,4 @@ Result<registry::Client> make_client(const RegistryOptions& o, Progress& progres
   return registry::Client::create(std::move(opts));
 }
 
-int report(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
 }  // namespace cfs::tools

@@ -42,7 +42,4 @@ registry::ProgressCallback transfer_callback(Progress& progress, bool messages_o
 Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
                                      bool messages_only = false);
 
-/// Prints "cfs: error: MESSAGE" and returns the failure exit code.
-int report(const Error& e);
-
 }  // namespace cfs::tools

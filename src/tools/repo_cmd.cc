@@ -40,21 +40,6 @@
 namespace cfs::tools {
 namespace {
 
-int parse(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? -1 : kExitUsage;
-  }
-  return 0;
-}
-
-int error(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
 int run_init(int argc, char** argv) {
   CLI::App app{"Create a repository (or check that an existing one has these settings).",
                "cfs repo init"};
@@ -70,7 +55,7 @@ int run_init(int argc, char** argv) {
                "(for filesystems without fs-verity)");
   app.add_option("--erofs-version", erofs_version, "EROFS format of images (default 1)")
       ->check(CLI::Range(0U, 1U));
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   if (!positional.empty() && !repo_path.empty() && positional != repo_path) {
     fmt::print(stderr, "cfs: error: PATH and --repo name different directories\n");
     return kExitUsage;
@@ -88,7 +73,7 @@ int run_init(int argc, char** argv) {
   }
   std::string path = !positional.empty() ? positional : repo_path_or_default(repo_path);
   auto r = repo::Repository::init(path, o);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   return kExitOk;
 }
 
@@ -100,15 +85,15 @@ int run_images(int argc, char** argv) {
   app.add_flag("--all", all, "also list images without a name");
   app.add_flag("--no-trunc", no_trunc, "print whole image digests");
   app.add_flag("--json", json, "print JSON");
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto refs = r->list_refs(repo::Kind::kImage);
-  if (!refs) return error(refs.error());
+  if (!refs) return report(refs.error());
   auto entries = r->list_entries(repo::Kind::kImage);
-  if (!entries) return error(entries.error());
+  if (!entries) return report(entries.error());
   auto leases = repo::list_leases(*r);
-  if (!leases) return error(leases.error());
+  if (!leases) return report(leases.error());
   std::map<std::string, unsigned> mounts;
   for (const auto& l : *leases)
     if (repo::lease_live(l)) ++mounts[l.image];
@@ -155,15 +140,15 @@ int run_tag(int argc, char** argv) {
   add_repo_option(app, repo_path);
   app.add_option("IMAGE", image, "image digest or existing name")->required();
   app.add_option("NAME", name, "new name ('/' separates levels)")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions oo;
   oo.write = true;
   auto r = open_repo(repo_path, oo);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto digest = r->resolve_image(image);
-  if (!digest) return error(digest.error());
+  if (!digest) return report(digest.error());
   if (name.starts_with("refs/")) name = name.substr(5);
-  if (auto st = r->set_ref(repo::Kind::kImage, name, digest->hex()); !st) return error(st.error());
+  if (auto st = r->set_ref(repo::Kind::kImage, name, digest->hex()); !st) return report(st.error());
   return kExitOk;
 }
 
@@ -175,13 +160,13 @@ int run_untag(int argc, char** argv) {
   std::string repo_path, name;
   add_repo_option(app, repo_path);
   app.add_option("NAME", name, "the name")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions oo;
   oo.write = true;
   auto r = open_repo(repo_path, oo);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   if (name.starts_with("refs/")) name = name.substr(5);
-  if (auto st = r->remove_ref(repo::Kind::kImage, name); !st) return error(st.error());
+  if (auto st = r->remove_ref(repo::Kind::kImage, name); !st) return report(st.error());
   return kExitOk;
 }
 
@@ -217,16 +202,16 @@ int run_gc(int argc, char** argv) {
                  "keep partial registry downloads (REPO/cfs-downloads) younger than this many "
                  "seconds, for a pull to resume (default: 86400)");
 #endif
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   repo::OpenOptions oo;
   oo.write = !o.dry_run;
   // Exclusive: no other process has the repository open, so no build is half-way through
   // adding objects it has not named yet.
   oo.lock = o.dry_run ? repo::LockMode::kShared : repo::LockMode::kExclusive;
   auto r = open_repo(repo_path, oo);
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto rep = repo::gc(*r, o);
-  if (!rep) return error(rep.error());
+  if (!rep) return report(rep.error());
   struct {
     std::size_t removed = 0, kept_recent = 0, kept_locked = 0;
     std::uint64_t bytes = 0;
@@ -234,7 +219,7 @@ int run_gc(int argc, char** argv) {
 #ifdef CFS_WITH_REGISTRY
   {
     auto swept = registry::sweep_downloads(*r, std::chrono::seconds(download_grace), o.dry_run);
-    if (!swept) return error(swept.error());
+    if (!swept) return report(swept.error());
     downloads = {swept->removed, swept->kept_recent, swept->kept_locked, swept->bytes};
   }
 #endif
@@ -300,7 +285,7 @@ int run_fsck(int argc, char** argv) {
   app.add_option("--threads", o.threads, "worker threads (default: all CPUs)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--json", json, "print JSON");
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   constexpr int kExitProblems = 1, kExitError = 3;
   repo::OpenOptions oo;
   oo.write = o.repair;
@@ -363,15 +348,15 @@ int run_cat(int argc, char** argv) {
   std::string repo_path, name;
   add_repo_option(app, repo_path);
   app.add_option("STREAM", name, "content id (streams/ID) or refs/NAME")->required();
-  if (int rc = parse(app, argc, argv)) return rc < 0 ? kExitOk : rc;
+  if (int rc = parse_args(app, argc, argv)) return rc < 0 ? kExitOk : rc;
   if (::isatty(STDOUT_FILENO)) {
     fmt::print(stderr, "cfs: error: stdout is a terminal; redirect it to a file or a pipe\n");
     return kExitUsage;
   }
   auto r = open_repo(repo_path, {});
-  if (!r) return error(r.error());
+  if (!r) return report(r.error());
   auto n = repo::cat_stream(*r, name, STDOUT_FILENO);
-  if (!n) return error(n.error());
+  if (!n) return report(n.error());
   return kExitOk;
 }
 

@@ -33,11 +33,6 @@
 namespace cfs::tools {
 namespace {
 
-int fail_with(const Error& e) {
-  fmt::print(stderr, "cfs: error: {}\n", e.message());
-  return kExitFailure;
-}
-
 // Opens for writing (a lease is a write); a repository this process cannot write is mounted
 // without a lease, with a warning, since no gc can run on it from here either.
 Result<repo::Repository> open_for_mount(const std::string& path, bool& leased) {
@@ -138,12 +133,12 @@ int run_repo_mount(int argc, char** argv) {
 
   bool leased = false;
   auto repo = open_for_mount(repo_path, leased);
-  if (!repo) return fail_with(repo.error());
+  if (!repo) return report(repo.error());
   auto kind = fuse ? repo::MountKind::kFuse : repo::MountKind::kKernel;
   auto plan = repo::prepare_mount(*repo, name, kind, dir, leased);
-  if (!plan) return fail_with(plan.error());
+  if (!plan) return report(plan.error());
   // What was mounted, for --json / -v.
-  auto report = [&](const char* how) -> std::string {
+  auto describe = [&](const char* how) -> std::string {
     if (json)
       return fmt::format(
           "{{\"name\": {}, \"image\": \"{}\", \"target\": {}, \"mount\": \"{}\", "
@@ -184,7 +179,7 @@ int run_repo_mount(int argc, char** argv) {
     auto on_ready = [&] {
       if (leased) (void)repo::complete_lease(*repo, plan->lease);
       repo::Repository closed = std::move(*repo);
-      std::string text = report("fuse");
+      std::string text = describe("fuse");
       if (out >= 0) {
         if (!text.empty()) (void)sys::write_all(out, std::as_bytes(std::span(text)));
         ::close(out);
@@ -206,7 +201,7 @@ int run_repo_mount(int argc, char** argv) {
   auto r = mount::mount_image(plan->image_path, dir, user);
   if (!r) {
     if (leased) (void)repo::drop_lease(*repo, plan->lease);
-    return fail_with(r.error());
+    return report(r.error());
   }
   for (const auto& w : r->warnings) fmt::print(stderr, "cfs: warning: {}\n", w);
   if (leased) {
@@ -214,7 +209,7 @@ int run_repo_mount(int argc, char** argv) {
       fmt::print(stderr, "cfs: warning: the mount lease was not completed: {}\n",
                  st.error().message());
   }
-  fmt::print("{}", report("kernel"));
+  fmt::print("{}", describe("kernel"));
   return kExitOk;
 }
 
