@@ -14,6 +14,9 @@ NPASS=0; NFAIL=0
 pass() { echo "PASS $*"; NPASS=$((NPASS+1)); }
 fail() { echo "FAIL $*"; NFAIL=$((NFAIL+1)); }
 check() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+T0=0
+section_start() { T0=$(cut -d' ' -f1 /proc/uptime); }
+section_end() { echo "GUEST-TIME $1: $(awk -v a="$T0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }') s"; }
 # Reading a file: OK:<content> | OPEN_EIO | READ_EIO | OTHER:<message>
 rd() { out=$(cat "$1" 2>&1); rc=$?
   if [ $rc = 0 ]; then echo "OK:$out"
@@ -97,6 +100,48 @@ cfs_umount /m1
 echo "--- conflicts refused (also on this 6.6-6.15 kernel)"
 out=$(mount.composefs /images/crafted.cfs /m1 -o "basedir=$S,verity,metacopy=off" 2>&1)
 check "conflict-metacopy-off ($out)" sh -c "echo '$out' | grep -q 'metacopy=off and verity conflict'"
+
+echo "--- malformed trusted.overlay.metacopy (image built by hand): fsck names what the kernel refuses"
+section_start
+# The kernel is the oracle: each file of malformed.cfs is opened and read under verity=require,
+# verity=on and the default mode (no verity option). `cfs fsck` has no mode: it must name
+# exactly the files a verity=on mount refuses; under require the kernel also refuses the files
+# it logs as having no digest, and the default mode must refuse nothing fsck calls clean.
+MC=/images/malformed.cfs
+cfs fsck --json "$MC" --basedir "$S" > /run/mc-fsck.json 2>&1; rc=$?
+mc_set() { tr ' ' '\n' | grep . | sort -u | tr '\n' ' '; }
+FSCK=$(grep -o '(file /[^)]*)' /run/mc-fsck.json | sed 's|(file /||; s|)$||' | mc_set)
+echo "  fsck (rc=$rc) names: $FSCK"
+check "malformed-fsck-exit-1 (rc=$rc)" test "$rc" = 1
+for mode in require on default; do
+  opt="basedir=$S"; [ $mode = default ] || opt="$opt,verity=$mode"
+  dmesg -c > /dev/null
+  check "malformed-mount-$mode" cfs mount "$MC" /m1 -o "$opt"
+  refused=""; table=""
+  for f in $MC_FILES; do got=$(rd /m1/$f)
+    case "$got" in
+      "OK:$(cat /expect/$f)") table="$table $f=ok";;
+      OK:*) table="$table $f=WRONG-BYTES"; fail "malformed-$mode-$f-served-other-bytes";;
+      OPEN_EIO|READ_EIO) table="$table $f=$got"; refused="$refused $f";;
+      # e.g. ERANGE for a value longer than the kernel's buffer: refused all the same.
+      *) table="$table $f=$(echo "${got##*: }" | tr ' ' _)"; refused="$refused $f";;
+    esac
+  done
+  cfs_umount /m1
+  echo "  kernel verity=$mode:$table"
+  refused=$(echo $refused | mc_set)
+  nodigest=$(dmesg | sed -n "s/.*metacopy file '\([^']*\)' has no digest specified.*/\1/p" | mc_set)
+  case $mode in
+    on) check "malformed-fsck-names-what-verity=on-refuses (kernel: $refused)" test "$FSCK" = "$refused";;
+    require) want=$(echo $FSCK $nodigest | mc_set)
+      echo "  verity=require: no digest per the kernel log: $nodigest"
+      check "malformed-require-refuses-fsck's-files-plus-no-digest (kernel: $refused)" test "$want" = "$refused";;
+    default) extra=""; for f in $refused; do case " $FSCK " in *" $f "*) ;; *) extra="$extra $f";; esac; done
+      check "malformed-default-mode-refuses-nothing-fsck-calls-clean (extra:$extra)" test -z "$extra";;
+  esac
+done
+no_leftovers malformed-no-leftovers
+section_end malformed-metacopy
 
 echo "--- copy-up keeps the digest (upper on tmpfs)"
 mkdir -p /run/up /run/wk
@@ -188,6 +233,35 @@ cfs_umount /m1
 check repo-gc-after-umount cfs repo gc --repo $R
 check repo-gc-removed-everything sh -c "test -z \"\$(find $R/objects -type f)\""
 no_leftovers repo-no-leftovers
+
+echo "--- OCI image (umoci, two gzip layers) in a secure repository: cfs oci mount requires verity"
+section_start
+RO=/disk/ocirepo
+check oci-repo-init-secure cfs repo init --repo $RO
+check oci-pull cfs oci pull --repo $RO oci:/oci:t img
+check oci-fsck-clean cfs oci fsck --repo $RO
+check oci-mount cfs oci mount --repo $RO img /m1
+check oci-mount-verity-require grep -q ' /m1 .*verity=require' /proc/self/mountinfo
+expect_rd oci-read-layer1-file  /m1/usr/bin/tool         /expect/oci-tool
+expect_rd oci-read-inline       /m1/etc/small            /expect/oci-small
+expect_rd oci-read-layer2-wins  /m1/usr/share/doc/readme /expect/oci-readme
+expect_rd oci-read-layer2-file  /m1/usr/lib/new          /expect/oci-new
+check oci-whiteout-applied test ! -e /m1/usr/share/gone
+cfs_umount /m1
+# The tool's object replaced by other content that has SHA-512 fs-verity of its own.
+V=$(fsverity digest --hash-alg=sha512 --compact /expect/oci-tool)
+O="$RO/objects/${V%${V#??}}/${V#??}"
+check "oci-object-has-verity ${O#$RO/}" fsverity measure "$O"
+rm "$O"; cat /expect/tampered > "$O"; fsverity enable --hash-alg=sha512 "$O"
+cfs oci fsck --repo $RO > /run/ocifsck.out 2>&1; rc=$?
+sed 's/^/  oci fsck: /' /run/ocifsck.out | head -n 5
+check "oci-fsck-names-the-tampered-object (rc=$rc)" sh -c "test $rc = 1 && grep -q '${O#$RO/objects/}' /run/ocifsck.out"
+check oci-mount-after-tamper cfs oci mount --repo $RO img /m1
+expect_rd oci-tampered-object-EIO    /m1/usr/bin/tool OPEN_EIO
+expect_rd oci-other-file-still-reads /m1/usr/lib/new  /expect/oci-new
+cfs_umount /m1
+no_leftovers oci-no-leftovers
+section_end oci-secure-repository
 
 echo "--- tamper 1: object replaced by other content (with fs-verity)"
 rm "$S/$D_REPL_PATH" "$S/$D_REPL2_PATH"

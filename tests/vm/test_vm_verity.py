@@ -20,7 +20,13 @@ verity=require), and the kernel refuses an object replaced by other content and 
 fs-verity is SHA-256. A secure repository (`cfs repo init` without --insecure: fs-verity on
 meta.json) gets SHA-512 fs-verity on every object cfs create --repo writes, mounts with
 verity=require, fsck names an object of other content and one without fs-verity (which the
-kernel refuses), and gc keeps a mounted image's objects.
+kernel refuses), and gc keeps a mounted image's objects. An image built by hand (mkfs.erofs,
+xattrs set directly) whose files carry malformed trusted.overlay.metacopy values is read under
+verity=require, verity=on and the default mode: `cfs fsck` must name exactly the files the
+verity=on kernel refuses (require also refuses what the kernel logs as having no digest; the
+default mode refuses nothing fsck calls clean). A two-layer umoci image is pulled into a secure
+repository, `cfs oci mount` requires verity, an object replaced by other content is EIO and
+`cfs oci fsck` names it.
 
 Knobs: CFS_VM_KERNEL_DEB=/path/linux-image-….deb (offline), CFS_VM_CACHE=DIR,
 CFS_VM_ACCEL=auto|kvm|tcg, CFS_VM_KEEP=1 (keep the scratch directory)."""
@@ -35,11 +41,12 @@ import time
 
 import cfs_images as ci
 import cfs_testlib as t
+import oci_testlib as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("CFS_VM_CACHE", "/var/cache/cfs-vm")
 HOST_TOOLS = ["qemu-system-x86_64", "busybox", "cpio", "mkfs.ext4", "debugfs", "fsverity",
-              "mkfs.erofs", "getfattr", "ldd", "dpkg-deb", "gzip"]
+              "mkfs.erofs", "getfattr", "ldd", "dpkg-deb", "gzip", "umoci"]
 
 
 def log(msg):
@@ -163,6 +170,11 @@ def build_inputs(w):
          ("nodig", contents["good"], None),
          ("noverity", other["noverity"], ci.fsverity_digest(os.path.join(expect, "noverity")))])
     builder += f", crafted by {crafted_by}"
+    t0 = time.time()
+    build_oci_layout(w, os.path.join(w, "initramfs", "oci"), expect)
+    mc_files = build_malformed_metacopy(w, os.path.join(w, "initramfs", "images",
+                                                        "malformed.cfs"), store, expect)
+    log(f"OCI layout and malformed-metacopy image built in {time.time() - t0:.1f}s")
     shutil.copy(os.path.join(images, "clean.cfs"), os.path.join(w, "initramfs", "images"))
 
     # The SHA-512 image: built by cfs itself (composefs 1.0.8 has no SHA-512); its names and
@@ -211,7 +223,70 @@ def build_inputs(w):
         "D5_VICTIM_PATH": path(d512["victim512"]),
         "D5_SHA256V_PATH": path(d512["sha256v512"]),
         "D5_IMG": d512_img,
+        "MC_FILES": " ".join(mc_files),
     }
+
+
+def build_oci_layout(w, layout, expect):
+    """A small two-layer OCI image made by umoci (gzip layers): layer 2 changes a file, adds
+    one and whites one out. The guest pulls it into a secure repository and mounts it."""
+    layer1, layer2 = os.path.join(w, "oci-layer1"), os.path.join(w, "oci-layer2")
+    files1 = {"usr/bin/tool": b"#!/bin/sh\necho the tool of layer one, long enough\n" * 3,
+              "usr/share/doc/readme": b"readme as layer one wrote it, external object\n" * 3,
+              "usr/share/gone": b"a file that layer two whites out, external object\n" * 3,
+              "etc/small": b"inline\n"}
+    files2 = {"usr/share/doc/readme": b"readme as layer two rewrote it, external object\n" * 3,
+              "usr/lib/new": b"a file that only layer two has, external object....\n" * 3}
+    for root, files in ((layer1, files1), (layer2, files2)):
+        for rel, data in files.items():
+            write(os.path.join(root, rel), data)
+    img = ot.UmociImage(os.path.join(w, "oci-build"))
+    img.insert(layer1)
+    img.insert(layer2)
+    img.whiteout("/usr/share/gone")
+    shutil.copytree(img.layout, layout)
+    for name, data in (("oci-tool", files1["usr/bin/tool"]), ("oci-small", files1["etc/small"]),
+                       ("oci-readme", files2["usr/share/doc/readme"]),
+                       ("oci-new", files2["usr/lib/new"])):
+        write(os.path.join(expect, name), data)
+
+
+def build_malformed_metacopy(w, image, store, expect):
+    """An image whose files carry malformed trusted.overlay.metacopy values next to a
+    well-formed one, built by hand (cfs_images.emulate_mkcomposefs: mkfs.erofs over a tree with
+    the xattrs set directly, so no cfs code writes them). Each file has its own object, which
+    gets fs-verity in the guest like every object of the store. Returns the file names; the
+    guest compares what the kernel does with each against `cfs fsck`."""
+    src = os.path.join(w, "malformed-src")
+    names = ["mc-good", "mc-version1", "mc-length35", "mc-length68", "mc-alg2-32bytes",
+             "mc-alg7", "mc-alg0", "mc-truncated3", "mc-truncated20", "mc-alg1-16bytes",
+             "mc-header-only", "mc-header-only-alg1", "mc-empty", "mc-too-long"]
+    for n in names:
+        data = f"object of {n}: its metacopy header is what the test varies\n".encode() * 3
+        write(os.path.join(src, n), data)
+        write(os.path.join(expect, n), data)
+    hdr = lambda version, length, alg: bytes([version, length, 0, alg])  # noqa: E731
+    overrides = {}
+    for n in names:
+        d = bytes.fromhex(ci.fsverity_digest(os.path.join(src, n)))
+        overrides[n] = {
+            "mc-good": hdr(0, 36, 1) + d,
+            "mc-version1": hdr(1, 36, 1) + d,
+            "mc-length35": hdr(0, 35, 1) + d,
+            "mc-length68": hdr(0, 68, 1) + d,
+            "mc-alg2-32bytes": hdr(0, 36, 2) + d,  # SHA-512's id with a SHA-256 digest
+            "mc-alg7": hdr(0, 36, 7) + d,
+            "mc-alg0": hdr(0, 36, 0) + d,  # algorithm 0: "no digest"
+            "mc-truncated3": hdr(0, 36, 1)[:3],
+            "mc-truncated20": (hdr(0, 36, 1) + d)[:20],
+            "mc-alg1-16bytes": hdr(0, 20, 1) + d[:16],  # consistent length, short digest
+            "mc-header-only": hdr(0, 4, 0),
+            "mc-header-only-alg1": hdr(0, 4, 1),
+            "mc-empty": b"",
+            "mc-too-long": hdr(0, 72, 1) + d + bytes(36),
+        }[n]
+    ci.emulate_mkcomposefs(src, image, store, os.path.join(w, "work-malformed"), overrides)
+    return names
 
 
 def fsverity512(path):
@@ -349,7 +424,7 @@ def run_vm(kernel_accept, required, init):
             log("guest kernel panicked before finishing; retrying with one vCPU")
             text = boot(w, vmlinuz, initrd, accel, smp=1)
         lines = [ln for ln in text.splitlines()
-                 if re.match(r"(PASS|FAIL|GUEST|  dmesg|---)", ln)]
+                 if re.match(r"(PASS|FAIL|GUEST|---|  (dmesg|kernel|fsck|oci fsck|verity=))", ln)]
         print("\n".join(lines))
         npass = sum(ln.startswith("PASS") for ln in lines)
         nfail = sum(ln.startswith("FAIL") for ln in lines)
