@@ -64,14 +64,12 @@ Result<bool> write_meta(int repo_fd, const std::string& path, const Meta& meta, 
   std::string bytes = meta.to_json();
   UniqueFd rw;
   std::string temp_name;
-  auto tmp = sys::open_tmpfile(repo_fd, 0644, path);
+  CFS_ASSIGN_CTX(auto tmp, sys::open_unnamed(repo_fd, ".", O_RDWR, 0644), path);
   if (tmp) {
     rw = std::move(*tmp);
-  } else if (tmp.error().is(Errc::kUnsupportedFeature)) {
+  } else {
     temp_name = names::temp_file_name();
     CFS_ASSIGN(rw, sys::openat(repo_fd, temp_name, O_RDWR | O_CREAT | O_EXCL, 0644));
-  } else {
-    return fail(std::move(tmp).error());
   }
   auto cleanup = [&] {
     if (!temp_name.empty()) (void)sys::unlinkat(repo_fd, temp_name, 0);
@@ -95,10 +93,9 @@ Result<bool> write_meta(int repo_fd, const std::string& path, const Meta& meta, 
     cleanup();
     return fail(!ro ? std::move(ro).error() : std::move(st).error());
   }
-  Result<bool> linked =
-      temp_name.empty()
-          ? sys::link_open_file(ro->get(), repo_fd, std::string(kMetaFile))
-          : sys::rename_noreplace(repo_fd, temp_name, repo_fd, std::string(kMetaFile));
+  Result<bool> linked = temp_name.empty() ? sys::link_fd(ro->get(), repo_fd, std::string(kMetaFile))
+                                          : sys::rename_noreplace(repo_fd, temp_name, repo_fd,
+                                                                  std::string(kMetaFile));
   cleanup();
   if (!linked) return linked;
   if (*linked) CFS_TRY(sys::fsync(repo_fd, path));
@@ -458,15 +455,13 @@ Result<NewObject> Repository::create_object() {
   CFS_ASSIGN(int dir, objects_dir());
   CFS_ASSIGN(o.dir_fd_, sys::dup(dir));
   std::string where = path_ + "/" + std::string(kObjectsDir);
-  auto tmp = sys::open_tmpfile(o.dir_fd_.get(), 0644, where);
+  CFS_ASSIGN_CTX(auto tmp, sys::open_unnamed(o.dir_fd_.get(), ".", O_RDWR, 0644), where);
   if (tmp) {
     o.fd_ = std::move(*tmp);
-  } else if (tmp.error().is(Errc::kUnsupportedFeature)) {
+  } else {
     std::string name = names::temp_file_name();
     CFS_ASSIGN(o.fd_, sys::openat(o.dir_fd_.get(), name, O_RDWR | O_CREAT | O_EXCL, 0644));
     o.temp_name_ = name;
-  } else {
-    return fail(std::move(tmp).error());
   }
   return o;
 }
@@ -518,7 +513,7 @@ Result<verity::Digest> Repository::commit_object(NewObject object, const verity:
     made.store(true, std::memory_order_release);
   }
   if (object.temp_name_.empty()) {
-    CFS_ASSIGN(bool added, sys::link_open_file(linked.get(), object.dir_fd_.get(), name));
+    CFS_ASSIGN(bool added, sys::link_fd(linked.get(), object.dir_fd_.get(), name));
     // close() is where delayed write errors would surface: an object whose data may be bad
     // does not keep its name.
     if (auto closed = linked.close(); !closed) {

@@ -48,25 +48,6 @@ Result<bool> flock(int fd, int operation, const std::string& what) {
   return fail_errno("lock " + what);
 }
 
-Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what) {
-  int fd;
-  do {
-    fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-  } while (fd < 0 && errno == EINTR);
-  if (fd >= 0) return UniqueFd(fd);
-  // EISDIR: a kernel without O_TMPFILE sees O_DIRECTORY|O_RDWR on a directory.
-  if (errno == EOPNOTSUPP || errno == EISDIR || errno == ENOSYS)
-    return fail(Errc::kUnsupportedFeature, "O_TMPFILE in " + what);
-  return fail_errno("create temporary file in " + what);
-}
-
-Result<bool> link_open_file(int fd, int dirfd, const std::string& name) {
-  if (::linkat(AT_FDCWD, proc_fd_path(fd).c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) == 0)
-    return true;
-  if (errno == EEXIST) return false;
-  return fail_errno("link " + name);
-}
-
 Result<UniqueFd> reopen(int fd, int flags, const std::string& what) {
   int nfd;
   do {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// System-call wrappers for repositories: advisory locks, symlinks, hard links of O_TMPFILE
-// files, mount identities. Like sys.h, the only places that read errno; every error names
-// the path.
+// System-call wrappers for repositories: advisory locks, reopening, mount identities (unnamed
+// files and linking them are in sys_fs.h). Like sys.h, the only places that read errno; every error
+// names the path.
 #pragma once
 
 #include <sys/types.h>
@@ -20,15 +20,6 @@ namespace cfs::sys {
 /// flock(2) with LOCK_SH / LOCK_EX / LOCK_UN, optionally | LOCK_NB. Returns false (not an
 /// error) when LOCK_NB is given and another holder conflicts.
 Result<bool> flock(int fd, int operation, const std::string& what);
-
-/// An unnamed regular file in the directory dirfd (O_TMPFILE | O_RDWR). Filesystems without
-/// O_TMPFILE give Errc::kUnsupportedFeature so the caller can fall back to a named file.
-Result<UniqueFd> open_tmpfile(int dirfd, mode_t mode, const std::string& what);
-
-/// Gives the (O_TMPFILE or otherwise) file open as `fd` the name dirfd/name, through
-/// /proc/self/fd (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH). False (not an error)
-/// when the name exists.
-Result<bool> link_open_file(int fd, int dirfd, const std::string& name);
 
 /// Reopens an open file through /proc/self/fd with new flags (e.g. O_RDONLY after writing, so
 /// no writable fd blocks FS_IOC_ENABLE_VERITY).
