@@ -62,6 +62,15 @@ std::string unique_suffix() {
   return buf;
 }
 
+// "'TEXT' is not a sha256 digest". Built by appending: GCC 12 at -O3 takes the
+// `"'" + std::string(...)` form (operator+(const char*, string&&), an insert at position 0) for
+// a possibly overlapping memcpy and fails -Werror=restrict (a known GCC 12 false positive).
+std::string not_a_digest(std::string_view text, verity::HashAlg alg) {
+  std::string msg = "'";
+  msg.append(text).append("' is not a ").append(verity::hash_alg_name(alg)).append(" digest");
+  return msg;
+}
+
 Status walk(int repo_fd, const std::string& rel, const std::string& prefix,
             std::vector<RefLink>& out, int depth) {
   // Refs are a few levels deep at most; a deeper tree is damage (or a loop of bind mounts).
@@ -108,15 +117,14 @@ Result<verity::Digest> parse_digest(std::string_view text, verity::HashAlg alg) 
   std::string_view hex = text;
   if (auto colon = text.find(':'); colon != std::string_view::npos) {
     if (text.substr(0, colon) != verity::hash_alg_name(alg))
-      return fail(Errc::kInvalidInput,
-                  "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest");
+      return fail(Errc::kInvalidInput, not_a_digest(text, alg));
     hex = text.substr(colon + 1);
   }
   auto d = tree::parse_digest_hex(hex, alg);
   if (!d)
-    return fail(Errc::kInvalidInput,
-                "'" + std::string(text) + "' is not a " + verity::hash_alg_name(alg) + " digest (" +
-                    std::to_string(2 * verity::digest_size(alg)) + " hex digits)");
+    return fail(Errc::kInvalidInput, not_a_digest(text, alg) + " (" +
+                                         std::to_string(2 * verity::digest_size(alg)) +
+                                         " hex digits)");
   return *d;
 }
 
