@@ -15,10 +15,10 @@
 //       tree in sorted depth-first order, then the extra names of shared nodes with the
 //       path of their owner; --image writes the tree as a format-1 composefs image
 //   resolve [--platform P] REF        the image a source reference names, as JSON
-//   pull [--platform P] [--compat] [--image OUT] [--sha512] [--download-dir D] REF OBJDIR WORKDIR
+//   pull [--platform P] [--compat] [--image OUT] [--sha512] REF OBJDIR WORKDIR
 //       every layer split (blob digest and diff_id checked), merged, optionally written;
-//       REF may be docker://HOST:PORT/NAME:TAG when the registry client is built (loopback
-//       test registries: plain http allowed, no retry delay; D keeps partial downloads)
+//       REF is an oci:, oci-archive: or docker-archive: source (docker:// images are pulled
+//       by `cfs oci pull`, whose pipeline the registry tests drive)
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -41,9 +41,6 @@
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
 #include "tools/dir_objects.h"
-#ifdef CFS_TEST_REGISTRY
-#include "cfs/registry/image_source.h"
-#endif
 
 namespace {
 
@@ -62,7 +59,6 @@ struct Args {
   std::string platform;
   bool keep_user_xattrs = false;
   std::string media_type;
-  std::string download_dir;
 };
 
 Args parse(int argc, char** argv) {
@@ -89,8 +85,6 @@ Args parse(int argc, char** argv) {
       a.no_read_ahead = true;
     else if (s == "--media-type" && i + 1 < argc)
       a.media_type = argv[++i];
-    else if (s == "--download-dir" && i + 1 < argc)
-      a.download_dir = argv[++i];
     else
       a.pos.push_back(s);
   }
@@ -309,30 +303,9 @@ json descriptor_json(const oci::Descriptor& d) {
   return {{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
 }
 
-/// oci:/oci-archive:/docker-archive: through the oci module; docker:// through the registry
-/// client (kept alive for the process) when it is built.
-std::unique_ptr<oci::ImageSource> open_any(const std::string& ref, const Args& a) {
-#ifdef CFS_TEST_REGISTRY
-  if (registry::is_registry_reference(ref)) {
-    registry::ClientOptions o;
-    o.tls.verify = false;
-    o.retry.initial_delay_s = 0.02;
-    static auto client = check(registry::Client::create(std::move(o)));
-    static std::optional<registry::DownloadDir> dir;
-    if (!a.download_dir.empty()) dir.emplace(check(registry::DownloadDir::open(a.download_dir)));
-    registry::SourceOptions so;
-    so.download_dir = dir ? &*dir : nullptr;
-    return check(registry::open_registry_source(client, ref, so));
-  }
-#else
-  (void)a;
-#endif
-  return check(oci::open_source(ref));
-}
-
 int cmd_resolve(const Args& a) {
   if (a.pos.size() != 1) return 2;
-  auto src = open_any(a.pos[0], a);
+  auto src = check(oci::open_source(a.pos[0]));
   std::optional<oci::Platform> platform;
   if (!a.platform.empty()) platform = check(oci::Platform::parse(a.platform));
   auto img = check(oci::resolve_image(*src, platform));
@@ -360,7 +333,7 @@ int cmd_resolve(const Args& a) {
 /// digests checked, then merged (and written as an image with --image).
 int cmd_pull(const Args& a) {
   if (a.pos.size() != 3) return 2;
-  auto src = open_any(a.pos[0], a);
+  auto src = check(oci::open_source(a.pos[0]));
   std::optional<oci::Platform> platform;
   if (!a.platform.empty()) platform = check(oci::Platform::parse(a.platform));
   auto img = check(oci::resolve_image(*src, platform));
