@@ -343,10 +343,11 @@ class FsckLikeTheMount(t.unittest.TestCase):
                 img = os.path.join(self.d, "bad.cfs")
                 with open(img, "wb") as f:
                     f.write(b)
-                # Not compared with the kernel: overlayfs reads the metacopy header only to check
-                # a digest (verity=on/require), which this host's kernel cannot do (see
-                # kernel_read); with verity=off it serves these files. The FUSE mount, which
-                # verifies in userspace, refuses them, as a verity kernel does (EIO).
+                # Not compared with this host's kernel: overlayfs reads the metacopy header only
+                # to check a digest (verity=on/require), which it cannot do (see kernel_read);
+                # with verity=off it serves these files. The FUSE mount, which verifies in
+                # userspace, refuses them, as a verity kernel does: tests/vm/test_vm_verity.py
+                # compares fsck with a 6.12 kernel's verity=on/require mounts (EIO, ERANGE).
                 self.expect(img, "metacopy", "trusted.overlay.metacopy", kernel=False)
 
 
