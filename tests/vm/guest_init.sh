@@ -130,6 +130,7 @@ for mode in require on default; do
   cfs_umount /m1
   echo "  kernel verity=$mode:$table"
   refused=$(echo $refused | mc_set)
+  # pr_warn_ratelimited allows 10 messages per 5 s per call site: keep the no-digest cases fewer.
   nodigest=$(dmesg | sed -n "s/.*metacopy file '\([^']*\)' has no digest specified.*/\1/p" | mc_set)
   case $mode in
     on) check "malformed-fsck-names-what-verity=on-refuses (kernel: $refused)" test "$FSCK" = "$refused";;
