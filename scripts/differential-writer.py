@@ -463,12 +463,16 @@ def main():
     work = args.keep_dir or tempfile.mkdtemp(prefix="cfs-diff-")
     os.makedirs(work, exist_ok=True)
     stats = {}
-    for seed in range(args.seed, args.seed + args.count):
-        result = run_case(seed, args.ref, args.ours, work)
-        key = result.split(" ")[0]
-        stats[key] = stats.get(key, 0) + 1
-        if result.startswith("MISMATCH"):
-            print("seed %d: %s" % (seed, result), flush=True)
+    try:
+        for seed in range(args.seed, args.seed + args.count):
+            result = run_case(seed, args.ref, args.ours, work)
+            key = result.split(" ")[0]
+            stats[key] = stats.get(key, 0) + 1
+            if result.startswith("MISMATCH"):
+                print("seed %d: %s" % (seed, result), flush=True)
+    finally:
+        if not args.keep_dir:  # the scratch directory was ours: leave nothing in /tmp
+            shutil.rmtree(work, ignore_errors=True)
     print("cases %d: %s" % (args.count, ", ".join("%s %d" % kv for kv in sorted(stats.items()))))
     return 1 if any(k.startswith("MISMATCH") for k in stats) else 0
 
