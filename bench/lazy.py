@@ -5,7 +5,7 @@ fetched for it, `cfs oci mount --lazy` against a full `cfs oci pull` + `cfs oci 
 side by side in one run, over the loopback fault proxy throttled to a link speed.
 
   bench/lazy.py [--build-dir build] [--image oci:DIR:TAG] [--rates 100e6,1e9] [--runs 1]
-                [--compression zstd-chunked]
+                [--compression zstd-chunked] [--lazy-option=--no-elf-prefetch ...]
 
 IMAGE (default: the Debian image tests/integration/test_oci_debian.py caches in
 /var/cache/cfs-oci-debian) is pulled into a repository and pushed with its lazy metadata
@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--rates", default="100e6,1e9", help="link speeds in bit/s")
     ap.add_argument("--compression", default="zstd-chunked")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--lazy-option", action="append", default=[],
+                    help="passed to cfs oci mount --lazy (e.g. --no-elf-prefetch for an A/B)")
     args = ap.parse_args()
     cfs = os.path.join(os.path.abspath(args.build_dir), "bin", "cfs")
 
@@ -94,8 +96,8 @@ def main():
                             since = time.time()
                             t0 = time.monotonic()
                             if mode == "lazy":
-                                run("oci", "mount", "--lazy", "--no-fill", "--repo", repo, NOTLS,
-                                    ref, mnt)
+                                run("oci", "mount", "--lazy", "--no-fill", *args.lazy_option,
+                                    "--repo", repo, NOTLS, ref, mnt)
                             else:
                                 run("oci", "pull", "--repo", repo, NOTLS, ref, "img")
                                 run("oci", "mount", "--fuse", "--repo", repo, "img", mnt)
@@ -122,11 +124,11 @@ def main():
             finally:
                 proxy.close()
         print(f"\n{'link':>10} {'workload':<18} {'lazy s':>8} {'full s':>8} {'ratio':>6} "
-              f"{'lazy MB':>9} {'full MB':>9} {'ratio':>6}")
+              f"{'lazy MB':>9} {'full MB':>9} {'ratio':>6} {'ranges':>6}")
         for rate, wname, res in rows:
             (ls, lb), (fs, fb) = res["lazy"], res["full"]
             print(f"{rate / 1e6:>7.0f}Mb/s {wname:<18} {ls:>8.2f} {fs:>8.2f} {ls / fs:>6.1%} "
-                  f"{lb / 1e6:>9.2f} {fb / 1e6:>9.2f} {lb / fb:>6.1%}")
+                  f"{lb / 1e6:>9.2f} {fb / 1e6:>9.2f} {lb / fb:>6.1%} {res['ranges'][0]:>6}")
     finally:
         umount(os.path.join(work, "mnt"))
         reg.stop()

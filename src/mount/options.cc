@@ -289,4 +289,15 @@ Status validate(const Options& opts, Dialect dialect) {
   return {};
 }
 
+Result<Options> parse_repository_mount_options(const std::vector<std::string>& texts,
+                                               Dialect dialect) {
+  Options opts;
+  for (const auto& text : texts) CFS_TRY(parse_options(text, opts, dialect));
+  if (!opts.basedirs.empty() || opts.digest || opts.verity || opts.try_verity ||
+      !opts.source.empty())
+    return fail(Errc::kInvalidInput,
+                "basedir=, source=, digest= and verity options are set by the repository");
+  return opts;
+}
+
 }  // namespace cfs::mount

@@ -18,7 +18,9 @@
 #include "cfs/repo/repository.h"
 #include "cfs/store/object_dirs.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
+#include "registry/elf.h"
 
 namespace cfs::registry {
 namespace {
@@ -91,7 +93,101 @@ class ObjectSink final : public BlobSink {
   std::uint64_t received_ = 0;
 };
 
-enum class Priority { kOpen, kPrefetch, kFill };
+// Opens first, then the libraries a fetched ELF file will load (ELF hints), then --prefetch, then
+// the fill.
+enum class Priority { kOpen, kHint, kPrefetch, kFill };
+constexpr int kQueues = 4;
+constexpr int kFillQueue = static_cast<int>(Priority::kFill);
+
+/// The object a regular file of the image names, if any.
+Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
+  CFS_ASSIGN(auto info, image.inode(nid));
+  if (!info.is_reg() || info.xattr_size == 0) return std::optional<verity::Digest>();
+  CFS_ASSIGN(auto xs, image.xattrs(info));
+  return erofs::backing_from_xattrs(xs).digest;
+}
+
+/// Resolves `path` in the image as the kernel would inside it (a chroot): symlinks are followed
+/// in every component, absolute targets from the image's root, ".." never above it. nullopt
+/// when something is missing, is not a directory, or there are more than 40 links.
+Result<std::optional<std::uint64_t>> follow_path(const erofs::Image& image, std::string_view path) {
+  constexpr int kMaxLinks = 40;  // the kernel's MAXSYMLINKS
+  std::vector<std::uint64_t> dirs{image.root_nid()};
+  std::vector<std::string> todo;  // components left, last first
+  auto push = [&](std::string_view p) {
+    std::vector<std::string> parts;
+    std::size_t pos = 0;
+    while (pos <= p.size()) {
+      std::size_t end = std::min(p.find('/', pos), p.size());
+      if (end > pos) parts.emplace_back(p.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push(path);
+  int links = 0;
+  std::optional<std::uint64_t> last;
+  while (!todo.empty()) {
+    std::string name = std::move(todo.back());
+    todo.pop_back();
+    if (last) {  // the previous component must be a directory to go on
+      dirs.push_back(*last);
+      last.reset();
+    }
+    if (name == ".") continue;
+    if (name == "..") {
+      if (dirs.size() > 1) dirs.pop_back();
+      continue;
+    }
+    CFS_ASSIGN(auto child, image.lookup(dirs.back(), name));
+    if (!child) return std::optional<std::uint64_t>();
+    CFS_ASSIGN(auto info, image.inode(*child));
+    if (info.is_symlink()) {
+      if (++links > kMaxLinks) return std::optional<std::uint64_t>();
+      CFS_ASSIGN(std::string target, image.readlink(*child));
+      if (target.starts_with('/')) dirs.resize(1);
+      push(target);
+      continue;
+    }
+    if (!todo.empty() && !info.is_dir()) return std::optional<std::uint64_t>();
+    last = *child;
+  }
+  return last ? last : std::make_optional(dirs.back());
+}
+
+/// The objects of the files the dynamic loader will open for an ELF file with `info`: its
+/// interpreter, then each DT_NEEDED library found in DT_RUNPATH/DT_RPATH (absolute entries;
+/// $ORIGIN needs the file's path, which an object does not have) and the standard directories
+/// (multiarch first, as Debian's ld.so.conf orders them). Hints only: misses are skipped.
+std::vector<verity::Digest> loader_objects(const erofs::Image& image,
+                                           const detail::ElfLoadInfo& info) {
+  std::vector<std::string> dirs;
+  for (const auto& d : info.runpath)
+    if (d.starts_with('/')) dirs.push_back(d);
+  if (std::string t = detail::multiarch_triplet(info); !t.empty())
+    dirs.insert(dirs.end(), {"/lib/" + t, "/usr/lib/" + t});
+  dirs.insert(dirs.end(), {"/lib", "/usr/lib"});
+  if (info.elf64) dirs.insert(dirs.end(), {"/lib64", "/usr/lib64"});
+  std::vector<verity::Digest> out;
+  auto add = [&](const std::string& path) {
+    auto nid = follow_path(image, path);
+    if (!nid || !*nid) return false;
+    auto d = object_of(image, **nid);
+    if (!d || !*d) return false;
+    out.push_back(**d);
+    return true;
+  };
+  if (info.interp.starts_with('/')) add(info.interp);
+  for (const auto& name : info.needed) {
+    if (name.find('/') != std::string::npos) {
+      if (name.starts_with('/')) add(name);
+      continue;
+    }
+    for (const auto& d : dirs)
+      if (add(d + "/" + name)) break;
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -104,14 +200,15 @@ struct LazyProvider::Impl {
   };
 
   LazyOptions o;
-  mutable Client client;
+  std::unique_ptr<RangeSource> ranges;
   store::ObjectDirs dirs;
 
   mutable std::mutex mu;
   mutable std::condition_variable work_cv;  // workers: a queue got an entry, or stop
   mutable std::condition_variable done_cv;  // waiters: a flight finished
   mutable std::map<verity::Digest, std::shared_ptr<Flight>> flights;
-  mutable std::deque<verity::Digest> queues[3];  // by Priority
+  mutable std::deque<verity::Digest> queues[kQueues];  // by Priority
+  mutable std::set<verity::Digest> hinted;             // ELF objects whose libraries were queued
   std::vector<std::thread> workers;
   bool started = false;
   bool stopping = false;
@@ -120,7 +217,8 @@ struct LazyProvider::Impl {
   mutable std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, failed{0};
   std::atomic<bool> fill_done{false};
 
-  Impl(Client c, LazyOptions opts) : o(std::move(opts)), client(std::move(c)) {}
+  Impl(std::unique_ptr<RangeSource> r, LazyOptions opts)
+      : o(std::move(opts)), ranges(std::move(r)) {}
 
   std::string object_name(const verity::Digest& d) const { return tree::object_path(d); }
 
@@ -150,19 +248,41 @@ struct LazyProvider::Impl {
     verity::Params p;
     p.alg = d.alg;
     ObjectSink sink(obj.fd(), r, p, what);
-    auto st = client.fetch_range(o.source, blob, r.offset, r.length, sink);
+    auto st = ranges->fetch_range(blob, r.offset, r.length, sink);
     fetched_bytes += sink.received();
     if (!st) return fail(eio(what + ": " + st.error().message()));
     CFS_ASSIGN(verity::Digest got, sink.finish());
     if (!(got == d))
       return fail(eio(what + ": the bytes have fs-verity digest " + got.hex() +
                       ", not the image's; nothing stored"));
+    if (o.image && o.elf_prefetch) queue_loader_objects(obj.fd(), d, what);
     // Durable before it has a name: the image already names it, so no later sync() would order it,
     // and a power cut must not leave a named object with lost data.
     CFS_TRY(sys::fsync(obj.fd(), what));
     CFS_TRY(repo.commit_object(std::move(obj), got).map([](auto&&) {}));
     ++fetched;
     return {};
+  }
+
+  /// When the (verified) object `d` in `fd` is a dynamically linked ELF file, queues the objects
+  /// of its interpreter and libraries (ELF hints): the loader will open them one after another,
+  /// each a round trip; fetched now they arrive together. Never fails: a file that is not ELF or
+  /// is malformed gives no hint, and the object it came with is served as usual.
+  void queue_loader_objects(int fd, const verity::Digest& d, const std::string& what) const {
+    {
+      std::lock_guard lock(mu);
+      if (!hinted.insert(d).second) return;
+    }
+    auto map = MappedFile::map_fd(fd, what);
+    if (!map) return;
+    auto info = detail::parse_elf_load_info(map->bytes(), what);
+    if (!info || !*info) return;
+    std::vector<verity::Digest> libs;
+    for (const auto& lib : loader_objects(*o.image, **info))
+      if (o.index.find(lib) && !present(lib)) libs.push_back(lib);
+    std::lock_guard lock(mu);
+    for (const auto& lib : libs)
+      if (!flights.count(lib) || !flights[lib]->claimed) request(lib, Priority::kHint);
   }
 
   /// The flight for `d`, created and queued at `prio` if there is none. Called with mu held.
@@ -192,11 +312,13 @@ struct LazyProvider::Impl {
   void worker() {
     std::unique_lock lock(mu);
     for (;;) {
+      int q = 0;
       work_cv.wait(lock, [&] {
-        return stopping || !queues[0].empty() || !queues[1].empty() || !queues[2].empty();
+        for (q = 0; q < kQueues; ++q)
+          if (!queues[q].empty()) break;
+        return stopping || q < kQueues;
       });
       if (stopping) return;
-      int q = !queues[0].empty() ? 0 : !queues[1].empty() ? 1 : 2;
       verity::Digest d = queues[q].front();
       queues[q].pop_front();
       auto it = flights.find(d);
@@ -213,7 +335,7 @@ struct LazyProvider::Impl {
 
   /// Called with mu held after a queue entry was handled.
   void note_fill_end(int q) {
-    if (q != 2 || --fill_left != 0) return;
+    if (q != kFillQueue || --fill_left != 0) return;
     fill_done = true;
     log("fill complete: " + std::to_string(fetched.load()) + " objects fetched (" +
         std::to_string(fetched_bytes.load()) + " bytes), " + std::to_string(failed.load()) +
@@ -250,7 +372,27 @@ LazyProvider::~LazyProvider() {
 }
 
 Result<std::shared_ptr<LazyProvider>> LazyProvider::create(Client client, LazyOptions options) {
-  auto impl = std::make_unique<Impl>(std::move(client), std::move(options));
+  /// The registry client as a range source.
+  class ClientRanges final : public RangeSource {
+   public:
+    ClientRanges(Client c, Reference repo) : client_(std::move(c)), repo_(std::move(repo)) {}
+    Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset, std::uint64_t length,
+                       BlobSink& sink) override {
+      return client_.fetch_range(repo_, blob, offset, length, sink);
+    }
+
+   private:
+    Client client_;
+    Reference repo_;
+  };
+  Reference repo = options.source;
+  return create(std::make_unique<ClientRanges>(std::move(client), std::move(repo)),
+                std::move(options));
+}
+
+Result<std::shared_ptr<LazyProvider>> LazyProvider::create(std::unique_ptr<RangeSource> source,
+                                                           LazyOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(source), std::move(options));
   std::string objects = impl->o.repo_path + "/" + std::string(repo::kObjectsDir);
   CFS_ASSIGN(impl->dirs, store::ObjectDirs::open({objects}));
   if (impl->o.fetchers == 0) impl->o.fetchers = 1;
@@ -296,23 +438,10 @@ Result<std::vector<verity::Digest>> objects_of_paths(const erofs::Image& image,
   std::vector<verity::Digest> out;
   std::set<verity::Digest> seen;
   for (const auto& path : paths) {
-    std::uint64_t nid = image.root_nid();
-    std::size_t pos = 0;
-    while (pos < path.size()) {
-      std::size_t end = path.find('/', pos);
-      if (end == std::string::npos) end = path.size();
-      std::string_view name = std::string_view(path).substr(pos, end - pos);
-      pos = end + 1;
-      if (name.empty() || name == ".") continue;
-      CFS_ASSIGN(auto child, image.lookup(nid, name));
-      if (!child) return fail_errno("prefetch " + path + ": not in the image", ENOENT);
-      nid = *child;
-    }
-    CFS_ASSIGN(auto info, image.inode(nid));
-    if (!info.is_reg() || info.xattr_size == 0) continue;
-    CFS_ASSIGN(auto xs, image.xattrs(info));
-    auto b = erofs::backing_from_xattrs(xs);
-    if (b.digest && seen.insert(*b.digest).second) out.push_back(*b.digest);
+    CFS_ASSIGN(auto nid, follow_path(image, path));
+    if (!nid) return fail_errno("prefetch " + path + ": not in the image", ENOENT);
+    CFS_ASSIGN(auto d, object_of(image, *nid));
+    if (d && seen.insert(*d).second) out.push_back(*d);
   }
   return out;
 }

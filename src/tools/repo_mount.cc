@@ -118,18 +118,12 @@ int run_repo_mount(int argc, char** argv) {
     }
     option_strings.push_back(fmt::format("{}={}", key, *value));
   }
-  mount::Options user;
-  for (const auto& s : option_strings) {
-    if (auto r = mount::parse_options(s, user); !r) {
-      fmt::print(stderr, "cfs: error: {}\n", r.error().message());
-      return kExitUsage;
-    }
-  }
-  if (!user.basedirs.empty() || user.digest || user.verity || user.try_verity) {
-    fmt::print(stderr,
-               "cfs: error: basedir=, digest= and verity options are set by the repository\n");
+  auto parsed = mount::parse_repository_mount_options(option_strings, mount::Dialect::kKernel);
+  if (!parsed) {
+    fmt::print(stderr, "cfs: error: {}\n", parsed.error().message());
     return kExitUsage;
   }
+  mount::Options user = std::move(*parsed);
 
   bool leased = false;
   auto repo = open_for_mount(repo_path, leased);

@@ -395,5 +395,161 @@ class LazyMount(unittest.TestCase):
                          if os.path.isdir(images) else [], [])  # nothing registered
 
 
+    # ---- ELF prefetch: the libraries the loader opens next ----
+
+    HOST_LIBDIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+
+    @staticmethod
+    def readelf(path):
+        """(interpreter, [DT_NEEDED], [DT_RUNPATH dirs]) of an ELF file, from binutils."""
+        out = subprocess.run(["readelf", "-lWd", path], check=True, capture_output=True,
+                             text=True).stdout
+        interp = None
+        needed, runpath = [], []
+        for line in out.splitlines():
+            if "Requesting program interpreter:" in line:
+                interp = line.split(":", 1)[1].strip().rstrip("]")
+            elif "(NEEDED)" in line:
+                needed.append(line.split("[", 1)[1].rstrip("]"))
+            elif "(RUNPATH)" in line or "(RPATH)" in line:
+                runpath += line.split("[", 1)[1].rstrip("]").split(":")
+        return interp, needed, runpath
+
+    def loader_closure(self, root, prog):
+        """Image paths of the files the dynamic loader opens for prog (PT_INTERP and the
+        DT_NEEDED closure), found in the tree at root as ld.so would search it (RUNPATH, then
+        the multiarch and plain library directories). Symlinks in the tree are relative, so
+        realpath inside it is the image's own resolution."""
+        def resolve(path):
+            real = os.path.realpath(os.path.join(root, path.lstrip("/")))
+            return os.path.relpath(real, root) if os.path.isfile(real) else None
+
+        seen, todo = set(), [prog]
+        while todo:
+            rel = todo.pop()
+            interp, needed, runpath = self.readelf(os.path.join(root, rel))
+            found = [resolve(interp)] if interp else []
+            for name in needed:
+                for d in [x for x in runpath if x.startswith("/")] + self.HOST_LIBDIRS:
+                    hit = resolve(os.path.join(d, name))
+                    if hit:
+                        found.append(hit)
+                        break
+            for f in found:
+                if f and f not in seen and f != prog:
+                    seen.add(f)
+                    todo.append(f)
+        return seen
+
+    def elf_tree(self, root):
+        """usr/bin/prog (the host's dpkg) and the libraries it loads, copied from the host
+        with their symlink names, in a merged-/usr layout (lib -> usr/lib, lib64 ->
+        usr/lib64), plus a library nothing needs."""
+        libdir = os.path.join(root, "usr/lib/x86_64-linux-gnu")
+        os.makedirs(libdir)
+        os.makedirs(os.path.join(root, "usr/bin"))
+        os.makedirs(os.path.join(root, "usr/lib64"))
+        os.symlink("usr/lib", os.path.join(root, "lib"))
+        os.symlink("usr/lib64", os.path.join(root, "lib64"))
+        shutil.copy("/usr/bin/dpkg", os.path.join(root, "usr/bin/prog"))
+
+        def copy_lib(host_path):
+            real = os.path.realpath(host_path)
+            name, target = os.path.basename(host_path), os.path.basename(real)
+            if not os.path.exists(os.path.join(libdir, target)):
+                shutil.copy(real, os.path.join(libdir, target))
+            if name != target and not os.path.lexists(os.path.join(libdir, name)):
+                os.symlink(target, os.path.join(libdir, name))
+
+        todo, done = ["/usr/bin/dpkg"], set()
+        while todo:
+            host = todo.pop()
+            interp, needed, _ = self.readelf(host)
+            deps = [interp] if interp else []
+            for name in needed:
+                deps += [p for p in (os.path.join(d, name) for d in self.HOST_LIBDIRS)
+                         if os.path.exists(p)][:1]
+            for dep in deps:
+                if dep not in done:
+                    done.add(dep)
+                    todo.append(dep)
+        for dep in done:
+            if dep.startswith("/lib64/"):  # the interpreter: lib64/NAME -> ../lib/<triplet>/NAME
+                copy_lib(os.path.realpath(dep))
+                os.symlink("../lib/x86_64-linux-gnu/" + os.path.basename(os.path.realpath(dep)),
+                           os.path.join(root, "usr/lib64", os.path.basename(dep)))
+            else:
+                copy_lib(dep)
+        decoy = [p for p in ("/usr/lib/x86_64-linux-gnu/libz.so.1",
+                             "/lib/x86_64-linux-gnu/libz.so.1") if os.path.exists(p)]
+        if decoy and not os.path.lexists(os.path.join(libdir, "libz.so.1")):
+            copy_lib(decoy[0])
+
+    def test_elf_fetch_prefetches_the_libraries_it_loads(self):
+        """Opening an ELF executable fetches its object and, at once, those of its interpreter
+        and its DT_NEEDED closure (resolved in the image, symlinks followed), and nothing
+        else. Oracle: binutils' readelf on the files the test put into the image, resolved by
+        the test's own search of that tree; the ranges from tarfile on the pushed blob."""
+        if not shutil.which("readelf") or not os.path.exists("/usr/bin/dpkg") or \
+                os.uname().machine != "x86_64":
+            self.skipTest("needs readelf (binutils) and an x86_64 /usr/bin/dpkg")
+        root = os.path.join(self.tmp, "elf-root")
+        shutil.rmtree(root, ignore_errors=True)
+        self.elf_tree(root)
+        expected = self.loader_closure(root, "usr/bin/prog")
+        self.assertGreaterEqual(len(expected), 3, expected)  # ld.so, libc, ... (dpkg's)
+        layout = os.path.join(self.tmp, "elf-img")
+        shutil.rmtree(layout, ignore_errors=True)
+        t.run(["umoci", "init", "--layout", layout])
+        t.run(["umoci", "new", "--image", f"{layout}:v1"])
+        t.run(["umoci", "insert", "--image", f"{layout}:v1", root, "/"])
+        src = self.new_repo("elf-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "elf")
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "elf",
+            self.reg.ref("cfs/elf:v1"))
+        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/elf:v1"), NOTLS))
+        ranges = {}  # "bytes=A-B" -> image path, from the blob itself
+        for layer in manifest["layers"]:
+            with tarfile.open(self.reg.blob_path(layer["digest"]), "r:") as tf:
+                for m in self.members(tf):
+                    if m.isfile() and m.size > 64:
+                        ranges[f"bytes={m.offset_data}-{m.offset_data + m.size - 1}"] = \
+                            m.name.lstrip("./")
+
+        def fetched():
+            return {ranges.get(e["range"], e["range"])
+                    for e in self.proxy.requests("GET", "/blobs/", since=since) if e["range"]}
+
+        # The control: without the prefetch, the program alone.
+        since = time.time()
+        self.mount(self.new_repo("elf-off"), self.proxy.ref("cfs/elf:v1"), "--no-fill",
+                   "--no-elf-prefetch")
+        read_file(os.path.join(self.mnt, "usr/bin/prog"))
+        time.sleep(0.3)
+        self.assertEqual(fetched(), {"usr/bin/prog"})
+        t.umount(self.mnt)
+
+        repo = self.new_repo("elf")
+        since = time.time()
+        self.mount(repo, self.proxy.ref("cfs/elf:v1"), "--no-fill")
+
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/bin/prog")),
+                         read_file(os.path.join(root, "usr/bin/prog")))
+        want = expected | {"usr/bin/prog"}
+        deadline = time.monotonic() + 30
+        while not want <= fetched() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything beyond the closure would show up now
+        self.assertEqual(fetched(), want)
+        # They were stored: reading them now asks the registry nothing.
+        since = time.time()
+        for rel in expected:
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)),
+                             read_file(os.path.join(root, rel)), rel)
+        self.assertEqual(self.proxy.requests("GET", "/blobs/", since=since), [])
+        t.umount(self.mnt)
+        cfs("repo", "fsck", "--repo", repo)
+
+
 if __name__ == "__main__":
     unittest.main()

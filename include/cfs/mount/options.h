@@ -64,6 +64,12 @@ Result<std::vector<std::string>> split_options(std::string_view text);
 /// libfuse (fuse_options). Does not check conflicts: call validate() once all are parsed.
 Status parse_options(std::string_view text, Options& opts, Dialect dialect = Dialect::kKernel);
 
+/// The `-o` options given to a mount whose image, object directories and verity the repository
+/// decides (`cfs mount NAME`, `cfs oci mount --lazy`): each parsed as by parse_options, and
+/// basedir=, digest=, source= and the verity options refused (Errc::kInvalidInput).
+Result<Options> parse_repository_mount_options(const std::vector<std::string>& texts,
+                                               Dialect dialect);
+
 /// The verity mode the mount will enforce: explicit verity=, else require when `verity`,
 /// `tryverity` or `digest=` was given, else off for the kernel mount and on for the FUSE mount
 /// (which checks in userspace and needs no kernel support).

@@ -17,10 +17,12 @@
 // Fetching. Opens of a missing object wait for it at most LazyOptions::timeout_s, then fail with
 // EIO (the fetch goes on and a later open may find the object). One object is fetched once however
 // many opens wait for it (single flight). Fetches run on `fetchers` threads, opens first, then the
-// prefetch list, then the background fill (every object of the index not yet present). A failed
-// background fetch is logged and not retried by the fill; the next open of that file tries again.
-// Each fetch opens the repository for the duration of the commit only (shared lock), so `cfs repo
-// gc` can run while the mount lives (the mount lease keeps the image's objects).
+// objects of the interpreter and libraries a fetched ELF file will load (with LazyOptions::image;
+// registry/elf.h), then the prefetch list, then the background fill (every object of the index not
+// yet present). A failed background fetch is logged and not retried by the fill; the next open of
+// that file tries again. Each fetch opens the repository for the duration of the commit only
+// (shared lock), so `cfs repo gc` can run while the mount lives (the mount lease keeps the image's
+// objects).
 //
 // Thread-safety: open_object() from any thread; start() once.
 #pragma once
@@ -35,6 +37,7 @@
 
 #include "cfs/erofs/reader.h"
 #include "cfs/ocirepo/object_index.h"
+#include "cfs/registry/blob_io.h"
 #include "cfs/registry/client.h"
 #include "cfs/registry/reference.h"
 #include "cfs/util/result.h"
@@ -58,14 +61,31 @@ struct LazyOptions {
   /// Fetched first, in this order, once serving (before the fill).
   std::vector<verity::Digest> prefetch;
   unsigned fetchers = 4;
+  /// The merged image. With it and elf_prefetch, fetching a dynamically linked ELF file also
+  /// queues the objects of its interpreter and libraries (resolved in this tree), ahead of the
+  /// prefetch list and the fill.
+  std::optional<erofs::Image> image;
+  bool elf_prefetch = true;
   /// Progress and failures of background fetches (one line each, no newline); may be empty.
   std::function<void(const std::string&)> log;
 };
 
+/// Where a lazy provider's bytes come from: byte ranges of the layer blobs of LazyOptions::source
+/// (the registry client; tests use a fake). Called from several fetch threads at once.
+class RangeSource {
+ public:
+  virtual ~RangeSource() = default;
+  virtual Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset,
+                             std::uint64_t length, BlobSink& sink) = 0;
+};
+
 class LazyProvider final : public vfs::ObjectProvider {
  public:
-  /// Opens the repository's object directory; no network I/O, no threads yet.
+  /// Opens the repository's object directory; no network I/O, no threads yet. The first form
+  /// fetches from options.source with `client`.
   static Result<std::shared_ptr<LazyProvider>> create(Client client, LazyOptions options);
+  static Result<std::shared_ptr<LazyProvider>> create(std::unique_ptr<RangeSource> source,
+                                                      LazyOptions options);
   ~LazyProvider() override;
   LazyProvider(const LazyProvider&) = delete;
   LazyProvider& operator=(const LazyProvider&) = delete;
@@ -85,8 +105,9 @@ class LazyProvider final : public vfs::ObjectProvider {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The objects regular files at `paths` (absolute paths in the image) name, in order, duplicates
-/// and files without an object skipped. Errors name a path that is missing.
+/// The objects regular files at `paths` (absolute paths in the image, symlinks followed inside it)
+/// name, in order, duplicates and files without an object skipped. Errors name a path that is
+/// missing.
 Result<std::vector<verity::Digest>> objects_of_paths(const erofs::Image& image,
                                                      const std::vector<std::string>& paths);
 

@@ -67,6 +67,28 @@ TEST(ParseOptions, VerityModes) {
             VerityMode::kOn);
 }
 
+TEST(ParseRepositoryMountOptions, AcceptsUserOptionsAndRefusesWhatTheRepositoryDecides) {
+  auto ok =
+      parse_repository_mount_options({"ro,nosuid", "upperdir=/u,workdir=/w"}, Dialect::kKernel);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->upperdir, "/u");
+  EXPECT_EQ(ok->workdir, "/w");
+  for (const char* bad : {"basedir=/o", "verity", "verity=require", "tryverity",
+                          "digest="
+                          "0000000000000000000000000000000000000000000000000000000000000000"}) {
+    auto r = parse_repository_mount_options({"ro", bad}, Dialect::kKernel);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), make_error_code(Errc::kInvalidInput)) << bad;
+    EXPECT_NE(r.error().message().find("set by the repository"), std::string::npos) << bad;
+  }
+  auto src = parse_repository_mount_options({"source=/x.img"}, Dialect::kFuse);
+  ASSERT_FALSE(src);
+  EXPECT_NE(src.error().message().find("set by the repository"), std::string::npos);
+  auto malformed = parse_repository_mount_options({"digest=zz"}, Dialect::kKernel);
+  ASSERT_FALSE(malformed);
+  EXPECT_NE(malformed.error().message().find("digest"), std::string::npos);
+}
+
 TEST(ParseOptions, Rejects) {
   struct Case {
     const char* opts;

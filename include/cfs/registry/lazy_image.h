@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// The image a lazy mount serves (`cfs oci mount --lazy`, docs/lazy.md), and where its missing
+// objects come from: the pipeline from a SOURCE to a registered image, so the command only parses
+// arguments, mounts and prints.
+//
+// SOURCE docker://…: the manifest, the merged image and the object index are fetched and checked
+// (fetch_lazy_metadata), and the image is registered in the repository (images/<hex>,
+// images/refs/lazy/<encoded source>) with the index and the source beside it (repo/lazy.h), parts
+// first and the ref last, so a crash leaves at worst unused parts (gc removes them). SOURCE NAME:
+// an image registered that way before.
+// Thread-safety: functions only; see Client and Repository.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "cfs/ocirepo/object_index.h"
+#include "cfs/registry/client.h"
+#include "cfs/registry/lazy_metadata.h"
+#include "cfs/registry/reference.h"
+#include "cfs/repo/repository.h"
+#include "cfs/util/result.h"
+#include "cfs/verity/digest.h"
+
+namespace cfs::registry {
+
+struct LazyImageOptions {
+  /// Platform and seal requirements. A required seal also rules out the offline fallback.
+  LazyFetchOptions fetch;
+  /// An image without lazy metadata (pushed by another tool) is pulled whole, as `cfs oci pull`
+  /// would (seal checks included); false: an error naming `cfs oci pull`.
+  bool full_pull = true;
+  /// One line for the user when a fallback is taken (the full pull, an unreachable registry);
+  /// may be empty.
+  std::function<void(const std::string&)> notice;
+};
+
+struct LazyImage {
+  verity::Digest image;  ///< the merged image, in the repository
+  /// True: every object is in the repository (the image had no lazy metadata and was pulled
+  /// whole); source and index are then empty.
+  bool pulled_whole = false;
+  /// The registry could not be reached: an earlier registration of the source is served.
+  bool offline = false;
+  Reference source;            ///< the registry repository the objects are fetched from
+  ocirepo::ObjectIndex index;  ///< where each object's bytes are
+};
+
+/// The image SOURCE names, registered (or found registered) in `repo` (opened for writing),
+/// with what fetching its objects needs. Errors: those of fetch_lazy_metadata and pull_image;
+/// kObjectMissing for a name that is not registered, or registered without lazy metadata;
+/// kUnsupportedFeature when the index's digests are not the repository's algorithm.
+Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
+                                  const LazyImageOptions& options = {});
+
+}  // namespace cfs::registry

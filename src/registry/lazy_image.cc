@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// From a lazy mount's SOURCE to a registered image (see cfs/registry/lazy_image.h).
+#include "cfs/registry/lazy_image.h"
+
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+#include <span>
+#include <utility>
+#include <variant>
+
+#include "cfs/ocirepo/images.h"
+#include "cfs/ocirepo/names.h"
+#include "cfs/registry/pull.h"
+#include "cfs/repo/lazy.h"
+#include "cfs/util/sys.h"
+
+namespace cfs::registry {
+namespace {
+
+constexpr std::string_view kIndexPart = "index";
+
+/// The image ref a lazy registration of SOURCE gets: one component below images/refs/lazy/.
+std::string lazy_ref(std::string_view source) { return "lazy/" + ocirepo::encode_tag(source); }
+
+/// The "source" part: the registry repository and the manifest the image came from.
+std::string source_json(const Reference& ref, const oci::ContentDigest& manifest) {
+  nlohmann::json j;
+  j["reference"] = ref.with_digest(manifest.str()).str();
+  j["manifest"] = manifest.str();
+  return j.dump() + "\n";
+}
+
+Result<Reference> source_from_json(const std::string& text, const std::string& what) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("reference") || !j["reference"].is_string())
+    return fail(Errc::kCorruptImage, what + ": no \"reference\"");
+  return parse_reference(j["reference"].get<std::string>());
+}
+
+/// Registers fetched lazy metadata: parts first (source last), then the image and its ref.
+Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref,
+                                    std::string_view source, LazyMetadata meta) {
+  if (meta.index.algorithm != repo.algorithm())
+    return fail(Errc::kUnsupportedFeature,
+                fmt::format("{}: its objects are {} digests, the repository's {}", source,
+                            verity::hash_alg_name(meta.index.algorithm),
+                            verity::hash_alg_name(repo.algorithm())));
+  CFS_ASSIGN(repo::NewObject obj, repo.create_object());
+  CFS_TRY(sys::write_all(obj.fd(), std::as_bytes(std::span(meta.erofs))));
+  // fetch_lazy_metadata computed the fs-verity digest of exactly these bytes (the repository's
+  // algorithm, checked above) and found it equal to the index's: no second pass over them.
+  CFS_ASSIGN(verity::Digest image, repo.commit_object(std::move(obj), meta.index.image));
+  CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, ocirepo::encode_object_index(meta.index)));
+  CFS_TRY(repo::write_lazy_part(repo, image, repo::kLazySourcePart,
+                                source_json(ref, meta.manifest.digest)));
+  CFS_TRY(repo.publish_image(image, lazy_ref(source)));
+  LazyImage out;
+  out.image = image;
+  out.source = ref;
+  out.index = std::move(meta.index);
+  return out;
+}
+
+/// An image registered by an earlier lazy mount: NAME as given to it, a ref, or a digest; with
+/// the source and index kept beside it.
+Result<LazyImage> registered(const repo::Repository& repo, std::string_view name) {
+  std::optional<verity::Digest> found;
+  if (auto d = repo.resolve_image(lazy_ref(name)))
+    found = *d;
+  else if (auto d2 = repo.resolve_image(name))
+    found = *d2;
+  else if (auto img = ocirepo::open_image(repo, std::string(name)); img && img->image)
+    found = *img->image;
+  if (!found)
+    return fail(Errc::kObjectMissing, fmt::format("no image '{}' in {}", name, repo.path()));
+  LazyImage out;
+  out.image = *found;
+  CFS_ASSIGN(auto src, repo::read_lazy_part(repo, out.image, repo::kLazySourcePart));
+  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, out.image, kIndexPart));
+  if (!src || !idx)
+    return fail(Errc::kObjectMissing,
+                fmt::format("{}: no lazy metadata in the repository (not registered by `cfs oci "
+                            "mount --lazy docker://…`); use cfs oci pull",
+                            name));
+  CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + out.image.hex()));
+  CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + out.image.hex()));
+  return out;
+}
+
+/// The registry could not be reached (not: it answered something wrong).
+bool unreachable(const Error& e) {
+  for (int err : {ECONNREFUSED, ETIMEDOUT, ECONNRESET, EHOSTUNREACH, ENETUNREACH})
+    if (e.is_errno(err)) return true;
+  return false;
+}
+
+}  // namespace
+
+Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
+                                  const LazyImageOptions& options) {
+  if (!source.starts_with("docker://")) return registered(repo, source);
+  auto notice = [&](const std::string& line) {
+    if (options.notice) options.notice(line);
+  };
+  CFS_ASSIGN(Reference ref, parse_reference(source));
+  const LazyFetchOptions& fetch = options.fetch;
+  auto found = find_lazy_metadata(client, source, fetch);
+  if (found && std::holds_alternative<LazyMetadata>(*found))
+    return register_metadata(repo, ref, source, std::get<LazyMetadata>(std::move(*found)));
+  if (found && !options.full_pull)
+    return fail(Errc::kObjectMissing,
+                fmt::format("{}: the image has no lazy metadata (push it with `cfs oci push`); use "
+                            "`cfs oci pull`",
+                            source));
+  if (found) {
+    // Pushed by another tool: nothing says where a file's bytes are, so the image is pulled whole
+    // (as `cfs oci pull` would, seal check included).
+    notice(
+        fmt::format("{}: no lazy metadata (pushed without `cfs oci push`); pulling the whole "
+                    "image, then mounting it (--no-full-pull refuses instead)",
+                    source));
+    RegistryPullOptions po;
+    if (fetch.require_seal || fetch.cert_file) {
+      po.verify_seal.emplace();
+      if (fetch.cert_file) po.verify_seal->cert = *fetch.cert_file;
+    }
+    CFS_ASSIGN(auto pulled, pull_image(repo, client, source, po));
+    LazyImage out;
+    out.image = pulled.result.image;
+    out.pulled_whole = true;
+    return out;
+  }
+  // Unreachable registry: what an earlier lazy mount of this source registered is served (what
+  // was fetched works, the rest fails after the timeout until the registry is back). Never when
+  // a seal is required: the registry is where it would be checked.
+  if (!unreachable(found.error()) || fetch.require_seal || fetch.cert_file ||
+      !repo.resolve_image(lazy_ref(source)))
+    return fail(std::move(found.error()));
+  notice(fmt::format("warning: {}; mounting the image registered for {} before",
+                     found.error().message(), source));
+  CFS_ASSIGN(LazyImage out, registered(repo, source));
+  out.offline = true;
+  return out;
+}
+
+}  // namespace cfs::registry
