@@ -17,6 +17,8 @@ PACKAGES=(
   # debootstrap, the archive keyring and libcap2-bin (setcap) for the cached Debian image
   docker-registry skopeo umoci zstd pigz tar apache2-utils openssl debootstrap libarchive-tools
   debian-archive-keyring libcap2-bin
+  # podman (containers/storage 1.43): an outside zstd:chunked reader
+  podman
   # VM harness for real kernel fs-verity tests
   qemu-system-x86 busybox-static cpio xz-utils file
   # benchmarks

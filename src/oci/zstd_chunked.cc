@@ -350,10 +350,13 @@ struct ZstdChunkedWriter::Impl {
     footer.magic = kZstdChunkedFooterMagic;
     CFS_TRY(skippable(std::as_bytes(std::span(&footer, 1))));
 
-    result.annotations[std::string(kZstdChunkedManifestChecksum)] =
-        sha256_of(std::string_view(toc_z)).str();
-    result.annotations[std::string(kZstdChunkedManifestPosition)] =
+    const std::string toc_checksum = sha256_of(std::string_view(toc_z)).str();
+    const std::string toc_position =
         fmt::format("{}:{}:{}:{}", toc_offset, toc_z.size(), toc_json.size(), kZstdChunkedTocType);
+    for (auto key : {kZstdChunkedManifestChecksum, kZstdChunkedLegacyManifestChecksum})
+      result.annotations[std::string(key)] = toc_checksum;
+    for (auto key : {kZstdChunkedManifestPosition, kZstdChunkedLegacyManifestPosition})
+      result.annotations[std::string(key)] = toc_position;
     result.annotations[std::string(kZstdChunkedTarSplitPosition)] =
         fmt::format("{}:{}:{}", split_offset, split_out.size(), split_size);
     result.blob_size = frames.emitted();

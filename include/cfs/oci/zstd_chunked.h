@@ -21,9 +21,10 @@
 //
 // and the layer descriptor's annotations: manifest-checksum (sha256 of the compressed TOC),
 // manifest-position "<offset>:<length>:<uncompressed length>:1", tarsplit-position
-// "<offset>:<length>:<uncompressed length>". Files are not split into rolling-checksum chunks
-// (the chunk fields are optional). Pax global headers have no TOC type and are refused, as
-// containers/storage refuses them.
+// "<offset>:<length>:<uncompressed length>", plus the first two again under the keys of
+// containers/storage before 1.44 (io.containers.zstd-chunked.*). Files are not split into
+// rolling-checksum chunks (the chunk fields are optional). Pax global headers have no TOC type
+// and are refused, as containers/storage refuses them.
 // Thread-safety: one thread per writer.
 #pragma once
 
@@ -48,6 +49,14 @@ inline constexpr std::string_view kZstdChunkedManifestPosition =
     "io.github.containers.zstd-chunked.manifest-position";
 inline constexpr std::string_view kZstdChunkedTarSplitPosition =
     "io.github.containers.zstd-chunked.tarsplit-position";
+/// The keys of containers/storage before 1.44 (Debian 12's podman 4.3.1 reads only these): the
+/// same values as the two above. Given the position annotation, those readers never look at
+/// the footer (theirs was 40 bytes), so the current 64-byte footer does not disturb them, and
+/// current readers ignore these keys (docs/design.md "zstd:chunked for old and new readers").
+inline constexpr std::string_view kZstdChunkedLegacyManifestChecksum =
+    "io.containers.zstd-chunked.manifest-checksum";
+inline constexpr std::string_view kZstdChunkedLegacyManifestPosition =
+    "io.containers.zstd-chunked.manifest-position";
 
 /// The header of a zstd skippable frame (RFC 8878 3.1.2); decoders skip `size` bytes after it.
 struct SkippableFrameHeader {

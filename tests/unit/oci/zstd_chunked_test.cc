@@ -91,6 +91,12 @@ TEST(ZstdChunked, EveryFileIsAFrameAndTheWholeBlobIsTheTar) {
   EXPECT_EQ(r->annotations.at(std::string(kZstdChunkedManifestPosition)),
             std::to_string(f.toc_offset) + ":" + std::to_string(f.toc_length) + ":" +
                 std::to_string(f.toc_uncompressed) + ":1");
+  // The keys of containers/storage before 1.44 name the same TOC.
+  EXPECT_EQ(r->annotations.at(std::string(kZstdChunkedLegacyManifestChecksum)),
+            r->annotations.at(std::string(kZstdChunkedManifestChecksum)));
+  EXPECT_EQ(r->annotations.at(std::string(kZstdChunkedLegacyManifestPosition)),
+            r->annotations.at(std::string(kZstdChunkedManifestPosition)));
+  EXPECT_EQ(r->annotations.size(), 5u);
   const auto toc = nlohmann::json::parse(decompress(toc_z));
   ASSERT_EQ(toc["entries"].size(), 4u);
   EXPECT_EQ(toc["entries"][0]["type"], "dir");
