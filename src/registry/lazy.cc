@@ -20,6 +20,7 @@
 #include "cfs/tree/object_name.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_link.h"
 #include "registry/elf.h"
 
 namespace cfs::registry {
@@ -197,6 +198,9 @@ struct LazyProvider::Impl {
     bool claimed = false;
     bool done = false;
     Status status;
+    /// The verified object, still unnamed (being made durable and committed): opens are served
+    /// from it at once.
+    std::shared_ptr<UniqueFd> verified;
   };
 
   LazyOptions o;
@@ -230,8 +234,9 @@ struct LazyProvider::Impl {
     if (o.log) o.log(line);
   }
 
-  /// Fetches, verifies and commits one object.
-  Status fetch(const verity::Digest& d) const {
+  /// Fetches, verifies and commits one object. Once verified, it is handed to the flight's
+  /// waiters before the fsync and the commit, which only make it durable and named.
+  Status fetch(const verity::Digest& d, Flight& f) const {
     if (present(d)) return {};  // another fetcher (or a pull) stored it meanwhile
     const ocirepo::ObjectLocation* loc = o.index.find(d);
     if (!loc || loc->layer >= o.index.layers.size())
@@ -256,6 +261,11 @@ struct LazyProvider::Impl {
       return fail(eio(what + ": the bytes have fs-verity digest " + got.hex() +
                       ", not the image's; nothing stored"));
     if (o.image && o.elf_prefetch) queue_loader_objects(obj.fd(), d, what);
+    if (auto ro = sys::reopen(obj.fd(), O_RDONLY | O_CLOEXEC, what)) {
+      std::lock_guard lock(mu);
+      f.verified = std::make_shared<UniqueFd>(std::move(*ro));
+      done_cv.notify_all();
+    }
     // Durable before it has a name: the image already names it, so no later sync() would order it,
     // and a power cut must not leave a named object with lost data.
     CFS_TRY(sys::fsync(obj.fd(), what));
@@ -300,8 +310,9 @@ struct LazyProvider::Impl {
            std::unique_lock<std::mutex>& lock) const {
     f->claimed = true;
     lock.unlock();
-    Status st = fetch(d);
+    Status st = fetch(d, *f);
     lock.lock();
+    f->verified.reset();  // named now (or failed): opens use the repository
     if (!st) ++failed;
     f->status = std::move(st);
     f->done = true;
@@ -343,20 +354,31 @@ struct LazyProvider::Impl {
   }
 
   /// Waits for `d` at most the timeout (fetching on this thread before start(): no workers).
-  Status ensure(const verity::Digest& d) const {
+  /// Returns the verified object when it is not committed yet, else nullopt (it is in the
+  /// repository).
+  Result<std::optional<UniqueFd>> ensure(const verity::Digest& d) const {
     std::unique_lock lock(mu);
     auto f = request(d, Priority::kOpen);
     if (!started && !f->claimed) {
       run(d, f, lock);
-      return f->status;
+      CFS_TRY(f->status);
+      return std::optional<UniqueFd>();
     }
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                         std::chrono::duration<double>(o.timeout_s));
-    if (!done_cv.wait_until(lock, deadline, [&] { return f->done; }))
+    if (!done_cv.wait_until(lock, deadline, [&] { return f->done || f->verified; }))
       return fail(eio("object " + object_name(d) + ": not fetched from " + o.source.str() +
                       " within " + std::to_string(o.timeout_s) + " s"));
-    return f->status;
+    if (!f->done) {
+      // An open file of its own (offset and all), on the same verified inode.
+      std::shared_ptr<UniqueFd> v = f->verified;
+      lock.unlock();
+      CFS_ASSIGN(UniqueFd fd, sys::reopen(v->get(), O_RDONLY | O_CLOEXEC, object_name(d)));
+      return std::make_optional(std::move(fd));
+    }
+    CFS_TRY(f->status);
+    return std::optional<UniqueFd>();
   }
 };
 
@@ -406,7 +428,8 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   // Only the object the image names is fetched: a redirect that is not its digest's name is served
   // from the store or not at all.
   if (impl_->object_name(*digest) != rel || !impl_->o.index.find(*digest)) return fd;
-  CFS_TRY(impl_->ensure(*digest));
+  CFS_ASSIGN(auto verified, impl_->ensure(*digest));
+  if (verified) return std::move(*verified);
   return impl_->dirs.open_object(rel);
 }
 

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <thread>
+
 #include "artifact.h"
 #include "cfs/oci/source.h"
 #include "cfs/registry/image_source.h"
@@ -48,15 +51,23 @@ Status check_layers(const ocirepo::ObjectIndex& index, const oci::ResolvedImage&
   return {};
 }
 
-// The seal rule: a sealed image is served only from the EROFS its seal names.
+// The seal rule: a sealed image is served only from the EROFS its seal names. `computed` is the
+// EROFS's digest with the index's algorithm; the other algorithm's is computed only when needed.
 Result<std::optional<Seal>> check_seal(Client& client, const Reference& image,
-                                       std::string_view erofs, verity::HashAlg alg,
+                                       const oci::ContentDigest& manifest, std::string_view erofs,
+                                       const verity::Digest& computed,
                                        const LazyFetchOptions& options) {
-  const verity::HashAlg other =
-      alg == verity::HashAlg::kSha512 ? verity::HashAlg::kSha256 : verity::HashAlg::kSha512;
+  if (!options.require_seal && !options.cert_file) {
+    // The common case, an image without seals, in one listing (rather than one per algorithm).
+    CFS_ASSIGN(auto seals, client.list_referrers(image, manifest, kSealArtifactType));
+    if (seals.manifests.empty()) return std::optional<Seal>{};
+  }
+  const verity::HashAlg other = computed.alg == verity::HashAlg::kSha512 ? verity::HashAlg::kSha256
+                                                                         : verity::HashAlg::kSha512;
   std::optional<Error> missing;
-  for (verity::HashAlg a : {alg, other}) {
-    auto s = verify_seal(client, image, erofs_digest(erofs, a), options.cert_file);
+  for (verity::HashAlg a : {computed.alg, other}) {
+    auto s = verify_seal(client, image, a == computed.alg ? computed : erofs_digest(erofs, a),
+                         options.cert_file);
     if (s) return std::make_optional(std::move(*s));
     if (!s.error().is(Errc::kObjectMissing)) return fail(std::move(s).error());
     if (!missing) missing = std::move(s).error();
@@ -145,12 +156,19 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
 
   LazyMetadata out;
   out.artifact = artifact;
-  CFS_ASSIGN(auto index_json, fetch_small(client, by_digest, *index_d, ocirepo::kMaxObjectIndexSize,
-                                          what + ": index"));
-  CFS_ASSIGN(out.index, ocirepo::parse_object_index(index_json, what + ": index"));
-  CFS_TRY(check_layers(out.index, image, what));
-  CFS_ASSIGN(out.erofs,
-             fetch_small(client, by_digest, *erofs_d, kMaxLazyErofsSize, what + ": EROFS"));
+  // The EROFS downloads while the index is fetched and parsed: they are the two longest steps
+  // before a lazy mount can serve (the client is safe to share between threads).
+  std::optional<Result<std::string>> erofs;
+  {
+    std::jthread erofs_fetch([&] {
+      erofs = fetch_small(client, by_digest, *erofs_d, kMaxLazyErofsSize, what + ": EROFS");
+    });
+    CFS_ASSIGN(auto index_json, fetch_small(client, by_digest, *index_d,
+                                            ocirepo::kMaxObjectIndexSize, what + ": index"));
+    CFS_ASSIGN(out.index, ocirepo::parse_object_index(index_json, what + ": index"));
+    CFS_TRY(check_layers(out.index, image, what));
+  }
+  CFS_ASSIGN(out.erofs, std::move(*erofs));
   const auto computed = erofs_digest(out.erofs, out.index.algorithm);
   if (computed != out.index.image)
     return fail(Errc::kDigestMismatch, fmt::format("{}: the EROFS's fs-verity digest is {}, the "
@@ -161,7 +179,8 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   if (a == erofs_d->annotations.end() || a->second != computed.hex())
     return fail(Errc::kDigestMismatch,
                 fmt::format("{}: annotation {} of the EROFS is not {}", what, key, computed.hex()));
-  CFS_ASSIGN(out.seal, check_seal(client, by_digest, out.erofs, out.index.algorithm, options));
+  CFS_ASSIGN(out.seal,
+             check_seal(client, by_digest, image.manifest.digest, out.erofs, computed, options));
   out.manifest = std::move(image.manifest);
   out.config = std::move(image.config);
   return out;

@@ -11,8 +11,9 @@
 // and fsck) only when that digest is the one the image records. Anything else (a tampered blob, a
 // wrong index entry, a short or long range, a broken frame) leaves nothing behind and fails the
 // open with EIO. A partial object is never visible: the file has no name until it is whole and
-// verified. The vfs layer then verifies the object again at open and every block at read, as for
-// any object.
+// verified (the opens waiting for it are served from that verified unnamed file while it is made
+// durable and committed). The vfs layer then verifies the object again at open and every block at
+// read, as for any object.
 //
 // Fetching. Opens of a missing object wait for it at most LazyOptions::timeout_s, then fail with
 // EIO (the fetch goes on and a later open may find the object). One object is fetched once however
