@@ -206,10 +206,11 @@ class Emitter {
     XattrEntry e{};
     e.e_name_len = static_cast<std::uint8_t>(name.suffix.size());
     e.e_name_index = static_cast<std::uint8_t>(name.index);
-    e.e_value_size = static_cast<std::uint16_t>(x.value.size());
+    e.e_value_size = static_cast<std::uint16_t>(x.value_size());
     put(e);
     out_.put(name.suffix.data(), name.suffix.size());
-    out_.put(x.value.data(), x.value.size());
+    out_.put(x.head.data(), x.head.size());
+    out_.put(x.rest.data(), x.rest.size());
     out_.align(4);
   }
 

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "erofs/plan_internal.h"
@@ -19,48 +20,62 @@ constexpr std::uint32_t kShareLimit = 128;  // EROFS_XATTR_LONG_PREFIX: h_shared
 // Shared table order: name descending, then longer values first, then value bytes descending.
 bool shared_before(const XattrRef& a, const XattrRef& b) {
   if (int c = a.key.compare(b.key); c != 0) return c > 0;
-  if (a.value.size() != b.value.size()) return a.value.size() > b.value.size();
-  return std::memcmp(b.value.data(), a.value.data(), a.value.size()) < 0;
+  if (a.value_size() != b.value_size()) return a.value_size() > b.value_size();
+  return compare_values(b, a) < 0;
 }
 
 std::uint64_t round_up(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
 std::uint64_t hash_pair(const XattrRef& x) {
   auto seed = XXH3_64bits(x.key.data(), x.key.size());
-  return XXH3_64bits_withSeed(x.value.data(), x.value.size(), seed);
+  if (x.head.empty()) return XXH3_64bits_withSeed(x.rest.data(), x.rest.size(), seed);
+  // The hash of the whole value, however it is split (equal values must collide).
+  std::array<char, 256> buf;
+  if (x.value_size() <= buf.size()) {
+    std::memcpy(buf.data(), x.head.data(), x.head.size());
+    if (!x.rest.empty()) std::memcpy(buf.data() + x.head.size(), x.rest.data(), x.rest.size());
+    return XXH3_64bits_withSeed(buf.data(), x.value_size(), seed);
+  }
+  std::string scratch;
+  const std::string_view v = x.value(scratch);
+  return XXH3_64bits_withSeed(v.data(), v.size(), seed);
 }
 
 // Distinct (name, value) pairs with their use counts: a flat open-addressing table, because
 // a /usr-sized tree has ~300k xattrs and node-based maps spend their time in cache misses.
+// A pair is named by its first occurrence in Plan::xattrs (16 bytes per pair instead of a
+// copy of the two views: this table is alive at the writer's peak memory).
 class PairTable {
  public:
   struct Use {
-    XattrRef x;
+    std::uint32_t first = 0;  // index of the first occurrence in the xattr list
     std::uint32_t count = 0;
     std::int64_t offset = -1;
   };
 
-  explicit PairTable(std::size_t n) {
+  explicit PairTable(const std::vector<XattrRef>& xattrs) : xattrs_(xattrs) {
     std::size_t cap = 16;
-    while (cap < 2 * n) cap <<= 1;
+    while (cap < xattrs.size() + xattrs.size() / 2) cap <<= 1;  // load factor <= 2/3
     slots_.assign(cap, Slot{});
     mask_ = cap - 1;
-    uses_.reserve(n);
+    uses_.reserve(xattrs.size());
   }
 
-  std::uint32_t add(const XattrRef& x) {
+  std::uint32_t add(std::uint32_t index) {
+    const XattrRef& x = xattrs_[index];
     std::uint64_t h = hash_pair(x);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       Slot& slot = slots_[i];
       auto tag = static_cast<std::uint32_t>(h >> 32);
       if (slot.use == 0) {
-        uses_.push_back({x, 1, -1});
+        uses_.push_back({index, 1, -1});
         slot = {static_cast<std::uint32_t>(uses_.size()), tag};
         return slot.use - 1;
       }
       if (slot.tag == tag) {
         Use& u = uses_[slot.use - 1];
-        if (u.x.key == x.key && u.x.value == x.value) {
+        const XattrRef& y = xattrs_[u.first];
+        if (y.key == x.key && same_value(x, y)) {
           ++u.count;
           return slot.use - 1;
         }
@@ -69,34 +84,39 @@ class PairTable {
   }
 
   std::vector<Use>& uses() { return uses_; }
+  const XattrRef& pair(const Use& u) const { return xattrs_[u.first]; }
 
  private:
   struct Slot {
     std::uint32_t use = 0;  // index + 1 into uses_, 0 = empty
     std::uint32_t tag = 0;  // high hash bits, to skip most mismatching compares
   };
+  const std::vector<XattrRef>& xattrs_;
   std::vector<Slot> slots_;
   std::size_t mask_ = 0;
   std::vector<Use> uses_;
 };
 
 void compute_shared(Plan& p) {
-  PairTable table(p.xattrs.size());
+  PairTable table(p.xattrs);
   std::vector<std::uint32_t> use_of(p.xattrs.size());
-  for (std::size_t i = 0; i < p.xattrs.size(); ++i) use_of[i] = table.add(p.xattrs[i]);
+  for (std::size_t i = 0; i < p.xattrs.size(); ++i)
+    use_of[i] = table.add(static_cast<std::uint32_t>(i));
   auto& uses = table.uses();
 
   std::vector<std::uint32_t> shared;
   for (std::uint32_t i = 0; i < uses.size(); ++i)
     if (uses[i].count > 1) shared.push_back(i);
-  std::sort(shared.begin(), shared.end(),
-            [&](std::uint32_t a, std::uint32_t b) { return shared_before(uses[a].x, uses[b].x); });
+  std::sort(shared.begin(), shared.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return shared_before(table.pair(uses[a]), table.pair(uses[b]));
+  });
   std::uint64_t offset = 0;
   p.shared.reserve(shared.size());
   for (std::uint32_t i : shared) {
+    const XattrRef& x = table.pair(uses[i]);
     uses[i].offset = static_cast<std::int64_t>(offset);
-    p.shared.push_back(uses[i].x);
-    offset += xattr_entry_size(uses[i].x.key, uses[i].x.value.size());
+    p.shared.push_back(x);
+    offset += xattr_entry_size(x.key, x.value_size());
   }
   p.shared_size = offset;
 
@@ -109,7 +129,7 @@ void compute_shared(Plan& p) {
         p.xattr_shared[i] = uses[use_of[i]].offset;
         ++n_shared;
       } else {
-        inline_bytes += xattr_entry_size(p.xattrs[i].key, p.xattrs[i].value.size());
+        inline_bytes += xattr_entry_size(p.xattrs[i].key, p.xattrs[i].value_size());
       }
     }
     n.n_shared = n_shared;

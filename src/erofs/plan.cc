@@ -35,10 +35,31 @@ std::string_view Arena::concat(std::string_view a, std::string_view b) {
   return {out, n};
 }
 
+std::string_view XattrRef::value(std::string& scratch) const {
+  if (head.empty()) return rest;
+  scratch.assign(head).append(rest);
+  return scratch;
+}
+
+int compare_values(const XattrRef& a, const XattrRef& b) noexcept {
+  if (a.head == b.head) return a.rest.compare(b.rest);
+  auto at = [](const XattrRef& x, std::size_t i) {
+    return static_cast<unsigned char>(i < x.head.size() ? x.head[i] : x.rest[i - x.head.size()]);
+  };
+  for (std::size_t i = 0, n = a.value_size(); i < n; ++i)
+    if (at(a, i) != at(b, i)) return at(a, i) < at(b, i) ? -1 : 1;
+  return 0;
+}
+
+bool same_value(const XattrRef& a, const XattrRef& b) noexcept {
+  return a.value_size() == b.value_size() && compare_values(a, b) == 0;
+}
+
 std::string Plan::path_of(std::uint32_t index) const {
   if (index == 0) return "/";
   std::vector<std::string_view> parts;
-  for (std::uint32_t i = index; i != 0; i = nodes[i].parent) parts.push_back(nodes[i].name);
+  for (std::uint32_t i = index; i != 0; i = nodes[i].parent)
+    parts.push_back(dirents[nodes[i].name_dirent].name);
   std::string path;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     path += '/';
@@ -107,7 +128,8 @@ class PlanBuilder {
   Status escape_user_xattrs(std::uint32_t index, const Node& n);
   Status add_overlay_xattrs(std::uint32_t index, const Node& n);
   Status finish_xattrs(std::uint32_t index);
-  Status set_xattr(std::uint32_t index, std::string_view key, std::string_view value);
+  Status set_xattr(std::uint32_t index, const XattrRef& x);
+  XattrRef metacopy(const verity::Digest& digest);
 
   const Tree& tree_;
   Plan& p_;
@@ -120,6 +142,7 @@ class PlanBuilder {
   // from the deep clone (XattrBudget::cloned) and only counts what the writer itself sets.
   std::vector<XattrRef> xs_;
   overlay::XattrBudget budget_;
+  std::string_view metacopy_head_;  // the last metacopy header seen, in the arena
 };
 
 Status PlanBuilder::bfs() {
@@ -152,7 +175,7 @@ Status PlanBuilder::add_child(std::uint32_t dir, const Entry& e) {
   PNode n;
   n.src = e.node;
   n.parent = dir;
-  n.name = e.name;
+  n.name_dirent = dirent;
   p_.nodes.push_back(n);
   p_.dirents.push_back({e.name, index});
   return {};
@@ -195,7 +218,7 @@ Status PlanBuilder::expand_dir(std::uint32_t index) {
     } else {
       PNode stub;
       stub.parent = 0;
-      stub.name = name;
+      stub.name_dirent = static_cast<std::uint32_t>(p_.dirents.size());
       p_.dirents.push_back({name, static_cast<std::uint32_t>(p_.nodes.size())});
       p_.nodes.push_back(stub);
     }
@@ -233,13 +256,14 @@ Status PlanBuilder::resolve_links() {
   return {};
 }
 
-Status PlanBuilder::set_xattr(std::uint32_t index, std::string_view key, std::string_view value) {
-  if (value.size() > overlay::kMaxXattrValueLen)
+Status PlanBuilder::set_xattr(std::uint32_t index, const XattrRef& x) {
+  const std::string_view key = x.key;
+  if (x.value_size() > overlay::kMaxXattrValueLen)
     return invalid(index, "xattr {}: value longer than 65535 bytes", key);
-  auto it = std::find_if(xs_.begin(), xs_.end(), [&](const XattrRef& x) { return x.key == key; });
+  auto it = std::find_if(xs_.begin(), xs_.end(), [&](const XattrRef& y) { return y.key == key; });
   std::optional<std::size_t> replaced;
-  if (it != xs_.end()) replaced = it->value.size();
-  if (!budget_.set(key.size(), value.size(), replaced))
+  if (it != xs_.end()) replaced = it->value_size();
+  if (!budget_.set(key.size(), x.value_size(), replaced))
     return invalid(index, "xattr {}: per-inode xattr size limit ({} bytes) exceeded", key,
                    overlay::XattrBudget::kLimit);
   // lcfs_node_unset_xattr moves the last entry into the hole; the order is sorted away later.
@@ -247,8 +271,20 @@ Status PlanBuilder::set_xattr(std::uint32_t index, std::string_view key, std::st
     *it = xs_.back();
     xs_.pop_back();
   }
-  xs_.push_back({key, value});
+  xs_.push_back(x);
   return {};
+}
+
+// The metacopy value as the header (shared by every file of the algorithm) + the digest bytes
+// in the tree. The split is checked against the encoding, so only overlay knows the format.
+XattrRef PlanBuilder::metacopy(const verity::Digest& digest) {
+  const overlay::MetacopyBytes value = overlay::Metacopy::encode(digest);
+  const std::string_view bytes = value.view();
+  const std::string_view d(reinterpret_cast<const char*>(digest.bytes.data()), digest.size);
+  if (!bytes.ends_with(d)) return {overlay::kMetacopy, p_.arena.concat(bytes, {})};
+  const std::string_view header = bytes.substr(0, bytes.size() - d.size());
+  if (metacopy_head_ != header) metacopy_head_ = p_.arena.concat(header, {});
+  return {overlay::kMetacopy, d, metacopy_head_};
 }
 
 // A root whiteout stub: a chardev 0/0 with the root's owner, times and SELinux label.
@@ -263,7 +299,7 @@ Status PlanBuilder::rewrite_stub(std::uint32_t index) {
   pn.mtime_nsec = root.mtime_nsec;
   budget_ = overlay::XattrBudget::cloned(0);
   if (const Xattr* se = root.find_xattr(overlay::kSelinux))
-    CFS_TRY(set_xattr(index, se->key, se->value));
+    CFS_TRY(set_xattr(index, {se->key, se->value}));
   return {};
 }
 
@@ -326,19 +362,15 @@ Status PlanBuilder::escape_user_xattrs(std::uint32_t index, const Node& n) {
 Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
   PNode& pn = p_.nodes[index];
   if (pn.external) {
-    std::string_view metacopy;  // empty: a metacopy without digest
-    if (n.digest) {
-      const overlay::MetacopyBytes value = overlay::Metacopy::encode(*n.digest);
-      metacopy = p_.arena.concat(value.view(), {});
-    }
-    CFS_TRY(set_xattr(index, overlay::kMetacopy, metacopy));
+    // Empty: a metacopy without digest.
+    CFS_TRY(set_xattr(index, n.digest ? metacopy(*n.digest) : XattrRef{overlay::kMetacopy, {}}));
     if (!n.payload.empty()) {
       if (n.payload.size() >= overlay::kPathMax)
         return invalid(index, "payload of {} bytes is too long (max {})", n.payload.size(),
                        overlay::kPathMax - 1);
       if (n.payload.find('\0') != std::string::npos)
         return invalid(index, "NUL byte in the payload");
-      CFS_TRY(set_xattr(index, overlay::kRedirect, p_.arena.concat("/", n.payload)));
+      CFS_TRY(set_xattr(index, {overlay::kRedirect, n.payload, "/"}));
     }
   }
 
@@ -346,8 +378,8 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
     pn.size = 0;
     pn.mode = S_IFREG | (n.mode & ~std::uint32_t{S_IFMT});
     pn.rdev = 0;
-    CFS_TRY(set_xattr(index, overlay::kEscapedWhiteout, ""));
-    CFS_TRY(set_xattr(index, overlay::kUserWhiteout, ""));
+    CFS_TRY(set_xattr(index, {overlay::kEscapedWhiteout, ""}));
+    CFS_TRY(set_xattr(index, {overlay::kUserWhiteout, ""}));
   }
 
   if (n.is_dir()) {
@@ -355,16 +387,16 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
     // changes neither the values nor composefs' running xattr size.
     for (const Entry& e : n.children) {
       if (e.hardlink || !is_user_whiteout(tree_.node(e.node))) continue;
-      CFS_TRY(set_xattr(index, overlay::kEscapedWhiteouts, ""));
-      CFS_TRY(set_xattr(index, overlay::kUserWhiteouts, ""));
+      CFS_TRY(set_xattr(index, {overlay::kEscapedWhiteouts, ""}));
+      CFS_TRY(set_xattr(index, {overlay::kUserWhiteouts, ""}));
       if (p_.version >= 1) {
-        CFS_TRY(set_xattr(index, overlay::kEscapedOpaque, overlay::kWhiteoutsOpaqueValue));
-        CFS_TRY(set_xattr(index, overlay::kUserOpaque, overlay::kWhiteoutsOpaqueValue));
+        CFS_TRY(set_xattr(index, {overlay::kEscapedOpaque, overlay::kWhiteoutsOpaqueValue}));
+        CFS_TRY(set_xattr(index, {overlay::kUserOpaque, overlay::kWhiteoutsOpaqueValue}));
       }
       break;
     }
   }
-  if (index == 0) CFS_TRY(set_xattr(index, overlay::kOpaque, overlay::kRootOpaqueValue));
+  if (index == 0) CFS_TRY(set_xattr(index, {overlay::kOpaque, overlay::kRootOpaqueValue}));
   return {};
 }
 
@@ -430,7 +462,21 @@ Status PlanBuilder::run(const WriteOptions& opts) {
   const Node& root = tree_.node(tree_.root());
   p_.min_sec = root.mtime_sec;
   p_.min_nsec = root.mtime_nsec;
-  p_.xattrs.reserve(p_.nodes.size() * 2);
+  // An upper bound of the xattrs rewrite() produces, so the list is allocated once and not
+  // doubled past its size (it is alive at the writer's peak memory).
+  std::size_t n_xattrs = 1;  // the root's opaque
+  for (const PNode& pn : p_.nodes) {
+    if (pn.src == kStub) {
+      ++n_xattrs;
+      continue;
+    }
+    const Node& n = tree_.node(pn.src);
+    n_xattrs += n.xattrs.size();
+    if (n.is_reg()) n_xattrs += 2;                   // metacopy, redirect
+    if (is_user_whiteout(n)) n_xattrs += 2;          // the escaped and user whiteout
+    if (n.is_dir() && has_whiteout_) n_xattrs += 4;  // whiteouts markers, opaque
+  }
+  p_.xattrs.reserve(n_xattrs);
   for (std::uint32_t i = 0; i < p_.nodes.size(); ++i) CFS_TRY(rewrite(i));
   return {};
 }

@@ -125,7 +125,7 @@ class Scanner {
     }
     cv_.notify_all();
   }
-  void assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string& path);
+  void assemble(DirRec& dir, NodeId parent, ScanResult& out);
 
   std::string root_path_;
   ScanOptions opts_;
@@ -442,8 +442,7 @@ Result<ScanResult> Scanner::run() {
   root_node_.parent = root.parent;
   root_node_.nlink = root.nlink;
   root = std::move(root_node_);
-  std::string path;
-  assemble(root_, out.tree.root(), out, path);
+  assemble(root_, out.tree.root(), out);
   out.entries = out.tree.size();
   return out;
 }
@@ -467,20 +466,16 @@ Node compact(Node n) {
 }
 
 // Depth-first in sorted order, which is also the order hardlink owners are chosen in.
-void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string& path) {
+void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out) {
   std::sort(dir.entries.begin(), dir.entries.end(),
             [](const Rec& a, const Rec& b) { return name_less(a.name, b.name); });
   out.tree.node(parent).children.reserve(dir.entries.size());
   for (Rec& rec : dir.entries) {
-    std::size_t saved = path.size();
-    if (!path.empty()) path.push_back('/');
-    path.append(rec.name);
     if (rec.multi_link) {
       auto [it, inserted] = links_.try_emplace({rec.dev, rec.ino}, kNoNode);
       if (!inserted && out.tree.node(it->second).type() == rec.node.type()) {
         out.tree.node(it->second).nlink++;
         out.tree.link(parent, std::string(rec.name), it->second, true);
-        path.resize(saved);
         continue;
       }
       if (inserted) it->second = static_cast<NodeId>(out.tree.size());
@@ -488,10 +483,9 @@ void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out, std::string&
     NodeId id = out.tree.add_node(compact(std::move(rec.node)));
     out.tree.link(parent, std::string(rec.name), id);
     const Node& n = out.tree.node(id);
-    if (n.is_reg() && !n.payload.empty()) out.external_files.push_back({id, path, n.size});
-    if (rec.dir) assemble(*rec.dir, id, out, path);
+    if (n.is_reg() && !n.payload.empty()) out.external_files.push_back({id, n.size});
+    if (rec.dir) assemble(*rec.dir, id, out);
     rec.dir.reset();
-    path.resize(saved);
   }
   dir.entries.clear();
   dir.entries.shrink_to_fit();

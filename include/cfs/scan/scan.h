@@ -74,11 +74,11 @@ struct ScanOptions {
   FileSink* sink = nullptr;          ///< optional consumer of each digested file
 };
 
-/// A regular file whose content lives in the object store: the node, its path relative to the
-/// scanned directory (for the store pass) and its size.
+/// A regular file whose content lives in the object store: the node and its size. No path: a
+/// string per file would be a fifth of the tree's memory on /usr, and the store is filled
+/// during the scan (ScanOptions::sink); Tree lookups give names when needed.
 struct SourceFile {
   NodeId node = kNoNode;
-  std::string path;
   std::uint64_t size = 0;
 };
 

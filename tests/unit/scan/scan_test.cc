@@ -94,8 +94,9 @@ TEST_F(TempTree, RecordsEveryTypeAndField) {
   }
   EXPECT_EQ(find(*r, "/link")->payload, "../some/target");
   ASSERT_EQ(r->external_files.size(), 2U);
-  EXPECT_EQ(r->external_files[0].path, "dir/big");  // sorted depth-first: "dir" < "edge65"
-  EXPECT_EQ(r->external_files[1].path, "edge65");
+  // Sorted depth-first: "dir" < "edge65".
+  EXPECT_EQ(r->external_files[0].node, r->tree.lookup("/dir/big"));
+  EXPECT_EQ(r->external_files[1].node, r->tree.lookup("/edge65"));
   EXPECT_EQ(r->external_files[0].size, 3U << 20);
 }
 
@@ -207,7 +208,7 @@ TEST_F(TempTree, HardlinksIgnoredByDefaultKeptOnRequest) {
     EXPECT_EQ(e->node, owner->node);
   }
   ASSERT_EQ(r->external_files.size(), 1U);
-  EXPECT_EQ(r->external_files[0].path, "a/y");
+  EXPECT_EQ(r->external_files[0].node, owner->node);  // the owner, "a/y"
 }
 
 TEST_F(TempTree, SameTreeForEveryThreadCount) {
