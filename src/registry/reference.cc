@@ -187,7 +187,9 @@ Result<std::string> normalize_registry_key(std::string_view text) {
     if (path.find_first_of(":@") != std::string_view::npos)
       return fail(Errc::kInvalidInput,
                   "registry '" + std::string(text) + "': a namespace key takes no tag or digest");
-    out += "/" + std::string(path);
+    // Appended piecewise: `"/" + std::string(path)` trips GCC 12's -O3 -Wrestrict false
+    // positive (see repo/names.cc).
+    out.append("/").append(path);
   }
   return out;
 }
