@@ -173,7 +173,8 @@ TEST_F(StoreTest, ParallelAddDedupesAndLeavesNoTempFiles) {
     std::string data(static_cast<std::size_t>(1000 + (i % 50) * 97),
                      static_cast<char>('a' + (i % 50) % 26));
     data += std::to_string(i % 50);
-    srcs.push_back(add_src("f" + std::to_string(i), data));
+    // Appended, not "f" + std::to_string(i): GCC 12's -O3 -Wrestrict false positive.
+    srcs.push_back(add_src(std::string("f").append(std::to_string(i)), data));
   }
   int sfd = ::open((dir_ + "/src").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   StoreCounters c;

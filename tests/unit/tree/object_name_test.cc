@@ -54,7 +54,7 @@ TEST(ObjectName, RejectsAnythingElse) {
   EXPECT_FALSE(is_object_path(p.substr(0, 2) + "x" + p.substr(3)));  // no slash
   EXPECT_FALSE(is_object_path(p.substr(0, 64) + "g"));
   EXPECT_FALSE(is_object_path("../" + p.substr(3)));
-  EXPECT_FALSE(is_object_path("/" + p.substr(0, 64)));
+  EXPECT_FALSE(is_object_path(std::string("/").append(p, 0, 64)));  // (-O3 -Wrestrict)
   EXPECT_FALSE(is_object_path(p + "0"));
   EXPECT_FALSE(is_object_path(p + p.substr(3)));  // 2+'/'+124: neither length
   EXPECT_FALSE(is_object_path(""));
