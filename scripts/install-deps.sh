@@ -13,6 +13,8 @@ PACKAGES=(
   libcurl4-openssl-dev libzstd-dev zlib1g-dev libisal-dev nlohmann-json3-dev
   # runtime tools used by the tests as independent oracles
   fuse3 erofs-utils fsverity attr python3 e2fsprogs util-linux groff-base man-db
+  # readelf: the ELF loader oracle of the lazy mount's library prefetch
+  binutils
   # OCI and registry oracles: loopback registry, skopeo, umoci, compressors, htpasswd, openssl;
   # debootstrap, the archive keyring and libcap2-bin (setcap) for the cached Debian image
   docker-registry skopeo umoci zstd pigz tar apache2-utils openssl debootstrap libarchive-tools

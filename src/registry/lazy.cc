@@ -99,6 +99,7 @@ class ObjectSink final : public BlobSink {
 enum class Priority { kOpen, kHint, kPrefetch, kFill };
 constexpr int kQueues = 4;
 constexpr int kFillQueue = static_cast<int>(Priority::kFill);
+constexpr unsigned kForegroundFetchers = 4;
 
 /// The object a regular file of the image names, if any.
 Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
@@ -301,7 +302,7 @@ struct LazyProvider::Impl {
     if (!f) f = std::make_shared<Flight>();
     // A waiting open overtakes the fill: queue it again, ahead (a claimed one is skipped).
     if (!f->claimed) queues[static_cast<int>(prio)].push_back(d);
-    work_cv.notify_one();
+    work_cv.notify_all();  // a worker of the right kind must wake (see worker())
     return f;
   }
 
@@ -320,14 +321,15 @@ struct LazyProvider::Impl {
     done_cv.notify_all();
   }
 
-  void worker() {
+  /// Takes entries from queues 0..last_queue, highest priority first.
+  void worker(int last_queue) {
     std::unique_lock lock(mu);
     for (;;) {
       int q = 0;
       work_cv.wait(lock, [&] {
-        for (q = 0; q < kQueues; ++q)
+        for (q = 0; q <= last_queue; ++q)
           if (!queues[q].empty()) break;
-        return stopping || q < kQueues;
+        return stopping || q <= last_queue;
       });
       if (stopping) return;
       verity::Digest d = queues[q].front();
@@ -453,7 +455,12 @@ void LazyProvider::start() {
       m.log("fill complete: every object was present");
     }
   }
-  for (unsigned i = 0; i < m.o.fetchers; ++i) m.workers.emplace_back([&m] { m.worker(); });
+  for (unsigned i = 0; i < m.o.fetchers; ++i)
+    m.workers.emplace_back([&m] { m.worker(kQueues - 1); });
+  // Opens and ELF hints have threads of their own: the fill never delays them, and a program's
+  // libraries are fetched up to fetchers + kForegroundFetchers at a time.
+  for (unsigned i = 0; i < kForegroundFetchers; ++i)
+    m.workers.emplace_back([&m] { m.worker(static_cast<int>(Priority::kHint)); });
 }
 
 Result<std::vector<verity::Digest>> objects_of_paths(const erofs::Image& image,

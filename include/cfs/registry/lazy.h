@@ -61,6 +61,7 @@ struct LazyOptions {
   bool fill = true;
   /// Fetched first, in this order, once serving (before the fill).
   std::vector<verity::Digest> prefetch;
+  /// Fetch threads for everything; opens and ELF hints have 4 more of their own.
   unsigned fetchers = 4;
   /// The merged image. With it and elf_prefetch, fetching a dynamically linked ELF file also
   /// queues the objects of its interpreter and libraries (resolved in this tree), ahead of the
