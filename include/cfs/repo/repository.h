@@ -91,8 +91,8 @@ class NewObject {
   friend class Repository;
   NewObject() = default;
   UniqueFd fd_;
-  UniqueFd dir_fd_;        ///< objects/
-  std::string temp_name_;  ///< named fallback only
+  std::shared_ptr<const UniqueFd> dir_;  ///< objects/, the repository's descriptor
+  std::string temp_name_;                ///< named fallback only
 };
 
 class Repository {
