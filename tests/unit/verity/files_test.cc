@@ -27,7 +27,8 @@ TEST(Files, ManyFilesOfEverySizeInOrderWithErrorsInPlace) {
   for (unsigned round = 0; round < 3; ++round) {
     for (std::size_t i = 0; i < std::size(sizes); ++i) {
       contents.push_back(testutil::random_bytes(sizes[i], round * 100 + static_cast<unsigned>(i)));
-      paths.push_back(dir.write("f" + std::to_string(paths.size()), contents.back()));
+      paths.push_back(
+          dir.write(std::string("f").append(std::to_string(paths.size())), contents.back()));
     }
     contents.emplace_back();
     paths.push_back(dir / ("missing" + std::to_string(round)));
@@ -67,7 +68,7 @@ TEST(Files, Sha512AndSalt) {
   std::vector<std::string> paths, contents;
   for (std::size_t n : {std::size_t{10}, std::size_t{70000}}) {
     contents.push_back(testutil::random_bytes(n, static_cast<unsigned>(n)));
-    paths.push_back(dir.write("f" + std::to_string(n), contents.back()));
+    paths.push_back(dir.write(std::string("f").append(std::to_string(n)), contents.back()));
   }
   const auto got = digest_files(paths, p, false, 2);
   for (std::size_t i = 0; i < paths.size(); ++i)

@@ -108,9 +108,10 @@ TEST(NodeTable, RepeatedWalksLeaveNothingBehind) {
   for (int pass = 0; pass < 3; ++pass) {
     std::vector<MergedNode> held;
     for (int i = 0; i < 50; ++i) {
-      MergedNode d = t.lookup(kMergedRoot, "d" + std::to_string(i));
+      MergedNode d = t.lookup(kMergedRoot, std::string("d").append(std::to_string(i)));
       held.push_back(d);
-      for (int j = 0; j < 20; ++j) held.push_back(t.lookup(d, "f" + std::to_string(j)));
+      for (int j = 0; j < 20; ++j)
+        held.push_back(t.lookup(d, std::string("f").append(std::to_string(j))));
     }
     EXPECT_EQ(t.size(), 1u + 50u * 21u);
     if (pass == 1) t.move(held[0], "f0", kMergedRoot, "moved");

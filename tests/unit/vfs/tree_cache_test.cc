@@ -33,7 +33,7 @@ TEST(TreeCache, StaysWithinItsBudgetForManySmallFiles) {
     std::string content = "file " + std::to_string(i);  // one block: an empty tree
     auto want = verity::digest_bytes(std::as_bytes(std::span(content.data(), content.size())));
     UniqueFd fd = memfd_with(content);
-    auto t = cache.get(want, fd.get(), content.size(), "f" + std::to_string(i));
+    auto t = cache.get(want, fd.get(), content.size(), std::string("f").append(std::to_string(i)));
     ASSERT_TRUE(t) << t.error().message();
     EXPECT_LE(cache.bytes(), kBudget);
   }
