@@ -62,30 +62,69 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   return out;
 }
 
-/// An image registered by an earlier lazy mount: NAME as given to it, a ref, or a digest; with
-/// the source and index kept beside it.
-Result<LazyImage> registered(const repo::Repository& repo, std::string_view name) {
-  std::optional<verity::Digest> found;
-  if (auto d = repo.resolve_image(lazy_ref(name)))
-    found = *d;
-  else if (auto d2 = repo.resolve_image(name))
-    found = *d2;
-  else if (auto img = ocirepo::open_image(repo, std::string(name)); img && img->image)
-    found = *img->image;
-  if (!found)
-    return fail(Errc::kObjectMissing, fmt::format("no image '{}' in {}", name, repo.path()));
+/// The image NAME (as given to an earlier lazy mount, a ref, a tag or a digest) resolves to.
+Result<verity::Digest> resolve(const repo::Repository& repo, std::string_view name) {
+  if (auto d = repo.resolve_image(lazy_ref(name))) return *d;
+  if (auto d = repo.resolve_image(name)) return *d;
+  if (auto img = ocirepo::open_image(repo, std::string(name)); img && img->image)
+    return *img->image;
+  return fail(Errc::kObjectMissing, fmt::format("no image '{}' in {}", name, repo.path()));
+}
+
+/// An image registered by an earlier lazy mount, with the source and index kept beside it;
+/// nullopt when it has no lazy parts.
+Result<std::optional<LazyImage>> registered(const repo::Repository& repo,
+                                            const verity::Digest& image) {
+  CFS_ASSIGN(auto src, repo::read_lazy_part(repo, image, repo::kLazySourcePart));
+  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, image, kIndexPart));
+  if (!src || !idx) return std::optional<LazyImage>{};
   LazyImage out;
-  out.image = *found;
-  CFS_ASSIGN(auto src, repo::read_lazy_part(repo, out.image, repo::kLazySourcePart));
-  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, out.image, kIndexPart));
-  if (!src || !idx)
+  out.image = image;
+  CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + image.hex()));
+  CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + image.hex()));
+  return std::optional<LazyImage>(std::move(out));
+}
+
+/// NAME registered by an earlier lazy mount (offline use: never asks the registry).
+Result<LazyImage> registered(const repo::Repository& repo, std::string_view name) {
+  CFS_ASSIGN(verity::Digest image, resolve(repo, name));
+  CFS_ASSIGN(auto found, registered(repo, image));
+  if (!found)
     return fail(Errc::kObjectMissing,
-                fmt::format("{}: no lazy metadata in the repository (not registered by `cfs oci "
-                            "mount --lazy docker://…`); use cfs oci pull",
+                fmt::format("{}: no lazy metadata in the repository; use cfs oci pull", name));
+  return std::move(*found);
+}
+
+/// NAME in the repository: registered lazily before, or pulled whole from a registry whose lazy
+/// metadata for exactly that manifest is registered now (the fetched EROFS must be the image
+/// NAME names: the tag may have moved on in the registry, the manifest digest cannot).
+Result<LazyImage> local_image(repo::Repository& repo, Client& client, std::string_view name,
+                              const LazyFetchOptions& fetch) {
+  CFS_ASSIGN(verity::Digest image, resolve(repo, name));
+  CFS_ASSIGN(auto found, registered(repo, image));
+  if (found) return std::move(*found);
+  CFS_ASSIGN(auto origin, repo::read_lazy_part(repo, image, repo::kLazyOriginPart));
+  if (!origin)
+    return fail(Errc::kObjectMissing,
+                fmt::format("{}: no registry is recorded for this image (pulled from a layout or "
+                            "an archive, or by an older cfs), so its objects cannot be fetched; "
+                            "use `cfs oci mount --lazy docker://…` or `cfs oci pull`",
                             name));
-  CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + out.image.hex()));
-  CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + out.image.hex()));
-  return out;
+  CFS_ASSIGN(Reference ref, source_from_json(*origin, "origin of " + image.hex()));
+  const std::string pinned = ref.str();
+  CFS_ASSIGN(auto meta, find_lazy_metadata(client, pinned, fetch));
+  if (!std::holds_alternative<LazyMetadata>(meta))
+    return fail(Errc::kObjectMissing,
+                fmt::format("{}: {} has no lazy metadata, so objects come only whole: use `cfs oci "
+                            "pull {}`",
+                            name, pinned, pinned));
+  auto& m = std::get<LazyMetadata>(meta);
+  if (m.index.image != image)
+    return fail(Errc::kCorruptImage,
+                fmt::format("{}: the lazy metadata of {} describes image {}, the repository holds "
+                            "{} (pulled with other options?)",
+                            name, pinned, m.index.image.hex(), image.hex()));
+  return register_metadata(repo, ref, name, std::move(m));
 }
 
 /// The registry could not be reached (not: it answered something wrong).
@@ -97,9 +136,14 @@ bool unreachable(const Error& e) {
 
 }  // namespace
 
+Status record_origin(repo::Repository& repo, const verity::Digest& image, const Reference& ref,
+                     const oci::ContentDigest& manifest) {
+  return repo::write_lazy_part(repo, image, repo::kLazyOriginPart, source_json(ref, manifest));
+}
+
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
                                   const LazyImageOptions& options) {
-  if (!source.starts_with("docker://")) return registered(repo, source);
+  if (!source.starts_with("docker://")) return local_image(repo, client, source, options.fetch);
   auto notice = [&](const std::string& line) {
     if (options.notice) options.notice(line);
   };

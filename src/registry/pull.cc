@@ -4,6 +4,7 @@
 #include "cfs/ocirepo/images.h"
 #include "cfs/ocirepo/seal.h"
 #include "cfs/registry/image_source.h"
+#include "cfs/registry/lazy_image.h"
 #include "cfs/registry/seal.h"
 #include "cfs/util/sys.h"
 
@@ -22,6 +23,8 @@ Result<RegistryPull> pull_image(repo::Repository& repo, Client& client, std::str
   if (options.verify_seal) po.tag = "";
   RegistryPull out;
   CFS_ASSIGN(out.result, ocirepo::pull(repo, *source, po));
+  // Where the image came from, so a lazy mount of it can fetch objects that go missing.
+  CFS_TRY(record_origin(repo, out.result.image, ref, out.result.manifest));
   if (!options.verify_seal) return out;
   // The seal's subject is the manifest imported (an index's entry for the chosen platform).
   CFS_ASSIGN(auto seal, verify_repository_seal(client, ref.with_digest(out.result.manifest.str()),

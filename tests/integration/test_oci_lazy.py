@@ -389,6 +389,37 @@ class LazyMount(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(repo, "streams", "refs")) and
                          os.listdir(os.path.join(repo, "streams", "refs")))
 
+    def test_pulled_image_with_a_missing_object_completes_lazily(self):
+        # Pulled whole under a tag of the user's choosing, then an object goes missing:
+        # `--lazy NAME` fetches just that object's range from the registry the pull recorded.
+        repo = self.new_repo("pulled")
+        cfs("oci", "pull", "--repo", repo, NOTLS, self.proxy.ref("cfs/lazy:v1"), "mine")
+        path = os.path.join(self.tmp, "doc-a")
+        with open(path, "wb") as f:
+            f.write(self.files["usr/share/doc/a"])
+        with open(os.path.join(repo, "meta.json")) as f:
+            alg = "sha512" if "sha512" in json.load(f)["algorithm"] else "sha256"
+        digest = subprocess.run(["fsverity", "digest", "--compact", f"--hash-alg={alg}", path],
+                                check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        os.unlink(os.path.join(repo, "objects", digest[:2], digest[2:]))
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json", check=False).stdout)
+        self.assertFalse(fsck["ok"], fsck)
+        since = time.time()
+        self.mount(repo, "mine", "--no-fill")
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+        self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
+        t.umount(self.mnt)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        # Pulled from a layout: no registry recorded, so nothing says where objects are.
+        repo2 = self.new_repo("from-layout")
+        cfs("oci", "pull", "--repo", repo2, f"oci:{os.path.join(self.tmp, 'img')}:v1", "local")
+        p = cfs("oci", "mount", "--lazy", "--repo", repo2, NOTLS, "local", self.mnt, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"no registry is recorded", p.stderr)
+        self.assertFalse(t.is_mounted(self.mnt))
+
     def test_require_seal_refuses_an_unsealed_image(self):
         repo = self.new_repo("seal")
         p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, "--require-seal",

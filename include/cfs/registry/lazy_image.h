@@ -7,7 +7,9 @@
 // (fetch_lazy_metadata), and the image is registered in the repository (images/<hex>,
 // images/refs/lazy/<encoded source>) with the index and the source beside it (repo/lazy.h), parts
 // first and the ref last, so a crash leaves at worst unused parts (gc removes them). SOURCE NAME:
-// an image registered that way before.
+// an image registered that way before, or one `cfs oci pull docker://…` pulled whole (its origin
+// is recorded): the lazy metadata of exactly the manifest it was pulled as is fetched and must
+// describe the same merged image, so objects that went missing are fetched like a lazy image's.
 // Thread-safety: functions only; see Client and Repository.
 #pragma once
 
@@ -47,9 +49,15 @@ struct LazyImage {
   ocirepo::ObjectIndex index;  ///< where each object's bytes are
 };
 
+/// Records that `image` was pulled from `ref` as `manifest` (REPO/cfs-lazy/<hex>.origin), for
+/// open_lazy_image(NAME). Called by pull_image after the image is tagged.
+Status record_origin(repo::Repository& repo, const verity::Digest& image, const Reference& ref,
+                     const oci::ContentDigest& manifest);
+
 /// The image SOURCE names, registered (or found registered) in `repo` (opened for writing),
 /// with what fetching its objects needs. Errors: those of fetch_lazy_metadata and pull_image;
-/// kObjectMissing for a name that is not registered, or registered without lazy metadata;
+/// kObjectMissing for a name that is not registered and has no recorded origin, or whose origin
+/// has no lazy metadata; kCorruptImage when the origin's lazy metadata describes another image;
 /// kUnsupportedFeature when the index's digests are not the repository's algorithm.
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
                                   const LazyImageOptions& options = {});

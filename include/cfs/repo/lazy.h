@@ -25,6 +25,9 @@ namespace cfs::repo {
 inline constexpr std::string_view kLazyDir = "cfs-lazy";
 /// The part whose presence makes an image lazy.
 inline constexpr std::string_view kLazySourcePart = "source";
+/// Where a normally pulled image came from (a registry pull records it): lets a lazy mount of
+/// the image fetch objects that went missing. It does not make the image lazy.
+inline constexpr std::string_view kLazyOriginPart = "origin";
 
 /// Replaces REPO/cfs-lazy/<hex>.<part> with `bytes` (durably).
 Status write_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part,
