@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
 #include "cfs/util/sys_link.h"
@@ -76,7 +77,8 @@ Result<std::size_t> MemoryBlobSource::read_at(std::uint64_t offset, std::span<st
 
 Result<oci::ContentDigest> hash_source(BlobSource& src, const std::string& algorithm) {
   oci::ContentHasher hasher(algorithm);
-  std::vector<std::byte> buf(kReplayChunk);
+  AlignedBuffer aligned;
+  const std::span<std::byte> buf = aligned.get(kReplayChunk);
   for (std::uint64_t off = 0; off < src.size();) {
     CFS_ASSIGN(auto got, src.read_at(off, buf));
     if (got == 0) return fail(Errc::kInvalidInput, "upload source ended early");
@@ -90,7 +92,8 @@ PartialBlob::PartialBlob(UniqueFd dirfd, UniqueFd fd, oci::ContentDigest d, std:
     : dirfd_(std::move(dirfd)), fd_(std::move(fd)), digest_(std::move(d)), size_(size) {}
 
 Status PartialBlob::replay(const std::function<Status(std::span<const std::byte>)>& fn) const {
-  std::vector<std::byte> buf(kReplayChunk);
+  AlignedBuffer aligned;
+  const std::span<std::byte> buf = aligned.get(kReplayChunk);
   for (std::uint64_t off = 0; off < size_;) {
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size_ - off));
     CFS_ASSIGN(auto got, sys::pread_full(fd_.get(), std::span(buf.data(), want), off));

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cfs/util/aligned_buffer.h"
 #include "registry/challenge.h"
 #include "registry/client_impl.h"
 #include "registry/descriptors.h"
@@ -493,7 +494,8 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
   if (o.download_dir && o.keep) {
     CFS_ASSIGN(auto fd, o.download_dir->open_complete(f.digest));
     if (fd) {
-      std::vector<std::byte> buf(kCopyChunk);
+      AlignedBuffer aligned;
+      const std::span<std::byte> buf = aligned.get(kCopyChunk);
       for (std::uint64_t off = 0;; off += buf.size()) {
         CFS_ASSIGN(auto got, sys::pread_full(fd->get(), buf, off));
         if (got) CFS_TRY(deliver(std::span(buf.data(), got)));

@@ -16,6 +16,7 @@
 #include "cfs/registry/lazy_metadata.h"
 #include "cfs/registry/pull.h"
 #include "cfs/repo/streams.h"
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/parallel.h"
 #include "cfs/util/sys.h"
 
@@ -67,7 +68,8 @@ Result<LayerBlob> build_layer(const repo::Repository& repo, const ocirepo::Store
     comp.chunked = std::make_unique<oci::ZstdChunkedWriter>(sink, what);
   else
     comp.plain = oci::compressor(compression, sink);
-  std::vector<std::byte> buf(kChunk);
+  AlignedBuffer aligned;
+  const std::span<std::byte> buf = aligned.get(kChunk);
   for (std::uint64_t off = 0;;) {
     CFS_ASSIGN(auto n, sys::pread_full(tar.get(), buf, off));
     if (n == 0) break;
@@ -115,7 +117,8 @@ Result<LayerBlob> original_layer(const repo::Repository& repo, const ocirepo::St
                  repo::cat_stream(repo, ocirepo::blob_stream_name(layer.blob.digest), out.fd.get()),
                  what);
   oci::ContentHasher hash;
-  std::vector<std::byte> buf(kChunk);
+  AlignedBuffer aligned;
+  const std::span<std::byte> buf = aligned.get(kChunk);
   for (std::uint64_t off = 0; off < n;) {
     CFS_ASSIGN(auto got, sys::pread_full(out.fd.get(), buf, off));
     if (got == 0) break;
