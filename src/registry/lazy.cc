@@ -15,6 +15,7 @@
 
 #include "cfs/overlay/metacopy.h"
 #include "cfs/overlay/xattr.h"
+#include "cfs/repo/lazy.h"
 #include "cfs/repo/repository.h"
 #include "cfs/store/object_dirs.h"
 #include "cfs/tree/object_name.h"
@@ -217,7 +218,8 @@ struct LazyProvider::Impl {
   std::vector<std::thread> workers;
   bool started = false;
   bool stopping = false;
-  std::size_t fill_left = 0;  // fill entries not yet finished
+  std::size_t fill_left = 0;   // fill entries not yet finished
+  FillProgress fill_progress;  // guarded by mu
 
   mutable std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, failed{0};
   std::atomic<bool> fill_done{false};
@@ -250,6 +252,10 @@ struct LazyProvider::Impl {
     repo::OpenOptions w;
     w.write = true;
     CFS_ASSIGN(repo::Repository repo, repo::Repository::open(o.repo_path, w));
+    // Another process (a lazy mount, `cfs oci pull` finishing a fill) may be fetching it: wait
+    // for it, then find it committed, rather than fetch it twice.
+    CFS_ASSIGN(repo::FetchLock held, repo::lock_object_fetch(repo, d));
+    if (present(d)) return {};
     CFS_ASSIGN(repo::NewObject obj, repo.create_object());
     verity::Params p;
     p.alg = d.alg;
@@ -336,19 +342,27 @@ struct LazyProvider::Impl {
       queues[q].pop_front();
       auto it = flights.find(d);
       if (it == flights.end() || it->second->claimed) {
-        note_fill_end(q);
+        note_fill_end(q, d, false);
         continue;
       }
       auto f = it->second;
       run(d, f, lock);
       if (!f->status && q != 0) log(f->status.error().message());
-      note_fill_end(q);
+      note_fill_end(q, d, !f->status);
     }
   }
 
-  /// Called with mu held after a queue entry was handled.
-  void note_fill_end(int q) {
-    if (q != kFillQueue || --fill_left != 0) return;
+  /// Called with mu held after the queue entry `d` was handled.
+  void note_fill_end(int q, const verity::Digest& d, bool failed_now) {
+    if (q != kFillQueue) return;
+    if (o.progress) {
+      FillProgress& p = fill_progress;
+      ++p.objects;
+      if (const auto* loc = o.index.find(d)) p.bytes += loc->length;
+      if (failed_now) ++p.failed;
+      o.progress(p);
+    }
+    if (--fill_left != 0) return;
     fill_done = true;
     log("fill complete: " + std::to_string(fetched.load()) + " objects fetched (" +
         std::to_string(fetched_bytes.load()) + " bytes), " + std::to_string(failed.load()) +
@@ -449,7 +463,10 @@ void LazyProvider::start() {
       if (queued.count(loc.digest) || m.present(loc.digest)) continue;
       m.request(loc.digest, Priority::kFill);
       ++m.fill_left;
+      m.fill_progress.bytes_total += loc.length;
     }
+    m.fill_progress.objects_total = m.fill_left;
+    if (m.o.progress) m.o.progress(m.fill_progress);
     if (m.fill_left == 0) {
       m.fill_done = true;
       m.log("fill complete: every object was present");

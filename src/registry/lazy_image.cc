@@ -141,6 +141,22 @@ Status record_origin(repo::Repository& repo, const verity::Digest& image, const 
   return repo::write_lazy_part(repo, image, repo::kLazyOriginPart, source_json(ref, manifest));
 }
 
+Result<std::optional<LazyImage>> lazy_registration(const repo::Repository& repo,
+                                                   std::string_view source) {
+  auto image = repo.resolve_image(lazy_ref(source));
+  if (!image) return std::optional<LazyImage>{};
+  return registered(repo, *image);
+}
+
+Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& image,
+                                std::string_view source) {
+  CFS_TRY(repo::remove_lazy_part(repo, image, repo::kLazySourcePart));
+  CFS_TRY(repo::remove_lazy_part(repo, image, kIndexPart));
+  auto st = repo.remove_ref(repo::Kind::kImage, lazy_ref(source));
+  if (!st && !st.error().is_errno(ENOENT)) return st;
+  return {};
+}
+
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
                                   const LazyImageOptions& options) {
   if (!source.starts_with("docker://")) return local_image(repo, client, source, options.fetch);

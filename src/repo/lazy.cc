@@ -2,6 +2,8 @@
 #include "cfs/repo/lazy.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #include "cfs/util/atomic_file.h"
 #include "cfs/util/sys.h"
@@ -35,6 +37,37 @@ Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
   }
   CFS_ASSIGN(std::string bytes, sys::read_fd(fd->get(), repo.path() + "/" + rel));
   return std::optional<std::string>(std::move(bytes));
+}
+
+Status remove_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part) {
+  auto st = sys::unlinkat(repo.fd(), part_path(image, part), 0);
+  if (!st && !st.error().is_errno(ENOENT)) return st;
+  CFS_ASSIGN(UniqueFd dir, sys::openat(repo.fd(), std::string(kLazyDir),
+                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  return sys::fsync(dir.get(), repo.path() + "/" + std::string(kLazyDir));
+}
+
+FetchLock::~FetchLock() {
+  if (file_.get() >= 0) (void)sys::unlinkat(dir_.get(), name_, 0);  // then close() unlocks
+}
+
+Result<FetchLock> lock_object_fetch(Repository& repo, const verity::Digest& object) {
+  const std::string dir_path = repo.path() + "/" + std::string(kLazyDir);
+  CFS_TRY(sys::mkdirat_p(repo.fd(), std::string(kLazyDir), 0700));
+  CFS_ASSIGN(UniqueFd dir, sys::openat(repo.fd(), std::string(kLazyDir),
+                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  const std::string name = object.hex() + ".fetch";
+  for (;;) {
+    CFS_ASSIGN(UniqueFd fd,
+               sys::openat(dir.get(), name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    CFS_TRY(sys::flock(fd.get(), LOCK_EX, dir_path + "/" + name).map([](bool) {}));
+    // Its last holder may have removed it meanwhile (and another process created a new one):
+    // the lock counts only on the file the name still points at.
+    CFS_ASSIGN(struct stat held, sys::fstat(fd.get(), name));
+    auto now = sys::fstatat(dir.get(), name, AT_SYMLINK_NOFOLLOW);
+    if (now && now->st_ino == held.st_ino && now->st_dev == held.st_dev)
+      return FetchLock(std::move(dir), std::move(fd), name);
+  }
 }
 
 bool is_lazy(const Repository& repo, const verity::Digest& image) {

@@ -160,6 +160,14 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.fill = !no_fill;
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;
+  // The fill's progress: a status line on a terminal, JSON events on stdout with --json, while
+  // serving in the foreground (a daemon has neither; its "fill complete" goes to syslog).
+  Progress fill_view(foreground ? Progress::pick(json) : Progress::Mode::kNone);
+  if (fill_view.mode() != Progress::Mode::kNone)
+    lo.progress = [daemonized, &fill_view](const registry::FillProgress& p) {
+      if (!*daemonized)
+        fill_view.fill(p.objects, p.objects_total, p.bytes, p.bytes_total, p.failed);
+    };
   lo.log = [daemonized](const std::string& line) {
     if (*daemonized)
       ::syslog(LOG_NOTICE, "%s", line.c_str());

@@ -64,6 +64,10 @@ Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std
   CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true));
   registry::RegistryPullOptions o;
   o.pull = options;
+  if (progress.mode() != Progress::Mode::kNone)
+    o.fill_progress = [&progress](const registry::FillProgress& p) {
+      progress.fill(p.objects, p.objects_total, p.bytes, p.bytes_total, p.failed);
+    };
   if (impl_->verify_seal->count() > 0) {
     o.verify_seal.emplace();
     if (!impl_->seal_cert.empty()) o.verify_seal->cert = impl_->seal_cert;

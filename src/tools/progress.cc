@@ -257,6 +257,35 @@ void Progress::on_pull(const ocirepo::PullEvent& e) {
   on(ev);
 }
 
+void Progress::fill(std::uint64_t objects, std::uint64_t objects_total, std::uint64_t bytes,
+                    std::uint64_t bytes_total, std::uint64_t failed) {
+  if (mode_ == Mode::kNone) return;
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  const double rate = fill_rate_.add(now, bytes);
+  const bool last = objects >= objects_total;
+  if (fill_shown_ && !last && now - drawn_ < kDrawInterval) return;
+  fill_shown_ = true;
+  drawn_ = now;
+  const auto e = eta(bytes_total, bytes, rate);
+  if (mode_ == Mode::kJson) {
+    std::string line = fmt::format(
+        "{{\"event\":\"fill\",\"objects\":{},\"objects_total\":{},\"bytes\":{},\"total_bytes\":{},"
+        "\"failed\":{},\"rate\":{:.0f}",
+        objects, objects_total, bytes, bytes_total, failed, rate);
+    if (e) line += fmt::format(",\"eta\":{:.1f}", *e);
+    fmt::print("{}}}\n", line);
+    std::fflush(stdout);
+    return;
+  }
+  fmt::print(stderr, "\r\033[Kfill: {}/{} objects, {} / {} at {}/s{}{}{}", objects, objects_total,
+             human_bytes(static_cast<double>(bytes)), human_bytes(static_cast<double>(bytes_total)),
+             human_bytes(rate), last ? "" : eta_text(e),
+             failed ? fmt::format(", {} failed", failed) : "", last ? "\n" : "");
+  std::fflush(stderr);
+  line_open_ = !last;
+}
+
 void Progress::finish() {
   std::lock_guard lock(mu_);
   if (mode_ == Mode::kTerminal && line_open_) fmt::print(stderr, "\n");

@@ -10,6 +10,8 @@
 //    "retry_delay":s,"message":"…","total_bytes":N,"total_size":N,"total_rate":B/s,
 //    "total_eta":s}
 //   {"event":"merging","layers":N}                       (cfs oci pull, after the layers)
+//   {"event":"fill","objects":N,"objects_total":N,"bytes":N,"total_bytes":N,"failed":N,
+//    "rate":B/s,"eta":s}             (a lazy mount's fill; cfs oci pull finishing one)
 //
 // `bytes` counts the blob's bytes so far (a resumed download includes its earlier part);
 // "size", "eta", "total_eta", "resumed_from", "retry_delay" and "message" appear when known.
@@ -56,6 +58,10 @@ class Progress {
   /// The callback for ocirepo::PullOptions::progress (empty in kNone); this object must
   /// outlive the pull.
   std::function<void(const ocirepo::PullEvent&)> pull_callback();
+  /// A fill's counts (registry::FillProgress): the first, the last (objects == objects_total)
+  /// and at most ten a second in between are shown.
+  void fill(std::uint64_t objects, std::uint64_t objects_total, std::uint64_t bytes,
+            std::uint64_t bytes_total, std::uint64_t failed);
   /// Ends the terminal status line.
   void finish();
 
@@ -83,6 +89,8 @@ class Progress {
   bool pull_total_ = false;   // total_size_ came from a pull's kResolved
   std::size_t expected_ = 0;  // blobs announced by a pull's kResolved
   Rate total_rate_;
+  Rate fill_rate_;
+  bool fill_shown_ = false;
   Clock::time_point drawn_{};
   bool line_open_ = false;
 };

@@ -432,6 +432,190 @@ class LazyMount(unittest.TestCase):
                          if os.path.isdir(images) else [], [])  # nothing registered
 
 
+    # ---- cfs oci pull of a lazily registered image finishes its fill ----
+
+    def pull_gets(self, since, layers):
+        """(blob, first, last) of each layer-blob GET since `since`; a GET without a Range
+        header (a whole layer) fails the test."""
+        out = []
+        for e in self.proxy.requests("GET", "/blobs/", since=since):
+            blob = e["path"].rsplit("/", 1)[1]
+            if blob not in layers:
+                continue
+            self.assertTrue(e["range"], f"whole-layer GET of {blob}")
+            first, last = e["range"][len("bytes="):].split("-")
+            out.append((blob, int(first), int(last)))
+        return out
+
+    def object_name(self, repo, data):
+        """objects/ name of `data`, from fsverity-utils."""
+        path = os.path.join(self.tmp, "object-data")
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(os.path.join(repo, "meta.json")) as f:
+            alg = "sha512" if "sha512" in json.load(f)["algorithm"] else "sha256"
+        d = subprocess.run(["fsverity", "digest", "--compact", f"--hash-alg={alg}", path],
+                           check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        return f"{d[:2]}/{d[2:]}"
+
+    def assert_complete(self, repo, tag):
+        """Registered as a normal pull leaves it, and needs no network (the caller closed the
+        proxy, the only way to the registry this repository knows): the tag mounts without
+        --lazy, every file equals the source tree, both fscks are clean, the lazy markers are
+        gone (a missing object is a problem again)."""
+        cfs("oci", "mount", "--repo", repo, tag, self.mnt)
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+        t.umount(self.mnt)
+        cfs("oci", "fsck", "--repo", repo)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        lazy_dir = os.path.join(repo, "cfs-lazy")
+        self.assertEqual([n for n in os.listdir(lazy_dir) if not n.endswith(".origin")], [])
+        victim = os.path.join(repo, "objects", self.object_name(repo, self.files["opt/new"]))
+        os.unlink(victim)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json", check=False).stdout)
+        self.assertFalse(fsck["ok"], fsck)
+
+    def test_pull_of_a_lazy_image_fetches_only_what_is_missing(self):
+        repo = self.new_repo("finish")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.mount(repo, ref, "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
+                         self.files["usr/share/doc/a"])
+        t.umount(self.mnt)
+        layers = {d["digest"]: d["size"] for d in self.manifest["layers"]}
+        since = time.time()
+        p = cfs("oci", "pull", "--repo", repo, NOTLS, "--progress", "json", ref)
+        gets = self.pull_gets(since, layers)
+        # Every byte of every layer blob crossed the network once, between the mount and the
+        # pull: the pull's ranges and doc/a's range (tarfile) tile each blob exactly.
+        a_blob, a_first, a_last = self.ranges["usr/share/doc/a"]
+        for blob, size in layers.items():
+            spans = sorted([(f, l) for b, f, l in gets if b == blob] +
+                           ([(a_first, a_last)] if blob == a_blob else []))
+            pos = 0
+            for first, last in spans:
+                self.assertEqual(first, pos, (blob, spans))
+                pos = last + 1
+            self.assertEqual(pos, size, blob)
+        # Each other file's object came with a range of its own (tar member data, tarfile).
+        for rel, (blob, first, last) in self.ranges.items():
+            if rel != "usr/share/doc/a" and last - first + 1 > 64:
+                self.assertIn((blob, first, last), gets, rel)
+        events = [json.loads(x) for x in p.stdout.splitlines() if x.startswith(b"{\"event\"")]
+        fills = [e for e in events if e["event"] == "fill"]
+        self.assertTrue(fills, events)
+        self.assertEqual(fills[-1]["objects"], fills[-1]["objects_total"], fills[-1])
+        self.assertEqual(fills[-1]["failed"], 0)
+        self.assertEqual({e["digest"] for e in events if e["event"] == "skipped"}, set(layers))
+        self.proxy.close()
+        # The layer streams are the layers: `cfs oci layer` writes each blob byte for byte
+        # (uncompressed: the tar is the blob, its digest the diff_id).
+        for blob in layers:
+            self.assertEqual(cfs("oci", "layer", "--repo", repo, blob).stdout,
+                             read_file(self.reg.blob_path(blob)), blob)
+        self.assert_complete(repo, ref)
+
+    def test_pull_of_a_lazy_zstd_chunked_image(self):
+        repo = self.new_repo("finish-zstd")
+        ref = self.proxy.ref("cfs/lazyz:v1")
+        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/lazyz:v1"), NOTLS))
+        with open(self.reg.blob_path(manifest["config"]["digest"]), "rb") as f:
+            diff_ids = json.load(f)["rootfs"]["diff_ids"]
+        layers = {d["digest"]: d["size"] for d in manifest["layers"]}
+        self.mount(repo, ref, "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
+                         self.files["usr/share/doc/a"])
+        t.umount(self.mnt)
+        since = time.time()
+        cfs("oci", "pull", "--repo", repo, NOTLS, ref)
+        gets = self.pull_gets(since, layers)
+        self.assertTrue(gets)
+        self.assertEqual(len(set(gets)), len(gets), gets)  # nothing twice
+        self.proxy.close()
+        # The rebuilt layer tars: their sha256 is the config's diff_id (hashlib).
+        for diff_id in diff_ids:
+            tar = cfs("oci", "layer", "--repo", repo, diff_id).stdout
+            self.assertEqual(r.sha256_bytes(tar), diff_id)
+        self.assert_complete(repo, ref)
+
+    def test_pull_killed_mid_fill_then_rerun(self):
+        repo = self.new_repo("finish-kill")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.mount(repo, ref, "--no-fill")
+        t.umount(self.mnt)
+        layers = {d["digest"] for d in self.manifest["layers"]}
+        self.proxy.set_throttle(4 << 20)  # 4 Mbit/s: the big file takes ~6 s
+        since = time.time()
+        pull = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS, ref],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                if len(self.proxy.requests("GET", "/blobs/", since=since)) >= 2:
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            pull.send_signal(signal.SIGKILL)
+            pull.wait()
+        self.assertTrue(self.pull_gets(since, layers))
+        # Killed mid-fill: still lazy (missing objects are notes), nothing partial.
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        self.proxy.set_throttle(None)
+        cfs("oci", "pull", "--repo", repo, NOTLS, ref)
+        self.proxy.close()
+        self.assert_complete(repo, ref)
+
+    def test_pull_of_a_lazy_image_with_a_tampered_blob_fails(self):
+        repo = self.new_repo("finish-flip")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.mount(repo, ref, "--no-fill")
+        t.umount(self.mnt)
+        blob, first, _ = self.ranges["usr/share/doc/b"]
+        path = self.reg.blob_path(blob)
+        with open(path, "r+b") as f:
+            f.seek(first + 100)
+            orig = f.read(1)
+            f.seek(first + 100)
+            f.write(bytes([orig[0] ^ 0x40]))
+        try:
+            p = cfs("oci", "pull", "--repo", repo, NOTLS, ref, check=False)
+        finally:
+            with open(path, "r+b") as f:
+                f.seek(first + 100)
+                f.write(orig)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn(self.object_name(repo, self.files["usr/share/doc/b"]).encode(), p.stderr)
+        # Nothing registered: no tag, no stream names; still lazy, and fsck is clean.
+        self.assertEqual(json.loads(cfs("oci", "images", "--repo", repo, "--json").stdout),
+                         {"images": []})
+        self.assertFalse(os.path.exists(os.path.join(repo, "streams")) and
+                         [n for n in os.listdir(os.path.join(repo, "streams")) if n != "refs"])
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        self.assertTrue(any("not fetched yet" in n for n in fsck.get("notes", [])), fsck)
+
+    def test_pull_while_the_lazy_mount_fills(self):
+        repo = self.new_repo("finish-both")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.proxy.set_throttle(16 << 20)
+        since = time.time()
+        self.mount(repo, ref)  # its fill runs in index order, the pull's in reverse
+        cfs("oci", "pull", "--repo", repo, NOTLS, ref)
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+        t.umount(self.mnt)
+        # Each object was fetched once between the two processes.
+        objects = {(b, f, l) for b, f, l in self.ranges.values() if l - f + 1 > 64}
+        layers = {d["digest"] for d in self.manifest["layers"]}
+        gets = [g for g in self.pull_gets(since, layers) if g in objects]
+        self.assertEqual(sorted(gets), sorted(set(gets)))
+        self.proxy.close()
+        self.assert_complete(repo, ref)
+
+
     # ---- ELF prefetch: the libraries the loader opens next ----
 
     HOST_LIBDIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]

@@ -47,6 +47,16 @@
 
 namespace cfs::registry {
 
+/// How far a fill is (the background fill of a lazy mount, or `cfs oci pull` finishing one).
+/// Bytes are blob bytes as the object index places them (compressed for zstd:chunked frames).
+struct FillProgress {
+  std::uint64_t objects = 0;  ///< objects finished: fetched, found present or failed
+  std::uint64_t objects_total = 0;
+  std::uint64_t bytes = 0;  ///< of the objects finished
+  std::uint64_t bytes_total = 0;
+  std::uint64_t failed = 0;
+};
+
 struct LazyOptions {
   /// The repository: objects are looked up in and committed to REPO/objects.
   std::string repo_path;
@@ -70,6 +80,9 @@ struct LazyOptions {
   bool elf_prefetch = true;
   /// Progress and failures of background fetches (one line each, no newline); may be empty.
   std::function<void(const std::string&)> log;
+  /// The background fill's progress: once when it starts, then after each of its objects
+  /// (serialised; from fetch threads); may be empty.
+  std::function<void(const FillProgress&)> progress;
 };
 
 /// Where a lazy provider's bytes come from: byte ranges of the layer blobs of LazyOptions::source

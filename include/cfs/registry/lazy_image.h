@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,16 @@ struct LazyImage {
 /// open_lazy_image(NAME). Called by pull_image after the image is tagged.
 Status record_origin(repo::Repository& repo, const verity::Digest& image, const Reference& ref,
                      const oci::ContentDigest& manifest);
+
+/// The registration an earlier `cfs oci mount --lazy SOURCE` made (its ref, source and index),
+/// or nullopt when there is none (never asks the registry).
+Result<std::optional<LazyImage>> lazy_registration(const repo::Repository& repo,
+                                                   std::string_view source);
+/// Makes a complete lazy registration an ordinary image: removes the lazy markers (the source
+/// part first: then fsck treats missing objects as problems again, then the index) and the ref
+/// lazy/<SOURCE>; the image stays (a tag or a mount keeps it).
+Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& image,
+                                std::string_view source);
 
 /// The image SOURCE names, registered (or found registered) in `repo` (opened for writing),
 /// with what fetching its objects needs. Errors: those of fetch_lazy_metadata and pull_image;

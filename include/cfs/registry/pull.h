@@ -8,11 +8,14 @@
 // manifest names, its signature verified against a certificate when one is given, before the
 // tag is set, and the seal is recorded in the repository (ocirepo/seal.h) for
 // `cfs oci mount --require-seal`. A failed check leaves no tag (the imported objects are
-// garbage for gc).
+// garbage for gc). A reference `cfs oci mount --lazy` registered, still naming the manifest it
+// pinned, is finished instead of downloaded (lazy_fill.h): only missing objects and the bytes
+// between them are fetched, and once tagged the image is no longer lazy.
 // Thread-safety: as ocirepo::pull.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +23,7 @@
 #include "cfs/ocirepo/pull.h"
 #include "cfs/registry/blob_io.h"
 #include "cfs/registry/client.h"
+#include "cfs/registry/lazy_fill.h"
 #include "cfs/repo/repository.h"
 
 namespace cfs::registry {
@@ -42,10 +46,15 @@ struct SealCheck {
 struct RegistryPullOptions {
   ocirepo::PullOptions pull;
   std::optional<SealCheck> verify_seal;
+  /// Finishing a lazy registration (lazy_fill.h): objects and gaps fetched at once, progress.
+  unsigned fetchers = 4;
+  std::function<void(const FillProgress&)> fill_progress;
 };
 
 struct RegistryPull {
   ocirepo::PullResult result;
+  /// Set when the reference was registered by `cfs oci mount --lazy` and its fill was finished.
+  std::optional<FillResult> fill;
   std::optional<oci::ContentDigest> seal;  ///< the seal artifact that vouched for the image
 };
 

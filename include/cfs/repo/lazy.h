@@ -18,6 +18,7 @@
 
 #include "cfs/repo/repository.h"
 #include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
 #include "cfs/verity/digest.h"
 
 namespace cfs::repo {
@@ -36,8 +37,31 @@ Status write_lazy_part(Repository& repo, const verity::Digest& image, std::strin
 Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
                                                   const verity::Digest& image,
                                                   std::string_view part);
+/// Removes a part (durably); nothing when there is none.
+Status remove_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part);
 /// True when the image was registered lazily (its source part exists).
 bool is_lazy(const Repository& repo, const verity::Digest& image);
+
+/// Held while this process fetches an object into the repository (flock on
+/// REPO/cfs-lazy/<object hex>.fetch): a lazy mount and `cfs oci pull` finishing its fill, or
+/// two lazy mounts of one repository, fetch each object once between them: the second waits,
+/// then finds the object committed. Destroying it removes the file, then releases the lock; a
+/// file left by a killed process is locked again by the next fetcher (gc removes it).
+class FetchLock {
+ public:
+  FetchLock(FetchLock&&) noexcept = default;
+  FetchLock& operator=(FetchLock&&) noexcept = default;
+  ~FetchLock();
+
+ private:
+  friend Result<FetchLock> lock_object_fetch(Repository& repo, const verity::Digest& object);
+  FetchLock(UniqueFd dir, UniqueFd file, std::string name)
+      : dir_(std::move(dir)), file_(std::move(file)), name_(std::move(name)) {}
+  UniqueFd dir_, file_;
+  std::string name_;
+};
+/// Waits until no other process fetches `object`, then holds the lock.
+Result<FetchLock> lock_object_fetch(Repository& repo, const verity::Digest& object);
 
 /// Removes the parts of images that are no longer in images/, and temporary files of
 /// interrupted writers (gc, under the exclusive lock). Returns how many files went.

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "cfs/repo/lazy.h"
@@ -280,6 +282,41 @@ TEST_F(RepoTest, LazyPartsAreWholeFilesBesideTheImage) {
   EXPECT_EQ(*removed, 1u);
   EXPECT_TRUE(is_lazy(r, img));
   EXPECT_FALSE(is_lazy(r, *gone));
+}
+
+TEST_F(RepoTest, LazyMarkersGoAndFetchLocksExclude) {
+  Repository r = init();
+  verity::Digest img = add_image(r, 'c');
+  ASSERT_TRUE(write_lazy_part(r, img, kLazySourcePart, "src"));
+  ASSERT_TRUE(remove_lazy_part(r, img, kLazySourcePart));
+  EXPECT_FALSE(is_lazy(r, img));
+  ASSERT_TRUE(remove_lazy_part(r, img, kLazySourcePart));  // none: nothing to do
+
+  // A second fetcher of one object waits until the first released it; the file then goes.
+  auto obj = r.parse_digest(std::string(64, 'e'));
+  ASSERT_TRUE(obj);
+  const std::string lock_path = path_ + "/cfs-lazy/" + obj->hex() + ".fetch";
+  std::atomic<bool> released{false}, second_held{false};
+  std::optional<FetchLock> first;
+  {
+    auto l = lock_object_fetch(r, *obj);
+    ASSERT_TRUE(l) << l.error().message();
+    first.emplace(std::move(*l));
+  }
+  EXPECT_TRUE(fs::exists(lock_path));
+  std::thread second([&] {
+    auto l = lock_object_fetch(r, *obj);
+    EXPECT_TRUE(l);
+    EXPECT_TRUE(released.load());
+    second_held = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(second_held.load());
+  released = true;
+  first.reset();
+  second.join();
+  EXPECT_TRUE(second_held.load());
+  EXPECT_FALSE(fs::exists(lock_path));
 }
 
 }  // namespace
