@@ -14,6 +14,8 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -162,11 +164,23 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.elf_prefetch = !no_elf_prefetch;
   // The fill's progress: a status line on a terminal, JSON events on stdout with --json, while
   // serving in the foreground (a daemon has neither; its "fill complete" goes to syslog).
+  // The fill starts before the mount reports itself: what it says meanwhile is shown after.
   Progress fill_view(foreground ? Progress::pick(json) : Progress::Mode::kNone);
+  struct FillState {
+    std::mutex mu;
+    bool serving = false;
+    std::optional<registry::FillProgress> pending;
+  } fill_state;
+  auto show_fill = [&fill_view](const registry::FillProgress& p) {
+    fill_view.fill(p.objects, p.objects_total, p.bytes, p.bytes_total, p.failed);
+  };
   if (fill_view.mode() != Progress::Mode::kNone)
-    lo.progress = [daemonized, &fill_view](const registry::FillProgress& p) {
-      if (!*daemonized)
-        fill_view.fill(p.objects, p.objects_total, p.bytes, p.bytes_total, p.failed);
+    lo.progress = [&fill_state, show_fill](const registry::FillProgress& p) {
+      std::lock_guard lock(fill_state.mu);
+      if (fill_state.serving)
+        show_fill(p);
+      else
+        fill_state.pending = p;
     };
   lo.log = [daemonized](const std::string& line) {
     if (*daemonized)
@@ -218,6 +232,9 @@ int run_oci_lazy_mount(int argc, char** argv) {
       ::close(out);
       out = -1;
     }
+    std::lock_guard lock(fill_state.mu);
+    fill_state.serving = !is_daemon;
+    if (fill_state.serving && fill_state.pending) show_fill(*fill_state.pending);
   };
   auto st = provider ? fuse::mount_image(plan->image_path, dir, mo, serve, std::move(provider))
                      : fuse::mount_image(plan->image_path, dir, mo, serve);

@@ -529,7 +529,25 @@ class LazyMount(unittest.TestCase):
                          self.files["usr/share/doc/a"])
         t.umount(self.mnt)
         since = time.time()
-        cfs("oci", "pull", "--repo", repo, NOTLS, ref)
+        # On a terminal, the fill is a status line of the tools' renderer.
+        master, slave = os.openpty()
+        try:
+            p = subprocess.run([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS, ref],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+            os.close(slave)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the writer side is closed
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(master)
+        self.assertEqual(p.returncode, 0, shown)
+        self.assertRegex(shown, rb"fill: (\d+)/\1 objects")
         gets = self.pull_gets(since, layers)
         self.assertTrue(gets)
         self.assertEqual(len(set(gets)), len(gets), gets)  # nothing twice
@@ -539,6 +557,43 @@ class LazyMount(unittest.TestCase):
             tar = cfs("oci", "layer", "--repo", repo, diff_id).stdout
             self.assertEqual(r.sha256_bytes(tar), diff_id)
         self.assert_complete(repo, ref)
+
+    def test_foreground_fill_reports_progress_as_json(self):
+        repo = self.new_repo("fill-json")
+        p = subprocess.Popen([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS,
+                              "--json", "-f", self.proxy.ref("cfs/lazy:v1"), self.mnt],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.servers.append(p)
+        for _ in range(200):
+            if t.is_mounted(self.mnt) or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = cfs("repo", "fsck", "--repo", repo, "--json").stdout
+            if b"not fetched yet" not in out:
+                break
+            time.sleep(0.2)
+        t.umount(self.mnt)
+        p.wait(timeout=30)
+        lines = [json.loads(x) for x in p.stdout.read().splitlines()]
+        p.stdout.close()
+        self.assertIn("image", lines[0])  # the mount's own line first
+        fills = [x for x in lines if x.get("event") == "fill"]
+        self.assertTrue(fills, lines)
+        # Every distinct file content over 64 bytes in the pushed layers (tarfile) is one
+        # object of the fill, its bytes the tar member's data.
+        contents = set()
+        for layer in self.manifest["layers"]:
+            with tarfile.open(self.reg.blob_path(layer["digest"]), "r:") as tf:
+                for m in self.members(tf):
+                    if m.isfile() and m.size > 64:
+                        contents.add(tf.extractfile(m).read())
+        last = fills[-1]
+        self.assertEqual((last["objects"], last["objects_total"], last["failed"]),
+                         (len(contents), len(contents), 0), last)
+        self.assertEqual(last["bytes"], last["total_bytes"])
+        self.assertEqual(last["total_bytes"], sum(len(c) for c in contents))
 
     def test_pull_killed_mid_fill_then_rerun(self):
         repo = self.new_repo("finish-kill")
