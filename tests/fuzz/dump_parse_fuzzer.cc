@@ -3,25 +3,12 @@
 // round trip: print(parse(x)) must parse again to a tree that prints identically, and strict
 // mode may only reject more. Any crash, sanitizer report or mismatch is a bug.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "cfs/dump/parse.h"
 #include "cfs/dump/print.h"
 #include "fuzz_target.h"
-
-namespace {
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "dump_parse_fuzzer: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -31,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     opts.strict = strict;
     auto tree = cfs::dump::parse(text, opts);
     if (!tree) {
-      check(!tree.error().context().empty(), "error without context");
+      FUZZ_CHECK(!tree.error().context().empty(), "error without context");
       continue;
     }
     std::string once;
@@ -39,15 +26,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string ls;
     cfs::dump::print_ls(*tree, ls);
     auto again = cfs::dump::parse(once, cfs::dump::ParseOptions{});
-    check(again.has_value(), "printed dump does not parse");
+    FUZZ_CHECK(again.has_value(), "printed dump does not parse");
     std::string twice;
     cfs::dump::print_dump(*again, twice);
-    check(once == twice, "print(parse(print(parse(x)))) differs from print(parse(x))");
+    FUZZ_CHECK(once == twice, "print(parse(print(parse(x)))) differs from print(parse(x))");
     // Strict mode only adds checks: whatever it accepts, lenient mode accepts identically.
     if (!strict)
       lenient_dump = std::move(once);
     else
-      check(lenient_dump == once, "strict accepted what lenient parsed differently");
+      FUZZ_CHECK(lenient_dump == once, "strict accepted what lenient parsed differently");
   }
   return 0;
 }

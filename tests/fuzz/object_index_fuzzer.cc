@@ -3,24 +3,11 @@
 // mount reads one from a registry. Errors are expected; an index that parses must encode to a
 // document that parses to the same encoding, and every object it lists must be found.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "cfs/ocirepo/object_index.h"
 #include "fuzz_target.h"
-
-namespace {
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "object_index_fuzzer: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace cfs::ocirepo;
@@ -29,13 +16,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!ix) return 0;
   const std::string json = encode_object_index(*ix);
   auto again = parse_object_index(json, "again");
-  check(again.has_value(), "an encoded index does not parse");
-  check(encode_object_index(*again) == json, "encoding is not stable");
+  FUZZ_CHECK(again.has_value(), "an encoded index does not parse");
+  FUZZ_CHECK(encode_object_index(*again) == json, "encoding is not stable");
   for (const auto& o : ix->objects) {
     const auto* found = ix->find(o.digest);
-    check(found != nullptr && found->offset == o.offset, "a listed object is not found");
+    FUZZ_CHECK(found != nullptr && found->offset == o.offset, "a listed object is not found");
     const auto& l = ix->layers.at(o.layer);
-    check(l.range_fetchable && o.offset + o.length <= l.size, "a range outside its layer");
+    FUZZ_CHECK(l.range_fetchable && o.offset + o.length <= l.size, "a range outside its layer");
   }
   return 0;
 }

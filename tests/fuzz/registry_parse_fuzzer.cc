@@ -4,8 +4,6 @@
 // WWW-Authenticate challenges, auth-file keys, and manifest/index descriptors (an index the
 // client extends must parse again with the new entry). Any crash or mismatch is a bug.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -14,31 +12,21 @@
 #include "registry/challenge.h"
 #include "registry/descriptors.h"
 
-namespace {
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "registry_parse_fuzzer: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace cfs::registry;
   std::string_view text(reinterpret_cast<const char*>(data), size);
   if (auto r = parse_reference(text)) {
     auto again = parse_reference(r->str());
-    check(again.has_value(), "a printed reference does not parse");
-    check(again->registry == r->registry && again->repository == r->repository &&
-              again->tag == r->tag && again->digest == r->digest,
-          "reference round trip changed it");
+    FUZZ_CHECK(again.has_value(), "a printed reference does not parse");
+    FUZZ_CHECK(again->registry == r->registry && again->repository == r->repository &&
+                   again->tag == r->tag && again->digest == r->digest,
+               "reference round trip changed it");
   }
-  for (const auto& ch : detail::parse_challenges(text)) check(!ch.scheme.empty(), "empty scheme");
+  for (const auto& ch : detail::parse_challenges(text))
+    FUZZ_CHECK(!ch.scheme.empty(), "empty scheme");
   if (auto k = normalize_registry_key(text)) {
     auto again = normalize_registry_key(*k);
-    check(again && *again == *k, "a normalised key is not stable");
+    FUZZ_CHECK(again && *again == *k, "a normalised key is not stable");
   }
   for (auto type : {kOciManifest, kOciIndex}) {
     auto children = detail::manifest_children(text, type, "fuzz");
@@ -53,10 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   added.artifact_type = "a/b";
   if (auto idx = detail::add_to_index(text, added); idx && *idx) {
     auto listed = detail::manifest_children(**idx, kOciIndex, "extended");
-    check(listed.has_value(), "an extended index does not parse");
+    FUZZ_CHECK(listed.has_value(), "an extended index does not parse");
     bool found = false;
     for (const auto& e : *listed) found = found || e.digest == d;
-    check(found, "the added descriptor is missing");
+    FUZZ_CHECK(found, "the added descriptor is missing");
   }
   return 0;
 }

@@ -7,8 +7,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -34,16 +32,10 @@ class Objects final : public splitstream::ObjectSink {
   std::map<std::string, std::string> objects;
 };
 
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "tar_split_fuzzer: %s\n", what);
-    std::abort();
-  }
-}
-
 UniqueFd memfd_with(const std::string& s) {
   UniqueFd fd(::memfd_create("f", MFD_CLOEXEC));
-  check(fd && ::write(fd.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size()), "memfd");
+  FUZZ_CHECK(fd && ::write(fd.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size()),
+             "memfd");
   return fd;
 }
 
@@ -56,38 +48,38 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   wo.content_type = splitstream::kOciLayer;
   wo.threads = 1;
   auto w = splitstream::Writer::create(objs, wo);
-  check(w.has_value(), "writer");
+  FUZZ_CHECK(w.has_value(), "writer");
   auto src = oci::memory_source(input);
   if (!oci::split_tar(*src, **w, "fuzz")) return 0;
   std::string ss;
-  check((*w)->finish([&](std::span<const std::byte> b) {
-              ss.append(reinterpret_cast<const char*>(b.data()), b.size());
-              return Status{};
-            })
-            .has_value(),
-        "finish");
+  FUZZ_CHECK((*w)->finish([&](std::span<const std::byte> b) {
+                   ss.append(reinterpret_cast<const char*>(b.data()), b.size());
+                   return Status{};
+                 })
+                 .has_value(),
+             "finish");
 
   auto r = splitstream::Reader::open(memfd_with(ss), "ss");
-  check(r.has_value(), "reopen");
+  FUZZ_CHECK(r.has_value(), "reopen");
   std::string back;
   auto opener = [&](const verity::Digest& d) -> Result<UniqueFd> {
     return memfd_with(objs.objects.at(d.hex()));
   };
-  check(r->reassemble(opener,
-                      [&](std::span<const std::byte> b) {
-                        back.append(reinterpret_cast<const char*>(b.data()), b.size());
-                        return Status{};
-                      })
-            .has_value(),
-        "reassemble");
-  check(back == input, "reassembled stream differs from the input");
+  FUZZ_CHECK(r->reassemble(opener,
+                           [&](std::span<const std::byte> b) {
+                             back.append(reinterpret_cast<const char*>(b.data()), b.size());
+                             return Status{};
+                           })
+                 .has_value(),
+             "reassemble");
+  FUZZ_CHECK(back == input, "reassembled stream differs from the input");
 
   auto r2 = splitstream::Reader::open(memfd_with(ss), "ss");
-  check(r2.has_value(), "reopen");
+  FUZZ_CHECK(r2.has_value(), "reopen");
   oci::LayerReader lr(*r2, "fuzz");
   for (int i = 0; i < 100000; ++i) {
     auto e = lr.next();
-    check(e.has_value(), "an archive that splits must read back");
+    FUZZ_CHECK(e.has_value(), "an archive that splits must read back");
     if (!*e) break;
   }
   return 0;
