@@ -264,6 +264,24 @@ cfs_umount /m1
 no_leftovers oci-no-leftovers
 section_end oci-secure-repository
 
+echo "--- Debian image (debootstrap minbase + a package layer) in a secure repository"
+section_start
+RD=/disk/debrepo
+check deb-repo-init-secure cfs repo init --repo $RD
+check deb-pull cfs oci pull --repo $RD oci:/disk/debian:bookworm deb
+section_end debian-pull
+check deb-mount cfs oci mount --repo $RD deb /m1
+check deb-mount-verity-require grep -q ' /m1 .*verity=require' /proc/self/mountinfo
+# dpkg-query and hello run from the image: the loader, libc and dpkg's database all come
+# through overlayfs with the kernel checking each object against the image's digest.
+n=$(chroot /m1 /usr/bin/dpkg-query -W -f '${db:Status-Status}\n' 2>/run/dpkg.err | grep -c '^installed$')
+check "deb-dpkg-query-installed ($n, the status file lists $DEB_INSTALLED)" test "$n" = "$DEB_INSTALLED"
+check deb-hello-runs test "$(chroot /m1 /usr/bin/hello)" = "Hello, world!"
+check deb-ping-keeps-capability test "$(xattr_hex security.capability /m1/usr/bin/ping)" = "$DEB_PING_CAP"
+cfs_umount /m1
+no_leftovers deb-no-leftovers
+section_end debian-secure-repository
+
 echo "--- tamper 1: object replaced by other content (with fs-verity)"
 rm "$S/$D_REPL_PATH" "$S/$D_REPL2_PATH"
 cat /expect/tampered > "$S/$D_REPL_PATH"; fsverity enable "$S/$D_REPL_PATH"

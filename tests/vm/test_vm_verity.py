@@ -26,21 +26,28 @@ verity=require, verity=on and the default mode: `cfs fsck` must name exactly the
 verity=on kernel refuses (require also refuses what the kernel logs as having no digest; the
 default mode refuses nothing fsck calls clean). A two-layer umoci image is pulled into a secure
 repository, `cfs oci mount` requires verity, an object replaced by other content is EIO and
-`cfs oci fsck` names it.
+`cfs oci fsck` names it. The Debian image of test_oci_debian.py (debootstrap minbase plus a layer
+of packages and deletions; tests/testlib/oci_debian.py) is pulled into a secure repository too:
+under `cfs oci mount` (verity=require) dpkg-query in a chroot lists the installed packages the
+layers' dpkg status file names (read with Python's tarfile), `hello` runs and ping keeps the
+file capability its layer's PAX header carries.
 
 Knobs: CFS_VM_KERNEL_DEB=/path/linux-image-….deb (offline), CFS_VM_CACHE=DIR,
 CFS_VM_ACCEL=auto|kvm|tcg, CFS_VM_KEEP=1 (keep the scratch directory)."""
 import glob
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
 import cfs_images as ci
 import cfs_testlib as t
+import oci_debian
 import oci_testlib as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -175,6 +182,9 @@ def build_inputs(w):
     mc_files = build_malformed_metacopy(w, os.path.join(w, "initramfs", "images",
                                                         "malformed.cfs"), store, expect)
     log(f"OCI layout and malformed-metacopy image built in {time.time() - t0:.1f}s")
+    t0 = time.time()
+    debian = debian_layout(os.path.join(w, "disk", "debian"))
+    log(f"Debian layout linked and its oracle read in {time.time() - t0:.1f}s")
     shutil.copy(os.path.join(images, "clean.cfs"), os.path.join(w, "initramfs", "images"))
 
     # The SHA-512 image: built by cfs itself (composefs 1.0.8 has no SHA-512); its names and
@@ -200,7 +210,9 @@ def build_inputs(w):
     nov = dig["noverity"][:2] + "/" + dig["noverity"][2:]
     img = os.path.join(w, "disk.img")
     with open(img, "wb") as f:
-        f.truncate(64 << 20)
+        # Room for the Debian layout (91 MB) and the repository it is pulled into (objects,
+        # their SHA-512 Merkle trees, layer streams): ext4 allocates only what is written.
+        f.truncate(1 << 30)
     sh(["mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "verity", "-d", os.path.join(w, "disk"), img])
     d_corrupt = ci.fsverity_digest(os.path.join(expect, "corrupt"))
     out = sh(["debugfs", "-R", f"bmap /store/{d_corrupt[:2]}/{d_corrupt[2:]} 0", img],
@@ -224,6 +236,7 @@ def build_inputs(w):
         "D5_SHA256V_PATH": path(d512["sha256v512"]),
         "D5_IMG": d512_img,
         "MC_FILES": " ".join(mc_files),
+        **debian,
     }
 
 
@@ -249,6 +262,37 @@ def build_oci_layout(w, layout, expect):
                        ("oci-readme", files2["usr/share/doc/readme"]),
                        ("oci-new", files2["usr/lib/new"])):
         write(os.path.join(expect, name), data)
+
+
+def debian_layout(dst):
+    """Hard-links the cached Debian layout onto the guest's disk and returns what the guest must
+    see, read from the layers with tarfile: the number of packages dpkg's status file (the last
+    layer's copy) marks installed, and the hex security.capability xattr of usr/bin/ping."""
+    layout = oci_debian.build()
+    shutil.copytree(layout, dst, copy_function=os.link)
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    manifest = next(m for m in index["manifests"]
+                    if m.get("annotations", {}).get("org.opencontainers.image.ref.name") ==
+                    oci_debian.TAG)
+    blob = lambda d: os.path.join(layout, "blobs", *d.split(":"))  # noqa: E731
+    with open(blob(manifest["digest"])) as f:
+        layers = json.load(f)["layers"]
+    status = cap = None
+    for layer in layers:
+        with tarfile.open(blob(layer["digest"]), "r:*") as tf:
+            for m in tf:
+                name = m.name.lstrip("./")
+                if name == "var/lib/dpkg/status":
+                    status = tf.extractfile(m).read().decode()
+                elif name == "usr/bin/ping":
+                    cap = m.pax_headers.get("SCHILY.xattr.security.capability")
+    if status is None or cap is None:
+        raise AssertionError("the Debian layout has no dpkg status or no ping capability")
+    installed = [st for st in status.split("\n\n")
+                 if re.search(r"^Status: \S+ ok installed$", st, re.M)]
+    return {"DEB_INSTALLED": str(len(installed)),
+            "DEB_PING_CAP": "0x" + cap.encode("utf-8", "surrogateescape").hex()}
 
 
 def build_malformed_metacopy(w, image, store, expect):
