@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: vm;root
-# ctest-timeout: 600
+# ctest-timeout: 900
 """Real fs-verity end to end in a throw-away VM, driven by cfs.
 
 The host kernel may lack CONFIG_FS_VERITY, so a stock Debian cloud kernel (6.6+, fs-verity
@@ -30,7 +30,8 @@ repository, `cfs oci mount` requires verity, an object replaced by other content
 of packages and deletions; tests/testlib/oci_debian.py) is pulled into a secure repository too:
 under `cfs oci mount` (verity=require) dpkg-query in a chroot lists the installed packages the
 layers' dpkg status file names (read with Python's tarfile), `hello` runs and ping keeps the
-file capability its layer's PAX header carries.
+file capability its layer's PAX header carries. (On a fresh machine the first user of that image
+builds it once, about 6 minutes of debootstrap, hence the timeout.)
 
 Knobs: CFS_VM_KERNEL_DEB=/path/linux-image-….deb (offline), CFS_VM_CACHE=DIR,
 CFS_VM_ACCEL=auto|kvm|tcg, CFS_VM_KEEP=1 (keep the scratch directory)."""
