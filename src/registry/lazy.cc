@@ -275,7 +275,7 @@ struct LazyProvider::Impl {
     }
     // Durable before it has a name: the image already names it, so no later sync() would order it,
     // and a power cut must not leave a named object with lost data.
-    CFS_TRY(sys::fsync(obj.fd(), what));
+    if (o.sync_each_object) CFS_TRY(sys::fsync(obj.fd(), what));
     CFS_TRY(repo.commit_object(std::move(obj), got).map([](auto&&) {}));
     ++fetched;
     return {};

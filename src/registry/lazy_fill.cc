@@ -9,6 +9,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <span>
 
 #include "cfs/oci/byte_source.h"
 #include "cfs/oci/decompress.h"
@@ -146,20 +148,59 @@ class Counter {
   FillProgress p_;
 };
 
-/// The registry client as the provider's range source (borrowed: the provider lives only
-/// inside finish_fill).
-class BorrowedRanges final : public RangeSource {
+/// The provider's range source: the registry client (borrowed: the provider lives only inside
+/// finish_fill), except for ranges inside a run fetched already, served from memory. The provider
+/// verifies those bytes as any others.
+class RunRanges final : public RangeSource {
  public:
-  BorrowedRanges(Client& c, Reference repo) : client_(c), repo_(std::move(repo)) {}
+  RunRanges(Client& c, Reference repo) : client_(c), repo_(std::move(repo)) {}
   Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset, std::uint64_t length,
                      BlobSink& sink) override {
-    return client_.fetch_range(repo_, blob, offset, length, sink);
+    std::shared_ptr<const std::string> run;
+    std::uint64_t start = 0;
+    {
+      std::lock_guard lock(mu_);
+      auto it = runs_.upper_bound({blob, offset});
+      if (it != runs_.begin()) {
+        --it;
+        const auto& [key, bytes] = *it;
+        if (key.first == blob && offset - key.second + length <= bytes->size()) {
+          run = bytes;
+          start = offset - key.second;
+        }
+      }
+    }
+    if (!run) return client_.fetch_range(repo_, blob, offset, length, sink);
+    return sink.write(std::as_bytes(std::span(run->data() + start, length)));
+  }
+  void add(const oci::ContentDigest& blob, std::uint64_t offset,
+           std::shared_ptr<const std::string> bytes) {
+    std::lock_guard lock(mu_);
+    runs_[{blob, offset}] = std::move(bytes);
+  }
+  void remove(const oci::ContentDigest& blob, std::uint64_t offset) {
+    std::lock_guard lock(mu_);
+    runs_.erase({blob, offset});
   }
 
  private:
   Client& client_;
   Reference repo_;
+  std::mutex mu_;
+  std::map<std::pair<oci::ContentDigest, std::uint64_t>, std::shared_ptr<const std::string>> runs_;
 };
+
+/// Consecutive segments of a layer fetched with one Range request: gaps and missing objects,
+/// up to a present object (never fetched again) or kRunBytes.
+struct Run {
+  const oci::LayerRef* layer = nullptr;
+  std::vector<Segment*> segments;
+  std::uint64_t offset = 0, length = 0;
+};
+/// A run ends once it holds this much (it is held in memory while its objects are verified).
+constexpr std::uint64_t kRunBytes = 8 << 20;
+/// Larger missing objects are fetched on their own (streamed, not held in memory).
+constexpr std::uint64_t kRunObjectMax = 4 << 20;
 
 /// Runs fn(i) for i in [0, n) on `threads` threads; returns the error of the lowest failing i
 /// (the others stop taking new items).
@@ -209,21 +250,47 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
     plans.push_back({&l, *c == oci::Compression::kZstd, std::move(*segs)});
   }
 
-  // Step 1: the missing objects, in reverse index order.
-  std::vector<const ocirepo::ObjectLocation*> missing;
-  std::uint64_t missing_bytes = 0, gap_total = 0, gap_count = 0;
-  for (auto it = index.objects.rbegin(); it != index.objects.rend(); ++it)
-    if (!repo.has_object(it->digest)) {
-      missing.push_back(&*it);
-      missing_bytes += it->length;
-    }
-  for (const auto& p : plans)
-    for (const auto& s : p.segments)
-      if (!s.object) {
-        ++gap_count;
-        gap_total += s.length;
+  // The runs: every gap of a layer to rebuild, with the missing objects between gaps.
+  std::vector<Run> runs;
+  std::set<verity::Digest> in_runs;
+  std::uint64_t total_objects = 0, total_bytes = 0;
+  for (auto& p : plans) {
+    Run run;
+    auto close = [&] {
+      if (!run.segments.empty()) runs.push_back(std::move(run));
+      run = Run{};
+    };
+    for (auto& s : p.segments) {
+      const bool small_missing = s.object && s.length <= kRunObjectMax &&
+                                 !repo.has_object(s.object->digest) &&
+                                 !in_runs.count(s.object->digest);
+      if (s.object && !small_missing) {
+        close();
+        continue;
       }
-  counter.total(missing.size() + gap_count, missing_bytes + gap_total);
+      if (run.segments.empty()) {
+        run.layer = p.layer;
+        run.offset = s.offset;
+      }
+      run.segments.push_back(&s);
+      run.length = s.offset + s.length - run.offset;
+      ++total_objects;  // a gap counts as one item too
+      total_bytes += s.length;
+      if (s.object) in_runs.insert(s.object->digest);
+      if (run.length >= kRunBytes) close();
+    }
+    close();
+  }
+  // The other missing objects (large ones, those of layers not rebuilt), in reverse index
+  // order, each with its own Range request.
+  std::vector<const ocirepo::ObjectLocation*> missing;
+  for (auto it = index.objects.rbegin(); it != index.objects.rend(); ++it)
+    if (!in_runs.count(it->digest) && !repo.has_object(it->digest)) {
+      missing.push_back(&*it);
+      ++total_objects;
+      total_bytes += it->length;
+    }
+  counter.total(total_objects, total_bytes);
 
   LazyOptions lo;
   lo.repo_path = repo.path();
@@ -231,13 +298,16 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
   lo.index = index;
   lo.fill = false;
   lo.elf_prefetch = false;
-  lo.timeout_s = 24 * 3600;  // never started: each open fetches on its own thread
-  CFS_ASSIGN(auto provider,
-             LazyProvider::create(std::make_unique<BorrowedRanges>(client, lazy.source), lo));
-  std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0};
-  CFS_TRY(parallel_try(missing.size(), threads, [&](std::size_t i) -> Status {
-    const ocirepo::ObjectLocation& loc = *missing[i];
-    const bool had = repo.has_object(loc.digest);  // a concurrent mount may have fetched it
+  lo.timeout_s = 24 * 3600;     // never started: each open fetches on its own thread
+  lo.sync_each_object = false;  // one syncfs below, before the layer streams are named
+  auto ranges = std::make_unique<RunRanges>(client, lazy.source);
+  RunRanges& cache = *ranges;
+  CFS_ASSIGN(auto provider, LazyProvider::create(std::move(ranges), lo));
+  std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, gap_bytes{0};
+  // One object through the provider: fetched (from a run in memory, or the registry), verified
+  // and committed, unless it is in the repository by then (a concurrent lazy mount).
+  auto fetch_object = [&](const ocirepo::ObjectLocation& loc) -> Status {
+    const bool had = repo.has_object(loc.digest);
     auto fd = provider->open_object(tree::object_path(loc.digest), loc.digest);
     counter.done(1, loc.length, !fd);
     if (!fd) return fail(std::move(fd).error());
@@ -246,33 +316,48 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
       fetched_bytes += loc.length;
     }
     return {};
+  };
+  CFS_TRY(parallel_try(runs.size(), threads, [&](std::size_t i) -> Status {
+    Run& run = runs[i];
+    const oci::ContentDigest& blob = run.layer->blob.digest;
+    auto bytes = std::make_shared<std::string>();
+    bytes->reserve(run.length);
+    StringSink sink(*bytes, run.length);
+    auto st = client.fetch_range(lazy.source, blob, run.offset, run.length, sink);
+    if (st && bytes->size() != run.length)
+      st = fail(Errc::kInvalidInput,
+                fmt::format("{} bytes instead of {}", bytes->size(), run.length));
+    if (!st)
+      return fail(std::move(st).error().with_context(fmt::format(
+          "{} blob {} bytes {}+{}", lazy.source.str(), blob.str(), run.offset, run.length)));
+    cache.add(blob, run.offset, bytes);
+    Status result;
+    for (Segment* s : run.segments) {
+      if (s->object) {
+        result = fetch_object(*s->object);
+        if (!result) break;
+        continue;
+      }
+      s->bytes = bytes->substr(s->offset - run.offset, s->length);
+      gap_bytes += s->length;
+      counter.done(1, s->length, false);
+    }
+    cache.remove(blob, run.offset);
+    return result;
   }));
+  CFS_TRY(parallel_try(missing.size(), threads,
+                       [&](std::size_t i) { return fetch_object(*missing[i]); }));
   provider.reset();
+  // Durable before anything more names them (import_layer syncs again, for its stream).
+  CFS_TRY(repo.sync());
   out.objects_fetched = fetched;
   out.object_bytes = fetched_bytes;
+  out.runs = runs.size();
+  out.gap_bytes = gap_bytes;
 
-  // Step 2, a layer at a time (its gaps are held in memory until its tar is read): the gaps,
-  // then the layer stream.
+  // The layer streams, from the gaps (in memory) and the objects (in the repository).
   for (auto& p : plans) {
     const oci::LayerRef& l = *p.layer;
-    std::vector<Segment*> gaps;
-    for (auto& s : p.segments)
-      if (!s.object) gaps.push_back(&s);
-    CFS_TRY(parallel_try(gaps.size(), threads, [&](std::size_t i) -> Status {
-      Segment& s = *gaps[i];
-      s.bytes.reserve(s.length);
-      StringSink sink(s.bytes, s.length);
-      auto st = client.fetch_range(lazy.source, l.blob.digest, s.offset, s.length, sink);
-      if (st && s.bytes.size() != s.length)
-        st = fail(Errc::kInvalidInput,
-                  fmt::format("{} bytes instead of {}", s.bytes.size(), s.length));
-      counter.done(1, s.length, !st);
-      if (!st)
-        return fail(std::move(st).error().with_context(fmt::format(
-            "{} blob {} bytes {}+{}", lazy.source.str(), l.blob.digest.str(), s.offset, s.length)));
-      return {};
-    }));
-    for (const auto* g : gaps) out.gap_bytes += g->length;
     std::string what = fmt::format("layer {} (blob {})", l.diff_id.str(), l.blob.digest.str());
     CFS_TRY(ocirepo::import_layer(repo, std::make_unique<LayerTar>(repo, p, what), l.diff_id,
                                   std::nullopt)

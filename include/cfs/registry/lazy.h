@@ -80,6 +80,10 @@ struct LazyOptions {
   bool elf_prefetch = true;
   /// Progress and failures of background fetches (one line each, no newline); may be empty.
   std::function<void(const std::string&)> log;
+  /// fsync each fetched object before it is named (a lazy mount: its image is named already and
+  /// nothing syncs later). false: the caller syncs the filesystem before it names anything that
+  /// needs the objects (`cfs oci pull` finishing a fill, as a normal pull's objects).
+  bool sync_each_object = true;
   /// The background fill's progress: once when it starts, then after each of its objects
   /// (serialised; from fetch threads); may be empty.
   std::function<void(const FillProgress&)> progress;

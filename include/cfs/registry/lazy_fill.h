@@ -3,20 +3,22 @@
 // registered, docs/lazy.md "Finishing the fill"): the repository ends up as a normal pull would
 // leave it, while only the bytes not yet in the repository cross the network.
 //
-//  1. Objects: every object of the object index still missing is fetched by the lazy provider
-//     (registry/lazy.h: one Range request each, verified against its fs-verity digest before it
-//     is committed, whole or not at all), `fetchers` at a time, in reverse index order (a lazy
-//     mount's background fill runs in index order: two fills of one image meet in the middle
-//     instead of fetching everything twice; an object another process committed is not fetched).
-//  2. Layer streams: a range-fetchable layer's blob is, in order, the objects' ranges and the
-//     bytes between them (tar headers, padding, files of 64 bytes or less, objects placed in a
-//     lower layer; for zstd:chunked the frames holding them). Those gaps are fetched with Range
-//     requests; the layer tar is rebuilt from them (zstd frames decompressed) and the objects in
-//     the repository, and imported as streams/oci-layer-<diff_id> by ocirepo::import_layer, which
-//     checks the tar's sha256 against the diff_id of the config (trusted: the config is checked
-//     against the manifest digest the lazy registration pinned). A layer that is not
-//     range-fetchable (gzip), or whose index entries do not tile its blob, is left to the pull,
-//     which downloads it whole.
+//  1. Fetching. A range-fetchable layer's blob is, in order, the objects' ranges and the bytes
+//     between them (tar headers, padding, files of 64 bytes or less, objects placed in a lower
+//     layer; for zstd:chunked the frames holding them). Each run of consecutive gaps and missing
+//     objects (up to an object already in the repository, which is never fetched again, or
+//     8 MiB) is fetched with one Range request, `fetchers` runs at a time; the objects in it go
+//     through the lazy provider (registry/lazy.h) served from that run in memory: verified
+//     against their fs-verity digests before they are committed, whole or not at all. Missing
+//     objects over 4 MiB, and those of layers not rebuilt, are fetched by the provider with a
+//     Range request each, in reverse index order (a lazy mount's fill runs in index order; an
+//     object another process is fetching is waited for, not fetched again: repo::FetchLock).
+//  2. Layer streams: each layer tar is rebuilt from the gaps (zstd frames decompressed) and the
+//     objects in the repository, and imported as streams/oci-layer-<diff_id> by
+//     ocirepo::import_layer, which checks the tar's sha256 against the diff_id of the config
+//     (trusted: the config is checked against the manifest digest the lazy registration
+//     pinned). A layer that is not range-fetchable (gzip), or whose index entries do not tile its
+//     blob, is left to the pull, which downloads it whole.
 // The caller (registry::pull_image) then runs the normal pull, which finds every layer stream
 // and only merges, writes the config and manifest streams and tags; then forget_lazy() removes
 // the lazy markers. An interrupted fill keeps what it committed (objects, named layer streams);
@@ -47,6 +49,7 @@ struct FillResult {
   std::uint64_t objects_fetched = 0;  ///< by this call (not found present)
   std::uint64_t object_bytes = 0;     ///< blob bytes of the objects fetched
   std::uint64_t gap_bytes = 0;        ///< blob bytes between objects fetched for layer streams
+  std::uint64_t runs = 0;             ///< Range requests of gaps and the objects between them
   std::uint64_t layers_rebuilt = 0;   ///< layer streams imported from ranges
 };
 
