@@ -3,9 +3,11 @@
 #include "cfs/registry/lazy_fill.h"
 
 #include <fmt/core.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "cfs/ocirepo/pull.h"
 #include "cfs/tree/object_name.h"
 #include "cfs/util/parallel.h"
+#include "cfs/util/sys.h"
 
 namespace cfs::registry {
 namespace {
@@ -75,23 +78,30 @@ class StringSink final : public BlobSink {
   std::uint64_t limit_;
 };
 
-/// The layer tar: the segments in order, gaps from memory (decompressed for zstd:chunked), objects
-/// from the repository.
+/// The layer tar: the segments in order, gaps from memory (decompressed for zstd:chunked, with
+/// one context for the layer: it has as many gaps as files), objects from the repository.
 class LayerTar final : public oci::ByteSource {
  public:
   LayerTar(const repo::Repository& repo, LayerPlan& plan, std::string what)
       : repo_(repo), plan_(plan), what_(std::move(what)) {}
+  ~LayerTar() override { ZSTD_freeDCtx(dctx_); }
+  LayerTar(const LayerTar&) = delete;
+  LayerTar& operator=(const LayerTar&) = delete;
 
   Result<std::size_t> read(std::span<std::byte> buf) override {
     for (;;) {
-      if (!cur_) {
+      if (!cur_ && !gap_) {
         if (next_ == plan_.segments.size()) return std::size_t{0};
         CFS_TRY(open(plan_.segments[next_++]));
       }
-      CFS_ASSIGN(std::size_t n, cur_->read(buf));
+      std::size_t n = 0;
+      if (cur_) {
+        CFS_ASSIGN(n, cur_->read(buf));
+        if (!n) cur_.reset();
+      } else {
+        CFS_ASSIGN(n, read_gap(buf));
+      }
       if (n) return n;
-      cur_.reset();
-      raw_.reset();
     }
   }
 
@@ -102,23 +112,61 @@ class LayerTar final : public oci::ByteSource {
       cur_ = oci::fd_source(std::move(fd), tree::object_path(s.object->digest));
       return {};
     }
-    raw_ = oci::memory_source(std::move(s.bytes));
-    if (!plan_.zstd) {
-      cur_ = std::move(raw_);
-      return {};
+    gap_ = &s;
+    gap_pos_ = 0;
+    frame_open_ = false;
+    if (plan_.zstd) {
+      if (!dctx_ && !(dctx_ = ZSTD_createDCtx()))
+        return fail_errno(what_ + ": zstd context", ENOMEM);
+      ZSTD_DCtx_reset(dctx_, ZSTD_reset_session_only);
     }
-    // Whole frames (an object's range is one frame); skippable ones (the zstd:chunked table of
-    // contents and footer) give no bytes.
-    cur_ = oci::decompressor(oci::Compression::kZstd, *raw_,
-                             fmt::format("{} bytes {}+{}", what_, s.offset, s.length));
     return {};
+  }
+
+  /// The next bytes of the current gap; 0 at its end. zstd:chunked: whole frames (an object's
+  /// range is one frame); skippable ones (the table of contents, the footer) give no bytes.
+  Result<std::size_t> read_gap(std::span<std::byte> buf) {
+    const std::string& in = gap_->bytes;
+    if (!plan_.zstd) {
+      std::size_t n = std::min(buf.size(), in.size() - gap_pos_);
+      std::memcpy(buf.data(), in.data() + gap_pos_, n);
+      gap_pos_ += n;
+      if (!n) gap_ = nullptr;
+      return n;
+    }
+    ZSTD_outBuffer out{buf.data(), buf.size(), 0};
+    while (out.pos == 0 && gap_pos_ < in.size()) {
+      ZSTD_inBuffer zin{in.data(), in.size(), gap_pos_};
+      std::size_t rc = ZSTD_decompressStream(dctx_, &out, &zin);
+      gap_pos_ = zin.pos;
+      if (ZSTD_isError(rc))
+        return fail(Errc::kInvalidInput,
+                    fmt::format("{} bytes {}+{}: zstd: {}", what_, gap_->offset, gap_->length,
+                                ZSTD_getErrorName(rc)));
+      frame_open_ = rc != 0;
+    }
+    if (out.pos == 0 && frame_open_) {
+      // Input consumed: the decoder may still hold output of the last frame.
+      ZSTD_inBuffer zin{nullptr, 0, 0};
+      std::size_t rc = ZSTD_decompressStream(dctx_, &out, &zin);
+      if (ZSTD_isError(rc) || (out.pos == 0 && rc != 0))
+        return fail(Errc::kInvalidInput, fmt::format("{} bytes {}+{}: a zstd frame is truncated",
+                                                     what_, gap_->offset, gap_->length));
+      frame_open_ = rc != 0;
+    }
+    if (out.pos == 0) gap_ = nullptr;
+    return out.pos;
   }
 
   const repo::Repository& repo_;
   LayerPlan& plan_;
   std::string what_;
   std::size_t next_ = 0;
-  std::unique_ptr<oci::ByteSource> raw_, cur_;
+  std::unique_ptr<oci::ByteSource> cur_;  // an object
+  Segment* gap_ = nullptr;                // or a gap
+  std::size_t gap_pos_ = 0;
+  bool frame_open_ = false;
+  ZSTD_DCtx* dctx_ = nullptr;
 };
 
 /// Serialises FillProgress updates.
