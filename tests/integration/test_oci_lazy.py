@@ -595,6 +595,34 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(last["bytes"], last["total_bytes"])
         self.assertEqual(last["total_bytes"], sum(len(c) for c in contents))
 
+    def test_two_processes_fetch_an_object_once(self):
+        """Two lazy mounts of one repository (two processes) open the same missing file at
+        once: one GET of its range (the other process waits on the object's fetch lock, then
+        finds it stored)."""
+        repo = self.new_repo("two-mounts")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.mount(repo, ref, "--no-fill")
+        other = tempfile.mkdtemp(prefix="mnt-", dir=self.tmp)
+        try:
+            t.run([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
+                   ref, other])
+            self.proxy.set_throttle(8 << 20)  # 8 Mbit/s: the big file takes ~3 s
+            since = time.time()
+            results = {}
+
+            def reader(mnt):
+                results[mnt] = read_file(os.path.join(mnt, "usr/share/big"))
+
+            threads = [threading.Thread(target=reader, args=(m,)) for m in (self.mnt, other)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        finally:
+            t.umount(other)
+        self.assertEqual(list(results.values()), [self.files["usr/share/big"]] * 2)
+        self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/big")])
+
     def test_pull_killed_mid_fill_then_rerun(self):
         repo = self.new_repo("finish-kill")
         ref = self.proxy.ref("cfs/lazy:v1")
