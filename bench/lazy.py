@@ -2,24 +2,33 @@
 # SPDX-License-Identifier: Apache-2.0
 """Lazy mount benchmark: time from mount to the first byte a workload prints, and the bytes
 fetched for it, `cfs oci mount --lazy` against a full `cfs oci pull` + `cfs oci mount --fuse`,
-side by side in one run, over the loopback fault proxy throttled to a link speed.
+side by side in one run, over a loopback link shaped to a speed.
 
   bench/lazy.py [--build-dir build] [--image oci:DIR:TAG] [--rates 100e6,1e9] [--runs 1]
                 [--compression zstd-chunked] [--lazy-option=--no-elf-prefetch ...]
+                [--shaper tc|proxy]
+
+--shaper tc (default): the whole benchmark runs in a network namespace of its own (re-executed
+under `unshare --net`), whose loopback (MTU 1500) the kernel shapes with a token bucket
+(`tc qdisc … tbf rate R`); the registry is reached directly and its access log counts requests
+and response bytes. --shaper proxy: the registry is reached through the Python fault proxy
+(tests/testlib/fault_proxy.py) throttled to the rate, as in sessions 5-6; it costs 10-60 ms per
+response, more than a link of that speed would.
 
 IMAGE (default: the Debian image tests/integration/test_oci_debian.py caches in
 /var/cache/cfs-oci-debian) is pulled into a repository and pushed with its lazy metadata
 (`cfs oci push --compression=COMPRESSION`) to a docker-registry started here. For each rate and
 workload (`chroot MNT /usr/bin/dpkg --version`, `chroot MNT /usr/bin/apt-get --version`), each
 in a fresh repository:
-  lazy  cfs oci mount --lazy --no-fill docker://PROXY/…  MNT; run the workload
-  full  cfs oci pull docker://PROXY/…; cfs oci mount --fuse; run the workload
+  lazy  cfs oci mount --lazy --no-fill docker://REGISTRY/…  MNT; run the workload
+  full  cfs oci pull docker://REGISTRY/…; cfs oci mount --fuse; run the workload
 The time runs from the mount command (the pull, for full) to the workload's first output byte;
-the bytes are the response bodies the proxy sent meanwhile (for lazy also the Range requests
-alone: file contents, the rest is metadata). Prints both, and lazy / full."""
+the bytes are the response bodies the registry (or the proxy) sent meanwhile (for lazy also the
+Range requests alone: file contents, the rest is metadata). Prints both, and lazy / full."""
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +64,54 @@ def first_byte(mnt, argv):
         raise RuntimeError(f"{argv} in {mnt}: exit {rc}, no output")
 
 
+class TcLink:
+    """The loopback of this network namespace, shaped by the kernel to `rate` bit/s; requests are
+    read from the registry's access log."""
+    LINE = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
+
+    def __init__(self, reg, rate):
+        self.reg = reg
+        subprocess.run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate",
+                        f"{int(rate)}bit", "burst", "64kb", "latency", "200ms"], check=True)
+
+    def ref(self, name):
+        return self.reg.ref(name)
+
+    def mark(self):
+        return len(self.reg.read_log())
+
+    def requests(self, since):
+        out = []
+        for line in self.reg.read_log()[since:].splitlines():
+            m = self.LINE.search(line)
+            if m:
+                out.append({"method": m[1], "path": m[2], "range": m[3] == "206",
+                            "sent": int(m[4]) if m[4] != "-" else 0})
+        return out
+
+    def close(self):
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+
+
+class ProxyLink:
+    """The registry behind the Python fault proxy throttled to `rate` bit/s."""
+
+    def __init__(self, reg, rate):
+        self.proxy = r.FaultProxy(reg.host, throttle_bps=rate)
+
+    def ref(self, name):
+        return self.proxy.ref(name)
+
+    def mark(self):
+        return time.time()
+
+    def requests(self, since):
+        return self.proxy.requests(since=since)
+
+    def close(self):
+        self.proxy.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(HERE, "..", "build"))
@@ -64,14 +121,22 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--lazy-option", action="append", default=[],
                     help="passed to cfs oci mount --lazy (e.g. --no-elf-prefetch for an A/B)")
+    ap.add_argument("--shaper", choices=("tc", "proxy"), default="tc",
+                    help="tc: kernel shaping of a private loopback (default); proxy: the "
+                         "throttled Python fault proxy")
     args = ap.parse_args()
+    if args.shaper == "tc":
+        if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
+            env = dict(os.environ, CFS_BENCH_LAZY_NETNS="1")
+            os.execvpe("unshare", ["unshare", "--net", sys.executable, *sys.argv], env)
+        subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
     cfs = os.path.join(os.path.abspath(args.build_dir), "bin", "cfs")
 
     def run(*a):
         return subprocess.run([cfs, *a], check=True, capture_output=True)
 
     work = tempfile.mkdtemp(prefix="cfs-bench-lazy-")
-    reg = r.Registry()
+    reg = r.Registry(access_log=args.shaper == "tc")
     reg.start()
     try:
         src = os.path.join(work, "src")
@@ -83,7 +148,7 @@ def main():
         os.mkdir(mnt)
         rows = []
         for rate in [float(x) for x in args.rates.split(",")]:
-            proxy = r.FaultProxy(reg.host, throttle_bps=rate)
+            link = (TcLink if args.shaper == "tc" else ProxyLink)(reg, rate)
             try:
                 for wname, argv in WORKLOADS.items():
                     for _ in range(args.runs):
@@ -92,8 +157,8 @@ def main():
                             repo = os.path.join(work, f"repo-{mode}")
                             shutil.rmtree(repo, ignore_errors=True)
                             run("repo", "init", "--repo", repo, "--insecure")
-                            ref = proxy.ref("bench/img:1")
-                            since = time.time()
+                            ref = link.ref("bench/img:1")
+                            since = link.mark()
                             t0 = time.monotonic()
                             if mode == "lazy":
                                 run("oci", "mount", "--lazy", "--no-fill", *args.lazy_option,
@@ -106,12 +171,13 @@ def main():
                                 secs = time.monotonic() - t0
                             finally:
                                 umount(mnt)
-                            reqs = proxy.requests(since=since)
+                            reqs = link.requests(since)
                             sent = sum(e["sent"] for e in reqs)
                             res[mode] = (secs, sent)
                             if mode == "lazy":  # file contents: the Range requests
                                 res["ranges"] = (len([e for e in reqs if e["range"]]),
-                                                 sum(e["sent"] for e in reqs if e["range"]))
+                                                 sum(e["sent"] for e in reqs if e["range"]),
+                                                 len(reqs))
                         rows.append((rate, wname, res))
                         print(json.dumps({"rate_bps": rate, "workload": wname,
                                           **{f"{m}_s": round(v[0], 3) for m, v in res.items()
@@ -119,10 +185,11 @@ def main():
                                           **{f"{m}_bytes": v[1] for m, v in res.items()
                                              if m != "ranges"},
                                           "lazy_range_requests": res["ranges"][0],
-                                          "lazy_range_bytes": res["ranges"][1]}),
+                                          "lazy_range_bytes": res["ranges"][1],
+                                          "lazy_requests": res["ranges"][2]}),
                               flush=True)
             finally:
-                proxy.close()
+                link.close()
         print(f"\n{'link':>10} {'workload':<18} {'lazy s':>8} {'full s':>8} {'ratio':>6} "
               f"{'lazy MB':>9} {'full MB':>9} {'ratio':>6} {'ranges':>6}")
         for rate, wname, res in rows:

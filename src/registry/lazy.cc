@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -95,12 +96,67 @@ class ObjectSink final : public BlobSink {
   std::uint64_t received_ = 0;
 };
 
+/// Hands each object of a batch its own bytes of one Range response over their span (the bytes
+/// between them, tar headers or files not taken, are dropped). A member whose bytes are wrong
+/// fails alone and gets no more; the transfer stops early only when every member has failed.
+class BatchSink final : public BlobSink {
+ public:
+  struct Range {
+    std::uint64_t offset, length;  // in the blob
+    ObjectSink* sink;
+    Status status;
+  };
+  /// `ranges` must not overlap (add_neighbours picks them so).
+  explicit BatchSink(std::vector<Range> ranges) : ranges_(std::move(ranges)) {
+    order_.resize(ranges_.size());
+    for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(),
+              [&](std::size_t a, std::size_t b) { return ranges_[a].offset < ranges_[b].offset; });
+    begin_ = ranges_[order_.front()].offset;
+    for (const auto& r : ranges_) end_ = std::max(end_, r.offset + r.length);
+    pos_ = begin_;
+  }
+  std::uint64_t begin() const noexcept { return begin_; }
+  std::uint64_t end() const noexcept { return end_; }
+  std::uint64_t received() const noexcept { return pos_ - begin_; }
+
+  Status write(std::span<const std::byte> data) override {
+    const std::uint64_t from = pos_;
+    pos_ += data.size();
+    for (; next_ < order_.size(); ++next_) {
+      Range& r = ranges_[order_[next_]];
+      if (r.offset >= pos_) break;  // starts after these bytes
+      const std::uint64_t a = std::max(r.offset, from), b = std::min(r.offset + r.length, pos_);
+      if (a < b && r.status) {
+        r.status = r.sink->write(data.subspan(a - from, b - a));
+        if (!r.status && ++failed_ == ranges_.size()) return fail(r.status.error());
+      }
+      if (r.offset + r.length > pos_) break;  // continues in the next bytes
+    }
+    return {};
+  }
+
+  /// Member i's fs-verity digest, or why its bytes are not an object.
+  Result<verity::Digest> finish(std::size_t i) {
+    if (!ranges_[i].status) return fail(ranges_[i].status.error());
+    return ranges_[i].sink->finish();
+  }
+
+ private:
+  std::vector<Range> ranges_;
+  std::vector<std::size_t> order_;  // ranges_ by offset
+  std::uint64_t begin_ = 0, end_ = 0, pos_ = 0;
+  std::size_t next_ = 0, failed_ = 0;
+};
+
 // Opens first, then the libraries a fetched ELF file will load (ELF hints), then --prefetch, then
 // the fill.
 enum class Priority { kOpen, kHint, kPrefetch, kFill };
 constexpr int kQueues = 4;
 constexpr int kFillQueue = static_cast<int>(Priority::kFill);
 constexpr unsigned kForegroundFetchers = 4;
+/// Most objects one Range request brings (LazyOptions::batch_bytes).
+constexpr std::size_t kMaxBatch = 64;
 
 /// The object a regular file of the image names, if any.
 Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
@@ -208,6 +264,9 @@ struct LazyProvider::Impl {
   LazyOptions o;
   std::unique_ptr<RangeSource> ranges;
   store::ObjectDirs dirs;
+  /// The index's objects of each layer in blob order (by offset): a fetch's neighbours.
+  std::vector<std::vector<const ocirepo::ObjectLocation*>> by_offset;
+  std::vector<std::size_t> layer_pos;  // of o.index.objects[i] in by_offset[its layer]
 
   mutable std::mutex mu;
   mutable std::condition_variable work_cv;  // workers: a queue got an entry, or stop
@@ -237,48 +296,151 @@ struct LazyProvider::Impl {
     if (o.log) o.log(line);
   }
 
-  /// Fetches, verifies and commits one object. Once verified, it is handed to the flight's
-  /// waiters before the fsync and the commit, which only make it durable and named.
-  Status fetch(const verity::Digest& d, Flight& f) const {
-    if (present(d)) return {};  // another fetcher (or a pull) stored it meanwhile
-    const ocirepo::ObjectLocation* loc = o.index.find(d);
-    if (!loc || loc->layer >= o.index.layers.size())
-      return fail_errno("object " + object_name(d) + ": not in the lazy index", ENOENT);
-    const ocirepo::ObjectLocation& r = *loc;
-    const oci::ContentDigest& blob = o.index.layers[r.layer].digest;
-    const std::string what = "object " + object_name(d) + " (" + o.source.str() + " blob " +
-                             blob.str() + " bytes " + std::to_string(r.offset) + "+" +
-                             std::to_string(r.length) + ")";
+  /// One object of a batch (see LazyOptions::batch_bytes): where it is, who waits for it, how
+  /// its fetch went.
+  struct Member {
+    verity::Digest d;
+    const ocirepo::ObjectLocation* loc = nullptr;
+    std::shared_ptr<Flight> f;
+    Status status;
+  };
+
+  /// Adds to `batch` (its first member the object asked for) the objects stored next to it in
+  /// its layer that the same Range request can bring: missing, not being fetched, the whole span
+  /// at most o.batch_bytes longer than the first object's own bytes, the nearer side first.
+  /// Their flights are claimed here, so opens of them wait for this batch. Called with mu held.
+  void add_neighbours(std::vector<Member>& batch) const {
+    const ocirepo::ObjectLocation& first = *batch[0].loc;
+    if (o.batch_bytes == 0) return;
+    const auto& order = by_offset[first.layer];
+    std::size_t pos = layer_pos[static_cast<std::size_t>(&first - o.index.objects.data())];
+    std::size_t after = pos + 1, before = pos;  // next candidates: order[after], order[before-1]
+    std::uint64_t lo = first.offset, hi = first.offset + first.length;
+    const std::uint64_t limit = first.length + o.batch_bytes;
+    while (batch.size() < kMaxBatch) {
+      const ocirepo::ObjectLocation* next = after < order.size() ? order[after] : nullptr;
+      const ocirepo::ObjectLocation* prev = before > 0 ? order[before - 1] : nullptr;
+      // Ranges that overlap the batch (only a broken index has them) are nobody's neighbours.
+      if (next && next->offset < hi) {
+        ++after;
+        continue;
+      }
+      if (prev && prev->offset + prev->length > lo) {
+        --before;
+        continue;
+      }
+      const bool fits_next = next && next->offset + next->length - lo <= limit;
+      const bool fits_prev = prev && hi - prev->offset <= limit;
+      if (!fits_next && !fits_prev) return;
+      const bool take_next =
+          fits_next && (!fits_prev || next->offset + next->length - hi <= lo - prev->offset);
+      const ocirepo::ObjectLocation* c = take_next ? next : prev;
+      if (take_next)
+        ++after;
+      else
+        --before;
+      auto it = flights.find(c->digest);
+      if ((it != flights.end() && it->second->claimed) || present(c->digest))
+        continue;  // passed over: its bytes are dropped
+      auto& f = flights[c->digest];
+      if (!f) f = std::make_shared<Flight>();
+      f->claimed = true;
+      batch.push_back(Member{c->digest, c, f, {}});
+      lo = std::min(lo, c->offset);
+      hi = std::max(hi, c->offset + c->length);
+    }
+  }
+
+  /// Fetches a batch's objects with one Range request over their span and checks each against
+  /// its own digest: bad bytes fail that member alone (its status), and nothing of it is stored.
+  /// A verified object is handed to its flight's waiters before the fsync and the commit, which
+  /// only make it durable and named.
+  void fetch(std::vector<Member>& batch) const {
+    const oci::ContentDigest& blob = o.index.layers[batch[0].loc->layer].digest;
+    auto what_of = [&](const ocirepo::ObjectLocation& r) {
+      return "object " + object_name(r.digest) + " (" + o.source.str() + " blob " + blob.str() +
+             " bytes " + std::to_string(r.offset) + "+" + std::to_string(r.length) + ")";
+    };
+    bool first_present = false;  // another process stored it meanwhile: only neighbours left
+    auto fail_all = [&](const Error& e) {
+      for (auto& m : batch)
+        if (!(first_present && &m == &batch[0])) m.status = fail(e);
+    };
     repo::OpenOptions w;
     w.write = true;
-    CFS_ASSIGN(repo::Repository repo, repo::Repository::open(o.repo_path, w));
-    // Another process (a lazy mount, `cfs oci pull` finishing a fill) may be fetching it: wait
-    // for it, then find it committed, rather than fetch it twice.
-    CFS_ASSIGN(repo::FetchLock held, repo::lock_object_fetch(repo, d));
-    if (present(d)) return {};
-    CFS_ASSIGN(repo::NewObject obj, repo.create_object());
-    verity::Params p;
-    p.alg = d.alg;
-    ObjectSink sink(obj.fd(), r, p, what);
-    auto st = ranges->fetch_range(blob, r.offset, r.length, sink);
-    fetched_bytes += sink.received();
-    if (!st) return fail(eio(what + ": " + st.error().message()));
-    CFS_ASSIGN(verity::Digest got, sink.finish());
-    if (!(got == d))
-      return fail(eio(what + ": the bytes have fs-verity digest " + got.hex() +
-                      ", not the image's; nothing stored"));
-    if (o.image && o.elf_prefetch) queue_loader_objects(obj.fd(), d, what);
-    if (auto ro = sys::reopen(obj.fd(), O_RDONLY | O_CLOEXEC, what)) {
-      std::lock_guard lock(mu);
-      f.verified = std::make_shared<UniqueFd>(std::move(*ro));
-      done_cv.notify_all();
+    auto repo = repo::Repository::open(o.repo_path, w);
+    if (!repo) return fail_all(repo.error());
+    // Another process (a lazy mount, `cfs oci pull` finishing a fill) may be fetching the object
+    // asked for: wait for it, then find it committed, rather than fetch it twice. Neighbours are
+    // taken without waiting (at worst another process fetches one of them too; the commit keeps
+    // the first copy).
+    auto held = repo::lock_object_fetch(*repo, batch[0].d);
+    if (!held) return fail_all(held.error());
+    first_present = present(batch[0].d);
+    if (first_present && batch.size() == 1) return;
+    struct Part {
+      Member* m;
+      std::string what;
+      repo::NewObject obj;
+      std::unique_ptr<ObjectSink> sink;
+    };
+    std::vector<Part> parts;
+    std::vector<BatchSink::Range> ranges_out;
+    for (auto& m : batch) {
+      if (first_present && &m == &batch[0]) continue;
+      auto obj = repo->create_object();
+      if (!obj) return fail_all(obj.error());
+      verity::Params p;
+      p.alg = m.d.alg;
+      std::string what = what_of(*m.loc);
+      auto sink = std::make_unique<ObjectSink>(obj->fd(), *m.loc, p, what);
+      parts.push_back(Part{&m, std::move(what), std::move(*obj), std::move(sink)});
     }
-    // Durable before it has a name: the image already names it, so no later sync() would order it,
-    // and a power cut must not leave a named object with lost data.
-    if (o.sync_each_object) CFS_TRY(sys::fsync(obj.fd(), what));
-    CFS_TRY(repo.commit_object(std::move(obj), got).map([](auto&&) {}));
-    ++fetched;
-    return {};
+    for (auto& part : parts)
+      ranges_out.push_back({part.m->loc->offset, part.m->loc->length, part.sink.get(), {}});
+    BatchSink sink(std::move(ranges_out));
+    const std::uint64_t lo = sink.begin(), hi = sink.end();
+    auto st = ranges->fetch_range(blob, lo, hi - lo, sink);
+    fetched_bytes += sink.received();
+    if (!st) {
+      const std::string span = parts.size() == 1
+                                   ? parts[0].what
+                                   : what_of(*batch[0].loc) + " with " +
+                                         std::to_string(parts.size() - 1) + " neighbours (bytes " +
+                                         std::to_string(lo) + "+" + std::to_string(hi - lo) + ")";
+      return fail_all(eio(span + ": " + st.error().message()));
+    }
+    std::vector<Part*> good;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      Part& part = parts[i];
+      Member& m = *part.m;
+      auto got = sink.finish(i);
+      if (!got) {
+        m.status = fail(eio(got.error().message()));
+      } else if (!(*got == m.d)) {
+        m.status = fail(eio(part.what + ": the bytes have fs-verity digest " + got->hex() +
+                            ", not the image's; nothing stored"));
+      } else {
+        good.push_back(&part);
+        // Only the object asked for: a neighbour's libraries are a guess upon a guess.
+        if (o.image && o.elf_prefetch && &m == &batch[0])
+          queue_loader_objects(part.obj.fd(), m.d, part.what);
+        if (auto ro = sys::reopen(part.obj.fd(), O_RDONLY | O_CLOEXEC, part.what)) {
+          std::lock_guard lock(mu);
+          m.f->verified = std::make_shared<UniqueFd>(std::move(*ro));
+          done_cv.notify_all();
+        }
+      }
+      if (!m.status && &m != &batch[0]) log(m.status.error().message());
+    }
+    for (Part* part : good) {
+      // Durable before it has a name: the image already names it, so no later sync() would order
+      // it, and a power cut must not leave a named object with lost data.
+      Status done = o.sync_each_object ? sys::fsync(part->obj.fd(), part->what) : Status{};
+      if (done) done = repo->commit_object(std::move(part->obj), part->m->d).map([](auto&&) {});
+      if (done) ++fetched;
+      part->m->status = std::move(done);
+    }
   }
 
   /// When the (verified) object `d` in `fd` is a dynamically linked ELF file, queues the objects
@@ -312,18 +474,34 @@ struct LazyProvider::Impl {
     return f;
   }
 
-  /// Runs the flight of `d` on this thread; called with `lock` held, returns with it held.
+  /// Runs the flight of `d` on this thread, with its neighbours (add_neighbours); called with
+  /// `lock` held, returns with it held.
   void run(const verity::Digest& d, const std::shared_ptr<Flight>& f,
            std::unique_lock<std::mutex>& lock) const {
     f->claimed = true;
+    std::vector<Member> batch{Member{d, nullptr, f, {}}};
     lock.unlock();
-    Status st = fetch(d, *f);
+    // Another fetcher (or a pull) may have stored it meanwhile.
+    const bool have = present(d);
     lock.lock();
-    f->verified.reset();  // named now (or failed): opens use the repository
-    if (!st) ++failed;
-    f->status = std::move(st);
-    f->done = true;
-    if (auto it = flights.find(d); it != flights.end() && it->second == f) flights.erase(it);
+    if (!have) {
+      batch[0].loc = o.index.find(d);
+      if (batch[0].loc && batch[0].loc->layer < o.index.layers.size())
+        add_neighbours(batch);
+      else
+        batch[0].status =
+            fail_errno("object " + object_name(d) + ": not in the lazy index", ENOENT);
+    }
+    lock.unlock();
+    if (!have && batch[0].status) fetch(batch);
+    lock.lock();
+    for (auto& m : batch) {
+      m.f->verified.reset();  // named now (or failed): opens use the repository
+      if (!m.status) ++failed;
+      m.f->status = std::move(m.status);
+      m.f->done = true;
+      if (auto it = flights.find(m.d); it != flights.end() && it->second == m.f) flights.erase(it);
+    }
     done_cv.notify_all();
   }
 
@@ -434,6 +612,17 @@ Result<std::shared_ptr<LazyProvider>> LazyProvider::create(std::unique_ptr<Range
   std::string objects = impl->o.repo_path + "/" + std::string(repo::kObjectsDir);
   CFS_ASSIGN(impl->dirs, store::ObjectDirs::open({objects}));
   if (impl->o.fetchers == 0) impl->o.fetchers = 1;
+  const auto& all = impl->o.index.objects;
+  impl->by_offset.resize(impl->o.index.layers.size());
+  for (const auto& loc : all)
+    if (loc.layer < impl->by_offset.size()) impl->by_offset[loc.layer].push_back(&loc);
+  impl->layer_pos.resize(all.size());
+  for (auto& order : impl->by_offset) {
+    std::sort(order.begin(), order.end(),
+              [](const auto* a, const auto* b) { return a->offset < b->offset; });
+    for (std::size_t i = 0; i < order.size(); ++i)
+      impl->layer_pos[static_cast<std::size_t>(order[i] - all.data())] = i;
+  }
   return std::shared_ptr<LazyProvider>(new LazyProvider(std::move(impl)));
 }
 

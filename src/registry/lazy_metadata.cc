@@ -53,15 +53,12 @@ Status check_layers(const ocirepo::ObjectIndex& index, const oci::ResolvedImage&
 
 // The seal rule: a sealed image is served only from the EROFS its seal names. `computed` is the
 // EROFS's digest with the index's algorithm; the other algorithm's is computed only when needed.
-Result<std::optional<Seal>> check_seal(Client& client, const Reference& image,
-                                       const oci::ContentDigest& manifest, std::string_view erofs,
-                                       const verity::Digest& computed,
+// `sealed`: the image's referrers (listed once with the lazy metadata) include a seal.
+Result<std::optional<Seal>> check_seal(Client& client, const Reference& image, bool sealed,
+                                       std::string_view erofs, const verity::Digest& computed,
                                        const LazyFetchOptions& options) {
-  if (!options.require_seal && !options.cert_file) {
-    // The common case, an image without seals, in one listing (rather than one per algorithm).
-    CFS_ASSIGN(auto seals, client.list_referrers(image, manifest, kSealArtifactType));
-    if (seals.manifests.empty()) return std::optional<Seal>{};
-  }
+  // The common case, an image without seals, costs no request of its own.
+  if (!options.require_seal && !options.cert_file && !sealed) return std::optional<Seal>{};
   const verity::HashAlg other = computed.alg == verity::HashAlg::kSha512 ? verity::HashAlg::kSha256
                                                                          : verity::HashAlg::kSha512;
   std::optional<Error> missing;
@@ -126,10 +123,19 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   CFS_ASSIGN(auto source, open_registry_source(client, reference));
   CFS_ASSIGN(auto image, oci::resolve_image(*source, options.platform));
   const Reference by_digest = ref.with_digest(image.manifest.digest.str());
-  CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, kLazyArtifactType));
-  if (refs.manifests.empty()) return NoLazyMetadata{image.manifest.digest};
+  // Every referrer in one listing: the lazy metadata, and whether there are seals to check (a
+  // listing is two requests on a registry without the referrers API, which is on the critical
+  // path of every lazy mount).
+  CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, ""));
+  const oci::Descriptor* newest = nullptr;
+  bool sealed = false;
   // The newest artifact: the fallback index and the referrers API both list it last.
-  const oci::ContentDigest artifact = refs.manifests.back().digest;
+  for (const auto& d : refs.manifests) {
+    if (d.artifact_type == kLazyArtifactType) newest = &d;
+    sealed = sealed || d.artifact_type == kSealArtifactType;
+  }
+  if (!newest) return NoLazyMetadata{image.manifest.digest};
+  const oci::ContentDigest artifact = newest->digest;
   const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);
   CFS_ASSIGN(auto raw, client.get_manifest(by_digest.with_digest(artifact.str())));
   CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
@@ -179,8 +185,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   if (a == erofs_d->annotations.end() || a->second != computed.hex())
     return fail(Errc::kDigestMismatch,
                 fmt::format("{}: annotation {} of the EROFS is not {}", what, key, computed.hex()));
-  CFS_ASSIGN(out.seal,
-             check_seal(client, by_digest, image.manifest.digest, out.erofs, computed, options));
+  CFS_ASSIGN(out.seal, check_seal(client, by_digest, sealed, out.erofs, computed, options));
   out.manifest = std::move(image.manifest);
   out.config = std::move(image.config);
   return out;

@@ -64,6 +64,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   std::vector<std::string> option_strings;
   double timeout = 30;
   unsigned fetchers = 4;
+  std::uint64_t batch_bytes = registry::kDefaultBatchBytes;
   bool lazy = true, no_fill = false, no_full_pull = false, no_elf_prefetch = false,
        foreground = false, json = false, verbose = false;
   RegistryOptions reg;
@@ -85,6 +86,10 @@ int run_oci_lazy_mount(int argc, char** argv) {
   app.add_flag("--no-fill", no_fill,
                "do not fetch the rest of the image in the background (only what is opened)");
   app.add_option("--fetchers", fetchers, "objects fetched at once (default 4)");
+  app.add_option("--batch-bytes", batch_bytes,
+                 "a fetch also brings the missing objects stored next to its object in the layer, "
+                 "while the Range request grows by at most this many bytes (default 65536; 0: "
+                 "one object per request)");
   app.add_flag("--no-elf-prefetch", no_elf_prefetch,
                "do not fetch the interpreter and libraries of a fetched ELF program or library "
                "along with it (only what is opened)");
@@ -162,6 +167,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.fill = !no_fill;
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;
+  lo.batch_bytes = batch_bytes;
   // The fill's progress: a status line on a terminal, JSON events on stdout with --json, while
   // serving in the foreground (a daemon has neither; its "fill complete" goes to syslog).
   // The fill starts before the mount reports itself: what it says meanwhile is shown after.

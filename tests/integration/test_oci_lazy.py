@@ -64,6 +64,9 @@ class LazyMount(unittest.TestCase):
             "usr/share/doc/a": rng.randbytes(70000),
             "usr/share/doc/b": rng.randbytes(5000),
         }
+        # Small files next to each other in the layer (as a program's locale data is).
+        cls.files.update({f"usr/share/locale/f{i}": rng.randbytes(1500 + 100 * i)
+                          for i in range(8)})
         upper = {"usr/share/small": rng.randbytes(4100), "opt/new": rng.randbytes(9000)}
         layout = os.path.join(cls.tmp, "img")
         r.build_image(layout, "v1", [cls.files, upper])
@@ -133,7 +136,11 @@ class LazyMount(unittest.TestCase):
             p.stderr.close()
         self.proxy.close()
 
-    def mount(self, repo, source, *opts, foreground=False):
+    def mount(self, repo, source, *opts, foreground=False, batch=False):
+        """Without `batch`, one object per Range request (--batch-bytes=0): the tests that
+        expect a file's exact range."""
+        if not batch:
+            opts = ("--batch-bytes=0", *opts)
         args = [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, *opts, source,
                 self.mnt]
         if not foreground:
@@ -254,6 +261,53 @@ class LazyMount(unittest.TestCase):
             time.sleep(0.05)
         time.sleep(0.2)
         self.assertEqual(len(self.repo_objects(repo)) - self.image_objects, 1)
+        cfs("repo", "fsck", "--repo", repo)
+
+    def test_neighbours_come_in_the_same_request(self):
+        """By default a fetch brings the missing files stored next to its file in the layer in
+        the same Range request, each verified and stored alone: eight small files, one request;
+        a tampered neighbour is dropped without harming the file asked for."""
+        names = [f"usr/share/locale/f{i}" for i in range(8)]
+        blob, first, _ = self.ranges[names[0]]
+        last = self.ranges[names[-1]][2]
+        bad_first = self.ranges[names[5]][1]
+        path = self.reg.blob_path(blob)
+        with open(path, "r+b") as f:
+            f.seek(bad_first + 10)
+            orig = f.read(1)
+            f.seek(bad_first + 10)
+            f.write(bytes([orig[0] ^ 0x40]))
+        try:
+            repo = self.new_repo("batch")
+            self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill", batch=True)
+            since = time.time()
+            self.assertEqual(read_file(os.path.join(self.mnt, names[3])), self.files[names[3]])
+            gets = self.blob_gets(since)
+            self.assertEqual(len(gets), 1, gets)
+            lo, hi = (int(x) for x in gets[0][1].removeprefix("bytes=").split("-"))
+            self.assertLessEqual(lo, first)
+            self.assertGreaterEqual(hi, last)
+            self.assertLessEqual(hi + 1 - lo, len(self.files[names[3]]) + 65536)
+            # The other seven were there at once but the tampered one, which an open fetches
+            # again (and refuses again).
+            since = time.time()
+            for i, n in enumerate(names):
+                with self.subTest(path=n):
+                    if i == 5:
+                        with self.assertRaises(OSError) as cm:
+                            read_file(os.path.join(self.mnt, n))
+                        self.assertEqual(cm.exception.errno, errno.EIO)
+                    else:
+                        self.assertEqual(read_file(os.path.join(self.mnt, n)), self.files[n])
+            gets = self.blob_gets(since)
+            self.assertEqual(len(gets), 1, gets)
+            lo, hi = (int(x) for x in gets[0][1].removeprefix("bytes=").split("-"))
+            self.assertTrue(lo <= bad_first <= hi, gets)
+        finally:
+            with open(path, "r+b") as f:
+                f.seek(bad_first + 10)
+                f.write(orig)
+        t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
     def repo_objects(self, repo):

@@ -190,10 +190,12 @@ class Registry:
     client_certs: with tls, also require a client certificate signed by the CA (self.cert_dir
          then holds client.cert/client.key too);
     users: {user: password} for htpasswd Basic auth;
-    token: a TokenServer for Bearer auth."""
+    token: a TokenServer for Bearer auth;
+    access_log: log every request (combined log format) to read_log()."""
 
-    def __init__(self, tls=False, client_certs=False, users=None, token=None):
+    def __init__(self, tls=False, client_certs=False, users=None, token=None, access_log=False):
         self.tls = tls
+        self.access_log = access_log  # one combined-format line per request in read_log()
         self.client_certs = client_certs
         self.users = users
         self.token = token
@@ -223,8 +225,9 @@ class Registry:
         return os.path.join(self.blob_root, alg, hexd[:2], hexd, "data")
 
     def _config(self):
+        off = "false" if self.access_log else "true"
         lines = ["version: 0.1",
-                 "log: {level: warn, accesslog: {disabled: true}, fields: {service: registry}}",
+                 f"log: {{level: warn, accesslog: {{disabled: {off}}}, fields: {{service: registry}}}}",
                  "storage:",
                  f"  filesystem: {{rootdirectory: {self.dir}/data}}",
                  "  delete: {enabled: true}",

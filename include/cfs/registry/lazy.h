@@ -17,13 +17,15 @@
 //
 // Fetching. Opens of a missing object wait for it at most LazyOptions::timeout_s, then fail with
 // EIO (the fetch goes on and a later open may find the object). One object is fetched once however
-// many opens wait for it (single flight). Fetches run on `fetchers` threads, opens first, then the
-// objects of the interpreter and libraries a fetched ELF file will load (with LazyOptions::image;
-// registry/elf.h), then the prefetch list, then the background fill (every object of the index not
-// yet present). A failed background fetch is logged and not retried by the fill; the next open of
-// that file tries again. Each fetch opens the repository for the duration of the commit only
-// (shared lock), so `cfs repo gc` can run while the mount lives (the mount lease keeps the image's
-// objects).
+// many opens wait for it (single flight). A fetch brings along, in the same Range request, the
+// missing objects stored next to its object in the layer (LazyOptions::batch_bytes), each
+// verified against its own digest and committed or dropped alone. Fetches run on `fetchers`
+// threads, opens first, then the objects of the interpreter and libraries a fetched ELF file will
+// load (with LazyOptions::image; registry/elf.h), then the prefetch list, then the background fill
+// (every object of the index not yet present). A failed background fetch is logged and not retried
+// by the fill; the next open of that file tries again. Each fetch opens the repository for the
+// duration of the commit only (shared lock), so `cfs repo gc` can run while the mount lives (the
+// mount lease keeps the image's objects).
 //
 // Thread-safety: open_object() from any thread; start() once.
 #pragma once
@@ -46,6 +48,9 @@
 #include "cfs/vfs/object_provider.h"
 
 namespace cfs::registry {
+
+/// LazyOptions::batch_bytes by default.
+inline constexpr std::uint64_t kDefaultBatchBytes = 64 << 10;
 
 /// How far a fill is (the background fill of a lazy mount, or `cfs oci pull` finishing one).
 /// Bytes are blob bytes as the object index places them (compressed for zstd:chunked frames).
@@ -78,6 +83,12 @@ struct LazyOptions {
   /// prefetch list and the fill.
   std::optional<erofs::Image> image;
   bool elf_prefetch = true;
+  /// A fetch also brings the missing objects stored next to the one asked for in its layer, in
+  /// the same Range request, while the whole request is at most this many bytes longer than that
+  /// object's own (programs open files of one directory one after another: locale data, modules).
+  /// Each is verified against its own digest and stored alone; one with bad bytes is dropped
+  /// without affecting the others. 0: one object per request.
+  std::uint64_t batch_bytes = kDefaultBatchBytes;
   /// Progress and failures of background fetches (one line each, no newline); may be empty.
   std::function<void(const std::string&)> log;
   /// fsync each fetched object before it is named (a lazy mount: its image is named already and

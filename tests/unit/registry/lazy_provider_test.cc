@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +34,9 @@ class FakeRanges final : public RangeSource {
     std::condition_variable cv;
     bool held = false;
     bool flip = false;
+    /// Flips the layer byte at this offset in the next response that holds it (once).
+    std::optional<std::uint64_t> flip_at;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // offset, length of each call
     void release() {
       std::lock_guard l(mu);
       held = false;
@@ -43,11 +47,16 @@ class FakeRanges final : public RangeSource {
   Status fetch_range(const oci::ContentDigest&, std::uint64_t offset, std::uint64_t length,
                      BlobSink& sink) override {
     ++s_->calls;
+    std::string bytes = s_->layer.substr(offset, length);
     {
       std::unique_lock l(s_->mu);
       s_->cv.wait(l, [&] { return !s_->held; });
+      s_->ranges.emplace_back(offset, length);
+      if (s_->flip_at && *s_->flip_at >= offset && *s_->flip_at < offset + length) {
+        bytes[*s_->flip_at - offset] ^= 0x20;
+        s_->flip_at.reset();
+      }
     }
-    std::string bytes = s_->layer.substr(offset, length);
     if (s_->flip) bytes[bytes.size() / 2] ^= 0x20;
     return sink.write(std::as_bytes(std::span(bytes)));
   }
@@ -87,6 +96,7 @@ class LazyProviderTest : public ::testing::Test {
     opts.repo_path = tmp / "repo";
     opts.source = *parse_reference("docker://127.0.0.1:1/test/lazy:1");
     opts.fill = false;
+    opts.batch_bytes = 0;  // one object per request, but in the Batch tests
     opts.index.algorithm = verity::HashAlg::kSha256;
     ocirepo::IndexedLayer layer;
     layer.digest = *oci::ContentDigest::parse(
@@ -192,6 +202,97 @@ TEST_F(LazyProviderTest, ObjectsOutsideTheIndexAreNotFetched) {
   ASSERT_FALSE(fd);
   EXPECT_TRUE(fd.error().is_errno(ENOENT));
   EXPECT_EQ(state->calls.load(), 0);
+}
+
+/// A layer of small files, each after a 512-byte "tar header" of its own, as in a tar layer.
+class LazyBatchTest : public LazyProviderTest {
+ protected:
+  void SetUp() override {
+    LazyProviderTest::SetUp();
+    state->layer.clear();
+    opts.index.objects.clear();
+    for (std::size_t i = 0; i < 6; ++i) {
+      files.push_back("file " + std::to_string(i) + ": " + std::string(1000 + 300 * i, 'x'));
+      state->layer += std::string(512, 'h');
+      offsets.push_back(state->layer.size());
+      state->layer += files.back();
+      digests.push_back(digest_of(files.back()));
+      opts.index.objects.push_back(ocirepo::ObjectLocation{
+          digests.back(), 0, offsets.back(), files.back().size(), files.back().size()});
+    }
+    opts.index.layers[0].size = state->layer.size();
+    ocirepo::sort_and_dedup(opts.index.objects);  // the index is sorted by digest
+    opts.batch_bytes = 64 << 10;
+  }
+  Result<UniqueFd> open(int i) {
+    return provider_->open_object(tree::object_path(digests[static_cast<std::size_t>(i)]),
+                                  digests[static_cast<std::size_t>(i)]);
+  }
+  std::shared_ptr<LazyProvider> provider_;
+  std::vector<std::string> files;
+  std::vector<std::uint64_t> offsets;
+  std::vector<verity::Digest> digests;
+};
+
+TEST_F(LazyBatchTest, NeighboursComeInTheSameRequestEachStoredWhole) {
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), files[2]);
+  // One request, from the first file's first byte to the last file's last (the headers between
+  // them dropped), and every file stored as its own object.
+  ASSERT_EQ(state->ranges.size(), 1u);
+  EXPECT_EQ(state->ranges[0].first, offsets[0]);
+  EXPECT_EQ(state->ranges[0].first + state->ranges[0].second, state->layer.size());
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  for (int i = 0; i < static_cast<int>(files.size()); ++i) {
+    auto f = open(i);
+    ASSERT_TRUE(f) << f.error().message();
+    EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
+  }
+  EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, TheBudgetBoundsTheRequest) {
+  // Room for file 2 and one neighbour: file 1 (shorter than file 3, so it adds fewer bytes).
+  opts.batch_bytes = files[3].size() + 512;
+  provider_ = provider();
+  ASSERT_TRUE(open(2));
+  ASSERT_EQ(state->ranges.size(), 1u);
+  EXPECT_EQ(state->ranges[0],
+            std::make_pair(offsets[1], offsets[2] + files[2].size() - offsets[1]));
+  EXPECT_EQ(stored_soon(2), 2u);
+  ASSERT_TRUE(open(1));
+  EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, ATamperedNeighbourIsDroppedAndDoesNotHarmTheFileAskedFor) {
+  state->flip_at = offsets[3] + 10;  // inside file 3, once
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), files[2]);
+  EXPECT_EQ(state->calls.load(), 1);
+  EXPECT_EQ(stored_soon(files.size() - 1), files.size() - 1);  // all but file 3
+  // File 3 is fetched again on its open (its neighbours are present now: alone) and is right.
+  auto three = open(3);
+  ASSERT_TRUE(three) << three.error().message();
+  EXPECT_EQ(read_all(three->get()), files[3]);
+  ASSERT_EQ(state->ranges.size(), 2u);
+  EXPECT_EQ(state->ranges[1], std::make_pair(offsets[3], std::uint64_t{files[3].size()}));
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+}
+
+TEST_F(LazyBatchTest, ATamperedFileAskedForFailsAloneItsNeighboursAreStored) {
+  state->flip_at = offsets[2] + 10;
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_FALSE(fd);
+  EXPECT_TRUE(fd.error().is_errno(EIO)) << fd.error().message();
+  EXPECT_EQ(stored_soon(files.size() - 1), files.size() - 1);
+  auto again = open(2);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(read_all(again->get()), files[2]);
 }
 
 }  // namespace
