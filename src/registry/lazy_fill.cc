@@ -346,6 +346,7 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
   lo.index = index;
   lo.fill = false;
   lo.elf_prefetch = false;
+  lo.batch_bytes = 0;  // one object per open: this pull plans its ranges and counts each object
   lo.timeout_s = 24 * 3600;     // never started: each open fetches on its own thread
   lo.sync_each_object = false;  // one syncfs below, before the layer streams are named
   auto ranges = std::make_unique<RunRanges>(client, lazy.source);

@@ -288,8 +288,9 @@ class LazyMount(unittest.TestCase):
             self.assertLessEqual(lo, first)
             self.assertGreaterEqual(hi, last)
             self.assertLessEqual(hi + 1 - lo, len(self.files[names[3]]) + 65536)
-            # The other seven were there at once but the tampered one, which an open fetches
-            # again (and refuses again).
+            # The other seven came with it; the tampered one is EIO (from the batch's fetch, if
+            # the open joined it, else from a fetch of its own), and a later open fetches it
+            # again and refuses it again.
             since = time.time()
             for i, n in enumerate(names):
                 with self.subTest(path=n):
@@ -299,10 +300,17 @@ class LazyMount(unittest.TestCase):
                         self.assertEqual(cm.exception.errno, errno.EIO)
                     else:
                         self.assertEqual(read_file(os.path.join(self.mnt, n)), self.files[n])
-            gets = self.blob_gets(since)
+            def spans(gets):
+                return [tuple(int(x) for x in g[1].removeprefix("bytes=").split("-"))
+                        for g in gets]
+            self.assertTrue(all(lo <= bad_first <= hi for lo, hi in spans(self.blob_gets(since))))
+            since = time.time()
+            with self.assertRaises(OSError) as cm:
+                read_file(os.path.join(self.mnt, names[5]))
+            self.assertEqual(cm.exception.errno, errno.EIO)
+            gets = spans(self.blob_gets(since))
             self.assertEqual(len(gets), 1, gets)
-            lo, hi = (int(x) for x in gets[0][1].removeprefix("bytes=").split("-"))
-            self.assertTrue(lo <= bad_first <= hi, gets)
+            self.assertTrue(gets[0][0] <= bad_first <= gets[0][1], gets)
         finally:
             with open(path, "r+b") as f:
                 f.seek(bad_first + 10)
