@@ -9,6 +9,7 @@ fault proxy (which logs every request with its Range header).
 Oracles: the file contents the test wrote into the image (independent of cfs); the byte ranges
 of each file in the pushed layer blobs, read from the blob with Python's tarfile (uncompressed
 layers); the proxy's request log (what was fetched); `cfs repo fsck` (nothing partial left)."""
+import contextlib
 import errno
 import json
 import os
@@ -232,26 +233,32 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(results, [self.files["usr/share/big"]] * 4)
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/big")])
 
+    @contextlib.contextmanager
+    def flipped(self, blob, offset):
+        """The byte at `offset` of `blob` inverted in the registry's storage meanwhile."""
+        path = self.reg.blob_path(blob)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            orig = f.read(1)
+            f.seek(offset)
+            f.write(bytes([orig[0] ^ 0x40]))
+        try:
+            yield
+        finally:
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                f.write(orig)
+
     def test_flipped_byte_is_eio_for_that_file_only(self):
         repo = self.new_repo("flip")
         blob, first, last = self.ranges["usr/share/doc/b"]
-        path = self.reg.blob_path(blob)
-        with open(path, "r+b") as f:
-            f.seek(first + 100)
-            orig = f.read(1)
-            f.seek(first + 100)
-            f.write(bytes([orig[0] ^ 0x40]))
-        try:
+        with self.flipped(blob, first + 100):
             self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
             with self.assertRaises(OSError) as cm:
                 read_file(os.path.join(self.mnt, "usr/share/doc/b"))
             self.assertEqual(cm.exception.errno, errno.EIO)
             self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
                              self.files["usr/share/doc/a"])
-        finally:
-            with open(path, "r+b") as f:
-                f.seek(first + 100)
-                f.write(orig)
         t.umount(self.mnt)
         # Nothing stored for it: only the good file's object is there (committed just after
         # its open was served from the verified bytes), and fsck is clean.
@@ -263,6 +270,11 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(len(self.repo_objects(repo)) - self.image_objects, 1)
         cfs("repo", "fsck", "--repo", repo)
 
+    @staticmethod
+    def spans(gets):
+        """(first, last) byte of each blob_gets() entry's Range."""
+        return [tuple(int(x) for x in g[1].removeprefix("bytes=").split("-")) for g in gets]
+
     def test_neighbours_come_in_the_same_request(self):
         """By default a fetch brings the missing files stored next to its file in the layer in
         the same Range request, each verified and stored alone: eight small files, one request;
@@ -271,20 +283,14 @@ class LazyMount(unittest.TestCase):
         blob, first, _ = self.ranges[names[0]]
         last = self.ranges[names[-1]][2]
         bad_first = self.ranges[names[5]][1]
-        path = self.reg.blob_path(blob)
-        with open(path, "r+b") as f:
-            f.seek(bad_first + 10)
-            orig = f.read(1)
-            f.seek(bad_first + 10)
-            f.write(bytes([orig[0] ^ 0x40]))
-        try:
+        with self.flipped(blob, bad_first + 10):
             repo = self.new_repo("batch")
             self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill", batch=True)
             since = time.time()
             self.assertEqual(read_file(os.path.join(self.mnt, names[3])), self.files[names[3]])
-            gets = self.blob_gets(since)
+            gets = self.spans(self.blob_gets(since))
             self.assertEqual(len(gets), 1, gets)
-            lo, hi = (int(x) for x in gets[0][1].removeprefix("bytes=").split("-"))
+            lo, hi = gets[0]
             self.assertLessEqual(lo, first)
             self.assertGreaterEqual(hi, last)
             self.assertLessEqual(hi + 1 - lo, len(self.files[names[3]]) + 65536)
@@ -300,21 +306,14 @@ class LazyMount(unittest.TestCase):
                         self.assertEqual(cm.exception.errno, errno.EIO)
                     else:
                         self.assertEqual(read_file(os.path.join(self.mnt, n)), self.files[n])
-            def spans(gets):
-                return [tuple(int(x) for x in g[1].removeprefix("bytes=").split("-"))
-                        for g in gets]
-            self.assertTrue(all(lo <= bad_first <= hi for lo, hi in spans(self.blob_gets(since))))
+            self.assertTrue(all(a <= bad_first <= b for a, b in self.spans(self.blob_gets(since))))
             since = time.time()
             with self.assertRaises(OSError) as cm:
                 read_file(os.path.join(self.mnt, names[5]))
             self.assertEqual(cm.exception.errno, errno.EIO)
-            gets = spans(self.blob_gets(since))
+            gets = self.spans(self.blob_gets(since))
             self.assertEqual(len(gets), 1, gets)
             self.assertTrue(gets[0][0] <= bad_first <= gets[0][1], gets)
-        finally:
-            with open(path, "r+b") as f:
-                f.seek(bad_first + 10)
-                f.write(orig)
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
