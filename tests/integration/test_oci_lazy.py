@@ -666,7 +666,7 @@ class LazyMount(unittest.TestCase):
         other = tempfile.mkdtemp(prefix="mnt-", dir=self.tmp)
         try:
             t.run([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
-                   ref, other])
+                   "--batch-bytes=0", ref, other])
             self.proxy.set_throttle(8 << 20)  # 8 Mbit/s: the big file takes ~3 s
             since = time.time()
             results = {}
