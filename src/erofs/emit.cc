@@ -138,7 +138,7 @@ class Emitter {
         if (n.external) layout = DataLayout::kChunkBased;
         break;
       case S_IFLNK:
-        size = n.data.size();
+        size = n.data().size();
         break;
       default:
         break;
@@ -183,34 +183,35 @@ class Emitter {
   void xattr_body(const PNode& n) {
     std::uint32_t filter = 0;
     for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i) {
-      XattrName name = split_xattr_name(p_.xattrs[i].key);
+      XattrName name = split_xattr_name(p_.names.key(p_.xattrs[i]));
       filter |= std::uint32_t{1} << xattr_filter_bit(name.index, name.suffix);
     }
     XattrIbodyHeader h{};
     h.h_name_filter = ~filter;
     h.h_shared_count = static_cast<std::uint8_t>(n.n_shared);
     put(h);
-    std::uint32_t shared_base = static_cast<std::uint32_t>(p_.inodes_end % kBlockSize);
+    // The table starts slot-aligned within its block, so its start / 4 is exact.
+    auto shared_base = static_cast<std::uint32_t>(p_.inodes_end % kBlockSize / 4);
     for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i) {
-      if (p_.xattr_shared[i] < 0) continue;
-      le32 id = static_cast<std::uint32_t>(
-          (shared_base + static_cast<std::uint64_t>(p_.xattr_shared[i])) / 4);
+      if (p_.xattr_shared[i] == kNotShared) continue;
+      le32 id = shared_base + p_.xattr_shared[i];
       put(id);
     }
     for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i)
-      if (p_.xattr_shared[i] < 0) xattr_entry(p_.xattrs[i]);
+      if (p_.xattr_shared[i] == kNotShared) xattr_entry(p_.xattrs[i]);
   }
 
   void xattr_entry(const XattrRef& x) {
-    XattrName name = split_xattr_name(x.key);
+    XattrName name = split_xattr_name(p_.names.key(x));
     XattrEntry e{};
     e.e_name_len = static_cast<std::uint8_t>(name.suffix.size());
     e.e_name_index = static_cast<std::uint8_t>(name.index);
     e.e_value_size = static_cast<std::uint16_t>(x.value_size());
     put(e);
     out_.put(name.suffix.data(), name.suffix.size());
-    out_.put(x.head.data(), x.head.size());
-    out_.put(x.rest.data(), x.rest.size());
+    const std::string_view head = p_.names.head(x);
+    out_.put(head.data(), head.size());
+    out_.put(x.rest_data, x.rest_size);
     out_.align(4);
   }
 
@@ -223,11 +224,11 @@ class Emitter {
       rec.nid = p_.nodes[d.target].nid;
       rec.nameoff = nameoff;
       rec.file_type = static_cast<std::uint8_t>(overlay::file_type(p_.nodes[d.target].mode));
-      nameoff = static_cast<std::uint16_t>(nameoff + d.name.size());
+      nameoff = static_cast<std::uint16_t>(nameoff + d.name_size);
       put(rec);
     }
     for (std::uint32_t i = first; i < first + count; ++i) {
-      std::string_view name = p_.dirents[n.dirent_begin + i].name;
+      std::string_view name = p_.dirents[n.dirent_begin + i].name();
       out_.put(name.data(), name.size());
     }
   }
@@ -238,7 +239,7 @@ class Emitter {
     std::uint64_t block = 0;
     std::uint32_t first = 0, blocks = 0;
     for (std::uint32_t i = 0; i < n.dirent_count; ++i) {
-      std::uint64_t len = sizeof(erofs::Dirent) + p_.dirents[n.dirent_begin + i].name.size();
+      std::uint64_t len = sizeof(erofs::Dirent) + p_.dirents[n.dirent_begin + i].name_size;
       if (block + len > kBlockSize) {
         f(first, i - first, false);
         ++blocks;
@@ -278,13 +279,13 @@ class Emitter {
         });
         break;
       case S_IFLNK:
-        out_.put(n.data.data(), n.data.size());
+        out_.put(n.data_ptr, n.data().size());
         break;
       case S_IFREG:
         if (n.external)
           null_chunks(n.tail / 4);
         else
-          out_.put(n.data.data() + (n.data.size() - n.tail), n.tail);
+          out_.put(n.data_ptr + (n.size - n.tail), n.tail);
         break;
       default:
         break;
@@ -311,7 +312,7 @@ class Emitter {
         [[fallthrough]];
       case S_IFLNK:
         // Content and targets never need more than one block (<= 5000 and < 4096 bytes).
-        out_.put(n.data.data(), std::min<std::size_t>(n.data.size(), kBlockSize));
+        out_.put(n.data_ptr, std::min<std::size_t>(n.data().size(), kBlockSize));
         out_.align(kBlockSize);
         break;
       default:

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 
 #include "erofs/plan_internal.h"
@@ -18,126 +19,139 @@ constexpr std::uint64_t kMetaStart = 1152;  // right after the superblock
 constexpr std::uint32_t kShareLimit = 128;  // EROFS_XATTR_LONG_PREFIX: h_shared_count stays below
 
 // Shared table order: name descending, then longer values first, then value bytes descending.
-bool shared_before(const XattrRef& a, const XattrRef& b) {
-  if (int c = a.key.compare(b.key); c != 0) return c > 0;
+bool shared_before(const XattrNames& names, const XattrRef& a, const XattrRef& b) {
+  if (int c = names.key(a).compare(names.key(b)); c != 0) return c > 0;
   if (a.value_size() != b.value_size()) return a.value_size() > b.value_size();
-  return compare_values(b, a) < 0;
+  return names.compare_values(b, a) < 0;
 }
 
 std::uint64_t round_up(std::uint64_t x, std::uint64_t n) { return (x + n - 1) / n * n; }
 
-std::uint64_t hash_pair(const XattrRef& x) {
-  auto seed = XXH3_64bits(x.key.data(), x.key.size());
-  if (x.head.empty()) return XXH3_64bits_withSeed(x.rest.data(), x.rest.size(), seed);
+// Keys are interned, so the key id stands for the key's bytes.
+std::uint64_t hash_pair(const XattrNames& names, const XattrRef& x) {
+  const std::uint64_t seed = x.key;
+  if (x.head == 0) return XXH3_64bits_withSeed(x.rest_data, x.rest_size, seed);
   // The hash of the whole value, however it is split (equal values must collide).
   std::array<char, 256> buf;
   if (x.value_size() <= buf.size()) {
-    std::memcpy(buf.data(), x.head.data(), x.head.size());
-    if (!x.rest.empty()) std::memcpy(buf.data() + x.head.size(), x.rest.data(), x.rest.size());
+    const std::string_view head = names.head(x);
+    std::memcpy(buf.data(), head.data(), head.size());
+    if (x.rest_size > 0) std::memcpy(buf.data() + head.size(), x.rest_data, x.rest_size);
     return XXH3_64bits_withSeed(buf.data(), x.value_size(), seed);
   }
   std::string scratch;
-  const std::string_view v = x.value(scratch);
+  const std::string_view v = names.value(x, scratch);
   return XXH3_64bits_withSeed(v.data(), v.size(), seed);
 }
 
-// Distinct (name, value) pairs with their use counts: a flat open-addressing table, because
-// a /usr-sized tree has ~300k xattrs and node-based maps spend their time in cache misses.
-// A pair is named by its first occurrence in Plan::xattrs (16 bytes per pair instead of a
-// copy of the two views: this table is alive at the writer's peak memory).
+// Distinct (name, value) pairs: a flat open-addressing table, because a /usr-sized tree has
+// ~300k xattrs and node-based maps spend their time in cache misses. It is alive at the
+// writer's peak memory, so it is small: a pair is named by its first occurrence in
+// Plan::xattrs, and a slot is one 32-bit word, the pair's index + 1 in its low bits and high
+// hash bits (a tag that skips most mismatching compares) in the bits that index leaves free.
 class PairTable {
  public:
+  static constexpr std::uint32_t kOnce = kNotShared;          // Use::offset: seen once
+  static constexpr std::uint32_t kRepeated = kNotShared - 1;  // seen more than once
   struct Use {
-    std::uint32_t first = 0;  // index of the first occurrence in the xattr list
-    std::uint32_t count = 0;
-    std::int64_t offset = -1;
+    std::uint32_t first = 0;       // index of the first occurrence in the xattr list
+    std::uint32_t offset = kOnce;  // kOnce, kRepeated, then the shared-table offset / 4
   };
 
-  explicit PairTable(const std::vector<XattrRef>& xattrs) : xattrs_(xattrs) {
+  PairTable(const std::vector<XattrRef>& xattrs, const XattrNames& names)
+      : xattrs_(xattrs), names_(names) {
     std::size_t cap = 16;
     while (cap < xattrs.size() + xattrs.size() / 2) cap <<= 1;  // load factor <= 2/3
-    slots_.assign(cap, Slot{});
+    slots_.assign(cap, 0);
     mask_ = cap - 1;
+    const auto id_bits = static_cast<unsigned>(std::bit_width(xattrs.size() + 1));
+    id_mask_ = id_bits >= 32 ? 0xFFFFFFFF : (std::uint32_t{1} << id_bits) - 1;
     uses_.reserve(xattrs.size());
   }
 
   std::uint32_t add(std::uint32_t index) {
     const XattrRef& x = xattrs_[index];
-    std::uint64_t h = hash_pair(x);
+    const std::uint64_t h = hash_pair(names_, x);
+    const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) & ~id_mask_;
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
-      Slot& slot = slots_[i];
-      auto tag = static_cast<std::uint32_t>(h >> 32);
-      if (slot.use == 0) {
-        uses_.push_back({index, 1, -1});
-        slot = {static_cast<std::uint32_t>(uses_.size()), tag};
-        return slot.use - 1;
+      std::uint32_t& slot = slots_[i];
+      if (slot == 0) {
+        uses_.push_back({index, kOnce});
+        slot = tag | static_cast<std::uint32_t>(uses_.size());
+        return static_cast<std::uint32_t>(uses_.size() - 1);
       }
-      if (slot.tag == tag) {
-        Use& u = uses_[slot.use - 1];
-        const XattrRef& y = xattrs_[u.first];
-        if (y.key == x.key && same_value(x, y)) {
-          ++u.count;
-          return slot.use - 1;
-        }
+      if ((slot & ~id_mask_) != tag) continue;
+      const std::uint32_t use = (slot & id_mask_) - 1;
+      const XattrRef& y = xattrs_[uses_[use].first];
+      if (y.key == x.key && names_.same_value(x, y)) {
+        uses_[use].offset = kRepeated;
+        return use;
       }
     }
   }
 
+  /// Frees the slots once every pair is in.
+  void seal() { std::vector<std::uint32_t>().swap(slots_); }
   std::vector<Use>& uses() { return uses_; }
   const XattrRef& pair(const Use& u) const { return xattrs_[u.first]; }
 
  private:
-  struct Slot {
-    std::uint32_t use = 0;  // index + 1 into uses_, 0 = empty
-    std::uint32_t tag = 0;  // high hash bits, to skip most mismatching compares
-  };
   const std::vector<XattrRef>& xattrs_;
-  std::vector<Slot> slots_;
+  const XattrNames& names_;
+  std::vector<std::uint32_t> slots_;  // 0 = empty
   std::size_t mask_ = 0;
+  std::uint32_t id_mask_ = 0;
   std::vector<Use> uses_;
 };
 
-void compute_shared(Plan& p) {
-  PairTable table(p.xattrs);
-  std::vector<std::uint32_t> use_of(p.xattrs.size());
+Status compute_shared(Plan& p) {
+  PairTable table(p.xattrs, p.names);
+  // Each xattr's pair first, its shared-table offset below.
+  p.xattr_shared.resize(p.xattrs.size());
   for (std::size_t i = 0; i < p.xattrs.size(); ++i)
-    use_of[i] = table.add(static_cast<std::uint32_t>(i));
+    p.xattr_shared[i] = table.add(static_cast<std::uint32_t>(i));
+  table.seal();
   auto& uses = table.uses();
 
   std::vector<std::uint32_t> shared;
   for (std::uint32_t i = 0; i < uses.size(); ++i)
-    if (uses[i].count > 1) shared.push_back(i);
+    if (uses[i].offset == PairTable::kRepeated) shared.push_back(i);
   std::sort(shared.begin(), shared.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return shared_before(table.pair(uses[a]), table.pair(uses[b]));
+    return shared_before(p.names, table.pair(uses[a]), table.pair(uses[b]));
   });
   std::uint64_t offset = 0;
   p.shared.reserve(shared.size());
   for (std::uint32_t i : shared) {
     const XattrRef& x = table.pair(uses[i]);
-    uses[i].offset = static_cast<std::int64_t>(offset);
+    // Entries are 4-byte aligned and referenced by 32-bit index (table start / 4 + offset / 4).
+    if (offset / 4 >= kNotShared - kBlockSize / 4)
+      return fail(Errc::kInvalidInput, "shared xattr table too large");
+    uses[i].offset = static_cast<std::uint32_t>(offset / 4);
     p.shared.push_back(x);
-    offset += xattr_entry_size(x.key, x.value_size());
+    offset += xattr_entry_size(p.names.key(x), x.value_size());
   }
   p.shared_size = offset;
 
-  p.xattr_shared.assign(p.xattrs.size(), -1);
   for (PNode& n : p.nodes) {
     std::uint32_t n_shared = 0;
     std::uint64_t inline_bytes = 0;
     for (std::uint32_t i = n.xattr_begin; i < n.xattr_begin + n.xattr_count; ++i) {
-      if (uses[use_of[i]].offset >= 0 && n_shared < kShareLimit) {
-        p.xattr_shared[i] = uses[use_of[i]].offset;
+      const std::uint32_t off = uses[p.xattr_shared[i]].offset;
+      if (off != PairTable::kOnce && n_shared < kShareLimit) {
+        p.xattr_shared[i] = off;
         ++n_shared;
       } else {
-        inline_bytes += xattr_entry_size(p.xattrs[i].key, p.xattrs[i].value_size());
+        p.xattr_shared[i] = kNotShared;
+        inline_bytes += xattr_entry_size(p.names.key(p.xattrs[i]), p.xattrs[i].value_size());
       }
     }
-    n.n_shared = n_shared;
+    n.n_shared = static_cast<std::uint8_t>(n_shared);
     // Bounded by the 65535-byte value and 255-byte key limits times the xattr count; the
     // icount check in place() rejects anything that large.
     n.xattr_size = static_cast<std::uint32_t>(
         std::min<std::uint64_t>(xattr_body_size(n_shared, inline_bytes), 0xFFFFFFFF));
   }
+  return {};
 }
 
 // Greedy packing of the dirents into blocks; a final chunk over half a block becomes a block.
@@ -145,7 +159,7 @@ DataSplit dir_split(const Plan& p, const PNode& n) {
   DataSplit s;
   std::uint64_t block = 0;
   for (std::uint32_t i = n.dirent_begin; i < n.dirent_begin + n.dirent_count; ++i) {
-    std::uint64_t len = sizeof(erofs::Dirent) + p.dirents[i].name.size();
+    std::uint64_t len = sizeof(erofs::Dirent) + p.dirents[i].name_size;
     if (block + len > kBlockSize) {
       ++s.n_blocks;
       block = 0;
@@ -196,7 +210,7 @@ std::uint64_t tail_padding(PNode& n, std::uint64_t pos, std::uint64_t isize) {
 }  // namespace
 
 Status place(Plan& p) {
-  compute_shared(p);
+  CFS_TRY(compute_shared(p));
 
   std::uint64_t pos = kMetaStart;
   std::uint64_t n_data_blocks = 0;
@@ -208,7 +222,7 @@ Status place(Plan& p) {
         split = dir_split(p, n);
         break;
       case S_IFLNK:
-        split.tail = static_cast<std::uint32_t>(n.data.size());
+        split.tail = static_cast<std::uint32_t>(n.data().size());
         break;
       case S_IFREG:
         if (n.size == 0) break;
@@ -231,9 +245,11 @@ Status place(Plan& p) {
 
     std::uint64_t aligned = round_up(pos, kSlotSize);
     std::uint64_t extra = tail_padding(n, aligned, isize);
-    n.ipad = static_cast<std::uint32_t>(aligned - pos + extra);
+    n.ipad = static_cast<std::uint16_t>(aligned - pos + extra);
     pos = aligned + extra;
-    n.nid = pos / kSlotSize;
+    if (pos / kSlotSize > 0xFFFFFFFF)
+      return fail(Errc::kInvalidInput, "image too large: inode metadata beyond 128 GiB");
+    n.nid = static_cast<std::uint32_t>(pos / kSlotSize);
     n_data_blocks += n.n_blocks;
     pos += isize + n.xattr_size + n.tail;
   }

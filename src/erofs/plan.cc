@@ -35,23 +35,45 @@ std::string_view Arena::concat(std::string_view a, std::string_view b) {
   return {out, n};
 }
 
-std::string_view XattrRef::value(std::string& scratch) const {
-  if (head.empty()) return rest;
-  scratch.assign(head).append(rest);
+XattrNames::XattrNames() : heads_{std::string_view{}} {}
+
+XattrRef XattrNames::make(std::string_view key, std::string_view rest, std::string_view head) {
+  XattrRef x;
+  auto [it, inserted] = key_ids_.try_emplace(key, static_cast<std::uint32_t>(keys_.size()));
+  if (inserted) keys_.push_back(key);
+  x.key = it->second;
+  if (!head.empty()) {
+    auto h = std::find(heads_.begin(), heads_.end(), head);
+    if (h == heads_.end() && heads_.size() < kMaxHeads) h = heads_.insert(h, head);
+    if (h == heads_.end()) {
+      rest = joined_.concat(head, rest);
+    } else {
+      x.head = static_cast<std::uint8_t>(h - heads_.begin());
+      x.head_size = static_cast<std::uint8_t>(head.size());
+    }
+  }
+  x.rest_data = rest.data();
+  x.rest_size = static_cast<std::uint16_t>(rest.size());
+  return x;
+}
+
+std::string_view XattrNames::value(const XattrRef& x, std::string& scratch) const {
+  if (x.head == 0) return x.rest();
+  scratch.assign(head(x)).append(x.rest());
   return scratch;
 }
 
-int compare_values(const XattrRef& a, const XattrRef& b) noexcept {
-  if (a.head == b.head) return a.rest.compare(b.rest);
-  auto at = [](const XattrRef& x, std::size_t i) {
-    return static_cast<unsigned char>(i < x.head.size() ? x.head[i] : x.rest[i - x.head.size()]);
+int XattrNames::compare_values(const XattrRef& a, const XattrRef& b) const noexcept {
+  if (a.head == b.head) return a.rest().compare(b.rest());
+  auto at = [this](const XattrRef& x, std::size_t i) {
+    return static_cast<unsigned char>(i < x.head_size ? head(x)[i] : x.rest_data[i - x.head_size]);
   };
   for (std::size_t i = 0, n = a.value_size(); i < n; ++i)
     if (at(a, i) != at(b, i)) return at(a, i) < at(b, i) ? -1 : 1;
   return 0;
 }
 
-bool same_value(const XattrRef& a, const XattrRef& b) noexcept {
+bool XattrNames::same_value(const XattrRef& a, const XattrRef& b) const noexcept {
   return a.value_size() == b.value_size() && compare_values(a, b) == 0;
 }
 
@@ -59,7 +81,7 @@ std::string Plan::path_of(std::uint32_t index) const {
   if (index == 0) return "/";
   std::vector<std::string_view> parts;
   for (std::uint32_t i = index; i != 0; i = nodes[i].parent)
-    parts.push_back(dirents[nodes[i].name_dirent].name);
+    parts.push_back(dirents[nodes[i].name_dirent].name());
   std::string path;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     path += '/';
@@ -128,8 +150,9 @@ class PlanBuilder {
   Status escape_user_xattrs(std::uint32_t index, const Node& n);
   Status add_overlay_xattrs(std::uint32_t index, const Node& n);
   Status finish_xattrs(std::uint32_t index);
-  Status set_xattr(std::uint32_t index, const XattrRef& x);
-  XattrRef metacopy(const verity::Digest& digest);
+  Status set_xattr(std::uint32_t index, std::string_view key, std::string_view rest,
+                   std::string_view head = {});
+  Status set_metacopy(std::uint32_t index, const verity::Digest& digest);
 
   const Tree& tree_;
   Plan& p_;
@@ -248,22 +271,24 @@ Status PlanBuilder::resolve_links() {
     };
     if (t == kUnvisited)
       return invalid(owner(), "hardlink '{}' points to a node outside the tree",
-                     p_.dirents[dirent].name);
+                     p_.dirents[dirent].name());
     if (tree_.node(target).is_dir())
-      return invalid(owner(), "hardlink '{}' points to a directory", p_.dirents[dirent].name);
+      return invalid(owner(), "hardlink '{}' points to a directory", p_.dirents[dirent].name());
     p_.dirents[dirent].target = t;
   }
   return {};
 }
 
-Status PlanBuilder::set_xattr(std::uint32_t index, const XattrRef& x) {
-  const std::string_view key = x.key;
-  if (x.value_size() > overlay::kMaxXattrValueLen)
+Status PlanBuilder::set_xattr(std::uint32_t index, std::string_view key, std::string_view rest,
+                              std::string_view head) {
+  const std::size_t size = head.size() + rest.size();
+  if (size > overlay::kMaxXattrValueLen)
     return invalid(index, "xattr {}: value longer than 65535 bytes", key);
-  auto it = std::find_if(xs_.begin(), xs_.end(), [&](const XattrRef& y) { return y.key == key; });
+  const XattrRef x = p_.names.make(key, rest, head);
+  auto it = std::find_if(xs_.begin(), xs_.end(), [&](const XattrRef& y) { return y.key == x.key; });
   std::optional<std::size_t> replaced;
   if (it != xs_.end()) replaced = it->value_size();
-  if (!budget_.set(key.size(), x.value_size(), replaced))
+  if (!budget_.set(key.size(), size, replaced))
     return invalid(index, "xattr {}: per-inode xattr size limit ({} bytes) exceeded", key,
                    overlay::XattrBudget::kLimit);
   // lcfs_node_unset_xattr moves the last entry into the hole; the order is sorted away later.
@@ -277,14 +302,14 @@ Status PlanBuilder::set_xattr(std::uint32_t index, const XattrRef& x) {
 
 // The metacopy value as the header (shared by every file of the algorithm) + the digest bytes
 // in the tree. The split is checked against the encoding, so only overlay knows the format.
-XattrRef PlanBuilder::metacopy(const verity::Digest& digest) {
+Status PlanBuilder::set_metacopy(std::uint32_t index, const verity::Digest& digest) {
   const overlay::MetacopyBytes value = overlay::Metacopy::encode(digest);
   const std::string_view bytes = value.view();
   const std::string_view d(reinterpret_cast<const char*>(digest.bytes.data()), digest.size);
-  if (!bytes.ends_with(d)) return {overlay::kMetacopy, p_.arena.concat(bytes, {})};
+  if (!bytes.ends_with(d)) return set_xattr(index, overlay::kMetacopy, p_.arena.concat(bytes, {}));
   const std::string_view header = bytes.substr(0, bytes.size() - d.size());
   if (metacopy_head_ != header) metacopy_head_ = p_.arena.concat(header, {});
-  return {overlay::kMetacopy, d, metacopy_head_};
+  return set_xattr(index, overlay::kMetacopy, d, metacopy_head_);
 }
 
 // A root whiteout stub: a chardev 0/0 with the root's owner, times and SELinux label.
@@ -299,7 +324,7 @@ Status PlanBuilder::rewrite_stub(std::uint32_t index) {
   pn.mtime_nsec = root.mtime_nsec;
   budget_ = overlay::XattrBudget::cloned(0);
   if (const Xattr* se = root.find_xattr(overlay::kSelinux))
-    CFS_TRY(set_xattr(index, {se->key, se->value}));
+    CFS_TRY(set_xattr(index, se->key, se->value));
   return {};
 }
 
@@ -313,7 +338,7 @@ Status PlanBuilder::rewrite_data(std::uint32_t index, const Node& n) {
                      overlay::kMaxSymlinkLen);
     if (n.payload.find('\0') != std::string::npos)
       return invalid(index, "NUL byte in the symlink target");
-    pn.data = n.payload;
+    pn.data_ptr = n.payload.data();
     pn.size = n.payload.size();
   } else if (n.is_reg()) {
     if (n.content && !n.content->empty()) {
@@ -322,7 +347,7 @@ Status PlanBuilder::rewrite_data(std::uint32_t index, const Node& n) {
       if (n.content->size() > overlay::kMaxInlineContent)
         return invalid(index, "inline content size {} exceeds maximum {}", n.content->size(),
                        overlay::kMaxInlineContent);
-      pn.data = *n.content;
+      pn.data_ptr = n.content->data();
     } else if (n.content && n.size != 0) {
       return invalid(index, "inline content of 0 bytes but size {}", n.size);
     } else if (n.size > 0) {
@@ -346,11 +371,12 @@ Status PlanBuilder::escape_user_xattrs(std::uint32_t index, const Node& n) {
     if (x.value.size() > overlay::kMaxXattrValueLen)
       return invalid(index, "xattr {}: value longer than 65535 bytes", x.key);
     if (overlay::needs_escape(x.key))
-      xs_.push_back({p_.arena.concat(overlay::kEscapedPrefix,
-                                     std::string_view(x.key).substr(overlay::kPrefix.size())),
-                     x.value});
+      xs_.push_back(
+          p_.names.make(p_.arena.concat(overlay::kEscapedPrefix,
+                                        std::string_view(x.key).substr(overlay::kPrefix.size())),
+                        x.value));
     else
-      xs_.push_back({x.key, x.value});
+      xs_.push_back(p_.names.make(x.key, x.value));
   }
   budget_ = overlay::XattrBudget::cloned(xs_.size());
   return {};
@@ -363,14 +389,14 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
   PNode& pn = p_.nodes[index];
   if (pn.external) {
     // Empty: a metacopy without digest.
-    CFS_TRY(set_xattr(index, n.digest ? metacopy(*n.digest) : XattrRef{overlay::kMetacopy, {}}));
+    CFS_TRY(n.digest ? set_metacopy(index, *n.digest) : set_xattr(index, overlay::kMetacopy, {}));
     if (!n.payload.empty()) {
       if (n.payload.size() >= overlay::kPathMax)
         return invalid(index, "payload of {} bytes is too long (max {})", n.payload.size(),
                        overlay::kPathMax - 1);
       if (n.payload.find('\0') != std::string::npos)
         return invalid(index, "NUL byte in the payload");
-      CFS_TRY(set_xattr(index, {overlay::kRedirect, n.payload, "/"}));
+      CFS_TRY(set_xattr(index, overlay::kRedirect, n.payload, "/"));
     }
   }
 
@@ -378,8 +404,8 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
     pn.size = 0;
     pn.mode = S_IFREG | (n.mode & ~std::uint32_t{S_IFMT});
     pn.rdev = 0;
-    CFS_TRY(set_xattr(index, {overlay::kEscapedWhiteout, ""}));
-    CFS_TRY(set_xattr(index, {overlay::kUserWhiteout, ""}));
+    CFS_TRY(set_xattr(index, overlay::kEscapedWhiteout, ""));
+    CFS_TRY(set_xattr(index, overlay::kUserWhiteout, ""));
   }
 
   if (n.is_dir()) {
@@ -387,28 +413,31 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
     // changes neither the values nor composefs' running xattr size.
     for (const Entry& e : n.children) {
       if (e.hardlink || !is_user_whiteout(tree_.node(e.node))) continue;
-      CFS_TRY(set_xattr(index, {overlay::kEscapedWhiteouts, ""}));
-      CFS_TRY(set_xattr(index, {overlay::kUserWhiteouts, ""}));
+      CFS_TRY(set_xattr(index, overlay::kEscapedWhiteouts, ""));
+      CFS_TRY(set_xattr(index, overlay::kUserWhiteouts, ""));
       if (p_.version >= 1) {
-        CFS_TRY(set_xattr(index, {overlay::kEscapedOpaque, overlay::kWhiteoutsOpaqueValue}));
-        CFS_TRY(set_xattr(index, {overlay::kUserOpaque, overlay::kWhiteoutsOpaqueValue}));
+        CFS_TRY(set_xattr(index, overlay::kEscapedOpaque, overlay::kWhiteoutsOpaqueValue));
+        CFS_TRY(set_xattr(index, overlay::kUserOpaque, overlay::kWhiteoutsOpaqueValue));
       }
       break;
     }
   }
-  if (index == 0) CFS_TRY(set_xattr(index, {overlay::kOpaque, overlay::kRootOpaqueValue}));
+  if (index == 0) CFS_TRY(set_xattr(index, overlay::kOpaque, overlay::kRootOpaqueValue));
   return {};
 }
 
 // Canonical (sorted) order, duplicates refused, the ACL flag, then into the plan.
 Status PlanBuilder::finish_xattrs(std::uint32_t index) {
   PNode& pn = p_.nodes[index];
+  const XattrNames& names = p_.names;
   std::sort(xs_.begin(), xs_.end(),
-            [](const XattrRef& a, const XattrRef& b) { return a.key < b.key; });
+            [&](const XattrRef& a, const XattrRef& b) { return names.key(a) < names.key(b); });
   for (std::size_t i = 1; i < xs_.size(); ++i)
-    if (xs_[i - 1].key == xs_[i].key) return invalid(index, "duplicate xattr {}", xs_[i].key);
+    if (xs_[i - 1].key == xs_[i].key)
+      return invalid(index, "duplicate xattr {}", names.key(xs_[i]));
   for (const XattrRef& x : xs_)
-    if (x.key == overlay::kAclAccess || x.key == overlay::kAclDefault) p_.has_acl = true;
+    if (names.key(x) == overlay::kAclAccess || names.key(x) == overlay::kAclDefault)
+      p_.has_acl = true;
   pn.xattr_begin = static_cast<std::uint32_t>(p_.xattrs.size());
   pn.xattr_count = static_cast<std::uint32_t>(xs_.size());
   p_.xattrs.insert(p_.xattrs.end(), xs_.begin(), xs_.end());
@@ -452,8 +481,13 @@ Status PlanBuilder::run(const WriteOptions& opts) {
                 fmt::format("format version must be 0..{} (got min {}, max {})", kMaxFormatVersion,
                             opts.min_version, opts.max_version));
 
+  // Exact bounds, so neither list is doubled past its size (both are alive at the writer's
+  // peak memory): every child, "." and ".." of every directory, the root stubs.
+  std::size_t n_dirents = 256;
+  for (NodeId id = 0; id < tree_.size(); ++id)
+    if (tree_.node(id).is_dir()) n_dirents += tree_.node(id).children.size() + 2;
   p_.nodes.reserve(tree_.size() + 256);
-  p_.dirents.reserve(tree_.size() + 2 * tree_.size() / 8 + 258);
+  p_.dirents.reserve(n_dirents);
   CFS_TRY(bfs());
 
   p_.version = min_version;

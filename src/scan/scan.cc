@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -31,6 +32,10 @@ namespace {
 // worker scanning their directory, so one huge file cannot serialize the end of the scan.
 constexpr std::uint64_t kDeferDigestMin = 1ULL << 20;
 constexpr std::size_t kDirentBufSize = 256 * 1024;
+// assemble() hands the freed records back every this many entries: the tree is built while
+// the records are freed, and without this both are resident at once (/usr, 204k entries:
+// 160 -> 130 MB at the end of the scan, in 12 calls; no CPU change measured).
+constexpr std::size_t kTrimEvery = 16384;
 
 struct DirRec;
 
@@ -144,6 +149,7 @@ class Scanner {
   std::optional<Error> error_;
   std::atomic<std::uint64_t> entries_{0};
 
+  std::size_t assembled_since_trim_ = 0;
   // hardlink assembly: (dev, ino) -> owning node
   std::map<std::pair<dev_t, ino_t>, NodeId> links_;
 };
@@ -486,6 +492,10 @@ void Scanner::assemble(DirRec& dir, NodeId parent, ScanResult& out) {
     if (n.is_reg() && !n.payload.empty()) out.external_files.push_back({id, n.size});
     if (rec.dir) assemble(*rec.dir, id, out);
     rec.dir.reset();
+    if (++assembled_since_trim_ >= kTrimEvery) {
+      ::malloc_trim(0);
+      assembled_since_trim_ = 0;
+    }
   }
   dir.entries.clear();
   dir.entries.shrink_to_fit();

@@ -49,6 +49,8 @@ struct Node {
   std::uint64_t rdev = 0;  ///< glibc dev_t encoding (makedev)
   std::int64_t mtime_sec = 0;
   std::uint32_t mtime_nsec = 0;
+  NodeId parent = kNoNode;  ///< the owning entry's directory; root: itself
+  // (parent sits here, not last, to fill mtime_nsec's padding: 248 -> 240 bytes per node)
   std::uint64_t size = 0;  ///< regular files: content size; others: as given (writer recomputes)
   /// Regular file: backing object path relative to the store (normally the object name of
   /// the digest, cfs/tree/object_name.h), empty if none. Symlink: the target.
@@ -57,7 +59,6 @@ struct Node {
   std::optional<verity::Digest> digest;  ///< fs-verity digest of the content (SHA-256/512)
   std::vector<Xattr> xattrs;             ///< insertion order; a repeated key replaces the value
   std::vector<Entry> children;           ///< directories only; kept sorted by name (byte order)
-  NodeId parent = kNoNode;               ///< the owning entry's directory; root: itself
 
   std::uint32_t type() const noexcept { return mode & S_IFMT; }
   bool is_dir() const noexcept { return type() == S_IFDIR; }
