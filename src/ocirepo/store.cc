@@ -1,14 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ocirepo/store.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-
-#include <mutex>
 
 #include "cfs/splitstream/writer.h"
 #include "cfs/util/sys.h"
-#include "cfs/util/sys_link.h"
 
 namespace cfs::ocirepo::detail {
 
@@ -16,51 +12,14 @@ namespace {
 
 class RepoObjectWriter final : public splitstream::ObjectWriter {
  public:
-  RepoObjectWriter(repo::Repository& repo, repo::NewObject obj, std::atomic<bool>& direct_ok)
-      : repo_(repo), obj_(std::move(obj)), direct_ok_(direct_ok) {}
+  RepoObjectWriter(repo::Repository& repo, repo::NewObject obj)
+      : repo_(repo), obj_(std::move(obj)) {}
   Status write(std::span<const std::byte> data) override { return sys::write_all(obj_.fd(), data); }
   Result<verity::Digest> commit() override { return repo_.commit_object(std::move(obj_)); }
 
-  Status write_at(std::span<const std::byte> data, std::uint64_t offset) override {
-    if (int fd = direct_fd(); fd >= 0 && data.size() % kDirectAlign == 0) {
-      auto st = sys::pwrite_all(fd, data, offset);
-      if (st || !st.error().is_errno(EINVAL)) return st;
-      // The filesystem takes O_DIRECT but not this alignment: buffered from now on.
-      direct_ok_.store(false, std::memory_order_relaxed);
-    }
-    return sys::pwrite_all(obj_.fd(), data, offset);
-  }
-
-  Result<verity::Digest> commit(const verity::Digest& digest) override {
-    // Direct writes report their errors as they happen; fs-verity wants no writer open.
-    if (direct_) CFS_TRY(direct_.close());
-    return repo_.commit_object(std::move(obj_), digest);
-  }
-
  private:
-  static constexpr std::size_t kDirectAlign = 4096;
-
-  /// A second descriptor of the object with O_DIRECT (-1 where the filesystem refuses it):
-  /// pieces of large objects go to the disk by DMA, without being copied into the page cache
-  /// and written back at the final syncfs. The last piece's partial block takes the buffered
-  /// descriptor.
-  int direct_fd() {
-    std::call_once(direct_once_, [&] {
-      if (!direct_ok_.load(std::memory_order_relaxed)) return;
-      auto fd = sys::reopen(obj_.fd(), O_WRONLY | O_DIRECT, "new object");
-      if (fd)
-        direct_ = std::move(*fd);
-      else
-        direct_ok_.store(false, std::memory_order_relaxed);
-    });
-    return direct_ && direct_ok_.load(std::memory_order_relaxed) ? direct_.get() : -1;
-  }
-
   repo::Repository& repo_;
   repo::NewObject obj_;
-  std::atomic<bool>& direct_ok_;
-  std::once_flag direct_once_;
-  UniqueFd direct_;
 };
 
 }  // namespace
@@ -77,7 +36,7 @@ Status RepoSink::put(const verity::Digest& digest, std::span<const std::byte> co
 Result<std::unique_ptr<splitstream::ObjectWriter>> RepoSink::begin(std::uint64_t) {
   CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
   return std::unique_ptr<splitstream::ObjectWriter>(
-      std::make_unique<RepoObjectWriter>(repo_, std::move(obj), direct_ok_));
+      std::make_unique<RepoObjectWriter>(repo_, std::move(obj)));
 }
 
 Result<splitstream::Reader> open_stream(const repo::Repository& repo, const verity::Digest& stream,

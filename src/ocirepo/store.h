@@ -2,7 +2,6 @@
 // Internal: splitstreams in a repository, as the OCI code writes and reads them.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,7 +28,6 @@ class RepoSink final : public splitstream::ObjectSink {
 
  private:
   repo::Repository& repo_;
-  std::atomic<bool> direct_ok_{true};  // cleared when the filesystem refuses direct I/O
 };
 
 /// Opens the splitstream object `stream`, checking algorithm and content type.

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <deque>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -182,56 +181,25 @@ class UniqueDigests {
   std::size_t size_ = 0;
 };
 
-struct PiecedObject;
-
-/// One object on its way: content in the ring, digest when done. Or one piece of a pieced
-/// object (`pieced` set): its bytes in the ring, to be hashed and written at `offset`.
+/// One object on its way: content in the ring (or streamed to `writer`), digest when done.
 struct Job {
   std::uint64_t size = 0;
   std::byte* data = nullptr;
-  std::shared_ptr<PiecedObject> pieced;
-  std::uint64_t offset = 0;
-  std::size_t index = 0;  // of the piece
+  std::unique_ptr<ObjectWriter> writer;
   verity::Digest digest;
   std::optional<Error> error;
   std::atomic<bool> done{false};  // set under Impl::mu (release), polled without it (acquire)
 };
 
-/// A large object cut into pieces that the workers hash and write concurrently (direct I/O
-/// where the sink can): no worker reads the object back to digest it, and no thread waits for
-/// one object's digest before the next object's pieces start. Each piece's leaf hashes enter
-/// the tree in piece order; whoever feeds the last one commits the object and completes
-/// `whole`, the job the stream waits for.
-struct PiecedObject {
-  PiecedObject(std::unique_ptr<ObjectWriter> w, const verity::Params& p, std::size_t n)
-      : writer(std::move(w)), tree(p), pieces(n) {}
-  std::unique_ptr<ObjectWriter> writer;
-  std::mutex mu;
-  verity::Hasher tree;
-  const std::size_t pieces;
-  std::size_t fed = 0;
-  // Pieces hashed before an earlier one: at most what fits in the ring.
-  std::map<std::size_t, std::pair<std::vector<std::uint8_t>, std::uint64_t>> early;
-  std::optional<Error> error;
-  Job whole;
-};
-
 /// A piece of the stream waiting for an earlier object's digest.
 struct Segment {
-  std::string inline_data;               // inline bytes, or
-  std::unique_ptr<Job> job;              // an object being digested (or a piece of one), or
-  std::shared_ptr<PiecedObject> pieced;  // a pieced object (its `whole` job), or
-  verity::Digest ref;                    // an object already stored (ref.size != 0)
-  std::uint64_t size = 0;                // external size (0 for a piece)
+  std::string inline_data;     // inline bytes, or
+  std::unique_ptr<Job> job;    // an object being digested, or
+  verity::Digest ref;          // an object already stored (ref.size != 0)
+  std::uint64_t size = 0;      // external size
   std::uint64_t ring_end = 0;  // ring offset to release up to when retired (objects in the ring)
   bool in_ring = false;
-  Job* waits_for() const { return job ? job.get() : pieced ? &pieced->whole : nullptr; }
-  bool is_inline() const { return !waits_for() && ref.size == 0; }
 };
-
-/// Pieces of large objects: a multiple of the direct-I/O alignment, at aligned ring offsets.
-constexpr std::size_t kPieceBytes = 4u << 20;
-constexpr std::size_t kPieceAlign = AlignedBuffer::kAlign;
 
 }  // namespace
 
@@ -261,7 +229,7 @@ struct Writer::Impl {
   std::deque<Segment> pending;
   std::size_t pending_inline = 0;
   std::size_t pending_jobs = 0;
-  AlignedBuffer ring;  // aligned: pieces go to the sink's direct I/O as they are
+  std::unique_ptr<std::byte[]> ring;
   std::size_t ring_cap = 0;
   std::size_t ring_head = 0;  // oldest byte in use
   std::size_t ring_tail = 0;  // next free byte
@@ -337,7 +305,7 @@ struct Writer::Impl {
   }
 
   bool is_small(const Job& j) const {
-    return !j.pieced && j.size <= verity::small_many_max(params);
+    return !j.writer && j.size <= verity::small_many_max(params);
   }
 
   void worker() {
@@ -376,7 +344,15 @@ struct Writer::Impl {
 
   void process(const std::vector<Job*>& batch, std::vector<std::span<const std::byte>>& inputs,
                std::vector<verity::Digest>& out) {
-    if (batch[0]->pieced) return process_piece(*batch[0]);
+    if (batch[0]->writer) {
+      auto d = batch[0]->writer->commit();
+      batch[0]->writer.reset();
+      if (d)
+        batch[0]->digest = *d;
+      else
+        batch[0]->error = std::move(d).error();
+      return;
+    }
     if (batch.size() > 1 || is_small(*batch[0])) {
       inputs.clear();
       for (Job* j : batch) inputs.emplace_back(j->data, j->size);
@@ -391,58 +367,20 @@ struct Writer::Impl {
         j->error = std::move(st).error();
   }
 
-  void process_piece(Job& j) {
-    PiecedObject& o = *j.pieced;
-    const auto data = std::span<const std::byte>(j.data, j.size);
-    std::vector<std::uint8_t> leaves((j.size + params.block_size - 1) / params.block_size *
-                                     verity::digest_size(params.alg));
-    verity::hash_leaves(data, params, leaves);
-    if (auto st = o.writer->write_at(data, j.offset); !st) j.error = std::move(st).error();
-    bool last;
-    {
-      std::lock_guard lk(o.mu);
-      if (j.error && !o.error) o.error = j.error;
-      o.early.emplace(j.index, std::make_pair(std::move(leaves), j.size));
-      for (auto it = o.early.find(o.fed); it != o.early.end(); it = o.early.find(o.fed)) {
-        if (!o.error) o.tree.add_leaf_hashes(it->second.first, it->second.second);
-        o.early.erase(it);
-        ++o.fed;
-      }
-      last = o.fed == o.pieces;  // true for exactly one piece
-    }
-    if (!last) return;
-    // Every piece was written before its hashes were fed: the object is complete.
-    if (o.error) {
-      o.whole.error = o.error;
-    } else if (auto d = o.writer->commit(o.tree.finish()); d) {
-      o.whole.digest = *d;
-    } else {
-      o.whole.error = std::move(d).error();
-    }
-    o.writer.reset();
-    bool wake;
-    {
-      std::lock_guard lk(mu);
-      o.whole.done.store(true, std::memory_order_release);
-      wake = producer_waiting;
-    }
-    if (wake) done_cv.notify_one();
-  }
-
   /// Emits finished segments from the front; with `block`, waits for the front one first.
   Status retire(bool block) {
     while (!pending.empty()) {
       Segment& s = pending.front();
-      if (Job* j = s.waits_for()) {
-        if (!j->done.load(std::memory_order_acquire)) {
+      if (s.job) {
+        if (!s.job->done.load(std::memory_order_acquire)) {
           if (!block) return {};
           std::unique_lock lk(mu);
           producer_waiting = true;
-          done_cv.wait(lk, [&] { return j->done.load(std::memory_order_acquire); });
+          done_cv.wait(lk, [&] { return s.job->done.load(std::memory_order_acquire); });
           producer_waiting = false;
         }
-        if (j->error) return set_failed(*j->error);
-        if (!j->pieced) CFS_TRY(emit_ref(j->digest, s.size));  // a piece emits nothing
+        if (s.job->error) return set_failed(*s.job->error);
+        CFS_TRY(emit_ref(s.job->digest, s.size));
         --pending_jobs;
         if (s.in_ring) release_ring(s.ring_end);
       } else if (s.ref.size != 0) {
@@ -469,36 +407,31 @@ struct Writer::Impl {
     if (ring_used == 0) ring_head = ring_tail = 0;
   }
 
-  /// A contiguous ring slot of n bytes (n <= ring_cap / 2) at a multiple of `align`, waiting
-  /// for old objects if needed. Returns the slot and the ring offset just past it (what
-  /// retiring the object releases).
-  Result<std::pair<std::byte*, std::size_t>> ring_alloc(std::size_t n, std::size_t align = 1) {
-    if (ring_cap == 0) {
-      ring_cap =
-          std::max(opt.buffer_bytes, 2 * std::max<std::size_t>(opt.stream_threshold, kPieceBytes));
-      ring_cap = (ring_cap + kPieceAlign - 1) / kPieceAlign * kPieceAlign;
-      ring.reserve(ring_cap);
+  /// A contiguous ring slot of n bytes (n <= ring_cap / 2), waiting for old objects if needed.
+  /// Returns the slot and the ring offset just past it (what retiring the object releases).
+  Result<std::pair<std::byte*, std::size_t>> ring_alloc(std::size_t n) {
+    if (!ring) {
+      ring_cap = std::max<std::size_t>(opt.buffer_bytes, 2 * opt.stream_threshold);
+      ring.reset(new std::byte[ring_cap]);
     }
     for (;;) {
       std::size_t start = SIZE_MAX, skipped = 0;
-      const std::size_t tail = (ring_tail + align - 1) / align * align;
       if (ring_used == 0) {
         ring_head = ring_tail = start = 0;
       } else if (ring_tail > ring_head) {  // free: [tail, cap) and [0, head)
-        if (tail <= ring_cap && ring_cap - tail >= n) {
-          start = tail;
+        if (ring_cap - ring_tail >= n) {
+          start = ring_tail;
         } else if (ring_head >= n) {
+          skipped = ring_cap - ring_tail;
           start = 0;
         }
-      } else if (tail <= ring_head && ring_head - tail >= n) {  // wrapped (or full)
-        start = tail;
+      } else if (ring_head - ring_tail >= n) {  // wrapped (or full): free is [tail, head)
+        start = ring_tail;
       }
       if (start != SIZE_MAX) {
-        // Bytes skipped to reach `start` stay in use until the slot is released.
-        skipped = start >= ring_tail ? start - ring_tail : ring_cap - ring_tail;
         ring_used += skipped + n;
         ring_tail = start + n == ring_cap ? 0 : start + n;
-        return std::make_pair(ring.data() + start, ring_tail);
+        return std::make_pair(ring.get() + start, ring_tail);
       }
       if (pending.empty()) return fail(Errc::kInvalidInput, "splitstream: ring buffer too small");
       CFS_TRY(retire(true));
@@ -522,39 +455,9 @@ struct Writer::Impl {
     return {};
   }
 
-  /// A large object in pieces through the ring (see PiecedObject).
-  Status pieced(std::uint64_t size, const Fill& fill) {
-    CFS_ASSIGN(auto w, sink.begin(size));
-    auto o = std::make_shared<PiecedObject>(
-        std::move(w), params, static_cast<std::size_t>((size + kPieceBytes - 1) / kPieceBytes));
-    o->whole.size = size;
-    for (std::uint64_t off = 0; off < size; off += kPieceBytes) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kPieceBytes, size - off));
-      CFS_ASSIGN(auto slot, ring_alloc(n, kPieceAlign));
-      CFS_TRY(fill(std::span(slot.first, n)));
-      Segment seg;
-      seg.job = std::make_unique<Job>();
-      seg.job->size = n;
-      seg.job->data = slot.first;
-      seg.job->pieced = o;
-      seg.job->offset = off;
-      seg.job->index = static_cast<std::size_t>(off / kPieceBytes);
-      seg.in_ring = true;
-      seg.ring_end = slot.second;
-      CFS_TRY(queue_job(std::move(seg)));
-    }
-    Segment seg;
-    seg.pieced = std::move(o);
-    seg.size = size;
-    pending.push_back(std::move(seg));
-    ++pending_jobs;
-    return retire(false);
-  }
-
   Status external(std::uint64_t size, const Fill& fill) {
     stats.stream_size += size;
     bool sync = opt.threads == 1;
-    if (size > opt.stream_threshold && !sync) return pieced(size, fill);
     if (size > opt.stream_threshold) {
       CFS_ASSIGN(auto w, sink.begin(size));
       if (stage.empty()) stage.resize(1u << 20);
@@ -564,9 +467,17 @@ struct Writer::Impl {
         CFS_TRY(w->write(std::span(stage.data(), n)));
         left -= n;
       }
-      CFS_TRY(drain());
-      CFS_ASSIGN(auto d, w->commit());
-      return emit_ref(d, size);
+      if (sync) {
+        CFS_TRY(drain());
+        CFS_ASSIGN(auto d, w->commit());
+        return emit_ref(d, size);
+      }
+      Segment seg;
+      seg.job = std::make_unique<Job>();
+      seg.job->size = size;
+      seg.job->writer = std::move(w);
+      seg.size = size;
+      return queue_job(std::move(seg));
     }
     if (sync) {
       if (stage.size() < size) stage.resize(static_cast<std::size_t>(size));
@@ -594,7 +505,7 @@ struct Writer::Impl {
     stats.stream_size += data.size();
     stats.inline_bytes += data.size();
     if (pending.empty()) return emit_inline(data);
-    if (!pending.back().is_inline()) pending.emplace_back();
+    if (pending.back().job || pending.back().ref.size != 0) pending.emplace_back();
     pending.back().inline_data.append(reinterpret_cast<const char*>(data.data()), data.size());
     pending_inline += data.size();
     CFS_TRY(retire(false));

@@ -234,25 +234,7 @@ void Hasher::update(std::span<const std::byte> data) {
   impl_->add_data(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
 }
 
-void Hasher::add_leaf_hashes(std::span<const std::uint8_t> hashes, std::uint64_t data_bytes) {
-  Impl& im = *impl_;
-  if (!im.data.empty() || im.total % im.params.block_size != 0 ||
-      hashes.size() != (data_bytes + im.params.block_size - 1) / im.params.block_size * im.ds)
-    throw std::invalid_argument("Hasher::add_leaf_hashes: not at a block boundary");
-  im.add(0, hashes.data(), hashes.size() / im.ds);
-  im.total += data_bytes;
-}
-
 Digest Hasher::finish() { return impl_->finish(); }
-
-void hash_leaves(std::span<const std::byte> data, const Params& p, std::span<std::uint8_t> out) {
-  const std::size_t blocks = (data.size() + p.block_size - 1) / p.block_size;
-  if (out.size() < blocks * digest_size(p.alg))
-    throw std::invalid_argument("hash_leaves: output too small");
-  detail::hash_leaves_mem(detail::cached_hasher(p),
-                          reinterpret_cast<const std::uint8_t*>(data.data()), data.size(),
-                          out.data(), 1);
-}
 
 Digest digest_bytes(std::span<const std::byte> data, const Params& p) {
   if (data.size() <= p.block_size) {

@@ -61,13 +61,6 @@ class DirObjects final : public splitstream::ObjectSink {
       CFS_TRY(o_.link(fd_.get(), d));
       return d;
     }
-    Status write_at(std::span<const std::byte> data, std::uint64_t offset) override {
-      return o_.write_ ? sys::pwrite_all(fd_.get(), data, offset) : Status{};
-    }
-    Result<verity::Digest> commit(const verity::Digest& d) override {
-      if (o_.write_) CFS_TRY(o_.link(fd_.get(), d));
-      return d;
-    }
 
    private:
     DirObjects& o_;

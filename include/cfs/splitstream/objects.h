@@ -4,8 +4,7 @@
 //
 // Thread-safety: ObjectSink::put() and ObjectWriter::commit() are called from the splitstream
 // writer's worker threads, concurrently with each other and with begin(); an implementation
-// must be thread-safe. Each ObjectWriter is used by one thread at a time, except write_at(),
-// which several threads call at once for disjoint ranges of the same object.
+// must be thread-safe. Each ObjectWriter is used by one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -28,15 +27,6 @@ class ObjectWriter {
   /// algorithm), stores the object under it (an existing object of that name is success) and
   /// returns it. Called once, possibly on another thread than write().
   virtual Result<verity::Digest> commit() = 0;
-
-  /// The other way to fill an object, never mixed with write(): pieces at their offsets, in
-  /// any order and concurrently, which together cover exactly the object's size. A piece
-  /// starts at a multiple of 4096 bytes and, unless it is the last, is a multiple of 4096
-  /// long; its buffer is 4096-aligned (so an implementation may use direct I/O).
-  virtual Status write_at(std::span<const std::byte> data, std::uint64_t offset) = 0;
-  /// Stores the object under `digest`, which the caller computed over exactly the bytes of
-  /// the write_at() pieces (after they all returned); returns it. Called once.
-  virtual Result<verity::Digest> commit(const verity::Digest& digest) = 0;
 };
 
 /// Where a splitstream writer puts external objects.

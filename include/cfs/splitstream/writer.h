@@ -7,14 +7,10 @@
 // caller keeps producing: each object's bytes go into a ring buffer, a worker computes the
 // fs-verity digest (up to 16 small objects at once, verity::digest_small_many) and hands the
 // object to the ObjectSink, and chunks are emitted in stream order as their digests arrive.
-// Objects larger than `stream_threshold` go to ObjectSink::begin() in 4 MiB pieces through
-// the same ring: workers hash each piece's Merkle leaves and write it at its offset
-// (ObjectWriter::write_at, concurrently), the leaf hashes enter the object's tree in order, and
-// the worker that completes it commits it with the digest: nothing is read back. With one
-// thread, such objects are written and committed (digested by the sink) on the caller's. Memory is
-// bounded by the options whatever the stream size: the ring, a staging buffer, the in-memory part
-// of the compressed stream (which spills to an unlinked temporary file beyond spool_memory) and the
-// reference tables.
+// Objects larger than `stream_threshold` are streamed to ObjectSink::begin() in pieces and
+// committed (digested, linked) on a worker. Memory is bounded by the options whatever the
+// stream size: the ring, a staging buffer, the in-memory part of the compressed stream (which
+// spills to an unlinked temporary file beyond spool_memory) and the reference tables.
 //
 // object_refs lists each distinct digest once, in order of first appearance; stream_refs in
 // order of add_named_ref(); named refs are sorted by name. The output is deterministic for a
@@ -45,8 +41,7 @@ struct WriterOptions {
   /// Object bytes in flight (the ring buffer); bounds memory together with max_jobs.
   std::size_t buffer_bytes = 64u << 20;
   std::size_t max_jobs = 4096;
-  /// Objects larger than this are written in pieces through ObjectSink::begin() instead of
-  /// buffered whole.
+  /// Objects larger than this are streamed through ObjectSink::begin() instead of buffered.
   std::uint64_t stream_threshold = 8u << 20;
   /// The compressed stream is kept in memory up to spool_memory bytes, then continues in an
   /// unlinked temporary file in spool_dir ("" = $TMPDIR, else /var/tmp).

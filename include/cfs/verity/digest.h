@@ -101,11 +101,6 @@ class Hasher {
   void update(std::span<const std::byte> data);
   /// Total bytes fed so far.
   std::uint64_t size() const noexcept;
-  /// Appends the leaf hashes (level 0, from hash_leaves()) of the next `data_bytes` bytes,
-  /// hashed elsewhere, e.g. pieces of one file on several threads, fed here in file order.
-  /// Only at a block boundary: every earlier update() and add_leaf_hashes() covered whole
-  /// blocks (the last call may end with a partial block).
-  void add_leaf_hashes(std::span<const std::uint8_t> hashes, std::uint64_t data_bytes);
   /// Finishes and returns the file digest (the hash of the descriptor, not the root hash).
   Digest finish();
 
@@ -117,11 +112,6 @@ class Hasher {
                                                        std::uint64_t max_size,
                                                        const std::string& what, unsigned threads);
 };
-
-/// Leaf hashes of `data`, a piece of a file starting at a block boundary: one digest per
-/// block into `out` (ceil(size / block_size) * digest_size bytes), the last block zero-padded
-/// when partial. One thread; for Hasher::add_leaf_hashes().
-void hash_leaves(std::span<const std::byte> data, const Params& p, std::span<std::uint8_t> out);
 
 /// Digest of an in-memory buffer.
 Digest digest_bytes(std::span<const std::byte> data, const Params& p = {});

@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -52,26 +51,10 @@ class MemoryObjects final : public ObjectSink {
       o_.objects_.emplace(d.hex(), data_);
       return d;
     }
-    Status write_at(std::span<const std::byte> d, std::uint64_t offset) override {
-      if (offset % 4096 != 0 || reinterpret_cast<std::uintptr_t>(d.data()) % 4096 != 0)
-        return fail(Errc::kInvalidInput, "write_at: misaligned piece");
-      std::lock_guard lk(pieces_mu_);
-      if (data_.size() < offset + d.size()) data_.resize(offset + d.size());
-      std::memcpy(data_.data() + offset, d.data(), d.size());
-      return {};
-    }
-    /// Checks the caller's digest against one computed here over the whole object.
-    Result<verity::Digest> commit(const verity::Digest& claimed) override {
-      CFS_ASSIGN(auto d, commit());
-      if (d != claimed)
-        return fail(Errc::kDigestMismatch, "commit: claimed " + claimed.hex() + ", is " + d.hex());
-      return d;
-    }
 
    private:
     MemoryObjects& o_;
     std::string data_;
-    std::mutex pieces_mu_;
   };
 
   Result<std::unique_ptr<ObjectWriter>> begin(std::uint64_t) override {

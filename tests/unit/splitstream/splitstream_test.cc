@@ -231,37 +231,6 @@ TEST(Splitstream, SameBytesForAnyThreadCountAndBufferSize) {
   EXPECT_EQ(reassemble(*r, ref_objs), expected_stream(pieces));
 }
 
-TEST(Splitstream, LargeObjectsInPiecesHaveTheDigestsOfOneThread) {
-  // Objects above stream_threshold are cut into 4 MiB pieces, hashed and written by the
-  // workers in any order; MemoryObjects recomputes each committed object's digest and refuses
-  // a claimed one that differs.
-  std::vector<Piece> pieces;
-  const std::size_t sizes[] = {(8u << 20) + 4097, 12u << 20, (5u << 20) - 1, (1u << 20) + 1};
-  for (std::size_t i = 0; i < std::size(sizes); ++i) {
-    pieces.push_back({false, std::string(512, 'h')});
-    pieces.push_back({true, random_bytes(sizes[i], static_cast<unsigned>(40 + i))});
-    pieces.push_back({true, random_bytes(700, static_cast<unsigned>(50 + i))});
-  }
-  pieces.push_back({true, pieces[1].data});  // a repeated large object: one object_refs entry
-  MemoryObjects ref_objs;
-  WriterOptions one;
-  one.threads = 1;
-  std::string ref = write_pieces(ref_objs, pieces, one);
-  for (unsigned threads : {2u, 3u}) {
-    WriterOptions o;
-    o.threads = threads;
-    o.buffer_bytes = 1u << 20;  // smaller than the pieces in flight: the ring wraps and waits
-    o.stream_threshold = 1u << 20;
-    MemoryObjects objs;
-    EXPECT_EQ(write_pieces(objs, pieces, o), ref) << threads << " threads";
-    EXPECT_EQ(objs.objects(), ref_objs.objects());
-    EXPECT_EQ(objs.streamed(), 5u);
-  }
-  auto r = open_bytes(ref);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(reassemble(*r, ref_objs), expected_stream(pieces));
-}
-
 TEST(Splitstream, LongInlineRunsAreSplitAtWriteBoundaries) {
   MemoryObjects objs;
   std::vector<Piece> pieces;

@@ -138,26 +138,6 @@ TEST(Vectors, StreamingInOddPiecesMatchesEveryRow) {
   });
 }
 
-TEST(Vectors, LeafHashesOfPiecesMatchEveryRow) {
-  for_each_row([](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
-    // Pieces of 1, 3, 9, ... blocks (the last one partial where the size is), hashed apart and
-    // fed in order, as the splitstream writer does with large objects.
-    Hasher h(p);
-    const std::size_t ds = digest_size(p.alg);
-    std::size_t blocks = 1;
-    for (std::size_t off = 0; off < data.size();) {
-      const std::size_t n = std::min(blocks * p.block_size, data.size() - off);
-      std::vector<std::uint8_t> leaves((n + p.block_size - 1) / p.block_size * ds);
-      hash_leaves(std::span(data).subspan(off, n), p, leaves);
-      h.add_leaf_hashes(leaves, n);
-      off += n;
-      blocks *= 3;
-    }
-    EXPECT_EQ(h.size(), data.size());
-    EXPECT_EQ(h.finish().hex(), v.expected) << v.id();
-  });
-}
-
 TEST(Vectors, MerkleTreeMatchesEveryRow) {
   for_each_row([](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
     auto t = build_merkle_tree(data, p, 2);
