@@ -250,25 +250,6 @@ constexpr std::uint64_t kRunBytes = 8 << 20;
 /// Larger missing objects are fetched on their own (streamed, not held in memory).
 constexpr std::uint64_t kRunObjectMax = 4 << 20;
 
-/// Runs fn(i) for i in [0, n) on `threads` threads; returns the error of the lowest failing i
-/// (the others stop taking new items).
-template <typename Fn>
-Status parallel_try(std::size_t n, unsigned threads, Fn&& fn) {
-  std::mutex mu;
-  std::optional<std::pair<std::size_t, Error>> first;
-  std::atomic<bool> failed{false};
-  parallel_for(n, threads, [&](std::size_t i) {
-    if (failed.load()) return;
-    Status st = fn(i);
-    if (st) return;
-    failed = true;
-    std::lock_guard lock(mu);
-    if (!first || i < first->first) first.emplace(i, std::move(st).error());
-  });
-  if (first) return fail(std::move(first->second));
-  return {};
-}
-
 }  // namespace
 
 Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const LazyImage& lazy,
@@ -366,7 +347,7 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
     }
     return {};
   };
-  CFS_TRY(parallel_try(runs.size(), threads, [&](std::size_t i) -> Status {
+  CFS_TRY(parallel_try_for(runs.size(), threads, [&](std::size_t i) -> Status {
     Run& run = runs[i];
     const oci::ContentDigest& blob = run.layer->blob.digest;
     auto bytes = std::make_shared<std::string>();
@@ -394,8 +375,8 @@ Result<FillResult> finish_fill(repo::Repository& repo, Client& client, const Laz
     cache.remove(blob, run.offset);
     return result;
   }));
-  CFS_TRY(parallel_try(missing.size(), threads,
-                       [&](std::size_t i) { return fetch_object(*missing[i]); }));
+  CFS_TRY(parallel_try_for(missing.size(), threads,
+                           [&](std::size_t i) { return fetch_object(*missing[i]); }));
   provider.reset();
   // Durable before anything more names them (import_layer syncs again, for its stream).
   CFS_TRY(repo.sync());

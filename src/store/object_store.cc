@@ -349,36 +349,24 @@ Status ObjectStore::add_objects(std::span<const ObjectSource> sources, int src_d
       work.push_back(order[i]);
   std::sort(work.begin(), work.end());
 
-  std::mutex mu;
-  std::optional<Error> first_error;
-  std::atomic<bool> failed{false};
   auto display = [&](const std::string& p) {
     return src_display.empty()
                ? p
                : (src_display.ends_with('/') ? src_display + p : src_display + "/" + p);
   };
-  parallel_for(work.size(), threads ? threads : sys::available_cpus(), [&](std::size_t k) {
-    if (failed.load(std::memory_order_relaxed)) return;
-    const ObjectSource& src = sources[work[k]];
-    Status st = [&]() -> Status {
-      CFS_ASSIGN(Existing existing, check_existing(src.digest, src.size));
-      if (existing == Existing::kGood) {
-        if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
+  return parallel_try_for(
+      work.size(), threads ? threads : sys::available_cpus(), [&](std::size_t k) -> Status {
+        const ObjectSource& src = sources[work[k]];
+        CFS_ASSIGN(Existing existing, check_existing(src.digest, src.size));
+        if (existing == Existing::kGood) {
+          if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
+          return {};
+        }
+        auto fd = sys::openat(src_dirfd, src.path, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
+        if (!fd) return fail_errno(display(src.path), fd.error().code().value());
+        CFS_TRY(add_object(src.digest, fd->get(), display(src.path), counters));
         return {};
-      }
-      auto fd = sys::openat(src_dirfd, src.path, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-      if (!fd) return fail_errno(display(src.path), fd.error().code().value());
-      CFS_TRY(add_object(src.digest, fd->get(), display(src.path), counters));
-      return {};
-    }();
-    if (!st) {
-      std::lock_guard lock(mu);
-      if (!first_error) first_error = std::move(st).error();
-      failed.store(true, std::memory_order_relaxed);
-    }
-  });
-  if (first_error) return fail(std::move(*first_error));
-  return {};
+      });
 }
 
 Status ObjectStore::sync() { return sys::syncfs(fd_.get(), path_); }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,6 +42,19 @@ TEST(ParallelFor, RunsConcurrently) {
     while (arrived.load() < 2) std::this_thread::yield();
   });
   EXPECT_EQ(arrived.load(), 2);
+}
+
+TEST(ParallelTryFor, ReturnsTheErrorAndStopsStartingItems) {
+  std::atomic<std::size_t> ran{0};
+  Status st = parallel_try_for(1000, 2, [&](std::size_t i) -> Status {
+    ran.fetch_add(1);
+    if (i == 3) return fail(Errc::kInvalidInput, "item three");
+    return {};
+  });
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message().find("item three"), std::string::npos) << st.error().message();
+  EXPECT_LT(ran.load(), 1000u);
+  EXPECT_TRUE(parallel_try_for(100, 2, [](std::size_t) -> Status { return {}; }));
 }
 
 }  // namespace
