@@ -59,18 +59,6 @@ std::uint64_t distinct_objects(const scan::ScanResult& scanned) {
   return static_cast<std::uint64_t>(std::unique(digests.begin(), digests.end()) - digests.begin());
 }
 
-// A build's peak memory is the tree plus the writer's plan (docs/design.md). Two glibc
-// defaults add ~10 MB to it on a /usr-sized tree: a second scan thread gets a malloc arena of
-// its own, whose freed records malloc_trim() cannot hand back (they merge into that arena's
-// top, which only the main arena trims), and the mmap threshold rises to the largest block
-// ever freed (32 MB), so the writer's multi-MB vectors come from the heap and stay resident
-// after they are freed. One arena (the scan threads rarely allocate at the same time; each
-// has its tcache) and a fixed 256 KiB threshold: 157 -> 149 MB, CPU unchanged.
-void tune_allocator() {
-  ::mallopt(M_ARENA_MAX, 1);
-  ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-}
-
 }  // namespace
 
 Result<BuildReport> build_image(const BuildConfig& cfg, BuildProgress* progress) {
@@ -90,7 +78,6 @@ Result<BuildReport> build_image(const BuildConfig& cfg, BuildProgress* progress)
     out_fd = out->fd();
   }
 
-  tune_allocator();
   Tree tree;
   if (cfg.from_file) {
     dump::ParseOptions po;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 #include "cfs/util/aligned_buffer.h"
@@ -189,6 +190,23 @@ struct Hasher::Impl {
       data.reserve(bs);
       data.assign(p, p + n);
     }
+  }
+
+  // Appends the leaf hashes of one segment: the whole blocks of them (all of them when the
+  // level is block-aligned, as it is between segments) are hashed on `threads` threads and
+  // several lanes each, instead of one block at a time in add(); on a 1 GiB file that serial
+  // tail was 8 MiB of single-lane hashing after the leaves.
+  void add_leaves(const std::uint8_t* h, std::size_t n, unsigned threads) {
+    const std::size_t per = params.block_size / ds;
+    if (levels.empty()) levels.emplace_back();
+    const std::size_t whole = levels[0].buf.empty() ? n / per : 0;
+    if (whole > 0) {
+      std::vector<std::uint8_t> up(whole * ds);
+      detail::hash_leaves_mem(bh, h, whole * params.block_size, up.data(), threads);
+      levels[0].emitted += whole;
+      add(1, up.data(), whole);
+    }
+    add(0, h + whole * per * ds, n - whole * per);
   }
 
   Digest finish() {
@@ -389,11 +407,14 @@ Result<std::optional<Digest>> digest_fd_up_to(int fd, const Params& p, std::uint
   Hasher h(p);
   Hasher::Impl& im = *h.impl_;
   const std::uint64_t seg = std::max<std::uint64_t>(kSegmentHashBytes / im.ds, 1) * bs;
-  std::vector<std::uint8_t> hashes(static_cast<std::size_t>(std::min(size, seg) / bs + 1) * im.ds);
+  // Not value-initialized: zeroing 8 MiB on this thread before the workers start was 2 % of a
+  // 1 GiB digest's CPU, all of it serial; the workers write every hash before it is read.
+  const auto hashes = std::make_unique_for_overwrite<std::uint8_t[]>(
+      static_cast<std::size_t>(std::min(size, seg) / bs + 1) * im.ds);
   for (std::uint64_t off = 0; off < size; off += seg) {
     const std::uint64_t len = std::min(seg, size - off);
-    CFS_TRY(detail::hash_leaves(im.bh, fd, off, len, hashes.data(), threads, what));
-    im.add(0, hashes.data(), static_cast<std::size_t>((len + bs - 1) / bs));
+    CFS_TRY(detail::hash_leaves(im.bh, fd, off, len, hashes.get(), threads, what));
+    im.add_leaves(hashes.get(), static_cast<std::size_t>((len + bs - 1) / bs), threads);
   }
   im.total = size;
   return std::optional(im.finish());

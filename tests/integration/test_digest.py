@@ -52,6 +52,21 @@ class Differential(unittest.TestCase):
                     got = cfs("digest", *args, path, check=True).stdout.decode()
                     self.assertEqual(got, want)
 
+    def test_segment_boundary_matches_fsverity(self):
+        # Large files are hashed one segment at a time (8 MiB of leaf hashes: 16 MiB of data
+        # with 64-byte SHA-256 blocks); each segment's whole blocks of leaf hashes are hashed
+        # on all threads, the rest waits in the streaming upper levels. Two segments, the
+        # second with one whole block of leaf hashes and one byte more.
+        seg = (8 << 20) // 32 * 64
+        size = seg + 64 * (64 // 32) + 1
+        with t.tempdir() as d:
+            path = os.path.join(d, "f")
+            with open(path, "wb") as f:
+                f.write(random.Random(17).randbytes(size))
+            want = fsverity("--block-size=64", path)
+            got = cfs("digest", "--block-size=64", "--threads=2", path, check=True)
+            self.assertEqual(got.stdout.decode(), want)
+
     def test_many_files_one_invocation_in_order(self):
         rng = random.Random(5)
         with t.tempdir() as d:
