@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # cfs digest vs fsverity digest, side by side, on (1) one 2 GiB random file in the page cache
 # and (2) 100,000 random 4 KiB files digested in one invocation. Prints seconds (best of N
-# runs), GB/s or files/s, and the ratio; checks that both tools print the same digests.
+# runs), GB/s or files/s, and the ratio; checks that both tools print the same digests. With
+# BUILD_DIR/bench/verity_bench built, also the engine's hashing limit without I/O (1 and 2
+# threads) and the large-file rate as a share of it.
 #
 # usage: bench/digest.sh [BUILD_DIR]     (default build)
 #   CFS_BENCH_DIR   where test data lives (default /dev/shm/cfs-bench-digest, kept for reuse)
@@ -73,7 +75,29 @@ printf '%-44s %8s %10s\n' "large file ($BIG_MB MiB, page cache)" "seconds" "GB/s
 printf '%-44s %8.3f %10.2f\n' "fsverity digest" "$t_fsv" "$(rate "$bytes / 1000000000" "$t_fsv")"
 printf '%-44s %8.3f %10.2f\n' "cfs digest --threads=1" "$t_cfs1" "$(rate "$bytes / 1000000000" "$t_cfs1")"
 printf '%-44s %8.3f %10.2f\n' "cfs digest (all CPUs)" "$t_cfs" "$(rate "$bytes / 1000000000" "$t_cfs")"
-printf 'ratio cfs/fsverity: %sx (1 thread: %sx)\n\n' "$(rate "$t_fsv" "$t_cfs")" "$(rate "$t_fsv" "$t_cfs1")"
+printf 'ratio cfs/fsverity: %sx (1 thread: %sx)\n' "$(rate "$t_fsv" "$t_cfs")" "$(rate "$t_fsv" "$t_cfs1")"
+
+# The hashing limit of the engine alone (64 MiB Merkle tree in memory, no I/O), for the engine
+# `cfs digest` used: what the file path is measured against.
+VBENCH=$BUILD/bench/verity_bench
+if [ -x "$VBENCH" ]; then
+  declare -A engine_index=([portable]=1 [sha-ni-1]=2 [sha-ni-2]=3 [sha-ni-3]=4 [sha-ni-4]=5
+                           [sha-ni-6]=6 [sha-ni-8]=7)
+  want=${CFS_VERITY_ENGINE:-}
+  if [ -n "$want" ]; then filter="BM_Tree/${engine_index[$want]:-7}/"; else filter='BM_Tree/(1|7)/'; fi
+  "$VBENCH" --benchmark_filter="$filter" --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+gb, t1, t2 = float(sys.argv[1]) / 1e9, float(sys.argv[2]), float(sys.argv[3])
+rows = [b for b in json.load(sys.stdin)["benchmarks"] if "error_occurred" not in b]
+label = "sha-ni-8" if any(b["label"] == "sha-ni-8" for b in rows) else rows[0]["label"]
+limit = {int(b["name"].split("/")[2]): b["bytes_per_second"] / 1e9 for b in rows if b["label"] == label}
+print(f"engine limit ({label}, in memory): 1 thread {limit[1]:.2f} GB/s, 2 threads {limit[2]:.2f} GB/s")
+print(f"cfs digest: 1 thread {gb / t1:.2f} GB/s = {100 * gb / t1 / limit[1]:.0f} % of it, "
+      f"all CPUs {gb / t2:.2f} GB/s = {100 * gb / t2 / limit[2]:.0f} % of the 2-thread limit")
+' "$bytes" "$t_cfs1" "$t_cfs"
+fi
+echo
 
 cd "$small"
 t_fsv=$(best_of fsverity digest -- *)
