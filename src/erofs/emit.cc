@@ -109,7 +109,7 @@ class Emitter {
     switch (n.type()) {
       case S_IFCHR:
       case S_IFBLK:
-        return n.rdev;
+        return p_.rdev(n);
       case S_IFDIR:
       case S_IFREG:
       case S_IFLNK:
@@ -149,6 +149,7 @@ class Emitter {
     auto icount = static_cast<std::uint16_t>(xattr_icount(n.xattr_size));
     std::uint32_t u = inode_u(n, layout);
     auto ino = static_cast<std::uint32_t>(&n - p_.nodes.data());
+    const Node& owner = p_.source(n);
     if (n.compact) {
       InodeCompact i{};
       i.i_format = format;
@@ -158,8 +159,8 @@ class Emitter {
       i.i_size = static_cast<std::uint32_t>(size);
       i.i_u = u;
       i.i_ino = ino;
-      i.i_uid = static_cast<std::uint16_t>(n.uid);
-      i.i_gid = static_cast<std::uint16_t>(n.gid);
+      i.i_uid = static_cast<std::uint16_t>(owner.uid);
+      i.i_gid = static_cast<std::uint16_t>(owner.gid);
       put(i);
     } else {
       InodeExtended i{};
@@ -169,10 +170,10 @@ class Emitter {
       i.i_size = size;
       i.i_u = u;
       i.i_ino = ino;
-      i.i_uid = n.uid;
-      i.i_gid = n.gid;
-      i.i_mtime = static_cast<std::uint64_t>(n.mtime_sec);
-      i.i_mtime_nsec = n.mtime_nsec;
+      i.i_uid = owner.uid;
+      i.i_gid = owner.gid;
+      i.i_mtime = static_cast<std::uint64_t>(owner.mtime_sec);
+      i.i_mtime_nsec = owner.mtime_nsec;
       i.i_nlink = n.nlink;
       put(i);
     }

@@ -175,8 +175,9 @@ DataSplit dir_split(const Plan& p, const PNode& n) {
 }
 
 bool fits_compact(const Plan& p, const PNode& n) {
-  if (n.mtime_sec != p.min_sec || n.mtime_nsec != p.min_nsec) return false;
-  if (n.nlink > 0xFFFF || n.uid > 0xFFFF || n.gid > 0xFFFF) return false;
+  const Node& owner = p.source(n);
+  if (owner.mtime_sec != p.min_sec || owner.mtime_nsec != p.min_nsec) return false;
+  if (n.nlink > 0xFFFF || owner.uid > 0xFFFF || owner.gid > 0xFFFF) return false;
   std::uint64_t size =
       n.type() == S_IFDIR ? std::uint64_t{n.n_blocks} * kBlockSize + n.tail : n.size;
   return size <= 0xFFFFFFFF;

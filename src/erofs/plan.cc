@@ -318,10 +318,6 @@ Status PlanBuilder::rewrite_stub(std::uint32_t index) {
   const Node& root = tree_.node(tree_.root());
   pn.mode = S_IFCHR | 0644;
   pn.nlink = 1;
-  pn.uid = root.uid;
-  pn.gid = root.gid;
-  pn.mtime_sec = root.mtime_sec;
-  pn.mtime_nsec = root.mtime_nsec;
   budget_ = overlay::XattrBudget::cloned(0);
   if (const Xattr* se = root.find_xattr(overlay::kSelinux))
     CFS_TRY(set_xattr(index, se->key, se->value));
@@ -403,7 +399,6 @@ Status PlanBuilder::add_overlay_xattrs(std::uint32_t index, const Node& n) {
   if (is_user_whiteout(n)) {
     pn.size = 0;
     pn.mode = S_IFREG | (n.mode & ~std::uint32_t{S_IFMT});
-    pn.rdev = 0;
     CFS_TRY(set_xattr(index, overlay::kEscapedWhiteout, ""));
     CFS_TRY(set_xattr(index, overlay::kUserWhiteout, ""));
   }
@@ -455,20 +450,17 @@ Status PlanBuilder::rewrite(std::uint32_t index) {
       return invalid(index, "invalid file type in mode {:o}", n.mode);
     pn.mode = n.mode;
     if (!n.is_dir()) pn.nlink = n.nlink;
-    pn.uid = n.uid;
-    pn.gid = n.gid;
-    pn.mtime_sec = n.mtime_sec;
-    pn.mtime_nsec = n.mtime_nsec;
     pn.size = n.size;
-    if (n.type() == S_IFCHR || n.type() == S_IFBLK) pn.rdev = static_cast<std::uint32_t>(n.rdev);
     CFS_TRY(rewrite_data(index, n));
     CFS_TRY(escape_user_xattrs(index, n));
     CFS_TRY(add_overlay_xattrs(index, n));
   }
   CFS_TRY(finish_xattrs(index));
-  if (pn.mtime_sec < p_.min_sec || (pn.mtime_sec == p_.min_sec && pn.mtime_nsec < p_.min_nsec)) {
-    p_.min_sec = pn.mtime_sec;
-    p_.min_nsec = pn.mtime_nsec;
+  const Node& owner = p_.source(pn);
+  if (owner.mtime_sec < p_.min_sec ||
+      (owner.mtime_sec == p_.min_sec && owner.mtime_nsec < p_.min_nsec)) {
+    p_.min_sec = owner.mtime_sec;
+    p_.min_nsec = owner.mtime_nsec;
   }
   return {};
 }
@@ -519,6 +511,7 @@ Status PlanBuilder::run(const WriteOptions& opts) {
 
 Result<Plan> build_plan(const Tree& tree, const WriteOptions& opts) {
   Plan plan;
+  plan.tree = &tree;
   CFS_TRY(PlanBuilder(tree, plan).run(opts));
   return plan;
 }

@@ -88,12 +88,11 @@ static_assert(sizeof(DirEntry) == 16);
 inline constexpr std::uint32_t kStub = 0xFFFFFFFF;  // PNode::src of a root whiteout stub
 inline constexpr std::uint32_t kNotShared = 0xFFFFFFFF;
 
-/// One inode of the image. Packed into 96 bytes: one per entry, alive at the writer's peak
-/// memory.
+/// One inode of the image. Packed into 72 bytes: one per entry, alive at the writer's peak
+/// memory (what the tree node has as it is, it is read from there, not copied: 96 -> 72).
 struct PNode {
   const char* data_ptr = nullptr;  ///< inline content or symlink target (`size` bytes)
   std::uint64_t size = 0;          ///< st_size as composefs keeps it (drives compact vs extended)
-  std::int64_t mtime_sec = 0;
 
   NodeId src = kStub;
   std::uint32_t parent = 0;  ///< BFS index; the root is its own parent
@@ -103,10 +102,8 @@ struct PNode {
 
   std::uint32_t mode = 0;  ///< full input mode after whiteout conversion (i_mode = low 16 bits)
   std::uint32_t nlink = 1;
-  std::uint32_t uid = 0;
-  std::uint32_t gid = 0;
-  std::uint32_t rdev = 0;  ///< truncated to 32 bits, as composefs stores it
-  std::uint32_t mtime_nsec = 0;
+  // Owner, times and device number are the source node's as they are (the root's owner and
+  // times for a stub): Plan::source(), Plan::rdev().
 
   std::uint32_t dirent_begin = 0, dirent_count = 0;  ///< into Plan::dirents
   std::uint32_t xattr_begin = 0, xattr_count = 0;    ///< into Plan::xattrs (sorted by key)
@@ -125,9 +122,10 @@ struct PNode {
     return data_ptr ? std::string_view(data_ptr, size) : std::string_view();
   }
 };
-static_assert(sizeof(PNode) == 96);
+static_assert(sizeof(PNode) == 72);
 
 struct Plan {
+  const Tree* tree = nullptr;  ///< the source; outlives the plan
   std::vector<PNode> nodes;
   std::vector<DirEntry> dirents;
   std::vector<XattrRef> xattrs;
@@ -146,6 +144,17 @@ struct Plan {
   std::uint64_t inodes_end = 0;
   std::uint64_t data_start = 0;
   std::uint64_t n_data_blocks = 0;
+
+  /// The tree node whose owner and times an inode has: its source, or the root for a stub.
+  const Node& source(const PNode& n) const {
+    return tree->node(n.src == kStub ? tree->root() : n.src);
+  }
+
+  /// i_u of a device inode: the device number truncated to 32 bits, as composefs stores it;
+  /// 0 for a stub. (User whiteouts, devices 0/0, became regular files in the plan.)
+  std::uint32_t rdev(const PNode& n) const {
+    return n.src == kStub ? 0 : static_cast<std::uint32_t>(tree->node(n.src).rdev);
+  }
 
   /// "/a/b" of an inode, for error messages.
   std::string path_of(std::uint32_t index) const;
