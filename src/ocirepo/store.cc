@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include "cfs/splitstream/writer.h"
-#include "cfs/util/sys.h"
 
 namespace cfs::ocirepo::detail {
 
@@ -14,7 +13,7 @@ class RepoObjectWriter final : public splitstream::ObjectWriter {
  public:
   RepoObjectWriter(repo::Repository& repo, repo::NewObject obj)
       : repo_(repo), obj_(std::move(obj)) {}
-  Status write(std::span<const std::byte> data) override { return sys::write_all(obj_.fd(), data); }
+  Status write(std::span<const std::byte> data) override { return obj_.write(data); }
   Result<verity::Digest> commit() override { return repo_.commit_object(std::move(obj_)); }
 
  private:
@@ -27,7 +26,7 @@ class RepoObjectWriter final : public splitstream::ObjectWriter {
 Status RepoSink::put(const verity::Digest& digest, std::span<const std::byte> content) {
   if (repo_.has_object(digest)) return {};
   CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
-  CFS_TRY(sys::write_all(obj.fd(), content));
+  CFS_TRY(obj.write(content));
   // The splitstream writer digested exactly these bytes; commit_object does not do it again.
   CFS_TRY(repo_.commit_object(std::move(obj), digest));
   return {};

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "cfs/util/background_sync.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
@@ -430,9 +431,17 @@ NewObject::~NewObject() {
   if (!temp_name_.empty() && dir_) (void)sys::unlinkat(dir_->get(), temp_name_, 0);
 }
 
+Status NewObject::write(std::span<const std::byte> data) {
+  CFS_TRY(sys::write_all(fd_.get(), data));
+  written_ += data.size();
+  return {};
+}
+
 struct Repository::ObjectCache {
   std::mutex mu;
   UniqueFd dir;  // objects/, set once under mu
+  // Writeback of committed objects in batches instead of leaving it all to sync() (set with dir).
+  std::unique_ptr<BackgroundSync> writeback;
   std::array<std::atomic<bool>, 256> fanout_made{};
   std::atomic<bool> verity_unavailable{false};
 };
@@ -444,6 +453,7 @@ Result<int> Repository::objects_dir() {
     CFS_TRY(sys::mkdirat_p(fd_.get(), std::string(kObjectsDir), 0755));
     CFS_ASSIGN(object_cache_->dir, sys::openat(fd_.get(), std::string(kObjectsDir),
                                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+    CFS_ASSIGN(object_cache_->writeback, syncfs_every(object_cache_->dir.get(), path_));
   }
   return object_cache_->dir.get();
 }
@@ -526,6 +536,7 @@ Result<verity::Digest> Repository::commit_object(NewObject object, const verity:
                                                  object.dir_->get(), name));
     if (moved) object.temp_name_.clear();
   }
+  if (cache.writeback) cache.writeback->added(object.written_);
   return digest;
 }
 
@@ -539,6 +550,11 @@ Status Repository::publish_image(const verity::Digest& image,
   return {};
 }
 
-Status Repository::sync() const { return sys::syncfs(fd_.get(), path_); }
+Status Repository::sync() const {
+  CFS_TRY(sys::syncfs(fd_.get(), path_));
+  // An error a background writeback run saw (its syncfs reported it, not ours).
+  if (object_cache_ && object_cache_->writeback) CFS_TRY(object_cache_->writeback->status());
+  return {};
+}
 
 }  // namespace cfs::repo

@@ -243,11 +243,6 @@ Status set_direct_io(int fd, bool on) {
   return {};
 }
 
-Status start_writeback(int fd) {
-  if (::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0) return fail_errno("writeback");
-  return {};
-}
-
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath) {
   if (::renameat2(olddir, oldpath.c_str(), newdir, newpath.c_str(), RENAME_NOREPLACE) == 0)

@@ -28,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,11 +87,15 @@ class NewObject {
   NewObject& operator=(NewObject&&) noexcept = default;
   ~NewObject();
   int fd() const noexcept { return fd_.get(); }
+  /// Appends to the object; the bytes written this way start their writeback in batches
+  /// (cfs/util/background_sync.h) once committed.
+  Status write(std::span<const std::byte> data);
 
  private:
   friend class Repository;
   NewObject() = default;
   UniqueFd fd_;
+  std::uint64_t written_ = 0;
   std::shared_ptr<const UniqueFd> dir_;  ///< objects/, the repository's descriptor
   std::string temp_name_;                ///< named fallback only
 };

@@ -7,12 +7,13 @@
 // Adding an object (add_object): an unnamed file (O_TMPFILE) in its fan-out directory, or
 // where the filesystem has none a temp file "ab/.tmpXXXXXX", content
 // shared with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
-// (in-kernel copy), else read/write (add_object_bytes: written from memory); writeback started;
-// fchmod 0644; every writable fd closed; fs-verity enabled best-effort (the kernel refuses while
-// a writable fd is open); then linkat() (renameat2(NOREPLACE) for a named temp) into place. An
-// object that already exists is never rewritten or replaced (its name is its content), and a lost
-// race against another writer of the same object is success. A crash never leaves a partial object
-// under its final name *in the page cache view*; see sync().
+// (in-kernel copy), else read/write (add_object_bytes: written from memory); writeback started in
+// batches (a background syncfs every 64 MiB of new data); fchmod 0644; every writable fd closed;
+// fs-verity enabled best-effort (the kernel refuses while a writable fd is open); then linkat()
+// (renameat2(NOREPLACE) for a named temp) into place. An object that already exists is never
+// rewritten or replaced (its name is its content), and a lost race against another writer of the
+// same object is success. A crash never leaves a partial object under its final name *in the page
+// cache view*; see sync().
 //
 // Durability: no fsync per object. Upstream fsyncs every object, which dominates its run time
 // (one journal commit per file: 43-77 s for /usr versus seconds for the copies). Instead the
@@ -47,6 +48,10 @@
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
 #include "cfs/verity/digest.h"
+
+namespace cfs {
+class BackgroundSync;
+}
 
 namespace cfs::store {
 
@@ -118,6 +123,9 @@ class ObjectStore {
   /// Call before publishing an image that references them.
   Status sync();
 
+  /// Background writeback runs so far (cfs/util/background_sync.h; tests).
+  std::uint64_t writeback_runs() const;
+
   /// Whether fs-verity could be enabled on the objects added so far (false after the first
   /// "unsupported" answer, after which it is not tried again).
   bool verity_supported() const noexcept { return verity_ok_->load(); }
@@ -142,6 +150,7 @@ class ObjectStore {
   std::unique_ptr<std::atomic<bool>> direct_ok_;
   std::unique_ptr<std::atomic<bool>> tmpfile_ok_;
   std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
+  std::unique_ptr<BackgroundSync> writeback_;
   bool verify_existing_ = false;
   bool chmod_needed_ = true;  // the umask takes bits of 0644 (or could not be read)
 };

@@ -87,11 +87,6 @@ Status fchmod(int fd, mode_t mode, const std::string& what);
 /// support direct I/O (tmpfs before 6.6, FUSE without it).
 Status set_direct_io(int fd, bool on);
 
-/// sync_file_range(SYNC_FILE_RANGE_WRITE) over the whole file: starts writeback of its dirty
-/// pages now, without waiting for it and without any durability promise (no metadata, no
-/// cache flush). Best-effort; errors are ignored by callers.
-Status start_writeback(int fd);
-
 /// renameat2(RENAME_NOREPLACE). Returns false (not an error) when newpath already exists.
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath);

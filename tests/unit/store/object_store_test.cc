@@ -8,11 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cfs/tree/object_name.h"
@@ -244,6 +246,24 @@ TEST_F(StoreTest, LargeObjectsAreCopiedWhole) {
     EXPECT_EQ(src.digest, *d) << size;
   }
   EXPECT_TRUE(temp_files().empty());
+}
+
+TEST_F(StoreTest, WritebackStartsInTheBackgroundEvery64MiB) {
+  // No sync_file_range per object: a background syncfs after each 64 MiB of new data.
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  std::string data(33u << 20, 'a');
+  EXPECT_EQ(store->writeback_runs(), 0U);
+  for (char fill : {'a', 'b'}) {
+    data.front() = fill;
+    auto r = store->add_object_bytes(verity::digest_bytes(std::as_bytes(std::span(data))),
+                                     std::as_bytes(std::span(data)));
+    ASSERT_TRUE(r) << r.error().message();
+  }
+  for (int i = 0; i < 10000 && store->writeback_runs() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(store->writeback_runs(), 1U);
+  EXPECT_TRUE(store->sync());
 }
 
 TEST_F(StoreTest, MissingSourceFailsNamingIt) {
