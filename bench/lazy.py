@@ -6,7 +6,7 @@ side by side in one run, over a loopback link shaped to a speed.
 
   bench/lazy.py [--build-dir build] [--image oci:DIR:TAG] [--rates 100e6,1e9] [--runs 1]
                 [--compression zstd-chunked] [--lazy-option=--no-elf-prefetch ...]
-                [--shaper tc|proxy]
+                [--shaper tc|proxy] [--trace]
 
 --shaper tc (default): the whole benchmark runs in a network namespace of its own (re-executed
 under `unshare --net`), whose loopback (MTU 1500) the kernel shapes with a token bucket
@@ -24,7 +24,11 @@ in a fresh repository:
   full  cfs oci pull docker://REGISTRY/…; cfs oci mount --fuse; run the workload
 The time runs from the mount command (the pull, for full) to the workload's first output byte;
 the bytes are the response bodies the registry (or the proxy) sent meanwhile (for lazy also the
-Range requests alone: file contents, the rest is metadata). Prints both, and lazy / full."""
+Range requests alone: file contents, the rest is metadata). Prints both, and lazy / full.
+--trace: each lazy run's start-up steps and fetch events (CFS_LAZY_TRACE, docs/lazy.md) on
+stderr, in ms from the mount command, with the moment the command returned and the first byte.
+There is no added round-trip time: this kernel has no sch_netem (tc netem), so the shaping
+charges bandwidth only."""
 import argparse
 import json
 import os
@@ -112,6 +116,19 @@ class ProxyLink:
         self.proxy.close()
 
 
+def print_trace(path, wall0, mounted, first, wname):
+    """The CFS_LAZY_TRACE events of one lazy run, in ms from the mount command."""
+    events = []
+    with open(path) as f:
+        for line in f:
+            t, _, event = line.rstrip("\n").partition(" ")
+            events.append((float(t), event))
+    events += [(mounted, "(mount command returned)"), (first, "(first byte of output)")]
+    print(f"trace of {wname}:", file=sys.stderr)
+    for t, event in sorted(events):
+        print(f"  {(t - wall0) * 1e3:8.1f} ms  {event}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(HERE, "..", "build"))
@@ -121,6 +138,9 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--lazy-option", action="append", default=[],
                     help="passed to cfs oci mount --lazy (e.g. --no-elf-prefetch for an A/B)")
+    ap.add_argument("--trace", action="store_true",
+                    help="print the lazy mount's start-up steps and fetch events (CFS_LAZY_TRACE) "
+                         "in ms from the mount command, with the workload's first byte")
     ap.add_argument("--shaper", choices=("tc", "proxy"), default="tc",
                     help="tc: kernel shaping of a private loopback (default); proxy: the "
                          "throttled Python fault proxy")
@@ -132,8 +152,8 @@ def main():
         subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
     cfs = os.path.join(os.path.abspath(args.build_dir), "bin", "cfs")
 
-    def run(*a):
-        return subprocess.run([cfs, *a], check=True, capture_output=True)
+    def run(*a, env=None):
+        return subprocess.run([cfs, *a], check=True, capture_output=True, env=env)
 
     work = tempfile.mkdtemp(prefix="cfs-bench-lazy-")
     reg = r.Registry(access_log=args.shaper == "tc")
@@ -159,10 +179,16 @@ def main():
                             run("repo", "init", "--repo", repo, "--insecure")
                             ref = link.ref("bench/img:1")
                             since = link.mark()
+                            trace = os.path.join(work, "trace")
+                            env = dict(os.environ, CFS_LAZY_TRACE=trace) if args.trace else None
+                            if os.path.exists(trace):
+                                os.unlink(trace)
                             t0 = time.monotonic()
+                            wall0 = time.time()
                             if mode == "lazy":
                                 run("oci", "mount", "--lazy", "--no-fill", *args.lazy_option,
-                                    "--repo", repo, NOTLS, ref, mnt)
+                                    "--repo", repo, NOTLS, ref, mnt, env=env)
+                                mounted = time.time()
                             else:
                                 run("oci", "pull", "--repo", repo, NOTLS, ref, "img")
                                 run("oci", "mount", "--fuse", "--repo", repo, "img", mnt)
@@ -171,6 +197,8 @@ def main():
                                 secs = time.monotonic() - t0
                             finally:
                                 umount(mnt)
+                            if mode == "lazy" and args.trace:
+                                print_trace(trace, wall0, mounted, wall0 + secs, wname)
                             reqs = link.requests(since)
                             sent = sum(e["sent"] for e in reqs)
                             res[mode] = (secs, sent)

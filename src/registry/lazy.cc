@@ -296,6 +296,15 @@ struct LazyProvider::Impl {
     if (o.log) o.log(line);
   }
 
+  /// A fetch event for LazyOptions::trace: what happened to which object (its hex, shortened).
+  void trace(std::string_view event, const verity::Digest& d, std::string_view more = {}) const {
+    if (!o.trace) return;
+    std::string line(event);
+    line += " " + d.hex().substr(0, 12);
+    if (!more.empty()) line += " " + std::string(more);
+    o.trace(line);
+  }
+
   /// One object of a batch (see LazyOptions::batch_bytes): where it is, who waits for it, how
   /// its fetch went.
   struct Member {
@@ -400,8 +409,11 @@ struct LazyProvider::Impl {
       ranges_out.push_back({part.m->loc->offset, part.m->loc->length, part.sink.get(), {}});
     BatchSink sink(std::move(ranges_out));
     const std::uint64_t lo = sink.begin(), hi = sink.end();
+    trace("range", batch[0].d,
+          std::to_string(hi - lo) + " bytes, " + std::to_string(parts.size()) + " objects");
     auto st = ranges->fetch_range(blob, lo, hi - lo, sink);
     fetched_bytes += sink.received();
+    trace("range done", batch[0].d);
     if (!st) {
       const std::string span = parts.size() == 1
                                    ? parts[0].what
@@ -421,6 +433,7 @@ struct LazyProvider::Impl {
         m.status = fail(eio(part.what + ": the bytes have fs-verity digest " + got->hex() +
                             ", not the image's; nothing stored"));
       } else {
+        trace("verified", m.d);
         good.push_back(&part);
         // Only the object asked for: a neighbour's libraries are a guess upon a guess.
         if (o.image && o.elf_prefetch && &m == &batch[0])
@@ -459,6 +472,7 @@ struct LazyProvider::Impl {
     std::vector<verity::Digest> libs;
     for (const auto& lib : loader_objects(*o.image, **info))
       if (o.index.find(lib) && !present(lib)) libs.push_back(lib);
+    trace("elf hints", d, std::to_string(libs.size()) + " objects");
     std::lock_guard lock(mu);
     for (const auto& lib : libs)
       if (!flights.count(lib) || !flights[lib]->claimed) request(lib, Priority::kHint);
@@ -551,6 +565,7 @@ struct LazyProvider::Impl {
   /// Returns the verified object when it is not committed yet, else nullopt (it is in the
   /// repository).
   Result<std::optional<UniqueFd>> ensure(const verity::Digest& d) const {
+    trace("open", d);
     std::unique_lock lock(mu);
     auto f = request(d, Priority::kOpen);
     if (!started && !f->claimed) {
@@ -633,8 +648,10 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   // Only the object the image names is fetched: a redirect that is not its digest's name is served
   // from the store or not at all.
   if (impl_->object_name(*digest) != rel || !impl_->o.index.find(*digest)) return fd;
-  CFS_ASSIGN(auto verified, impl_->ensure(*digest));
-  if (verified) return std::move(*verified);
+  auto verified = impl_->ensure(*digest);
+  impl_->trace(verified ? "served" : "failed", *digest);
+  if (!verified) return fail(std::move(verified).error());
+  if (*verified) return std::move(**verified);
   return impl_->dirs.open_object(rel);
 }
 

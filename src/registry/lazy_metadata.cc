@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "artifact.h"
+#include "cfs/oci/byte_source.h"
+#include "cfs/oci/compress.h"
 #include "cfs/oci/source.h"
 #include "cfs/registry/image_source.h"
 #include "cfs/tree/object_name.h"
@@ -20,14 +22,31 @@ verity::Digest erofs_digest(std::string_view erofs, verity::HashAlg alg) {
   return verity::digest_bytes(std::as_bytes(std::span(erofs.data(), erofs.size())), p);
 }
 
+/// `bytes` as one zstd frame (the metadata blobs cfs oci push attaches).
+Result<std::string> compress(std::string_view bytes) {
+  std::string out;
+  oci::ZstdCompressor z([&out](std::span<const std::byte> piece) {
+    out.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+    return Status{};
+  });
+  CFS_TRY(z.write(std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  CFS_TRY(z.finish());
+  return out;
+}
+
+/// A metadata blob (digest-checked by the client), decompressed when its media type says zstd;
+/// refused past `max` bytes either way.
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
-                                std::uint64_t max, const std::string& what) {
+                                bool zstd, std::uint64_t max, const std::string& what) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
   StringBlobSink sink;
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
-  return std::move(sink.out);
+  if (!zstd) return std::move(sink.out);
+  auto in = oci::memory_source(std::move(sink.out));
+  auto plain = oci::decompressor(oci::Compression::kZstd, *in, what);
+  return oci::read_all(*plain, max, what);
 }
 
 // The index must describe exactly the blobs of the image it is attached to.
@@ -91,16 +110,16 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
   if (erofs_digest(erofs, index.algorithm) != index.image)
     return fail(Errc::kDigestMismatch,
                 image.str() + ": the EROFS is not the index's image " + index.image.str());
-  const std::string index_json = ocirepo::encode_object_index(index);
-  const auto erofs_bytes = std::as_bytes(std::span(erofs.data(), erofs.size()));
-  const auto index_bytes = std::as_bytes(std::span(index_json.data(), index_json.size()));
+  CFS_ASSIGN(const std::string erofs_z, compress(erofs));
+  CFS_ASSIGN(const std::string index_z, compress(ocirepo::encode_object_index(index)));
+  const auto erofs_bytes = std::as_bytes(std::span(erofs_z.data(), erofs_z.size()));
+  const auto index_bytes = std::as_bytes(std::span(index_z.data(), index_z.size()));
   CFS_ASSIGN(auto erofs_d, detail::push_bytes(client, image, erofs_bytes));
   CFS_ASSIGN(auto index_d, detail::push_bytes(client, image, index_bytes));
-  auto erofs_json = detail::descriptor_json(kErofsMediaType, erofs_d, erofs.size());
+  auto erofs_json = detail::descriptor_json(kErofsZstdMediaType, erofs_d, erofs_z.size());
   erofs_json["annotations"] = {{merged_seal_annotation(index.algorithm), index.image.hex()}};
-  auto layers =
-      nlohmann::json::array({erofs_json, detail::descriptor_json(ocirepo::kObjectIndexMediaType,
-                                                                 index_d, index_json.size())});
+  auto layers = nlohmann::json::array(
+      {erofs_json, detail::descriptor_json(kObjectIndexZstdMediaType, index_d, index_z.size())});
   CFS_ASSIGN(auto pushed,
              detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers)));
   return pushed.digest;
@@ -119,14 +138,19 @@ Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view refere
 
 Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     Client& client, std::string_view reference, const LazyFetchOptions& options) {
+  auto trace = [&](std::string_view event) {
+    if (options.trace) options.trace(event);
+  };
   CFS_ASSIGN(auto ref, parse_reference(reference));
   CFS_ASSIGN(auto source, open_registry_source(client, reference));
   CFS_ASSIGN(auto image, oci::resolve_image(*source, options.platform));
+  trace("manifest and config");
   const Reference by_digest = ref.with_digest(image.manifest.digest.str());
   // Every referrer in one listing: the lazy metadata, and whether there are seals to check (a
   // listing is two requests on a registry without the referrers API, which is on the critical
   // path of every lazy mount).
   CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, ""));
+  trace("referrers");
   const oci::Descriptor* newest = nullptr;
   bool sealed = false;
   // The newest artifact: the fallback index and the referrers API both list it last.
@@ -139,6 +163,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);
   CFS_ASSIGN(auto raw, client.get_manifest(by_digest.with_digest(artifact.str())));
   CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
+  trace("lazy artifact");
   if (m.artifact_type != kLazyArtifactType)
     return fail(Errc::kInvalidInput, what + ": artifactType is '" + m.artifact_type + "'");
   if (!m.subject || m.subject->digest != image.manifest.digest)
@@ -146,19 +171,21 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const oci::Descriptor* erofs_d = nullptr;
   const oci::Descriptor* index_d = nullptr;
   for (const auto& l : m.layers) {
-    const oci::Descriptor** slot = l.media_type == kErofsMediaType                  ? &erofs_d
-                                   : l.media_type == ocirepo::kObjectIndexMediaType ? &index_d
-                                                                                    : nullptr;
+    const std::string_view type = l.media_type;
+    const oci::Descriptor** slot =
+        type == kErofsMediaType || type == kErofsZstdMediaType                        ? &erofs_d
+        : type == ocirepo::kObjectIndexMediaType || type == kObjectIndexZstdMediaType ? &index_d
+                                                                                      : nullptr;
     if (!slot)
       return fail(Errc::kInvalidInput, what + ": unexpected layer of media type " + l.media_type);
-    if (*slot)
-      return fail(Errc::kInvalidInput, what + ": two layers of media type " + l.media_type);
+    if (*slot) return fail(Errc::kInvalidInput, what + ": two EROFS or two index layers");
     *slot = &l;
   }
   if (!erofs_d || !index_d)
-    return fail(Errc::kInvalidInput, what + ": needs one layer of " + std::string(kErofsMediaType) +
-                                         " and one of " +
-                                         std::string(ocirepo::kObjectIndexMediaType));
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: needs one layer of {} (or {}) and one of {} (or {})", what,
+                            kErofsZstdMediaType, kErofsMediaType, kObjectIndexZstdMediaType,
+                            ocirepo::kObjectIndexMediaType));
 
   LazyMetadata out;
   out.artifact = artifact;
@@ -167,15 +194,21 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   std::optional<Result<std::string>> erofs;
   {
     std::jthread erofs_fetch([&] {
-      erofs = fetch_small(client, by_digest, *erofs_d, kMaxLazyErofsSize, what + ": EROFS");
+      erofs = fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
+                          kMaxLazyErofsSize, what + ": EROFS");
+      trace("erofs fetched");
     });
-    CFS_ASSIGN(auto index_json, fetch_small(client, by_digest, *index_d,
-                                            ocirepo::kMaxObjectIndexSize, what + ": index"));
-    CFS_ASSIGN(out.index, ocirepo::parse_object_index(index_json, what + ": index"));
+    CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
+                                           index_d->media_type == kObjectIndexZstdMediaType,
+                                           ocirepo::kMaxObjectIndexSize, what + ": index"));
+    trace("index fetched");
+    CFS_ASSIGN(out.index, ocirepo::parse_object_index(out.index_json, what + ": index"));
+    trace("index parsed");
     CFS_TRY(check_layers(out.index, image, what));
   }
   CFS_ASSIGN(out.erofs, std::move(*erofs));
   const auto computed = erofs_digest(out.erofs, out.index.algorithm);
+  trace("erofs digest");
   if (computed != out.index.image)
     return fail(Errc::kDigestMismatch, fmt::format("{}: the EROFS's fs-verity digest is {}, the "
                                                    "index names {}",
@@ -186,6 +219,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     return fail(Errc::kDigestMismatch,
                 fmt::format("{}: annotation {} of the EROFS is not {}", what, key, computed.hex()));
   CFS_ASSIGN(out.seal, check_seal(client, by_digest, sealed, out.erofs, computed, options));
+  if (sealed) trace("seal");
   out.manifest = std::move(image.manifest);
   out.config = std::move(image.config);
   return out;

@@ -13,11 +13,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cfs/erofs/reader.h"
@@ -49,6 +53,23 @@ Result<std::vector<std::string>> read_lines(const std::string& path) {
     if (!line.empty() && line[0] != '#') out.push_back(std::move(line));
   }
   return out;
+}
+
+/// CFS_LAZY_TRACE=FILE: each start-up step and fetch event, one "<unix seconds> <event>" line
+/// appended to FILE (docs/lazy.md), so a benchmark can show where a mount's time goes; the
+/// daemon keeps writing there. Empty when unset (or FILE cannot be opened: timing is optional).
+std::function<void(std::string_view)> trace_from_env() {
+  const char* path = std::getenv("CFS_LAZY_TRACE");
+  if (!path || !*path) return {};
+  auto fd = sys::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (!fd) return {};
+  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
+  return [shared](std::string_view event) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const std::string line = fmt::format("{}.{:06} {}\n", ts.tv_sec, ts.tv_nsec / 1000, event);
+    (void)sys::write_all(shared->get(), std::as_bytes(std::span(line)));
+  };
 }
 
 }  // namespace
@@ -135,6 +156,11 @@ int run_oci_lazy_mount(int argc, char** argv) {
     prefetch_paths = std::move(*lines);
   }
 
+  const auto trace = trace_from_env();
+  auto step = [&trace](std::string_view event) {
+    if (trace) trace(event);
+  };
+  step("start");
   repo::OpenOptions w;
   w.write = true;
   auto repo = open_repo(repo_path, w);
@@ -148,6 +174,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   if (!seal_cert.empty()) lio.fetch.cert_file = seal_cert;
   lio.full_pull = !no_full_pull;
   lio.notice = [](const std::string& line) { fmt::print(stderr, "cfs: {}\n", line); };
+  lio.fetch.trace = trace;
   auto opened = registry::open_lazy_image(*repo, *client, source, lio);
   if (!opened) return report(opened.error());
   const verity::Digest image = opened->image;
@@ -168,6 +195,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;
   lo.batch_bytes = batch_bytes;
+  lo.trace = trace;
   // The fill's progress: a status line on a terminal, JSON events on stdout with --json, while
   // serving in the foreground (a daemon has neither; its "fill complete" goes to syslog).
   // The fill starts before the mount reports itself: what it says meanwhile is shown after.
@@ -206,6 +234,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
     if (!p) return report(p.error());
     provider = std::move(*p);
   }
+  step("provider");
 
   mo.basedirs = {plan->objects_dir};
   mo.verity = mount::VerityMode::kRequire;
@@ -217,6 +246,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // and reports on a copy of stdout, since the daemon's own stdout is /dev/null.
   int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
   serve.on_serving = [&](bool is_daemon) {
+    step("serving");
     *daemonized = is_daemon;
     (void)repo::complete_lease(*repo, plan->lease);
     repo::Repository closed = std::move(*repo);

@@ -35,8 +35,8 @@ TOC_CHECKSUM = "io.github.containers.zstd-chunked.manifest-checksum"
 TOC_POSITION = "io.github.containers.zstd-chunked.manifest-position"
 TARSPLIT_POSITION = "io.github.containers.zstd-chunked.tarsplit-position"
 LAZY_TYPE = "application/vnd.cfs.lazy-metadata.v1"
-EROFS_TYPE = "application/vnd.cfs.composefs.erofs.v1"
-INDEX_TYPE = "application/vnd.cfs.object-index.v1+json"
+EROFS_TYPE = "application/vnd.cfs.composefs.erofs.v1+zstd"
+INDEX_TYPE = "application/vnd.cfs.object-index.v1+json+zstd"
 
 
 def cfs(*args, check=True):
@@ -197,6 +197,25 @@ class LazyPublish(unittest.TestCase):
                 self.reg.ref(f"{name}:v1"), check=check)
         return json.loads(p.stdout.decode().strip().splitlines()[-1]) if check else p
 
+    def put(self, name, what, data, method="PUT", content_type=None):
+        req = urllib.request.Request(f"http://{self.reg.host}/v2/{name}/{what}", data=data,
+                                     method=method)
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(req) as resp:
+            return resp.headers
+
+    def put_blob(self, name, data):
+        """A monolithic upload (distribution spec: POST, then PUT with the digest)."""
+        location = self.put(name, "blobs/uploads/", b"", method="POST")["Location"]
+        digest = r.sha256_bytes(data)
+        sep = "&" if "?" in location else "?"
+        url = location if location.startswith("http") else f"http://{self.reg.host}{location}"
+        req = urllib.request.Request(f"{url}{sep}digest={digest}", data=data, method="PUT")
+        req.add_header("Content-Type", "application/octet-stream")
+        urllib.request.urlopen(req).close()
+        return digest
+
     def fsverity(self, paths, alg="sha512"):
         out = t.run(["fsverity", "digest", f"--hash-alg={alg}", "--compact", *paths]).stdout
         return out.decode().split()
@@ -227,8 +246,8 @@ class LazyPublish(unittest.TestCase):
                          r.sha256_bytes(self.raw_manifest(name, result["lazy_metadata"])))
         self.assertEqual(artifact["subject"]["digest"], result["manifest"])
         layers = {l["mediaType"]: l for l in artifact["layers"]}
-        erofs = self.get(name, f"blobs/{layers[EROFS_TYPE]['digest']}")
-        index = json.loads(self.get(name, f"blobs/{layers[INDEX_TYPE]['digest']}"))
+        erofs = zstd_d(self.get(name, f"blobs/{layers[EROFS_TYPE]['digest']}"))
+        index = json.loads(zstd_d(self.get(name, f"blobs/{layers[INDEX_TYPE]['digest']}")))
         work = tempfile.mkdtemp(dir=self.tmp)
         with open(os.path.join(work, "image.erofs"), "wb") as f:
             f.write(erofs)
@@ -282,6 +301,38 @@ class LazyPublish(unittest.TestCase):
         again = self.push("cfs/lazy-chunked", "--compression", "zstd-chunked")
         self.assertEqual((again["manifest"], again["lazy_metadata"]),
                          (result["manifest"], result["lazy_metadata"]))
+
+    def test_reads_uncompressed_metadata(self):
+        """Lazy metadata as cfs pushed it before its blobs were compressed (the EROFS and the
+        index as they are, media types without +zstd) is still read."""
+        name = "cfs/lazy-plain"
+        result = self.push(name, "--compression", "none")
+        artifact = self.lazy_artifact(name, result["manifest"])
+        plain = {}
+        for layer in artifact["layers"]:
+            self.assertTrue(layer["mediaType"].endswith("+zstd"), layer)
+            data = zstd_d(self.get(name, f"blobs/{layer['digest']}"))
+            layer["mediaType"] = layer["mediaType"].removesuffix("+zstd")
+            layer["digest"], layer["size"] = self.put_blob(name, data), len(data)
+            plain[layer["mediaType"]] = data
+        raw = json.dumps(artifact).encode()
+        digest = r.sha256_bytes(raw)
+        self.put(name, f"manifests/{digest}", raw, content_type=artifact["mediaType"])
+        # Listed last under the referrers fallback tag: the newest, the one a reader takes.
+        tag = result["manifest"].replace(":", "-")
+        index = self.manifest(name, tag)
+        index["manifests"].append({"mediaType": artifact["mediaType"], "digest": digest,
+                                   "size": len(raw), "artifactType": LAZY_TYPE})
+        self.put(name, f"manifests/{tag}", json.dumps(index).encode(),
+                 content_type=index["mediaType"])
+        fetched = os.path.join(self.tmp, "plain.erofs")
+        got = json.loads(cfs("oci", "lazy-metadata", NOTLS, "--json", "--erofs", fetched,
+                             self.reg.ref(f"{name}:v1")).stdout)
+        self.assertEqual(got["artifact"], digest)
+        self.assertEqual(got["image"], "sha512:" + self.image)
+        self.assertEqual(got["objects"], 5)
+        with open(fetched, "rb") as f:
+            self.assertEqual(f.read(), plain["application/vnd.cfs.composefs.erofs.v1"])
 
     def test_gzip_has_no_lazy_metadata(self):
         result = self.push("cfs/lazy-gzip", "--compression", "gzip")

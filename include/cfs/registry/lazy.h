@@ -98,6 +98,9 @@ struct LazyOptions {
   /// The background fill's progress: once when it starts, then after each of its objects
   /// (serialised; from fetch threads); may be empty.
   std::function<void(const FillProgress&)> progress;
+  /// Fetch events ("open", "range", "verified", … with the object's name), for timing what a
+  /// workload waits for (CFS_LAZY_TRACE, docs/lazy.md); from fetch threads; may be empty.
+  std::function<void(std::string_view)> trace;
 };
 
 /// Where a lazy provider's bytes come from: byte ranges of the layer blobs of LazyOptions::source

@@ -4,16 +4,22 @@
 // argument). An OCI artifact whose subject is the image manifest:
 //
 //   manifest  artifactType kLazyArtifactType, the empty config, subject = the image manifest
-//   layer 0   the merged composefs EROFS (kErofsMediaType), annotated with the seal's key
-//             composefs.merged.erofs.v1.fsverity-<alg>-12 = <hex of its fs-verity digest>
-//   layer 1   the object index (ocirepo/object_index.h, kObjectIndexMediaType): where each
-//             object's bytes are in the layer blobs as pushed
+//   layer 0   the merged composefs EROFS, zstd-compressed (kErofsZstdMediaType), annotated
+//             with the seal's key composefs.merged.erofs.v1.fsverity-<alg>-12 = <hex of the
+//             fs-verity digest of the EROFS itself>
+//   layer 1   the object index (ocirepo/object_index.h), zstd-compressed
+//             (kObjectIndexZstdMediaType): where each object's bytes are in the layer blobs as
+//             pushed
 //
-// found like a seal, through the referrers API or its sha256-<hex> fallback tag.
+// found like a seal, through the referrers API or its sha256-<hex> fallback tag. The two
+// blobs are on the critical path of every lazy mount, and compressed they are 2.3x smaller
+// (Debian: 3.1 MB -> 1.4 MB). Metadata pushed before (uncompressed: kErofsMediaType,
+// ocirepo::kObjectIndexMediaType) is read as well.
 // Thread-safety: functions only; see Client.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +34,10 @@ namespace cfs::registry {
 
 inline constexpr std::string_view kLazyArtifactType = "application/vnd.cfs.lazy-metadata.v1";
 inline constexpr std::string_view kErofsMediaType = "application/vnd.cfs.composefs.erofs.v1";
+inline constexpr std::string_view kErofsZstdMediaType =
+    "application/vnd.cfs.composefs.erofs.v1+zstd";
+inline constexpr std::string_view kObjectIndexZstdMediaType =
+    "application/vnd.cfs.object-index.v1+json+zstd";
 /// Largest EROFS image fetched (metadata only: a 100k-file image is ~20 MiB).
 inline constexpr std::uint64_t kMaxLazyErofsSize = 1ull << 30;
 
@@ -44,6 +54,9 @@ struct LazyFetchOptions {
   /// Fail unless a seal vouches for the EROFS (with cert_file: a signed one).
   bool require_seal = false;
   std::optional<std::string> cert_file;
+  /// Called as each step ends ("manifest", "referrers", "index", …), for timing a mount's
+  /// start-up (CFS_LAZY_TRACE, docs/lazy.md); may be empty.
+  std::function<void(std::string_view)> trace;
 };
 
 struct LazyMetadata {
@@ -52,6 +65,7 @@ struct LazyMetadata {
   oci::ContentDigest artifact;  ///< the lazy-metadata artifact used
   std::string erofs;            ///< the merged EROFS; its fs-verity digest is index.image
   ocirepo::ObjectIndex index;   ///< layers equal to the manifest's, in order
+  std::string index_json;       ///< the index document `index` was parsed from
   std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
 };
 
