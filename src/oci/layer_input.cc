@@ -12,6 +12,30 @@ namespace cfs::oci {
 
 namespace {
 
+/// The blob as read: hashed, unless its source verifies the digest itself before its end (a
+/// registry download), then only counted; SHA-256 of the compressed bytes once, not twice.
+class BlobMeter final : public ByteSource {
+ public:
+  explicit BlobMeter(ByteSource& in) : in_(in), vouched_(in.verified_digest()) {
+    if (!vouched_) hasher_.emplace();
+  }
+  Result<std::size_t> read(std::span<std::byte> buf) override {
+    CFS_ASSIGN(std::size_t n, in_.read(buf));
+    if (hasher_) hasher_->update(buf.first(n));
+    size_ += n;
+    return n;
+  }
+  std::uint64_t size() const noexcept { return size_; }
+  /// Call once, after the source reported its end.
+  ContentDigest finish() { return vouched_ ? *vouched_ : hasher_->finish(); }
+
+ private:
+  ByteSource& in_;
+  const ContentDigest* vouched_;
+  std::optional<ContentHasher> hasher_;
+  std::uint64_t size_ = 0;
+};
+
 /// The decoding stack, owned together so it can move onto the read-ahead thread as one source.
 class Stack final : public ByteSource {
  public:
@@ -52,7 +76,7 @@ class Stack final : public ByteSource {
 
  private:
   std::unique_ptr<ByteSource> blob_;
-  HashingSource blob_hash_;
+  BlobMeter blob_hash_;
   std::string head_;
   std::unique_ptr<ByteSource> prefixed_;
   std::unique_ptr<ByteSource> plain_;

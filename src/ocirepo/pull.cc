@@ -57,6 +57,7 @@ class CountingSource final : public oci::ByteSource {
     }
     return n;
   }
+  const oci::ContentDigest* verified_digest() const override { return in_->verified_digest(); }
 
  private:
   std::unique_ptr<oci::ByteSource> in_;
@@ -76,6 +77,7 @@ class KeepingSource final : public oci::ByteSource {
     return n;
   }
   std::optional<std::uint64_t> known_size() const override { return in_->known_size(); }
+  const oci::ContentDigest* verified_digest() const override { return in_->verified_digest(); }
 
  private:
   std::unique_ptr<oci::ByteSource> in_;

@@ -16,10 +16,10 @@ class StreamingBlob final : public oci::ByteSource, private BlobSink {
  public:
   StreamingBlob(Client& client, const Reference& repo, oci::ContentDigest digest,
                 const SourceOptions& options)
-      : limit_(options.buffer_bytes) {
-    thread_ = std::thread([this, &client, repo, digest, dir = options.download_dir] {
+      : digest_(std::move(digest)), limit_(options.buffer_bytes) {
+    thread_ = std::thread([this, &client, repo, dir = options.download_dir] {
       Status st =
-          client.fetch_blob(repo, BlobFetch{digest, std::nullopt, this}, FetchOptions{dir, false});
+          client.fetch_blob(repo, BlobFetch{digest_, std::nullopt, this}, FetchOptions{dir, false});
       std::lock_guard lock(mu_);
       done_ = true;
       if (!st) error_ = std::move(st).error();
@@ -57,6 +57,10 @@ class StreamingBlob final : public oci::ByteSource, private BlobSink {
     return n;
   }
 
+  // fetch_blob ends the stream only after the bytes matched the digest (a mismatch is an
+  // error, and a restart after the reader took bytes is refused): the reader need not hash it.
+  const oci::ContentDigest* verified_digest() const override { return &digest_; }
+
  private:
   Status write(std::span<const std::byte> data) override {
     std::unique_lock lock(mu_);
@@ -79,6 +83,7 @@ class StreamingBlob final : public oci::ByteSource, private BlobSink {
     return {};
   }
 
+  const oci::ContentDigest digest_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> chunks_;

@@ -192,6 +192,30 @@ class RepoPull(unittest.TestCase):
                          self.oracle["v1"])
         self.assert_clean(repo)
 
+    def test_flipped_byte_in_an_uncompressed_layer(self):
+        # No CRC and no tar damage (the byte is inside a file's data): only the blob digest can
+        # catch it, and the import hashes the blob once, trusting the client's check of it.
+        src = self.new_repo("flip-plain-src")
+        self.pull(src, f"oci:{self.layout}:v1", "app")
+        plain = "cfs/plain:v1"
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression", "none", "app",
+            self.reg.ref(plain))
+        layers = json.loads(r.inspect_raw(self.reg.ref(plain), NOTLS))["layers"]
+        big = max(layers, key=lambda d: d["size"])
+        self.assertTrue(big["mediaType"].endswith(".tar"), big)
+        repo = self.new_repo("flip-plain")
+        self.proxy.clear()
+        self.proxy.add_fault(method="GET", path=big["digest"], flip=123456, times=None)
+        p = self.pull(repo, self.proxy.ref(plain), "app", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("digest mismatch", p.stderr.decode())
+        self.assertIn(big["digest"], p.stderr.decode())
+        self.assertEqual(self.tags(repo), [])
+        self.assert_clean(repo)
+        self.proxy.clear()
+        self.assertEqual(self.pull(repo, self.proxy.ref(plain), "app")["image"],
+                         self.oracle["v1"])
+
     def test_errors(self):
         repo = self.new_repo("errors")
         t.expect_cli_error(self, ["oci", "pull", "--repo", repo, NOTLS,

@@ -17,6 +17,8 @@
 
 namespace cfs::oci {
 
+struct ContentDigest;
+
 class ByteSource {
  public:
   virtual ~ByteSource() = default;
@@ -26,6 +28,11 @@ class ByteSource {
   /// before reading (a regular file, an archive member, memory, a download with a length);
   /// nullopt otherwise. A hint for progress and early checks: readers still count.
   virtual std::optional<std::uint64_t> known_size() const { return std::nullopt; }
+  /// The digest this source checks its bytes against before it reports their end (a registry
+  /// download verifies what it fetched, and a failed check is a read error, never an end): a
+  /// reader that reads to the end need not hash the same bytes again. nullptr (the default):
+  /// the source checks nothing. Valid for the source's lifetime.
+  virtual const ContentDigest* verified_digest() const { return nullptr; }
 };
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

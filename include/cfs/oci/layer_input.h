@@ -2,7 +2,9 @@
 // A layer blob opened for import: its compression decided by its first bytes (and checked
 // against the media type), decompressed, and hashed twice while it streams: the blob digest
 // (what manifests name) and the diff_id (the sha256 of the tar, what configs name). An
-// uncompressed blob is hashed once, both digests being the same. Reading, hashing and
+// uncompressed blob is hashed once, both digests being the same; a blob whose source verifies
+// its digest before its end (ByteSource::verified_digest(), a registry download) is not hashed
+// again, only counted. Reading, hashing and
 // decompressing run on a background thread (read_ahead), so they overlap with splitting.
 // Thread-safety: one thread per LayerInput.
 #pragma once

@@ -11,6 +11,7 @@
 
 #include "cfs/oci/decompress.h"
 #include "cfs/oci/digest.h"
+#include "cfs/oci/layer_input.h"
 #include "cfs/oci/layer_stream.h"
 #include "cfs/oci/tar.h"
 #include "cfs/splitstream/format.h"
@@ -88,6 +89,41 @@ TEST(Decompress, MediaTypesAndMagic) {
   auto r = gz->read(buf);
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message(), HasSubstr("blob: gzip: empty stream"));
+}
+
+/// Memory whose digest, the source claims, it checked before its end (as a registry download).
+class VouchedSource final : public ByteSource {
+ public:
+  VouchedSource(std::string data, ContentDigest d) : in_(memory_source(std::move(data))), d_(d) {}
+  Result<std::size_t> read(std::span<std::byte> buf) override { return in_->read(buf); }
+  const ContentDigest* verified_digest() const override { return &d_; }
+
+ private:
+  std::unique_ptr<ByteSource> in_;
+  ContentDigest d_;
+};
+
+TEST(LayerInput, BlobHashedOnceAndNotAgainWhenTheSourceVerifiesIt) {
+  const std::string tar(1024, '\0');  // two zero blocks: an empty archive
+  const ContentDigest real = sha256_of(tar);
+  // A source that checks nothing: the blob is hashed here (uncompressed: diff_id too).
+  auto plain = LayerInput::open(memory_source(tar), "", "layer");
+  ASSERT_TRUE(plain);
+  auto d = (*plain)->finish();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->blob, real);
+  EXPECT_EQ(d->diff_id, real);
+  EXPECT_EQ(d->blob_size, tar.size());
+  // A verifying source is taken at its word (its claim here is deliberately another digest,
+  // which only a skipped hash can report), and its bytes are still counted.
+  const ContentDigest claimed = sha256_of(std::string_view("something else"));
+  auto vouched = LayerInput::open(std::make_unique<VouchedSource>(tar, claimed), "", "layer");
+  ASSERT_TRUE(vouched);
+  d = (*vouched)->finish();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->blob, claimed);
+  EXPECT_EQ(d->diff_id, claimed);
+  EXPECT_EQ(d->blob_size, tar.size());
 }
 
 /// A ustar header with a valid checksum.
