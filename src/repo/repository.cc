@@ -557,4 +557,8 @@ Status Repository::sync() const {
   return {};
 }
 
+std::uint64_t Repository::writeback_runs() const {
+  return object_cache_ && object_cache_->writeback ? object_cache_->writeback->runs() : 0;
+}
+
 }  // namespace cfs::repo

@@ -189,6 +189,9 @@ class Repository {
 
   /// One syncfs(2) of the repository's filesystem: everything written so far is durable.
   Status sync() const;
+  /// Background writeback runs started by committed objects so far
+  /// (cfs/util/background_sync.h; tests).
+  std::uint64_t writeback_runs() const;
 
  private:
   Repository() = default;

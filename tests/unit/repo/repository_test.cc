@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "cfs/repo/lazy.h"
@@ -66,6 +67,25 @@ class RepoTest : public ::testing::Test {
 
   std::string dir_, path_;
 };
+
+TEST_F(RepoTest, CommittedObjectsStartWritebackEvery64MiB) {
+  // Bytes written through NewObject::write count once committed; 2 x 33 MiB cross 64 MiB once.
+  Repository r = init();
+  std::string data(33u << 20, 'a');
+  for (char fill : {'a', 'b'}) {
+    data.front() = fill;
+    auto obj = r.create_object();
+    ASSERT_TRUE(obj) << obj.error().message();
+    ASSERT_TRUE(obj->write(std::as_bytes(std::span(data))));
+    auto d = r.commit_object(std::move(*obj));
+    ASSERT_TRUE(d) << d.error().message();
+    EXPECT_EQ(read(path_ + "/" + r.object_path(*d)), data);
+  }
+  for (int i = 0; i < 10000 && r.writeback_runs() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(r.writeback_runs(), 1U);
+  EXPECT_TRUE(r.sync());
+}
 
 TEST_F(RepoTest, InitWritesMetaAndIsIdempotent) {
   Repository r = init(verity::HashAlg::kSha512);
