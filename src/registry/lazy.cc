@@ -300,8 +300,13 @@ struct LazyProvider::Impl {
   void trace(std::string_view event, const verity::Digest& d, std::string_view more = {}) const {
     if (!o.trace) return;
     std::string line(event);
-    line += " " + d.hex().substr(0, 12);
-    if (!more.empty()) line += " " + std::string(more);
+    // Appended piecewise: g++ 12 -O3 warns (-Wrestrict) on `" " + std::string`.
+    line += ' ';
+    line += std::string_view(d.hex()).substr(0, 12);
+    if (!more.empty()) {
+      line += ' ';
+      line += more;
+    }
     o.trace(line);
   }
 
