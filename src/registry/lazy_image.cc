@@ -2,7 +2,6 @@
 // From a lazy mount's SOURCE to a registered image (see cfs/registry/lazy_image.h).
 #include "cfs/registry/lazy_image.h"
 
-#include <fcntl.h>
 #include <fmt/core.h>
 
 #include <nlohmann/json.hpp>
@@ -14,7 +13,6 @@
 #include "cfs/ocirepo/names.h"
 #include "cfs/registry/pull.h"
 #include "cfs/repo/lazy.h"
-#include "cfs/tree/object_name.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::registry {
@@ -51,17 +49,13 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
                             verity::hash_alg_name(repo.algorithm())));
   CFS_ASSIGN(repo::NewObject obj, repo.create_object());
   CFS_TRY(sys::write_all(obj.fd(), std::as_bytes(std::span(meta.erofs))));
-  // Durable before it is named, and its name before the image's (publish_image's one syncfs
-  // would also flush whatever else the filesystem holds dirty, on the critical path of the mount:
-  // the image is the only object a lazy registration needs; fetched ones are synced alone).
-  const std::string where = repo.path() + "/" + std::string(repo::kObjectsDir);
-  CFS_TRY(sys::fsync(obj.fd(), where + "/(new)"));
   // fetch_lazy_metadata computed the fs-verity digest of exactly these bytes (the repository's
   // algorithm, checked above) and found it equal to the index's: no second pass over them.
   CFS_ASSIGN(verity::Digest image, repo.commit_object(std::move(obj), meta.index.image));
-  const std::string fan_out = where + "/" + tree::object_path(image).substr(0, 2);
-  CFS_ASSIGN(UniqueFd dir, sys::open(fan_out, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  CFS_TRY(sys::fsync(dir.get(), fan_out));
+  // The image object and its name durable before the image's name: this object alone
+  // (publish_image's one syncfs would also flush whatever else the filesystem holds dirty, on
+  // the critical path of the mount; fetched objects are synced on their own).
+  CFS_TRY(repo.sync_object(image));
   // The document as fetched (digest-checked, parsed strictly above): re-encoding 10^5 objects
   // would only spend time before the mount serves.
   CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, meta.index_json));

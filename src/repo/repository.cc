@@ -557,6 +557,20 @@ Status Repository::sync() const {
   return {};
 }
 
+Status Repository::sync_object(const verity::Digest& digest) {
+  CFS_ASSIGN(int objects, objects_dir());
+  const std::string name = names::object_name(digest);
+  const std::string where = path_ + "/" + std::string(kObjectsDir);
+  CFS_ASSIGN_CTX(UniqueFd obj, sys::openat(objects, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC),
+                 where);
+  CFS_TRY(sys::fsync(obj.get(), where + "/" + name));
+  const std::string fanout = name.substr(0, 2);
+  CFS_ASSIGN_CTX(UniqueFd dir, sys::openat(objects, fanout, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+                 where);
+  CFS_TRY(sys::fsync(dir.get(), where + "/" + fanout));
+  return sys::fsync(objects, where);
+}
+
 std::uint64_t Repository::writeback_runs() const {
   return object_cache_ && object_cache_->writeback ? object_cache_->writeback->runs() : 0;
 }

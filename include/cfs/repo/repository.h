@@ -189,6 +189,10 @@ class Repository {
 
   /// One syncfs(2) of the repository's filesystem: everything written so far is durable.
   Status sync() const;
+  /// One committed object durable, and its name: fsync of the object, its fan-out directory
+  /// and objects/. For a caller that names a single object and must not pay for a syncfs of
+  /// everything else dirty on the filesystem (a lazy mount's registration).
+  Status sync_object(const verity::Digest& digest);
   /// Background writeback runs started by committed objects so far
   /// (cfs/util/background_sync.h; tests).
   std::uint64_t writeback_runs() const;

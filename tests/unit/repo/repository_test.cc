@@ -68,6 +68,27 @@ class RepoTest : public ::testing::Test {
   std::string dir_, path_;
 };
 
+TEST_F(RepoTest, SyncObjectSyncsACommittedObjectAndNamesAMissingOne) {
+  Repository r = init();
+  auto obj = r.create_object();
+  ASSERT_TRUE(obj) << obj.error().message();
+  const std::string data = "one object";
+  ASSERT_TRUE(obj->write(std::as_bytes(std::span(data))));
+  auto d = r.commit_object(std::move(*obj));
+  ASSERT_TRUE(d) << d.error().message();
+  auto st = r.sync_object(*d);
+  EXPECT_TRUE(st) << st.error().message();
+  // An object that was never committed: an error naming the objects directory and the object.
+  auto missing = r.parse_digest(std::string(64, 'e'));
+  ASSERT_TRUE(missing);
+  auto bad = r.sync_object(*missing);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find(path_ + "/objects"), std::string::npos)
+      << bad.error().message();
+  EXPECT_NE(bad.error().message().find(missing->hex().substr(2)), std::string::npos)
+      << bad.error().message();
+}
+
 TEST_F(RepoTest, CommittedObjectsStartWritebackEvery64MiB) {
   // Bytes written through NewObject::write count once committed; 2 x 33 MiB cross 64 MiB once.
   Repository r = init();
