@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "cfs/store/fanout_dirs.h"
 #include "cfs/store/verify.h"
 #include "cfs/tree/object_name.h"
 #include "cfs/util/aligned_buffer.h"
@@ -80,7 +81,7 @@ ObjectStore::ObjectStore(UniqueFd fd, std::string path)
       copy_range_ok_(std::make_unique<std::atomic<bool>>(true)),
       direct_ok_(std::make_unique<std::atomic<bool>>(true)),
       tmpfile_ok_(std::make_unique<std::atomic<bool>>(true)),
-      fanout_made_(std::make_unique<std::array<std::atomic<bool>, 256>>()) {}
+      fanout_(std::make_unique<FanoutDirs>(fd_.get(), "object store " + path_)) {}
 ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
 ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
 ObjectStore::~ObjectStore() = default;
@@ -107,16 +108,6 @@ Result<UniqueFd> ObjectStore::create_temp(std::string_view dir, std::string& nam
   // killed add from the temp of one still at work.
   return temp::create_named(fd_.get(), std::string(dir) + "/" + std::string(kTempPrefix), O_RDWR,
                             0600, name, "object store " + path_);
-}
-
-Status ObjectStore::ensure_fanout_dir(const std::string& payload) const {
-  std::size_t idx = std::stoul(payload.substr(0, 2), nullptr, 16);
-  auto& made = (*fanout_made_)[idx];
-  if (made.load(std::memory_order_acquire)) return {};
-  auto st = sys::mkdirat_p(fd_.get(), payload.substr(0, 2), 0755);
-  if (!st) return fail(std::move(st).error().with_context("object store " + path_));
-  made.store(true, std::memory_order_release);
-  return {};
 }
 
 Result<bool> ObjectStore::copy_direct(int dst_fd, int src_fd, std::uint64_t size,
@@ -195,10 +186,24 @@ Result<AddOutcome> ObjectStore::add_object(const verity::Digest& digest, int src
       [&](int dst_fd) { return fill(dst_fd, src_fd, what, counters); }, counters);
 }
 
-Result<ObjectStore::Existing> ObjectStore::check_existing(const verity::Digest& digest,
+Result<ObjectStore::Slot> ObjectStore::locate(const verity::Digest& digest, std::uint64_t size) {
+  CFS_ASSIGN(FanoutDirs::Probe probe, fanout_->probe(digest));
+  Slot slot;
+  slot.dirfd = probe.dirfd;
+  slot.name = tree::object_path(digest).substr(3);
+  // Known absent: no lookup of the name (the linkat at the end still fails with EEXIST if
+  // another process adds the object meanwhile).
+  if (!probe.known_absent) {
+    CFS_ASSIGN(slot.existing, check_existing(slot.dirfd, slot.name, digest, size));
+  }
+  return slot;
+}
+
+Result<ObjectStore::Existing> ObjectStore::check_existing(int dirfd, const std::string& name,
+                                                          const verity::Digest& digest,
                                                           std::uint64_t size) const {
   const std::string payload = tree::object_path(digest);
-  auto st = sys::fstatat(fd_.get(), payload, AT_SYMLINK_NOFOLLOW);
+  auto st = sys::fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW);
   if (!st) {
     if (st.error().is_errno(ENOENT) || st.error().is_errno(ENOTDIR)) return Existing::kAbsent;
     return fail(std::move(st).error().with_context("object store " + path_));
@@ -208,7 +213,7 @@ Result<ObjectStore::Existing> ObjectStore::check_existing(const verity::Digest& 
   if (!S_ISREG(st->st_mode) || static_cast<std::uint64_t>(st->st_size) != size)
     return Existing::kBad;
   const bool full = verify_existing_;
-  auto fd = sys::openat(fd_.get(), payload, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (!fd) return fail(std::move(fd).error().with_context("object store " + path_));
   const std::string what = path_ + "/" + payload;
   // The kernel's measurement is free where the object has fs-verity; a full digest only when
@@ -238,13 +243,20 @@ Result<AddOutcome> ObjectStore::add_object_bytes(const verity::Digest& digest,
 Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint64_t size,
                                          const std::function<Status(int)>& fill_temp,
                                          StoreCounters* counters) {
-  std::string payload = tree::object_path(digest);
-  CFS_ASSIGN(Existing existing, check_existing(digest, size));
+  CFS_ASSIGN(Slot slot, locate(digest, size));
+  return add_at(slot, digest, size, fill_temp, counters);
+}
+
+Result<AddOutcome> ObjectStore::add_at(const Slot& slot, const verity::Digest& digest,
+                                       std::uint64_t size,
+                                       const std::function<Status(int)>& fill_temp,
+                                       StoreCounters* counters) {
+  const Existing existing = slot.existing;
   if (existing == Existing::kGood) {
     if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
     return AddOutcome::kExisted;
   }
-  CFS_TRY(ensure_fanout_dir(payload));
+  const std::string payload = tree::object_path(digest);
   const std::string fanout = payload.substr(0, 2);
   // An unnamed file (O_TMPFILE) in the object's fan-out directory, named by linkat() when
   // complete: no temp name to look up, insert, lock, and remove again by a rename (those were
@@ -256,7 +268,7 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint
   std::string tmp;
   UniqueFd out;
   if (existing == Existing::kAbsent && tmpfile_ok_->load(std::memory_order_relaxed)) {
-    auto unnamed = sys::open_unnamed(fd_.get(), fanout, O_RDWR, 0644);
+    auto unnamed = sys::open_unnamed(slot.dirfd, ".", O_RDWR, 0644);
     if (!unnamed) return fail(std::move(unnamed).error().with_context("object store " + path_));
     if (*unnamed)
       out = std::move(**unnamed);
@@ -313,11 +325,12 @@ Result<AddOutcome> ObjectStore::add_with(const verity::Digest& digest, std::uint
   }
   bool published = false;
   if (tmp.empty()) {
-    CFS_ASSIGN(published, sys::link_fd(out.get(), fd_.get(), payload));
+    // Relative to the open fan-out directory: no lookup of its name in the store root.
+    CFS_ASSIGN(published, sys::link_fd(out.get(), slot.dirfd, slot.name));
     // close() is where delayed write errors would surface: an object whose data may be bad
     // does not keep its name.
     if (auto closed = close_checked(out, what); !closed) {
-      if (published) (void)sys::unlinkat(fd_.get(), payload, 0);
+      if (published) (void)sys::unlinkat(slot.dirfd, slot.name, 0);
       return fail(std::move(closed).error());
     }
   } else {
@@ -361,14 +374,19 @@ Status ObjectStore::add_objects(std::span<const ObjectSource> sources, int src_d
   return parallel_try_for(
       work.size(), threads ? threads : sys::available_cpus(), [&](std::size_t k) -> Status {
         const ObjectSource& src = sources[work[k]];
-        CFS_ASSIGN(Existing existing, check_existing(src.digest, src.size));
-        if (existing == Existing::kGood) {
+        // Located once: the source is opened only for an object that is not there.
+        CFS_ASSIGN(Slot slot, locate(src.digest, src.size));
+        if (slot.existing == Existing::kGood) {
           if (counters) counters->existed.fetch_add(1, std::memory_order_relaxed);
           return {};
         }
         auto fd = sys::openat(src_dirfd, src.path, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
         if (!fd) return fail_errno(display(src.path), fd.error().code().value());
-        CFS_TRY(add_object(src.digest, fd->get(), display(src.path), counters));
+        const std::string what = display(src.path);
+        CFS_ASSIGN(struct stat st, sys::fstat(fd->get(), what));
+        CFS_TRY(add_at(
+            slot, src.digest, static_cast<std::uint64_t>(st.st_size),
+            [&](int dst_fd) { return fill(dst_fd, fd->get(), what, counters); }, counters));
         return {};
       });
 }

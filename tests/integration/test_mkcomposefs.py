@@ -440,6 +440,47 @@ class Mkcomposefs(unittest.TestCase):
         self.assertEqual(after, before)
         self.assertEqual(fsverity_digest(objs[victim]), victim.replace("/", ""))
 
+    def test_new_objects_are_not_looked_up_first(self):
+        # Filling an empty store needs no failed existence check per object: every fan-out
+        # directory is new, so no name in it can exist (a concurrent writer would make linkat
+        # fail with EEXIST, handled as "already there"). strace, not cfs, tells which calls
+        # were made.
+        if not shutil.which("strace"):
+            self.skipTest("needs strace")
+        store = self.path("store")
+        img = self.path("img")
+        log = self.path("strace.log")
+        # -ff: one file per thread, so no call is split by another thread's.
+        t.run(["strace", "-ff", "-qq", "-o", log, "-e",
+               "trace=newfstatat,statx,faccessat,faccessat2,openat,linkat", MK,
+               "--digest-store=" + store, self.src, img])
+        objs, _ = self.store_listing(store)
+        self.assertGreater(len(objs), 1)
+        names = {rel.split("/")[1] for rel in objs}
+        looked_up, linked = [], set()
+        lines = []
+        for n in os.listdir(self.d):
+            if n.startswith("strace.log."):
+                with open(os.path.join(self.d, n)) as f:
+                    lines += f.readlines()
+        for line in lines:
+            m = re.search(r'(\w+)\((.*)\) += ', line)
+            if not m:
+                continue
+            call, args = m.groups()
+            quoted = re.findall(r'"([^"]*)"', args)
+            hit = [q for q in quoted if q.split("/")[-1] in names]
+            if not hit:
+                continue
+            if call == "linkat":
+                linked.add(hit[-1].split("/")[-1])
+            elif "= -1 ENOENT" in line:
+                looked_up.append(line.strip())
+        # (A file whose content an earlier file already added is looked up, and found.)
+        self.assertEqual(looked_up, [])
+        self.assertEqual(linked, names)  # the trace saw every object being named
+        fsck_ok(self, img)
+
     def test_store_ignored_with_from_file(self):
         dump = b"/ 4096 40755 2 0 0 0 0.0 - - -\n/f 100 100644 1 0 0 0 0.0 ab/" + \
             b"c" * 62 + b" - -\n"

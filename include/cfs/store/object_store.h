@@ -4,7 +4,9 @@
 // lives at STORE/H[0:2]/H[2:], its object name (cfs/tree/object_name.h), which is also the
 // image payload of the files with that content.
 //
-// Adding an object (add_object): an unnamed file (O_TMPFILE) in its fan-out directory, or
+// Adding an object (add_object): its name is looked up only where the fan-out index cannot
+// tell it is absent (cfs/store/fanout_dirs.h: each fan-out directory opened and listed once);
+// then an unnamed file (O_TMPFILE) in its fan-out directory, or
 // where the filesystem has none a temp file "ab/.tmpXXXXXX", content
 // shared with the source by FICLONE where the filesystem can (btrfs, XFS), else copy_file_range
 // (in-kernel copy), else read/write (add_object_bytes: written from memory); writeback started in
@@ -32,7 +34,8 @@
 // object of the right size is not noticed: run `cfs fsck --store` after a crash.
 //
 // Thread-safety: an ObjectStore may be used from many threads at once (add_objects() does);
-// the only shared state is immutable after open() plus atomic flags and counters.
+// the shared state is immutable after open() plus atomic flags and counters, and the fan-out
+// index (a mutex per fan-out directory).
 #pragma once
 
 #include <array>
@@ -54,6 +57,8 @@ class BackgroundSync;
 }
 
 namespace cfs::store {
+
+class FanoutDirs;
 
 /// What add_object() did.
 enum class AddOutcome {
@@ -134,10 +139,21 @@ class ObjectStore {
   ObjectStore(UniqueFd fd, std::string path);
   Result<UniqueFd> create_temp(std::string_view dir, std::string& name) const;
   enum class Existing { kAbsent, kGood, kBad };
-  Result<Existing> check_existing(const verity::Digest& digest, std::uint64_t size) const;
+  // Where an object goes and whether it is there: its fan-out directory (open), its name in
+  // it, and what check_existing() found (kAbsent without a lookup when the fan-out index
+  // knows it is absent, see cfs/store/fanout_dirs.h).
+  struct Slot {
+    int dirfd = -1;
+    std::string name;
+    Existing existing = Existing::kAbsent;
+  };
+  Result<Slot> locate(const verity::Digest& digest, std::uint64_t size);
+  Result<Existing> check_existing(int dirfd, const std::string& name, const verity::Digest& digest,
+                                  std::uint64_t size) const;
   Result<AddOutcome> add_with(const verity::Digest& digest, std::uint64_t size,
                               const std::function<Status(int)>& fill_temp, StoreCounters* counters);
-  Status ensure_fanout_dir(const std::string& payload) const;
+  Result<AddOutcome> add_at(const Slot& slot, const verity::Digest& digest, std::uint64_t size,
+                            const std::function<Status(int)>& fill_temp, StoreCounters* counters);
   Status fill(int dst_fd, int src_fd, const std::string& what, StoreCounters* counters) const;
   Result<bool> copy_direct(int dst_fd, int src_fd, std::uint64_t size,
                            const std::string& what) const;
@@ -149,7 +165,7 @@ class ObjectStore {
   std::unique_ptr<std::atomic<bool>> copy_range_ok_;
   std::unique_ptr<std::atomic<bool>> direct_ok_;
   std::unique_ptr<std::atomic<bool>> tmpfile_ok_;
-  std::unique_ptr<std::array<std::atomic<bool>, 256>> fanout_made_;
+  std::unique_ptr<FanoutDirs> fanout_;
   std::unique_ptr<BackgroundSync> writeback_;
   bool verify_existing_ = false;
   bool chmod_needed_ = true;  // the umask takes bits of 0644 (or could not be read)

@@ -166,6 +166,41 @@ TEST_F(StoreTest, DamagedExistingObjectsAreReplaced) {
   EXPECT_TRUE(temp_files().empty());
 }
 
+// The store lists a fan-out directory once and then trusts that a name it has not seen is
+// absent (no lookup per new object). An object another writer adds to that directory later is
+// still found (linkat fails with EEXIST): theirs stays, the add reports "existed".
+TEST_F(StoreTest, AnObjectAddedBySomeoneElseAfterTheListingIsKept) {
+  auto store = ObjectStore::open(dir_ + "/store");
+  ASSERT_TRUE(store);
+  const std::string first(5000, 'f');
+  const auto d1 = verity::digest_bytes(std::as_bytes(std::span(first)));
+  ASSERT_TRUE(store->add_object_bytes(d1, std::as_bytes(std::span(first))));
+  // A second content whose object goes to the same (now listed) fan-out directory.
+  std::string second;
+  verity::Digest d2;
+  for (int i = 0;; ++i) {
+    second = std::string(5000, 's') + std::to_string(i);
+    d2 = verity::digest_bytes(std::as_bytes(std::span(second)));
+    if (d2.bytes[0] == d1.bytes[0]) break;
+  }
+  const std::string obj = dir_ + "/store/" + tree::object_path(d2);
+  std::ofstream(obj, std::ios::binary) << second;  // the other writer
+  struct stat before;
+  ASSERT_EQ(::stat(obj.c_str(), &before), 0);
+  StoreCounters c;
+  auto r = store->add_object_bytes(d2, std::as_bytes(std::span(second)), &c);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, AddOutcome::kExisted);
+  EXPECT_EQ(c.existed.load(), 1U);
+  EXPECT_EQ(c.added.load(), 0U);
+  struct stat after;
+  ASSERT_EQ(::stat(obj.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+  EXPECT_EQ(slurp(obj), second);
+  EXPECT_TRUE(temp_files().empty());
+  EXPECT_TRUE(store->sync());
+}
+
 TEST_F(StoreTest, ParallelAddDedupesAndLeavesNoTempFiles) {
   auto store = ObjectStore::open(dir_ + "/store");
   ASSERT_TRUE(store);
