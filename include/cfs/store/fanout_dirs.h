@@ -36,7 +36,7 @@ class FanoutDirs {
   FanoutDirs& operator=(const FanoutDirs&) = delete;
 
   struct Probe {
-    int dirfd = -1;          ///< the digest's fan-out directory (owned by FanoutDirs)
+    int dirfd = -1;             ///< the digest's fan-out directory (owned by FanoutDirs)
     bool known_absent = false;  ///< no object of that name as far as this process knows
   };
 
