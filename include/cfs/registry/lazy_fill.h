@@ -17,8 +17,11 @@
 //     objects in the repository, and imported as streams/oci-layer-<diff_id> by
 //     ocirepo::import_layer, which checks the tar's sha256 against the diff_id of the config
 //     (trusted: the config is checked against the manifest digest the lazy registration
-//     pinned). A layer that is not range-fetchable (gzip), or whose index entries do not tile its
-//     blob, is left to the pull, which downloads it whole.
+//     pinned). A layer that is not range-fetchable (gzip), whose index entries do not tile its
+//     blob, or of which more than 7/8 of the blob is still missing (a layer the lazy mount barely
+//     touched: one stream through the importer is faster than an object at a time, for at most
+//     1/7 more bytes) is left to the pull, which downloads it whole; objects the index places
+//     in such a layer are not fetched by ranges.
 // The caller (registry::pull_image) then runs the normal pull, which finds every layer stream
 // and only merges, writes the config and manifest streams and tags; then forget_lazy() removes
 // the lazy markers. An interrupted fill keeps what it committed (objects, named layer streams);
