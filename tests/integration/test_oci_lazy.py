@@ -658,6 +658,50 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(last["bytes"], last["total_bytes"])
         self.assertEqual(last["total_bytes"], sum(len(c) for c in contents))
 
+    def test_foreground_fill_shows_a_status_line_on_a_terminal(self):
+        """In the foreground with stderr on a terminal (a pty here), the fill is the tools'
+        status line, ending at every object of the image, then "fill complete"."""
+        repo = self.new_repo("fill-tty")
+        master, slave = os.openpty()
+        try:
+            p = subprocess.Popen([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS,
+                                  "-f", self.proxy.ref("cfs/lazy:v1"), self.mnt],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=slave)
+            os.close(slave)
+            slave = None
+            shown = b""
+
+            def drain():
+                nonlocal shown
+                while True:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: every writer has closed the pty
+                        return
+                    if not chunk:
+                        return
+                    shown += chunk
+
+            reader = threading.Thread(target=drain)
+            reader.start()
+            for _ in range(200):
+                if t.is_mounted(self.mnt) or p.poll() is not None:
+                    break
+                time.sleep(0.05)
+            self.assertTrue(t.is_mounted(self.mnt), shown)
+            self.wait_filled(repo)
+            t.umount(self.mnt)
+            p.wait(timeout=30)
+            reader.join(timeout=30)
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(p.returncode, 0, shown)
+        self.assertRegex(shown, rb"fill: (\d+)/\1 objects")
+        self.assertIn(b"fill complete", shown)
+
     def test_two_processes_fetch_an_object_once(self):
         """Two lazy mounts of one repository (two processes) open the same missing file at
         once: one GET of its range (the other process waits on the object's fetch lock, then
