@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -41,6 +42,18 @@ class Progress {
  private:
   const std::function<void(const PullEvent&)>& fn_;
   std::mutex mu_;
+};
+
+/// options.trace, or nothing. Called from several threads (the callback's contract).
+class Trace {
+ public:
+  explicit Trace(const std::function<void(std::string_view)>& fn) : fn_(fn) {}
+  void operator()(std::string_view event) const {
+    if (fn_) fn_(event);
+  }
+
+ private:
+  const std::function<void(std::string_view)>& fn_;
 };
 
 /// Reports the bytes read from a blob every 4 MiB and at its end.
@@ -110,7 +123,8 @@ struct StoredStream {
 Result<StoredStream> store_layer(repo::Repository& repo, std::unique_ptr<oci::ByteSource> in,
                                  std::string_view media_type, const oci::Descriptor* blob,
                                  const oci::ContentDigest& diff_id, const std::string& what,
-                                 const oci::LayerInputOptions& input_options) {
+                                 const oci::LayerInputOptions& input_options,
+                                 const std::function<void()>& on_read = {}) {
   CFS_ASSIGN(auto input, oci::LayerInput::open(std::move(in), media_type, what, input_options));
   RepoSink sink(repo);
   splitstream::WriterOptions wo;
@@ -118,6 +132,7 @@ Result<StoredStream> store_layer(repo::Repository& repo, std::unique_ptr<oci::By
   CFS_ASSIGN(auto writer, splitstream::Writer::create(sink, wo));
   CFS_TRY(oci::split_tar(input->tar(), *writer, what));
   CFS_ASSIGN(oci::LayerDigests d, input->finish());
+  if (on_read) on_read();
   if (blob && (d.blob != blob->digest || d.blob_size != blob->size))
     return fail(Errc::kDigestMismatch,
                 fmt::format("{}: the blob is {} ({} bytes), the manifest says {} ({} bytes)", what,
@@ -130,11 +145,105 @@ Result<StoredStream> store_layer(repo::Repository& repo, std::unique_ptr<oci::By
   return StoredStream{fin.first, d, fin.second.objects};
 }
 
-/// Imports the distinct layers of `image` (largest first, `jobs` at once); results by layer
-/// index. The error returned is that of the first failing layer in manifest order.
-Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::ImageSource& source,
-                                               const oci::ResolvedImage& image,
-                                               const PullOptions& options, Progress& progress) {
+/// A completed layer stream (and its kept blob's stream) waiting for its names.
+struct PendingName {
+  std::string name;
+  verity::Digest stream;
+  std::string blob_name;
+  std::optional<verity::Digest> blob_stream;
+};
+
+/// Names completed layers off the critical path: a background thread takes the layers
+/// finished so far, runs one syncfs (which began after their streams were complete, so a name
+/// never points at a partial stream after a crash) and names them, while the pull goes on
+/// merging and building the image. An interrupted pull therefore still keeps the layers it
+/// finished (those whose sync completed). Layers still waiting when the pull ends are handed
+/// back (finish()) and named after the pull's final syncfs: no second sync for them.
+class LayerNamer {
+ public:
+  LayerNamer(repo::Repository& repo, const Trace& trace) : repo_(repo), trace_(trace) {}
+  LayerNamer(const LayerNamer&) = delete;
+  LayerNamer& operator=(const LayerNamer&) = delete;
+  /// A pull that fails still names the layers it completed (as before): one more sync.
+  ~LayerNamer() {
+    auto rest = finish();
+    if (rest && !rest->empty() && repo_.sync()) (void)name_synced(repo_, *rest);
+  }
+
+  void add(PendingName n) {
+    std::lock_guard lock(mu_);
+    pending_.push_back(std::move(n));
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    cv_.notify_one();
+  }
+
+  /// Waits for a sync in progress and its names; returns the layers not yet synced (for the
+  /// caller's final sync to cover), or the first error of a background run.
+  Result<std::vector<PendingName>> finish() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mu_);
+    if (error_) return fail(std::move(*error_));
+    return std::exchange(pending_, {});
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+      if (stop_ || error_) return;
+      std::vector<PendingName> batch = std::exchange(pending_, {});
+      lock.unlock();
+      Status st = name(batch);
+      lock.lock();
+      if (!st) error_ = std::move(st).error();
+    }
+  }
+
+  Status name(const std::vector<PendingName>& batch) {
+    trace_("layer sync start");
+    CFS_TRY(repo_.sync());
+    trace_("layer sync done");
+    return name_synced(repo_, batch);
+  }
+
+ public:
+  /// Names layers whose streams are durable.
+  static Status name_synced(repo::Repository& repo, const std::vector<PendingName>& batch) {
+    for (const auto& n : batch) {
+      CFS_TRY(repo.link_stream(n.name, n.stream));
+      if (n.blob_stream) CFS_TRY(repo.link_stream(n.blob_name, *n.blob_stream));
+    }
+    return {};
+  }
+
+ private:
+  repo::Repository& repo_;
+  const Trace& trace_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PendingName> pending_;
+  std::optional<Error> error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+/// Imports the distinct layers of `image` (largest first, `jobs` at once) on threads of its
+/// own and, on the calling thread, applies each layer to `merger` as soon as it and every
+/// layer before it are stored (the merge re-reads the layer stream, from the page cache), so
+/// the merge overlaps the import and the layers' writeback instead of following them.
+/// Completed layers are named by `namer`. Results by layer index; the error returned is that
+/// of the first failing layer in manifest order, else the merge's.
+Result<std::vector<PulledLayer>> import_and_merge(repo::Repository& repo, oci::ImageSource& source,
+                                                  const oci::ResolvedImage& image,
+                                                  const PullOptions& options, Progress& progress,
+                                                  LayerNamer& namer, oci::Merger& merger,
+                                                  const Trace& trace) {
   const auto& refs = image.layers;
   std::vector<PulledLayer> out(refs.size());
   // One import per diff_id (an image may repeat a layer).
@@ -148,6 +257,12 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
   std::vector<std::optional<Error>> errors(refs.size());
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
+  // Which layers are stored (out[i] complete), guarded by mu; workers_left counts running
+  // workers so the merge stops waiting when no layer can complete any more.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<char> stored(refs.size(), 0);
+  unsigned workers_left = 0;
 
   auto import_one = [&](std::size_t i) -> Status {
     const oci::LayerRef& l = refs[i];
@@ -165,14 +280,14 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
     ev.total = l.blob.size;
     ev.diff_id = l.diff_id.str();
     ev.blob = l.blob.digest.str();
-    auto stored = [&](const std::string& n) -> std::optional<verity::Digest> {
+    auto have_stream = [&](const std::string& n) -> std::optional<verity::Digest> {
       auto have = repo.resolve_stream(n);
       if (have && repo.has_object(have->first)) return have->first;
       return std::nullopt;
     };
-    if (auto have = stored(name)) {
+    if (auto have = have_stream(name)) {
       std::optional<verity::Digest> kept;
-      if (keep) kept = stored(blob_name);
+      if (keep) kept = have_stream(blob_name);
       if (!keep || kept) {
         p.skipped = true;
         p.stream = *have;
@@ -185,6 +300,7 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
     std::string what = fmt::format("layer {} ({})", i, l.diff_id.str());
     ev.kind = PullEvent::Kind::kLayerStart;
     progress.emit(ev);
+    trace(fmt::format("layer {} start", i));
     CFS_ASSIGN_CTX(auto blob, source.blob(l.blob.digest), what);
     if (auto n = blob->known_size(); n && *n != l.blob.size)
       return fail(Errc::kInvalidInput,
@@ -201,16 +317,16 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
       CFS_ASSIGN(kept, repo.create_object());
       blob = std::make_unique<KeepingSource>(std::move(blob), *kept);
     }
-    CFS_ASSIGN(StoredStream s, store_layer(repo, std::move(blob), l.blob.media_type, &l.blob,
-                                           l.diff_id, what, options.input));
+    CFS_ASSIGN(StoredStream s,
+               store_layer(repo, std::move(blob), l.blob.media_type, &l.blob, l.diff_id, what,
+                           options.input, [&] { trace(fmt::format("layer {} read", i)); }));
     // store_layer checked the blob's digest and size: the kept copy holds exactly that blob.
     if (kept) {
       CFS_ASSIGN(p.blob_stream, keep_blob(repo, std::move(*kept), l.blob.size));
     }
-    // Durable before named: after a crash the name never points at a partial stream.
-    CFS_TRY(repo.sync());
-    CFS_TRY(repo.link_stream(name, s.stream));
-    if (p.blob_stream) CFS_TRY(repo.link_stream(blob_name, *p.blob_stream));
+    trace(fmt::format("layer {} stored", i));
+    // Durable before named: the namer syncs first.
+    namer.add({name, s.stream, blob_name, p.blob_stream});
     p.stream = s.stream;
     p.compression = oci::compression_name(s.digests.compression);
     p.tar_bytes = s.digests.tar_size;
@@ -223,22 +339,58 @@ Result<std::vector<PulledLayer>> import_layers(repo::Repository& repo, oci::Imag
   auto worker = [&] {
     for (;;) {
       std::size_t k = next.fetch_add(1);
-      if (k >= order.size() || failed.load()) return;
+      if (k >= order.size() || failed.load()) break;
       std::size_t i = order[k];
-      if (auto st = import_one(i); !st) {
+      Status st = import_one(i);
+      std::lock_guard lock(mu);
+      if (st) {
+        stored[i] = 1;
+      } else {
         errors[i] = std::move(st).error();
         failed.store(true);
       }
+      cv.notify_all();
     }
+    std::lock_guard lock(mu);
+    --workers_left;
+    cv.notify_all();
   };
   unsigned jobs = options.jobs ? options.jobs : std::max(1u, std::thread::hardware_concurrency());
   jobs = static_cast<unsigned>(std::min<std::size_t>(jobs, order.size()));
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < jobs; ++t) threads.emplace_back(worker);
-  worker();
+  workers_left = jobs;
+  for (unsigned t = 0; t < jobs; ++t) threads.emplace_back(worker);
+
+  // The merge, in manifest order, on this thread.
+  std::optional<Error> merge_error;
+  for (std::size_t i = 0; i < refs.size(); ++i) {
+    std::size_t f = first[refs[i].diff_id];
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return stored[f] || failed.load() || workers_left == 0; });
+      if (!stored[f]) break;
+    }
+    trace(fmt::format("merge layer {} start", i));
+    std::string layer = fmt::format("{} ({})", i, refs[i].diff_id.str());
+    std::string what = "layer " + layer;
+    Status st = [&]() -> Status {
+      CFS_ASSIGN(auto reader,
+                 detail::open_stream(repo, out[f].stream, splitstream::kOciLayer, what));
+      oci::LayerReader lr(reader, what);
+      return merger.apply_layer(lr, layer);
+    }();
+    if (!st) {
+      // The layers still importing are finished and named all the same (as a pull whose
+      // merge fails after its import does).
+      merge_error = std::move(st).error();
+      break;
+    }
+    trace(fmt::format("merge layer {} done", i));
+  }
   for (auto& t : threads) t.join();
   for (auto& e : errors)
     if (e) return fail(std::move(*e));
+  if (merge_error) return fail(std::move(*merge_error));
   for (std::size_t i = 0; i < refs.size(); ++i) {
     std::size_t f = first[refs[i].diff_id];
     if (f != i) {
@@ -282,22 +434,19 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
   PullResult out;
   out.manifest = image.manifest.digest;
   out.config = image.manifest.config.digest;
-  CFS_ASSIGN(out.layers, import_layers(repo, source, image, options, progress));
+  Trace trace(options.trace);
+  trace("resolved");
+  LayerNamer namer(repo, trace);
+  oci::Merger merger(options.merge);
+  CFS_ASSIGN(out.layers,
+             import_and_merge(repo, source, image, options, progress, namer, merger, trace));
 
   PullEvent merging;
   merging.kind = PullEvent::Kind::kMerging;
   merging.layers = image.layers.size();
   progress.emit(merging);
-  oci::Merger merger(options.merge);
-  for (std::size_t i = 0; i < out.layers.size(); ++i) {
-    std::string layer = fmt::format("{} ({})", i, out.layers[i].diff_id.str());
-    std::string what = "layer " + layer;
-    CFS_ASSIGN(auto reader,
-               detail::open_stream(repo, out.layers[i].stream, splitstream::kOciLayer, what));
-    oci::LayerReader lr(reader, what);
-    CFS_TRY(merger.apply_layer(lr, layer));
-  }
   CFS_ASSIGN_CTX(Tree tree, merger.finish(), source.name());
+  trace("merged");
   CFS_ASSIGN(repo::NewObject obj, repo.create_object());
   erofs::WriteOptions wo;
   wo.min_version = wo.max_version = 1;
@@ -308,6 +457,7 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
   if (out.image != written.digest)
     return fail(Errc::kDigestMismatch, fmt::format("merged image: written {}, stored {}",
                                                    written.digest.hex(), out.image.hex()));
+  trace("image written");
 
   std::vector<std::pair<std::string, verity::Digest>> layer_refs;
   for (const auto& l : out.layers) layer_refs.emplace_back(l.diff_id.str(), l.stream);
@@ -322,8 +472,13 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
   CFS_ASSIGN(out.manifest_stream,
              write_document(repo, splitstream::kOciManifest, image.manifest.raw, manifest_refs));
 
-  // One sync for the image and both documents, then the names, the tag last.
+  // One sync for the image, both documents and the layers the namer has not synced yet;
+  // then the names, the tag last.
+  CFS_ASSIGN(std::vector<PendingName> unnamed, namer.finish());
+  trace("sync start");
   CFS_TRY(repo.sync());
+  trace("sync done");
+  CFS_TRY(LayerNamer::name_synced(repo, unnamed));
   CFS_TRY(repo.link_image(out.image));
   CFS_TRY(repo.link_stream(config_stream_name(out.config), out.config_stream));
   std::string manifest_name = manifest_stream_name(out.manifest);
@@ -332,6 +487,7 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
     CFS_TRY(repo.set_ref(repo::Kind::kStream, *ref, manifest_name));
     out.tag = tag;
   }
+  trace("tagged");
   return out;
 }
 

@@ -55,23 +55,6 @@ Result<std::vector<std::string>> read_lines(const std::string& path) {
   return out;
 }
 
-/// CFS_LAZY_TRACE=FILE: each start-up step and fetch event, one "<unix seconds> <event>" line
-/// appended to FILE (docs/lazy.md), so a benchmark can show where a mount's time goes; the
-/// daemon keeps writing there. Empty when unset (or FILE cannot be opened: timing is optional).
-std::function<void(std::string_view)> trace_from_env() {
-  const char* path = std::getenv("CFS_LAZY_TRACE");
-  if (!path || !*path) return {};
-  auto fd = sys::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (!fd) return {};
-  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
-  return [shared](std::string_view event) {
-    timespec ts{};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    const std::string line = fmt::format("{}.{:06} {}\n", ts.tv_sec, ts.tv_nsec / 1000, event);
-    (void)sys::write_all(shared->get(), std::as_bytes(std::span(line)));
-  };
-}
-
 }  // namespace
 
 int run_oci_lazy_mount(int argc, char** argv) {
@@ -156,7 +139,9 @@ int run_oci_lazy_mount(int argc, char** argv) {
     prefetch_paths = std::move(*lines);
   }
 
-  const auto trace = trace_from_env();
+  // CFS_LAZY_TRACE=FILE: each start-up step and fetch event (docs/lazy.md); the daemon keeps
+  // writing there.
+  const auto trace = trace_from_env("CFS_LAZY_TRACE");
   auto step = [&trace](std::string_view event) {
     if (trace) trace(event);
   };

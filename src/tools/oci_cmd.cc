@@ -118,6 +118,7 @@ int run_pull(int argc, char** argv) {
                     : progress_mode == "json" ? Progress::Mode::kJson
                                               : Progress::pick(false));
   o.progress = progress.pull_callback();
+  o.trace = trace_from_env("CFS_PULL_TRACE");
   repo::OpenOptions w;
   w.write = true;
   auto r = open_repo(repo_path, w);

@@ -1,16 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tools/progress.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "cfs/util/json.h"
+#include "cfs/util/sys.h"
 
 namespace cfs::tools {
+
+std::function<void(std::string_view)> trace_from_env(const char* var) {
+  const char* path = std::getenv(var);
+  if (!path || !*path) return {};
+  auto fd = sys::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (!fd) return {};
+  auto shared = std::make_shared<UniqueFd>(std::move(*fd));
+  return [shared](std::string_view event) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const std::string line = fmt::format("{}.{:06} {}\n", ts.tv_sec, ts.tv_nsec / 1000, event);
+    (void)sys::write_all(shared->get(), std::as_bytes(std::span(line)));
+  };
+}
+
 namespace {
 
 using Kind = BlobEvent::Kind;

@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "cfs/ocirepo/pull.h"
 
@@ -44,6 +45,12 @@ struct BlobEvent {
   double retry_delay_s = 0;
   std::string message;
 };
+
+/// The environment variable `var` (CFS_LAZY_TRACE, CFS_PULL_TRACE) names a FILE: the callback
+/// appends one "<unix seconds> <event>" line to it per event, so a benchmark can show where a
+/// command's time goes (docs/lazy.md, docs/oci.md). Empty when unset (or FILE cannot be
+/// opened: timing is optional). Thread-safe (one O_APPEND write per line).
+std::function<void(std::string_view)> trace_from_env(const char* var);
 
 class Progress {
  public:

@@ -231,6 +231,89 @@ class Pull(t.unittest.TestCase):
                                r"( ETA \d+s)? \| [0-9a-f]{12} \d+% ")
         self.assertIn("4/4 blobs", text)
 
+    def test_trace_merges_each_layer_after_it_and_those_before_are_stored(self):
+        # The merge runs while later layers still import (CFS_PULL_TRACE, docs/oci.md): layer
+        # i is applied only once it is stored and layer i-1 is applied, whatever order the
+        # layers finish in (--jobs 4: all four import at once, the largest first).
+        layout = self.build()
+        trace = self.p("trace")
+        p = t.run([t.tool("cfs"), "oci", "pull", "--repo", self.repo, "--json", "--jobs", "4",
+                   f"oci:{layout}:t", "img"], env=dict(os.environ, CFS_PULL_TRACE=trace))
+        res = json.loads(p.stdout)
+        with open(trace) as f:
+            events = [line.rstrip("\n").split(" ", 1)[1] for line in f]
+        at = {e: k for k, e in enumerate(events)}
+        self.assertEqual(len(at), len(events), events)  # every step once
+        n = len(res["layers"])
+        self.assertEqual(n, 4)
+        for i in range(n):
+            for step in ("start", "read", "stored"):
+                self.assertIn(f"layer {i} {step}", at, events)
+            self.assertLess(at[f"layer {i} start"], at[f"layer {i} read"])
+            self.assertLess(at[f"layer {i} read"], at[f"layer {i} stored"])
+            self.assertLess(at[f"layer {i} stored"], at[f"merge layer {i} start"], events)
+            self.assertLess(at[f"merge layer {i} start"], at[f"merge layer {i} done"])
+            if i:
+                self.assertLess(at[f"merge layer {i - 1} done"], at[f"merge layer {i} start"])
+        order = ["resolved", f"merge layer {n - 1} done", "merged", "image written",
+                 "sync start", "sync done", "tagged"]
+        self.assertEqual([e for e in events if e in order], order, events)
+        self.assertEqual(events.count("layer sync start"), events.count("layer sync done"))
+        # The image is still composefs 1.0.8's.
+        if os.access(REF, os.X_OK):
+            oracle, _ = self.oracle_image(layout)
+            self.assertEqual(res["image"], o.fsverity_digest(oracle))
+
+    def test_names_follow_a_sync_of_what_they_name(self):
+        # Layers are named by a background thread while the merge runs: still each name only
+        # after a syncfs(2) that began once its stream object was linked, so a crash never
+        # leaves a name to a stream that is not on disk. The kernel's view, from strace.
+        if not shutil.which("strace"):
+            self.skipTest("needs strace")
+        layout = self.build()
+        log = self.p("strace")
+        p = t.run(["strace", "-f", "-qq", "-o", log, "-e",
+                   "trace=syncfs,linkat,symlinkat,renameat,renameat2", t.tool("cfs"), "oci",
+                   "pull", "--repo", self.repo, "--json", f"oci:{layout}:t", "img"])
+        res = json.loads(p.stdout)
+        with open(log) as f:
+            lines = f.read().splitlines()
+        # Each call's end (its line, or its "resumed" line); syncfs calls' start and end.
+        pending, ends, syncs = {}, [], []
+        for k, line in enumerate(lines):
+            pid, rest = line.split(None, 1)
+            if rest.startswith("<... "):
+                call, start = pending.pop(pid)
+                rest = call
+            else:
+                start = k
+                if rest.endswith("<unfinished ...>"):
+                    pending[pid] = (rest, k)
+                    continue
+            if rest.startswith("syncfs("):
+                syncs.append((start, k))
+            ends.append((k, rest))
+
+        def linked(digest):  # the end of the linkat that committed objects/XX/REST
+            hits = [k for k, c in ends if c.startswith("linkat(")
+                    and f'"{digest[:2]}/{digest[2:]}"' in c]
+            self.assertEqual(len(hits), 1, digest)
+            return hits[0]
+
+        def named(name):
+            hits = [k for k, c in ends if c.startswith(("symlinkat(", "renameat"))
+                    and f'"{name}"' in c]
+            self.assertTrue(hits, name)
+            return hits[0]
+
+        checked = [(res["layers"][i]["stream"], f"oci-layer-{res['layers'][i]['diff_id']}")
+                   for i in range(len(res["layers"]))]
+        checked.append((res["image"], res["image"]))
+        for obj, name in checked:
+            made, shown = linked(obj), named(name)
+            self.assertTrue([s for s in syncs if made < s[0] and s[1] < shown],
+                            f"{name} named without a syncfs after {obj} was linked")
+
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
         layout = self.build()
         image = self.pull(f"oci:{layout}:t", "ref")["image"]

@@ -16,16 +16,19 @@
 //     streams/oci-layer-<diff_id> exists is skipped without reading its blob; otherwise the blob
 //     is decompressed and split into a splitstream (headers inline, contents over 64 bytes as
 //     objects) while both its digest and its diff_id are computed; a mismatch with the manifest
-//     or config fails the pull and names nothing; a good layer is made durable (syncfs) and
-//     named at once, so an interrupted pull keeps the layers it finished; with keep_blobs,
-//     the compressed blob itself is also kept as streams/oci-blob-<digest> (written as it is
-//     read, named with the layer), so `cfs oci push` can send the image byte for byte;
-//  3. merges the layers in order (oci::Merger) and writes the merged image (format 1, the
-//     repository's algorithm) as an object;
+//     or config fails the pull and names nothing; good layers are named by a background
+//     thread, each batch after a syncfs that began once they were stored, so an interrupted
+//     pull keeps the layers it finished without the pull waiting for their writeback; with
+//     keep_blobs, the compressed blob itself is also kept as streams/oci-blob-<digest>
+//     (written as it is read, named with the layer), so `cfs oci push` can send the image
+//     byte for byte;
+//  3. merges the layers in order (oci::Merger), each as soon as it and all before it are
+//     stored, on the calling thread while later layers import, and writes the merged image
+//     (format 1, the repository's algorithm) as an object;
 //  4. writes the config stream (raw JSON, named refs to the layers and composefs.image.v1) and
 //     the manifest stream (raw JSON, config:<digest>, the layers, and <blob digest> for each
-//     kept blob), syncs once, names
-//     images/<id>, both streams, and then the tag streams/refs/oci/<tag>.
+//     kept blob), syncs once (covering layers the background thread has not synced), names
+//     those layers, images/<id>, both streams, and then the tag streams/refs/oci/<tag>.
 // A failure at any step leaves no tag and nothing a fsck calls broken (unnamed objects are
 // garbage for gc).
 // Thread-safety: one pull per Repository object at a time; several processes may pull into
@@ -37,6 +40,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cfs/oci/byte_source.h"
@@ -79,6 +83,10 @@ struct PullOptions {
   /// already in the repository without its blob is then pulled again.
   bool keep_blobs = false;
   std::function<void(const PullEvent&)> progress;
+  /// Called with the name of each step as it happens (where a pull's time goes, e.g.
+  /// "layer 0 stored", "merge layer 0 done", "image written"; CFS_PULL_TRACE), from several
+  /// threads at once. May be empty.
+  std::function<void(std::string_view)> trace;
 };
 
 struct PulledLayer {
