@@ -339,6 +339,10 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &ex);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &on_write);
+  // Bodies arrive in pieces of up to this size (curl's default is 16 KiB): a 95 MB layer is
+  // then 190 receives, partial-file writes and hand-overs to the importing thread instead of
+  // 5.8k of each (bench/README.md, session 9). 512 KiB is the most every curl accepts.
+  curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &ex);
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &on_progress);
