@@ -4,8 +4,8 @@
 // (what manifests name) and the diff_id (the sha256 of the tar, what configs name). An
 // uncompressed blob is hashed once, both digests being the same; a blob whose source verifies
 // its digest before its end (ByteSource::verified_digest(), a registry download) is not hashed
-// again, only counted. Reading, hashing and
-// decompressing run on a background thread (read_ahead), so they overlap with splitting.
+// again, only counted. Reading, the blob hash and decompressing run on a background thread
+// (read_ahead), so they overlap with splitting; the diff_id is hashed on the reading thread.
 // Thread-safety: one thread per LayerInput.
 #pragma once
 
@@ -31,7 +31,7 @@ struct LayerDigests {
 
 struct LayerInputOptions {
   GzipEngine gzip = GzipEngine::kIsal;
-  bool read_ahead = true;  ///< decompress and hash on a background thread
+  bool read_ahead = true;  ///< read, hash the blob and decompress on a background thread
 };
 
 class LayerInput {
