@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "cfs/store/fanout_dirs.h"
 #include "cfs/util/background_sync.h"
 #include "cfs/util/hex.h"
 #include "cfs/util/sys.h"
@@ -442,7 +443,8 @@ struct Repository::ObjectCache {
   UniqueFd dir;  // objects/, set once under mu
   // Writeback of committed objects in batches instead of leaving it all to sync() (set with dir).
   std::unique_ptr<BackgroundSync> writeback;
-  std::array<std::atomic<bool>, 256> fanout_made{};
+  // The fan-out directories, opened once (set with dir); which new objects need no lookup.
+  std::unique_ptr<store::FanoutDirs> fanout;
   std::atomic<bool> verity_unavailable{false};
 };
 
@@ -454,8 +456,20 @@ Result<int> Repository::objects_dir() {
     CFS_ASSIGN(object_cache_->dir, sys::openat(fd_.get(), std::string(kObjectsDir),
                                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
     CFS_ASSIGN(object_cache_->writeback, syncfs_every(object_cache_->dir.get(), path_));
+    object_cache_->fanout = std::make_unique<store::FanoutDirs>(
+        object_cache_->dir.get(), path_ + "/" + std::string(kObjectsDir));
   }
   return object_cache_->dir.get();
+}
+
+Result<bool> Repository::need_object(const verity::Digest& digest) {
+  if (digest.alg != meta_.algorithm)
+    return fail(Errc::kInvalidInput, path_ + ": an object digest of another algorithm");
+  CFS_TRY(objects_dir());
+  CFS_ASSIGN(store::FanoutDirs::Probe probe, object_cache_->fanout->probe(digest));
+  if (probe.known_absent) return true;
+  return !sys::fstatat(probe.dirfd, names::object_name(digest).substr(3), AT_SYMLINK_NOFOLLOW)
+              .has_value();
 }
 
 Result<NewObject> Repository::create_object() {
@@ -517,17 +531,15 @@ Result<verity::Digest> Repository::commit_object(NewObject object, const verity:
   } else {
     linked = std::move(object.fd_);
   }
-  std::atomic<bool>& made = cache.fanout_made[digest.bytes[0]];
-  if (!made.load(std::memory_order_acquire)) {
-    CFS_TRY(sys::mkdirat_p(object.dir_->get(), name.substr(0, 2), 0755));
-    made.store(true, std::memory_order_release);
-  }
+  // Named relative to its fan-out directory, opened (or made) once per repository.
+  CFS_ASSIGN(int fanout, cache.fanout->dir(digest));
   if (object.temp_name_.empty()) {
-    CFS_ASSIGN(bool added, sys::link_fd(linked.get(), object.dir_->get(), name));
+    const std::string leaf = name.substr(3);
+    CFS_ASSIGN(bool added, sys::link_fd(linked.get(), fanout, leaf));
     // close() is where delayed write errors would surface: an object whose data may be bad
     // does not keep its name.
     if (auto closed = linked.close(); !closed) {
-      if (added) (void)sys::unlinkat(object.dir_->get(), name, 0);
+      if (added) (void)sys::unlinkat(fanout, leaf, 0);
       return fail(std::move(closed).error().with_context(where + "/" + name));
     }
   } else {

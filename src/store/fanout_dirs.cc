@@ -2,6 +2,7 @@
 #include "cfs/store/fanout_dirs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <mutex>
@@ -82,11 +83,18 @@ class KeySet {
 
 }  // namespace
 
+// Directories larger than this are never listed (every probe there answers "may exist", as
+// without the index): ~3,600 object names of SHA-256 per 256 KiB of ext4 directory, ~900k objects
+// in a store, where listing 256 of them would cost more time and memory (16 bytes a name) than
+// the lookups of a typical add saves.
+constexpr off_t kListMaxBytes = 256 * 1024;
+
 struct FanoutDirs::Dir {
+  enum class Index { kNotListed, kListed, kTooLarge };
   std::mutex mu;
   UniqueFd fd;  // open once set
-  // Keys of the names listed when the directory was first opened and of every digest probed
-  // since: both mean "may exist".
+  Index index = Index::kNotListed;
+  // Keys of the names listed and of every digest probed since: both mean "may exist".
   KeySet keys;
 };
 
@@ -96,38 +104,52 @@ FanoutDirs::FanoutDirs(int root_fd, std::string what) : root_fd_(root_fd), what_
 
 FanoutDirs::~FanoutDirs() = default;
 
-Result<FanoutDirs::Dir*> FanoutDirs::open_dir(std::size_t index) {
+Result<FanoutDirs::Dir*> FanoutDirs::open_dir(std::size_t index, bool list) {
   Dir& dir = *dirs_[index];
-  if (dir.fd) return &dir;
   const std::string name{hex_digit(static_cast<unsigned>(index >> 4)),
                          hex_digit(static_cast<unsigned>(index & 15))};
-  // A directory this process makes is empty: nothing to list. One that was there is listed
-  // once (one getdents pass instead of a lookup per object added to it).
-  bool made = false;
-  auto mk = sys::mkdirat(root_fd_, name, 0755);
-  if (mk)
-    made = true;
-  else if (!mk.error().is_errno(EEXIST))
-    return fail(std::move(mk).error().with_context(what_));
-  auto fd = sys::openat(root_fd_, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (!fd) return fail(std::move(fd).error().with_context(what_));
-  if (!made) {
-    CFS_ASSIGN(auto entries, sys::list_dir(fd->get(), what_ + "/" + name));
-    for (const auto& [entry, type] : entries)
-      if (auto k = key_of(entry)) dir.keys.insert(*k);
+  if (!dir.fd) {
+    // A directory this process makes is empty: nothing to list.
+    auto mk = sys::mkdirat(root_fd_, name, 0755);
+    if (mk)
+      dir.index = Dir::Index::kListed;
+    else if (!mk.error().is_errno(EEXIST))
+      return fail(std::move(mk).error().with_context(what_));
+    auto fd = sys::openat(root_fd_, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!fd) return fail(std::move(fd).error().with_context(what_));
+    dir.fd = std::move(*fd);
   }
-  dir.fd = std::move(*fd);
+  if (list && dir.index == Dir::Index::kNotListed) {
+    // One that was there is listed once (one getdents pass instead of a lookup per object
+    // added to it), unless it is large.
+    CFS_ASSIGN(struct stat st, sys::fstat(dir.fd.get(), what_ + "/" + name));
+    if (st.st_size > kListMaxBytes) {
+      dir.index = Dir::Index::kTooLarge;
+    } else {
+      CFS_ASSIGN(auto entries, sys::list_dir(dir.fd.get(), what_ + "/" + name));
+      for (const auto& [entry, type] : entries)
+        if (auto k = key_of(entry)) dir.keys.insert(*k);
+      dir.index = Dir::Index::kListed;
+    }
+  }
   return &dir;
 }
 
 Result<FanoutDirs::Probe> FanoutDirs::probe(const verity::Digest& digest) {
   const std::size_t index = digest.bytes[0];
   std::lock_guard lock(dirs_[index]->mu);
-  CFS_ASSIGN(Dir * dir, open_dir(index));
+  CFS_ASSIGN(Dir * dir, open_dir(index, true));
   Probe p;
   p.dirfd = dir->fd.get();
-  p.known_absent = dir->keys.insert(key_of(digest));
+  p.known_absent = dir->index == Dir::Index::kListed && dir->keys.insert(key_of(digest));
   return p;
+}
+
+Result<int> FanoutDirs::dir(const verity::Digest& digest) {
+  const std::size_t index = digest.bytes[0];
+  std::lock_guard lock(dirs_[index]->mu);
+  CFS_ASSIGN(Dir * dir, open_dir(index, false));
+  return dir->fd.get();
 }
 
 }  // namespace cfs::store

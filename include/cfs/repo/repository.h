@@ -154,6 +154,13 @@ class Repository {
   /// True if objects/XX/<rest> exists (any file type).
   bool has_object(const verity::Digest& digest) const;
 
+  /// Whether an object is worth writing: false when objects/XX/<rest> exists (any file type),
+  /// true when it does not. Without a lookup for a digest this process has not asked about
+  /// before whose fan-out directory it has listed once (cfs/store/fanout_dirs.h), so asking
+  /// again for the same digest looks the name up. Another writer may still add the object
+  /// before commit_object() names it, which then keeps theirs (as always).
+  Result<bool> need_object(const verity::Digest& digest);
+
   /// Starts writing an object (the repository must be open for writing).
   Result<NewObject> create_object();
   /// Finishes it: computes its fs-verity digest with the repository's algorithm, enables
@@ -209,7 +216,7 @@ class Repository {
   bool legacy_ = false;
   LockMode lock_ = LockMode::kShared;
   // What adding objects learned once instead of per object (the objects/ directory fd, fan-out
-  // directories made, fs-verity unavailable); shared by the threads adding objects.
+  // directories opened and listed, fs-verity unavailable); shared by the threads adding objects.
   struct ObjectCache;
   std::shared_ptr<ObjectCache> object_cache_;
   Result<int> objects_dir();

@@ -14,7 +14,8 @@
 // process may add the same object at any time, which the writer learns from linkat's EEXIST
 // and must take as "already there" (a lost race), exactly as without this index.
 //
-// Thread-safety: probe() may be called from many threads; one mutex per fan-out directory.
+// Thread-safety: probe() and dir() may be called from many threads; one mutex per fan-out
+// directory.
 #pragma once
 
 #include <array>
@@ -41,12 +42,17 @@ class FanoutDirs {
   };
 
   /// Opens (creating, mode 0755) the digest's fan-out directory and lists it, both the first
-  /// time only; says whether the digest's name is known to be absent, and records it.
+  /// time only; says whether the digest's name is known to be absent, and records it. A
+  /// directory over 256 KiB (~900k objects in the store) is not listed: "may exist" there.
   Result<Probe> probe(const verity::Digest& digest);
+
+  /// The digest's fan-out directory (opened, or made, once; not listed, nothing recorded): for
+  /// a writer that only names objects relative to it.
+  Result<int> dir(const verity::Digest& digest);
 
  private:
   struct Dir;
-  Result<Dir*> open_dir(std::size_t index);
+  Result<Dir*> open_dir(std::size_t index, bool list);
 
   int root_fd_;
   std::string what_;

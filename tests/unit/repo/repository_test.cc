@@ -89,6 +89,72 @@ TEST_F(RepoTest, SyncObjectSyncsACommittedObjectAndNamesAMissingOne) {
       << bad.error().message();
 }
 
+// need_object(): false for an object that is there (listed with its fan-out directory, or
+// committed by this process), true once for one that is not; an object another writer adds
+// after the listing is kept when ours is committed (linkat's EEXIST).
+TEST_F(RepoTest, NeedObjectAndAnotherWritersObject) {
+  Repository r = init();
+  // Content A: committed through the repository, so its digest is the kernel-independent
+  // userspace one; B: the same fan-out directory as a file put there by "someone else".
+  auto commit = [&](const std::string& data) {
+    auto obj = r.create_object();
+    EXPECT_TRUE(obj);
+    EXPECT_TRUE(obj->write(std::as_bytes(std::span(data))));
+    auto d = r.commit_object(std::move(*obj));
+    EXPECT_TRUE(d) << d.error().message();
+    return *d;
+  };
+  const std::string a_data = "object a";
+  const auto a = verity::digest_bytes(std::as_bytes(std::span(a_data)));
+  // There before the fan-out directory is first listed: not needed.
+  write(path_ + "/" + r.object_path(a), a_data);
+  auto need_a = r.need_object(a);
+  ASSERT_TRUE(need_a) << need_a.error().message();
+  EXPECT_FALSE(*need_a);
+  std::string b_data;
+  verity::Digest b;
+  for (int i = 0;; ++i) {
+    b_data = "object b " + std::to_string(i);
+    b = verity::digest_bytes(std::as_bytes(std::span(b_data)));
+    if (b.bytes[0] == a.bytes[0]) break;
+  }
+  auto need_b = r.need_object(b);
+  ASSERT_TRUE(need_b);
+  EXPECT_TRUE(*need_b);
+  // Someone else adds B now; ours still commits and theirs stays.
+  const std::string b_path = path_ + "/" + r.object_path(b);
+  write(b_path, b_data);
+  struct stat before;
+  ASSERT_EQ(::stat(b_path.c_str(), &before), 0);
+  EXPECT_EQ(commit(b_data), b);
+  struct stat after;
+  ASSERT_EQ(::stat(b_path.c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+  // Asked again, B is looked up: there.
+  auto again = r.need_object(b);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  // A new content in a new fan-out directory: needed, then committed, then not needed.
+  std::string c_data;
+  verity::Digest c;
+  for (int i = 0;; ++i) {
+    c_data = "object c " + std::to_string(i);
+    c = verity::digest_bytes(std::as_bytes(std::span(c_data)));
+    if (c.bytes[0] != a.bytes[0]) break;
+  }
+  auto need_c = r.need_object(c);
+  ASSERT_TRUE(need_c);
+  EXPECT_TRUE(*need_c);
+  EXPECT_EQ(commit(c_data), c);
+  EXPECT_EQ(read(path_ + "/" + r.object_path(c)), c_data);
+  auto need_c2 = r.need_object(c);
+  ASSERT_TRUE(need_c2);
+  EXPECT_FALSE(*need_c2);
+  // A digest of another algorithm names nothing here.
+  EXPECT_FALSE(r.need_object(verity::Digest::zero(verity::HashAlg::kSha512)));
+  EXPECT_TRUE(r.sync());
+}
+
 TEST_F(RepoTest, CommittedObjectsStartWritebackEvery64MiB) {
   // Bytes written through NewObject::write count once committed; 2 x 33 MiB cross 64 MiB once.
   Repository r = init();

@@ -138,6 +138,44 @@ TEST_F(FanoutDirsTest, ManyDigestsInOneDirectory) {
   }
 }
 
+// dir() opens without listing: a name that appears before the first probe() is still seen.
+TEST_F(FanoutDirsTest, DirOpensWithoutListing) {
+  const auto d = digest(0x5e, 0xaa);
+  auto [dir, name] = name_of(d);
+  fs::create_directories(store_ + "/" + dir);
+  FanoutDirs dirs(fd_, "store");
+  auto fd = dirs.dir(d);
+  ASSERT_TRUE(fd) << fd.error().message();
+  std::ofstream(store_ + "/" + dir + "/" + name) << "added after dir()";
+  auto p = dirs.probe(d);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->dirfd, *fd);
+  EXPECT_FALSE(p->known_absent);
+}
+
+// A large fan-out directory (a store of about a million objects) is not listed: nothing in it
+// is known absent, so every add there looks its name up as before.
+TEST_F(FanoutDirsTest, LargeDirectoriesAreNotListed) {
+  fs::create_directories(store_ + "/9a");
+  struct stat st {};
+  for (int i = 0; i < 200000; ++i) {
+    std::ofstream(store_ + "/9a/" + std::string(60, 'b') + std::to_string(i));
+    if (i % 256 == 0) {
+      ASSERT_EQ(::stat((store_ + "/9a").c_str(), &st), 0);
+      if (st.st_size > 256 * 1024) break;
+    }
+  }
+  ASSERT_GT(st.st_size, 256 * 1024);
+  FanoutDirs dirs(fd_, "store");
+  auto p = dirs.probe(digest(0x9a, 0x01));
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_FALSE(p->known_absent);
+  // A small one next to it still is.
+  auto q = dirs.probe(digest(0x9b, 0x01));
+  ASSERT_TRUE(q);
+  EXPECT_TRUE(q->known_absent);
+}
+
 TEST_F(FanoutDirsTest, UnwritableStoreFailsNamingIt) {
   if (::geteuid() == 0) GTEST_SKIP() << "root may write anywhere";
   ASSERT_EQ(::chmod(store_.c_str(), 0555), 0);
