@@ -10,7 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "cfs/tree/object_name.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_fs.h"
 #include "cfs/util/sys_link.h"
 #include "registry/elf.h"
 
@@ -30,12 +33,15 @@ namespace {
 
 Error eio(std::string what) { return Error::from_errno(std::move(what), EIO); }
 
-/// Writes an object's bytes into the new object file while hashing them; decompresses one zstd
-/// frame first when the range is compressed. Refuses more bytes than the object has.
+/// Writes an object's bytes into a new object file of `repo` while hashing them; decompresses
+/// one zstd frame first when the range is compressed. Refuses more bytes than the object has.
+/// The file is created with the first byte: the neighbours of a batch cost no file (and no
+/// filesystem journal handle) before the request goes out, nor if their bytes never come.
 class ObjectSink final : public BlobSink {
  public:
-  ObjectSink(int fd, const ocirepo::ObjectLocation& r, const verity::Params& p, std::string what)
-      : fd_(fd),
+  ObjectSink(repo::Repository& repo, const ocirepo::ObjectLocation& r, const verity::Params& p,
+             std::string what)
+      : repo_(repo),
         range_(r),
         zstd_(r.compression == ocirepo::ObjectCompression::kZstd),
         hasher_(p),
@@ -72,6 +78,8 @@ class ObjectSink final : public BlobSink {
     return hasher_.finish();
   }
   std::uint64_t received() const noexcept { return received_; }
+  /// The object file (after finish() succeeded, so it exists).
+  repo::NewObject& object() { return *obj_; }
 
  private:
   Status out(std::span<const std::byte> data) {
@@ -79,13 +87,18 @@ class ObjectSink final : public BlobSink {
     if (data.size() > range_.size - written_)
       return fail(
           eio(what_ + ": more than the object's " + std::to_string(range_.size) + " bytes"));
-    CFS_TRY(sys::write_all(fd_, data));
+    if (!obj_) {
+      CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
+      obj_.emplace(std::move(obj));
+    }
+    CFS_TRY(sys::write_all(obj_->fd(), data));
     hasher_.update(data);
     written_ += data.size();
     return {};
   }
 
-  int fd_;
+  repo::Repository& repo_;
+  std::optional<repo::NewObject> obj_;
   const ocirepo::ObjectLocation& range_;
   bool zstd_;
   verity::Hasher hasher_;
@@ -99,6 +112,8 @@ class ObjectSink final : public BlobSink {
 /// Hands each object of a batch its own bytes of one Range response over their span (the bytes
 /// between them, tar headers or files not taken, are dropped). A member whose bytes are wrong
 /// fails alone and gets no more; the transfer stops early only when every member has failed.
+/// `on_complete(i)` is called (on the transfer's thread) as soon as member i's last byte has
+/// arrived, so its waiters need not wait for the rest of the span.
 class BatchSink final : public BlobSink {
  public:
   struct Range {
@@ -107,7 +122,8 @@ class BatchSink final : public BlobSink {
     Status status;
   };
   /// `ranges` must not overlap (add_neighbours picks them so).
-  explicit BatchSink(std::vector<Range> ranges) : ranges_(std::move(ranges)) {
+  BatchSink(std::vector<Range> ranges, std::function<void(std::size_t)> on_complete)
+      : ranges_(std::move(ranges)), on_complete_(std::move(on_complete)) {
     order_.resize(ranges_.size());
     for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = i;
     std::sort(order_.begin(), order_.end(),
@@ -132,6 +148,7 @@ class BatchSink final : public BlobSink {
         if (!r.status && ++failed_ == ranges_.size()) return fail(r.status.error());
       }
       if (r.offset + r.length > pos_) break;  // continues in the next bytes
+      if (on_complete_) on_complete_(order_[next_]);
     }
     return {};
   }
@@ -144,6 +161,7 @@ class BatchSink final : public BlobSink {
 
  private:
   std::vector<Range> ranges_;
+  std::function<void(std::size_t)> on_complete_;
   std::vector<std::size_t> order_;  // ranges_ by offset
   std::uint64_t begin_ = 0, end_ = 0, pos_ = 0;
   std::size_t next_ = 0, failed_ = 0;
@@ -395,43 +413,33 @@ struct LazyProvider::Impl {
     struct Part {
       Member* m;
       std::string what;
-      repo::NewObject obj;
       std::unique_ptr<ObjectSink> sink;
     };
     std::vector<Part> parts;
     std::vector<BatchSink::Range> ranges_out;
     for (auto& m : batch) {
       if (first_present && &m == &batch[0]) continue;
-      auto obj = repo->create_object();
-      if (!obj) return fail_all(obj.error());
       verity::Params p;
       p.alg = m.d.alg;
       std::string what = what_of(*m.loc);
-      auto sink = std::make_unique<ObjectSink>(obj->fd(), *m.loc, p, what);
-      parts.push_back(Part{&m, std::move(what), std::move(*obj), std::move(sink)});
+      auto sink = std::make_unique<ObjectSink>(*repo, *m.loc, p, what);
+      parts.push_back(Part{&m, std::move(what), std::move(sink)});
     }
     for (auto& part : parts)
       ranges_out.push_back({part.m->loc->offset, part.m->loc->length, part.sink.get(), {}});
-    BatchSink sink(std::move(ranges_out));
-    const std::uint64_t lo = sink.begin(), hi = sink.end();
-    trace("range", batch[0].d,
-          std::to_string(hi - lo) + " bytes, " + std::to_string(parts.size()) + " objects");
-    auto st = ranges->fetch_range(blob, lo, hi - lo, sink);
-    fetched_bytes += sink.received();
-    trace("range done", batch[0].d);
-    if (!st) {
-      const std::string span = parts.size() == 1
-                                   ? parts[0].what
-                                   : what_of(*batch[0].loc) + " with " +
-                                         std::to_string(parts.size() - 1) + " neighbours (bytes " +
-                                         std::to_string(lo) + "+" + std::to_string(hi - lo) + ")";
-      return fail_all(eio(span + ": " + st.error().message()));
-    }
+    // Each member is settled once: checked against its digest and, when right, handed to its
+    // waiters as soon as its own last byte has arrived (BatchSink's on_complete), not when the
+    // whole span has: the object asked for may come first in a span of many neighbours, and an
+    // open of a neighbour waits only for that neighbour's bytes.
+    std::vector<bool> settled(parts.size());
     std::vector<Part*> good;
-    for (std::size_t i = 0; i < parts.size(); ++i) {
+    BatchSink* batch_sink = nullptr;
+    auto settle = [&](std::size_t i) {
+      if (settled[i]) return;
+      settled[i] = true;
       Part& part = parts[i];
       Member& m = *part.m;
-      auto got = sink.finish(i);
+      auto got = batch_sink->finish(i);
       if (!got) {
         m.status = fail(eio(got.error().message()));
       } else if (!(*got == m.d)) {
@@ -440,25 +448,55 @@ struct LazyProvider::Impl {
       } else {
         trace("verified", m.d);
         good.push_back(&part);
-        // Only the object asked for: a neighbour's libraries are a guess upon a guess.
-        if (o.image && o.elf_prefetch && &m == &batch[0])
-          queue_loader_objects(part.obj.fd(), m.d, part.what);
-        if (auto ro = sys::reopen(part.obj.fd(), O_RDONLY | O_CLOEXEC, part.what)) {
+        if (auto ro = sys::reopen(part.sink->object().fd(), O_RDONLY | O_CLOEXEC, part.what)) {
           std::lock_guard lock(mu);
           m.f->verified = std::make_shared<UniqueFd>(std::move(*ro));
           done_cv.notify_all();
         }
+        // Only the object asked for: a neighbour's libraries are a guess upon a guess.
+        if (o.image && o.elf_prefetch && &m == &batch[0])
+          queue_loader_objects(part.sink->object().fd(), m.d, part.what);
       }
       if (!m.status && &m != &batch[0]) log(m.status.error().message());
+    };
+    BatchSink sink(std::move(ranges_out), settle);
+    batch_sink = &sink;
+    const std::uint64_t lo = sink.begin(), hi = sink.end();
+    trace("range", batch[0].d,
+          std::to_string(hi - lo) + " bytes, " + std::to_string(parts.size()) + " objects");
+    auto st = ranges->fetch_range(blob, lo, hi - lo, sink);
+    fetched_bytes += sink.received();
+    trace("range done", batch[0].d);
+    if (!st) {
+      // Members verified before the transfer broke off are whole and right: they are kept.
+      const std::string span = parts.size() == 1
+                                   ? parts[0].what
+                                   : what_of(*batch[0].loc) + " with " +
+                                         std::to_string(parts.size() - 1) + " neighbours (bytes " +
+                                         std::to_string(lo) + "+" + std::to_string(hi - lo) + ")";
+      const Error e = eio(span + ": " + st.error().message());
+      for (std::size_t i = 0; i < parts.size(); ++i)
+        if (!settled[i]) {
+          settled[i] = true;
+          parts[i].m->status = fail(e);
+        }
     }
+    for (std::size_t i = 0; i < parts.size(); ++i) settle(i);  // those the span ended early
+    // Durable before it has a name: the image already names it, so no later sync() would order
+    // it, and a power cut must not leave a named object with lost data. The writeback of every
+    // member starts first, so that the fsyncs wait for writes already under way and share
+    // journal commits, instead of one commit per object in turn (a batch has up to 64 objects,
+    // and this thread takes no other fetch meanwhile).
+    if (o.sync_each_object && good.size() > 1)
+      for (Part* part : good) sys::start_writeback(part->sink->object().fd());
     for (Part* part : good) {
-      // Durable before it has a name: the image already names it, so no later sync() would order
-      // it, and a power cut must not leave a named object with lost data.
-      Status done = o.sync_each_object ? sys::fsync(part->obj.fd(), part->what) : Status{};
-      if (done) done = repo->commit_object(std::move(part->obj), part->m->d).map([](auto&&) {});
+      repo::NewObject& obj = part->sink->object();
+      Status done = o.sync_each_object ? sys::fsync(obj.fd(), part->what) : Status{};
+      if (done) done = repo->commit_object(std::move(obj), part->m->d).map([](auto&&) {});
       if (done) ++fetched;
       part->m->status = std::move(done);
     }
+    if (!good.empty()) trace("committed", batch[0].d, std::to_string(good.size()) + " objects");
   }
 
   /// When the (verified) object `d` in `fd` is a dynamically linked ELF file, queues the objects

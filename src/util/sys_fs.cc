@@ -243,6 +243,8 @@ Status set_direct_io(int fd, bool on) {
   return {};
 }
 
+void start_writeback(int fd) noexcept { (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); }
+
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath) {
   if (::renameat2(olddir, oldpath.c_str(), newdir, newpath.c_str(), RENAME_NOREPLACE) == 0)

@@ -87,6 +87,13 @@ Status fchmod(int fd, mode_t mode, const std::string& what);
 /// support direct I/O (tmpfs before 6.6, FUSE without it).
 Status set_direct_io(int fd, bool on);
 
+/// Starts the writeback of fd's dirty pages without waiting (sync_file_range
+/// SYNC_FILE_RANGE_WRITE), so that a later fsync of it, and of other files started alike, waits
+/// for writes already under way and shares their journal commit. A hint only: the fsync reports
+/// any error. (Per file, each call is one request to the disk: for a few files about to be
+/// fsynced anyway, not for a store's many; cfs/util/background_sync.h.)
+void start_writeback(int fd) noexcept;
+
 /// renameat2(RENAME_NOREPLACE). Returns false (not an error) when newpath already exists.
 Result<bool> rename_noreplace(int olddir, const std::string& oldpath, int newdir,
                               const std::string& newpath);

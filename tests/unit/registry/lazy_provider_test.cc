@@ -37,9 +37,20 @@ class FakeRanges final : public RangeSource {
     /// Flips the layer byte at this offset in the next response that holds it (once).
     std::optional<std::uint64_t> flip_at;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // offset, length of each call
+    /// A response stops before this layer offset until resume() (at most 10 s), then sends the
+    /// rest; `stalled` is true meanwhile.
+    std::optional<std::uint64_t> stall_at;
+    /// A response fails (EIO) at this layer offset, after the bytes before it.
+    std::optional<std::uint64_t> fail_at;
+    bool stalled = false;
     void release() {
       std::lock_guard l(mu);
       held = false;
+      cv.notify_all();
+    }
+    void resume() {
+      std::lock_guard l(mu);
+      stall_at.reset();
       cv.notify_all();
     }
   };
@@ -58,7 +69,27 @@ class FakeRanges final : public RangeSource {
       }
     }
     if (s_->flip) bytes[bytes.size() / 2] ^= 0x20;
-    return sink.write(std::as_bytes(std::span(bytes)));
+    auto all = std::as_bytes(std::span(bytes));
+    std::size_t cut = 0;
+    {
+      std::lock_guard l(s_->mu);
+      if (s_->fail_at && *s_->fail_at > offset && *s_->fail_at < offset + length) {
+        const auto n = static_cast<std::size_t>(*s_->fail_at - offset);
+        CFS_TRY(sink.write(all.first(n)));
+        return fail_errno("fake registry: connection reset", ECONNRESET);
+      }
+      if (s_->stall_at && *s_->stall_at > offset && *s_->stall_at < offset + length)
+        cut = static_cast<std::size_t>(*s_->stall_at - offset);
+    }
+    if (cut == 0) return sink.write(all);
+    CFS_TRY(sink.write(all.first(cut)));
+    {
+      std::unique_lock l(s_->mu);
+      s_->stalled = true;
+      s_->cv.wait_for(l, std::chrono::seconds(10), [&] { return !s_->stall_at; });
+      s_->stalled = false;
+    }
+    return sink.write(all.subspan(cut));
   }
 
  private:
@@ -251,6 +282,51 @@ TEST_F(LazyBatchTest, NeighboursComeInTheSameRequestEachStoredWhole) {
     EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
   }
   EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, EachObjectIsServedAsSoonAsItsOwnBytesArrive) {
+  // The span runs from file 0 to file 5; the response stalls right after file 2's last byte.
+  state->stall_at = offsets[3];
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  bool stalled;
+  {
+    std::lock_guard l(state->mu);
+    stalled = state->stalled;
+  }
+  EXPECT_TRUE(stalled) << "the open waited for the neighbours after its object";
+  EXPECT_EQ(read_all(fd->get()), files[2]);
+  // A neighbour before it (complete too) is served while the response still stalls.
+  auto one = open(1);
+  ASSERT_TRUE(one) << one.error().message();
+  EXPECT_EQ(read_all(one->get()), files[1]);
+  state->resume();
+  // The rest arrives, every object is stored whole, and one request brought them all.
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  for (int i = 3; i < static_cast<int>(files.size()); ++i) {
+    auto f = open(i);
+    ASSERT_TRUE(f) << f.error().message();
+    EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
+  }
+  EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, ObjectsVerifiedBeforeTheTransferBrokeOffAreKept) {
+  // Every byte after file 2's end is lost: the response fails there.
+  state->fail_at = offsets[3];
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), files[2]);
+  // Files 0-2 arrived whole and are stored; 3-5 are not (and are fetched on their own later).
+  EXPECT_EQ(stored_soon(3), 3u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(stored(), 3u);
+  state->fail_at.reset();
+  auto four = open(4);
+  ASSERT_TRUE(four) << four.error().message();
+  EXPECT_EQ(read_all(four->get()), files[4]);
 }
 
 TEST_F(LazyBatchTest, TheBudgetBoundsTheRequest) {
