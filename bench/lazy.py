@@ -6,7 +6,7 @@ side by side in one run, over a loopback link shaped to a speed.
 
   bench/lazy.py [--build-dir build] [--image oci:DIR:TAG] [--rates 100e6,1e9] [--runs 1]
                 [--compression zstd-chunked] [--lazy-option=--no-elf-prefetch ...]
-                [--shaper tc|proxy] [--trace]
+                [--shaper tc|proxy] [--trace] [--ab LABEL=BUILD_DIR[,OPTION...] ...]
 
 --shaper tc (default): the whole benchmark runs in a network namespace of its own (re-executed
 under `unshare --net`), whose loopback (MTU 1500) the kernel shapes with a token bucket
@@ -27,6 +27,11 @@ the bytes are the response bodies the registry (or the proxy) sent meanwhile (fo
 Range requests alone: file contents, the rest is metadata). Prints both, and lazy / full.
 --trace: each lazy run's start-up steps and fetch events (CFS_LAZY_TRACE, docs/lazy.md) on
 stderr, in ms from the mount command, with the moment the command returned and the first byte.
+--ab (repeatable): a same-run A/B of lazy mounts on a shared machine: in every run, one lazy
+mount with each LABEL's `BUILD_DIR/bin/cfs` (and its extra `cfs oci mount --lazy` options, comma
+separated), in the order given, then the full pull (--build-dir's cfs); one JSON line per lazy
+mount, labelled, and a table of each label's lazy seconds (median and all runs) and ratio to
+the full pull of the same run. Alternating within a run puts every binary under the same load.
 There is no added round-trip time: this kernel has no sch_netem (tc netem), so the shaping
 charges bandwidth only."""
 import argparse
@@ -144,6 +149,8 @@ def main():
     ap.add_argument("--shaper", choices=("tc", "proxy"), default="tc",
                     help="tc: kernel shaping of a private loopback (default); proxy: the "
                          "throttled Python fault proxy")
+    ap.add_argument("--ab", action="append", default=[], metavar="LABEL=BUILD_DIR[,OPTION...]",
+                    help="same-run A/B: a lazy mount with this build (and options) in every run")
     args = ap.parse_args()
     if args.shaper == "tc":
         if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
@@ -152,8 +159,18 @@ def main():
         subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
     cfs = os.path.join(os.path.abspath(args.build_dir), "bin", "cfs")
 
-    def run(*a, env=None):
-        return subprocess.run([cfs, *a], check=True, capture_output=True, env=env)
+    def run(*a, env=None, binary=None):
+        return subprocess.run([binary or cfs, *a], check=True, capture_output=True, env=env)
+
+    # The lazy variants of each run: (label, cfs binary, extra mount options).
+    variants = [("lazy", cfs, list(args.lazy_option))]
+    if args.ab:
+        variants = []
+        for spec in args.ab:
+            label, _, rest = spec.partition("=")
+            bdir, *opts = rest.split(",")
+            variants.append((label, os.path.join(os.path.abspath(bdir), "bin", "cfs"),
+                             [*args.lazy_option, *opts]))
 
     work = tempfile.mkdtemp(prefix="cfs-bench-lazy-")
     reg = r.Registry(access_log=args.shaper == "tc")
@@ -173,7 +190,8 @@ def main():
                 for wname, argv in WORKLOADS.items():
                     for _ in range(args.runs):
                         res = {}
-                        for mode in ("lazy", "full"):
+                        for mode, binary, lazy_opts in [*variants, ("full", cfs, [])]:
+                            lazy = mode != "full"
                             repo = os.path.join(work, f"repo-{mode}")
                             shutil.rmtree(repo, ignore_errors=True)
                             run("repo", "init", "--repo", repo, "--insecure")
@@ -185,9 +203,9 @@ def main():
                                 os.unlink(trace)
                             t0 = time.monotonic()
                             wall0 = time.time()
-                            if mode == "lazy":
-                                run("oci", "mount", "--lazy", "--no-fill", *args.lazy_option,
-                                    "--repo", repo, NOTLS, ref, mnt, env=env)
+                            if lazy:
+                                run("oci", "mount", "--lazy", "--no-fill", *lazy_opts,
+                                    "--repo", repo, NOTLS, ref, mnt, env=env, binary=binary)
                                 mounted = time.time()
                             else:
                                 run("oci", "pull", "--repo", repo, NOTLS, ref, "img")
@@ -197,33 +215,52 @@ def main():
                                 secs = time.monotonic() - t0
                             finally:
                                 umount(mnt)
-                            if mode == "lazy" and args.trace:
-                                print_trace(trace, wall0, mounted, wall0 + secs, wname)
+                            if lazy and args.trace:
+                                print_trace(trace, wall0, mounted, wall0 + secs,
+                                            f"{wname} ({mode})")
                             reqs = link.requests(since)
                             sent = sum(e["sent"] for e in reqs)
                             res[mode] = (secs, sent)
-                            if mode == "lazy":  # file contents: the Range requests
-                                res["ranges"] = (len([e for e in reqs if e["range"]]),
-                                                 sum(e["sent"] for e in reqs if e["range"]),
-                                                 len(reqs))
+                            if lazy:  # file contents: the Range requests
+                                res["ranges " + mode] = (len([e for e in reqs if e["range"]]),
+                                                         sum(e["sent"] for e in reqs
+                                                             if e["range"]),
+                                                         len(reqs))
                         rows.append((rate, wname, res))
-                        print(json.dumps({"rate_bps": rate, "workload": wname,
-                                          **{f"{m}_s": round(v[0], 3) for m, v in res.items()
-                                             if m != "ranges"},
-                                          **{f"{m}_bytes": v[1] for m, v in res.items()
-                                             if m != "ranges"},
-                                          "lazy_range_requests": res["ranges"][0],
-                                          "lazy_range_bytes": res["ranges"][1],
-                                          "lazy_requests": res["ranges"][2]}),
-                              flush=True)
+                        for mode, _, _ in variants:
+                            label = {} if mode == "lazy" else {"label": mode}
+                            print(json.dumps({"rate_bps": rate, "workload": wname, **label,
+                                              "lazy_s": round(res[mode][0], 3),
+                                              "full_s": round(res["full"][0], 3),
+                                              "lazy_bytes": res[mode][1],
+                                              "full_bytes": res["full"][1],
+                                              "lazy_range_requests": res["ranges " + mode][0],
+                                              "lazy_range_bytes": res["ranges " + mode][1],
+                                              "lazy_requests": res["ranges " + mode][2]}),
+                                  flush=True)
             finally:
                 link.close()
+        if args.ab:
+            print(f"\n{'link':>10} {'workload':<18} {'build':<12} {'lazy s median':>13} "
+                  f"{'ratio median':>12}  runs (lazy s / ratio)")
+            for rate in sorted({x[0] for x in rows}):
+                for wname in WORKLOADS:
+                    for mode, _, _ in variants:
+                        got = [(res[mode][0], res[mode][0] / res["full"][0])
+                               for rt, wn, res in rows if rt == rate and wn == wname]
+                        secs = sorted(g[0] for g in got)
+                        ratios = sorted(g[1] for g in got)
+                        print(f"{rate / 1e6:>7.0f}Mb/s {wname:<18} {mode:<12} "
+                              f"{secs[len(secs) // 2]:>13.3f} {ratios[len(ratios) // 2]:>12.1%}  "
+                              + " ".join(f"{a:.3f}/{b:.1%}" for a, b in got))
+            return
         print(f"\n{'link':>10} {'workload':<18} {'lazy s':>8} {'full s':>8} {'ratio':>6} "
               f"{'lazy MB':>9} {'full MB':>9} {'ratio':>6} {'ranges':>6}")
         for rate, wname, res in rows:
             (ls, lb), (fs, fb) = res["lazy"], res["full"]
             print(f"{rate / 1e6:>7.0f}Mb/s {wname:<18} {ls:>8.2f} {fs:>8.2f} {ls / fs:>6.1%} "
-                  f"{lb / 1e6:>9.2f} {fb / 1e6:>9.2f} {lb / fb:>6.1%} {res['ranges'][0]:>6}")
+                  f"{lb / 1e6:>9.2f} {fb / 1e6:>9.2f} {lb / fb:>6.1%} "
+                  f"{res['ranges lazy'][0]:>6}")
     finally:
         umount(os.path.join(work, "mnt"))
         reg.stop()
