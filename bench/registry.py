@@ -24,6 +24,18 @@ A and B must give the same image id. Then a second image sharing all but one lay
 by A into the same repository: the bytes fetched (blob GETs logged by the fault proxy) must be
 that layer's (plus the config). Prints medians, ratios B/A and C/A, and the bytes fetched.
 
+  bench/registry.py --import --ab LABEL=BUILD_DIR --ab LABEL=BUILD_DIR [--runs 8] [--trace]
+
+A same-run A/B of builds (e.g. main before and after a change) on one registry: every run
+times, for each build in turn (the order reversed every other run), A (R below) and then
+S = `skopeo copy docker://REF oci:DIR` and I = `cfs oci pull oci:DIR`, each into a fresh
+repository, with the CPU time (user + system, from wait4) next to the wall time. Prints every
+run and, per build, the medians and the ratio (S + I) / R, the target of issue 14 being 2.
+A run's files are truncated, not deleted, once timed: deleting thousands of inodes taxes the
+next run's inode allocation on this host's ext4 (see "Session 8" in bench/README.md), while
+truncation frees the space and keeps the inodes. With --trace, each R's CFS_PULL_TRACE steps
+(docs/oci.md) are printed in seconds from its start.
+
   bench/registry.py --push-compression [--image oci:DIR:TAG] [--runs 1]
 
 IMAGE (default the Debian image) imported into a repository, then pushed by `cfs oci push`
@@ -138,6 +150,73 @@ def import_bench(args, cfs, work):
           f"new layer {sum(d['size'] for d in new)} bytes + config {plus['config']['size']}")
 
 
+def timed_rusage(cmd, env=None):
+    """Wall and CPU (user + system) seconds of a command that must succeed."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"{cmd} failed ({p.returncode}): {err.decode(errors='replace')}")
+    return wall, ru.ru_utime + ru.ru_stime
+
+
+def truncate_tree(d):
+    for dirpath, _, files in os.walk(d):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            if not os.path.islink(path):
+                os.truncate(path, 0)
+
+
+def import_ab_bench(args, work):
+    image = args.image or "oci:/var/cache/cfs-oci-debian/layout:bookworm"
+    layout, tag = image.removeprefix("oci:").rsplit(":", 1)
+    builds = []
+    for spec in args.ab:
+        label, _, build = spec.partition("=")
+        builds.append((label, os.path.join(build, "bin", "cfs")))
+    rows = {}
+    with r.Registry() as reg:
+        ref = reg.ref("bench/import:v1")
+        r.push(layout, tag, ref, "--dest-tls-verify=false")
+        for run in range(args.runs):
+            for label, cfs in (builds if run % 2 == 0 else builds[::-1]):
+                d = os.path.join(work, f"{label}{run}")
+                os.makedirs(d)
+                for k in ("R", "I"):
+                    run_quiet([cfs, "repo", "init", "--repo", f"{d}/{k}", "--insecure"])
+                trace = f"{d}/trace"
+                env = dict(os.environ, CFS_PULL_TRACE=trace)
+                start = time.time()
+                got = {"R": timed_rusage([cfs, "oci", "pull", "--repo", f"{d}/R",
+                                          "--tls-verify=false", ref, "x"], env)}
+                got["S"] = timed_rusage(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                                         ref, f"oci:{d}/oci:x"])
+                got["I"] = timed_rusage([cfs, "oci", "pull", "--repo", f"{d}/I",
+                                         f"oci:{d}/oci:x", "x"])
+                for k, v in got.items():
+                    rows.setdefault(label, {}).setdefault(k, []).append(v)
+                print(f"run {run} {label:10} " + "  ".join(
+                    f"{k} {w:.2f} s / {c:.2f} CPU-s" for k, (w, c) in got.items())
+                    + f"  load {os.getloadavg()[0]:.1f}", flush=True)
+                if args.trace and os.path.exists(trace):
+                    with open(trace) as f:
+                        steps = [line.split(" ", 1) for line in f.read().splitlines()]
+                    print("    " + ", ".join(f"{e} {float(t) - start:.3f}" for t, e in steps))
+                truncate_tree(d)
+    print(f"\n{image}, loopback docker-registry 2.8, {args.runs} run(s) per build, medians "
+          "(wall / CPU):")
+    for label, got in rows.items():
+        med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+               for k, v in got.items()}
+        ratio = (med["S"][0] + med["I"][0]) / med["R"][0]
+        print(f"  {label:10} " + "  ".join(f"{k} {w:.2f} / {c:.2f}" for k, (w, c) in med.items())
+              + f"  (S + I) / R {ratio:.2f}")
+
+
 def push_compression_bench(args, cfs, work):
     image = args.image or "oci:/var/cache/cfs-oci-debian/layout:bookworm"
     notls = "--tls-verify=false"
@@ -189,12 +268,22 @@ def main():
     ap.add_argument("--push-compression", action="store_true",
                     help="time cfs oci push with each --compression (see above)")
     ap.add_argument("--image", help="--import, --push-compression: oci:DIR:TAG to use")
+    ap.add_argument("--ab", action="append", metavar="LABEL=BUILD_DIR",
+                    help="--import: a same-run A/B of these builds (see above)")
+    ap.add_argument("--trace", action="store_true",
+                    help="--import --ab: print each registry pull's CFS_PULL_TRACE steps")
     args = ap.parse_args()
     cfs = os.path.join(args.build_dir, "bin", "cfs")
     for tool in ("skopeo", "umoci", "docker-registry"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not installed")
     work = tempfile.mkdtemp(prefix="cfs-bench-registry-")
+    if args.import_ and args.ab:
+        try:
+            import_ab_bench(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.import_ or args.push_compression:
         try:
             (import_bench if args.import_ else push_compression_bench)(args, cfs, work)
