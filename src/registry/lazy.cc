@@ -113,17 +113,27 @@ class ObjectSink final : public BlobSink {
 /// between them, tar headers or files not taken, are dropped). A member whose bytes are wrong
 /// fails alone and gets no more; the transfer stops early only when every member has failed.
 /// `on_complete(i)` is called (on the transfer's thread) as soon as member i's last byte has
-/// arrived, so its waiters need not wait for the rest of the span.
+/// been handed on, so its waiters need not wait for the rest of the span. The member asked for
+/// (`first`) goes ahead of the neighbours before it in the span once `wanted()` says an open
+/// waits for it: from then on their bytes are held in memory (at most the batch budget) until
+/// it is complete, so that neither their files nor their hashing delay it. (A prefetch nobody
+/// waits for keeps the span's order: a neighbour before it may be the one opened next.)
 class BatchSink final : public BlobSink {
  public:
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   struct Range {
     std::uint64_t offset, length;  // in the blob
     ObjectSink* sink;
     Status status;
   };
-  /// `ranges` must not overlap (add_neighbours picks them so).
-  BatchSink(std::vector<Range> ranges, std::function<void(std::size_t)> on_complete)
-      : ranges_(std::move(ranges)), on_complete_(std::move(on_complete)) {
+  /// `ranges` must not overlap (add_neighbours picks them so); `first` is an index into them, or
+  /// kNone.
+  BatchSink(std::vector<Range> ranges, std::size_t first, std::function<bool()> wanted,
+            std::function<void(std::size_t)> on_complete)
+      : ranges_(std::move(ranges)),
+        first_(first),
+        wanted_(std::move(wanted)),
+        on_complete_(std::move(on_complete)) {
     order_.resize(ranges_.size());
     for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = i;
     std::sort(order_.begin(), order_.end(),
@@ -137,19 +147,32 @@ class BatchSink final : public BlobSink {
   std::uint64_t received() const noexcept { return pos_ - begin_; }
 
   Status write(std::span<const std::byte> data) override {
+    // Once on, holding stays on until the first member is complete: a member's bytes must reach
+    // its sink in order.
+    if (!hold_ && first_ != kNone && !first_done_ && wanted_ && wanted_()) hold_ = true;
     const std::uint64_t from = pos_;
     pos_ += data.size();
     for (; next_ < order_.size(); ++next_) {
-      Range& r = ranges_[order_[next_]];
+      const std::size_t i = order_[next_];
+      const Range& r = ranges_[i];
       if (r.offset >= pos_) break;  // starts after these bytes
       const std::uint64_t a = std::max(r.offset, from), b = std::min(r.offset + r.length, pos_);
-      if (a < b && r.status) {
-        r.status = r.sink->write(data.subspan(a - from, b - a));
-        if (!r.status && ++failed_ == ranges_.size()) return fail(r.status.error());
-      }
+      if (a < b) CFS_TRY(deliver(i, data.subspan(a - from, b - a)));
       if (r.offset + r.length > pos_) break;  // continues in the next bytes
-      if (on_complete_) on_complete_(order_[next_]);
+      CFS_TRY(complete(i));
     }
+    return {};
+  }
+
+  /// Hands on whatever is still held: the transfer ended before the first member was complete.
+  Status release() {
+    first_done_ = true;
+    auto held = std::move(held_);
+    auto done = std::move(held_done_);
+    for (auto& [i, bytes] : held)
+      CFS_TRY(deliver(i, std::as_bytes(std::span(bytes.data(), bytes.size()))));
+    for (std::size_t i : done)
+      if (on_complete_) on_complete_(i);
     return {};
   }
 
@@ -160,11 +183,40 @@ class BatchSink final : public BlobSink {
   }
 
  private:
+  bool holding(std::size_t i) const noexcept { return hold_ && !first_done_ && i != first_; }
+
+  Status deliver(std::size_t i, std::span<const std::byte> bytes) {
+    if (holding(i)) {
+      if (held_.empty() || held_.back().first != i) held_.emplace_back(i, std::string());
+      held_.back().second.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      return {};
+    }
+    Range& r = ranges_[i];
+    if (!r.status) return {};
+    r.status = r.sink->write(bytes);
+    if (!r.status && ++failed_ == ranges_.size()) return fail(r.status.error());
+    return {};
+  }
+
+  Status complete(std::size_t i) {
+    if (holding(i)) {
+      held_done_.push_back(i);
+      return {};
+    }
+    if (on_complete_) on_complete_(i);
+    return i == first_ ? release() : Status{};
+  }
+
   std::vector<Range> ranges_;
+  std::size_t first_;
+  std::function<bool()> wanted_;
+  bool hold_ = false, first_done_ = false;
   std::function<void(std::size_t)> on_complete_;
   std::vector<std::size_t> order_;  // ranges_ by offset
   std::uint64_t begin_ = 0, end_ = 0, pos_ = 0;
   std::size_t next_ = 0, failed_ = 0;
+  std::vector<std::pair<std::size_t, std::string>> held_;  // bytes of members before first_
+  std::vector<std::size_t> held_done_;                     // their completions, in order
 };
 
 // Opens first, then the libraries a fetched ELF file will load (ELF hints), then --prefetch, then
@@ -277,6 +329,8 @@ struct LazyProvider::Impl {
     /// The verified object, still unnamed (being made durable and committed): opens are served
     /// from it at once.
     std::shared_ptr<UniqueFd> verified;
+    /// Opens that asked for it (read by the fetch without the lock).
+    std::atomic<unsigned> waiters{0};
   };
 
   LazyOptions o;
@@ -459,12 +513,17 @@ struct LazyProvider::Impl {
       }
       if (!m.status && &m != &batch[0]) log(m.status.error().message());
     };
-    BatchSink sink(std::move(ranges_out), settle);
+    // parts[0] is the object asked for, unless another process stored it meanwhile.
+    const Flight& asked = *batch[0].f;
+    BatchSink sink(
+        std::move(ranges_out), first_present ? BatchSink::kNone : 0,
+        [&asked] { return asked.waiters.load(std::memory_order_relaxed) > 0; }, settle);
     batch_sink = &sink;
     const std::uint64_t lo = sink.begin(), hi = sink.end();
     trace("range", batch[0].d,
           std::to_string(hi - lo) + " bytes, " + std::to_string(parts.size()) + " objects");
     auto st = ranges->fetch_range(blob, lo, hi - lo, sink);
+    (void)sink.release();  // the members' own statuses say what went wrong
     fetched_bytes += sink.received();
     trace("range done", batch[0].d);
     if (!st) {
@@ -611,6 +670,7 @@ struct LazyProvider::Impl {
     trace("open", d);
     std::unique_lock lock(mu);
     auto f = request(d, Priority::kOpen);
+    ++f->waiters;
     if (!started && !f->claimed) {
       run(d, f, lock);
       CFS_TRY(f->status);
