@@ -216,8 +216,10 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const std::string key = merged_seal_annotation(out.index.algorithm);
   auto a = erofs_d->annotations.find(key);
   if (a == erofs_d->annotations.end() || a->second != computed.hex())
-    return fail(Errc::kDigestMismatch,
-                fmt::format("{}: annotation {} of the EROFS is not {}", what, key, computed.hex()));
+    return fail(
+        Errc::kDigestMismatch,
+        fmt::format("{}: the EROFS's fs-verity digest is {}, its annotation {} names {}", what,
+                    computed.str(), key, a == erofs_d->annotations.end() ? "none" : a->second));
   CFS_ASSIGN(out.seal, check_seal(client, by_digest, sealed, out.erofs, computed, options));
   if (sealed) trace("seal");
   out.manifest = std::move(image.manifest);

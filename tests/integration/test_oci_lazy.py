@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import cfs_registry as r
 import cfs_testlib as t
@@ -44,7 +45,7 @@ class LazyMount(unittest.TestCase):
         t.require_root()
         if not os.path.exists("/dev/fuse"):
             t.skip("no /dev/fuse")
-        r.require_tools("skopeo", "umoci")
+        r.require_tools("skopeo", "umoci", "zstd", "fsverity")
         cls.tmp = tempfile.mkdtemp(prefix="cfs-lazy-")
         cls.reg = r.Registry()
         try:  # tearDownClass does not run when setUpClass fails
@@ -496,6 +497,176 @@ class LazyMount(unittest.TestCase):
         self.assertEqual([x for x in os.listdir(images) if x != "refs"]
                          if os.path.isdir(images) else [], [])  # nothing registered
 
+    # ---- the merged image must be the one the artifact names ----
+    # The lazy-metadata artifact is rewritten in the registry (docs/registry.md "Lazy metadata"):
+    # a new EROFS blob (and index) uploaded under its own sha256, so the client's blob digest
+    # check passes and only the fs-verity checks of the merged image can refuse it.
+
+    def registry_http(self, name, what, data=None, method="GET", content_type=None):
+        req = urllib.request.Request(f"http://{self.reg.host}/v2/{name}/{what}", data=data,
+                                     method=method)
+        req.add_header("Accept", "application/vnd.oci.image.manifest.v1+json, "
+                       "application/vnd.oci.image.index.v1+json")
+        if content_type:
+            req.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(req) as resp:
+            return resp.read(), resp.headers
+
+    def put_blob(self, name, data):
+        """A monolithic upload (distribution spec: POST, then PUT with the digest)."""
+        _, headers = self.registry_http(name, "blobs/uploads/", b"", method="POST")
+        location = headers["Location"]
+        url = location if location.startswith("http") else f"http://{self.reg.host}{location}"
+        digest = r.sha256_bytes(data)
+        req = urllib.request.Request(f"{url}{'&' if '?' in url else '?'}digest={digest}",
+                                     data=data, method="PUT")
+        req.add_header("Content-Type", "application/octet-stream")
+        urllib.request.urlopen(req).close()
+        return digest
+
+    @staticmethod
+    def zstd(data, decompress=False):
+        return t.run(["zstd", "-dc" if decompress else "-c"], input=data).stdout
+
+    def fsverity(self, data, alg):
+        path = os.path.join(self.tmp, "fsverity-input")
+        with open(path, "wb") as f:
+            f.write(data)
+        return t.run(["fsverity", "digest", f"--hash-alg={alg}", "--compact",
+                      path]).stdout.decode().strip()
+
+    def lazy_parts(self, name):
+        """(manifest digest, artifact, its EROFS layer, the EROFS, the index document) of the
+        image pushed as NAME:v1."""
+        raw, _ = self.registry_http(name, "manifests/v1")
+        manifest = r.sha256_bytes(raw)
+        listing = json.loads(self.registry_http(name, "manifests/" +
+                                                manifest.replace(":", "-"))[0])
+        lazy = [m for m in listing["manifests"]
+                if m.get("artifactType") == "application/vnd.cfs.lazy-metadata.v1"]
+        self.assertEqual(len(lazy), 1, listing)
+        artifact = json.loads(self.registry_http(name, "manifests/" + lazy[0]["digest"])[0])
+        erofs_layer = [l for l in artifact["layers"] if "composefs.erofs" in l["mediaType"]][0]
+        index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
+        self.assertTrue(erofs_layer["mediaType"].endswith("+zstd"), erofs_layer)
+        self.assertTrue(index_layer["mediaType"].endswith("+zstd"), index_layer)
+        erofs = self.zstd(self.registry_http(name, "blobs/" + erofs_layer["digest"])[0], True)
+        index = json.loads(self.zstd(
+            self.registry_http(name, "blobs/" + index_layer["digest"])[0], True))
+        return manifest, artifact, erofs_layer, erofs, index
+
+    def other_erofs(self):
+        """A valid merged image of another image: the EROFS cfs oci push published for it."""
+        if not hasattr(LazyMount, "_other_erofs"):
+            layout = os.path.join(self.tmp, "other-img")
+            r.build_image(layout, "v1", [{"etc/hostname": b"other\n",
+                                          "usr/bin/tool": b"#!/bin/sh\necho other\n" * 10}])
+            cfs("oci", "pull", "--repo", self.src_repo, f"oci:{layout}:v1", "other")
+            cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "other",
+                self.reg.ref("cfs/lazy-other:v1"))
+            LazyMount._other_erofs = self.lazy_parts("cfs/lazy-other")[3]
+        return LazyMount._other_erofs
+
+    def push_tampered(self, name, erofs=None, index_image=None, annotation=None):
+        """Pushes the image as NAME:v1 with its lazy metadata, then publishes a newer artifact
+        (the one a reader takes) whose EROFS is `erofs`, whose index names `index_image` and
+        whose EROFS layer's annotation names `annotation` (each unchanged when None).
+        Returns (the pushed merged image's digest, the annotation's key, the algorithm)."""
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        manifest, artifact, erofs_layer, pushed, index = self.lazy_parts(name)
+        (key, named), = erofs_layer["annotations"].items()
+        alg = key.rsplit("-", 2)[1]  # composefs.merged.erofs.v1.fsverity-<alg>-12
+        # The oracle: the pushed EROFS is the image the artifact names (fsverity, not cfs).
+        self.assertEqual(self.fsverity(pushed, alg), named)
+        self.assertEqual(index["image"], named)
+        if erofs is not None:
+            z = self.zstd(erofs)
+            erofs_layer["digest"], erofs_layer["size"] = self.put_blob(name, z), len(z)
+        if annotation is not None:
+            erofs_layer["annotations"][key] = annotation
+        if index_image is not None:
+            index["image"] = index_image
+            z = self.zstd(json.dumps(index).encode())
+            index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
+            index_layer["digest"], index_layer["size"] = self.put_blob(name, z), len(z)
+        raw = json.dumps(artifact).encode()
+        self.registry_http(name, "manifests/" + r.sha256_bytes(raw), raw, method="PUT",
+                           content_type=artifact["mediaType"])
+        tag = manifest.replace(":", "-")
+        listing = json.loads(self.registry_http(name, "manifests/" + tag)[0])
+        listing["manifests"].append({"mediaType": artifact["mediaType"],
+                                     "digest": r.sha256_bytes(raw), "size": len(raw),
+                                     "artifactType": "application/vnd.cfs.lazy-metadata.v1"})
+        self.registry_http(name, "manifests/" + tag, json.dumps(listing).encode(), method="PUT",
+                           content_type=listing["mediaType"])
+        return named, key, alg
+
+    def assert_refused(self, repo, name, *needles):
+        """`cfs oci mount --lazy` of NAME:v1 fails naming every needle, and leaves nothing: no
+        mount, no object, no image or ref, no lazy part; fsck clean."""
+        p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
+                self.reg.ref(f"{name}:v1"), self.mnt, check=False)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        self.assertFalse(t.is_mounted(self.mnt))
+        self.assertEqual(self.repo_objects(repo), set())
+        left = [os.path.relpath(os.path.join(d, f), repo)
+                for top in ("images", "cfs-lazy") for d, _, files in
+                os.walk(os.path.join(repo, top)) for f in files]
+        self.assertEqual(left, [])  # images/<hex>, images/refs/lazy/…, cfs-lazy/<hex>.*
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        self.assertTrue(err.startswith("cfs: error: "), err)
+        for n in needles:
+            self.assertIn(n, err)
+        # The untampered image mounts from the same repository (the refusal was the EROFS's).
+        self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+
+    def test_erofs_of_another_image_is_refused(self):
+        other = self.other_erofs()
+        named, _, alg = self.push_tampered("cfs/lazy-swapped", erofs=other)
+        got = self.fsverity(other, alg)
+        self.assertNotEqual(got, named)
+        self.assert_refused(self.new_repo("swapped"), "cfs/lazy-swapped", named, got,
+                            "fs-verity digest")
+
+    def test_erofs_with_a_flipped_byte_is_refused(self):
+        name = "cfs/lazy-erofs-flip"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        erofs = bytearray(self.lazy_parts(name)[3])
+        erofs[len(erofs) // 2] ^= 0x40
+        named, _, alg = self.push_tampered(name, erofs=bytes(erofs))
+        got = self.fsverity(bytes(erofs), alg)
+        self.assertNotEqual(got, named)
+        self.assert_refused(self.new_repo("erofs-flip"), name, named, got, "fs-verity digest")
+
+    def test_index_and_erofs_of_another_image_against_the_annotation_are_refused(self):
+        # The index agrees with the swapped EROFS; the annotation (the merged image the
+        # artifact names) does not.
+        other = self.other_erofs()
+        alg = "sha512" if "sha512" in self.src_alg() else "sha256"
+        got = self.fsverity(other, alg)
+        named, key, _ = self.push_tampered("cfs/lazy-reindexed", erofs=other, index_image=got)
+        self.assertNotEqual(got, named)
+        self.assert_refused(self.new_repo("reindexed"), "cfs/lazy-reindexed", key, named, got)
+
+    def test_erofs_and_annotation_of_another_image_against_the_index_are_refused(self):
+        # The annotation agrees with the swapped EROFS; the index (whose objects the mount
+        # would fetch) names the pushed image.
+        other = self.other_erofs()
+        alg = "sha512" if "sha512" in self.src_alg() else "sha256"
+        got = self.fsverity(other, alg)
+        named, _, _ = self.push_tampered("cfs/lazy-reannotated", erofs=other, annotation=got)
+        self.assertNotEqual(got, named)
+        self.assert_refused(self.new_repo("reannotated"), "cfs/lazy-reannotated", named, got,
+                            "the index names")
+
+    def src_alg(self):
+        with open(os.path.join(self.src_repo, "meta.json")) as f:
+            return json.load(f)["algorithm"]
 
     # ---- cfs oci pull of a lazily registered image finishes its fill ----
 
