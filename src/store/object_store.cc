@@ -81,6 +81,7 @@ ObjectStore::ObjectStore(UniqueFd fd, std::string path)
       copy_range_ok_(std::make_unique<std::atomic<bool>>(true)),
       direct_ok_(std::make_unique<std::atomic<bool>>(true)),
       tmpfile_ok_(std::make_unique<std::atomic<bool>>(true)),
+      measure_ok_(std::make_unique<std::atomic<bool>>(true)),
       fanout_(std::make_unique<FanoutDirs>(fd_.get(), "object store " + path_)) {}
 ObjectStore::ObjectStore(ObjectStore&&) noexcept = default;
 ObjectStore& ObjectStore::operator=(ObjectStore&&) noexcept = default;
@@ -213,12 +214,19 @@ Result<ObjectStore::Existing> ObjectStore::check_existing(int dirfd, const std::
   if (!S_ISREG(st->st_mode) || static_cast<std::uint64_t>(st->st_size) != size)
     return Existing::kBad;
   const bool full = verify_existing_;
+  // Where the kernel or the store's filesystem has no fs-verity no object can have a
+  // measurement: once the kernel said so, an existing object of the right size costs no open,
+  // ioctl and close (a rebuild into a filled store checks every object it would add).
+  if (!full && !measure_ok_->load(std::memory_order_relaxed)) return Existing::kGood;
   auto fd = sys::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (!fd) return fail(std::move(fd).error().with_context("object store " + path_));
   const std::string what = path_ + "/" + payload;
   // The kernel's measurement is free where the object has fs-verity; a full digest only when
   // asked (--verify-existing).
-  CFS_ASSIGN(auto measured, verity::kernel_measurement(fd->get(), what, digest.alg));
+  bool no_verity_here = false;
+  CFS_ASSIGN(auto measured,
+             verity::kernel_measurement(fd->get(), what, digest.alg, &no_verity_here));
+  if (no_verity_here) measure_ok_->store(false, std::memory_order_relaxed);
   if (measured) return *measured == digest ? Existing::kGood : Existing::kBad;
   if (!full) return Existing::kGood;
   verity::Params p;

@@ -77,8 +77,9 @@ Result<Digest> measure_verity(int fd, const std::string& what) {
   std::memcpy(&hdr, raw, sizeof hdr);
   if (hdr.digest_algorithm != FS_VERITY_HASH_ALG_SHA256 &&
       hdr.digest_algorithm != FS_VERITY_HASH_ALG_SHA512)
-    return fail(Errc::kUnsupportedFeature, what + ": kernel reports unknown hash algorithm " +
-                                               std::to_string(hdr.digest_algorithm));
+    // This file's fs-verity is unusable here, not the filesystem's (is_verity_unsupported_here).
+    return fail(Errc::kObjectMissing, what + ": kernel reports unknown hash algorithm " +
+                                          std::to_string(hdr.digest_algorithm));
   Digest d = Digest::zero(static_cast<HashAlg>(hdr.digest_algorithm));
   if (hdr.digest_size != d.size)
     return fail(Errc::kCorruptImage, what + ": kernel returned a digest of unexpected size");
@@ -97,5 +98,7 @@ Result<std::vector<std::uint8_t>> read_verity_descriptor(int fd, const std::stri
 bool is_verity_unavailable(const Error& e) noexcept {
   return e.is(Errc::kUnsupportedFeature) || e.is(Errc::kObjectMissing);
 }
+
+bool is_verity_unsupported_here(const Error& e) noexcept { return e.is(Errc::kUnsupportedFeature); }
 
 }  // namespace cfs::verity

@@ -19,9 +19,10 @@ Status compare(const Digest& expected, const Digest& actual, const std::string& 
 }  // namespace
 
 Result<std::optional<Digest>> kernel_measurement(int fd, const std::string& what,
-                                                 std::optional<HashAlg> alg) {
+                                                 std::optional<HashAlg> alg, bool* no_verity_here) {
   auto m = measure_verity(fd, what);
   if (!m) {
+    if (no_verity_here && is_verity_unsupported_here(m.error())) *no_verity_here = true;
     if (is_verity_unavailable(m.error())) return std::optional<Digest>();
     return fail(std::move(m).error());
   }

@@ -481,6 +481,34 @@ class Mkcomposefs(unittest.TestCase):
         self.assertEqual(linked, names)  # the trace saw every object being named
         fsck_ok(self, img)
 
+    def test_rebuild_stops_measuring_where_the_filesystem_has_no_fs_verity(self):
+        # A rebuild into a filled store checks every object it would add. Once the kernel said
+        # the filesystem has no fs-verity (ENOTTY or EOPNOTSUPP: no file there has a
+        # measurement), the existing objects are not opened and measured any more. strace,
+        # not cfs, counts the FS_IOC_MEASURE_VERITY calls and what they returned.
+        if not shutil.which("strace"):
+            self.skipTest("needs strace")
+        store = self.path("store")
+        mk("--digest-store=" + store, self.src, self.path("img1"))
+        objs, _ = self.store_listing(store)
+        self.assertGreater(len(objs), 8)
+        log = self.path("measure.log")
+        # -ff: one file per thread, so no call is split by another thread's.
+        t.run(["strace", "-ff", "-qq", "-o", log, "-e", "trace=ioctl", MK,
+               "--digest-store=" + store, self.src, self.path("img2")])
+        calls = []
+        for n in os.listdir(self.d):
+            if n.startswith("measure.log."):
+                with open(os.path.join(self.d, n)) as f:
+                    calls += [line for line in f if "FS_IOC_MEASURE_VERITY" in line]
+        self.assertTrue(calls, "the first existing object is measured")
+        if any("ENOTTY" not in c and "EOPNOTSUPP" not in c for c in calls):
+            self.skipTest("this filesystem has fs-verity")
+        # At most one per worker thread that raced to the first answer.
+        self.assertLessEqual(len(calls), os.cpu_count() + 1, calls)
+        with open(self.path("img1"), "rb") as a, open(self.path("img2"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
     def test_store_ignored_with_from_file(self):
         dump = b"/ 4096 40755 2 0 0 0 0.0 - - -\n/f 100 100644 1 0 0 0 0.0 ab/" + \
             b"c" * 62 + b" - -\n"

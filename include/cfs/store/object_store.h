@@ -28,8 +28,9 @@
 // the data on filesystems without rename-ordering). Such objects are detected by
 // `cfs fsck --store` (name != digest) and by fs-verity at read time, and healed by the next
 // add of the same content: an existing object is checked cheaply before it is trusted (a
-// regular file of the content's size; the kernel's fs-verity measurement where it has one;
-// the full digest only with set_verify_existing(true)) and a bad one is replaced atomically
+// regular file of the content's size; the kernel's fs-verity measurement where it has one,
+// not asked for again once the kernel said the filesystem has no fs-verity; the full digest
+// only with set_verify_existing(true)) and a bad one is replaced atomically
 // (a complete temp renamed over it). Without fs-verity and without --verify-existing a damaged
 // object of the right size is not noticed: run `cfs fsck --store` after a crash.
 //
@@ -165,6 +166,8 @@ class ObjectStore {
   std::unique_ptr<std::atomic<bool>> copy_range_ok_;
   std::unique_ptr<std::atomic<bool>> direct_ok_;
   std::unique_ptr<std::atomic<bool>> tmpfile_ok_;
+  // False once the kernel said the store's filesystem has no fs-verity (check_existing).
+  std::unique_ptr<std::atomic<bool>> measure_ok_;
   std::unique_ptr<FanoutDirs> fanout_;
   std::unique_ptr<BackgroundSync> writeback_;
   bool verify_existing_ = false;

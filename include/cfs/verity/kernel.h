@@ -30,4 +30,8 @@ Result<std::vector<std::uint8_t>> read_verity_descriptor(int fd, const std::stri
 /// True when `e` means "no fs-verity here" (unsupported or not enabled): use userspace.
 bool is_verity_unavailable(const Error& e) noexcept;
 
+/// True when `e` (from measure_verity) means the kernel or the filesystem has no fs-verity at
+/// all, not only this file (none enabled, or an algorithm cfs does not know).
+bool is_verity_unsupported_here(const Error& e) noexcept;
+
 }  // namespace cfs::verity

@@ -17,9 +17,13 @@ namespace cfs::verity {
 
 /// The kernel's measurement of fd when the file has fs-verity with algorithm `alg` (any
 /// algorithm when nullopt); nullopt when it has none or another algorithm, so the caller
-/// computes the digest itself. Real failures (EIO, EBADF) are errors.
+/// computes the digest itself. Real failures (EIO, EBADF) are errors. `no_verity_here`, when
+/// given, is set when the kernel or the filesystem has no fs-verity at all (not just this
+/// file): no file there can have a measurement, so a caller checking many files of one
+/// filesystem can stop asking.
 Result<std::optional<Digest>> kernel_measurement(int fd, const std::string& what,
-                                                 std::optional<HashAlg> alg);
+                                                 std::optional<HashAlg> alg,
+                                                 bool* no_verity_here = nullptr);
 
 struct Measurement {
   Digest digest;
