@@ -266,18 +266,17 @@ class Pull(t.unittest.TestCase):
             oracle, _ = self.oracle_image(layout)
             self.assertEqual(res["image"], o.fsverity_digest(oracle))
 
-    def test_names_follow_a_sync_of_what_they_name(self):
-        # Layers are named by a background thread while the merge runs: still each name only
-        # after a syncfs(2) that began once its stream object was linked, so a crash never
-        # leaves a name to a stream that is not on disk. The kernel's view, from strace.
+    def traced_pull(self, source, *args, check=True):
+        """`cfs oci pull` under strace: (process, checker), where checker(obj, name) asserts
+        that `name` (a stream or image name) was created only after a syncfs(2) that began once
+        `obj` (its object, linked as objects/XX/REST) was linked: so a crash never leaves a
+        name to an object that is not on disk. The kernel's view, not cfs's."""
         if not shutil.which("strace"):
             self.skipTest("needs strace")
-        layout = self.build()
-        log = self.p("strace")
+        log = self.p(f"strace{len(os.listdir(self.d))}")
         p = t.run(["strace", "-f", "-qq", "-o", log, "-e",
                    "trace=syncfs,linkat,symlinkat,renameat,renameat2", t.tool("cfs"), "oci",
-                   "pull", "--repo", self.repo, "--json", f"oci:{layout}:t", "img"])
-        res = json.loads(p.stdout)
+                   "pull", "--repo", self.repo, "--json", source, *args], check=check)
         with open(log) as f:
             lines = f.read().splitlines()
         # Each call's end (its line, or its "resumed" line); syncfs calls' start and end.
@@ -309,13 +308,40 @@ class Pull(t.unittest.TestCase):
             self.assertTrue(hits, name)
             return hits[0]
 
-        checked = [(res["layers"][i]["stream"], f"oci-layer-{res['layers'][i]['diff_id']}")
-                   for i in range(len(res["layers"]))]
-        checked.append((res["image"], res["image"]))
-        for obj, name in checked:
+        def check_synced(obj, name):
             made, shown = linked(obj), named(name)
             self.assertTrue([s for s in syncs if made < s[0] and s[1] < shown],
                             f"{name} named without a syncfs after {obj} was linked")
+
+        return p, check_synced
+
+    def test_names_follow_a_sync_of_what_they_name(self):
+        # Layers are named by a background thread while the merge runs: still each name only
+        # after a syncfs(2) that began once its stream object was linked.
+        layout = self.build()
+        p, check_synced = self.traced_pull(f"oci:{layout}:t", "img")
+        res = json.loads(p.stdout)
+        for layer in res["layers"]:
+            check_synced(layer["stream"], f"oci-layer-{layer['diff_id']}")
+        check_synced(res["image"], res["image"])
+
+    def test_a_failed_pull_still_names_the_layers_it_finished(self):
+        # Layer 1 lies about its diff_id; layer 0, imported at the same time (--jobs 2), is
+        # fine. The pull fails naming layer 1 and tags nothing, but layer 0's stream is named
+        # (after a syncfs, as in a pull that succeeds), so pulling a repaired image does not
+        # import it again.
+        img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
+        self.rewrite_layer(img, 1, None, "sha256:" + "cd" * 32)
+        diff0 = img.config()["rootfs"]["diff_ids"][0]
+        p, check_synced = self.traced_pull(f"oci:{img.layout}:t", "--jobs", "2", check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"layer 1", p.stderr)
+        self.assertEqual(self.tags(), [])
+        name = f"oci-layer-{diff0}"
+        target = os.readlink(os.path.join(self.repo, "streams", name))
+        stream = "".join(target.split("/")[-2:])  # ../objects/XX/REST
+        check_synced(stream, name)
+        self.repo_fsck_clean()
 
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
         layout = self.build()
