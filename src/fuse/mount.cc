@@ -30,6 +30,10 @@ Result<erofs::Image> open_checked_image(const std::string& image, const mount::O
   return erofs::Image::open_fd(fd.get(), image);
 }
 
+Status serve_image(erofs::Image img, const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects);
+
 }  // namespace
 
 vfs::Options vfs_options(const mount::Options& opts) {
@@ -51,6 +55,22 @@ Status mount_image(const std::string& image, const std::string& mountpoint,
   CFS_TRY(mount::validate(opts, mount::Dialect::kFuse));
   CFS_TRY(mount::check_mount_point(mountpoint));
   CFS_ASSIGN(erofs::Image img, open_checked_image(image, opts));
+  return serve_image(std::move(img), image, mountpoint, opts, std::move(serve), std::move(objects));
+}
+
+Status mount_image(erofs::Image img, const std::string& name, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects) {
+  CFS_TRY(mount::validate(opts, mount::Dialect::kFuse));
+  CFS_TRY(mount::check_mount_point(mountpoint));
+  return serve_image(std::move(img), name, mountpoint, opts, std::move(serve), std::move(objects));
+}
+
+namespace {
+
+Status serve_image(erofs::Image img, const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects) {
   if (!objects) {
     CFS_ASSIGN(store::ObjectDirs dirs, store::ObjectDirs::open(opts.basedirs));
     CFS_TRY(mount::check_objects_present(img, dirs));
@@ -84,5 +104,7 @@ Status mount_image(const std::string& image, const std::string& mountpoint,
   if (!merged) return fail(std::move(merged).error().with_context(opts.upperdir));
   return fuse::serve(std::move(*merged), serve);
 }
+
+}  // namespace
 
 }  // namespace cfs::fuse

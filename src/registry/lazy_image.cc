@@ -68,6 +68,12 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   out.image = image;
   out.source = ref;
   out.index = std::move(meta.index);
+  // The checked bytes, for the mount to serve: a copy sealed before anyone else can hold it (the
+  // memfd is this process's alone until then), so what is served is what was digested, as
+  // verity::open_checked's sealed copy, without digesting it again.
+  CFS_ASSIGN(out.erofs, sys::memfd_create("composefs-image"));
+  CFS_TRY(sys::write_all(out.erofs.get(), std::as_bytes(std::span(meta.erofs))));
+  CFS_TRY(sys::seal_readonly(out.erofs.get()));
   return out;
 }
 

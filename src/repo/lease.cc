@@ -116,7 +116,7 @@ Result<Lease> begin_lease(Repository& repo, const verity::Digest& image, MountKi
 }
 
 Result<MountPlan> prepare_mount(Repository& repo, std::string_view name, MountKind kind,
-                                const std::string& mountpoint, bool lease) {
+                                const std::string& mountpoint, bool lease, bool checked_copy) {
   MountPlan plan;
   CFS_ASSIGN(plan.image, repo.resolve_image(name));
   // Opening checks it is a regular file inside objects/ and, when secure, its fs-verity.
@@ -124,7 +124,7 @@ Result<MountPlan> prepare_mount(Repository& repo, std::string_view name, MountKi
   plan.image_path = repo.path() + "/" + repo.object_path(plan.image);
   plan.objects_dir = repo.path() + "/" + std::string(kObjectsDir);
   plan.require_verity = repo.secure();
-  if (!repo.secure()) {
+  if (!repo.secure() && !checked_copy) {
     // Insecure: nothing below checks the image itself, so check its name here (small files).
     verity::Params p;
     p.alg = repo.algorithm();

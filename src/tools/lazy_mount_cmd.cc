@@ -165,7 +165,10 @@ int run_oci_lazy_mount(int argc, char** argv) {
   const verity::Digest image = opened->image;
   const bool pulled_whole = opened->pulled_whole;
 
-  auto plan = repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true);
+  // Fetched now: the image's bytes were digested once, at the fetch, and exactly those are
+  // served (a sealed copy), so neither the repository's file nor a copy of it is digested again.
+  const bool fetched = opened->erofs.get() >= 0;
+  auto plan = repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true, fetched);
   if (!plan) return report(plan.error());
 
   // Background fetches log to stderr in the foreground, to syslog once daemonized.
@@ -209,7 +212,8 @@ int run_oci_lazy_mount(int argc, char** argv) {
   };
   std::shared_ptr<registry::LazyProvider> provider;
   if (!pulled_whole) {
-    auto img = erofs::Image::open(plan->image_path);
+    auto img = fetched ? erofs::Image::open_fd(opened->erofs.get(), plan->image_path)
+                       : erofs::Image::open(plan->image_path);
     if (!img) return report(img.error());
     auto objs = registry::objects_of_paths(*img, prefetch_paths);
     if (!objs) return report(objs.error());
@@ -257,8 +261,18 @@ int run_oci_lazy_mount(int argc, char** argv) {
     fill_state.serving = !is_daemon;
     if (fill_state.serving && fill_state.pending) show_fill(*fill_state.pending);
   };
-  auto st = provider ? fuse::mount_image(plan->image_path, dir, mo, serve, std::move(provider))
-                     : fuse::mount_image(plan->image_path, dir, mo, serve);
+  Status st;
+  if (fetched) {
+    auto img = erofs::Image::open_fd(opened->erofs.get(), plan->image_path);
+    if (img)
+      st =
+          fuse::mount_image(std::move(*img), plan->image_path, dir, mo, serve, std::move(provider));
+    else
+      st = fail(std::move(img).error());
+  } else {
+    st = provider ? fuse::mount_image(plan->image_path, dir, mo, serve, std::move(provider))
+                  : fuse::mount_image(plan->image_path, dir, mo, serve);
+  }
   if (out >= 0) ::close(out);
   if (!st) {
     if (repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);

@@ -664,6 +664,32 @@ class LazyMount(unittest.TestCase):
         self.assert_refused(self.new_repo("reannotated"), "cfs/lazy-reannotated", named, got,
                             "the index names")
 
+    def test_serves_the_checked_bytes_not_a_changed_repository_file(self):
+        # The image object of an earlier registration is replaced by another image's EROFS (an
+        # insecure repository checks nothing at rest). A new lazy mount fetches and checks the
+        # image again and serves exactly those bytes: the files are the pushed image's.
+        repo = self.new_repo("changed-image")
+        self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
+        t.umount(self.mnt)
+        alg = "sha512" if "sha512" in self.src_alg() else "sha256"
+        named = self.lazy_parts("cfs/lazy")[2]["annotations"][
+            f"composefs.merged.erofs.v1.fsverity-{alg}-12"]
+        path = os.path.join(repo, "objects", named[:2], named[2:])
+        self.assertTrue(os.path.exists(path))
+        with open(path + ".new", "wb") as f:
+            f.write(self.other_erofs())
+        os.rename(path + ".new", path)
+        self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
+        self.assertEqual(sorted(os.listdir(self.mnt)), ["etc", "opt", "usr"])
+        for rel in ("etc/hostname", "usr/bin/tool", "opt/new", "usr/share/small"):
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
+        t.umount(self.mnt)
+        # The changed file is still the repository's problem, and fsck names it.
+        p = cfs("repo", "fsck", "--repo", repo, "--json", check=False)
+        fsck = json.loads(p.stdout)
+        self.assertFalse(fsck["ok"], fsck)
+        self.assertIn(named, json.dumps(fsck))
+
     def src_alg(self):
         with open(os.path.join(self.src_repo, "meta.json")) as f:
             return json.load(f)["algorithm"]

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "cfs/erofs/reader.h"
 #include "cfs/fuse/server.h"
 #include "cfs/mount/options.h"
 #include "cfs/util/result.h"
@@ -39,6 +40,13 @@ inline constexpr unsigned kFetchingMountThreads = 64;
 /// ignored): no up-front check that every object is present (the provider fetches what is
 /// missing), objects->start() once the mount serves, at least kFetchingMountThreads workers.
 Status mount_image(const std::string& image, const std::string& mountpoint,
+                   const mount::Options& opts, ServeOptions serve,
+                   std::shared_ptr<vfs::ObjectProvider> objects);
+
+/// The same with the image already open (`name` for messages and the fsname): bytes the caller
+/// has checked itself, e.g. the sealed copy of a lazy mount's fetched image, so opts.digest is
+/// not consulted.
+Status mount_image(erofs::Image image, const std::string& name, const std::string& mountpoint,
                    const mount::Options& opts, ServeOptions serve,
                    std::shared_ptr<vfs::ObjectProvider> objects);
 

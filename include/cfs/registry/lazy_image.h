@@ -24,6 +24,7 @@
 #include "cfs/registry/reference.h"
 #include "cfs/repo/repository.h"
 #include "cfs/util/result.h"
+#include "cfs/util/unique_fd.h"
 #include "cfs/verity/digest.h"
 
 namespace cfs::registry {
@@ -48,6 +49,11 @@ struct LazyImage {
   bool offline = false;
   Reference source;            ///< the registry repository the objects are fetched from
   ocirepo::ObjectIndex index;  ///< where each object's bytes are
+  /// When this call fetched the image: a sealed memfd holding exactly the bytes whose fs-verity
+  /// digest was found to be `image` (and the index's, the annotation's, a seal's). Serving these
+  /// needs no second pass over the image (repo::prepare_mount's, or a sealed copy's); the
+  /// repository's file may predate them. Closed (-1) for an earlier registration or a full pull.
+  UniqueFd erofs;
 };
 
 /// Records that `image` was pulled from `ref` as `manifest` (REPO/cfs-lazy/<hex>.origin), for

@@ -79,10 +79,13 @@ struct MountPlan {
 
 /// Resolves `name`, checks the image object against its name (the kernel's fs-verity
 /// measurement in a secure repository, else computed) and, with `lease`, begins the lease.
-/// The caller mounts, then calls complete_lease() (or drop_lease() on failure) before closing
-/// the repository.
+/// `checked_copy`: the caller serves its own copy of the image, whose digest it has checked
+/// (a lazy mount's fetched bytes), not this file, so an insecure repository's digest pass over
+/// the file would only repeat that check. The caller mounts, then calls complete_lease() (or
+/// drop_lease() on failure) before closing the repository.
 Result<MountPlan> prepare_mount(Repository& repo, std::string_view name, MountKind kind,
-                                const std::string& mountpoint, bool lease = true);
+                                const std::string& mountpoint, bool lease = true,
+                                bool checked_copy = false);
 
 /// Every lease of the repository. Unreadable lease files are returned with an empty image
 /// (GC treats them as stale, fsck reports them).
