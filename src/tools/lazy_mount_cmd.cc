@@ -170,6 +170,12 @@ int run_oci_lazy_mount(int argc, char** argv) {
   const bool fetched = opened->erofs.get() >= 0;
   auto plan = repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true, fetched);
   if (!plan) return report(plan.error());
+  // From here on a failure drops the pending lease prepare_mount wrote (gc would only remove it
+  // once nothing is mounted on dir, and something else may be).
+  auto fail_dropping_lease = [&](const Error& e) {
+    if (repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);
+    return report(e);
+  };
 
   // Background fetches log to stderr in the foreground, to syslog once daemonized.
   auto daemonized = std::make_shared<std::atomic<bool>>(false);
@@ -214,13 +220,13 @@ int run_oci_lazy_mount(int argc, char** argv) {
   if (!pulled_whole) {
     auto img = fetched ? erofs::Image::open_fd(opened->erofs.get(), plan->image_path)
                        : erofs::Image::open(plan->image_path);
-    if (!img) return report(img.error());
+    if (!img) return fail_dropping_lease(img.error());
     auto objs = registry::objects_of_paths(*img, prefetch_paths);
-    if (!objs) return report(objs.error());
+    if (!objs) return fail_dropping_lease(objs.error());
     lo.prefetch = std::move(*objs);
     lo.image = std::move(*img);
     auto p = registry::LazyProvider::create(std::move(*client), std::move(lo));
-    if (!p) return report(p.error());
+    if (!p) return fail_dropping_lease(p.error());
     provider = std::move(*p);
   }
   step("provider");
@@ -274,10 +280,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
                   : fuse::mount_image(plan->image_path, dir, mo, serve);
   }
   if (out >= 0) ::close(out);
-  if (!st) {
-    if (repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);
-    return report(st.error());
-  }
+  if (!st) return fail_dropping_lease(st.error());
   return kExitOk;
 }
 

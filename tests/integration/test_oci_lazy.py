@@ -403,6 +403,21 @@ class LazyMount(unittest.TestCase):
                          sorted([self.expected_range("usr/share/doc/b"),
                                  self.expected_range("opt/new")]))
 
+    def test_a_prefetch_path_not_in_the_image_fails_and_leaves_no_lease(self):
+        # The path is checked against the image after the mount's lease was written: the
+        # failure drops it again (cfs-mounts/ is the repository's record of live mounts).
+        repo = self.new_repo("prefetch-bad")
+        lst = os.path.join(self.tmp, "prefetch-bad.txt")
+        with open(lst, "w") as f:
+            f.write("/usr/share/doc/b\n/usr/share/nothere\n")
+        p = t.run([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
+                   "--prefetch", lst, self.proxy.ref("cfs/lazy:v1"), self.mnt], check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"/usr/share/nothere", p.stderr)
+        self.assertFalse(t.is_mounted(self.mnt))
+        leases = os.path.join(repo, "cfs-mounts")
+        self.assertEqual(os.listdir(leases) if os.path.isdir(leases) else [], [])
+
     def test_next_time_offline_and_pull_completes(self):
         repo = self.new_repo("again")
         ref = self.proxy.ref("cfs/lazy:v1")
