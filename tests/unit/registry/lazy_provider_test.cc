@@ -262,6 +262,14 @@ class LazyBatchTest : public LazyProviderTest {
     return provider_->open_object(tree::object_path(digests[static_cast<std::size_t>(i)]),
                                   digests[static_cast<std::size_t>(i)]);
   }
+  /// Files `first` to the last: each opened and read back whole.
+  void expect_served_from(int first) {
+    for (int i = first; i < static_cast<int>(files.size()); ++i) {
+      auto f = open(i);
+      ASSERT_TRUE(f) << f.error().message();
+      EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
+    }
+  }
   std::shared_ptr<LazyProvider> provider_;
   std::vector<std::string> files;
   std::vector<std::uint64_t> offsets;
@@ -279,11 +287,7 @@ TEST_F(LazyBatchTest, NeighboursComeInTheSameRequestEachStoredWhole) {
   EXPECT_EQ(state->ranges[0].first, offsets[0]);
   EXPECT_EQ(state->ranges[0].first + state->ranges[0].second, state->layer.size());
   EXPECT_EQ(stored_soon(files.size()), files.size());
-  for (int i = 0; i < static_cast<int>(files.size()); ++i) {
-    auto f = open(i);
-    ASSERT_TRUE(f) << f.error().message();
-    EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
-  }
+  expect_served_from(0);
   EXPECT_EQ(state->calls.load(), 1);
 }
 
@@ -307,11 +311,7 @@ TEST_F(LazyBatchTest, EachObjectIsServedAsSoonAsItsOwnBytesArrive) {
   state->resume();
   // The rest arrives, every object is stored whole, and one request brought them all.
   EXPECT_EQ(stored_soon(files.size()), files.size());
-  for (int i = 3; i < static_cast<int>(files.size()); ++i) {
-    auto f = open(i);
-    ASSERT_TRUE(f) << f.error().message();
-    EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
-  }
+  expect_served_from(3);
   EXPECT_EQ(state->calls.load(), 1);
 }
 
@@ -338,11 +338,7 @@ TEST_F(LazyBatchTest, TheObjectAskedForGoesAheadOfTheNeighboursBeforeIt) {
   // The others in span order, file 0 first.
   EXPECT_EQ(verified[1], name(0));
   EXPECT_EQ(verified[2], name(1));
-  for (int i = 0; i < static_cast<int>(files.size()); ++i) {
-    auto f = open(i);
-    ASSERT_TRUE(f) << f.error().message();
-    EXPECT_EQ(read_all(f->get()), files[static_cast<std::size_t>(i)]);
-  }
+  expect_served_from(0);
 }
 
 TEST_F(LazyBatchTest, APrefetchNobodyWaitsForKeepsTheSpanOrder) {
