@@ -262,6 +262,20 @@ class LazyBatchTest : public LazyProviderTest {
     return provider_->open_object(tree::object_path(digests[static_cast<std::size_t>(i)]),
                                   digests[static_cast<std::size_t>(i)]);
   }
+  /// The objects the provider verifies, in order (the short names of its "verified" trace
+  /// events); set before provider().
+  struct Verified {
+    std::mutex mu;
+    std::vector<std::string> names;
+  };
+  std::shared_ptr<Verified> record_verified() {
+    auto v = std::make_shared<Verified>();
+    opts.trace = [v](std::string_view event) {
+      std::lock_guard l(v->mu);
+      if (event.starts_with("verified ")) v->names.emplace_back(event.substr(9));
+    };
+    return v;
+  }
   /// Files `first` to the last: each opened and read back whole.
   void expect_served_from(int first) {
     for (int i = first; i < static_cast<int>(files.size()); ++i) {
@@ -318,12 +332,7 @@ TEST_F(LazyBatchTest, EachObjectIsServedAsSoonAsItsOwnBytesArrive) {
 TEST_F(LazyBatchTest, TheObjectAskedForGoesAheadOfTheNeighboursBeforeIt) {
   // Files 0 and 1 come before file 2 in the span: file 2 is verified (and served) first, then
   // they are, from the bytes held meanwhile; all three are stored whole.
-  std::mutex mu;
-  std::vector<std::string> verified;
-  opts.trace = [&](std::string_view event) {
-    std::lock_guard l(mu);
-    if (event.starts_with("verified ")) verified.emplace_back(event.substr(9));
-  };
+  auto verified = record_verified();
   provider_ = provider();
   auto fd = open(2);
   ASSERT_TRUE(fd) << fd.error().message();
@@ -331,34 +340,29 @@ TEST_F(LazyBatchTest, TheObjectAskedForGoesAheadOfTheNeighboursBeforeIt) {
   ASSERT_EQ(state->ranges.size(), 1u);
   EXPECT_EQ(state->ranges[0].first, offsets[0]);
   EXPECT_EQ(stored_soon(files.size()), files.size());
-  std::lock_guard l(mu);
-  ASSERT_EQ(verified.size(), files.size());
+  std::lock_guard l(verified->mu);
+  ASSERT_EQ(verified->names.size(), files.size());
   auto name = [&](std::size_t i) { return digests[i].hex().substr(0, 12); };
-  EXPECT_EQ(verified[0], name(2));
+  EXPECT_EQ(verified->names[0], name(2));
   // The others in span order, file 0 first.
-  EXPECT_EQ(verified[1], name(0));
-  EXPECT_EQ(verified[2], name(1));
+  EXPECT_EQ(verified->names[1], name(0));
+  EXPECT_EQ(verified->names[2], name(1));
   expect_served_from(0);
 }
 
 TEST_F(LazyBatchTest, APrefetchNobodyWaitsForKeepsTheSpanOrder) {
   // The same span, fetched for --prefetch of file 2 with no open waiting: the neighbours before
   // it are not held back (one of them may be what is opened next).
-  std::mutex mu;
-  std::vector<std::string> verified;
-  opts.trace = [&](std::string_view event) {
-    std::lock_guard l(mu);
-    if (event.starts_with("verified ")) verified.emplace_back(event.substr(9));
-  };
+  auto verified = record_verified();
   opts.prefetch = {digests[2]};
   provider_ = provider();
   EXPECT_EQ(stored_soon(files.size()), files.size());
   ASSERT_EQ(state->ranges.size(), 1u);
   EXPECT_EQ(state->ranges[0].first, offsets[0]);
-  std::lock_guard l(mu);
-  ASSERT_EQ(verified.size(), files.size());
+  std::lock_guard l(verified->mu);
+  ASSERT_EQ(verified->names.size(), files.size());
   for (std::size_t i = 0; i < files.size(); ++i)
-    EXPECT_EQ(verified[i], digests[i].hex().substr(0, 12)) << i;
+    EXPECT_EQ(verified->names[i], digests[i].hex().substr(0, 12)) << i;
 }
 
 TEST_F(LazyBatchTest, ObjectsVerifiedBeforeTheTransferBrokeOffAreKept) {
