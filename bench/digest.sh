@@ -82,15 +82,15 @@ printf 'ratio cfs/fsverity: %sx (1 thread: %sx)\n' "$(rate "$t_fsv" "$t_cfs")" "
 VBENCH=$BUILD/bench/verity_bench
 if [ -x "$VBENCH" ]; then
   declare -A engine_index=([portable]=1 [sha-ni-1]=2 [sha-ni-2]=3 [sha-ni-3]=4 [sha-ni-4]=5
-                           [sha-ni-6]=6 [sha-ni-8]=7)
-  want=${CFS_VERITY_ENGINE:-}
-  if [ -n "$want" ]; then filter="BM_Tree/${engine_index[$want]:-7}/"; else filter='BM_Tree/(1|7)/'; fi
+                           [sha-ni-6]=6 [sha-ni-8]=7 [avx512-16]=8)
+  # Engine 0 is the default (auto), labelled with the engine it resolves to on this host.
+  filter="BM_Tree/${engine_index[${CFS_VERITY_ENGINE:-auto}]:-0}/"
   "$VBENCH" --benchmark_filter="$filter" --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null |
     python3 -c '
 import json, sys
 gb, t1, t2 = float(sys.argv[1]) / 1e9, float(sys.argv[2]), float(sys.argv[3])
 rows = [b for b in json.load(sys.stdin)["benchmarks"] if "error_occurred" not in b]
-label = "sha-ni-8" if any(b["label"] == "sha-ni-8" for b in rows) else rows[0]["label"]
+label = rows[0]["label"]
 limit = {int(b["name"].split("/")[2]): b["bytes_per_second"] / 1e9 for b in rows if b["label"] == label}
 print(f"engine limit ({label}, in memory): 1 thread {limit[1]:.2f} GB/s, 2 threads {limit[2]:.2f} GB/s")
 print(f"cfs digest: 1 thread {gb / t1:.2f} GB/s = {100 * gb / t1 / limit[1]:.0f} % of it, "

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// SHA-256 through SHA-NI when available; otherwise (and for SHA-512) OpenSSL EVP with the
-// algorithm fetched once and a salted template context copied per block (re-initialising
-// through EVP_DigestInit_ex(EVP_sha256()) per block takes a lock and stops scaling).
+// SHA-256 through the AVX-512 or SHA-NI kernels when available; otherwise (and for SHA-512) OpenSSL
+// EVP with the algorithm fetched once and a salted template context copied per block
+// (re-initialising through EVP_DigestInit_ex(EVP_sha256()) per block takes a lock and stops
+// scaling).
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -71,7 +72,7 @@ BlockHasher& BlockHasher::operator=(BlockHasher&&) noexcept = default;
 
 void BlockHasher::hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_t* out) const {
   if (engine_ != Engine::kPortable) {
-    sha256_ni_many(plan_, in, bs_, n, out, engine_lanes(engine_));
+    sha256_many(plan_, in, bs_, n, out, engine_);
     return;
   }
   EVP_MD_CTX* ctx = thread_ctx();
@@ -86,7 +87,7 @@ void BlockHasher::hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_
 void BlockHasher::hash_gather(const std::uint8_t* const* in, std::size_t n,
                               std::uint8_t* const* out) const {
   if (engine_ != Engine::kPortable) {
-    sha256_ni_gather(plan_, in, bs_, n, out, engine_lanes(engine_));
+    sha256_gather(plan_, in, bs_, n, out, engine_);
     return;
   }
   for (std::size_t i = 0; i < n; ++i) hash_blocks(in[i], 1, out[i]);
@@ -106,14 +107,14 @@ void BlockHasher::hash_tail(const std::uint8_t* in, std::size_t len, std::uint8_
 void hash_messages(HashAlg alg, const std::uint8_t* const* data, std::size_t len, std::size_t n,
                    std::uint8_t* const* out) {
   if (alg == HashAlg::kSha256 && len % 64 == 0 && active_engine() != Engine::kPortable) {
-    // Descriptor-sized messages: the SHA-NI kernel with a plan for this length.
+    // Descriptor-sized messages: the engine's kernel with a plan for this length.
     thread_local std::size_t plan_len = 0;
     thread_local Sha256Plan plan{};
     if (plan_len != len) {
       plan = make_sha256_plan(nullptr, 0, len);
       plan_len = len;
     }
-    sha256_ni_gather(plan, data, len, n, out, engine_lanes(active_engine()));
+    sha256_gather(plan, data, len, n, out, active_engine());
     return;
   }
   EVP_MD_CTX* ctx = thread_ctx();

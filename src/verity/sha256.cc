@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// SHA-256 (FIPS 180-4): scalar compression for precomputation, and an N-way interleaved SHA-NI
+// SHA-256 (FIPS 180-4): scalar compression for precomputation, an N-way interleaved SHA-NI
 // kernel compiled with function-level target attributes so the build needs no -m flags and
-// the code only runs after a cpuid check.
+// the code only runs after a cpuid check, and the dispatch to it or the AVX-512 kernel
+// (sha256_avx512.cc).
 #include <cstring>
 #include <utility>
 
@@ -226,9 +227,25 @@ void sha256_ni_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, s
   }
 }
 
-void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len,
-                    std::size_t count, std::uint8_t* out, unsigned nlanes) {
-  constexpr std::size_t kBatch = 64;
+#else  // !CFS_HAVE_X86
+
+bool cpu_has_sha_ni() noexcept { return false; }
+void sha256_ni_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::size_t,
+                      std::uint8_t* const*, unsigned) {}
+
+#endif
+
+void sha256_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
+                   std::size_t count, std::uint8_t* const* outs, Engine e) {
+  if (e == Engine::kAvx512x16)
+    sha256_x16_gather(plan, msgs, len, count, outs, sha_ni_available());
+  else
+    sha256_ni_gather(plan, msgs, len, count, outs, engine_lanes(e));
+}
+
+void sha256_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len, std::size_t count,
+                 std::uint8_t* out, Engine e) {
+  constexpr std::size_t kBatch = 64;  // a multiple of every interleave width
   const std::uint8_t* msgs[kBatch];
   std::uint8_t* outs[kBatch];
   for (std::size_t done = 0; done < count;) {
@@ -237,19 +254,9 @@ void sha256_ni_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t 
       msgs[j] = in + (done + j) * len;
       outs[j] = out + (done + j) * 32;
     }
-    sha256_ni_gather(plan, msgs, len, n, outs, nlanes);
+    sha256_gather(plan, msgs, len, n, outs, e);
     done += n;
   }
 }
-
-#else  // !CFS_HAVE_X86
-
-bool cpu_has_sha_ni() noexcept { return false; }
-void sha256_ni_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::size_t,
-                      std::uint8_t* const*, unsigned) {}
-void sha256_ni_many(const Sha256Plan&, const std::uint8_t*, std::size_t, std::size_t, std::uint8_t*,
-                    unsigned) {}
-
-#endif
 
 }  // namespace cfs::verity::detail
