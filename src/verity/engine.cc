@@ -24,14 +24,14 @@ constexpr Engine kDefaultShaNi = Engine::kShaNi8;
 // its cost to every process that hashes and could pick differently from run to run on a busy
 // machine. Intel CPUs with AVX-512 but no SHA-NI (Skylake-SP, Cascade Lake) would otherwise
 // use OpenSSL's one stream, so the kernel is taken there too.
-bool prefer_avx512() {
-  static const bool yes = detail::cpu_is_intel() && detail::cpu_has_avx512_sha();
-  return yes;
-}
-
 bool avx512_available() {
   static const bool has = detail::cpu_has_avx512_sha();
   return has;
+}
+
+bool prefer_avx512() {
+  static const bool yes = avx512_available() && detail::cpu_is_intel();
+  return yes;
 }
 
 std::atomic<Engine>& forced() {

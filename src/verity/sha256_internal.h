@@ -27,11 +27,11 @@ Sha256Plan make_sha256_plan(const std::uint8_t* prefix, std::size_t prefix_len, 
 /// Portable scalar compression (used for plans and as a cross-check in tests).
 void sha256_compress_scalar(std::uint32_t state[8], const std::uint8_t* blocks, std::size_t n);
 
-/// True when the CPU has SHA-NI, SSSE3 and SSE4.1 (cpuid).
+/// True when the CPU has SHA-NI, SSSE3 and SSE4.1 (as glibc read them at start-up, else cpuid).
 bool cpu_has_sha_ni() noexcept;
 
 /// True when the CPU has AVX-512 F, BW and VL and the OS saves the ZMM and opmask state
-/// (cpuid and xgetbv).
+/// (glibc's start-up reading of cpuid and XCR0, else cpuid and xgetbv).
 bool cpu_has_avx512_sha() noexcept;
 /// True on GenuineIntel CPUs (cpuid leaf 0).
 bool cpu_is_intel() noexcept;
