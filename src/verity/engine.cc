@@ -22,15 +22,17 @@ constexpr Engine kDefaultShaNi = Engine::kShaNi8;
 // not by timing it at start-up: AMD Zen 4 splits 512-bit operations over its 256-bit units and
 // its SHA-NI is fast (sha-ni-8 5.2 GB/s on two threads), and a start-up calibration would add
 // its cost to every process that hashes and could pick differently from run to run on a busy
-// machine. Intel CPUs with AVX-512 but no SHA-NI (Skylake-SP, Cascade Lake) would otherwise
-// use OpenSSL's one stream, so the kernel is taken there too.
+// machine. Only where SHA-NI is present too (Ice Lake server and later), as measured: without
+// it (Skylake-SP, Cascade Lake) leftovers of fewer than 16 messages would each cost a whole
+// 16-lane pass, a single small file's digest more than OpenSSL's, and nothing was measured on
+// such a CPU; CFS_VERITY_ENGINE=avx512-16 still forces it there.
 bool avx512_available() {
   static const bool has = detail::cpu_has_avx512_sha();
   return has;
 }
 
 bool prefer_avx512() {
-  static const bool yes = avx512_available() && detail::cpu_is_intel();
+  static const bool yes = avx512_available() && sha_ni_available() && detail::cpu_is_intel();
   return yes;
 }
 

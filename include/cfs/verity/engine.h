@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Which SHA-256 implementation hashes Merkle blocks. The default (kAuto) picks the 16-lane
-// AVX-512 kernel on Intel CPUs that have AVX-512 (and an OS that saves its state), else SHA-NI
-// with the fastest measured interleave when the CPU has it, else OpenSSL. Tests force each
-// engine to compare them; benchmarks may set
-// CFS_VERITY_ENGINE=portable|sha-ni-1|…|sha-ni-8|avx512-16.
+// AVX-512 kernel on Intel CPUs that have AVX-512 (and an OS that saves its state) and SHA-NI
+// (for leftovers of fewer than 16 messages), else SHA-NI with the fastest measured interleave
+// when the CPU has it, else OpenSSL. Tests force each engine to compare them; benchmarks may
+// set CFS_VERITY_ENGINE=portable|sha-ni-1|…|sha-ni-8|avx512-16.
 // SHA-512 always uses OpenSSL. Thread-safety: the selection is a process-wide atomic; set it
 // before hashing starts (a Hasher keeps the engine it was created with).
 #pragma once
