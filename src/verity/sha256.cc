@@ -11,10 +11,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
-#if __has_include(<sys/platform/x86.h>)
-#include <sys/platform/x86.h>  // glibc >= 2.33
-#define CFS_HAVE_GLIBC_X86 1
-#endif
+
+#include "verity/cpu_features.h"
 #define CFS_HAVE_X86 1
 #else
 #define CFS_HAVE_X86 0

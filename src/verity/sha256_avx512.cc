@@ -12,16 +12,16 @@
 #include "verity/sha256_internal.h"
 
 #if defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__)
 // g++ 12's AVX-512 headers pass _mm512_undefined_epi32() (a self-initialised variable) as the
 // merge source of unmasked operations, which -Wuninitialized reports wherever they inline.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <cpuid.h>
 #include <immintrin.h>
-#if __has_include(<sys/platform/x86.h>)
-#include <sys/platform/x86.h>  // glibc >= 2.33
-#define CFS_HAVE_GLIBC_X86 1
-#endif
+
+#include "verity/cpu_features.h"
 #define CFS_HAVE_X86_64 1
 #else
 #define CFS_HAVE_X86_64 0
@@ -78,7 +78,10 @@ alignas(64) constexpr std::uint32_t kK[64] = {
 // vpternlogd truth tables (operands a, b, c = 0xF0, 0xCC, 0xAA): a^b^c, (a&b)^(~a&c), majority.
 constexpr int kXor3 = 0x96, kCh = 0xCA, kMaj = 0xE8;
 
-CFS_X16_INLINE __m512i ror(__m512i x, int n) { return _mm512_ror_epi32(x, n); }
+template <int N>  // a template: clang checks the count is a constant before inlining
+CFS_X16_INLINE __m512i ror(__m512i x) {
+  return _mm512_ror_epi32(x, N);
+}
 CFS_X16_INLINE __m512i add(__m512i x, __m512i y) { return _mm512_add_epi32(x, y); }
 CFS_X16_INLINE __m512i bcast(std::uint32_t k) {
   return _mm512_set1_epi32(static_cast<int>(k));  // an embedded {1to16} operand
@@ -87,10 +90,10 @@ CFS_X16_INLINE __m512i bcast(std::uint32_t k) {
 // One round on 16 lanes: d += T1, h = T1 + T2 (the caller rotates the names, not the values).
 CFS_X16_INLINE void round(__m512i a, __m512i b, __m512i c, __m512i& d, __m512i e, __m512i f,
                           __m512i g, __m512i& h, __m512i wk) {
-  const __m512i s1 = _mm512_ternarylogic_epi32(ror(e, 6), ror(e, 11), ror(e, 25), kXor3);
+  const __m512i s1 = _mm512_ternarylogic_epi32(ror<6>(e), ror<11>(e), ror<25>(e), kXor3);
   const __m512i ch = _mm512_ternarylogic_epi32(e, f, g, kCh);
   const __m512i t1 = add(add(h, wk), add(s1, ch));
-  const __m512i s0 = _mm512_ternarylogic_epi32(ror(a, 2), ror(a, 13), ror(a, 22), kXor3);
+  const __m512i s0 = _mm512_ternarylogic_epi32(ror<2>(a), ror<13>(a), ror<22>(a), kXor3);
   const __m512i maj = _mm512_ternarylogic_epi32(a, b, c, kMaj);
   d = add(d, t1);
   h = add(t1, add(s0, maj));
@@ -160,9 +163,9 @@ CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
       auto next = [&](int j) CFS_X16_LAMBDA {
         const __m512i w15 = w[(j + 1) % 16], w2 = w[(j + 14) % 16];
         const __m512i s0 =
-            _mm512_ternarylogic_epi32(ror(w15, 7), ror(w15, 18), _mm512_srli_epi32(w15, 3), kXor3);
+            _mm512_ternarylogic_epi32(ror<7>(w15), ror<18>(w15), _mm512_srli_epi32(w15, 3), kXor3);
         const __m512i s1 =
-            _mm512_ternarylogic_epi32(ror(w2, 17), ror(w2, 19), _mm512_srli_epi32(w2, 10), kXor3);
+            _mm512_ternarylogic_epi32(ror<17>(w2), ror<19>(w2), _mm512_srli_epi32(w2, 10), kXor3);
         w[j] = add(add(w[j], s0), add(w[(j + 9) % 16], s1));
         return add(w[j], bcast(kK[16 * q + j]));
       };
