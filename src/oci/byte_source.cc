@@ -107,90 +107,6 @@ class MemorySource final : public ByteSource {
   std::size_t pos_ = 0;
 };
 
-/// A producer thread filling blocks in order; the reader takes them in order.
-class ReadAhead final : public ByteSource {
- public:
-  ReadAhead(std::unique_ptr<ByteSource> in, std::size_t block_size, std::size_t blocks)
-      : in_(std::move(in)), blocks_(std::max<std::size_t>(blocks, 2)) {
-    for (auto& b : blocks_) b.data.reserve(block_size);
-    block_size_ = block_size;
-    thread_ = std::thread([this] { produce(); });
-  }
-  ~ReadAhead() override {
-    {
-      std::lock_guard lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
-  Result<std::size_t> read(std::span<std::byte> buf) override {
-    std::size_t done = 0;
-    while (done < buf.size()) {
-      Block& b = blocks_[head_ % blocks_.size()];
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait(lk, [&] { return b.full; });
-      }
-      if (b.error) return fail(*b.error);
-      if (b.len == 0) break;  // end of the stream (kept full: later reads see it too)
-      std::size_t n = std::min(buf.size() - done, b.len - b.pos);
-      std::memcpy(buf.data() + done, b.data.data() + b.pos, n);
-      b.pos += n;
-      done += n;
-      if (b.pos == b.len) {
-        {
-          std::lock_guard lk(mu_);
-          b.full = false;
-        }
-        cv_.notify_all();
-        ++head_;
-      }
-      if (done > 0) break;  // return what we have rather than wait for the next block
-    }
-    return done;
-  }
-
- private:
-  struct Block {
-    AlignedBuffer data;  // the kernel copies into page-aligned memory fastest
-    std::size_t len = 0, pos = 0;
-    std::optional<Error> error;
-    bool full = false;
-  };
-
-  void produce() {
-    for (std::size_t i = 0;; ++i) {
-      Block& b = blocks_[i % blocks_.size()];
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || !b.full; });
-        if (stop_) return;
-      }
-      auto n = read_full(*in_, b.data.get(block_size_));
-      b.pos = 0;
-      b.len = n ? *n : 0;
-      if (!n) b.error = std::move(n).error();
-      {
-        std::lock_guard lk(mu_);
-        b.full = true;
-      }
-      cv_.notify_all();
-      if (b.len == 0) return;
-    }
-  }
-
-  std::unique_ptr<ByteSource> in_;
-  std::vector<Block> blocks_;
-  std::size_t block_size_ = 0;
-  std::size_t head_ = 0;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 /// See push_source(): a queue of pieces between the producer thread and the reader.
 class PushSource final : public ByteSource {
  public:
@@ -260,11 +176,6 @@ class PushSource final : public ByteSource {
 };
 
 }  // namespace
-
-std::unique_ptr<ByteSource> read_ahead(std::unique_ptr<ByteSource> in, std::size_t block_size,
-                                       std::size_t blocks) {
-  return std::make_unique<ReadAhead>(std::move(in), block_size, blocks);
-}
 
 std::unique_ptr<ByteSource> fd_source(UniqueFd fd, std::string what) {
   return std::make_unique<FdSource>(std::move(fd), std::move(what));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "cfs/oci/read_ring.h"
 #include "cfs/util/aligned_buffer.h"
 
 namespace cfs::oci {
@@ -73,15 +74,17 @@ class Stack final : public ByteSource {
 }  // namespace
 
 struct LayerInput::Impl {
-  Stack* stack = nullptr;  // owned by `ahead` (directly or through read_ahead)
-  std::unique_ptr<ByteSource> ahead;
-  // The diff_id of a compressed layer, hashed on the reader's thread: the read-ahead thread
-  // already decompresses (the longest step), and the reader (the tar splitter) has time to
-  // spare; hashing there cut the read-ahead thread's share of a Debian pull by a third
-  // (bench/README.md, session 9). Uncompressed: the blob hash already covers every byte; a
-  // second one would double the cost of the largest single step of an import.
-  std::optional<HashingSource> tar_hash;
-  ByteSource* top = nullptr;
+  Stack* stack = nullptr;  // owned by `ring` (read on its thread) or `inline_stack`
+  std::unique_ptr<ByteSource> inline_stack;
+  // The tar as its reader sees it: split_tar looks at the bytes in place (read_ring.h).
+  std::unique_ptr<ReadRing> ring;
+  // The diff_id of a compressed layer, hashed on the reader's thread (as the ring's consumer
+  // advances): the ring's thread already decompresses (the longest step), and the reader (the
+  // tar splitter) has time to spare; hashing there cut the read-ahead thread's share of a
+  // Debian pull by a third (bench/README.md, session 9). Uncompressed: the blob hash already
+  // covers every byte; a second one would double the cost of the largest single step of an
+  // import.
+  std::optional<ContentHasher> tar_hash;
   Compression compression = Compression::kNone;
 };
 
@@ -105,19 +108,23 @@ Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource>
   m->compression = c;
   stack->start(c, what, options.gzip);
   m->stack = stack.get();
-  m->ahead = options.read_ahead ? read_ahead(std::move(stack)) : std::move(stack);
-  m->top = m->ahead.get();
-  if (c != Compression::kNone) m->top = &m->tar_hash.emplace(*m->ahead);
+  if (options.read_ahead) {
+    m->ring = ReadRing::start(std::move(stack), kLayerRingBytes, kLayerViewMax);
+  } else {
+    m->inline_stack = std::move(stack);
+    m->ring = ReadRing::inline_reader(*m->inline_stack, kLayerRingBytes, kLayerViewMax);
+  }
+  if (c != Compression::kNone) m->ring->hash_on_advance(m->tar_hash.emplace());
   return std::unique_ptr<LayerInput>(new LayerInput(std::move(m)));
 }
 
-ByteSource& LayerInput::tar() noexcept { return *impl_->top; }
+ByteSource& LayerInput::tar() noexcept { return *impl_->ring; }
 
 Result<LayerDigests> LayerInput::finish() {
   AlignedBuffer mem;
   const std::span<std::byte> buf = mem.get(1u << 16);
   for (;;) {
-    CFS_ASSIGN(std::size_t n, impl_->top->read(buf));
+    CFS_ASSIGN(std::size_t n, impl_->ring->read(buf));
     if (n == 0) break;
   }
   // The read-ahead thread has stopped at the end of the stream: the stack is quiet.

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <vector>
 
+#include "cfs/oci/read_ring.h"
 #include "cfs/util/aligned_buffer.h"
 
 namespace cfs::oci {
@@ -21,76 +23,6 @@ Error in_layer(Error e, const std::string& what) {
   return std::move(e).with_context(what);
 }
 
-/// The tar being split: a buffered window over the source, with its archive offset. The
-/// buffer starts at 1 MiB and grows (up to `max`) only for large extension headers.
-class TarInput {
- public:
-  TarInput(ByteSource& in, std::size_t max) : in_(in), max_(max) {}
-
-  std::span<const std::byte> window() const { return {buf_.data() + pos_, len_ - pos_}; }
-  std::size_t available() const { return len_ - pos_; }
-  std::uint64_t offset() const { return offset_; }
-  bool eof() const { return eof_; }
-
-  /// Makes `want` bytes available (fewer only at the end of the input).
-  Status fill(std::size_t want) {
-    if (cap_ < want || cap_ == 0)
-      grow(std::min(max_, std::max(want, std::max<std::size_t>(cap_ * 2, 1u << 20))));
-    if (cap_ - pos_ < want) {
-      std::memmove(buf_.data(), buf_.data() + pos_, len_ - pos_);
-      len_ -= pos_;
-      pos_ = 0;
-    }
-    while (len_ - pos_ < want && !eof_) {
-      CFS_ASSIGN(std::size_t n, in_.read(std::span(buf_.data() + len_, cap_ - len_)));
-      if (n == 0) eof_ = true;
-      len_ += n;
-    }
-    return {};
-  }
-
-  void consume(std::size_t n) {
-    pos_ += n;
-    offset_ += n;
-    if (pos_ == len_) pos_ = len_ = 0;
-  }
-
-  /// Fills `dst` from the window, then straight from the source; returns the bytes placed.
-  Result<std::size_t> take(std::span<std::byte> dst) {
-    std::size_t n = std::min(dst.size(), available());
-    std::memcpy(dst.data(), buf_.data() + pos_, n);
-    consume(n);
-    if (n < dst.size() && !eof_) {
-      CFS_ASSIGN(std::size_t got, read_full(in_, dst.subspan(n)));
-      if (n + got < dst.size()) eof_ = true;
-      offset_ += got;
-      n += got;
-    }
-    return n;
-  }
-
-  /// The most a fill() can ask for.
-  std::size_t capacity() const { return max_; }
-
- private:
-  void grow(std::size_t cap) {
-    AlignedBuffer bigger(cap);
-    if (cap_ > 0) std::memcpy(bigger.data(), buf_.data() + pos_, len_ - pos_);
-    len_ -= pos_;
-    pos_ = 0;
-    buf_ = std::move(bigger);
-    cap_ = cap;
-  }
-
-  ByteSource& in_;
-  std::size_t max_;
-  AlignedBuffer buf_;  // page-aligned: the kernel copies into it fastest
-  std::size_t cap_ = 0;
-  std::size_t pos_ = 0, len_ = 0;
-  std::uint64_t offset_ = 0;
-  bool eof_ = false;
-};
-
 Error truncated(const tar::Entry& e, std::uint64_t got, std::uint64_t want) {
   return Error(Errc::kInvalidInput,
                fmt::format("tar entry '{}' at byte {}: the archive ends inside its data ({} of {} "
@@ -98,87 +30,149 @@ Error truncated(const tar::Entry& e, std::uint64_t got, std::uint64_t want) {
                            e.path, e.offset, got, want));
 }
 
-}  // namespace
-
-Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std::string& what,
-                             const tar::Limits& limits) {
+/// The split itself, over a ring the bytes are read into: headers are parsed where they lie,
+/// file contents go to the writer as views of the ring (no copy), and the ring's bytes are
+/// released once the writer has retired every view over them. Views may still be in use when
+/// it returns (split_tar waits for them).
+Result<SplitStats> split_ring(ReadRing& t, splitstream::Writer& out, const std::string& what,
+                              const tar::Limits& limits) {
   auto with_layer = [&](Error e) { return fail(in_layer(std::move(e), what)); };
-  std::size_t cap =
-      std::max<std::size_t>(4u << 20, static_cast<std::size_t>(limits.max_metadata) +
-                                          (limits.max_extensions + 3) * tar::kBlockSize);
-  TarInput t(in, cap);
+  const std::uint64_t header_max =
+      limits.max_metadata + (limits.max_extensions + 3) * std::uint64_t{tar::kBlockSize};
+  if (header_max > t.max_view())
+    return with_layer(Error(Errc::kInvalidInput,
+                            fmt::format("tar limits need {} bytes of headers at once, the read "
+                                        "ring views at most {}",
+                                        header_max, t.max_view())));
+  // Stream offsets where the views still in the writer start (oldest first).
+  std::deque<std::uint64_t> views;
+  std::uint64_t retired = 0;
+  auto release = [&] {
+    for (std::uint64_t n = out.views_retired(); retired < n; ++retired) views.pop_front();
+    t.release(views.empty() ? t.position() : views.front());
+  };
+  // At least `want` bytes from the position (fewer only at the end of the tar).
+  auto view = [&](std::size_t want) -> Result<std::span<const std::byte>> {
+    for (;;) {
+      release();
+      auto v = t.view(want);
+      if (!v) return with_layer(std::move(v).error());
+      if (*v) return **v;
+      // Full of the bytes of objects not yet stored: wait for the oldest.
+      if (views.empty())
+        return fail(Errc::kInvalidInput, what + ": the read ring is full with nothing to retire");
+      CFS_TRY(out.retire_view());
+    }
+  };
+  auto emit = [&](std::span<const std::byte> v, std::size_t n) -> Status {
+    CFS_TRY(out.write_inline(v.first(n)));
+    t.advance(n);
+    return {};
+  };
   tar::Parser parser(limits);
   SplitStats st;
   std::size_t need = tar::kBlockSize;
-  auto emit = [&](std::size_t n) -> Status {
-    CFS_TRY(out.write_inline(t.window().subspan(0, n)));
-    t.consume(n);
-    return {};
-  };
   for (;;) {
-    if (auto s = t.fill(need); !s) return with_layer(std::move(s).error());
-    Result<tar::Event> ev = t.available() < need && t.eof() ? parser.at_eof(t.window(), t.offset())
-                                                            : parser.parse(t.window(), t.offset());
+    CFS_ASSIGN(auto w, view(need));
+    Result<tar::Event> ev =
+        w.size() < need ? parser.at_eof(w, t.position()) : parser.parse(w, t.position());
     if (!ev) return with_layer(std::move(ev).error());
     switch (ev->kind) {
       case tar::EventKind::kNeedData:
         need = ev->need;
         continue;
       case tar::EventKind::kGlobal:
-        CFS_TRY(emit(ev->consumed));
+        CFS_TRY(emit(w, ev->consumed));
         need = tar::kBlockSize;
         continue;
       case tar::EventKind::kEnd: {
-        CFS_TRY(emit(ev->consumed));
+        CFS_TRY(emit(w, ev->consumed));
         // Record padding and anything else after the end: inline, so the layer is rebuilt
         // byte for byte.
         for (;;) {
-          std::uint64_t before = t.offset();
-          if (auto s = t.fill(1u << 20); !s) return with_layer(std::move(s).error());
-          if (t.available() == 0) break;
-          CFS_TRY(emit(t.available()));
-          st.trailing_bytes += t.offset() - before;
+          CFS_ASSIGN(auto rest, view(1u << 20));
+          if (rest.empty()) break;
+          const std::size_t n = std::min<std::size_t>(rest.size(), 1u << 20);
+          CFS_TRY(emit(rest, n));
+          st.trailing_bytes += n;
         }
-        st.tar_bytes = t.offset();
+        st.tar_bytes = t.position();
         return st;
       }
       case tar::EventKind::kEntry:
         break;
     }
     const tar::Entry& e = ev->entry;
-    CFS_TRY(emit(ev->consumed));
+    CFS_TRY(emit(w, ev->consumed));
     ++st.entries;
-    if (e.is_regular() && e.size > kInlineContentMax) {
+    if (e.is_regular() && e.size > kInlineContentMax && e.size <= t.max_view()) {
+      const auto size = static_cast<std::size_t>(e.size);
+      CFS_ASSIGN(auto data, view(size));
+      if (data.size() < size) return with_layer(truncated(e, data.size(), e.size));
+      views.push_back(t.position());
+      CFS_TRY(out.write_external_view(data.first(size)));
+      t.advance(size);
+    } else if (e.is_regular() && e.size > kInlineContentMax) {
+      // Larger than a view: streamed to its file in pieces, each written from the ring.
       std::uint64_t got = 0;
-      auto fill = [&](std::span<std::byte> dst) -> Status {
-        CFS_ASSIGN(std::size_t n, t.take(dst));
-        got += n;
-        if (n < dst.size()) return fail(in_layer(truncated(e, got, e.size), what));
-        return {};
+      std::size_t last = 0;  // the previous piece, consumed once the writer asks for the next
+      auto next = [&](std::size_t max) -> Result<std::span<const std::byte>> {
+        t.advance(last);
+        last = 0;
+        CFS_ASSIGN(auto piece, view(max));
+        if (piece.empty()) return fail(in_layer(truncated(e, got, e.size), what));
+        last = std::min(piece.size(), max);
+        got += last;
+        return piece.first(last);
       };
-      CFS_TRY(out.write_external(e.size, fill));
+      CFS_TRY(out.write_external_stream(e.size, next));
+      t.advance(last);
     } else {
       for (std::uint64_t left = e.size; left > 0;) {  // inline data, in pieces
         auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20));
-        if (auto s = t.fill(n); !s) return with_layer(std::move(s).error());
-        if (t.available() < n)
-          return with_layer(truncated(e, e.size - left + t.available(), e.size));
-        CFS_TRY(emit(n));
+        CFS_ASSIGN(auto data, view(n));
+        if (data.size() < n) return with_layer(truncated(e, e.size - left + data.size(), e.size));
+        CFS_TRY(emit(data, n));
         left -= n;
       }
     }
     // Padding. umoci 0.4.7 ends its layers right after the last entry's data, without the
     // padding: a short padding is accepted at the very end (the bytes are kept as they are).
     auto pad = static_cast<std::size_t>(tar::padded(e.size) - e.size);
-    if (auto s = t.fill(pad); !s) return with_layer(std::move(s).error());
-    if (t.available() < pad) {
-      CFS_TRY(emit(t.available()));
-      st.tar_bytes = t.offset();
-      return st;
+    if (pad > 0) {
+      CFS_ASSIGN(auto p, view(pad));
+      if (p.size() < pad) {
+        CFS_TRY(emit(p, p.size()));
+        st.tar_bytes = t.position();
+        return st;
+      }
+      CFS_TRY(emit(p, pad));
     }
-    CFS_TRY(emit(pad));
     need = tar::kBlockSize;
   }
+}
+
+}  // namespace
+
+Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std::string& what,
+                             const tar::Limits& limits) {
+  std::unique_ptr<ReadRing> own;
+  ReadRing* ring = in.read_ring();
+  if (!ring) {
+    const std::size_t header_max = static_cast<std::size_t>(
+        limits.max_metadata + (limits.max_extensions + 3) * std::uint64_t{tar::kBlockSize});
+    const std::size_t max_view =
+        std::max<std::size_t>(kLayerViewMax, (header_max + AlignedBuffer::kAlign - 1) /
+                                                 AlignedBuffer::kAlign * AlignedBuffer::kAlign);
+    own = ReadRing::inline_reader(in, std::max(kLayerRingBytes, 2 * max_view), max_view);
+    ring = own.get();
+  }
+  auto r = split_ring(*ring, out, what, limits);
+  // Whatever happened, no worker may read the ring's bytes once this returns: the caller
+  // reads on (LayerInput::finish()) or frees it.
+  out.wait_views();
+  if (r) ring->release(ring->position());
+  return r;
 }
 
 Status LayerReader::read_exact(std::size_t n, std::string* keep, const tar::Entry& e) {

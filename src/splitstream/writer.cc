@@ -199,11 +199,14 @@ struct Segment {
   std::uint64_t size = 0;      // external size
   std::uint64_t ring_end = 0;  // ring offset to release up to when retired (objects in the ring)
   bool in_ring = false;
+  bool view = false;  // the caller's memory (write_external_view): counted when retired
 };
 
 }  // namespace
 
 struct Writer::Impl {
+  using Next = Writer::Next;
+
   Impl(ObjectSink& s, const WriterOptions& o, CCtx c)
       : sink(s),
         opt(o),
@@ -229,6 +232,8 @@ struct Writer::Impl {
   std::deque<Segment> pending;
   std::size_t pending_inline = 0;
   std::size_t pending_jobs = 0;
+  std::size_t pending_views = 0;
+  std::uint64_t views_retired = 0;
   std::unique_ptr<std::byte[]> ring;
   std::size_t ring_cap = 0;
   std::size_t ring_head = 0;  // oldest byte in use
@@ -383,6 +388,10 @@ struct Writer::Impl {
         CFS_TRY(emit_ref(s.job->digest, s.size));
         --pending_jobs;
         if (s.in_ring) release_ring(s.ring_end);
+        if (s.view) {
+          --pending_views;
+          ++views_retired;
+        }
       } else if (s.ref.size != 0) {
         CFS_TRY(emit_ref(s.ref, s.size));
       } else {
@@ -467,17 +476,7 @@ struct Writer::Impl {
         CFS_TRY(w->write(std::span(stage.data(), n)));
         left -= n;
       }
-      if (sync) {
-        CFS_TRY(drain());
-        CFS_ASSIGN(auto d, w->commit());
-        return emit_ref(d, size);
-      }
-      Segment seg;
-      seg.job = std::make_unique<Job>();
-      seg.job->size = size;
-      seg.job->writer = std::move(w);
-      seg.size = size;
-      return queue_job(std::move(seg));
+      return queue_writer(std::move(w), size);
     }
     if (sync) {
       if (stage.size() < size) stage.resize(static_cast<std::size_t>(size));
@@ -499,6 +498,70 @@ struct Writer::Impl {
       seg.ring_end = slot.second;
     }
     return queue_job(std::move(seg));
+  }
+
+  Status external_stream(std::uint64_t size, const Next& next) {
+    stats.stream_size += size;
+    CFS_ASSIGN(auto w, sink.begin(size));
+    for (std::uint64_t left = size; left > 0;) {
+      CFS_ASSIGN(auto piece,
+                 next(static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20))));
+      if (piece.empty() || piece.size() > left)
+        return fail(Errc::kInvalidInput, "splitstream: a streamed object's pieces do not add up");
+      CFS_TRY(w->write(piece));
+      left -= piece.size();
+    }
+    return queue_writer(std::move(w), size);
+  }
+
+  /// A streamed object's commit (digest, link) on a worker, or here with no workers.
+  Status queue_writer(std::unique_ptr<ObjectWriter> w, std::uint64_t size) {
+    if (opt.threads == 1) {
+      CFS_TRY(drain());
+      CFS_ASSIGN(auto d, w->commit());
+      return emit_ref(d, size);
+    }
+    Segment seg;
+    seg.job = std::make_unique<Job>();
+    seg.job->size = size;
+    seg.job->writer = std::move(w);
+    seg.size = size;
+    return queue_job(std::move(seg));
+  }
+
+  Status external_view(std::span<const std::byte> content) {
+    stats.stream_size += content.size();
+    if (opt.threads == 1) {  // digested and stored before this returns: retired at once
+      verity::Digest d = verity::digest_bytes(content, params);
+      CFS_TRY(sink.put(d, content));
+      ++views_retired;
+      return emit_ref(d, content.size());
+    }
+    Segment seg;
+    seg.job = std::make_unique<Job>();
+    seg.job->size = content.size();
+    // Workers only read it (digest, ObjectSink::put).
+    seg.job->data = const_cast<std::byte*>(content.data());
+    seg.size = content.size();
+    seg.view = true;
+    ++pending_views;
+    return queue_job(std::move(seg));
+  }
+
+  Status retire_view() {
+    const std::uint64_t goal = views_retired + 1;
+    while (pending_views > 0 && views_retired < goal) CFS_TRY(retire(true));
+    return {};
+  }
+
+  void wait_views() {
+    std::unique_lock lk(mu);
+    for (Segment& s : pending) {
+      if (!s.view || !s.job) continue;
+      producer_waiting = true;
+      done_cv.wait(lk, [&] { return s.job->done.load(std::memory_order_acquire); });
+    }
+    producer_waiting = false;
   }
 
   Status inline_data(std::span<const std::byte> data) {
@@ -607,6 +670,13 @@ Status Writer::write_external(std::uint64_t size, const Fill& fill) {
   return {};
 }
 
+Status Writer::write_external_stream(std::uint64_t size, const Next& next) {
+  if (impl_->failed) return fail(*impl_->failed);
+  if (auto st = impl_->external_stream(size, next); !st)
+    return impl_->set_failed(std::move(st).error());
+  return {};
+}
+
 Status Writer::write_external(std::span<const std::byte> content) {
   std::size_t pos = 0;
   return write_external(content.size(), [&](std::span<std::byte> buf) {
@@ -615,6 +685,22 @@ Status Writer::write_external(std::span<const std::byte> content) {
     return Status{};
   });
 }
+
+Status Writer::write_external_view(std::span<const std::byte> content) {
+  if (impl_->failed) return fail(*impl_->failed);
+  if (auto st = impl_->external_view(content); !st) return impl_->set_failed(std::move(st).error());
+  return {};
+}
+
+std::uint64_t Writer::views_retired() const noexcept { return impl_->views_retired; }
+
+Status Writer::retire_view() {
+  if (impl_->failed) return fail(*impl_->failed);
+  if (auto st = impl_->retire_view(); !st) return impl_->set_failed(std::move(st).error());
+  return {};
+}
+
+void Writer::wait_views() { impl_->wait_views(); }
 
 Status Writer::write_reference(const verity::Digest& digest, std::uint64_t size) {
   if (impl_->failed) return fail(*impl_->failed);

@@ -18,6 +18,7 @@
 namespace cfs::oci {
 
 struct ContentDigest;
+class ReadRing;
 
 class ByteSource {
  public:
@@ -33,6 +34,9 @@ class ByteSource {
   /// reader that reads to the end need not hash the same bytes again. nullptr (the default):
   /// the source checks nothing. Valid for the source's lifetime.
   virtual const ContentDigest* verified_digest() const { return nullptr; }
+  /// The ring this source reads into, when it is one (its consumer may look at the bytes in
+  /// place instead of reading copies: split_tar does).
+  virtual ReadRing* read_ring() noexcept { return nullptr; }
 };
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -48,12 +52,6 @@ std::unique_ptr<ByteSource> fd_source(UniqueFd fd, std::string what);
 std::unique_ptr<ByteSource> range_source(int fd, std::uint64_t offset, std::uint64_t length,
                                          std::string what);
 std::unique_ptr<ByteSource> memory_source(std::string data);
-
-/// Runs `in` (owned) on a background thread that stays up to `blocks` blocks of `block_size`
-/// bytes ahead of the reader: decompressing and hashing below it overlap with whatever the
-/// reader does (splitting). Errors of `in` are returned by the read that reaches them.
-std::unique_ptr<ByteSource> read_ahead(std::unique_ptr<ByteSource> in,
-                                       std::size_t block_size = 1u << 20, std::size_t blocks = 4);
 
 /// Receives the next bytes of a pushed stream (see push_source).
 using PushWrite = std::function<Status(std::span<const std::byte>)>;

@@ -5,7 +5,9 @@
 // uncompressed blob is hashed once, both digests being the same; a blob whose source verifies
 // its digest before its end (ByteSource::verified_digest(), a registry download) is not hashed
 // again, only counted. Reading, the blob hash and decompressing run on a background thread
-// (read_ahead), so they overlap with splitting; the diff_id is hashed on the reading thread.
+// that fills a ReadRing (read_ring.h), so they overlap with splitting, which looks at the tar
+// in the ring without copying it; a compressed layer's diff_id is hashed on the splitting
+// thread.
 // Thread-safety: one thread per LayerInput.
 #pragma once
 
@@ -31,7 +33,7 @@ struct LayerDigests {
 
 struct LayerInputOptions {
   GzipEngine gzip = GzipEngine::kIsal;
-  bool read_ahead = true;  ///< read, hash the blob and decompress on a background thread
+  bool read_ahead = true;  ///< read, hash the blob and decompress on the ring's own thread
 };
 
 class LayerInput {
@@ -43,7 +45,7 @@ class LayerInput {
                                                   const LayerInputOptions& options = {});
   ~LayerInput();
 
-  /// The uncompressed tar.
+  /// The uncompressed tar (a ReadRing: split_tar views it in place).
   ByteSource& tar() noexcept;
   /// Reads whatever the consumer left (bytes after the tar's end), then returns the digests.
   /// Call once, after the tar was consumed.

@@ -43,7 +43,11 @@ struct SplitStats {
 };
 
 /// Splits the tar read from `in` into `out` (a Writer made with content type kOciLayer); the
-/// caller calls out.finish*(). Errors name `what` (the layer), the entry and its offset.
+/// caller calls out.finish*(). Errors name `what` (the layer), the entry and its offset. When
+/// `in` is a ReadRing (LayerInput::tar()), headers and file contents are used where they lie
+/// in it (contents as views, Writer::write_external_view); any other source is read through a
+/// ring of its own on this thread. Returns once no worker of `out` reads the ring any more.
+/// A ring's views must hold the largest header `limits` allow (kInvalidInput otherwise).
 Result<SplitStats> split_tar(ByteSource& in, splitstream::Writer& out, const std::string& what,
                              const tar::Limits& limits = {});
 

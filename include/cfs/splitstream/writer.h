@@ -75,8 +75,28 @@ class Writer {
   /// buffers that together hold `size` bytes (one buffer in the ring for objects up to
   /// stream_threshold, so the caller can read its source straight into it).
   Status write_external(std::uint64_t size, const Fill& fill);
+  /// The next bytes of a streamed object, in place: at most `max` of them, at least one.
+  using Next = std::function<Result<std::span<const std::byte>>(std::size_t max)>;
+  /// Appends an external object of exactly `size` bytes streamed to its file through
+  /// ObjectSink::begin() on the caller's thread, each piece written from where `next` has it
+  /// (no copy; a piece is not read after the next call to `next`). For objects too large to
+  /// keep in memory (see write_external_view).
+  Status write_external_stream(std::uint64_t size, const Next& next);
   /// Same, from memory (always external, whatever its size: configs and manifests).
   Status write_external(std::span<const std::byte> content);
+  /// Appends an external object whose bytes the caller keeps in place (no copy) until the
+  /// writer is done with them: views are retired in the order they were written, and
+  /// views_retired() counts them (on the producer's thread; retire_view() waits for the next).
+  /// For a producer that reads its input into memory of its own (oci::ReadRing). Objects over
+  /// stream_threshold are taken as views too.
+  Status write_external_view(std::span<const std::byte> content);
+  /// How many views the writer no longer reads (in write order).
+  std::uint64_t views_retired() const noexcept;
+  /// Waits until the oldest view still in use is retired (returns at once if there is none).
+  Status retire_view();
+  /// Waits until no worker reads any view written so far, whatever the writer's state (also
+  /// after an error): then the caller may reuse or free their memory. Emits nothing.
+  void wait_views();
   /// Appends an external chunk for an object already stored (of `size` bytes).
   Status write_reference(const verity::Digest& digest, std::uint64_t size);
 

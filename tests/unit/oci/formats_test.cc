@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <random>
 
 #include "cfs/oci/decompress.h"
 #include "cfs/oci/digest.h"
 #include "cfs/oci/layer_input.h"
 #include "cfs/oci/layer_stream.h"
+#include "cfs/oci/read_ring.h"
 #include "cfs/oci/tar.h"
 #include "cfs/splitstream/format.h"
 #include "unit/splitstream/memory_objects.h"
@@ -209,6 +211,74 @@ TEST(Split, HandMadeArchiveRoundTripsAndReadsBack) {
   EXPECT_EQ(es[3].tar.link_target, "dir/big");
   EXPECT_EQ(es[4].tar.typeflag, '7');
   EXPECT_TRUE(es[4].object);
+}
+
+TEST(Split, ARingOfItsOwnLapsWhileObjectsAreStoredFromIt) {
+  // Through a 64 KiB ring (views of up to 16 KiB) the ~1.4 MB archive laps it ~20 times:
+  // contents are handed to the writer's workers as views of the ring, some across its end,
+  // files over 16 KiB are streamed in pieces, and the ring's bytes are reused as objects are
+  // stored. Reassembled, the stream must be the archive, byte for byte, and every object the
+  // bytes of its file (a view released too early would store other bytes).
+  std::mt19937 rng(3);
+  std::string tar;
+  std::vector<std::string> files;
+  for (int i = 0; i < 120; ++i) {
+    std::size_t size = i % 10 == 9 ? 20000 + 977 * static_cast<std::size_t>(i)
+                                   : 65 + std::uniform_int_distribution<std::size_t>(0, 16000)(rng);
+    std::string data(size, '\0');
+    for (auto& c : data) c = static_cast<char>(rng());
+    tar += header("f" + std::to_string(i), size, '0') + padded(data);
+    files.push_back(std::move(data));
+  }
+  tar += std::string(1024, '\0');
+  tar::Limits limits;
+  limits.max_metadata = 4096;  // so the headers fit a 16 KiB view
+  limits.max_extensions = 4;
+  for (bool threaded : {true, false}) {
+    MemoryObjects objs;
+    splitstream::WriterOptions wo;
+    wo.content_type = splitstream::kOciLayer;
+    wo.threads = 2;
+    auto w = splitstream::Writer::create(objs, wo);
+    ASSERT_TRUE(w);
+    auto src = memory_source(tar);
+    std::unique_ptr<ReadRing> ring = threaded ? ReadRing::start(std::move(src), 64 << 10, 16 << 10)
+                                              : ReadRing::inline_reader(*src, 64 << 10, 16 << 10);
+    auto st = split_tar(*ring, **w, "layer", limits);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(st->entries, 120u);
+    std::string ss;
+    ASSERT_TRUE((*w)->finish([&](std::span<const std::byte> b) {
+      ss += as_string(b);
+      return Status{};
+    }));
+    EXPECT_EQ(objs.size(), files.size());
+    EXPECT_GT(objs.streamed(), 0u);
+    for (const auto& f : files)
+      EXPECT_TRUE(objs.objects().contains(verity::digest_bytes(as_bytes_of(f)).hex()));
+    UniqueFd fd(::memfd_create("ss", MFD_CLOEXEC));
+    ASSERT_EQ(::write(fd.get(), ss.data(), ss.size()), static_cast<ssize_t>(ss.size()));
+    auto r = splitstream::Reader::open(std::move(fd), "ss");
+    ASSERT_TRUE(r);
+    std::string back;
+    ASSERT_TRUE(r->reassemble(objs.opener(), [&](std::span<const std::byte> b) {
+      back += as_string(b);
+      return Status{};
+    }));
+    EXPECT_TRUE(back == tar) << (threaded ? "threaded" : "inline");
+  }
+}
+
+TEST(Split, LimitsLargerThanTheRingsViewsAreRefused) {
+  auto src = memory_source(std::string(1024, '\0'));
+  auto ring = ReadRing::inline_reader(*src, 64 << 10, 16 << 10);
+  MemoryObjects objs;
+  auto w = splitstream::Writer::create(objs, {});
+  ASSERT_TRUE(w);
+  auto st = split_tar(*ring, **w, "layer L");  // the default limits: 1 MiB of headers
+  ASSERT_FALSE(st);
+  EXPECT_THAT(st.error().message(), HasSubstr("layer L"));
+  EXPECT_THAT(st.error().message(), HasSubstr("the read ring views at most 16384"));
 }
 
 TEST(Split, LayerReaderRefusesContentInTheWrongPlace) {

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -229,6 +230,69 @@ TEST(Splitstream, SameBytesForAnyThreadCountAndBufferSize) {
   auto r = open_bytes(ref);
   ASSERT_TRUE(r);
   EXPECT_EQ(reassemble(*r, ref_objs), expected_stream(pieces));
+}
+
+TEST(Splitstream, ViewsAndStreamsGiveTheSameBytesAndViewsAreNotReadOnceRetired) {
+  std::vector<Piece> pieces;
+  for (int i = 0; i < 60; ++i) {
+    pieces.push_back({false, std::string(512, static_cast<char>('a' + i % 26))});
+    std::size_t size = i % 9 == 0 ? 300000 : 65 + 1777 * static_cast<std::size_t>(i);
+    pieces.push_back({true, random_bytes(size, static_cast<unsigned>(i % 20))});
+  }
+  MemoryObjects ref_objs;
+  const std::string ref = write_pieces(ref_objs, pieces);
+  for (unsigned threads : {1u, 2u}) {
+    WriterOptions o;
+    o.content_type = kOciLayer;
+    o.threads = threads;
+    o.max_jobs = 5;
+    MemoryObjects objs;
+    auto w = Writer::create(objs, o);
+    ASSERT_TRUE(w);
+    // Each view in memory of its own; once the writer counts it retired, it is overwritten:
+    // a writer that still read it would store or digest other bytes.
+    std::vector<std::string> views;
+    std::uint64_t scribbled = 0;
+    auto scribble = [&] {
+      for (; scribbled < (*w)->views_retired(); ++scribbled)
+        std::fill(views[scribbled].begin(), views[scribbled].end(), '\xee');
+    };
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      const Piece& p = pieces[i];
+      if (!p.external) {
+        ASSERT_TRUE((*w)->write_inline(as_bytes_of(p.data)));
+      } else if (p.data.size() == 300000) {  // streamed, in pieces of at most 7000 bytes
+        std::size_t at = 0;
+        ASSERT_TRUE((*w)->write_external_stream(
+            p.data.size(), [&](std::size_t max) -> Result<std::span<const std::byte>> {
+              std::size_t n = std::min<std::size_t>({max, 7000, p.data.size() - at});
+              auto piece = as_bytes_of(p.data).subspan(at, n);
+              at += n;
+              return piece;
+            }));
+      } else {
+        views.push_back(p.data);
+        ASSERT_TRUE((*w)->write_external_view(as_bytes_of(views.back())));
+      }
+      scribble();
+      if (i % 17 == 0 && scribbled < views.size()) {
+        ASSERT_TRUE((*w)->retire_view());
+        EXPECT_GT((*w)->views_retired(), scribbled);
+        scribble();
+      }
+    }
+    (*w)->wait_views();
+    std::string out;
+    ASSERT_TRUE((*w)->finish([&](std::span<const std::byte> b) {
+      out += as_string(b);
+      return Status{};
+    }));
+    EXPECT_EQ((*w)->views_retired(), views.size());
+    EXPECT_TRUE(out == ref) << threads << " threads";
+    auto r = open_bytes(out);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(reassemble(*r, objs) == expected_stream(pieces)) << threads << " threads";
+  }
 }
 
 TEST(Splitstream, LongInlineRunsAreSplitAtWriteBoundaries) {
