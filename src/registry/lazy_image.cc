@@ -2,8 +2,11 @@
 // From a lazy mount's SOURCE to a registered image (see cfs/registry/lazy_image.h).
 #include "cfs/registry/lazy_image.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <utility>
@@ -13,6 +16,7 @@
 #include "cfs/ocirepo/names.h"
 #include "cfs/registry/pull.h"
 #include "cfs/repo/lazy.h"
+#include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::registry {
@@ -38,6 +42,26 @@ Result<Reference> source_from_json(const std::string& text, const std::string& w
   return parse_reference(j["reference"].get<std::string>());
 }
 
+/// What the repository holds under an object's name, against the bytes it should hold.
+enum class Held { kNone, kSame, kOther };
+
+Result<Held> held_object(const repo::Repository& repo, const verity::Digest& d,
+                         std::span<const std::byte> bytes) {
+  const std::string rel = repo.object_path(d);
+  auto fd = sys::openat(repo.fd(), rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (!fd && fd.error().is_errno(ENOENT)) return Held::kNone;
+  if (!fd) return Held::kOther;  // a symlink or worse: replaced like wrong bytes
+  CFS_ASSIGN(auto st, sys::fstat(fd->get(), repo.path() + "/" + rel));
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != bytes.size())
+    return Held::kOther;
+  if (bytes.empty()) return Held::kSame;
+  CFS_ASSIGN(auto map, MappedFile::map_fd(fd->get(), repo.path() + "/" + rel));
+  const auto have = map.bytes();
+  return have.size() == bytes.size() && std::equal(have.begin(), have.end(), bytes.begin())
+             ? Held::kSame
+             : Held::kOther;
+}
+
 /// Registers fetched lazy metadata: parts first (source last), then the image and its ref.
 Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref,
                                     std::string_view source, LazyMetadata meta,
@@ -47,11 +71,27 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
                 fmt::format("{}: its objects are {} digests, the repository's {}", source,
                             verity::hash_alg_name(meta.index.algorithm),
                             verity::hash_alg_name(repo.algorithm())));
-  CFS_ASSIGN(repo::NewObject obj, repo.create_object());
-  CFS_TRY(sys::write_all(obj.fd(), std::as_bytes(std::span(meta.erofs))));
-  // fetch_lazy_metadata computed the fs-verity digest of exactly these bytes (the repository's
-  // algorithm, checked above) and found it equal to the index's: no second pass over them.
-  CFS_ASSIGN(verity::Digest image, repo.commit_object(std::move(obj), meta.index.image));
+  const verity::Digest image = meta.index.image;
+  const auto erofs_bytes = std::as_bytes(std::span(meta.erofs));
+  // The name may hold a file already: the same bytes (an earlier registration or pull: nothing
+  // to write), or other bytes (damaged or tampered; an insecure repository checks nothing at
+  // rest), which commit_object would keep: they are replaced by the checked ones, so that the
+  // repository holds what this mount serves and fsck finds it clean.
+  CFS_ASSIGN(Held held, held_object(repo, image, erofs_bytes));
+  if (held != Held::kSame) {
+    CFS_ASSIGN(repo::NewObject obj, repo.create_object());
+    CFS_TRY(sys::write_all(obj.fd(), erofs_bytes));
+    // fetch_lazy_metadata computed the fs-verity digest of exactly these bytes (the
+    // repository's algorithm, checked above) and found it equal to the index's: no second pass
+    // over them.
+    if (held == Held::kNone) {
+      CFS_TRY(repo.commit_object(std::move(obj), image));
+    } else {
+      // Durable before it takes the name over: a crash then leaves the old file or this one.
+      CFS_TRY(sys::fsync(obj.fd(), repo.path() + "/" + repo.object_path(image) + " (new)"));
+      CFS_TRY(repo.replace_object(std::move(obj), image));
+    }
+  }
   // The image object and its name durable before the image's name: this object alone
   // (publish_image's one syncfs would also flush whatever else the filesystem holds dirty, on
   // the critical path of the mount; fetched objects are synced on their own).

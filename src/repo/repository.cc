@@ -499,38 +499,41 @@ Result<verity::Digest> Repository::commit_object(NewObject object) {
   return commit_object(std::move(object), digest);
 }
 
+Result<UniqueFd> Repository::seal_object(NewObject& object, const verity::Digest& digest,
+                                         const std::string& where, const std::string& name) {
+  ObjectCache& cache = *object_cache_;
+  verity::Params p;
+  p.alg = meta_.algorithm;
+  // An insecure repository on a filesystem without fs-verity (learned from an earlier object)
+  // links the written file as it is: no reopen for an ioctl that would fail again.
+  const bool try_verity = secure_ || !cache.verity_unavailable.load(std::memory_order_relaxed);
+  if (!try_verity) return std::move(object.fd_);
+  // fs-verity needs a file nobody has open for writing.
+  CFS_ASSIGN(UniqueFd linked, sys::reopen(object.fd_.get(), O_RDONLY, where + "/" + name));
+  CFS_TRY(object.fd_.close());
+  if (auto st = verity::enable_verity(linked.get(), p, where + "/" + name); !st) {
+    if (!verity::is_verity_unavailable(st.error()) || secure_)
+      return fail(std::move(st).error().with_context(
+          secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
+    cache.verity_unavailable.store(true, std::memory_order_relaxed);
+  } else {
+    // The kernel measured what is on disk: a caller's digest that disagrees names nothing.
+    CFS_ASSIGN(verity::Digest measured, verity::measure_verity(linked.get(), where + "/" + name));
+    if (measured != digest)
+      return fail(Errc::kDigestMismatch,
+                  where + "/" + name + ": the kernel measured " + measured.hex());
+  }
+  return linked;
+}
+
 Result<verity::Digest> Repository::commit_object(NewObject object, const verity::Digest& digest) {
   std::string where = path_ + "/" + std::string(kObjectsDir);
   if (digest.alg != meta_.algorithm)
     return fail(Errc::kInvalidInput, where + ": an object digest of another algorithm");
   if (!object_cache_) return fail(Errc::kInvalidInput, path_ + ": repository not open");
   ObjectCache& cache = *object_cache_;
-  verity::Params p;
-  p.alg = meta_.algorithm;
   std::string name = names::object_name(digest);
-  // An insecure repository on a filesystem without fs-verity (learned from an earlier object)
-  // links the written file as it is: no reopen for an ioctl that would fail again.
-  const bool try_verity = secure_ || !cache.verity_unavailable.load(std::memory_order_relaxed);
-  UniqueFd linked;
-  if (try_verity) {
-    // fs-verity needs a file nobody has open for writing.
-    CFS_ASSIGN(linked, sys::reopen(object.fd_.get(), O_RDONLY, where + "/" + name));
-    CFS_TRY(object.fd_.close());
-    if (auto st = verity::enable_verity(linked.get(), p, where + "/" + name); !st) {
-      if (!verity::is_verity_unavailable(st.error()) || secure_)
-        return fail(std::move(st).error().with_context(
-            secure_ ? "a secure repository needs fs-verity on every object" : "enable fs-verity"));
-      cache.verity_unavailable.store(true, std::memory_order_relaxed);
-    } else {
-      // The kernel measured what is on disk: a caller's digest that disagrees names nothing.
-      CFS_ASSIGN(verity::Digest measured, verity::measure_verity(linked.get(), where + "/" + name));
-      if (measured != digest)
-        return fail(Errc::kDigestMismatch,
-                    where + "/" + name + ": the kernel measured " + measured.hex());
-    }
-  } else {
-    linked = std::move(object.fd_);
-  }
+  CFS_ASSIGN(UniqueFd linked, seal_object(object, digest, where, name));
   // Named relative to its fan-out directory, opened (or made) once per repository.
   CFS_ASSIGN(int fanout, cache.fanout->dir(digest));
   if (object.temp_name_.empty()) {
@@ -547,6 +550,37 @@ Result<verity::Digest> Repository::commit_object(NewObject object, const verity:
     CFS_ASSIGN(bool moved, sys::rename_noreplace(object.dir_->get(), object.temp_name_,
                                                  object.dir_->get(), name));
     if (moved) object.temp_name_.clear();
+  }
+  if (cache.writeback) cache.writeback->added(object.written_);
+  return digest;
+}
+
+Result<verity::Digest> Repository::replace_object(NewObject object, const verity::Digest& digest) {
+  std::string where = path_ + "/" + std::string(kObjectsDir);
+  if (digest.alg != meta_.algorithm)
+    return fail(Errc::kInvalidInput, where + ": an object digest of another algorithm");
+  if (!object_cache_) return fail(Errc::kInvalidInput, path_ + ": repository not open");
+  ObjectCache& cache = *object_cache_;
+  std::string name = names::object_name(digest);
+  CFS_ASSIGN(UniqueFd linked, seal_object(object, digest, where, name));
+  CFS_ASSIGN(int fanout, cache.fanout->dir(digest));
+  const std::string leaf = name.substr(3);
+  if (object.temp_name_.empty()) {
+    // An unnamed file cannot be renamed: it gets a temporary name beside the old one first
+    // (fsck and gc know such leftovers), then takes the old name over in one rename.
+    const std::string temp = names::temp_file_name();
+    CFS_ASSIGN(bool added, sys::link_fd(linked.get(), fanout, temp));
+    if (!added) return fail_errno(where + "/" + name.substr(0, 3) + temp, EEXIST);
+    auto st = linked.close();
+    if (st) st = sys::renameat(fanout, temp, fanout, leaf);
+    if (!st) {
+      (void)sys::unlinkat(fanout, temp, 0);
+      return fail(std::move(st).error().with_context(where + "/" + name));
+    }
+  } else {
+    CFS_TRY_CTX(linked.close(), where + "/" + name);
+    CFS_TRY(sys::renameat(object.dir_->get(), object.temp_name_, object.dir_->get(), name));
+    object.temp_name_.clear();
   }
   if (cache.writeback) cache.writeback->added(object.written_);
   return digest;

@@ -679,31 +679,57 @@ class LazyMount(unittest.TestCase):
         self.assert_refused(self.new_repo("reannotated"), "cfs/lazy-reannotated", named, got,
                             "the index names")
 
-    def test_serves_the_checked_bytes_not_a_changed_repository_file(self):
-        # The image object of an earlier registration is replaced by another image's EROFS (an
-        # insecure repository checks nothing at rest). A new lazy mount fetches and checks the
-        # image again and serves exactly those bytes: the files are the pushed image's.
-        repo = self.new_repo("changed-image")
+    def changed_image_file(self, name, change):
+        """Registers cfs/lazy:v1 lazily in a new repository NAME, then changes the image
+        object's file there (`change(path)`: an insecure repository checks nothing at rest).
+        Returns (repo, the image's digest from the artifact's annotation, the file's path)."""
+        repo = self.new_repo(name)
         self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
         t.umount(self.mnt)
         alg = "sha512" if "sha512" in self.src_alg() else "sha256"
         named = self.lazy_parts("cfs/lazy")[2]["annotations"][
             f"composefs.merged.erofs.v1.fsverity-{alg}-12"]
         path = os.path.join(repo, "objects", named[:2], named[2:])
-        self.assertTrue(os.path.exists(path))
-        with open(path + ".new", "wb") as f:
-            f.write(self.other_erofs())
-        os.rename(path + ".new", path)
+        self.assertEqual(self.fsverity(read_file(path), alg), named)
+        change(path)
+        self.assertNotEqual(self.fsverity(read_file(path), alg), named)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json", check=False).stdout)
+        self.assertFalse(fsck["ok"], fsck)
+        self.assertIn(named, json.dumps(fsck))
+        return repo, named, path
+
+    def assert_changed_image_file_replaced(self, repo, named, path):
+        """A new lazy mount fetches and checks the image again and serves exactly those bytes
+        (the files are the pushed image's), and the repository's file is those bytes again:
+        its fs-verity digest (fsverity-utils) is the image's, fsck is clean."""
         self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
         self.assertEqual(sorted(os.listdir(self.mnt)), ["etc", "opt", "usr"])
         for rel in ("etc/hostname", "usr/bin/tool", "opt/new", "usr/share/small"):
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
         t.umount(self.mnt)
-        # The changed file is still the repository's problem, and fsck names it.
-        p = cfs("repo", "fsck", "--repo", repo, "--json", check=False)
-        fsck = json.loads(p.stdout)
-        self.assertFalse(fsck["ok"], fsck)
-        self.assertIn(named, json.dumps(fsck))
+        alg = "sha512" if "sha512" in self.src_alg() else "sha256"
+        self.assertEqual(self.fsverity(read_file(path), alg), named)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        # Nothing left beside it (the replacement took the name over in one rename).
+        self.assertEqual(os.listdir(os.path.dirname(path)), [os.path.basename(path)])
+
+    def test_an_image_file_of_another_image_is_replaced_by_a_fresh_lazy_mount(self):
+        def swap(path):
+            with open(path + ".new", "wb") as f:
+                f.write(self.other_erofs())
+            os.rename(path + ".new", path)
+        self.assert_changed_image_file_replaced(*self.changed_image_file("changed-image", swap))
+
+    def test_a_corrupt_image_file_is_replaced_by_a_fresh_lazy_mount(self):
+        # One flipped byte in place: the same size, the same inode.
+        def flip(path):
+            with open(path, "r+b") as f:
+                f.seek(os.path.getsize(path) // 2)
+                b = f.read(1)
+                f.seek(-1, os.SEEK_CUR)
+                f.write(bytes([b[0] ^ 0x40]))
+        self.assert_changed_image_file_replaced(*self.changed_image_file("corrupt-image", flip))
 
     def src_alg(self):
         with open(os.path.join(self.src_repo, "meta.json")) as f:

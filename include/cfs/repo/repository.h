@@ -173,6 +173,12 @@ class Repository {
   /// not read back and digested a second time. Where fs-verity gets enabled, the kernel's
   /// measurement must agree.
   Result<verity::Digest> commit_object(NewObject object, const verity::Digest& digest);
+  /// The same, except that an existing file of that name is replaced atomically (rename over
+  /// it) instead of kept: for a caller that found the name holding other bytes (a damaged or
+  /// tampered object) and has just digested what it wrote. The caller makes the new bytes
+  /// durable first (fsync) and the name after (sync_object): a crash at any moment leaves the
+  /// old file or the new one under the name, and at most a temporary file fsck and gc know.
+  Result<verity::Digest> replace_object(NewObject object, const verity::Digest& digest);
 
   /// Publishes an image whose object (and every object it names) has been written: one
   /// sync(), then images/<hex> and, with `ref`, images/refs/REF. After a crash at any moment
@@ -207,6 +213,10 @@ class Repository {
  private:
   Repository() = default;
   static Result<Repository> open_fd(UniqueFd fd, std::string path, const OpenOptions& options);
+  /// commit_object's first half: fs-verity enabled where it can be (and the kernel's
+  /// measurement checked against `digest`); returns the descriptor to name.
+  Result<UniqueFd> seal_object(NewObject& object, const verity::Digest& digest,
+                               const std::string& where, const std::string& name);
 
   UniqueFd fd_;
   std::string path_;
