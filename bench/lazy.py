@@ -132,6 +132,50 @@ def print_trace(path, wall0, mounted, first, wname):
     print(f"trace of {wname}:", file=sys.stderr)
     for t, event in sorted(events):
         print(f"  {(t - wall0) * 1e3:8.1f} ms  {event}", file=sys.stderr)
+    print_opens(events, wall0, first)
+
+
+def print_opens(events, wall0, first):
+    """The critical path of the workload's opens: for each object an open waited for (in the
+    order of the opens), when it was asked for, when a fetch thread took it (`claimed`, or the
+    request of the batch that brought it), when its Range request went out and its bytes were
+    verified, when the open was served, and when its fetch thread was free again (`committed`);
+    the last column says what the open waited on longest: a thread, the link (request to
+    verified), or neither (served from a verified object)."""
+    obj = {}
+    for t, event in sorted(events):
+        parts = event.split(" ")
+        if len(parts) < 2 or len(parts[1]) != 12:
+            continue
+        name, hx = parts[0], parts[1]
+        o = obj.setdefault(hx, {})  # ("range done HEX" has no object in parts[1]: skipped)
+        if name == "batched":  # neighbour of parts[2]: claimed with its batch's request
+            o.setdefault("claimed", t)
+            o["via"] = parts[2] if len(parts) > 2 else "?"
+            continue
+        o.setdefault(name, t)
+    for hx, o in obj.items():
+        if "via" in o and o["via"] in obj and "range" in obj[o["via"]]:
+            o.setdefault("range", obj[o["via"]]["range"])
+            o.setdefault("committed", obj[o["via"]].get("committed"))
+    opens = sorted((o["open"], hx) for hx, o in obj.items() if "open" in o)
+    ms = lambda t: f"{(t - wall0) * 1e3:7.1f}" if t else "      -"  # noqa: E731
+    print("  object        open  claimed    range verified   served committed  waited on",
+          file=sys.stderr)
+    for t_open, hx in opens:
+        o = obj[hx]
+        served = o.get("served") or o.get("failed")
+        waits = {}
+        if o.get("claimed") and o["claimed"] > t_open:
+            waits["thread"] = o["claimed"] - t_open
+        if o.get("verified") and o.get("range"):
+            waits["link"] = o["verified"] - max(o["range"], t_open)
+        why = max(waits, key=waits.get) if waits and max(waits.values()) > 0 else "-"
+        via = f" (batch {o['via'][:6]})" if "via" in o else ""
+        print(f"  {hx} {ms(t_open)}  {ms(o.get('claimed'))}  {ms(o.get('range'))}  "
+              f"{ms(o.get('verified'))}  {ms(served)}  {ms(o.get('committed'))}  {why}{via}",
+              file=sys.stderr)
+    print(f"  first byte {ms(first)} ms", file=sys.stderr)
 
 
 def main():

@@ -108,6 +108,7 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   out.image = image;
   out.source = ref;
   out.index = std::move(meta.index);
+  out.link = meta.link;
   // The checked bytes, for the mount to serve: a copy sealed before anyone else can hold it (the
   // memfd is this process's alone until then), so what is served is what was digested, as
   // verity::open_checked's sealed copy, without digesting it again.

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <thread>
 
@@ -15,6 +17,8 @@
 
 namespace cfs::registry {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 verity::Digest erofs_digest(std::string_view erofs, verity::HashAlg alg) {
   verity::Params p;
@@ -36,13 +40,16 @@ Result<std::string> compress(std::string_view bytes) {
 
 /// A metadata blob (digest-checked by the client), decompressed when its media type says zstd;
 /// refused past `max` bytes either way.
+/// `downloaded`: set to when the last byte arrived (before decompressing), for LinkEstimate.
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
-                                bool zstd, std::uint64_t max, const std::string& what) {
+                                bool zstd, std::uint64_t max, const std::string& what,
+                                Clock::time_point* downloaded = nullptr) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
   StringBlobSink sink;
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
+  if (downloaded) *downloaded = Clock::now();
   if (!zstd) return std::move(sink.out);
   auto in = oci::memory_source(std::move(sink.out));
   auto plain = oci::decompressor(oci::Compression::kZstd, *in, what);
@@ -161,7 +168,9 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   if (!newest) return NoLazyMetadata{image.manifest.digest};
   const oci::ContentDigest artifact = newest->digest;
   const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);
+  const auto asked = Clock::now();
   CFS_ASSIGN(auto raw, client.get_manifest(by_digest.with_digest(artifact.str())));
+  const std::chrono::duration<double> round_trip = Clock::now() - asked;
   CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
   trace("lazy artifact");
   if (m.artifact_type != kLazyArtifactType)
@@ -192,21 +201,34 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   // The EROFS downloads while the index is fetched and parsed: they are the two longest steps
   // before a lazy mount can serve (the client is safe to share between threads).
   std::optional<Result<std::string>> erofs;
+  Clock::time_point erofs_done{}, index_done{};
+  const auto blobs_asked = Clock::now();
   {
     std::jthread erofs_fetch([&] {
       erofs = fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
-                          kMaxLazyErofsSize, what + ": EROFS");
+                          kMaxLazyErofsSize, what + ": EROFS", &erofs_done);
       trace("erofs fetched");
     });
-    CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
-                                           index_d->media_type == kObjectIndexZstdMediaType,
-                                           ocirepo::kMaxObjectIndexSize, what + ": index"));
+    CFS_ASSIGN(
+        out.index_json,
+        fetch_small(client, by_digest, *index_d, index_d->media_type == kObjectIndexZstdMediaType,
+                    ocirepo::kMaxObjectIndexSize, what + ": index", &index_done));
     trace("index fetched");
     CFS_ASSIGN(out.index, ocirepo::parse_object_index(out.index_json, what + ": index"));
     trace("index parsed");
     CFS_TRY(check_layers(out.index, image, what));
   }
   CFS_ASSIGN(out.erofs, std::move(*erofs));
+  // The two blobs shared the link from blobs_asked until the later one's last byte; one round
+  // trip of that was the requests themselves.
+  const std::chrono::duration<double> both = std::max(erofs_done, index_done) - blobs_asked;
+  out.link.round_trip_s = round_trip.count();
+  if (both.count() > round_trip.count())
+    out.link.bytes_per_s =
+        static_cast<double>(erofs_d->size + index_d->size) / (both.count() - round_trip.count());
+  if (options.trace)
+    trace(fmt::format("link: round trip {:.2f} ms, {:.1f} MB/s", out.link.round_trip_s * 1e3,
+                      out.link.bytes_per_s / 1e6));
   const auto computed = erofs_digest(out.erofs, out.index.algorithm);
   trace("erofs digest");
   if (computed != out.index.image)

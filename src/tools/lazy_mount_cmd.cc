@@ -90,10 +90,12 @@ int run_oci_lazy_mount(int argc, char** argv) {
   app.add_flag("--no-fill", no_fill,
                "do not fetch the rest of the image in the background (only what is opened)");
   app.add_option("--fetchers", fetchers, "objects fetched at once (default 4)");
-  app.add_option("--batch-bytes", batch_bytes,
-                 "a fetch also brings the missing objects stored next to its object in the layer, "
-                 "while the Range request grows by at most this many bytes (default 65536; 0: "
-                 "one object per request)");
+  auto* batch_option = app.add_option(
+      "--batch-bytes", batch_bytes,
+      "a fetch also brings the missing objects stored next to its object in the layer, while "
+      "the Range request grows by at most this many bytes (default: what one round trip to the "
+      "registry is worth, round trip x rate as measured at mount, at most 1 MiB; 65536 when "
+      "not measured; 0: one object per request)");
   app.add_flag("--no-elf-prefetch", no_elf_prefetch,
                "do not fetch the interpreter and libraries of a fetched ELF program or library "
                "along with it (only what is opened)");
@@ -188,7 +190,12 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.fill = !no_fill;
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;
+  // Unless given, the budget comes from the link the metadata fetch just measured.
+  if (batch_option->count() == 0)
+    if (auto b = registry::batch_budget(opened->link.round_trip_s, opened->link.bytes_per_s))
+      batch_bytes = *b;
   lo.batch_bytes = batch_bytes;
+  step(fmt::format("batch budget {} bytes", batch_bytes));
   lo.trace = trace;
   // The fill's progress: a status line on a terminal, JSON events on stdout with --json, while
   // serving in the foreground (a daemon has neither; its "fill complete" goes to syslog).

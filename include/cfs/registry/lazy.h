@@ -49,8 +49,19 @@
 
 namespace cfs::registry {
 
-/// LazyOptions::batch_bytes by default.
+/// LazyOptions::batch_bytes by default, and a lazy mount's when the link was not measured.
 inline constexpr std::uint64_t kDefaultBatchBytes = 64 << 10;
+/// The most a measured budget (batch_budget) gives: the neighbours before the object asked for
+/// are held in memory, up to the budget, on each fetch thread.
+inline constexpr std::uint64_t kMaxBatchBytes = 1 << 20;
+
+/// The neighbour budget (LazyOptions::batch_bytes) a link is worth: a neighbour fetched along
+/// may save a later request, one round trip, and costs the time its bytes take on the link, so
+/// batching pays up to the bytes that arrive in one round trip: round_trip_s × bytes_per_s
+/// (to the nearest byte), at most kMaxBatchBytes. nullopt when either is not a positive finite
+/// number (not measured). A zero-latency link gives ~0 (one object per request), a WAN link a large
+/// one.
+std::optional<std::uint64_t> batch_budget(double round_trip_s, double bytes_per_s);
 
 /// How far a fill is (the background fill of a lazy mount, or `cfs oci pull` finishing one).
 /// Bytes are blob bytes as the object index places them (compressed for zstd:chunked frames).

@@ -54,6 +54,8 @@ struct LazyImage {
   /// needs no second pass over the image (repo::prepare_mount's, or a sealed copy's); the
   /// repository's file may predate them. Closed (-1) for an earlier registration or a full pull.
   UniqueFd erofs;
+  /// When this call fetched the metadata: the link as measured meanwhile (else zero).
+  LinkEstimate link;
 };
 
 /// Records that `image` was pulled from `ref` as `manifest` (REPO/cfs-lazy/<hex>.origin), for

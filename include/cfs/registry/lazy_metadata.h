@@ -59,6 +59,17 @@ struct LazyFetchOptions {
   std::function<void(std::string_view)> trace;
 };
 
+/// The link to the registry as the metadata fetch saw it (zero: not measured). For a lazy
+/// mount's neighbour budget (registry::batch_budget).
+struct LinkEstimate {
+  /// One small request's time, from sending it to its last byte (the lazy artifact's manifest):
+  /// what a request costs beyond its bytes.
+  double round_trip_s = 0;
+  /// The EROFS and index blobs' bytes (as sent, compressed) over the time they took together,
+  /// one round trip subtracted.
+  double bytes_per_s = 0;
+};
+
 struct LazyMetadata {
   oci::Manifest manifest;       ///< the image manifest (raw bytes, digest checked)
   oci::ImageConfig config;      ///< its config (digest checked)
@@ -67,6 +78,7 @@ struct LazyMetadata {
   ocirepo::ObjectIndex index;   ///< layers equal to the manifest's, in order
   std::string index_json;       ///< the index document `index` was parsed from
   std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
+  LinkEstimate link;            ///< measured while fetching this
 };
 
 /// Fetches and checks the lazy metadata of the image `reference` (docker://…):

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -340,13 +342,16 @@ TEST_F(LazyBatchTest, TheObjectAskedForGoesAheadOfTheNeighboursBeforeIt) {
   ASSERT_EQ(state->ranges.size(), 1u);
   EXPECT_EQ(state->ranges[0].first, offsets[0]);
   EXPECT_EQ(stored_soon(files.size()), files.size());
-  std::lock_guard l(verified->mu);
-  ASSERT_EQ(verified->names.size(), files.size());
-  auto name = [&](std::size_t i) { return digests[i].hex().substr(0, 12); };
-  EXPECT_EQ(verified->names[0], name(2));
-  // The others in span order, file 0 first.
-  EXPECT_EQ(verified->names[1], name(0));
-  EXPECT_EQ(verified->names[2], name(1));
+  {
+    // Released before the opens below: they trace too.
+    std::lock_guard l(verified->mu);
+    ASSERT_EQ(verified->names.size(), files.size());
+    auto name = [&](std::size_t i) { return digests[i].hex().substr(0, 12); };
+    EXPECT_EQ(verified->names[0], name(2));
+    // The others in span order, file 0 first.
+    EXPECT_EQ(verified->names[1], name(0));
+    EXPECT_EQ(verified->names[2], name(1));
+  }
   expect_served_from(0);
 }
 
@@ -393,6 +398,29 @@ TEST_F(LazyBatchTest, TheBudgetBoundsTheRequest) {
   EXPECT_EQ(stored_soon(2), 2u);
   ASSERT_TRUE(open(1));
   EXPECT_EQ(state->calls.load(), 1);
+}
+
+// The budget a measured link is worth: the bytes of one round trip (arithmetic by hand).
+TEST(BatchBudget, IsTheBytesOfOneRoundTrip) {
+  // 1 Gbit/s = 125e6 bytes/s; 100 Mbit/s = 12.5e6.
+  EXPECT_EQ(batch_budget(0.0002, 125e6), std::optional<std::uint64_t>(25000));  // a loopback
+  EXPECT_EQ(batch_budget(0.001, 12.5e6), std::optional<std::uint64_t>(12500));
+  EXPECT_EQ(batch_budget(0.020, 12.5e6), std::optional<std::uint64_t>(250000));  // a WAN
+  EXPECT_EQ(batch_budget(0.0000001, 1e6), std::optional<std::uint64_t>(0));      // zero latency
+}
+
+TEST(BatchBudget, IsClampedAndUnknownWithoutAMeasurement) {
+  EXPECT_EQ(batch_budget(0.050, 125e6), std::optional<std::uint64_t>(kMaxBatchBytes));  // 6.25 MB
+  EXPECT_EQ(batch_budget(1e9, 1e9), std::optional<std::uint64_t>(kMaxBatchBytes));
+  EXPECT_EQ(kMaxBatchBytes, 1u << 20);
+  for (auto [rtt, rate] :
+       std::vector<std::pair<double, double>>{{0, 125e6},
+                                              {0.001, 0},
+                                              {-0.001, 125e6},
+                                              {0.001, -1},
+                                              {std::nan(""), 1e6},
+                                              {0.001, std::numeric_limits<double>::infinity()}})
+    EXPECT_EQ(batch_budget(rtt, rate), std::nullopt) << rtt << " " << rate;
 }
 
 TEST_F(LazyBatchTest, ATamperedNeighbourIsDroppedAndDoesNotHarmTheFileAskedFor) {
