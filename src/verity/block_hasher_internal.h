@@ -24,6 +24,8 @@ class BlockHasher {
 
   std::size_t digest_size() const noexcept { return dsize_; }
   std::uint32_t block_size() const noexcept { return bs_; }
+  /// The engine in use (kPortable: OpenSSL, also for SHA-512).
+  Engine engine() const noexcept { return engine_; }
 
   /// Hashes n whole blocks at `in` (n * block_size bytes) into n consecutive digests at `out`.
   void hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_t* out) const;

@@ -13,9 +13,18 @@
 
 namespace cfs::verity::detail {
 
+/// How hash_leaves reads the file: mapped windows hashed in place (the default, for ranges of a
+/// MiB or more, with the SHA-256 kernels), or pread into per-thread buffers (always for smaller
+/// ranges and the OpenSSL path). CFS_VERITY_READ=pread selects pread for the process; tests and
+/// benchmarks force a mode with set_read_mode (kAuto restores the environment's choice).
+enum class ReadMode { kAuto, kPread, kMap };
+void set_read_mode(ReadMode m) noexcept;
+ReadMode active_read_mode() noexcept;
+
 /// Hashes the blocks of [offset, offset + len) of fd (offset a multiple of the block size; len
 /// too unless the range ends at EOF, whose last block is zero-padded) into consecutive digests
-/// at out. A short read (the file shrank) is an error naming `what`.
+/// at out. A short read (the file shrank) is an error naming `what`, also when mapped pages
+/// past the new end fault (SIGBUS is caught for the windows being hashed; see leaves.cc).
 Status hash_leaves(const BlockHasher& h, int fd, std::uint64_t offset, std::uint64_t len,
                    std::uint8_t* out, unsigned threads, const std::string& what);
 

@@ -21,6 +21,7 @@
 #include "cfs/verity/engine.h"
 #include "cfs/verity/merkle.h"
 #include "testutil/temp_dir.h"
+#include "verity/leaves_internal.h"
 
 namespace cfs::verity {
 namespace {
@@ -159,11 +160,17 @@ TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
                  static_cast<std::streamsize>(data.size()));
       written_for = v.generator;
     }
-    for (unsigned threads : {1u, 2u}) {
-      auto d = digest_file(path, p, threads);
-      ASSERT_TRUE(d) << d.error().message();
-      EXPECT_EQ(d->hex(), v.expected) << "threads=" << threads;
+    // Large files are read through mapped windows or with pread: both against the oracle.
+    for (const detail::ReadMode mode : {detail::ReadMode::kMap, detail::ReadMode::kPread}) {
+      detail::set_read_mode(mode);
+      for (unsigned threads : {1u, 2u}) {
+        auto d = digest_file(path, p, threads);
+        ASSERT_TRUE(d) << d.error().message();
+        EXPECT_EQ(d->hex(), v.expected)
+            << "threads=" << threads << (mode == detail::ReadMode::kMap ? " map" : " pread");
+      }
     }
+    detail::set_read_mode(detail::ReadMode::kAuto);
   });
 }
 
