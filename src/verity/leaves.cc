@@ -19,6 +19,7 @@
 #include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
 #include "verity/leaves_internal.h"
+#include "verity/sha256_internal.h"
 
 namespace cfs::verity::detail {
 namespace {
@@ -32,8 +33,8 @@ constexpr std::uint64_t kClaim = 8 * kReadChunk;
 
 // Mapped reads: ranges of at least kMapMin bytes are hashed in place from windows of
 // kMapWindow bytes mapped with MAP_POPULATE (the window is also the unit of work), which spares
-// the copy out of the page cache. 2 MiB measured best on host B (1 MiB: +3 % wall, 4 and 8 MiB:
-// +2-8 %); see docs/design.md and bench/README.md.
+// the copy out of the page cache. 2 MiB measured best on host B (best wall of the 1 GiB digest:
+// 512 KiB +10 %, 1 MiB +2 %, 4 MiB +6 %, 8 MiB +2 %); see docs/design.md and bench/README.md.
 constexpr std::uint64_t kMapMin = 1ull << 20;
 constexpr std::uint64_t kMapWindow = 2ull << 20;
 
@@ -42,10 +43,14 @@ std::atomic<ReadMode>& forced_mode() {
   return m;
 }
 
+// The default by vendor, as measured on one host of each: on host B (Intel) mapping costs half
+// of the copy; on host A (AMD EPYC) touching the mapped pages cost 3-4x the copy in TLB misses.
 ReadMode mode_from_env() {
   const char* v = std::getenv("CFS_VERITY_READ");
-  if (v != nullptr && std::string_view(v) == "pread") return ReadMode::kPread;
-  return ReadMode::kMap;
+  const std::string_view s = v != nullptr ? v : "";
+  if (s == "pread") return ReadMode::kPread;
+  if (s == "map") return ReadMode::kMap;
+  return cpu_is_intel() ? ReadMode::kMap : ReadMode::kPread;
 }
 
 // SIGBUS recovery. Touching a mapped page that lies wholly past the end of the file (it was

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Level 0 of a Merkle tree straight from a file: the data blocks of a byte range are read with
-// pread into per-thread buffers and hashed on several threads (leaves are independent).
+// Level 0 of a Merkle tree straight from a file: the data blocks of a byte range are hashed in
+// place from mapped windows, or read with pread into per-thread buffers, on several threads
+// (leaves are independent).
 #pragma once
 
 #include <cstddef>
@@ -13,10 +14,11 @@
 
 namespace cfs::verity::detail {
 
-/// How hash_leaves reads the file: mapped windows hashed in place (the default, for ranges of a
-/// MiB or more, with the SHA-256 kernels), or pread into per-thread buffers (always for smaller
-/// ranges and the OpenSSL path). CFS_VERITY_READ=pread selects pread for the process; tests and
-/// benchmarks force a mode with set_read_mode (kAuto restores the environment's choice).
+/// How hash_leaves reads the file: mapped windows hashed in place (ranges of a MiB or more, with
+/// the SHA-256 kernels), or pread into per-thread buffers (always for smaller ranges and the
+/// OpenSSL path). The default maps on Intel CPUs and reads on others (measured on one host of
+/// each, docs/design.md); CFS_VERITY_READ=map|pread forces one for the process; tests and
+/// benchmarks force one with set_read_mode (kAuto restores the default).
 enum class ReadMode { kAuto, kPread, kMap };
 void set_read_mode(ReadMode m) noexcept;
 ReadMode active_read_mode() noexcept;
