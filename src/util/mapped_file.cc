@@ -4,11 +4,42 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include <cstdlib>
+#include <string_view>
 #include <utility>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "cfs/util/sys.h"
 
 namespace cfs {
+
+namespace {
+
+bool cpu_is_intel() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  return b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "GenuineIntel"
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool mapped_reads_preferred() noexcept {
+  static const bool yes = [] {
+    const char* v = std::getenv("CFS_READ_MODE");
+    const std::string_view s = v != nullptr ? v : "";
+    if (s == "map") return true;
+    if (s == "pread") return false;
+    return cpu_is_intel();
+  }();
+  return yes;
+}
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}

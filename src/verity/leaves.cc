@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "cfs/util/aligned_buffer.h"
+#include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
 #include "verity/leaves_internal.h"
-#include "verity/sha256_internal.h"
 
 namespace cfs::verity::detail {
 namespace {
@@ -43,15 +43,7 @@ std::atomic<ReadMode>& forced_mode() {
   return m;
 }
 
-// The default by vendor, as measured on one host of each: on host B (Intel) mapping costs half
-// of the copy; on host A (AMD EPYC) touching the mapped pages cost 3-4x the copy in TLB misses.
-ReadMode mode_from_env() {
-  const char* v = std::getenv("CFS_VERITY_READ");
-  const std::string_view s = v != nullptr ? v : "";
-  if (s == "pread") return ReadMode::kPread;
-  if (s == "map") return ReadMode::kMap;
-  return cpu_is_intel() ? ReadMode::kMap : ReadMode::kPread;
-}
+ReadMode default_mode() { return mapped_reads_preferred() ? ReadMode::kMap : ReadMode::kPread; }
 
 // SIGBUS recovery. Touching a mapped page that lies wholly past the end of the file (it was
 // truncated after its size was taken) raises SIGBUS. The handler, installed once for the
@@ -161,8 +153,8 @@ void set_read_mode(ReadMode m) noexcept { forced_mode().store(m, std::memory_ord
 ReadMode active_read_mode() noexcept {
   const ReadMode m = forced_mode().load(std::memory_order_relaxed);
   if (m != ReadMode::kAuto) return m;
-  static const ReadMode env = mode_from_env();
-  return env;
+  static const ReadMode def = default_mode();
+  return def;
 }
 
 unsigned resolve_threads(unsigned threads) {

@@ -16,9 +16,9 @@ namespace cfs::verity::detail {
 
 /// How hash_leaves reads the file: mapped windows hashed in place (ranges of a MiB or more, with
 /// the SHA-256 kernels), or pread into per-thread buffers (always for smaller ranges and the
-/// OpenSSL path). The default maps on Intel CPUs and reads on others (measured on one host of
-/// each, docs/design.md); CFS_VERITY_READ=map|pread forces one for the process; tests and
-/// benchmarks force one with set_read_mode (kAuto restores the default).
+/// OpenSSL path). The default is mapped_reads_preferred() (cfs/util/mapped_file.h: Intel maps,
+/// others read; CFS_READ_MODE=map|pread); tests and benchmarks force one with set_read_mode
+/// (kAuto restores the default).
 enum class ReadMode { kAuto, kPread, kMap };
 void set_read_mode(ReadMode m) noexcept;
 ReadMode active_read_mode() noexcept;

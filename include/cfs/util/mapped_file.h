@@ -11,6 +11,13 @@
 
 namespace cfs {
 
+/// True when bulk reads of file data should go through a mapping rather than a copy out of the
+/// page cache (pread) on this host. CFS_READ_MODE=map|pread decides; otherwise the CPU vendor,
+/// as measured on one host of each (docs/design.md, "Mapped reads"): Intel yes (host B: mapping
+/// cost half the copy), others no (AMD host A: touching mapped pages cost 3-4x the copy).
+/// Decided once per process.
+bool mapped_reads_preferred() noexcept;
+
 class MappedFile {
  public:
   MappedFile() = default;
