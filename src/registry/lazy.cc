@@ -34,8 +34,10 @@ namespace {
 
 Error eio(std::string what) { return Error::from_errno(std::move(what), EIO); }
 
-/// Writes an object's bytes into a new object file of `repo` while hashing them; decompresses
-/// one zstd frame first when the range is compressed. Refuses more bytes than the object has.
+/// Writes an object's bytes into a new object file of `repo` while building their Merkle tree
+/// (which the open then verifies reads against, instead of reading the file back to build it
+/// again); decompresses one zstd frame first when the range is compressed. Refuses more bytes
+/// than the object has.
 /// The file is created with the first byte: the neighbours of a batch cost no file (and no
 /// filesystem journal handle) before the request goes out, nor if their bytes never come.
 class ObjectSink final : public BlobSink {
@@ -45,7 +47,7 @@ class ObjectSink final : public BlobSink {
       : repo_(repo),
         range_(r),
         zstd_(r.compression == ocirepo::ObjectCompression::kZstd),
-        hasher_(p),
+        tree_(p, r.size),
         what_(std::move(what)) {
     if (zstd_) dctx_ = ZSTD_createDCtx();
   }
@@ -70,13 +72,13 @@ class ObjectSink final : public BlobSink {
     return {};
   }
 
-  /// Checks the object is complete and returns its fs-verity digest.
-  Result<verity::Digest> finish() {
+  /// Checks the object is complete and returns its Merkle tree (and so its fs-verity digest).
+  Result<verity::MerkleTree> finish() {
     if (zstd_ && !frame_done_) return fail(eio(what_ + ": the zstd frame is truncated"));
     if (written_ != range_.size)
       return fail(eio(what_ + ": " + std::to_string(written_) + " bytes instead of " +
                       std::to_string(range_.size)));
-    return hasher_.finish();
+    return tree_.finish();
   }
   std::uint64_t received() const noexcept { return received_; }
   /// The object file (after finish() succeeded, so it exists).
@@ -93,7 +95,7 @@ class ObjectSink final : public BlobSink {
       obj_.emplace(std::move(obj));
     }
     CFS_TRY(sys::write_all(obj_->fd(), data));
-    hasher_.update(data);
+    CFS_TRY(tree_.update(data));
     written_ += data.size();
     return {};
   }
@@ -102,7 +104,7 @@ class ObjectSink final : public BlobSink {
   std::optional<repo::NewObject> obj_;
   const ocirepo::ObjectLocation& range_;
   bool zstd_;
-  verity::Hasher hasher_;
+  verity::MerkleBuilder tree_;
   std::string what_;
   ZSTD_DCtx* dctx_ = nullptr;
   bool frame_done_ = false;
@@ -177,8 +179,8 @@ class BatchSink final : public BlobSink {
     return {};
   }
 
-  /// Member i's fs-verity digest, or why its bytes are not an object.
-  Result<verity::Digest> finish(std::size_t i) {
+  /// Member i's Merkle tree, or why its bytes are not an object.
+  Result<verity::MerkleTree> finish(std::size_t i) {
     if (!ranges_[i].status) return fail(ranges_[i].status.error());
     return ranges_[i].sink->finish();
   }
@@ -228,6 +230,10 @@ constexpr int kFillQueue = static_cast<int>(Priority::kFill);
 constexpr unsigned kForegroundFetchers = 4;
 /// Most objects one Range request brings (LazyOptions::batch_bytes).
 constexpr std::size_t kMaxBatch = 64;
+/// Tree bytes of fetched objects kept for their opens (LazyProvider::take_tree): 8 MiB are the
+/// trees of ~500 MB of objects (SHA-512, 4 KiB blocks), many times what ELF hints and
+/// neighbours fetch ahead of their opens.
+constexpr std::size_t kKeptTreeBytes = 8u << 20;
 
 /// The object a regular file of the image names, if any.
 Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
@@ -355,6 +361,12 @@ struct LazyProvider::Impl {
   std::vector<std::thread> workers;
   bool started = false;
   bool stopping = false;
+  /// Merkle trees of fetched objects not yet taken by an open (take_tree), oldest first in
+  /// tree_order, at most kKeptTreeBytes of them: an object fetched ahead of its open (an ELF
+  /// hint, a neighbour, the fill) is opened later or never.
+  mutable std::map<verity::Digest, std::shared_ptr<const verity::MerkleTree>> trees;
+  mutable std::deque<verity::Digest> tree_order;
+  mutable std::size_t tree_bytes = 0;
   std::size_t fill_left = 0;   // fill entries not yet finished
   FillProgress fill_progress;  // guarded by mu
 
@@ -503,14 +515,15 @@ struct LazyProvider::Impl {
       auto got = batch_sink->finish(i);
       if (!got) {
         m.status = fail(eio(got.error().message()));
-      } else if (!(*got == m.d)) {
-        m.status = fail(eio(part.what + ": the bytes have fs-verity digest " + got->hex() +
+      } else if (!(got->digest == m.d)) {
+        m.status = fail(eio(part.what + ": the bytes have fs-verity digest " + got->digest.hex() +
                             ", not the image's; nothing stored"));
       } else {
         trace("verified", m.d);
         good.push_back(&part);
         if (auto ro = sys::reopen(part.sink->object().fd(), O_RDONLY | O_CLOEXEC, part.what)) {
           std::lock_guard lock(mu);
+          keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)));
           m.f->verified = std::make_shared<UniqueFd>(std::move(*ro));
           done_cv.notify_all();
         }
@@ -676,6 +689,37 @@ struct LazyProvider::Impl {
         " failed");
   }
 
+  /// Keeps the tree of a verified object for its open (mu held).
+  void keep_tree(std::shared_ptr<const verity::MerkleTree> t) const {
+    const verity::Digest d = t->digest;
+    const std::size_t size = t->tree.size();
+    if (size > kKeptTreeBytes || !trees.emplace(d, std::move(t)).second) return;
+    tree_order.push_back(d);
+    tree_bytes += size;
+    while (tree_bytes > kKeptTreeBytes) {
+      auto it = trees.find(tree_order.front());
+      if (it != trees.end()) {
+        tree_bytes -= it->second->tree.size();
+        trees.erase(it);
+      }
+      tree_order.pop_front();
+    }
+    // Taken trees leave their entries behind (take_tree): drop them before they pile up.
+    if (tree_order.size() > 2 * trees.size() + 64)
+      std::erase_if(tree_order, [&](const verity::Digest& k) { return !trees.count(k); });
+  }
+
+  std::shared_ptr<const verity::MerkleTree> take_tree(const verity::Digest& d) const {
+    std::lock_guard lock(mu);
+    auto it = trees.find(d);
+    if (it == trees.end()) return nullptr;
+    auto t = std::move(it->second);
+    trees.erase(it);
+    tree_bytes -= t->tree.size();
+    // Its entry in tree_order stays until it reaches the front: eviction skips it.
+    return t;
+  }
+
   /// Waits for `d` at most the timeout (fetching on this thread before start(): no workers).
   /// Returns the verified object when it is not committed yet, else nullopt (it is in the
   /// repository).
@@ -770,6 +814,11 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   if (!verified) return fail(std::move(verified).error());
   if (*verified) return std::move(**verified);
   return impl_->dirs.open_object(rel);
+}
+
+std::shared_ptr<const verity::MerkleTree> LazyProvider::take_tree(
+    const verity::Digest& digest) const {
+  return impl_->take_tree(digest);
 }
 
 void LazyProvider::start() {

@@ -112,6 +112,77 @@ Result<MerkleTree> build_merkle_tree(std::span<const std::byte> data, const Para
   return t;
 }
 
+struct MerkleBuilder::Impl {
+  MerkleTree t;
+  detail::BlockHasher h;
+  std::uint8_t single[64] = {};  // the one leaf hash of a file of at most one block
+  std::uint8_t* leaves;          // level 0 (or `single`)
+  std::uint64_t fed = 0;
+  std::vector<std::uint8_t> partial;  // a data block not yet whole
+
+  Impl(const Params& p, std::uint64_t size) : h(p) {
+    t.params = p;
+    t.data_size = size;
+    lay_out(t);
+    leaves = leaf_out(t, single);
+  }
+  std::uint8_t* leaf(std::uint64_t index) { return leaves + index * t.hash_size(); }
+};
+
+MerkleBuilder::MerkleBuilder(const Params& p, std::uint64_t data_size)
+    : impl_(std::make_unique<Impl>(p, data_size)) {}
+MerkleBuilder::~MerkleBuilder() = default;
+MerkleBuilder::MerkleBuilder(MerkleBuilder&&) noexcept = default;
+MerkleBuilder& MerkleBuilder::operator=(MerkleBuilder&&) noexcept = default;
+std::uint64_t MerkleBuilder::size() const noexcept { return impl_->fed; }
+
+Status MerkleBuilder::update(std::span<const std::byte> data) {
+  Impl& m = *impl_;
+  if (data.size() > m.t.data_size - m.fed)
+    return fail(Errc::kInvalidInput,
+                "Merkle tree: more than the " + std::to_string(m.t.data_size) + " bytes announced");
+  const std::size_t bs = m.t.params.block_size;
+  const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+  std::size_t n = data.size();
+  // Whole blocks are hashed where they lie, many at once; only a block split between two calls
+  // is copied.
+  if (!m.partial.empty()) {
+    const std::size_t take = std::min(n, bs - m.partial.size());
+    m.partial.insert(m.partial.end(), p, p + take);
+    p += take;
+    n -= take;
+    m.fed += take;
+    if (m.partial.size() < bs) return {};
+    m.h.hash_blocks(m.partial.data(), 1, m.leaf(m.fed / bs - 1));
+    m.partial.clear();
+  }
+  if (const std::size_t whole = n / bs; whole > 0) {
+    m.h.hash_blocks(p, whole, m.leaf(m.fed / bs));
+    p += whole * bs;
+    n -= whole * bs;
+    m.fed += whole * bs;
+  }
+  if (n > 0) {
+    m.partial.reserve(bs);
+    m.partial.assign(p, p + n);
+    m.fed += n;
+  }
+  return {};
+}
+
+Result<MerkleTree> MerkleBuilder::finish() {
+  Impl& m = *impl_;
+  if (m.fed != m.t.data_size)
+    return fail(Errc::kInvalidInput, "Merkle tree: " + std::to_string(m.fed) + " bytes of the " +
+                                         std::to_string(m.t.data_size) + " announced");
+  if (!m.partial.empty()) {
+    m.h.hash_tail(m.partial.data(), m.partial.size(), m.leaf(m.fed / m.t.params.block_size));
+    m.partial.clear();
+  }
+  finish_tree(m.t, m.h, m.single);
+  return std::move(m.t);
+}
+
 bool verify_blocks(const MerkleTree& t, std::uint64_t first, std::span<const std::byte> data) {
   const std::uint64_t bs = t.params.block_size;
   const std::uint64_t nblocks = t.data_blocks();

@@ -271,7 +271,8 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
       return fail(eio("object " + b.object + ": metacopy file has no digest specified"));
     return {};
   }
-  auto tree = trees_->get(*b.digest, f.fd_.get(), f.data_size_, b.object);
+  auto tree = trees_->get(*b.digest, f.fd_.get(), f.data_size_, b.object,
+                          [&] { return objects_->take_tree(*b.digest); });
   if (!tree) return fail(eio(tree.error().message()));
   // A tree found in the cache describes the content, not this file: a file of another size
   // can never read back verified, so refuse it now.

@@ -61,11 +61,20 @@ std::size_t TreeCache::entries() const {
   return map_.size();
 }
 
-Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(const verity::Digest& expected,
-                                                                 int fd, std::uint64_t size,
-                                                                 const std::string& what) {
+Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(
+    const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
+    const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt) {
   std::string key = key_of(expected);
   if (auto t = find(key)) return t;
+  // Its digest is computed from its own levels (finish_tree), so a tree that gives `expected`
+  // may be stored under it like one built here; one that does not is ignored, not trusted.
+  if (auto t = prebuilt ? prebuilt() : nullptr;
+      t && t->digest == expected && t->data_size == size) {
+    if (!dir_.empty() && size >= kPersistMin)
+      (void)verity::save_merkle_tree(*t, dir_ + "/" + key + ".tree");
+    insert(key, t);
+    return t;
+  }
   verity::Params params;
   params.alg = expected.alg;
   if (!dir_.empty() && size >= kPersistMin) {

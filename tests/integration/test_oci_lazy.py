@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -233,6 +234,64 @@ class LazyMount(unittest.TestCase):
             th.join()
         self.assertEqual(results, [self.files["usr/share/big"]] * 4)
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/big")])
+
+    def test_open_of_a_fetched_object_does_not_read_it_back(self):
+        """The tree the fetch built while it received the bytes is what the open verifies
+        reads against: the server reads the object back only for what is read through the
+        mount (the kernel's strace of its preads is the oracle), not whole to rebuild the
+        tree; and every block read is still checked against that tree (a byte flipped in the
+        stored object afterwards is EIO)."""
+        if not shutil.which("strace"):
+            self.skipTest("needs strace")
+        big = self.files["usr/share/big"]
+        for name in ("cfs/lazy:v1", "cfs/lazyz:v1"):
+            with self.subTest(image=name):
+                repo = self.new_repo("tree-" + name.replace("/", "-").replace(":", "-"))
+                server = self.mount(repo, self.proxy.ref(name), "--no-fill", "--no-elf-prefetch",
+                                    foreground=True)
+                log = os.path.join(self.tmp, "strace-tree")
+                tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", log, "-e",
+                                           "trace=pread64,preadv,preadv2,read",
+                                           "-p", str(server.pid)])
+                try:
+                    for _ in range(200):  # attached once the main thread has a tracer
+                        with open(f"/proc/{server.pid}/status") as f:
+                            if "TracerPid:\t0\n" not in f.read():
+                                break
+                        time.sleep(0.05)
+                    time.sleep(0.5)  # strace -f attaches the other threads after the first
+                    with open(os.path.join(self.mnt, "usr/share/big"), "rb") as f:
+                        self.assertEqual(f.read(1), big[:1])
+                finally:
+                    tracer.send_signal(signal.SIGINT)
+                    tracer.wait()
+                with open(log) as f:
+                    read_bytes = sum(int(m) for m in re.findall(r"\) = (\d+)", f.read()))
+                # The first page's read (and the kernel's readahead, 128 KiB by default):
+                # far less than the 3 MiB the open read to build the tree.
+                self.assertLess(read_bytes, len(big) // 2)
+                # The object is named once committed; flip a byte of it in the repository.
+                obj = None
+                for _ in range(200):
+                    objs = [os.path.join(d, n) for d, _, ns in os.walk(os.path.join(repo, "objects"))
+                            for n in ns if os.path.getsize(os.path.join(d, n)) == len(big)]
+                    if objs:
+                        obj = objs[0]
+                        break
+                    time.sleep(0.05)
+                self.assertIsNotNone(obj)
+                with open(obj, "r+b") as f:
+                    f.seek(2 << 20)
+                    b = f.read(1)
+                    f.seek(2 << 20)
+                    f.write(bytes([b[0] ^ 0x40]))
+                with open(os.path.join(self.mnt, "usr/share/big"), "rb") as f:
+                    self.assertEqual(f.read(1 << 20), big[:1 << 20])
+                    with self.assertRaises(OSError) as e:
+                        f.seek(2 << 20)
+                        f.read(4096)
+                    self.assertEqual(e.exception.errno, errno.EIO)
+                t.umount(self.mnt)
 
     @contextlib.contextmanager
     def flipped(self, blob, offset):

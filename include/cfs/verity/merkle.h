@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -59,6 +60,29 @@ Result<MerkleTree> build_merkle_tree(int fd, const Params& p, const std::string&
                                      unsigned threads = 0);
 Result<MerkleTree> build_merkle_tree(std::span<const std::byte> data, const Params& p,
                                      unsigned threads = 1);
+
+/// Builds the tree of a file of `data_size` bytes from its bytes as they come, in order (update()
+/// any number of times), for a writer that would otherwise read back what it wrote to build it:
+/// a fetched object hashed while it is received is served with this tree (see vfs/tree_cache.h).
+/// Memory: the whole tree (data_size / block_size hashes), as build_merkle_tree. `p` must have
+/// passed validate().
+class MerkleBuilder {
+ public:
+  MerkleBuilder(const Params& p, std::uint64_t data_size);
+  ~MerkleBuilder();
+  MerkleBuilder(MerkleBuilder&&) noexcept;
+  MerkleBuilder& operator=(MerkleBuilder&&) noexcept;
+  /// The next bytes; Errc::kInvalidInput (nothing hashed) when they go past data_size.
+  Status update(std::span<const std::byte> data);
+  /// Bytes fed so far.
+  std::uint64_t size() const noexcept;
+  /// The tree; Errc::kInvalidInput when fewer than data_size bytes were fed.
+  Result<MerkleTree> finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// True when `block` is data block `index` of the file the tree describes. `block` must be
 /// exactly that block: block_size bytes, or the tail up to EOF for the last block.

@@ -17,6 +17,7 @@
 #include "cfs/util/result.h"
 #include "cfs/util/unique_fd.h"
 #include "cfs/verity/digest.h"
+#include "cfs/verity/merkle.h"
 
 namespace cfs::vfs {
 
@@ -31,6 +32,15 @@ class ObjectProvider {
   /// other requests on other threads meanwhile.
   virtual Result<UniqueFd> open_object(std::string_view rel,
                                        const std::optional<verity::Digest>& digest) const = 0;
+  /// The Merkle tree of object `digest` when the provider built it from the very bytes it stored
+  /// (a fetch hashes what it receives to verify it), handed over once, so that the open need
+  /// not read the whole object back to build it again; nullptr (the default) when it has none.
+  /// The vfs adopts it only when it gives `digest`, and checks every block read against it, as
+  /// against a tree it built.
+  virtual std::shared_ptr<const verity::MerkleTree> take_tree(const verity::Digest& digest) const {
+    (void)digest;
+    return nullptr;
+  }
   /// Called once in the process that serves the mount, after it daemonized (libfuse forks):
   /// background work (threads, connections) starts here, never before.
   virtual void start() {}

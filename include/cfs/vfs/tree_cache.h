@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -26,10 +27,12 @@ class TreeCache {
       : budget_(budget_bytes), dir_(std::move(dir)) {}
 
   /// The tree for `expected`, built from `fd` on a miss. Errc::kDigestMismatch when the file's
-  /// fs-verity digest differs from `expected`; I/O errors as returned by the build.
-  Result<std::shared_ptr<const verity::MerkleTree>> get(const verity::Digest& expected, int fd,
-                                                        std::uint64_t size,
-                                                        const std::string& what);
+  /// fs-verity digest differs from `expected`; I/O errors as returned by the build. On a miss,
+  /// `prebuilt` (when set) is asked first: a tree it gives for `expected` and `size` is used
+  /// instead of reading `fd` (ObjectProvider::take_tree: built from the bytes a fetch stored).
+  Result<std::shared_ptr<const verity::MerkleTree>> get(
+      const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
+      const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt = {});
 
   /// Memory charged to the budget (trees plus per-entry bookkeeping), at most the budget.
   std::size_t bytes() const;

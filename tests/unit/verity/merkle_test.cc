@@ -172,5 +172,27 @@ TEST(Merkle, ValidateNamesTheField) {
   EXPECT_FALSE(build_merkle_tree(std::span<const std::byte>(), p));
 }
 
+// A builder takes exactly the bytes announced: more is refused (nothing hashed, the tree still
+// finishes right once the rest comes), fewer cannot finish.
+TEST(Merkle, BuilderRefusesMoreOrFewerBytesThanAnnounced) {
+  const std::vector<std::byte> data = pattern(10000);
+  MerkleBuilder b(Params{}, data.size());
+  ASSERT_TRUE(b.update(std::span(data).first(6000)));
+  const std::vector<std::byte> too_much(4001);
+  auto st = b.update(too_much);
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().is(Errc::kInvalidInput));
+  EXPECT_EQ(b.size(), 6000u);
+  MerkleBuilder short_one(Params{}, data.size());
+  ASSERT_TRUE(short_one.update(std::span(data).first(9999)));
+  auto t = short_one.finish();
+  ASSERT_FALSE(t);
+  EXPECT_TRUE(t.error().is(Errc::kInvalidInput));
+  ASSERT_TRUE(b.update(std::span(data).subspan(6000)));
+  auto whole = b.finish();
+  ASSERT_TRUE(whole) << whole.error().message();
+  EXPECT_EQ(whole->digest, digest_bytes(data));
+}
+
 }  // namespace
 }  // namespace cfs::verity

@@ -148,6 +148,32 @@ TEST(Vectors, MerkleTreeMatchesEveryRow) {
   });
 }
 
+// MerkleBuilder (a lazy fetch's tree, built as the bytes arrive): pieces of every phase against
+// the oracle's digest, and the same tree bytes as the whole-buffer build.
+TEST(Vectors, MerkleBuilderInOddPiecesMatchesEveryRow) {
+  for_each_row([](const Vector& v, const Params& p, const std::vector<std::byte>& data) {
+    MerkleBuilder b(p, data.size());
+    std::size_t piece = 1;
+    for (std::size_t off = 0; off < data.size();) {
+      const std::size_t n = std::min(piece, data.size() - off);
+      ASSERT_TRUE(b.update(std::span(data).subspan(off, n)));
+      off += n;
+      piece = piece * 3 + 7;  // 1, 10, 37, ... crosses block boundaries in every phase
+      if (piece > (1u << 20)) piece = 1;
+    }
+    EXPECT_EQ(b.size(), data.size());
+    auto t = b.finish();
+    ASSERT_TRUE(t) << t.error().message();
+    EXPECT_EQ(t->digest.hex(), v.expected);
+    EXPECT_EQ(t->data_size, data.size());
+    if (data.size() > p.block_size && data.size() <= (8u << 20)) {
+      auto whole = build_merkle_tree(data, p, 1);
+      ASSERT_TRUE(whole);
+      EXPECT_TRUE(t->tree == whole->tree);
+    }
+  });
+}
+
 TEST(Vectors, DigestFileWithThreadsMatchesEveryRow) {
   testutil::TempDir dir("cfs-vectors-");
   ASSERT_TRUE(dir.ok());
