@@ -8,27 +8,10 @@
 #include <string_view>
 #include <utility>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
+#include "cfs/util/cpu.h"
 #include "cfs/util/sys.h"
 
 namespace cfs {
-
-namespace {
-
-bool cpu_is_intel() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-  return b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "GenuineIntel"
-#else
-  return false;
-#endif
-}
-
-}  // namespace
 
 bool mapped_reads_preferred() noexcept {
   static const bool yes = [] {

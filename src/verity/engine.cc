@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "cfs/util/cpu.h"
 #include "verity/sha256_internal.h"
 
 namespace cfs::verity {
@@ -32,7 +33,7 @@ bool avx512_available() {
 }
 
 bool prefer_avx512() {
-  static const bool yes = avx512_available() && sha_ni_available() && detail::cpu_is_intel();
+  static const bool yes = avx512_available() && sha_ni_available() && cpu_is_intel();
   return yes;
 }
 

@@ -52,13 +52,6 @@ bool cpu_has_avx512_sha() noexcept {
 #endif
 }
 
-bool cpu_is_intel() noexcept {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-  // "GenuineIntel" in EBX, EDX, ECX.
-  return b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;
-}
-
 namespace {
 
 alignas(64) constexpr std::uint32_t kK[64] = {
@@ -215,7 +208,6 @@ void sha256_x16_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, 
 #else  // !CFS_HAVE_X86_64
 
 bool cpu_has_avx512_sha() noexcept { return false; }
-bool cpu_is_intel() noexcept { return false; }
 void sha256_x16_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::size_t,
                        std::uint8_t* const*, bool) {}
 

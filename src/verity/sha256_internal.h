@@ -33,8 +33,6 @@ bool cpu_has_sha_ni() noexcept;
 /// True when the CPU has AVX-512 F, BW and VL and the OS saves the ZMM and opmask state
 /// (glibc's start-up reading of cpuid and XCR0, else cpuid and xgetbv).
 bool cpu_has_avx512_sha() noexcept;
-/// True on GenuineIntel CPUs (cpuid leaf 0).
-bool cpu_is_intel() noexcept;
 
 /// Hashes `count` messages of plan-length `len` bytes, message i at in + i * len, into 32-byte
 /// digests at out + i * 32, with engine `e` (not kPortable or kAuto; the CPU must support it).
