@@ -3,6 +3,7 @@
 // kernel compiled with function-level target attributes so the build needs no -m flags and
 // the code only runs after a cpuid check, and the dispatch to it or the AVX-512 kernel
 // (sha256_avx512.cc).
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -243,9 +244,9 @@ void sha256_ni_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t
 #endif
 
 void sha256_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
-                   std::size_t count, std::uint8_t* const* outs, Engine e) {
+                   std::size_t count, std::uint8_t* const* outs, Engine e, std::size_t ahead) {
   if (e == Engine::kAvx512x16)
-    sha256_x16_gather(plan, msgs, len, count, outs, sha_ni_available());
+    sha256_x16_gather(plan, msgs, len, count, outs, sha_ni_available(), ahead);
   else
     sha256_ni_gather(plan, msgs, len, count, outs, engine_lanes(e));
 }
@@ -253,15 +254,18 @@ void sha256_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std:
 void sha256_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len, std::size_t count,
                  std::uint8_t* out, Engine e) {
   constexpr std::size_t kBatch = 64;  // a multiple of every interleave width
-  const std::uint8_t* msgs[kBatch];
+  constexpr std::size_t kAhead = 16;  // the next batch's first group, for the prefetch
+  const std::uint8_t* msgs[kBatch + kAhead];
   std::uint8_t* outs[kBatch];
   for (std::size_t done = 0; done < count;) {
     const std::size_t n = count - done < kBatch ? count - done : kBatch;
+    const std::size_t ahead = std::min(kAhead, count - done - n);
     for (std::size_t j = 0; j < n; ++j) {
       msgs[j] = in + (done + j) * len;
       outs[j] = out + (done + j) * 32;
     }
-    sha256_gather(plan, msgs, len, n, outs, e);
+    for (std::size_t j = n; j < n + ahead; ++j) msgs[j] = in + (done + j) * len;
+    sha256_gather(plan, msgs, len, n, outs, e, ahead);
     done += n;
   }
 }

@@ -135,10 +135,21 @@ CFS_X16_INLINE void transpose16(__m512i r[16]) {
   }
 }
 
+// How far ahead of its loads each lane prefetches. Each lane walks its own message (a 4 KiB
+// block when hashing leaves), and the hardware prefetchers neither cross a page boundary nor
+// follow 16 new streams before a few misses each, so every group of 16 pages started with 16
+// cold misses per line until they ramped up. Prefetching 8 blocks ahead, and in a group's last
+// 8 blocks the first 512 bytes of the next group's messages, took 1-5 % of the CPU time (user
+// time -0.02 to -0.035 s) off the 1 GiB digest from mapped windows on host B; within a message
+// alone it gained nothing (bench/README.md, docs/design.md). 128 to 2048 bytes measured alike.
+constexpr std::size_t kPrefetch = 512;
+
 // 16 messages of `nblk` blocks from the plan's start state, then the plan's padding block.
+// `after`, when not null, holds the 16 messages hashed after these (prefetched, not read).
 CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
                                                  const std::uint8_t* const* msg, std::size_t nblk,
-                                                 std::uint8_t* const* out) {
+                                                 std::uint8_t* const* out,
+                                                 const std::uint8_t* const* after) {
   const __m512i bswap =
       _mm512_broadcast_i32x4(_mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL));
   __m512i s[8];
@@ -146,6 +157,14 @@ CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
   for (std::size_t b = 0; b < nblk; ++b) {
     __m512i save[8], w[16];
     for (int i = 0; i < 8; ++i) save[i] = s[i];
+    // A prefetch never faults, so a message shorter than the distance is harmless too.
+    if (const std::size_t ahead = 64 * b + kPrefetch; ahead < 64 * nblk) {
+      for (int l = 0; l < 16; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(msg[l] + ahead), _MM_HINT_T0);
+    } else if (after != nullptr) {
+      for (int l = 0; l < 16; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(after[l] + (ahead - 64 * nblk)), _MM_HINT_T0);
+    }
     for (int l = 0; l < 16; ++l) w[l] = _mm512_loadu_si512(msg[l] + 64 * b);
     transpose16(w);
     for (int t = 0; t < 16; ++t) w[t] = _mm512_shuffle_epi8(w[t], bswap);
@@ -182,10 +201,12 @@ CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
 }  // namespace
 
 void sha256_x16_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
-                       std::size_t count, std::uint8_t* const* outs, bool sha_ni) {
+                       std::size_t count, std::uint8_t* const* outs, bool sha_ni,
+                       std::size_t ahead) {
   const std::size_t nblk = len / 64;
   std::size_t i = 0;
-  for (; count - i >= 16; i += 16) x16(plan, msgs + i, nblk, outs + i);
+  for (; count - i >= 16; i += 16)
+    x16(plan, msgs + i, nblk, outs + i, count + ahead - i >= 32 ? msgs + i + 16 : nullptr);
   const std::size_t rest = count - i;
   if (rest == 0) return;
   // A pass of 16 lanes costs as much as 9 messages on sha-ni-8 (15.6 us for 4 KiB messages
@@ -202,14 +223,14 @@ void sha256_x16_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, 
     m[l] = msgs[i + (l < rest ? l : rest - 1)];
     o[l] = l < rest ? outs[i + l] : spare;
   }
-  x16(plan, m, nblk, o);
+  x16(plan, m, nblk, o, nullptr);
 }
 
 #else  // !CFS_HAVE_X86_64
 
 bool cpu_has_avx512_sha() noexcept { return false; }
 void sha256_x16_gather(const Sha256Plan&, const std::uint8_t* const*, std::size_t, std::size_t,
-                       std::uint8_t* const*, bool) {}
+                       std::uint8_t* const*, bool, std::size_t) {}
 
 #endif
 

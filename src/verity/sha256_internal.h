@@ -41,7 +41,7 @@ void sha256_many(const Sha256Plan& plan, const std::uint8_t* in, std::size_t len
 
 /// Same as sha256_many() but the messages and digests are at arbitrary addresses.
 void sha256_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
-                   std::size_t count, std::uint8_t* const* outs, Engine e);
+                   std::size_t count, std::uint8_t* const* outs, Engine e, std::size_t ahead = 0);
 
 /// The SHA-NI kernels, interleaving `lanes` (1..8) messages at a time. Call only when
 /// cpu_has_sha_ni().
@@ -50,7 +50,10 @@ void sha256_ni_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, s
 
 /// The AVX-512 kernel, 16 messages at a time; a remainder of fewer than 10 goes to sha-ni-8
 /// when `sha_ni`, else through one more 16-lane pass. Call only when cpu_has_avx512_sha().
+/// `msgs[count .. count + ahead)` may point at the messages the caller hashes next (`len`
+/// bytes each, not hashed here): their first lines are prefetched while the last group runs.
 void sha256_x16_gather(const Sha256Plan& plan, const std::uint8_t* const* msgs, std::size_t len,
-                       std::size_t count, std::uint8_t* const* outs, bool sha_ni);
+                       std::size_t count, std::uint8_t* const* outs, bool sha_ni,
+                       std::size_t ahead = 0);
 
 }  // namespace cfs::verity::detail
