@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// SHA-256 through the AVX-512 or SHA-NI kernels when available; otherwise (and for SHA-512) OpenSSL
-// EVP with the algorithm fetched once and a salted template context copied per block
+// SHA-256 through the AVX-512 or SHA-NI kernels when available, SHA-512 through its 8-lane
+// AVX-512 kernel where the SHA-256 engine is avx512-16 (the same CPUs and the same switch,
+// CFS_VERITY_ENGINE); otherwise, and for the few blocks of a batch the 8-lane kernel leaves,
+// OpenSSL EVP with the algorithm fetched once and a salted template context copied per block
 // (re-initialising through EVP_DigestInit_ex(EVP_sha256()) per block takes a lock and stops
 // scaling).
 #include <openssl/evp.h>
@@ -60,6 +62,8 @@ BlockHasher::BlockHasher(const Params& p)
     plan_ = make_sha256_plan(padded_salt, prefix, bs_);
     return;
   }
+  x8_ = p.alg == HashAlg::kSha512 && active_engine() == Engine::kAvx512x16;
+  if (x8_) plan512_ = std::make_unique<Sha512Plan>(make_sha512_plan(padded_salt, prefix, bs_));
   evp_ = std::make_unique<Evp>();
   if (!evp_->tmpl) throw std::bad_alloc();
   check(EVP_DigestInit_ex2(evp_->tmpl.get(), fetched(alg_), nullptr));
@@ -75,8 +79,24 @@ void BlockHasher::hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_
     sha256_many(plan_, in, bs_, n, out, engine_);
     return;
   }
+  std::size_t i = 0;
+  if (x8_) {
+    constexpr std::size_t kBatch = 64;
+    const std::uint8_t* msgs[kBatch];
+    std::uint8_t* outs[kBatch];
+    while (i < n) {
+      const std::size_t m = n - i < kBatch ? n - i : kBatch;
+      for (std::size_t j = 0; j < m; ++j) {
+        msgs[j] = in + (i + j) * bs_;
+        outs[j] = out + (i + j) * dsize_;
+      }
+      const std::size_t done = sha512_x8_gather(*plan512_, msgs, bs_, m, outs);
+      i += done;
+      if (done < m) break;  // the last few, below a pass's worth, go to OpenSSL
+    }
+  }
   EVP_MD_CTX* ctx = thread_ctx();
-  for (std::size_t i = 0; i < n; ++i) {
+  for (; i < n; ++i) {
     unsigned len = 0;
     check(EVP_MD_CTX_copy_ex(ctx, evp_->tmpl.get()));
     check(EVP_DigestUpdate(ctx, in + i * bs_, bs_));
@@ -90,7 +110,8 @@ void BlockHasher::hash_gather(const std::uint8_t* const* in, std::size_t n,
     sha256_gather(plan_, in, bs_, n, out, engine_);
     return;
   }
-  for (std::size_t i = 0; i < n; ++i) hash_blocks(in[i], 1, out[i]);
+  const std::size_t done = x8_ ? sha512_x8_gather(*plan512_, in, bs_, n, out) : 0;
+  for (std::size_t i = done; i < n; ++i) hash_blocks(in[i], 1, out[i]);
 }
 
 void BlockHasher::hash_tail(const std::uint8_t* in, std::size_t len, std::uint8_t* out) const {
@@ -117,8 +138,18 @@ void hash_messages(HashAlg alg, const std::uint8_t* const* data, std::size_t len
     sha256_gather(plan, data, len, n, out, active_engine());
     return;
   }
+  std::size_t i = 0;
+  if (alg == HashAlg::kSha512 && len % 128 == 0 && active_engine() == Engine::kAvx512x16) {
+    thread_local std::size_t plan_len = 0;
+    thread_local Sha512Plan plan{};
+    if (plan_len != len) {
+      plan = make_sha512_plan(nullptr, 0, len);
+      plan_len = len;
+    }
+    i = sha512_x8_gather(plan, data, len, n, out);
+  }
   EVP_MD_CTX* ctx = thread_ctx();
-  for (std::size_t i = 0; i < n; ++i) {
+  for (; i < n; ++i) {
     unsigned got = 0;
     check(EVP_DigestInit_ex2(ctx, fetched(alg), nullptr));
     check(EVP_DigestUpdate(ctx, data[i], len));

@@ -11,6 +11,7 @@
 #include "cfs/verity/digest.h"
 #include "cfs/verity/engine.h"
 #include "verity/sha256_internal.h"
+#include "verity/sha512_internal.h"
 
 namespace cfs::verity::detail {
 
@@ -24,8 +25,11 @@ class BlockHasher {
 
   std::size_t digest_size() const noexcept { return dsize_; }
   std::uint32_t block_size() const noexcept { return bs_; }
-  /// The engine in use (kPortable: OpenSSL, also for SHA-512).
+  /// The engine in use for SHA-256 (kPortable: OpenSSL). SHA-512 always says kPortable: its
+  /// AVX-512 kernel leaves a few blocks of a batch to OpenSSL, which mapped reads must avoid.
   Engine engine() const noexcept { return engine_; }
+  /// True when SHA-512 blocks go through the 8-lane AVX-512 kernel (sha512_avx512.cc).
+  bool sha512_x8() const noexcept { return x8_; }
 
   /// Hashes n whole blocks at `in` (n * block_size bytes) into n consecutive digests at `out`.
   void hash_blocks(const std::uint8_t* in, std::size_t n, std::uint8_t* out) const;
@@ -40,8 +44,10 @@ class BlockHasher {
   std::uint32_t bs_;
   std::size_t dsize_;
   Engine engine_;
+  bool x8_ = false;
   Sha256Plan plan_{};
-  std::unique_ptr<Evp> evp_;  // portable path (SHA-512 always)
+  std::unique_ptr<Sha512Plan> plan512_;  // with x8_
+  std::unique_ptr<Evp> evp_;             // portable path (SHA-512's leftovers too)
 };
 
 /// Unsalted hash of a short message (the descriptor).
