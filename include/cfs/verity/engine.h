@@ -4,8 +4,10 @@
 // (for leftovers of fewer than 16 messages), else SHA-NI with the fastest measured interleave
 // when the CPU has it, else OpenSSL. Tests force each engine to compare them; benchmarks may
 // set CFS_VERITY_ENGINE=portable|sha-ni-1|…|sha-ni-8|avx512-16.
-// SHA-512 always uses OpenSSL. Thread-safety: the selection is a process-wide atomic; set it
-// before hashing starts (a Hasher keeps the engine it was created with).
+// SHA-512 uses its 8-lane AVX-512 kernel where the active engine is avx512-16 (so
+// CFS_VERITY_ENGINE=portable or sha-ni-N turn it off), else OpenSSL. Thread-safety: the selection
+// is a process-wide atomic; set it before hashing starts (a Hasher keeps the engine it was created
+// with).
 #pragma once
 
 #include <array>
