@@ -121,23 +121,23 @@ Result<bool> ObjectStore::copy_direct(int dst_fd, int src_fd, std::uint64_t size
     return false;
   }
   std::byte* buf = copy_buffer();
-  // Where mapping is cheaper than copying (mapped_reads_preferred), the object is written
-  // straight from a mapping of the source: the DMA reads the page-cache pages, with no copy
-  // into buf. A source truncated meanwhile is no SIGBUS here: the kernel's access to the
-  // missing pages fails the write with EFAULT.
-  std::optional<MappedFile> src_map;
-  if (mapped_reads_preferred()) {
-    auto m = MappedFile::map_fd(src_fd, what);
-    if (m && m->size() == size) src_map.emplace(std::move(*m));
-  }
-  // Copies [off, off + n) through buf (or from the mapping); the write's error is returned as
-  // is.
+  // Where mapping is cheaper than copying (mapped_reads_preferred), each piece is written
+  // straight from a mapping of that piece of the source: the DMA reads the page-cache pages,
+  // with no copy into buf. One mapping per piece, not one of the whole file: every page of a
+  // whole-file mapping that the writes touched would count in the process's RSS until the
+  // copy ends (830 MB for the largest file of /usr). A source truncated meanwhile is no
+  // SIGBUS here: the kernel's access to the missing pages fails the write with EFAULT.
+  const bool mapped = mapped_reads_preferred();
+  // Copies [off, off + n) from the mapped piece (or through buf); the write's error is
+  // returned as is.
   auto piece = [&](std::uint64_t off, std::size_t n) -> Result<Status> {
-    if (src_map) {
-      Status w = sys::pwrite_all(dst_fd, src_map->bytes().subspan(off, n), off);
-      if (!w && w.error().is_errno(EFAULT))
-        return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
-      return w;
+    if (mapped) {
+      if (auto m = MappedFile::map_range(src_fd, off, n, what)) {
+        Status w = sys::pwrite_all(dst_fd, m->bytes(), off);
+        if (!w && w.error().is_errno(EFAULT))
+          return fail(Errc::kInvalidInput, what + ": file shrank while being copied");
+        return w;
+      }
     }
     CFS_ASSIGN(std::size_t got, sys::pread_full(src_fd, std::span(buf, n), off));
     if (got != n) return fail(Errc::kInvalidInput, what + ": file shrank while being copied");

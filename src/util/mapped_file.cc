@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string_view>
@@ -58,6 +59,20 @@ Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what) {
   if (p == MAP_FAILED) return fail_errno("mmap " + what);
   m.data_ = p;
   m.size_ = size;
+  return m;
+}
+
+Result<MappedFile> MappedFile::map_range(int fd, std::uint64_t offset, std::size_t len,
+                                         const std::string& what) {
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (offset % page != 0)
+    return fail(Errc::kInvalidInput, what + ": mapping offset not page-aligned");
+  MappedFile m;
+  if (len == 0) return m;
+  void* p = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return fail_errno("mmap " + what);
+  m.data_ = p;
+  m.size_ = len;
   return m;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 
@@ -31,6 +32,11 @@ class MappedFile {
   static Result<MappedFile> open(const std::string& path);
   /// Maps an open fd (the mapping outlives the fd).
   static Result<MappedFile> map_fd(int fd, const std::string& what);
+  /// Maps len bytes of an open fd from offset, which must be a multiple of the page size (else
+  /// kInvalidInput). Pages past the end of the file fault when touched (SIGBUS in user space,
+  /// EFAULT for a system call reading them).
+  static Result<MappedFile> map_range(int fd, std::uint64_t offset, std::size_t len,
+                                      const std::string& what);
 
   std::span<const std::byte> bytes() const noexcept {
     return {static_cast<const std::byte*>(data_), size_};

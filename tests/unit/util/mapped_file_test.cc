@@ -30,6 +30,23 @@ TEST(MappedFile, BytesAreTheFile) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->bytes().data()), m->size()), data);
 }
 
+TEST(MappedFile, ARangeIsThoseBytesAndNeedsAPageAlignedOffset) {
+  testutil::TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string data = testutil::random_bytes(3 * kPage + 5, 3);
+  const std::string path = dir.write("f", data);
+  auto fd = sys::open(path, O_RDONLY);
+  ASSERT_TRUE(fd) << fd.error().message();
+  auto m = MappedFile::map_range(fd->get(), 2 * kPage, kPage + 5, path);
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_EQ(m->size(), kPage + 5);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->bytes().data()), m->size()),
+            data.substr(2 * kPage));
+  auto bad = MappedFile::map_range(fd->get(), kPage / 2, kPage, path);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find(path), std::string::npos);
+}
+
 TEST(MappedFile, WritingFromATruncatedMappingFailsWithEfault) {
   testutil::TempDir dir;
   ASSERT_TRUE(dir.ok());
