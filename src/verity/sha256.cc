@@ -22,16 +22,6 @@
 namespace cfs::verity::detail {
 namespace {
 
-alignas(16) constexpr std::uint32_t kK[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
 constexpr std::uint32_t kIv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
 
@@ -61,7 +51,7 @@ void sha256_compress_scalar(std::uint32_t state[8], const std::uint8_t* blocks, 
                   f = state[5], g = state[6], h = state[7];
     for (int t = 0; t < 64; ++t) {
       std::uint32_t t1 =
-          h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kK[t] + w[t];
+          h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kSha256K[t] + w[t];
       std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
       h = g;
       g = f;
@@ -95,7 +85,7 @@ Sha256Plan make_sha256_plan(const std::uint8_t* prefix, std::size_t prefix_len, 
   for (int i = 0; i < 8; ++i) pad[63 - i] = static_cast<std::uint8_t>(bits >> (8 * i));
   std::uint32_t w[64];
   expand(pad, w);
-  for (int t = 0; t < 64; ++t) p.pad_wk[t] = w[t] + kK[t];
+  for (int t = 0; t < 64; ++t) p.pad_wk[t] = w[t] + kSha256K[t];
   return p;
 }
 
@@ -175,7 +165,7 @@ CFS_SHA_TARGET __attribute__((flatten)) void lanes(const Sha256Plan& plan,
           m[q % 4][l] = _mm_sha256msg2_epu32(x, m[(q + 3) % 4][l]);
         });
       }
-      const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kK + 4 * q));
+      const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kSha256K + 4 * q));
       unrolled<N>([&](auto l) CFS_SHA_LAMBDA {
         const __m128i t = _mm_add_epi32(m[q % 4][l], k);
         cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], t);

@@ -54,16 +54,6 @@ bool cpu_has_avx512_sha() noexcept {
 
 namespace {
 
-alignas(64) constexpr std::uint32_t kK[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
 #define CFS_X16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define CFS_X16_INLINE CFS_X16_TARGET __attribute__((always_inline)) inline
 #define CFS_X16_LAMBDA CFS_X16_TARGET __attribute__((always_inline))
@@ -168,8 +158,8 @@ CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
     for (int l = 0; l < 16; ++l) w[l] = _mm512_loadu_si512(msg[l] + 64 * b);
     transpose16(w);
     for (int t = 0; t < 16; ++t) w[t] = _mm512_shuffle_epi8(w[t], bswap);
-    rounds8(s, [&](int i) CFS_X16_LAMBDA { return add(w[i], bcast(kK[i])); });
-    rounds8(s, [&](int i) CFS_X16_LAMBDA { return add(w[8 + i], bcast(kK[8 + i])); });
+    rounds8(s, [&](int i) CFS_X16_LAMBDA { return add(w[i], bcast(kSha256K[i])); });
+    rounds8(s, [&](int i) CFS_X16_LAMBDA { return add(w[8 + i], bcast(kSha256K[8 + i])); });
     // Rounds 16..63: the schedule lives in the 16-entry window w (W[t] replaces W[t-16]).
     for (int q = 1; q < 4; ++q) {
       auto next = [&](int j) CFS_X16_LAMBDA {
@@ -179,7 +169,7 @@ CFS_X16_TARGET __attribute__((flatten)) void x16(const Sha256Plan& plan,
         const __m512i s1 =
             _mm512_ternarylogic_epi32(ror<17>(w2), ror<19>(w2), _mm512_srli_epi32(w2, 10), kXor3);
         w[j] = add(add(w[j], s0), add(w[(j + 9) % 16], s1));
-        return add(w[j], bcast(kK[16 * q + j]));
+        return add(w[j], bcast(kSha256K[16 * q + j]));
       };
       rounds8(s, [&](int i) CFS_X16_LAMBDA { return next(i); });
       rounds8(s, [&](int i) CFS_X16_LAMBDA { return next(8 + i); });
