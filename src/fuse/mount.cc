@@ -41,6 +41,7 @@ vfs::Options vfs_options(const mount::Options& opts) {
   v.basedirs = opts.basedirs;
   v.verity = mount::effective_verity(opts, mount::Dialect::kFuse);
   v.tree_cache_dir = opts.tree_cache;
+  if (opts.prefill_max) v.copy_max_bytes = *opts.prefill_max;
   return v;
 }
 

@@ -2,6 +2,7 @@
 #include "cfs/fuse/server.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,8 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_set>
 
 #include "cfs/util/sys.h"
 #include "fuse/session.h"
@@ -24,9 +27,53 @@ namespace {
 // long as it likes (a year), negative entries included.
 constexpr double kForever = 365.0 * 24 * 3600;
 
-vfs::Filesystem& fs_of(fuse_req_t req) {
-  return *static_cast<vfs::Filesystem*>(fuse_req_userdata(req));
-}
+// Buffers for the copies opens hash objects from (vfs::ContentCopy), reused: a fresh buffer of
+// a few MiB costs a page fault per 4 KiB on first touch and an munmap after, which cost as much
+// as hashing it (perf, apt-get's first exec). At most one kept per CPU (the hashing is
+// CPU-bound, so more copies at once gain nothing), each at most kKeepBytes: the server's
+// memory stays level (docs/fuse.md "Memory").
+class CopyPool {
+ public:
+  static constexpr std::size_t kKeepBytes = 4u << 20;
+  std::unique_ptr<vfs::ContentCopy> take() {
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        auto c = std::move(free_.back());
+        free_.pop_back();
+        return c;
+      }
+    }
+    // Sized for what is kept from the start, so that a growing copy never reallocates (a new
+    // mapping to fault in again), and backed by huge pages where the kernel has them (one
+    // fault per 2 MiB instead of 512). Best effort.
+    auto c = std::make_unique<vfs::ContentCopy>();
+    c->bytes.reserve(kKeepBytes);
+    (void)::madvise(c->bytes.data(), c->bytes.capacity(), MADV_HUGEPAGE);
+    return c;
+  }
+  void give(std::unique_ptr<vfs::ContentCopy> c) {
+    if (c->bytes.capacity() > kKeepBytes) return;
+    std::lock_guard lock(mu_);
+    if (free_.size() < std::max(1u, sys::available_cpus())) free_.push_back(std::move(c));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<vfs::ContentCopy>> free_;
+};
+
+// The session's userdata.
+struct Server {
+  vfs::Filesystem* fs = nullptr;
+  fuse_session* se = nullptr;  ///< set before the loop starts, read only afterwards
+  CopyPool copies;
+  std::mutex mu;
+  std::unordered_set<fuse_ino_t> stored;  ///< nodes whose pages were stored (guarded by mu)
+};
+
+Server& server_of(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
+vfs::Filesystem& fs_of(fuse_req_t req) { return *server_of(req).fs; }
 
 // FUSE reserves node id 1 for the root; every other node id is the EROFS nid (never 1 in a
 // valid image: nid 1 would be inside the composefs header).
@@ -175,12 +222,40 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_reply_err(req, 0); }
 
+// The first open of an object hashes all of it (its Merkle tree); a small object is hashed from
+// a copy in memory, and that verified copy goes straight into the kernel's page cache for the
+// node (FUSE_NOTIFY_STORE), before the open is answered. The reads that follow (an exec's
+// page faults, a library's mmap) then find every page cached (FOPEN_KEEP_CACHE) instead of
+// each costing a READ round trip and hashing the same bytes a second time. Stored once per
+// node: the kernel locks the pages it stores into, and a later open's reads may hold them
+// locked while they wait for a worker; on the first open no other open of the node has been
+// answered, so no read of it can be waiting (with -s, none can). Best effort: if the kernel
+// refuses, the reads come as READ requests and are verified there as always.
+void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& copy) {
+  if (copy.size == 0 || !srv.se) return;
+  {
+    std::lock_guard lock(srv.mu);
+    if (!srv.stored.insert(node).second) return;
+  }
+  fuse_bufvec bv = FUSE_BUFVEC_INIT(copy.size);
+  bv.buf[0].mem = const_cast<std::byte*>(copy.bytes.data());
+  (void)fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0));
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   trampoline(req, [&] {
-    auto& fs = fs_of(req);
-    auto f = fs.open_file(to_ino(fs, ino), fi->flags);
+    auto& srv = server_of(req);
+    auto& fs = *srv.fs;
+    struct Lend {  // back to the pool however the open ends
+      CopyPool& pool;
+      std::unique_ptr<vfs::ContentCopy> c;
+      ~Lend() { pool.give(std::move(c)); }
+    } copy{srv.copies, srv.copies.take()};
+    auto f = fs.open_file(to_ino(fs, ino), fi->flags, copy.c.get());
     if (!f) return reply_error(req, f.error());
     fi->keep_cache = (*f)->cacheable() ? 1 : 0;
+    // Only pages the kernel keeps across opens are worth storing.
+    if (fi->keep_cache) store_verified_copy(srv, ino, *copy.c);
     fi->fh = reinterpret_cast<std::uint64_t>(f->get());
     if (fuse_reply_open(req, fi) == 0) (void)f->release();  // interrupted: f closes here
   });
@@ -296,7 +371,7 @@ struct ArgsGuard {
 }  // namespace
 
 Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOptions& opts,
-                   bool writable) {
+                   bool writable, fuse_session** session) {
   if (::access("/dev/fuse", R_OK | W_OK) != 0)
     return fail_errno("/dev/fuse (load the fuse module, or give the container the device)");
   tune_malloc();
@@ -324,6 +399,7 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
 
   fuse_session* se = fuse_session_new(&a.args, &ops, sizeof ops, userdata);
   if (!se) return fail(Errc::kInvalidInput, "fuse: cannot create session (bad -o option?)");
+  if (session) *session = se;
   struct SessionGuard {
     fuse_session* se;
     bool handlers = false, mounted = false;
@@ -358,7 +434,9 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
 }
 
 Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
-  return run_session(kOps, fs.get(), opts, false);
+  Server srv;
+  srv.fs = fs.get();
+  return run_session(kOps, &srv, opts, false, &srv.se);
 }
 
 }  // namespace cfs::fuse

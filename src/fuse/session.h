@@ -88,7 +88,9 @@ void forget_trampoline(fuse_req_t req, Fn&& fn) noexcept {
 }
 
 /// Serves `ops` (userdata: `userdata`) at opts.mountpoint until unmounted or signalled.
+/// `session` (when set) receives the session before the first request is read (for
+/// notifications such as fuse_lowlevel_notify_store).
 Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOptions& opts,
-                   bool writable);
+                   bool writable, fuse_session** session = nullptr);
 
 }  // namespace cfs::fuse

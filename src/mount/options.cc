@@ -66,7 +66,7 @@ bool redirect_follows_fully(const std::string& mode, bool has_upper) {
 // Keys only the FUSE mount knows; the kernel mount names the other mount instead of saying
 // "unsupported".
 bool is_fuse_only(std::string_view key) {
-  return key == "source" || key == "tree_cache" || key == "threads";
+  return key == "source" || key == "tree_cache" || key == "threads" || key == "prefill_max";
 }
 
 Status parse_fuse_option(const std::string& key, const std::string& value, Options& opts) {
@@ -77,16 +77,25 @@ Status parse_fuse_option(const std::string& key, const std::string& value, Optio
     CFS_TRY(check_path_value(key, value));
     opts.tree_cache = value;
   } else {
-    unsigned long n = 0;
+    unsigned long long n = 0;
     std::size_t used = 0;
     try {
-      n = std::stoul(value, &used);
+      n = std::stoull(value, &used);
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used == 0 || used != value.size() || n == 0 || n > 100000)
-      return fail(Errc::kInvalidInput, "option threads=" + value + ": expected a number >= 1");
-    opts.threads = static_cast<unsigned>(n);
+    const bool number = used != 0 && used == value.size() && value[0] != '-';
+    if (key == "prefill_max") {
+      // Bounded: the copy is held in memory while the open builds the tree.
+      if (!number || n > (1ull << 30))
+        return fail(Errc::kInvalidInput,
+                    "option prefill_max=" + value + ": expected a byte count up to 1073741824");
+      opts.prefill_max = n;
+    } else {
+      if (!number || n == 0 || n > 100000)
+        return fail(Errc::kInvalidInput, "option threads=" + value + ": expected a number >= 1");
+      opts.threads = static_cast<unsigned>(n);
+    }
   }
   return {};
 }
@@ -242,9 +251,9 @@ Status validate(const Options& opts, Dialect dialect) {
       return fail(Errc::kInvalidInput, std::string("option ") + kernel_only +
                                            " is not supported by the FUSE mount (kernel mount "
                                            "only)");
-  } else if (!opts.source.empty() || !opts.tree_cache.empty() || opts.threads) {
+  } else if (!opts.source.empty() || !opts.tree_cache.empty() || opts.threads || opts.prefill_max) {
     return fail(Errc::kInvalidInput,
-                "options source=, tree_cache= and threads= are only for "
+                "options source=, tree_cache=, threads= and prefill_max= are only for "
                 "the FUSE mount (cfs mount --fuse)");
   }
   if (opts.basedirs.empty())

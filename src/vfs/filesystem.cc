@@ -223,7 +223,9 @@ Result<std::string> Filesystem::getxattr(Ino ino, std::string_view name) const {
   return fail_errno("getxattr", ENODATA);
 }
 
-Result<std::unique_ptr<OpenFile>> Filesystem::open_file(Ino ino, int flags) const {
+Result<std::unique_ptr<OpenFile>> Filesystem::open_file(Ino ino, int flags,
+                                                        ContentCopy* copy) const {
+  if (copy) copy->size = 0;
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return fail_errno("open", EROFS);
   CFS_ASSIGN(auto info, checked_inode(ino));
   if (info.is_dir()) return fail_errno("open", EISDIR);
@@ -231,17 +233,20 @@ Result<std::unique_ptr<OpenFile>> Filesystem::open_file(Ino ino, int flags) cons
   auto f = std::make_unique<OpenFile>();
   f->ino_ = ino;
   f->inode_ = info;
-  CFS_TRY(open_object(info, *f));
+  if (Status st = open_object(info, *f, copy); !st) {
+    if (copy) copy->size = 0;  // nothing of a failed open is offered
+    return fail(st.error());
+  }
   return f;
 }
 
-Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f) const {
+Status Filesystem::open_object(const erofs::InodeInfo& ino, OpenFile& f, ContentCopy* copy) const {
   if (ino.xattr_size == 0) return open_inline(ino, f);
   auto xs = image_.xattrs(ino);
   if (!xs) return fail(eio(xs.error().message()));
   const auto* mc = find_xattr(*xs, overlay::kMetacopy);
   if (!mc) return open_inline(ino, f);
-  Status st = open_backing(*xs, *mc, f);
+  Status st = open_backing(*xs, *mc, f, copy);
   if (!st) report(ino.nid, *xs, st.error());
   return st;
 }
@@ -254,7 +259,7 @@ Status Filesystem::open_inline(const erofs::InodeInfo& ino, OpenFile& f) const {
 }
 
 Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const erofs::RawXattr& mc,
-                                OpenFile& f) const {
+                                OpenFile& f, ContentCopy* copy) const {
   std::optional<std::string_view> redirect;
   if (const auto* r = find_xattr(xs, overlay::kRedirect)) redirect = r->value;
   CFS_ASSIGN(store::Backing b,
@@ -271,8 +276,10 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
       return fail(eio("object " + b.object + ": metacopy file has no digest specified"));
     return {};
   }
-  auto tree = trees_->get(*b.digest, f.fd_.get(), f.data_size_, b.object,
-                          [&] { return objects_->take_tree(*b.digest); });
+  const bool want_copy = copy && f.data_size_ > 0 && f.data_size_ <= opts_.copy_max_bytes;
+  auto tree = trees_->get(
+      *b.digest, f.fd_.get(), f.data_size_, b.object,
+      [&] { return objects_->take_tree(*b.digest); }, want_copy ? copy : nullptr);
   if (!tree) return fail(eio(tree.error().message()));
   // A tree found in the cache describes the content, not this file: a file of another size
   // can never read back verified, so refuse it now.

@@ -3,6 +3,8 @@
 
 #include <utility>
 
+#include "cfs/util/sys.h"
+
 namespace cfs::vfs {
 namespace {
 
@@ -63,7 +65,8 @@ std::size_t TreeCache::entries() const {
 
 Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(
     const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
-    const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt) {
+    const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt, ContentCopy* copy) {
+  if (copy) copy->size = 0;
   std::string key = key_of(expected);
   if (auto t = find(key)) return t;
   // Its digest is computed from its own levels (finish_tree), so a tree that gives `expected`
@@ -85,11 +88,23 @@ Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(
       return t;
     }
   }
-  CFS_ASSIGN(verity::MerkleTree built,
-             verity::build_merkle_tree(fd, params, what, size >= kParallelBuildMin ? 0 : 1));
+  verity::MerkleTree built;
+  if (copy) {
+    // Exactly `size` bytes: a file that grew is hashed as the content the image names (or
+    // fails), one that shrank gives another digest.
+    auto bytes = copy->bytes.get(static_cast<std::size_t>(size));
+    CFS_ASSIGN_CTX(std::size_t n, sys::pread_full(fd, bytes, 0), what);
+    CFS_ASSIGN(built, verity::build_merkle_tree(bytes.first(n), params,
+                                                size >= kParallelBuildMin ? 0 : 1));
+    if (!(built.digest == expected) || n != size) copy = nullptr;  // nothing verified
+  } else {
+    CFS_ASSIGN(built,
+               verity::build_merkle_tree(fd, params, what, size >= kParallelBuildMin ? 0 : 1));
+  }
   if (!(built.digest == expected))
     return fail(Errc::kDigestMismatch, what + ": fs-verity digest " + built.digest.hex() +
                                            " differs from the image's " + expected.hex());
+  if (copy) copy->size = static_cast<std::size_t>(size);
   auto t = std::make_shared<const verity::MerkleTree>(std::move(built));
   // Small trees are cheaper to rebuild than to load; persist only those worth it.
   if (!dir_.empty() && size >= kPersistMin)

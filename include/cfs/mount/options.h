@@ -48,9 +48,12 @@ struct Options {
   std::vector<std::string> ignored;         ///< mount(8) userspace-only options we skip
 
   // The FUSE mount only (Dialect::kFuse; the kernel mount refuses them).
-  std::string source;                     ///< source=IMAGE, instead of the IMAGE argument
-  std::string tree_cache;                 ///< tree_cache=DIR: persistent Merkle trees
-  unsigned threads = 0;                   ///< threads=N: most FUSE worker threads (0: libfuse's)
+  std::string source;      ///< source=IMAGE, instead of the IMAGE argument
+  std::string tree_cache;  ///< tree_cache=DIR: persistent Merkle trees
+  unsigned threads = 0;    ///< threads=N: most FUSE worker threads (0: libfuse's)
+  /// prefill_max=BYTES: objects up to this size go into the page cache whole, verified, at
+  /// their first open (vfs::Options::copy_max_bytes); unset: the vfs default.
+  std::optional<std::uint64_t> prefill_max;
   std::vector<std::string> fuse_options;  ///< anything else, for libfuse (allow_other, ...)
 };
 

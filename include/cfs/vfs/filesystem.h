@@ -19,7 +19,9 @@
 //  * Verification: with verity on/require and a digest in the metacopy, open builds (or finds
 //    cached) the object's Merkle tree and compares its fs-verity digest with the image's (EIO
 //    on mismatch); every read verifies the blocks it returns against that tree (EIO on any
-//    mismatch or short read), so no unverified byte is ever returned.
+//    mismatch or short read), so no unverified byte is ever returned. An object of at most
+//    Options::copy_max_bytes whose tree an open_file(…, copy) builds is hashed from a copy in
+//    memory, which the open then hands to its caller, verified.
 //
 // Errors are cfs::Error values; errno_for() turns them into what the FUSE reply should carry
 // (corrupt image pieces -> EIO, never a crash).
@@ -44,6 +46,7 @@
 #include "cfs/verity/merkle.h"
 #include "cfs/vfs/object_provider.h"
 #include "cfs/vfs/options.h"
+#include "cfs/vfs/tree_cache.h"
 
 namespace cfs::vfs {
 
@@ -57,8 +60,6 @@ struct DirItem {
   std::uint32_t type = 0;  ///< S_IF* of the dirent (0 if unknown)
   std::uint64_t next_offset = 0;
 };
-
-class TreeCache;
 
 /// Per-thread scratch memory for reads (not zero-filled: only bytes a read produced are ever
 /// exposed), page-aligned. Thread-safety: one per thread.
@@ -114,7 +115,12 @@ class Filesystem {
 
   /// Opens a regular file for reading (EISDIR for directories, EINVAL for other types, EROFS
   /// for write access). Object lookup and verification happen here (see the file comment).
-  Result<std::unique_ptr<OpenFile>> open_file(Ino ino, int flags) const;
+  /// `copy` (when set): when this open builds the tree of an object of at most
+  /// Options::copy_max_bytes, it is built from the object read whole into `copy`, which then
+  /// holds the content, verified (copy->size bytes); otherwise copy->size is 0. The caller's
+  /// buffer, so that it can be reused from open to open.
+  Result<std::unique_ptr<OpenFile>> open_file(Ino ino, int flags,
+                                              ContentCopy* copy = nullptr) const;
   /// Reads up to `len` bytes at `off`; returns a view into `buf` holding only bytes that were
   /// verified (or need no verification). Short only at EOF. EIO when a block fails to verify
   /// or the object shrank.
@@ -130,10 +136,10 @@ class Filesystem {
   Result<erofs::InodeInfo> checked_inode(Ino ino) const;
   Result<struct stat> stat_of(const erofs::InodeInfo& ino) const;
   Status check_overlay_inode(const erofs::InodeInfo& ino) const;
-  Status open_object(const erofs::InodeInfo& ino, OpenFile& f) const;
+  Status open_object(const erofs::InodeInfo& ino, OpenFile& f, ContentCopy* copy) const;
   Status open_inline(const erofs::InodeInfo& ino, OpenFile& f) const;
   Status open_backing(const std::vector<erofs::RawXattr>& xs, const erofs::RawXattr& mc,
-                      OpenFile& f) const;
+                      OpenFile& f, ContentCopy* copy) const;
   void report(Ino ino, const std::vector<erofs::RawXattr>& xattrs, const Error& e) const;
   void report(const OpenFile& f, const Error& e) const;
 

@@ -38,6 +38,11 @@ struct Options {
   /// Memory budget for Merkle trees of closed files kept for the next open (leaf hashes are
   /// 1/128 of the data size for SHA-256 and 4 KiB blocks). Trees of open files are always kept.
   std::size_t tree_cache_bytes = 64u << 20;
+  /// Objects up to this size whose tree an open_file(…, copy) builds are read whole into the
+  /// caller's memory and hashed from there, so that the caller can serve that verified copy
+  /// without reading and hashing the bytes again (the read-only FUSE server stores it in the
+  /// kernel's page cache). 0: never.
+  std::uint64_t copy_max_bytes = 8u << 20;
   /// Directory holding persistent Merkle trees ("<alg>-<digest>.tree"), or empty for none. A
   /// cached tree is re-verified against the image's digest before it is used.
   std::string tree_cache_dir;

@@ -16,10 +16,18 @@
 #include <string>
 #include <unordered_map>
 
+#include "cfs/util/aligned_buffer.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/merkle.h"
 
 namespace cfs::vfs {
+
+/// The whole content of an object, read into memory once to build its tree: when the tree
+/// gives the expected digest, these very bytes are verified (TreeCache::get's `copy`).
+struct ContentCopy {
+  AlignedBuffer bytes;
+  std::size_t size = 0;  ///< bytes held; 0 when no copy was made
+};
 
 class TreeCache {
  public:
@@ -30,9 +38,14 @@ class TreeCache {
   /// fs-verity digest differs from `expected`; I/O errors as returned by the build. On a miss,
   /// `prebuilt` (when set) is asked first: a tree it gives for `expected` and `size` is used
   /// instead of reading `fd` (ObjectProvider::take_tree: built from the bytes a fetch stored).
+  /// `copy` (when set): a tree built here is built from the file read whole into `copy`, which
+  /// then holds `size` verified bytes; it stays empty (size 0) on a hit, for a prebuilt or
+  /// persisted tree, and on any error. Bytes are read once either way; the copy lets the
+  /// caller serve them without reading and hashing them a second time.
   Result<std::shared_ptr<const verity::MerkleTree>> get(
       const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
-      const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt = {});
+      const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt = {},
+      ContentCopy* copy = nullptr);
 
   /// Memory charged to the budget (trees plus per-entry bookkeeping), at most the budget.
   std::size_t bytes() const;

@@ -151,6 +151,29 @@ TEST(ParseOptions, DialectsShareKeysAndRefuseTheOthersOnly) {
   EXPECT_FALSE(parse_options("basedir=/o,threads=x", bad, Dialect::kFuse));
 }
 
+// prefill_max= is a FUSE-only byte count: 0 turns prefilling off, so it is not "unset".
+TEST(ParseOptions, PrefillMaxIsAByteCountForTheFuseMountOnly) {
+  Options f;
+  EXPECT_FALSE(f.prefill_max);
+  ASSERT_TRUE(parse_options("basedir=/o,prefill_max=0", f, Dialect::kFuse));
+  ASSERT_TRUE(f.prefill_max);
+  EXPECT_EQ(*f.prefill_max, 0u);
+  ASSERT_TRUE(parse_options("basedir=/o,prefill_max=1048576", f, Dialect::kFuse));
+  EXPECT_EQ(*f.prefill_max, 1048576u);
+  EXPECT_TRUE(validate(f, Dialect::kFuse));
+  for (const char* bad : {"prefill_max=", "prefill_max=x", "prefill_max=-1", "prefill_max=1M",
+                          "prefill_max=1073741825"}) {
+    Options o;
+    auto r = parse_options(std::string("basedir=/o,") + bad, o, Dialect::kFuse);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message().find("prefill_max="), std::string::npos) << bad;
+  }
+  Options k;
+  auto r = parse_options("basedir=/o,prefill_max=0", k, Dialect::kKernel);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("only for the FUSE mount"), std::string::npos);
+}
+
 TEST(CheckMountPoint, SaysWhatIsWrong) {
   auto r = check_mount_point("/nonexistent-cfs-mount-point");
   ASSERT_FALSE(r);

@@ -61,11 +61,13 @@ class VerifiedTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().message();
   }
 
-  std::unique_ptr<Filesystem> mount(VerityMode mode, std::string cache_dir = "") {
+  std::unique_ptr<Filesystem> mount(VerityMode mode, std::string cache_dir = "",
+                                    std::uint64_t copy_max = Options{}.copy_max_bytes) {
     Options o;
     o.basedirs = {store_.path()};
     o.verity = mode;
     o.tree_cache_dir = std::move(cache_dir);
+    o.copy_max_bytes = copy_max;
     auto fs = Filesystem::open(image_, o);
     EXPECT_TRUE(fs) << fs.error().message();
     return fs ? std::move(*fs) : nullptr;
@@ -163,6 +165,61 @@ TEST_F(VerifiedTest, CachedTreeStillCatchesLaterTampering) {
   ASSERT_TRUE(f);
   EXPECT_EQ(read_range(*fs, **f, 0, 100), EIO);
   EXPECT_EQ(read_range(*fs, **f, 8192, 100), 0);
+}
+
+std::string str(const ContentCopy& c) {
+  return std::string(reinterpret_cast<const char*>(c.bytes.data()), c.size);
+}
+
+// The copy an open hands over is the content the image names (the oracle: the bytes the object
+// was written from), made only by the open that builds the tree, only when asked, only up to
+// copy_max_bytes; reads still verify what they return.
+TEST_F(VerifiedTest, FirstOpenWithCopyHoldsTheVerifiedContent) {
+  auto fs = mount(VerityMode::kOn);
+  ContentCopy copy;
+  for (const char* name : {"small", "big"}) {  // one buffer, reused (it grows)
+    auto f = fs->open_file(ino(*fs, name), O_RDONLY, &copy);
+    ASSERT_TRUE(f) << f.error().message();
+    EXPECT_TRUE((*f)->verified());
+    EXPECT_EQ(str(copy), content(name)) << name;
+    std::string got;
+    ASSERT_EQ(read_range(*fs, **f, 0, content(name).size(), &got), 0);
+    EXPECT_EQ(got, content(name));
+    // The tree is cached now: a later open reads nothing whole, so it has no copy to offer.
+    auto again = fs->open_file(ino(*fs, name), O_RDONLY, &copy);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(copy.size, 0u) << name;
+  }
+  // Files without a digest or inside the image: nothing to offer.
+  auto plain = mount(VerityMode::kOn);
+  for (const char* name : {"nodigest", "inline"}) {
+    copy.size = 1;
+    auto g = plain->open_file(ino(*plain, name), O_RDONLY, &copy);
+    ASSERT_TRUE(g) << name;
+    EXPECT_EQ(copy.size, 0u) << name;
+  }
+  // Above copy_max_bytes (big is 1.5 MiB) the tree is built from the file, without a copy.
+  auto capped = mount(VerityMode::kOn, "", 1u << 20);
+  ContentCopy b, s;
+  ASSERT_TRUE(capped->open_file(ino(*capped, "big"), O_RDONLY, &b));
+  ASSERT_TRUE(capped->open_file(ino(*capped, "small"), O_RDONLY, &s));
+  EXPECT_EQ(b.size, 0u);
+  EXPECT_EQ(str(s), content("small"));
+}
+
+// A copy is only ever offered for bytes that gave the image's digest: a flipped byte or a
+// truncated object fails the open, as without the copy, and leaves nothing in the copy.
+TEST_F(VerifiedTest, TamperedObjectGivesNoCopy) {
+  flip_byte("small", 4999);
+  ASSERT_EQ(::truncate(paths_["big"].c_str(), 100000), 0);
+  auto fs = mount(VerityMode::kOn);
+  for (const char* name : {"small", "big"}) {
+    ContentCopy copy;
+    auto f = fs->open_file(ino(*fs, name), O_RDONLY, &copy);
+    ASSERT_FALSE(f) << name;
+    EXPECT_EQ(errno_for(f.error()), EIO) << name;
+    EXPECT_EQ(copy.size, 0u) << name;
+  }
 }
 
 TEST_F(VerifiedTest, TruncationIsEio) {
