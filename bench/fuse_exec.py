@@ -16,7 +16,8 @@ then the kernel mount (`cfs oci mount`, EROFS + overlayfs), and runs in a chroot
 workload is the first in its mount). Object files stay in the page cache throughout: what is
 measured is the mount's own cost, not the disk. Also taken from each FUSE mount: the server's
 CPU time during the first run (all threads' schedstat), which load on a shared machine does not
-inflate as much as the wall time.
+inflate as much as the wall time, and (builds that have it) the server's CFS_FUSE_STATS for the
+whole mount, both runs: requests by kind and their handlers' time (docs/fuse.md).
 
 Prints one JSON line per mount and workload, then a table of medians (ms) with each variant's
 ratio to the kernel mount of the same runs and, with --ab, each label's ratio to the first one.
@@ -111,9 +112,14 @@ def main():
         for wname, argv in WORKLOADS.items():
             for label, binary in variants + [("kernel", cfs)]:
                 cmd = [binary, "oci", "mount", "--repo", repo, "img", mnt]
+                env = dict(os.environ)
+                stats = os.path.join(work, "stats.json")
+                if os.path.exists(stats):
+                    os.unlink(stats)
                 if label != "kernel":
                     cmd.insert(3, "--fuse")
-                subprocess.run(cmd, check=True, capture_output=True)
+                    env["CFS_FUSE_STATS"] = stats
+                subprocess.run(cmd, check=True, capture_output=True, env=env)
                 try:
                     pid = server_pid(mnt) if label != "kernel" else None
                     c0 = cpu_ms(pid) if pid else 0
@@ -122,6 +128,14 @@ def main():
                     second = first_byte_ms(mnt, argv)
                 finally:
                     umount(mnt)
+                st = None
+                if label != "kernel":
+                    for _ in range(100):  # written by the server as it exits
+                        if os.path.exists(stats):
+                            with open(stats) as f:
+                                st = json.load(f)
+                            break
+                        time.sleep(0.01)
                 r = res.setdefault((label, wname), {"first": [], "second": [], "cpu": []})
                 r["first"].append(first)
                 r["second"].append(second)
@@ -129,7 +143,8 @@ def main():
                     r["cpu"].append(cpu)
                 print(json.dumps({"run": run, "variant": label, "workload": wname,
                                   "first_ms": round(first, 2), "second_ms": round(second, 2),
-                                  "server_cpu_ms": None if cpu is None else round(cpu, 2)}),
+                                  "server_cpu_ms": None if cpu is None else round(cpu, 2),
+                                  "server_stats": st}),
                       flush=True)
 
     med = {k: {m: statistics.median(v) if v else None for m, v in r.items()}

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -63,10 +65,70 @@ class CopyPool {
   std::vector<std::unique_ptr<vfs::ContentCopy>> free_;
 };
 
+// Requests served, by kind, and the time their handlers took (CFS_FUSE_STATS=FILE: written as
+// JSON when the server stops; docs/fuse.md). For finding where a program's start goes: the
+// handler time against the wall time shows what the kernel and the hand-overs add.
+enum class Op { kLookup, kGetattr, kReadlink, kOpen, kRead, kRelease, kReaddir, kXattr, kCount };
+constexpr std::array<const char*, static_cast<std::size_t>(Op::kCount)> kOpNames = {
+    "lookup", "getattr", "readlink", "open", "read", "release", "readdir", "xattr"};
+
+struct Stats {
+  struct Counter {
+    std::atomic<std::uint64_t> n{0}, ns{0};
+  };
+  std::array<Counter, static_cast<std::size_t>(Op::kCount)> ops;
+  std::atomic<std::uint64_t> read_bytes{0};    ///< returned by READ
+  std::atomic<std::uint64_t> stored_files{0};  ///< verified copies stored at open
+  std::atomic<std::uint64_t> stored_bytes{0};
+
+  std::string json() const {
+    std::string out = "{";
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "\"%s\": {\"count\": %llu, \"ms\": %.3f}, ", kOpNames[i],
+                    static_cast<unsigned long long>(ops[i].n.load()),
+                    static_cast<double>(ops[i].ns.load()) / 1e6);
+      out += buf;
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "\"read_bytes\": %llu, \"stored_files\": %llu, \"stored_bytes\": %llu}\n",
+                  static_cast<unsigned long long>(read_bytes.load()),
+                  static_cast<unsigned long long>(stored_files.load()),
+                  static_cast<unsigned long long>(stored_bytes.load()));
+    return out + buf;
+  }
+};
+
+// Counts one request of kind `op` and its handler's time; free when stats are off.
+class Timed {
+ public:
+  Timed(Stats* stats, Op op) : stats_(stats), op_(op) {
+    if (stats_) t0_ = std::chrono::steady_clock::now();
+  }
+  ~Timed() {
+    if (!stats_) return;
+    auto& c = stats_->ops[static_cast<std::size_t>(op_)];
+    c.n.fetch_add(1, std::memory_order_relaxed);
+    c.ns.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  std::chrono::steady_clock::now() - t0_)
+                                                  .count()),
+                   std::memory_order_relaxed);
+  }
+  Timed(const Timed&) = delete;
+  Timed& operator=(const Timed&) = delete;
+
+ private:
+  Stats* stats_;
+  Op op_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 // The session's userdata.
 struct Server {
   vfs::Filesystem* fs = nullptr;
-  fuse_session* se = nullptr;  ///< set before the loop starts, read only afterwards
+  fuse_session* se = nullptr;    ///< set before the loop starts, read only afterwards
+  std::unique_ptr<Stats> stats;  ///< null unless CFS_FUSE_STATS is set
   CopyPool copies;
   std::mutex mu;
   std::unordered_set<fuse_ino_t> stored;  ///< nodes whose pages were stored (guarded by mu)
@@ -74,6 +136,7 @@ struct Server {
 
 Server& server_of(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
 vfs::Filesystem& fs_of(fuse_req_t req) { return *server_of(req).fs; }
+Timed timed(fuse_req_t req, Op op) { return Timed(server_of(req).stats.get(), op); }
 
 // FUSE reserves node id 1 for the root; every other node id is the EROFS nid (never 1 in a
 // valid image: nid 1 would be inside the composefs header).
@@ -120,6 +183,7 @@ void op_init(void*, fuse_conn_info* conn) noexcept {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  Timed t = timed(req, Op::kLookup);
   trampoline(req, [&] {
     auto& fs = fs_of(req);
     auto st = fs.lookup(to_ino(fs, parent), name);
@@ -144,6 +208,7 @@ void op_forget(fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(
 void op_forget_multi(fuse_req_t req, size_t, fuse_forget_data*) noexcept { fuse_reply_none(req); }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
+  Timed t = timed(req, Op::kGetattr);
   trampoline(req, [&] {
     auto& fs = fs_of(req);
     auto st = fs.getattr(to_ino(fs, ino));
@@ -153,6 +218,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
+  Timed t = timed(req, Op::kReadlink);
   trampoline(req, [&] {
     auto& fs = fs_of(req);
     reply_readlink(req, fs.readlink(to_ino(fs, ino)));
@@ -213,10 +279,12 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plu
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) noexcept {
+  Timed t = timed(req, Op::kReaddir);
   trampoline(req, [&] { do_readdir(req, ino, size, off, false); });
 }
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     fuse_file_info*) noexcept {
+  Timed t = timed(req, Op::kReaddir);
   trampoline(req, [&] { do_readdir(req, ino, size, off, true); });
 }
 
@@ -239,10 +307,15 @@ void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& c
   }
   fuse_bufvec bv = FUSE_BUFVEC_INIT(copy.size);
   bv.buf[0].mem = const_cast<std::byte*>(copy.bytes.data());
-  (void)fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0));
+  if (fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0)) == 0 &&
+      srv.stats) {
+    srv.stats->stored_files.fetch_add(1, std::memory_order_relaxed);
+    srv.stats->stored_bytes.fetch_add(copy.size, std::memory_order_relaxed);
+  }
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  Timed t = timed(req, Op::kOpen);
   trampoline(req, [&] {
     auto& srv = server_of(req);
     auto& fs = *srv.fs;
@@ -262,19 +335,25 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  Timed t = timed(req, Op::kRead);
   trampoline(req, [&] {
     thread_local vfs::ReadBuffer buf;
     auto* f = reinterpret_cast<vfs::OpenFile*>(fi->fh);
-    reply_data(req, fs_of(req).read(*f, static_cast<std::uint64_t>(off), size, buf));
+    auto data = fs_of(req).read(*f, static_cast<std::uint64_t>(off), size, buf);
+    if (auto* st = server_of(req).stats.get(); st && data)
+      st->read_bytes.fetch_add(data->size(), std::memory_order_relaxed);
+    reply_data(req, data);
   });
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
+  Timed t = timed(req, Op::kRelease);
   delete reinterpret_cast<vfs::OpenFile*>(fi->fh);
   fuse_reply_err(req, 0);
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
+  Timed t = timed(req, Op::kXattr);
   trampoline(req, [&] {
     auto& fs = fs_of(req);
     reply_xattr_value(req, fs.getxattr(to_ino(fs, ino), name), size);
@@ -282,6 +361,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 }
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
+  Timed t = timed(req, Op::kXattr);
   trampoline(req, [&] {
     auto& fs = fs_of(req);
     reply_xattr_names(req, fs.listxattr(to_ino(fs, ino)), size);
@@ -436,7 +516,20 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
 Status serve(std::unique_ptr<vfs::Filesystem> fs, const ServeOptions& opts) {
   Server srv;
   srv.fs = fs.get();
-  return run_session(kOps, &srv, opts, false, &srv.se);
+  const char* stats_path = std::getenv("CFS_FUSE_STATS");
+  if (stats_path && *stats_path) srv.stats = std::make_unique<Stats>();
+  Status st = run_session(kOps, &srv, opts, false, &srv.se);
+  if (srv.stats) {
+    // Written whole under a temporary name, so a reader never sees half of it.
+    std::string tmp = std::string(stats_path) + ".tmp";
+    if (std::FILE* f = std::fopen(tmp.c_str(), "we")) {
+      std::string j = srv.stats->json();
+      bool ok = std::fwrite(j.data(), 1, j.size(), f) == j.size();
+      ok = std::fclose(f) == 0 && ok;
+      if (ok) (void)std::rename(tmp.c_str(), stats_path);
+    }
+  }
+  return st;
 }
 
 }  // namespace cfs::fuse

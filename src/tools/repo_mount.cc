@@ -118,7 +118,9 @@ int run_repo_mount(int argc, char** argv) {
     }
     option_strings.push_back(fmt::format("{}={}", key, *value));
   }
-  auto parsed = mount::parse_repository_mount_options(option_strings, mount::Dialect::kKernel);
+  // Each mount's own options (threads=, tree_cache=, prefill_max= only with --fuse).
+  auto parsed = mount::parse_repository_mount_options(
+      option_strings, fuse ? mount::Dialect::kFuse : mount::Dialect::kKernel);
   if (!parsed) {
     fmt::print(stderr, "cfs: error: {}\n", parsed.error().message());
     return kExitUsage;

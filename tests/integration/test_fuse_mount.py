@@ -36,9 +36,9 @@ def require_fuse():
         t.skip("fusermount3 (fuse3) not installed")
 
 
-def fuse_mount(image, store, mnt, verity="on", extra=(), options=""):
+def fuse_mount(image, store, mnt, verity="on", extra=(), options="", env=None):
     opts = f"basedir={store},verity={verity}" + (f",{options}" if options else "")
-    t.run([t.tool("cfs"), "fuse-mount", image, mnt, "-o", opts, *extra])
+    t.run([t.tool("cfs"), "fuse-mount", image, mnt, "-o", opts, *extra], env=env)
     if not is_mounted(mnt):
         raise AssertionError(f"{mnt} not mounted after fuse-mount returned")
 
@@ -529,6 +529,43 @@ class Tamper(t.unittest.TestCase):
                         self.assertEqual(self.read(n), self.content[n], n)
                 finally:
                     fuse_umount(self.mnt)
+
+    def test_prefill_serves_reads_from_the_page_cache(self):
+        """CFS_FUSE_STATS counts what the server did: by default every object (all are under
+        prefill_max=) goes into the page cache at its first open, whole, and no READ request
+        follows; with prefill_max=0 every byte comes through READ requests. The sizes are the
+        source files' (the oracle), the contents are compared with them."""
+        import json
+        stats = os.path.join(self.dir, "stats.json")
+        total = sum(len(c) for c in self.content.values())
+        for prefill in ("", "prefill_max=0"):
+            with self.subTest(prefill=prefill or "default"):
+                if os.path.exists(stats):
+                    os.unlink(stats)
+                fuse_mount(self.image, self.store, self.mnt, options=prefill,
+                           env={"CFS_FUSE_STATS": stats})
+                try:
+                    for _ in range(2):  # the second open finds the pages cached
+                        for name, data in self.content.items():
+                            self.assertEqual(self.read(name), data, name)
+                finally:
+                    fuse_umount(self.mnt)
+                for _ in range(200):  # written by the server as it exits
+                    if os.path.exists(stats):
+                        break
+                    time.sleep(0.05)
+                with open(stats) as f:
+                    st = json.load(f)
+                self.assertEqual(st["open"]["count"], 2 * len(self.content))
+                if prefill:
+                    self.assertEqual(st["stored_files"], 0)
+                    self.assertEqual(st["stored_bytes"], 0)
+                    self.assertGreaterEqual(st["read_bytes"], total)
+                else:
+                    self.assertEqual(st["stored_files"], len(self.content))
+                    self.assertEqual(st["stored_bytes"], total)
+                    self.assertEqual(st["read"]["count"], 0)
+                    self.assertEqual(st["read_bytes"], 0)
 
     def test_off_serves_tampered_data(self):
         name = sorted(self.content)[0]

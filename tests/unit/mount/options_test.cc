@@ -89,6 +89,16 @@ TEST(ParseRepositoryMountOptions, AcceptsUserOptionsAndRefusesWhatTheRepositoryD
   EXPECT_NE(malformed.error().message().find("digest"), std::string::npos);
 }
 
+// `cfs mount --repo --fuse` takes the FUSE mount's own options; the kernel mount refuses them.
+TEST(ParseRepositoryMountOptions, FuseOnlyOptionsWithTheFuseDialect) {
+  auto f = parse_repository_mount_options({"prefill_max=0,threads=2"}, Dialect::kFuse);
+  ASSERT_TRUE(f) << f.error().message();
+  ASSERT_TRUE(f->prefill_max);
+  EXPECT_EQ(*f->prefill_max, 0u);
+  EXPECT_EQ(f->threads, 2u);
+  EXPECT_FALSE(parse_repository_mount_options({"prefill_max=0"}, Dialect::kKernel));
+}
+
 TEST(ParseOptions, Rejects) {
   struct Case {
     const char* opts;
