@@ -138,8 +138,8 @@ def print_trace(path, wall0, mounted, first, wname):
 def print_opens(events, wall0, first):
     """The critical path of the workload's opens: for each object an open waited for (in the
     order of the opens), when it was asked for, when a fetch thread took it (`claimed`, or the
-    request of the batch that brought it), when its Range request went out and its bytes were
-    verified, when the open was served, and when its fetch thread was free again (`committed`);
+    request of the batch that brought it), when its Range request went out, when the response's
+    first bytes arrived, when its bytes were verified, when the open was served, and when its fetch thread was free again (`committed`);
     the last column says what the open waited on longest: a thread, the link (request to
     verified), or neither (served from a verified object)."""
     obj = {}
@@ -157,10 +157,11 @@ def print_opens(events, wall0, first):
     for hx, o in obj.items():
         if "via" in o and o["via"] in obj and "range" in obj[o["via"]]:
             o.setdefault("range", obj[o["via"]]["range"])
+            o.setdefault("response", obj[o["via"]].get("response"))
             o.setdefault("committed", obj[o["via"]].get("committed"))
     opens = sorted((o["open"], hx) for hx, o in obj.items() if "open" in o)
     ms = lambda t: f"{(t - wall0) * 1e3:7.1f}" if t else "      -"  # noqa: E731
-    print("  object        open  claimed    range verified   served committed  waited on",
+    print("  object        open  claimed    range response verified   served committed  waited on",
           file=sys.stderr)
     for t_open, hx in opens:
         o = obj[hx]
@@ -173,7 +174,8 @@ def print_opens(events, wall0, first):
         why = max(waits, key=waits.get) if waits and max(waits.values()) > 0 else "-"
         via = f" (batch {o['via'][:6]})" if "via" in o else ""
         print(f"  {hx} {ms(t_open)}  {ms(o.get('claimed'))}  {ms(o.get('range'))}  "
-              f"{ms(o.get('verified'))}  {ms(served)}  {ms(o.get('committed'))}  {why}{via}",
+              f"{ms(o.get('response'))}  {ms(o.get('verified'))}  {ms(served)}  "
+              f"{ms(o.get('committed'))}  {why}{via}",
               file=sys.stderr)
     print(f"  first byte {ms(first)} ms", file=sys.stderr)
 

@@ -377,6 +377,46 @@ class LazyMount(unittest.TestCase):
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
+    def test_neighbours_of_the_files_directory_come_first(self):
+        """The budget goes to the files of the asked file's directory before the nearer bytes of
+        another: usr/x/a/2 is asked; before it in the layer lie usr/x/a/1 (40 KB) and usr/x/a/0,
+        after it twenty 1.5 KB files of usr/x/b. Nearest bytes first, those would fill the 64 KiB
+        budget and leave usr/x/a/1 and usr/x/a/0 out (a request each later, as dpkg's LC_ADDRESS
+        and LC_CTYPE were); usr/x/a's files come first and arrive with usr/x/a/2. The layer order
+        is the oracle (tarfile)."""
+        rng = random.Random(15)
+        files = {"usr/x/a/0": rng.randbytes(1000), "usr/x/a/1": rng.randbytes(40000),
+                 "usr/x/a/2": rng.randbytes(800)}
+        files.update({f"usr/x/b/{i:02}": rng.randbytes(1500) for i in range(20)})
+        layout = os.path.join(self.tmp, "dirs")
+        r.build_image(layout, "v1", [files])
+        src = self.new_repo("dirs-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "dirs")
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "dirs",
+            self.reg.ref("cfs/dirs:v1"))
+        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/dirs:v1"), NOTLS))
+        blob = manifest["layers"][0]["digest"]
+        with tarfile.open(self.reg.blob_path(blob), "r:") as tf:
+            order = [m.name.lstrip("./") for m in self.members(tf) if m.isfile()]
+        # The layout the test relies on: a/0, a/1, a/2, then b's files.
+        self.assertEqual(order, sorted(files), order)
+        repo = self.new_repo("dirs")
+        self.mount(repo, self.proxy.ref("cfs/dirs:v1"), "--no-fill", batch=True)
+        # The mount maps objects to directories on a thread of its own: a few µs here.
+        time.sleep(0.2)
+        since = time.time()
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/x/a/2")), files["usr/x/a/2"])
+        gets = [e for e in self.proxy.requests("GET", "/blobs/", since=since)
+                if e["path"].endswith(blob)]
+        self.assertEqual(len(gets), 1, gets)
+        since = time.time()
+        for name in ("usr/x/a/1", "usr/x/a/0"):
+            self.assertEqual(read_file(os.path.join(self.mnt, name)), files[name])
+        self.assertEqual([e for e in self.proxy.requests("GET", "/blobs/", since=since)
+                          if e["path"].endswith(blob)], [])
+        t.umount(self.mnt)
+        cfs("repo", "fsck", "--repo", repo)
+
     def repo_objects(self, repo):
         return t.store_objects(os.path.join(repo, "objects"))
 

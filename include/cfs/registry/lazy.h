@@ -96,7 +96,8 @@ struct LazyOptions {
   bool elf_prefetch = true;
   /// A fetch also brings the missing objects stored next to the one asked for in its layer, in
   /// the same Range request, while the whole request is at most this many bytes longer than that
-  /// object's own (programs open files of one directory one after another: locale data, modules).
+  /// object's own (programs open files of one directory one after another: locale data, modules;
+  /// with `image`, the files of the asked object's directory are taken before nearer others).
   /// Each is verified against its own digest and stored alone; one with bad bytes is dropped
   /// without affecting the others. 0: one object per request.
   std::uint64_t batch_bytes = kDefaultBatchBytes;

@@ -5,6 +5,7 @@
 // wrote; the layer is their concatenation.
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <cmath>
@@ -398,6 +399,61 @@ TEST_F(LazyBatchTest, TheBudgetBoundsTheRequest) {
   EXPECT_EQ(stored_soon(2), 2u);
   ASSERT_TRUE(open(1));
   EXPECT_EQ(state->calls.load(), 1);
+}
+
+/// LazyBatchTest's files as zstd:chunked stores them: each file one zstd frame (compressed here by
+/// libzstd, the oracle), after a 512-byte header.
+class LazyZstdBatchTest : public LazyBatchTest {
+ protected:
+  void SetUp() override {
+    LazyBatchTest::SetUp();
+    state->layer.clear();
+    offsets.clear();
+    opts.index.objects.clear();
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      std::string frame(ZSTD_compressBound(files[i].size()), '\0');
+      const std::size_t n =
+          ZSTD_compress(frame.data(), frame.size(), files[i].data(), files[i].size(), 3);
+      ASSERT_FALSE(ZSTD_isError(n));
+      frame.resize(n);
+      state->layer += std::string(512, 'h');
+      offsets.push_back(state->layer.size());
+      lengths.push_back(n);
+      state->layer += frame;
+      opts.index.objects.push_back(ocirepo::ObjectLocation{
+          digests[i], 0, offsets.back(), n, files[i].size(), ocirepo::ObjectCompression::kZstd});
+    }
+    opts.index.layers[0].size = state->layer.size();
+    ocirepo::sort_and_dedup(opts.index.objects);
+  }
+  std::vector<std::uint64_t> lengths;
+};
+
+TEST_F(LazyZstdBatchTest, EachMemberDecodesItsOwnFrameWhenOneIsHeldMidFrame) {
+  // A prefetch of file 2 (nobody waits: the span is decoded in order) stops in the middle of file
+  // 1's frame; then an open of file 2 waits, so file 1's remaining bytes are held back while file
+  // 2 is decoded, and file 1's frame is finished after. The fetch's zstd contexts are shared
+  // between its members: file 1 must keep its own context across file 2's frame.
+  opts.prefetch = {digests[2]};
+  state->stall_at = offsets[1] + lengths[1] / 2;
+  provider_ = provider();
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard l(state->mu);
+      if (state->stalled) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Result<UniqueFd> two = fail_errno("not opened", EIO);
+  std::thread opener([&] { two = open(2); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // it waits now
+  state->resume();
+  opener.join();
+  ASSERT_TRUE(two) << two.error().message();
+  EXPECT_EQ(read_all(two->get()), files[2]);
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  expect_served_from(0);
+  EXPECT_EQ(state->calls.load(), 1);  // every member came whole with the one request
 }
 
 // The budget a measured link is worth: the bytes of one round trip (arithmetic by hand).
