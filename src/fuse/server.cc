@@ -294,19 +294,29 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_
 
 // The first open of an object hashes all of it (its Merkle tree); a small object is hashed from
 // a copy in memory, and that verified copy goes straight into the kernel's page cache for the
-// node (FUSE_NOTIFY_STORE), before the open is answered. The reads that follow (an exec's
-// page faults, a library's mmap) then find every page cached (FOPEN_KEEP_CACHE) instead of
-// each costing a READ round trip and hashing the same bytes a second time. Stored once per
-// node: the kernel locks the pages it stores into, and a later open's reads may hold them
-// locked while they wait for a worker; on the first open no other open of the node has been
-// answered, so no read of it can be waiting (with -s, none can). Best effort: if the kernel
-// refuses, the reads come as READ requests and are verified there as always.
+// node (FUSE_NOTIFY_STORE), before the open is answered. The reads that follow (an exec's page
+// faults, a library's mmap) then find every page cached (FOPEN_KEEP_CACHE) instead of each
+// costing a READ round trip and hashing the same bytes a second time. A tree known already (a
+// lazy fetch's, a cached one) gives no copy: reading the object whole would then be extra work
+// for a program that reads little of it. Only on the node's first open (claimed before it
+// starts): the kernel locks the pages it stores into, and a later open's reads may hold them
+// locked while they wait for a worker; before the first open is answered no read of the node
+// can be waiting (with -s, nothing else runs at all). Best effort: if the kernel refuses, the
+// reads come as READ requests and are verified there as always.
+
+// True for the first open of `node` in this mount (the one that may store its pages); an open
+// that fails gives the claim back.
+bool claim_node(Server& srv, fuse_ino_t node) {
+  std::lock_guard lock(srv.mu);
+  return srv.stored.insert(node).second;
+}
+void unclaim_node(Server& srv, fuse_ino_t node) {
+  std::lock_guard lock(srv.mu);
+  srv.stored.erase(node);
+}
+
 void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& copy) {
   if (copy.size == 0 || !srv.se) return;
-  {
-    std::lock_guard lock(srv.mu);
-    if (!srv.stored.insert(node).second) return;
-  }
   fuse_bufvec bv = FUSE_BUFVEC_INIT(copy.size);
   bv.buf[0].mem = const_cast<std::byte*>(copy.bytes.data());
   if (fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0)) == 0 &&
@@ -326,11 +336,16 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
       std::unique_ptr<vfs::ContentCopy> c;
       ~Lend() { pool.give(std::move(c)); }
     } copy{srv.copies, srv.copies.take()};
-    auto f = fs.open_file(to_ino(fs, ino), fi->flags, copy.c.get());
-    if (!f) return reply_error(req, f.error());
+    // Only a node's first open asks for a copy: later ones find the pages cached.
+    const bool first = srv.se && claim_node(srv, ino);
+    auto f = fs.open_file(to_ino(fs, ino), fi->flags, first ? copy.c.get() : nullptr);
+    if (!f) {
+      if (first) unclaim_node(srv, ino);
+      return reply_error(req, f.error());
+    }
     fi->keep_cache = (*f)->cacheable() ? 1 : 0;
     // Only pages the kernel keeps across opens are worth storing.
-    if (fi->keep_cache) store_verified_copy(srv, ino, *copy.c);
+    if (first && fi->keep_cache) store_verified_copy(srv, ino, *copy.c);
     fi->fh = reinterpret_cast<std::uint64_t>(f->get());
     if (fuse_reply_open(req, fi) == 0) (void)f->release();  // interrupted: f closes here
   });
