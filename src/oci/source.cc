@@ -427,7 +427,8 @@ Result<std::string> read_verified(ImageSource& source, const Descriptor& d, std:
   return bytes;
 }
 
-Result<ResolvedImage> resolve_image(ImageSource& source, const std::optional<Platform>& platform) {
+Result<ResolvedImage> resolve_manifest(ImageSource& source,
+                                       const std::optional<Platform>& platform) {
   const std::string& name = source.name();
   CFS_ASSIGN(auto top, source.top());
   RawManifest raw = std::move(top.first);
@@ -449,20 +450,35 @@ Result<ResolvedImage> resolve_image(ImageSource& source, const std::optional<Pla
     out.index = std::move(idx);
   }
   CFS_ASSIGN(out.manifest, parse_manifest(std::move(raw.bytes), name + " manifest"));
-  const Manifest& m = out.manifest;
+  return out;
+}
+
+Status resolve_config(ImageSource& source, ResolvedImage& image) {
+  const std::string& name = source.name();
+  const Manifest& m = image.manifest;
   CFS_ASSIGN(std::string config, read_verified(source, m.config, kMaxConfigSize,
                                                name + " config " + m.config.digest.str()));
+  ImageConfig parsed;
   if (m.is_image()) {
-    CFS_ASSIGN(out.config, parse_config(std::move(config), name + " config"));
-    if (out.config.diff_ids.size() != m.layers.size())
+    CFS_ASSIGN(parsed, parse_config(std::move(config), name + " config"));
+    if (parsed.diff_ids.size() != m.layers.size())
       return bad(name, fmt::format("the manifest has {} layers, the config {} diff_ids",
-                                   m.layers.size(), out.config.diff_ids.size()));
+                                   m.layers.size(), parsed.diff_ids.size()));
   } else {
-    out.config.raw = std::move(config);
-    out.config.digest = m.config.digest;
+    parsed.raw = std::move(config);
+    parsed.digest = m.config.digest;
   }
+  std::vector<LayerRef> layers;
   for (std::size_t i = 0; i < m.layers.size(); ++i)
-    out.layers.push_back({m.layers[i], m.is_image() ? out.config.diff_ids[i] : m.layers[i].digest});
+    layers.push_back({m.layers[i], m.is_image() ? parsed.diff_ids[i] : m.layers[i].digest});
+  image.config = std::move(parsed);
+  image.layers = std::move(layers);
+  return {};
+}
+
+Result<ResolvedImage> resolve_image(ImageSource& source, const std::optional<Platform>& platform) {
+  CFS_ASSIGN(ResolvedImage out, resolve_manifest(source, platform));
+  CFS_TRY(resolve_config(source, out));
   return out;
 }
 

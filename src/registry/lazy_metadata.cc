@@ -150,9 +150,22 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   };
   CFS_ASSIGN(auto ref, parse_reference(reference));
   CFS_ASSIGN(auto source, open_registry_source(client, reference));
-  CFS_ASSIGN(auto image, oci::resolve_image(*source, options.platform));
-  trace("manifest and config");
+  CFS_ASSIGN(auto image, oci::resolve_manifest(*source, options.platform));
+  trace("manifest");
   const Reference by_digest = ref.with_digest(image.manifest.digest.str());
+  // The config (its diff_ids, checked against the index's below) downloads while the referrers,
+  // the artifact and its blobs are asked for: it was a round trip of its own on the critical path
+  // of every lazy mount (a registry answers a blob GET more slowly than a manifest GET). The
+  // thread writes only image.config and image.layers, read after it is joined.
+  std::optional<Status> config;
+  std::jthread config_fetch([&] {
+    config = oci::resolve_config(*source, image);
+    trace("config");
+  });
+  auto config_done = [&]() -> Status {
+    if (config_fetch.joinable()) config_fetch.join();
+    return std::move(*config);
+  };
   // Every referrer in one listing: the lazy metadata, and whether there are seals to check (a
   // listing is two requests on a registry without the referrers API, which is on the critical
   // path of every lazy mount).
@@ -165,7 +178,10 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     if (d.artifact_type == kLazyArtifactType) newest = &d;
     sealed = sealed || d.artifact_type == kSealArtifactType;
   }
-  if (!newest) return NoLazyMetadata{image.manifest.digest};
+  if (!newest) {
+    CFS_TRY(config_done());  // as for any image: a bad config is an error, not a full pull
+    return NoLazyMetadata{image.manifest.digest};
+  }
   const oci::ContentDigest artifact = newest->digest;
   const std::string what = fmt::format("lazy metadata {} of {}", artifact.str(), reference);
   const auto asked = Clock::now();
@@ -226,6 +242,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     trace("index fetched");
     CFS_ASSIGN(out.index, ocirepo::parse_object_index(out.index_json, what + ": index"));
     trace("index parsed");
+    CFS_TRY(config_done());
     CFS_TRY(check_layers(out.index, image, what));
   }
   CFS_ASSIGN(out.erofs, std::move(*erofs));

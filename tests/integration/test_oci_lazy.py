@@ -192,6 +192,30 @@ class LazyMount(unittest.TestCase):
                          self.files["usr/share/doc/a"])
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
 
+    def test_config_downloads_while_the_lazy_metadata_is_asked_for(self):
+        """The image config is not a round trip of its own before the referrers: with its answer
+        held back 1.5 s by the proxy, the artifact manifest and both metadata blobs are asked
+        for before it comes (the proxy's arrival times are the oracle), and the mount works."""
+        delay = 1.5
+        config = self.manifest["config"]["digest"]
+        self.proxy.add_fault(method="GET", path="/blobs/" + config, delay=delay)
+        repo = self.new_repo("config")
+        since = time.time()
+        self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        got = self.proxy.requests("GET", since=since)
+        asked = [e for e in got if e["path"].endswith("/blobs/" + config)]
+        self.assertEqual(len(asked), 1, got)
+        answered = asked[0]["time"] + delay
+        layers = {d["digest"] for d in self.manifest["layers"]}
+        metadata = [e for e in got if "/blobs/" in e["path"] and e["path"] != asked[0]["path"]
+                    and e["path"].rsplit("/", 1)[1] not in layers]
+        artifact = [e for e in got if "/manifests/sha256:" in e["path"]]
+        self.assertEqual(len(metadata), 2, got)  # the EROFS and the index
+        self.assertTrue(artifact, got)
+        for e in metadata + artifact:
+            self.assertLess(e["time"], answered, e)
+
     def test_every_file_equals_the_image(self):
         repo = self.new_repo("all")
         self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")

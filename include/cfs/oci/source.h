@@ -69,9 +69,19 @@ struct ResolvedImage {
   std::vector<LayerRef> layers;
 };
 
-/// Resolves the source's reference to one image for `platform` (default: the running one).
+/// Resolves the source's reference to one image for `platform` (default: the running one):
+/// resolve_manifest(), then resolve_config().
 Result<ResolvedImage> resolve_image(ImageSource& source,
                                     const std::optional<Platform>& platform = std::nullopt);
+/// The first half of resolve_image(): the manifest (through an index), checked and parsed;
+/// `config` and `layers` stay empty.
+Result<ResolvedImage> resolve_manifest(ImageSource& source,
+                                       const std::optional<Platform>& platform = std::nullopt);
+/// The second half: reads the config `image.manifest` names (checked against its descriptor),
+/// parses it and pairs each layer with its diff_id. Touches only `image.config` and
+/// `image.layers` (and only once all is checked), so a caller may read `image.manifest` from
+/// another thread meanwhile (a lazy mount asks for its metadata while the config downloads).
+Status resolve_config(ImageSource& source, ResolvedImage& image);
 
 /// Reads a whole (small) blob and checks it against its descriptor's digest and size.
 Result<std::string> read_verified(ImageSource& source, const Descriptor& d, std::uint64_t max_size,
