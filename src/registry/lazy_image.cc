@@ -62,17 +62,11 @@ Result<Held> held_object(const repo::Repository& repo, const verity::Digest& d,
              : Held::kOther;
 }
 
-/// Registers fetched lazy metadata: parts first (source last), then the image and its ref.
-Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref,
-                                    std::string_view source, LazyMetadata meta,
-                                    const std::function<void(std::string_view)>& trace) {
-  if (meta.index.algorithm != repo.algorithm())
-    return fail(Errc::kUnsupportedFeature,
-                fmt::format("{}: its objects are {} digests, the repository's {}", source,
-                            verity::hash_alg_name(meta.index.algorithm),
-                            verity::hash_alg_name(repo.algorithm())));
-  const verity::Digest image = meta.index.image;
-  const auto erofs_bytes = std::as_bytes(std::span(meta.erofs));
+/// Writes a registration: the image object, the parts (source last), then the image and its ref.
+Status write_registration(repo::Repository& repo, const PendingRegistration& p,
+                          const std::function<void(std::string_view)>& trace) {
+  const verity::Digest& image = p.image;
+  const auto erofs_bytes = std::as_bytes(std::span(p.erofs));
   // The name may hold a file already: the same bytes (an earlier registration or pull: nothing
   // to write), or other bytes (damaged or tampered; an insecure repository checks nothing at
   // rest), which commit_object would keep: they are replaced by the checked ones, so that the
@@ -82,8 +76,8 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
     CFS_ASSIGN(repo::NewObject obj, repo.create_object());
     CFS_TRY(sys::write_all(obj.fd(), erofs_bytes));
     // fetch_lazy_metadata computed the fs-verity digest of exactly these bytes (the
-    // repository's algorithm, checked above) and found it equal to the index's: no second pass
-    // over them.
+    // repository's algorithm, checked by register_metadata) and found it equal to the index's:
+    // no second pass over them.
     if (held == Held::kNone) {
       CFS_TRY(repo.commit_object(std::move(obj), image));
     } else {
@@ -96,18 +90,31 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   // (publish_image's one syncfs would also flush whatever else the filesystem holds dirty, on
   // the critical path of the mount; fetched objects are synced on their own).
   CFS_TRY(repo.sync_object(image));
-  // The document as fetched (digest-checked, parsed strictly above): re-encoding 10^5 objects
-  // would only spend time before the mount serves.
-  CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, meta.index_json));
-  CFS_TRY(repo::write_lazy_part(repo, image, repo::kLazySourcePart,
-                                source_json(ref, meta.manifest.digest)));
+  // The document as fetched (digest-checked, parsed strictly): re-encoding 10^5 objects would
+  // only spend time.
+  CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, p.index_json));
+  CFS_TRY(
+      repo::write_lazy_part(repo, image, repo::kLazySourcePart, source_json(p.ref, p.manifest)));
   CFS_TRY(repo.link_image(image));
-  CFS_TRY(repo.set_ref(repo::Kind::kImage, lazy_ref(source), image.hex()));
+  CFS_TRY(repo.set_ref(repo::Kind::kImage, lazy_ref(p.source), image.hex()));
   if (trace) trace("registered");
+  return {};
+}
+
+/// Registers fetched lazy metadata (write_registration), now or, with `defer`, by the caller
+/// (LazyImage::pending).
+Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref,
+                                    std::string_view source, LazyMetadata meta,
+                                    const std::function<void(std::string_view)>& trace,
+                                    bool defer = false) {
+  if (meta.index.algorithm != repo.algorithm())
+    return fail(Errc::kUnsupportedFeature,
+                fmt::format("{}: its objects are {} digests, the repository's {}", source,
+                            verity::hash_alg_name(meta.index.algorithm),
+                            verity::hash_alg_name(repo.algorithm())));
   LazyImage out;
-  out.image = image;
+  out.image = meta.index.image;
   out.source = ref;
-  out.index = std::move(meta.index);
   out.link = meta.link;
   // The checked bytes, for the mount to serve: a copy sealed before anyone else can hold it (the
   // memfd is this process's alone until then), so what is served is what was digested, as
@@ -115,6 +122,19 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   CFS_ASSIGN(out.erofs, sys::memfd_create("composefs-image"));
   CFS_TRY(sys::write_all(out.erofs.get(), std::as_bytes(std::span(meta.erofs))));
   CFS_TRY(sys::seal_readonly(out.erofs.get()));
+  PendingRegistration p;
+  p.ref = ref;
+  p.source = std::string(source);
+  p.manifest = meta.manifest.digest;
+  p.image = meta.index.image;
+  p.erofs = std::move(meta.erofs);
+  p.index_json = std::move(meta.index_json);
+  out.index = std::move(meta.index);
+  if (defer) {
+    out.pending = std::move(p);
+  } else {
+    CFS_TRY(write_registration(repo, p, trace));
+  }
   return out;
 }
 
@@ -213,6 +233,11 @@ Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& im
   return {};
 }
 
+Status complete_registration(repo::Repository& repo, PendingRegistration pending,
+                             const std::function<void(std::string_view)>& trace) {
+  return write_registration(repo, pending, trace);
+}
+
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
                                   const LazyImageOptions& options) {
   if (!source.starts_with("docker://")) return local_image(repo, client, source, options.fetch);
@@ -224,7 +249,7 @@ Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::s
   auto found = find_lazy_metadata(client, source, fetch);
   if (found && std::holds_alternative<LazyMetadata>(*found))
     return register_metadata(repo, ref, source, std::get<LazyMetadata>(std::move(*found)),
-                             fetch.trace);
+                             fetch.trace, options.defer_registration);
   if (found && !options.full_pull)
     return fail(Errc::kObjectMissing,
                 fmt::format("{}: the image has no lazy metadata (push it with `cfs oci push`); use "

@@ -139,6 +139,17 @@ Result<MountPlan> prepare_mount(Repository& repo, std::string_view name, MountKi
   return plan;
 }
 
+Result<MountPlan> prepare_unregistered_mount(Repository& repo, const verity::Digest& image,
+                                             MountKind kind, const std::string& mountpoint) {
+  MountPlan plan;
+  plan.image = image;
+  plan.image_path = repo.path() + "/" + repo.object_path(image);
+  plan.objects_dir = repo.path() + "/" + std::string(kObjectsDir);
+  plan.require_verity = repo.secure();
+  CFS_ASSIGN(plan.lease, begin_lease(repo, plan.image, kind, mountpoint));
+  return plan;
+}
+
 Status complete_lease(Repository& repo, Lease& lease) {
   CFS_ASSIGN(auto mounts, sys::read_mountinfo("/proc/self/mountinfo"));
   const sys::MountInfo* top = nullptr;

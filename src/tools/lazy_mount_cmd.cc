@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "cfs/erofs/reader.h"
@@ -162,6 +163,8 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lio.full_pull = !no_full_pull;
   lio.notice = [](const std::string& line) { fmt::print(stderr, "cfs: {}\n", line); };
   lio.fetch.trace = trace;
+  // The registration (fsyncs) is made once the mount serves: see `registrar` below.
+  lio.defer_registration = true;
   auto opened = registry::open_lazy_image(*repo, *client, source, lio);
   if (!opened) return report(opened.error());
   const verity::Digest image = opened->image;
@@ -170,7 +173,10 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // Fetched now: the image's bytes were digested once, at the fetch, and exactly those are
   // served (a sealed copy), so neither the repository's file nor a copy of it is digested again.
   const bool fetched = opened->erofs.get() >= 0;
-  auto plan = repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true, fetched);
+  std::optional<registry::PendingRegistration> pending = std::move(opened->pending);
+  auto plan =
+      pending ? repo::prepare_unregistered_mount(*repo, image, repo::MountKind::kFuse, dir)
+              : repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true, fetched);
   if (!plan) return report(plan.error());
   // From here on a failure drops the pending lease prepare_mount wrote (gc would only remove it
   // once nothing is mounted on dir, and something else may be).
@@ -217,12 +223,13 @@ int run_oci_lazy_mount(int argc, char** argv) {
       else
         fill_state.pending = p;
     };
-  lo.log = [daemonized](const std::string& line) {
+  const std::function<void(const std::string&)> lo_log = [daemonized](const std::string& line) {
     if (*daemonized)
       ::syslog(LOG_NOTICE, "%s", line.c_str());
     else
       fmt::print(stderr, "cfs: {}\n", line);
   };
+  lo.log = lo_log;
   std::shared_ptr<registry::LazyProvider> provider;
   if (!pulled_whole) {
     auto img = fetched ? erofs::Image::open_fd(opened->erofs.get(), plan->image_path)
@@ -247,10 +254,27 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // The serving process (after it daemonized) completes the lease, closes the repository (its lock)
   // and reports on a copy of stdout, since the daemon's own stdout is /dev/null.
   int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  // A fetched image is registered by the serving process (after it daemonized: a thread does
+  // not survive the fork) while it serves: the EROFS object and the parts are fsynced before
+  // they are named, as before, and the repository stays open (its lock keeps gc out) until the
+  // registration is complete. What is served meanwhile is the checked copy in memory, and the
+  // lease, written before the mount, keeps the objects fetched meanwhile. A crash leaves what a
+  // crash inside open_lazy_image() would have (registry::complete_registration).
+  std::thread registrar;
   serve.on_serving = [&](bool is_daemon) {
     step("serving");
     *daemonized = is_daemon;
     (void)repo::complete_lease(*repo, plan->lease);
+    if (pending) {
+      registrar = std::thread(
+          [r = std::move(*repo), p = std::move(*pending), trace, log = lo_log]() mutable {
+            if (auto st = registry::complete_registration(r, std::move(p), trace); !st)
+              log("error: registering the image (the mount serves it; gc refuses to run until it "
+                  "is unmounted): " +
+                  st.error().message());
+          });
+      pending.reset();
+    }
     repo::Repository closed = std::move(*repo);
     std::string text;
     if (json)
@@ -287,6 +311,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
                   : fuse::mount_image(plan->image_path, dir, mo, serve);
   }
   if (out >= 0) ::close(out);
+  if (registrar.joinable()) registrar.join();
   if (!st) return fail_dropping_lease(st.error());
   return kExitOk;
 }

@@ -216,6 +216,62 @@ class LazyMount(unittest.TestCase):
         for e in metadata + artifact:
             self.assertLess(e["time"], answered, e)
 
+    def mount_traced(self, repo, trace):
+        """A background lazy mount with CFS_LAZY_TRACE=trace; returns the serving process's
+        pid (from its lease, completed before the command returns)."""
+        if os.path.exists(trace):
+            os.unlink(trace)
+        t.run([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
+               self.proxy.ref("cfs/lazy:v1"), self.mnt],
+              env=dict(os.environ, CFS_LAZY_TRACE=trace))
+        mounts = os.path.join(repo, "cfs-mounts")
+        (lease,) = [n for n in os.listdir(mounts) if not n.startswith(".")]
+        with open(os.path.join(mounts, lease)) as f:
+            return json.load(f)["pid"]
+
+    def test_registered_after_it_serves(self):
+        """The registration (the EROFS object, the parts, the image and its ref, with their
+        fsyncs) is made by the serving process once it serves, not before: the trace's order is
+        the oracle; it completes (the ref names the image, fsck is clean) while it serves."""
+        repo = self.new_repo("after")
+        trace = os.path.join(self.tmp, "trace-after")
+        self.mount_traced(repo, trace)
+        events = []
+        for _ in range(200):
+            with open(trace) as f:
+                events = [line.rstrip("\n").split(" ", 1)[1] for line in f]
+            if "registered" in events:
+                break
+            time.sleep(0.05)
+        self.assertIn("registered", events)
+        self.assertLess(events.index("serving"), events.index("registered"), events)
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        ref = os.path.join(repo, "images", "refs", "lazy")
+        (name,) = os.listdir(ref)
+        image = os.path.basename(os.readlink(os.path.join(ref, name)))
+        self.assertTrue(os.path.exists(os.path.join(repo, "images", image)))
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
+    def test_killed_while_it_registers_leaves_fsck_clean(self):
+        """kill -9 of the serving process at moments during its registration (right after the
+        command returned, then later): `cfs repo fsck` calls the repository clean each time,
+        and the next lazy mount registers the image and serves it."""
+        trace = os.path.join(self.tmp, "trace-kill")
+        for delay in (0, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.006, 0.012):
+            repo = self.new_repo("killreg")
+            pid = self.mount_traced(repo, trace)
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            t.umount(self.mnt)
+            fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+            self.assertTrue(fsck["ok"], (delay, fsck))
+            self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+            self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+            t.umount(self.mnt)
+            fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+            self.assertTrue(fsck["ok"], (delay, fsck))
+
     def test_every_file_equals_the_image(self):
         repo = self.new_repo("all")
         self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")

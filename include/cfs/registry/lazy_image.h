@@ -6,7 +6,8 @@
 // SOURCE docker://…: the manifest, the merged image and the object index are fetched and checked
 // (fetch_lazy_metadata), and the image is registered in the repository (images/<hex>,
 // images/refs/lazy/<encoded source>) with the index and the source beside it (repo/lazy.h), parts
-// first and the ref last, so a crash leaves at worst unused parts (gc removes them). SOURCE NAME:
+// first and the ref last, so a crash leaves at worst unused parts (gc removes them); a caller
+// that serves the checked copy may make the registration later (defer_registration). SOURCE NAME:
 // an image registered that way before, or one `cfs oci pull docker://…` pulled whole (its origin
 // is recorded): the lazy metadata of exactly the manifest it was pulled as is fetched and must
 // describe the same merged image, so objects that went missing are fetched like a lazy image's.
@@ -38,6 +39,22 @@ struct LazyImageOptions {
   /// One line for the user when a fallback is taken (the full pull, an unreachable registry);
   /// may be empty.
   std::function<void(const std::string&)> notice;
+  /// A docker:// SOURCE whose metadata is fetched now: return before the image is registered,
+  /// with what registering it needs in LazyImage::pending, for the caller to complete with
+  /// complete_registration() once it serves (the registration's fsyncs are then not on the
+  /// mount's start-up path). Every check is made before this returns either way.
+  bool defer_registration = false;
+};
+
+/// A registration open_lazy_image() left to its caller (LazyImageOptions::defer_registration):
+/// the checked bytes and the parts, as open_lazy_image() would have written them.
+struct PendingRegistration {
+  Reference ref;
+  std::string source;
+  oci::ContentDigest manifest;
+  verity::Digest image;
+  std::string erofs;       ///< the bytes whose fs-verity digest is `image` (checked)
+  std::string index_json;  ///< the index document as fetched
 };
 
 struct LazyImage {
@@ -56,7 +73,18 @@ struct LazyImage {
   UniqueFd erofs;
   /// When this call fetched the metadata: the link as measured meanwhile (else zero).
   LinkEstimate link;
+  /// With LazyImageOptions::defer_registration, when the metadata was fetched now: the
+  /// registration still to make (the image is not in the repository yet).
+  std::optional<PendingRegistration> pending;
 };
+
+/// Registers what open_lazy_image() left pending, exactly as it would have: the image object
+/// (fsynced before it is named; a file of other bytes under its name replaced atomically), the
+/// index and source parts, then images/<hex> and the ref. A crash at any point leaves at worst an
+/// unnamed image object or unused parts (gc removes them), as a crash inside open_lazy_image().
+/// `trace` (may be empty) gets "registered".
+Status complete_registration(repo::Repository& repo, PendingRegistration pending,
+                             const std::function<void(std::string_view)>& trace = {});
 
 /// Records that `image` was pulled from `ref` as `manifest` (REPO/cfs-lazy/<hex>.origin), for
 /// open_lazy_image(NAME). Called by pull_image after the image is tagged.

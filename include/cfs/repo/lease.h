@@ -87,6 +87,13 @@ Result<MountPlan> prepare_mount(Repository& repo, std::string_view name, MountKi
                                 const std::string& mountpoint, bool lease = true,
                                 bool checked_copy = false);
 
+/// The plan of prepare_mount(..., checked_copy=true) for an image that is not in the repository
+/// yet: a lazy mount serves the checked bytes it holds and registers the image after it serves
+/// (registry::complete_registration), keeping the repository open (gc needs it exclusively)
+/// until then. Begins the lease.
+Result<MountPlan> prepare_unregistered_mount(Repository& repo, const verity::Digest& image,
+                                             MountKind kind, const std::string& mountpoint);
+
 /// Every lease of the repository. Unreadable lease files are returned with an empty image
 /// (GC treats them as stale, fsck reports them).
 Result<std::vector<Lease>> list_leases(const Repository& repo);
