@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "cfs/repo/lazy.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
+#include "cfs/util/sys_link.h"
 
 namespace cfs::registry {
 namespace {
@@ -26,6 +28,11 @@ constexpr std::string_view kIndexPart = "index";
 
 /// The image ref a lazy registration of SOURCE gets: one component below images/refs/lazy/.
 std::string lazy_ref(std::string_view source) { return "lazy/" + ocirepo::encode_tag(source); }
+
+/// REPO/cfs-lazy/<name>: the file a deferred registration of SOURCE holds locked.
+std::string registering_name(std::string_view source) {
+  return ocirepo::encode_tag(source) + ".registering";
+}
 
 /// The "source" part: the registry repository and the manifest the image came from.
 std::string source_json(const Reference& ref, const oci::ContentDigest& manifest) {
@@ -131,6 +138,13 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   p.index_json = std::move(meta.index_json);
   out.index = std::move(meta.index);
   if (defer) {
+    // Locked before the caller can serve (and so before anyone can act on the mount): see
+    // PendingRegistration::lock. A file left by a killed mount is unlocked (gc removes it).
+    CFS_TRY(sys::mkdirat_p(repo.fd(), std::string(repo::kLazyDir), 0700));
+    CFS_ASSIGN(p.lock, sys::openat(repo.fd(),
+                                   std::string(repo::kLazyDir) + "/" + registering_name(source),
+                                   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    CFS_TRY(sys::flock(p.lock.get(), LOCK_EX, registering_name(source)).map([](bool) {}));
     out.pending = std::move(p);
   } else {
     CFS_TRY(write_registration(repo, p, trace));
@@ -219,6 +233,9 @@ Status record_origin(repo::Repository& repo, const verity::Digest& image, const 
 
 Result<std::optional<LazyImage>> lazy_registration(const repo::Repository& repo,
                                                    std::string_view source) {
+  if (auto held = sys::openat(repo.fd(), std::string(repo::kLazyDir) + "/" + registering_name(source),
+                              O_RDONLY | O_NOFOLLOW | O_CLOEXEC))
+    CFS_TRY(sys::flock(held->get(), LOCK_SH, registering_name(source)).map([](bool) {}));
   auto image = repo.resolve_image(lazy_ref(source));
   if (!image) return std::optional<LazyImage>{};
   return registered(repo, *image);
@@ -235,7 +252,12 @@ Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& im
 
 Status complete_registration(repo::Repository& repo, PendingRegistration pending,
                              const std::function<void(std::string_view)>& trace) {
-  return write_registration(repo, pending, trace);
+  Status st = write_registration(repo, pending, trace);
+  // Unlinked, then unlocked (by the close): a waiter that opened it meanwhile finds the
+  // registration complete (or failed: then the source has no registration, as before).
+  (void)sys::unlinkat(repo.fd(),
+                      std::string(repo::kLazyDir) + "/" + registering_name(pending.source), 0);
+  return st;
 }
 
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,

@@ -272,6 +272,31 @@ class LazyMount(unittest.TestCase):
             fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
             self.assertTrue(fsck["ok"], (delay, fsck))
 
+    def test_pull_waits_for_a_registration_in_progress(self):
+        """A lazy mount registers its image after the command returned; `cfs oci pull` of the
+        same source waits for that (the flock on cfs-lazy/<source>.registering, held here by the
+        test in the mount's place) and then finishes the lazy image instead of pulling it anew:
+        blocked while the lock is held, done and complete once it is released."""
+        import fcntl
+        repo = self.new_repo("waitreg")
+        ref = self.proxy.ref("cfs/lazy:v1")
+        self.mount(repo, ref, "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        t.umount(self.mnt)
+        lock = os.path.join(repo, "cfs-lazy", ref.replace("%", "%25").replace("/", "%2F")
+                            + ".registering")
+        with open(lock, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            pull = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS, ref],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1.5)
+            self.assertIsNone(pull.poll(), "the pull did not wait for the registration")
+            os.unlink(lock)  # as the mount does: unlinked, then unlocked
+        _, err = pull.communicate(timeout=120)
+        self.assertEqual(pull.returncode, 0, err)
+        self.proxy.close()
+        self.assert_complete(repo, ref)
+
     def test_every_file_equals_the_image(self):
         repo = self.new_repo("all")
         self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")

@@ -55,6 +55,11 @@ struct PendingRegistration {
   verity::Digest image;
   std::string erofs;       ///< the bytes whose fs-verity digest is `image` (checked)
   std::string index_json;  ///< the index document as fetched
+  /// An exclusive flock on REPO/cfs-lazy/<encoded source>.registering, held (across a fork too)
+  /// until complete_registration() is done: lazy_registration() of the same source waits for
+  /// it, so a `cfs oci pull SOURCE` right after the mount returned finishes the lazy image
+  /// rather than pulling it as a new one.
+  UniqueFd lock;
 };
 
 struct LazyImage {
@@ -92,7 +97,8 @@ Status record_origin(repo::Repository& repo, const verity::Digest& image, const 
                      const oci::ContentDigest& manifest);
 
 /// The registration an earlier `cfs oci mount --lazy SOURCE` made (its ref, source and index),
-/// or nullopt when there is none (never asks the registry).
+/// or nullopt when there is none (never asks the registry). Waits while a lazy mount of SOURCE
+/// that already serves is still registering it (PendingRegistration::lock).
 Result<std::optional<LazyImage>> lazy_registration(const repo::Repository& repo,
                                                    std::string_view source);
 /// Makes a complete lazy registration an ordinary image: removes the lazy markers (the source
