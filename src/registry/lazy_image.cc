@@ -141,9 +141,9 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
     // Locked before the caller can serve (and so before anyone can act on the mount): see
     // PendingRegistration::lock. A file left by a killed mount is unlocked (gc removes it).
     CFS_TRY(sys::mkdirat_p(repo.fd(), std::string(repo::kLazyDir), 0700));
-    CFS_ASSIGN(p.lock, sys::openat(repo.fd(),
-                                   std::string(repo::kLazyDir) + "/" + registering_name(source),
-                                   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    CFS_ASSIGN(p.lock,
+               sys::openat(repo.fd(), std::string(repo::kLazyDir) + "/" + registering_name(source),
+                           O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     CFS_TRY(sys::flock(p.lock.get(), LOCK_EX, registering_name(source)).map([](bool) {}));
     out.pending = std::move(p);
   } else {
@@ -233,8 +233,9 @@ Status record_origin(repo::Repository& repo, const verity::Digest& image, const 
 
 Result<std::optional<LazyImage>> lazy_registration(const repo::Repository& repo,
                                                    std::string_view source) {
-  if (auto held = sys::openat(repo.fd(), std::string(repo::kLazyDir) + "/" + registering_name(source),
-                              O_RDONLY | O_NOFOLLOW | O_CLOEXEC))
+  if (auto held =
+          sys::openat(repo.fd(), std::string(repo::kLazyDir) + "/" + registering_name(source),
+                      O_RDONLY | O_NOFOLLOW | O_CLOEXEC))
     CFS_TRY(sys::flock(held->get(), LOCK_SH, registering_name(source)).map([](bool) {}));
   auto image = repo.resolve_image(lazy_ref(source));
   if (!image) return std::optional<LazyImage>{};

@@ -24,7 +24,7 @@
 //                                             the object (zstd:chunked layers)
 //
 // Objects are sorted by digest and unique (an object in several layers is listed once). The
-// parser is strict: unknown members, wrong types, another version, digests that are not
+// parser is strict: unknown or repeated members, wrong types, another version, digests that are not
 // lowercase hex of the algorithm's size, ranges outside the blob, objects in a layer that is
 // not range-fetchable are errors naming the field ("objects[3].offset"). Nothing in an index is
 // trusted for content: a lazy reader verifies every byte against the image's digests, so a

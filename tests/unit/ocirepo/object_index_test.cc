@@ -113,6 +113,74 @@ TEST(ObjectIndex, RefusesWhatItDoesNotKnowNamingTheField) {
   }
 }
 
+// The reader is JSON, not the encoder's exact bytes: members in any order, whitespace, escapes
+// (the oracle is the sample's own encoding, which any JSON tool would produce from these).
+TEST(ObjectIndex, ReadsAnyJsonSpellingOfTheDocument) {
+  const std::string json = encode_object_index(sample());
+  std::string spelled = json;
+  // "layers" and "objects" before the header members they are checked against.
+  auto layers_at = spelled.find("\"layers\":");
+  std::string tail = spelled.substr(layers_at, spelled.size() - 1 - layers_at);
+  spelled = "{" + tail + "," + spelled.substr(1, layers_at - 2) + "}";
+  // An object's members in another order: compression first.
+  const std::string d1 = "\"digest\":\"" + vd(1).hex() + "\"";
+  auto zstd = spelled.find(",\"compression\":\"zstd\"");
+  ASSERT_NE(zstd, std::string::npos);
+  spelled.erase(zstd, 21);
+  spelled.replace(spelled.find(d1), d1.size(), "\"compression\":\"zstd\"," + d1);
+  // Whitespace everywhere JSON allows it, and escapes in strings.
+  std::string spaced;
+  bool in_string = false;  // the encoder writes no escapes
+  for (char c : spelled) {
+    spaced.push_back(c);
+    if (c == '"') in_string = !in_string;
+    if (!in_string && (c == ',' || c == ':' || c == '[' || c == '{')) spaced += " \n\t\r";
+  }
+  auto pos = spaced.find("application/vnd.oci.image.layer.v1.tar\"");
+  ASSERT_NE(pos, std::string::npos);
+  spaced.replace(pos, 12, "\\u0061pplication\\/");  // "application/" escaped
+  auto back = parse_object_index(" " + spaced + "\n", "idx");
+  ASSERT_TRUE(back) << back.error().message() << "\n" << spaced;
+  EXPECT_EQ(encode_object_index(*back), json);
+}
+
+TEST(ObjectIndex, RefusesWhatJsonOrTheFormatForbids) {
+  struct Case {
+    std::string json;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {edited("\"version\":1", "\"version\":1,\"version\":1"), "version: repeated member"},
+      {edited("\"version\":1", "\"version\":1.0"), "version: not an unsigned integer"},
+      {edited("\"version\":1", "\"version\":1e0"), "version: not an unsigned integer"},
+      {edited("\"version\":1", "\"version\":\"1\""), "version: not an unsigned integer"},
+      {edited("\"version\":1", "\"version\":01"), "not valid JSON"},
+      {edited("\"size\":100000", "\"size\":18446744073709551616"),
+       "layers[0].size: not an unsigned integer"},
+      {edited("\"offset\":77", "\"offset\":-0"), "objects[0].offset: not an unsigned integer"},
+      {edited("\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\"",
+              "\"mediaType\":\"\xc0\xaf\""),
+       "not valid JSON"},  // an overlong '/'
+      {edited("\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\"",
+              "\"mediaType\":\"\\ud800\""),
+       "not valid JSON"},  // a lone surrogate
+      {edited("\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\"", "\"mediaType\":\"a\tb\""),
+       "not valid JSON"},  // a raw control character
+      {edited("\"layers\":[", "\"layers\":{"), "layers: not an array"},
+      {edited("\"objects\":[", "\"objects\":7,\"x\":["), "objects: not an array"},
+      {edited("\"rangeFetchable\":true", "\"rangeFetchable\":tru"), "not a boolean"},
+      {encode_object_index(sample()) + "x", "not valid JSON"},
+      {encode_object_index(sample()).substr(0, 300), "not valid JSON"},
+      {"{\"layers\":[],\"objects\":[{}]}", "objects[0].digest: missing"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_object_index(c.json, "idx");
+    ASSERT_FALSE(r) << c.json;
+    EXPECT_THAT(r.error().message(), HasSubstr("idx: ")) << c.json;
+    EXPECT_THAT(r.error().message(), HasSubstr(c.message)) << c.json;
+  }
+}
+
 std::string header(const std::string& name, std::uint64_t size, char type) {
   return testutil::ustar_header(name, size, type);
 }
