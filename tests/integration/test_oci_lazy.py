@@ -193,9 +193,10 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
 
     def test_config_downloads_while_the_lazy_metadata_is_asked_for(self):
-        """The image config is not a round trip of its own before the referrers: with its answer
-        held back 1.5 s by the proxy, the artifact manifest and both metadata blobs are asked
-        for before it comes (the proxy's arrival times are the oracle), and the mount works."""
+        """The image config is not a round trip of its own before the lazy metadata: with its
+        answer held back 1.5 s by the proxy, the artifact manifest and both metadata blobs are
+        asked for before it comes (the proxy's arrival times are the oracle), and the mount
+        works."""
         delay = 1.5
         config = self.manifest["config"]["digest"]
         self.proxy.add_fault(method="GET", path="/blobs/" + config, delay=delay)
