@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""A lazy mount's start-up alone: the time from `cfs oci mount --lazy` to each of its
+CFS_LAZY_TRACE start-up events (docs/lazy.md) and to the command's return, per build, side by
+side in one run.
+
+  bench/lazy_start.py [--runs 7] [--rate 1e9] [--image oci:DIR:TAG] --ab LABEL=BUILD_DIR ...
+
+The image (default: the Debian image of bench/lazy.py) is pulled and pushed with its lazy metadata
+(zstd:chunked) to a docker-registry started here, in a network namespace of its own whose
+loopback the kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once
+with each build in the order given (a fresh repository each time, `--no-fill`), unmounts, and
+reads the trace; the table gives each event's median and range over the runs, in ms from the
+mount command. Alternating the builds within a run puts them under the same load; nothing is
+read from the mount, so only the start-up is timed (bench/lazy.py times a workload too)."""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "testlib"))
+import cfs_registry as r  # noqa: E402
+
+NOTLS = "--tls-verify=false"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--rate", type=float, default=1e9, help="link speed in bit/s")
+    ap.add_argument("--image", default="oci:/var/cache/cfs-oci-debian/layout:bookworm")
+    ap.add_argument("--ab", action="append", required=True, metavar="LABEL=BUILD_DIR")
+    args = ap.parse_args()
+    if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
+        env = dict(os.environ, CFS_BENCH_LAZY_NETNS="1")
+        os.execvpe("unshare", ["unshare", "--net", sys.executable, *sys.argv], env)
+    subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
+    builds = []
+    for spec in args.ab:
+        label, _, bdir = spec.partition("=")
+        builds.append((label, os.path.join(os.path.abspath(bdir), "bin", "cfs")))
+    cfs = builds[0][1]
+    work = tempfile.mkdtemp(prefix="cfs-bench-lazy-start-")
+    reg = r.Registry()
+    reg.start()
+    mnt = os.path.join(work, "mnt")
+    try:
+        src = os.path.join(work, "src")
+        run = lambda *a: subprocess.run([cfs, *a], check=True, capture_output=True)  # noqa: E731
+        run("repo", "init", "--repo", src, "--insecure")
+        run("oci", "pull", "--repo", src, args.image, "img")
+        run("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "img",
+            reg.ref("bench/img:1"))
+        subprocess.run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate",
+                        f"{int(args.rate)}bit", "burst", "64kb", "latency", "200ms"], check=True)
+        os.mkdir(mnt)
+        times = {label: {} for label, _ in builds}
+        budgets = {label: [] for label, _ in builds}  # the neighbour budget each measured
+        trace = os.path.join(work, "trace")
+        for _ in range(args.runs):
+            for label, binary in builds:
+                repo = os.path.join(work, "repo-" + label)
+                shutil.rmtree(repo, ignore_errors=True)
+                subprocess.run([binary, "repo", "init", "--repo", repo, "--insecure"], check=True)
+                if os.path.exists(trace):
+                    os.unlink(trace)
+                wall0 = time.time()
+                subprocess.run([binary, "oci", "mount", "--lazy", "--no-fill", "--repo", repo,
+                                NOTLS, reg.ref("bench/img:1"), mnt], check=True,
+                               capture_output=True, env=dict(os.environ, CFS_LAZY_TRACE=trace))
+                returned = time.time()
+                time.sleep(0.2)  # the serving process's events after the command returned
+                subprocess.run(["umount", "-l", mnt], check=False)
+                events = {"(command returned)": returned}
+                with open(trace) as f:
+                    for line in f:
+                        t, _, event = line.rstrip("\n").partition(" ")
+                        event = event.split(":")[0]
+                        if event.startswith("batch budget"):
+                            budgets[label].append(int(event.split()[2]))
+                            event = "batch budget"
+                        events.setdefault(event, float(t))
+                for event, t in events.items():
+                    times[label].setdefault(event, []).append((t - wall0) * 1e3)
+        order = {e: statistics.median(v) for lt in times.values() for e, v in lt.items()}
+        print(f"{'event (ms from the command)':<28}" + "".join(f"{label:>24}" for label, _ in builds))
+        for event in sorted(order, key=order.get):
+            row = f"{event:<28}"
+            for label, _ in builds:
+                v = times[label].get(event)
+                row += (f"{statistics.median(v):>8.1f} [{min(v):5.1f}-{max(v):5.1f}]"
+                        if v else " " * 24)
+            print(row)
+        print(f"{'batch budget (bytes)':<28}" + "".join(
+            f"{statistics.median(budgets[label]):>8.0f} [{min(budgets[label])}-{max(budgets[label])}]"
+            .rjust(24) for label, _ in builds))
+        with open("/proc/loadavg") as f:
+            print("load average:", " ".join(f.read().split()[:3]))
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
