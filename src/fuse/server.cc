@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +19,7 @@
 #include <new>
 #include <string>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "cfs/util/sys.h"
 #include "cfs/verity/merkle.h"
@@ -133,7 +134,9 @@ struct Server {
   std::unique_ptr<Stats> stats;  ///< null unless CFS_FUSE_STATS is set
   CopyPool copies;
   std::mutex mu;
-  std::unordered_set<fuse_ino_t> stored;  ///< nodes whose pages were stored (guarded by mu)
+  std::condition_variable first_done;  ///< a first open finished (guarded by mu)
+  /// Nodes whose first open is under way (false) or over (true); guarded by mu.
+  std::unordered_map<fuse_ino_t, bool> opened;
 };
 
 Server& server_of(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
@@ -298,22 +301,53 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_
 // faults, a library's mmap) then find every page cached (FOPEN_KEEP_CACHE) instead of each
 // costing a READ round trip and hashing the same bytes a second time. A tree known already (a
 // lazy fetch's, a cached one) gives no copy: reading the object whole would then be extra work
-// for a program that reads little of it. Only on the node's first open (claimed before it
-// starts): the kernel locks the pages it stores into, and a later open's reads may hold them
-// locked while they wait for a worker; before the first open is answered no read of the node
-// can be waiting (with -s, nothing else runs at all). Best effort: if the kernel refuses, the
-// reads come as READ requests and are verified there as always.
+// for a program that reads little of it. Only on the node's first open, and other opens of
+// the node wait until it is over: the kernel locks the pages it stores into, and a read holds
+// them locked until a worker answers it, so a store that ran while a read of the node was
+// queued could wait for a worker that never comes (with -s, or all threads storing). Until the
+// first open is answered, no open of the node has been, so no read of it can exist. (The
+// waiting opens would otherwise build the same tree a second time.) Best effort: if the kernel
+// refuses, the reads come as READ requests and are verified there as always.
 
-// True for the first open of `node` in this mount (the one that may store its pages); an open
-// that fails gives the claim back.
-bool claim_node(Server& srv, fuse_ino_t node) {
-  std::lock_guard lock(srv.mu);
-  return srv.stored.insert(node).second;
-}
-void unclaim_node(Server& srv, fuse_ino_t node) {
-  std::lock_guard lock(srv.mu);
-  srv.stored.erase(node);
-}
+// The first open of `node` in this mount gets a FirstOpen that says so (and must finish() it);
+// any other open waits while a first one is under way, then gets one that does not.
+class FirstOpen {
+ public:
+  FirstOpen(Server& srv, fuse_ino_t node) : srv_(srv), node_(node) {
+    std::unique_lock lock(srv_.mu);
+    for (;;) {
+      auto [it, inserted] = srv_.opened.try_emplace(node_, false);
+      if (inserted) {
+        first_ = true;
+        return;
+      }
+      if (it->second) return;
+      srv_.first_done.wait(lock);
+    }
+  }
+  ~FirstOpen() { finish(false); }  // an open that ended early (error, exception) gives it back
+  FirstOpen(const FirstOpen&) = delete;
+  FirstOpen& operator=(const FirstOpen&) = delete;
+  bool first() const noexcept { return first_; }
+  /// Done with the node: later opens go ahead (as first ones again when `ok` is false).
+  void finish(bool ok) {
+    if (!first_) return;
+    first_ = false;
+    {
+      std::lock_guard lock(srv_.mu);
+      if (ok)
+        srv_.opened[node_] = true;
+      else
+        srv_.opened.erase(node_);
+    }
+    srv_.first_done.notify_all();
+  }
+
+ private:
+  Server& srv_;
+  fuse_ino_t node_;
+  bool first_ = false;
+};
 
 void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& copy) {
   if (copy.size == 0 || !srv.se) return;
@@ -337,15 +371,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
       ~Lend() { pool.give(std::move(c)); }
     } copy{srv.copies, srv.copies.take()};
     // Only a node's first open asks for a copy: later ones find the pages cached.
-    const bool first = srv.se && claim_node(srv, ino);
-    auto f = fs.open_file(to_ino(fs, ino), fi->flags, first ? copy.c.get() : nullptr);
-    if (!f) {
-      if (first) unclaim_node(srv, ino);
-      return reply_error(req, f.error());
-    }
+    FirstOpen once(srv, ino);
+    auto f = fs.open_file(to_ino(fs, ino), fi->flags, once.first() ? copy.c.get() : nullptr);
+    if (!f) return reply_error(req, f.error());
     fi->keep_cache = (*f)->cacheable() ? 1 : 0;
     // Only pages the kernel keeps across opens are worth storing.
-    if (first && fi->keep_cache) store_verified_copy(srv, ino, *copy.c);
+    if (once.first() && fi->keep_cache) store_verified_copy(srv, ino, *copy.c);
+    once.finish(true);
     fi->fh = reinterpret_cast<std::uint64_t>(f->get());
     if (fuse_reply_open(req, fi) == 0) (void)f->release();  // interrupted: f closes here
   });

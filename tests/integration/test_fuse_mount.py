@@ -567,6 +567,38 @@ class Tamper(t.unittest.TestCase):
                     self.assertEqual(st["read"]["count"], 0)
                     self.assertEqual(st["read_bytes"], 0)
 
+    def test_concurrent_first_opens(self):
+        """Many readers opening the same files at once on a fresh mount with two worker threads:
+        each file is stored once, by its first open; the others wait for it, so none of them
+        needs a READ (and none can queue one the store would wait on), and everyone reads the
+        source content."""
+        import json
+        from concurrent.futures import ThreadPoolExecutor
+        stats = os.path.join(self.dir, "stats.json")
+        fuse_mount(self.image, self.store, self.mnt, options="threads=2",
+                   env={"CFS_FUSE_STATS": stats})
+        names = sorted(self.content)
+        try:
+            def reader(seed):
+                order = names[:]
+                random.Random(seed).shuffle(order)
+                return [(n, self.read(n)) for n in order]
+            with ThreadPoolExecutor(max_workers=16) as ex:
+                for result in ex.map(reader, range(32)):
+                    for name, data in result:
+                        self.assertEqual(data, self.content[name], name)
+        finally:
+            fuse_umount(self.mnt)
+        for _ in range(200):
+            if os.path.exists(stats):
+                break
+            time.sleep(0.05)
+        with open(stats) as f:
+            st = json.load(f)
+        self.assertEqual(st["open"]["count"], 32 * len(names))
+        self.assertEqual(st["stored_files"], len(names))
+        self.assertEqual(st["read"]["count"], 0)
+
     def test_off_serves_tampered_data(self):
         name = sorted(self.content)[0]
         self.flip(self.objects[name], 0)
