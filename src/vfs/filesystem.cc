@@ -288,6 +288,9 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
   f.tree_ = std::move(*tree);
   f.data_size_ = f.tree_->data_size;
   f.cacheable_ = true;
+  // The file's size is the image's (st_size, what the kernel reads up to); a copy handed on
+  // whole would make a page cache that stores it grow the file past it.
+  if (copy && copy->size > f.inode_.size) copy->size = static_cast<std::size_t>(f.inode_.size);
   return {};
 }
 

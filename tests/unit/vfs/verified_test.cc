@@ -207,6 +207,33 @@ TEST_F(VerifiedTest, FirstOpenWithCopyHoldsTheVerifiedContent) {
   EXPECT_EQ(str(s), content("small"));
 }
 
+// The copy goes no further than the size the image records (st_size, what the kernel reads up
+// to), even when the object is longer: a page cache storing all of it would grow the file.
+TEST_F(VerifiedTest, CopyStopsAtTheImageSize) {
+  TempDir store, dir;
+  const std::string content = random_bytes(9000, 9);
+  testutil::TreeBuilder b(store.path());
+  auto id = b.file(b.root(), "f", content);
+  b.tree().node(id).size = 5000;  // the image says 5000 bytes; the object holds 9000
+  const std::string image = dir / "image.cfs";
+  auto fd = sys::open(image, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_TRUE(fd);
+  auto r = erofs::write_image(b.tree(), {}, fd->get());
+  if (!r && r.error().is(Errc::kUnsupportedFeature)) GTEST_SKIP() << r.error().message();
+  ASSERT_TRUE(r) << r.error().message();
+  Options o;
+  o.basedirs = {store.path()};
+  auto fs = Filesystem::open(image, o);
+  ASSERT_TRUE(fs) << fs.error().message();
+  auto st = (*fs)->lookup((*fs)->root(), "f");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->st_size, 5000);
+  ContentCopy copy;
+  auto f = (*fs)->open_file(st->st_ino, O_RDONLY, &copy);
+  ASSERT_TRUE(f) << f.error().message();
+  EXPECT_EQ(str(copy), content.substr(0, 5000));
+}
+
 // A copy is only ever offered for bytes that gave the image's digest: a flipped byte or a
 // truncated object fails the open, as without the copy, and leaves nothing in the copy.
 TEST_F(VerifiedTest, TamperedObjectGivesNoCopy) {
