@@ -419,8 +419,13 @@ struct LazyProvider::Impl {
   std::atomic<bool> dirs_ready{false};
   std::atomic<bool> stop_walk{false};
   std::thread dir_walker;
-  std::size_t fill_left = 0;   // fill entries not yet finished
-  FillProgress fill_progress;  // guarded by mu
+  /// From the same walk: the directories under /usr/lib/locale, and the objects of glibc's
+  /// gconv-modules.cache files (/usr/lib/<dir>/gconv/, /usr/lib/gconv/, /usr/lib64/gconv/).
+  std::set<std::uint64_t> locale_dirs;
+  std::vector<verity::Digest> gconv_caches;
+  mutable bool gconv_hinted = false;  // guarded by mu
+  std::size_t fill_left = 0;          // fill entries not yet finished
+  FillProgress fill_progress;         // guarded by mu
 
   mutable std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, failed{0};
   std::atomic<bool> fill_done{false};
@@ -472,18 +477,22 @@ struct LazyProvider::Impl {
     const auto t0 = std::chrono::steady_clock::now();
     const erofs::Image& image = *o.image;
     std::vector<std::uint64_t> out(o.index.objects.size(), kNoDir);
-    std::vector<std::uint64_t> todo{image.root_nid()};
+    std::vector<std::pair<std::uint64_t, bool>> todo{{image.root_nid(), false}};  // in locale?
     std::set<std::uint64_t> seen{image.root_nid()};
+    std::set<std::uint64_t> locales;
+    const auto locale_root = follow_path(image, "/usr/lib/locale");
     std::size_t mapped = 0;
     while (!todo.empty() && !stop_walk.load(std::memory_order_relaxed)) {
-      const std::uint64_t dir = todo.back();
+      const auto [dir, in_locale] = todo.back();
       todo.pop_back();
+      if (in_locale) locales.insert(dir);
       (void)image.iterate_dir(dir, 0, [&](const erofs::DirentView& e) {
         if (e.name == "." || e.name == "..") return true;
         auto info = image.inode(e.nid);
         if (!info) return true;
         if (info->is_dir()) {
-          if (seen.insert(e.nid).second) todo.push_back(e.nid);
+          const bool below = in_locale || (locale_root && *locale_root == e.nid);
+          if (seen.insert(e.nid).second) todo.emplace_back(e.nid, below);
           return true;
         }
         if (!info->is_reg() || info->xattr_size == 0) return true;
@@ -499,6 +508,23 @@ struct LazyProvider::Impl {
       });
     }
     if (stop_walk.load(std::memory_order_relaxed)) return;
+    std::vector<std::string> gconv_paths{"/usr/lib/gconv/gconv-modules.cache",
+                                         "/usr/lib64/gconv/gconv-modules.cache"};
+    if (auto lib = follow_path(image, "/usr/lib"); lib && *lib)
+      (void)image.iterate_dir(**lib, 0, [&](const erofs::DirentView& e) {
+        if (e.name != "." && e.name != "..")
+          gconv_paths.push_back("/usr/lib/" + std::string(e.name) + "/gconv/gconv-modules.cache");
+        return true;
+      });
+    for (const auto& path : gconv_paths) {
+      auto nid = follow_path(image, path);
+      if (!nid || !*nid) continue;
+      auto d = object_of(image, **nid);
+      if (d && *d && o.index.find(**d) &&
+          std::find(gconv_caches.begin(), gconv_caches.end(), **d) == gconv_caches.end())
+        gconv_caches.push_back(**d);
+    }
+    locale_dirs = std::move(locales);
     dir_of = std::move(out);
     dirs_ready.store(true, std::memory_order_release);
     if (o.trace) {
@@ -836,6 +862,23 @@ struct LazyProvider::Impl {
     return t;
   }
 
+  /// An open of a missing locale file (a directory under /usr/lib/locale): glibc opens
+  /// gconv-modules.cache next, while it loads the locale (before the locale's other files), in
+  /// another directory, so neither neighbours nor ELF hints bring it. Queued as an ELF hint is,
+  /// once per mount. Called with mu held.
+  void hint_gconv_cache(const verity::Digest& d) const {
+    if (gconv_hinted || !dirs_ready.load(std::memory_order_acquire)) return;
+    const auto* loc = o.index.find(d);
+    if (!loc || !locale_dirs.count(dir_of[index_pos(*loc)])) return;
+    gconv_hinted = true;
+    for (const auto& g : gconv_caches) {
+      auto it = flights.find(g);
+      if ((it != flights.end() && it->second->claimed) || present(g)) continue;
+      trace("locale hint", g);
+      request(g, Priority::kHint);
+    }
+  }
+
   /// Waits for `d` at most the timeout (fetching on this thread before start(): no workers).
   /// Returns the verified object when it is not committed yet, else nullopt (it is in the
   /// repository).
@@ -844,6 +887,7 @@ struct LazyProvider::Impl {
     std::unique_lock lock(mu);
     auto f = request(d, Priority::kOpen);
     ++f->waiters;
+    hint_gconv_cache(d);
     if (!started && !f->claimed) {
       run(d, f, lock);
       CFS_TRY(f->status);

@@ -523,6 +523,57 @@ class LazyMount(unittest.TestCase):
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
+    def test_a_locale_file_brings_glibc_s_gconv_cache(self):
+        """glibc opens gconv-modules.cache while it loads a locale, between the locale's files:
+        the first open of a missing file under /usr/lib/locale fetches the image's
+        /usr/lib/<triplet>/gconv/gconv-modules.cache too, before anything opens it, though
+        200 KB of other files lie between them in the layer (beyond the 64 KiB budget). Oracle:
+        the proxy's log against the ranges tarfile finds; nothing else is fetched."""
+        rng = random.Random(16)
+        files = {"usr/lib/locale/C.utf8/LC_CTYPE": rng.randbytes(3000),
+                 "usr/lib/locale/C.utf8/LC_TIME": rng.randbytes(2000),
+                 "usr/lib/m/filler": rng.randbytes(200000),
+                 "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache": rng.randbytes(5000)}
+        layout = os.path.join(self.tmp, "locale")
+        r.build_image(layout, "v1", [files])
+        src = self.new_repo("locale-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "locale")
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "locale",
+            self.reg.ref("cfs/locale:v1"))
+        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/locale:v1"), NOTLS))
+        blob = manifest["layers"][0]["digest"]
+        spans = {}
+        with tarfile.open(self.reg.blob_path(blob), "r:") as tf:
+            for m in self.members(tf):
+                if m.isfile():
+                    spans[m.name.lstrip("./")] = (m.offset_data, m.offset_data + m.size - 1)
+        gconv = "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache"
+
+        def fetched(since):
+            out = set()
+            for e in self.proxy.requests("GET", "/blobs/", since=since):
+                if e["path"].endswith(blob) and e["range"]:
+                    a, b = (int(x) for x in e["range"][len("bytes="):].split("-"))
+                    out |= {p for p, (x, y) in spans.items() if a <= x and y <= b}
+            return out
+
+        repo = self.new_repo("locale")
+        self.mount(repo, self.proxy.ref("cfs/locale:v1"), "--no-fill", batch=True)
+        time.sleep(0.2)  # the mount maps objects to directories on a thread of its own
+        since = time.time()
+        ctype = "usr/lib/locale/C.utf8/LC_CTYPE"
+        self.assertEqual(read_file(os.path.join(self.mnt, ctype)), files[ctype])
+        deadline = time.monotonic() + 10
+        while gconv not in fetched(since) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        self.assertEqual(fetched(since), {ctype, "usr/lib/locale/C.utf8/LC_TIME", gconv})
+        later = time.time()
+        self.assertEqual(read_file(os.path.join(self.mnt, gconv)), files[gconv])
+        self.assertEqual(fetched(later), set())
+        t.umount(self.mnt)
+        cfs("repo", "fsck", "--repo", repo)
+
     def repo_objects(self, repo):
         return t.store_objects(os.path.join(repo, "objects"))
 

@@ -91,7 +91,8 @@ struct LazyOptions {
   unsigned fetchers = 4;
   /// The merged image. With it and elf_prefetch, fetching a dynamically linked ELF file also
   /// queues the objects of its interpreter and libraries (resolved in this tree), ahead of the
-  /// prefetch list and the fill.
+  /// prefetch list and the fill. With it and batch_bytes, the first open of a missing file under
+  /// /usr/lib/locale queues glibc's gconv-modules.cache the same way (glibc opens it next).
   std::optional<erofs::Image> image;
   bool elf_prefetch = true;
   /// A fetch also brings the missing objects stored next to the one asked for in its layer, in
