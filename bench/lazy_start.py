@@ -84,6 +84,8 @@ def main():
                         if event.startswith("batch budget"):
                             budgets[label].append(int(event.split()[2]))
                             event = "batch budget"
+                        elif event.startswith("directories"):  # "directories N objects …"
+                            event = "directories"
                         events.setdefault(event, float(t))
                 for event, t in events.items():
                     times[label].setdefault(event, []).append((t - wall0) * 1e3)

@@ -299,6 +299,53 @@ std::unique_ptr<ByteSource> decompressor(Compression c, ByteSource& in, std::str
   return std::make_unique<PrefixedSource>(std::string(), in);
 }
 
+ZstdPushDecoder::ZstdPushDecoder(std::string what, Output out)
+    : what_(std::move(what)),
+      out_(std::move(out)),
+      d_(ZSTD_createDCtx()),
+      buf_(ZSTD_DStreamOutSize()) {}
+
+ZstdPushDecoder::~ZstdPushDecoder() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(d_)); }
+
+Status ZstdPushDecoder::write(std::span<const std::byte> in) {
+  if (!d_) return fail(Errc::kInvalidInput, what_ + ": zstd: out of memory");
+  if (in.empty()) return {};
+  started_ = true;
+  ZSTD_inBuffer zin{in.data(), in.size(), 0};
+  // Until the input is consumed and the decoder holds no more output for it (a full output
+  // buffer may leave some).
+  for (;;) {
+    ZSTD_outBuffer zout{buf_.data(), buf_.size(), 0};
+    const std::size_t before = zin.pos;
+    const std::size_t r = ZSTD_decompressStream(static_cast<ZSTD_DCtx*>(d_), &zout, &zin);
+    offset_ += zin.pos - before;
+    if (ZSTD_isError(r))
+      return fail(Errc::kInvalidInput, fmt::format("{}: zstd: {} (at compressed byte {})", what_,
+                                                   ZSTD_getErrorName(r), offset_));
+    // Without progress the hint describes the next frame, not the one that ended.
+    if (zin.pos > before || zout.pos > 0) frame_left_ = r;
+    if (zout.pos > 0) CFS_TRY(out_(std::span(buf_.data(), zout.pos)));
+    if (zin.pos == zin.size && zout.pos < zout.size) return {};
+  }
+}
+
+Status ZstdPushDecoder::finish() const {
+  if (!started_) return fail(Errc::kInvalidInput, what_ + ": zstd: empty stream (no zstd frame)");
+  if (frame_left_ != 0)
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: zstd: truncated zstd stream (ends inside a frame) (at compressed "
+                            "byte {})",
+                            what_, offset_));
+  return {};
+}
+
+void ZstdPushDecoder::reset() {
+  if (d_) ZSTD_DCtx_reset(static_cast<ZSTD_DCtx*>(d_), ZSTD_reset_session_only);
+  offset_ = 0;
+  frame_left_ = 0;
+  started_ = false;
+}
+
 std::unique_ptr<ByteSource> prefixed_source(std::string prefix, ByteSource& in) {
   return std::make_unique<PrefixedSource>(std::move(prefix), in);
 }

@@ -38,22 +38,87 @@ Result<std::string> compress(std::string_view bytes) {
   return out;
 }
 
-/// A metadata blob (digest-checked by the client), decompressed when its media type says zstd;
-/// refused past `max` bytes either way.
-/// `downloaded`: set to when the last byte arrived (before decompressing), for LinkEstimate.
+/// A metadata blob decoded (zstd) and, when asked, fs-verity-hashed while it downloads: the
+/// EROFS's decompression and digest were a tail of 3-5 ms after its last byte, on the critical
+/// path of every lazy mount. The bytes are not trusted before the client has checked the blob's
+/// digest at its end, so a decoding error (or the size limit) is kept until then: a tampered or
+/// truncated transfer is reported as a digest mismatch, as when the blob was decoded after it.
+class MetadataSink final : public BlobSink {
+ public:
+  MetadataSink(bool zstd, std::uint64_t max, std::string what, std::optional<verity::HashAlg> alg)
+      : max_(max), what_(std::move(what)) {
+    if (zstd) decoder_.emplace(what_, [this](std::span<const std::byte> b) { return plain(b); });
+    if (alg) {
+      params_.alg = *alg;
+      hasher_.emplace(params_);
+    }
+  }
+
+  Status write(std::span<const std::byte> data) override {
+    if (error_) return {};
+    Status st = decoder_ ? decoder_->write(data) : plain(data);
+    if (!st) error_ = std::move(st).error();
+    return {};
+  }
+
+  Status restart() override {
+    out_.clear();
+    error_.reset();
+    if (decoder_) decoder_->reset();
+    if (hasher_) hasher_.emplace(params_);
+    return {};
+  }
+
+  /// After the fetch succeeded (the blob's digest checked): the decoded bytes.
+  Result<std::string> finish() {
+    if (!error_ && decoder_)
+      if (Status st = decoder_->finish(); !st) error_ = std::move(st).error();
+    if (error_) return fail(std::move(*error_));
+    return std::move(out_);
+  }
+
+  /// The fs-verity digest of the decoded bytes (when an algorithm was given); after finish().
+  std::optional<verity::Digest> digest() {
+    if (!hasher_) return std::nullopt;
+    return hasher_->finish();
+  }
+
+ private:
+  Status plain(std::span<const std::byte> b) {
+    if (out_.size() + b.size() > max_)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: more than the {} bytes allowed", what_, max_));
+    out_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    if (hasher_) hasher_->update(b);
+    return {};
+  }
+
+  std::uint64_t max_;
+  std::string what_;
+  std::optional<oci::ZstdPushDecoder> decoder_;
+  std::optional<verity::Hasher> hasher_;
+  verity::Params params_;
+  std::string out_;
+  std::optional<Error> error_;
+};
+
+/// A metadata blob (digest-checked by the client), decompressed when its media type says zstd
+/// (as it arrives); refused past `max` bytes either way. `downloaded`: set to when the last byte
+/// arrived, for LinkEstimate. `alg`: also its fs-verity digest in that algorithm, into `digest`.
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
                                 bool zstd, std::uint64_t max, const std::string& what,
-                                Clock::time_point* downloaded = nullptr) {
+                                Clock::time_point* downloaded = nullptr,
+                                std::optional<verity::HashAlg> alg = std::nullopt,
+                                std::optional<verity::Digest>* digest = nullptr) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
-  StringBlobSink sink;
+  MetadataSink sink(zstd, max, what, alg);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
   if (downloaded) *downloaded = Clock::now();
-  if (!zstd) return std::move(sink.out);
-  auto in = oci::memory_source(std::move(sink.out));
-  auto plain = oci::decompressor(oci::Compression::kZstd, *in, what);
-  return oci::read_all(*plain, max, what);
+  CFS_ASSIGN(std::string out, sink.finish());
+  if (digest) *digest = sink.digest();
+  return out;
 }
 
 // The index must describe exactly the blobs of the image it is attached to.
@@ -226,18 +291,15 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const auto blobs_asked = Clock::now();
   {
     std::jthread erofs_fetch([&] {
+      // Its digest while it downloads, in the algorithm the artifact's annotation names;
+      // checked against the index's algorithm below, and computed again there only if it
+      // differs.
+      std::optional<verity::HashAlg> alg;
+      for (auto a : {verity::HashAlg::kSha512, verity::HashAlg::kSha256})
+        if (!alg && erofs_d->annotations.count(merged_seal_annotation(a))) alg = a;
       erofs = fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
-                          kMaxLazyErofsSize, what + ": EROFS", &erofs_done);
+                          kMaxLazyErofsSize, what + ": EROFS", &erofs_done, alg, &early_digest);
       trace("erofs fetched");
-      // Its digest while the index is still being parsed (which ends later: the index parse
-      // was 13-20 ms, session 10), in the algorithm the artifact's annotation names; checked
-      // against the index's algorithm below, and computed again there only if it differs.
-      if (!*erofs) return;
-      for (auto alg : {verity::HashAlg::kSha512, verity::HashAlg::kSha256})
-        if (erofs_d->annotations.count(merged_seal_annotation(alg))) {
-          early_digest = erofs_digest(**erofs, alg);
-          break;
-        }
     });
     CFS_ASSIGN(
         out.index_json,

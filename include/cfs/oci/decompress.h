@@ -9,10 +9,13 @@
 // Thread-safety: one thread per source.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cfs/oci/byte_source.h"
 #include "cfs/util/result.h"
@@ -35,6 +38,33 @@ enum class GzipEngine { kIsal, kZlib };
 /// Decompresses `in` (borrowed; must outlive the result). `what` names the blob in errors.
 std::unique_ptr<ByteSource> decompressor(Compression c, ByteSource& in, std::string what,
                                          GzipEngine engine = GzipEngine::kIsal);
+
+/// zstd decoding of bytes pushed as they arrive (a small blob decoded while it downloads, where
+/// decompressor() would wait for its whole download): the same rules as decompressor()'s zstd
+/// (every frame, skippable ones skipped; empty or truncated is an error at finish()).
+class ZstdPushDecoder {
+ public:
+  using Output = std::function<Status(std::span<const std::byte>)>;
+  ZstdPushDecoder(std::string what, Output out);
+  ~ZstdPushDecoder();
+  ZstdPushDecoder(const ZstdPushDecoder&) = delete;
+  ZstdPushDecoder& operator=(const ZstdPushDecoder&) = delete;
+  /// Decodes `in`, handing each piece of output to the Output.
+  Status write(std::span<const std::byte> in);
+  /// The input ended: an error unless it ended at the end of a frame, after at least one.
+  Status finish() const;
+  /// Forgets everything written (the input starts again from its first byte).
+  void reset();
+
+ private:
+  std::string what_;
+  Output out_;
+  void* d_;  // ZSTD_DCtx, kept out of this header
+  std::vector<std::byte> buf_;
+  std::uint64_t offset_ = 0;  // compressed bytes consumed
+  std::size_t frame_left_ = 0;
+  bool started_ = false;
+};
 
 /// A source that first returns `prefix`, then the rest of `in` (to sniff and then decompress
 /// without seeking).

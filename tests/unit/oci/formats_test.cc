@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <cstring>
 #include <random>
@@ -91,6 +92,55 @@ TEST(Decompress, MediaTypesAndMagic) {
   auto r = gz->read(buf);
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message(), HasSubstr("blob: gzip: empty stream"));
+}
+
+// The push decoder against libzstd's own compressor (the oracle: the bytes compressed): two
+// frames with a skippable frame between, pushed in pieces of every size; then the stream cut
+// short, empty, and with a flipped byte.
+TEST(Decompress, ZstdPushDecoderDecodesPiecesAsTheyArrive) {
+  std::mt19937 rng(15);
+  std::string plain(3u << 20, '\0');
+  for (std::size_t i = 0; i < plain.size(); ++i)
+    plain[i] = static_cast<char>(i % 4096 < 2048 ? rng() & 0xff : 'a' + (i % 7));
+  auto frame = [](std::string_view in) {
+    std::string out(ZSTD_compressBound(in.size()), '\0');
+    out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
+    return out;
+  };
+  const std::string skippable = std::string("\x50\x2a\x4d\x18\x04\0\0\0skip", 12);
+  const std::string z = frame(std::string_view(plain).substr(0, 1u << 20)) + skippable +
+                        frame(std::string_view(plain).substr(1u << 20));
+  auto decode = [&](std::string_view in, std::string& out, std::size_t piece) -> Status {
+    ZstdPushDecoder d("meta", [&](std::span<const std::byte> b) {
+      out.append(reinterpret_cast<const char*>(b.data()), b.size());
+      return Status{};
+    });
+    for (std::size_t at = 0; at < in.size();) {
+      auto n = std::min(piece, in.size() - at);
+      CFS_TRY(d.write(std::as_bytes(std::span(in.data() + at, n))));
+      at += n;
+      piece = piece * 7 % 70001 + 1;  // pieces of many sizes
+    }
+    return d.finish();
+  };
+  for (std::size_t first : {1u, 13u, 4096u, 65536u, 5u << 20}) {
+    std::string out;
+    auto st = decode(z, out, first);
+    ASSERT_TRUE(st) << first << " " << st.error().message();
+    EXPECT_EQ(out, plain) << first;
+  }
+  std::string out;
+  auto cut = decode(std::string_view(z).substr(0, z.size() - 10), out, 4096);
+  ASSERT_FALSE(cut);
+  EXPECT_THAT(cut.error().message(), HasSubstr("meta: zstd: truncated"));
+  auto none = decode("", out, 1);
+  ASSERT_FALSE(none);
+  EXPECT_THAT(none.error().message(), HasSubstr("meta: zstd: empty stream"));
+  std::string bad = z;
+  bad[bad.size() / 3] ^= 0x55;
+  out.clear();
+  auto flipped = decode(bad, out, 4096);
+  EXPECT_TRUE(!flipped || out != plain);
 }
 
 /// Memory whose digest, the source claims, it checked before its end (as a registry download).
