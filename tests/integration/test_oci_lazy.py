@@ -622,8 +622,13 @@ class LazyMount(unittest.TestCase):
         cfs("repo", "fsck", "--repo", repo)
 
     def wait_filled(self, repo):
-        """Until `cfs repo fsck` reports no object of the repository as not fetched yet."""
+        """Until `cfs repo fsck` reports no object of the repository as not fetched yet (once
+        the mount registered its image, which it does after it serves: before, fsck knows of
+        no lazy image to report)."""
         deadline = time.monotonic() + 60
+        refs = os.path.join(repo, "images", "refs", "lazy")
+        while time.monotonic() < deadline and not (os.path.isdir(refs) and os.listdir(refs)):
+            time.sleep(0.02)
         while time.monotonic() < deadline:
             out = cfs("repo", "fsck", "--repo", repo, "--json").stdout
             if b"not fetched yet" not in out:
