@@ -483,6 +483,18 @@ class LazyMount(unittest.TestCase):
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
+    def push_one_layer(self, name, files):
+        """Pushes an image of one uncompressed layer holding `files` as cfs/NAME:v1 (pulled into
+        a repository of its own first); returns the layer blob's digest."""
+        layout = os.path.join(self.tmp, name)
+        r.build_image(layout, "v1", [files])
+        src = self.new_repo(f"{name}-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", name)
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", name,
+            self.reg.ref(f"cfs/{name}:v1"))
+        manifest = json.loads(r.inspect_raw(self.reg.ref(f"cfs/{name}:v1"), NOTLS))
+        return manifest["layers"][0]["digest"]
+
     def test_neighbours_of_the_files_directory_come_first(self):
         """The budget goes to the files of the asked file's directory before the nearer bytes of
         another: usr/x/a/2 is asked; before it in the layer lie usr/x/a/1 (40 KB) and usr/x/a/0,
@@ -494,14 +506,7 @@ class LazyMount(unittest.TestCase):
         files = {"usr/x/a/0": rng.randbytes(1000), "usr/x/a/1": rng.randbytes(40000),
                  "usr/x/a/2": rng.randbytes(800)}
         files.update({f"usr/x/b/{i:02}": rng.randbytes(1500) for i in range(20)})
-        layout = os.path.join(self.tmp, "dirs")
-        r.build_image(layout, "v1", [files])
-        src = self.new_repo("dirs-src")
-        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "dirs")
-        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "dirs",
-            self.reg.ref("cfs/dirs:v1"))
-        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/dirs:v1"), NOTLS))
-        blob = manifest["layers"][0]["digest"]
+        blob = self.push_one_layer("dirs", files)
         with tarfile.open(self.reg.blob_path(blob), "r:") as tf:
             order = [m.name.lstrip("./") for m in self.members(tf) if m.isfile()]
         # The layout the test relies on: a/0, a/1, a/2, then b's files.
@@ -534,14 +539,7 @@ class LazyMount(unittest.TestCase):
                  "usr/lib/locale/C.utf8/LC_TIME": rng.randbytes(2000),
                  "usr/lib/m/filler": rng.randbytes(200000),
                  "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache": rng.randbytes(5000)}
-        layout = os.path.join(self.tmp, "locale")
-        r.build_image(layout, "v1", [files])
-        src = self.new_repo("locale-src")
-        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "locale")
-        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "locale",
-            self.reg.ref("cfs/locale:v1"))
-        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/locale:v1"), NOTLS))
-        blob = manifest["layers"][0]["digest"]
+        blob = self.push_one_layer("locale", files)
         spans = {}
         with tarfile.open(self.reg.blob_path(blob), "r:") as tf:
             for m in self.members(tf):
