@@ -58,6 +58,7 @@ class CopyPool {
     return c;
   }
   void give(std::unique_ptr<vfs::ContentCopy> c) {
+    c->given.reset();  // a provider's bytes (vfs::Prebuilt) are freed once stored
     if (c->bytes.capacity() > kKeepBytes) return;
     std::lock_guard lock(mu_);
     if (free_.size() < std::max(1u, sys::available_cpus())) free_.push_back(std::move(c));
@@ -299,9 +300,11 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept { fuse_
 // a copy in memory, and that verified copy goes straight into the kernel's page cache for the
 // node (FUSE_NOTIFY_STORE), before the open is answered. The reads that follow (an exec's page
 // faults, a library's mmap) then find every page cached (FOPEN_KEEP_CACHE) instead of each
-// costing a READ round trip and hashing the same bytes a second time. A tree known already (a
-// lazy fetch's, a cached one) gives no copy: reading the object whole would then be extra work
-// for a program that reads little of it. Only on the node's first open, and other opens of
+// costing a READ round trip and hashing the same bytes a second time. A lazy fetch's tree comes
+// with the bytes it was hashed from when the provider kept them (vfs::Prebuilt): they are stored
+// the same way, unread and unhashed. A tree known already (a cached one, a fetch's without its
+// bytes) gives no copy: reading the object whole would then be extra work for a program that
+// reads little of it. Only on the node's first open, and other opens of
 // the node wait until it is over: the kernel locks the pages it stores into, and a read holds
 // them locked until a worker answers it, so a store that ran while a read of the node was
 // queued could wait for a worker that never comes (with -s, or all threads storing). Until the
@@ -352,7 +355,7 @@ class FirstOpen {
 void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& copy) {
   if (copy.size == 0 || !srv.se) return;
   fuse_bufvec bv = FUSE_BUFVEC_INIT(copy.size);
-  bv.buf[0].mem = const_cast<std::byte*>(copy.bytes.data());
+  bv.buf[0].mem = const_cast<std::byte*>(copy.data().data());
   if (fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0)) == 0 &&
       srv.stats) {
     srv.stats->stored_files.fetch_add(1, std::memory_order_relaxed);

@@ -70,18 +70,25 @@ class DctxPool {
 /// than the object has.
 /// The file is created with the first byte: the neighbours of a batch cost no file (and no
 /// filesystem journal handle) before the request goes out, nor if their bytes never come.
+/// `keep_bytes`: the object's bytes are also kept in memory, as hashed (take_bytes), for the open
+/// to serve without reading them back and hashing them again.
 class ObjectSink final : public BlobSink {
  public:
   /// `dctxs` lends a zstd context from the first byte of a compressed object to the end of its
   /// frame; it must outlive the sink.
   ObjectSink(repo::Repository& repo, const ocirepo::ObjectLocation& r, const verity::Params& p,
-             std::string what, DctxPool& dctxs)
+             std::string what, DctxPool& dctxs, bool keep_bytes = false)
       : repo_(repo),
         range_(r),
         zstd_(r.compression == ocirepo::ObjectCompression::kZstd),
         tree_(p, r.size),
         what_(std::move(what)),
-        dctxs_(dctxs) {}
+        dctxs_(dctxs) {
+    if (keep_bytes) {
+      kept_ = std::make_shared<std::vector<std::byte>>();
+      kept_->reserve(static_cast<std::size_t>(r.size));  // out() refuses more than r.size
+    }
+  }
   ~ObjectSink() override { dctxs_.give(std::exchange(dctx_, nullptr)); }
   ObjectSink(const ObjectSink&) = delete;
   ObjectSink& operator=(const ObjectSink&) = delete;
@@ -119,6 +126,8 @@ class ObjectSink final : public BlobSink {
     return tree_.finish();
   }
   std::uint64_t received() const noexcept { return received_; }
+  /// The bytes hashed into finish()'s tree, in order, when kept (after finish() succeeded).
+  std::shared_ptr<const std::vector<std::byte>> take_bytes() { return std::move(kept_); }
   /// The object file (after finish() succeeded, so it exists).
   repo::NewObject& object() { return *obj_; }
 
@@ -134,6 +143,7 @@ class ObjectSink final : public BlobSink {
     }
     CFS_TRY(sys::write_all(obj_->fd(), data));
     CFS_TRY(tree_.update(data));
+    if (kept_) kept_->insert(kept_->end(), data.begin(), data.end());
     written_ += data.size();
     return {};
   }
@@ -145,7 +155,8 @@ class ObjectSink final : public BlobSink {
   verity::MerkleBuilder tree_;
   std::string what_;
   DctxPool& dctxs_;
-  ZSTD_DCtx* dctx_ = nullptr;  // from dctxs_, while a frame is being decoded
+  ZSTD_DCtx* dctx_ = nullptr;                     // from dctxs_, while a frame is being decoded
+  std::shared_ptr<std::vector<std::byte>> kept_;  // the bytes hashed into tree_, when kept
   bool frame_done_ = false;
   std::uint64_t written_ = 0;
   std::uint64_t received_ = 0;
@@ -277,6 +288,13 @@ constexpr std::size_t kMaxBatch = 64;
 /// trees of ~500 MB of objects (SHA-512, 4 KiB blocks), many times what ELF hints and
 /// neighbours fetch ahead of their opens.
 constexpr std::size_t kKeptTreeBytes = 8u << 20;
+/// Bytes of fetched objects kept for their opens (take_tree), which store them in the page cache
+/// (vfs::Prebuilt) instead of the program's reads each coming as a READ that reads and hashes
+/// them again: only objects an open or an ELF hint asked for, and their neighbours, each at most
+/// the vfs's copy limit (vfs::Options::copy_max_bytes). 16 MiB: a program's libraries fetched
+/// ahead by ELF hints (apt-get's: 12 MB) wait for their opens, which take them one after another.
+constexpr std::size_t kKeptCopyBytes = 16u << 20;
+constexpr std::uint64_t kKeptCopyMax = 8u << 20;
 
 /// The object a regular file of the image names, if any.
 Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
@@ -386,6 +404,9 @@ struct LazyProvider::Impl {
     std::shared_ptr<UniqueFd> verified;
     /// Opens that asked for it (read by the fetch without the lock).
     std::atomic<unsigned> waiters{0};
+    /// An open or an ELF hint asked for it (not only the fill or --prefetch): its batch's bytes
+    /// are kept for the opens (kKeptCopyBytes). Read by the fetch without the lock.
+    std::atomic<bool> keep_bytes{false};
   };
 
   LazyOptions o;
@@ -407,9 +428,10 @@ struct LazyProvider::Impl {
   /// Merkle trees of fetched objects not yet taken by an open (take_tree), oldest first in
   /// tree_order, at most kKeptTreeBytes of them: an object fetched ahead of its open (an ELF
   /// hint, a neighbour, the fill) is opened later or never.
-  mutable std::map<verity::Digest, std::shared_ptr<const verity::MerkleTree>> trees;
+  mutable std::map<verity::Digest, vfs::Prebuilt> trees;
   mutable std::deque<verity::Digest> tree_order;
   mutable std::size_t tree_bytes = 0;
+  mutable std::size_t copy_bytes = 0;  ///< of the trees' bytes (kKeptCopyBytes)
   /// The directory (its nid in the image) of each object of the index, by its position in
   /// o.index.objects (kNoDir: none found), from a walk of the image that start() begins on a
   /// thread of its own; read only once dirs_ready. add_neighbours prefers the asked object's
@@ -629,6 +651,7 @@ struct LazyProvider::Impl {
       std::unique_ptr<ObjectSink> sink;
     };
     DctxPool dctxs;  // declared before the sinks that borrow from it
+    const bool keep = batch[0].f->keep_bytes.load(std::memory_order_relaxed);
     std::vector<Part> parts;
     std::vector<BatchSink::Range> ranges_out;
     for (auto& m : batch) {
@@ -636,7 +659,8 @@ struct LazyProvider::Impl {
       verity::Params p;
       p.alg = m.d.alg;
       std::string what = what_of(*m.loc);
-      auto sink = std::make_unique<ObjectSink>(*repo, *m.loc, p, what, dctxs);
+      auto sink = std::make_unique<ObjectSink>(*repo, *m.loc, p, what, dctxs,
+                                               keep && m.loc->size <= kKeptCopyMax);
       parts.push_back(Part{&m, std::move(what), std::move(sink)});
     }
     for (auto& part : parts)
@@ -664,7 +688,8 @@ struct LazyProvider::Impl {
         good.push_back(&part);
         if (auto ro = sys::reopen(part.sink->object().fd(), O_RDONLY | O_CLOEXEC, part.what)) {
           std::lock_guard lock(mu);
-          keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)));
+          keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)),
+                    part.sink->take_bytes());
           m.f->verified = std::make_shared<UniqueFd>(std::move(*ro));
           done_cv.notify_all();
         }
@@ -746,6 +771,7 @@ struct LazyProvider::Impl {
   std::shared_ptr<Flight> request(const verity::Digest& d, Priority prio) const {
     auto& f = flights[d];
     if (!f) f = std::make_shared<Flight>();
+    if (prio <= Priority::kHint) f->keep_bytes = true;
     // A waiting open overtakes the fill: queue it again, ahead (a claimed one is skipped).
     if (!f->claimed) queues[static_cast<int>(prio)].push_back(d);
     work_cv.notify_all();  // a worker of the right kind must wake (see worker())
@@ -831,33 +857,50 @@ struct LazyProvider::Impl {
         " failed");
   }
 
-  /// Keeps the tree of a verified object for its open (mu held).
-  void keep_tree(std::shared_ptr<const verity::MerkleTree> t) const {
+  /// Keeps the tree of a verified object for its open, with the bytes hashed into it when
+  /// there are any (mu held).
+  void keep_tree(std::shared_ptr<const verity::MerkleTree> t,
+                 std::shared_ptr<const std::vector<std::byte>> bytes) const {
     const verity::Digest d = t->digest;
     const std::size_t size = t->tree.size();
-    if (size > kKeptTreeBytes || !trees.emplace(d, std::move(t)).second) return;
+    if (bytes && bytes->size() > kKeptCopyBytes) bytes.reset();
+    const std::size_t nbytes = bytes ? bytes->size() : 0;
+    if (size > kKeptTreeBytes ||
+        !trees.emplace(d, vfs::Prebuilt{std::move(t), std::move(bytes)}).second)
+      return;
     tree_order.push_back(d);
     tree_bytes += size;
+    copy_bytes += nbytes;
     while (tree_bytes > kKeptTreeBytes) {
       auto it = trees.find(tree_order.front());
       if (it != trees.end()) {
-        tree_bytes -= it->second->tree.size();
+        tree_bytes -= it->second.tree->tree.size();
+        if (it->second.bytes) copy_bytes -= it->second.bytes->size();
         trees.erase(it);
       }
       tree_order.pop_front();
+    }
+    // Over the bytes' budget, the oldest kept bytes go first; their trees stay (an open of
+    // such an object reads its pages as READ requests, verified as always).
+    for (std::size_t i = 0; copy_bytes > kKeptCopyBytes && i < tree_order.size(); ++i) {
+      auto it = trees.find(tree_order[i]);
+      if (it == trees.end() || !it->second.bytes) continue;
+      copy_bytes -= it->second.bytes->size();
+      it->second.bytes.reset();
     }
     // Taken trees leave their entries behind (take_tree): drop them before they pile up.
     if (tree_order.size() > 2 * trees.size() + 64)
       std::erase_if(tree_order, [&](const verity::Digest& k) { return !trees.count(k); });
   }
 
-  std::shared_ptr<const verity::MerkleTree> take_tree(const verity::Digest& d) const {
+  vfs::Prebuilt take_tree(const verity::Digest& d) const {
     std::lock_guard lock(mu);
     auto it = trees.find(d);
-    if (it == trees.end()) return nullptr;
-    auto t = std::move(it->second);
+    if (it == trees.end()) return {};
+    vfs::Prebuilt t = std::move(it->second);
     trees.erase(it);
-    tree_bytes -= t->tree.size();
+    tree_bytes -= t.tree->tree.size();
+    if (t.bytes) copy_bytes -= t.bytes->size();
     // Its entry in tree_order stays until it reaches the front: eviction skips it.
     return t;
   }
@@ -978,8 +1021,7 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   return impl_->dirs.open_object(rel);
 }
 
-std::shared_ptr<const verity::MerkleTree> LazyProvider::take_tree(
-    const verity::Digest& digest) const {
+vfs::Prebuilt LazyProvider::take_tree(const verity::Digest& digest) const {
   return impl_->take_tree(digest);
 }
 

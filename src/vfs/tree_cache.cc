@@ -65,18 +65,27 @@ std::size_t TreeCache::entries() const {
 
 Result<std::shared_ptr<const verity::MerkleTree>> TreeCache::get(
     const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
-    const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt, ContentCopy* copy) {
-  if (copy) copy->size = 0;
+    const std::function<Prebuilt()>& prebuilt, ContentCopy* copy) {
+  if (copy) {
+    copy->size = 0;
+    copy->given.reset();
+  }
   std::string key = key_of(expected);
   if (auto t = find(key)) return t;
   // Its digest is computed from its own levels (finish_tree), so a tree that gives `expected`
-  // may be stored under it like one built here; one that does not is ignored, not trusted.
-  if (auto t = prebuilt ? prebuilt() : nullptr;
-      t && t->digest == expected && t->data_size == size) {
+  // may be stored under it like one built here; one that does not is ignored, not trusted, and
+  // so are the bytes that came with it.
+  if (Prebuilt p = prebuilt ? prebuilt() : Prebuilt{};
+      p.tree && p.tree->digest == expected && p.tree->data_size == size) {
     if (!dir_.empty() && size >= kPersistMin)
-      (void)verity::save_merkle_tree(*t, dir_ + "/" + key + ".tree");
-    insert(key, t);
-    return t;
+      (void)verity::save_merkle_tree(*p.tree, dir_ + "/" + key + ".tree");
+    insert(key, p.tree);
+    // Bytes of another length were not all hashed into this tree (or not only): not a copy.
+    if (copy && p.bytes && p.bytes->size() == size) {
+      copy->given = std::move(p.bytes);
+      copy->size = static_cast<std::size_t>(size);
+    }
+    return p.tree;
   }
   verity::Params params;
   params.alg = expected.alg;

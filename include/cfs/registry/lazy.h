@@ -141,10 +141,12 @@ class LazyProvider final : public vfs::ObjectProvider {
   /// failed, timed out, or brought bytes that are not the object: nothing stored).
   Result<UniqueFd> open_object(std::string_view rel,
                                const std::optional<verity::Digest>& digest) const override;
-  /// The Merkle tree a fetch built of `digest` while it received the bytes, once; nullptr when
+  /// The Merkle tree a fetch built of `digest` while it received the bytes, once; no tree when
   /// none is kept (not fetched by this provider, taken already, or dropped: at most 8 MiB of
-  /// trees wait for their opens).
-  std::shared_ptr<const verity::MerkleTree> take_tree(const verity::Digest& digest) const override;
+  /// trees wait for their opens). With it the bytes themselves, when an open or an ELF hint asked
+  /// for the object (or a neighbour of it), it is at most 8 MiB and they were not dropped (at
+  /// most 16 MiB of bytes wait for their opens, the oldest dropped first).
+  vfs::Prebuilt take_tree(const verity::Digest& digest) const override;
   /// Starts the fetch threads, the prefetch and (with LazyOptions::fill) the fill.
   void start() override;
 

@@ -18,6 +18,7 @@
 #include "cfs/util/unique_fd.h"
 #include "cfs/verity/digest.h"
 #include "cfs/verity/merkle.h"
+#include "cfs/vfs/tree_cache.h"
 
 namespace cfs::vfs {
 
@@ -34,12 +35,15 @@ class ObjectProvider {
                                        const std::optional<verity::Digest>& digest) const = 0;
   /// The Merkle tree of object `digest` when the provider built it from the very bytes it stored
   /// (a fetch hashes what it receives to verify it), handed over once, so that the open need
-  /// not read the whole object back to build it again; nullptr (the default) when it has none.
+  /// not read the whole object back to build it again; no tree (the default) when it has none.
   /// The vfs adopts it only when it gives `digest`, and checks every block read against it, as
-  /// against a tree it built.
-  virtual std::shared_ptr<const verity::MerkleTree> take_tree(const verity::Digest& digest) const {
+  /// against a tree it built. With it, the provider may hand over the bytes it hashed into it
+  /// (all of them, as they were hashed: the provider vouches for that, as for the tree): an open
+  /// that adopts the tree uses them as its verified copy (TreeCache::get), which the FUSE server
+  /// stores in the page cache, instead of the program's reads each reading and hashing again.
+  virtual Prebuilt take_tree(const verity::Digest& digest) const {
     (void)digest;
-    return nullptr;
+    return {};
   }
   /// Called once in the process that serves the mount, after it daemonized (libfuse forks):
   /// background work (threads, connections) starts here, never before.

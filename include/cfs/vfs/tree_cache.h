@@ -13,8 +13,10 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "cfs/util/aligned_buffer.h"
 #include "cfs/util/result.h"
@@ -22,11 +24,24 @@
 
 namespace cfs::vfs {
 
-/// The whole content of an object, read into memory once to build its tree: when the tree
-/// gives the expected digest, these very bytes are verified (TreeCache::get's `copy`).
+/// The whole content of an object, verified: read into memory once to build its tree (when the
+/// tree gives the expected digest, these very bytes are verified), or handed over with a tree
+/// built elsewhere from them (Prebuilt::bytes). TreeCache::get's `copy`.
 struct ContentCopy {
   AlignedBuffer bytes;
   std::size_t size = 0;  ///< bytes held; 0 when no copy was made
+  /// Set when the copy is a Prebuilt's bytes instead of `bytes` (shared, not copied).
+  std::shared_ptr<const std::vector<std::byte>> given;
+  /// The `size` verified bytes.
+  std::span<const std::byte> data() const { return {given ? given->data() : bytes.data(), size}; }
+};
+
+/// A Merkle tree built outside the cache from the bytes of an object (ObjectProvider::take_tree:
+/// a fetch hashes what it receives to verify it), and, when the builder kept them, those very
+/// bytes, all `tree->data_size` of them. Either may be null.
+struct Prebuilt {
+  std::shared_ptr<const verity::MerkleTree> tree;
+  std::shared_ptr<const std::vector<std::byte>> bytes;
 };
 
 class TreeCache {
@@ -37,15 +52,17 @@ class TreeCache {
   /// The tree for `expected`, built from `fd` on a miss. Errc::kDigestMismatch when the file's
   /// fs-verity digest differs from `expected`; I/O errors as returned by the build. On a miss,
   /// `prebuilt` (when set) is asked first: a tree it gives for `expected` and `size` is used
-  /// instead of reading `fd` (ObjectProvider::take_tree: built from the bytes a fetch stored).
+  /// instead of reading `fd` (ObjectProvider::take_tree: built from the bytes a fetch stored);
+  /// one that does not is ignored, its bytes with it.
   /// `copy` (when set): a tree built here is built from the file read whole into `copy`, which
-  /// then holds `size` verified bytes; it stays empty (size 0) on a hit, for a prebuilt or
-  /// persisted tree, and on any error. Bytes are read once either way; the copy lets the
-  /// caller serve them without reading and hashing them a second time.
+  /// then holds `size` verified bytes; an adopted prebuilt tree's bytes, when there are exactly
+  /// `size` of them, become the copy as they are (ContentCopy::given: they were hashed into that
+  /// tree, whose digest is `expected`). It stays empty (size 0) on a hit, for a persisted tree or
+  /// a prebuilt one without bytes, and on any error. Bytes are read (or received) once either
+  /// way; the copy lets the caller serve them without reading and hashing them a second time.
   Result<std::shared_ptr<const verity::MerkleTree>> get(
       const verity::Digest& expected, int fd, std::uint64_t size, const std::string& what,
-      const std::function<std::shared_ptr<const verity::MerkleTree>()>& prebuilt = {},
-      ContentCopy* copy = nullptr);
+      const std::function<Prebuilt()>& prebuilt = {}, ContentCopy* copy = nullptr);
 
   /// Memory charged to the budget (trees plus per-entry bookkeeping), at most the budget.
   std::size_t bytes() const;

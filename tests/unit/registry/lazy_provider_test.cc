@@ -371,6 +371,47 @@ TEST_F(LazyBatchTest, APrefetchNobodyWaitsForKeepsTheSpanOrder) {
     EXPECT_EQ(verified->names[i], digests[i].hex().substr(0, 12)) << i;
 }
 
+std::string str(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+/// The bytes an open's fetch hands over with each tree (take_tree) are those hashed into it:
+/// the content the test wrote (for zstd, what libzstd compressed), of the file asked for and of
+/// its neighbours, once each.
+void expect_trees_with_bytes(LazyProvider& p, const std::vector<std::string>& files,
+                             const std::vector<verity::Digest>& digests) {
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    vfs::Prebuilt got = p.take_tree(digests[i]);
+    ASSERT_TRUE(got.tree) << i;
+    EXPECT_EQ(got.tree->digest, digests[i]) << i;
+    ASSERT_TRUE(got.bytes) << i;
+    EXPECT_EQ(str(*got.bytes), files[i]) << i;
+    vfs::Prebuilt again = p.take_tree(digests[i]);
+    EXPECT_FALSE(again.tree) << i;
+    EXPECT_FALSE(again.bytes) << i;
+  }
+}
+
+TEST_F(LazyBatchTest, AnOpenTakesTheTreeWithTheBytesHashedIntoIt) {
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  expect_trees_with_bytes(*provider_, files, digests);
+}
+
+TEST_F(LazyBatchTest, APrefetchKeepsTheTreesButNotTheBytes) {
+  // Nobody asked for them (no open, no ELF hint): they may never be opened.
+  opts.prefetch = {digests[2]};
+  provider_ = provider();
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    vfs::Prebuilt got = provider_->take_tree(digests[i]);
+    ASSERT_TRUE(got.tree) << i;
+    EXPECT_FALSE(got.bytes) << i;
+  }
+}
+
 TEST_F(LazyBatchTest, ObjectsVerifiedBeforeTheTransferBrokeOffAreKept) {
   // Every byte after file 2's end is lost: the response fails there.
   state->fail_at = offsets[3];
@@ -454,6 +495,14 @@ TEST_F(LazyZstdBatchTest, EachMemberDecodesItsOwnFrameWhenOneIsHeldMidFrame) {
   EXPECT_EQ(stored_soon(files.size()), files.size());
   expect_served_from(0);
   EXPECT_EQ(state->calls.load(), 1);  // every member came whole with the one request
+}
+
+TEST_F(LazyZstdBatchTest, AnOpenTakesTheTreeWithTheDecodedBytes) {
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  expect_trees_with_bytes(*provider_, files, digests);
 }
 
 // The budget a measured link is worth: the bytes of one round trip (arithmetic by hand).

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "cfs/erofs/writer.h"
@@ -168,7 +170,7 @@ TEST_F(VerifiedTest, CachedTreeStillCatchesLaterTampering) {
 }
 
 std::string str(const ContentCopy& c) {
-  return std::string(reinterpret_cast<const char*>(c.bytes.data()), c.size);
+  return std::string(reinterpret_cast<const char*>(c.data().data()), c.size);
 }
 
 // The copy an open hands over is the content the image names (the oracle: the bytes the object
@@ -390,6 +392,122 @@ TEST_F(VerifiedTest, ProviderGetsTheDigestAndCannotBypassVerification) {
     ASSERT_EQ(read_range(**fs, **f, 0, 1 << 20, &got), 0);
     EXPECT_EQ(got, content("missing"));
   }
+}
+
+}  // namespace
+}  // namespace cfs::vfs
+
+namespace cfs::vfs {
+namespace {
+
+// A provider like the lazy one: objects come from the store, and the tree of an object comes
+// handed over with the bytes it was hashed from (ObjectProvider::take_tree), once, as the test
+// sets them.
+class HandOverProvider final : public ObjectProvider {
+ public:
+  explicit HandOverProvider(const std::string& store)
+      : store_(store_provider(*store::ObjectDirs::open({store}))) {}
+  Result<UniqueFd> open_object(std::string_view rel,
+                               const std::optional<verity::Digest>& digest) const override {
+    return store_->open_object(rel, digest);
+  }
+  Prebuilt take_tree(const verity::Digest& digest) const override {
+    ++taken;
+    auto it = given.find(digest.hex());
+    if (it == given.end()) return {};
+    Prebuilt p = std::move(it->second);
+    given.erase(it);
+    return p;
+  }
+  /// Hands over the tree of `tree_of` (as built by the verity module) with `bytes`.
+  void give(const verity::Digest& d, const std::string& tree_of, const std::string& bytes) {
+    auto t = verity::build_merkle_tree(std::as_bytes(std::span(tree_of)), verity::Params{});
+    ASSERT_TRUE(t) << t.error().message();
+    auto b = std::make_shared<std::vector<std::byte>>(bytes.size());
+    std::memcpy(b->data(), bytes.data(), bytes.size());
+    given[d.hex()] = Prebuilt{std::make_shared<const verity::MerkleTree>(std::move(*t)), b};
+  }
+  mutable std::map<std::string, Prebuilt> given;
+  mutable int taken = 0;
+
+ private:
+  std::unique_ptr<ObjectProvider> store_;
+};
+
+class HandOverTest : public VerifiedTest {
+ protected:
+  std::unique_ptr<Filesystem> mount_with(std::shared_ptr<HandOverProvider> p) {
+    Options o;
+    o.objects = std::move(p);
+    auto fs = Filesystem::open(image_, o);
+    EXPECT_TRUE(fs) << fs.error().message();
+    return fs ? std::move(*fs) : nullptr;
+  }
+  verity::Digest digest(const std::string& name) {
+    verity::Hasher h;
+    h.update(std::as_bytes(std::span(content(name))));
+    return h.finish();
+  }
+};
+
+// The bytes handed over with a tree that gives the image's digest are the open's copy as they
+// are: neither read from the object file nor hashed again. The oracle: the object file has a
+// flipped byte, yet the copy is the content the test wrote, and a read of the file itself is
+// still checked against the handed-over tree (EIO at the flipped block).
+TEST_F(HandOverTest, BytesHandedOverWithTheTreeAreTheCopy) {
+  flip_byte("small", 100);
+  auto p = std::make_shared<HandOverProvider>(store_.path());
+  p->give(digest("small"), content("small"), content("small"));
+  auto fs = mount_with(p);
+  ContentCopy copy;
+  auto f = fs->open_file(ino(*fs, "small"), O_RDONLY, &copy);
+  ASSERT_TRUE(f) << f.error().message();
+  EXPECT_EQ(p->taken, 1);
+  ASSERT_TRUE(copy.given);
+  EXPECT_EQ(str(copy), content("small"));
+  EXPECT_EQ(read_range(*fs, **f, 0, 100), EIO);
+  // Handed over once: the next open finds the tree cached and offers no copy.
+  auto again = fs->open_file(ino(*fs, "small"), O_RDONLY, &copy);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(copy.size, 0u);
+  EXPECT_FALSE(copy.given);
+  // An open that asks for no copy adopts the tree and leaves the bytes.
+  auto q = std::make_shared<HandOverProvider>(store_.path());
+  q->give(digest("big"), content("big"), content("big"));
+  auto fs2 = mount_with(q);
+  auto g = fs2->open_file(ino(*fs2, "big"), O_RDONLY);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(q->taken, 1);
+  std::string got;
+  ASSERT_EQ(read_range(*fs2, **g, 1u << 20, 5000, &got), 0);
+  EXPECT_EQ(got, content("big").substr(1u << 20, 5000));
+}
+
+// Bytes whose tree is not the image's object are refused with it: the open builds the tree
+// from the object file and its copy is what it read (the content the test wrote), not the
+// bytes handed over. Bytes of another length than the adopted tree's were not (only) what it
+// was built from: the tree is used, the bytes are not.
+TEST_F(HandOverTest, BytesWithATreeThatDoesNotMatchAreRefused) {
+  const std::string other = random_bytes(5000, 77);
+  auto p = std::make_shared<HandOverProvider>(store_.path());
+  p->give(digest("small"), other, other);                        // another object's tree and bytes
+  p->give(digest("big"), content("big"), content("big") + "x");  // one byte more than hashed
+  auto fs = mount_with(p);
+  ContentCopy copy;
+  auto f = fs->open_file(ino(*fs, "small"), O_RDONLY, &copy);
+  ASSERT_TRUE(f) << f.error().message();
+  EXPECT_EQ(p->taken, 1);
+  EXPECT_FALSE(copy.given);
+  EXPECT_EQ(str(copy), content("small"));
+  ContentCopy big;
+  auto g = fs->open_file(ino(*fs, "big"), O_RDONLY, &big);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(p->taken, 2);
+  EXPECT_EQ(big.size, 0u);
+  EXPECT_FALSE(big.given);
+  std::string got;
+  ASSERT_EQ(read_range(*fs, **g, 0, content("big").size(), &got), 0);
+  EXPECT_EQ(got, content("big"));
 }
 
 }  // namespace
