@@ -10,7 +10,7 @@ PACKAGES=(
   # libraries
   libssl-dev libfuse3-dev libcli11-dev libfmt-dev libexpected-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcurl4-openssl-dev libzstd-dev zlib1g-dev libisal-dev nlohmann-json3-dev
+  libcurl4-openssl-dev libzstd-dev zlib1g-dev libisal-dev nlohmann-json3-dev libsimdjson-dev
   # runtime tools used by the tests as independent oracles
   fuse3 erofs-utils fsverity attr python3 e2fsprogs util-linux groff-base man-db
   # readelf: the ELF loader oracle of the lazy mount's library prefetch

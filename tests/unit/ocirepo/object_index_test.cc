@@ -170,6 +170,9 @@ TEST(ObjectIndex, RefusesWhatJsonOrTheFormatForbids) {
       {edited("\"objects\":[", "\"objects\":7,\"x\":["), "objects: not an array"},
       {edited("\"rangeFetchable\":true", "\"rangeFetchable\":tru"), "not a boolean"},
       {encode_object_index(sample()) + "x", "not valid JSON"},
+      {encode_object_index(sample()) + " {}", "not valid JSON"},  // a second document after it
+      {edited("\"version\":1", "\"version\":1,\"\\u0076ersion\":1"),
+       "version: repeated member"},  // the same name, escaped
       {encode_object_index(sample()).substr(0, 300), "not valid JSON"},
       {"{\"layers\":[],\"objects\":[{}]}", "objects[0].digest: missing"},
   };
