@@ -56,17 +56,41 @@ std::optional<std::uint64_t> content_range_start(const std::string& v) {
   return start;
 }
 
-void sleep_for(double seconds, const std::atomic<bool>* cancel) {
+}  // namespace
+
+void CancelToken::cancel() {
+  {
+    std::lock_guard g(mu_);  // a waiter between its check and its wait still sees the notify
+    flag_.store(true);
+  }
+  cv_.notify_all();
+}
+
+bool CancelToken::wait_for(double seconds) const {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::duration<double>(std::max(0.0, seconds)),
+               [&] { return cancelled(); });
+  return cancelled();
+}
+
+namespace detail {
+
+void pause(const CancelToken& client, double seconds, const std::atomic<bool>* call) {
+  if (!call) {
+    client.wait_for(seconds);
+    return;
+  }
+  // fetch_blobs' own flag (the first failure stops the others) has no condition variable: it
+  // is looked at every 50 ms; the client's token ends the wait at once.
   auto until = Clock::now() +
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  while (Clock::now() < until) {
-    if (cancel && cancel->load()) return;
-    std::this_thread::sleep_for(
-        std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
+  while (Clock::now() < until && !call->load()) {
+    auto left = std::chrono::duration<double>(until - Clock::now()).count();
+    if (client.wait_for(std::min(left, 0.05))) return;
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 namespace detail {
 
@@ -111,7 +135,14 @@ using detail::Backoff;
 using detail::http_error;
 using detail::retryable_status;
 
-Client::Impl::Impl(ClientOptions o) : opts(std::move(o)), http(opts) {}
+// Every client has a token (its own unless the options share one): Http and the retry waits
+// need not ask whether there is one.
+static ClientOptions with_token(ClientOptions o) {
+  if (!o.cancel) o.cancel = std::make_shared<CancelToken>();
+  return o;
+}
+
+Client::Impl::Impl(ClientOptions o) : opts(with_token(std::move(o))), http(opts) {}
 
 Result<std::optional<FoundCredentials>> Client::Impl::credentials(const std::string& registry,
                                                                   const std::string& repository) {
@@ -224,7 +255,7 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
     if (!is_transient(*err)) return fail(std::move(*err));
     auto delay = backoff.next(-1);
     if (!delay) return fail(std::move(*err));
-    sleep_for(*delay, nullptr);
+    detail::pause(*opts.cancel, *delay, nullptr);
   }
 }
 
@@ -315,7 +346,7 @@ Result<HttpResponse> Client::Impl::call_unauthenticated(const HttpRequest& req) 
     if (resp) retry_after = resp->retry_after_s;
     auto delay = backoff.next(retry_after);
     if (!delay) return resp;
-    sleep_for(*delay, req.cancel);
+    detail::pause(*opts.cancel, *delay, req.cancel);
   }
 }
 
@@ -377,7 +408,7 @@ Result<HttpResponse> Client::Impl::call(RegistryState& st, const Access& a, cons
     auto delay = backoff.next(retry_after);
     if (!delay) return resp;
     if (tr) tr->retry(id, *delay, why);
-    sleep_for(*delay, req.cancel);
+    detail::pause(*opts.cancel, *delay, req.cancel);
   }
 }
 
@@ -620,7 +651,7 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
             Error(std::error_code(ECONNRESET, std::generic_category()),
                   why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
       tr.retry(id, *delay, why);
-      sleep_for(*delay, cancel);
+      detail::pause(*opts.cancel, *delay, cancel);
     }
     oci::ContentDigest got = hasher->finish();
     hasher.emplace(f.digest.algorithm);
@@ -750,7 +781,7 @@ Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest&
       return fail(
           Error(std::error_code(ECONNRESET, std::generic_category()),
                 why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
-    sleep_for(*delay, nullptr);
+    detail::pause(*opts.cancel, *delay, nullptr);
   }
   return {};
 }
@@ -907,5 +938,7 @@ Result<Referrers> Client::list_referrers(const Reference& repo, const oci::Conte
 }
 
 Status Client::check_login(const std::string& registry) { return impl_->check_login(registry); }
+
+void Client::cancel() { impl_->opts.cancel->cancel(); }
 
 }  // namespace cfs::registry

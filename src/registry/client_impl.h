@@ -35,6 +35,10 @@ bool retryable_status(long status);
 /// and message from the body.
 Error http_error(const HttpRequest& req, const HttpResponse& resp);
 
+/// Waits `seconds` before a retry, less when the client's token or the call's own flag (may be
+/// null) is set first.
+void pause(const CancelToken& client, double seconds, const std::atomic<bool>* call);
+
 /// Exponential backoff: initial, 2x, 4x ... capped; Retry-After replaces the computed delay.
 class Backoff {
  public:

@@ -45,6 +45,7 @@ struct Exchange {
   bool status_known = false;
   bool cut_at_headers = false;  // a 416 answered: its body was not read
   std::uint64_t read_pos = 0;   // request body bytes handed to curl
+  const CancelToken* client_cancel = nullptr;
 };
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
@@ -130,9 +131,12 @@ int on_seek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
+// Also how a transfer learns that its client was cancelled: curl calls this at least about once
+// a second, and returning non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow) {
   auto* ex = static_cast<Exchange*>(user);
   if (ex->req->cancel && ex->req->cancel->load(std::memory_order_relaxed)) return 1;
+  if (ex->client_cancel && ex->client_cancel->cancelled()) return 1;
   if (ex->req->on_upload && ulnow > 0) ex->req->on_upload(static_cast<std::uint64_t>(ulnow));
   return 0;
 }
@@ -296,6 +300,8 @@ std::string Http::escape(std::string_view s) {
 }
 
 Result<HttpResponse> Http::perform(const HttpRequest& req) {
+  if (options_.cancel && options_.cancel->cancelled())
+    return fail_errno(req.method + " " + req.url + ": cancelled", ECANCELED);
   CURL* h = shared_->acquire();
   struct Release {
     Shared* s;
@@ -306,6 +312,7 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   Exchange ex;
   ex.handle = h;
   ex.req = &req;
+  ex.client_cancel = options_.cancel.get();
   char errbuf[CURL_ERROR_SIZE] = {};
   SList headers;
   for (const auto& hd : req.headers) headers.add(hd);
@@ -391,6 +398,8 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
     return fail(Errc::kInvalidInput,
                 what + ": response larger than " + std::to_string(req.max_body) + " bytes");
   if (ex.cut_at_headers) return std::move(ex.resp);
+  if (rc == CURLE_ABORTED_BY_CALLBACK && ex.client_cancel && ex.client_cancel->cancelled())
+    return fail_errno(what + ": cancelled", ECANCELED);
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     while (!detail.empty() && detail.back() == '\n') detail.pop_back();

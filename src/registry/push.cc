@@ -2,7 +2,6 @@
 // Uploads: blobs (HEAD, cross-repository mount, monolithic POST + PUT, chunked PATCH) and
 // manifests (PUT, plus the referrers fallback index for manifests with a subject).
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "registry/client_impl.h"
 #include "registry/descriptors.h"
@@ -39,8 +38,6 @@ std::optional<std::uint64_t> received_from_range(const std::optional<std::string
   }
   return end + 1;
 }
-
-void pause(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 }  // namespace
 
@@ -120,7 +117,7 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::Con
                         "upload of " + id + ": " + why + " (gave up after " +
                             std::to_string(opts.retry.max_retries) + " retries)"));
     tr.retry(id, *delay, why);
-    pause(*delay);
+    detail::pause(*opts.cancel, *delay, nullptr);
     return {};
   };
 

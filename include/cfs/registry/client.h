@@ -37,13 +37,22 @@
 // registry's error code and message ("GET https://r/v2/a/manifests/x: HTTP 404
 // MANIFEST_UNKNOWN: manifest unknown").
 //
+// Cancellation. Client::cancel() (or the ClientOptions::cancel token it shares) stops the client
+// for good: a transfer in flight aborts (curl's progress callback, which curl calls at least about
+// once a second even while nothing arrives), a retry wait ends at once, and every call, running
+// or later, fails with ECANCELED (not retried). What a cancelled download handed to its sink is
+// the caller's to drop, as after any failure.
+//
 // Thread-safety: every method may be called from several threads at once; connections, tokens
 // and the per-registry state are shared. A Client must outlive the calls on it.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,6 +83,22 @@ struct RetryOptions {
   double max_delay_s = 30;     ///< cap on one wait, Retry-After included
 };
 
+/// A one-way switch that stops the registry work of every client sharing it (Cancellation above):
+/// set from any thread, seen by transfers and retry waits.
+class CancelToken {
+ public:
+  void cancel();
+  bool cancelled() const { return flag_.load(std::memory_order_relaxed); }
+  /// Waits `seconds`, or less when cancel() comes first (a condition variable: no polling).
+  /// Returns cancelled().
+  bool wait_for(double seconds) const;
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::atomic<bool> flag_{false};
+};
+
 struct ClientOptions {
   TlsOptions tls;
   /// Explicit credentials (--creds); otherwise the auth files are searched.
@@ -93,6 +118,9 @@ struct ClientOptions {
   std::uint64_t chunk_size = 32ull << 20;
   ProgressCallback progress;
   std::string user_agent = "cfs";
+  /// Stops this client (and any other sharing the token) when cancelled; null: the client makes
+  /// a token of its own, which Client::cancel() sets.
+  std::shared_ptr<CancelToken> cancel;
 };
 
 /// The media type a manifest's JSON declares in its "mediaType" member ("" if none or not
@@ -197,6 +225,10 @@ class Client {
   /// Checks that the registry accepts our credentials (GET /v2/, authenticating if
   /// challenged): what `cfs login` verifies before it stores them.
   Status check_login(const std::string& registry);
+
+  /// Cancels the client's token (ClientOptions::cancel): transfers in flight abort, retry waits
+  /// end, and this and every later call fails with ECANCELED. From any thread; cannot be undone.
+  void cancel();
 
   struct Impl;
 
