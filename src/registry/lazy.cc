@@ -961,6 +961,9 @@ LazyProvider::~LazyProvider() {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
   }
+  // Before the joins: a worker inside a Range transfer or a retry wait would otherwise hold the
+  // server's exit for as long as the registry takes (31 s of backoff when it is gone).
+  impl_->ranges->cancel();
   impl_->stop_walk = true;
   impl_->work_cv.notify_all();
   for (auto& t : impl_->workers) t.join();
@@ -976,6 +979,7 @@ Result<std::shared_ptr<LazyProvider>> LazyProvider::create(Client client, LazyOp
                        BlobSink& sink) override {
       return client_.fetch_range(repo_, blob, offset, length, sink);
     }
+    void cancel() override { client_.cancel(); }
 
    private:
     Client client_;

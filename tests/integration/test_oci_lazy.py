@@ -623,6 +623,63 @@ class LazyMount(unittest.TestCase):
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
+    # A server that outlives this after SIGTERM or umount hangs (no timing claim: on an idle
+    # machine it exits in a fraction of a second; before cancellation it waited for its fetches,
+    # their transfers and 31 s of retry waits).
+    STOP_BOUND_S = 10
+
+    def fill_in_flight(self, repo):
+        """A foreground lazy mount whose background fill is in the middle of its transfers
+        (1 Mbit/s: the image's ~3.3 MB take ~25 s), one file read through it."""
+        self.proxy.set_throttle(1 << 20)
+        server = self.mount(repo, self.proxy.ref("cfs/lazy:v1"), foreground=True)
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        for _ in range(200):  # the fill's requests under way, besides the read's
+            if len(self.blob_gets(0)) > 1:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return server
+
+    def assert_stops(self, server, repo, before):
+        """The server is gone within STOP_BOUND_S, nothing fetched after `before` (the objects
+        then) is partial: every object is whole (fsck clean), the mount point is free."""
+        try:
+            server.wait(timeout=self.STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the lazy mount's server still runs {self.STOP_BOUND_S} s after it was "
+                      "told to stop")
+        t.umount(self.mnt)
+        self.assertFalse(t.is_mounted(self.mnt))
+        self.assertLessEqual(before, self.repo_objects(repo))
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
+    def test_sigterm_stops_while_the_fill_transfers(self):
+        repo = self.new_repo("stop-up")
+        server = self.fill_in_flight(repo)
+        before = self.repo_objects(repo)
+        server.send_signal(signal.SIGTERM)
+        self.assert_stops(server, repo, before)
+
+    def test_sigterm_stops_with_the_registry_gone(self):
+        repo = self.new_repo("stop-gone")
+        server = self.fill_in_flight(repo)
+        before = self.repo_objects(repo)
+        self.proxy.close()  # the fill's transfers break off and its retries wait
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        self.assert_stops(server, repo, before)
+
+    def test_umount_stops_the_server_with_the_registry_gone(self):
+        repo = self.new_repo("umount-gone")
+        server = self.fill_in_flight(repo)
+        before = self.repo_objects(repo)
+        self.proxy.close()
+        time.sleep(0.5)
+        cfs("umount", self.mnt)
+        self.assert_stops(server, repo, before)
+
     def wait_filled(self, repo):
         """Until `cfs repo fsck` reports no object of the repository as not fetched yet (once
         the mount registered its image, which it does after it serves: before, fsck knows of

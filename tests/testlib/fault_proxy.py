@@ -17,6 +17,9 @@ upstream connection; the response comes back with at most one fault applied:
   swallow       forward the request, then close the connection without any answer (the
                 registry acted on it; the client cannot know)
 
+close() is the registry going away: new connections are refused, and kept-alive connections and
+answers still being sent end at once.
+
 A fault applies to requests matching a method and a path regex, `times` times (None = always).
 A global throttle (bits per second, shared by all connections) models a slow link.
 Every request is logged: method, path, Range header, status, body bytes sent, fault.
@@ -302,6 +305,8 @@ class FaultProxy:
                     b[flip_at - sent] ^= 0xFF
                     chunk = bytes(b)
                 for off in range(0, len(chunk), 16384):
+                    if self.closed:
+                        return False  # the registry is gone: so are its answers in progress
                     piece = chunk[off:off + 16384]
                     if self.throttle:
                         self.throttle.take(len(piece))

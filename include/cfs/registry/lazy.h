@@ -27,6 +27,11 @@
 // duration of the commit only (shared lock), so `cfs repo gc` can run while the mount lives (the
 // mount lease keeps the image's objects).
 //
+// Stopping. Destroying the provider (the mount's server stops: SIGTERM, umount) cancels its range
+// source first (the registry client: Client::cancel), so fetches in flight, their transfers and
+// their retry waits end at once whatever the registry does (down, hung, slow), then joins the
+// fetch threads. A fetch cut short commits nothing: its objects stay unnamed files and are dropped.
+//
 // Thread-safety: open_object() from any thread; start() once.
 #pragma once
 
@@ -123,6 +128,9 @@ class RangeSource {
   virtual ~RangeSource() = default;
   virtual Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset,
                              std::uint64_t length, BlobSink& sink) = 0;
+  /// The provider is stopping: fetch_range calls in flight, and any later ones, should end soon
+  /// (with an error). The registry client's cancels the client it owns; a borrowed one is left.
+  virtual void cancel() {}
 };
 
 class LazyProvider final : public vfs::ObjectProvider {
