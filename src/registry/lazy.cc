@@ -284,10 +284,6 @@ constexpr int kFillQueue = static_cast<int>(Priority::kFill);
 constexpr unsigned kForegroundFetchers = 4;
 /// Most objects one Range request brings (LazyOptions::batch_bytes).
 constexpr std::size_t kMaxBatch = 64;
-/// Tree bytes of fetched objects kept for their opens (LazyProvider::take_tree): 8 MiB are the
-/// trees of ~500 MB of objects (SHA-512, 4 KiB blocks), many times what ELF hints and
-/// neighbours fetch ahead of their opens.
-constexpr std::size_t kKeptTreeBytes = 8u << 20;
 /// Bytes of fetched objects kept for their opens (take_tree), which store them in the page cache
 /// (vfs::Prebuilt) instead of the program's reads each coming as a READ that reads and hashes
 /// them again: only objects an open or an ELF hint asked for, and their neighbours, each at most
@@ -426,8 +422,8 @@ struct LazyProvider::Impl {
   bool started = false;
   bool stopping = false;
   /// Merkle trees of fetched objects not yet taken by an open (take_tree), oldest first in
-  /// tree_order, at most kKeptTreeBytes of them: an object fetched ahead of its open (an ELF
-  /// hint, a neighbour, the fill) is opened later or never.
+  /// tree_order, at most LazyOptions::kept_tree_bytes of them: an object fetched ahead of its open
+  /// (an ELF hint, a neighbour, the fill) is opened later or never.
   mutable std::map<verity::Digest, vfs::Prebuilt> trees;
   mutable std::deque<verity::Digest> tree_order;
   mutable std::size_t tree_bytes = 0;
@@ -857,24 +853,28 @@ struct LazyProvider::Impl {
         " failed");
   }
 
+  /// What a kept tree counts against LazyOptions::kept_tree_bytes.
+  static std::size_t kept_cost(const verity::MerkleTree& t) {
+    return std::max(t.tree.size(), LazyOptions::kKeptTreeEntryBytes);
+  }
   /// Keeps the tree of a verified object for its open, with the bytes hashed into it when
   /// there are any (mu held).
   void keep_tree(std::shared_ptr<const verity::MerkleTree> t,
                  std::shared_ptr<const std::vector<std::byte>> bytes) const {
     const verity::Digest d = t->digest;
-    const std::size_t size = t->tree.size();
+    const std::size_t size = kept_cost(*t);
     if (bytes && bytes->size() > kKeptCopyBytes) bytes.reset();
     const std::size_t nbytes = bytes ? bytes->size() : 0;
-    if (size > kKeptTreeBytes ||
+    if (size > o.kept_tree_bytes ||
         !trees.emplace(d, vfs::Prebuilt{std::move(t), std::move(bytes)}).second)
       return;
     tree_order.push_back(d);
     tree_bytes += size;
     copy_bytes += nbytes;
-    while (tree_bytes > kKeptTreeBytes) {
+    while (tree_bytes > o.kept_tree_bytes) {
       auto it = trees.find(tree_order.front());
       if (it != trees.end()) {
-        tree_bytes -= it->second.tree->tree.size();
+        tree_bytes -= kept_cost(*it->second.tree);
         if (it->second.bytes) copy_bytes -= it->second.bytes->size();
         trees.erase(it);
       }
@@ -899,7 +899,7 @@ struct LazyProvider::Impl {
     if (it == trees.end()) return {};
     vfs::Prebuilt t = std::move(it->second);
     trees.erase(it);
-    tree_bytes -= t.tree->tree.size();
+    tree_bytes -= kept_cost(*t.tree);
     if (t.bytes) copy_bytes -= t.bytes->size();
     // Its entry in tree_order stays until it reaches the front: eviction skips it.
     return t;

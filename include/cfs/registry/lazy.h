@@ -35,6 +35,7 @@
 // Thread-safety: open_object() from any thread; start() once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -107,6 +108,12 @@ struct LazyOptions {
   /// Each is verified against its own digest and stored alone; one with bad bytes is dropped
   /// without affecting the others. 0: one object per request.
   std::uint64_t batch_bytes = kDefaultBatchBytes;
+  /// Merkle trees of fetched objects kept for their opens (LazyProvider::take_tree), in bytes;
+  /// each kept tree counts at least kKeptTreeEntryBytes (small objects' trees are empty, and a
+  /// fill that fetches every object of a large image would otherwise keep one entry each).
+  /// Over it, the oldest go first (their opens build the tree again from the object file).
+  std::size_t kept_tree_bytes = std::size_t{8} << 20;
+  static constexpr std::size_t kKeptTreeEntryBytes = 1024;
   /// Progress and failures of background fetches (one line each, no newline); may be empty.
   std::function<void(const std::string&)> log;
   /// fsync each fetched object before it is named (a lazy mount: its image is named already and

@@ -412,6 +412,23 @@ TEST_F(LazyBatchTest, APrefetchKeepsTheTreesButNotTheBytes) {
   }
 }
 
+TEST_F(LazyBatchTest, KeptTreesAreBoundedByCountNotOnlyByTheirBytes) {
+  // The six files are one block each: their trees are empty, and without a cost per entry a
+  // fill of a large image would keep one entry per object for the mount's life. With room for
+  // four entries, the two oldest are dropped (their opens build the tree from the object file).
+  opts.prefetch = digests;
+  opts.batch_bytes = 0;  // one object per request: kept in the prefetch's order
+  opts.kept_tree_bytes = 4 * LazyOptions::kKeptTreeEntryBytes;
+  provider_ = provider();
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  std::size_t kept = 0;
+  for (const auto& d : digests)
+    if (provider_->take_tree(d).tree) ++kept;
+  EXPECT_EQ(kept, 4u);
+  // Every file is still served whole (its tree built from the object file).
+  expect_served_from(0);
+}
+
 TEST_F(LazyBatchTest, ObjectsVerifiedBeforeTheTransferBrokeOffAreKept) {
   // Every byte after file 2's end is lost: the response fails there.
   state->fail_at = offsets[3];
