@@ -61,9 +61,21 @@ std::optional<std::uint64_t> content_range_start(const std::string& v) {
 void CancelToken::cancel() {
   {
     std::lock_guard g(mu_);  // a waiter between its check and its wait still sees the notify
-    flag_.store(true);
+    if (flag_.exchange(true)) return;
+    for (auto& [id, wake] : wakes_) wake();
   }
   cv_.notify_all();
+}
+
+std::uint64_t CancelToken::subscribe(std::function<void()> wake) const {
+  std::lock_guard g(mu_);
+  wakes_.emplace(++next_id_, std::move(wake));
+  return next_id_;
+}
+
+void CancelToken::unsubscribe(std::uint64_t id) const {
+  std::lock_guard g(mu_);
+  wakes_.erase(id);
 }
 
 bool CancelToken::wait_for(double seconds) const {

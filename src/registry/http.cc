@@ -131,8 +131,8 @@ int on_seek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-// Also how a transfer learns that its client was cancelled: curl calls this at least about once
-// a second, and returning non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+// Returning non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK): how fetch_blobs' flag
+// stops the other transfers (curl calls this at least about once a second).
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow) {
   auto* ex = static_cast<Exchange*>(user);
   if (ex->req->cancel && ex->req->cancel->load(std::memory_order_relaxed)) return 1;
@@ -200,6 +200,40 @@ int errno_for(CURLcode rc) {
   }
 }
 
+// curl_easy_perform's own loop (a multi handle of one transfer), with a wakeup: the client's
+// cancel() interrupts the wait on the sockets at once, where the progress callback would only
+// see it at its next call (up to a second while nothing arrives, e.g. a registry that hangs).
+CURLcode perform_cancellable(CURL* h, CURLM* m, const CancelToken* cancel) {
+  if (curl_multi_add_handle(m, h) != CURLM_OK) return CURLE_FAILED_INIT;
+  std::uint64_t sub = cancel ? cancel->subscribe([m] { curl_multi_wakeup(m); }) : 0;
+  CURLcode rc = CURLE_OK;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(m, &running) != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      break;
+    }
+    if (running == 0) {
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(m, &left))
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) rc = msg->data.result;
+      break;
+    }
+    // A cancel() after this check is not lost: its wakeup makes the poll return at once.
+    if (cancel && cancel->cancelled()) {
+      rc = CURLE_ABORTED_BY_CALLBACK;
+      break;
+    }
+    if (curl_multi_poll(m, nullptr, 0, 1000, nullptr) != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      break;
+    }
+  }
+  if (cancel) cancel->unsubscribe(sub);
+  curl_multi_remove_handle(m, h);  // mid-transfer (cancelled): its connection is closed
+  return rc;
+}
+
 struct SList {
   curl_slist* list = nullptr;
   ~SList() { curl_slist_free_all(list); }
@@ -230,8 +264,12 @@ bool is_transient(const Error& e) {
 // Handles are kept between requests (curl_easy_reset keeps their caches); the share object
 // lets every handle reuse the others' connections and TLS sessions.
 struct Http::Shared {
+  struct Handles {
+    CURL* easy;
+    CURLM* multi;  // runs only `easy` (perform_cancellable)
+  };
   std::mutex pool_mu;
-  std::vector<CURL*> idle;
+  std::vector<Handles> idle;
   CURLSH* share = nullptr;
   std::mutex locks[CURL_LOCK_DATA_LAST];
 
@@ -253,24 +291,32 @@ struct Http::Shared {
     curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   }
   ~Shared() {
-    for (CURL* h : idle) curl_easy_cleanup(h);
+    for (auto [h, m] : idle) {
+      curl_multi_cleanup(m);
+      curl_easy_cleanup(h);
+    }
     curl_share_cleanup(share);
   }
-  CURL* acquire() {
+  Handles acquire() {
     {
       std::lock_guard g(pool_mu);
       if (!idle.empty()) {
-        CURL* h = idle.back();
+        Handles h = idle.back();
         idle.pop_back();
-        curl_easy_reset(h);
+        curl_easy_reset(h.easy);
         return h;
       }
     }
     CURL* h = curl_easy_init();
-    if (!h) throw std::bad_alloc();
-    return h;
+    CURLM* m = curl_multi_init();
+    if (!h || !m) {
+      if (h) curl_easy_cleanup(h);
+      if (m) curl_multi_cleanup(m);
+      throw std::bad_alloc();
+    }
+    return {h, m};
   }
-  void release(CURL* h) {
+  void release(Handles h) {
     std::lock_guard g(pool_mu);
     idle.push_back(h);
   }
@@ -302,12 +348,13 @@ std::string Http::escape(std::string_view s) {
 Result<HttpResponse> Http::perform(const HttpRequest& req) {
   if (options_.cancel && options_.cancel->cancelled())
     return fail_errno(req.method + " " + req.url + ": cancelled", ECANCELED);
-  CURL* h = shared_->acquire();
+  const Shared::Handles handles = shared_->acquire();
+  CURL* h = handles.easy;
   struct Release {
     Shared* s;
-    CURL* h;
+    Shared::Handles h;
     ~Release() { s->release(h); }
-  } release{shared_.get(), h};
+  } release{shared_.get(), handles};
 
   Exchange ex;
   ex.handle = h;
@@ -383,7 +430,7 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
 
-  CURLcode rc = curl_easy_perform(h);
+  CURLcode rc = perform_cancellable(h, handles.multi, ex.client_cancel);
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ex.resp.status);
   char* url = nullptr;
   if (curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url)

@@ -38,10 +38,9 @@
 // MANIFEST_UNKNOWN: manifest unknown").
 //
 // Cancellation. Client::cancel() (or the ClientOptions::cancel token it shares) stops the client
-// for good: a transfer in flight aborts (curl's progress callback, which curl calls at least about
-// once a second even while nothing arrives), a retry wait ends at once, and every call, running
-// or later, fails with ECANCELED (not retried). What a cancelled download handed to its sink is
-// the caller's to drop, as after any failure.
+// for good: a transfer in flight aborts at once (its wait on its sockets is woken), a retry wait
+// ends at once, and every call, running or later, fails with ECANCELED (not retried). What a
+// cancelled download handed to its sink is the caller's to drop, as after any failure.
 //
 // Thread-safety: every method may be called from several threads at once; connections, tokens
 // and the per-registry state are shared. A Client must outlive the calls on it.
@@ -50,6 +49,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,11 +92,17 @@ class CancelToken {
   /// Waits `seconds`, or less when cancel() comes first (a condition variable: no polling).
   /// Returns cancelled().
   bool wait_for(double seconds) const;
+  /// For a transfer waiting on its sockets: `wake` is called (on the cancelling thread, at most
+  /// once) when cancel() comes while it is subscribed. Returns the id for unsubscribe().
+  std::uint64_t subscribe(std::function<void()> wake) const;
+  void unsubscribe(std::uint64_t id) const;
 
  private:
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::atomic<bool> flag_{false};
+  mutable std::map<std::uint64_t, std::function<void()>> wakes_;
+  mutable std::uint64_t next_id_ = 0;
 };
 
 struct ClientOptions {
