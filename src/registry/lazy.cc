@@ -436,6 +436,7 @@ struct LazyProvider::Impl {
   std::vector<std::uint64_t> dir_of;
   std::atomic<bool> dirs_ready{false};
   std::atomic<bool> stop_walk{false};
+  std::atomic<bool> cancelled{false};  // the provider is stopping: its range source is cancelled
   std::thread dir_walker;
   /// From the same walk: the directories under /usr/lib/locale, and the objects of glibc's
   /// gconv-modules.cache files (/usr/lib/<dir>/gconv/, /usr/lib/gconv/, /usr/lib64/gconv/).
@@ -458,7 +459,8 @@ struct LazyProvider::Impl {
   }
 
   void log(const std::string& line) const {
-    if (o.log) o.log(line);
+    // The fetches the stop cut short are not failures worth a line each.
+    if (o.log && !cancelled.load(std::memory_order_relaxed)) o.log(line);
   }
 
   /// A fetch event for LazyOptions::trace: what happened to which object (its hex, shortened).
@@ -963,6 +965,7 @@ LazyProvider::~LazyProvider() {
   }
   // Before the joins: a worker inside a Range transfer or a retry wait would otherwise hold the
   // server's exit for as long as the registry takes (31 s of backoff when it is gone).
+  impl_->cancelled = true;
   impl_->ranges->cancel();
   impl_->stop_walk = true;
   impl_->work_cv.notify_all();
