@@ -503,7 +503,10 @@ struct LazyProvider::Impl {
     const auto locale_root = follow_path(image, "/usr/lib/locale");
     std::size_t mapped = 0;
     while (!todo.empty() && !stop_walk.load(std::memory_order_relaxed)) {
-      const auto [dir, in_locale] = todo.back();
+      // Not a structured binding: the lambda below uses both, and clang 14 (Debian 12's, the CI's
+      // sanitizer build) cannot capture structured bindings (C++20 P1091/P1381).
+      const std::uint64_t dir = todo.back().first;
+      const bool in_locale = todo.back().second;
       todo.pop_back();
       if (in_locale) locales.insert(dir);
       (void)image.iterate_dir(dir, 0, [&](const erofs::DirentView& e) {
