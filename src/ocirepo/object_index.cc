@@ -5,8 +5,11 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "cfs/erofs/format.h"
+#include "cfs/erofs/reader.h"
 #include "cfs/oci/layer_stream.h"
 #include "cfs/splitstream/format.h"
 #include "cfs/tree/object_name.h"
@@ -232,6 +235,8 @@ class IndexReader {
                           return boolean(mv, field).map([&](bool b) { l.range_fetchable = b; });
                       }
                     }));
+    if (index_.layers.size() == kMaxIndexLayers)
+      return bad(what_, f.str(), fmt::format("more than the {} layers allowed", kMaxIndexLayers));
     index_.layers.push_back(std::move(l));
     return {};
   }
@@ -327,6 +332,19 @@ const ObjectLocation* ObjectIndex::find(const verity::Digest& d) const noexcept 
   return it != objects.end() && it->digest == d ? &*it : nullptr;
 }
 
+Status keep_image_objects(std::vector<ObjectLocation>& objects, std::span<const std::byte> erofs) {
+  CFS_ASSIGN(auto image, erofs::Image::from_bytes(erofs));
+  CFS_ASSIGN(auto tree, erofs::load_tree(image));
+  std::vector<verity::Digest> named;
+  for (NodeId id = 0; id < tree.size(); ++id)
+    if (const auto& d = tree.node(id).digest) named.push_back(*d);
+  std::sort(named.begin(), named.end());
+  std::erase_if(objects, [&](const ObjectLocation& o) {
+    return !std::binary_search(named.begin(), named.end(), o.digest);
+  });
+  return {};
+}
+
 void sort_and_dedup(std::vector<ObjectLocation>& objects) {
   std::stable_sort(objects.begin(), objects.end(), digest_less);
   auto same = [](const ObjectLocation& a, const ObjectLocation& b) { return a.digest == b.digest; };
@@ -359,6 +377,84 @@ std::string encode_object_index(const ObjectIndex& index) {
   }
   out += "]}";
   return out;
+}
+
+namespace {
+
+// Saturating arithmetic: the bound's inputs come from images and manifests.
+std::uint64_t add(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r;
+  return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+std::uint64_t mul(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+// Decimal digits of n.
+std::uint64_t digits(std::uint64_t n) {
+  std::uint64_t d = 1;
+  for (; n >= 10; n /= 10) ++d;
+  return d;
+}
+// Characters of a string literal (without its NUL).
+template <std::size_t N>
+constexpr std::uint64_t chars(const char (&)[N]) {
+  return N - 1;
+}
+
+constexpr std::uint64_t kU64Digits = 20;  // 18446744073709551615
+// Version 2's "loads" (the elfgraph work): the parser's limits, per object and per index.
+constexpr std::uint64_t kLoadsPerObject = 1024;
+constexpr std::uint64_t kLoadsPerIndex = 1u << 20;
+
+}  // namespace
+
+Result<std::uint64_t> max_image_objects(std::span<const std::byte> erofs, verity::HashAlg alg) {
+  erofs::SuperBlock sb;
+  if (erofs.size() < erofs::kSuperOffset + sizeof sb)
+    return fail(Errc::kCorruptImage,
+                fmt::format("{} bytes cannot hold a composefs superblock", erofs.size()));
+  std::memcpy(&sb, erofs.data() + erofs::kSuperOffset, sizeof sb);
+  if (sb.magic.get() != erofs::kSuperMagic)
+    return fail(Errc::kCorruptImage,
+                fmt::format("bad EROFS superblock magic {:#010x}", std::uint32_t{sb.magic.get()}));
+  return std::min<std::uint64_t>(sb.inos.get(), erofs.size() / verity::digest_size(alg));
+}
+
+std::uint64_t object_index_size_bound(verity::HashAlg alg, std::uint64_t objects,
+                                      std::uint64_t layers) {
+  const std::uint64_t hex = 2 * verity::digest_size(alg);
+  // {"mediaType":"…","version":N,"algorithm":"sha512","image":"<hex>","layers":[…],"objects":[…]}
+  const std::uint64_t header = chars("{\"mediaType\":\"") + kObjectIndexMediaType.size() +
+                               chars("\",\"version\":") + kU64Digits + chars(",\"algorithm\":\"") +
+                               chars("sha512") + chars("\",\"image\":\"") + hex +
+                               chars("\",\"layers\":[") + chars("],\"objects\":[") + chars("]}");
+  // ,{"digest":"<hex>","layer":N,"offset":N,"length":N,"size":N,"compression":"none"}
+  const std::uint64_t object = chars(",{\"digest\":\"") + hex + chars("\",\"layer\":") +
+                               digits(layers > 0 ? layers - 1 : 0) + chars(",\"offset\":") +
+                               kU64Digits + chars(",\"length\":") + kU64Digits +
+                               chars(",\"size\":") + kU64Digits + chars(",\"compression\":\"") +
+                               chars("none") + chars("\"}");
+  // ,"loads":[i,j,…] before the closing brace: each index below `objects`, none the object
+  // itself, none repeated.
+  const std::uint64_t per_object_loads = std::min(kLoadsPerObject, objects > 0 ? objects - 1 : 0);
+  const std::uint64_t loads = std::min(kLoadsPerIndex, mul(objects, per_object_loads));
+  const std::uint64_t loads_bytes =
+      add(mul(objects, chars(",\"loads\":[]")),
+          mul(loads, digits(objects > 0 ? objects - 1 : 0) + chars(",")));
+  return add(add(add(header, mul(layers, kIndexLayerAllowance)), mul(objects, object)),
+             loads_bytes);
+}
+
+Status check_object_index_size(std::uint64_t size, verity::HashAlg alg, std::uint64_t objects,
+                               std::uint64_t layers, const std::string& what) {
+  const std::uint64_t bound =
+      std::min(kMaxObjectIndexSize, object_index_size_bound(alg, objects, layers));
+  if (size <= bound) return {};
+  return fail(Errc::kInvalidInput,
+              fmt::format("{}: {} bytes, more than the {} an index of an image of at most {} "
+                          "objects in {} layers can take",
+                          what, size, bound, objects, layers));
 }
 
 Result<ObjectIndex> parse_object_index(std::string_view text, const std::string& what) {

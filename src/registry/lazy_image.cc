@@ -166,8 +166,20 @@ Result<verity::Digest> resolve(const repo::Repository& repo, std::string_view na
 Result<std::optional<LazyImage>> registered(const repo::Repository& repo,
                                             const verity::Digest& image) {
   CFS_ASSIGN(auto src, repo::read_lazy_part(repo, image, repo::kLazySourcePart));
-  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, image, kIndexPart));
-  if (!src || !idx) return std::optional<LazyImage>{};
+  if (!src) return std::optional<LazyImage>{};
+  // The index's size bound before it is read, as for an index from a registry
+  // (fetch_lazy_metadata): the image is the repository's (its superblock and size bound its
+  // objects); the manifest is not at hand, so the layers are counted at the parser's limit.
+  CFS_ASSIGN(auto fd, repo.open_object(image));
+  const std::string image_path = repo.path() + "/" + repo.object_path(image);
+  CFS_ASSIGN(auto map, MappedFile::map_fd(fd.get(), image_path));
+  CFS_ASSIGN_CTX(const std::uint64_t objects,
+                 ocirepo::max_image_objects(map.bytes(), repo.algorithm()), image_path);
+  const std::uint64_t bound = std::min(
+      ocirepo::kMaxObjectIndexSize,
+      ocirepo::object_index_size_bound(repo.algorithm(), objects, ocirepo::kMaxIndexLayers));
+  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, image, kIndexPart, bound));
+  if (!idx) return std::optional<LazyImage>{};
   LazyImage out;
   out.image = image;
   CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + image.hex()));

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -43,10 +44,13 @@ Result<std::string> compress(std::string_view bytes) {
 /// path of every lazy mount. The bytes are not trusted before the client has checked the blob's
 /// digest at its end, so a decoding error (or the size limit) is kept until then: a tampered or
 /// truncated transfer is reported as a digest mismatch, as when the blob was decoded after it.
+/// `limit` (may be null): a lower limit another thread may set while the blob downloads (the
+/// index's size bound, known once the EROFS is): decoding stops at it.
 class MetadataSink final : public BlobSink {
  public:
-  MetadataSink(bool zstd, std::uint64_t max, std::string what, std::optional<verity::HashAlg> alg)
-      : max_(max), what_(std::move(what)) {
+  MetadataSink(bool zstd, std::uint64_t max, std::string what, std::optional<verity::HashAlg> alg,
+               const std::atomic<std::uint64_t>* limit = nullptr)
+      : max_(max), limit_(limit), what_(std::move(what)) {
     if (zstd) decoder_.emplace(what_, [this](std::span<const std::byte> b) { return plain(b); });
     if (alg) {
       params_.alg = *alg;
@@ -85,15 +89,20 @@ class MetadataSink final : public BlobSink {
 
  private:
   Status plain(std::span<const std::byte> b) {
-    if (out_.size() + b.size() > max_)
+    const std::uint64_t limit = limit_ ? limit_->load() : max_;
+    if (out_.size() + b.size() > std::min(max_, limit))
       return fail(Errc::kInvalidInput,
-                  fmt::format("{}: more than the {} bytes allowed", what_, max_));
+                  limit < max_ ? fmt::format("{}: more than the {} bytes an index of its image can "
+                                             "take (its objects counted)",
+                                             what_, limit)
+                               : fmt::format("{}: more than the {} bytes allowed", what_, max_));
     out_.append(reinterpret_cast<const char*>(b.data()), b.size());
     if (hasher_) hasher_->update(b);
     return {};
   }
 
   std::uint64_t max_;
+  const std::atomic<std::uint64_t>* limit_;
   std::string what_;
   std::optional<oci::ZstdPushDecoder> decoder_;
   std::optional<verity::Hasher> hasher_;
@@ -109,11 +118,12 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
                                 bool zstd, std::uint64_t max, const std::string& what,
                                 Clock::time_point* downloaded = nullptr,
                                 std::optional<verity::HashAlg> alg = std::nullopt,
-                                std::optional<verity::Digest>* digest = nullptr) {
+                                std::optional<verity::Digest>* digest = nullptr,
+                                const std::atomic<std::uint64_t>* limit = nullptr) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
-  MetadataSink sink(zstd, max, what, alg);
+  MetadataSink sink(zstd, max, what, alg, limit);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
   if (downloaded) *downloaded = Clock::now();
   CFS_ASSIGN(std::string out, sink.finish());
@@ -283,35 +293,72 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
 
   LazyMetadata out;
   out.artifact = artifact;
-  // The EROFS downloads while the index is fetched and parsed: they are the two longest steps
-  // before a lazy mount can serve (the client is safe to share between threads).
+  // The algorithm of the digest the artifact's annotation gives the EROFS (sha512 when it names
+  // both): the EROFS is hashed with it while it downloads, and the index's size bound counts
+  // digests of its width (when the annotation names none, the widest: the EROFS is refused
+  // below anyway).
+  std::optional<verity::HashAlg> annotated;
+  for (auto a : {verity::HashAlg::kSha512, verity::HashAlg::kSha256})
+    if (!annotated && erofs_d->annotations.count(merged_seal_annotation(a))) annotated = a;
+  const verity::HashAlg bound_alg = annotated.value_or(verity::HashAlg::kSha512);
+  const std::string index_what = fmt::format("{}: index {}", what, index_d->digest.str());
+  // The index's size bound (ocirepo::object_index_size_bound, issue 15): an index is parsed
+  // only once the EROFS it describes is fetched and matches its annotation, and only when it is
+  // no larger than an index of that image's objects can be, so that a registry cannot make the
+  // mount spend the parser's working memory (2-6 bytes per index byte, up to 256 MiB of index)
+  // on a padded document. Set by the EROFS fetch as soon as it is done: an index still arriving
+  // is cut there rather than decoded whole.
+  std::atomic<std::uint64_t> index_limit{ocirepo::kMaxObjectIndexSize};
+  // The EROFS downloads while the index is fetched: they are the two longest steps before a
+  // lazy mount can serve (the client is safe to share between threads).
   std::optional<Result<std::string>> erofs;
   std::optional<verity::Digest> early_digest;
   Clock::time_point erofs_done{}, index_done{};
   const auto blobs_asked = Clock::now();
   {
     std::jthread erofs_fetch([&] {
-      // Its digest while it downloads, in the algorithm the artifact's annotation names;
-      // checked against the index's algorithm below, and computed again there only if it
-      // differs.
-      std::optional<verity::HashAlg> alg;
-      for (auto a : {verity::HashAlg::kSha512, verity::HashAlg::kSha256})
-        if (!alg && erofs_d->annotations.count(merged_seal_annotation(a))) alg = a;
-      erofs = fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
-                          kMaxLazyErofsSize, what + ": EROFS", &erofs_done, alg, &early_digest);
+      erofs =
+          fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
+                      kMaxLazyErofsSize, what + ": EROFS", &erofs_done, annotated, &early_digest);
       trace("erofs fetched");
+      // Only an EROFS that is what its annotation names bounds the index (a sealed image's
+      // EROFS is fixed by its seal, its index is not).
+      if (*erofs && early_digest &&
+          early_digest->hex() == erofs_d->annotations.at(merged_seal_annotation(*annotated)))
+        if (auto n = ocirepo::max_image_objects(std::as_bytes(std::span(**erofs)), bound_alg))
+          index_limit = std::min(
+              ocirepo::kMaxObjectIndexSize,
+              ocirepo::object_index_size_bound(bound_alg, *n, image.manifest.layers.size()));
     });
-    CFS_ASSIGN(
-        out.index_json,
-        fetch_small(client, by_digest, *index_d, index_d->media_type == kObjectIndexZstdMediaType,
-                    ocirepo::kMaxObjectIndexSize, what + ": index", &index_done));
+    CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
+                                           index_d->media_type == kObjectIndexZstdMediaType,
+                                           ocirepo::kMaxObjectIndexSize, index_what, &index_done,
+                                           std::nullopt, nullptr, &index_limit));
     trace("index fetched");
-    CFS_ASSIGN(out.index, ocirepo::parse_object_index(out.index_json, what + ": index"));
-    trace("index parsed");
-    CFS_TRY(config_done());
-    CFS_TRY(check_layers(out.index, image, what));
   }
   CFS_ASSIGN(out.erofs, std::move(*erofs));
+  if (!annotated)
+    return fail(Errc::kDigestMismatch,
+                fmt::format("{}: the EROFS has no annotation {} or {} naming its fs-verity digest",
+                            what, merged_seal_annotation(verity::HashAlg::kSha512),
+                            merged_seal_annotation(verity::HashAlg::kSha256)));
+  {
+    const std::string key = merged_seal_annotation(*annotated);
+    if (!early_digest || early_digest->hex() != erofs_d->annotations.at(key))
+      return fail(Errc::kDigestMismatch,
+                  fmt::format("{}: the EROFS's fs-verity digest is {}, its annotation {} names {}",
+                              what, early_digest ? early_digest->str() : "unknown", key,
+                              erofs_d->annotations.at(key)));
+  }
+  CFS_ASSIGN_CTX(const std::uint64_t image_objects,
+                 ocirepo::max_image_objects(std::as_bytes(std::span(out.erofs)), bound_alg),
+                 what + ": EROFS");
+  CFS_TRY(ocirepo::check_object_index_size(out.index_json.size(), bound_alg, image_objects,
+                                           image.manifest.layers.size(), index_what));
+  CFS_ASSIGN(out.index, ocirepo::parse_object_index(out.index_json, what + ": index"));
+  trace("index parsed");
+  CFS_TRY(config_done());
+  CFS_TRY(check_layers(out.index, image, what));
   // The two blobs shared the link from blobs_asked until the later one's last byte; one round
   // trip of that was the requests themselves.
   const std::chrono::duration<double> both = std::max(erofs_done, index_done) - blobs_asked;

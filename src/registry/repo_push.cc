@@ -195,9 +195,11 @@ Status attach_lazy_metadata(Client& client, const repo::Repository& repo,
                             ocirepo::ObjectIndex& index, RepoPush& result) {
   if (!lazy) return {};
   index.image = *img.image;
-  ocirepo::sort_and_dedup(index.objects);
   CFS_ASSIGN(auto fd, repo.open_object(*img.image));
   CFS_ASSIGN(auto erofs, sys::read_fd(fd.get(), repo.object_path(*img.image)));
+  CFS_TRY_CTX(ocirepo::keep_image_objects(index.objects, std::as_bytes(std::span(erofs))),
+              repo.object_path(*img.image));
+  ocirepo::sort_and_dedup(index.objects);
   CFS_ASSIGN(result.lazy_metadata,
              push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index));
   result.indexed_objects = index.objects.size();

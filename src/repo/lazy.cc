@@ -2,6 +2,7 @@
 #include "cfs/repo/lazy.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -28,12 +29,18 @@ Status write_lazy_part(Repository& repo, const verity::Digest& image, std::strin
 
 Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
                                                   const verity::Digest& image,
-                                                  std::string_view part) {
+                                                  std::string_view part, std::uint64_t max) {
   std::string rel = part_path(image, part);
   auto fd = sys::openat(repo.fd(), rel, O_RDONLY | O_NOFOLLOW);
   if (!fd) {
     if (fd.error().is_errno(ENOENT)) return std::optional<std::string>();
     return fail(std::move(fd).error());
+  }
+  if (max != UINT64_MAX) {
+    CFS_ASSIGN(auto st, sys::fstat(fd->get(), repo.path() + "/" + rel));
+    if (static_cast<std::uint64_t>(st.st_size) > max)
+      return fail(Errc::kInvalidInput, fmt::format("{}/{}: {} bytes, more than the {} allowed",
+                                                   repo.path(), rel, st.st_size, max));
   }
   CFS_ASSIGN(std::string bytes, sys::read_fd(fd->get(), repo.path() + "/" + rel));
   return std::optional<std::string>(std::move(bytes));

@@ -32,7 +32,9 @@
 // Thread-safety: value types and pure functions, except the builder (reads a repository).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,7 +51,16 @@ inline constexpr std::string_view kObjectIndexMediaType =
     "application/vnd.cfs.object-index.v1+json";
 inline constexpr std::uint64_t kObjectIndexVersion = 1;
 /// Largest index parsed (a million SHA-512 objects take ~250 MiB; images have far fewer).
+/// A lazy mount also refuses an index larger than object_index_size_bound() of its image.
 inline constexpr std::uint64_t kMaxObjectIndexSize = 256ull << 20;
+/// Most layers an index lists (the parser refuses more): the size bound of an index read back
+/// from a repository, where the manifest is not at hand, allows for this many. Images have
+/// far fewer (Docker stops at 127, containers/storage's overlay driver at ~500).
+inline constexpr std::uint64_t kMaxIndexLayers = 4096;
+/// Bytes the size bound allows for each layer entry: two digests of the widest algorithm
+/// (sha512, 135 characters each), a 20-digit size, the members' names, and a media type of up
+/// to ~600 characters as written (RFC 6838 allows 255).
+inline constexpr std::uint64_t kIndexLayerAllowance = 1024;
 
 enum class ObjectCompression { kNone, kZstd };
 /// "none" / "zstd".
@@ -86,6 +97,41 @@ struct ObjectIndex {
 std::string encode_object_index(const ObjectIndex& index);
 /// Parses and checks a document; errors are kInvalidInput naming `what` and the field.
 Result<ObjectIndex> parse_object_index(std::string_view json, const std::string& what);
+
+/// The size bound (issue 15): an index is parsed only after its image is fetched and checked,
+/// and only when its size is at most the bound below, so a registry (or a tampered
+/// registration) cannot make a lazy mount spend the parser's 2-6 bytes of working memory per
+/// index byte on a document its image cannot need. An honest index lists each external object
+/// of the image once (cfs oci push drops objects of files no longer in the merged image), so
+/// the number of objects bounds its size.
+///
+/// At most how many distinct external objects the composefs image `erofs` can name: its inode
+/// count (superblock), and at most one per digest of its bytes (each object's fs-verity digest
+/// is stored in it, in a metacopy xattr), so that a superblock claiming more inodes than the
+/// image holds cannot raise the bound beyond its size. kCorruptImage when `erofs` has no
+/// composefs superblock. O(1): nothing is walked.
+Result<std::uint64_t> max_image_objects(std::span<const std::byte> erofs, verity::HashAlg alg);
+
+/// The largest index encode_object_index() writes for an image of `objects` external objects
+/// in `layers` layers with `alg` digests: the header with a 20-digit version, `layers` times
+/// kIndexLayerAllowance, and per object its members with every number at its widest (20
+/// digits; the layer below `layers`), plus room for version 2's optional "loads" list (object
+/// indices below `objects`; at most min(1024, objects - 1) per object and 2^20 in all, the
+/// limits of the "loads" parser). Saturates at UINT64_MAX.
+std::uint64_t object_index_size_bound(verity::HashAlg alg, std::uint64_t objects,
+                                      std::uint64_t layers);
+
+/// The size check before parsing: kInvalidInput "WHAT: SIZE bytes, more than the BOUND an
+/// index of an image of at most OBJECTS objects in LAYERS layers can take" when `size` is
+/// larger than object_index_size_bound(alg, objects, layers) (or kMaxObjectIndexSize).
+Status check_object_index_size(std::uint64_t size, verity::HashAlg alg, std::uint64_t objects,
+                               std::uint64_t layers, const std::string& what);
+
+/// Keeps the objects the composefs image `erofs` names (a regular file's fs-verity digest):
+/// a lower layer's file that an upper layer replaced or deleted is not in the merged image, so a
+/// lazy mount never asks for its object, and the size bound counts the image's objects only.
+/// `objects` stays in its order. kCorruptImage when `erofs` cannot be read.
+Status keep_image_objects(std::vector<ObjectLocation>& objects, std::span<const std::byte> erofs);
 
 /// Sorts `objects` by digest and keeps the first location of each (the caller lists layers
 /// bottom-up, so an object keeps its lowest layer).

@@ -12,6 +12,7 @@
 // Thread-safety: free functions.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,10 +34,12 @@ inline constexpr std::string_view kLazyOriginPart = "origin";
 /// Replaces REPO/cfs-lazy/<hex>.<part> with `bytes` (durably).
 Status write_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part,
                        std::string_view bytes);
-/// The bytes of a part, or nullopt when there is none.
+/// The bytes of a part, or nullopt when there is none. A part larger than `max` bytes is
+/// refused (kInvalidInput naming it, its size and `max`) before it is read.
 Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
                                                   const verity::Digest& image,
-                                                  std::string_view part);
+                                                  std::string_view part,
+                                                  std::uint64_t max = UINT64_MAX);
 /// Removes a part (durably); nothing when there is none.
 Status remove_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part);
 /// True when the image was registered lazily (its source part exists).

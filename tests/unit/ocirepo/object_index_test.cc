@@ -223,5 +223,102 @@ TEST(ObjectIndex, TarOffsetsOfALayer) {
     EXPECT_EQ(tar.substr(o.tar_offset, o.size), o.size == big.size() ? big : other);
 }
 
+// The size bound, computed by hand from the document's form (object_index.h):
+//  header  {"mediaType":"<40>","version":<20>,"algorithm":"sha512","image":"<hex>","layers":[
+//          ],"objects":[ ]}  = 14+40+12+20+14+6+11+hex+12+13+2 = 144 + hex
+//  object  ,{"digest":"<hex>","layer":<d>,"offset":<20>,"length":<20>,"size":<20>,
+//          "compression":"none"}  = 12+hex+10+d+10+20+10+20+8+20+16+4+2 = 132 + hex + d
+//  loads   ,"loads":[] per object (11) and (digits(objects - 1) + 1) per entry, entries at
+//          most min(2^20, objects * min(1024, objects - 1))
+TEST(ObjectIndex, SizeBoundByHand) {
+  // sha512 (128 hex), 5,189 objects (the Debian image), 1 layer (d = 1):
+  // 272 + 1024 + 5189 * 261 + 5189 * 11 + 2^20 * (4 + 1)
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha512, 5189, 1),
+            272u + 1024u + 5189u * 261u + 5189u * 11u + 1048576u * 5u);
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha512, 5189, 1), 6655584u);
+  // sha256 (64 hex), 3 objects, 2 layers: 208 + 2048 + 3 * 197 + 3 * 11 + 6 entries * 2
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha256, 3, 2), 2892u);
+  // No objects: the header and the layers.
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha256, 0, 1), 1232u);
+  // 12 layers: the layer index takes 2 digits.
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha256, 1, 12) -
+                object_index_size_bound(verity::HashAlg::kSha256, 1, 10),
+            2u * 1024u + 1u);
+  // Saturates rather than wrapping.
+  EXPECT_EQ(object_index_size_bound(verity::HashAlg::kSha512, UINT64_MAX / 2, 1), UINT64_MAX);
+}
+
+// The per-object width against the writer: each object with every number at its widest adds
+// exactly the bound's per-object bytes (the first one without its comma).
+TEST(ObjectIndex, SizeBoundCoversTheWidestObjects) {
+  ObjectIndex ix;
+  ix.algorithm = verity::HashAlg::kSha512;
+  ix.image = vd(0xee);
+  ix.layers.push_back(
+      {cd('a'), cd('b'), UINT64_MAX, "application/vnd.oci.image.layer.v1.tar", true});
+  const std::size_t empty = encode_object_index(ix).size();
+  for (std::uint8_t i = 0; i < 3; ++i)
+    ix.objects.push_back({vd(i), 0, UINT64_MAX, UINT64_MAX, UINT64_MAX, ObjectCompression::kZstd});
+  const std::string json = encode_object_index(ix);
+  EXPECT_EQ(json.size() - empty, 3u * 261u - 1u);
+  EXPECT_LE(json.size(), object_index_size_bound(verity::HashAlg::kSha512, 3, 1));
+  EXPECT_TRUE(check_object_index_size(json.size(), verity::HashAlg::kSha512, 3, 1, "index"));
+}
+
+TEST(ObjectIndex, SizeCheckNamesTheIndexItsSizeAndTheBound) {
+  const std::uint64_t bound = object_index_size_bound(verity::HashAlg::kSha256, 3, 2);
+  EXPECT_TRUE(check_object_index_size(bound, verity::HashAlg::kSha256, 3, 2, "index sha256:ab"));
+  auto st = check_object_index_size(bound + 1, verity::HashAlg::kSha256, 3, 2, "index sha256:ab");
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().is(Errc::kInvalidInput));
+  EXPECT_THAT(st.error().message(),
+              HasSubstr("index sha256:ab: 2893 bytes, more than the 2892 an index of an image of "
+                        "at most 3 objects in 2 layers can take"));
+  // Never more than the parser's own limit, whatever the image.
+  EXPECT_FALSE(check_object_index_size(kMaxObjectIndexSize + 1, verity::HashAlg::kSha512,
+                                       UINT64_MAX, 1, "index"));
+}
+
+// A superblock by hand: magic at 1024, inos at 1024 + 16 (erofs_fs.h).
+std::vector<std::byte> image_with_inos(std::size_t size, std::uint64_t inos,
+                                       std::uint32_t magic = 0xE0F5E1E2) {
+  std::vector<std::byte> b(size);
+  for (unsigned i = 0; i < 4; ++i) b[1024 + i] = std::byte((magic >> (8 * i)) & 0xff);
+  for (unsigned i = 0; i < 8; ++i) b[1024 + 16 + i] = std::byte((inos >> (8 * i)) & 0xff);
+  return b;
+}
+
+TEST(ObjectIndex, MaxImageObjects) {
+  // The inode count, when the image's bytes can hold that many digests.
+  auto n = max_image_objects(image_with_inos(8192, 10), verity::HashAlg::kSha512);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 10u);
+  // A superblock claiming more: one object per digest of its bytes (8192 / 64, 8192 / 32).
+  n = max_image_objects(image_with_inos(8192, 1ull << 40), verity::HashAlg::kSha512);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 128u);
+  n = max_image_objects(image_with_inos(8192, 1ull << 40), verity::HashAlg::kSha256);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 256u);
+  // No superblock: not a composefs image.
+  auto bad = max_image_objects(image_with_inos(8192, 10, 0x12345678), verity::HashAlg::kSha512);
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.error().is(Errc::kCorruptImage));
+  EXPECT_FALSE(max_image_objects(std::vector<std::byte>(1100), verity::HashAlg::kSha512));
+}
+
+TEST(ObjectIndex, RefusesMoreLayersThanAllowed) {
+  ObjectIndex ix;
+  ix.algorithm = verity::HashAlg::kSha256;
+  ix.image = vd(0xee, verity::HashAlg::kSha256);
+  for (std::uint64_t i = 0; i <= kMaxIndexLayers; ++i)
+    ix.layers.push_back({cd('a'), cd('b'), 1, "application/vnd.oci.image.layer.v1.tar", true});
+  auto r = parse_object_index(encode_object_index(ix), "index");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message(), HasSubstr("layers[4096]: more than the 4096 layers allowed"));
+  ix.layers.pop_back();
+  EXPECT_TRUE(parse_object_index(encode_object_index(ix), "index"));
+}
+
 }  // namespace
 }  // namespace cfs::ocirepo
