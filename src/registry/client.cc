@@ -58,6 +58,22 @@ std::optional<std::uint64_t> content_range_start(const std::string& v) {
 
 }  // namespace
 
+CancelToken::~CancelToken() {
+  // Before the members go: the parent's cancel() may be calling this token's cancel() meanwhile
+  // (unsubscribe waits for it).
+  if (parent_) parent_->unsubscribe(parent_sub_);
+}
+
+std::shared_ptr<CancelToken> CancelToken::child() const {
+  auto c = std::make_shared<CancelToken>();
+  c->parent_ = shared_from_this();
+  // The wake holds a plain pointer: it is unsubscribed before the child is destroyed.
+  c->parent_sub_ = subscribe([p = c.get()] { p->cancel(); });
+  // A cancel() before the subscription found no wake to call.
+  if (cancelled()) c->cancel();
+  return c;
+}
+
 void CancelToken::cancel() {
   {
     std::lock_guard g(mu_);  // a waiter between its check and its wait still sees the notify
@@ -87,20 +103,7 @@ bool CancelToken::wait_for(double seconds) const {
 
 namespace detail {
 
-void pause(const CancelToken& client, double seconds, const std::atomic<bool>* call) {
-  if (!call) {
-    client.wait_for(seconds);
-    return;
-  }
-  // fetch_blobs' own flag (the first failure stops the others) has no condition variable: it
-  // is looked at every 50 ms; the client's token ends the wait at once.
-  auto until = Clock::now() +
-               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  while (Clock::now() < until && !call->load()) {
-    auto left = std::chrono::duration<double>(until - Clock::now()).count();
-    if (client.wait_for(std::min(left, 0.05))) return;
-  }
-}
+void pause(const CancelToken& token, double seconds) { token.wait_for(seconds); }
 
 }  // namespace detail
 
@@ -267,7 +270,7 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
     if (!is_transient(*err)) return fail(std::move(*err));
     auto delay = backoff.next(-1);
     if (!delay) return fail(std::move(*err));
-    detail::pause(*opts.cancel, *delay, nullptr);
+    detail::pause(*opts.cancel, *delay);
   }
 }
 
@@ -358,7 +361,7 @@ Result<HttpResponse> Client::Impl::call_unauthenticated(const HttpRequest& req) 
     if (resp) retry_after = resp->retry_after_s;
     auto delay = backoff.next(retry_after);
     if (!delay) return resp;
-    detail::pause(*opts.cancel, *delay, req.cancel);
+    detail::pause(req.cancel ? *req.cancel : *opts.cancel, *delay);
   }
 }
 
@@ -420,7 +423,7 @@ Result<HttpResponse> Client::Impl::call(RegistryState& st, const Access& a, cons
     auto delay = backoff.next(retry_after);
     if (!delay) return resp;
     if (tr) tr->retry(id, *delay, why);
-    detail::pause(*opts.cancel, *delay, req.cancel);
+    detail::pause(req.cancel ? *req.cancel : *opts.cancel, *delay);
   }
 }
 
@@ -519,7 +522,7 @@ Result<std::optional<ContentInfo>> Client::Impl::stat_blob(const Reference& ref,
 }
 
 Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const FetchOptions& o,
-                               ProgressTracker& tr, const std::atomic<bool>* cancel) {
+                               ProgressTracker& tr, const CancelToken& cancel) {
   if (!f.sink) return fail(Errc::kInvalidInput, "fetch of " + f.digest.str() + " without a sink");
   const std::string id = f.digest.str();
   const std::string what = "blob " + id;
@@ -585,11 +588,11 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
   while (true) {
     Backoff backoff(opts.retry);
     while (!(f.size && delivered == *f.size)) {
-      if (cancel && cancel->load()) return fail_errno(what, ECANCELED);
+      if (cancel.cancelled()) return fail_errno(what, ECANCELED);
       HttpRequest req;
       req.url = url(*st, ref, "blobs/" + id);
       req.follow_redirects = true;
-      req.cancel = cancel;
+      req.cancel = &cancel;
       const std::uint64_t asked_from = delivered;
       if (asked_from > 0) req.headers.push_back("Range: bytes=" + std::to_string(asked_from) + "-");
       std::uint64_t skip = 0;
@@ -663,7 +666,7 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
             Error(std::error_code(ECONNRESET, std::generic_category()),
                   why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
       tr.retry(id, *delay, why);
-      detail::pause(*opts.cancel, *delay, cancel);
+      detail::pause(cancel, *delay);
     }
     oci::ContentDigest got = hasher->finish();
     hasher.emplace(f.digest.algorithm);
@@ -703,18 +706,22 @@ Status Client::Impl::fetch_blobs(const Reference& ref, const std::vector<BlobFet
   for (const auto* f : order) tr.expect(f->digest.str(), f->size);
   CFS_TRY(state(ref));  // one ping before the workers start
   std::atomic<std::size_t> next{0};
-  std::atomic<bool> cancel{false};
+  // The first failure stops the other transfers at once (their waits on their sockets and in
+  // retry pauses are woken), as the client's cancel() does, which cancels this too.
+  const std::shared_ptr<CancelToken> cancel = opts.cancel->child();
   std::mutex err_mu;
   std::optional<Error> first;
   auto worker = [&] {
     while (true) {
       std::size_t k = next.fetch_add(1);
-      if (k >= order.size() || cancel.load()) return;
-      auto st = fetch_one(ref, *order[k], o, tr, &cancel);
+      if (k >= order.size() || cancel->cancelled()) return;
+      auto st = fetch_one(ref, *order[k], o, tr, *cancel);
       if (!st) {
-        std::lock_guard g(err_mu);
-        if (!first || first->is_errno(ECANCELED)) first = st.error();
-        cancel.store(true);
+        {
+          std::lock_guard g(err_mu);
+          if (!first || first->is_errno(ECANCELED)) first = st.error();
+        }
+        cancel->cancel();
       }
     }
   };
@@ -793,7 +800,7 @@ Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest&
       return fail(
           Error(std::error_code(ECONNRESET, std::generic_category()),
                 why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
-    detail::pause(*opts.cancel, *delay, nullptr);
+    detail::pause(*opts.cancel, *delay);
   }
   return {};
 }
@@ -917,7 +924,7 @@ Status Client::fetch_blob(const Reference& repo, const BlobFetch& fetch,
                           const FetchOptions& options) {
   ProgressTracker tr(impl_->opts.progress, impl_->cb_mu);
   tr.expect(fetch.digest.str(), fetch.size);
-  return impl_->fetch_one(repo, fetch, options, tr, nullptr);
+  return impl_->fetch_one(repo, fetch, options, tr, *impl_->opts.cancel);
 }
 
 Status Client::fetch_blobs(const Reference& repo, const std::vector<BlobFetch>& fetches,

@@ -35,9 +35,9 @@ bool retryable_status(long status);
 /// and message from the body.
 Error http_error(const HttpRequest& req, const HttpResponse& resp);
 
-/// Waits `seconds` before a retry, less when the client's token or the call's own flag (may be
-/// null) is set first.
-void pause(const CancelToken& client, double seconds, const std::atomic<bool>* call);
+/// Waits `seconds` before a retry, less when `token` (the client's, or a call's child of it) is
+/// cancelled first.
+void pause(const CancelToken& token, double seconds);
 
 /// Exponential backoff: initial, 2x, 4x ... capped; Retry-After replaces the computed delay.
 class Backoff {
@@ -135,7 +135,7 @@ struct Client::Impl {
   Result<std::optional<ContentInfo>> stat_blob(const Reference& ref, const oci::ContentDigest& d,
                                                const Access& a);
   Status fetch_one(const Reference& ref, const BlobFetch& f, const FetchOptions& o,
-                   ProgressTracker& tr, const std::atomic<bool>* cancel);
+                   ProgressTracker& tr, const CancelToken& cancel);
   Status fetch_blobs(const Reference& ref, const std::vector<BlobFetch>& fetches,
                      const FetchOptions& o);
   Status fetch_range(const Reference& ref, const oci::ContentDigest& d, std::uint64_t offset,

@@ -131,11 +131,11 @@ int on_seek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-// Returning non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK): how fetch_blobs' flag
-// stops the other transfers (curl calls this at least about once a second).
+// Returning non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK). The token's wakeup
+// (perform_cancellable) usually ends the transfer first; this covers the time curl spends
+// inside curl_multi_perform (e.g. an upload's read callback).
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow) {
   auto* ex = static_cast<Exchange*>(user);
-  if (ex->req->cancel && ex->req->cancel->load(std::memory_order_relaxed)) return 1;
   if (ex->client_cancel && ex->client_cancel->cancelled()) return 1;
   if (ex->req->on_upload && ulnow > 0) ex->req->on_upload(static_cast<std::uint64_t>(ulnow));
   return 0;
@@ -346,7 +346,9 @@ std::string Http::escape(std::string_view s) {
 }
 
 Result<HttpResponse> Http::perform(const HttpRequest& req) {
-  if (options_.cancel && options_.cancel->cancelled())
+  // The call's token is a child of the client's: cancelled whenever the client's is.
+  const CancelToken* cancel = req.cancel ? req.cancel : options_.cancel.get();
+  if (cancel && cancel->cancelled())
     return fail_errno(req.method + " " + req.url + ": cancelled", ECANCELED);
   const Shared::Handles handles = shared_->acquire();
   CURL* h = handles.easy;
@@ -359,7 +361,7 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   Exchange ex;
   ex.handle = h;
   ex.req = &req;
-  ex.client_cancel = options_.cancel.get();
+  ex.client_cancel = cancel;
   char errbuf[CURL_ERROR_SIZE] = {};
   SList headers;
   for (const auto& hd : req.headers) headers.add(hd);

@@ -61,8 +61,9 @@ struct HttpRequest {
   std::size_t max_body = 4u << 20;
   /// Called as request body bytes go out (total sent so far in this request).
   std::function<void(std::uint64_t)> on_upload;
-  /// Set from another thread to abort the transfer (ECANCELED).
-  const std::atomic<bool>* cancel = nullptr;
+  /// The call's token (a child of the client's: fetch_blobs), cancelled from another thread to
+  /// abort the transfer (ECANCELED); null: the client's.
+  const CancelToken* cancel = nullptr;
   bool follow_redirects = false;
 };
 

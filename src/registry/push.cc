@@ -117,7 +117,7 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::Con
                         "upload of " + id + ": " + why + " (gave up after " +
                             std::to_string(opts.retry.max_retries) + " retries)"));
     tr.retry(id, *delay, why);
-    detail::pause(*opts.cancel, *delay, nullptr);
+    detail::pause(*opts.cancel, *delay);
     return {};
   };
 

@@ -84,9 +84,22 @@ struct RetryOptions {
 };
 
 /// A one-way switch that stops the registry work of every client sharing it (Cancellation above):
-/// set from any thread, seen by transfers and retry waits.
-class CancelToken {
+/// set from any thread, seen by transfers and retry waits. A child token (child()) is cancelled
+/// by its own cancel() or when its parent is (at once: the parent's cancel() cancels it, waking
+/// what waits on it); cancelling a child leaves the parent alone. fetch_blobs() runs its
+/// transfers on a child of the client's token that its first failure cancels: one mechanism
+/// stops a call's transfers and the whole client.
+class CancelToken : public std::enable_shared_from_this<CancelToken> {
  public:
+  CancelToken() = default;
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+  ~CancelToken();
+
+  /// A token cancelled with this one (already cancelled if this one is); it keeps this one
+  /// alive. Only for a token owned by a shared_ptr.
+  std::shared_ptr<CancelToken> child() const;
+
   void cancel();
   bool cancelled() const { return flag_.load(std::memory_order_relaxed); }
   /// Waits `seconds`, or less when cancel() comes first (a condition variable: no polling).
@@ -103,6 +116,9 @@ class CancelToken {
   std::atomic<bool> flag_{false};
   mutable std::map<std::uint64_t, std::function<void()>> wakes_;
   mutable std::uint64_t next_id_ = 0;
+  // A child's parent and its subscription there (unsubscribed when the child goes).
+  std::shared_ptr<const CancelToken> parent_;
+  std::uint64_t parent_sub_ = 0;
 };
 
 struct ClientOptions {

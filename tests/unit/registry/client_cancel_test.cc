@@ -5,12 +5,17 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "cfs/registry/client.h"
 
@@ -112,6 +117,129 @@ TEST(CancelToken, WaitEndsAtCancel) {
   EXPECT_TRUE(waiter.get());
   EXPECT_TRUE(token.cancelled());
   EXPECT_TRUE(token.wait_for(60));  // at once once cancelled
+}
+
+/// A registry of two blobs on a loopback socket, plain HTTP: GET /v2/ answers 200; the blob
+/// `stalled` sends its headers and its first bytes, then nothing (the socket stays open); the
+/// blob `failing` answers 404 once the stalled one has sent its first bytes (so it is mid-blob),
+/// noting when. TLS hellos (the client tries https first) are closed at once.
+struct TwoBlobRegistry {
+  Silent sock;
+  std::string stalled, failing;
+  std::atomic<bool> stalled_sent{false};
+  std::atomic<bool> stop{false};
+  std::promise<std::chrono::steady_clock::time_point> failed;
+  std::vector<std::thread> threads;
+  std::vector<int> fds;
+  std::mutex mu;
+
+  TwoBlobRegistry(std::string s, std::string f) : stalled(std::move(s)), failing(std::move(f)) {
+    threads.emplace_back([this] { accept_loop(); });
+  }
+  ~TwoBlobRegistry() {
+    stop = true;
+    threads[0].join();                             // no connection is accepted after this
+    for (int fd : fds) ::shutdown(fd, SHUT_RDWR);  // ends the reads
+    for (std::size_t i = 1; i < threads.size(); ++i) threads[i].join();
+    for (int fd : fds) ::close(fd);
+  }
+  void accept_loop() {
+    while (!stop) {
+      pollfd p{sock.fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int c = ::accept4(sock.fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      std::lock_guard g(mu);
+      fds.push_back(c);
+      threads.emplace_back([this, c] { serve(c); });
+    }
+  }
+  static void send_all(int fd, const std::string& s) {
+    for (std::size_t off = 0; off < s.size();) {
+      ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += static_cast<std::size_t>(n);
+    }
+  }
+  void serve(int fd) {
+    std::string in;
+    char buf[4096];
+    while (!stop) {
+      auto end = in.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return;
+        if (in.empty() && buf[0] == 0x16) {  // a TLS hello: ended (the fd closed later)
+          ::shutdown(fd, SHUT_RDWR);
+          return;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      const std::string head = in.substr(0, end);
+      in.erase(0, end + 4);
+      if (head.find(stalled) != std::string::npos) {
+        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + std::string(100, 'x'));
+        stalled_sent = true;
+        while (!stop) std::this_thread::sleep_for(10ms);  // nothing more
+        return;
+      }
+      if (head.find(failing) != std::string::npos) {
+        while (!stalled_sent && !stop) std::this_thread::sleep_for(1ms);
+        failed.set_value(std::chrono::steady_clock::now());
+        send_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        continue;
+      }
+      send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");  // /v2/
+    }
+  }
+};
+
+// fetch_blobs: the first failure stops the other transfers at once (a child of the client's
+// token, woken like a client's cancel()), not at curl's next progress callback, which comes
+// about a second after a stalled transfer's last byte. The bound is far above what the wakeup
+// takes and far below that second; the call's own bound is a hang detector.
+TEST(ClientCancel, AFailingBlobEndsItsStalledSiblingAtOnce) {
+  const std::string big = "sha256:" + std::string(64, 'a');
+  const std::string bad = "sha256:" + std::string(64, 'b');
+  TwoBlobRegistry server(std::string(64, 'a'), std::string(64, 'b'));
+  ASSERT_GT(server.sock.port, 0);
+  ClientOptions o = slow_options(0);
+  auto client = Client::create(o);
+  ASSERT_TRUE(client);
+  DiscardSink s1, s2;
+  std::vector<BlobFetch> fetches{{*oci::ContentDigest::parse(big), 1000000, &s1},
+                                 {*oci::ContentDigest::parse(bad), 10, &s2}};
+  auto failed = server.failed.get_future();
+  auto call = std::async(std::launch::async, [&] {
+    return client->fetch_blobs(ref_at(server.sock.port), fetches, {});
+  });
+  ASSERT_EQ(call.wait_for(kHangBound), std::future_status::ready);
+  const auto returned = std::chrono::steady_clock::now();
+  auto st = call.get();
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.error().is(Errc::kObjectMissing)) << st.error().message();  // the 404's
+  ASSERT_EQ(failed.wait_for(0s), std::future_status::ready);
+  EXPECT_LT(returned - failed.get(), 500ms);
+}
+
+TEST(CancelToken, AChildIsCancelledWithItsParentNotTheOtherWay) {
+  auto parent = std::make_shared<CancelToken>();
+  auto a = parent->child();
+  auto b = parent->child();
+  a->cancel();
+  EXPECT_TRUE(a->cancelled());
+  EXPECT_FALSE(parent->cancelled());
+  EXPECT_FALSE(b->cancelled());
+  // A waiter on the child is woken by the parent's cancel().
+  auto waiter = std::async(std::launch::async, [&] { return b->wait_for(60); });
+  ASSERT_EQ(waiter.wait_for(100ms), std::future_status::timeout);
+  parent->cancel();
+  ASSERT_EQ(waiter.wait_for(kHangBound), std::future_status::ready);
+  EXPECT_TRUE(waiter.get());
+  // A child of a cancelled token is born cancelled; one destroyed before is forgotten.
+  a.reset();
+  EXPECT_TRUE(parent->child()->cancelled());
 }
 
 }  // namespace
