@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #pragma GCC diagnostic push
@@ -37,8 +38,11 @@ class RegistryPull {
   /// Pulls a docker:// reference into `repo` (registry::pull_image): downloads resumable under
   /// the repository, the seal checked when --verify-seal asked for it.
   /// Retries and failures of the transfers go to `progress` too.
+  /// SIGINT/SIGTERM stop it (tools/interrupt.h): the transfers end at once, and it fails.
   Result<ocirepo::PullResult> pull(repo::Repository& repo, const std::string& source,
                                    const ocirepo::PullOptions& options, Progress& progress);
+  /// The signal that stopped pull() (then the command exits 128 + it), or 0.
+  int interrupted() const;
 
  private:
   struct Impl;

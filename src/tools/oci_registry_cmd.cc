@@ -26,6 +26,7 @@
 #include "cfs/verity/measure.h"
 #include "cfs/verity/signature.h"
 #include "tools/command.h"
+#include "tools/interrupt.h"
 #include "tools/oci_registry.h"
 #include "tools/progress.h"
 #include "tools/registry_options.h"
@@ -37,6 +38,8 @@ struct RegistryPull::Impl {
   RegistryOptions options;
   CLI::Option* verify_seal = nullptr;
   std::string seal_cert;
+  // Until the command ends: a second signal while it reports still kills at once.
+  std::optional<Interrupts> interrupts;
 };
 
 RegistryPull::RegistryPull() : impl_(std::make_unique<Impl>()) {}
@@ -61,7 +64,10 @@ Status RegistryPull::check_options() const {
 Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std::string& source,
                                                const ocirepo::PullOptions& options,
                                                Progress& progress) {
-  CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true));
+  // Before the client and the pull start threads, which inherit the blocked signals.
+  auto cancel = std::make_shared<registry::CancelToken>();
+  impl_->interrupts.emplace([cancel] { cancel->cancel(); });
+  CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true, cancel));
   registry::RegistryPullOptions o;
   o.pull = options;
   if (progress.mode() != Progress::Mode::kNone)
@@ -74,6 +80,10 @@ Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std
   }
   CFS_ASSIGN(auto out, registry::pull_image(repo, client, source, o));
   return std::move(out.result);
+}
+
+int RegistryPull::interrupted() const {
+  return impl_->interrupts ? impl_->interrupts->signal() : 0;
 }
 
 namespace {
@@ -134,7 +144,10 @@ int run_oci_push(int argc, char** argv) {
   auto ref = registry::parse_reference(dest);
   if (!ref) return report(ref.error());
   Progress progress(Progress::pick(c.json));
-  auto client = make_client(c, progress);
+  // Before the client starts threads, which inherit the blocked signals.
+  auto cancel = std::make_shared<registry::CancelToken>();
+  Interrupts interrupts([cancel] { cancel->cancel(); });
+  auto client = make_client(c, progress, /*messages_only=*/false, cancel);
   if (!client) return report(client.error());
   Result<registry::RepoPush> pushed = fail(Errc::kInvalidInput, source);
   if (source.starts_with("oci:")) {
@@ -161,6 +174,14 @@ int run_oci_push(int argc, char** argv) {
     pushed = registry::push_from_repository(*client, *r, source, *ref, o);
   }
   progress.finish();
+  if (!pushed && interrupts.signal()) {
+    fmt::print(stderr,
+               "cfs: interrupted by {}: the push of {} to {} stopped before its manifest was "
+               "pushed (the registry does not name the image); blobs already uploaded are "
+               "skipped next time: run the same command again to resume\n",
+               Interrupts::name(interrupts.signal()), source, dest);
+    return Interrupts::exit_status(interrupts.signal());
+  }
   if (!pushed) return report(pushed.error());
   if (c.json)
     fmt::print(

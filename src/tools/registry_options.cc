@@ -71,9 +71,11 @@ registry::ProgressCallback transfer_callback(Progress& progress, bool messages_o
 }
 
 Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
-                                     bool messages_only) {
+                                     bool messages_only,
+                                     std::shared_ptr<registry::CancelToken> cancel) {
   CFS_ASSIGN(auto opts, o.options());
   opts.progress = transfer_callback(progress, messages_only);
+  opts.cancel = std::move(cancel);
   return registry::Client::create(std::move(opts));
 }
 

@@ -38,8 +38,10 @@ struct RegistryOptions {
 /// messages_only, only retries and failures (a pull renders its import's own events).
 registry::ProgressCallback transfer_callback(Progress& progress, bool messages_only = false);
 
-/// A client with `o`'s options reporting to `progress` (which must outlive it).
+/// A client with `o`'s options reporting to `progress` (which must outlive it), stopped by
+/// `cancel` when given (tools/interrupt.h).
 Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
-                                     bool messages_only = false);
+                                     bool messages_only = false,
+                                     std::shared_ptr<registry::CancelToken> cancel = nullptr);
 
 }  // namespace cfs::tools

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import cfs_registry as r
@@ -164,6 +165,133 @@ class RepoPull(unittest.TestCase):
         self.assertGreater(start, 0)
         self.assertLessEqual(start, have)
         self.assertFalse(os.path.exists(partial))
+        self.assert_clean(repo)
+
+    def start_trickling_pull(self, repo):
+        """`cfs oci pull` of cfs/app:v1 with its big layer trickling (8 Mbit/s), returned once
+        more than 1 MiB of it is in the partial file (mid-blob)."""
+        self.proxy.clear()
+        self.proxy.add_fault(method="GET", path=self.big["digest"], throttle_bps=8_000_000)
+        partial = os.path.join(repo, "cfs-downloads", "sha256",
+                               self.big["digest"].split(":")[1] + ".partial")
+        p = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS,
+                              self.proxy.ref("cfs/app:v1")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if os.path.exists(partial) and os.path.getsize(partial) > (1 << 20):
+                return p, partial
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        self.fail("the big blob never started downloading")
+
+    def test_sigint_stops_cleanly_then_resume(self):
+        # Issue 14: SIGINT mid-blob cancels the transfers (the client's token): exit 130 at
+        # once with one line saying so, everything received kept for the next run, nothing
+        # registered. (Before, the default action killed the pull silently: -SIGINT.)
+        repo = self.new_repo("sigint")
+        p, partial = self.start_trickling_pull(repo)
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=30)  # a hang detector: the trickle alone would take ~6 s more
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.fail("the pull did not stop after SIGINT")
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        self.assertEqual(p.returncode, 130, err)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 1, err)
+        self.assertTrue(lines[0].startswith("cfs: interrupted by SIGINT: the pull of "), err)
+        self.assertIn("run the same command again to resume", err)
+        have = os.path.getsize(partial)
+        self.assertLess(have, self.big["size"])
+        self.assertEqual(self.tags(repo), [])
+        images = os.path.join(repo, "images")
+        self.assertEqual([n for n in os.listdir(images) if n != "refs"]
+                         if os.path.exists(images) else [], [])
+        self.assert_clean(repo)
+        # The next pull asks for exactly the rest of the big blob: every byte received before
+        # the signal reached the partial file.
+        since = time.time()
+        got = self.pull(repo, self.proxy.ref("cfs/app:v1"))
+        self.assertEqual(got["image"], self.oracle["v1"])
+        big = [g for g in self.blob_gets(since) if self.big["digest"] in g[0]]
+        self.assertEqual(big, [(self.big["digest"], f"bytes={have}-", 206)])
+        self.assert_clean(repo)
+
+    def test_sigint_ends_the_status_line_on_a_terminal(self):
+        # With stderr on a terminal (a pty here), the status line is ended before the one line
+        # saying the pull stopped: that line starts a line of its own.
+        repo = self.new_repo("sigint-tty")
+        self.proxy.clear()
+        self.proxy.add_fault(method="GET", path=self.big["digest"], throttle_bps=8_000_000)
+        partial = os.path.join(repo, "cfs-downloads", "sha256",
+                               self.big["digest"].split(":")[1] + ".partial")
+        master, slave = os.openpty()
+        try:
+            p = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS,
+                                  self.proxy.ref("cfs/app:v1")],
+                                 stdout=subprocess.DEVNULL, stderr=slave)
+            os.close(slave)
+            out = b""
+            deadline = time.time() + 60
+            while time.time() < deadline and not (
+                    os.path.exists(partial) and os.path.getsize(partial) > (1 << 20)):
+                out += self.read_pty(master, 0.05)
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=30)
+            out += self.read_pty(master, 0.5)
+        finally:
+            os.close(master)
+        self.assertEqual(p.returncode, 130, out)
+        text = out.decode(errors="replace")
+        self.assertIn("\r", text)  # a status line was drawn
+        last = text.rstrip("\r\n").rsplit("\n", 1)[-1]
+        self.assertTrue(last.startswith("cfs: interrupted by SIGINT: the pull of "), repr(text[-400:]))
+
+    @staticmethod
+    def read_pty(fd, timeout):
+        """What the pty has within `timeout` seconds (b"" once the other side is closed)."""
+        import select
+        out = b""
+        end = time.time() + timeout
+        while time.time() < end:
+            ready, _, _ = select.select([fd], [], [], max(0.0, end - time.time()))
+            if not ready:
+                break
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the last writer closed it
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def test_sigterm_then_a_second_signal_kills_at_once(self):
+        # SIGTERM stops like SIGINT (143); a second signal while it stops takes its default
+        # action: SIGTERM and SIGINT sent together (two different signals: neither is merged
+        # into the other while pending) end the process by whichever was read second, not
+        # with the clean exit's 130 or 143.
+        repo = self.new_repo("sigterm")
+        p, _ = self.start_trickling_pull(repo)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        self.assertEqual(p.returncode, 143, err)
+        self.assertIn("cfs: interrupted by SIGTERM", err)
+        repo = self.new_repo("sigint-twice")
+        p, _ = self.start_trickling_pull(repo)
+        os.kill(p.pid, signal.SIGTERM)
+        os.kill(p.pid, signal.SIGINT)
+        p.wait(timeout=30)
+        p.stderr.close()
+        self.assertIn(p.returncode, (-signal.SIGTERM, -signal.SIGINT))
+        self.assertEqual(self.tags(repo), [])
         self.assert_clean(repo)
 
     def test_dropped_connection_resumes(self):
@@ -343,6 +471,46 @@ class RepoPull(unittest.TestCase):
 
 
     # Pushing repository images.
+
+    def test_sigint_stops_a_push_before_its_manifest(self):
+        # Issue 14: a push waiting for the registry (every blob upload's PUT held back 60 s)
+        # stops at SIGINT: exit 130 at once, one line, no manifest in the registry; the same
+        # command then completes it. (Before, the default action killed it silently.)
+        repo = self.new_repo("push-sigint")
+        self.pull(repo, f"oci:{self.layout}:v1", "app")
+        self.proxy.clear()
+        self.proxy.add_fault(method="PUT", path="/blobs/uploads/", times=None, delay=60)
+        ref = self.proxy.ref("cfs/pushed-sigint:v1")
+        # zstd layers are new blobs: uploaded (POST, then the held PUT), not mounted.
+        args = [t.tool("cfs"), "oci", "push", "--repo", repo, NOTLS, "--compression", "zstd",
+                "app", ref]
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while not self.proxy.requests("POST", "/blobs/uploads/") and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # its PUT is on the way, held by the proxy
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=30)  # a hang detector: the held PUT alone takes 60 s
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.fail("the push did not stop after SIGINT")
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        self.assertEqual(p.returncode, 130, err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("cfs: interrupted by SIGINT: the push of app to " + ref, err)
+        self.assertIn("run the same command again to resume", err)
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(f"http://{self.reg.host}/v2/cfs/pushed-sigint/manifests/v1")
+        self.assertEqual(cm.exception.code, 404)
+        self.proxy.clear()
+        out = t.run(args[:-2] + ["--json", "app", ref]).stdout.decode()
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["manifest"],
+                         r.sha256_bytes(r.inspect_raw(self.reg.ref("cfs/pushed-sigint:v1"),
+                                                      NOTLS)))
 
     def test_push_from_repository(self):
         r.require_tools("zstd")
