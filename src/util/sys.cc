@@ -6,12 +6,14 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -406,6 +408,20 @@ Result<UniqueFd> dup(int fd) {
   const int nfd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (nfd < 0) return fail_errno("dup");
   return UniqueFd(nfd);
+}
+
+unsigned reserve_fd_table(unsigned slots) noexcept {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  const rlim_t cap = lim.rlim_cur == RLIM_INFINITY ? slots : std::min<rlim_t>(slots, lim.rlim_cur);
+  if (cap == 0) return 0;
+  UniqueFd any(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!any) return 0;
+  // A descriptor at the table's last slot makes the kernel size the table for it; closing it
+  // leaves the table as large (F_DUPFD takes the lowest free descriptor from there on, so no
+  // open descriptor is replaced).
+  UniqueFd high(::fcntl(any.get(), F_DUPFD_CLOEXEC, static_cast<int>(cap - 1)));
+  return high ? static_cast<unsigned>(cap) : 0;
 }
 
 unsigned available_cpus() noexcept {

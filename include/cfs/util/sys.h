@@ -101,6 +101,15 @@ Result<int> ioctl(int fd, unsigned long request, void* arg, const std::string& w
 /// fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file.
 Result<UniqueFd> dup(int fd);
 
+/// Grows this process's file descriptor table to at least `slots` descriptors (at most the soft
+/// RLIMIT_NOFILE), so that later opens never grow it. The kernel grows the table of a process
+/// whose threads share it only after an RCU grace period (expand_fdtable: synchronize_rcu), and
+/// every thread opening a descriptor meanwhile waits too: 7-16 ms each time the table doubles on
+/// a 2-core host (bench/README.md, session 12). A single-threaded process grows it without that
+/// wait, and a table never shrinks: call this before starting threads. Best effort; returns the
+/// number of slots now reserved (0 when nothing could be done).
+unsigned reserve_fd_table(unsigned slots) noexcept;
+
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 
