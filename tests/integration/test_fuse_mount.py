@@ -327,6 +327,30 @@ class FuseMount(t.unittest.TestCase):
                 time.sleep(0.05)
             self.assertFalse(is_mounted(mnt))
 
+    def test_daemon_reserves_its_descriptor_table(self):
+        """The daemonized server grows its descriptor table before its threads start (a threaded
+        process grows it only after an RCU grace period, every opening thread waiting): the
+        kernel's FDSize of the serving process is 4096, or its soft RLIMIT_NOFILE if lower."""
+        img = os.path.join(REF, "special_v1.cfs")
+        if not os.path.exists(img):
+            self.skipTest("reference images missing")
+        with t.tempdir() as d:
+            mnt = os.path.join(d, "m")
+            os.makedirs(mnt)
+            fuse_mount(img, d, mnt)
+            try:
+                pid = int(t.run(["pgrep", "-n", "-f", f"fuse-mount {img} {mnt}"]).stdout)
+                with open(f"/proc/{pid}/limits") as f:
+                    soft = next(x.split()[3] for x in f if x.startswith("Max open files"))
+                want = 4096 if soft == "unlimited" else min(4096, int(soft))
+                with open(f"/proc/{pid}/status") as f:
+                    size = next(int(x.split()[1]) for x in f if x.startswith("FDSize:"))
+                self.assertGreaterEqual(size, want)
+                # Nothing is left open at the top of the table.
+                self.assertLess(max(int(x) for x in os.listdir(f"/proc/{pid}/fd")), 256)
+            finally:
+                fuse_umount(mnt)
+
     def test_unprivileged_callers_do_not_see_trusted_xattrs(self):
         img = os.path.join(REF, "special_v1.cfs")
         if not os.path.exists(img) or shutil.which("setpriv") is None:
