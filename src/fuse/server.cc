@@ -358,7 +358,12 @@ class FirstOpen {
 
 void store_verified_copy(Server& srv, fuse_ino_t node, const vfs::ContentCopy& copy) {
   if (copy.size == 0 || !srv.se) return;
-  fuse_bufvec bv = FUSE_BUFVEC_INIT(copy.size);
+  // Not FUSE_BUFVEC_INIT: it is a C compound literal, which clang refuses in C++
+  // (-Wc99-extensions; the CI's sanitizer build). The same fields, set one by one.
+  fuse_bufvec bv{};
+  bv.count = 1;
+  bv.buf[0].size = copy.size;
+  bv.buf[0].fd = -1;
   bv.buf[0].mem = const_cast<std::byte*>(copy.data().data());
   if (fuse_lowlevel_notify_store(srv.se, node, 0, &bv, static_cast<fuse_buf_copy_flags>(0)) == 0 &&
       srv.stats) {
