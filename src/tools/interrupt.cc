@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tools/interrupt.h"
 
+#include <fmt/core.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 
 namespace cfs::tools {
 
@@ -29,14 +31,23 @@ Interrupts::Interrupts(std::function<void()> stop) : stop_(std::move(stop)) {
   thread_ = std::thread([this] { run(); });
 }
 
-Interrupts::~Interrupts() {
+Interrupts::~Interrupts() { end(); }
+
+int Interrupts::end() {
   if (thread_.joinable()) {
     const std::uint64_t one = 1;
     (void)!::write(wake_.get(), &one, sizeof one);
     thread_.join();
+    // A signal still pending now (after the thread stopped reading) takes its default action.
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   }
-  // A signal still pending now (after the thread stopped reading) takes its default action.
-  pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  return signal();
+}
+
+int Interrupts::report(std::string_view what) const {
+  const int sig = signal();
+  fmt::print(stderr, "cfs: interrupted by {}: {}\n", name(sig), what);
+  return exit_status(sig);
 }
 
 const char* Interrupts::name(int sig) noexcept {

@@ -30,10 +30,12 @@
 #include "cfs/mount/options.h"
 #include "cfs/registry/lazy.h"
 #include "cfs/registry/lazy_image.h"
+#include "cfs/registry/pull.h"
 #include "cfs/repo/lease.h"
 #include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
+#include "tools/interrupt.h"
 #include "tools/oci_registry.h"
 #include "tools/progress.h"
 #include "tools/registry_options.h"
@@ -154,7 +156,11 @@ int run_oci_lazy_mount(int argc, char** argv) {
   auto repo = open_repo(repo_path, w);
   if (!repo) return report(repo.error());
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(reg, progress);
+  // SIGINT/SIGTERM stop the metadata fetch (or the whole pull of an image without lazy
+  // metadata) cleanly; once it is over the signals are the FUSE server's again (it stops on
+  // them, unmounting), so this ends before the provider or the server starts a thread.
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(reg, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
 
   registry::LazyImageOptions lio;
@@ -166,6 +172,19 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // The registration (fsyncs) is made once the mount serves: see `registrar` below.
   lio.defer_registration = true;
   auto opened = registry::open_lazy_image(*repo, *client, source, lio);
+  // Even when it succeeded (an image registered before, mounted because the registry could not
+  // be reached, or one pulled whole): the user asked to stop before anything was mounted. The
+  // registration is deferred until the mount serves, so a lazy image has none yet.
+  if (interrupts->end()) {
+    const bool whole = opened && opened->pulled_whole;
+    return interrupts->report(fmt::format(
+        "the lazy mount of {} stopped before anything was mounted{}", source,
+        whole    ? "; the image was pulled whole and is registered as by `cfs oci pull`"
+        : opened ? " or registered"
+                 : fmt::format(" or registered: run the same command again (a whole pull "
+                               "resumes from the bytes kept in {}/{})",
+                               repo->path(), registry::kDownloadsDir)));
+  }
   if (!opened) return report(opened.error());
   const verity::Digest image = opened->image;
   const bool pulled_whole = opened->pulled_whole;

@@ -18,6 +18,8 @@
 #include "cfs/registry/auth.h"
 #include "cfs/registry/client.h"
 #include "tools/command.h"
+#include "tools/interrupt.h"
+#include "tools/registry_options.h"
 
 namespace cfs::tools {
 namespace {
@@ -103,9 +105,17 @@ int run_login(int argc, char** argv) {
   if (!cert_dir.empty()) opts.tls.cert_dir = cert_dir;
   opts.creds = registry::Credentials{username, password};
   opts.user_agent = "cfs/" CFS_VERSION;
+  std::optional<Interrupts> interrupts;
+  opts.cancel = stop_on_signals(interrupts);
   auto client = registry::Client::create(std::move(opts));
   if (!client) return report(client.error());
-  if (auto st = client->check_login(host); !st) return report(st.error());
+  if (auto st = client->check_login(host); !st) {
+    if (interrupts->signal())
+      return interrupts->report(fmt::format(
+          "the login to {} stopped before the registry answered: no credentials were stored",
+          host));
+    return report(st.error());
+  }
   if (auto st = registry::store_credentials(file, *key, {username, password}); !st)
     return report(st.error());
   fmt::print("Login Succeeded!\n");

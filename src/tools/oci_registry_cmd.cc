@@ -65,9 +65,8 @@ Result<ocirepo::PullResult> RegistryPull::pull(repo::Repository& repo, const std
                                                const ocirepo::PullOptions& options,
                                                Progress& progress) {
   // Before the client and the pull start threads, which inherit the blocked signals.
-  auto cancel = std::make_shared<registry::CancelToken>();
-  impl_->interrupts.emplace([cancel] { cancel->cancel(); });
-  CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true, cancel));
+  CFS_ASSIGN(auto client, make_client(impl_->options, progress, /*messages_only=*/true,
+                                      stop_on_signals(impl_->interrupts)));
   registry::RegistryPullOptions o;
   o.pull = options;
   if (progress.mode() != Progress::Mode::kNone)
@@ -145,9 +144,8 @@ int run_oci_push(int argc, char** argv) {
   if (!ref) return report(ref.error());
   Progress progress(Progress::pick(c.json));
   // Before the client starts threads, which inherit the blocked signals.
-  auto cancel = std::make_shared<registry::CancelToken>();
-  Interrupts interrupts([cancel] { cancel->cancel(); });
-  auto client = make_client(c, progress, /*messages_only=*/false, cancel);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, /*messages_only=*/false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   Result<registry::RepoPush> pushed = fail(Errc::kInvalidInput, source);
   if (source.starts_with("oci:")) {
@@ -174,14 +172,12 @@ int run_oci_push(int argc, char** argv) {
     pushed = registry::push_from_repository(*client, *r, source, *ref, o);
   }
   progress.finish();
-  if (!pushed && interrupts.signal()) {
-    fmt::print(stderr,
-               "cfs: interrupted by {}: the push of {} to {} stopped before its manifest was "
-               "pushed (the registry does not name the image); blobs already uploaded are "
-               "skipped next time: run the same command again to resume\n",
-               Interrupts::name(interrupts.signal()), source, dest);
-    return Interrupts::exit_status(interrupts.signal());
-  }
+  if (!pushed && interrupts->signal())
+    return interrupts->report(
+        fmt::format("the push of {} to {} stopped before its manifest was pushed (the registry "
+                    "does not name the image); blobs already uploaded are skipped next time: run "
+                    "the same command again to resume",
+                    source, dest));
   if (!pushed) return report(pushed.error());
   if (c.json)
     fmt::print(
@@ -291,9 +287,17 @@ int run_oci_seal(int argc, char** argv) {
     signature = std::move(*sig);
   }
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(a.c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(a.c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   auto s = registry::push_seal(*client, *ref, sealed->digest, signature, sealed->config);
+  // The seal's blobs go first, its manifest last, and a registry stores a manifest whole or not
+  // at all: no seal names the image unless the registry confirmed it.
+  if (!s && interrupts->signal())
+    return interrupts->report(fmt::format(
+        "the seal of {} on {} stopped before the registry confirmed its manifest (it holds the "
+        "seal whole or not at all): run the same command again to push it",
+        a.name, a.ref));
   if (!s) return report(s.error());
   print_seal(*s, a.c.json);
   return kExitOk;
@@ -310,7 +314,8 @@ int run_oci_verify_seal(int argc, char** argv) {
   auto sealed = sealed_image(a);
   if (!sealed) return report(sealed.error());
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(a.c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(a.c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   std::optional<std::string> cert;
   if (!a.cert.empty()) cert = a.cert;
@@ -318,6 +323,10 @@ int run_oci_verify_seal(int argc, char** argv) {
   auto s = sealed->repo && a.hash.empty()
                ? registry::verify_repository_seal(*client, *ref, *sealed->repo, sealed->image, cert)
                : registry::verify_seal(*client, *ref, sealed->digest, cert);
+  if (!s && interrupts->signal())
+    return interrupts->report(fmt::format(
+        "the check of {} against the seal of {} stopped before it ended: nothing was checked",
+        a.name, a.ref));
   if (!s) return report(s.error());
   print_seal(*s, a.c.json);
   return kExitOk;
@@ -361,9 +370,14 @@ int run_oci_lazy_metadata(int argc, char** argv) {
     o.platform = *p;
   }
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   auto m = registry::fetch_lazy_metadata(*client, ref, o);
+  if (!m && interrupts->signal())
+    return interrupts->report(fmt::format(
+        "the fetch of the lazy metadata of {} stopped before it was checked: no file was written",
+        ref));
   if (!m) return report(m.error());
   if (!erofs_path.empty())
     if (auto st = write_output(erofs_path, m->erofs); !st) return report(st.error());

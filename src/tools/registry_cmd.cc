@@ -27,6 +27,7 @@
 #include "cfs/util/json.h"
 #include "cfs/util/sys.h"
 #include "tools/command.h"
+#include "tools/interrupt.h"
 #include "tools/progress.h"
 #include "tools/registry_options.h"
 
@@ -52,9 +53,13 @@ int get_manifest(const RegistryOptions& c, const std::string& ref_text, bool dig
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   auto m = client->get_manifest(*ref);
+  if (!m && interrupts->signal())
+    return interrupts->report(
+        fmt::format("the fetch of the manifest of {} stopped: nothing was written", ref_text));
   if (!m) return report(m.error());
   if (digest_only) {
     fmt::print("{}\n", m->digest.str());
@@ -89,7 +94,8 @@ int get_blob(const RegistryOptions& c, const BlobArgs& a) {
     }
   }
   Progress progress(Progress::pick(false));
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   // A file output appears only once the blob is complete and verified.
   std::optional<AtomicFile> out_file;
@@ -115,6 +121,13 @@ int get_blob(const RegistryOptions& c, const BlobArgs& a) {
                             registry::FetchOptions{dir ? &*dir : nullptr, false});
   }
   progress.finish();
+  if (!st && interrupts->signal())
+    return interrupts->report(fmt::format(
+        "the fetch of blob {} stopped: {}{}", a.digest,
+        a.output == "-" ? "standard output has only a part of it" : a.output + " was not created",
+        !range && !a.download_dir.empty() ? "; the bytes received are kept in " + a.download_dir +
+                                                ": run the same command again to resume"
+                                          : ""));
   if (!st) return report(st.error());
   if (out_file)
     if (auto cst = out_file->commit(); !cst) return report(cst.error());
@@ -126,11 +139,17 @@ int fetch(const RegistryOptions& c, const std::string& ref_text, const std::stri
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   Progress progress(Progress::pick(c.json));
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   std::string tag = tag_opt.empty() ? ref->tag : tag_opt;
   auto copied = registry::copy_to_layout(*client, *ref, dir, tag);
   progress.finish();
+  if (!copied && interrupts->signal())
+    return interrupts->report(fmt::format(
+        "the copy of {} into {} stopped before its index.json named it; the blobs received "
+        "are kept in {}/blobs: run the same command again to resume",
+        ref_text, dir, dir));
   if (!copied) return report(copied.error());
   if (c.json)
     fmt::print(
@@ -164,10 +183,18 @@ int put_blob(const RegistryOptions& c, const PutBlobArgs& a) {
   opts->progress = transfer_callback(progress);
   opts->chunked_threshold = a.chunked_threshold;
   opts->chunk_size = a.chunk_size;
+  std::optional<Interrupts> interrupts;
+  opts->cancel = stop_on_signals(interrupts);
   auto client = registry::Client::create(std::move(*opts));
   if (!client) return report(client.error());
   auto outcome = client->push_blob(*ref, *digest, *src, registry::PushOptions{a.mount_from});
   progress.finish();
+  // The registry names a blob only once its upload is complete and matches the digest.
+  if (!outcome && interrupts->signal())
+    return interrupts->report(
+        fmt::format("the upload of {} to {} stopped before the registry confirmed the blob "
+                    "{}: run the same command again to upload it",
+                    a.file, a.ref, digest->str()));
   if (!outcome) return report(outcome.error());
   const char* what = *outcome == registry::PushOutcome::kExisted   ? "existed"
                      : *outcome == registry::PushOutcome::kMounted ? "mounted"
@@ -194,9 +221,15 @@ int put_manifest(const RegistryOptions& c, const std::string& ref_text, const st
     }
   }
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   auto d = client->put_manifest(*ref, media_type, *bytes);
+  if (!d && interrupts->signal())
+    return interrupts->report(
+        fmt::format("the upload of manifest {} to {} stopped before the registry confirmed it "
+                    "(it stores a manifest whole or not at all): run the same command again",
+                    file, ref_text));
   if (!d) return report(d.error());
   fmt::print("{}\n", d->str());
   return kExitOk;
@@ -206,9 +239,13 @@ int tags(const RegistryOptions& c, const std::string& ref_text) {
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
   auto list = client->list_tags(*ref);
+  if (!list && interrupts->signal())
+    return interrupts->report(
+        fmt::format("listing the tags of {} stopped: nothing was printed", ref_text));
   if (!list) return report(list.error());
   if (c.json) {
     std::string out;
@@ -225,17 +262,24 @@ int referrers(const RegistryOptions& c, const std::string& ref_text,
   auto ref = registry::parse_reference(ref_text);
   if (!ref) return report(ref.error());
   Progress progress(Progress::Mode::kNone);
-  auto client = make_client(c, progress);
+  std::optional<Interrupts> interrupts;
+  auto client = make_client(c, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
+  auto stopped = [&] {
+    return interrupts->report(
+        fmt::format("listing the referrers of {} stopped: nothing was printed", ref_text));
+  };
   std::optional<oci::ContentDigest> subject;
   if (!ref->digest.empty()) {
     subject = oci::ContentDigest::parse(ref->digest).value();
   } else {
     auto info = client->stat_manifest(*ref);
+    if (!info && interrupts->signal()) return stopped();
     if (!info) return report(info.error());
     subject = info->digest;
   }
   auto list = client->list_referrers(*ref, *subject, artifact_type);
+  if (!list && interrupts->signal()) return stopped();
   if (!list) return report(list.error());
   if (c.json) {
     std::string out;

@@ -79,4 +79,10 @@ Result<registry::Client> make_client(const RegistryOptions& o, Progress& progres
   return registry::Client::create(std::move(opts));
 }
 
+std::shared_ptr<registry::CancelToken> stop_on_signals(std::optional<Interrupts>& interrupts) {
+  auto cancel = std::make_shared<registry::CancelToken>();
+  interrupts.emplace([cancel] { cancel->cancel(); });
+  return cancel;
+}
+
 }  // namespace cfs::tools

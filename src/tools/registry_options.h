@@ -4,6 +4,8 @@
 // by `cfs registry` and `cfs oci`.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 
 // g++ 12 -O2 reports a false "potential null pointer dereference" inside CLI11's inlined
@@ -14,6 +16,7 @@
 #pragma GCC diagnostic pop
 
 #include "cfs/registry/client.h"
+#include "tools/interrupt.h"
 #include "tools/progress.h"
 
 namespace cfs::tools {
@@ -39,9 +42,16 @@ struct RegistryOptions {
 registry::ProgressCallback transfer_callback(Progress& progress, bool messages_only = false);
 
 /// A client with `o`'s options reporting to `progress` (which must outlive it), stopped by
-/// `cancel` when given (tools/interrupt.h).
+/// `cancel` when given (stop_on_signals).
 Result<registry::Client> make_client(const RegistryOptions& o, Progress& progress,
                                      bool messages_only = false,
                                      std::shared_ptr<registry::CancelToken> cancel = nullptr);
+
+/// Starts `interrupts` (tools/interrupt.h) and returns the token its first signal cancels, for
+/// the command's client (make_client, ClientOptions::cancel): every command that talks to a
+/// registry stops this way. Call it before anything starts a thread (threads inherit the blocked
+/// signals), and keep `interrupts` until the command has reported, so that a second signal
+/// kills at once.
+std::shared_ptr<registry::CancelToken> stop_on_signals(std::optional<Interrupts>& interrupts);
 
 }  // namespace cfs::tools

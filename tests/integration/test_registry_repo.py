@@ -472,6 +472,118 @@ class RepoPull(unittest.TestCase):
 
     # Pushing repository images.
 
+    def interrupt_held(self, args, method, path, what):
+        """Runs cfs `args` with every `method` request to `path` held back 60 s by the proxy
+        and sends SIGINT once the first such request arrived (the command is mid-request).
+        Asserts exit 130 (within a hang detector's 30 s), one line on stderr starting
+        "cfs: interrupted by SIGINT: " + `what`; returns (stdout, stderr)."""
+        self.proxy.clear()
+        self.proxy.add_fault(method=method, path=path, times=None, delay=60)
+        p = subprocess.Popen([t.tool("cfs"), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 30
+            while not self.proxy.requests(method, path) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(self.proxy.requests(method, path), (args, "never asked"))
+            time.sleep(0.3)  # the request is with the proxy, which holds its answer
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)  # a hang detector: the hold alone is 60 s
+        except BaseException:
+            p.kill()
+            p.communicate()
+            raise
+        finally:
+            self.proxy.clear()
+        err = err.decode()
+        self.assertEqual(p.returncode, 130, (args, err))
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertTrue(err.startswith("cfs: interrupted by SIGINT: " + what), err)
+        return out, err
+
+    def test_sigint_stops_the_registry_commands(self):
+        # Issue 14 for every other command that talks to a registry: each one, held by the
+        # registry mid-request, stops at SIGINT with exit 130 and one line naming what stopped,
+        # printing and writing nothing. (Before, the default action killed it silently.)
+        ref = self.proxy.ref("cfs/app:v1")
+        digest = self.big["digest"]
+        out_file = os.path.join(self.tmp, "sigint-blob")
+        out, _ = self.interrupt_held(["registry", "get-manifest", NOTLS, ref], "GET",
+                                     "/manifests/", "the fetch of the manifest of " + ref)
+        self.assertEqual(out, b"")
+        self.interrupt_held(["registry", "get-blob", NOTLS, "-o", out_file, ref, digest], "GET",
+                            "/blobs/" + digest, f"the fetch of blob {digest} stopped: "
+                            f"{out_file} was not created")
+        self.assertFalse(os.path.exists(out_file))
+        out, _ = self.interrupt_held(["registry", "tags", NOTLS, ref], "GET", "/tags/list",
+                                     "listing the tags of " + ref)
+        self.assertEqual(out, b"")
+        out, _ = self.interrupt_held(["registry", "referrers", NOTLS, ref], "GET",
+                                     "/manifests/", "listing the referrers of " + ref)
+        self.assertEqual(out, b"")
+        out, _ = self.interrupt_held(["oci", "lazy-metadata", NOTLS, "--erofs", out_file, ref],
+                                     "GET", "/manifests/",
+                                     "the fetch of the lazy metadata of " + ref)
+        self.assertEqual(out, b"")
+        self.assertFalse(os.path.exists(out_file))
+        authfile = os.path.join(self.tmp, "sigint-auth.json")
+        self.interrupt_held(["login", NOTLS, "--authfile", authfile, "-u", "u", "-p", "p",
+                             self.proxy.host], "GET", "/v2/",
+                            f"the login to {self.proxy.host} stopped before the registry "
+                            "answered: no credentials were stored")
+        self.assertFalse(os.path.exists(authfile))
+
+    def test_sigint_stops_a_registry_fetch_then_resume(self):
+        # `cfs registry fetch` held on the big layer: no index.json names the image; the same
+        # command then completes the copy (skopeo's copy of the layout is the oracle's digest).
+        layout = os.path.join(self.tmp, "sigint-layout")
+        shutil.rmtree(layout, ignore_errors=True)
+        ref = self.proxy.ref("cfs/app:v1")
+        self.interrupt_held(["registry", "fetch", NOTLS, ref, layout], "GET",
+                            "/blobs/" + self.big["digest"],
+                            f"the copy of {ref} into {layout} stopped before its index.json "
+                            "named it")
+        self.assertFalse(os.path.exists(os.path.join(layout, "index.json")))
+        out = cfs("registry", "fetch", NOTLS, "--json", ref, layout).stdout.decode()
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["manifest"],
+                         r.sha256_bytes(r.inspect_raw(self.reg.ref("cfs/app:v1"), NOTLS)))
+        with open(os.path.join(layout, "index.json")) as f:
+            self.assertEqual(json.load(f)["manifests"][0]["digest"], result["manifest"])
+
+    def test_sigint_stops_put_blob_before_the_registry_has_it(self):
+        data = random.Random(1416).randbytes(1 << 20)
+        path = os.path.join(self.tmp, "sigint-put")
+        with open(path, "wb") as f:
+            f.write(data)
+        digest = r.sha256_bytes(data)
+        ref = self.proxy.ref("cfs/put-sigint:v1")
+        self.interrupt_held(["registry", "put-blob", NOTLS, ref, path], "PUT",
+                            "/blobs/uploads/", f"the upload of {path} to {ref} stopped")
+        url = f"http://{self.reg.host}/v2/cfs/put-sigint/blobs/{digest}"
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"))
+        self.assertEqual(cm.exception.code, 404)
+
+    def test_sigint_stops_a_seal_before_its_manifest(self):
+        # The seal's manifest PUT held: no seal names the image afterwards (the referrers
+        # fallback tag of docker-registry 2.8 does not exist); the same command then seals it.
+        r.require_tools("fsverity")
+        self.push_copy("v1", "cfs/seal-sigint:v1")
+        ref = self.proxy.ref("cfs/seal-sigint:v1")
+        src = self.new_repo("seal-sigint")
+        self.pull(src, ref, "app")
+        args = ["oci", "seal", "--repo", src, NOTLS, "app", ref]
+        self.interrupt_held(args, "PUT", "/manifests/", f"the seal of app on {ref} stopped")
+        subject = r.sha256_bytes(r.inspect_raw(self.reg.ref("cfs/seal-sigint:v1"), NOTLS))
+        fallback = (f"http://{self.reg.host}/v2/cfs/seal-sigint/manifests/"
+                    + subject.replace(":", "-"))
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(fallback)
+        self.assertEqual(cm.exception.code, 404)
+        cfs(*args)
+        self.assertEqual(len(self.seals(self.reg.ref("cfs/seal-sigint:v1"))), 1)
+
     def test_sigint_stops_a_push_before_its_manifest(self):
         # Issue 14: a push waiting for the registry (every blob upload's PUT held back 60 s)
         # stops at SIGINT: exit 130 at once, one line, no manifest in the registry; the same
