@@ -29,9 +29,14 @@
 #include "cfs/util/sys_fs.h"
 #include "cfs/util/sys_link.h"
 #include "registry/elf.h"
+#include "registry/loader.h"
 
 namespace cfs::registry {
 namespace {
+
+using detail::follow_path;
+using detail::loader_objects;
+using detail::object_of;
 
 Error eio(std::string what) { return Error::from_errno(std::move(what), EIO); }
 
@@ -291,101 +296,6 @@ constexpr std::size_t kMaxBatch = 64;
 /// ahead by ELF hints (apt-get's: 12 MB) wait for their opens, which take them one after another.
 constexpr std::size_t kKeptCopyBytes = 16u << 20;
 constexpr std::uint64_t kKeptCopyMax = 8u << 20;
-
-/// The object a regular file of the image names, if any.
-Result<std::optional<verity::Digest>> object_of(const erofs::Image& image, std::uint64_t nid) {
-  CFS_ASSIGN(auto info, image.inode(nid));
-  if (!info.is_reg() || info.xattr_size == 0) return std::optional<verity::Digest>();
-  CFS_ASSIGN(auto xs, image.xattrs(info));
-  return erofs::backing_from_xattrs(xs).digest;
-}
-
-/// Resolves `path` in the image as the kernel would inside it (a chroot): symlinks are followed
-/// in every component, absolute targets from the image's root, ".." never above it. nullopt
-/// when something is missing, is not a directory, or there are more than 40 links.
-Result<std::optional<std::uint64_t>> follow_path(const erofs::Image& image, std::string_view path) {
-  constexpr int kMaxLinks = 40;  // the kernel's MAXSYMLINKS
-  std::vector<std::uint64_t> dirs{image.root_nid()};
-  std::vector<std::string> todo;  // components left, last first
-  auto push = [&](std::string_view p) {
-    std::vector<std::string> parts;
-    std::size_t pos = 0;
-    while (pos <= p.size()) {
-      std::size_t end = std::min(p.find('/', pos), p.size());
-      if (end > pos) parts.emplace_back(p.substr(pos, end - pos));
-      pos = end + 1;
-    }
-    todo.insert(todo.end(), parts.rbegin(), parts.rend());
-  };
-  push(path);
-  int links = 0;
-  std::optional<std::uint64_t> last;
-  while (!todo.empty()) {
-    std::string name = std::move(todo.back());
-    todo.pop_back();
-    if (last) {  // the previous component must be a directory to go on
-      dirs.push_back(*last);
-      last.reset();
-    }
-    if (name == ".") continue;
-    if (name == "..") {
-      if (dirs.size() > 1) dirs.pop_back();
-      continue;
-    }
-    CFS_ASSIGN(auto child, image.lookup(dirs.back(), name));
-    if (!child) return std::optional<std::uint64_t>();
-    CFS_ASSIGN(auto info, image.inode(*child));
-    if (info.is_symlink()) {
-      if (++links > kMaxLinks) return std::optional<std::uint64_t>();
-      CFS_ASSIGN(std::string target, image.readlink(*child));
-      if (target.starts_with('/')) dirs.resize(1);
-      push(target);
-      continue;
-    }
-    if (!todo.empty() && !info.is_dir()) return std::optional<std::uint64_t>();
-    last = *child;
-  }
-  return last ? last : std::make_optional(dirs.back());
-}
-
-/// The objects of the files the dynamic loader will open for an ELF file with `info`: its
-/// interpreter, then each DT_NEEDED library found in DT_RUNPATH/DT_RPATH (absolute entries;
-/// $ORIGIN needs the file's path, which an object does not have) and the standard directories
-/// (multiarch first, as Debian's ld.so.conf orders them). Hints only: misses are skipped.
-std::vector<verity::Digest> loader_objects(const erofs::Image& image,
-                                           const detail::ElfLoadInfo& info) {
-  std::vector<std::string> dirs;
-  for (const auto& d : info.runpath)
-    if (d.starts_with('/')) dirs.push_back(d);
-  if (std::string t = detail::multiarch_triplet(info); !t.empty())
-    dirs.insert(dirs.end(), {"/lib/" + t, "/usr/lib/" + t});
-  dirs.insert(dirs.end(), {"/lib", "/usr/lib"});
-  if (info.elf64) dirs.insert(dirs.end(), {"/lib64", "/usr/lib64"});
-  std::vector<verity::Digest> out;
-  auto add = [&](const std::string& path) {
-    auto nid = follow_path(image, path);
-    if (!nid || !*nid) return false;
-    auto d = object_of(image, **nid);
-    if (!d || !*d) return false;
-    out.push_back(**d);
-    return true;
-  };
-  if (info.interp.starts_with('/')) add(info.interp);
-  // glibc's loader opens /etc/ld.so.cache next, before any library it does not find through
-  // RUNPATH: not ELF, so nothing would hint it, and a program's start waited for it (session 10
-  // trace: 21-34 ms of `dpkg --version` and `apt-get --version`). It is fetched, not read.
-  if (!info.interp.empty() && info.interp.find("musl") == std::string::npos)
-    add("/etc/ld.so.cache");
-  for (const auto& name : info.needed) {
-    if (name.find('/') != std::string::npos) {
-      if (name.starts_with('/')) add(name);
-      continue;
-    }
-    for (const auto& d : dirs)
-      if (add(d + "/" + name)) break;
-  }
-  return out;
-}
 
 }  // namespace
 
