@@ -32,6 +32,9 @@ mount with each LABEL's `BUILD_DIR/bin/cfs` (and its extra `cfs oci mount --lazy
 separated), in the order given, then the full pull (--build-dir's cfs); one JSON line per lazy
 mount, labelled, and a table of each label's lazy seconds (median and all runs) and ratio to
 the full pull of the same run. Alternating within a run puts every binary under the same load.
+Each LABEL's cfs also pushes the image, to a registry repository of its own (bench/ab-LABEL/img),
+which its lazy mounts use: each build mounts the lazy metadata it writes itself (an older build
+cannot read a newer object index, and a newer build must be measured with the index it writes).
 There is no added round-trip time: this kernel has no sch_netem (tc netem), so the shaping
 charges bandwidth only."""
 import argparse
@@ -227,6 +230,12 @@ def main():
         run("oci", "pull", "--repo", src, args.image, "img")
         run("oci", "push", "--repo", src, NOTLS, f"--compression={args.compression}", "img",
             reg.ref("bench/img:1"))
+        refs = {"lazy": "bench/img:1", "full": "bench/img:1"}
+        if args.ab:
+            for mode, binary, _ in variants:
+                refs[mode] = f"bench/ab-{mode}/img:1"
+                run("oci", "push", "--repo", src, NOTLS, f"--compression={args.compression}",
+                    "img", reg.ref(refs[mode]), binary=binary)
         mnt = os.path.join(work, "mnt")
         os.mkdir(mnt)
         rows = []
@@ -241,7 +250,7 @@ def main():
                             repo = os.path.join(work, f"repo-{mode}")
                             shutil.rmtree(repo, ignore_errors=True)
                             run("repo", "init", "--repo", repo, "--insecure")
-                            ref = link.ref("bench/img:1")
+                            ref = link.ref(refs[mode])
                             since = link.mark()
                             trace = os.path.join(work, "trace")
                             env = dict(os.environ, CFS_LAZY_TRACE=trace) if args.trace else None
