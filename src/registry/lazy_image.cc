@@ -73,7 +73,7 @@ Result<Held> held_object(const repo::Repository& repo, const verity::Digest& d,
 Status write_registration(repo::Repository& repo, const PendingRegistration& p,
                           const std::function<void(std::string_view)>& trace) {
   const verity::Digest& image = p.image;
-  const auto erofs_bytes = std::as_bytes(std::span(p.erofs));
+  const auto erofs_bytes = p.erofs.bytes();
   // The name may hold a file already: the same bytes (an earlier registration or pull: nothing
   // to write), or other bytes (damaged or tampered; an insecure repository checks nothing at
   // rest), which commit_object would keep: they are replaced by the checked ones, so that the
@@ -123,12 +123,11 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   out.image = meta.index.image;
   out.source = ref;
   out.link = meta.link;
-  // The checked bytes, for the mount to serve: a copy sealed before anyone else can hold it (the
-  // memfd is this process's alone until then), so what is served is what was digested, as
-  // verity::open_checked's sealed copy, without digesting it again.
-  CFS_ASSIGN(out.erofs, sys::memfd_create("composefs-image"));
-  CFS_TRY(sys::write_all(out.erofs.get(), std::as_bytes(std::span(meta.erofs))));
-  CFS_TRY(sys::seal_readonly(out.erofs.get()));
+  // The checked bytes, for the mount to serve: the memfd they were decoded into, sealed before
+  // anyone else could hold it (it was this process's alone until then), so what is served is
+  // what was digested, as verity::open_checked's sealed copy, without digesting it again or
+  // copying it (the registration writes the image object from the same memfd).
+  CFS_ASSIGN(out.erofs, sys::dup(meta.erofs.fd.get()));
   PendingRegistration p;
   p.ref = ref;
   p.source = std::string(source);

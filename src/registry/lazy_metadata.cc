@@ -15,6 +15,7 @@
 #include "cfs/oci/source.h"
 #include "cfs/registry/image_source.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/sys.h"
 
 namespace cfs::registry {
 namespace {
@@ -25,10 +26,10 @@ using Clock = std::chrono::steady_clock;
 /// objects (the Debian image's 5,189 take 1.1 MB), at most ~50 MB of parser memory.
 constexpr std::uint64_t kEarlyIndexParse = 8ull << 20;
 
-verity::Digest erofs_digest(std::string_view erofs, verity::HashAlg alg) {
+verity::Digest erofs_digest(std::span<const std::byte> erofs, verity::HashAlg alg) {
   verity::Params p;
   p.alg = alg;
-  return verity::digest_bytes(std::as_bytes(std::span(erofs.data(), erofs.size())), p);
+  return verity::digest_bytes(erofs, p);
 }
 
 /// `bytes` as one zstd frame (the metadata blobs cfs oci push attaches).
@@ -50,11 +51,13 @@ Result<std::string> compress(std::string_view bytes) {
 /// truncated transfer is reported as a digest mismatch, as when the blob was decoded after it.
 /// `limit` (may be null): a lower limit another thread may set while the blob downloads (the
 /// index's size bound, known once the EROFS is): decoding stops at it.
+/// `file` (>= 0): the decoded bytes go there (the EROFS's memfd, from offset 0) instead of into
+/// a string: a large EROFS is held once, not in a string and then a memfd.
 class MetadataSink final : public BlobSink {
  public:
   MetadataSink(bool zstd, std::uint64_t max, std::string what, std::optional<verity::HashAlg> alg,
-               const std::atomic<std::uint64_t>* limit = nullptr)
-      : max_(max), limit_(limit), what_(std::move(what)) {
+               const std::atomic<std::uint64_t>* limit = nullptr, int file = -1)
+      : max_(max), limit_(limit), file_(file), what_(std::move(what)) {
     if (zstd) decoder_.emplace(what_, [this](std::span<const std::byte> b) { return plain(b); });
     if (alg) {
       params_.alg = *alg;
@@ -71,13 +74,16 @@ class MetadataSink final : public BlobSink {
 
   Status restart() override {
     out_.clear();
+    if (file_ >= 0) CFS_TRY(sys::ftruncate(file_, 0, what_));
+    size_ = 0;
     error_.reset();
     if (decoder_) decoder_->reset();
     if (hasher_) hasher_.emplace(params_);
     return {};
   }
 
-  /// After the fetch succeeded (the blob's digest checked): the decoded bytes.
+  /// After the fetch succeeded (the blob's digest checked): the decoded bytes (empty when they
+  /// went to `file`).
   Result<std::string> finish() {
     if (!error_ && decoder_)
       if (Status st = decoder_->finish(); !st) error_ = std::move(st).error();
@@ -94,19 +100,25 @@ class MetadataSink final : public BlobSink {
  private:
   Status plain(std::span<const std::byte> b) {
     const std::uint64_t limit = limit_ ? limit_->load() : max_;
-    if (out_.size() + b.size() > std::min(max_, limit))
+    if (size_ + b.size() > std::min(max_, limit))
       return fail(Errc::kInvalidInput,
                   limit < max_ ? fmt::format("{}: more than the {} bytes an index of its image can "
                                              "take (its objects counted)",
                                              what_, limit)
                                : fmt::format("{}: more than the {} bytes allowed", what_, max_));
-    out_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    if (file_ >= 0)
+      CFS_TRY(sys::pwrite_all(file_, b, size_));
+    else
+      out_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    size_ += b.size();
     if (hasher_) hasher_->update(b);
     return {};
   }
 
   std::uint64_t max_;
   const std::atomic<std::uint64_t>* limit_;
+  int file_;
+  std::uint64_t size_ = 0;
   std::string what_;
   std::optional<oci::ZstdPushDecoder> decoder_;
   std::optional<verity::Hasher> hasher_;
@@ -123,15 +135,33 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
                                 Clock::time_point* downloaded = nullptr,
                                 std::optional<verity::HashAlg> alg = std::nullopt,
                                 std::optional<verity::Digest>* digest = nullptr,
-                                const std::atomic<std::uint64_t>* limit = nullptr) {
+                                const std::atomic<std::uint64_t>* limit = nullptr, int file = -1) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
-  MetadataSink sink(zstd, max, what, alg, limit);
+  MetadataSink sink(zstd, max, what, alg, limit, file);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
   if (downloaded) *downloaded = Clock::now();
   CFS_ASSIGN(std::string out, sink.finish());
   if (digest) *digest = sink.digest();
+  return out;
+}
+
+/// The EROFS blob as fetch_small() fetches it, decoded into a memfd (FetchedErofs), sealed once
+/// whole.
+Result<FetchedErofs> fetch_erofs(Client& client, const Reference& repo, const oci::Descriptor& d,
+                                 const std::string& what, Clock::time_point* downloaded,
+                                 std::optional<verity::HashAlg> alg,
+                                 std::optional<verity::Digest>* digest) {
+  FetchedErofs out;
+  CFS_ASSIGN(out.fd, sys::memfd_create("composefs-image"));
+  CFS_TRY(fetch_small(client, repo, d, d.media_type == kErofsZstdMediaType, kMaxLazyErofsSize, what,
+                      downloaded, alg, digest, nullptr, out.fd.get())
+              .map([](std::string) {}));
+  // Sealed before it is mapped or handed on: from here on nothing can change the bytes that
+  // were hashed, through any descriptor or mapping.
+  CFS_TRY(sys::seal_readonly(out.fd.get()));
+  CFS_ASSIGN(out.map, MappedFile::map_fd(out.fd.get(), what));
   return out;
 }
 
@@ -160,7 +190,8 @@ Status check_layers(const ocirepo::ObjectIndex& index, const oci::ResolvedImage&
 // EROFS's digest with the index's algorithm; the other algorithm's is computed only when needed.
 // `sealed`: the image's referrers (listed once with the lazy metadata) include a seal.
 Result<std::optional<Seal>> check_seal(Client& client, const Reference& image, bool sealed,
-                                       std::string_view erofs, const verity::Digest& computed,
+                                       std::span<const std::byte> erofs,
+                                       const verity::Digest& computed,
                                        const LazyFetchOptions& options) {
   // The common case, an image without seals, costs no request of its own.
   if (!options.require_seal && !options.cert_file && !sealed) return std::optional<Seal>{};
@@ -193,7 +224,8 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
       return fail(Errc::kInvalidInput,
                   fmt::format("{}: layer {} is {}, the index's is {}", image.str(), i,
                               m.layers[i].digest.str(), index.layers[i].digest.str()));
-  if (erofs_digest(erofs, index.algorithm) != index.image)
+  if (erofs_digest(std::as_bytes(std::span(erofs.data(), erofs.size())), index.algorithm) !=
+      index.image)
     return fail(Errc::kDigestMismatch,
                 image.str() + ": the EROFS is not the index's image " + index.image.str());
   CFS_ASSIGN(const std::string erofs_z, compress(erofs));
@@ -315,22 +347,21 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   std::atomic<std::uint64_t> index_limit{ocirepo::kMaxObjectIndexSize};
   // The EROFS downloads while the index is fetched: they are the two longest steps before a
   // lazy mount can serve (the client is safe to share between threads).
-  std::optional<Result<std::string>> erofs;
+  std::optional<Result<FetchedErofs>> erofs;
   std::optional<verity::Digest> early_digest;
   std::optional<Result<ocirepo::ObjectIndex>> early_index;
   Clock::time_point erofs_done{}, index_done{};
   const auto blobs_asked = Clock::now();
   {
     std::jthread erofs_fetch([&] {
-      erofs =
-          fetch_small(client, by_digest, *erofs_d, erofs_d->media_type == kErofsZstdMediaType,
-                      kMaxLazyErofsSize, what + ": EROFS", &erofs_done, annotated, &early_digest);
+      erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_done, annotated,
+                          &early_digest);
       trace("erofs fetched");
       // Only an EROFS that is what its annotation names bounds the index (a sealed image's
       // EROFS is fixed by its seal, its index is not).
       if (*erofs && early_digest &&
           early_digest->hex() == erofs_d->annotations.at(merged_seal_annotation(*annotated)))
-        if (auto n = ocirepo::max_image_objects(std::as_bytes(std::span(**erofs)), bound_alg))
+        if (auto n = ocirepo::max_image_objects((*erofs)->bytes(), bound_alg))
           index_limit = std::min(
               ocirepo::kMaxObjectIndexSize,
               ocirepo::object_index_size_bound(bound_alg, *n, image.manifest.layers.size()));
@@ -366,8 +397,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
                               erofs_d->annotations.at(key)));
   }
   CFS_ASSIGN_CTX(const std::uint64_t image_objects,
-                 ocirepo::max_image_objects(std::as_bytes(std::span(out.erofs)), bound_alg),
-                 what + ": EROFS");
+                 ocirepo::max_image_objects(out.erofs.bytes(), bound_alg), what + ": EROFS");
   CFS_TRY(ocirepo::check_object_index_size(out.index_json.size(), bound_alg, image_objects,
                                            image.manifest.layers.size(), index_what));
   if (!early_index) early_index = ocirepo::parse_object_index(out.index_json, what + ": index");
@@ -387,7 +417,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
                       out.link.bytes_per_s / 1e6));
   const auto computed = early_digest && early_digest->alg == out.index.algorithm
                             ? *early_digest
-                            : erofs_digest(out.erofs, out.index.algorithm);
+                            : erofs_digest(out.erofs.bytes(), out.index.algorithm);
   trace("erofs digest");
   if (computed != out.index.image)
     return fail(Errc::kDigestMismatch, fmt::format("{}: the EROFS's fs-verity digest is {}, the "
@@ -400,7 +430,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
         Errc::kDigestMismatch,
         fmt::format("{}: the EROFS's fs-verity digest is {}, its annotation {} names {}", what,
                     computed.str(), key, a == erofs_d->annotations.end() ? "none" : a->second));
-  CFS_ASSIGN(out.seal, check_seal(client, by_digest, sealed, out.erofs, computed, options));
+  CFS_ASSIGN(out.seal, check_seal(client, by_digest, sealed, out.erofs.bytes(), computed, options));
   if (sealed) trace("seal");
   out.manifest = std::move(image.manifest);
   out.config = std::move(image.config);

@@ -337,9 +337,9 @@ int run_oci_verify_seal(int argc, char** argv) {
 namespace cfs::tools {
 namespace {
 
-Status write_output(const std::string& path, std::string_view bytes) {
+Status write_output(const std::string& path, std::span<const std::byte> bytes) {
   CFS_ASSIGN(auto out, Output::open(path));
-  CFS_TRY(sys::write_all(out.fd(), std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  CFS_TRY(sys::write_all(out.fd(), bytes));
   return out.commit();
 }
 
@@ -380,10 +380,13 @@ int run_oci_lazy_metadata(int argc, char** argv) {
         ref));
   if (!m) return report(m.error());
   if (!erofs_path.empty())
-    if (auto st = write_output(erofs_path, m->erofs); !st) return report(st.error());
-  if (!index_path.empty())
-    if (auto st = write_output(index_path, ocirepo::encode_object_index(m->index)); !st)
+    if (auto st = write_output(erofs_path, m->erofs.bytes()); !st) return report(st.error());
+  if (!index_path.empty()) {
+    const std::string index = ocirepo::encode_object_index(m->index);
+    if (auto st = write_output(index_path, std::as_bytes(std::span(index.data(), index.size())));
+        !st)
       return report(st.error());
+  }
   std::size_t fetchable = 0;
   for (const auto& l : m->index.layers) fetchable += l.range_fetchable ? 1 : 0;
   if (c.json)

@@ -53,7 +53,7 @@ struct PendingRegistration {
   std::string source;
   oci::ContentDigest manifest;
   verity::Digest image;
-  std::string erofs;       ///< the bytes whose fs-verity digest is `image` (checked)
+  FetchedErofs erofs;      ///< the bytes whose fs-verity digest is `image` (checked)
   std::string index_json;  ///< the index document as fetched
   /// An exclusive flock on REPO/cfs-lazy/<encoded source>.registering, held (across a fork too)
   /// until complete_registration() is done: lazy_registration() of the same source waits for

@@ -29,6 +29,8 @@
 #include "cfs/ocirepo/object_index.h"
 #include "cfs/registry/client.h"
 #include "cfs/registry/seal.h"
+#include "cfs/util/mapped_file.h"
+#include "cfs/util/unique_fd.h"
 
 namespace cfs::registry {
 
@@ -70,11 +72,23 @@ struct LinkEstimate {
   double bytes_per_s = 0;
 };
 
+/// The merged EROFS as fetched: decoded straight into a memfd as it arrived (fs-verity-hashed on
+/// the way), sealed read-only once whole, and mapped for readers. The image is held once: the
+/// mount serves this memfd, and its registration writes the image object from it (an unsealed
+/// artifact may carry up to kMaxLazyErofsSize; a std::string and a memfd copy of it were twice
+/// that in memory).
+struct FetchedErofs {
+  UniqueFd fd;     ///< sealed memfd (F_SEAL_WRITE|SHRINK|GROW): its bytes never change
+  MappedFile map;  ///< a read-only mapping of fd
+  std::span<const std::byte> bytes() const noexcept { return map.bytes(); }
+  std::size_t size() const noexcept { return map.size(); }
+};
+
 struct LazyMetadata {
   oci::Manifest manifest;       ///< the image manifest (raw bytes, digest checked)
   oci::ImageConfig config;      ///< its config (digest checked)
   oci::ContentDigest artifact;  ///< the lazy-metadata artifact used
-  std::string erofs;            ///< the merged EROFS; its fs-verity digest is index.image
+  FetchedErofs erofs;           ///< the merged EROFS; its fs-verity digest is index.image
   ocirepo::ObjectIndex index;   ///< layers equal to the manifest's, in order
   std::string index_json;       ///< the index document `index` was parsed from
   std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
