@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "cfs/util/sys.h"
 #include "tools/command.h"
 
 namespace cfs::tools {
@@ -139,6 +140,10 @@ int dispatch(int argc, char** argv) {
 }  // namespace cfs::tools
 
 int main(int argc, char** argv) {
+  // Before any thread: a command that opens many descriptors from several threads (an import's
+  // workers, a store fill, a lazy mount) would otherwise grow the table while threaded, each
+  // doubling waiting for an RCU grace period (cfs/util/sys.h).
+  (void)cfs::sys::reserve_fd_table(4096);
   try {
     return cfs::tools::dispatch(argc, argv);
   } catch (const std::bad_alloc&) {

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 
 import cfs_testlib as t
 from cfs_testlib import cfs, umount
@@ -341,6 +342,43 @@ class Pull(t.unittest.TestCase):
         target = os.readlink(os.path.join(self.repo, "streams", name))
         stream = "".join(target.split("/")[-2:])  # ../objects/XX/REST
         check_synced(stream, name)
+        self.repo_fsck_clean()
+
+    def test_the_process_reserves_its_descriptor_table_before_its_threads(self):
+        # An import opens objects from several threads, and a threaded process grows its
+        # descriptor table only after an RCU grace period that every opening thread waits for
+        # (5-25 ms each, 2-3 times per Debian pull on the development host, perf sched): every
+        # cfs process grows it in main(), single-threaded. `import-layer` blocked reading
+        # stdin shows the kernel's FDSize (64 until something grows it).
+        p = subprocess.Popen([t.tool("cfs"), "oci", "import-layer", "--repo", self.repo,
+                              "sha256:" + "0" * 64], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def reading_stdin():  # a thread sleeps in read() of the stdin pipe: main() has run
+                stdin = os.readlink(f"/proc/{p.pid}/fd/0")
+                for task in os.listdir(f"/proc/{p.pid}/task"):
+                    with open(f"/proc/{p.pid}/task/{task}/syscall") as f:
+                        call = f.read().split()
+                    if len(call) > 1 and call[0] == "0" and os.readlink(
+                            f"/proc/{p.pid}/fd/{int(call[1], 16)}") == stdin:
+                        return True
+                return False
+
+            for _ in range(2000):
+                if reading_stdin():
+                    break
+                time.sleep(0.005)
+            else:
+                self.fail("cfs oci import-layer never read its stdin")
+            with open(f"/proc/{p.pid}/limits") as f:
+                soft = next(x.split()[3] for x in f if x.startswith("Max open files"))
+            with open(f"/proc/{p.pid}/status") as f:
+                size = next(int(x.split()[1]) for x in f if x.startswith("FDSize:"))
+            self.assertGreaterEqual(size, 4096 if soft == "unlimited" else min(4096, int(soft)))
+        finally:
+            p.stdin.close()
+            p.wait()
+        self.assertEqual(self.tags(), [])
         self.repo_fsck_clean()
 
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
