@@ -403,9 +403,6 @@ constexpr std::uint64_t chars(const char (&)[N]) {
 }
 
 constexpr std::uint64_t kU64Digits = 20;  // 18446744073709551615
-// Version 2's "loads" (the elfgraph work): the parser's limits, per object and per index.
-constexpr std::uint64_t kLoadsPerObject = 1024;
-constexpr std::uint64_t kLoadsPerIndex = 1u << 20;
 
 }  // namespace
 
@@ -435,15 +432,7 @@ std::uint64_t object_index_size_bound(verity::HashAlg alg, std::uint64_t objects
                                kU64Digits + chars(",\"length\":") + kU64Digits +
                                chars(",\"size\":") + kU64Digits + chars(",\"compression\":\"") +
                                chars("none") + chars("\"}");
-  // ,"loads":[i,j,…] before the closing brace: each index below `objects`, none the object
-  // itself, none repeated.
-  const std::uint64_t per_object_loads = std::min(kLoadsPerObject, objects > 0 ? objects - 1 : 0);
-  const std::uint64_t loads = std::min(kLoadsPerIndex, mul(objects, per_object_loads));
-  const std::uint64_t loads_bytes =
-      add(mul(objects, chars(",\"loads\":[]")),
-          mul(loads, digits(objects > 0 ? objects - 1 : 0) + chars(",")));
-  return add(add(add(header, mul(layers, kIndexLayerAllowance)), mul(objects, object)),
-             loads_bytes);
+  return add(add(header, mul(layers, kIndexLayerAllowance)), mul(objects, object));
 }
 
 Status check_object_index_size(std::uint64_t size, verity::HashAlg alg, std::uint64_t objects,

@@ -115,9 +115,7 @@ Result<std::uint64_t> max_image_objects(std::span<const std::byte> erofs, verity
 /// The largest index encode_object_index() writes for an image of `objects` external objects
 /// in `layers` layers with `alg` digests: the header with a 20-digit version, `layers` times
 /// kIndexLayerAllowance, and per object its members with every number at its widest (20
-/// digits; the layer below `layers`), plus room for version 2's optional "loads" list (object
-/// indices below `objects`; at most min(1024, objects - 1) per object and 2^20 in all, the
-/// limits of the "loads" parser). Saturates at UINT64_MAX.
+/// digits; the layer below `layers`). Saturates at UINT64_MAX.
 std::uint64_t object_index_size_bound(verity::HashAlg alg, std::uint64_t objects,
                                       std::uint64_t layers);
 
