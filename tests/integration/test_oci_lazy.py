@@ -679,26 +679,10 @@ class LazyMount(unittest.TestCase):
         (the metadata fetch, or a whole pull, is mid-request), SIGINT once one arrived: exit 130
         within a hang detector's 30 s, nothing mounted, nothing registered (no image, no ref, no
         lazy part), fsck clean. Returns stderr's lines."""
-        self.proxy.clear()
-        self.proxy.add_fault(method="GET", path=held, times=None, delay=60)
-        p = subprocess.Popen([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS,
-                              source, self.mnt], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.time() + 30
-            while not self.proxy.requests("GET", held) and time.time() < deadline:
-                time.sleep(0.05)
-            self.assertTrue(self.proxy.requests("GET", held), "never asked for " + held)
-            time.sleep(0.3)  # the request is with the proxy, which holds its answer
-            p.send_signal(signal.SIGINT)
-            out, err = p.communicate(timeout=30)  # a hang detector: the hold alone is 60 s
-        except BaseException:
-            p.kill()
-            p.communicate()
-            raise
-        finally:
-            self.proxy.clear()
-        err = err.decode()
-        self.assertEqual(p.returncode, 130, err)
+        rc, out, err = self.proxy.interrupt_held(
+            [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, source, self.mnt],
+            "GET", held)
+        self.assertEqual(rc, 130, err)
         self.assertEqual(out, b"")
         self.assertFalse(t.is_mounted(self.mnt))
         images = os.path.join(repo, "images")

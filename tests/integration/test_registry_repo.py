@@ -128,25 +128,10 @@ class RepoPull(unittest.TestCase):
 
     def test_kill_then_resume(self):
         repo = self.new_repo("kill")
-        self.proxy.clear()
-        # The big layer trickles (8 Mbit/s) so the pull can be killed in its middle.
-        self.proxy.add_fault(method="GET", path=self.big["digest"], throttle_bps=8_000_000)
-        partial = os.path.join(repo, "cfs-downloads", "sha256",
-                               self.big["digest"].split(":")[1] + ".partial")
-        p = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS,
-                              self.proxy.ref("cfs/app:v1")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                if os.path.exists(partial) and os.path.getsize(partial) > (1 << 20):
-                    break
-                time.sleep(0.05)
-            else:
-                self.fail("the big blob never started downloading")
-        finally:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
+        p, partial = self.start_trickling_pull(repo)  # mid-blob, so it can be killed there
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stderr.close()
         have = os.path.getsize(partial)
         self.assertLess(have, self.big["size"])
         self.assertEqual(self.tags(repo), [])
@@ -477,26 +462,8 @@ class RepoPull(unittest.TestCase):
         and sends SIGINT once the first such request arrived (the command is mid-request).
         Asserts exit 130 (within a hang detector's 30 s), one line on stderr starting
         "cfs: interrupted by SIGINT: " + `what`; returns (stdout, stderr)."""
-        self.proxy.clear()
-        self.proxy.add_fault(method=method, path=path, times=None, delay=60)
-        p = subprocess.Popen([t.tool("cfs"), *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        try:
-            deadline = time.time() + 30
-            while not self.proxy.requests(method, path) and time.time() < deadline:
-                time.sleep(0.05)
-            self.assertTrue(self.proxy.requests(method, path), (args, "never asked"))
-            time.sleep(0.3)  # the request is with the proxy, which holds its answer
-            p.send_signal(signal.SIGINT)
-            out, err = p.communicate(timeout=30)  # a hang detector: the hold alone is 60 s
-        except BaseException:
-            p.kill()
-            p.communicate()
-            raise
-        finally:
-            self.proxy.clear()
-        err = err.decode()
-        self.assertEqual(p.returncode, 130, (args, err))
+        rc, out, err = self.proxy.interrupt_held([t.tool("cfs"), *args], method, path)
+        self.assertEqual(rc, 130, (args, err))
         self.assertEqual(len(err.splitlines()), 1, err)
         self.assertTrue(err.startswith("cfs: interrupted by SIGINT: " + what), err)
         return out, err

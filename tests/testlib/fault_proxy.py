@@ -34,6 +34,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -109,6 +110,31 @@ class FaultProxy:
         with self.lock:
             self.faults.clear()
             self.log.clear()
+
+    def interrupt_held(self, argv, method, path):
+        """Runs `argv` with every `method` request to `path` held back 60 s, and sends it SIGINT
+        once the first such request has arrived (the command is mid-request). Returns
+        (exit status, stdout bytes, stderr text) within a hang detector's 30 s; raises
+        AssertionError when the request never came."""
+        self.clear()
+        self.add_fault(method=method, path=path, times=None, delay=60)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 30
+            while not self.requests(method, path) and time.time() < deadline:
+                time.sleep(0.05)
+            if not self.requests(method, path):
+                raise AssertionError(f"{argv}: never asked for {method} {path}")
+            time.sleep(0.3)  # the request is with the proxy, which holds its answer
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)  # the hold alone is 60 s
+        except BaseException:
+            p.kill()
+            p.communicate()
+            raise
+        finally:
+            self.clear()
+        return p.returncode, out, err.decode()
 
     def set_throttle(self, bps):
         self.throttle = TokenBucket(bps) if bps else None
