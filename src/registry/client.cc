@@ -11,6 +11,7 @@
 #include "registry/challenge.h"
 #include "registry/client_impl.h"
 #include "registry/descriptors.h"
+#include "registry/multipart.h"
 
 namespace cfs::registry {
 
@@ -805,6 +806,124 @@ Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest&
   return {};
 }
 
+Status Client::Impl::fetch_ranges(const Reference& ref, const oci::ContentDigest& d,
+                                  std::span<const BlobRange> ranges) {
+  CFS_ASSIGN(auto* st, state(ref));
+  std::vector<std::uint64_t> got(ranges.size());
+  // One request for them all, unless this registry answered such a request with the whole blob
+  // or with less than was asked before (then each range is a request of its own, below).
+  const bool empty =
+      std::any_of(ranges.begin(), ranges.end(), [](const BlobRange& r) { return r.length == 0; });
+  if (ranges.size() > 1 && !empty && !st->no_multirange.load(std::memory_order_relaxed)) {
+    Access a = pull_access(ref);
+    const std::string what = "blob " + d.str();
+    HttpRequest req;
+    req.url = url(*st, ref, "blobs/" + d.str());
+    req.follow_redirects = true;
+    std::string spec = "Range: bytes=";
+    std::vector<detail::ByterangesReader::Range> asked;
+    std::uint64_t lo = UINT64_MAX, hi = 0, total = 0;
+    for (const auto& r : ranges) {
+      if (!asked.empty()) spec += ',';
+      spec += std::to_string(r.offset) + "-" + std::to_string(r.offset + r.length - 1);
+      asked.push_back({r.offset, r.length});
+      lo = std::min(lo, r.offset);
+      hi = std::max(hi, r.offset + r.length);
+      total += r.length;
+    }
+    req.headers.push_back(std::move(spec));
+    // By offset: a single range that covers them all (a server may coalesce) is sliced.
+    std::vector<std::size_t> by_offset(ranges.size());
+    for (std::size_t i = 0; i < by_offset.size(); ++i) by_offset[i] = i;
+    std::sort(by_offset.begin(), by_offset.end(),
+              [&](std::size_t x, std::size_t y) { return ranges[x].offset < ranges[y].offset; });
+    std::optional<detail::ByterangesReader> reader;
+    bool head_seen = false, unusable = false, enough = false, malformed = false;
+    std::uint64_t pos = 0;  // of the single range's next byte, in the blob
+    std::size_t next = 0;   // in by_offset
+    std::optional<Error> sink_error;
+    auto give = [&](std::size_t i, std::span<const std::byte> b) -> Status {
+      auto s = ranges[i].sink->write(b);
+      if (!s) sink_error = s.error();
+      got[i] += b.size();
+      return s;
+    };
+    req.on_data = [&](const HttpResponse& head, std::span<const std::byte> data) -> Status {
+      if (!head_seen) {
+        head_seen = true;
+        if (head.status == 206) {
+          const std::string type = head.headers.get("content-type").value_or("");
+          if (auto boundary = detail::byteranges_boundary(type)) {
+            reader.emplace(what, *boundary, asked, give);
+          } else {
+            auto one = detail::parse_content_range(head.headers.get("content-range").value_or(""));
+            // A coalesced range is read only when it covers the ranges asked and holds at most
+            // as many other bytes as asked ones: never a whole blob's worth of gaps.
+            if (one && one->first <= lo && one->second + 1 >= hi &&
+                one->second + 1 - one->first <= 2 * total + (1u << 20)) {
+              pos = one->first;
+            } else {
+              unusable = true;
+            }
+          }
+        } else {
+          unusable = true;  // a whole blob (200): never read it
+        }
+        if (unusable) return fail_errno(what + ": not the ranges asked for", ECANCELED);
+      }
+      if (reader) {
+        auto fed = reader->feed(data);
+        if (!fed && !sink_error) malformed = true;
+        return fed;
+      }
+      const std::uint64_t from = pos;
+      pos += data.size();
+      for (; next < by_offset.size(); ++next) {
+        const std::size_t i = by_offset[next];
+        if (ranges[i].offset >= pos) break;
+        const std::uint64_t x = std::max(ranges[i].offset, from),
+                            y = std::min(ranges[i].offset + ranges[i].length, pos);
+        if (x < y) CFS_TRY(give(i, data.subspan(x - from, y - x)));
+        if (ranges[i].offset + ranges[i].length > pos) break;
+      }
+      if (next == by_offset.size()) {
+        enough = true;  // the rest of the coalesced range is not needed
+        return fail_errno(what + ": ranges complete", ECANCELED);
+      }
+      return {};
+    };
+    auto resp = send(*st, a, req);
+    if (sink_error) return fail(std::move(*sink_error));
+    // A malformed answer is an error (EPROTO naming the blob and what was wrong), and this
+    // registry is not asked for several ranges again: the objects' opens fetch them one each.
+    if (malformed) {
+      st->no_multirange = true;
+      if (!resp) return fail(resp.error());
+      return fail_errno(what + ": a malformed multipart/byteranges response", EPROTO);
+    }
+    if (unusable) {
+      st->no_multirange = true;
+    } else if (enough) {
+      // Every range came.
+    } else if (!resp) {
+      if (!is_transient(resp.error())) return fail(resp.error());
+    } else if (resp->status == 206) {
+      if (auto fin = reader ? reader->finish() : Status{}; !fin) {
+        st->no_multirange = true;
+        return fail(fin.error());
+      }
+    } else if (!retryable_status(resp->status)) {
+      return fail(denied(http_error(req, *resp), a));
+    }
+  }
+  // What one request did not bring: each range (or its rest) alone, with fetch_range's retries.
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    if (got[i] < ranges[i].length)
+      CFS_TRY(fetch_range(ref, d, ranges[i].offset + got[i], ranges[i].length - got[i],
+                          *ranges[i].sink));
+  return {};
+}
+
 Result<std::vector<std::string>> Client::Impl::list_tags(const Reference& ref) {
   CFS_ASSIGN(auto* st, state(ref));
   Access a = pull_access(ref);
@@ -930,6 +1049,11 @@ Status Client::fetch_blob(const Reference& repo, const BlobFetch& fetch,
 Status Client::fetch_blobs(const Reference& repo, const std::vector<BlobFetch>& fetches,
                            const FetchOptions& options) {
   return impl_->fetch_blobs(repo, fetches, options);
+}
+
+Status Client::fetch_ranges(const Reference& repo, const oci::ContentDigest& d,
+                            std::span<const BlobRange> ranges) {
+  return impl_->fetch_ranges(repo, d, ranges);
 }
 
 Status Client::fetch_range(const Reference& repo, const oci::ContentDigest& d, std::uint64_t offset,

@@ -85,6 +85,9 @@ struct RegistryState {
   std::string last_scope;                     ///< scope named by the last 401
   std::map<std::string, Token> tokens;        ///< by scope set
   detail::TlsFiles tls;
+  /// This registry answered a request of several ranges with a whole blob or one range: ranges
+  /// are asked for one at a time from then on (Client::fetch_ranges).
+  std::atomic<bool> no_multirange{false};
 };
 
 struct Client::Impl {
@@ -140,6 +143,8 @@ struct Client::Impl {
                      const FetchOptions& o);
   Status fetch_range(const Reference& ref, const oci::ContentDigest& d, std::uint64_t offset,
                      std::uint64_t length, BlobSink& sink);
+  Status fetch_ranges(const Reference& ref, const oci::ContentDigest& d,
+                      std::span<const BlobRange> ranges);
   Result<std::vector<std::string>> list_tags(const Reference& ref);
   Result<Referrers> list_referrers(const Reference& ref, const oci::ContentDigest& subject,
                                    std::string_view artifact_type);

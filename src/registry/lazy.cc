@@ -532,7 +532,7 @@ struct LazyProvider::Impl {
   /// its own digest: bad bytes fail that member alone (its status), and nothing of it is stored.
   /// A verified object is handed to its flight's waiters before the fsync and the commit, which
   /// only make it durable and named.
-  void fetch(std::vector<Member>& batch) const {
+  void fetch(std::vector<Member>& batch, bool multi = false) const {
     const oci::ContentDigest& blob = o.index.layers[batch[0].loc->layer].digest;
     auto what_of = [&](const ocirepo::ObjectLocation& r) {
       return "object " + object_name(r.digest) + " (" + o.source.str() + " blob " + blob.str() +
@@ -583,12 +583,33 @@ struct LazyProvider::Impl {
     std::vector<bool> settled(parts.size());
     std::vector<Part*> good;
     BatchSink* batch_sink = nullptr;
+    // A group of ELF hints (multi): each member's bytes are one part of a multi-range response,
+    // straight to its own sink; settled when its last byte came.
+    struct PartSink final : BlobSink {
+      ObjectSink* s = nullptr;
+      std::uint64_t left = 0, received = 0;
+      Status status;
+      std::function<void()> done;
+      Status write(std::span<const std::byte> data) override {
+        if (status) status = s->write(data);
+        received += data.size();
+        left -= std::min<std::uint64_t>(left, data.size());
+        if (left == 0 && done) std::exchange(done, nullptr)();
+        return {};
+      }
+    };
+    std::vector<PartSink> part_sinks(multi ? parts.size() : 0);
+    auto finish_of = [&](std::size_t i) -> Result<verity::MerkleTree> {
+      if (!multi) return batch_sink->finish(i);
+      if (!part_sinks[i].status) return fail(part_sinks[i].status.error());
+      return parts[i].sink->finish();
+    };
     auto settle = [&](std::size_t i) {
       if (settled[i]) return;
       settled[i] = true;
       Part& part = parts[i];
       Member& m = *part.m;
-      auto got = batch_sink->finish(i);
+      auto got = finish_of(i);
       if (!got) {
         m.status = fail(eio(got.error().message()));
       } else if (!(got->digest == m.d)) {
@@ -605,11 +626,42 @@ struct LazyProvider::Impl {
           done_cv.notify_all();
         }
         // Only the object asked for: a neighbour's libraries are a guess upon a guess.
-        if (o.image && o.elf_prefetch && &m == &batch[0])
+        if (o.image && o.elf_prefetch && (multi || &m == &batch[0]))
           queue_loader_objects(part.sink->object().fd(), m.d, part.what);
       }
       if (!m.status && &m != &batch[0]) log(m.status.error().message());
     };
+    if (multi) {
+      std::vector<BlobRange> asked;
+      std::uint64_t total = 0;
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        PartSink& ps = part_sinks[i];
+        ps.s = parts[i].sink.get();
+        ps.left = parts[i].m->loc->length;
+        ps.done = [&settle, i] { settle(i); };
+        asked.push_back({parts[i].m->loc->offset, parts[i].m->loc->length, &ps});
+        total += ps.left;
+      }
+      trace("ranges", batch[0].d,
+            std::to_string(total) + " bytes, " + std::to_string(parts.size()) + " objects");
+      auto st = ranges->fetch_ranges(blob, asked);
+      std::uint64_t received = 0;
+      for (auto& ps : part_sinks) received += ps.received;
+      fetched_bytes += received;
+      trace("ranges done", batch[0].d);
+      if (!st) {
+        const Error e = eio(what_of(*batch[0].loc) + " with " + std::to_string(parts.size() - 1) +
+                            " other ELF hints: " + st.error().message());
+        for (std::size_t i = 0; i < parts.size(); ++i)
+          if (!settled[i]) {
+            settled[i] = true;
+            parts[i].m->status = fail(e);
+          }
+      }
+      for (std::size_t i = 0; i < parts.size(); ++i) settle(i);
+      commit(*repo, good, batch);
+      return;
+    }
     // parts[0] is the object asked for, unless another process stored it meanwhile.
     const Flight& asked = *batch[0].f;
     BatchSink sink(
@@ -639,17 +691,23 @@ struct LazyProvider::Impl {
         }
     }
     for (std::size_t i = 0; i < parts.size(); ++i) settle(i);  // those the span ended early
+    commit(*repo, good, batch);
+  }
+
+  template <typename PartT>
+  void commit(repo::Repository& repo, std::vector<PartT*>& good,
+              const std::vector<Member>& batch) const {
     // Durable before it has a name: the image already names it, so no later sync() would order
     // it, and a power cut must not leave a named object with lost data. The writeback of every
     // member starts first, so that the fsyncs wait for writes already under way and share
     // journal commits, instead of one commit per object in turn (a batch has up to 64 objects,
     // and this thread takes no other fetch meanwhile).
     if (o.sync_each_object && good.size() > 1)
-      for (Part* part : good) sys::start_writeback(part->sink->object().fd());
-    for (Part* part : good) {
+      for (PartT* part : good) sys::start_writeback(part->sink->object().fd());
+    for (PartT* part : good) {
       repo::NewObject& obj = part->sink->object();
       Status done = o.sync_each_object ? sys::fsync(obj.fd(), part->what) : Status{};
-      if (done) done = repo->commit_object(std::move(obj), part->m->d).map([](auto&&) {});
+      if (done) done = repo.commit_object(std::move(obj), part->m->d).map([](auto&&) {});
       if (done) ++fetched;
       part->m->status = std::move(done);
     }
@@ -692,7 +750,7 @@ struct LazyProvider::Impl {
   /// Runs the flight of `d` on this thread, with its neighbours (add_neighbours) unless
   /// `alone`; called with `lock` held, returns with it held.
   void run(const verity::Digest& d, const std::shared_ptr<Flight>& f,
-           std::unique_lock<std::mutex>& lock, bool alone = false) const {
+           std::unique_lock<std::mutex>& lock, bool alone = false, bool group = false) const {
     f->claimed = true;
     trace("claimed", d);
     std::vector<Member> batch{Member{d, nullptr, f, {}}};
@@ -703,13 +761,16 @@ struct LazyProvider::Impl {
     if (!have) {
       batch[0].loc = o.index.find(d);
       if (batch[0].loc && batch[0].loc->layer < o.index.layers.size()) {
-        if (!alone) add_neighbours(batch);
+        if (!alone)
+          add_neighbours(batch);
+        else if (group)
+          add_hints(batch);
       } else
         batch[0].status =
             fail_errno("object " + object_name(d) + ": not in the lazy index", ENOENT);
     }
     lock.unlock();
-    if (!have && batch[0].status) fetch(batch);
+    if (!have && batch[0].status) fetch(batch, group && batch.size() > 1);
     lock.lock();
     for (auto& m : batch) {
       m.f->verified.reset();  // named now (or failed): opens use the repository
@@ -719,6 +780,26 @@ struct LazyProvider::Impl {
       if (auto it = flights.find(m.d); it != flights.end() && it->second == m.f) flights.erase(it);
     }
     done_cv.notify_all();
+  }
+
+  /// Adds to `batch` (its first member an ELF hint nobody has opened yet) the other such hints
+  /// queued of the same layer blob, claimed here: one request of several ranges brings them all
+  /// (Client::fetch_ranges), which costs the registry about a third of the CPU of a request
+  /// each. Called with mu held.
+  void add_hints(std::vector<Member>& batch) const {
+    const std::uint32_t layer = batch[0].loc->layer;
+    for (const auto& h : queues[static_cast<int>(Priority::kHint)]) {
+      if (batch.size() >= kMaxBatch) return;
+      auto it = flights.find(h);
+      if (it == flights.end() || it->second->claimed ||
+          it->second->waiters.load(std::memory_order_relaxed) != 0)
+        continue;
+      const auto* loc = o.index.find(h);
+      if (!loc || loc->layer != layer || loc->length == 0 || present(h)) continue;
+      it->second->claimed = true;
+      trace("grouped", h, std::string_view(batch[0].d.hex()).substr(0, 12));
+      batch.push_back(Member{h, loc, it->second, {}});
+    }
   }
 
   /// Takes entries from queues 0..last_queue, highest priority first.
@@ -743,9 +824,9 @@ struct LazyProvider::Impl {
       // An ELF hint nobody has opened yet is a guess: its neighbours would be a guess upon a
       // guess, and their bytes and objects compete with the program's next opens (session 10
       // trace: /etc/ld.so.cache's 63 neighbours, 48 KB, delayed it by 30-40 ms).
-      run(d, f, lock,
-          q == static_cast<int>(Priority::kHint) &&
-              f->waiters.load(std::memory_order_relaxed) == 0);
+      const bool guess =
+          q == static_cast<int>(Priority::kHint) && f->waiters.load(std::memory_order_relaxed) == 0;
+      run(d, f, lock, guess, guess && o.multirange);
       if (!f->status && q != 0) log(f->status.error().message());
       note_fill_end(q, d, !f->status);
     }
@@ -894,6 +975,10 @@ Result<std::shared_ptr<LazyProvider>> LazyProvider::create(Client client, LazyOp
     Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset, std::uint64_t length,
                        BlobSink& sink) override {
       return client_.fetch_range(repo_, blob, offset, length, sink);
+    }
+    Status fetch_ranges(const oci::ContentDigest& blob,
+                        std::span<const BlobRange> ranges) override {
+      return client_.fetch_ranges(repo_, blob, ranges);
     }
     void cancel() override { client_.cancel(); }
 

@@ -16,11 +16,16 @@ upstream connection; the response comes back with at most one fault applied:
   delay         wait N seconds before answering
   swallow       forward the request, then close the connection without any answer (the
                 registry acted on it; the client cannot know)
+  ranges        a request of several byte ranges (`Range: bytes=a-b,c-d`) as a server that
+                does not serve them so would: "whole" drops its Range header (the registry
+                answers 200 with the whole blob), "coalesce" asks for one range from the first
+                byte asked to the last (206 with a single Content-Range); other requests pass
 
 close() is the registry going away: new connections are refused, and kept-alive connections and
 answers still being sent end at once.
 
-A fault applies to requests matching a method and a path regex, `times` times (None = always).
+A fault applies to requests matching a method and a path regex (and, with multi=True, only to
+requests of several byte ranges), `times` times (None = always).
 A global throttle (bits per second, shared by all connections) models a slow link.
 Every request is logged: method, path, Range header, status, body bytes sent, fault.
 
@@ -44,8 +49,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticat
 
 
 class Fault:
-    def __init__(self, method=None, path=".*", times=1, **action):
+    def __init__(self, method=None, path=".*", times=1, multi=False, **action):
         self.method = method
+        self.multi = multi
         self.path = re.compile(path)
         self.times = times
         (self.kind, self.arg), = action.items() if len(action) == 1 else [(None, None)]
@@ -53,8 +59,9 @@ class Fault:
         if self.kind == "status" and isinstance(self.arg, tuple):
             self.arg, self.retry_after = self.arg
 
-    def matches(self, method, path):
+    def matches(self, method, path, rng=None):
         return ((self.method is None or self.method == method) and self.path.search(path)
+                and (not self.multi or "," in (rng or ""))
                 and (self.times is None or self.times > 0))
 
 
@@ -177,10 +184,10 @@ class FaultProxy:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _take_fault(self, method, path):
+    def _take_fault(self, method, path, rng=None):
         with self.lock:
             for f in self.faults:
-                if f.matches(method, path):
+                if f.matches(method, path, rng):
                     if f.times is not None:
                         f.times -= 1
                     return f
@@ -258,7 +265,7 @@ class FaultProxy:
         entry = {"method": method, "path": path, "range": lower.get("range"), "status": None,
                  "sent": 0, "fault": None, "time": time.time()}
         self._begin(entry)
-        fault = self._take_fault(method, path)
+        fault = self._take_fault(method, path, lower.get("range"))
         if fault:
             entry["fault"] = fault.kind
         if fault and fault.kind == "delay":
@@ -273,6 +280,13 @@ class FaultProxy:
             conn.sendall(head.encode() + b"\r\n" + payload)
             self._record(entry)
             return True
+        if fault and fault.kind == "ranges" and "," in lower.get("range", ""):
+            spans = [tuple(int(x) for x in part.split("-"))
+                     for part in lower["range"].split("=", 1)[1].split(",")]
+            headers = [(k, v) for k, v in headers if k.lower() != "range"]
+            if fault.arg == "coalesce":
+                headers.append(("Range", "bytes=%d-%d" % (min(a for a, _ in spans),
+                                                         max(b for _, b in spans))))
         up = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
             up.putrequest(method, path, skip_host=True, skip_accept_encoding=True)

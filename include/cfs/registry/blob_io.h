@@ -45,6 +45,12 @@ class BlobSink {
   virtual Status restart();
 };
 
+/// Bytes [offset, offset + length) of a blob, for `sink` (Client::fetch_ranges).
+struct BlobRange {
+  std::uint64_t offset = 0, length = 0;
+  BlobSink* sink = nullptr;
+};
+
 /// A sink that drops the bytes: for fetches whose only output is the download directory.
 class DiscardSink : public BlobSink {
  public:

@@ -227,6 +227,16 @@ class Client {
   Status fetch_range(const Reference& repo, const oci::ContentDigest& d, std::uint64_t offset,
                      std::uint64_t length, BlobSink& sink);
 
+  /// Several ranges of a blob, each to its own sink, with one request (`Range: bytes=a-b,c-d`,
+  /// answered `206 multipart/byteranges`, read strictly; docs/registry.md "Several ranges in one
+  /// request"). One range over them all (coalesced) is sliced; a whole blob (200) or any other
+  /// answer is cut off at its headers and remembered for the registry: the ranges are fetched
+  /// one at a time (fetch_range), as is whatever a broken response did not bring. A malformed
+  /// multipart body: EPROTO naming the blob and what was wrong (remembered too). Ranges: not
+  /// overlapping, in the order the caller wants them first. Cannot be verified here.
+  Status fetch_ranges(const Reference& repo, const oci::ContentDigest& d,
+                      std::span<const BlobRange> ranges);
+
   /// Uploads a blob unless the repository has it: HEAD, then cross-repository mounts, then a
   /// monolithic POST + PUT (chunked PATCH uploads above ClientOptions::chunked_threshold).
   /// The registry verifies `d` against the bytes.

@@ -101,6 +101,9 @@ struct LazyOptions {
   /// /usr/lib/locale queues glibc's gconv-modules.cache the same way (glibc opens it next).
   std::optional<erofs::Image> image;
   bool elf_prefetch = true;
+  /// The ELF hints queued together of one layer blob (one fetched ELF file's libraries) are
+  /// fetched with one request of several ranges (RangeSource::fetch_ranges).
+  bool multirange = true;
   /// A fetch also brings the missing objects stored next to the one asked for in its layer, in
   /// the same Range request, while the whole request is at most this many bytes longer than that
   /// object's own (programs open files of one directory one after another: locale data, modules;
@@ -135,6 +138,12 @@ class RangeSource {
   virtual ~RangeSource() = default;
   virtual Status fetch_range(const oci::ContentDigest& blob, std::uint64_t offset,
                              std::uint64_t length, BlobSink& sink) = 0;
+  /// Several ranges of one blob, each to its own sink, in the order given (one request of several
+  /// ranges: Client::fetch_ranges). The default fetches them one at a time.
+  virtual Status fetch_ranges(const oci::ContentDigest& blob, std::span<const BlobRange> ranges) {
+    for (const auto& r : ranges) CFS_TRY(fetch_range(blob, r.offset, r.length, *r.sink));
+    return {};
+  }
   /// The provider is stopping: fetch_range calls in flight, and any later ones, should end soon
   /// (with an error). The registry client's cancels the client it owns; a borrowed one is left.
   virtual void cancel() {}
