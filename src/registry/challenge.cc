@@ -3,6 +3,8 @@
 
 #include <cctype>
 
+#include "registry/http.h"
+
 namespace cfs::registry::detail {
 namespace {
 
@@ -10,12 +12,6 @@ namespace {
 bool is_tchar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) ||
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-std::string lower(std::string_view s) {
-  std::string o;
-  for (char c : s) o.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  return o;
 }
 
 class Scanner {
@@ -68,7 +64,7 @@ std::vector<Challenge> parse_challenges(std::string_view header) {
       sc.advance();  // junk: skip a character and resynchronise
       continue;
     }
-    Challenge ch{lower(scheme), {}};
+    Challenge ch{ascii_lower(scheme), {}};
     // auth-params: name=value pairs separated by commas; a token not followed by '=' starts
     // the next challenge.
     while (true) {
@@ -87,7 +83,7 @@ std::vector<Challenge> parse_challenges(std::string_view header) {
       sc.advance();
       sc.skip_ws();
       std::string value = sc.peek() == '"' ? sc.quoted() : std::string(sc.token());
-      ch.params[lower(name)] = std::move(value);
+      ch.params[ascii_lower(name)] = std::move(value);
     }
     out.push_back(std::move(ch));
   }

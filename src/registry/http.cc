@@ -13,14 +13,15 @@
 #include <mutex>
 
 namespace cfs::registry::detail {
-namespace {
 
-std::string lower(std::string_view s) {
-  std::string o(s);
-  std::transform(o.begin(), o.end(), o.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return o;
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
 }
+
+namespace {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -70,7 +71,7 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   }
   auto colon = line.find(':');
   if (colon != std::string_view::npos)
-    ex->resp.headers.list.emplace_back(lower(trim(line.substr(0, colon))),
+    ex->resp.headers.list.emplace_back(ascii_lower(trim(line.substr(0, colon))),
                                        std::string(trim(line.substr(colon + 1))));
   return size * n;
 }
@@ -243,14 +244,14 @@ struct SList {
 }  // namespace
 
 std::optional<std::string> HttpHeaders::get(std::string_view name) const {
-  std::string want = lower(name);
+  std::string want = ascii_lower(name);
   for (auto it = list.rbegin(); it != list.rend(); ++it)
     if (it->first == want) return it->second;
   return std::nullopt;
 }
 
 std::vector<std::string> HttpHeaders::all(std::string_view name) const {
-  std::string want = lower(name);
+  std::string want = ascii_lower(name);
   std::vector<std::string> out;
   for (const auto& [k, v] : list)
     if (k == want) out.push_back(v);

@@ -21,6 +21,10 @@
 
 namespace cfs::registry::detail {
 
+/// `s` with ASCII A-Z lowered (header names, media types, auth schemes: case-insensitive by
+/// their RFCs; no locale).
+std::string ascii_lower(std::string_view s);
+
 struct HttpHeaders {
   std::vector<std::pair<std::string, std::string>> list;  ///< names lowercased, in order
   /// The last value of a header (names compared lowercase), or nullopt.

@@ -4,15 +4,10 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "registry/http.h"
+
 namespace cfs::registry::detail {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -34,7 +29,7 @@ std::optional<std::uint64_t> number(std::string_view s) {
 
 std::optional<std::string> byteranges_boundary(std::string_view content_type) {
   auto semi = content_type.find(';');
-  if (lower(trim(content_type.substr(0, semi))) != "multipart/byteranges" ||
+  if (ascii_lower(trim(content_type.substr(0, semi))) != "multipart/byteranges" ||
       semi == std::string_view::npos)
     return std::nullopt;
   std::string_view rest = content_type.substr(semi + 1);
@@ -43,7 +38,8 @@ std::optional<std::string> byteranges_boundary(std::string_view content_type) {
     std::string_view param = trim(rest.substr(0, next));
     rest = next == std::string_view::npos ? std::string_view() : rest.substr(next + 1);
     auto eq = param.find('=');
-    if (eq == std::string_view::npos || lower(trim(param.substr(0, eq))) != "boundary") continue;
+    if (eq == std::string_view::npos || ascii_lower(trim(param.substr(0, eq))) != "boundary")
+      continue;
     std::string_view b = trim(param.substr(eq + 1));
     if (b.size() >= 2 && b.front() == '"' && b.back() == '"') b = b.substr(1, b.size() - 2);
     if (b.empty() || b.size() > 70) return std::nullopt;
@@ -57,7 +53,7 @@ std::optional<std::string> byteranges_boundary(std::string_view content_type) {
 
 std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_content_range(std::string_view v) {
   v = trim(v);
-  if (v.size() < 6 || lower(v.substr(0, 6)) != "bytes ") return std::nullopt;
+  if (v.size() < 6 || ascii_lower(v.substr(0, 6)) != "bytes ") return std::nullopt;
   v.remove_prefix(6);
   auto dash = v.find('-'), slash = v.find('/');
   if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash)
@@ -132,7 +128,7 @@ Status ByterangesReader::line(std::string_view l) {
         auto colon = l.find(':');
         if (colon == std::string_view::npos || colon == 0)
           return bad("a part's header line without a name: '" + std::string(l.substr(0, 64)) + "'");
-        if (lower(l.substr(0, colon)) != "content-range") return {};
+        if (ascii_lower(l.substr(0, colon)) != "content-range") return {};
         if (part_) return bad("a part with two Content-Range fields");
         const std::string_view v = l.substr(colon + 1);
         auto r = parse_content_range(v);
