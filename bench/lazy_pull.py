@@ -15,6 +15,7 @@ Per compression:
 Prints the pull's wall time, the response bytes the proxy sent for it (the lazy mount's before
 excluded: they are the workload's), and its requests (all, and with a Range header)."""
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ def main():
     mnt = os.path.join(work, "mnt")
     os.mkdir(mnt)
     rows = []
+    serial = itertools.count()
     try:
         src = os.path.join(work, "src")
         run("repo", "init", "--repo", src, "--insecure")
@@ -61,8 +63,8 @@ def main():
                 reg.ref(f"bench/{comp}:1"))
             res = {}
             for mode in ("finish", "full"):
-                repo = os.path.join(work, f"repo-{mode}")
-                shutil.rmtree(repo, ignore_errors=True)
+                # A new repository each time, none deleted before the end (see bench/lazy.py).
+                repo = os.path.join(work, f"repo-{mode}-{next(serial)}")
                 run("repo", "init", "--repo", repo, "--insecure")
                 if mode == "finish":
                     run("oci", "mount", "--lazy", "--no-fill", "--repo", repo, NOTLS, ref, mnt)
