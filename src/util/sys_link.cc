@@ -13,6 +13,7 @@
 #include <array>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
@@ -132,7 +133,10 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
   std::uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    // 20 digits reach past 2^64 - 1: a wrapped value would name another mount or process.
+    if (v > (UINT64_MAX - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
   }
   return v;
 }
@@ -156,7 +160,8 @@ Result<std::vector<MountInfo>> read_mountinfo(const std::string& path) {
     if (!id || colon == std::string_view::npos) continue;
     auto major = parse_u64(f[2].substr(0, colon));
     auto minor = parse_u64(f[2].substr(colon + 1));
-    if (!major || !minor) continue;
+    // makedev takes 32-bit numbers: a larger one would be truncated to another device's.
+    if (!major || !minor || *major > UINT32_MAX || *minor > UINT32_MAX) continue;
     MountInfo m;
     m.mount_id = *id;
     m.dev = makedev(static_cast<unsigned>(*major), static_cast<unsigned>(*minor));
