@@ -42,8 +42,6 @@
 #include "tools/repo_common.h"
 #include "tools/repo_mount.h"
 #ifdef CFS_WITH_REGISTRY
-#include "cfs/registry/pull.h"
-#include "tools/interrupt.h"
 #include "tools/oci_registry.h"
 #endif
 
@@ -141,16 +139,7 @@ int run_pull(int argc, char** argv) {
   }
   progress.finish();
 #ifdef CFS_WITH_REGISTRY
-  if (!res && registry.interrupted()) {
-    // The transfers stopped where they were: what arrived is in the repository's download
-    // directory, where the next pull of SOURCE resumes it (Range requests).
-    const int sig = registry.interrupted();
-    fmt::print(stderr,
-               "cfs: interrupted by {}: the pull of {} stopped before anything was registered; "
-               "the data received is kept in {}/{}: run the same command again to resume\n",
-               Interrupts::name(sig), source, r->path(), cfs::registry::kDownloadsDir);
-    return Interrupts::exit_status(sig);
-  }
+  if (!res && registry.interrupted()) return registry.report_interrupted(*r, source);
 #endif
   if (!res) return report(res.error());
   if (json) {

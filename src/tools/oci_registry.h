@@ -43,6 +43,9 @@ class RegistryPull {
                                    const ocirepo::PullOptions& options, Progress& progress);
   /// The signal that stopped pull() (then the command exits 128 + it), or 0.
   int interrupted() const;
+  /// When interrupted(): says on stderr what the interrupted pull of `source` left (and how to
+  /// resume it), and returns the exit status.
+  int report_interrupted(const repo::Repository& repo, const std::string& source) const;
 
  private:
   struct Impl;

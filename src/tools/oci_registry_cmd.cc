@@ -85,6 +85,16 @@ int RegistryPull::interrupted() const {
   return impl_->interrupts ? impl_->interrupts->signal() : 0;
 }
 
+int RegistryPull::report_interrupted(const repo::Repository& repo,
+                                     const std::string& source) const {
+  // The transfers stopped where they were: what arrived is in the repository's download
+  // directory, where the next pull of SOURCE resumes it (Range requests).
+  return impl_->interrupts->report(
+      fmt::format("the pull of {} stopped before anything was registered; the data received is "
+                  "kept in {}/{}: run the same command again to resume",
+                  source, repo.path(), registry::kDownloadsDir));
+}
+
 namespace {
 
 // "oci:DIR[:TAG]": the text after the last ':' is a tag when it holds no '/' (composefs-rs'
