@@ -121,7 +121,10 @@ std::optional<double> Backoff::next(double retry_after_s) {
                  ? retry_after_s
                  : opts_.initial_delay_s * std::pow(2.0, static_cast<double>(attempt_));
   ++attempt_;
-  return std::min(d, opts_.max_delay_s);
+  d = std::min(d, opts_.max_delay_s);
+  if (give_up_ && std::chrono::steady_clock::now() + std::chrono::duration<double>(d) > *give_up_)
+    return std::nullopt;
+  return d;
 }
 
 Error http_error(const HttpRequest& req, const HttpResponse& resp) {
@@ -234,7 +237,7 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
   // http is tried when https fails (as containers/image does for insecure registries).
   std::vector<std::string> schemes = {"https"};
   if (!opts.tls.verify) schemes.push_back("http");
-  Backoff backoff(opts.retry);
+  Backoff backoff(opts.retry, http.give_up());
   while (true) {
     std::optional<Error> err;
     for (const auto& scheme : schemes) {
@@ -353,7 +356,7 @@ Result<std::optional<std::string>> Client::Impl::authorization(RegistryState& st
 }
 
 Result<HttpResponse> Client::Impl::call_unauthenticated(const HttpRequest& req) {
-  Backoff backoff(opts.retry);
+  Backoff backoff(opts.retry, http.give_up());
   while (true) {
     auto resp = http.perform(req);
     double retry_after = -1;
@@ -408,7 +411,7 @@ Result<HttpResponse> Client::Impl::send(RegistryState& st, const Access& a, Http
 
 Result<HttpResponse> Client::Impl::call(RegistryState& st, const Access& a, const HttpRequest& req,
                                         ProgressTracker* tr, const std::string& id) {
-  Backoff backoff(opts.retry);
+  Backoff backoff(opts.retry, http.give_up());
   while (true) {
     auto resp = send(st, a, req);
     std::string why;
@@ -587,7 +590,7 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
 
   bool restarted = false;
   while (true) {
-    Backoff backoff(opts.retry);
+    Backoff backoff(opts.retry, http.give_up());
     while (!(f.size && delivered == *f.size)) {
       if (cancel.cancelled()) return fail_errno(what, ECANCELED);
       HttpRequest req;
@@ -743,7 +746,7 @@ Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest&
   const std::string what =
       "blob " + d.str() + " bytes " + std::to_string(offset) + "+" + std::to_string(length);
   std::uint64_t got = 0;
-  Backoff backoff(opts.retry);
+  Backoff backoff(opts.retry, http.give_up());
   while (got < length) {
     HttpRequest req;
     req.url = url(*st, ref, "blobs/" + d.str());
@@ -1083,5 +1086,9 @@ Result<Referrers> Client::list_referrers(const Reference& repo, const oci::Conte
 Status Client::check_login(const std::string& registry) { return impl_->check_login(registry); }
 
 void Client::cancel() { impl_->opts.cancel->cancel(); }
+
+void Client::give_up_at(std::optional<std::chrono::steady_clock::time_point> at) {
+  impl_->http.give_up_at(at);
+}
 
 }  // namespace cfs::registry

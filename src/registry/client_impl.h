@@ -40,14 +40,19 @@ Error http_error(const HttpRequest& req, const HttpResponse& resp);
 void pause(const CancelToken& token, double seconds);
 
 /// Exponential backoff: initial, 2x, 4x ... capped; Retry-After replaces the computed delay.
+/// With a give-up time (Client::give_up_at), no retry whose wait would end after it.
 class Backoff {
  public:
-  explicit Backoff(const RetryOptions& o) : opts_(o) {}
-  /// The delay before the next attempt, or nullopt when the retries are used up.
+  explicit Backoff(const RetryOptions& o,
+                   std::optional<std::chrono::steady_clock::time_point> give_up = {})
+      : opts_(o), give_up_(give_up) {}
+  /// The delay before the next attempt, or nullopt when the retries are used up (or the
+  /// give-up time would pass first).
   std::optional<double> next(double retry_after_s);
 
  private:
   const RetryOptions& opts_;
+  std::optional<std::chrono::steady_clock::time_point> give_up_;
   unsigned attempt_ = 0;
 };
 

@@ -346,6 +346,19 @@ std::string Http::escape(std::string_view s) {
   return out;
 }
 
+void Http::give_up_at(std::optional<Clock::time_point> at) {
+  give_up_ns_.store(
+      at ? std::chrono::duration_cast<std::chrono::nanoseconds>(at->time_since_epoch()).count() : 0,
+      std::memory_order_relaxed);
+}
+
+std::optional<Http::Clock::time_point> Http::give_up() const {
+  const std::int64_t ns = give_up_ns_.load(std::memory_order_relaxed);
+  if (ns == 0) return std::nullopt;
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
 Result<HttpResponse> Http::perform(const HttpRequest& req) {
   // The call's token is a child of the client's: cancelled whenever the client's is.
   const CancelToken* cancel = req.cancel ? req.cancel : options_.cancel.get();
@@ -378,7 +391,14 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, req.verify_tls ? "https" : "http,https");
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, req.follow_redirects ? 1L : 0L);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  // A caller with a fallback (Client::give_up_at) waits for a connection only until its
+  // give-up time; at least 100 ms (0 would be curl's default of 300 s).
+  long connect_ms = options_.connect_timeout_s * 1000;
+  if (const auto at = give_up())
+    connect_ms = std::clamp<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(*at - Clock::now()).count(), 100,
+        connect_ms);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_bytes);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, options_.low_speed_time_s);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, req.verify_tls ? 1L : 0L);

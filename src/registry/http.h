@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -89,10 +90,18 @@ class Http {
   /// %-escapes a query parameter value.
   static std::string escape(std::string_view s);
 
+  using Clock = std::chrono::steady_clock;
+  /// Client::give_up_at: bounds perform()'s connection attempts and, through Backoff, the
+  /// client's retries.
+  void give_up_at(std::optional<Clock::time_point> at);
+  std::optional<Clock::time_point> give_up() const;
+
  private:
   struct Shared;
   std::unique_ptr<Shared> shared_;
   ClientOptions options_;
+  /// Client::give_up_at as nanoseconds since the steady clock's epoch; 0: none.
+  std::atomic<std::int64_t> give_up_ns_{0};
 };
 
 }  // namespace cfs::registry::detail

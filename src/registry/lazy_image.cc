@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <utility>
@@ -280,7 +281,28 @@ Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::s
   };
   CFS_ASSIGN(Reference ref, parse_reference(source));
   const LazyFetchOptions& fetch = options.fetch;
+  // An earlier registration of this source to serve if the registry cannot be reached. Never
+  // when a seal is required: the registry is where it would be checked.
+  const bool can_fall_back =
+      !fetch.require_seal && !fetch.cert_file && repo.resolve_image(lazy_ref(source)).has_value();
+  // With one, a registry that is down costs the user about the --timeout a read would wait for
+  // it, not the client's retries (31 s): only the metadata phase is bounded, and the bound is
+  // gone before anything else (a whole pull, the mount's fetches) uses the client.
+  struct GiveUp {
+    Client* client = nullptr;
+    ~GiveUp() {
+      if (client) client->give_up_at(std::nullopt);
+    }
+  } give_up;
+  if (can_fall_back && options.offline_after_s > 0) {
+    give_up.client = &client;
+    client.give_up_at(std::chrono::steady_clock::now() +
+                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                          std::chrono::duration<double>(options.offline_after_s)));
+  }
   auto found = find_lazy_metadata(client, source, fetch);
+  client.give_up_at(std::nullopt);
+  give_up.client = nullptr;
   if (found && std::holds_alternative<LazyMetadata>(*found))
     return register_metadata(repo, ref, source, std::get<LazyMetadata>(std::move(*found)),
                              fetch.trace, options.defer_registration);
@@ -308,11 +330,8 @@ Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::s
     return out;
   }
   // Unreachable registry: what an earlier lazy mount of this source registered is served (what
-  // was fetched works, the rest fails after the timeout until the registry is back). Never when
-  // a seal is required: the registry is where it would be checked.
-  if (!unreachable(found.error()) || fetch.require_seal || fetch.cert_file ||
-      !repo.resolve_image(lazy_ref(source)))
-    return fail(std::move(found.error()));
+  // was fetched works, the rest fails after the timeout until the registry is back).
+  if (!unreachable(found.error()) || !can_fall_back) return fail(std::move(found.error()));
   notice(fmt::format("warning: {}; mounting the image registered for {} before",
                      found.error().message(), source));
   CFS_ASSIGN(LazyImage out, registered(repo, source));

@@ -109,7 +109,7 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::Con
   };
 
   tr.start(id, TransferEvent::Direction::kUpload, size, 0);
-  Backoff backoff(opts.retry);
+  Backoff backoff(opts.retry, http.give_up());
   auto retry = [&](const std::string& why, double retry_after) -> Status {
     auto delay = backoff.next(retry_after);
     if (!delay)

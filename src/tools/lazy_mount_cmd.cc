@@ -167,6 +167,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lio.fetch.require_seal = require_seal->count() > 0;
   if (!seal_cert.empty()) lio.fetch.cert_file = seal_cert;
   lio.full_pull = !no_full_pull;
+  lio.offline_after_s = timeout;
   lio.notice = [](const std::string& line) { fmt::print(stderr, "cfs: {}\n", line); };
   lio.fetch.trace = trace;
   // The registration (fsyncs) is made once the mount serves: see `registrar` below.

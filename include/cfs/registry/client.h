@@ -47,6 +47,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -261,6 +262,15 @@ class Client {
   /// Cancels the client's token (ClientOptions::cancel): transfers in flight abort, retry waits
   /// end, and this and every later call fails with ECANCELED. From any thread; cannot be undone.
   void cancel();
+
+  /// Until `at` (steady clock), for a caller with something to fall back to when the registry
+  /// cannot be reached (open_lazy_image: an image registered before): a failure is not retried
+  /// when the wait before the retry would end after `at` (the call fails with its error at
+  /// once), and a connection attempt gives up at `at` (at least 100 ms, at most
+  /// ClientOptions::connect_timeout_s). A transfer that is making progress is not cut off.
+  /// nullopt: the RetryOptions alone again. Seen by every attempt that starts afterwards, from
+  /// any thread.
+  void give_up_at(std::optional<std::chrono::steady_clock::time_point> at);
 
   struct Impl;
 

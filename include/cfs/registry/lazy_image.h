@@ -36,6 +36,12 @@ struct LazyImageOptions {
   /// An image without lazy metadata (pushed by another tool) is pulled whole, as `cfs oci pull`
   /// would (seal checks included); false: an error naming `cfs oci pull`.
   bool full_pull = true;
+  /// A docker:// SOURCE registered by an earlier lazy mount (and no seal required): give up on
+  /// the registry after this many seconds (Client::give_up_at) and serve that registration,
+  /// instead of the client's retries (5, 31 s in all by default). The mount passes its
+  /// --timeout, the longest a read waits for the registry. 0: the client's retries. Without a
+  /// registration to fall back to, the client's retries always.
+  double offline_after_s = 0;
   /// One line for the user when a fallback is taken (the full pull, an unreachable registry);
   /// may be empty.
   std::function<void(const std::string&)> notice;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <vector>
 
 #include "registry/client_impl.h"
@@ -19,6 +20,25 @@ TEST(Backoff, DoublesCapsAndHonoursRetryAfter) {
   EXPECT_EQ(b.next(7), 3.0);  // Retry-After, capped
   EXPECT_EQ(b.next(0), 0.0);
   EXPECT_EQ(b.next(-1), std::nullopt);
+}
+
+TEST(Backoff, NoRetryWhoseWaitEndsAfterTheGiveUpTime) {
+  // The retries of the default options (1, 2, 4, 8, 16 s) against a give-up time 3.5 s away: the
+  // waits of 1 and 2 s end before it (the clock does not move here), the 4 s one would not.
+  RetryOptions o;
+  const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
+  Backoff b(o, at);
+  EXPECT_EQ(b.next(-1), 1.0);
+  EXPECT_EQ(b.next(-1), 2.0);
+  EXPECT_EQ(b.next(-1), std::nullopt);
+  // A Retry-After past it too; one within it is honoured.
+  Backoff c(o, at);
+  EXPECT_EQ(c.next(5), std::nullopt);
+  Backoff d(o, at);
+  EXPECT_EQ(d.next(3), 3.0);
+  // Already past: no retry at all.
+  Backoff e(o, std::chrono::steady_clock::now() - std::chrono::seconds(1));
+  EXPECT_EQ(e.next(0), std::nullopt);
 }
 
 TEST(Progress, TotalsCoverSkippedAndResumedBlobs) {
