@@ -566,6 +566,9 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
   } guard{se};
   if (fuse_set_signal_handlers(se) != 0) return fail(Errc::kInvalidInput, "fuse: signal handlers");
   guard.handlers = true;
+  if (opts.on_signals && !opts.on_signals())
+    return fail_errno("mount " + opts.mountpoint + ": interrupted before it was mounted",
+                      ECANCELED);
   if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0)
     return fail_errno("mount " + opts.mountpoint, EIO);
   guard.mounted = true;

@@ -273,6 +273,12 @@ Status complete_registration(repo::Repository& repo, PendingRegistration pending
   return st;
 }
 
+void abandon_registration(repo::Repository& repo, PendingRegistration pending) {
+  // Unlinked, then unlocked (by the close): a waiter finds no registration, as before the mount.
+  (void)sys::unlinkat(repo.fd(),
+                      std::string(repo::kLazyDir) + "/" + registering_name(pending.source), 0);
+}
+
 Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::string_view source,
                                   const LazyImageOptions& options) {
   if (!source.starts_with("docker://")) return local_image(repo, client, source, options.fetch);

@@ -157,8 +157,11 @@ int run_oci_lazy_mount(int argc, char** argv) {
   if (!repo) return report(repo.error());
   Progress progress(Progress::Mode::kNone);
   // SIGINT/SIGTERM stop the metadata fetch (or the whole pull of an image without lazy
-  // metadata) cleanly; once it is over the signals are the FUSE server's again (it stops on
-  // them, unmounting), so this ends before the provider or the server starts a thread.
+  // metadata) cleanly, and, until the FUSE server's own handlers are in place (it stops on
+  // them, unmounting), the mount before anything is mounted: the lease and the deferred
+  // registration are then dropped, not left half done by the signal's default action. The
+  // server takes them over (ServeOptions::on_signals) before it starts a thread; the
+  // provider starts none before it serves.
   std::optional<Interrupts> interrupts;
   auto client = make_client(reg, progress, false, stop_on_signals(interrupts));
   if (!client) return report(client.error());
@@ -176,15 +179,20 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // Even when it succeeded (an image registered before, mounted because the registry could not
   // be reached, or one pulled whole): the user asked to stop before anything was mounted. The
   // registration is deferred until the mount serves, so a lazy image has none yet.
-  if (interrupts->end()) {
-    const bool whole = opened && opened->pulled_whole;
+  auto report_stopped = [&](bool whole, bool opened_ok) {
     return interrupts->report(fmt::format(
         "the lazy mount of {} stopped before anything was mounted{}", source,
-        whole    ? "; the image was pulled whole and is registered as by `cfs oci pull`"
-        : opened ? " or registered"
-                 : fmt::format(" or registered: run the same command again (a whole pull "
-                               "resumes from the bytes kept in {}/{})",
-                               repo->path(), registry::kDownloadsDir)));
+        whole       ? "; the image was pulled whole and is registered as by `cfs oci pull`"
+        : opened_ok ? " or registered"
+                    : fmt::format(" or registered: run the same command again (a whole pull "
+                                  "resumes from the bytes kept in {}/{})",
+                                  repo->path(), registry::kDownloadsDir)));
+  };
+  if (interrupts->signal()) {
+    interrupts->end();
+    if (opened && opened->pending)
+      registry::abandon_registration(*repo, std::move(*opened->pending));
+    return report_stopped(opened && opened->pulled_whole, opened.has_value());
   }
   if (!opened) return report(opened.error());
   const verity::Digest image = opened->image;
@@ -197,11 +205,20 @@ int run_oci_lazy_mount(int argc, char** argv) {
   auto plan =
       pending ? repo::prepare_unregistered_mount(*repo, image, repo::MountKind::kFuse, dir)
               : repo::prepare_mount(*repo, image.hex(), repo::MountKind::kFuse, dir, true, fetched);
-  if (!plan) return report(plan.error());
+  if (!plan) {
+    if (pending) registry::abandon_registration(*repo, std::move(*pending));
+    return report(plan.error());
+  }
   // From here on a failure drops the pending lease prepare_mount wrote (gc would only remove it
   // once nothing is mounted on dir, and something else may be).
+  auto drop_lease = [&] {
+    if (repo->fd() < 0) return;  // the serving process has it (on_serving)
+    (void)repo::drop_lease(*repo, plan->lease);
+    if (pending) registry::abandon_registration(*repo, std::move(*pending));
+    pending.reset();
+  };
   auto fail_dropping_lease = [&](const Error& e) {
-    if (repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);
+    drop_lease();
     return report(e);
   };
 
@@ -271,6 +288,10 @@ int run_oci_lazy_mount(int argc, char** argv) {
   if (plan->require_verity) mo.digest = plan->image;
   fuse::ServeOptions serve;
   serve.foreground = foreground;
+  // The signals go to the server's handlers from here on (a pending one at once: it then
+  // stops the server as soon as it runs); one that came since the metadata phase stops the
+  // mount before anything is mounted.
+  serve.on_signals = [&interrupts] { return interrupts->end() == 0; };
   // The serving process (after it daemonized) completes the lease, closes the repository (its lock)
   // and reports on a copy of stdout, since the daemon's own stdout is /dev/null.
   int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
@@ -332,6 +353,12 @@ int run_oci_lazy_mount(int argc, char** argv) {
   }
   if (out >= 0) ::close(out);
   if (registrar.joinable()) registrar.join();
+  // Interrupted before the server's handlers were in place (or before the mount, by a failure
+  // meanwhile): ends the reading of the signals if the server did not.
+  if (interrupts->end() && !st) {
+    drop_lease();
+    return report_stopped(pulled_whole, true);
+  }
   if (!st) return fail_dropping_lease(st.error());
   return kExitOk;
 }

@@ -11,10 +11,12 @@ of each file in the pushed layer blobs, read from the blob with Python's tarfile
 layers); the proxy's request log (what was fetched); `cfs repo fsck` (nothing partial left)."""
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -722,6 +724,103 @@ class LazyMount(unittest.TestCase):
         self.assertTrue(lines[1].startswith(f"cfs: interrupted by SIGINT: the lazy mount of "
                                             f"{ref} stopped before anything was mounted or "
                                             "registered"), lines)
+
+    def hold_before_the_server(self, args):
+        """Runs `args` (a lazy mount) with its trace (CFS_LAZY_TRACE) going into a FIFO of one
+        page, filled by the test as soon as the metadata phase's last event ("erofs digest")
+        came out, so that the trace event the command writes once its provider is made
+        ("provider": after the metadata phase, before the FUSE server's signal handlers) cannot
+        go in: the command is held there, blocked in write(2). Returns the process so held, or
+        None when the command got past that event before the FIFO was full (a race the test
+        lost; it is then left to finish and unmounted)."""
+        fifo = os.path.join(self.tmp, "trace.fifo")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fifo)
+        os.mkfifo(fifo)
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # reader and writer: never EOF
+        self.addCleanup(os.close, fd)
+        fcntl.fcntl(fd, 1031, 4096)  # F_SETPIPE_SZ: one page, one pipe buffer
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=dict(os.environ, CFS_LAZY_TRACE=fifo))
+        self.servers.append(p)
+        # The lengths of the trace lines before "provider" (a 17-character timestamp, a space,
+        # the event, a newline).
+        budget_line = 17 + 1 + len("batch budget 0 bytes") + 1
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b" erofs digest\n" not in seen:
+            self.assertLess(time.monotonic(), deadline, seen)
+            self.assertIsNone(p.poll(), p.stderr.read() if p.poll() is not None else "")
+            select.select([fd], [], [], 0.05)
+            with contextlib.suppress(BlockingIOError):
+                seen += os.read(fd, 65536)
+        # The FIFO is empty now; what the command writes before "provider" fits, "provider" not
+        # (a write of at most a page goes in whole or not at all).
+        with contextlib.suppress(BlockingIOError):
+            seen += os.read(fd, 65536)
+        junk = 4096 - (0 if b" batch budget " in seen else budget_line)
+        try:
+            os.write(fd, b"#" * junk)
+        except BlockingIOError:
+            junk = 0
+        if not junk or b" provider\n" in seen:
+            # Too late: drain the FIFO until the command is done with it.
+            while p.poll() is None:
+                select.select([fd], [], [], 0.05)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 65536)
+            t.umount(self.mnt)
+            return None
+        for _ in range(1200):
+            with open(f"/proc/{p.pid}/wchan") as f:
+                if "pipe_write" in f.read():
+                    return p
+            self.assertIsNone(p.poll())
+            time.sleep(0.05)
+        self.fail("the lazy mount did not block on its trace")
+
+    def test_sigint_before_the_server_has_the_signals_leaves_nothing(self):
+        """Issue 14's gap: SIGINT after the metadata phase, before the FUSE server's own
+        handlers are in place, stops the command as during the metadata phase (exit 130, one
+        line, nothing mounted, no lease under cfs-mounts/, nothing registered, fsck clean),
+        not by the signal's default action (-SIGINT, a pending lease and a registration lock
+        file left behind)."""
+        ref = self.proxy.ref("cfs/lazy:v1")
+        for attempt in range(5):
+            repo = self.new_repo(f"sigint-window-{attempt}")
+            p = self.hold_before_the_server(
+                [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
+                 "--batch-bytes=0", ref, self.mnt])
+            if p:
+                break
+        else:
+            self.fail("the mount got past the trace event 5 times before the FIFO was full")
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # for the signal to be taken, before the command can go on
+        fd = os.open(os.path.join(self.tmp, "trace.fifo"), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while p.poll() is None:
+                select.select([fd], [], [], 0.05)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        err = p.stderr.read().decode()
+        self.assertEqual(p.returncode, 130, err)
+        self.assertEqual(err.splitlines(), [f"cfs: interrupted by SIGINT: the lazy mount of {ref} "
+                                            "stopped before anything was mounted or registered"])
+        self.assertFalse(t.is_mounted(self.mnt))
+        leases = os.path.join(repo, "cfs-mounts")
+        self.assertEqual(os.listdir(leases) if os.path.isdir(leases) else [], [])
+        lazy = os.path.join(repo, "cfs-lazy")
+        self.assertEqual(os.listdir(lazy) if os.path.isdir(lazy) else [], [])
+        refs = os.path.join(repo, "images", "refs", "lazy")
+        self.assertEqual(os.listdir(refs) if os.path.isdir(refs) else [], [])
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        # The same command then mounts.
+        self.mount(repo, ref, "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
 
     def test_umount_stops_the_server_with_the_registry_gone(self):
         repo = self.new_repo("umount-gone")

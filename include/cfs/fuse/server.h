@@ -29,6 +29,12 @@ struct ServeOptions {
   /// Called once the mount is up and the process is what will serve it: `daemonized` says
   /// whether stderr has been detached (log to syslog from then on).
   std::function<void(bool daemonized)> on_serving;
+  /// Called on the calling thread once the server's SIGINT/SIGTERM/SIGHUP handlers are in place
+  /// (from then on they stop the server, which unmounts), before anything is mounted: a caller
+  /// that read those signals itself until then (tools/interrupt.h) hands them over here, so
+  /// that no moment is left where they take their default action. false: the caller was
+  /// interrupted meanwhile; nothing is mounted and serve() fails with ECANCELED.
+  std::function<bool()> on_signals;
 };
 
 /// Mounts `fs` at opts.mountpoint and serves requests until the filesystem is unmounted

@@ -97,6 +97,11 @@ struct LazyImage {
 Status complete_registration(repo::Repository& repo, PendingRegistration pending,
                              const std::function<void(std::string_view)>& trace = {});
 
+/// Drops what open_lazy_image() left pending, for a caller that will not serve the image after
+/// all (a failure or an interrupt before the mount): removes the .registering file and releases
+/// its lock, as complete_registration() does; nothing is registered.
+void abandon_registration(repo::Repository& repo, PendingRegistration pending);
+
 /// Records that `image` was pulled from `ref` as `manifest` (REPO/cfs-lazy/<hex>.origin), for
 /// open_lazy_image(NAME). Called by pull_image after the image is tagged.
 Status record_origin(repo::Repository& repo, const verity::Digest& image, const Reference& ref,
