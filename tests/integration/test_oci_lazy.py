@@ -1804,12 +1804,13 @@ class LazyMount(unittest.TestCase):
                 self.assertIn(rng, ranges, f"{rng} covers {sorted(covered(rng))}")
         t.umount(self.mnt)
 
-    def elf_run(self, name, eio=None):
+    def elf_run(self, name, eio=None, asked=None):
         """Mounts cfs/elf:v1 through the proxy (one object per range), reads usr/bin/prog,
-        waits until every file of its loader closure was asked for, then reads each and
-        compares it with the tree's (the oracle) and checks fsck; returns the blob GETs of the
-        layer, in order. With `eio` (a list), a read that fails with EIO is recorded there and
-        read again (an open that waited for a tampered fetch)."""
+        waits until every file of its loader closure was asked for (or, with `asked`, until
+        asked(the GETs so far) is true), then reads each and compares it with the tree's (the
+        oracle) and checks fsck; returns the blob GETs of the layer, in order. With `eio` (a
+        list), a read that fails with EIO is recorded there and read again (an open that
+        waited for a tampered fetch)."""
         root, expected, ranges, layer, _ = self.elf_image()
         want = expected | {"usr/bin/prog"}
         repo = self.new_repo(name)
@@ -1820,9 +1821,12 @@ class LazyMount(unittest.TestCase):
 
         def gets():
             return [e for e in self.proxy.requests("GET", "/blobs/" + layer, since=since)]
+        if asked is None:
+            def asked(got):
+                return want <= {ranges.get(x) for e in got if e["range"]
+                                for x in self.split_ranges(e["range"])}
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not want <= {
-                ranges.get(x) for e in gets() if e["range"] for x in self.split_ranges(e["range"])}:
+        while time.monotonic() < deadline and not asked(gets()):
             time.sleep(0.05)
         for rel in sorted(want):
             try:
@@ -1873,6 +1877,32 @@ class LazyMount(unittest.TestCase):
         again = [e["range"] for e in got[got.index(multi[0]) + 1:]
                  if e["range"] in together]
         self.assertEqual(len(again), 1, (together, [e["range"] for e in got]))
+
+    def test_a_malformed_multipart_answer_is_not_trusted(self):
+        """A multipart/byteranges answer with 4 bytes of junk between its first part's data
+        and the delimiter after it (the proxy's "junk" fault): the client stops reading it
+        there (EPROTO; those hints are dropped), and the opens of the files whose parts came
+        after it fetch them again, one range per request (that registry gets no request of
+        several ranges again); every file still reads as the tree's (an open that waited may
+        see EIO once, then reads right) and fsck is clean (elf_run). A reader that skipped the
+        junk and took the parts after it would ask for none of them again. Oracle: the tree's
+        files, the proxy's log."""
+        _, expected, ranges, layer, _ = self.elf_image()
+        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, ranges="junk")
+        eio = []
+
+        def answered(got):  # the broken answer sent, and half a second to read it
+            return any(e["fault"] == "junk" and time.time() > e["time"] + 0.5 for e in got)
+        got = self.elf_run("elf-junk", eio, asked=answered)
+        self.assertLessEqual(len(eio), 1, eio)
+        multi = [e for e in got if e["range"] and "," in e["range"]]
+        self.assertEqual(len(multi), 1, [e["range"] for e in got])  # remembered after one
+        self.assertEqual(multi[0]["fault"], "junk", multi[0])
+        together = self.split_ranges(multi[0]["range"])
+        self.assertGreater(len(together), 1)
+        after = [e["range"] for e in got[got.index(multi[0]) + 1:]]
+        # Every part after the junk asked for again on its own.
+        self.assertLessEqual(set(together[1:]), set(after), (together, after))
 
     def test_a_registry_without_multiple_ranges_still_serves_every_file(self):
         """A server that answers a request of several ranges with the whole blob (200) or with

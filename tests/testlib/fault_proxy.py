@@ -19,7 +19,10 @@ upstream connection; the response comes back with at most one fault applied:
   ranges        a request of several byte ranges (`Range: bytes=a-b,c-d`) as a server that
                 does not serve them so would: "whole" drops its Range header (the registry
                 answers 200 with the whole blob), "coalesce" asks for one range from the first
-                byte asked to the last (206 with a single Content-Range); other requests pass
+                byte asked to the last (206 with a single Content-Range); or as a broken server
+                would: "junk" forwards it and puts 4 bytes between the first part's data and
+                the delimiter after it (a malformed multipart/byteranges body: the parts after
+                it cannot be trusted to be where they say); other requests pass
 
 close() is the registry going away: new connections are refused, and kept-alive connections and
 answers still being sent end at once.
@@ -284,7 +287,9 @@ class FaultProxy:
             spans = [tuple(int(x) for x in part.split("-"))
                      for part in lower["range"].split("=", 1)[1].split(",")]
             headers = [(k, v) for k, v in headers if k.lower() != "range"]
-            if fault.arg == "coalesce":
+            if fault.arg == "junk":
+                headers.append(("Range", lower["range"]))
+            elif fault.arg == "coalesce":
                 headers.append(("Range", "bytes=%d-%d" % (min(a for a, _ in spans),
                                                          max(b for _, b in spans))))
         up = http.client.HTTPConnection(self.upstream, timeout=60)
@@ -313,6 +318,20 @@ class FaultProxy:
                 chunks = iter([data])
             else:
                 chunks = iter(lambda: resp.read(65536), b"")
+            if fault and fault.kind == "ranges" and fault.arg == "junk" and resp.status == 206:
+                m = re.search(r"boundary=\"?([^\";]+)", resp.getheader("Content-Type", ""))
+                data = resp.read()
+                if m:
+                    # The delimiter that ends the first part (the first one ends the preamble).
+                    delim = b"\r\n--" + m.group(1).encode("latin-1")
+                    at = data.find(delim, data.find(b"--" + m.group(1).encode("latin-1")) + 1)
+                    if at > 0:
+                        data = data[:at] + b"JUNK" + data[at:]
+                        entry["fault"] = "junk"
+                length = str(len(data))
+                out_headers = [(k, v) for k, v in out_headers if k.lower() != "content-length"]
+                out_headers.append(("Content-Length", length))
+                chunks = iter([data])
             real_len = int(length) if length is not None else 0
             advertised = real_len
             close_after = False
