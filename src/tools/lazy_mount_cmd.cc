@@ -84,7 +84,9 @@ int run_oci_lazy_mount(int argc, char** argv) {
       ->required();
   app.add_option("MOUNTPOINT", dir, "directory to mount on")->required();
   app.add_option("--timeout", timeout,
-                 "seconds an open waits for its object before failing with EIO (default 30)");
+                 "seconds an open waits for its object before failing with EIO, and the start-up "
+                 "tries a registry that cannot be reached when an image registered for SOURCE "
+                 "before can be mounted instead (default 30)");
   app.add_option("--prefetch", prefetch_file,
                  "a file listing image paths, one per line: fetched first, in that order");
   app.add_flag("--no-full-pull", no_full_pull,
