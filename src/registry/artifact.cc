@@ -19,14 +19,18 @@ Result<oci::ContentDigest> push_bytes(Client& client, const Reference& repo,
 }
 
 Result<PushedArtifact> put_artifact(Client& client, const Reference& image, const Manifest& subject,
-                                    std::string_view artifact_type, nlohmann::json layers) {
-  const auto empty = std::as_bytes(std::span(kEmptyBlob.data(), kEmptyBlob.size()));
-  CFS_ASSIGN(auto empty_config, push_bytes(client, image, empty));
+                                    std::string_view artifact_type, nlohmann::json layers,
+                                    std::optional<nlohmann::json> config) {
+  if (!config) {
+    const auto empty = std::as_bytes(std::span(kEmptyBlob.data(), kEmptyBlob.size()));
+    CFS_ASSIGN(auto empty_config, push_bytes(client, image, empty));
+    config = descriptor_json(kEmptyMediaType, empty_config, kEmptyBlob.size());
+  }
   const nlohmann::json manifest = {
       {"schemaVersion", 2},
       {"mediaType", kOciManifest},
       {"artifactType", artifact_type},
-      {"config", descriptor_json(kEmptyMediaType, empty_config, kEmptyBlob.size())},
+      {"config", std::move(*config)},
       {"layers", std::move(layers)},
       {"subject", descriptor_json(subject.media_type, subject.digest, subject.bytes.size())},
   };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,9 +30,11 @@ struct PushedArtifact {
   std::string bytes;  ///< the manifest as pushed
 };
 
-/// Pushes the artifact manifest {artifactType, the empty config, `layers`, subject} for the
-/// image manifest `subject` of `image`'s repository.
+/// Pushes the artifact manifest {artifactType, config, `layers`, subject} for the image manifest
+/// `subject` of `image`'s repository; the config is the empty descriptor unless `config` (a
+/// descriptor of a blob pushed already) is given.
 Result<PushedArtifact> put_artifact(Client& client, const Reference& image, const Manifest& subject,
-                                    std::string_view artifact_type, nlohmann::json layers);
+                                    std::string_view artifact_type, nlohmann::json layers,
+                                    std::optional<nlohmann::json> config = std::nullopt);
 
 }  // namespace cfs::registry::detail

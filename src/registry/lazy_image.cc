@@ -137,6 +137,7 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   p.erofs = std::move(meta.erofs);
   p.index_json = std::move(meta.index_json);
   out.index = std::move(meta.index);
+  out.loader_graph = std::move(meta.loader_graph);
   if (defer) {
     // Locked before the caller can serve (and so before anyone can act on the mount): see
     // PendingRegistration::lock. A file left by a killed mount is unlocked (gc removes it).

@@ -214,7 +214,8 @@ Result<std::optional<Seal>> check_seal(Client& client, const Reference& image, b
 
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
                                               std::string_view erofs,
-                                              const ocirepo::ObjectIndex& index) {
+                                              const ocirepo::ObjectIndex& index,
+                                              const LoaderGraph* graph) {
   CFS_ASSIGN(auto subject, client.get_manifest(image));
   CFS_ASSIGN(auto m, oci::parse_manifest(subject.bytes, image.str()));
   if (m.layers.size() != index.layers.size())
@@ -238,8 +239,16 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
   erofs_json["annotations"] = {{merged_seal_annotation(index.algorithm), index.image.hex()}};
   auto layers = nlohmann::json::array(
       {erofs_json, detail::descriptor_json(kObjectIndexZstdMediaType, index_d, index_z.size())});
-  CFS_ASSIGN(auto pushed,
-             detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers)));
+  std::optional<nlohmann::json> config;
+  if (graph && !graph->empty()) {
+    CFS_ASSIGN(const std::string graph_z, compress(encode_loader_graph(*graph)));
+    CFS_ASSIGN(auto graph_d,
+               detail::push_bytes(client, image,
+                                  std::as_bytes(std::span(graph_z.data(), graph_z.size()))));
+    config = detail::descriptor_json(kLoaderGraphZstdMediaType, graph_d, graph_z.size());
+  }
+  CFS_ASSIGN(auto pushed, detail::put_artifact(client, image, subject, kLazyArtifactType,
+                                               std::move(layers), std::move(config)));
   return pushed.digest;
 }
 
@@ -327,6 +336,12 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
                             kErofsZstdMediaType, kErofsMediaType, kObjectIndexZstdMediaType,
                             ocirepo::kObjectIndexMediaType));
 
+  // The loader graph, when the artifact's config is one (an older push's is the empty
+  // descriptor): small, fetched beside the EROFS and the index, parsed once the index is.
+  const bool has_graph = m.config.media_type == kLoaderGraphZstdMediaType;
+  const std::string graph_what = fmt::format("{}: loader graph {}", what, m.config.digest.str());
+  std::optional<Result<std::string>> graph_json;
+
   LazyMetadata out;
   out.artifact = artifact;
   // The algorithm of the digest the artifact's annotation gives the EROFS (sha512 when it names
@@ -353,6 +368,13 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   Clock::time_point erofs_done{}, index_done{};
   const auto blobs_asked = Clock::now();
   {
+    std::jthread graph_fetch;
+    if (has_graph)
+      graph_fetch = std::jthread([&] {
+        graph_json =
+            fetch_small(client, by_digest, m.config, true, kMaxLoaderGraphSize, graph_what);
+        trace("loader graph fetched");
+      });
     std::jthread erofs_fetch([&] {
       erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_done, annotated,
                           &early_digest);
@@ -403,6 +425,12 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   if (!early_index) early_index = ocirepo::parse_object_index(out.index_json, what + ": index");
   CFS_ASSIGN(out.index, std::move(*early_index));
   trace("index parsed");
+  if (has_graph) {
+    CFS_ASSIGN(const std::string graph_doc, std::move(*graph_json));
+    CFS_ASSIGN(out.loader_graph,
+               parse_loader_graph(graph_doc, out.index.objects.size(), graph_what));
+    trace("loader graph parsed");
+  }
   CFS_TRY(config_done());
   CFS_TRY(check_layers(out.index, image, what));
   // The two blobs shared the link from blobs_asked until the later one's last byte; one round

@@ -200,8 +200,22 @@ Status attach_lazy_metadata(Client& client, const repo::Repository& repo,
   CFS_TRY_CTX(ocirepo::keep_image_objects(index.objects, std::as_bytes(std::span(erofs))),
               repo.object_path(*img.image));
   ocirepo::sort_and_dedup(index.objects);
-  CFS_ASSIGN(result.lazy_metadata,
-             push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index));
+  // What the loader opens for each ELF object, resolved in the merged image the mount serves
+  // (the artifact's config): a lazy mount then asks for a program's whole library closure at
+  // its first open, instead of learning it one fetched library at a time (docs/lazy.md).
+  LoaderGraph graph;
+  {
+    CFS_ASSIGN_CTX(auto image, erofs::Image::from_bytes(std::as_bytes(std::span(erofs))),
+                   repo.object_path(*img.image));
+    LoaderGraphStats stats;
+    graph = build_loader_graph(
+        image, index, [&](const verity::Digest& d) { return repo.open_object(d); }, &stats);
+    result.elf_objects = stats.elf;
+    result.loads = graph.edges();
+  }
+  CFS_ASSIGN(
+      result.lazy_metadata,
+      push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index, &graph));
   result.indexed_objects = index.objects.size();
   return {};
 }

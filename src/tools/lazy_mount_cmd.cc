@@ -232,6 +232,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.timeout_s = timeout;
   const std::size_t object_count = opened->index.objects.size();
   lo.index = std::move(opened->index);
+  lo.loader_graph = std::move(opened->loader_graph);
   lo.fill = !no_fill;
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;

@@ -193,11 +193,11 @@ int run_oci_push(int argc, char** argv) {
     fmt::print(
         "{{\"event\":\"result\",\"manifest\":\"{}\",\"media_type\":\"{}\",\"manifests\":{},"
         "\"blobs_uploaded\":{},\"blobs_existed\":{},\"lazy_metadata\":{},"
-        "\"indexed_objects\":{}}}\n",
+        "\"indexed_objects\":{},\"elf_objects\":{},\"loads\":{}}}\n",
         pushed->manifest.str(), pushed->media_type, pushed->manifests, pushed->blobs_uploaded,
         pushed->blobs_existed,
         pushed->lazy_metadata ? "\"" + pushed->lazy_metadata->str() + "\"" : "null",
-        pushed->indexed_objects);
+        pushed->indexed_objects, pushed->elf_objects, pushed->loads);
   else
     fmt::print("{}\n", pushed->manifest.str());
   return kExitOk;

@@ -31,6 +31,7 @@ import cfs_registry as r
 import cfs_testlib as t
 
 NOTLS = "--tls-verify=false"
+LOADER_GRAPH = "application/vnd.cfs.loader-graph.v1+json"
 
 
 def cfs(*args, check=True, **kw):
@@ -1056,11 +1057,13 @@ class LazyMount(unittest.TestCase):
             LazyMount._other_erofs = self.lazy_parts("cfs/lazy-other")[3]
         return LazyMount._other_erofs
 
-    def push_tampered(self, name, erofs=None, index_image=None, annotation=None, index_pad=0):
+    def push_tampered(self, name, erofs=None, index_image=None, annotation=None, index_pad=0,
+                      graph=None):
         """Pushes the image as NAME:v1 with its lazy metadata, then publishes a newer artifact
         (the one a reader takes) whose EROFS is `erofs`, whose index names `index_image` and
-        whose EROFS layer's annotation names `annotation` (each unchanged when None), and whose
-        index is followed by `index_pad` spaces (valid JSON whitespace).
+        whose EROFS layer's annotation names `annotation` (each unchanged when None), whose
+        index is followed by `index_pad` spaces (valid JSON whitespace), and whose config is the
+        loader graph document graph(index) when `graph` is given.
         Returns (the pushed merged image's digest, the annotation's key, the algorithm)."""
         cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
             self.reg.ref(f"{name}:v1"))
@@ -1083,6 +1086,10 @@ class LazyMount(unittest.TestCase):
             index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
             index_layer["digest"], index_layer["size"] = self.put_blob(name, z), len(z)
             self.tampered_index_digest = index_layer["digest"]
+        if graph is not None:
+            z = self.zstd(json.dumps(graph(index)).encode())
+            artifact["config"] = {"mediaType": LOADER_GRAPH + "+zstd",
+                                  "digest": self.put_blob(name, z), "size": len(z)}
         raw = json.dumps(artifact).encode()
         self.registry_http(name, "manifests/" + r.sha256_bytes(raw), raw, method="PUT",
                            content_type=artifact["mediaType"])
@@ -1175,6 +1182,25 @@ class LazyMount(unittest.TestCase):
         err = p.stderr.decode()
         self.assertTrue(f"{size} bytes, more than the " in err or
                         "bytes an index of its image can take" in err, err)
+
+    def test_a_hostile_loader_graph_is_refused_naming_the_field(self):
+        # The loader graph (the artifact's config) is parsed strictly and bounded like the
+        # index: a position outside the index's objects, or a graph of another index (its
+        # object count), is refused naming the blob and the field, and nothing is left. (The
+        # refusal is the graph's: the untampered image mounts from the same repository. The
+        # other bounds are the unit tests'.)
+        def graph(objects, loads):
+            return {"mediaType": LOADER_GRAPH, "version": 1, "objects": objects, "loads": loads}
+        self.push_tampered("cfs/lazy-graph-outside", graph=lambda index: graph(
+            len(index["objects"]), [[0, 1], [1, len(index["objects"])]]))
+        self.assert_refused(self.new_repo("graph-outside"), "cfs/lazy-graph-outside",
+                            "loader graph sha256:", "loads[1][1]: ",
+                            "is not a position in the index")
+        t.umount(self.mnt)
+        self.push_tampered("cfs/lazy-graph-other", graph=lambda index: graph(
+            len(index["objects"]) + 1, [[0, 1]]))
+        self.assert_refused(self.new_repo("graph-other"), "cfs/lazy-graph-other",
+                            "loader graph sha256:", "objects: not the object index's count")
 
     def test_registered_index_larger_than_its_image_can_need_is_refused(self):
         # The same bound where a registered lazy image is opened from the repository: its
@@ -1854,20 +1880,81 @@ class LazyMount(unittest.TestCase):
             self.assertEqual(e["status"], 206, e)
             parts = self.split_ranges(e["range"])
             self.assertGreater(len(parts), 1)
-            for x in parts:
-                self.assertIn(ranges.get(x), expected, x)
+            for x in parts:  # the program leads its closure's request (the loader graph)
+                self.assertIn(ranges.get(x), expected | {"usr/bin/prog"}, x)
         # Fewer requests than files: the closure did not come one range per request.
         self.assertLess(len(got), len(expected) + 1, [e["range"] for e in got])
 
+    def test_the_loader_closure_comes_in_one_request_at_the_first_open(self):
+        """With the loader graph cfs oci push publishes, the first open of the program asks for
+        the program and its whole loader closure (its interpreter, ld.so.cache, its libraries
+        and theirs, every level) with one GET of several ranges: one blob GET in all (without
+        the graph, one for the program, then one per level as each library is fetched and
+        parsed: dpkg's libselinux needs libpcre2-8). The program's range goes first, then the
+        interpreter's (the kernel maps it next), then the cache it reads. Oracle: readelf and
+        the test's own search of the tree; the ranges from tarfile on the pushed blob."""
+        root, expected, ranges, layer, _ = self.elf_image()
+        interp, needed, _ = self.readelf(os.path.join(root, "usr/bin/prog"))
+        interp = os.path.relpath(os.path.realpath(os.path.join(root, interp.lstrip("/"))), root)
+        direct = {interp, "etc/ld.so.cache"} | {
+            os.path.relpath(os.path.realpath(os.path.join(root, d.lstrip("/"), n)), root)
+            for n in needed for d in self.HOST_LIBDIRS[1:]}
+        self.assertTrue(set(expected) - direct, "the tree has a second level of libraries")
+        got = self.elf_run("elf-closure")
+        self.assertEqual(len(got), 1, [e["range"] for e in got])
+        asked = [ranges.get(x, x) for x in self.split_ranges(got[0]["range"])]
+        self.assertEqual(sorted(asked), sorted(expected | {"usr/bin/prog"}))
+        self.assertEqual(asked[:3], ["usr/bin/prog", interp, "etc/ld.so.cache"])
+        self.assertEqual(got[0]["status"], 206, got[0])
+
+    def test_what_an_older_cfs_reads_of_the_lazy_artifact_is_unchanged(self):
+        """The loader graph is the lazy artifact's config, which a cfs before it never reads
+        (it reads the artifact type, the subject and exactly two layers, the EROFS and the
+        index, refusing any other layer): those are as before, so an image pushed now still
+        mounts lazily with it. The graph is zstd-compressed JSON of the index's objects: its
+        entry for usr/bin/prog names the objects of the interpreter, ld.so.cache and prog's
+        DT_NEEDED libraries (readelf), as positions in the index."""
+        root, _, _, _, _ = self.elf_image()
+        _, artifact, _, erofs, index = self.lazy_parts("cfs/elf")
+        self.assertEqual(artifact["artifactType"], "application/vnd.cfs.lazy-metadata.v1")
+        self.assertEqual(artifact["subject"]["digest"],
+                         r.sha256_bytes(self.registry_http("cfs/elf", "manifests/v1")[0]))
+        self.assertEqual([l["mediaType"] for l in artifact["layers"]],
+                         ["application/vnd.cfs.composefs.erofs.v1+zstd",
+                          "application/vnd.cfs.object-index.v1+json+zstd"])
+        self.assertEqual(artifact["config"]["mediaType"], LOADER_GRAPH + "+zstd")
+        blob = self.registry_http("cfs/elf", "blobs/" + artifact["config"]["digest"])[0]
+        self.assertEqual(len(blob), artifact["config"]["size"])
+        graph = json.loads(self.zstd(blob, True))
+        self.assertEqual(list(graph), ["mediaType", "version", "objects", "loads"])
+        self.assertEqual((graph["mediaType"], graph["version"], graph["objects"]),
+                         (LOADER_GRAPH, 1, len(index["objects"])))
+        alg = index["algorithm"]
+        pos = {o["digest"]: i for i, o in enumerate(index["objects"])}
+
+        def position(rel):
+            return pos[self.fsverity(read_file(os.path.join(root, rel)), alg)]
+        interp, needed, _ = self.readelf(os.path.join(root, "usr/bin/prog"))
+        want = [position(os.path.relpath(os.path.realpath(os.path.join(root, p.lstrip("/"))),
+                                         root))
+                for p in [interp, "/etc/ld.so.cache"] +
+                ["/usr/lib/x86_64-linux-gnu/" + n for n in needed]
+                if os.path.exists(os.path.join(root, p.lstrip("/")))]
+        loads = {e[0]: e[1:] for e in graph["loads"]}
+        self.assertEqual(loads[position("usr/bin/prog")], want)
+
     def test_a_tampered_part_fails_that_object_only(self):
-        """A byte flipped in the multipart answer (in a part's data, 100,000 bytes in: past the
-        first part's headers, inside the ranges of its files): the object it lands in fails its
+        """A byte flipped in the multipart answer (in a part's data, 100,000 bytes past the
+        program's, which leads the answer: inside the ranges of its libraries): the object it
+        lands in fails its
         fs-verity digest and is stored from none of those bytes (an open that waited for it
         gets EIO, the only file that may); its next open fetches it again, on its own, and
         reads right; every other object of that answer was verified and stored (none is asked
         for again). Oracle: the tree's files, the proxy's log."""
-        _, expected, ranges, layer, _ = self.elf_image()
-        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, flip=100000)
+        root, expected, ranges, layer, _ = self.elf_image()
+        prog = os.path.getsize(os.path.join(root, "usr/bin/prog"))
+        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True,
+                             flip=prog + 100000)
         eio = []
         got = self.elf_run("elf-flip", eio)
         self.assertLessEqual(len(eio), 1, eio)

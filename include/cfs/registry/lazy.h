@@ -48,6 +48,7 @@
 #include "cfs/ocirepo/object_index.h"
 #include "cfs/registry/blob_io.h"
 #include "cfs/registry/client.h"
+#include "cfs/registry/loader_graph.h"
 #include "cfs/registry/reference.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/digest.h"
@@ -60,6 +61,9 @@ inline constexpr std::uint64_t kDefaultBatchBytes = 64 << 10;
 /// The most a measured budget (batch_budget) gives: the neighbours before the object asked for
 /// are held in memory, up to the budget, on each fetch thread.
 inline constexpr std::uint64_t kMaxBatchBytes = 1 << 20;
+/// Most objects one open queues from the loader graph (LazyOptions::loader_graph): apt-get's
+/// closure is 19.
+inline constexpr std::size_t kMaxLoaderClosure = 128;
 
 /// The neighbour budget (LazyOptions::batch_bytes) a link is worth: a neighbour fetched along
 /// may save a later request, one round trip, and costs the time its bytes take on the link, so
@@ -101,6 +105,13 @@ struct LazyOptions {
   /// /usr/lib/locale queues glibc's gconv-modules.cache the same way (glibc opens it next).
   std::optional<erofs::Image> image;
   bool elf_prefetch = true;
+  /// What the loader opens for each ELF object of the index (the lazy artifact's config, computed
+  /// at push). With it (and image, elf_prefetch), the first open of a missing object the graph
+  /// lists queues its whole closure (breadth first, at most kMaxLoaderClosure objects) as ELF
+  /// hints at once, before its own bytes arrive, and fetched objects are not parsed for hints:
+  /// one request of several ranges per layer blob brings a program's libraries and theirs,
+  /// instead of one request per level as each fetched library is parsed. Empty: the levels.
+  LoaderGraph loader_graph;
   /// The ELF hints queued together of one layer blob (one fetched ELF file's libraries) are
   /// fetched with one request of several ranges (RangeSource::fetch_ranges).
   bool multirange = true;

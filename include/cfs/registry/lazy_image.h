@@ -77,6 +77,10 @@ struct LazyImage {
   bool offline = false;
   Reference source;            ///< the registry repository the objects are fetched from
   ocirepo::ObjectIndex index;  ///< where each object's bytes are
+  /// When this call fetched the metadata and it has one: the loader graph of index's objects
+  /// (not registered: an earlier registration mounted again has none, and learns each
+  /// program's libraries as it fetches them).
+  LoaderGraph loader_graph;
   /// When this call fetched the image: a sealed memfd holding exactly the bytes whose fs-verity
   /// digest was found to be `image` (and the index's, the annotation's, a seal's). Serving these
   /// needs no second pass over the image (repo::prepare_mount's, or a sealed copy's); the

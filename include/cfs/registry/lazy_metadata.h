@@ -3,13 +3,17 @@
 // image by `cfs oci push` (docs/registry.md "Lazy metadata", docs/design.md for the trust
 // argument). An OCI artifact whose subject is the image manifest:
 //
-//   manifest  artifactType kLazyArtifactType, the empty config, subject = the image manifest
+//   manifest  artifactType kLazyArtifactType, subject = the image manifest
 //   layer 0   the merged composefs EROFS, zstd-compressed (kErofsZstdMediaType), annotated
 //             with the seal's key composefs.merged.erofs.v1.fsverity-<alg>-12 = <hex of the
 //             fs-verity digest of the EROFS itself>
 //   layer 1   the object index (ocirepo/object_index.h), zstd-compressed
 //             (kObjectIndexZstdMediaType): where each object's bytes are in the layer blobs as
 //             pushed
+//   config    the empty descriptor, or (since session 13) the loader graph of the index's
+//             objects (registry/loader_graph.h, kLoaderGraphZstdMediaType): what the dynamic
+//             loader opens for each ELF object. Optional: an older cfs never reads the config,
+//             so an image pushed with a graph still mounts with it.
 //
 // found like a seal, through the referrers API or its sha256-<hex> fallback tag. The two
 // blobs are on the critical path of every lazy mount, and compressed they are 2.3x smaller
@@ -28,6 +32,7 @@
 #include "cfs/oci/image.h"
 #include "cfs/ocirepo/object_index.h"
 #include "cfs/registry/client.h"
+#include "cfs/registry/loader_graph.h"
 #include "cfs/registry/seal.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/unique_fd.h"
@@ -44,11 +49,13 @@ inline constexpr std::string_view kObjectIndexZstdMediaType =
 inline constexpr std::uint64_t kMaxLazyErofsSize = 1ull << 30;
 
 /// Attaches `erofs` (whose fs-verity digest is index.image) and `index` to the manifest
-/// `image` names. The index's layers must be that manifest's layers. Returns the artifact's
+/// `image` names, with `graph` (of index's objects) as the artifact's config unless it is
+/// null or empty. The index's layers must be that manifest's layers. Returns the artifact's
 /// digest; pushing the same metadata again changes nothing.
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
                                               std::string_view erofs,
-                                              const ocirepo::ObjectIndex& index);
+                                              const ocirepo::ObjectIndex& index,
+                                              const LoaderGraph* graph = nullptr);
 
 struct LazyFetchOptions {
   /// For an index: the platform (default: the running one).
@@ -92,6 +99,7 @@ struct LazyMetadata {
   ocirepo::ObjectIndex index;   ///< layers equal to the manifest's, in order
   std::string index_json;       ///< the index document `index` was parsed from
   std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
+  LoaderGraph loader_graph;     ///< the artifact's config, when it is one (else empty)
   LinkEstimate link;            ///< measured while fetching this
 };
 

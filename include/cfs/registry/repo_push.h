@@ -45,6 +45,8 @@ struct RepoPushOptions {
 struct RepoPush : LayoutPush {
   std::optional<oci::ContentDigest> lazy_metadata;  ///< the artifact, when attached
   std::uint64_t indexed_objects = 0;                ///< objects its index places
+  std::uint64_t elf_objects = 0;  ///< of them, dynamically linked ELF files (the loader graph)
+  std::uint64_t loads = 0;        ///< the loader graph's edges
 };
 
 /// Pushes the repository image `name` (tag or manifest digest) to `dest` (its tag or digest).
