@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
 #include "artifact.h"
+#include "base64.h"
 #include "cfs/oci/byte_source.h"
 #include "cfs/oci/compress.h"
 #include "cfs/oci/source.h"
@@ -210,6 +212,36 @@ Result<std::optional<Seal>> check_seal(Client& client, const Reference& image, b
   return std::optional<Seal>{};
 }
 
+/// The loader graph document from the artifact config's "data" (the blob's bytes, base64),
+/// decoded as the blob would be; nullopt when the descriptor has none (the blob is fetched).
+/// The bytes must be the blob the descriptor names (OCI image-spec: "data" is verified against
+/// the digest and size), else kInvalidInput naming `what`.
+Result<std::optional<Result<std::string>>> embedded_graph(const oci::Manifest& m,
+                                                          const std::string& what) {
+  using Out = std::optional<Result<std::string>>;
+  const auto j = nlohmann::json::parse(m.raw, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("config") || !j["config"].is_object())
+    return Out();
+  const auto& c = j["config"];
+  auto data = c.find("data");
+  if (data == c.end()) return Out();
+  if (!data->is_string()) return fail(Errc::kInvalidInput, what + ": config.data is not a string");
+  if (data->get_ref<const std::string&>().size() > (kMaxEmbeddedLoaderGraph + 2) / 3 * 4)
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: config.data is more than the {} bytes allowed", what,
+                            kMaxEmbeddedLoaderGraph));
+  auto bytes = base64_decode(data->get_ref<const std::string&>());
+  if (!bytes) return fail(Errc::kInvalidInput, what + ": config.data is not base64");
+  if (bytes->size() != m.config.size || oci::sha256_of(*bytes) != m.config.digest)
+    return fail(Errc::kDigestMismatch,
+                fmt::format("{}: config.data is not the blob its digest and size name ({} bytes, "
+                            "{})",
+                            what, bytes->size(), oci::sha256_of(*bytes).str()));
+  MetadataSink sink(true, kMaxLoaderGraphSize, what, std::nullopt);
+  CFS_TRY(sink.write(std::as_bytes(std::span(bytes->data(), bytes->size()))));
+  return Out(sink.finish());
+}
+
 }  // namespace
 
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
@@ -246,6 +278,11 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
                detail::push_bytes(client, image,
                                   std::as_bytes(std::span(graph_z.data(), graph_z.size()))));
     config = detail::descriptor_json(kLoaderGraphZstdMediaType, graph_d, graph_z.size());
+    // Also in the descriptor itself (OCI 1.1 "data"), so that a mount reads it from the
+    // artifact's manifest instead of asking for one more blob on its way to serving. The blob
+    // is still pushed: a registry checks that a manifest's blobs exist, and a reader without
+    // "data" fetches it.
+    if (graph_z.size() <= kMaxEmbeddedLoaderGraph) (*config)["data"] = base64_encode(graph_z);
   }
   CFS_ASSIGN(auto pushed, detail::put_artifact(client, image, subject, kLazyArtifactType,
                                                std::move(layers), std::move(config)));
@@ -341,6 +378,9 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const bool has_graph = m.config.media_type == kLoaderGraphZstdMediaType;
   const std::string graph_what = fmt::format("{}: loader graph {}", what, m.config.digest.str());
   std::optional<Result<std::string>> graph_json;
+  if (has_graph) {
+    CFS_ASSIGN(graph_json, embedded_graph(m, graph_what));
+  }
 
   LazyMetadata out;
   out.artifact = artifact;
@@ -369,7 +409,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const auto blobs_asked = Clock::now();
   {
     std::jthread graph_fetch;
-    if (has_graph)
+    if (has_graph && !graph_json)
       graph_fetch = std::jthread([&] {
         graph_json =
             fetch_small(client, by_digest, m.config, true, kMaxLoaderGraphSize, graph_what);

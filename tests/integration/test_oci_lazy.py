@@ -9,6 +9,7 @@ fault proxy (which logs every request with its Range header).
 Oracles: the file contents the test wrote into the image (independent of cfs); the byte ranges
 of each file in the pushed layer blobs, read from the blob with Python's tarfile (uncompressed
 layers); the proxy's request log (what was fetched); `cfs repo fsck` (nothing partial left)."""
+import base64
 import contextlib
 import errno
 import fcntl
@@ -1058,12 +1059,13 @@ class LazyMount(unittest.TestCase):
         return LazyMount._other_erofs
 
     def push_tampered(self, name, erofs=None, index_image=None, annotation=None, index_pad=0,
-                      graph=None):
+                      graph=None, graph_data=None):
         """Pushes the image as NAME:v1 with its lazy metadata, then publishes a newer artifact
         (the one a reader takes) whose EROFS is `erofs`, whose index names `index_image` and
         whose EROFS layer's annotation names `annotation` (each unchanged when None), whose
         index is followed by `index_pad` spaces (valid JSON whitespace), and whose config is the
-        loader graph document graph(index) when `graph` is given.
+        loader graph document graph(index) when `graph` is given (the blob only, unless
+        `graph_data`: those bytes as the descriptor's embedded "data").
         Returns (the pushed merged image's digest, the annotation's key, the algorithm)."""
         cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
             self.reg.ref(f"{name}:v1"))
@@ -1090,6 +1092,8 @@ class LazyMount(unittest.TestCase):
             z = self.zstd(json.dumps(graph(index)).encode())
             artifact["config"] = {"mediaType": LOADER_GRAPH + "+zstd",
                                   "digest": self.put_blob(name, z), "size": len(z)}
+            if graph_data is not None:
+                artifact["config"]["data"] = base64.b64encode(graph_data).decode()
         raw = json.dumps(artifact).encode()
         self.registry_http(name, "manifests/" + r.sha256_bytes(raw), raw, method="PUT",
                            content_type=artifact["mediaType"])
@@ -1201,6 +1205,14 @@ class LazyMount(unittest.TestCase):
             len(index["objects"]) + 1, [[0, 1]]))
         self.assert_refused(self.new_repo("graph-other"), "cfs/lazy-graph-other",
                             "loader graph sha256:", "objects: not the object index's count")
+        t.umount(self.mnt)
+        # The graph embedded in the descriptor ("data") must be the blob it names: here a valid
+        # graph whose blob is another (a byte more).
+        good = lambda index: graph(len(index["objects"]), [[0, 1]])
+        data = self.zstd(json.dumps(good({"objects": [0, 0]})).encode() + b" ")
+        self.push_tampered("cfs/lazy-graph-data", graph=good, graph_data=data)
+        self.assert_refused(self.new_repo("graph-data"), "cfs/lazy-graph-data",
+                            "loader graph sha256:", "config.data is not the blob its digest")
 
     def test_registered_index_larger_than_its_image_can_need_is_refused(self):
         # The same bound where a registered lazy image is opened from the repository: its
@@ -1892,7 +1904,8 @@ class LazyMount(unittest.TestCase):
         the graph, one for the program, then one per level as each library is fetched and
         parsed: dpkg's libselinux needs libpcre2-8). The program's range goes first, then the
         interpreter's (the kernel maps it next), then the cache it reads. Oracle: readelf and
-        the test's own search of the tree; the ranges from tarfile on the pushed blob."""
+        the test's own search of the tree; the ranges from tarfile on the pushed blob. The
+        graph itself needs no request: it is embedded in the artifact's manifest."""
         root, expected, ranges, layer, _ = self.elf_image()
         interp, needed, _ = self.readelf(os.path.join(root, "usr/bin/prog"))
         interp = os.path.relpath(os.path.realpath(os.path.join(root, interp.lstrip("/"))), root)
@@ -1900,8 +1913,13 @@ class LazyMount(unittest.TestCase):
             os.path.relpath(os.path.realpath(os.path.join(root, d.lstrip("/"), n)), root)
             for n in needed for d in self.HOST_LIBDIRS[1:]}
         self.assertTrue(set(expected) - direct, "the tree has a second level of libraries")
+        since = time.time()
         got = self.elf_run("elf-closure")
         self.assertEqual(len(got), 1, [e["range"] for e in got])
+        # The graph came in the artifact's manifest ("data"): its blob was not asked for.
+        _, artifact, _, _, _ = self.lazy_parts("cfs/elf")
+        self.assertEqual(self.proxy.requests("GET", "/blobs/" + artifact["config"]["digest"],
+                                             since=since), [])
         asked = [ranges.get(x, x) for x in self.split_ranges(got[0]["range"])]
         self.assertEqual(sorted(asked), sorted(expected | {"usr/bin/prog"}))
         self.assertEqual(asked[:3], ["usr/bin/prog", interp, "etc/ld.so.cache"])
@@ -1925,6 +1943,8 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(artifact["config"]["mediaType"], LOADER_GRAPH + "+zstd")
         blob = self.registry_http("cfs/elf", "blobs/" + artifact["config"]["digest"])[0]
         self.assertEqual(len(blob), artifact["config"]["size"])
+        # Embedded in the descriptor too (OCI 1.1 "data"): a mount needs no GET for it.
+        self.assertEqual(base64.b64decode(artifact["config"]["data"]), blob)
         graph = json.loads(self.zstd(blob, True))
         self.assertEqual(list(graph), ["mediaType", "version", "objects", "loads"])
         self.assertEqual((graph["mediaType"], graph["version"], graph["objects"]),

@@ -48,6 +48,9 @@ inline constexpr std::uint64_t kLoaderGraphVersion = 1;
 /// Largest graph document read (decoded), and largest blob fetched: the Debian image's is 13 KB
 /// (701 ELF objects, 1,801 edges); this allows ~100 times that.
 inline constexpr std::uint64_t kMaxLoaderGraphSize = 1ull << 20;
+/// Largest compressed graph that `cfs oci push` also embeds in the artifact's config descriptor
+/// ("data", base64), and a mount reads from there: the Debian image's is 3 KB.
+inline constexpr std::uint64_t kMaxEmbeddedLoaderGraph = 64u << 10;
 /// Most objects one ELF object makes the loader open (a list of more is refused).
 inline constexpr std::size_t kMaxObjectLoads = 256;
 /// Most edges of a graph in all.
