@@ -796,23 +796,23 @@ struct LazyProvider::Impl {
     f->claimed = true;
     trace("claimed", d);
     std::vector<Member> batch{Member{d, nullptr, f, {}}};
+    const auto* loc = o.index.find(d);
+    const bool placed = loc && loc->layer < o.index.layers.size();
+    if (placed) batch[0].loc = loc;
+    // A group's hints are claimed before the lock is let go: another worker would otherwise
+    // take them meanwhile, as a group of their own (an open's loader closure without the open).
+    if (placed && alone && group) add_hints(batch);
     lock.unlock();
-    // Another fetcher (or a pull) may have stored it meanwhile.
+    // Another fetcher (or a pull) may have stored it meanwhile (a group's hints are fetched
+    // all the same: fetch() leaves out the one present).
     const bool have = present(d);
     lock.lock();
-    if (!have) {
-      batch[0].loc = o.index.find(d);
-      if (batch[0].loc && batch[0].loc->layer < o.index.layers.size()) {
-        if (!alone)
-          add_neighbours(batch);
-        else if (group)
-          add_hints(batch);
-      } else
-        batch[0].status =
-            fail_errno("object " + object_name(d) + ": not in the lazy index", ENOENT);
-    }
+    if (!have && !placed)
+      batch[0].status = fail_errno("object " + object_name(d) + ": not in the lazy index", ENOENT);
+    else if (!have && !alone)
+      add_neighbours(batch);
     lock.unlock();
-    if (!have && batch[0].status) fetch(batch, group && batch.size() > 1);
+    if (placed && (!have || batch.size() > 1)) fetch(batch, group && batch.size() > 1);
     lock.lock();
     for (auto& m : batch) {
       m.f->verified.reset();  // named now (or failed): opens use the repository
