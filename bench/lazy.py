@@ -29,6 +29,9 @@ the bytes are the response bodies the registry (or the proxy) sent meanwhile (fo
 Range requests alone: file contents, the rest is metadata). Prints both, and lazy / full.
 --trace: each lazy run's start-up steps and fetch events (CFS_LAZY_TRACE, docs/lazy.md) on
 stderr, in ms from the mount command, with the moment the command returned and the first byte.
+Each lazy run's JSON line has the mount command's CPU time (user + system, until it returned:
+`mount_command_cpu_ms`) and, with --trace, the serving process's at its last served open
+(`daemon_cpu_ms`, from the trace's `served` events); the two are the mount's CPU for the run.
 --ab (repeatable): a same-run A/B of lazy mounts on a shared machine: in every run, one lazy
 mount with each LABEL's `BUILD_DIR/bin/cfs` (and its extra `cfs oci mount --lazy` options, comma
 separated), in the order given, then the full pull (--build-dir's cfs); one JSON line per lazy
@@ -44,6 +47,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -139,6 +143,18 @@ def print_trace(path, wall0, mounted, first, wname):
     for t, event in sorted(events):
         print(f"  {(t - wall0) * 1e3:8.1f} ms  {event}", file=sys.stderr)
     print_opens(events, wall0, first)
+
+
+def daemon_cpu_ms(path):
+    """The serving process's CPU time (user + system, ms) at its last `served` event (the
+    trace's `cpu USER+SYS ms`), or None."""
+    last = None
+    with open(path) as f:
+        for line in f:
+            m = re.search(r" served \S+ cpu ([\d.]+)\+([\d.]+) ms", line)
+            if m:
+                last = round(float(m[1]) + float(m[2]), 1)
+    return last
 
 
 def print_opens(events, wall0, first):
@@ -267,9 +283,13 @@ def main():
                             t0 = time.monotonic()
                             wall0 = time.time()
                             if lazy:
+                                ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                                 run("oci", "mount", "--lazy", "--no-fill", *lazy_opts,
                                     "--repo", repo, NOTLS, ref, mnt, env=env, binary=binary)
                                 mounted = time.time()
+                                ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                                cmd_cpu = ((ru1.ru_utime - ru0.ru_utime)
+                                           + (ru1.ru_stime - ru0.ru_stime)) * 1e3
                             else:
                                 run("oci", "pull", "--repo", repo, NOTLS, ref, "img")
                                 run("oci", "mount", "--fuse", "--repo", repo, "img", mnt)
@@ -278,9 +298,11 @@ def main():
                                 secs = time.monotonic() - t0
                             finally:
                                 umount(mnt)
+                            daemon_cpu = None
                             if lazy and args.trace:
                                 print_trace(trace, wall0, mounted, wall0 + secs,
                                             f"{wname} ({mode})")
+                                daemon_cpu = daemon_cpu_ms(trace)
                             reqs = link.requests(since)
                             sent = sum(e["sent"] for e in reqs)
                             res[mode] = (secs, sent)
@@ -289,6 +311,7 @@ def main():
                                                          sum(e["sent"] for e in reqs
                                                              if e["range"]),
                                                          len(reqs))
+                                res["cpu " + mode] = (cmd_cpu, daemon_cpu)
                         rows.append((rate, wname, res))
                         for mode, _, _ in variants:
                             label = {} if mode == "lazy" else {"label": mode}
@@ -299,7 +322,11 @@ def main():
                                               "full_bytes": res["full"][1],
                                               "lazy_range_requests": res["ranges " + mode][0],
                                               "lazy_range_bytes": res["ranges " + mode][1],
-                                              "lazy_requests": res["ranges " + mode][2]}),
+                                              "lazy_requests": res["ranges " + mode][2],
+                                              "mount_command_cpu_ms":
+                                                  round(res["cpu " + mode][0], 1),
+                                              **({"daemon_cpu_ms": res["cpu " + mode][1]}
+                                                 if res["cpu " + mode][1] is not None else {})}),
                                   flush=True)
             finally:
                 link.close()

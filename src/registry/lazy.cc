@@ -3,7 +3,10 @@
 #include "cfs/registry/lazy.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <atomic>
@@ -40,34 +43,89 @@ using detail::object_of;
 
 Error eio(std::string what) { return Error::from_errno(std::move(what), EIO); }
 
-/// The zstd decompression contexts of one fetch, handed to its members one frame at a time: a
-/// batch's members decode one after another (at most two at once, when the bytes of a member
-/// before the object asked for are held back mid-frame), so a fetch of 64 small files creates
-/// one or two contexts, not 64. ZSTD_createDCtx costs ~12 µs and its first use faults in fresh
-/// pages: 64 of them were ~0.8 ms before each 64-object request went out (session 11).
+/// The zstd decompression contexts of the mount's fetches, lent to a fetch's members one frame
+/// at a time: a batch's members decode one after another (at most two at once, when the bytes
+/// of a member before the object asked for are held back mid-frame). ZSTD_createDCtx costs
+/// ~12 µs and its first use faults in fresh pages: 64 of them were ~0.8 ms before each 64-object
+/// request went out (session 11), so a fetch of 64 small files creates none once the mount has
+/// decoded a few, and contexts outlive their fetch (session 13). Thread-safe; at most kKeep are
+/// kept.
 class DctxPool {
  public:
+  static constexpr std::size_t kKeep = 8;
   DctxPool() = default;
   DctxPool(const DctxPool&) = delete;
   DctxPool& operator=(const DctxPool&) = delete;
   ~DctxPool() {
     for (ZSTD_DCtx* d : free_) ZSTD_freeDCtx(d);
   }
-  /// A context ready for a new frame; nullptr when none can be allocated.
-  ZSTD_DCtx* take() {
-    if (free_.empty()) return ZSTD_createDCtx();
-    ZSTD_DCtx* d = free_.back();
-    free_.pop_back();
-    ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  /// A context ready for a new frame, decoding into one buffer that holds the whole frame when
+  /// `stable_out` (ZSTD_d_stableOutBuffer: no window buffer of its own, no copy out of it), else
+  /// into whatever buffer each call gives; nullptr when none can be allocated.
+  ZSTD_DCtx* take(bool stable_out) {
+    ZSTD_DCtx* d = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        d = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (d)
+      ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+    else if (!(d = ZSTD_createDCtx()))
+      return nullptr;
+    // ZSTD_d_stableOutBuffer is ZSTD_d_experimentalParam2 outside ZSTD_STATIC_LINKING_ONLY; a
+    // libzstd without it (before 1.4.7) refuses it, and the sink then decodes as usual.
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_experimentalParam2, stable_out ? 1 : 0)) &&
+        stable_out) {
+      give(d);
+      return nullptr;
+    }
     return d;
   }
   void give(ZSTD_DCtx* d) {
-    if (d) free_.push_back(d);
+    if (!d) return;
+    {
+      std::lock_guard lock(mu_);
+      if (free_.size() < kKeep) {
+        free_.push_back(d);
+        return;
+      }
+    }
+    ZSTD_freeDCtx(d);
   }
 
  private:
+  std::mutex mu_;
   std::vector<ZSTD_DCtx*> free_;
 };
+
+/// Faults in the pages of a new buffer with one call instead of a page fault per 4 KiB as the
+/// bytes are written (8 MiB: ~1 ms instead of 2.4-7.8 ms on the benchmark's host, loaded), the
+/// whole 2 MiB stretches of it as huge pages where the kernel has them (0.3 ms; session 13).
+/// Best effort (before Linux 5.14 the pages fault in as they are written).
+void prefault(std::byte* p, std::size_t n) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  auto inside = [&](std::uintptr_t align) {
+    return std::pair{(at + align - 1) & ~(align - 1), (at + n) & ~(align - 1)};
+  };
+  constexpr std::uintptr_t kHuge = 2u << 20;
+  if (auto [a, b] = inside(kHuge); b > a)
+    (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; glibc 2.36's headers lack it
+#endif
+  if (auto [a, b] = inside(static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE))); b > a)
+    (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE);
+}
+
+/// Compressed objects whose bytes are kept for their opens (at most kKeptCopyMax, 8 MiB) are
+/// decompressed straight into one buffer of their size, which is then kept; others up to
+/// kScratchBufferMax too (an object nobody opens then takes no more memory than that), larger ones
+/// through a small buffer, with the zstd context's own window.
+constexpr std::uint64_t kWholeBufferMax = 8u << 20;
+constexpr std::uint64_t kScratchBufferMax = 2u << 20;
 
 /// Writes an object's bytes into a new object file of `repo` while building their Merkle tree
 /// (which the open then verifies reads against, instead of reading the file back to build it
@@ -77,6 +135,11 @@ class DctxPool {
 /// filesystem journal handle) before the request goes out, nor if their bytes never come.
 /// `keep_bytes`: the object's bytes are also kept in memory, as hashed (take_bytes), for the open
 /// to serve without reading them back and hashing them again.
+/// A compressed object of at most kWholeBufferMax bytes when kept, kScratchBufferMax when not,
+/// is decoded into one buffer of its size (the kept bytes, when kept), faulted in at once: the
+/// context then needs no window buffer of its own (a fresh mapping of up to the object's size
+/// per fetch, faulted in a page at a time and unmapped after) and copies nothing out of it
+/// (session 13).
 class ObjectSink final : public BlobSink {
  public:
   /// `dctxs` lends a zstd context from the first byte of a compressed object to the end of its
@@ -86,14 +149,11 @@ class ObjectSink final : public BlobSink {
       : repo_(repo),
         range_(r),
         zstd_(r.compression == ocirepo::ObjectCompression::kZstd),
+        whole_(zstd_ && r.size > 0 && r.size <= (keep_bytes ? kWholeBufferMax : kScratchBufferMax)),
+        keep_(keep_bytes),
         tree_(p, r.size),
         what_(std::move(what)),
-        dctxs_(dctxs) {
-    if (keep_bytes) {
-      kept_ = std::make_shared<std::vector<std::byte>>();
-      kept_->reserve(static_cast<std::size_t>(r.size));  // out() refuses more than r.size
-    }
-  }
+        dctxs_(dctxs) {}
   ~ObjectSink() override { dctxs_.give(std::exchange(dctx_, nullptr)); }
   ObjectSink(const ObjectSink&) = delete;
   ObjectSink& operator=(const ObjectSink&) = delete;
@@ -101,7 +161,15 @@ class ObjectSink final : public BlobSink {
   Status write(std::span<const std::byte> data) override {
     received_ += data.size();
     if (!zstd_) return out(data);
-    if (!dctx_ && !frame_done_) dctx_ = dctxs_.take();
+    if (!dctx_ && !frame_done_) {
+      dctx_ = whole_ ? dctxs_.take(true) : nullptr;
+      if (dctx_) {
+        if (!buf_) buf_ = new_buffer(range_.size, false);  // sized, not kept as it grows
+      } else {
+        whole_ = false;
+        dctx_ = dctxs_.take(false);
+      }
+    }
     if (!dctx_) {
       if (frame_done_) return fail(eio(what_ + ": bytes after the end of its zstd frame"));
       return fail_errno(what_ + ": zstd context", ENOMEM);
@@ -109,11 +177,25 @@ class ObjectSink final : public BlobSink {
     ZSTD_inBuffer in{data.data(), data.size(), 0};
     while (in.pos < in.size) {
       if (frame_done_) return fail(eio(what_ + ": bytes after the end of its zstd frame"));
-      std::byte buf[64 << 10];
-      ZSTD_outBuffer o{buf, sizeof buf, 0};
-      std::size_t rc = ZSTD_decompressStream(dctx_, &o, &in);
-      if (ZSTD_isError(rc)) return fail(eio(what_ + ": zstd frame: " + ZSTD_getErrorName(rc)));
-      CFS_TRY(out(std::span<const std::byte>(buf, o.pos)));
+      std::size_t rc = 0;
+      if (whole_) {
+        // The same buffer in every call, its position where the last call left it.
+        ZSTD_outBuffer o{buf_->data(), buf_->size(), static_cast<std::size_t>(written_)};
+        const std::size_t in_before = in.pos;
+        rc = ZSTD_decompressStream(dctx_, &o, &in);
+        if (ZSTD_isError(rc)) {
+          if (ZSTD_getErrorCode(rc) == ZSTD_error_dstSize_tooSmall) return too_much();
+          return fail(eio(what_ + ": zstd frame: " + ZSTD_getErrorName(rc)));
+        }
+        CFS_TRY(out_written(o.pos - written_));
+        if (rc != 0 && in.pos == in_before && o.pos == buf_->size()) return too_much();
+      } else {
+        std::byte buf[64 << 10];
+        ZSTD_outBuffer o{buf, sizeof buf, 0};
+        rc = ZSTD_decompressStream(dctx_, &o, &in);
+        if (ZSTD_isError(rc)) return fail(eio(what_ + ": zstd frame: " + ZSTD_getErrorName(rc)));
+        CFS_TRY(out(std::span<const std::byte>(buf, o.pos)));
+      }
       if (rc == 0) {
         frame_done_ = true;
         dctxs_.give(std::exchange(dctx_, nullptr));  // for the next member's frame
@@ -132,36 +214,68 @@ class ObjectSink final : public BlobSink {
   }
   std::uint64_t received() const noexcept { return received_; }
   /// The bytes hashed into finish()'s tree, in order, when kept (after finish() succeeded).
-  std::shared_ptr<const std::vector<std::byte>> take_bytes() { return std::move(kept_); }
+  std::shared_ptr<const std::vector<std::byte>> take_bytes() {
+    if (!keep_) return nullptr;
+    return std::move(buf_);
+  }
   /// The object file (after finish() succeeded, so it exists).
   repo::NewObject& object() { return *obj_; }
 
  private:
+  /// A buffer for `n` bytes, its pages faulted in at once: of size n (`empty` false: decoded
+  /// into), or empty with room for n (appended to).
+  static std::shared_ptr<std::vector<std::byte>> new_buffer(std::uint64_t n, bool empty) {
+    auto b = std::make_shared<std::vector<std::byte>>();
+    b->reserve(static_cast<std::size_t>(n));
+    prefault(b->data(), b->capacity());
+    if (!empty) b->resize(static_cast<std::size_t>(n));
+    return b;
+  }
+
+  Status too_much() {
+    return fail(eio(what_ + ": more than the object's " + std::to_string(range_.size) + " bytes"));
+  }
+
+  /// Stores bytes that are not in buf_ (an uncompressed range, or decoded through a small
+  /// buffer), and keeps them in buf_ when asked to.
   Status out(std::span<const std::byte> data) {
     if (data.empty()) return {};
-    if (data.size() > range_.size - written_)
-      return fail(
-          eio(what_ + ": more than the object's " + std::to_string(range_.size) + " bytes"));
+    if (data.size() > range_.size - written_) return too_much();
+    if (keep_ && !buf_) buf_ = new_buffer(range_.size, true);  // out() refuses more than r.size
+    CFS_TRY(store(data));
+    if (keep_) buf_->insert(buf_->end(), data.begin(), data.end());
+    written_ += data.size();
+    return {};
+  }
+
+  /// Stores the next `n` bytes decoded into buf_.
+  Status out_written(std::size_t n) {
+    if (n == 0) return {};
+    CFS_TRY(store(std::span<const std::byte>(buf_->data() + written_, n)));
+    written_ += n;
+    return {};
+  }
+
+  Status store(std::span<const std::byte> data) {
     if (!obj_) {
       CFS_ASSIGN(repo::NewObject obj, repo_.create_object());
       obj_.emplace(std::move(obj));
     }
     CFS_TRY(sys::write_all(obj_->fd(), data));
-    CFS_TRY(tree_.update(data));
-    if (kept_) kept_->insert(kept_->end(), data.begin(), data.end());
-    written_ += data.size();
-    return {};
+    return tree_.update(data);
   }
 
   repo::Repository& repo_;
   std::optional<repo::NewObject> obj_;
   const ocirepo::ObjectLocation& range_;
   bool zstd_;
+  bool whole_;  // decoded into buf_, sized range_.size (while it can be)
+  bool keep_;
   verity::MerkleBuilder tree_;
   std::string what_;
   DctxPool& dctxs_;
-  ZSTD_DCtx* dctx_ = nullptr;                     // from dctxs_, while a frame is being decoded
-  std::shared_ptr<std::vector<std::byte>> kept_;  // the bytes hashed into tree_, when kept
+  ZSTD_DCtx* dctx_ = nullptr;                    // from dctxs_, while a frame is being decoded
+  std::shared_ptr<std::vector<std::byte>> buf_;  // decoded into (whole_) or the kept bytes
   bool frame_done_ = false;
   std::uint64_t written_ = 0;
   std::uint64_t received_ = 0;
@@ -296,6 +410,7 @@ constexpr std::size_t kMaxBatch = 64;
 /// ahead by ELF hints (apt-get's: 12 MB) wait for their opens, which take them one after another.
 constexpr std::size_t kKeptCopyBytes = 16u << 20;
 constexpr std::uint64_t kKeptCopyMax = 8u << 20;
+static_assert(kKeptCopyMax <= kWholeBufferMax, "a kept object is decoded into its kept bytes");
 
 }  // namespace
 
@@ -358,6 +473,7 @@ struct LazyProvider::Impl {
   FillProgress fill_progress;         // guarded by mu
 
   mutable std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, failed{0};
+  mutable DctxPool dctxs;  // every fetch's (ObjectSink)
   std::atomic<bool> fill_done{false};
 
   Impl(std::unique_ptr<RangeSource> r, LazyOptions opts)
@@ -562,7 +678,6 @@ struct LazyProvider::Impl {
       std::string what;
       std::unique_ptr<ObjectSink> sink;
     };
-    DctxPool dctxs;  // declared before the sinks that borrow from it
     const bool keep = batch[0].f->keep_bytes.load(std::memory_order_relaxed);
     std::vector<Part> parts;
     std::vector<BatchSink::Range> ranges_out;
@@ -619,16 +734,16 @@ struct LazyProvider::Impl {
       } else {
         trace("verified", m.d);
         good.push_back(&part);
+        std::shared_ptr<const std::vector<std::byte>> bytes = part.sink->take_bytes();
         if (auto ro = sys::reopen(part.sink->object().fd(), O_RDONLY | O_CLOEXEC, part.what)) {
           std::lock_guard lock(mu);
-          keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)),
-                    part.sink->take_bytes());
+          keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)), bytes);
           m.f->verified = std::make_shared<UniqueFd>(std::move(*ro));
           done_cv.notify_all();
         }
         // Only the object asked for: a neighbour's libraries are a guess upon a guess.
         if (o.image && o.elf_prefetch && (multi || &m == &batch[0]))
-          queue_loader_objects(part.sink->object().fd(), m.d, part.what);
+          queue_loader_objects(part.sink->object().fd(), bytes.get(), m.d, part.what);
       }
       if (!m.status && &m != &batch[0]) log(m.status.error().message());
     };
@@ -719,7 +834,10 @@ struct LazyProvider::Impl {
   /// of its interpreter and libraries (ELF hints): the loader will open them one after another,
   /// each a round trip; fetched now they arrive together. Never fails: a file that is not ELF or
   /// is malformed gives no hint, and the object it came with is served as usual.
-  void queue_loader_objects(int fd, const verity::Digest& d, const std::string& what) const {
+  /// `bytes`: the object's bytes when the fetch kept them (read there instead of mapping the file:
+  /// no page faults, no unmapping that interrupts the other threads' CPUs), else null.
+  void queue_loader_objects(int fd, const std::vector<std::byte>* bytes, const verity::Digest& d,
+                            const std::string& what) const {
     // With a loader graph, the push resolved every object already: what it lists is queued
     // (once per object, unless an open queued it), and nothing is parsed.
     if (!o.loader_graph.empty()) {
@@ -731,9 +849,17 @@ struct LazyProvider::Impl {
       std::lock_guard lock(mu);
       if (!hinted.insert(d).second) return;
     }
-    auto map = MappedFile::map_fd(fd, what);
-    if (!map) return;
-    auto info = detail::parse_elf_load_info(map->bytes(), what);
+    std::optional<MappedFile> map;
+    std::span<const std::byte> view;
+    if (bytes) {
+      view = std::span<const std::byte>(bytes->data(), bytes->size());
+    } else {
+      auto mapped = MappedFile::map_fd(fd, what);
+      if (!mapped) return;
+      map.emplace(std::move(*mapped));
+      view = map->bytes();
+    }
+    auto info = detail::parse_elf_load_info(view, what);
     if (!info || !*info) return;
     std::vector<verity::Digest> libs;
     for (const auto& lib : loader_objects(*o.image, **info))
@@ -1072,7 +1198,13 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   // from the store or not at all.
   if (impl_->object_name(*digest) != rel || !impl_->o.index.find(*digest)) return fd;
   auto verified = impl_->ensure(*digest);
-  impl_->trace(verified ? "served" : "failed", *digest);
+  if (impl_->o.trace) {
+    // The process's CPU so far with each open's outcome: what the mount has spent, without a
+    // profiler, at each moment a workload waited for it (session 13).
+    const sys::CpuTime cpu = sys::process_cpu_time();
+    impl_->trace(verified ? "served" : "failed", *digest,
+                 fmt::format("cpu {:.1f}+{:.1f} ms", cpu.user_ms, cpu.sys_ms));
+  }
   if (!verified) return fail(std::move(verified).error());
   if (*verified) return std::move(**verified);
   return impl_->dirs.open_object(rel);

@@ -435,6 +435,15 @@ unsigned available_cpus() noexcept {
   return n > 0 ? static_cast<unsigned>(n) : 1U;
 }
 
+CpuTime process_cpu_time() noexcept {
+  rusage ru{};
+  if (::getrusage(RUSAGE_SELF, &ru) != 0) return {};
+  auto ms = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+  };
+  return CpuTime{ms(ru.ru_utime), ms(ru.ru_stime)};
+}
+
 std::optional<mode_t> current_umask() {
   UniqueFd fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;

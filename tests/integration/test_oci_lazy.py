@@ -259,6 +259,30 @@ class LazyMount(unittest.TestCase):
         fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
         self.assertTrue(fsck["ok"], fsck)
 
+    def test_trace_gives_the_serving_process_cpu_at_each_served_open(self):
+        """Each `served` event of CFS_LAZY_TRACE carries the serving process's CPU time so far
+        (`cpu USER+SYS ms`): more than nothing, and no more than the kernel's own count for that
+        process read afterwards (/proc/PID/stat utime + stime, in clock ticks: the oracle)."""
+        repo = self.new_repo("cpu")
+        trace = os.path.join(self.tmp, "trace-cpu")
+        pid = self.mount_traced(repo, trace)
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
+                         self.files["usr/share/doc/a"])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        kernel_ms = (int(fields[11]) + int(fields[12])) * tick_ms  # utime, stime
+        with open(trace) as f:
+            served = [line.rstrip("\n").split(" ", 1)[1] for line in f if " served " in line]
+        self.assertTrue(served)
+        for event in served:
+            m = re.fullmatch(r"served [0-9a-f]{12} cpu (\d+\.\d)\+(\d+\.\d) ms", event)
+            self.assertTrue(m, event)
+            reported = float(m[1]) + float(m[2])
+            self.assertGreater(reported, 0, event)
+            # /proc truncates to whole ticks; the trace rounds to 0.1 ms
+            self.assertLessEqual(reported, kernel_ms + tick_ms + 0.1, (event, kernel_ms))
+
     def test_killed_while_it_registers_leaves_fsck_clean(self):
         """kill -9 of the serving process at moments during its registration (right after the
         command returned, then later): `cfs repo fsck` calls the repository clean each time,

@@ -113,6 +113,14 @@ unsigned reserve_fd_table(unsigned slots) noexcept;
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 
+/// CPU time this process (all its threads, those that ended too) has used so far, in user and
+/// kernel mode (getrusage RUSAGE_SELF; a forked child starts again from 0).
+struct CpuTime {
+  double user_ms = 0;
+  double sys_ms = 0;
+};
+CpuTime process_cpu_time() noexcept;
+
 /// The process's umask, from /proc/self/status (reading it with umask(2) would have to set
 /// it, racing with other threads creating files); nullopt where that file has no Umask line.
 std::optional<mode_t> current_umask();

@@ -46,6 +46,9 @@ class FakeRanges final : public RangeSource {
     /// A response fails (EIO) at this layer offset, after the bytes before it.
     std::optional<std::uint64_t> fail_at;
     bool stalled = false;
+    /// When set, a response is written in pieces of at most this many bytes (as a network
+    /// delivers it).
+    std::size_t piece = 0;
     void release() {
       std::lock_guard l(mu);
       held = false;
@@ -83,6 +86,11 @@ class FakeRanges final : public RangeSource {
       }
       if (s_->stall_at && *s_->stall_at > offset && *s_->stall_at < offset + length)
         cut = static_cast<std::size_t>(*s_->stall_at - offset);
+    }
+    if (cut == 0 && s_->piece != 0) {
+      for (std::size_t at = 0; at < all.size(); at += s_->piece)
+        CFS_TRY(sink.write(all.subspan(at, std::min(s_->piece, all.size() - at))));
+      return {};
     }
     if (cut == 0) return sink.write(all);
     {
@@ -578,6 +586,110 @@ TEST_F(LazyBatchTest, ATamperedFileAskedForFailsAloneItsNeighboursAreStored) {
   auto again = open(2);
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ(read_all(again->get()), files[2]);
+}
+
+/// One zstd:chunked object `c` alone in the layer: a frame compressed by libzstd (the oracle), the
+/// index saying `size` decoded bytes. Objects up to 8 MiB are decoded straight into one buffer of
+/// the index's size, larger ones through a small one (session 13): both must refuse a frame that
+/// is not exactly the object.
+class LazyZstdObjectTest : public LazyProviderTest {
+ protected:
+  /// `pledged`: the frame's header carries its content size (ZSTD_compress), else it is streamed
+  /// without one (ZSTD_compressStream2, as a compressor that did not know the size writes it).
+  void make(std::string content, std::uint64_t size, bool pledged = true) {
+    c = std::move(content);
+    dc = digest_of(c);
+    std::string frame(ZSTD_compressBound(c.size()) + 64, '\0');
+    std::size_t n = 0;
+    if (pledged) {
+      n = ZSTD_compress(frame.data(), frame.size(), c.data(), c.size(), 3);
+    } else {
+      ZSTD_CCtx* cc = ZSTD_createCCtx();
+      ZSTD_inBuffer in{c.data(), c.size(), 0};
+      ZSTD_outBuffer out{frame.data(), frame.size(), 0};
+      n = ZSTD_compressStream2(cc, &out, &in, ZSTD_e_end);  // 0: all flushed
+      ASSERT_EQ(n, 0u);
+      n = out.pos;
+      ZSTD_freeCCtx(cc);
+    }
+    ASSERT_FALSE(ZSTD_isError(n));
+    frame.resize(n);
+    state->layer = std::string(512, 'h') + frame;
+    opts.index.layers[0].size = state->layer.size();
+    opts.index.objects = {
+        ocirepo::ObjectLocation{dc, 0, 512, frame.size(), size, ocirepo::ObjectCompression::kZstd}};
+  }
+  Result<UniqueFd> open_c(LazyProvider& p) { return p.open_object(tree::object_path(dc), dc); }
+  std::string c;
+  verity::Digest dc;
+};
+
+/// Bytes of which libzstd makes a frame of about a tenth of their size, not all alike.
+std::string compressible(std::size_t n) {
+  std::string s;
+  s.reserve(n);
+  for (std::size_t i = 0; s.size() < n; ++i)
+    s += "line " + std::to_string(i * 2654435761u % 1000003) + " of a compressible file\n";
+  s.resize(n);
+  return s;
+}
+
+TEST_F(LazyZstdObjectTest, AFrameIsDecodedWholeAndItsBytesKept) {
+  make(compressible(300000), 300000);
+  state->piece = 1000;  // the frame's blocks are decoded over many writes
+  auto p = provider();
+  auto fd = open_c(*p);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), c);
+  vfs::Prebuilt got = p->take_tree(dc);
+  ASSERT_TRUE(got.tree);
+  EXPECT_EQ(got.tree->digest, dc);
+  ASSERT_TRUE(got.bytes);
+  EXPECT_EQ(str(*got.bytes), c);
+  EXPECT_EQ(stored_soon(1), 1u);
+}
+
+TEST_F(LazyZstdObjectTest, AnObjectOverTheWholeBufferLimitIsDecodedInPieces) {
+  make(compressible((8u << 20) + 4096), (8u << 20) + 4096);
+  state->piece = 16 << 10;
+  auto p = provider();
+  auto fd = open_c(*p);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), c);
+  EXPECT_EQ(stored_soon(1), 1u);
+}
+
+TEST_F(LazyZstdObjectTest, AFrameOfMoreBytesThanTheObjectIsEioAndStoresNothing) {
+  for (bool pledged : {true, false}) {
+    for (std::size_t n : {std::size_t{300000}, std::size_t{(8u << 20) + 4096}}) {
+      SCOPED_TRACE(std::to_string(n) + (pledged ? " pledged" : " streamed"));
+      make(compressible(n), n - 1, pledged);
+      auto p = provider();
+      auto fd = open_c(*p);
+      ASSERT_FALSE(fd);
+      EXPECT_TRUE(fd.error().is_errno(EIO)) << fd.error().message();
+      EXPECT_NE(fd.error().message().find("more than the object's " + std::to_string(n - 1)),
+                std::string::npos)
+          << fd.error().message();
+      EXPECT_EQ(stored(), 0u);
+    }
+  }
+}
+
+TEST_F(LazyZstdObjectTest, AFrameOfFewerBytesThanTheObjectIsEioAndStoresNothing) {
+  for (std::size_t n : {std::size_t{300000}, std::size_t{(8u << 20) + 4096}}) {
+    SCOPED_TRACE(n);
+    make(compressible(n), n + 1, false);
+    auto p = provider();
+    auto fd = open_c(*p);
+    ASSERT_FALSE(fd);
+    EXPECT_TRUE(fd.error().is_errno(EIO)) << fd.error().message();
+    EXPECT_NE(
+        fd.error().message().find(std::to_string(n) + " bytes instead of " + std::to_string(n + 1)),
+        std::string::npos)
+        << fd.error().message();
+    EXPECT_EQ(stored(), 0u);
+  }
 }
 
 }  // namespace
