@@ -58,8 +58,18 @@ class IndexReader {
  public:
   explicit IndexReader(const std::string& what) : what_(what) {}
 
-  Result<ObjectIndex> read(std::string_view text) {
-    const simdjson::padded_string padded(text);
+  Result<ObjectIndex> read(std::string_view text, std::size_t readable) {
+    static_assert(kObjectIndexPadding >= simdjson::SIMDJSON_PADDING);
+    // simdjson reads up to its padding past the end (what is there does not matter); a
+    // document without that much readable after it is copied into a padded buffer.
+    std::optional<simdjson::padded_string> copy;
+    simdjson::padded_string_view padded;
+    if (readable >= text.size() + kObjectIndexPadding) {
+      padded = simdjson::padded_string_view(text.data(), text.size(), readable);
+    } else {
+      copy.emplace(text);
+      padded = *copy;
+    }
     simdjson::ondemand::document doc;
     if (auto e = parser_.iterate(padded).get(doc)) return invalid(e);
     doc_ = &doc;
@@ -446,12 +456,13 @@ Status check_object_index_size(std::uint64_t size, verity::HashAlg alg, std::uin
                           what, size, bound, objects, layers));
 }
 
-Result<ObjectIndex> parse_object_index(std::string_view text, const std::string& what) {
+Result<ObjectIndex> parse_object_index(std::string_view text, const std::string& what,
+                                       std::size_t readable) {
   if (text.size() > kMaxObjectIndexSize)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes is larger than the {} allowed", what,
                                                  text.size(), kMaxObjectIndexSize));
   IndexReader reader(what);
-  return reader.read(text);
+  return reader.read(text, readable);
 }
 
 Result<std::vector<TarObject>> layer_tar_objects(const repo::Repository& repo,

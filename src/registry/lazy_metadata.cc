@@ -2,6 +2,7 @@
 #include "cfs/registry/lazy_metadata.h"
 
 #include <fmt/format.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +42,8 @@ Result<std::string> compress(std::string_view bytes) {
     out.append(reinterpret_cast<const char*>(piece.data()), piece.size());
     return Status{};
   });
+  // The frame then declares its size, and a mount decodes it into one buffer of that size.
+  CFS_TRY(z.pledge_frame_size(bytes.size()));
   CFS_TRY(z.write(std::as_bytes(std::span(bytes.data(), bytes.size()))));
   CFS_TRY(z.finish());
   return out;
@@ -69,6 +72,18 @@ class MetadataSink final : public BlobSink {
 
   Status write(std::span<const std::byte> data) override {
     if (error_) return {};
+    // A frame that declares its size (cfs oci push's, since session 13) is decoded into one
+    // buffer of that size, padded for the index's in-place parse: growing it as the bytes came
+    // copied them and faulted in each larger buffer's pages. Only within the limits and up to
+    // kEarlyIndexParse, so that a declared size reserves nothing the bytes could not take, and
+    // no more than an honest index needs (past it the buffer grows as the bytes come).
+    if (decoder_ && file_ < 0 && !sized_) {
+      sized_ = true;  // by the first piece, which holds the frame's header (a restart keeps it)
+      const auto n = ZSTD_getFrameContentSize(data.data(), data.size());
+      if (n != ZSTD_CONTENTSIZE_UNKNOWN && n != ZSTD_CONTENTSIZE_ERROR &&
+          n <= std::min({max_, limit_ ? limit_->load() : max_, kEarlyIndexParse}))
+        out_.reserve(n + ocirepo::kObjectIndexPadding);
+    }
     Status st = decoder_ ? decoder_->write(data) : plain(data);
     if (!st) error_ = std::move(st).error();
     return {};
@@ -121,6 +136,7 @@ class MetadataSink final : public BlobSink {
   const std::atomic<std::uint64_t>* limit_;
   int file_;
   std::uint64_t size_ = 0;
+  bool sized_ = false;
   std::string what_;
   std::optional<oci::ZstdPushDecoder> decoder_;
   std::optional<verity::Hasher> hasher_;
@@ -440,7 +456,8 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     // before; what an early parse can cost is bounded by kEarlyIndexParse, not by the index.
     if (index_limit.load() == ocirepo::kMaxObjectIndexSize &&
         out.index_json.size() <= kEarlyIndexParse) {
-      early_index = ocirepo::parse_object_index(out.index_json, what + ": index");
+      early_index =
+          ocirepo::parse_object_index(out.index_json, what + ": index", out.index_json.capacity());
       trace("index parsed early");
     }
   }
@@ -462,7 +479,9 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
                  ocirepo::max_image_objects(out.erofs.bytes(), bound_alg), what + ": EROFS");
   CFS_TRY(ocirepo::check_object_index_size(out.index_json.size(), bound_alg, image_objects,
                                            image.manifest.layers.size(), index_what));
-  if (!early_index) early_index = ocirepo::parse_object_index(out.index_json, what + ": index");
+  if (!early_index)
+    early_index =
+        ocirepo::parse_object_index(out.index_json, what + ": index", out.index_json.capacity());
   CFS_ASSIGN(out.index, std::move(*early_index));
   trace("index parsed");
   if (has_graph) {

@@ -1949,6 +1949,23 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(asked[:3], ["usr/bin/prog", interp, "etc/ld.so.cache"])
         self.assertEqual(got[0]["status"], 206, got[0])
 
+    def test_metadata_frames_declare_their_size(self):
+        """cfs oci push writes the EROFS and the index as zstd frames that declare their
+        decompressed size (a mount decodes the index into one buffer of that size): `zstd -lv`
+        is the oracle for the size each frame declares, the decoded blob's length for the
+        size it must be."""
+        _, artifact, _, _, _ = self.lazy_parts("cfs/lazy")
+        for layer in artifact["layers"]:
+            blob = self.registry_http("cfs/lazy", "blobs/" + layer["digest"])[0]
+            path = os.path.join(self.tmp, "frame.zst")
+            with open(path, "wb") as f:
+                f.write(blob)
+            listed = t.run(["zstd", "-lv", path]).stdout.decode()
+            self.assertIn("# Zstandard Frames: 1", listed)
+            declared = re.search(r"Decompressed Size: .*\((\d+) B\)", listed)
+            self.assertIsNotNone(declared, listed)
+            self.assertEqual(int(declared.group(1)), len(self.zstd(blob, True)), layer)
+
     def test_what_an_older_cfs_reads_of_the_lazy_artifact_is_unchanged(self):
         """The loader graph is the lazy artifact's config, which a cfs before it never reads
         (it reads the artifact type, the subject and exactly two layers, the EROFS and the

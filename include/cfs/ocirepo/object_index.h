@@ -96,7 +96,13 @@ struct ObjectIndex {
 /// The JSON document (compact, members in the order above).
 std::string encode_object_index(const ObjectIndex& index);
 /// Parses and checks a document; errors are kInvalidInput naming `what` and the field.
-Result<ObjectIndex> parse_object_index(std::string_view json, const std::string& what);
+/// `readable`: how many bytes from json.data() may be read (>= json.size(), e.g. a string's
+/// capacity()); with kObjectIndexPadding more than json.size() the document is read where it
+/// is, not copied first (the Debian index: 1.1 MB copied into new pages on a lazy mount's path).
+Result<ObjectIndex> parse_object_index(std::string_view json, const std::string& what,
+                                       std::size_t readable = 0);
+/// The bytes after a document that parse_object_index reads in place (simdjson's padding).
+inline constexpr std::size_t kObjectIndexPadding = 64;
 
 /// The size bound (issue 15): an index is parsed only after its image is fetched and checked,
 /// and only when its size is at most the bound below, so a registry (or a tampered

@@ -184,6 +184,36 @@ TEST(ObjectIndex, RefusesWhatJsonOrTheFormatForbids) {
   }
 }
 
+// A document read where it is (its buffer readable kObjectIndexPadding bytes past its end, as
+// a lazy mount's decoded index is): the same table, the same refusals, and what lies after the
+// document in that padding (here a second document, then garbage) is not part of it.
+TEST(ObjectIndex, ReadsInPlaceWhatItReadsFromACopy) {
+  const std::string json = encode_object_index(sample());
+  const std::string after = " {\"version\":2} x\x01\xff";
+  auto in_buffer = [&](const std::string& doc) {
+    std::string buf = doc + after;
+    buf.resize(doc.size() + kObjectIndexPadding, '}');
+    return buf;
+  };
+  {
+    const std::string buf = in_buffer(json);
+    auto back = parse_object_index(std::string_view(buf).substr(0, json.size()), "idx", buf.size());
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(encode_object_index(*back), json);
+  }
+  for (const auto& [doc, message] : std::vector<std::pair<std::string, std::string>>{
+           {json.substr(0, 300), "not valid JSON"},
+           {edited("\"version\":1", "\"version\":1,\"version\":1"), "version: repeated member"},
+           {edited("\"offset\":77", "\"offset\":-0"), "objects[0].offset: not an unsigned integer"},
+       }) {
+    const std::string buf = in_buffer(doc);
+    auto r = parse_object_index(std::string_view(buf).substr(0, doc.size()), "idx", buf.size());
+    ASSERT_FALSE(r) << doc;
+    EXPECT_THAT(r.error().message(), HasSubstr(message)) << doc;
+    EXPECT_EQ(r.error().message(), parse_object_index(doc, "idx").error().message());
+  }
+}
+
 std::string header(const std::string& name, std::uint64_t size, char type) {
   return testutil::ustar_header(name, size, type);
 }
