@@ -109,6 +109,11 @@ def main():
         print(f"{'command CPU (ms)':<28}" + "".join(
             f"{statistics.median(cpu[label]):>8.1f} [{min(cpu[label]):5.1f}-{max(cpu[label]):5.1f}]"
             for label, _ in builds))
+        # Per run against the first build (the same run's load): median change, runs lower.
+        for label, _ in builds[1:]:
+            d = [a - b for a, b in zip(cpu[builds[0][0]], cpu[label])]
+            print(f"command CPU {builds[0][0]} - {label}: {statistics.median(d):+.1f} ms median, "
+                  f"lower in {sum(x < 0 for x in d)} of {len(d)} runs")
         print(f"{'batch budget (bytes)':<28}" + "".join(
             f"{statistics.median(budgets[label]):>8.0f} [{min(budgets[label])}-{max(budgets[label])}]"
             .rjust(24) for label, _ in builds))
