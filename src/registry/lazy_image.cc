@@ -16,6 +16,7 @@
 
 #include "cfs/ocirepo/images.h"
 #include "cfs/ocirepo/names.h"
+#include "cfs/registry/loader_graph.h"
 #include "cfs/registry/pull.h"
 #include "cfs/repo/lazy.h"
 #include "cfs/util/mapped_file.h"
@@ -26,6 +27,9 @@ namespace cfs::registry {
 namespace {
 
 constexpr std::string_view kIndexPart = "index";
+/// The loader graph document as fetched (decoded), when the lazy metadata has one: its positions
+/// are the index part's objects, so it is only ever kept with the index it was fetched with.
+constexpr std::string_view kLoaderGraphPart = "loader-graph";
 
 /// The image ref a lazy registration of SOURCE gets: one component below images/refs/lazy/.
 std::string lazy_ref(std::string_view source) { return "lazy/" + ocirepo::encode_tag(source); }
@@ -98,9 +102,19 @@ Status write_registration(repo::Repository& repo, const PendingRegistration& p,
   // (publish_image's one syncfs would also flush whatever else the filesystem holds dirty, on
   // the critical path of the mount; fetched objects are synced on their own).
   CFS_TRY(repo.sync_object(image));
+  // A graph kept by an earlier registration of this image describes the index kept then (its
+  // positions), which the one written now may not be (another push of the same image): it goes
+  // before the index is replaced, so a crash at any point leaves a graph only beside its own
+  // index, or none (mounted as before the graph existed).
+  if (repo::has_lazy_part(repo, image, kLoaderGraphPart)) {
+    CFS_TRY(repo::remove_lazy_part(repo, image, kLoaderGraphPart));
+  }
   // The document as fetched (digest-checked, parsed strictly): re-encoding 10^5 objects would
   // only spend time.
   CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, p.index_json));
+  if (!p.loader_graph_json.empty()) {
+    CFS_TRY(repo::write_lazy_part(repo, image, kLoaderGraphPart, p.loader_graph_json));
+  }
   CFS_TRY(
       repo::write_lazy_part(repo, image, repo::kLazySourcePart, source_json(p.ref, p.manifest)));
   CFS_TRY(repo.link_image(image));
@@ -136,6 +150,7 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   p.image = meta.index.image;
   p.erofs = std::move(meta.erofs);
   p.index_json = std::move(meta.index_json);
+  p.loader_graph_json = std::move(meta.loader_graph_json);
   out.index = std::move(meta.index);
   out.loader_graph = std::move(meta.loader_graph);
   if (defer) {
@@ -185,6 +200,15 @@ Result<std::optional<LazyImage>> registered(const repo::Repository& repo,
   out.image = image;
   CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + image.hex()));
   CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + image.hex()));
+  // The loader graph kept with the index (none from a cfs before it), under the bounds a
+  // fetched one has: its size before it is read, then the strict parse against this index.
+  CFS_ASSIGN(auto graph, repo::read_lazy_part(repo, image, kLoaderGraphPart, kMaxLoaderGraphSize));
+  if (graph) {
+    CFS_ASSIGN(out.loader_graph,
+               parse_loader_graph(*graph, out.index.objects.size(),
+                                  fmt::format("{}/{}/{}.{}", repo.path(), repo::kLazyDir,
+                                              image.hex(), kLoaderGraphPart)));
+  }
   return std::optional<LazyImage>(std::move(out));
 }
 
@@ -259,6 +283,7 @@ Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& im
                                 std::string_view source) {
   CFS_TRY(repo::remove_lazy_part(repo, image, repo::kLazySourcePart));
   CFS_TRY(repo::remove_lazy_part(repo, image, kIndexPart));
+  CFS_TRY(repo::remove_lazy_part(repo, image, kLoaderGraphPart));
   auto st = repo.remove_ref(repo::Kind::kImage, lazy_ref(source));
   if (!st && !st.error().is_errno(ENOENT)) return st;
   return {};

@@ -485,9 +485,9 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   CFS_ASSIGN(out.index, std::move(*early_index));
   trace("index parsed");
   if (has_graph) {
-    CFS_ASSIGN(const std::string graph_doc, std::move(*graph_json));
+    CFS_ASSIGN(out.loader_graph_json, std::move(*graph_json));
     CFS_ASSIGN(out.loader_graph,
-               parse_loader_graph(graph_doc, out.index.objects.size(), graph_what));
+               parse_loader_graph(out.loader_graph_json, out.index.objects.size(), graph_what));
     trace("loader graph parsed");
   }
   CFS_TRY(config_done());

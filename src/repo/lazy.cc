@@ -77,9 +77,12 @@ Result<FetchLock> lock_object_fetch(Repository& repo, const verity::Digest& obje
   }
 }
 
+bool has_lazy_part(const Repository& repo, const verity::Digest& image, std::string_view part) {
+  return sys::fstatat(repo.fd(), part_path(image, part), AT_SYMLINK_NOFOLLOW).has_value();
+}
+
 bool is_lazy(const Repository& repo, const verity::Digest& image) {
-  return sys::fstatat(repo.fd(), part_path(image, kLazySourcePart), AT_SYMLINK_NOFOLLOW)
-      .has_value();
+  return has_lazy_part(repo, image, kLazySourcePart);
 }
 
 Result<std::uint64_t> prune_lazy_parts(Repository& repo) {

@@ -1866,8 +1866,9 @@ class LazyMount(unittest.TestCase):
                 self.assertIn(rng, ranges, f"{rng} covers {sorted(covered(rng))}")
         t.umount(self.mnt)
 
-    def elf_run(self, name, eio=None, asked=None):
-        """Mounts cfs/elf:v1 through the proxy (one object per range), reads usr/bin/prog,
+    def elf_run(self, name, eio=None, asked=None, repo=None, source=None):
+        """Mounts cfs/elf:v1 through the proxy (one object per range; or `source` in `repo`,
+        an image registered there before), reads usr/bin/prog,
         waits until every file of its loader closure was asked for (or, with `asked`, until
         asked(the GETs so far) is true), then reads each and compares it with the tree's (the
         oracle) and checks fsck; returns the blob GETs of the layer, in order. With `eio` (a
@@ -1875,9 +1876,9 @@ class LazyMount(unittest.TestCase):
         waited for a tampered fetch)."""
         root, expected, ranges, layer, _ = self.elf_image()
         want = expected | {"usr/bin/prog"}
-        repo = self.new_repo(name)
+        repo = repo or self.new_repo(name)
         since = time.time()
-        self.mount(repo, self.proxy.ref("cfs/elf:v1"), "--no-fill")
+        self.mount(repo, source or self.proxy.ref("cfs/elf:v1"), "--no-fill")
         self.assertEqual(read_file(os.path.join(self.mnt, "usr/bin/prog")),
                          read_file(os.path.join(root, "usr/bin/prog")))
 
@@ -1965,6 +1966,76 @@ class LazyMount(unittest.TestCase):
             declared = re.search(r"Decompressed Size: .*\((\d+) B\)", listed)
             self.assertIsNotNone(declared, listed)
             self.assertEqual(int(declared.group(1)), len(self.zstd(blob, True)), layer)
+
+    def registered_elf(self, name):
+        """A repository where `cfs oci mount --lazy` of cfs/elf:v1 (through the proxy) made its
+        registration, nothing read: (repo, the registration's name for a later mount, the
+        path of its loader graph part)."""
+        repo = self.new_repo(name)
+        self.mount(repo, self.proxy.ref("cfs/elf:v1"), "--no-fill")
+        refs = os.path.join(repo, "images", "refs", "lazy")
+        for _ in range(200):  # registered by the serving process once it serves
+            if os.path.isdir(refs) and os.listdir(refs):
+                break
+            time.sleep(0.05)
+        (ref,) = os.listdir(refs)
+        image = os.path.basename(os.readlink(os.path.join(refs, ref)))
+        t.umount(self.mnt)
+        parts = sorted(os.listdir(os.path.join(repo, "cfs-lazy")))
+        self.assertEqual(parts, [f"{image}.{p}" for p in ("index", "loader-graph", "source")])
+        return repo, "refs/lazy/" + ref, os.path.join(repo, "cfs-lazy", image + ".loader-graph")
+
+    def test_a_registration_keeps_the_loader_graph(self):
+        """The loader graph is kept with the registration (cfs-lazy/<hex>.loader-graph, the
+        document as the artifact carried it), so a later mount of the registered image (by its
+        name: no metadata fetched) still asks for the program and its whole closure in one GET
+        at the first open. A registration without it (made by a cfs before the graph) mounts
+        and serves every file as before, one level of libraries at a time; a kept graph over
+        the size bound or naming a position outside the index is refused naming the file.
+        Oracles: the artifact's config blob (the part's bytes, decoded with zstd(1)), readelf
+        and the test's search of the tree, tarfile's ranges on the pushed blob."""
+        root, expected, ranges, layer, _ = self.elf_image()
+        want = expected | {"usr/bin/prog"}
+        repo, name, part = self.registered_elf("elf-kept")
+        _, artifact, _, _, index = self.lazy_parts("cfs/elf")
+        blob = self.registry_http("cfs/elf", "blobs/" + artifact["config"]["digest"])[0]
+        self.assertEqual(read_file(part), self.zstd(blob, True))
+        got = self.elf_run(None, repo=repo, source=name)
+        self.assertEqual(len(got), 1, [e["range"] for e in got])
+        asked = [ranges.get(x, x) for x in self.split_ranges(got[0]["range"])]
+        self.assertEqual(sorted(asked), sorted(want))
+        self.assertEqual(asked[0], "usr/bin/prog")
+
+        # As an older cfs registers: no graph part. Still mounts; libraries level by level.
+        repo, name, part = self.registered_elf("elf-old")
+        os.unlink(part)
+        got = self.elf_run(None, repo=repo, source=name)
+        self.assertGreater(len(got), 1, [e["range"] for e in got])
+        self.assertEqual({ranges.get(x) for e in got for x in self.split_ranges(e["range"])},
+                         want)
+
+        # Kept graphs are held to a fetched one's bounds.
+        repo, name, part = self.registered_elf("elf-bad")
+        graph = json.loads(read_file(part))
+        leases = os.path.join(repo, "cfs-mounts")
+
+        def lease_files():  # the registering mount's goes once its server has exited
+            return set(os.listdir(leases)) if os.path.isdir(leases) else set()
+        before = lease_files()
+        hostile = [
+            (json.dumps(dict(graph, loads=[[0, len(index["objects"])]])), b"loads[0][1]"),
+            (" " * ((1 << 20) + 1), b"more than the"),
+        ]
+        for doc, needle in hostile:
+            with open(part, "w") as f:
+                f.write(doc)
+            p = cfs("oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill", name,
+                    self.mnt, check=False)
+            self.assertNotEqual(p.returncode, 0, doc[:100])
+            self.assertIn(part.encode(), p.stderr)
+            self.assertIn(needle, p.stderr)
+            self.assertFalse(t.is_mounted(self.mnt))
+        self.assertLessEqual(lease_files(), before)
 
     def test_what_an_older_cfs_reads_of_the_lazy_artifact_is_unchanged(self):
         """The loader graph is the lazy artifact's config, which a cfs before it never reads

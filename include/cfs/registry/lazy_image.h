@@ -5,7 +5,8 @@
 //
 // SOURCE docker://…: the manifest, the merged image and the object index are fetched and checked
 // (fetch_lazy_metadata), and the image is registered in the repository (images/<hex>,
-// images/refs/lazy/<encoded source>) with the index and the source beside it (repo/lazy.h), parts
+// images/refs/lazy/<encoded source>) with the index, the loader graph when the metadata has one,
+// and the source beside it (repo/lazy.h), parts
 // first and the ref last, so a crash leaves at worst unused parts (gc removes them); a caller
 // that serves the checked copy may make the registration later (defer_registration). SOURCE NAME:
 // an image registered that way before, or one `cfs oci pull docker://…` pulled whole (its origin
@@ -61,6 +62,8 @@ struct PendingRegistration {
   verity::Digest image;
   FetchedErofs erofs;      ///< the bytes whose fs-verity digest is `image` (checked)
   std::string index_json;  ///< the index document as fetched
+  /// The loader graph document as fetched (LazyMetadata::loader_graph_json); empty: none.
+  std::string loader_graph_json;
   /// An exclusive flock on REPO/cfs-lazy/<encoded source>.registering, held (across a fork too)
   /// until complete_registration() is done: lazy_registration() of the same source waits for
   /// it, so a `cfs oci pull SOURCE` right after the mount returned finishes the lazy image
@@ -77,9 +80,10 @@ struct LazyImage {
   bool offline = false;
   Reference source;            ///< the registry repository the objects are fetched from
   ocirepo::ObjectIndex index;  ///< where each object's bytes are
-  /// When this call fetched the metadata and it has one: the loader graph of index's objects
-  /// (not registered: an earlier registration mounted again has none, and learns each
-  /// program's libraries as it fetches them).
+  /// The loader graph of index's objects, when the metadata has one: fetched now, or kept by
+  /// the registration beside the index (an earlier registration mounted again, offline or by
+  /// NAME). Empty for a registration made by a cfs before session 13's: such a mount learns
+  /// each program's libraries as it fetches them.
   LoaderGraph loader_graph;
   /// When this call fetched the image: a sealed memfd holding exactly the bytes whose fs-verity
   /// digest was found to be `image` (and the index's, the annotation's, a seal's). Serving these

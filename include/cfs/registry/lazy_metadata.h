@@ -100,7 +100,10 @@ struct LazyMetadata {
   std::string index_json;       ///< the index document `index` was parsed from
   std::optional<Seal> seal;     ///< the seal that names the EROFS, when the image has one
   LoaderGraph loader_graph;     ///< the artifact's config, when it is one (else empty)
-  LinkEstimate link;            ///< measured while fetching this
+  /// The document `loader_graph` was parsed from, as fetched and decoded (else empty): what
+  /// the registration keeps, so that the image mounted again from it has the graph too.
+  std::string loader_graph_json;
+  LinkEstimate link;  ///< measured while fetching this
 };
 
 /// Fetches and checks the lazy metadata of the image `reference` (docker://…):

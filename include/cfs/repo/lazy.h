@@ -42,6 +42,8 @@ Result<std::optional<std::string>> read_lazy_part(const Repository& repo,
                                                   std::uint64_t max = UINT64_MAX);
 /// Removes a part (durably); nothing when there is none.
 Status remove_lazy_part(Repository& repo, const verity::Digest& image, std::string_view part);
+/// True when the image has the part (a file under its name, whatever it holds).
+bool has_lazy_part(const Repository& repo, const verity::Digest& image, std::string_view part);
 /// True when the image was registered lazily (its source part exists).
 bool is_lazy(const Repository& repo, const verity::Digest& image);
 

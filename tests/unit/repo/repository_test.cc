@@ -363,7 +363,10 @@ TEST_F(RepoTest, LazyPartsAreWholeFilesBesideTheImage) {
   auto none = read_lazy_part(r, img, "index");
   ASSERT_TRUE(none) << none.error().message();
   EXPECT_FALSE(*none);
+  EXPECT_FALSE(has_lazy_part(r, img, "index"));
   ASSERT_TRUE(write_lazy_part(r, img, "index", "{\"objects\": []}"));
+  EXPECT_TRUE(has_lazy_part(r, img, "index"));
+  EXPECT_FALSE(has_lazy_part(r, img, "loader-graph"));
   EXPECT_FALSE(is_lazy(r, img));  // only the source part marks it
   ASSERT_TRUE(write_lazy_part(r, img, kLazySourcePart, "first"));
   ASSERT_TRUE(write_lazy_part(r, img, kLazySourcePart, "second"));  // replaced whole
@@ -389,6 +392,8 @@ TEST_F(RepoTest, LazyPartsAreWholeFilesBesideTheImage) {
   EXPECT_EQ(*removed, 1u);
   EXPECT_TRUE(is_lazy(r, img));
   EXPECT_FALSE(is_lazy(r, *gone));
+  ASSERT_TRUE(remove_lazy_part(r, img, "index"));
+  EXPECT_FALSE(has_lazy_part(r, img, "index"));
 }
 
 TEST_F(RepoTest, LazyMarkersGoAndFetchLocksExclude) {
