@@ -2005,6 +2005,11 @@ class LazyMount(unittest.TestCase):
         asked = [ranges.get(x, x) for x in self.split_ranges(got[0]["range"])]
         self.assertEqual(sorted(asked), sorted(want))
         self.assertEqual(asked[0], "usr/bin/prog")
+        # A pull completing the image removes the lazy parts, the graph with them.
+        cfs("oci", "pull", "--repo", repo, NOTLS, self.proxy.ref("cfs/elf:v1"))
+        self.assertEqual([n for n in os.listdir(os.path.dirname(part))
+                          if n.startswith(os.path.basename(part).split(".")[0] + ".")],
+                         [os.path.basename(part).split(".")[0] + ".origin"])
 
         # As an older cfs registers: no graph part. Still mounts; libraries level by level.
         repo, name, part = self.registered_elf("elf-old")
