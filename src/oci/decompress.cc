@@ -5,6 +5,7 @@
 #include <isa-l/igzip_lib.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <array>
@@ -307,11 +308,54 @@ ZstdPushDecoder::ZstdPushDecoder(std::string what, Output out)
 
 ZstdPushDecoder::~ZstdPushDecoder() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(d_)); }
 
+bool ZstdPushDecoder::decode_into(std::span<std::byte> dst) {
+  // ZSTD_d_stableOutBuffer is ZSTD_d_experimentalParam2 outside ZSTD_STATIC_LINKING_ONLY.
+  if (!d_ || started_ || dst.empty() ||
+      ZSTD_isError(
+          ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(d_), ZSTD_d_experimentalParam2, 1)))
+    return false;
+  dst_ = dst_all_ = dst;
+  dst_pos_ = 0;
+  return true;
+}
+
 Status ZstdPushDecoder::write(std::span<const std::byte> in) {
   if (!d_) return fail(Errc::kInvalidInput, what_ + ": zstd: out of memory");
   if (in.empty()) return {};
   started_ = true;
   ZSTD_inBuffer zin{in.data(), in.size(), 0};
+  if (!dst_.empty()) {
+    for (;;) {
+      ZSTD_outBuffer zout{dst_.data(), dst_.size(), dst_pos_};
+      const std::size_t before = zin.pos;
+      const std::size_t r = ZSTD_decompressStream(static_cast<ZSTD_DCtx*>(d_), &zout, &zin);
+      offset_ += zin.pos - before;
+      // A frame declaring more than is left of the buffer is refused at its header.
+      if (ZSTD_isError(r) && ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall)
+        return fail(Errc::kInvalidInput,
+                    fmt::format("{}: zstd: more than the {} bytes expected (at compressed byte {})",
+                                what_, dst_.size(), offset_));
+      if (ZSTD_isError(r))
+        return fail(Errc::kInvalidInput, fmt::format("{}: zstd: {} (at compressed byte {})", what_,
+                                                     ZSTD_getErrorName(r), offset_));
+      const std::size_t made = zout.pos - dst_pos_;
+      if (zin.pos > before || made > 0) frame_left_ = r;
+      if (made > 0) CFS_TRY(out_(dst_.subspan(dst_pos_, made)));
+      dst_pos_ = zout.pos;
+      if (r == 0 && zin.pos > before) {
+        // The first frame is whole: any after it go through the window, as without dst.
+        ZSTD_DCtx_reset(static_cast<ZSTD_DCtx*>(d_), ZSTD_reset_session_only);
+        (void)ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(d_), ZSTD_d_experimentalParam2, 0);
+        dst_ = {};
+        break;
+      }
+      if (zin.pos == zin.size) return {};
+      if (zin.pos == before && made == 0)
+        return fail(Errc::kInvalidInput,
+                    fmt::format("{}: zstd: more than the {} bytes expected (at compressed byte {})",
+                                what_, dst_.size(), offset_));
+    }
+  }
   // Until the input is consumed and the decoder holds no more output for it (a full output
   // buffer may leave some).
   for (;;) {
@@ -343,6 +387,10 @@ void ZstdPushDecoder::reset() {
   if (d_) ZSTD_DCtx_reset(static_cast<ZSTD_DCtx*>(d_), ZSTD_reset_session_only);
   offset_ = 0;
   frame_left_ = 0;
+  if (d_ && !dst_all_.empty() && dst_.empty())
+    (void)ZSTD_DCtx_setParameter(static_cast<ZSTD_DCtx*>(d_), ZSTD_d_experimentalParam2, 1);
+  dst_ = dst_all_;
+  dst_pos_ = 0;
   started_ = false;
 }
 

@@ -2,6 +2,7 @@
 #include "cfs/registry/lazy_metadata.h"
 
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -72,17 +73,19 @@ class MetadataSink final : public BlobSink {
 
   Status write(std::span<const std::byte> data) override {
     if (error_) return {};
-    // A frame that declares its size (cfs oci push's, since session 13) is decoded into one
-    // buffer of that size, padded for the index's in-place parse: growing it as the bytes came
-    // copied them and faulted in each larger buffer's pages. Only within the limits and up to
-    // kEarlyIndexParse, so that a declared size reserves nothing the bytes could not take, and
-    // no more than an honest index needs (past it the buffer grows as the bytes come).
-    if (decoder_ && file_ < 0 && !sized_) {
+    // A frame that declares its size (cfs oci push's, since session 13) is decoded straight
+    // into one buffer of that size (the string, padded for the index's in-place parse, or the
+    // memfd through a mapping): growing a string as the bytes came copied them and faulted in
+    // each larger buffer's pages, and the decoder's own window (up to the blob's size) was
+    // faulted in and copied out of. Only within the limits, and a string up to kEarlyIndexParse,
+    // so that a declared size takes nothing the bytes could not, and no more than an honest
+    // index needs (past it, or when libzstd cannot, the bytes come through a window as before).
+    if (decoder_ && !sized_) {
       sized_ = true;  // by the first piece, which holds the frame's header (a restart keeps it)
       const auto n = ZSTD_getFrameContentSize(data.data(), data.size());
-      if (n != ZSTD_CONTENTSIZE_UNKNOWN && n != ZSTD_CONTENTSIZE_ERROR &&
-          n <= std::min({max_, limit_ ? limit_->load() : max_, kEarlyIndexParse}))
-        out_.reserve(n + ocirepo::kObjectIndexPadding);
+      if (n != ZSTD_CONTENTSIZE_UNKNOWN && n != ZSTD_CONTENTSIZE_ERROR && n > 0 &&
+          n <= std::min(max_, limit_ ? limit_->load() : max_))
+        decode_in_place(n);
     }
     Status st = decoder_ ? decoder_->write(data) : plain(data);
     if (!st) error_ = std::move(st).error();
@@ -90,8 +93,9 @@ class MetadataSink final : public BlobSink {
   }
 
   Status restart() override {
-    out_.clear();
-    if (file_ >= 0) CFS_TRY(sys::ftruncate(file_, 0, what_));
+    // In place, the buffer keeps its size and is written again from its start.
+    if (!in_place_) out_.clear();
+    if (file_ >= 0 && !map_) CFS_TRY(sys::ftruncate(file_, 0, what_));
     size_ = 0;
     error_.reset();
     if (decoder_) decoder_->reset();
@@ -105,6 +109,16 @@ class MetadataSink final : public BlobSink {
     if (!error_ && decoder_)
       if (Status st = decoder_->finish(); !st) error_ = std::move(st).error();
     if (error_) return fail(std::move(*error_));
+    if (in_place_) {
+      // The frame's end checked its declared size; fewer bytes (frames after it can only add)
+      // would leave the buffer's tail, so it is cut to what was decoded all the same.
+      if (map_) {
+        map_.reset();  // no writable mapping may remain when the memfd is sealed
+        if (size_ < in_place_) CFS_TRY(sys::ftruncate(file_, size_, what_));
+      } else {
+        out_.resize(size_);
+      }
+    }
     return std::move(out_);
   }
 
@@ -123,10 +137,17 @@ class MetadataSink final : public BlobSink {
                                              "take (its objects counted)",
                                              what_, limit)
                                : fmt::format("{}: more than the {} bytes allowed", what_, max_));
-    if (file_ >= 0)
-      CFS_TRY(sys::pwrite_all(file_, b, size_));
-    else
-      out_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    if (size_ < in_place_) {
+      // The first frame, decoded where it belongs (frames after it come through the window).
+      std::byte* at = (map_ ? map_->p : reinterpret_cast<std::byte*>(out_.data())) + size_;
+      if (b.data() != at || b.size() > in_place_ - size_)
+        return fail(Errc::kInvalidInput, what_ + ": zstd: output out of place");
+    } else {
+      if (file_ >= 0)
+        CFS_TRY(sys::pwrite_all(file_, b, size_));
+      else
+        out_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    }
     size_ += b.size();
     if (hasher_) hasher_->update(b);
     return {};
@@ -135,8 +156,44 @@ class MetadataSink final : public BlobSink {
   std::uint64_t max_;
   const std::atomic<std::uint64_t>* limit_;
   int file_;
+  /// The decoder writes into the string (resized to `n`) or into the memfd (truncated to `n`,
+  /// mapped); nothing changes when it cannot.
+  void decode_in_place(std::uint64_t n) {
+    if (file_ < 0) {
+      if (n > kEarlyIndexParse) return;
+      out_.reserve(n + ocirepo::kObjectIndexPadding);
+      out_.resize(n);
+      if (decoder_->decode_into(std::as_writable_bytes(std::span(out_.data(), n))))
+        in_place_ = n;
+      else
+        out_.clear();
+      return;
+    }
+    if (!sys::ftruncate(file_, n, what_)) return;
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, file_, 0);
+    if (p == MAP_FAILED) {
+      (void)sys::ftruncate(file_, 0, what_);
+      return;
+    }
+    map_.reset(new Mapping{static_cast<std::byte*>(p), n});
+    if (decoder_->decode_into(std::span(map_->p, n))) {
+      in_place_ = n;
+    } else {
+      map_.reset();
+      (void)sys::ftruncate(file_, 0, what_);
+    }
+  }
+
+  struct Mapping {
+    std::byte* p;
+    std::size_t n;
+    ~Mapping() { ::munmap(p, n); }
+  };
+
   std::uint64_t size_ = 0;
   bool sized_ = false;
+  std::uint64_t in_place_ = 0;  // the size decoded into in place, 0: not in place
+  std::unique_ptr<Mapping> map_;
   std::string what_;
   std::optional<oci::ZstdPushDecoder> decoder_;
   std::optional<verity::Hasher> hasher_;

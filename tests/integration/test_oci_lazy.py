@@ -1083,13 +1083,14 @@ class LazyMount(unittest.TestCase):
         return LazyMount._other_erofs
 
     def push_tampered(self, name, erofs=None, index_image=None, annotation=None, index_pad=0,
-                      graph=None, graph_data=None):
+                      graph=None, graph_data=None, erofs_z=None):
         """Pushes the image as NAME:v1 with its lazy metadata, then publishes a newer artifact
         (the one a reader takes) whose EROFS is `erofs`, whose index names `index_image` and
         whose EROFS layer's annotation names `annotation` (each unchanged when None), whose
         index is followed by `index_pad` spaces (valid JSON whitespace), and whose config is the
         loader graph document graph(index) when `graph` is given (the blob only, unless
-        `graph_data`: those bytes as the descriptor's embedded "data").
+        `graph_data`: those bytes as the descriptor's embedded "data"); `erofs_z(pushed EROFS)`:
+        the EROFS layer's blob instead of `zstd -c` of `erofs`.
         Returns (the pushed merged image's digest, the annotation's key, the algorithm)."""
         cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
             self.reg.ref(f"{name}:v1"))
@@ -1099,8 +1100,8 @@ class LazyMount(unittest.TestCase):
         # The oracle: the pushed EROFS is the image the artifact names (fsverity, not cfs).
         self.assertEqual(self.fsverity(pushed, alg), named)
         self.assertEqual(index["image"], named)
-        if erofs is not None:
-            z = self.zstd(erofs)
+        if erofs is not None or erofs_z is not None:
+            z = erofs_z(pushed) if erofs_z is not None else self.zstd(erofs)
             erofs_layer["digest"], erofs_layer["size"] = self.put_blob(name, z), len(z)
         if annotation is not None:
             erofs_layer["annotations"][key] = annotation
@@ -1151,6 +1152,29 @@ class LazyMount(unittest.TestCase):
         # The untampered image mounts from the same repository (the refusal was the EROFS's).
         self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
         self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+
+    def test_erofs_in_two_zstd_frames_the_first_declaring_its_size(self):
+        """A mount decodes a metadata blob's first frame straight into a buffer of the size it
+        declares, and any frames after it as before: the EROFS as two frames, the first (a
+        third of it) written by `zstd` from a file (which declares the size), mounts and serves
+        the image's files (the fs-verity digest of all of it is checked against the
+        annotation, so a part lost or doubled would be refused)."""
+        def two_frames(erofs):
+            cut = len(erofs) // 3
+            path = os.path.join(self.tmp, "first-third")
+            with open(path, "wb") as f:
+                f.write(erofs[:cut])
+            t.run(["zstd", "-q", "-f", path, "-o", path + ".zst"])
+            self.assertIn(f"({cut} B)", t.run(["zstd", "-lv", path + ".zst"]).stdout.decode())
+            with open(path + ".zst", "rb") as f:
+                return f.read() + self.zstd(erofs[cut:])
+        name = "cfs/lazy-two-frames"
+        self.push_tampered(name, erofs_z=two_frames)
+        repo = self.new_repo("two-frames")
+        self.mount(repo, self.reg.ref(f"{name}:v1"), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
+                         self.files["usr/share/doc/a"])
 
     def test_erofs_of_another_image_is_refused(self):
         other = self.other_erofs()

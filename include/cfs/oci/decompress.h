@@ -49,6 +49,12 @@ class ZstdPushDecoder {
   ~ZstdPushDecoder();
   ZstdPushDecoder(const ZstdPushDecoder&) = delete;
   ZstdPushDecoder& operator=(const ZstdPushDecoder&) = delete;
+  /// Before the first write: decode the first frame straight into `dst` (ZSTD_d_stableOutBuffer:
+  /// no window buffer of the decoder's own, no copy out of it), the Output then being handed
+  /// each newly decoded piece inside it; a first frame larger than `dst` is an error. Frames
+  /// after it are decoded as without it (a reset() decodes into `dst` again). False (nothing
+  /// changed) when libzstd cannot (before 1.4.7).
+  bool decode_into(std::span<std::byte> dst);
   /// Decodes `in`, handing each piece of output to the Output.
   Status write(std::span<const std::byte> in);
   /// The input ended: an error unless it ended at the end of a frame, after at least one.
@@ -61,6 +67,9 @@ class ZstdPushDecoder {
   Output out_;
   void* d_;  // ZSTD_DCtx, kept out of this header
   std::vector<std::byte> buf_;
+  std::span<std::byte> dst_;      // decode_into's, while its first frame is decoded
+  std::span<std::byte> dst_all_;  // decode_into's
+  std::size_t dst_pos_ = 0;
   std::uint64_t offset_ = 0;  // compressed bytes consumed
   std::size_t frame_left_ = 0;
   bool started_ = false;

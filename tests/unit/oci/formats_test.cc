@@ -2,6 +2,7 @@
 // Small format facts of the oci module: tar numbers and pax times, content digests, media
 // types and magic numbers, and the split rule on hand-made archives (the archives written by
 // real tools are in tests/integration/test_oci_layers.py).
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -141,6 +142,70 @@ TEST(Decompress, ZstdPushDecoderDecodesPiecesAsTheyArrive) {
   out.clear();
   auto flipped = decode(bad, out, 4096);
   EXPECT_TRUE(!flipped || out != plain);
+}
+
+// decode_into: the first frame decoded straight into one buffer of its size
+// (ZSTD_d_stableOutBuffer), each piece handed on lying inside it, in order, and the frames after
+// it through the window as before; the bytes compressed are the oracle. A buffer one byte short
+// of the first frame refuses it; a cut stream is still truncated; after reset() the buffer is
+// used again.
+TEST(Decompress, ZstdPushDecoderDecodesTheFirstFrameIntoOneBuffer) {
+  std::mt19937 rng(16);
+  std::string plain(3u << 20, '\0');
+  for (std::size_t i = 0; i < plain.size(); ++i)
+    plain[i] = static_cast<char>(i % 4096 < 2048 ? rng() & 0xff : 'a' + (i % 7));
+  auto frame = [](std::string_view in) {
+    std::string out(ZSTD_compressBound(in.size()), '\0');
+    out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
+    return out;
+  };
+  const std::size_t first = 1u << 20;
+  const std::string z = frame(std::string_view(plain).substr(0, first)) +
+                        frame(std::string_view(plain).substr(first));
+  std::vector<std::byte> dst;
+  std::size_t next = 0;  // where the next piece inside dst must start
+  std::string rest;      // the pieces after the first frame
+  ZstdPushDecoder d("meta", [&](std::span<const std::byte> b) -> Status {
+    if (b.data() >= dst.data() && b.data() < dst.data() + dst.size()) {
+      if (b.data() != dst.data() + next || !rest.empty())
+        return fail(Errc::kInvalidInput, "piece out of place");
+      next += b.size();
+    } else {
+      rest.append(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    return Status{};
+  });
+  auto decode = [&](std::string_view in) -> Status {
+    next = 0;
+    rest.clear();
+    for (std::size_t at = 0, piece = 4093; at < in.size();) {
+      auto n = std::min(piece, in.size() - at);
+      CFS_TRY(d.write(std::as_bytes(std::span(in.data() + at, n))));
+      at += n;
+      piece = piece * 7 % 70001 + 1;
+    }
+    return d.finish();
+  };
+  dst.resize(first);
+  ASSERT_TRUE(d.decode_into(dst));
+  for (int round = 0; round < 2; ++round) {  // the second after reset()
+    auto st = decode(z);
+    ASSERT_TRUE(st) << st.error().message();
+    EXPECT_EQ(next, first);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(dst.data()), next) + rest, plain);
+    d.reset();
+  }
+  auto cut = decode(std::string_view(z).substr(0, z.size() - 10));
+  ASSERT_FALSE(cut);
+  EXPECT_THAT(cut.error().message(), HasSubstr("meta: zstd: truncated"));
+
+  ZstdPushDecoder small("meta", [](std::span<const std::byte>) { return Status{}; });
+  std::vector<std::byte> short_dst(first - 1);
+  ASSERT_TRUE(small.decode_into(short_dst));
+  auto refused = small.write(std::as_bytes(std::span(z.data(), z.size())));
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(),
+              HasSubstr(fmt::format("meta: zstd: more than the {} bytes expected", first - 1)));
 }
 
 /// Memory whose digest, the source claims, it checked before its end (as a registry download).
