@@ -95,22 +95,30 @@ TEST(Decompress, MediaTypesAndMagic) {
   EXPECT_THAT(r.error().message(), HasSubstr("blob: gzip: empty stream"));
 }
 
+// 3 MiB of alternating random and repetitive 2 KiB stretches: compressible, not trivially.
+std::string half_random(unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string plain(3u << 20, '\0');
+  for (std::size_t i = 0; i < plain.size(); ++i)
+    plain[i] = static_cast<char>(i % 4096 < 2048 ? rng() & 0xff : 'a' + (i % 7));
+  return plain;
+}
+
+// One zstd frame of `in` by libzstd's own compressor (the oracle of the decoder tests).
+std::string zstd_frame(std::string_view in) {
+  std::string out(ZSTD_compressBound(in.size()), '\0');
+  out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
+  return out;
+}
+
 // The push decoder against libzstd's own compressor (the oracle: the bytes compressed): two
 // frames with a skippable frame between, pushed in pieces of every size; then the stream cut
 // short, empty, and with a flipped byte.
 TEST(Decompress, ZstdPushDecoderDecodesPiecesAsTheyArrive) {
-  std::mt19937 rng(15);
-  std::string plain(3u << 20, '\0');
-  for (std::size_t i = 0; i < plain.size(); ++i)
-    plain[i] = static_cast<char>(i % 4096 < 2048 ? rng() & 0xff : 'a' + (i % 7));
-  auto frame = [](std::string_view in) {
-    std::string out(ZSTD_compressBound(in.size()), '\0');
-    out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
-    return out;
-  };
+  const std::string plain = half_random(15);
   const std::string skippable = std::string("\x50\x2a\x4d\x18\x04\0\0\0skip", 12);
-  const std::string z = frame(std::string_view(plain).substr(0, 1u << 20)) + skippable +
-                        frame(std::string_view(plain).substr(1u << 20));
+  const std::string z = zstd_frame(std::string_view(plain).substr(0, 1u << 20)) + skippable +
+                        zstd_frame(std::string_view(plain).substr(1u << 20));
   auto decode = [&](std::string_view in, std::string& out, std::size_t piece) -> Status {
     ZstdPushDecoder d("meta", [&](std::span<const std::byte> b) {
       out.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -150,18 +158,10 @@ TEST(Decompress, ZstdPushDecoderDecodesPiecesAsTheyArrive) {
 // of the first frame refuses it; a cut stream is still truncated; after reset() the buffer is
 // used again.
 TEST(Decompress, ZstdPushDecoderDecodesTheFirstFrameIntoOneBuffer) {
-  std::mt19937 rng(16);
-  std::string plain(3u << 20, '\0');
-  for (std::size_t i = 0; i < plain.size(); ++i)
-    plain[i] = static_cast<char>(i % 4096 < 2048 ? rng() & 0xff : 'a' + (i % 7));
-  auto frame = [](std::string_view in) {
-    std::string out(ZSTD_compressBound(in.size()), '\0');
-    out.resize(ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3));
-    return out;
-  };
+  const std::string plain = half_random(16);
   const std::size_t first = 1u << 20;
-  const std::string z = frame(std::string_view(plain).substr(0, first)) +
-                        frame(std::string_view(plain).substr(first));
+  const std::string z = zstd_frame(std::string_view(plain).substr(0, first)) +
+                        zstd_frame(std::string_view(plain).substr(first));
   std::vector<std::byte> dst;
   std::size_t next = 0;  // where the next piece inside dst must start
   std::string rest;      // the pieces after the first frame
