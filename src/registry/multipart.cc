@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "cfs/util/decimal.h"
 #include "registry/http.h"
 
 namespace cfs::registry::detail {
@@ -13,16 +14,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-std::optional<std::uint64_t> number(std::string_view s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
 }
 
 }  // namespace
@@ -58,10 +49,12 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_content_range(std::
   auto dash = v.find('-'), slash = v.find('/');
   if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash)
     return std::nullopt;
-  auto first = number(v.substr(0, dash)), last = number(v.substr(dash + 1, slash - dash - 1));
+  auto first = parse_decimal_u64(v.substr(0, dash)),
+       last = parse_decimal_u64(v.substr(dash + 1, slash - dash - 1));
   std::string_view total = v.substr(slash + 1);
-  if (!first || !last || *last < *first || (total != "*" && !number(total))) return std::nullopt;
-  if (total != "*" && *number(total) <= *last) return std::nullopt;
+  if (!first || !last || *last < *first || (total != "*" && !parse_decimal_u64(total)))
+    return std::nullopt;
+  if (total != "*" && *parse_decimal_u64(total) <= *last) return std::nullopt;
   return std::make_pair(*first, *last);
 }
 

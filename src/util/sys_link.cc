@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "cfs/util/decimal.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
 
@@ -128,19 +129,6 @@ std::vector<std::string_view> split_spaces(std::string_view line) {
   return out;
 }
 
-std::optional<std::uint64_t> parse_u64(std::string_view s) {
-  if (s.empty() || s.size() > 20) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const auto digit = static_cast<std::uint64_t>(c - '0');
-    // 20 digits reach past 2^64 - 1: a wrapped value would name another mount or process.
-    if (v > (UINT64_MAX - digit) / 10) return std::nullopt;
-    v = v * 10 + digit;
-  }
-  return v;
-}
-
 }  // namespace
 
 Result<std::vector<MountInfo>> read_mountinfo(const std::string& path) {
@@ -155,11 +143,11 @@ Result<std::vector<MountInfo>> read_mountinfo(const std::string& path) {
     // id parent major:minor root mount-point options [optional...] - fstype source super-opts
     auto sep = std::find(f.begin(), f.end(), "-");
     if (f.size() < 5 || sep == f.end() || f.end() - sep < 3) continue;
-    auto id = parse_u64(f[0]);
+    auto id = parse_decimal_u64(f[0]);
     auto colon = f[2].find(':');
     if (!id || colon == std::string_view::npos) continue;
-    auto major = parse_u64(f[2].substr(0, colon));
-    auto minor = parse_u64(f[2].substr(colon + 1));
+    auto major = parse_decimal_u64(f[2].substr(0, colon));
+    auto minor = parse_decimal_u64(f[2].substr(colon + 1));
     // makedev takes 32-bit numbers: a larger one would be truncated to another device's.
     if (!major || !minor || *major > UINT32_MAX || *minor > UINT32_MAX) continue;
     MountInfo m;
@@ -187,7 +175,7 @@ Result<std::optional<std::uint64_t>> process_start_time(pid_t pid) {
     return fail(Errc::kCorruptImage, "/proc/" + std::to_string(pid) + "/stat");
   auto f = split_spaces(std::string_view(*text).substr(close + 1));
   if (f.size() < 20) return fail(Errc::kCorruptImage, "/proc/" + std::to_string(pid) + "/stat");
-  auto v = parse_u64(f[19]);
+  auto v = parse_decimal_u64(f[19]);
   if (!v) return fail(Errc::kCorruptImage, "/proc/" + std::to_string(pid) + "/stat");
   return std::optional<std::uint64_t>(*v);
 }
