@@ -476,6 +476,32 @@ struct LazyProvider::Impl {
   mutable DctxPool dctxs;  // every fetch's (ObjectSink)
   std::atomic<bool> fill_done{false};
 
+  /// A verified object of an open's or an ELF hint's fetch, waiting to be made durable and
+  /// named (LazyOptions::commit_quiet_s): its flight stays claimed and serves opens from the
+  /// unnamed file meanwhile, and the repository stays open (shared lock: gc waits) with the
+  /// fetch lock of its batch's first object held (another process waits rather than fetch it).
+  struct PendingCommit {
+    repo::NewObject obj;
+    verity::Digest d;
+    std::shared_ptr<Flight> f;
+    std::string what;
+    std::uint64_t bytes = 0;
+    std::shared_ptr<repo::Repository> repo;
+    std::shared_ptr<repo::FetchLock> lock;
+    std::chrono::steady_clock::time_point since;
+  };
+  mutable std::deque<PendingCommit> pending;  // guarded by mu, oldest first
+  mutable std::uint64_t pending_bytes = 0;    // guarded by mu
+  /// Fetches of opens and ELF hints running (guarded by mu); with their queues, what keeps the
+  /// committer waiting; last_busy: when one last ended or an open last asked for an object.
+  mutable unsigned foreground_running = 0;
+  mutable unsigned waiting_opens = 0;  // guarded by mu
+  mutable std::chrono::steady_clock::time_point last_busy;
+  mutable std::condition_variable commit_cv;  // the committer: pending, quiet, or stop
+  bool commit_stop = false;                   // guarded by mu: the fetch threads are joined
+  mutable bool fill_end_waits = false;        // guarded by mu: "fill complete" after the commits
+  std::thread committer;
+
   Impl(std::unique_ptr<RangeSource> r, LazyOptions opts)
       : o(std::move(opts)), ranges(std::move(r)) {}
 
@@ -511,6 +537,8 @@ struct LazyProvider::Impl {
     const ocirepo::ObjectLocation* loc = nullptr;
     std::shared_ptr<Flight> f;
     Status status;
+    /// Verified and handed to the committer (commit_loop): its flight stays until it is named.
+    bool deferred = false;
   };
 
   /// The position of `loc` (an entry of o.index.objects) in the index.
@@ -648,8 +676,8 @@ struct LazyProvider::Impl {
   /// Fetches a batch's objects with one Range request over their span and checks each against
   /// its own digest: bad bytes fail that member alone (its status), and nothing of it is stored.
   /// A verified object is handed to its flight's waiters before the fsync and the commit, which
-  /// only make it durable and named.
-  void fetch(std::vector<Member>& batch, bool multi = false) const {
+  /// only make it durable and named; with `defer`, those are the committer's (commit_loop).
+  void fetch(std::vector<Member>& batch, bool multi = false, bool defer = false) const {
     const oci::ContentDigest& blob = o.index.layers[batch[0].loc->layer].digest;
     auto what_of = [&](const ocirepo::ObjectLocation& r) {
       return "object " + object_name(r.digest) + " (" + o.source.str() + " blob " + blob.str() +
@@ -662,8 +690,10 @@ struct LazyProvider::Impl {
     };
     repo::OpenOptions w;
     w.write = true;
-    auto repo = repo::Repository::open(o.repo_path, w);
-    if (!repo) return fail_all(repo.error());
+    auto opened = repo::Repository::open(o.repo_path, w);
+    if (!opened) return fail_all(opened.error());
+    // Shared with the commits it defers (PendingCommit): open until they are done.
+    auto repo = std::make_shared<repo::Repository>(std::move(*opened));
     // Another process (a lazy mount, `cfs oci pull` finishing a fill) may be fetching the object
     // asked for: wait for it, then find it committed, rather than fetch it twice. Neighbours are
     // taken without waiting (at worst another process fetches one of them too; the commit keeps
@@ -775,7 +805,7 @@ struct LazyProvider::Impl {
           }
       }
       for (std::size_t i = 0; i < parts.size(); ++i) settle(i);
-      commit(*repo, good, batch);
+      commit(repo, *held, good, batch, defer);
       return;
     }
     // parts[0] is the object asked for, unless another process stored it meanwhile.
@@ -807,12 +837,28 @@ struct LazyProvider::Impl {
         }
     }
     for (std::size_t i = 0; i < parts.size(); ++i) settle(i);  // those the span ended early
-    commit(*repo, good, batch);
+    commit(repo, *held, good, batch, defer);
   }
 
+  /// Makes a fetch's verified objects durable and named, or with `defer` hands them to the
+  /// committer (commit_loop) with the repository and the fetch lock `held`.
   template <typename PartT>
-  void commit(repo::Repository& repo, std::vector<PartT*>& good,
-              const std::vector<Member>& batch) const {
+  void commit(const std::shared_ptr<repo::Repository>& repo, repo::FetchLock& held,
+              std::vector<PartT*>& good, std::vector<Member>& batch, bool defer) const {
+    if (defer && !good.empty()) {
+      auto lock_held = std::make_shared<repo::FetchLock>(std::move(held));
+      const auto now = std::chrono::steady_clock::now();
+      std::lock_guard lock(mu);
+      for (PartT* part : good) {
+        part->m->deferred = true;
+        const std::uint64_t n = part->m->loc->size;
+        pending.push_back(PendingCommit{std::move(part->sink->object()), part->m->d, part->m->f,
+                                        part->what, n, repo, lock_held, now});
+        pending_bytes += n;
+      }
+      commit_cv.notify_all();
+      return;
+    }
     // Durable before it has a name: the image already names it, so no later sync() would order
     // it, and a power cut must not leave a named object with lost data. The writeback of every
     // member starts first, so that the fsyncs wait for writes already under way and share
@@ -823,7 +869,7 @@ struct LazyProvider::Impl {
     for (PartT* part : good) {
       repo::NewObject& obj = part->sink->object();
       Status done = o.sync_each_object ? sys::fsync(obj.fd(), part->what) : Status{};
-      if (done) done = repo.commit_object(std::move(obj), part->m->d).map([](auto&&) {});
+      if (done) done = repo->commit_object(std::move(obj), part->m->d).map([](auto&&) {});
       if (done) ++fetched;
       part->m->status = std::move(done);
     }
@@ -916,9 +962,11 @@ struct LazyProvider::Impl {
   }
 
   /// Runs the flight of `d` on this thread, with its neighbours (add_neighbours) unless
-  /// `alone`; called with `lock` held, returns with it held.
+  /// `alone`; its verified objects are committed by the committer when `defer`. Called with
+  /// `lock` held, returns with it held.
   void run(const verity::Digest& d, const std::shared_ptr<Flight>& f,
-           std::unique_lock<std::mutex>& lock, bool alone = false, bool group = false) const {
+           std::unique_lock<std::mutex>& lock, bool alone = false, bool group = false,
+           bool defer = false) const {
     f->claimed = true;
     trace("claimed", d);
     std::vector<Member> batch{Member{d, nullptr, f, {}}};
@@ -938,10 +986,11 @@ struct LazyProvider::Impl {
     else if (!have && !alone)
       add_neighbours(batch);
     lock.unlock();
-    if (placed && (!have || batch.size() > 1)) fetch(batch, group && batch.size() > 1);
+    if (placed && (!have || batch.size() > 1)) fetch(batch, group && batch.size() > 1, defer);
     lock.lock();
     for (auto& m : batch) {
-      m.f->verified.reset();  // named now (or failed): opens use the repository
+      if (m.deferred) continue;  // the committer finishes its flight (commit_loop)
+      m.f->verified.reset();     // named now (or failed): opens use the repository
       if (!m.status) ++failed;
       m.f->status = std::move(m.status);
       m.f->done = true;
@@ -999,7 +1048,16 @@ struct LazyProvider::Impl {
       // (session 13: the closure's 5 MB beside it delayed apt-get's own 50 KB by ~7 ms). Its
       // neighbours are left out: a program's neighbours are rarely opened next, its libraries are.
       const bool leads = q == 0 && o.multirange && closure_leads.erase(d) > 0;
-      run(d, f, lock, guess || leads, (guess && o.multirange) || leads);
+      // An open's or a hint's objects are committed when the mount is quiet (commit_loop); the
+      // fill's and --prefetch's at once, as nothing waits on them.
+      const bool foreground = q <= static_cast<int>(Priority::kHint);
+      if (foreground) ++foreground_running;
+      run(d, f, lock, guess || leads, (guess && o.multirange) || leads,
+          foreground && committer.joinable());
+      if (foreground && --foreground_running == 0) {
+        last_busy = std::chrono::steady_clock::now();
+        commit_cv.notify_all();
+      }
       if (!f->status && q != 0) log(f->status.error().message());
       note_fill_end(q, d, !f->status);
     }
@@ -1016,10 +1074,117 @@ struct LazyProvider::Impl {
       o.progress(p);
     }
     if (--fill_left != 0) return;
+    // Every object is fetched; "fill complete" says they are in the repository too.
+    if (!pending.empty()) {
+      fill_end_waits = true;
+      commit_cv.notify_all();
+      return;
+    }
+    fill_complete();
+  }
+
+  /// The fill's end (mu held): every object of the index fetched and committed (or failed).
+  void fill_complete() {
     fill_done = true;
     log("fill complete: " + std::to_string(fetched.load()) + " objects fetched (" +
         std::to_string(fetched_bytes.load()) + " bytes), " + std::to_string(failed.load()) +
         " failed");
+  }
+
+  static std::chrono::steady_clock::duration seconds(double s) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(s));
+  }
+  /// No open waits and no open's or hint's fetch is queued or running (mu held).
+  bool foreground_idle() const {
+    return foreground_running == 0 && waiting_opens == 0 &&
+           queues[static_cast<int>(Priority::kOpen)].empty() &&
+           queues[static_cast<int>(Priority::kHint)].empty();
+  }
+  /// The pending commits must not wait longer (mu held, pending not empty).
+  bool commits_forced(std::chrono::steady_clock::time_point now) const {
+    return stopping || fill_end_waits || pending.size() >= LazyOptions::kMaxPendingCommitObjects ||
+           pending_bytes >= LazyOptions::kMaxPendingCommitBytes ||
+           now >= pending.front().since + seconds(o.commit_max_wait_s);
+  }
+
+  /// The committer's thread: makes the verified objects of opens and ELF hints durable and names
+  /// them (fsync, then Repository::commit_object, as a fetch did itself before session 14) once the
+  /// mount has been quiet for o.commit_quiet_s, or when they must not wait longer
+  /// (commits_forced); a round started while quiet stops between objects when an open asks for a
+  /// missing object again. Each flight is finished (done, unclaimed) only once its object is
+  /// named or has failed, so an open meanwhile is served from the verified unnamed file, and the
+  /// fill, the neighbours and the ELF hints leave it alone. Returns once commit_stop is set and
+  /// nothing is pending.
+  void commit_loop() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      if (pending.empty()) {
+        if (fill_end_waits) {
+          fill_end_waits = false;
+          fill_complete();
+        }
+        if (commit_stop) return;
+        commit_cv.wait(lock);
+        continue;
+      }
+      auto now = std::chrono::steady_clock::now();
+      const bool forced = commits_forced(now);
+      if (!forced && !(foreground_idle() && now >= last_busy + seconds(o.commit_quiet_s))) {
+        auto until = pending.front().since + seconds(o.commit_max_wait_s);
+        if (foreground_idle()) until = std::min(until, last_busy + seconds(o.commit_quiet_s));
+        commit_cv.wait_until(lock, until);
+        continue;
+      }
+      std::vector<PendingCommit> todo(std::make_move_iterator(pending.begin()),
+                                      std::make_move_iterator(pending.end()));
+      pending.clear();
+      pending_bytes = 0;
+      lock.unlock();
+      // The writeback of every object starts first, so that the fsyncs wait for writes already
+      // under way and can share journal commits.
+      if (todo.size() > 1)
+        for (auto& p : todo) sys::start_writeback(p.obj.fd());
+      std::size_t done = 0;
+      std::vector<Status> results;
+      for (auto& p : todo) {
+        if (done > 0 && !forced) {
+          std::lock_guard l(mu);
+          // An open asks for a missing object again: the rest waits for the next quiet moment
+          // (their writeback is under way).
+          if (!foreground_idle() && !commits_forced(std::chrono::steady_clock::now())) break;
+        }
+        Status st = sys::fsync(p.obj.fd(), p.what);
+        if (st) st = p.repo->commit_object(std::move(p.obj), p.d).map([](auto&&) {});
+        results.push_back(std::move(st));
+        ++done;
+      }
+      lock.lock();
+      for (std::size_t i = 0; i < done; ++i) {
+        PendingCommit& p = todo[i];
+        p.f->verified.reset();  // named now (or failed): opens use the repository
+        if (results[i])
+          ++fetched;
+        else {
+          ++failed;
+          log(results[i].error().message());
+        }
+        p.f->status = std::move(results[i]);
+        p.f->done = true;
+        if (auto it = flights.find(p.d); it != flights.end() && it->second == p.f)
+          flights.erase(it);
+      }
+      if (done > 0) trace("committed", todo[0].d, std::to_string(done) + " objects");
+      // Not committed in this round: back in front, oldest first.
+      for (std::size_t i = todo.size(); i-- > done;) {
+        pending_bytes += todo[i].bytes;
+        pending.push_front(std::move(todo[i]));
+      }
+      done_cv.notify_all();
+      lock.unlock();
+      todo.clear();  // the repositories and fetch locks no commit needs any more
+      lock.lock();
+    }
   }
 
   /// What a kept tree counts against LazyOptions::kept_tree_bytes.
@@ -1097,6 +1262,7 @@ struct LazyProvider::Impl {
   Result<std::optional<UniqueFd>> ensure(const verity::Digest& d) const {
     trace("open", d);
     std::unique_lock lock(mu);
+    last_busy = std::chrono::steady_clock::now();  // the committer waits for quiet
     // Its loader closure first (an open only: a lookup or a stat never comes here), queued as
     // ELF hints, then the open itself, without unlocking between: the worker that takes the
     // open finds the closure queued and asks for the object and its closure with one request
@@ -1113,7 +1279,13 @@ struct LazyProvider::Impl {
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                         std::chrono::duration<double>(o.timeout_s));
-    if (!done_cv.wait_until(lock, deadline, [&] { return f->done || f->verified; }))
+    ++waiting_opens;
+    const bool got = done_cv.wait_until(lock, deadline, [&] { return f->done || f->verified; });
+    if (--waiting_opens == 0) {
+      last_busy = std::chrono::steady_clock::now();
+      commit_cv.notify_all();
+    }
+    if (!got)
       return fail(eio("object " + object_name(d) + ": not fetched from " + o.source.str() +
                       " within " + std::to_string(o.timeout_s) + " s"));
     if (!f->done) {
@@ -1141,8 +1313,17 @@ LazyProvider::~LazyProvider() {
   impl_->ranges->cancel();
   impl_->stop_walk = true;
   impl_->work_cv.notify_all();
+  impl_->commit_cv.notify_all();  // stopping: whatever is pending is committed now
   for (auto& t : impl_->workers) t.join();
   if (impl_->dir_walker.joinable()) impl_->dir_walker.join();
+  if (impl_->committer.joinable()) {
+    {
+      std::lock_guard lock(impl_->mu);
+      impl_->commit_stop = true;
+    }
+    impl_->commit_cv.notify_all();
+    impl_->committer.join();
+  }
 }
 
 Result<std::shared_ptr<LazyProvider>> LazyProvider::create(Client client, LazyOptions options) {
@@ -1240,6 +1421,11 @@ void LazyProvider::start() {
   // Which directory each object is in, for add_neighbours: a few ms for an image of thousands
   // of files, off the opens' path (batches formed before it ends keep the layer's order alone).
   if (m.o.image && m.o.batch_bytes > 0) m.dir_walker = std::thread([&m] { m.map_directories(); });
+  // Before the fetch threads: they defer their commits to it when it runs.
+  if (m.o.sync_each_object && m.o.commit_quiet_s >= 0) {
+    m.last_busy = std::chrono::steady_clock::now();
+    m.committer = std::thread([&m] { m.commit_loop(); });
+  }
   for (unsigned i = 0; i < m.o.fetchers; ++i)
     m.workers.emplace_back([&m] { m.worker(kQueues - 1); });
   // Opens and ELF hints have threads of their own: the fill never delays them, and a program's

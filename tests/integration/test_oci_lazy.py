@@ -652,6 +652,37 @@ class LazyMount(unittest.TestCase):
         t.umount(self.mnt)
         cfs("repo", "fsck", "--repo", repo)
 
+    def test_stopped_right_after_its_opens_the_mount_names_what_they_fetched(self):
+        """An open's objects are named once the mount has been quiet for a moment, not right
+        after their fetch (docs/lazy.md): SIGTERM right after the reads still leaves every one
+        of them named and whole (their fs-verity digests from `fsverity`, the oracle) and fsck
+        clean; kill -9 at the same moment leaves fsck clean (at worst unnamed files are lost),
+        and the next mount serves the files."""
+        read = ["usr/share/doc/a", "usr/share/doc/b", "usr/bin/tool"]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with self.subTest(signal=sig.name):
+                repo = self.new_repo(f"stop-named-{sig.name}")
+                with open(os.path.join(repo, "meta.json")) as f:
+                    alg = "sha512" if "sha512" in json.load(f)["algorithm"] else "sha256"
+                server = self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill",
+                                    foreground=True)
+                for rel in read:
+                    self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel])
+                server.send_signal(sig)
+                server.wait(timeout=self.STOP_BOUND_S)
+                t.umount(self.mnt)
+                fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+                self.assertTrue(fsck["ok"], fsck)
+                want = {self.fsverity(self.files[rel], alg) for rel in read}
+                if sig == signal.SIGTERM:
+                    self.assertLessEqual(want, self.repo_objects(repo))
+                    continue
+                self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+                for rel in read:
+                    self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel])
+                t.umount(self.mnt)
+                cfs("repo", "fsck", "--repo", repo)
+
     # A server that outlives this after SIGTERM or umount hangs (no timing claim: on an idle
     # machine it exits in a fraction of a second; before cancellation it waited for its fetches,
     # their transfers and 31 s of retry waits).

@@ -12,8 +12,9 @@
 // wrong index entry, a short or long range, a broken frame) leaves nothing behind and fails the
 // open with EIO. A partial object is never visible: the file has no name until it is whole and
 // verified (the opens waiting for it are served from that verified unnamed file while it is made
-// durable and committed). The vfs layer then verifies the object again at open and every block at
-// read, as for any object.
+// durable and committed: by its fetch for the fill and the prefetch list, by a committer thread
+// once the mount is quiet for opens and ELF hints, LazyOptions::commit_quiet_s). The vfs layer then
+// verifies the object again at open and every block at read, as for any object.
 //
 // Fetching. Opens of a missing object wait for it at most LazyOptions::timeout_s, then fail with
 // EIO (the fetch goes on and a later open may find the object). One object is fetched once however
@@ -24,13 +25,14 @@
 // load (with LazyOptions::image; registry/elf.h), then the prefetch list, then the background fill
 // (every object of the index not yet present). A failed background fetch is logged and not retried
 // by the fill; the next open of that file tries again. Each fetch opens the repository for the
-// duration of the commit only (shared lock), so `cfs repo gc` can run while the mount lives (the
-// mount lease keeps the image's objects).
+// duration of the fetch and the commit only (shared lock), so `cfs repo gc` can run while the
+// mount lives (the mount lease keeps the image's objects).
 //
 // Stopping. Destroying the provider (the mount's server stops: SIGTERM, umount) cancels its range
 // source first (the registry client: Client::cancel), so fetches in flight, their transfers and
 // their retry waits end at once whatever the registry does (down, hung, slow), then joins the
-// fetch threads. A fetch cut short commits nothing: its objects stay unnamed files and are dropped.
+// fetch threads, then names the verified objects still waiting for their commit. A fetch cut short
+// commits nothing: its objects stay unnamed files and are dropped.
 //
 // Thread-safety: open_object() from any thread; start() once.
 #pragma once
@@ -134,6 +136,17 @@ struct LazyOptions {
   /// nothing syncs later). false: the caller syncs the filesystem before it names anything that
   /// needs the objects (`cfs oci pull` finishing a fill, as a normal pull's objects).
   bool sync_each_object = true;
+  /// The objects an open or an ELF hint fetched (verified, served from their unnamed files) are
+  /// made durable and named once the mount has been quiet this long (no open waiting, no such
+  /// fetch queued or running), not right after their fetch: on a program's path the fsyncs and
+  /// links compete with the registry and the program for the CPUs. Also when
+  /// kMaxPendingCommitObjects or kMaxPendingCommitBytes wait, when the oldest has waited
+  /// commit_max_wait_s, and when the provider stops. Negative: each fetch commits its own
+  /// objects at once (as the fill and --prefetch always do). Only once started (start()).
+  double commit_quiet_s = 0.02;
+  double commit_max_wait_s = 2;
+  static constexpr std::size_t kMaxPendingCommitObjects = 256;
+  static constexpr std::uint64_t kMaxPendingCommitBytes = std::uint64_t{64} << 20;
   /// The background fill's progress: once when it starts, then after each of its objects
   /// (serialised; from fetch threads); may be empty.
   std::function<void(const FillProgress&)> progress;

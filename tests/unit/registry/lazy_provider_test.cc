@@ -467,6 +467,47 @@ TEST_F(LazyBatchTest, TheBudgetBoundsTheRequest) {
   EXPECT_EQ(state->calls.load(), 1);
 }
 
+TEST_F(LazyBatchTest, AnOpensObjectsAreNamedOnlyOnceTheMountIsQuiet) {
+  // Never quiet long enough, and no age limit: the objects wait for the provider's stop.
+  opts.commit_quiet_s = 3600;
+  opts.commit_max_wait_s = 3600;
+  provider_ = provider();
+  auto fd = open(2);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), files[2]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(stored(), 0u) << "named while the mount was not quiet";
+  // The neighbours are served from their verified unnamed files meanwhile, not fetched again.
+  expect_served_from(0);
+  EXPECT_EQ(state->calls.load(), 1);
+  EXPECT_EQ(stored(), 0u);
+  // Stopping the provider names them all, each whole.
+  provider_.reset();
+  EXPECT_EQ(stored(), files.size());
+  provider_ = provider();
+  expect_served_from(0);
+  EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, AnOpensObjectsAreNamedOnceNothingWasAskedForAWhile) {
+  opts.commit_quiet_s = 0.05;
+  opts.commit_max_wait_s = 3600;
+  provider_ = provider();
+  ASSERT_TRUE(open(2));
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+  // Named: an open now finds them in the repository.
+  expect_served_from(0);
+  EXPECT_EQ(state->calls.load(), 1);
+}
+
+TEST_F(LazyBatchTest, AnOpensObjectsWaitAtMostTheLongestWait) {
+  opts.commit_quiet_s = 3600;
+  opts.commit_max_wait_s = 0.05;
+  provider_ = provider();
+  ASSERT_TRUE(open(2));
+  EXPECT_EQ(stored_soon(files.size()), files.size());
+}
+
 /// LazyBatchTest's files as zstd:chunked stores them: each file one zstd frame (compressed here by
 /// libzstd, the oracle), after a 512-byte header.
 class LazyZstdBatchTest : public LazyBatchTest {
