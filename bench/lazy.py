@@ -22,6 +22,8 @@ workload (`chroot MNT /usr/bin/dpkg --version`, `chroot MNT /usr/bin/apt-get --v
 in a fresh repository:
   lazy  cfs oci mount --lazy --no-fill docker://REGISTRY/…  MNT; run the workload
   full  cfs oci pull docker://REGISTRY/…; cfs oci mount --fuse; run the workload
+Each mount is unmounted after its workload's first byte, and the next waits until its server has
+exited (a lazy mount names the objects it deferred when it stops, beside the next mount otherwise).
 Each mount and pull gets a new repository; they are all deleted at the end (a deletion between
 runs taxes the next run's inode allocations on ext4 without a journal, as this host's root is).
 The time runs from the mount command (the pull, for full) to the workload's first output byte;
@@ -70,6 +72,27 @@ def umount(path):
                 return
         subprocess.run(["umount", "-l", path], capture_output=True)
         time.sleep(0.05)
+
+
+def wait_server_gone(repo, timeout=10):
+    """Waits (at most `timeout` s) until no process names `repo` on its command line: the
+    mount's server has exited. `umount -l` returns before it does, and its exit work (the
+    commits a lazy mount defers until it is quiet or stops, session 14) would otherwise share
+    the CPUs with the next mount measured."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if repo.encode() in f.read().split(b"\0"):
+                        break
+            except OSError:
+                continue
+        else:
+            return
+        time.sleep(0.005)
 
 
 def first_byte(mnt, argv):
@@ -298,6 +321,7 @@ def main():
                                 secs = time.monotonic() - t0
                             finally:
                                 umount(mnt)
+                                wait_server_gone(repo)
                             daemon_cpu = None
                             if lazy and args.trace:
                                 print_trace(trace, wall0, mounted, wall0 + secs,
