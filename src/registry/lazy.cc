@@ -428,6 +428,8 @@ struct LazyProvider::Impl {
     /// An open or an ELF hint asked for it (not only the fill or --prefetch): its batch's bytes
     /// are kept for the opens (kKeptCopyBytes). Read by the fetch without the lock.
     std::atomic<bool> keep_bytes{false};
+    /// Queued again once after a broken answer of several ranges (run()).
+    bool requeued = false;
   };
 
   LazyOptions o;
@@ -539,6 +541,9 @@ struct LazyProvider::Impl {
     Status status;
     /// Verified and handed to the committer (commit_loop): its flight stays until it is named.
     bool deferred = false;
+    /// The request of several ranges it was part of broke off before its bytes were settled
+    /// (a malformed or cut multipart answer): not its bytes' fault, so it is queued again once.
+    bool again = false;
   };
 
   /// The position of `loc` (an entry of o.index.objects) in the index.
@@ -802,6 +807,7 @@ struct LazyProvider::Impl {
           if (!settled[i]) {
             settled[i] = true;
             parts[i].m->status = fail(e);
+            parts[i].m->again = true;
           }
       }
       for (std::size_t i = 0; i < parts.size(); ++i) settle(i);
@@ -991,6 +997,18 @@ struct LazyProvider::Impl {
     for (auto& m : batch) {
       if (m.deferred) continue;  // the committer finishes its flight (commit_loop)
       m.f->verified.reset();     // named now (or failed): opens use the repository
+      // The hints a broken answer of several ranges never delivered (session 13: the rest of
+      // the group, failed and fetched one by one only as the program opened them) are queued
+      // again as they were, once, while their opens keep waiting: the client asks this
+      // registry for one range per request from then on (Client::fetch_ranges).
+      if (!m.status && m.again && !m.f->requeued && !cancelled.load(std::memory_order_relaxed)) {
+        m.f->requeued = true;
+        m.f->claimed = false;
+        trace("requeued", m.d);
+        request(m.d, m.f->waiters.load(std::memory_order_relaxed) > 0 ? Priority::kOpen
+                                                                      : Priority::kHint);
+        continue;
+      }
       if (!m.status) ++failed;
       m.f->status = std::move(m.status);
       m.f->done = true;
