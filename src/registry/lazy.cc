@@ -674,6 +674,12 @@ struct LazyProvider::Impl {
     const std::uint64_t limit = first.length + o.batch_bytes;
     const std::uint64_t first_dir =
         dirs_ready.load(std::memory_order_acquire) ? dir_of[index_pos(first)] : kNoDir;
+    // The asked object's directory may take more (LazyOptions::directory_batch_bytes): the file
+    // a program opens next is most likely there.
+    const std::uint64_t dir_limit = first.length + std::max(o.batch_bytes, o.directory_batch_bytes);
+    auto limit_of = [&](const ocirepo::ObjectLocation& c) {
+      return first_dir != kNoDir && dir_of[index_pos(c)] == first_dir ? dir_limit : limit;
+    };
     while (batch.size() < kMaxBatch) {
       const ocirepo::ObjectLocation* next = after < order.size() ? order[after] : nullptr;
       const ocirepo::ObjectLocation* prev = before > 0 ? order[before - 1] : nullptr;
@@ -686,8 +692,8 @@ struct LazyProvider::Impl {
         --before;
         continue;
       }
-      const bool fits_next = next && next->offset + next->length - lo <= limit;
-      const bool fits_prev = prev && hi - prev->offset <= limit;
+      const bool fits_next = next && next->offset + next->length - lo <= limit_of(*next);
+      const bool fits_prev = prev && hi - prev->offset <= limit_of(*prev);
       if (!fits_next && !fits_prev) return;
       bool take_next =
           fits_next && (!fits_prev || next->offset + next->length - hi <= lo - prev->offset);

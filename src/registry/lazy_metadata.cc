@@ -62,8 +62,9 @@ Result<std::string> compress(std::string_view bytes) {
 class MetadataSink final : public BlobSink {
  public:
   MetadataSink(bool zstd, std::uint64_t max, std::string what, std::optional<verity::HashAlg> alg,
-               const std::atomic<std::uint64_t>* limit = nullptr, int file = -1)
-      : max_(max), limit_(limit), file_(file), what_(std::move(what)) {
+               const std::atomic<std::uint64_t>* limit = nullptr, int file = -1,
+               Clock::time_point* first_byte = nullptr)
+      : max_(max), limit_(limit), file_(file), first_byte_(first_byte), what_(std::move(what)) {
     if (zstd) decoder_.emplace(what_, [this](std::span<const std::byte> b) { return plain(b); });
     if (alg) {
       params_.alg = *alg;
@@ -72,6 +73,8 @@ class MetadataSink final : public BlobSink {
   }
 
   Status write(std::span<const std::byte> data) override {
+    // The first bytes' time, before any work on them (a retry keeps the first attempt's).
+    if (first_byte_ && *first_byte_ == Clock::time_point{}) *first_byte_ = Clock::now();
     if (error_) return {};
     // A frame that declares its size (cfs oci push's, since session 13) is decoded straight
     // into one buffer of that size (the string, padded for the index's in-place parse, or the
@@ -156,6 +159,7 @@ class MetadataSink final : public BlobSink {
   std::uint64_t max_;
   const std::atomic<std::uint64_t>* limit_;
   int file_;
+  Clock::time_point* first_byte_;
   /// The decoder writes into the string (resized to `n`) or into the memfd (truncated to `n`,
   /// mapped); nothing changes when it cannot.
   void decode_in_place(std::uint64_t n) {
@@ -202,21 +206,26 @@ class MetadataSink final : public BlobSink {
   std::optional<Error> error_;
 };
 
+/// When a metadata blob's first and last bytes arrived, for LinkEstimate and the trace.
+struct BlobTimes {
+  Clock::time_point first_byte{}, last_byte{};
+};
+
 /// A metadata blob (digest-checked by the client), decompressed when its media type says zstd
-/// (as it arrives); refused past `max` bytes either way. `downloaded`: set to when the last byte
-/// arrived, for LinkEstimate. `alg`: also its fs-verity digest in that algorithm, into `digest`.
+/// (as it arrives); refused past `max` bytes either way. `times`: set to when its first and last
+/// bytes arrived. `alg`: also its fs-verity digest in that algorithm, into `digest`.
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
                                 bool zstd, std::uint64_t max, const std::string& what,
-                                Clock::time_point* downloaded = nullptr,
+                                BlobTimes* times = nullptr,
                                 std::optional<verity::HashAlg> alg = std::nullopt,
                                 std::optional<verity::Digest>* digest = nullptr,
                                 const std::atomic<std::uint64_t>* limit = nullptr, int file = -1) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
-  MetadataSink sink(zstd, max, what, alg, limit, file);
+  MetadataSink sink(zstd, max, what, alg, limit, file, times ? &times->first_byte : nullptr);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
-  if (downloaded) *downloaded = Clock::now();
+  if (times) times->last_byte = Clock::now();
   CFS_ASSIGN(std::string out, sink.finish());
   if (digest) *digest = sink.digest();
   return out;
@@ -225,13 +234,13 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
 /// The EROFS blob as fetch_small() fetches it, decoded into a memfd (FetchedErofs), sealed once
 /// whole.
 Result<FetchedErofs> fetch_erofs(Client& client, const Reference& repo, const oci::Descriptor& d,
-                                 const std::string& what, Clock::time_point* downloaded,
+                                 const std::string& what, BlobTimes* times,
                                  std::optional<verity::HashAlg> alg,
                                  std::optional<verity::Digest>* digest) {
   FetchedErofs out;
   CFS_ASSIGN(out.fd, sys::memfd_create("composefs-image"));
   CFS_TRY(fetch_small(client, repo, d, d.media_type == kErofsZstdMediaType, kMaxLazyErofsSize, what,
-                      downloaded, alg, digest, nullptr, out.fd.get())
+                      times, alg, digest, nullptr, out.fd.get())
               .map([](std::string) {}));
   // Sealed before it is mapped or handed on: from here on nothing can change the bytes that
   // were hashed, through any descriptor or mapping.
@@ -478,18 +487,18 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   std::optional<Result<FetchedErofs>> erofs;
   std::optional<verity::Digest> early_digest;
   std::optional<Result<ocirepo::ObjectIndex>> early_index;
-  Clock::time_point erofs_done{}, index_done{};
+  BlobTimes erofs_times, index_times, graph_times;
   const auto blobs_asked = Clock::now();
   {
     std::jthread graph_fetch;
     if (has_graph && !graph_json)
       graph_fetch = std::jthread([&] {
-        graph_json =
-            fetch_small(client, by_digest, m.config, true, kMaxLoaderGraphSize, graph_what);
+        graph_json = fetch_small(client, by_digest, m.config, true, kMaxLoaderGraphSize, graph_what,
+                                 &graph_times);
         trace("loader graph fetched");
       });
     std::jthread erofs_fetch([&] {
-      erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_done, annotated,
+      erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_times, annotated,
                           &early_digest);
       trace("erofs fetched");
       // Only an EROFS that is what its annotation names bounds the index (a sealed image's
@@ -503,7 +512,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     });
     CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
                                            index_d->media_type == kObjectIndexZstdMediaType,
-                                           ocirepo::kMaxObjectIndexSize, index_what, &index_done,
+                                           ocirepo::kMaxObjectIndexSize, index_what, &index_times,
                                            std::nullopt, nullptr, &index_limit));
     trace("index fetched");
     // An index of an honest size is parsed here, while the EROFS may still be arriving (it
@@ -551,14 +560,24 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   CFS_TRY(check_layers(out.index, image, what));
   // The two blobs shared the link from blobs_asked until the later one's last byte; one round
   // trip of that was the requests themselves.
-  const std::chrono::duration<double> both = std::max(erofs_done, index_done) - blobs_asked;
+  const std::chrono::duration<double> both =
+      std::max(erofs_times.last_byte, index_times.last_byte) - blobs_asked;
   out.link.round_trip_s = round_trip.count();
   if (both.count() > round_trip.count())
     out.link.bytes_per_s =
         static_cast<double>(erofs_d->size + index_d->size) / (both.count() - round_trip.count());
-  if (options.trace)
-    trace(fmt::format("link: round trip {:.2f} ms, {:.1f} MB/s", out.link.round_trip_s * 1e3,
-                      out.link.bytes_per_s / 1e6));
+  if (options.trace) {
+    // With each blob GET's first byte: what a blob request waited for here (sent together with
+    // the config's, while this process decodes), for reading the budget (docs/design.md).
+    std::string firsts;
+    for (const BlobTimes* t : {&erofs_times, &index_times, &graph_times})
+      if (t->first_byte != Clock::time_point{})
+        firsts += fmt::format(
+            " {:.2f}",
+            std::chrono::duration<double, std::milli>(t->first_byte - blobs_asked).count());
+    trace(fmt::format("link: round trip {:.2f} ms, {:.1f} MB/s, first bytes{} ms",
+                      out.link.round_trip_s * 1e3, out.link.bytes_per_s / 1e6, firsts));
+  }
   const auto computed = early_digest && early_digest->alg == out.index.algorithm
                             ? *early_digest
                             : erofs_digest(out.erofs.bytes(), out.index.algorithm);

@@ -100,7 +100,8 @@ int run_oci_lazy_mount(int argc, char** argv) {
       "a fetch also brings the missing objects stored next to its object in the layer, while "
       "the Range request grows by at most this many bytes (default: what one round trip to the "
       "registry is worth, round trip x rate as measured at mount, at most 1 MiB; 65536 when "
-      "not measured; 0: one object per request)");
+      "not measured; the asked file's own directory up to 131072 whatever was measured; 0: one "
+      "object per request)");
   app.add_flag("--no-elf-prefetch", no_elf_prefetch,
                "do not fetch the interpreter and libraries of a fetched ELF program or library "
                "along with it (only what is opened)");
@@ -237,9 +238,11 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lo.fetchers = fetchers;
   lo.elf_prefetch = !no_elf_prefetch;
   // Unless given, the budget comes from the link the metadata fetch just measured.
-  if (batch_option->count() == 0)
+  if (batch_option->count() == 0) {
     if (auto b = registry::batch_budget(opened->link.round_trip_s, opened->link.bytes_per_s))
       batch_bytes = *b;
+    lo.directory_batch_bytes = registry::kDirectoryBatchBytes;
+  }
   lo.batch_bytes = batch_bytes;
   step(fmt::format("batch budget {} bytes", batch_bytes));
   lo.trace = trace;

@@ -146,9 +146,11 @@ class LazyMount(unittest.TestCase):
     def mount(self, repo, source, *opts, foreground=False, batch=False, hang_bound=None):
         """Without `batch`, one object per Range request (--batch-bytes=0): the tests that
         expect a file's exact range. With it, the 64 KiB budget the batch tests expect (not
-        the one measured from the proxy's round trips). `hang_bound`: seconds after which the
-        command is killed and the test fails (subprocess.TimeoutExpired)."""
-        opts = ("--batch-bytes=65536" if batch else "--batch-bytes=0", *opts)
+        the one measured from the proxy's round trips); batch="measured": no --batch-bytes.
+        `hang_bound`: seconds after which the command is killed and the test fails
+        (subprocess.TimeoutExpired)."""
+        if batch != "measured":
+            opts = ("--batch-bytes=65536" if batch else "--batch-bytes=0", *opts)
         args = [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, *opts, source,
                 self.mnt]
         if not foreground:
@@ -555,6 +557,47 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(len(gets), 1, gets)
         since = time.time()
         for name in ("usr/x/a/1", "usr/x/a/0"):
+            self.assertEqual(read_file(os.path.join(self.mnt, name)), files[name])
+        self.assertEqual([e for e in self.proxy.requests("GET", "/blobs/", since=since)
+                          if e["path"].endswith(blob)], [])
+        t.umount(self.mnt)
+        cfs("repo", "fsck", "--repo", repo)
+
+    def test_the_files_directory_comes_whole_whatever_the_link_measured(self):
+        """Without --batch-bytes, the asked file's own directory may take 128 KiB whatever the
+        link measured: through a proxy throttled to 8 Mbit/s the measured budget is a few KB
+        (round trip x 1 MB/s), less than one of usr/y/d's ten 10,000-byte files, yet reading
+        usr/y/d/05 asks for one range that covers all ten, and reading the other nine asks for
+        nothing more; the forty 4,000-byte files of usr/y/e after them keep the measured budget
+        (the range ends within 64 KiB of usr/y/d/09's end). Without the directory's own budget,
+        usr/y/d/05 comes alone. The layer's offsets are the oracle (tarfile)."""
+        rng = random.Random(14)
+        files = {f"usr/y/d/{i:02}": rng.randbytes(10000) for i in range(10)}
+        files.update({f"usr/y/e/{i:02}": rng.randbytes(4000) for i in range(40)})
+        blob = self.push_one_layer("dirfloor", files)
+        spans = {}
+        with tarfile.open(self.reg.blob_path(blob), "r:") as tf:
+            for m in self.members(tf):
+                if m.isfile():
+                    spans[m.name.lstrip("./")] = (m.offset_data, m.offset_data + m.size - 1)
+        # The layout the test relies on: d's files, then e's.
+        self.assertEqual(sorted(spans, key=lambda n: spans[n][0]), sorted(files))
+        self.proxy.set_throttle(8 << 20)
+        repo = self.new_repo("dirfloor")
+        self.mount(repo, self.proxy.ref("cfs/dirfloor:v1"), "--no-fill", batch="measured")
+        time.sleep(0.2)  # the mount maps objects to directories on a thread of its own
+        since = time.time()
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/y/d/05")), files["usr/y/d/05"])
+        gets = [e for e in self.proxy.requests("GET", "/blobs/", since=since)
+                if e["path"].endswith(blob)]
+        self.assertEqual(len(gets), 1, gets)
+        lo, hi = (int(x) for x in gets[0]["range"].split("=", 1)[1].split("-"))
+        self.assertLessEqual(lo, spans["usr/y/d/00"][0], gets)
+        self.assertGreaterEqual(hi, spans["usr/y/d/09"][1], gets)
+        self.assertLess(hi, spans["usr/y/d/09"][1] + 65536, gets)
+        since = time.time()
+        for i in range(10):
+            name = f"usr/y/d/{i:02}"
             self.assertEqual(read_file(os.path.join(self.mnt, name)), files[name])
         self.assertEqual([e for e in self.proxy.requests("GET", "/blobs/", since=since)
                           if e["path"].endswith(blob)], [])

@@ -63,6 +63,14 @@ inline constexpr std::uint64_t kDefaultBatchBytes = 64 << 10;
 /// The most a measured budget (batch_budget) gives: the neighbours before the object asked for
 /// are held in memory, up to the budget, on each fetch thread.
 inline constexpr std::uint64_t kMaxBatchBytes = 1 << 20;
+/// LazyOptions::directory_batch_bytes of a lazy mount whose budget was not given: a program reads
+/// the small files of a directory one after another (glibc's locale data: dpkg's first batch is
+/// 117 KB, `LC_IDENTIFICATION` and its directory), so those are worth their request whatever the
+/// link measured; the measured budget (batch_budget) swung 31-295 KB between runs and split the
+/// directory in some. Other neighbours are opened next far less often: a floor for them too
+/// (128 KiB, or 4 ms of the link) cost apt-get --version 15-34 ms (same-run medians of 4 A/Bs,
+/// session 14) for its bigger batches of other directories' objects.
+inline constexpr std::uint64_t kDirectoryBatchBytes = 128 << 10;
 /// Most objects one open queues from the loader graph (LazyOptions::loader_graph): apt-get's
 /// closure is 19.
 inline constexpr std::size_t kMaxLoaderClosure = 128;
@@ -124,6 +132,10 @@ struct LazyOptions {
   /// Each is verified against its own digest and stored alone; one with bad bytes is dropped
   /// without affecting the others. 0: one object per request.
   std::uint64_t batch_bytes = kDefaultBatchBytes;
+  /// With `image`: the neighbours in the asked object's directory may grow the request by up to
+  /// this many bytes when batch_bytes is less (0: batch_bytes for all). A lazy mount whose budget
+  /// was not given sets kDirectoryBatchBytes.
+  std::uint64_t directory_batch_bytes = 0;
   /// Merkle trees of fetched objects kept for their opens (LazyProvider::take_tree), in bytes;
   /// each kept tree counts at least kKeptTreeEntryBytes (small objects' trees are empty, and a
   /// fill that fetches every object of a large image would otherwise keep one entry each).
