@@ -130,8 +130,7 @@ def main():
         run("oci", "pull", "--repo", src, args.image, "img")
         run("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "img",
             reg.ref("bench/img:1"))
-        subprocess.run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate",
-                        f"{int(args.rate)}bit", "burst", "64kb", "latency", "200ms"], check=True)
+        L.TcLink(reg, args.rate)  # the loopback shaped as bench/lazy.py shapes it
         port = int(reg.host.rsplit(":", 1)[1])
 
         # The closure's request, from the daemon's own send() of it.

@@ -24,7 +24,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "testlib"))
+sys.path.insert(0, HERE)
 import cfs_registry as r  # noqa: E402
+import lazy as L  # noqa: E402
 
 NOTLS = "--tls-verify=false"
 
@@ -56,8 +58,7 @@ def main():
         run("oci", "pull", "--repo", src, args.image, "img")
         run("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "img",
             reg.ref("bench/img:1"))
-        subprocess.run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate",
-                        f"{int(args.rate)}bit", "burst", "64kb", "latency", "200ms"], check=True)
+        L.TcLink(reg, args.rate)  # the loopback shaped as bench/lazy.py shapes it
         os.mkdir(mnt)
         times = {label: {} for label, _ in builds}
         budgets = {label: [] for label, _ in builds}  # the neighbour budget each measured
