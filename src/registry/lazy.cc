@@ -1459,6 +1459,12 @@ vfs::Prebuilt LazyProvider::take_tree(const verity::Digest& digest) const {
   return impl_->take_tree(digest);
 }
 
+bool LazyProvider::wants_reads() const { return static_cast<bool>(impl_->o.trace); }
+
+void LazyProvider::on_read(const verity::Digest& digest, std::uint64_t off, std::size_t len) const {
+  impl_->trace("read", digest, fmt::format("{} {}", off, len));
+}
+
 void LazyProvider::start() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);

@@ -44,7 +44,8 @@ Filesystem::Filesystem(erofs::Image image, Options opts)
     : image_(std::move(image)),
       opts_(std::move(opts)),
       objects_(opts_.objects),
-      trees_(std::make_unique<TreeCache>(opts_.tree_cache_bytes, opts_.tree_cache_dir)) {}
+      trees_(std::make_unique<TreeCache>(opts_.tree_cache_bytes, opts_.tree_cache_dir)),
+      report_reads_(objects_->wants_reads()) {}
 
 Filesystem::~Filesystem() = default;
 
@@ -270,6 +271,7 @@ Status Filesystem::open_backing(const std::vector<erofs::RawXattr>& xs, const er
                  }));
   f.fd_ = std::move(b.fd);
   f.data_size_ = b.size;
+  if (report_reads_ && b.digest) f.reported_ = *b.digest;
   if (opts_.verity == VerityMode::kOff) return {};
   if (!b.digest) {
     if (opts_.verity == VerityMode::kRequire)
@@ -308,6 +310,7 @@ Result<std::span<const std::byte>> Filesystem::read(const OpenFile& f, std::uint
   if (!f.tree_) {
     auto out = buf.get(len);
     CFS_ASSIGN(std::size_t n, sys::pread_full(f.fd_.get(), out, off));
+    if (f.reported_) objects_->on_read(*f.reported_, off, n);
     return std::span<const std::byte>(out.data(), n);
   }
   // Verified read: whole Merkle data blocks are read and checked, then the requested range is
@@ -330,6 +333,7 @@ Result<std::span<const std::byte>> Filesystem::read(const OpenFile& f, std::uint
     report(f, e);
     return fail(std::move(e));
   }
+  if (f.reported_) objects_->on_read(*f.reported_, off, len);
   return std::span<const std::byte>(blocks.data() + (off - start), len);
 }
 

@@ -224,13 +224,13 @@ class LazyMount(unittest.TestCase):
         for e in metadata + artifact:
             self.assertLess(e["time"], answered, e)
 
-    def mount_traced(self, repo, trace):
+    def mount_traced(self, repo, trace, *opts):
         """A background lazy mount with CFS_LAZY_TRACE=trace; returns the serving process's
         pid (from its lease, completed before the command returns)."""
         if os.path.exists(trace):
             os.unlink(trace)
         t.run([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, "--no-fill",
-               self.proxy.ref("cfs/lazy:v1"), self.mnt],
+               *opts, self.proxy.ref("cfs/lazy:v1"), self.mnt],
               env=dict(os.environ, CFS_LAZY_TRACE=trace))
         mounts = os.path.join(repo, "cfs-mounts")
         (lease,) = [n for n in os.listdir(mounts) if not n.startswith(".")]
@@ -284,6 +284,51 @@ class LazyMount(unittest.TestCase):
             self.assertGreater(reported, 0, event)
             # /proc truncates to whole ticks; the trace rounds to 0.1 ms
             self.assertLessEqual(reported, kernel_ms + tick_ms + 0.1, (event, kernel_ms))
+
+    def test_trace_gives_each_read_with_its_object_offset_and_length(self):
+        """With prefill off (-o prefill_max=0: no file is put in the page cache at its open, so
+        every read reaches the server), each read served is a `read <object> OFF LEN` event in
+        CFS_LAZY_TRACE. Oracles: the object is the file's fs-verity digest by fsverity-utils; a
+        file read whole gives reads that tile it from 0 to its size by os.stat; a pread with
+        readahead off (POSIX_FADV_RANDOM) gives one read of the page holding the test's offset
+        (the page-aligned offset, the page's length up to the size); no other object is read."""
+        repo = self.new_repo("reads")
+        trace = os.path.join(self.tmp, "trace-reads")
+        self.mount_traced(repo, trace, "-o", "prefill_max=0")
+        alg = "sha512" if "sha512" in self.src_alg() else "sha256"
+        obj = {rel: self.fsverity(self.files[rel], alg)[:12]
+               for rel in ("usr/share/doc/a", "usr/share/big", "usr/share/small")}
+        whole = os.path.join(self.mnt, "usr/share/doc/a")
+        self.assertEqual(read_file(whole), self.files["usr/share/doc/a"])
+        size = os.stat(whole).st_size
+        page = 4096
+        picks = {"usr/share/big": 1_000_005, "usr/share/small": 4099}
+        sizes = {}
+        for rel, at in picks.items():
+            fd = os.open(os.path.join(self.mnt, rel), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                self.assertEqual(os.pread(fd, 1, at), self.files[rel][at:at + 1])
+                sizes[rel] = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        reads = {}
+        with open(trace) as f:
+            for line in f:
+                m = re.fullmatch(r"\d+\.\d{6} read ([0-9a-f]{12}) (\d+) (\d+)\n", line)
+                if m:
+                    reads.setdefault(m[1], []).append((int(m[2]), int(m[3])))
+        self.assertEqual(set(reads), set(obj.values()), reads)
+        tiles = sorted(reads[obj["usr/share/doc/a"]])
+        end = 0
+        for off, length in tiles:
+            self.assertEqual(off, end, tiles)  # no gap, no overlap
+            end = off + length
+        self.assertEqual(end, size, tiles)
+        self.assertEqual(reads[obj["usr/share/big"]], [(1_000_005 // page * page, page)])
+        small = sizes["usr/share/small"]
+        self.assertEqual(reads[obj["usr/share/small"]],
+                         [(4099 // page * page, min(page, small - 4099 // page * page))])
 
     def test_killed_while_it_registers_leaves_fsck_clean(self):
         """kill -9 of the serving process at moments during its registration (right after the

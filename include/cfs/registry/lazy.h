@@ -207,6 +207,10 @@ class LazyProvider final : public vfs::ObjectProvider {
   /// for the object (or a neighbour of it), it is at most 8 MiB and they were not dropped (at
   /// most 16 MiB of bytes wait for their opens, the oldest dropped first).
   vfs::Prebuilt take_tree(const verity::Digest& digest) const override;
+  /// With LazyOptions::trace: every read served of an object, traced as `read <hex> OFF LEN`
+  /// (what a workload reads of what was fetched whole; docs/lazy.md).
+  bool wants_reads() const override;
+  void on_read(const verity::Digest& digest, std::uint64_t off, std::size_t len) const override;
   /// Starts the fetch threads, the prefetch and (with LazyOptions::fill) the fill.
   void start() override;
 

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -83,6 +84,9 @@ class OpenFile {
   std::shared_ptr<const verity::MerkleTree> tree_;
   std::uint64_t data_size_ = 0;  ///< bytes readable: object size (verified: the tree's)
   bool cacheable_ = false;
+  /// The object's digest, kept only when the provider wants reads reported
+  /// (ObjectProvider::wants_reads).
+  std::optional<verity::Digest> reported_;
 };
 
 class Filesystem {
@@ -147,6 +151,7 @@ class Filesystem {
   Options opts_;
   std::shared_ptr<const ObjectProvider> objects_;
   std::unique_ptr<TreeCache> trees_;
+  bool report_reads_ = false;  ///< objects_->wants_reads(), asked once
 };
 
 /// errno a FUSE reply should carry for an error from this module: system errors keep their

@@ -45,6 +45,20 @@ class ObjectProvider {
     (void)digest;
     return {};
   }
+  /// True when the provider wants each read of its objects reported (on_read): the lazy mount's
+  /// trace records what workloads read, to size fetches smaller than an object (design.md,
+  /// "Partial verified fetch"). Asked once, when the filesystem is opened; the default costs
+  /// the read path nothing.
+  virtual bool wants_reads() const { return false; }
+  /// A read of object `digest` was served: `len` bytes (after the end-of-file clamp) at `off`,
+  /// as the kernel asked for them (a READ request: page-aligned, readahead's size, not the
+  /// program's own read(2) or page fault). From any FUSE worker thread, concurrently; only
+  /// when wants_reads(), and only for objects opened with a digest (not with verity=off).
+  virtual void on_read(const verity::Digest& digest, std::uint64_t off, std::size_t len) const {
+    (void)digest;
+    (void)off;
+    (void)len;
+  }
   /// Called once in the process that serves the mount, after it daemonized (libfuse forks):
   /// background work (threads, connections) starts here, never before.
   virtual void start() {}

@@ -512,3 +512,81 @@ TEST_F(HandOverTest, BytesWithATreeThatDoesNotMatchAreRefused) {
 
 }  // namespace
 }  // namespace cfs::vfs
+
+namespace cfs::vfs {
+namespace {
+
+// A provider that records what is read of its objects (ObjectProvider::on_read), as the lazy
+// mount's trace does, when it says it wants to.
+class ReadsProvider final : public ObjectProvider {
+ public:
+  ReadsProvider(const std::string& store, bool wants)
+      : store_(store_provider(*store::ObjectDirs::open({store}))), wants_(wants) {}
+  Result<UniqueFd> open_object(std::string_view rel,
+                               const std::optional<verity::Digest>& digest) const override {
+    return store_->open_object(rel, digest);
+  }
+  bool wants_reads() const override { return wants_; }
+  void on_read(const verity::Digest& d, std::uint64_t off, std::size_t len) const override {
+    reads.push_back({d.hex(), off, len});
+  }
+  struct Read {
+    std::string digest;
+    std::uint64_t off;
+    std::size_t len;
+    bool operator==(const Read&) const = default;
+  };
+  mutable std::vector<Read> reads;
+
+ private:
+  std::unique_ptr<ObjectProvider> store_;
+  bool wants_;
+};
+
+// Each read served is reported with the object's digest (the verity module's digest of the
+// content the test wrote), the offset asked for and the bytes returned (clamped at the end of
+// the file); a read that fails verification, a read at or past the end, the reads of a mount
+// with verity=off (no digest to name) and any read when the provider does not want them are not
+// reported.
+TEST_F(VerifiedTest, ReadsAreReportedToAProviderThatWantsThem) {
+  const std::string& big = content("big");
+  const std::string want = verity::digest_bytes(std::as_bytes(std::span(big))).hex();
+  for (auto mode : {VerityMode::kOn, VerityMode::kOff}) {
+    for (bool wants : {true, false}) {
+      auto p = std::make_shared<ReadsProvider>(store_.path(), wants);
+      Options o;
+      o.objects = p;
+      o.verity = mode;
+      auto fs = Filesystem::open(image_, o);
+      ASSERT_TRUE(fs) << fs.error().message();
+      auto f = (*fs)->open_file(ino(**fs, "big"), O_RDONLY);
+      ASSERT_TRUE(f) << f.error().message();
+      std::string got;
+      ASSERT_EQ(read_range(**fs, **f, 5000, 10000, &got), 0);
+      ASSERT_EQ(read_range(**fs, **f, big.size() - 100, 4096, &got), 0);
+      ASSERT_EQ(read_range(**fs, **f, big.size(), 4096, &got), 0);
+      EXPECT_EQ(got, big.substr(5000, 10000) + big.substr(big.size() - 100));
+      if (!wants || mode == VerityMode::kOff) {  // verity=off: no digest, nothing to name
+        EXPECT_TRUE(p->reads.empty());
+        continue;
+      }
+      std::vector<ReadsProvider::Read> expect = {{want, 5000, 10000},
+                                                 {want, big.size() - 100, 100}};
+      EXPECT_EQ(p->reads, expect);
+    }
+  }
+  // A block that fails verification is EIO, and no read is reported.
+  auto p = std::make_shared<ReadsProvider>(store_.path(), true);
+  Options o;
+  o.objects = p;
+  auto fs = Filesystem::open(image_, o);
+  ASSERT_TRUE(fs) << fs.error().message();
+  auto f = (*fs)->open_file(ino(**fs, "big"), O_RDONLY);
+  ASSERT_TRUE(f) << f.error().message();
+  flip_byte("big", 150000);  // block 36, after the open built the tree
+  EXPECT_EQ(read_range(**fs, **f, 150000, 10), EIO);
+  EXPECT_TRUE(p->reads.empty());
+}
+
+}  // namespace
+}  // namespace cfs::vfs
