@@ -397,6 +397,116 @@ class BatchSink final : public BlobSink {
   std::vector<std::size_t> held_done_;                     // their completions, in order
 };
 
+/// One object of a request of several ranges (a loader closure, a group of ELF hints): its bytes
+/// to its own ObjectSink, `done` once its last byte came. Bytes that are not the object fail it
+/// alone (status) and it takes no more; the request goes on for the others.
+struct PartSink final : BlobSink {
+  ObjectSink* s = nullptr;
+  std::uint64_t left = 0, received = 0;
+  Status status;
+  std::function<void()> done;
+  Status write(std::span<const std::byte> data) override {
+    if (status) status = s->write(data);
+    received += data.size();
+    left -= std::min<std::uint64_t>(left, data.size());
+    if (left == 0 && done) std::exchange(done, nullptr)();
+    return {};
+  }
+};
+
+/// One range of a request of several ranges over several objects of a layer blob that lie at most
+/// kRangeGapBytes apart (merge_ranges): each object's bytes to its own PartSink, in blob order,
+/// the bytes between them (tar headers, zstd:chunked's header frames) skipped. Never fails the
+/// request: each object keeps its own status, so a wrong byte fails only the object it lands in.
+/// After a broken answer the client asks for the rest of the range alone (Client::fetch_ranges):
+/// its bytes continue where they stopped.
+struct SpanSink final : BlobSink {
+  struct Member {
+    std::uint64_t offset, length;
+    PartSink* sink;
+  };
+  std::uint64_t lo = 0, hi = 0;
+  std::vector<Member> members;  // by offset, none overlapping
+  std::size_t first = 0;        // the earliest of its members in the request's order
+  std::uint64_t pos = 0;        // of the next byte, in the blob
+  std::uint64_t skipped = 0;    // bytes between members
+  std::size_t next = 0;         // into members
+  Status write(std::span<const std::byte> data) override {
+    const std::uint64_t from = pos;
+    pos += data.size();
+    std::uint64_t given = 0;
+    for (; next < members.size(); ++next) {
+      const Member& m = members[next];
+      if (m.offset >= pos) break;  // starts after these bytes
+      const std::uint64_t a = std::max(m.offset, from), b = std::min(m.offset + m.length, pos);
+      if (a < b) {
+        (void)m.sink->write(data.subspan(a - from, b - a));  // keeps its own status
+        given += b - a;
+      }
+      if (m.offset + m.length > pos) break;  // continues in the next bytes
+    }
+    skipped += data.size() - given;
+    return {};
+  }
+};
+
+/// The ranges of one request of several ranges for `locs` (objects of one layer blob, in the order
+/// they are wanted, each with its sink in `sinks`): objects at most `gap` bytes apart in the blob
+/// share one range (docker-registry's CPU per range: kRangeGapBytes), which goes where the
+/// earliest of them was in `locs`, as long as that brings at most kRangeReorderBytes of them ahead
+/// of an object wanted before them (see there). The object at `lead` (an index, or locs.size() for
+/// none) starts a range of its own: those of the object an open waits for must not queue behind
+/// a neighbour's. Objects without bytes or overlapping another (only a broken index has them) keep
+/// a range of their own.
+std::vector<SpanSink> merge_ranges(std::span<const ocirepo::ObjectLocation* const> locs,
+                                   std::span<PartSink> sinks, std::size_t lead, std::uint64_t gap) {
+  std::vector<std::size_t> by_offset(locs.size());
+  for (std::size_t i = 0; i < by_offset.size(); ++i) by_offset[i] = i;
+  std::stable_sort(by_offset.begin(), by_offset.end(),
+                   [&](std::size_t a, std::size_t b) { return locs[a]->offset < locs[b]->offset; });
+  // The bytes of `members` (indices into locs, in blob order: the order they arrive in) that
+  // would arrive ahead of an object wanted before them, were they one range placed where the
+  // first wanted of them is: a member is on time when every object wanted between that one and
+  // it is a member before it.
+  auto ahead = [&](const std::vector<std::size_t>& members) {
+    const std::size_t lo = *std::min_element(members.begin(), members.end());
+    std::uint64_t bytes = 0;
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      std::size_t before = 0;
+      for (std::size_t j = 0; j < i; ++j) before += members[j] < members[i];
+      if (before != members[i] - lo) bytes += locs[members[i]]->length;
+    }
+    return bytes;
+  };
+  std::vector<SpanSink> out;
+  std::vector<std::vector<std::size_t>> indices;  // of each range's members, in blob order
+  out.reserve(locs.size());
+  for (std::size_t i : by_offset) {
+    const ocirepo::ObjectLocation& l = *locs[i];
+    SpanSink* cur = out.empty() ? nullptr : &out.back();
+    if (cur && i != lead && l.length > 0 && cur->hi > cur->lo && l.offset >= cur->hi &&
+        l.offset - cur->hi <= gap) {
+      indices.back().push_back(i);
+      if (ahead(indices.back()) <= kRangeReorderBytes) {
+        cur->hi = l.offset + l.length;
+        cur->first = std::min(cur->first, i);
+        cur->members.push_back({l.offset, l.length, &sinks[i]});
+        continue;
+      }
+      indices.back().pop_back();
+    }
+    SpanSink& s = out.emplace_back();
+    s.lo = s.pos = l.offset;
+    s.hi = l.offset + l.length;
+    s.first = i;
+    s.members.push_back({l.offset, l.length, &sinks[i]});
+    indices.push_back({i});
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const SpanSink& a, const SpanSink& b) { return a.first < b.first; });
+  return out;
+}
+
 /// This thread's CPU time so far, in seconds (0 when the clock cannot be read).
 double thread_cpu_s() {
   timespec ts{};
@@ -780,21 +890,8 @@ struct LazyProvider::Impl {
     std::vector<bool> settled(parts.size());
     std::vector<Part*> good;
     BatchSink* batch_sink = nullptr;
-    // A group of ELF hints (multi): each member's bytes are one part of a multi-range response,
-    // straight to its own sink; settled when its last byte came.
-    struct PartSink final : BlobSink {
-      ObjectSink* s = nullptr;
-      std::uint64_t left = 0, received = 0;
-      Status status;
-      std::function<void()> done;
-      Status write(std::span<const std::byte> data) override {
-        if (status) status = s->write(data);
-        received += data.size();
-        left -= std::min<std::uint64_t>(left, data.size());
-        if (left == 0 && done) std::exchange(done, nullptr)();
-        return {};
-      }
-    };
+    // A group of ELF hints (multi): each member's bytes straight to its own sink (PartSink);
+    // settled when its last byte came.
     std::vector<PartSink> part_sinks(multi ? parts.size() : 0);
     auto finish_of = [&](std::size_t i) -> Result<verity::MerkleTree> {
       if (!multi) return batch_sink->finish(i);
@@ -829,21 +926,38 @@ struct LazyProvider::Impl {
       if (!m.status && &m != &batch[0]) log(m.status.error().message());
     };
     if (multi) {
-      std::vector<BlobRange> asked;
-      std::uint64_t total = 0;
       for (std::size_t i = 0; i < parts.size(); ++i) {
         PartSink& ps = part_sinks[i];
         ps.s = parts[i].sink.get();
         ps.left = parts[i].m->loc->length;
         ps.done = [&settle, i] { settle(i); };
-        asked.push_back({parts[i].m->loc->offset, parts[i].m->loc->length, &ps});
-        total += ps.left;
+      }
+      // Objects a header apart come as one range (kRangeGapBytes), each still verified alone.
+      std::vector<const ocirepo::ObjectLocation*> locs;
+      std::size_t lead = parts.size();
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        locs.push_back(parts[i].m->loc);
+        // The object an open waits for (a closure's program): its bytes first.
+        if (parts[i].m == &batch[0] && batch[0].f->waiters.load(std::memory_order_relaxed) > 0)
+          lead = i;
+      }
+      std::vector<SpanSink> spans =
+          merge_ranges(locs, part_sinks, lead, std::min(kRangeGapBytes, o.batch_bytes));
+      std::vector<BlobRange> asked;
+      std::uint64_t total = 0;
+      for (auto& sp : spans) {
+        asked.push_back(
+            {sp.lo, sp.hi - sp.lo,
+             sp.members.size() == 1 ? sp.members[0].sink : static_cast<BlobSink*>(&sp)});
+        total += sp.hi - sp.lo;
       }
       trace("ranges", batch[0].d,
-            std::to_string(total) + " bytes, " + std::to_string(parts.size()) + " objects");
+            std::to_string(total) + " bytes, " + std::to_string(parts.size()) + " objects, " +
+                std::to_string(asked.size()) + " ranges");
       auto st = ranges->fetch_ranges(blob, asked);
       std::uint64_t received = 0;
       for (auto& ps : part_sinks) received += ps.received;
+      for (auto& sp : spans) received += sp.skipped;
       fetched_bytes += received;
       trace("ranges done", batch[0].d);
       if (!st) {

@@ -146,11 +146,13 @@ class LazyMount(unittest.TestCase):
     def mount(self, repo, source, *opts, foreground=False, batch=False, hang_bound=None):
         """Without `batch`, one object per Range request (--batch-bytes=0): the tests that
         expect a file's exact range. With it, the 64 KiB budget the batch tests expect (not
-        the one measured from the proxy's round trips); batch="measured": no --batch-bytes.
+        the one measured from the proxy's round trips), or the budget it is (a number);
+        batch="measured": no --batch-bytes.
         `hang_bound`: seconds after which the command is killed and the test fails
         (subprocess.TimeoutExpired)."""
         if batch != "measured":
-            opts = ("--batch-bytes=65536" if batch else "--batch-bytes=0", *opts)
+            budget = 65536 if batch is True else int(batch)  # False: 0; a number: that budget
+            opts = (f"--batch-bytes={budget}", *opts)
         args = [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, *opts, source,
                 self.mnt]
         if not foreground:
@@ -1979,7 +1981,8 @@ class LazyMount(unittest.TestCase):
         cfs("repo", "fsck", "--repo", repo)
 
         # With batching on, the program's own request may bring neighbours along, but a hint
-        # nobody has opened comes alone: every other range asked is exactly one file's.
+        # nobody has opened comes alone: every other range asked is exactly one file's, or
+        # several closure files' a header apart (merged_plan).
         spans = {}  # (first, last) -> image path
         for rng, path in ranges.items():
             first, last = rng[len("bytes="):].split("-")
@@ -2004,13 +2007,25 @@ class LazyMount(unittest.TestCase):
         time.sleep(0.3)
         got = requests()
         self.assertTrue(want <= set().union(*(covered(x) for x in got)), got)
+        plan = self.merged_plan(ranges, self.loader_order(root, "usr/bin/prog"), "usr/bin/prog")
         for rng in got:
             if "usr/bin/prog" not in covered(rng):
-                self.assertIn(rng, ranges, f"{rng} covers {sorted(covered(rng))}")
+                self.assertTrue(rng in ranges or rng in plan, f"{rng} covers {sorted(covered(rng))}")
         t.umount(self.mnt)
 
-    def elf_run(self, name, eio=None, asked=None, repo=None, source=None, before_reads=None):
-        """Mounts cfs/elf:v1 through the proxy (one object per range; or `source` in `repo`,
+    @staticmethod
+    def covered(ranges, rng):
+        """The image paths whose bytes (`ranges`: tarfile's "bytes=A-B" -> path) a range
+        "bytes=A-B" holds whole."""
+        first, last = (int(x) for x in rng[len("bytes="):].split("-"))
+        return {p for x, p in ranges.items()
+                if first <= int(x[len("bytes="):].split("-")[0]) and
+                int(x.split("-")[1]) <= last}
+
+    def elf_run(self, name, eio=None, asked=None, repo=None, source=None, before_reads=None,
+                batch=False):
+        """Mounts cfs/elf:v1 through the proxy (one object per range, or the neighbour budget
+        `batch` as mount() takes it; or `source` in `repo`,
         an image registered there before), reads usr/bin/prog,
         waits until every file of its loader closure was asked for (or, with `asked`, until
         asked(the GETs so far) is true), then reads each and compares it with the tree's (the
@@ -2022,7 +2037,7 @@ class LazyMount(unittest.TestCase):
         want = expected | {"usr/bin/prog"}
         repo = repo or self.new_repo(name)
         since = time.time()
-        self.mount(repo, source or self.proxy.ref("cfs/elf:v1"), "--no-fill")
+        self.mount(repo, source or self.proxy.ref("cfs/elf:v1"), "--no-fill", batch=batch)
         self.assertEqual(read_file(os.path.join(self.mnt, "usr/bin/prog")),
                          read_file(os.path.join(root, "usr/bin/prog")))
 
@@ -2030,8 +2045,8 @@ class LazyMount(unittest.TestCase):
             return [e for e in self.proxy.requests("GET", "/blobs/" + layer, since=since)]
         if asked is None:
             def asked(got):
-                return want <= {ranges.get(x) for e in got if e["range"]
-                                for x in self.split_ranges(e["range"])}
+                return want <= set().union(*(self.covered(ranges, x) for e in got if e["range"]
+                                             for x in self.split_ranges(e["range"])))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not asked(gets()):
             time.sleep(0.05)
@@ -2248,6 +2263,166 @@ class LazyMount(unittest.TestCase):
                  if e["range"] in together]
         self.assertEqual(len(again), 1, (together, [e["range"] for e in got]))
 
+    GAP = 4096  # kRangeGapBytes: the most bytes between two objects of one range
+    REORDER = 65536  # kRangeReorderBytes: the most bytes a range brings ahead of their turn
+
+    def loader_order(self, root, prog):
+        """prog and the image paths the dynamic loader opens for it, in the order it opens
+        them: breadth first, each file's interpreter, then (for the program, whose interpreter
+        is glibc's) /etc/ld.so.cache, then its DT_NEEDED libraries as loader_closure finds
+        them (the test's own search with readelf)."""
+        def resolve(path):
+            real = os.path.realpath(os.path.join(root, path.lstrip("/")))
+            return os.path.relpath(real, root) if os.path.isfile(real) else None
+
+        order, queue = [prog], [prog]
+        while queue:
+            rel = queue.pop(0)
+            interp, needed, runpath = self.readelf(os.path.join(root, rel))
+            found = [resolve(interp)] if interp else []
+            if rel == prog and interp and "ld-linux" in interp:
+                found.append("etc/ld.so.cache")
+            for name in needed:
+                for d in [x for x in runpath if x.startswith("/")] + self.HOST_LIBDIRS:
+                    hit = resolve(os.path.join(d, name))
+                    if hit:
+                        found.append(hit)
+                        break
+            for f in found:
+                if f and f not in order:
+                    order.append(f)
+                    if f != "etc/ld.so.cache":
+                        queue.append(f)
+        return order
+
+    def merged_plan(self, ranges, order, lead):
+        """The ranges of a request of several ranges for the files `order` (image paths, in
+        the order they are wanted) as the oracle merges them: by their offsets in the blob
+        (tarfile), a file at most GAP bytes after the range before it joins it, unless it is
+        `lead` (which starts its own range) or the range would then bring more than REORDER
+        bytes of its files ahead of a file wanted before them (a range's bytes come in blob
+        order; the range goes where its first wanted file is)."""
+        pos = {p: i for i, p in enumerate(order)}
+        span = {p: tuple(int(v) for v in x[len("bytes="):].split("-"))
+                for x, p in ranges.items() if p in pos}
+
+        def ahead(members):  # in blob order
+            lo = min(pos[p] for p in members)
+            return sum(span[p][1] - span[p][0] + 1 for i, p in enumerate(members)
+                       if sum(pos[q] < pos[p] for q in members[:i]) != pos[p] - lo)
+        out = []
+        for p in sorted(span, key=lambda p: span[p][0]):
+            a, b = span[p]
+            if out and p != lead and 0 <= a - out[-1][1] - 1 <= self.GAP and \
+                    ahead(out[-1][2] + [p]) <= self.REORDER:
+                out[-1] = (out[-1][0], b, out[-1][2] + [p])
+            else:
+                out.append((a, b, [p]))
+        return {f"bytes={a}-{b}": ps for a, b, ps in out}
+
+    def test_objects_a_header_apart_share_one_range(self):
+        """With neighbour batching on (--batch-bytes 65536), the objects of the program's
+        loader closure that lie at most 4 KiB apart in the layer blob (a tar header and a
+        small file between them; tarfile's offsets are the oracle) are asked for as one range
+        of the closure's request: fewer ranges than files, the program's still first and
+        starting at its own first byte (an open waits for it), and every file reads as the
+        tree's (each object verified on its own, fsck clean: elf_run). Without the merge each
+        range would be exactly one file's."""
+        root, expected, ranges, _, _ = self.elf_image()
+        got = self.elf_run("elf-merged", batch=True)
+        multi = [e for e in got if e["range"] and "," in e["range"]]
+        self.assertEqual(len(multi), 1, [e["range"] for e in got])
+        asked = self.split_ranges(multi[0]["range"])
+        order = self.loader_order(root, "usr/bin/prog")
+        self.assertEqual(set(order), expected | {"usr/bin/prog"})
+        plan = self.merged_plan(ranges, order, "usr/bin/prog")
+        self.assertEqual(sorted(asked), sorted(plan), (asked, plan))
+        self.assertEqual(plan[asked[0]][0], "usr/bin/prog")
+        self.assertLess(len(asked), len(expected) + 1)  # the tree has objects a header apart
+
+    def test_a_merged_range_cut_off_is_finished_from_where_it_stopped(self):
+        """The answer of several ranges breaks off (the proxy closes the connection) in the
+        middle of a library of the program's range, which holds the program and a library
+        after it (the interpreter, in this tree): the rest of that range (from inside that
+        library to the range's end) and the ranges after it are each asked for on their own,
+        the files already complete are not asked again,
+        the one cut continues from its byte, and every file reads as the tree's with no EIO
+        and fsck clean (elf_run). Oracle: tarfile's ranges, the proxy's log."""
+        root, expected, ranges, layer, _ = self.elf_image()
+        got = self.elf_run("elf-cut-plan", batch=True)
+        (multi,) = [e for e in got if e["range"] and "," in e["range"]]
+        asked = self.split_ranges(multi["range"])
+        plan = self.merged_plan(ranges, self.loader_order(root, "usr/bin/prog"), "usr/bin/prog")
+        self.assertEqual(sorted(asked), sorted(plan))
+        lead = asked[0]
+        self.assertGreater(len(plan[lead]), 1, plan)
+        start = {p: int(x[len("bytes="):].split("-")[0]) for x, p in ranges.items()}
+        first, last = (int(x) for x in lead[len("bytes="):].split("-"))
+        # The largest library of the program's range, cut 1/3 into it (the part's headers
+        # before the data are a few hundred bytes).
+        lib = max((p for p in plan[lead] if p in expected), key=lambda p: self.size_of(ranges, p))
+        cut = start[lib] - first + self.size_of(ranges, lib) // 3
+        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, drop_after=cut)
+        eio = []
+        got = self.elf_run("elf-cut", eio, batch=True)
+        self.assertEqual(eio, [])
+        multi = [e for e in got if e["range"] and "," in e["range"]]
+        self.assertEqual(sorted(self.split_ranges(multi[0]["range"])), sorted(plan))
+        later = [e["range"] for e in got[got.index(multi[0]) + 1:] if e["range"]]
+        self.assertFalse([x for x in later if "," in x], later)
+        rest = [x for x in later if x.endswith(f"-{last}")]
+        self.assertEqual(len(rest), 1, later)
+        from_byte = int(rest[0][len("bytes="):].split("-")[0])
+        self.assertTrue(start[lib] < from_byte < start[lib] + self.size_of(ranges, lib),
+                        (rest, lib))
+        # The ranges after the program's: each asked alone, once; nothing else.
+        self.assertEqual(sorted(later), sorted(rest + asked[1:]), later)
+
+    def test_a_flipped_byte_in_a_merged_range_fails_that_object_only(self):
+        """A byte flipped in the middle of the largest library of a range that holds several
+        files (the proxy's "flip" fault, at the answer's byte found from a first run's request;
+        in this tree the program's range, which also holds the interpreter): that library fails
+        its fs-verity digest (an open that waited for it may see EIO, no other file) and is
+        asked for again on its own; the others of its range were verified and stored from the
+        same answer: no later request holds any of them. Every file then
+        reads as the tree's, fsck is clean (elf_run). Oracle: tarfile's ranges, the proxy's
+        log, the tree's files."""
+        root, expected, ranges, layer, _ = self.elf_image()
+        budget = self.GAP  # a neighbour budget that holds no library beside the one refetched
+        got = self.elf_run("elf-flip-plan", batch=budget)
+        (multi,) = [e for e in got if e["range"] and "," in e["range"]]
+        asked = self.split_ranges(multi["range"])
+        plan = self.merged_plan(ranges, self.loader_order(root, "usr/bin/prog"), "usr/bin/prog")
+        self.assertEqual(sorted(asked), sorted(plan))
+        # The largest library of a range of several closure files, and where its middle is in
+        # the answer: the parts before it, each with at most 256 bytes of boundary and headers.
+        k, target = max(((i, p) for i, x in enumerate(asked)
+                         for p in plan[x] if len(plan[x]) > 1 and p in expected),
+                        key=lambda ip: self.size_of(ranges, ip[1]))
+        start = {p: int(x[len("bytes="):].split("-")[0]) for x, p in ranges.items()}
+        lengths = [int(x.split("-")[1]) - int(x[len("bytes="):].split("-")[0]) + 1
+                   for x in asked]
+        first = int(asked[k][len("bytes="):].split("-")[0])
+        at = sum(lengths[:k]) + 128 * (k + 1) + start[target] - first + \
+            self.size_of(ranges, target) // 2
+        self.assertGreater(self.size_of(ranges, target) // 2, 256 * (k + 1))
+        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, flip=at)
+        eio = []
+        got = self.elf_run("elf-flip-merged", eio, batch=budget)
+        self.assertLessEqual(set(eio), {target}, eio)
+        multi = [e for e in got if e["range"] and "," in e["range"]]
+        self.assertEqual(multi[0]["fault"], "flip", multi[0])
+        self.assertEqual(sorted(self.split_ranges(multi[0]["range"])), sorted(plan))
+        later = set().union(set(), *(self.covered(ranges, e["range"])
+                                     for e in got[got.index(multi[0]) + 1:] if e["range"]))
+        self.assertIn(target, later)
+        self.assertEqual(later & (expected | {"usr/bin/prog"}), {target}, later)
+
+    @staticmethod
+    def size_of(ranges, path):
+        (x,) = [x for x, p in ranges.items() if p == path]
+        return int(x.split("-")[1]) - int(x[len("bytes="):].split("-")[0]) + 1
+
     def test_a_malformed_multipart_answer_is_not_trusted(self):
         """A multipart/byteranges answer with 4 bytes of junk between its first part's data
         and the delimiter after it (the proxy's "junk" fault): the client stops reading it
@@ -2258,31 +2433,51 @@ class LazyMount(unittest.TestCase):
         (elf_run). A reader that skipped the junk and took the parts after it would ask for
         none of them again; a mount that dropped those hints would ask for them only as
         they are read (session 13). Oracle: the tree's files, the proxy's log."""
+        self.malformed_answer("elf-junk", False)
+
+    def test_a_malformed_answer_of_merged_ranges_is_queued_again(self):
+        """The same with neighbour batching on, so that the closure's objects a header apart
+        share a range (session 15): the objects of every range after the junk are each asked
+        for again before any file is read (ranges that cover them: tarfile's offsets), the
+        reads ask for nothing more, no open sees EIO."""
+        self.malformed_answer("elf-junk-merged", 65536)
+
+    def malformed_answer(self, name, batch):
         _, expected, ranges, layer, _ = self.elf_image()
         self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, ranges="junk")
         eio = []
         before_reads = []
+
+        def files(rngs):
+            return set().union(set(), *(self.covered(ranges, x) for x in rngs))
 
         def again(got):  # the broken answer sent, and every part after it asked for again
             junk = [e for e in got if e["fault"] == "junk"]
             if not junk:
                 return False
             rest = self.split_ranges(junk[0]["range"])[1:]
-            return set(rest) <= {e["range"] for e in got[got.index(junk[0]) + 1:]}
-        got = self.elf_run("elf-junk", eio, asked=again, before_reads=before_reads)
+            later = [e["range"] for e in got[got.index(junk[0]) + 1:] if e["range"]]
+            return files(rest) & expected <= files(later)
+        got = self.elf_run(name, eio, asked=again, before_reads=before_reads, batch=batch)
         self.assertEqual(eio, [])
         multi = [e for e in got if e["range"] and "," in e["range"]]
         self.assertEqual(len(multi), 1, [e["range"] for e in got])  # remembered after one
         self.assertEqual(multi[0]["fault"], "junk", multi[0])
         together = self.split_ranges(multi[0]["range"])
-        self.assertGreater(len(together), 2)
+        self.assertGreater(len(together), 1 if batch else 2)
         # Every part after the junk asked for again on its own before the files were read,
         # once: the reads asked for nothing.
         early = [e["range"] for e in before_reads[before_reads.index(multi[0]) + 1:]]
-        self.assertLessEqual(set(together[1:]), set(early), (together, early))
         after = [e["range"] for e in got[got.index(multi[0]) + 1:]]
         self.assertEqual(sorted(after), sorted(early), (early, after))
-        self.assertEqual(sorted(r for r in after if r in together[1:]), sorted(together[1:]))
+        self.assertFalse([x for x in early if "," in x], early)
+        if not batch:  # one object per range: the very ranges, each once
+            self.assertLessEqual(set(together[1:]), set(early), (together, early))
+            self.assertEqual(sorted(r for r in after if r in together[1:]),
+                             sorted(together[1:]))
+        else:
+            self.assertLessEqual(files(together[1:]) & expected, files(early), (together, early))
+            self.assertLess(len(together), len(expected) + 1, together)  # some were merged
 
     def test_a_registry_without_multiple_ranges_still_serves_every_file(self):
         """A server that answers a request of several ranges with the whole blob (200) or with

@@ -236,6 +236,53 @@ TEST_F(LazyProviderTest, BytesThatAreNotTheObjectAreEioAndStoreNothing) {
   EXPECT_EQ(stored_soon(1), 1u);
 }
 
+TEST_F(LazyProviderTest, FillCompleteWaitsForTheCommitsOfAnOpensObjects) {
+  // The fill's first object (the index's first) stalls in the middle of its response; meanwhile
+  // an open fetches the other object, whose commit waits for a quiet mount that does not come in
+  // an hour. When the fill's fetch resumes, the fill finds the open's object claimed and is done:
+  // "fill complete" must come only once that object is named too (its commit is forced then),
+  // not while it is still an unnamed file (the deferred commits of session 14).
+  opts.fill = true;
+  opts.fetchers = 1;  // one fill thread: the index's objects in order
+  opts.commit_quiet_s = 3600;
+  opts.commit_max_wait_s = 3600;
+  const bool a_first = da < db;
+  const verity::Digest other = a_first ? db : da;
+  state->stall_at = (a_first ? 0 : a.size()) + 100;
+  struct Complete {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<std::size_t> named;  // objects named when "fill complete" was logged
+  };
+  auto complete = std::make_shared<Complete>();
+  opts.log = [complete, this](const std::string& line) {
+    if (!line.starts_with("fill complete")) return;
+    std::lock_guard l(complete->mu);
+    complete->named = stored();
+    complete->cv.notify_all();
+  };
+  auto p = provider();
+  auto stalled = [&] {
+    std::lock_guard l(state->mu);
+    return state->stalled;
+  };
+  for (int i = 0; i < 1000 && !stalled(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(stalled());
+  auto fd = p->open_object(tree::object_path(other), other);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(read_all(fd->get()), a_first ? b : a);
+  EXPECT_EQ(stored(), 0u);  // served from its verified unnamed file; the fill's still stalls
+  state->resume();
+  std::unique_lock l(complete->mu);
+  ASSERT_TRUE(complete->cv.wait_for(l, std::chrono::seconds(60),
+                                    [&] { return complete->named.has_value(); }));
+  EXPECT_EQ(*complete->named, 2u) << "fill complete before the open's object was named";
+  l.unlock();
+  p.reset();
+  EXPECT_EQ(stored(), 2u);
+}
+
 TEST_F(LazyProviderTest, ObjectsOutsideTheIndexAreNotFetched) {
   auto p = provider();
   auto other = digest_of("not in the index");
