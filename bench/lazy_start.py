@@ -115,6 +115,21 @@ def main():
             d = [a - b for a, b in zip(cpu[builds[0][0]], cpu[label])]
             print(f"command CPU {builds[0][0]} - {label}: {statistics.median(d):+.1f} ms median, "
                   f"lower in {sum(x < 0 for x in d)} of {len(d)} runs")
+        # The same per event (the start-up's steps, ms from the command), and the step from
+        # the process's start to the manifest alone (the registry handshake, without the
+        # process start-up's own noise).
+        for label, _ in builds[1:]:
+            base = times[builds[0][0]]
+            for event in ("start", "manifest", "referrers", "lazy artifact", "serving",
+                          "(command returned)", "start->manifest"):
+                if event == "start->manifest":
+                    get = lambda lt: [m - s for s, m in zip(lt["start"], lt["manifest"])]  # noqa
+                else:
+                    get = lambda lt: lt.get(event, [])  # noqa: E731
+                d = [b - a for a, b in zip(get(base), get(times[label]))]
+                if d:
+                    print(f"{event:<28} {label} - {builds[0][0]}: {statistics.median(d):+.1f} ms "
+                          f"median, lower in {sum(x < 0 for x in d)} of {len(d)} runs")
         print(f"{'batch budget (bytes)':<28}" + "".join(
             f"{statistics.median(budgets[label]):>8.0f} [{min(budgets[label])}-{max(budgets[label])}]"
             .rjust(24) for label, _ in builds))

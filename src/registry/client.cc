@@ -128,8 +128,9 @@ std::optional<double> Backoff::next(double retry_after_s) {
 }
 
 Error http_error(const HttpRequest& req, const HttpResponse& resp) {
-  std::string what =
-      req.method + " " + display_url(req.url) + ": HTTP " + std::to_string(resp.status);
+  std::string what = req.method + " " +
+                     display_url(resp.asked_url.empty() ? req.url : resp.asked_url) + ": HTTP " +
+                     std::to_string(resp.status);
   // distribution-spec error body: {"errors": [{"code": "...", "message": "...", ...}]}
   auto j = nlohmann::json::parse(resp.body, nullptr, false);
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
@@ -219,6 +220,14 @@ Status Client::Impl::load_tls_files(RegistryState& st, const std::string& host) 
   return {};
 }
 
+// A host with a port: https and http are asked on the same port, so a TLS handshake that works
+// means the registry speaks https there.
+static bool has_port(const std::string& host) {
+  const auto colon = host.rfind(':');
+  return colon != std::string::npos && host.find(']', colon) == std::string::npos &&
+         colon + 1 < host.size();
+}
+
 Result<RegistryState*> Client::Impl::state(const Reference& ref) {
   std::string host = ref.api_host();
   RegistryState* st;
@@ -229,21 +238,29 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
     st = slot.get();
   }
   std::lock_guard g(st->mu);
-  if (st->pinged) return st;
+  if (st->ready) return st;
   st->host = host;
   st->registry = ref.registry;
   CFS_TRY(load_tls_files(*st, host));
-  // Ping GET /v2/ to learn the scheme and the challenge. Without TLS verification, plain
-  // http is tried when https fails (as containers/image does for insecure registries).
-  std::vector<std::string> schemes = {"https"};
-  if (!opts.tls.verify) schemes.push_back("http");
+  // No ping (GET /v2/) before the first request: that request's own answer says what a ping's
+  // would (a 401 carries the same challenge, which send() learns from), and the ping was a round
+  // trip and ~1 ms of registry CPU on the way to every lazy mount's first byte. With TLS
+  // verification the scheme is https; without it, the first request tries https and then
+  // plain http on the same port (probe()). Only a host without a port is still pinged without
+  // verification: its two schemes are two ports, and a web server on 443 must not be taken for
+  // the registry on 80 (the ping's 200 or 401 is what tells the API).
+  if (opts.tls.verify || has_port(host)) {
+    st->scheme_known = opts.tls.verify;
+    st->ready = true;
+    return st;
+  }
   Backoff backoff(opts.retry, http.give_up());
   while (true) {
     std::optional<Error> err;
-    for (const auto& scheme : schemes) {
+    for (const char* scheme : {"https", "http"}) {
       HttpRequest req;
-      req.url = scheme + "://" + host + "/v2/";
-      req.verify_tls = opts.tls.verify;
+      req.url = std::string(scheme) + "://" + host + "/v2/";
+      req.verify_tls = false;
       req.tls_files = &st->tls;
       auto resp = http.perform(req);
       if (!resp) {
@@ -260,7 +277,8 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
                           ", not a registry API endpoint");
         continue;
       }
-      st->base = scheme + "://" + host;
+      st->plain_http = std::string_view(scheme) == "http";
+      st->scheme_known = true;
       if (resp->status == 401)
         for (const auto& h : resp->headers.all("www-authenticate"))
           for (auto& ch : detail::parse_challenges(h))
@@ -268,7 +286,7 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
               st->scheme = ch.scheme;
               st->params = ch.params;
             }
-      st->pinged = true;
+      st->ready = true;
       return st;
     }
     if (!is_transient(*err)) return fail(std::move(*err));
@@ -276,6 +294,45 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
     if (!delay) return fail(std::move(*err));
     detail::pause(*opts.cancel, *delay);
   }
+}
+
+Result<HttpResponse> Client::Impl::perform_known(RegistryState& st, HttpRequest& req) {
+  // A request built while the scheme was not known (another thread learned it meanwhile) is
+  // https: sent over the scheme learned, and its errors name the URL asked.
+  if (!st.plain_http) return http.perform(req);
+  const std::string tls_base = "https://" + st.host + "/";
+  if (!req.url.starts_with(tls_base)) return http.perform(req);
+  req.url = st.base() + "/" + req.url.substr(tls_base.size());
+  return http.perform(req);
+}
+
+// Requests sent at once before the scheme is known each probe on their own (a lock held until
+// one learned it would be held for a whole transfer, a stalled one included); they learn the
+// same scheme.
+Result<HttpResponse> Client::Impl::probe(RegistryState& st, HttpRequest& req) {
+  const std::string tls_base = "https://" + st.host;
+  // Another request learned the scheme meanwhile, or this one is not to the registry.
+  if (st.scheme_known || !req.url.starts_with(tls_base + "/")) return perform_known(st, req);
+  auto tls = http.perform(req);
+  if (tls) {  // the handshake worked: the port speaks https
+    st.scheme_known = true;
+    return tls;
+  }
+  const std::string asked = req.url;
+  req.url = "http://" + st.host + asked.substr(tls_base.size());
+  auto plain = http.perform(req);
+  if (!plain) {
+    // The http error tells more when https failed only because the port speaks plain http
+    // (connection refused, say); otherwise the https error is the one to report.
+    if (tls.error().is_errno(EPROTO)) return plain;
+    return tls;
+  }
+  // An https port answers a plain request with 400 (Go's and nginx's servers); a registry's own
+  // 400 says which API it is. Then the https error is the one that tells what went wrong.
+  if (plain->status == 400 && !plain->headers.get("docker-distribution-api-version")) return tls;
+  st.plain_http = true;
+  st.scheme_known = true;
+  return plain;
 }
 
 Result<std::string> Client::Impl::fetch_token(RegistryState& st, const Access& a,
@@ -370,21 +427,26 @@ Result<HttpResponse> Client::Impl::call_unauthenticated(const HttpRequest& req) 
 }
 
 bool Client::Impl::same_origin(const RegistryState& st, const std::string& url) const {
-  return url.starts_with(st.base + "/");
+  return url.starts_with(st.base() + "/");
 }
 
 Result<HttpResponse> Client::Impl::send(RegistryState& st, const Access& a, HttpRequest req) {
   bool refreshed = false;
+  bool challenged = false;            // a 401 answered a request without authorization
+  const std::string asked = req.url;  // the caller's: its scheme may not be the one learned
   std::size_t plain_headers = req.headers.size();
   while (true) {
     req.headers.resize(plain_headers);
+    bool authorized = false;
     if (same_origin(st, req.url)) {
       CFS_ASSIGN(auto auth, authorization(st, a, refreshed));
       if (auth) req.headers.push_back("Authorization: " + *auth);
+      authorized = auth.has_value();
     }
     req.verify_tls = opts.tls.verify;
     req.tls_files = &st.tls;
-    CFS_ASSIGN(auto resp, http.perform(req));
+    CFS_ASSIGN(auto resp, st.scheme_known ? perform_known(st, req) : probe(st, req));
+    if (req.url != asked) resp.asked_url = req.url;  // for the caller's error messages
     if (resp.status != 401 || refreshed) return resp;
     // Learn from the challenge (the scheme may not have been announced by the ping, or the
     // token lacks a scope) and try once more with fresh authorization.
@@ -404,6 +466,13 @@ Result<HttpResponse> Client::Impl::send(RegistryState& st, const Access& a, Http
     if (st.scheme == "basic") {
       CFS_ASSIGN(auto creds, credentials(a.registry, a.repository));
       if (!creds) return resp;  // nothing new to offer
+    }
+    // The first challenge of a request sent without authorization is what the ping used to
+    // learn: answering it is not the one refresh (a token that then lacks a scope the registry
+    // names still gets its second chance).
+    if (!authorized && !challenged) {
+      challenged = true;
+      continue;
     }
     refreshed = true;
   }
@@ -452,7 +521,7 @@ Access Client::Impl::pull_access(const Reference& ref) {
 }
 
 std::string Client::Impl::url(RegistryState& st, const Reference& ref, const std::string& tail) {
-  return st.base + "/v2/" + ref.repository + "/" + tail;
+  return st.base() + "/v2/" + ref.repository + "/" + tail;
 }
 
 Result<Manifest> Client::Impl::get_manifest(const Reference& ref) {
@@ -708,7 +777,7 @@ Status Client::Impl::fetch_blobs(const Reference& ref, const std::vector<BlobFet
     return x->size.value_or(UINT64_MAX) > y->size.value_or(UINT64_MAX);
   });
   for (const auto* f : order) tr.expect(f->digest.str(), f->size);
-  CFS_TRY(state(ref));  // one ping before the workers start
+  CFS_TRY(state(ref));
   std::atomic<std::size_t> next{0};
   // The first failure stops the other transfers at once (their waits on their sockets and in
   // retry pauses are woken), as the client's cancel() does, which cancels this too.
@@ -951,7 +1020,7 @@ Result<std::vector<std::string>> Client::Impl::list_tags(const Reference& ref) {
       auto gt = link->find('>');
       if (lt != std::string::npos && gt != std::string::npos && gt > lt) {
         std::string target = link->substr(lt + 1, gt - lt - 1);
-        next = target.starts_with("/") ? st->base + target : target;
+        next = target.starts_with("/") ? st->base() + target : target;
       }
     }
   }
@@ -1000,7 +1069,7 @@ Status Client::Impl::check_login(const std::string& registry) {
   CFS_ASSIGN(auto* st, state(ref));
   Access a{registry, "", {}};
   HttpRequest req;
-  req.url = st->base + "/v2/";
+  req.url = st->base() + "/v2/";
   // An unauthenticated 200 from the ping means the registry needs no login; we still check
   // that a Bearer realm accepts the credentials, as podman login does.
   CFS_ASSIGN(auto resp, expect(call(*st, a, req), req, a, {200}));

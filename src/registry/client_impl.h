@@ -80,11 +80,16 @@ struct Token {
 
 /// What the client learned about one registry host.
 struct RegistryState {
-  std::mutex mu;  // guards everything below; held while pinging and fetching tokens
-  bool pinged = false;
-  std::string host;                           ///< API host[:port]
-  std::string registry;                       ///< the reference's registry name (for credentials)
-  std::string base;                           ///< "https://host[:port]" or "http://..."
+  std::mutex mu;         // guards everything below; held while pinging and fetching tokens
+  bool ready = false;    ///< host, registry and tls set (and the ping done when there is one)
+  std::string host;      ///< API host[:port]
+  std::string registry;  ///< the reference's registry name (for credentials)
+  /// Whether the scheme is known: with TLS verification there is only https; without it, the
+  /// first request learns it (Client::Impl::probe), or a ping does for a host without a port.
+  std::atomic<bool> scheme_known{false};
+  std::atomic<bool> plain_http{false};  ///< the scheme learned is http
+  /// "https://host[:port]" or "http://..." (https while the scheme is not known yet).
+  std::string base() const { return (plain_http.load() ? "http://" : "https://") + host; }
   std::string scheme;                         ///< "", "basic" or "bearer"
   std::map<std::string, std::string> params;  ///< realm, service of the challenge
   std::string last_scope;                     ///< scope named by the last 401
@@ -119,6 +124,12 @@ struct Client::Impl {
   Result<std::optional<std::string>> authorization(RegistryState& st, const Access& a,
                                                    bool refresh);
   bool same_origin(const RegistryState& st, const std::string& url) const;
+  /// One attempt of a request to a registry whose scheme is not known yet (no TLS verification):
+  /// https, then plain http when https fails, as containers/image's ping would; the scheme that
+  /// answers is kept for every later request.
+  Result<detail::HttpResponse> probe(RegistryState& st, detail::HttpRequest& req);
+  /// One attempt over the scheme known (a request built before it was known is rebased).
+  Result<detail::HttpResponse> perform_known(RegistryState& st, detail::HttpRequest& req);
   std::string url(RegistryState& st, const Reference& ref, const std::string& tail);
   std::string resolve(const RegistryState& st, const std::string& location) const;
 

@@ -38,6 +38,9 @@ struct HttpResponse {
   HttpHeaders headers;
   std::string body;  ///< non-2xx bodies always; 2xx bodies when the request has no on_data
   std::string effective_url;
+  /// The URL asked when it is not the request's: a request built before its registry's scheme
+  /// was known and answered over plain http (Client::Impl::probe).
+  std::string asked_url;
   double retry_after_s = -1;  ///< Retry-After in seconds, -1 if absent
 };
 

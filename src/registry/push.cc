@@ -49,8 +49,8 @@ Access Client::Impl::push_access(const Reference& ref, const std::vector<std::st
 
 std::string Client::Impl::resolve(const RegistryState& st, const std::string& location) const {
   if (location.starts_with("http://") || location.starts_with("https://")) return location;
-  if (location.starts_with("/")) return st.base + location;
-  return st.base + "/" + location;
+  if (location.starts_with("/")) return st.base() + location;
+  return st.base() + "/" + location;
 }
 
 Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::ContentDigest& d,

@@ -226,6 +226,19 @@ class LazyMount(unittest.TestCase):
         for e in metadata + artifact:
             self.assertLess(e["time"], answered, e)
 
+    def test_the_mount_asks_for_the_manifest_first(self):
+        """No ping (GET /v2/) on a lazy mount's way to its first byte: the image's manifest is
+        the first request (the https attempt before it, refused by the proxy below HTTP, is not
+        logged), then the referrers and the artifact manifest."""
+        repo = self.new_repo("first-request")
+        since = time.time()
+        self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        paths = [e["path"] for e in self.proxy.requests(since=since)]
+        self.assertNotIn("/v2/", paths)
+        self.assertEqual(paths[0], "/v2/cfs/lazy/manifests/v1", paths)
+        self.assertTrue(paths[1].startswith("/v2/cfs/lazy/referrers/sha256:"), paths)
+
     def mount_traced(self, repo, trace, *opts):
         """A background lazy mount with CFS_LAZY_TRACE=trace; returns the serving process's
         pid (from its lease, completed before the command returns)."""

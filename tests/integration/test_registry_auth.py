@@ -68,8 +68,42 @@ class Fixture(unittest.TestCase):
                    check=check)
 
 
+def requests_logged(reg, before=0):
+    """(method, path, status) of each request docker-registry logged (its access log), from
+    line `before` on."""
+    out = []
+    for line in reg.read_log().splitlines()[before:]:
+        try:
+            request = line.split('"')[1]
+            status = int(line.split('"')[2].split()[0])
+        except (IndexError, ValueError):
+            continue  # not an access-log line
+        method, path = request.split()[:2]
+        out.append((method, path, status))
+    return out
+
+
 class BasicAuth(Fixture):
-    registry_args = {"users": USERS}
+    registry_args = {"users": USERS, "access_log": True}
+
+    def test_the_first_request_learns_the_challenge_without_a_ping(self):
+        # No GET /v2/ before the manifest's: its 401 carries the challenge a ping would have
+        # brought, and the request is answered once more with the credentials. Without TLS
+        # verification the https attempt comes first (refused below HTTP: the registry does not
+        # log it) and the error of a missing tag names the plain http URL that was asked.
+        before = len(self.reg.read_log().splitlines())
+        self.assertEqual(self.get_manifest(NOTLS, "--creds", "alice:wonderland").stdout,
+                         self.manifest)
+        path = f"/v2/{self.repo}/manifests/v1"
+        self.assertEqual(requests_logged(self.reg, before), [("GET", path, 401), ("GET", path, 200)])
+        before = len(self.reg.read_log().splitlines())
+        p = cfs("registry", "get-manifest", *FAST, NOTLS, "--creds", "alice:wonderland",
+                self.reg.ref(self.repo + ":nope"), env=self.env, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"GET http://{self.reg.host}/v2/{self.repo}/manifests/nope: HTTP 404",
+                      p.stderr.decode())
+        path = f"/v2/{self.repo}/manifests/nope"
+        self.assertEqual(requests_logged(self.reg, before), [("GET", path, 401), ("GET", path, 404)])
 
     def test_anonymous_is_refused_with_a_hint(self):
         p = self.get_manifest(NOTLS, check=False)
@@ -191,14 +225,18 @@ class BearerAuth(Fixture):
     def setup_registry(cls):
         cls.token = r.TokenServer(cls.tmp, USERS)
         cls.stack.callback(cls.token.close)
-        cls.reg = cls.stack.enter_context(r.Registry(token=cls.token))
+        cls.reg = cls.stack.enter_context(r.Registry(token=cls.token, access_log=True))
         r.push(cls.layout, "v1", cls.reg.ref(cls.repo + ":v1"), "--dest-tls-verify=false",
                "--dest-creds", "alice:wonderland")
 
     def test_token_flow(self):
         self.token.log.clear()
+        before = len(self.reg.read_log().splitlines())
         self.assertEqual(self.get_manifest(NOTLS, "--creds", "bob:builder").stdout, self.manifest)
-        self.assertIn(("bob", [f"repository:{self.repo}:pull"]), self.token.log)
+        # One token, of the pull scope, asked once the manifest's 401 named the realm (no ping).
+        self.assertEqual(self.token.log, [("bob", [f"repository:{self.repo}:pull"])])
+        path = f"/v2/{self.repo}/manifests/v1"
+        self.assertEqual(requests_logged(self.reg, before), [("GET", path, 401), ("GET", path, 200)])
 
     def test_anonymous_token_without_access(self):
         p = self.get_manifest(NOTLS, check=False)
@@ -255,6 +293,16 @@ class Tls(Fixture):
 
     def test_tls_verify_false_skips_verification(self):
         self.assertEqual(self.get_manifest(NOTLS).stdout, self.manifest)
+
+    def test_tls_verify_false_still_speaks_https(self):
+        # The first request finds the scheme (no ping): a registry that speaks https is spoken
+        # to over https, as skopeo would; its own answer (404) is the error, naming the URL.
+        for opts in ([NOTLS, "--cert-dir", self.reg.cert_dir], ["--cert-dir", self.reg.cert_dir]):
+            p = cfs("registry", "get-manifest", *FAST, *opts, self.reg.ref(self.repo + ":nope"),
+                    env=self.env, check=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(f"GET https://{self.reg.host}/v2/{self.repo}/manifests/nope: HTTP 404",
+                          p.stderr.decode())
 
     def test_bad_cert_dir(self):
         t.expect_cli_error(self, ["registry", "get-manifest", "--cert-dir",
