@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -514,6 +515,11 @@ double thread_cpu_s() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+/// Names the calling thread (the kernel keeps 15 bytes), as perf, `top -H` and `ps -L` show it:
+/// a profile of the serving process is read by its threads' kinds (who uses the CPUs while a
+/// program waits for its loader closure). Best effort.
+void name_thread(const char* name) { (void)::prctl(PR_SET_NAME, name, 0, 0, 0); }
+
 // Opens first, then the libraries a fetched ELF file will load (ELF hints), then --prefetch, then
 // the fill.
 enum class Priority { kOpen, kHint, kPrefetch, kFill };
@@ -620,7 +626,10 @@ struct LazyProvider::Impl {
   mutable std::chrono::steady_clock::time_point last_busy;
   mutable std::condition_variable commit_cv;  // the committer: pending, quiet, or stop
   bool commit_stop = false;                   // guarded by mu: the fetch threads are joined
-  mutable bool fill_end_waits = false;        // guarded by mu: "fill complete" after the commits
+  /// LazyProvider::when_quiet's task (guarded by mu) and when it was given.
+  std::function<void()> quiet_task;
+  std::chrono::steady_clock::time_point quiet_task_since;
+  mutable bool fill_end_waits = false;  // guarded by mu: "fill complete" after the commits
   std::thread committer;
 
   Impl(std::unique_ptr<RangeSource> r, LazyOptions opts)
@@ -729,10 +738,8 @@ struct LazyProvider::Impl {
           return true;
         }
         if (!info->is_reg() || info->xattr_size == 0) return true;
-        auto xs = image.xattrs(*info);
-        if (!xs) return true;
-        const auto d = erofs::backing_from_xattrs(*xs).digest;
-        const auto* loc = d ? find(*d) : nullptr;
+        auto d = image.metacopy_digest(*info);
+        const auto* loc = d && *d ? find(**d) : nullptr;
         if (loc && out[index_pos(*loc)] == kNoDir) {
           out[index_pos(*loc)] = dir;
           ++mapped;
@@ -1302,6 +1309,24 @@ struct LazyProvider::Impl {
           fill_end_waits = false;
           fill_complete();
         }
+        if (quiet_task) {
+          // After the commits (a program's objects first), in the same quiet moments.
+          const auto now = std::chrono::steady_clock::now();
+          const auto bound = quiet_task_since + seconds(o.commit_max_wait_s);
+          if (commit_stop || stopping || now >= bound ||
+              (foreground_idle() && now >= last_busy + seconds(o.commit_quiet_s))) {
+            auto task = std::move(quiet_task);
+            quiet_task = nullptr;
+            lock.unlock();
+            task();
+            lock.lock();
+            continue;
+          }
+          commit_cv.wait_until(lock, foreground_idle()
+                                         ? std::min(bound, last_busy + seconds(o.commit_quiet_s))
+                                         : bound);
+          continue;
+        }
         if (commit_stop) return;
         commit_cv.wait(lock);
         continue;
@@ -1569,6 +1594,20 @@ Result<UniqueFd> LazyProvider::open_object(std::string_view rel,
   return impl_->dirs.open_object(rel);
 }
 
+void LazyProvider::when_quiet(std::function<void()> task) {
+  Impl& m = *impl_;
+  {
+    std::lock_guard lock(m.mu);
+    if (m.committer.joinable() && !m.commit_stop) {
+      m.quiet_task = std::move(task);
+      m.quiet_task_since = std::chrono::steady_clock::now();
+      m.commit_cv.notify_all();
+      return;
+    }
+  }
+  task();
+}
+
 vfs::Prebuilt LazyProvider::take_tree(const verity::Digest& digest) const {
   return impl_->take_tree(digest);
 }
@@ -1604,18 +1643,32 @@ void LazyProvider::start() {
   }
   // Which directory each object is in, for add_neighbours: a few ms for an image of thousands
   // of files, off the opens' path (batches formed before it ends keep the layer's order alone).
-  if (m.o.image && m.o.batch_bytes > 0) m.dir_walker = std::thread([&m] { m.map_directories(); });
+  // Each kind of thread named, for profiles (perf's comm): who uses the CPUs while a program waits.
+  if (m.o.image && m.o.batch_bytes > 0)
+    m.dir_walker = std::thread([&m] {
+      name_thread("cfs-lazy-dirs");
+      m.map_directories();
+    });
   // Before the fetch threads: they defer their commits to it when it runs.
   if (m.o.sync_each_object && m.o.commit_quiet_s >= 0) {
     m.last_busy = std::chrono::steady_clock::now();
-    m.committer = std::thread([&m] { m.commit_loop(); });
+    m.committer = std::thread([&m] {
+      name_thread("cfs-lazy-commit");
+      m.commit_loop();
+    });
   }
   for (unsigned i = 0; i < m.o.fetchers; ++i)
-    m.workers.emplace_back([&m] { m.worker(kQueues - 1); });
+    m.workers.emplace_back([&m] {
+      name_thread("cfs-lazy-fetch");
+      m.worker(kQueues - 1);
+    });
   // Opens and ELF hints have threads of their own: the fill never delays them, and a program's
   // libraries are fetched up to fetchers + kForegroundFetchers at a time.
   for (unsigned i = 0; i < kForegroundFetchers; ++i)
-    m.workers.emplace_back([&m] { m.worker(static_cast<int>(Priority::kHint)); });
+    m.workers.emplace_back([&m] {
+      name_thread("cfs-lazy-open");
+      m.worker(static_cast<int>(Priority::kHint));
+    });
 }
 
 std::optional<std::uint64_t> batch_budget(double round_trip_s, double bytes_per_s) {

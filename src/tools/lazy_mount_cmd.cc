@@ -22,7 +22,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "cfs/erofs/reader.h"
@@ -176,7 +175,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   lio.offline_after_s = timeout;
   lio.notice = [](const std::string& line) { fmt::print(stderr, "cfs: {}\n", line); };
   lio.fetch.trace = trace;
-  // The registration (fsyncs) is made once the mount serves: see `registrar` below.
+  // The registration (fsyncs) is made once the mount serves and is quiet: see `quiet_host` below.
   lio.defer_registration = true;
   auto opened = registry::open_lazy_image(*repo, *client, source, lio);
   // Even when it succeeded (an image registered before, mounted because the registry could not
@@ -302,25 +301,32 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // and reports on a copy of stdout, since the daemon's own stdout is /dev/null.
   int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
   // A fetched image is registered by the serving process (after it daemonized: a thread does
-  // not survive the fork) while it serves: the EROFS object and the parts are fsynced before
+  // not survive the fork) while it serves, once the mount is quiet (LazyProvider::when_quiet: not
+  // beside the first program's loader closure, whose transfer the two cores' CPU limits), at
+  // the latest a bound later, and at the stop: the EROFS object and the parts are fsynced before
   // they are named, as before, and the repository stays open (its lock keeps gc out) until the
   // registration is complete. What is served meanwhile is the checked copy in memory, and the
   // lease, written before the mount, keeps the objects fetched meanwhile. A crash leaves what a
   // crash inside open_lazy_image() would have (registry::complete_registration).
-  std::thread registrar;
+  registry::LazyProvider* const quiet_host = provider.get();  // alive while mount_image runs
   serve.on_serving = [&](bool is_daemon) {
     step("serving");
     *daemonized = is_daemon;
     (void)repo::complete_lease(*repo, plan->lease);
     if (pending) {
-      registrar = std::thread(
-          [r = std::move(*repo), p = std::move(*pending), trace, log = lo_log]() mutable {
-            if (auto st = registry::complete_registration(r, std::move(p), trace); !st)
-              log("error: registering the image (the mount serves it; gc refuses to run until it "
-                  "is unmounted): " +
-                  st.error().message());
-          });
+      auto task = [r = std::make_shared<repo::Repository>(std::move(*repo)),
+                   p = std::make_shared<registry::PendingRegistration>(std::move(*pending)), trace,
+                   log = lo_log] {
+        if (auto st = registry::complete_registration(*r, std::move(*p), trace); !st)
+          log("error: registering the image (the mount serves it; gc refuses to run until it "
+              "is unmounted): " +
+              st.error().message());
+      };
       pending.reset();
+      if (quiet_host)
+        quiet_host->when_quiet(std::move(task));
+      else
+        task();
     }
     repo::Repository closed = std::move(*repo);
     std::string text;
@@ -358,7 +364,6 @@ int run_oci_lazy_mount(int argc, char** argv) {
                   : fuse::mount_image(plan->image_path, dir, mo, serve);
   }
   if (out >= 0) ::close(out);
-  if (registrar.joinable()) registrar.join();
   // Interrupted before the server's handlers were in place (or before the mount, by a failure
   // meanwhile): ends the reading of the signals if the server did not.
   if (interrupts->end() && !st) {

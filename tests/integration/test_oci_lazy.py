@@ -364,6 +364,91 @@ class LazyMount(unittest.TestCase):
             fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
             self.assertTrue(fsck["ok"], (delay, fsck))
 
+    def open_waiting(self, repo, trace):
+        """A lazy mount (CFS_LAZY_TRACE=trace) with a read of usr/share/big under way (8 Mbit/s:
+        its ~3 MB take ~3 s) once its `open` is in the trace: the mount is not quiet, and its
+        registration waits (at most 2 s after it serves). Returns the serving process's pid."""
+        self.proxy.set_throttle(8 << 20)
+        pid = self.mount_traced(repo, trace)
+
+        def reader():
+            try:
+                read_file(os.path.join(self.mnt, "usr/share/big"))
+            except OSError:
+                pass  # the mount stops under it
+
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        big = self.object_name(repo, self.files["usr/share/big"]).replace("/", "")[:12]
+        for _ in range(400):
+            with open(trace) as f:
+                if any(line.split(" ", 1)[1].startswith("open " + big) for line in f):
+                    break
+            time.sleep(0.005)
+        return pid
+
+    def registered_image(self, repo):
+        """The image the ref lazy/<source> names, checked present (None: no ref)."""
+        ref = os.path.join(repo, "images", "refs", "lazy")
+        names = os.listdir(ref) if os.path.isdir(ref) else []
+        if not names:
+            return None
+        (name,) = names
+        image = os.path.basename(os.readlink(os.path.join(ref, name)))
+        self.assertTrue(os.path.exists(os.path.join(repo, "images", image)))
+        return image
+
+    def test_sigterm_while_an_open_waits_completes_the_registration(self):
+        """SIGTERM while a read waits (the mount is not quiet: the registration waits, at most
+        2 s, or until the stop, which the read in flight holds up): once the server is gone the
+        image is registered (its ref and image, its index and source parts; `cfs repo images`
+        lists it by its lazy/ name) and fsck is clean."""
+        repo = self.new_repo("termreg")
+        trace = os.path.join(self.tmp, "trace-termreg")
+        pid = self.open_waiting(repo, trace)
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(600):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "the server did not stop")
+        t.umount(self.mnt)
+        image = self.registered_image(repo)
+        self.assertIsNotNone(image, "not registered at the stop")
+        parts = sorted(n for n in os.listdir(os.path.join(repo, "cfs-lazy"))
+                       if n.startswith(image))
+        self.assertIn(f"{image}.index", parts)
+        self.assertIn(f"{image}.source", parts)
+        listed = json.loads(cfs("repo", "images", "--repo", repo, "--json").stdout)
+        self.assertIn(image, json.dumps(listed))
+        self.assertIn("lazy/", json.dumps(listed))
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
+    def test_killed_before_the_deferred_registration_leaves_fsck_clean(self):
+        """kill -9 of the serving process while a read waits (the registration deferred until the
+        mount is quiet): fsck is clean, and the next lazy mount serves the image and registers
+        it once it is quiet."""
+        repo = self.new_repo("killdefer")
+        trace = os.path.join(self.tmp, "trace-killdefer")
+        pid = self.open_waiting(repo, trace)
+        os.kill(pid, signal.SIGKILL)
+        t.umount(self.mnt)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+        self.proxy.set_throttle(0)
+        self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/big")),
+                         self.files["usr/share/big"])
+        for _ in range(200):
+            if self.registered_image(repo):
+                break
+            time.sleep(0.05)
+        self.assertIsNotNone(self.registered_image(repo))
+        t.umount(self.mnt)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
     def test_pull_waits_for_a_registration_in_progress(self):
         """A lazy mount registers its image after the command returned; `cfs oci pull` of the
         same source waits for that (the flock on cfs-lazy/<source>.registering, held here by the

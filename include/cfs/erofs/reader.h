@@ -149,6 +149,11 @@ class Image {
   /// inline entries first (on-disk order), then the shared ones (order of the shared ids).
   Result<std::vector<RawXattr>> xattrs(std::uint64_t nid) const;
   Result<std::vector<RawXattr>> xattrs(const InodeInfo& ino) const;
+  /// The digest of the inode's trusted.overlay.metacopy (the one backing_from_xattrs(xattrs(ino))
+  /// gives), decoded in place: nothing allocated per inode, for walks of every file (a lazy
+  /// mount's directory map, session 15: ~2.5 ms of its 4 ms of CPU built xattrs()'s strings).
+  /// nullopt: none, or one without a digest. Errors: those of xattrs().
+  Result<std::optional<verity::Digest>> metacopy_digest(const InodeInfo& ino) const;
 
   /// Reads up to `len` bytes at `off` of the data stored in the image for this inode: inline
   /// content of regular files, symlink targets, directory blocks; chunk-based files read as

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -278,6 +279,58 @@ TEST(Reader, RedirectsReadWithTheirExactLength) {
   ASSERT_TRUE(x);
   EXPECT_EQ(backing_from_xattrs(*x).payload, "cd/e");
   EXPECT_FALSE(backing_from_xattrs(*x).digest);
+}
+
+// metacopy_digest() (the lazy mount's walk of every file) gives the digest each file was written
+// with (the writer's input is the oracle), none for a file without one, whatever the other
+// xattrs: a user's trusted.overlay.metacopy is stored escaped (trusted.overlay.overlay.metacopy)
+// and is not the file's; a digest two files share is stored once in the shared table.
+TEST(Reader, MetacopyDigestIsTheOneEachFileWasWrittenWith) {
+  auto digest = [](verity::HashAlg alg, std::uint8_t seed) {
+    verity::Digest d = verity::Digest::zero(alg);
+    for (std::size_t i = 0; i < d.size; ++i) d.bytes[i] = static_cast<std::uint8_t>(seed + i);
+    return d;
+  };
+  struct File {
+    const char* name;
+    std::optional<verity::Digest> digest;
+    bool user_metacopy;
+  };
+  const std::vector<File> files = {
+      {"a", digest(verity::HashAlg::kSha256, 1), false},
+      {"b", digest(verity::HashAlg::kSha512, 2), false},
+      {"c", digest(verity::HashAlg::kSha256, 1), false},  // a's digest: shared
+      {"d", std::nullopt, false},
+      {"e", digest(verity::HashAlg::kSha256, 3), true},
+      {"f", std::nullopt, true},
+  };
+  Tree tree;
+  for (const auto& f : files) {
+    Node n;
+    n.mode = S_IFREG | 0644;
+    n.size = 5000;
+    n.payload = std::string("ab/") + f.name;
+    n.digest = f.digest;
+    if (f.user_metacopy) n.xattrs.push_back({"trusted.overlay.metacopy", std::string(4, 'x')});
+    tree.link(tree.root(), f.name, tree.add_node(std::move(n)));
+  }
+  auto img = write_and_open(tree);
+  ASSERT_TRUE(img) << img.error().message();
+  for (const auto& f : files) {
+    SCOPED_TRACE(f.name);
+    auto nid = img->resolve(f.name);
+    ASSERT_TRUE(nid);
+    auto ino = img->inode(*nid);
+    ASSERT_TRUE(ino);
+    auto d = img->metacopy_digest(*ino);
+    ASSERT_TRUE(d) << d.error().message();
+    EXPECT_EQ(*d, f.digest);
+  }
+  auto root = img->inode(img->root_nid());
+  ASSERT_TRUE(root);
+  auto none = img->metacopy_digest(*root);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
 }
 
 // Dumps accept nanoseconds up to 2^32-1 and upstream 1.0.8 writes and reads them back as given,

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -553,6 +554,93 @@ TEST_F(LazyBatchTest, AnOpensObjectsWaitAtMostTheLongestWait) {
   provider_ = provider();
   ASSERT_TRUE(open(2));
   EXPECT_EQ(stored_soon(files.size()), files.size());
+}
+
+/// LazyProvider::when_quiet's task (the lazy mount's registration): whether it ran, and on which
+/// thread.
+struct QuietTask {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ran = false;
+  std::thread::id on;
+  std::function<void()> task() {
+    return [this] {
+      std::lock_guard l(mu);
+      ran = true;
+      on = std::this_thread::get_id();
+      cv.notify_all();
+    };
+  }
+  bool ran_soon() {
+    std::unique_lock l(mu);
+    return cv.wait_for(l, std::chrono::seconds(10), [&] { return ran; });
+  }
+  bool has_run() {
+    std::lock_guard l(mu);
+    return ran;
+  }
+};
+
+TEST_F(LazyBatchTest, QuietWorkWaitsWhileAnOpenWaitsThenRuns) {
+  opts.commit_quiet_s = 0.05;
+  opts.commit_max_wait_s = 3600;
+  state->held = true;  // the open's fetch waits for release()
+  provider_ = provider();
+  std::atomic<bool> served{false};
+  std::thread opener([&] {
+    auto fd = open(2);
+    EXPECT_TRUE(fd) << fd.error().message();
+    served = true;
+  });
+  for (int i = 0; i < 1000 && state->calls.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(state->calls.load(), 1);  // the open waits in its fetch
+  QuietTask quiet;
+  provider_->when_quiet(quiet.task());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(quiet.has_run()) << "ran while an open waited";
+  state->release();
+  opener.join();
+  EXPECT_TRUE(served.load());
+  EXPECT_TRUE(quiet.ran_soon());
+  EXPECT_NE(quiet.on, std::this_thread::get_id());  // the committer's thread, not the caller's
+}
+
+TEST_F(LazyBatchTest, QuietWorkWaitsAtMostTheLongestWait) {
+  opts.commit_quiet_s = 3600;
+  opts.commit_max_wait_s = 0.05;
+  state->held = true;
+  provider_ = provider();
+  std::thread opener([&] { EXPECT_TRUE(open(2)); });
+  for (int i = 0; i < 1000 && state->calls.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  QuietTask quiet;
+  provider_->when_quiet(quiet.task());
+  EXPECT_TRUE(quiet.ran_soon()) << "not run at the longest wait while an open waited";
+  state->release();
+  opener.join();
+}
+
+TEST_F(LazyBatchTest, QuietWorkRunsAtTheStopIfNotBefore) {
+  // Never quiet long enough, and no age limit: only the stop runs it.
+  opts.commit_quiet_s = 3600;
+  opts.commit_max_wait_s = 3600;
+  provider_ = provider();
+  QuietTask quiet;
+  provider_->when_quiet(quiet.task());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(quiet.has_run());
+  provider_.reset();  // returns after the task ran
+  EXPECT_TRUE(quiet.has_run());
+}
+
+TEST_F(LazyBatchTest, QuietWorkRunsAtOnceWithoutACommitter) {
+  opts.commit_quiet_s = -1;  // each fetch commits its own objects: no committer
+  provider_ = provider();
+  QuietTask quiet;
+  provider_->when_quiet(quiet.task());
+  EXPECT_TRUE(quiet.has_run());
+  EXPECT_EQ(quiet.on, std::this_thread::get_id());
 }
 
 /// LazyBatchTest's files as zstd:chunked stores them: each file one zstd frame (compressed here by
