@@ -99,8 +99,10 @@ class Http {
   void give_up_at(std::optional<Clock::time_point> at);
   std::optional<Clock::time_point> give_up() const;
 
- private:
+  /// The handles, connections and CA stores the requests share (http.cc).
   struct Shared;
+
+ private:
   std::unique_ptr<Shared> shared_;
   ClientOptions options_;
   /// Client::give_up_at as nanoseconds since the steady clock's epoch; 0: none.

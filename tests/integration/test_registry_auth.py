@@ -304,6 +304,26 @@ class Tls(Fixture):
             self.assertIn(f"GET https://{self.reg.host}/v2/{self.repo}/manifests/nope: HTTP 404",
                           p.stderr.decode())
 
+    def test_ca_files_are_read_once_per_command(self):
+        # A fetch's blobs come on connections of their own; each verified connection's TLS
+        # context takes one CA store built once per command (strace is the oracle: the
+        # certificate directory's CA file is opened once, however many connections there are).
+        r.require_tools("strace")
+        trace = os.path.join(self.tmp, "ca.strace")
+        layout = os.path.join(self.tmp, "fetched-" + type(self).__name__)
+        shutil.rmtree(layout, ignore_errors=True)
+        t.run(["strace", "-f", "-qq", "-e", "trace=openat,connect", "-o", trace, t.tool("cfs"),
+               "registry", "fetch", "--cert-dir", self.reg.cert_dir, self.ref, layout],
+              env=self.env)
+        with open(trace) as f:
+            lines = f.read().splitlines()
+        port = f"htons({self.reg.port})"
+        connects = [x for x in lines if "connect(" in x and port in x]
+        self.assertGreaterEqual(len(connects), 2, connects)
+        ca = os.path.join(self.reg.cert_dir, "ca.crt")
+        opened = [x for x in lines if f'"{ca}"' in x and "= -1" not in x]
+        self.assertEqual(len(opened), 1, opened)
+
     def test_bad_cert_dir(self):
         t.expect_cli_error(self, ["registry", "get-manifest", "--cert-dir",
                                   os.path.join(self.tmp, "nope"), self.ref], 1, "--cert-dir")
