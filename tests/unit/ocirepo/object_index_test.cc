@@ -4,14 +4,18 @@
 // layout is known by construction.
 #include "cfs/ocirepo/object_index.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 
+#include "cfs/erofs/writer.h"
 #include "cfs/oci/tar.h"
 #include "cfs/ocirepo/pull.h"
+#include "cfs/util/sys.h"
 #include "testutil/temp_dir.h"
+#include "testutil/tree_builder.h"
 #include "testutil/ustar.h"
 
 namespace cfs::ocirepo {
@@ -346,6 +350,190 @@ TEST(ObjectIndex, RefusesMoreLayersThanAllowed) {
   EXPECT_THAT(r.error().message(), HasSubstr("layers[4096]: more than the 4096 layers allowed"));
   ix.layers.pop_back();
   EXPECT_TRUE(parse_object_index(encode_object_index(ix), "index"));
+}
+
+// --- The compact index -------------------------------------------------------------------------
+
+// An image of six files (two with the same content: one object) and a symlink, its EROFS
+// written by the writer and read back by the reader, and an index of its objects whose digests
+// are the builder's (fs-verity of the content, computed apart from the EROFS).
+struct CompactFixture {
+  testutil::TempDir tmp;
+  testutil::TreeBuilder b{"", verity::HashAlg::kSha512};
+  std::vector<std::string> contents{"alpha", "bravo bravo", std::string(5000, 'c'),
+                                    "delta", "alpha",       std::string(70000, 'e')};
+  std::optional<erofs::Image> image;
+  ObjectIndex ix;
+
+  CompactFixture() {
+    const NodeId usr = b.dir(b.root(), "usr");
+    const NodeId lib = b.dir(usr, "lib");
+    for (std::size_t i = 0; i < contents.size(); ++i)
+      b.file(i % 2 ? lib : usr, "f" + std::to_string(i), contents[i]);
+    b.symlink(usr, "link", "lib/f1");
+    auto fd = sys::openat(AT_FDCWD, tmp / "image", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    EXPECT_TRUE(fd);
+    EXPECT_TRUE(erofs::write_image(b.tree(), {}, fd->get()));
+    auto img = erofs::Image::open(tmp / "image");
+    EXPECT_TRUE(img) << img.error().message();
+    image.emplace(std::move(*img));
+    ix.algorithm = verity::HashAlg::kSha512;
+    ix.image = vd(0xee);
+    ix.layers.push_back(
+        {cd('a'), cd('b'), 1u << 20, "application/vnd.oci.image.layer.v1.tar", true});
+    ix.layers.push_back(
+        {cd('c'), cd('d'), 5000, "application/vnd.oci.image.layer.v1.tar+gzip", false});
+    ix.layers.push_back(
+        {cd('e'), cd('f'), 90000, "application/vnd.oci.image.layer.v1.tar+zstd", true});
+    std::uint64_t at = 512;
+    for (std::size_t i = 0; i < contents.size(); ++i) {
+      const auto d = b.digest_of(contents[i]);
+      if (i == 5)
+        ix.objects.push_back({d, 2, 100, 3000, contents[i].size(), ObjectCompression::kZstd});
+      else
+        ix.objects.push_back(
+            {d, 0, at, contents[i].size(), contents[i].size(), ObjectCompression::kNone});
+      at += (contents[i].size() + 511) / 512 * 512 + 512;
+    }
+    sort_and_dedup(ix.objects);
+  }
+};
+
+// A varint as the format defines it (LEB128), written here apart from the encoder's.
+std::string leb(std::uint64_t v) {
+  std::string out;
+  do {
+    std::uint8_t b = v & 0x7f;
+    v >>= 7;
+    out.push_back(static_cast<char>(v ? b | 0x80 : b));
+  } while (v);
+  return out;
+}
+
+TEST(CompactIndex, RoundTripsToTheSameIndexAsTheJson) {
+  CompactFixture f;
+  ASSERT_EQ(f.ix.objects.size(), 5u);  // "alpha" twice: one object
+  auto doc = encode_compact_index(f.ix, *f.image);
+  ASSERT_TRUE(doc) << doc.error().message();
+  EXPECT_EQ(doc->substr(0, 8), "cfs-oidx");
+  auto back = parse_compact_index(*doc, *f.image, "idx", f.ix.image);
+  ASSERT_TRUE(back) << back.error().message();
+  // The JSON encoder is the comparison: the same document, digests and all.
+  EXPECT_EQ(encode_object_index(*back), encode_object_index(f.ix));
+  // No digest travels: 5 objects and 3 layers in a few hundred bytes.
+  EXPECT_LT(doc->size(), encode_object_index(f.ix).size() / 3);
+  EXPECT_LE(doc->size(), compact_index_size_bound(verity::HashAlg::kSha512, 5, 3));
+}
+
+TEST(CompactIndex, ObjectsNotInTheImageAreNotEncoded) {
+  CompactFixture f;
+  f.ix.objects.push_back({vd(0x01), 0, 0, 10, 10, ObjectCompression::kNone});
+  sort_and_dedup(f.ix.objects);
+  auto doc = encode_compact_index(f.ix, *f.image);
+  ASSERT_FALSE(doc);
+  EXPECT_THAT(doc.error().message(), HasSubstr("no regular file of the image holds it"));
+}
+
+// Documents written by hand from the format's description, one field wrong at a time: each is
+// refused naming it, nothing crashes.
+TEST(CompactIndex, RefusesWhatItDoesNotKnowNamingTheField) {
+  CompactFixture f;
+  auto doc = encode_compact_index(f.ix, *f.image);
+  ASSERT_TRUE(doc);
+  std::string header = "cfs-oidx" + leb(2) + std::string(1, '\2') +
+                       std::string(reinterpret_cast<const char*>(f.ix.image.bytes.data()), 64);
+  std::string layer = leb(1) + leb(71) + cd('a').str() + leb(71) + cd('b').str() + leb(100000) +
+                      leb(38) + "application/vnd.oci.image.layer.v1.tar" + std::string(1, '\1');
+  // The root directory's nid: not a file (the checks before the nids' come first).
+  const std::uint64_t root = f.image->root_nid();
+  // One object in a document whose nid column is `nid`, layer 0, size 10, offset 7.
+  auto one = [&](std::string nid, std::string layer_col = leb(0), std::string size = leb(10),
+                 std::string offset = leb(14)) {
+    return header + layer + leb(1) + nid + layer_col + size + offset;
+  };
+  struct Case {
+    std::string doc, needle;
+  };
+  std::vector<Case> cases = {
+      {"cfs-oidy" + std::string(10, '\0'), "idx: magic"},
+      {"cfs-oidx" + leb(3), "idx: version: 3"},
+      {"cfs-oidx" + leb(2) + std::string(1, '\3'), "idx: algorithm"},
+      {header.substr(0, 40), "idx: image"},
+      {header + leb(5000), "idx: layers: 5000 is more than"},
+      {header + leb(1) + leb(71) + cd('a').str() + leb(2) + "zz", "idx: layers[0].diffId"},
+      {header + layer.substr(0, layer.size() - 1) + std::string(1, '\4'), "idx: layers[0].flags"},
+      {header + layer + leb(1000), "idx: objects: 1000 objects cannot fit"},
+      {header + leb(1) + leb(71) + cd('a').str() + leb(71) + cd('b').str() + leb(100000) + leb(2) +
+           "\xc3\x28" + std::string(1, '\1'),
+       "idx: layers[0].mediaType: not printable ASCII"},
+      {one(leb(root)), "idx: objects[0].nid: " + std::to_string(root) + " is not a regular file"},
+      {one(leb(root), leb(2)), "idx: objects[0].layer: 1 is not below the 1 layers"},
+      {one(leb(root), leb(0), leb(0)), "idx: objects[0].size: an object of zero bytes"},
+      {one(leb(root), leb(0), leb(10), leb(200000)), "idx: objects[0]: bytes 100000+10"},
+      {one(leb(root)) + "x", "idx: objects: 1 bytes after the last column"},
+      {one(std::string("\x81\x00", 2)), "idx: objects[0].nid: a varint with redundant bytes"},
+      {one(std::string(10, '\xff') + "\x01"), "idx: objects[0].nid: more than 64 bits"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_compact_index(c.doc, *f.image, "idx");
+    ASSERT_FALSE(r) << c.needle;
+    EXPECT_THAT(r.error().message(), HasSubstr(c.needle));
+  }
+  // Every prefix of a good document is refused (and nothing reads past it: ASan).
+  for (std::size_t n = 0; n < doc->size(); ++n)
+    EXPECT_FALSE(parse_compact_index(std::string_view(*doc).substr(0, n), *f.image, "idx")) << n;
+  // Another image's document (the digest given) is refused before its nids are read.
+  auto other = parse_compact_index(*doc, *f.image, "idx", vd(0x42));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code(), Errc::kDigestMismatch);
+  EXPECT_THAT(other.error().message(), HasSubstr("the index names"));
+}
+
+// A nid names the object of its file, found in the image by its path (the reader's
+// directories, not the index code): a hand-written document placing f0's nid gets f0's digest
+// (the builder's). Two entries of one file, or another file's nid, cannot serve wrong bytes:
+// the first is refused, the second gives that file's digest, which the bytes read then fail.
+TEST(CompactIndex, ANidNamesItsFilesObject) {
+  CompactFixture f;
+  auto nid_of = [&](std::uint64_t dir, std::string_view name) {
+    std::uint64_t found = 0;
+    EXPECT_TRUE(f.image->iterate_dir(dir, 0, [&](const erofs::DirentView& e) {
+      if (e.name == name) found = e.nid;
+      return true;
+    }));
+    return found;
+  };
+  const std::uint64_t usr = nid_of(f.image->root_nid(), "usr");
+  const std::uint64_t f0 = nid_of(usr, "f0"), f2 = nid_of(usr, "f2");
+  ASSERT_NE(f0, 0u);
+  ASSERT_NE(f2, 0u);
+  const std::string header =
+      "cfs-oidx" + leb(2) + std::string(1, '\2') +
+      std::string(reinterpret_cast<const char*>(f.ix.image.bytes.data()), 64) + leb(1) + leb(71) +
+      cd('a').str() + leb(71) + cd('b').str() + leb(100000) + leb(38) +
+      "application/vnd.oci.image.layer.v1.tar" + std::string(1, '\1');
+  // Two objects: nids a < b, layer 0, sizes 5 and 11, offsets 512 and 2048 (zigzag deltas).
+  auto two = [&](std::uint64_t a, std::uint64_t b) {
+    return header + leb(2) + leb(a) + leb(b - a) + leb(0) + leb(0) + leb(5) + leb(11) + leb(1024) +
+           leb(2 * (2048 - 517));
+  };
+  auto ix = parse_compact_index(two(std::min(f0, f2), std::max(f0, f2)), *f.image, "idx");
+  ASSERT_TRUE(ix) << ix.error().message();
+  ASSERT_EQ(ix->objects.size(), 2u);
+  const auto* o0 = ix->find(f.b.digest_of(f.contents[0]));
+  const auto* o2 = ix->find(f.b.digest_of(f.contents[2]));
+  ASSERT_NE(o0, nullptr);
+  ASSERT_NE(o2, nullptr);
+  EXPECT_EQ(o0->offset, f0 < f2 ? 512u : 2048u);
+  EXPECT_EQ(o2->offset, f0 < f2 ? 2048u : 512u);
+  // The same file twice (the step 0), and two files of one object (f0 and f4 hold "alpha").
+  auto same = parse_compact_index(two(f0, f0), *f.image, "idx");
+  ASSERT_FALSE(same);
+  EXPECT_THAT(same.error().message(), HasSubstr("objects[1].nid: the same nid"));
+  const std::uint64_t f4 = nid_of(usr, "f4");
+  auto dup = parse_compact_index(two(std::min(f0, f4), std::max(f0, f4)), *f.image, "idx");
+  ASSERT_FALSE(dup);
+  EXPECT_THAT(dup.error().message(), HasSubstr("objects[1].nid: object sha512:"));
 }
 
 }  // namespace
