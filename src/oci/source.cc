@@ -454,10 +454,21 @@ Result<ResolvedImage> resolve_manifest(ImageSource& source,
 }
 
 Status resolve_config(ImageSource& source, ResolvedImage& image) {
-  const std::string& name = source.name();
   const Manifest& m = image.manifest;
   CFS_ASSIGN(std::string config, read_verified(source, m.config, kMaxConfigSize,
-                                               name + " config " + m.config.digest.str()));
+                                               source.name() + " config " + m.config.digest.str()));
+  return adopt_config(image, std::move(config), source.name(), /*verified=*/true);
+}
+
+Status adopt_config(ResolvedImage& image, std::string config, const std::string& name,
+                    bool verified) {
+  const Manifest& m = image.manifest;
+  if (!verified) {
+    if (config.size() > kMaxConfigSize)
+      return bad(name + " config " + m.config.digest.str(),
+                 fmt::format("{} bytes exceed the limit of {}", config.size(), kMaxConfigSize));
+    CFS_TRY(verify(config, m.config, name + " config " + m.config.digest.str()));
+  }
   ImageConfig parsed;
   if (m.is_image()) {
     CFS_ASSIGN(parsed, parse_config(std::move(config), name + " config"));

@@ -20,13 +20,14 @@ Result<oci::ContentDigest> push_bytes(Client& client, const Reference& repo,
 
 Result<PushedArtifact> put_artifact(Client& client, const Reference& image, const Manifest& subject,
                                     std::string_view artifact_type, nlohmann::json layers,
-                                    std::optional<nlohmann::json> config) {
+                                    std::optional<nlohmann::json> config,
+                                    nlohmann::json annotations) {
   if (!config) {
     const auto empty = std::as_bytes(std::span(kEmptyBlob.data(), kEmptyBlob.size()));
     CFS_ASSIGN(auto empty_config, push_bytes(client, image, empty));
     config = descriptor_json(kEmptyMediaType, empty_config, kEmptyBlob.size());
   }
-  const nlohmann::json manifest = {
+  nlohmann::json manifest = {
       {"schemaVersion", 2},
       {"mediaType", kOciManifest},
       {"artifactType", artifact_type},
@@ -34,6 +35,7 @@ Result<PushedArtifact> put_artifact(Client& client, const Reference& image, cons
       {"layers", std::move(layers)},
       {"subject", descriptor_json(subject.media_type, subject.digest, subject.bytes.size())},
   };
+  if (!annotations.is_null()) manifest["annotations"] = std::move(annotations);
   std::string bytes = manifest.dump();
   const auto digest = oci::sha256_of(bytes);
   CFS_ASSIGN(auto pushed,

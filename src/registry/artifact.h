@@ -32,9 +32,10 @@ struct PushedArtifact {
 
 /// Pushes the artifact manifest {artifactType, config, `layers`, subject} for the image manifest
 /// `subject` of `image`'s repository; the config is the empty descriptor unless `config` (a
-/// descriptor of a blob pushed already) is given.
+/// descriptor of a blob pushed already) is given; `annotations` (an object) when not null.
 Result<PushedArtifact> put_artifact(Client& client, const Reference& image, const Manifest& subject,
                                     std::string_view artifact_type, nlohmann::json layers,
-                                    std::optional<nlohmann::json> config = std::nullopt);
+                                    std::optional<nlohmann::json> config = std::nullopt,
+                                    nlohmann::json annotations = nullptr);
 
 }  // namespace cfs::registry::detail

@@ -27,6 +27,11 @@ namespace cfs::registry {
 namespace {
 
 constexpr std::string_view kIndexPart = "index";
+/// The compact index (ocirepo::kCompactIndexMediaType) as fetched, when the lazy metadata carried
+/// one (since session 15), instead of the JSON index part: the image object completes it. A
+/// registration has one of the two (both only after a crash while one replaced the other: both
+/// then describe the image, and the compact one is read).
+constexpr std::string_view kCompactIndexPart = "index2";
 /// The loader graph document as fetched (decoded), when the lazy metadata has one: its positions
 /// are the index part's objects, so it is only ever kept with the index it was fetched with.
 constexpr std::string_view kLoaderGraphPart = "loader-graph";
@@ -111,7 +116,14 @@ Status write_registration(repo::Repository& repo, const PendingRegistration& p,
   }
   // The document as fetched (digest-checked, parsed strictly): re-encoding 10^5 objects would
   // only spend time.
-  CFS_TRY(repo::write_lazy_part(repo, image, kIndexPart, p.index_json));
+  // The new kind first, then the other kind's part of an earlier registration (gone or not, each
+  // describes this image).
+  const auto [index_part, other_part] = p.compact_index ? std::pair{kCompactIndexPart, kIndexPart}
+                                                        : std::pair{kIndexPart, kCompactIndexPart};
+  CFS_TRY(repo::write_lazy_part(repo, image, index_part, p.index_json));
+  if (repo::has_lazy_part(repo, image, other_part)) {
+    CFS_TRY(repo::remove_lazy_part(repo, image, other_part));
+  }
   if (!p.loader_graph_json.empty()) {
     CFS_TRY(repo::write_lazy_part(repo, image, kLoaderGraphPart, p.loader_graph_json));
   }
@@ -150,6 +162,7 @@ Result<LazyImage> register_metadata(repo::Repository& repo, const Reference& ref
   p.image = meta.index.image;
   p.erofs = std::move(meta.erofs);
   p.index_json = std::move(meta.index_json);
+  p.compact_index = meta.compact_index;
   p.loader_graph_json = std::move(meta.loader_graph_json);
   out.index = std::move(meta.index);
   out.loader_graph = std::move(meta.loader_graph);
@@ -194,12 +207,23 @@ Result<std::optional<LazyImage>> registered(const repo::Repository& repo,
   const std::uint64_t bound = std::min(
       ocirepo::kMaxObjectIndexSize,
       ocirepo::object_index_size_bound(repo.algorithm(), objects, ocirepo::kMaxIndexLayers));
-  CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, image, kIndexPart, bound));
-  if (!idx) return std::optional<LazyImage>{};
   LazyImage out;
   out.image = image;
+  CFS_ASSIGN(auto compact, repo::read_lazy_part(
+                               repo, image, kCompactIndexPart,
+                               std::min(ocirepo::kMaxObjectIndexSize,
+                                        ocirepo::compact_index_size_bound(
+                                            repo.algorithm(), objects, ocirepo::kMaxIndexLayers))));
+  if (compact) {
+    CFS_ASSIGN(auto erofs, erofs::Image::open_fd(fd.get(), image_path));
+    CFS_ASSIGN(out.index, ocirepo::parse_compact_index(*compact, erofs,
+                                                       "lazy index of " + image.hex(), image));
+  } else {
+    CFS_ASSIGN(auto idx, repo::read_lazy_part(repo, image, kIndexPart, bound));
+    if (!idx) return std::optional<LazyImage>{};
+    CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + image.hex()));
+  }
   CFS_ASSIGN(out.source, source_from_json(*src, "lazy source of " + image.hex()));
-  CFS_ASSIGN(out.index, ocirepo::parse_object_index(*idx, "lazy index of " + image.hex()));
   // The loader graph kept with the index (none from a cfs before it), under the bounds a
   // fetched one has: its size before it is read, then the strict parse against this index.
   CFS_ASSIGN(auto graph, repo::read_lazy_part(repo, image, kLoaderGraphPart, kMaxLoaderGraphSize));
@@ -283,6 +307,7 @@ Status forget_lazy_registration(repo::Repository& repo, const verity::Digest& im
                                 std::string_view source) {
   CFS_TRY(repo::remove_lazy_part(repo, image, repo::kLazySourcePart));
   CFS_TRY(repo::remove_lazy_part(repo, image, kIndexPart));
+  CFS_TRY(repo::remove_lazy_part(repo, image, kCompactIndexPart));
   CFS_TRY(repo::remove_lazy_part(repo, image, kLoaderGraphPart));
   auto st = repo.remove_ref(repo::Kind::kImage, lazy_ref(source));
   if (!st && !st.error().is_errno(ENOENT)) return st;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include "artifact.h"
 #include "base64.h"
+#include "cfs/erofs/reader.h"
 #include "cfs/oci/byte_source.h"
 #include "cfs/oci/compress.h"
 #include "cfs/oci/source.h"
@@ -72,9 +74,28 @@ class MetadataSink final : public BlobSink {
     }
   }
 
+  /// The blob (of `blob_size` bytes) ends with `tail` bytes that are not decoded but kept apart
+  /// (take_tail()): the compact index's skippable frame after the EROFS's frame.
+  void set_tail(std::uint64_t blob_size, std::uint64_t tail) {
+    blob_size_ = blob_size;
+    tail_len_ = tail;
+  }
+  std::string take_tail() { return std::move(tail_); }
+
   Status write(std::span<const std::byte> data) override {
     // The first bytes' time, before any work on them (a retry keeps the first attempt's).
     if (first_byte_ && *first_byte_ == Clock::time_point{}) *first_byte_ = Clock::now();
+    if (tail_len_) {
+      // The bytes from the tail's start on are kept as they are (the client checks the whole
+      // blob's digest), the rest decoded.
+      const std::uint64_t split = blob_size_ - std::min(tail_len_, blob_size_);
+      const std::uint64_t keep =
+          received_ < split ? std::min<std::uint64_t>(split - received_, data.size()) : 0;
+      received_ += data.size();
+      tail_.append(reinterpret_cast<const char*>(data.data()) + keep, data.size() - keep);
+      data = data.first(keep);
+      if (data.empty()) return {};
+    }
     if (error_) return {};
     // A frame that declares its size (cfs oci push's, since session 13) is decoded straight
     // into one buffer of that size (the string, padded for the index's in-place parse, or the
@@ -100,6 +121,8 @@ class MetadataSink final : public BlobSink {
     if (!in_place_) out_.clear();
     if (file_ >= 0 && !map_) CFS_TRY(sys::ftruncate(file_, 0, what_));
     size_ = 0;
+    received_ = 0;
+    tail_.clear();
     error_.reset();
     if (decoder_) decoder_->reset();
     if (hasher_) hasher_.emplace(params_);
@@ -157,6 +180,8 @@ class MetadataSink final : public BlobSink {
   }
 
   std::uint64_t max_;
+  std::uint64_t blob_size_ = 0, tail_len_ = 0, received_ = 0;
+  std::string tail_;
   const std::atomic<std::uint64_t>* limit_;
   int file_;
   Clock::time_point* first_byte_;
@@ -213,21 +238,25 @@ struct BlobTimes {
 
 /// A metadata blob (digest-checked by the client), decompressed when its media type says zstd
 /// (as it arrives); refused past `max` bytes either way. `times`: set to when its first and last
-/// bytes arrived. `alg`: also its fs-verity digest in that algorithm, into `digest`.
+/// bytes arrived. `alg`: also its fs-verity digest in that algorithm, into `digest`. `tail`: the
+/// blob's last bytes not decoded but returned in `tail_out` (SkippableTail).
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
                                 bool zstd, std::uint64_t max, const std::string& what,
                                 BlobTimes* times = nullptr,
                                 std::optional<verity::HashAlg> alg = std::nullopt,
                                 std::optional<verity::Digest>* digest = nullptr,
-                                const std::atomic<std::uint64_t>* limit = nullptr, int file = -1) {
+                                const std::atomic<std::uint64_t>* limit = nullptr, int file = -1,
+                                std::uint64_t tail = 0, std::string* tail_out = nullptr) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
   MetadataSink sink(zstd, max, what, alg, limit, file, times ? &times->first_byte : nullptr);
+  if (tail) sink.set_tail(d.size, tail);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
   if (times) times->last_byte = Clock::now();
   CFS_ASSIGN(std::string out, sink.finish());
   if (digest) *digest = sink.digest();
+  if (tail_out) *tail_out = sink.take_tail();
   return out;
 }
 
@@ -236,11 +265,12 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
 Result<FetchedErofs> fetch_erofs(Client& client, const Reference& repo, const oci::Descriptor& d,
                                  const std::string& what, BlobTimes* times,
                                  std::optional<verity::HashAlg> alg,
-                                 std::optional<verity::Digest>* digest) {
+                                 std::optional<verity::Digest>* digest, std::uint64_t tail = 0,
+                                 std::string* tail_out = nullptr) {
   FetchedErofs out;
   CFS_ASSIGN(out.fd, sys::memfd_create("composefs-image"));
   CFS_TRY(fetch_small(client, repo, d, d.media_type == kErofsZstdMediaType, kMaxLazyErofsSize, what,
-                      times, alg, digest, nullptr, out.fd.get())
+                      times, alg, digest, nullptr, out.fd.get(), tail, tail_out)
               .map([](std::string) {}));
   // Sealed before it is mapped or handed on: from here on nothing can change the bytes that
   // were hashed, through any descriptor or mapping.
@@ -324,6 +354,78 @@ Result<std::optional<Result<std::string>>> embedded_graph(const oci::Manifest& m
   return Out(sink.finish());
 }
 
+/// The image config the artifact carries (kLazyConfigAnnotation), adopted into `image` once its
+/// bytes are the blob the image manifest's config descriptor names (else kDigestMismatch: a
+/// mount never serves from a config other than the image's); false when it carries none.
+Result<bool> embedded_config(const oci::Manifest& m, oci::ResolvedImage& image,
+                             const std::string& what) {
+  auto a = m.annotations.find(std::string(kLazyConfigAnnotation));
+  if (a == m.annotations.end()) return false;
+  const std::string field = fmt::format("{}: annotation {}", what, kLazyConfigAnnotation);
+  if (a->second.size() > (kMaxEmbeddedConfig + 2) / 3 * 4)
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: more than the {} bytes allowed", field, kMaxEmbeddedConfig));
+  auto bytes = base64_decode(a->second);
+  if (!bytes) return fail(Errc::kInvalidInput, field + ": not base64");
+  CFS_TRY(oci::adopt_config(image, std::move(*bytes), field));
+  return true;
+}
+
+/// The compact index's frame at the end of the EROFS blob: a zstd skippable frame (any zstd
+/// reader skips it: an older cfs, `zstd -d`, decode the same EROFS) holding the compact document
+/// as one zstd frame. Its magic is 0x184D2A5E (RFC 8878 allows 0x184D2A50-5F; zstd:chunked's
+/// are 0x184D2A50).
+constexpr std::uint32_t kCompactFrameMagic = 0x184D2A5E;
+constexpr std::uint64_t kSkippableHeader = 8;
+
+std::string skippable_frame(std::string_view payload) {
+  std::string out(kSkippableHeader, '\0');
+  const std::uint32_t magic = kCompactFrameMagic, size = static_cast<std::uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>(magic >> (8 * i));
+    out[static_cast<std::size_t>(4 + i)] = static_cast<char>(size >> (8 * i));
+  }
+  out.append(payload);
+  return out;
+}
+
+/// The size of the compact index's frame payload the EROFS layer's annotation announces
+/// (kLazyIndexAnnotation: decimal bytes), 0 when it has none.
+Result<std::uint64_t> announced_index(const oci::Descriptor& erofs, const std::string& what) {
+  auto a = erofs.annotations.find(std::string(kLazyIndexAnnotation));
+  if (a == erofs.annotations.end()) return std::uint64_t{0};
+  const std::string field = fmt::format("{}: EROFS annotation {}", what, kLazyIndexAnnotation);
+  std::uint64_t n = 0;
+  const auto& v = a->second;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty() || (v.size() > 1 && v[0] == '0'))
+    return fail(Errc::kInvalidInput, fmt::format("{}: '{}' is not a byte count", field, v));
+  if (n == 0 || n > kMaxEmbeddedIndex)
+    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes is not 1 to the {} allowed", field,
+                                                 n, kMaxEmbeddedIndex));
+  if (erofs.media_type != kErofsZstdMediaType || n + kSkippableHeader >= erofs.size)
+    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes cannot end a {} blob of {} bytes",
+                                                 field, n, erofs.media_type, erofs.size));
+  return n;
+}
+
+/// The payload of the frame the EROFS blob ended with (`tail`, its last 8 + n bytes).
+Result<std::string> compact_payload(std::string tail, std::uint64_t n, const std::string& what) {
+  auto le32 = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+      v |= std::uint32_t{static_cast<std::uint8_t>(tail[at + i])} << (8 * i);
+    return v;
+  };
+  if (tail.size() != n + kSkippableHeader || le32(0) != kCompactFrameMagic || le32(4) != n)
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: the EROFS blob does not end with the {}-byte skippable frame its "
+                            "annotation {} announces",
+                            what, n, kLazyIndexAnnotation));
+  tail.erase(0, kSkippableHeader);
+  return tail;
+}
+
 }  // namespace
 
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
@@ -343,14 +445,31 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
       index.image)
     return fail(Errc::kDigestMismatch,
                 image.str() + ": the EROFS is not the index's image " + index.image.str());
-  CFS_ASSIGN(const std::string erofs_z, compress(erofs));
+  CFS_ASSIGN(std::string erofs_z, compress(erofs));
   CFS_ASSIGN(const std::string index_z, compress(ocirepo::encode_object_index(index)));
+  // The compact index after the EROFS's frame, in a skippable frame the EROFS layer's annotation
+  // announces (kLazyIndexAnnotation): a mount then fetches no blob but the EROFS before it
+  // serves, and the artifact's manifest stays small (its round trip is the link's probe).
+  std::uint64_t compact_size = 0;
+  {
+    CFS_ASSIGN_CTX(auto img,
+                   erofs::Image::from_bytes(std::as_bytes(std::span(erofs.data(), erofs.size()))),
+                   image.str() + ": EROFS");
+    CFS_ASSIGN(const std::string compact, ocirepo::encode_compact_index(index, img));
+    CFS_ASSIGN(const std::string compact_z, compress(compact));
+    if (compact_z.size() <= kMaxEmbeddedIndex) {
+      erofs_z += skippable_frame(compact_z);
+      compact_size = compact_z.size();
+    }
+  }
   const auto erofs_bytes = std::as_bytes(std::span(erofs_z.data(), erofs_z.size()));
   const auto index_bytes = std::as_bytes(std::span(index_z.data(), index_z.size()));
   CFS_ASSIGN(auto erofs_d, detail::push_bytes(client, image, erofs_bytes));
   CFS_ASSIGN(auto index_d, detail::push_bytes(client, image, index_bytes));
   auto erofs_json = detail::descriptor_json(kErofsZstdMediaType, erofs_d, erofs_z.size());
   erofs_json["annotations"] = {{merged_seal_annotation(index.algorithm), index.image.hex()}};
+  if (compact_size)
+    erofs_json["annotations"][std::string(kLazyIndexAnnotation)] = std::to_string(compact_size);
   auto layers = nlohmann::json::array(
       {erofs_json, detail::descriptor_json(kObjectIndexZstdMediaType, index_d, index_z.size())});
   std::optional<nlohmann::json> config;
@@ -366,8 +485,16 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
     // "data" fetches it.
     if (graph_z.size() <= kMaxEmbeddedLoaderGraph) (*config)["data"] = base64_encode(graph_z);
   }
-  CFS_ASSIGN(auto pushed, detail::put_artifact(client, image, subject, kLazyArtifactType,
-                                               std::move(layers), std::move(config)));
+  // The image config in the artifact's manifest (kLazyConfigAnnotation): no config GET either.
+  nlohmann::json annotations = nlohmann::json::object();
+  if (m.is_image() && m.config.size <= kMaxEmbeddedConfig) {
+    CFS_ASSIGN(const std::string bytes, fetch_small(client, image, m.config, false,
+                                                    kMaxEmbeddedConfig, image.str() + " config"));
+    annotations[std::string(kLazyConfigAnnotation)] = base64_encode(bytes);
+  }
+  CFS_ASSIGN(auto pushed,
+             detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers),
+                                  std::move(config), std::move(annotations)));
   return pushed.digest;
 }
 
@@ -426,11 +553,18 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   const auto asked = Clock::now();
   CFS_ASSIGN(auto raw, client.get_manifest(by_digest.with_digest(artifact.str())));
   const std::chrono::duration<double> round_trip = Clock::now() - asked;
-  config_fetch = std::jthread([&] {
-    config = oci::resolve_config(*source, image);
-    trace("config");
-  });
+  const std::uint64_t manifest_bytes = raw.bytes.size();
   CFS_ASSIGN(auto m, oci::parse_manifest(std::move(raw.bytes), what));
+  // The image config: carried by the artifact (a push since session 15), checked against the
+  // image manifest's descriptor here; else its blob downloads beside the metadata blobs.
+  CFS_ASSIGN(const bool config_embedded, embedded_config(m, image, what));
+  if (config_embedded)
+    config = Status{};
+  else
+    config_fetch = std::jthread([&] {
+      config = oci::resolve_config(*source, image);
+      trace("config");
+    });
   trace("lazy artifact");
   if (m.artifact_type != kLazyArtifactType)
     return fail(Errc::kInvalidInput, what + ": artifactType is '" + m.artifact_type + "'");
@@ -449,7 +583,13 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     if (*slot) return fail(Errc::kInvalidInput, what + ": two EROFS or two index layers");
     *slot = &l;
   }
-  if (!erofs_d || !index_d)
+  // The compact index the EROFS blob ends with, when its annotation announces one (a push since
+  // session 15): no index blob to fetch.
+  std::uint64_t compact_size = 0;
+  if (erofs_d) {
+    CFS_ASSIGN(compact_size, announced_index(*erofs_d, what));
+  }
+  if (!erofs_d || (!index_d && !compact_size))
     return fail(Errc::kInvalidInput,
                 fmt::format("{}: needs one layer of {} (or {}) and one of {} (or {})", what,
                             kErofsZstdMediaType, kErofsMediaType, kObjectIndexZstdMediaType,
@@ -474,7 +614,10 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   for (auto a : {verity::HashAlg::kSha512, verity::HashAlg::kSha256})
     if (!annotated && erofs_d->annotations.count(merged_seal_annotation(a))) annotated = a;
   const verity::HashAlg bound_alg = annotated.value_or(verity::HashAlg::kSha512);
-  const std::string index_what = fmt::format("{}: index {}", what, index_d->digest.str());
+  const std::string index_what =
+      compact_size ? fmt::format("{}: compact index of EROFS blob {}", what, erofs_d->digest.str())
+                   : fmt::format("{}: index {}", what, index_d->digest.str());
+  std::string compact_tail;
   // The index's size bound (ocirepo::object_index_size_bound, issue 15): an index is parsed
   // only once the EROFS it describes is fetched and matches its annotation, and only when it is
   // no larger than an index of that image's objects can be, so that a registry cannot make the
@@ -499,7 +642,8 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
       });
     std::jthread erofs_fetch([&] {
       erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_times, annotated,
-                          &early_digest);
+                          &early_digest, compact_size ? compact_size + kSkippableHeader : 0,
+                          &compact_tail);
       trace("erofs fetched");
       // Only an EROFS that is what its annotation names bounds the index (a sealed image's
       // EROFS is fixed by its seal, its index is not).
@@ -510,17 +654,22 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
               ocirepo::kMaxObjectIndexSize,
               ocirepo::object_index_size_bound(bound_alg, *n, image.manifest.layers.size()));
     });
-    CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
-                                           index_d->media_type == kObjectIndexZstdMediaType,
-                                           ocirepo::kMaxObjectIndexSize, index_what, &index_times,
-                                           std::nullopt, nullptr, &index_limit));
-    trace("index fetched");
+    // A compact index comes with the EROFS: the only blob to wait for.
+    if (compact_size) {
+      erofs_fetch.join();
+    } else {
+      CFS_ASSIGN(out.index_json, fetch_small(client, by_digest, *index_d,
+                                             index_d->media_type == kObjectIndexZstdMediaType,
+                                             ocirepo::kMaxObjectIndexSize, index_what, &index_times,
+                                             std::nullopt, nullptr, &index_limit));
+      trace("index fetched");
+    }
     // An index of an honest size is parsed here, while the EROFS may still be arriving (it
     // usually is: the index is the smaller blob), instead of after it: the parse (~2 ms for the
     // Debian image's 1.1 MB) left the critical path in session 11 and would be back on it. The
     // bound below still applies before the result is used, so a padded index is refused as
     // before; what an early parse can cost is bounded by kEarlyIndexParse, not by the index.
-    if (index_limit.load() == ocirepo::kMaxObjectIndexSize &&
+    if (!compact_size && index_limit.load() == ocirepo::kMaxObjectIndexSize &&
         out.index_json.size() <= kEarlyIndexParse) {
       early_index =
           ocirepo::parse_object_index(out.index_json, what + ": index", out.index_json.capacity());
@@ -543,12 +692,29 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   }
   CFS_ASSIGN_CTX(const std::uint64_t image_objects,
                  ocirepo::max_image_objects(out.erofs.bytes(), bound_alg), what + ": EROFS");
-  CFS_TRY(ocirepo::check_object_index_size(out.index_json.size(), bound_alg, image_objects,
-                                           image.manifest.layers.size(), index_what));
-  if (!early_index)
-    early_index =
-        ocirepo::parse_object_index(out.index_json, what + ": index", out.index_json.capacity());
-  CFS_ASSIGN(out.index, std::move(*early_index));
+  if (compact_size) {
+    CFS_ASSIGN(const std::string compact_z,
+               compact_payload(std::move(compact_tail), compact_size, index_what));
+    // Decoded under the size bound of an index of this EROFS's objects (the JSON index's rule),
+    // and completed from the EROFS, which is what its annotation names by now.
+    const std::uint64_t bound = std::min(
+        ocirepo::kMaxObjectIndexSize,
+        ocirepo::compact_index_size_bound(bound_alg, image_objects, image.manifest.layers.size()));
+    MetadataSink sink(true, bound, index_what, std::nullopt);
+    CFS_TRY(sink.write(std::as_bytes(std::span(compact_z.data(), compact_z.size()))));
+    CFS_ASSIGN(out.index_json, sink.finish());
+    CFS_ASSIGN(auto img, erofs::Image::open_fd(out.erofs.fd.get(), what + ": EROFS"));
+    CFS_ASSIGN(out.index,
+               ocirepo::parse_compact_index(out.index_json, img, index_what, early_digest));
+    out.compact_index = true;
+  } else {
+    CFS_TRY(ocirepo::check_object_index_size(out.index_json.size(), bound_alg, image_objects,
+                                             image.manifest.layers.size(), index_what));
+    if (!early_index)
+      early_index =
+          ocirepo::parse_object_index(out.index_json, what + ": index", out.index_json.capacity());
+    CFS_ASSIGN(out.index, std::move(*early_index));
+  }
   trace("index parsed");
   if (has_graph) {
     CFS_ASSIGN(out.loader_graph_json, std::move(*graph_json));
@@ -558,14 +724,16 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   }
   CFS_TRY(config_done());
   CFS_TRY(check_layers(out.index, image, what));
-  // The two blobs shared the link from blobs_asked until the later one's last byte; one round
-  // trip of that was the requests themselves.
+  // The blobs (the EROFS, and the index when it is one) shared the link from blobs_asked until
+  // the later one's last byte; one round trip of that was the requests themselves.
   const std::chrono::duration<double> both =
-      std::max(erofs_times.last_byte, index_times.last_byte) - blobs_asked;
+      (compact_size ? erofs_times.last_byte
+                    : std::max(erofs_times.last_byte, index_times.last_byte)) -
+      blobs_asked;
+  const std::uint64_t blob_bytes = erofs_d->size + (compact_size ? 0 : index_d->size);
   out.link.round_trip_s = round_trip.count();
   if (both.count() > round_trip.count())
-    out.link.bytes_per_s =
-        static_cast<double>(erofs_d->size + index_d->size) / (both.count() - round_trip.count());
+    out.link.bytes_per_s = static_cast<double>(blob_bytes) / (both.count() - round_trip.count());
   if (options.trace) {
     // With each blob GET's first byte: what a blob request waited for here (sent together with
     // the config's, while this process decodes), for reading the budget (docs/design.md).
@@ -575,8 +743,9 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
         firsts += fmt::format(
             " {:.2f}",
             std::chrono::duration<double, std::milli>(t->first_byte - blobs_asked).count());
-    trace(fmt::format("link: round trip {:.2f} ms, {:.1f} MB/s, first bytes{} ms",
-                      out.link.round_trip_s * 1e3, out.link.bytes_per_s / 1e6, firsts));
+    trace(fmt::format("link: round trip {:.2f} ms ({} bytes), {:.1f} MB/s, first bytes{} ms",
+                      out.link.round_trip_s * 1e3, manifest_bytes, out.link.bytes_per_s / 1e6,
+                      firsts));
   }
   const auto computed = early_digest && early_digest->alg == out.index.algorithm
                             ? *early_digest

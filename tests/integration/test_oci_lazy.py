@@ -201,17 +201,43 @@ class LazyMount(unittest.TestCase):
                          self.files["usr/share/doc/a"])
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
 
+    def test_a_new_push_asks_for_no_index_or_config_blob_before_it_serves(self):
+        """Issue 15: a push's EROFS blob ends with the compact index, and its artifact's manifest
+        carries the image config, so the mount's only blob GET before it serves is the EROFS's
+        (the proxy's log is the oracle), and the files are the image's."""
+        repo = self.new_repo("no-index-get")
+        name = "cfs/lazy-compact"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        _, artifact, erofs_layer, _, _ = self.lazy_parts(name)
+        self.assertIn(r.COMPACT_INDEX_ANNOTATION, erofs_layer["annotations"])
+        since = time.time()
+        self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
+        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
+                                                                        since=since)]
+        self.assertEqual(got, [erofs_layer["digest"]])
+        for rel in ("etc/hostname", "usr/share/doc/a", "opt/new"):
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
+        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
+                                                                        since=since)]
+        self.assertNotIn(self.manifest["config"]["digest"], got)
+        index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
+        self.assertNotIn(index_layer["digest"], got)
+
     def test_config_downloads_while_the_lazy_metadata_is_asked_for(self):
-        """The image config is not a round trip of its own before the lazy metadata: with its
-        answer held back 1.5 s by the proxy, the artifact manifest and both metadata blobs are
-        asked for before it comes (the proxy's arrival times are the oracle), and the mount
-        works."""
+        """An artifact pushed by an older cfs (no annotations: the index and the image config
+        are blobs) still mounts, and the image config is not a round trip of its own before
+        the lazy metadata: with its answer held back 1.5 s by the proxy, the artifact manifest
+        and both metadata blobs are asked for before it comes (the proxy's arrival times are the
+        oracle), and the mount works."""
         delay = 1.5
         config = self.manifest["config"]["digest"]
+        name = "cfs/lazy-v1-artifact"
+        self.push_tampered(name, v1=True)
         self.proxy.add_fault(method="GET", path="/blobs/" + config, delay=delay)
         repo = self.new_repo("config")
         since = time.time()
-        self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill")
+        self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
         self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
         got = self.proxy.requests("GET", since=since)
         asked = [e for e in got if e["path"].endswith("/blobs/" + config)]
@@ -417,7 +443,7 @@ class LazyMount(unittest.TestCase):
         self.assertIsNotNone(image, "not registered at the stop")
         parts = sorted(n for n in os.listdir(os.path.join(repo, "cfs-lazy"))
                        if n.startswith(image))
-        self.assertIn(f"{image}.index", parts)
+        self.assertIn(f"{image}.index2", parts)  # the compact index (issue 15)
         self.assertIn(f"{image}.source", parts)
         listed = json.loads(cfs("repo", "images", "--repo", repo, "--json").stdout)
         self.assertIn(image, json.dumps(listed))
@@ -1302,19 +1328,28 @@ class LazyMount(unittest.TestCase):
         return LazyMount._other_erofs
 
     def push_tampered(self, name, erofs=None, index_image=None, annotation=None, index_pad=0,
-                      graph=None, graph_data=None, erofs_z=None):
+                      graph=None, graph_data=None, erofs_z=None, v1=False, compact=None,
+                      config=None):
         """Pushes the image as NAME:v1 with its lazy metadata, then publishes a newer artifact
         (the one a reader takes) whose EROFS is `erofs`, whose index names `index_image` and
         whose EROFS layer's annotation names `annotation` (each unchanged when None), whose
         index is followed by `index_pad` spaces (valid JSON whitespace), and whose config is the
         loader graph document graph(index) when `graph` is given (the blob only, unless
         `graph_data`: those bytes as the descriptor's embedded "data"); `erofs_z(pushed EROFS)`:
-        the EROFS layer's blob instead of `zstd -c` of `erofs`.
+        the EROFS layer's blob instead of `zstd -c` of `erofs`. `v1`: without the annotations
+        a push makes since session 15 (the compact index, the image config), as an older cfs
+        pushed it; `compact(doc)`: the compact index document instead of the pushed one (decoded
+        from its annotation, written back compressed); `config`: those bytes as the embedded
+        image config.
         Returns (the pushed merged image's digest, the annotation's key, the algorithm)."""
         cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
             self.reg.ref(f"{name}:v1"))
         manifest, artifact, erofs_layer, pushed, index = self.lazy_parts(name)
-        (key, named), = erofs_layer["annotations"].items()
+        # The seal's key names the EROFS (the compact index's announces its frame, below).
+        (key, named), = [(k, v) for k, v in erofs_layer["annotations"].items()
+                         if k.startswith("composefs.merged.erofs.")]
+        self.assertIn(r.COMPACT_INDEX_ANNOTATION, erofs_layer["annotations"])
+        self.assertIn(r.IMAGE_CONFIG_ANNOTATION, artifact.get("annotations", {}))
         alg = key.rsplit("-", 2)[1]  # composefs.merged.erofs.v1.fsverity-<alg>-12
         # The oracle: the pushed EROFS is the image the artifact names (fsverity, not cfs).
         self.assertEqual(self.fsverity(pushed, alg), named)
@@ -1322,6 +1357,8 @@ class LazyMount(unittest.TestCase):
         if erofs is not None or erofs_z is not None:
             z = erofs_z(pushed) if erofs_z is not None else self.zstd(erofs)
             erofs_layer["digest"], erofs_layer["size"] = self.put_blob(name, z), len(z)
+            # A blob of its own has no compact index frame: the index blob is read.
+            del erofs_layer["annotations"][r.COMPACT_INDEX_ANNOTATION]
         if annotation is not None:
             erofs_layer["annotations"][key] = annotation
         if index_image is not None or index_pad:
@@ -1338,6 +1375,18 @@ class LazyMount(unittest.TestCase):
                                   "digest": self.put_blob(name, z), "size": len(z)}
             if graph_data is not None:
                 artifact["config"]["data"] = base64.b64encode(graph_data).decode()
+        if v1:
+            del artifact["annotations"]
+            del erofs_layer["annotations"][r.COMPACT_INDEX_ANNOTATION]
+        if compact is not None:
+            blob = self.registry_http(name, "blobs/" + erofs_layer["digest"])[0]
+            head, doc = r.compact_index_frame(blob, erofs_layer["annotations"])
+            z = self.zstd(compact(self.zstd(doc, True)))
+            blob = head + r.compact_index_frame_bytes(z)
+            erofs_layer["digest"], erofs_layer["size"] = self.put_blob(name, blob), len(blob)
+            erofs_layer["annotations"][r.COMPACT_INDEX_ANNOTATION] = str(len(z))
+        if config is not None:
+            artifact["annotations"][r.IMAGE_CONFIG_ANNOTATION] = base64.b64encode(config).decode()
         raw = json.dumps(artifact).encode()
         self.registry_http(name, "manifests/" + r.sha256_bytes(raw), raw, method="PUT",
                            content_type=artifact["mediaType"])
@@ -1442,7 +1491,7 @@ class LazyMount(unittest.TestCase):
         # mounted, registered or stored, fsck clean. (Before the bound, the padded index was
         # parsed and mounted.)
         name = "cfs/lazy-padded"
-        self.push_tampered(name, index_pad=4 << 20)
+        self.push_tampered(name, index_pad=4 << 20, v1=True)
         size = len(self.tampered_index)
         self.assert_refused(self.new_repo("padded"), name, self.tampered_index_digest,
                             "more than the", "bytes")
@@ -1453,6 +1502,69 @@ class LazyMount(unittest.TestCase):
         err = p.stderr.decode()
         self.assertTrue(f"{size} bytes, more than the " in err or
                         "bytes an index of its image can take" in err, err)
+
+    def test_a_compact_index_is_bounded_and_strict(self):
+        # The compact index (the frame the EROFS blob ends with) is decoded under the size bound
+        # of an index of the EROFS's objects, and parsed strictly: padded, or with a byte after
+        # its last column, or of another format, it is refused naming the blob and the field;
+        # nothing is left.
+        key = "compact index of EROFS blob sha256:"
+        self.push_tampered("cfs/lazy-compact-pad", compact=lambda d: d + bytes(4 << 20))
+        self.assert_refused(self.new_repo("compact-pad"), "cfs/lazy-compact-pad",
+                            key, ": more than the ")
+        t.umount(self.mnt)
+        self.push_tampered("cfs/lazy-compact-tail", compact=lambda d: d + b"\0")
+        self.assert_refused(self.new_repo("compact-tail"), "cfs/lazy-compact-tail",
+                            key, ": objects: 1 bytes after the last column")
+        t.umount(self.mnt)
+        self.push_tampered("cfs/lazy-compact-magic", compact=lambda d: b"cfs-oidy" + d[8:])
+        self.assert_refused(self.new_repo("compact-magic"), "cfs/lazy-compact-magic",
+                            key, ": magic")
+        t.umount(self.mnt)
+        # A nid that is no file of the image (the root directory's: the lowest nid written).
+        def root_nid(d):
+            ix = r.compact_index_decode(d)
+            ix["objects"][0]["nid"] = 0
+            return r.compact_index_encode(ix)
+        self.push_tampered("cfs/lazy-compact-nid", compact=root_nid)
+        self.assert_refused(self.new_repo("compact-nid"), "cfs/lazy-compact-nid",
+                            key, ": objects[0].nid: 0")
+
+    def test_a_wrong_compact_index_entry_is_eio_for_that_file_only(self):
+        # A compact index whose entry for usr/share/doc/a is a byte off in its layer still
+        # parses (the reader cannot know), and the file's read fails its digest check: EIO for
+        # it alone, never other bytes; the other files read right.
+        target = self.files["usr/share/doc/a"]
+        blob, first, _ = self.ranges["usr/share/doc/a"]
+        layer = [d["digest"] for d in self.manifest["layers"]].index(blob)
+        def shifted(d):
+            ix = r.compact_index_decode(d)
+            (o,) = [o for o in ix["objects"] if o["layer"] == layer and o["offset"] == first]
+            self.assertEqual(o["size"], len(target))
+            o["offset"] += 1
+            return r.compact_index_encode(ix)
+        name = "cfs/lazy-compact-shifted"
+        self.push_tampered(name, compact=shifted)
+        self.mount(self.new_repo("compact-shifted"), self.reg.ref(f"{name}:v1"), "--no-fill")
+        with self.assertRaises(OSError) as cm:
+            read_file(os.path.join(self.mnt, "usr/share/doc/a"))
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        for rel in ("etc/hostname", "usr/share/doc/b", "opt/new"):
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
+
+    def test_an_embedded_config_other_than_the_images_is_refused(self):
+        # The image config the artifact carries must be the blob the image manifest names: a
+        # byte changed is refused, naming the annotation and both digests.
+        with open(self.reg.blob_path(self.manifest["config"]["digest"]), "rb") as f:
+            config = f.read()
+        other = bytearray(config)
+        other[len(other) // 2] ^= 0x01  # the same size, still ASCII
+        other = bytes(other)
+        name = "cfs/lazy-config-other"
+        self.push_tampered(name, config=other)
+        self.assert_refused(self.new_repo("config-other"), name,
+                            f"annotation {r.IMAGE_CONFIG_ANNOTATION}", r.sha256_bytes(other),
+                            self.manifest["config"]["digest"])
 
     def test_a_hostile_loader_graph_is_refused_naming_the_field(self):
         # The loader graph (the artifact's config) is parsed strictly and bounded like the
@@ -1489,9 +1601,10 @@ class LazyMount(unittest.TestCase):
         repo = self.new_repo("padded-part")
         self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
         t.umount(self.mnt)
-        parts = [f for f in os.listdir(os.path.join(repo, "cfs-lazy")) if f.endswith(".index")]
+        # The compact index as fetched (cfs-lazy/<hex>.index2; a JSON one is <hex>.index).
+        parts = [f for f in os.listdir(os.path.join(repo, "cfs-lazy")) if f.endswith(".index2")]
         self.assertEqual(len(parts), 1, parts)
-        image = parts[0][:-len(".index")]
+        image = parts[0][:-len(".index2")]
         part = os.path.join(repo, "cfs-lazy", parts[0])
         with open(part, "ab") as f:
             f.write(b" " * (16 << 20))
@@ -2241,7 +2354,8 @@ class LazyMount(unittest.TestCase):
         image = os.path.basename(os.readlink(os.path.join(refs, ref)))
         t.umount(self.mnt)
         parts = sorted(os.listdir(os.path.join(repo, "cfs-lazy")))
-        self.assertEqual(parts, [f"{image}.{p}" for p in ("index", "loader-graph", "source")])
+        # index2: the compact index the EROFS blob carried (issue 15)
+        self.assertEqual(parts, [f"{image}.{p}" for p in ("index2", "loader-graph", "source")])
         return repo, "refs/lazy/" + ref, os.path.join(repo, "cfs-lazy", image + ".loader-graph")
 
     def test_a_registration_keeps_the_loader_graph(self):

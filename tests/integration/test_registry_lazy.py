@@ -246,7 +246,8 @@ class LazyPublish(unittest.TestCase):
                          r.sha256_bytes(self.raw_manifest(name, result["lazy_metadata"])))
         self.assertEqual(artifact["subject"]["digest"], result["manifest"])
         layers = {l["mediaType"]: l for l in artifact["layers"]}
-        erofs = zstd_d(self.get(name, f"blobs/{layers[EROFS_TYPE]['digest']}"))
+        erofs_blob = self.get(name, f"blobs/{layers[EROFS_TYPE]['digest']}")
+        erofs = zstd_d(erofs_blob)  # the zstd CLI skips the compact index's skippable frame
         index = json.loads(zstd_d(self.get(name, f"blobs/{layers[INDEX_TYPE]['digest']}")))
         work = tempfile.mkdtemp(dir=self.tmp)
         with open(os.path.join(work, "image.erofs"), "wb") as f:
@@ -255,8 +256,11 @@ class LazyPublish(unittest.TestCase):
         erofs_digest = self.fsverity([os.path.join(work, "image.erofs")])[0]
         self.assertEqual(erofs_digest, self.image)
         self.assertEqual(index["image"], erofs_digest)
+        head, compact_z = r.compact_index_frame(erofs_blob, layers[EROFS_TYPE]["annotations"])
+        self.assertEqual(zstd_d(head), erofs)
         self.assertEqual(layers[EROFS_TYPE]["annotations"],
-                         {"composefs.merged.erofs.v1.fsverity-sha512-12": erofs_digest})
+                         {"composefs.merged.erofs.v1.fsverity-sha512-12": erofs_digest,
+                          r.COMPACT_INDEX_ANNOTATION: str(len(compact_z))})
         self.assertEqual([(l["digest"], l["size"], l["mediaType"]) for l in index["layers"]],
                          [(l["digest"], l["size"], l["mediaType"]) for l in manifest["layers"]])
         self.assertEqual([l["diffId"] for l in index["layers"]], self.config["rootfs"]["diff_ids"])
@@ -273,6 +277,18 @@ class LazyPublish(unittest.TestCase):
             with open(paths[-1], "wb") as f:
                 f.write(data)
         self.assertEqual(self.fsverity(paths), [o["digest"] for o in index["objects"]])
+        # The compact index the EROFS blob ends with (read by the format's description,
+        # cfs_registry.compact_index_decode) places the same objects as the JSON index, for the
+        # same image and layers; the config in the artifact's manifest is the config blob's.
+        compact = r.compact_index_decode(zstd_d(compact_z))
+        self.assertEqual(compact["image"], erofs_digest)
+        self.assertEqual(compact["layers"], index["layers"])
+        placed = lambda objs: sorted((o["layer"], o["offset"], o["length"], o["size"],
+                                      o["compression"]) for o in objs)
+        self.assertEqual(placed(compact["objects"]), placed(index["objects"]))
+        self.assertEqual(len({o["nid"] for o in compact["objects"]}), len(compact["objects"]))
+        self.assertEqual(base64.b64decode(artifact["annotations"][r.IMAGE_CONFIG_ANNOTATION]),
+                         self.get(name, f"blobs/{manifest['config']['digest']}"))
         # Every object of the merged image is placed: the files above 64 bytes, once each
         # (usr/lib/same and usr/lib/copy are one object).
         self.assertEqual(len(index["objects"]), 5)
@@ -309,8 +325,10 @@ class LazyPublish(unittest.TestCase):
         result = self.push(name, "--compression", "none")
         artifact = self.lazy_artifact(name, result["manifest"])
         plain = {}
+        artifact.pop("annotations")  # as cfs pushed it then: no config, no compact index
         for layer in artifact["layers"]:
             self.assertTrue(layer["mediaType"].endswith("+zstd"), layer)
+            layer.get("annotations", {}).pop(r.COMPACT_INDEX_ANNOTATION, None)
             data = zstd_d(self.get(name, f"blobs/{layer['digest']}"))
             layer["mediaType"] = layer["mediaType"].removesuffix("+zstd")
             layer["digest"], layer["size"] = self.put_blob(name, data), len(data)

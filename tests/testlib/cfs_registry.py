@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -387,3 +388,126 @@ def isolated_auth_env():
         for k in ("HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"):
             os.makedirs(env[k], mode=0o700)
         yield d, env
+
+
+# The compact object index (docs/registry.md "Lazy metadata"), read and written here from the
+# format's description, apart from cfs's code: the tests' oracle for what a push carries in its
+# artifact's annotation, and the way they tamper with it.
+COMPACT_INDEX_ANNOTATION = "vnd.cfs.object-index.v2+zstd"
+IMAGE_CONFIG_ANNOTATION = "vnd.cfs.image-config"
+COMPACT_FRAME_MAGIC = 0x184D2A5E  # a zstd skippable frame (RFC 8878 3.1.2)
+
+
+def compact_index_frame(blob, annotations):
+    """(the EROFS blob without it, the zstd compact document) of the skippable frame an EROFS
+    blob ends with, whose payload size the layer's annotation gives."""
+    n = int(annotations[COMPACT_INDEX_ANNOTATION])
+    frame = blob[len(blob) - n - 8:]
+    magic, size = struct.unpack("<II", frame[:8])
+    assert (magic, size) == (COMPACT_FRAME_MAGIC, n), (hex(magic), size, n)
+    return blob[:len(blob) - n - 8], frame[8:]
+
+
+def compact_index_frame_bytes(payload):
+    return struct.pack("<II", COMPACT_FRAME_MAGIC, len(payload)) + payload
+
+
+def _leb(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | 0x80 if v else b)
+        if not v:
+            return bytes(out)
+
+
+def compact_index_decode(doc):
+    """The compact document as a dict: algorithm, image (hex), layers [{digest, diffId, size,
+    mediaType, rangeFetchable}], objects [{nid, layer, compression, offset, length, size}] in
+    the document's (nid) order."""
+    pos = 0
+
+    def varint():
+        nonlocal pos
+        v = shift = 0
+        while True:
+            b = doc[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    def take(n):
+        nonlocal pos
+        pos += n
+        return doc[pos - n:pos]
+
+    assert take(8) == b"cfs-oidx"
+    assert varint() == 2
+    alg = {1: "sha256", 2: "sha512"}[take(1)[0]]
+    out = {"algorithm": alg, "image": take(32 if alg == "sha256" else 64).hex(), "layers": []}
+    for _ in range(varint()):
+        layer = {}
+        for k in ("digest", "diffId"):
+            layer[k] = take(varint()).decode()
+        layer["size"] = varint()
+        layer["mediaType"] = take(varint()).decode()
+        layer["rangeFetchable"] = take(1)[0] == 1
+        out["layers"].append(layer)
+    n = varint()
+    objects = [{} for _ in range(n)]
+    nid = 0
+    for i, o in enumerate(objects):
+        nid = varint() + (nid if i else 0)
+        o["nid"] = nid
+    for o in objects:
+        v = varint()
+        o["layer"], o["compression"] = v >> 1, "zstd" if v & 1 else "none"
+    for o in objects:
+        o["size"] = o["length"] = varint()
+    for o in objects:
+        if o["compression"] == "zstd":
+            o["length"] = varint()
+    cursor = {}
+    for o in objects:
+        z = varint()
+        delta = (z >> 1) ^ -(z & 1)
+        o["offset"] = (cursor.get(o["layer"], 0) + delta) % (1 << 64)
+        cursor[o["layer"]] = o["offset"] + o["length"]
+    assert pos == len(doc), (pos, len(doc))
+    out["objects"] = objects
+    return out
+
+
+def compact_index_encode(ix):
+    """The document of a dict as compact_index_decode returns it (objects in nid order)."""
+    out = bytearray(b"cfs-oidx" + _leb(2))
+    out.append(1 if ix["algorithm"] == "sha256" else 2)
+    out += bytes.fromhex(ix["image"])
+    out += _leb(len(ix["layers"]))
+    for layer in ix["layers"]:
+        for k in ("digest", "diffId"):
+            out += _leb(len(layer[k])) + layer[k].encode()
+        out += _leb(layer["size"]) + _leb(len(layer["mediaType"])) + layer["mediaType"].encode()
+        out.append(1 if layer["rangeFetchable"] else 0)
+    objects = ix["objects"]
+    out += _leb(len(objects))
+    prev = 0
+    for i, o in enumerate(objects):
+        out += _leb(o["nid"] - prev if i else o["nid"])
+        prev = o["nid"]
+    for o in objects:
+        out += _leb(o["layer"] << 1 | (o["compression"] == "zstd"))
+    for o in objects:
+        out += _leb(o["size"])
+    for o in objects:
+        if o["compression"] == "zstd":
+            out += _leb(o["length"])
+    cursor = {}
+    for o in objects:
+        delta = (o["offset"] - cursor.get(o["layer"], 0)) % (1 << 64)
+        out += _leb(((delta << 1) ^ (-(delta >> 63) % (1 << 64))) % (1 << 64))
+        cursor[o["layer"]] = o["offset"] + o["length"]
+    return bytes(out)

@@ -82,6 +82,11 @@ Result<ResolvedImage> resolve_manifest(ImageSource& source,
 /// `image.layers` (and only once all is checked), so a caller may read `image.manifest` from
 /// another thread meanwhile (a lazy mount asks for its metadata while the config downloads).
 Status resolve_config(ImageSource& source, ResolvedImage& image);
+/// resolve_config() with the config's bytes at hand (e.g. carried by a lazy-metadata artifact):
+/// checked against the manifest's config descriptor (digest and size; kDigestMismatch naming
+/// `name`) unless `verified` says the caller has, then parsed and paired as there.
+Status adopt_config(ResolvedImage& image, std::string config, const std::string& name,
+                    bool verified = false);
 
 /// Reads a whole (small) blob and checks it against its descriptor's digest and size.
 Result<std::string> read_verified(ImageSource& source, const Descriptor& d, std::uint64_t max_size,

@@ -60,8 +60,9 @@ struct PendingRegistration {
   std::string source;
   oci::ContentDigest manifest;
   verity::Digest image;
-  FetchedErofs erofs;      ///< the bytes whose fs-verity digest is `image` (checked)
-  std::string index_json;  ///< the index document as fetched
+  FetchedErofs erofs;          ///< the bytes whose fs-verity digest is `image` (checked)
+  std::string index_json;      ///< the index document as fetched
+  bool compact_index = false;  ///< index_json is the compact one (LazyMetadata::compact_index)
   /// The loader graph document as fetched (LazyMetadata::loader_graph_json); empty: none.
   std::string loader_graph_json;
   /// An exclusive flock on REPO/cfs-lazy/<encoded source>.registering, held (across a fork too)
