@@ -7,8 +7,9 @@ side in one run.
   bench/lazy_start.py [--runs 7] [--rate 1e9] [--image oci:DIR:TAG] --ab LABEL=BUILD_DIR ...
 
 The image (default: the Debian image of bench/lazy.py) is pulled and pushed with its lazy metadata
-(zstd:chunked) to a docker-registry started here, in a network namespace of its own whose
-loopback the kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once
+(zstd:chunked; by the first build, or --push-with's: what a mount reads depends on what the push
+attached) to a docker-registry started here, in a network namespace of its own whose loopback the
+kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once
 with each build in the order given (a fresh repository each time, `--no-fill`), unmounts, and
 reads the trace; the table gives each event's median and range over the runs, in ms from the
 mount command. Alternating the builds within a run puts them under the same load; nothing is
@@ -37,6 +38,9 @@ def main():
     ap.add_argument("--rate", type=float, default=1e9, help="link speed in bit/s")
     ap.add_argument("--image", default="oci:/var/cache/cfs-oci-debian/layout:bookworm")
     ap.add_argument("--ab", action="append", required=True, metavar="LABEL=BUILD_DIR")
+    ap.add_argument("--push-with", metavar="LABEL",
+                    help="the build that pulls and pushes the image (default: the first --ab); "
+                         "what a mount reads depends on what the push attached")
     args = ap.parse_args()
     if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
         env = dict(os.environ, CFS_BENCH_LAZY_NETNS="1")
@@ -46,7 +50,10 @@ def main():
     for spec in args.ab:
         label, _, bdir = spec.partition("=")
         builds.append((label, os.path.join(os.path.abspath(bdir), "bin", "cfs")))
-    cfs = builds[0][1]
+    pushers = [b for label, b in builds if label == (args.push_with or builds[0][0])]
+    if not pushers:
+        ap.error(f"--push-with {args.push_with}: no --ab of that label")
+    cfs = pushers[0]
     work = tempfile.mkdtemp(prefix="cfs-bench-lazy-start-")
     reg = r.Registry()
     reg.start()
@@ -112,8 +119,8 @@ def main():
             for label, _ in builds))
         # Per run against the first build (the same run's load): median change, runs lower.
         for label, _ in builds[1:]:
-            d = [a - b for a, b in zip(cpu[builds[0][0]], cpu[label])]
-            print(f"command CPU {builds[0][0]} - {label}: {statistics.median(d):+.1f} ms median, "
+            d = [b - a for a, b in zip(cpu[builds[0][0]], cpu[label])]
+            print(f"command CPU {label} - {builds[0][0]}: {statistics.median(d):+.1f} ms median, "
                   f"lower in {sum(x < 0 for x in d)} of {len(d)} runs")
         # The same per event (the start-up's steps, ms from the command), and the step from
         # the process's start to the manifest alone (the registry handshake, without the

@@ -2025,18 +2025,27 @@ class LazyMount(unittest.TestCase):
 
     def loader_closure(self, root, prog):
         """Image paths of the files the dynamic loader opens for prog (PT_INTERP and the
-        DT_NEEDED closure), found in the tree at root as ld.so would search it (RUNPATH, then
-        the multiarch and plain library directories). Symlinks in the tree are relative, so
-        realpath inside it is the image's own resolution."""
+        DT_NEEDED closure): loader_order's files but prog and the loader's cache."""
+        return set(self.loader_order(root, prog)) - {prog, "etc/ld.so.cache"}
+
+    def loader_order(self, root, prog):
+        """prog and the image paths the dynamic loader opens for it, in the order it opens
+        them: breadth first, each file's interpreter, then (for the program, whose interpreter
+        is glibc's) /etc/ld.so.cache, then its DT_NEEDED libraries, found in the tree at root as
+        ld.so would search it (RUNPATH, then the multiarch and plain library directories; the
+        test's own search with readelf). Symlinks in the tree are relative, so realpath inside
+        it is the image's own resolution."""
         def resolve(path):
             real = os.path.realpath(os.path.join(root, path.lstrip("/")))
             return os.path.relpath(real, root) if os.path.isfile(real) else None
 
-        seen, todo = set(), [prog]
-        while todo:
-            rel = todo.pop()
+        order, queue = [prog], [prog]
+        while queue:
+            rel = queue.pop(0)
             interp, needed, runpath = self.readelf(os.path.join(root, rel))
             found = [resolve(interp)] if interp else []
+            if rel == prog and interp and "ld-linux" in interp:
+                found.append("etc/ld.so.cache")
             for name in needed:
                 for d in [x for x in runpath if x.startswith("/")] + self.HOST_LIBDIRS:
                     hit = resolve(os.path.join(d, name))
@@ -2044,10 +2053,11 @@ class LazyMount(unittest.TestCase):
                         found.append(hit)
                         break
             for f in found:
-                if f and f not in seen and f != prog:
-                    seen.add(f)
-                    todo.append(f)
-        return seen
+                if f and f not in order:
+                    order.append(f)
+                    if f != "etc/ld.so.cache":
+                        queue.append(f)
+        return order
 
     def elf_tree(self, root):
         """usr/bin/prog (the host's dpkg) and the libraries it loads, copied from the host
@@ -2477,35 +2487,6 @@ class LazyMount(unittest.TestCase):
 
     GAP = 4096  # kRangeGapBytes: the most bytes between two objects of one range
     REORDER = 65536  # kRangeReorderBytes: the most bytes a range brings ahead of their turn
-
-    def loader_order(self, root, prog):
-        """prog and the image paths the dynamic loader opens for it, in the order it opens
-        them: breadth first, each file's interpreter, then (for the program, whose interpreter
-        is glibc's) /etc/ld.so.cache, then its DT_NEEDED libraries as loader_closure finds
-        them (the test's own search with readelf)."""
-        def resolve(path):
-            real = os.path.realpath(os.path.join(root, path.lstrip("/")))
-            return os.path.relpath(real, root) if os.path.isfile(real) else None
-
-        order, queue = [prog], [prog]
-        while queue:
-            rel = queue.pop(0)
-            interp, needed, runpath = self.readelf(os.path.join(root, rel))
-            found = [resolve(interp)] if interp else []
-            if rel == prog and interp and "ld-linux" in interp:
-                found.append("etc/ld.so.cache")
-            for name in needed:
-                for d in [x for x in runpath if x.startswith("/")] + self.HOST_LIBDIRS:
-                    hit = resolve(os.path.join(d, name))
-                    if hit:
-                        found.append(hit)
-                        break
-            for f in found:
-                if f and f not in order:
-                    order.append(f)
-                    if f != "etc/ld.so.cache":
-                        queue.append(f)
-        return order
 
     def merged_plan(self, ranges, order, lead):
         """The ranges of a request of several ranges for the files `order` (image paths, in
