@@ -431,7 +431,8 @@ Result<std::string> compact_payload(std::string tail, std::uint64_t n, const std
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
                                               std::string_view erofs,
                                               const ocirepo::ObjectIndex& index,
-                                              const LoaderGraph* graph) {
+                                              const LoaderGraph* graph,
+                                              std::optional<std::string_view> config_bytes) {
   CFS_ASSIGN(auto subject, client.get_manifest(image));
   CFS_ASSIGN(auto m, oci::parse_manifest(subject.bytes, image.str()));
   if (m.layers.size() != index.layers.size())
@@ -488,9 +489,19 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
   // The image config in the artifact's manifest (kLazyConfigAnnotation): no config GET either.
   nlohmann::json annotations = nlohmann::json::object();
   if (m.is_image() && m.config.size <= kMaxEmbeddedConfig) {
-    CFS_ASSIGN(const std::string bytes, fetch_small(client, image, m.config, false,
-                                                    kMaxEmbeddedConfig, image.str() + " config"));
-    annotations[std::string(kLazyConfigAnnotation)] = base64_encode(bytes);
+    // A push has the bytes it just uploaded: fetching them back would cost a request and show
+    // as a download in the push's progress.
+    if (config_bytes &&
+        (config_bytes->size() != m.config.size || oci::sha256_of(*config_bytes) != m.config.digest))
+      return fail(Errc::kInvalidInput, fmt::format("{}: the config given is not the manifest's {}",
+                                                   image.str(), m.config.digest.str()));
+    std::string fetched;
+    if (!config_bytes) {
+      CFS_ASSIGN(fetched, fetch_small(client, image, m.config, false, kMaxEmbeddedConfig,
+                                      image.str() + " config"));
+    }
+    annotations[std::string(kLazyConfigAnnotation)] =
+        base64_encode(config_bytes ? *config_bytes : std::string_view(fetched));
   }
   CFS_ASSIGN(auto pushed,
              detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers),

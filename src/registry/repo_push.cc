@@ -213,9 +213,9 @@ Status attach_lazy_metadata(Client& client, const repo::Repository& repo,
     result.elf_objects = stats.elf;
     result.loads = graph.edges();
   }
-  CFS_ASSIGN(
-      result.lazy_metadata,
-      push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index, &graph));
+  CFS_ASSIGN(result.lazy_metadata,
+             push_lazy_metadata(client, dest.with_digest(result.manifest.str()), erofs, index,
+                                &graph, std::string_view(img.config.raw)));
   result.indexed_objects = index.objects.size();
   return {};
 }

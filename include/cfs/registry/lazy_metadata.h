@@ -66,12 +66,14 @@ inline constexpr std::uint64_t kMaxLazyErofsSize = 1ull << 30;
 
 /// Attaches `erofs` (whose fs-verity digest is index.image) and `index` to the manifest
 /// `image` names, with `graph` (of index's objects) as the artifact's config unless it is
-/// null or empty. The index's layers must be that manifest's layers. Returns the artifact's
-/// digest; pushing the same metadata again changes nothing.
-Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
-                                              std::string_view erofs,
-                                              const ocirepo::ObjectIndex& index,
-                                              const LoaderGraph* graph = nullptr);
+/// null or empty. The index's layers must be that manifest's layers. `config`: the image
+/// config's bytes when the caller has them (a push: checked against the manifest's config
+/// descriptor), else they are fetched to embed them. Returns the artifact's digest; pushing the
+/// same metadata again changes nothing.
+Result<oci::ContentDigest> push_lazy_metadata(
+    Client& client, const Reference& image, std::string_view erofs,
+    const ocirepo::ObjectIndex& index, const LoaderGraph* graph = nullptr,
+    std::optional<std::string_view> config = std::nullopt);
 
 struct LazyFetchOptions {
   /// For an index: the platform (default: the running one).
