@@ -14,6 +14,7 @@
 #include "cfs/ocirepo/object_index.h"
 #include "cfs/util/sys.h"
 #include "fuzz_target.h"
+#include "object_index_checks.h"
 #include "testutil/tree_builder.h"
 
 namespace {
@@ -51,11 +52,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto back = parse_compact_index(*again, image(), "again");
   FUZZ_CHECK(back.has_value(), "an encoded index does not parse");
   FUZZ_CHECK(encode_object_index(*back) == encode_object_index(*ix), "encoding is not stable");
-  for (const auto& o : ix->objects) {
-    const auto* found = ix->find(o.digest);
-    FUZZ_CHECK(found != nullptr && found->offset == o.offset, "a listed object is not found");
-    const auto& l = ix->layers.at(o.layer);
-    FUZZ_CHECK(l.range_fetchable && o.offset + o.length <= l.size, "a range outside its layer");
-  }
+  check_listed_objects(*ix);
   return 0;
 }

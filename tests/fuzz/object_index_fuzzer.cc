@@ -8,6 +8,7 @@
 
 #include "cfs/ocirepo/object_index.h"
 #include "fuzz_target.h"
+#include "object_index_checks.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace cfs::ocirepo;
@@ -18,11 +19,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto again = parse_object_index(json, "again");
   FUZZ_CHECK(again.has_value(), "an encoded index does not parse");
   FUZZ_CHECK(encode_object_index(*again) == json, "encoding is not stable");
-  for (const auto& o : ix->objects) {
-    const auto* found = ix->find(o.digest);
-    FUZZ_CHECK(found != nullptr && found->offset == o.offset, "a listed object is not found");
-    const auto& l = ix->layers.at(o.layer);
-    FUZZ_CHECK(l.range_fetchable && o.offset + o.length <= l.size, "a range outside its layer");
-  }
+  check_listed_objects(*ix);
   return 0;
 }
