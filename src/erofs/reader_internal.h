@@ -131,4 +131,13 @@ Status walk_dir(std::span<const std::byte> img, const InodeInfo& dir, std::uint6
   return {};
 }
 
+/// Where an inode's trusted.overlay.metacopy and trusted.overlay.redirect values lie in the
+/// image, inline or in the shared table (the last of each, as backing_from_xattrs takes them),
+/// for the redirect slimming transform (erofs/slim.h). Errors: those of Image::xattrs().
+struct BackingSpans {
+  std::uint64_t metacopy = 0, metacopy_size = 0;  ///< offset and size; size 0: none
+  std::uint64_t redirect = 0, redirect_size = 0;
+};
+Result<BackingSpans> backing_spans(const Image& image, const InodeInfo& ino);
+
 }  // namespace cfs::erofs::detail

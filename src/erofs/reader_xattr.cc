@@ -128,6 +128,26 @@ Result<std::optional<verity::Digest>> Image::metacopy_digest(const InodeInfo& in
   return out;
 }
 
+Result<detail::BackingSpans> detail::backing_spans(const Image& image, const InodeInfo& ino) {
+  BackingSpans out;
+  const auto bytes = image.bytes();
+  const auto at = [&](std::string_view v) {
+    return static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(v.data()) - bytes.data());
+  };
+  CFS_TRY(
+      for_each_xattr(bytes, image.info().xattr_blkaddr, ino, [&](const EntryView& e, bool shared) {
+        if (shared) return;
+        if (is_named(e, overlay::kMetacopy)) {
+          out.metacopy = at(e.value);
+          out.metacopy_size = e.value.size();
+        } else if (is_named(e, overlay::kRedirect)) {
+          out.redirect = at(e.value);
+          out.redirect_size = e.value.size();
+        }
+      }));
+  return out;
+}
+
 Backing backing_from_xattrs(const std::vector<RawXattr>& xattrs) {
   Backing b;
   for (const auto& x : xattrs) {
