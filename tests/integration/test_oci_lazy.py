@@ -2039,13 +2039,14 @@ class LazyMount(unittest.TestCase):
             real = os.path.realpath(os.path.join(root, path.lstrip("/")))
             return os.path.relpath(real, root) if os.path.isfile(real) else None
 
+        cache = resolve("/etc/ld.so.cache") or "etc/ld.so.cache"
         order, queue = [prog], [prog]
         while queue:
             rel = queue.pop(0)
             interp, needed, runpath = self.readelf(os.path.join(root, rel))
             found = [resolve(interp)] if interp else []
             if rel == prog and interp and "ld-linux" in interp:
-                found.append("etc/ld.so.cache")
+                found.append(cache)
             for name in needed:
                 for d in [x for x in runpath if x.startswith("/")] + self.HOST_LIBDIRS:
                     hit = resolve(os.path.join(d, name))
@@ -2055,7 +2056,7 @@ class LazyMount(unittest.TestCase):
             for f in found:
                 if f and f not in order:
                     order.append(f)
-                    if f != "etc/ld.so.cache":
+                    if f != cache:
                         queue.append(f)
         return order
 
@@ -2115,14 +2116,22 @@ class LazyMount(unittest.TestCase):
         if decoy and not os.path.lexists(os.path.join(libdir, "libz.so.1")):
             copy_lib(decoy[0])
 
-    def elf_image(self):
+    def elf_image(self, zstd=False):
         """The image of elf_tree (pushed uncompressed as cfs/elf:v1, once per class): (root,
         the files the loader opens for usr/bin/prog by the test's own search, "bytes=A-B" ->
-        image path from the pushed blob with tarfile, the layer blob's digest and size)."""
+        image path from the pushed blob with tarfile, the layer blob's digest and size).
+        `zstd`: that tree with /etc moved to usr/etc (elf_image_zstd), pushed
+        --compression=zstd-chunked as cfs/elfz:v1, each file's range its zstd frames as the
+        layer's zstd:chunked TOC lists them (`reg` entries' offset-endOffset, the TOC decoded
+        with zstd(1)), each checked to decode (zstd(1)) to the tree's file."""
         if not shutil.which("readelf") or not os.path.exists("/usr/bin/dpkg") or \
                 os.uname().machine != "x86_64":
             self.skipTest("needs readelf (binutils) and an x86_64 /usr/bin/dpkg")
         cls = type(self)
+        if zstd:
+            if not getattr(cls, "_elfz", None):
+                cls._elfz = self.elf_image_zstd(self.elf_image())
+            return cls._elfz
         if getattr(cls, "_elf", None):
             return cls._elf
         root = os.path.join(self.tmp, "elf-root")
@@ -2152,6 +2161,44 @@ class LazyMount(unittest.TestCase):
                         m.name.lstrip("./")
         cls._elf = (root, expected, ranges, layer["digest"], layer["size"])
         return cls._elf
+
+    def elf_image_zstd(self, elf):
+        # elf_tree with /etc a symlink to usr/etc: the loader's cache then lies between the
+        # program and its interpreter in the layer, and their range holds three files.
+        root = os.path.join(self.tmp, "elfz-root")
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(elf[0], root, symlinks=True)
+        os.makedirs(os.path.join(root, "usr/etc"))
+        os.rename(os.path.join(root, "etc/ld.so.cache"), os.path.join(root, "usr/etc/ld.so.cache"))
+        os.rmdir(os.path.join(root, "etc"))
+        os.symlink("usr/etc", os.path.join(root, "etc"))
+        expected = set(self.loader_order(root, "usr/bin/prog")) - {"usr/bin/prog"}
+        self.assertIn("usr/etc/ld.so.cache", expected)
+        layout = os.path.join(self.tmp, "elfz-img")
+        shutil.rmtree(layout, ignore_errors=True)
+        t.run(["umoci", "init", "--layout", layout])
+        t.run(["umoci", "new", "--image", f"{layout}:v1"])
+        t.run(["umoci", "insert", "--image", f"{layout}:v1", root, "/"])
+        src = self.new_repo("elfz-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "elf")
+        cfs("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "elf",
+            self.reg.ref("cfs/elfz:v1"))
+        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/elfz:v1"), NOTLS))
+        (layer,) = manifest["layers"]
+        blob = read_file(self.reg.blob_path(layer["digest"]))
+        # containers/storage's TOC position: "offset:length:uncompressed length:type" of a
+        # skippable frame (8 bytes of magic and size before its data).
+        off, length, _, _ = (int(x) for x in layer["annotations"][
+            "io.github.containers.zstd-chunked.manifest-position"].split(":"))
+        toc = json.loads(self.zstd(blob[off:off + length], True))
+        ranges = {}
+        for e in toc["entries"]:
+            if e["type"] == "reg" and e.get("size", 0) > 64:
+                name = e["name"].lstrip("./")
+                self.assertEqual(self.zstd(blob[e["offset"]:e["endOffset"]], True),
+                                 read_file(os.path.join(root, name)), name)
+                ranges[f"bytes={e['offset']}-{e['endOffset'] - 1}"] = name
+        return (root, expected, ranges, layer["digest"], layer["size"])
 
     @staticmethod
     def split_ranges(header):
@@ -2244,7 +2291,7 @@ class LazyMount(unittest.TestCase):
                 int(x.split("-")[1]) <= last}
 
     def elf_run(self, name, eio=None, asked=None, repo=None, source=None, before_reads=None,
-                batch=False):
+                batch=False, zstd=False):
         """Mounts cfs/elf:v1 through the proxy (one object per range, or the neighbour budget
         `batch` as mount() takes it; or `source` in `repo`,
         an image registered there before), reads usr/bin/prog,
@@ -2253,12 +2300,13 @@ class LazyMount(unittest.TestCase):
         oracle) and checks fsck; returns the blob GETs of the layer, in order. With `eio` (a
         list), a read that fails with EIO is recorded there and read again (an open that
         waited for a tampered fetch). With `before_reads` (a list), the GETs made before the
-        files were read (the program's aside) are put there."""
-        root, expected, ranges, layer, _ = self.elf_image()
+        files were read (the program's aside) are put there. `zstd`: cfs/elfz:v1 (elf_image)."""
+        root, expected, ranges, layer, _ = self.elf_image(zstd)
         want = expected | {"usr/bin/prog"}
         repo = repo or self.new_repo(name)
         since = time.time()
-        self.mount(repo, source or self.proxy.ref("cfs/elf:v1"), "--no-fill", batch=batch)
+        self.mount(repo, source or self.proxy.ref("cfs/elfz:v1" if zstd else "cfs/elf:v1"),
+                   "--no-fill", batch=batch)
         self.assertEqual(read_file(os.path.join(self.mnt, "usr/bin/prog")),
                          read_file(os.path.join(root, "usr/bin/prog")))
 
@@ -2611,6 +2659,54 @@ class LazyMount(unittest.TestCase):
         later = set().union(set(), *(self.covered(ranges, e["range"])
                                      for e in got[got.index(multi[0]) + 1:] if e["range"]))
         self.assertIn(target, later)
+        self.assertEqual(later & (expected | {"usr/bin/prog"}), {target}, later)
+
+    def test_a_corrupt_zstd_frame_in_a_merged_range_fails_that_object_only(self):
+        """The same tree pushed --compression=zstd-chunked (each file its own zstd frame, the
+        TOC's offsets the oracle for its range): a byte flipped in the middle of the frame of a
+        closure file that a merged range carries between two others (neither its first nor its
+        last member; in this tree the loader's cache, between the program and its interpreter)
+        fails that object only: it decodes to garbage or not at all, its fs-verity
+        digest is not the index's, nothing of it is stored, an open that waited for it may see
+        EIO (no other file), and it is asked for again on its own; its range neighbours were
+        decoded and verified from the same answer (no later request holds them). Every file
+        then reads as the tree's and fsck is clean (elf_run). Without a frame's own failure
+        staying its own, the neighbour after it would be asked for again or fail."""
+        root, expected, ranges, layer, _ = self.elf_image(zstd=True)
+        budget = self.GAP  # a neighbour budget that holds no library beside the one refetched
+        got = self.elf_run("elfz-flip-plan", batch=budget, zstd=True)
+        (multi,) = [e for e in got if e["range"] and "," in e["range"]]
+        asked = self.split_ranges(multi["range"])
+        plan = self.merged_plan(ranges, self.loader_order(root, "usr/bin/prog"), "usr/bin/prog")
+        self.assertEqual(sorted(asked), sorted(plan))
+        # The largest closure file inside a range of at least three files, and where its
+        # middle is in the answer: the parts before it, each with at most 256 bytes of boundary
+        # and headers.
+        start = {p: int(x[len("bytes="):].split("-")[0]) for x, p in ranges.items()}
+
+        def inner(x):  # the range's members other than its first and last, in blob order
+            return sorted(plan[x], key=start.get)[1:-1]
+        candidates = [(i, p) for i, x in enumerate(asked) for p in inner(x) if p in expected]
+        self.assertTrue(candidates, plan)  # the tree has a range of three closure files
+        k, target = max(candidates, key=lambda ip: self.size_of(ranges, ip[1]))
+        lengths = [int(x.split("-")[1]) - int(x[len("bytes="):].split("-")[0]) + 1
+                   for x in asked]
+        first = int(asked[k][len("bytes="):].split("-")[0])
+        at = sum(lengths[:k]) + 128 * (k + 1) + start[target] - first + \
+            self.size_of(ranges, target) // 2
+        self.assertGreater(self.size_of(ranges, target) // 2, 256 * (k + 1))
+        neighbours = set(plan[asked[k]]) - {target}
+        self.proxy.add_fault(method="GET", path="/blobs/" + layer, multi=True, flip=at)
+        eio = []
+        got = self.elf_run("elfz-flip-merged", eio, batch=budget, zstd=True)
+        self.assertLessEqual(set(eio), {target}, eio)
+        multi = [e for e in got if e["range"] and "," in e["range"]]
+        self.assertEqual(multi[0]["fault"], "flip", multi[0])
+        self.assertEqual(sorted(self.split_ranges(multi[0]["range"])), sorted(plan))
+        later = set().union(set(), *(self.covered(ranges, e["range"])
+                                     for e in got[got.index(multi[0]) + 1:] if e["range"]))
+        self.assertIn(target, later)
+        self.assertFalse(later & neighbours, (later, neighbours))
         self.assertEqual(later & (expected | {"usr/bin/prog"}), {target}, later)
 
     @staticmethod
