@@ -36,6 +36,7 @@
 #include "cfs/util/sys_link.h"
 #include "registry/elf.h"
 #include "registry/loader.h"
+#include "registry/range_plan.h"
 
 namespace cfs::registry {
 namespace {
@@ -458,53 +459,23 @@ struct SpanSink final : BlobSink {
 /// of an object wanted before them (see there). The object at `lead` (an index, or locs.size() for
 /// none) starts a range of its own: those of the object an open waits for must not queue behind
 /// a neighbour's. Objects without bytes or overlapping another (only a broken index has them) keep
-/// a range of their own.
+/// a range of their own. The plan is detail::plan_ranges's.
 std::vector<SpanSink> merge_ranges(std::span<const ocirepo::ObjectLocation* const> locs,
                                    std::span<PartSink> sinks, std::size_t lead, std::uint64_t gap) {
-  std::vector<std::size_t> by_offset(locs.size());
-  for (std::size_t i = 0; i < by_offset.size(); ++i) by_offset[i] = i;
-  std::stable_sort(by_offset.begin(), by_offset.end(),
-                   [&](std::size_t a, std::size_t b) { return locs[a]->offset < locs[b]->offset; });
-  // The bytes of `members` (indices into locs, in blob order: the order they arrive in) that
-  // would arrive ahead of an object wanted before them, were they one range placed where the
-  // first wanted of them is: a member is on time when every object wanted between that one and
-  // it is a member before it.
-  auto ahead = [&](const std::vector<std::size_t>& members) {
-    const std::size_t lo = *std::min_element(members.begin(), members.end());
-    std::uint64_t bytes = 0;
-    for (std::size_t i = 0; i < members.size(); ++i) {
-      std::size_t before = 0;
-      for (std::size_t j = 0; j < i; ++j) before += members[j] < members[i];
-      if (before != members[i] - lo) bytes += locs[members[i]]->length;
-    }
-    return bytes;
-  };
+  std::vector<detail::RangeObject> objects;
+  objects.reserve(locs.size());
+  for (const ocirepo::ObjectLocation* l : locs) objects.push_back({l->offset, l->length});
   std::vector<SpanSink> out;
-  std::vector<std::vector<std::size_t>> indices;  // of each range's members, in blob order
   out.reserve(locs.size());
-  for (std::size_t i : by_offset) {
-    const ocirepo::ObjectLocation& l = *locs[i];
-    SpanSink* cur = out.empty() ? nullptr : &out.back();
-    if (cur && i != lead && l.length > 0 && cur->hi > cur->lo && l.offset >= cur->hi &&
-        l.offset - cur->hi <= gap) {
-      indices.back().push_back(i);
-      if (ahead(indices.back()) <= kRangeReorderBytes) {
-        cur->hi = l.offset + l.length;
-        cur->first = std::min(cur->first, i);
-        cur->members.push_back({l.offset, l.length, &sinks[i]});
-        continue;
-      }
-      indices.back().pop_back();
-    }
+  for (const detail::PlannedRange& r :
+       detail::plan_ranges(objects, lead, gap, kRangeReorderBytes)) {
     SpanSink& s = out.emplace_back();
-    s.lo = s.pos = l.offset;
-    s.hi = l.offset + l.length;
-    s.first = i;
-    s.members.push_back({l.offset, l.length, &sinks[i]});
-    indices.push_back({i});
+    s.lo = s.pos = r.lo;
+    s.hi = r.hi;
+    s.first = r.first;
+    for (std::size_t i : r.members)
+      s.members.push_back({locs[i]->offset, locs[i]->length, &sinks[i]});
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const SpanSink& a, const SpanSink& b) { return a.first < b.first; });
   return out;
 }
 
