@@ -16,6 +16,7 @@
 #include "artifact.h"
 #include "base64.h"
 #include "cfs/erofs/reader.h"
+#include "cfs/erofs/slim.h"
 #include "cfs/oci/byte_source.h"
 #include "cfs/oci/compress.h"
 #include "cfs/oci/source.h"
@@ -31,6 +32,21 @@ using Clock = std::chrono::steady_clock;
 /// The largest index parsed before the EROFS that bounds it has arrived: ~35,000 SHA-512
 /// objects (the Debian image's 5,189 take 1.1 MB), at most ~50 MB of parser memory.
 constexpr std::uint64_t kEarlyIndexParse = 8ull << 20;
+
+/// The zstd skippable frames of the metadata blobs (any zstd reader skips them: an older cfs and
+/// `zstd -d` decode the same EROFS; RFC 8878 allows magics 0x184D2A50-5F, zstd:chunked's are
+/// 0x184D2A50): the compact index after the EROFS's frame (since session 15), and the redirect
+/// table before the slim EROFS's (since session 16).
+constexpr std::uint32_t kCompactFrameMagic = 0x184D2A5E;
+constexpr std::uint32_t kRedirectFrameMagic = 0x184D2A5D;
+constexpr std::uint64_t kSkippableHeader = 8;
+
+std::uint32_t le32_at(std::string_view b, std::size_t at) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i)
+    v |= std::uint32_t{static_cast<std::uint8_t>(b[at + i])} << (8 * i);
+  return v;
+}
 
 verity::Digest erofs_digest(std::span<const std::byte> erofs, verity::HashAlg alg) {
   verity::Params p;
@@ -82,9 +98,27 @@ class MetadataSink final : public BlobSink {
   }
   std::string take_tail() { return std::move(tail_); }
 
+  /// The blob starts with `head` bytes that are not decoded: the slim EROFS's redirect table
+  /// (erofs/slim.h) in its skippable frame. Once they are in, each value the table lists is
+  /// rebuilt in what is hashed as the EROFS's bytes pass, and in the EROFS itself at finish().
+  void set_head(std::uint64_t head) { head_len_ = head; }
+
   Status write(std::span<const std::byte> data) override {
     // The first bytes' time, before any work on them (a retry keeps the first attempt's).
     if (first_byte_ && *first_byte_ == Clock::time_point{}) *first_byte_ = Clock::now();
+    if (head_.size() < head_len_) {
+      const std::uint64_t take = std::min<std::uint64_t>(head_len_ - head_.size(), data.size());
+      head_.append(reinterpret_cast<const char*>(data.data()), take);
+      received_ += take;
+      data = data.subspan(take);
+      if (head_.size() == head_len_ && !error_) {
+        if (auto t = redirect_table(); t)
+          rebuilder_.emplace(std::move(*t), what_ + ": redirect table");
+        else
+          error_ = std::move(t).error();
+      }
+      if (data.empty()) return {};
+    }
     if (tail_len_) {
       // The bytes from the tail's start on are kept as they are (the client checks the whole
       // blob's digest), the rest decoded.
@@ -123,6 +157,8 @@ class MetadataSink final : public BlobSink {
     size_ = 0;
     received_ = 0;
     tail_.clear();
+    head_.clear();
+    rebuilder_.reset();
     error_.reset();
     if (decoder_) decoder_->reset();
     if (hasher_) hasher_.emplace(params_);
@@ -134,7 +170,22 @@ class MetadataSink final : public BlobSink {
   Result<std::string> finish() {
     if (!error_ && decoder_)
       if (Status st = decoder_->finish(); !st) error_ = std::move(st).error();
+    if (!error_ && head_.size() < head_len_)
+      error_ = Error(Errc::kInvalidInput, what_ + ": shorter than its redirect table's frame");
+    if (!error_ && rebuilder_)
+      if (Status st = rebuilder_->finish(); !st) error_ = std::move(st).error();
     if (error_) return fail(std::move(*error_));
+    // Decoded in place, the EROFS itself is rebuilt only now: until the frame's end the decoder
+    // may read it as its window. (Through a window, the rebuilt pieces were written.)
+    if (in_place_ && rebuilder_) {
+      const std::size_t n = std::min(size_, in_place_);
+      erofs::RedirectTable placed = rebuilder_->table();
+      std::erase_if(placed.entries,
+                    [&](const auto& e) { return e.value + placed.value_size() > n; });
+      const auto whole =
+          map_ ? std::span(map_->p, n) : std::as_writable_bytes(std::span(out_.data(), n));
+      CFS_TRY(erofs::rebuild_redirects(whole, placed, what_ + ": redirect table"));
+    }
     if (in_place_) {
       // The frame's end checked its declared size; fewer bytes (frames after it can only add)
       // would leave the buffer's tail, so it is cut to what was decoded all the same.
@@ -155,6 +206,24 @@ class MetadataSink final : public BlobSink {
   }
 
  private:
+  /// The redirect table of the blob's first frame (head_), decoded and parsed strictly.
+  Result<erofs::RedirectTable> redirect_table() {
+    const std::string what = what_ + ": redirect table";
+    if (head_.size() < kSkippableHeader || le32_at(head_, 0) != kRedirectFrameMagic ||
+        le32_at(head_, 4) != head_.size() - kSkippableHeader)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: the blob does not start with the {}-byte skippable frame its "
+                              "annotation {} announces",
+                              what, head_.size() - std::min(head_.size(), kSkippableHeader),
+                              kRedirectTableAnnotation));
+    MetadataSink sink(true, kMaxRedirectTable, what, std::nullopt);
+    CFS_TRY(sink.write(std::as_bytes(std::span(head_)).subspan(kSkippableHeader)));
+    CFS_ASSIGN(const std::string doc, sink.finish());
+    // Bounded by the largest EROFS fetched; each value is checked to lie within the EROFS as
+    // it arrives (finish()).
+    return erofs::parse_redirect_table(doc, max_, what);
+  }
+
   Status plain(std::span<const std::byte> b) {
     const std::uint64_t limit = limit_ ? limit_->load() : max_;
     if (size_ + b.size() > std::min(max_, limit))
@@ -163,12 +232,18 @@ class MetadataSink final : public BlobSink {
                                              "take (its objects counted)",
                                              what_, limit)
                                : fmt::format("{}: more than the {} bytes allowed", what_, max_));
-    if (size_ < in_place_) {
+    const bool placed = size_ < in_place_;
+    if (placed) {
       // The first frame, decoded where it belongs (frames after it come through the window).
       std::byte* at = (map_ ? map_->p : reinterpret_cast<std::byte*>(out_.data())) + size_;
       if (b.data() != at || b.size() > in_place_ - size_)
         return fail(Errc::kInvalidInput, what_ + ": zstd: output out of place");
-    } else {
+    }
+    // What is hashed (and written, through a window) is the piece as rebuilt.
+    if (rebuilder_) {
+      CFS_ASSIGN(b, rebuilder_->feed(b));
+    }
+    if (!placed) {
       if (file_ >= 0)
         CFS_TRY(sys::pwrite_all(file_, b, size_));
       else
@@ -180,8 +255,9 @@ class MetadataSink final : public BlobSink {
   }
 
   std::uint64_t max_;
-  std::uint64_t blob_size_ = 0, tail_len_ = 0, received_ = 0;
-  std::string tail_;
+  std::uint64_t blob_size_ = 0, tail_len_ = 0, received_ = 0, head_len_ = 0;
+  std::string tail_, head_;
+  std::optional<erofs::RedirectRebuilder> rebuilder_;
   const std::atomic<std::uint64_t>* limit_;
   int file_;
   Clock::time_point* first_byte_;
@@ -246,12 +322,14 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
                                 std::optional<verity::HashAlg> alg = std::nullopt,
                                 std::optional<verity::Digest>* digest = nullptr,
                                 const std::atomic<std::uint64_t>* limit = nullptr, int file = -1,
-                                std::uint64_t tail = 0, std::string* tail_out = nullptr) {
+                                std::uint64_t tail = 0, std::string* tail_out = nullptr,
+                                std::uint64_t head = 0) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
   MetadataSink sink(zstd, max, what, alg, limit, file, times ? &times->first_byte : nullptr);
   if (tail) sink.set_tail(d.size, tail);
+  if (head) sink.set_head(head);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
   if (times) times->last_byte = Clock::now();
   CFS_ASSIGN(std::string out, sink.finish());
@@ -266,11 +344,13 @@ Result<FetchedErofs> fetch_erofs(Client& client, const Reference& repo, const oc
                                  const std::string& what, BlobTimes* times,
                                  std::optional<verity::HashAlg> alg,
                                  std::optional<verity::Digest>* digest, std::uint64_t tail = 0,
-                                 std::string* tail_out = nullptr) {
+                                 std::string* tail_out = nullptr, std::uint64_t head = 0) {
   FetchedErofs out;
   CFS_ASSIGN(out.fd, sys::memfd_create("composefs-image"));
-  CFS_TRY(fetch_small(client, repo, d, d.media_type == kErofsZstdMediaType, kMaxLazyErofsSize, what,
-                      times, alg, digest, nullptr, out.fd.get(), tail, tail_out)
+  CFS_TRY(fetch_small(client, repo, d,
+                      d.media_type == kErofsZstdMediaType || d.media_type == kErofsSlimMediaType,
+                      kMaxLazyErofsSize, what, times, alg, digest, nullptr, out.fd.get(), tail,
+                      tail_out, head)
               .map([](std::string) {}));
   // Sealed before it is mapped or handed on: from here on nothing can change the bytes that
   // were hashed, through any descriptor or mapping.
@@ -371,16 +451,10 @@ Result<bool> embedded_config(const oci::Manifest& m, oci::ResolvedImage& image,
   return true;
 }
 
-/// The compact index's frame at the end of the EROFS blob: a zstd skippable frame (any zstd
-/// reader skips it: an older cfs, `zstd -d`, decode the same EROFS) holding the compact document
-/// as one zstd frame. Its magic is 0x184D2A5E (RFC 8878 allows 0x184D2A50-5F; zstd:chunked's
-/// are 0x184D2A50).
-constexpr std::uint32_t kCompactFrameMagic = 0x184D2A5E;
-constexpr std::uint64_t kSkippableHeader = 8;
-
-std::string skippable_frame(std::string_view payload) {
+/// A zstd skippable frame (kCompactFrameMagic, kRedirectFrameMagic) holding `payload`.
+std::string skippable_frame(std::uint32_t magic, std::string_view payload) {
   std::string out(kSkippableHeader, '\0');
-  const std::uint32_t magic = kCompactFrameMagic, size = static_cast<std::uint32_t>(payload.size());
+  const std::uint32_t size = static_cast<std::uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) {
     out[static_cast<std::size_t>(i)] = static_cast<char>(magic >> (8 * i));
     out[static_cast<std::size_t>(4 + i)] = static_cast<char>(size >> (8 * i));
@@ -389,22 +463,28 @@ std::string skippable_frame(std::string_view payload) {
   return out;
 }
 
-/// The size of the compact index's frame payload the EROFS layer's annotation announces
-/// (kLazyIndexAnnotation: decimal bytes), 0 when it has none.
-Result<std::uint64_t> announced_index(const oci::Descriptor& erofs, const std::string& what) {
-  auto a = erofs.annotations.find(std::string(kLazyIndexAnnotation));
+/// The size of a frame payload the EROFS layer's annotation `key` announces (decimal bytes, 1
+/// to `max`), 0 when it has none: the compact index's (kLazyIndexAnnotation) at the blob's end,
+/// the redirect table's (kRedirectTableAnnotation) at a slim blob's start. `others`: the bytes
+/// of the blob's other such frames, which the EROFS's frame must leave room for.
+Result<std::uint64_t> announced_frame(const oci::Descriptor& erofs, std::string_view key,
+                                      std::uint64_t max, std::uint64_t others,
+                                      const std::string& what) {
+  auto a = erofs.annotations.find(std::string(key));
   if (a == erofs.annotations.end()) return std::uint64_t{0};
-  const std::string field = fmt::format("{}: EROFS annotation {}", what, kLazyIndexAnnotation);
+  const std::string field = fmt::format("{}: EROFS annotation {}", what, key);
   std::uint64_t n = 0;
   const auto& v = a->second;
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc() || end != v.data() + v.size() || v.empty() || (v.size() > 1 && v[0] == '0'))
     return fail(Errc::kInvalidInput, fmt::format("{}: '{}' is not a byte count", field, v));
-  if (n == 0 || n > kMaxEmbeddedIndex)
-    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes is not 1 to the {} allowed", field,
-                                                 n, kMaxEmbeddedIndex));
-  if (erofs.media_type != kErofsZstdMediaType || n + kSkippableHeader >= erofs.size)
-    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes cannot end a {} blob of {} bytes",
+  if (n == 0 || n > max)
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: {} bytes is not 1 to the {} allowed", field, n, max));
+  if ((erofs.media_type != kErofsZstdMediaType && erofs.media_type != kErofsSlimMediaType) ||
+      n + kSkippableHeader + others >= erofs.size)
+    return fail(Errc::kInvalidInput, fmt::format("{}: {} bytes cannot be a frame of a {} blob of "
+                                                 "{} bytes",
                                                  field, n, erofs.media_type, erofs.size));
   return n;
 }
@@ -452,15 +532,39 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
   // announces (kLazyIndexAnnotation): a mount then fetches no blob but the EROFS before it
   // serves, and the artifact's manifest stays small (its round trip is the link's probe).
   std::uint64_t compact_size = 0;
+  std::string compact_z;
   {
     CFS_ASSIGN_CTX(auto img,
                    erofs::Image::from_bytes(std::as_bytes(std::span(erofs.data(), erofs.size()))),
                    image.str() + ": EROFS");
     CFS_ASSIGN(const std::string compact, ocirepo::encode_compact_index(index, img));
-    CFS_ASSIGN(const std::string compact_z, compress(compact));
+    CFS_ASSIGN(compact_z, compress(compact));
     if (compact_z.size() <= kMaxEmbeddedIndex) {
-      erofs_z += skippable_frame(compact_z);
+      erofs_z += skippable_frame(kCompactFrameMagic, compact_z);
       compact_size = compact_z.size();
+    }
+  }
+  // The slim EROFS blob (kLazySlimArtifactType): the redirect table's frame, the EROFS with the
+  // redirects' hex zeroed, the compact index's frame. Only when there is something to slim and
+  // the rebuild gives the EROFS back (it always does: erofs/slim.h; a mount checks it anyway).
+  std::string slim_z;
+  std::uint64_t table_size = 0;
+  if (compact_size) {
+    const auto bytes = std::as_bytes(std::span(erofs.data(), erofs.size()));
+    CFS_ASSIGN_CTX(auto slim, erofs::slim_redirects(bytes), image.str() + ": EROFS");
+    const std::string doc = erofs::encode_redirect_table(slim.table);
+    std::string rebuilt = slim.erofs;
+    if (!slim.table.entries.empty() && doc.size() <= kMaxRedirectTable &&
+        erofs::rebuild_redirects(std::as_writable_bytes(std::span(rebuilt.data(), rebuilt.size())),
+                                 slim.table, "rebuild") &&
+        rebuilt == erofs) {
+      CFS_ASSIGN(const std::string table_z, compress(doc));
+      CFS_ASSIGN(const std::string slim_erofs_z, compress(slim.erofs));
+      if (table_z.size() <= kMaxRedirectTable) {
+        slim_z = skippable_frame(kRedirectFrameMagic, table_z) + slim_erofs_z +
+                 skippable_frame(kCompactFrameMagic, compact_z);
+        table_size = table_z.size();
+      }
     }
   }
   const auto erofs_bytes = std::as_bytes(std::span(erofs_z.data(), erofs_z.size()));
@@ -503,9 +607,27 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
     annotations[std::string(kLazyConfigAnnotation)] =
         base64_encode(config_bytes ? *config_bytes : std::string_view(fetched));
   }
+  const std::optional<nlohmann::json> slim_config = config;
+  const nlohmann::json slim_annotations = annotations;
   CFS_ASSIGN(auto pushed,
              detail::put_artifact(client, image, subject, kLazyArtifactType, std::move(layers),
                                   std::move(config), std::move(annotations)));
+  // The slim artifact after it, so that it is listed as the newest: a mount since session 16
+  // takes it, a cfs before lists only the v1 one. Its config and annotations are the v1 one's.
+  if (!slim_z.empty()) {
+    CFS_ASSIGN(
+        auto slim_d,
+        detail::push_bytes(client, image, std::as_bytes(std::span(slim_z.data(), slim_z.size()))));
+    auto slim_json = detail::descriptor_json(kErofsSlimMediaType, slim_d, slim_z.size());
+    slim_json["annotations"] = {
+        {merged_seal_annotation(index.algorithm), index.image.hex()},
+        {std::string(kLazyIndexAnnotation), std::to_string(compact_size)},
+        {std::string(kRedirectTableAnnotation), std::to_string(table_size)}};
+    CFS_TRY(detail::put_artifact(client, image, subject, kLazySlimArtifactType,
+                                 nlohmann::json::array({std::move(slim_json)}), slim_config,
+                                 slim_annotations)
+                .map([](auto) {}));
+  }
   return pushed.digest;
 }
 
@@ -550,9 +672,12 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   trace("referrers");
   const oci::Descriptor* newest = nullptr;
   bool sealed = false;
-  // The newest artifact: the fallback index and the referrers API both list it last.
+  // The newest artifact: the fallback index and the referrers API both list it last. Of either
+  // type: a push since session 16 lists its slim artifact after its v1 one, and a v1 artifact
+  // listed after that (an older cfs pushing the image again) is the newest and taken.
   for (const auto& d : refs.manifests) {
-    if (d.artifact_type == kLazyArtifactType) newest = &d;
+    if (d.artifact_type == kLazyArtifactType || d.artifact_type == kLazySlimArtifactType)
+      newest = &d;
     sealed = sealed || d.artifact_type == kSealArtifactType;
   }
   if (!newest) {
@@ -577,8 +702,12 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
       trace("config");
     });
   trace("lazy artifact");
-  if (m.artifact_type != kLazyArtifactType)
-    return fail(Errc::kInvalidInput, what + ": artifactType is '" + m.artifact_type + "'");
+  if (m.artifact_type != newest->artifact_type)
+    return fail(Errc::kInvalidInput, fmt::format("{}: artifactType is '{}', listed as '{}'", what,
+                                                 m.artifact_type, newest->artifact_type));
+  // The slim artifact (kLazySlimArtifactType): one layer, the slim EROFS blob, which starts with
+  // the redirect table and ends with the compact index.
+  const bool slim = m.artifact_type == kLazySlimArtifactType;
   if (!m.subject || m.subject->digest != image.manifest.digest)
     return fail(Errc::kInvalidInput, what + ": its subject is not the image manifest");
   const oci::Descriptor* erofs_d = nullptr;
@@ -586,7 +715,8 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   for (const auto& l : m.layers) {
     const std::string_view type = l.media_type;
     const oci::Descriptor** slot =
-        type == kErofsMediaType || type == kErofsZstdMediaType                        ? &erofs_d
+        slim ? (type == kErofsSlimMediaType ? &erofs_d : nullptr)
+        : type == kErofsMediaType || type == kErofsZstdMediaType                      ? &erofs_d
         : type == ocirepo::kObjectIndexMediaType || type == kObjectIndexZstdMediaType ? &index_d
                                                                                       : nullptr;
     if (!slot)
@@ -596,10 +726,19 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   }
   // The compact index the EROFS blob ends with, when its annotation announces one (a push since
   // session 15): no index blob to fetch.
-  std::uint64_t compact_size = 0;
+  std::uint64_t compact_size = 0, table_size = 0;
   if (erofs_d) {
-    CFS_ASSIGN(compact_size, announced_index(*erofs_d, what));
+    CFS_ASSIGN(compact_size,
+               announced_frame(*erofs_d, kLazyIndexAnnotation, kMaxEmbeddedIndex, 0, what));
+    if (slim) {
+      CFS_ASSIGN(table_size, announced_frame(*erofs_d, kRedirectTableAnnotation, kMaxRedirectTable,
+                                             compact_size + kSkippableHeader, what));
+    }
   }
+  if (slim && (!erofs_d || !compact_size || !table_size))
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: needs one layer of {} annotated {} and {}", what,
+                            kErofsSlimMediaType, kLazyIndexAnnotation, kRedirectTableAnnotation));
   if (!erofs_d || (!index_d && !compact_size))
     return fail(Errc::kInvalidInput,
                 fmt::format("{}: needs one layer of {} (or {}) and one of {} (or {})", what,
@@ -654,7 +793,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     std::jthread erofs_fetch([&] {
       erofs = fetch_erofs(client, by_digest, *erofs_d, what + ": EROFS", &erofs_times, annotated,
                           &early_digest, compact_size ? compact_size + kSkippableHeader : 0,
-                          &compact_tail);
+                          &compact_tail, table_size ? table_size + kSkippableHeader : 0);
       trace("erofs fetched");
       // Only an EROFS that is what its annotation names bounds the index (a sealed image's
       // EROFS is fixed by its seal, its index is not).

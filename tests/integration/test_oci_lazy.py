@@ -202,20 +202,22 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
 
     def test_a_new_push_asks_for_no_index_or_config_blob_before_it_serves(self):
-        """Issue 15: a push's EROFS blob ends with the compact index, and its artifact's manifest
-        carries the image config, so the mount's only blob GET before it serves is the EROFS's
-        (the proxy's log is the oracle), and the files are the image's."""
+        """Issue 15: a push's EROFS blobs end with the compact index, and its artifacts' manifests
+        carry the image config, so the mount's only blob GET before it serves is the EROFS's (the
+        slim one since session 16; the proxy's log is the oracle), and the files are the
+        image's."""
         repo = self.new_repo("no-index-get")
         name = "cfs/lazy-compact"
         cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
             self.reg.ref(f"{name}:v1"))
         _, artifact, erofs_layer, _, _ = self.lazy_parts(name)
+        _, _, slim_layer, _ = self.slim_parts(name)
         self.assertIn(r.COMPACT_INDEX_ANNOTATION, erofs_layer["annotations"])
         since = time.time()
         self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
         got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
                                                                         since=since)]
-        self.assertEqual(got, [erofs_layer["digest"]])
+        self.assertEqual(got, [slim_layer["digest"]])
         for rel in ("etc/hostname", "usr/share/doc/a", "opt/new"):
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
         got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
@@ -223,6 +225,170 @@ class LazyMount(unittest.TestCase):
         self.assertNotIn(self.manifest["config"]["digest"], got)
         index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
         self.assertNotIn(index_layer["digest"], got)
+        self.assertNotIn(erofs_layer["digest"], got)
+
+    def slim_parts(self, name):
+        """(the lazy artifact types NAME:v1's referrers list, in order; its slim artifact; that
+        artifact's one layer; the layer's blob)."""
+        raw, _ = self.registry_http(name, "manifests/v1")
+        listing = json.loads(self.registry_http(name, "manifests/" +
+                                                r.sha256_bytes(raw).replace(":", "-"))[0])
+        types = [m.get("artifactType") for m in listing["manifests"]
+                 if "lazy-metadata" in m.get("artifactType", "")]
+        slim = [m for m in listing["manifests"] if m.get("artifactType") == r.SLIM_ARTIFACT_TYPE]
+        self.assertEqual(len(slim), 1, listing)
+        artifact = json.loads(self.registry_http(name, "manifests/" + slim[0]["digest"])[0])
+        layer, = artifact["layers"]
+        blob = self.registry_http(name, "blobs/" + layer["digest"])[0]
+        self.assertEqual(len(blob), layer["size"])
+        return types, artifact, layer, blob
+
+    def test_a_new_push_mounts_from_the_slim_erofs_blob(self):
+        """Issue 15, session 16: a push attaches, after the v1 artifact, a slim one whose one
+        layer is the EROFS with its redirects' hex zeroed, the redirect table before it and the
+        compact index after it (docs/registry.md "Slim EROFS"). The oracle decodes it from the
+        docs (cfs_registry.redirect_rebuild): the rebuilt EROFS is byte for byte the v1
+        layer's, whose fs-verity digest (fsverity) the annotation names. A mount GETs that blob,
+        and the proxy sent exactly its bytes, fewer than the v1 EROFS blob's."""
+        repo = self.new_repo("slim")
+        name = "cfs/lazy-slim"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        _, artifact, erofs_layer, erofs, index = self.lazy_parts(name)
+        v1_blob = self.registry_http(name, "blobs/" + erofs_layer["digest"])[0]
+        types, slim, layer, blob = self.slim_parts(name)
+        # The slim one is listed last: the newest, the one a mount takes.
+        self.assertEqual(types, ["application/vnd.cfs.lazy-metadata.v1", r.SLIM_ARTIFACT_TYPE])
+        self.assertEqual(slim["subject"], artifact["subject"])
+        self.assertEqual(slim["config"], artifact["config"])
+        self.assertEqual(slim["annotations"], artifact["annotations"])
+        self.assertEqual(layer["mediaType"], r.SLIM_EROFS_TYPE)
+        (key, named), = [(k, v) for k, v in erofs_layer["annotations"].items()
+                         if k.startswith("composefs.merged.erofs.")]
+        self.assertEqual(layer["annotations"][key], named)
+        table_z, erofs_z, compact_z = r.slim_blob_parts(blob, layer["annotations"])
+        self.assertEqual(compact_z, r.compact_index_frame(v1_blob, erofs_layer["annotations"])[1])
+        slimmed = self.zstd(erofs_z, True)
+        doc = self.zstd(table_z, True)
+        n, entries = r.redirect_table_decode(doc)
+        self.assertEqual(len(entries), len(index["objects"]))  # one per object (all distinct)
+        self.assertNotEqual(slimmed, erofs)
+        rebuilt = r.redirect_rebuild(slimmed, doc)
+        self.assertEqual(rebuilt, erofs)
+        self.assertEqual(self.fsverity(rebuilt, key.rsplit("-", 2)[1]), named)
+        self.assertLess(len(erofs_z), len(r.compact_index_frame(v1_blob,
+                                                                erofs_layer["annotations"])[0]))
+        since = time.time()
+        self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
+        gets = [e for e in self.proxy.requests("GET", "/blobs/", since=since)]
+        self.assertEqual([(e["path"].rsplit("/", 1)[1], e.get("sent")) for e in gets],
+                         [(layer["digest"], len(blob))])
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+        info = json.loads(cfs("oci", "lazy-metadata", NOTLS, "--json", "--erofs",
+                              os.path.join(self.tmp, "slim.erofs"),
+                              self.reg.ref(f"{name}:v1")).stdout)
+        self.assertEqual(info["artifact"], r.sha256_bytes(
+            self.registry_http(name, "manifests/" + self.slim_listed(name))[0]))
+        self.assertEqual(read_file(os.path.join(self.tmp, "slim.erofs")), erofs)
+
+    def slim_listed(self, name):
+        raw, _ = self.registry_http(name, "manifests/v1")
+        listing = json.loads(self.registry_http(name, "manifests/" +
+                                                r.sha256_bytes(raw).replace(":", "-"))[0])
+        return [m["digest"] for m in listing["manifests"]
+                if m.get("artifactType") == r.SLIM_ARTIFACT_TYPE][-1]
+
+    def push_slim_tampered(self, name, edit):
+        """Pushes the image as NAME:v1, then publishes a newer slim artifact whose EROFS frame
+        is edit(n, entries, the slim EROFS) (n the digest size, entries the table's (value,
+        digest) offsets), listed last."""
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        raw, _ = self.registry_http(name, "manifests/v1")
+        _, slim, layer, blob = self.slim_parts(name)
+        table_z, erofs_z, compact_z = r.slim_blob_parts(blob, layer["annotations"])
+        n, entries = r.redirect_table_decode(self.zstd(table_z, True))
+        erofs = bytearray(self.zstd(erofs_z, True))
+        edit(n, entries, erofs)
+        blob = r.slim_blob_bytes(table_z, self.zstd(bytes(erofs)), compact_z)
+        layer["digest"], layer["size"] = self.put_blob(name, blob), len(blob)
+        raw_artifact = json.dumps(slim).encode()
+        self.registry_http(name, "manifests/" + r.sha256_bytes(raw_artifact), raw_artifact,
+                           method="PUT", content_type=slim["mediaType"])
+        tag = r.sha256_bytes(raw).replace(":", "-")
+        listing = json.loads(self.registry_http(name, "manifests/" + tag)[0])
+        listing["manifests"].append({"mediaType": slim["mediaType"],
+                                     "digest": r.sha256_bytes(raw_artifact),
+                                     "size": len(raw_artifact),
+                                     "artifactType": r.SLIM_ARTIFACT_TYPE})
+        self.registry_http(name, "manifests/" + tag, json.dumps(listing).encode(), method="PUT",
+                           content_type=listing["mediaType"])
+
+    def test_a_slim_blob_with_a_changed_byte_is_refused(self):
+        """The rebuilt EROFS is checked as the v1 one is: a changed metacopy digest rebuilds
+        another image, refused by its fs-verity digest; a byte in a slimmed value (the table's
+        zeros) is refused by the rebuild naming it. Nothing is registered (assert_refused)."""
+        def digest(n, entries, erofs):
+            erofs[entries[2][1]] ^= 1
+
+        def marker(n, entries, erofs):
+            erofs[entries[3][0] + 5] = ord("a")
+        for edit, needles in ((digest, ("the EROFS's fs-verity digest is",)),
+                              (marker, ("redirect table: redirect 3:",
+                                        "are not the zeros of a slimmed value"))):
+            with self.subTest(edit.__name__):
+                t.umount(self.mnt)  # assert_refused ends with a mount of the untampered image
+                name = f"cfs/lazy-slim-{edit.__name__}"
+                self.push_slim_tampered(name, edit)
+                self.assert_refused(self.new_repo("slim-" + edit.__name__), name, *needles)
+
+    def test_an_older_push_mounts_from_its_v1_erofs(self):
+        """An image whose referrers list no slim artifact (pushed by a cfs before session 16)
+        mounts from the v1 EROFS blob, as before."""
+        repo = self.new_repo("slim-older-push")
+        name = "cfs/lazy-older-push"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        _, _, erofs_layer, _, _ = self.lazy_parts(name)
+        raw, _ = self.registry_http(name, "manifests/v1")
+        tag = r.sha256_bytes(raw).replace(":", "-")
+        listing = json.loads(self.registry_http(name, "manifests/" + tag)[0])
+        listing["manifests"] = [m for m in listing["manifests"]
+                                if m.get("artifactType") != r.SLIM_ARTIFACT_TYPE]
+        self.registry_http(name, "manifests/" + tag, json.dumps(listing).encode(), method="PUT",
+                           content_type=listing["mediaType"])
+        since = time.time()
+        self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
+        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
+                                                                        since=since)]
+        self.assertEqual(got, [erofs_layer["digest"]])
+        for rel in ("etc/hostname", "usr/share/doc/a", "opt/new"):
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
+
+    def test_an_older_cfs_mounts_a_new_push_from_its_v1_erofs(self):
+        """A cfs before session 16 (CFS_BEFORE_CFS, default /work/before16/bin/cfs) lists only
+        v1 artifacts: it mounts a new push lazily from the v1 EROFS blob, and serves the
+        image's files."""
+        old = os.environ.get("CFS_BEFORE_CFS", "/work/before16/bin/cfs")
+        if not os.path.exists(old):
+            self.skipTest(f"no older cfs at {old}")
+        repo = self.new_repo("slim-older-cfs")
+        t.run([old, "repo", "init", "--repo", repo + "-old", "--insecure"])
+        name = "cfs/lazy-older-cfs"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        _, _, erofs_layer, _, _ = self.lazy_parts(name)
+        self.slim_parts(name)  # the new push has a slim artifact
+        since = time.time()
+        t.run([old, "oci", "mount", "--lazy", "--repo", repo + "-old", NOTLS, "--batch-bytes=0",
+               "--no-fill", self.proxy.ref(f"{name}:v1"), self.mnt])
+        self.assertTrue(t.is_mounted(self.mnt))
+        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
+                                                                        since=since)]
+        self.assertEqual(got, [erofs_layer["digest"]])
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
 
     def test_config_downloads_while_the_lazy_metadata_is_asked_for(self):
         """An artifact pushed by an older cfs (no annotations: the index and the image config

@@ -511,3 +511,79 @@ def compact_index_encode(ix):
         out += _leb(((delta << 1) ^ (-(delta >> 63) % (1 << 64))) % (1 << 64))
         cursor[o["layer"]] = o["offset"] + o["length"]
     return bytes(out)
+
+
+# The slim EROFS blob (docs/registry.md "Slim EROFS"), read and written here from the format's
+# description, apart from cfs's code: the tests' oracle for what a push attaches and the way
+# they tamper with it.
+SLIM_ARTIFACT_TYPE = "application/vnd.cfs.lazy-metadata.v2"
+SLIM_EROFS_TYPE = "application/vnd.cfs.composefs.erofs-slim.v1+zstd"
+REDIRECT_TABLE_ANNOTATION = "vnd.cfs.redirect-table.v1+zstd"
+REDIRECT_FRAME_MAGIC = 0x184D2A5D
+
+
+def slim_blob_parts(blob, annotations):
+    """(the redirect table's zstd frame, the EROFS's zstd frame, the compact index's zstd
+    frame) of a slim EROFS blob, each frame's payload without its skippable header."""
+    t = int(annotations[REDIRECT_TABLE_ANNOTATION])
+    magic, size = struct.unpack("<II", blob[:8])
+    assert (magic, size) == (REDIRECT_FRAME_MAGIC, t), (hex(magic), size, t)
+    rest, compact = compact_index_frame(blob[8 + t:], annotations)
+    return blob[8:8 + t], rest, compact
+
+
+def slim_blob_bytes(table_z, erofs_z, compact_z):
+    return (struct.pack("<II", REDIRECT_FRAME_MAGIC, len(table_z)) + table_z + erofs_z +
+            compact_index_frame_bytes(compact_z))
+
+
+def redirect_table_decode(doc):
+    """(digest size n, [(value offset, digest offset)]) of a redirect table document."""
+    pos = 0
+
+    def varint():
+        nonlocal pos
+        v = shift = 0
+        while True:
+            b = doc[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    assert doc[:8] == b"cfs-rdir", doc[:8]
+    pos = 8
+    assert varint() == 1
+    n = {1: 32, 2: 64}[varint()]
+    count = varint()
+    values, end = [], 0
+    for _ in range(count):
+        values.append(end + varint())
+        end = values[-1] + 2 * n + 2
+    entries = [(v, v - varint()) for v in values]
+    assert pos == len(doc), (pos, len(doc))
+    return n, entries
+
+
+def redirect_table_encode(n, entries):
+    out = bytearray(b"cfs-rdir" + _leb(1) + _leb(1 if n == 32 else 2) + _leb(len(entries)))
+    end = 0
+    for v, _ in entries:
+        out += _leb(v - end)
+        end = v + 2 * n + 2
+    for v, d in entries:
+        out += _leb(v - d)
+    return bytes(out)
+
+
+def redirect_rebuild(erofs, doc):
+    """The EROFS with each value the table lists written as "/" + 2 hex + "/" + the rest of
+    the digest at its digest offset (each value must be zeros)."""
+    n, entries = redirect_table_decode(doc)
+    out = bytearray(erofs)
+    for v, d in entries:
+        assert out[v:v + 2 * n + 2] == bytes(2 * n + 2), v
+        h = bytes(out[d:d + n]).hex()
+        out[v:v + 2 * n + 2] = ("/" + h[:2] + "/" + h[2:]).encode()
+    return bytes(out)

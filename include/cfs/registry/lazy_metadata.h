@@ -58,6 +58,20 @@ inline constexpr std::string_view kObjectIndexZstdMediaType =
 /// the image the way it did); a mount without the annotations fetches the blobs as before.
 inline constexpr std::string_view kLazyIndexAnnotation = "vnd.cfs.object-index.v2+zstd";
 inline constexpr std::string_view kLazyConfigAnnotation = "vnd.cfs.image-config";
+/// Since session 16 (issue 15) a push also attaches a second artifact, kLazySlimArtifactType,
+/// that a mount takes when it is the newest lazy artifact listed: the same config and
+/// annotations, and one layer kErofsSlimMediaType, the *slim EROFS blob*: a zstd skippable frame
+/// (magic 0x184D2A5D) holding the redirect table (erofs/slim.h) as one zstd frame, the EROFS
+/// with its redirects' hex zeroed as one zstd frame, and the compact index's frame. Annotated as
+/// the v1 EROFS layer is (the fs-verity digest of the *rebuilt* EROFS, kLazyIndexAnnotation),
+/// and with kRedirectTableAnnotation (the table frame's payload size). The Debian image's: 497 KB
+/// instead of 973 KB. A cfs before it lists only v1 artifacts and mounts those as it did.
+inline constexpr std::string_view kLazySlimArtifactType = "application/vnd.cfs.lazy-metadata.v2";
+inline constexpr std::string_view kErofsSlimMediaType =
+    "application/vnd.cfs.composefs.erofs-slim.v1+zstd";
+inline constexpr std::string_view kRedirectTableAnnotation = "vnd.cfs.redirect-table.v1+zstd";
+/// Largest redirect table (its zstd frame, and decoded) a push attaches and a mount reads.
+inline constexpr std::uint64_t kMaxRedirectTable = 16u << 20;
 /// Largest compact index (zstd) and config a push embeds; a reader refuses more.
 inline constexpr std::uint64_t kMaxEmbeddedIndex = 1u << 20;
 inline constexpr std::uint64_t kMaxEmbeddedConfig = 256u << 10;
