@@ -175,6 +175,11 @@ Result<RedirectTable> parse_redirect_table(std::string_view doc, std::uint64_t i
     return fail(Errc::kInvalidInput,
                 fmt::format("{}: count: {} values of {} bytes do not fit a {}-byte image", what,
                             count, len, image_size));
+  // Two varints of at least a byte each per value: what is allocated is bounded by the
+  // document's size, not by a count it claims.
+  if (count > (doc.size() - r.pos()) / 2)
+    return fail(Errc::kInvalidInput, fmt::format("{}: count: {} values need {} bytes, {} are left",
+                                                 what, count, 2 * count, doc.size() - r.pos()));
   t.entries.resize(count);
   std::uint64_t end = 0;
   for (std::uint64_t i = 0; i < count; ++i) {

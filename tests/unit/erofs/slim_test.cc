@@ -262,6 +262,8 @@ TEST(Slim, ParseRefusesBadDocumentsNamingTheField) {
   refused(good.substr(0, good.size() - 1), size, "backs[5]: cut off");
   refused(good + "x", size, "1 bytes after the last column");
   refused(good, 700, "count: 6 values");
+  // A count the document cannot hold (12 values, 12 bytes left after it).
+  refused(good.substr(0, 10) + "\x0c" + good.substr(11), size, "count: 12 values need 24 bytes");
   refused(good, 130 * 6 + 10, "gaps[");
   refused(std::string(redirect_table_size_bound(size) + 1, 'x'), size, "more than the");
   // A redundant varint byte (the count 6 as 0x86 0x00).
@@ -317,9 +319,9 @@ TEST(Slim, RoundTripsTheNamedImage) {
   const std::string img = read_file(path);
   auto s = slim_redirects(as_bytes(img));
   ASSERT_TRUE(s) << s.error().message();
-  std::size_t redirects = 0;
+  std::size_t redirects = 0, zeroed = 0;
   {
-    auto image = Image::from_bytes(as_bytes(img));
+    auto image = Image::from_bytes(as_bytes(s->erofs));
     ASSERT_TRUE(image);
     std::vector<std::uint64_t> dirs{image->root_nid()};
     std::set<std::uint64_t> seen;
@@ -331,12 +333,16 @@ TEST(Slim, RoundTripsTheNamedImage) {
         if (e.file_type == FileType::kDirectory) dirs.push_back(e.nid);
         auto x = image->xattrs(e.nid);
         ASSERT_TRUE(x);
-        for (const auto& a : *x) redirects += a.name == overlay::kRedirect;
+        for (const auto& a : *x) {
+          redirects += a.name == overlay::kRedirect;
+          zeroed +=
+              a.name == overlay::kRedirect && a.value == std::string(s->table.value_size(), '\0');
+        }
       }
     }
   }
-  std::printf("%zu of %zu inodes' redirects slimmed, table %zu bytes\n", s->table.entries.size(),
-              redirects, encode_redirect_table(s->table).size());
+  std::printf("%zu values slimmed: the redirects of %zu of %zu inodes; table %zu bytes\n",
+              s->table.entries.size(), zeroed, redirects, encode_redirect_table(s->table).size());
   std::string rebuilt = s->erofs;
   ASSERT_TRUE(rebuild_redirects(as_writable(rebuilt), s->table, "rebuild"));
   EXPECT_TRUE(rebuilt == img);
