@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <unordered_set>
 
@@ -14,17 +15,34 @@
 namespace cfs::erofs {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
+// Each byte's two hex digits: a mount spells every value of the table (Debian's 5,110, 0.4 ms
+// a digit at a time) after the EROFS's last byte, on the critical path.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (std::size_t i = 0; i < 256; ++i) {
+    t[2 * i] = kHex[i >> 4];
+    t[2 * i + 1] = kHex[i & 15];
+  }
+  return t;
+}();
 
 // "/" + 2 hex + "/" + the rest: tree::object_path's spelling with the redirect's leading "/"
 // (a test checks they agree), written straight into the image.
 void spell(const std::uint8_t* digest, std::size_t n, char* out) {
-  *out++ = '/';
-  for (std::size_t i = 0; i < n; ++i) {
-    *out++ = kHex[digest[i] >> 4];
-    *out++ = kHex[digest[i] & 15];
-    if (i == 0) *out++ = '/';
-  }
+  out[0] = '/';
+  std::memcpy(out + 1, &kHexPairs[2 * std::size_t{digest[0]}], 2);
+  out[3] = '/';
+  out += 4;
+  for (std::size_t i = 1; i < n; ++i, out += 2)
+    std::memcpy(out, &kHexPairs[2 * std::size_t{digest[i]}], 2);
+}
+
+// At most a value's 130 bytes (a byte-wise loop was most of a rebuild's time).
+bool all_zeros(const std::byte* p, std::size_t n) {
+  static constexpr std::array<std::byte, 2 * 64 + 2> kZeros{};
+  return std::memcmp(p, kZeros.data(), std::min(n, kZeros.size())) == 0 &&
+         (n <= kZeros.size() || all_zeros(p + kZeros.size(), n - kZeros.size()));
 }
 
 void put_varint(std::string& out, std::uint64_t v) {
@@ -225,7 +243,7 @@ Status rebuild_redirects(std::span<std::byte> image, const RedirectTable& t,
                               "outside the {}-byte image",
                               what, i, e.value, e.digest, image.size()));
     std::byte* v = image.data() + e.value;
-    if (std::any_of(v, v + len, [](std::byte b) { return b != std::byte{0}; }))
+    if (!all_zeros(v, len))
       return fail(Errc::kInvalidInput,
                   fmt::format("{}: redirect {}: the {} bytes at {} are not the zeros of a slimmed "
                               "value",
@@ -263,7 +281,7 @@ Result<std::span<const std::byte>> RedirectRebuilder::feed(std::span<const std::
     }
     const std::uint64_t from = std::max(e.value, start), to = std::min(e.value + len, end);
     std::byte* at = copy_.data() + (from - start);
-    if (std::any_of(at, at + (to - from), [](std::byte b) { return b != std::byte{0}; }))
+    if (!all_zeros(at, to - from))
       return fail(Errc::kInvalidInput,
                   fmt::format("{}: redirect {}: the {} bytes at {} are not the zeros of a slimmed "
                               "value",
