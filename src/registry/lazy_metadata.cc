@@ -33,6 +33,9 @@ using Clock = std::chrono::steady_clock;
 /// objects (the Debian image's 5,189 take 1.1 MB), at most ~50 MB of parser memory.
 constexpr std::uint64_t kEarlyIndexParse = 8ull << 20;
 
+/// The longest zstd frame header (ZSTD_FRAMEHEADERSIZE_MAX, in zstd.h's static-only section).
+constexpr std::size_t kZstdFrameHeaderMax = 18;
+
 /// The zstd skippable frames of the metadata blobs (any zstd reader skips them: an older cfs and
 /// `zstd -d` decode the same EROFS; RFC 8878 allows magics 0x184D2A50-5F, zstd:chunked's are
 /// 0x184D2A50): the compact index after the EROFS's frame (since session 15), and the redirect
@@ -139,6 +142,17 @@ class MetadataSink final : public BlobSink {
     // so that a declared size takes nothing the bytes could not, and no more than an honest
     // index needs (past it, or when libzstd cannot, the bytes come through a window as before).
     if (decoder_ && !sized_) {
+      // The frame's header whole first: after the redirect table's frame (or a piece cut short
+      // by the link) the first piece may end inside it, and the EROFS would not be decoded in
+      // place.
+      if (header_.size() + data.size() < kZstdFrameHeaderMax) {
+        header_.append(reinterpret_cast<const char*>(data.data()), data.size());
+        return {};
+      }
+      if (!header_.empty()) {
+        header_.append(reinterpret_cast<const char*>(data.data()), data.size());
+        data = std::as_bytes(std::span(header_));
+      }
       sized_ = true;  // by the first piece, which holds the frame's header (a restart keeps it)
       const auto n = ZSTD_getFrameContentSize(data.data(), data.size());
       if (n != ZSTD_CONTENTSIZE_UNKNOWN && n != ZSTD_CONTENTSIZE_ERROR && n > 0 &&
@@ -147,6 +161,7 @@ class MetadataSink final : public BlobSink {
     }
     Status st = decoder_ ? decoder_->write(data) : plain(data);
     if (!st) error_ = std::move(st).error();
+    header_.clear();
     return {};
   }
 
@@ -158,6 +173,7 @@ class MetadataSink final : public BlobSink {
     received_ = 0;
     tail_.clear();
     head_.clear();
+    header_.clear();
     rebuilder_.reset();
     error_.reset();
     if (decoder_) decoder_->reset();
@@ -168,6 +184,13 @@ class MetadataSink final : public BlobSink {
   /// After the fetch succeeded (the blob's digest checked): the decoded bytes (empty when they
   /// went to `file`).
   Result<std::string> finish() {
+    if (!error_ && decoder_ && !header_.empty()) {
+      // A blob shorter than a frame header: decoded (and refused) as it is.
+      sized_ = true;
+      if (Status st = decoder_->write(std::as_bytes(std::span(header_))); !st)
+        error_ = std::move(st).error();
+      header_.clear();
+    }
     if (!error_ && decoder_)
       if (Status st = decoder_->finish(); !st) error_ = std::move(st).error();
     if (!error_ && head_.size() < head_len_)
@@ -256,7 +279,7 @@ class MetadataSink final : public BlobSink {
 
   std::uint64_t max_;
   std::uint64_t blob_size_ = 0, tail_len_ = 0, received_ = 0, head_len_ = 0;
-  std::string tail_, head_;
+  std::string tail_, head_, header_;
   std::optional<erofs::RedirectRebuilder> rebuilder_;
   const std::atomic<std::uint64_t>* limit_;
   int file_;

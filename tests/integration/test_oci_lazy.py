@@ -343,6 +343,17 @@ class LazyMount(unittest.TestCase):
                 self.push_slim_tampered(name, edit)
                 self.assert_refused(self.new_repo("slim-" + edit.__name__), name, *needles)
 
+    def test_a_slim_erofs_frame_without_its_size_is_rebuilt_piece_by_piece(self):
+        """A slim EROFS frame that does not declare its size (`zstd -c` of a pipe) is decoded
+        through the decoder's window: each piece is rebuilt before it is written and hashed.
+        The mount serves the image's files."""
+        name = "cfs/lazy-slim-unsized"
+        self.push_slim_tampered(name, lambda n, entries, erofs: None)
+        repo = self.new_repo("slim-unsized")
+        self.mount(repo, self.reg.ref(f"{name}:v1"), "--no-fill")
+        for rel, data in self.files.items():
+            self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+
     def test_an_older_push_mounts_from_its_v1_erofs(self):
         """An image whose referrers list no slim artifact (pushed by a cfs before session 16)
         mounts from the v1 EROFS blob, as before."""
