@@ -285,6 +285,19 @@ class LazyMount(unittest.TestCase):
                          [(layer["digest"], len(blob))])
         for rel, data in self.files.items():
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
+        # The registration (at the stop at the latest) keeps the rebuilt EROFS: the repository's
+        # image is the v1 layer's EROFS byte for byte, and fsck is clean.
+        ref = os.path.join(repo, "images", "refs", "lazy")
+        for _ in range(200):  # made by the serving process once quiet (at most 2 s), or at the stop
+            if os.path.isdir(ref) and os.listdir(ref):
+                break
+            time.sleep(0.05)
+        t.umount(self.mnt)
+        (ref_name,) = os.listdir(ref)
+        self.assertEqual(os.path.basename(os.readlink(os.path.join(ref, ref_name))), named)
+        self.assertEqual(read_file(os.path.join(repo, "images", named)), erofs)
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
         info = json.loads(cfs("oci", "lazy-metadata", NOTLS, "--json", "--erofs",
                               os.path.join(self.tmp, "slim.erofs"),
                               self.reg.ref(f"{name}:v1")).stdout)
