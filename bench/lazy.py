@@ -42,8 +42,12 @@ the full pull of the same run. Alternating within a run puts every binary under 
 Each LABEL's cfs also pushes the image, to a registry repository of its own (bench/ab-LABEL/img),
 which its lazy mounts use: each build mounts the lazy metadata it writes itself (an older build
 cannot read a newer object index, and a newer build must be measured with the index it writes).
-There is no added round-trip time: this kernel has no sch_netem (tc netem), so the shaping
-charges bandwidth only."""
+--registry-memo: each lazy mount's fresh repository already remembers the registry as one
+without the referrers API (REPO/cfs-registries/HOST:PORT, docs/lazy.md "The referrers listing"),
+as any earlier lazy mount from that registry into the repository leaves it: a mount of a new
+image in a repository that has mounted from this registry before (a build before session 16
+ignores the file). There is no added round-trip time: this kernel has no sch_netem (tc netem),
+so the shaping charges bandwidth only."""
 import argparse
 import itertools
 import json
@@ -72,6 +76,15 @@ def umount(path):
                 return
         subprocess.run(["umount", "-l", path], capture_output=True)
         time.sleep(0.05)
+
+
+def seed_registry_memo(repo, ref):
+    """What a lazy mount from a registry without the referrers API leaves in the repository
+    (REPO/cfs-registries/HOST:PORT, src/registry/referrers_memo.h), for `ref` (docker://…)."""
+    host = ref[len("docker://"):].split("/", 1)[0]
+    os.makedirs(os.path.join(repo, "cfs-registries"), exist_ok=True)
+    with open(os.path.join(repo, "cfs-registries", host), "w") as f:
+        f.write(f"no-referrers-api {int(time.time())}\n")
 
 
 def wait_server_gone(repo, timeout=10):
@@ -242,6 +255,9 @@ def main():
                          "throttled Python fault proxy")
     ap.add_argument("--ab", action="append", default=[], metavar="LABEL=BUILD_DIR[,OPTION...]",
                     help="same-run A/B: a lazy mount with this build (and options) in every run")
+    ap.add_argument("--registry-memo", action="store_true",
+                    help="each lazy mount's repository remembers the registry as one without "
+                         "the referrers API (as an earlier mount from it leaves it)")
     args = ap.parse_args()
     if args.shaper == "tc":
         if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
@@ -298,6 +314,8 @@ def main():
                             repo = os.path.join(work, f"repo-{mode}-{next(serial)}")
                             run("repo", "init", "--repo", repo, "--insecure")
                             ref = link.ref(refs[mode])
+                            if lazy and args.registry_memo:
+                                seed_registry_memo(repo, ref)
                             since = link.mark()
                             trace = os.path.join(work, "trace")
                             env = dict(os.environ, CFS_LAZY_TRACE=trace) if args.trace else None

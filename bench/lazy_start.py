@@ -4,7 +4,8 @@
 CFS_LAZY_TRACE start-up events (docs/lazy.md) and to the command's return, per build, side by
 side in one run.
 
-  bench/lazy_start.py [--runs 7] [--rate 1e9] [--image oci:DIR:TAG] --ab LABEL=BUILD_DIR ...
+  bench/lazy_start.py [--runs 7] [--rate 1e9] [--image oci:DIR:TAG] [--registry-memo]
+                      [--answer-delay S] [--push-with LABEL] --ab LABEL=BUILD_DIR ...
 
 The image (default: the Debian image of bench/lazy.py) is pulled and pushed with its lazy metadata
 (zstd:chunked; by the first build, or --push-with's: what a mount reads depends on what the push
@@ -13,7 +14,11 @@ kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once
 with each build in the order given (a fresh repository each time, `--no-fill`), unmounts, and
 reads the trace; the table gives each event's median and range over the runs, in ms from the
 mount command. Alternating the builds within a run puts them under the same load; nothing is
-read from the mount, so only the start-up is timed (bench/lazy.py times a workload too)."""
+read from the mount, so only the start-up is timed (bench/lazy.py times a workload too).
+--registry-memo: each fresh repository remembers the registry as one without the referrers API,
+as bench/lazy.py --registry-memo. --answer-delay S: the mounts reach the registry through the
+fault proxy (tests/testlib/fault_proxy.py), which waits S seconds before each answer: a registry
+a round trip of S away (this kernel has no netem), for what a request fewer is worth there."""
 import argparse
 import os
 import shutil
@@ -41,6 +46,11 @@ def main():
     ap.add_argument("--push-with", metavar="LABEL",
                     help="the build that pulls and pushes the image (default: the first --ab); "
                          "what a mount reads depends on what the push attached")
+    ap.add_argument("--answer-delay", type=float, default=0, metavar="S",
+                    help="reach the registry through the fault proxy, each answer S s late")
+    ap.add_argument("--registry-memo", action="store_true",
+                    help="each repository remembers the registry as one without the referrers "
+                         "API (as an earlier mount from it leaves it)")
     args = ap.parse_args()
     if os.environ.get("CFS_BENCH_LAZY_NETNS") != "1":
         env = dict(os.environ, CFS_BENCH_LAZY_NETNS="1")
@@ -66,6 +76,11 @@ def main():
         run("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "img",
             reg.ref("bench/img:1"))
         L.TcLink(reg, args.rate)  # the loopback shaped as bench/lazy.py shapes it
+        ref = reg.ref("bench/img:1")
+        if args.answer_delay > 0:
+            proxy = r.FaultProxy(reg.host)
+            proxy.add_fault(times=None, delay=args.answer_delay)
+            ref = proxy.ref("bench/img:1")
         os.mkdir(mnt)
         times = {label: {} for label, _ in builds}
         budgets = {label: [] for label, _ in builds}  # the neighbour budget each measured
@@ -76,12 +91,14 @@ def main():
                 repo = os.path.join(work, "repo-" + label)
                 shutil.rmtree(repo, ignore_errors=True)
                 subprocess.run([binary, "repo", "init", "--repo", repo, "--insecure"], check=True)
+                if args.registry_memo:
+                    L.seed_registry_memo(repo, ref)
                 if os.path.exists(trace):
                     os.unlink(trace)
                 wall0 = time.time()
                 cmd = subprocess.Popen(
                     [binary, "oci", "mount", "--lazy", "--no-fill", "--repo", repo, NOTLS,
-                     reg.ref("bench/img:1"), mnt], stdout=subprocess.DEVNULL,
+                     ref, mnt], stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, env=dict(os.environ, CFS_LAZY_TRACE=trace))
                 # The command's own CPU (all its threads; not the serving process it forks,
                 # which it does not wait for).
@@ -128,9 +145,12 @@ def main():
         for label, _ in builds[1:]:
             base = times[builds[0][0]]
             for event in ("start", "manifest", "referrers", "lazy artifact", "serving",
-                          "(command returned)", "start->manifest"):
+                          "(command returned)", "start->manifest", "manifest->lazy artifact"):
                 if event == "start->manifest":
                     get = lambda lt: [m - s for s, m in zip(lt["start"], lt["manifest"])]  # noqa
+                elif event == "manifest->lazy artifact":  # the referrers and the artifact
+                    get = lambda lt: [a - m for m, a in zip(lt["manifest"],  # noqa: E731
+                                                            lt["lazy artifact"])]
                 else:
                     get = lambda lt: lt.get(event, [])  # noqa: E731
                 d = [b - a for a, b in zip(get(base), get(times[label]))]

@@ -1029,34 +1029,48 @@ Result<std::vector<std::string>> Client::Impl::list_tags(const Reference& ref) {
 
 Result<Referrers> Client::Impl::list_referrers(const Reference& ref,
                                                const oci::ContentDigest& subject,
-                                               std::string_view artifact_type) {
-  CFS_ASSIGN(auto* st, state(ref));
-  Access a = pull_access(ref);
-  HttpRequest req;
-  req.url = url(*st, ref, "referrers/" + subject.str());
-  if (!artifact_type.empty()) req.url += "?artifactType=" + detail::Http::escape(artifact_type);
-  req.headers.push_back("Accept: " + std::string(kOciIndex));
-  req.max_body = kMaxManifestSize;
-  req.follow_redirects = true;
-  CFS_ASSIGN(auto resp, call(*st, a, req));
+                                               std::string_view artifact_type,
+                                               ReferrersOrder order) {
   Referrers out;
-  std::string index;
-  if (resp.status == 200 && media_type_of(resp) == kOciIndex) {
-    out.from_api = true;
-    index = std::move(resp.body);
-  } else if (resp.status == 200 || resp.status == 404 || resp.status == 400 || resp.status == 405) {
-    // No referrers API (distribution 2.8 answers 404): the distribution-spec 1.1 fallback tag.
+  // The distribution-spec 1.1 fallback tag's index; nullopt when there is no such tag.
+  auto tagged = [&]() -> Result<std::optional<std::string>> {
     auto m = get_manifest(ref.with_tag(referrers_tag(subject)));
     if (!m) {
-      if (m.error().is(Errc::kObjectMissing)) return out;
+      if (m.error().is(Errc::kObjectMissing)) return std::optional<std::string>();
       return fail(std::move(m).error());
     }
-    index = std::move(m->bytes);
-  } else {
-    return fail(denied(http_error(req, resp), a));
+    return std::optional<std::string>(std::move(m->bytes));
+  };
+  std::optional<std::string> index;
+  if (order == ReferrersOrder::kTagThenApi) {
+    CFS_ASSIGN(index, tagged());
+  }
+  if (!index) {
+    CFS_ASSIGN(auto* st, state(ref));
+    Access a = pull_access(ref);
+    HttpRequest req;
+    req.url = url(*st, ref, "referrers/" + subject.str());
+    if (!artifact_type.empty()) req.url += "?artifactType=" + detail::Http::escape(artifact_type);
+    req.headers.push_back("Accept: " + std::string(kOciIndex));
+    req.max_body = kMaxManifestSize;
+    req.follow_redirects = true;
+    CFS_ASSIGN(auto resp, call(*st, a, req));
+    if (resp.status == 200 && media_type_of(resp) == kOciIndex) {
+      out.from_api = true;
+      index = std::move(resp.body);
+    } else if (resp.status == 200 || resp.status == 404 || resp.status == 400 ||
+               resp.status == 405) {
+      // No referrers API (distribution 2.8 answers 404): the fallback tag, unless it was asked.
+      out.no_api = true;
+      if (order != ReferrersOrder::kApiThenTag) return out;
+      CFS_ASSIGN(index, tagged());
+      if (!index) return out;
+    } else {
+      return fail(denied(http_error(req, resp), a));
+    }
   }
   CFS_ASSIGN(auto all,
-             detail::manifest_children(index, kOciIndex, "referrers of " + subject.str()));
+             detail::manifest_children(*index, kOciIndex, "referrers of " + subject.str()));
   for (auto& d : all)
     if (artifact_type.empty() || d.artifact_type == artifact_type)
       out.manifests.push_back(std::move(d));
@@ -1148,8 +1162,8 @@ Result<std::vector<std::string>> Client::list_tags(const Reference& repo) {
 }
 
 Result<Referrers> Client::list_referrers(const Reference& repo, const oci::ContentDigest& subject,
-                                         std::string_view artifact_type) {
-  return impl_->list_referrers(repo, subject, artifact_type);
+                                         std::string_view artifact_type, ReferrersOrder order) {
+  return impl_->list_referrers(repo, subject, artifact_type, order);
 }
 
 Status Client::check_login(const std::string& registry) { return impl_->check_login(registry); }

@@ -163,7 +163,7 @@ struct Client::Impl {
                       std::span<const BlobRange> ranges);
   Result<std::vector<std::string>> list_tags(const Reference& ref);
   Result<Referrers> list_referrers(const Reference& ref, const oci::ContentDigest& subject,
-                                   std::string_view artifact_type);
+                                   std::string_view artifact_type, ReferrersOrder order);
   Status check_login(const std::string& registry);
 
   // Push side (push.cc).

@@ -263,7 +263,9 @@ Result<LazyImage> local_image(repo::Repository& repo, Client& client, std::strin
                             name));
   CFS_ASSIGN(Reference ref, source_from_json(*origin, "origin of " + image.hex()));
   const std::string pinned = ref.str();
-  CFS_ASSIGN(auto meta, find_lazy_metadata(client, pinned, fetch));
+  LazyFetchOptions remembering = fetch;
+  remembering.memo = &repo;
+  CFS_ASSIGN(auto meta, find_lazy_metadata(client, pinned, remembering));
   if (!std::holds_alternative<LazyMetadata>(meta))
     return fail(Errc::kObjectMissing,
                 fmt::format("{}: {} has no lazy metadata, so objects come only whole: use `cfs oci "
@@ -357,7 +359,9 @@ Result<LazyImage> open_lazy_image(repo::Repository& repo, Client& client, std::s
                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                           std::chrono::duration<double>(options.offline_after_s)));
   }
-  auto found = find_lazy_metadata(client, source, fetch);
+  LazyFetchOptions remembering = fetch;
+  remembering.memo = &repo;
+  auto found = find_lazy_metadata(client, source, remembering);
   client.give_up_at(std::nullopt);
   give_up.client = nullptr;
   if (found && std::holds_alternative<LazyMetadata>(*found))

@@ -23,6 +23,7 @@
 #include "cfs/registry/image_source.h"
 #include "cfs/tree/object_name.h"
 #include "cfs/util/sys.h"
+#include "registry/referrers_memo.h"
 
 namespace cfs::registry {
 namespace {
@@ -665,6 +666,41 @@ Result<LazyMetadata> fetch_lazy_metadata(Client& client, std::string_view refere
   return std::move(std::get<LazyMetadata>(found));
 }
 
+namespace {
+
+/// The image's referrers for a lazy mount. On a registry the repository remembers as one without
+/// the referrers API (referrers_memo.h), the fallback tag first: one request instead of the API's
+/// 404 and then the tag. The API is still asked when that tag is missing or lists no lazy
+/// metadata (a registry that has the API since makes no tag for its pushes), and first whenever a
+/// seal is required (one pushed since an upgrade is listed by the API only). What the API
+/// answers is remembered (absent) or forgotten (present).
+Result<Referrers> list_referrers(Client& client, const Reference& image,
+                                 const oci::ContentDigest& subject,
+                                 const LazyFetchOptions& options) {
+  const auto now = std::chrono::system_clock::now();
+  const bool tag_first = options.memo && !options.require_seal && !options.cert_file &&
+                         detail::remembers_no_referrers_api(*options.memo, image.registry, now);
+  Referrers refs;
+  if (tag_first) {
+    CFS_ASSIGN(refs, client.list_referrers(image, subject, "", ReferrersOrder::kTagThenApi));
+    const bool lazy = std::any_of(refs.manifests.begin(), refs.manifests.end(),
+                                  [](auto& d) { return d.artifact_type == kLazyArtifactType; });
+    if (!lazy && !refs.from_api && !refs.no_api) {  // a tag without lazy metadata: ask the API
+      CFS_ASSIGN(auto api, client.list_referrers(image, subject, "", ReferrersOrder::kApiOnly));
+      const bool none = api.no_api;
+      if (api.from_api) refs = std::move(api);
+      refs.no_api = none;
+    }
+  } else {
+    CFS_ASSIGN(refs, client.list_referrers(image, subject, ""));
+  }
+  if (options.memo && (refs.no_api || refs.from_api))
+    detail::remember_referrers_api(*options.memo, image.registry, refs.no_api, now);
+  return refs;
+}
+
+}  // namespace
+
 Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     Client& client, std::string_view reference, const LazyFetchOptions& options) {
   auto trace = [&](std::string_view event) {
@@ -691,7 +727,7 @@ Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
   // Every referrer in one listing: the lazy metadata, and whether there are seals to check (a
   // listing is two requests on a registry without the referrers API, which is on the critical
   // path of every lazy mount).
-  CFS_ASSIGN(auto refs, client.list_referrers(by_digest, image.manifest.digest, ""));
+  CFS_ASSIGN(auto refs, list_referrers(client, by_digest, image.manifest.digest, options));
   trace("referrers");
   const oci::Descriptor* newest = nullptr;
   bool sealed = false;

@@ -455,6 +455,118 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(paths[0], "/v2/cfs/lazy/manifests/v1", paths)
         self.assertTrue(paths[1].startswith("/v2/cfs/lazy/referrers/sha256:"), paths)
 
+    # ---- the referrers listing on a registry without the API (session 16) ----
+
+    def mount_paths(self, repo, source="cfs/lazy:v1"):
+        """Mounts `source` through the proxy, reads a file, unmounts: the paths it asked for."""
+        since = time.time()
+        self.mount(repo, self.proxy.ref(source), "--no-fill")
+        self.assertEqual(read_file(os.path.join(self.mnt, "etc/hostname")), b"cfs\n")
+        t.umount(self.mnt)
+        return [e["path"] for e in self.proxy.requests(since=since)]
+
+    def referrers_paths(self, paths):
+        """(the referrers API requests, the fallback tag requests) among `paths`, in order,
+        each as its index in `paths`."""
+        tag = "/v2/cfs/lazy/manifests/sha256-" + \
+            r.sha256_bytes(self.registry_http("cfs/lazy", "manifests/v1")[0]).split(":")[1]
+        return ([i for i, p in enumerate(paths) if p.startswith("/v2/cfs/lazy/referrers/")],
+                [i for i, p in enumerate(paths) if p == tag])
+
+    def memo(self, repo):
+        return os.path.join(repo, "cfs-registries", self.proxy.host)
+
+    def test_a_registry_without_the_referrers_api_is_asked_the_tag_first_next_time(self):
+        """docker-registry 2.8 answers the referrers API 404: the first lazy mount asks it, then
+        the fallback tag (sha256-<hex>), and the repository remembers that registry
+        (cfs-registries/HOST:PORT, "no-referrers-api <unix seconds>"); the second mount asks
+        only the tag, no /referrers/ (the access log of the proxy is the oracle), and serves
+        the same. fsck is clean with the memo in the repository."""
+        repo = self.new_repo("memo")
+        api, tag = self.referrers_paths(self.mount_paths(repo))
+        self.assertEqual(len(api), 1)
+        self.assertEqual(len(tag), 1)
+        self.assertLess(api[0], tag[0])
+        m = re.fullmatch(rb"no-referrers-api (\d+)\n", read_file(self.memo(repo)))
+        self.assertIsNotNone(m, read_file(self.memo(repo)))
+        self.assertLess(abs(int(m.group(1)) - time.time()), 600)
+        paths = self.mount_paths(repo)
+        api, tag = self.referrers_paths(paths)
+        self.assertEqual(api, [], paths)
+        self.assertEqual(len(tag), 1, paths)
+        self.assertEqual([p for p in paths if "/referrers/" in p], [])
+        cfs("repo", "fsck", "--repo", repo)
+
+    def test_a_registry_that_has_the_api_since_is_asked_it_when_the_tag_is_missing(self):
+        """A registry upgraded since the memo was written: its pushes make no fallback tag
+        (played by the proxy: the tag answers 404, the referrers API answers the index the tag
+        had, as a registry with the API lists the image's referrers). With the memo, the mount
+        asks the tag (404), then the API, mounts from what the API listed, and forgets the
+        memo: the next mount asks the API first and the tag not at all."""
+        repo = self.new_repo("memo-upgraded")
+        self.mount_paths(repo)  # remembered: no API
+        self.assertTrue(os.path.exists(self.memo(repo)))
+        digest = r.sha256_bytes(self.registry_http("cfs/lazy", "manifests/v1")[0])
+        index = self.registry_http("cfs/lazy", "manifests/sha256-" + digest.split(":")[1])[0]
+        self.assertIn(b"application/vnd.cfs.lazy-metadata.v1", index)
+        self.proxy.add_fault(method="GET", path="/manifests/sha256-", times=None, status=404)
+        self.proxy.add_fault(method="GET", path="/referrers/", times=None,
+                             reply=(200, "application/vnd.oci.image.index.v1+json", index))
+        paths = self.mount_paths(repo)
+        api, tag = self.referrers_paths(paths)
+        self.assertEqual((len(api), len(tag)), (1, 1), paths)
+        self.assertLess(tag[0], api[0])
+        self.assertFalse(os.path.exists(self.memo(repo)))
+        paths = self.mount_paths(repo)
+        api, tag = self.referrers_paths(paths)
+        self.assertEqual((len(api), tag), (1, []), paths)
+        cfs("repo", "fsck", "--repo", repo)
+
+    def test_a_malformed_memo_is_ignored_and_replaced(self):
+        """A memo that is not exactly "no-referrers-api <unix seconds>\\n" (junk, a number
+        with junk after it, empty, too long, a time a day in the future or more than a day
+        old, a directory) is no memo: the mount asks the API first, as without one, serves, and
+        writes a valid memo in its place (the next mount asks the tag only)."""
+        repo = self.new_repo("memo-bad")
+        now = int(time.time())
+        bad = [b"junk\n", b"no-referrers-api 12x\n", b"", b"no-referrers-api 1\n" + b" " * 100,
+               b"no-referrers-api %d\n" % (now + 86400), b"no-referrers-api %d\n" % (now - 90000),
+               b"no-referrers-api -5\n", None]
+        for content in bad:
+            with self.subTest(memo=content):
+                memo = self.memo(repo)
+                os.makedirs(os.path.dirname(memo), exist_ok=True)
+                if os.path.isdir(memo):
+                    os.rmdir(memo)
+                elif os.path.exists(memo):
+                    os.unlink(memo)
+                if content is None:
+                    os.mkdir(memo)
+                else:
+                    with open(memo, "wb") as f:
+                        f.write(content)
+                api, tag = self.referrers_paths(self.mount_paths(repo))
+                self.assertEqual((len(api), len(tag)), (1, 1))
+                self.assertLess(api[0], tag[0])
+                if content is not None:  # replaced by a valid one (a directory stays)
+                    self.assertRegex(read_file(memo), rb"^no-referrers-api \d+\n$")
+                    api, tag = self.referrers_paths(self.mount_paths(repo))
+                    self.assertEqual((api, len(tag)), ([], 1))
+        cfs("repo", "fsck", "--repo", repo)
+
+    def test_a_repository_that_cannot_keep_the_memo_mounts_as_without_one(self):
+        """cfs-registries cannot be made (a file of that name stands there, as a repository
+        that cannot be written would refuse it): each mount asks the API first, then the tag,
+        mounts and serves; nothing is written in its place."""
+        repo = self.new_repo("memo-unwritable")
+        with open(os.path.join(repo, "cfs-registries"), "wb") as f:
+            f.write(b"in the way\n")
+        for _ in range(2):
+            api, tag = self.referrers_paths(self.mount_paths(repo))
+            self.assertEqual((len(api), len(tag)), (1, 1))
+            self.assertLess(api[0], tag[0])
+        self.assertEqual(read_file(os.path.join(repo, "cfs-registries")), b"in the way\n")
+
     def mount_traced(self, repo, trace, *opts):
         """A background lazy mount with CFS_LAZY_TRACE=trace; returns the serving process's
         pid (from its lease, completed before the command returns)."""

@@ -7,6 +7,8 @@ the registry's Location headers point back at the proxy). Each request is forwar
 upstream connection; the response comes back with at most one fault applied:
 
   status        answer with an HTTP status (500, 429 + Retry-After, ...) without asking upstream
+  reply         answer (status, content type, body bytes) without asking upstream: an API the
+                registry lacks (a referrers listing), as a registry with it would answer
   drop_after    send the headers and the first N body bytes, then close the connection
   flip          invert one body byte at offset N (of the bytes this response sends)
   length_delta  advertise Content-Length + delta: > 0 sends the real body and closes (the
@@ -273,6 +275,15 @@ class FaultProxy:
             entry["fault"] = fault.kind
         if fault and fault.kind == "delay":
             time.sleep(fault.arg)
+        if fault and fault.kind == "reply":
+            status, ctype, payload = fault.arg
+            head = f"HTTP/1.1 {status} Reply\r\nContent-Type: {ctype}\r\n"
+            head += f"Content-Length: {len(payload)}\r\n"
+            entry["status"] = status
+            entry["sent"] = len(payload) if method != "HEAD" else 0
+            conn.sendall(head.encode() + b"\r\n" + (payload if method != "HEAD" else b""))
+            self._record(entry)
+            return True
         if fault and fault.kind == "status":
             payload = json.dumps({"errors": [{"code": "INJECTED", "message": "fault proxy"}]}).encode()
             head = f"HTTP/1.1 {fault.arg} Injected\r\nContent-Type: application/json\r\n"

@@ -197,6 +197,18 @@ using Descriptor = oci::Descriptor;
 struct Referrers {
   std::vector<Descriptor> manifests;
   bool from_api = false;  ///< false: read from the sha256-<hex> fallback tag (or none found)
+  /// The referrers API was asked and answered as a registry without it does (distribution 2.8:
+  /// 404; also 400, 405, or a 200 that is not an image index).
+  bool no_api = false;
+};
+
+/// Where Client::list_referrers looks first.
+enum class ReferrersOrder {
+  kApiThenTag,  ///< the referrers API; the fallback tag when the registry has no API
+  /// The fallback tag; the API only when there is no such tag (a registry that has the API since
+  /// makes none for its pushes): one request instead of two on a registry known to lack the API.
+  kTagThenApi,
+  kApiOnly,  ///< the API; nothing (no_api) when the registry has none
 };
 
 class Client {
@@ -251,10 +263,11 @@ class Client {
                                           std::string_view bytes);
   /// Tags of ref's repository (all pages).
   Result<std::vector<std::string>> list_tags(const Reference& repo);
-  /// Manifests whose subject is `subject`: the referrers API, else the fallback tag.
+  /// Manifests whose subject is `subject`: the referrers API, else the fallback tag (`order`).
   /// `artifact_type` (if not empty) filters.
   Result<Referrers> list_referrers(const Reference& repo, const oci::ContentDigest& subject,
-                                   std::string_view artifact_type = {});
+                                   std::string_view artifact_type = {},
+                                   ReferrersOrder order = ReferrersOrder::kApiThenTag);
   /// Checks that the registry accepts our credentials (GET /v2/, authenticating if
   /// challenged): what `cfs login` verifies before it stores them.
   Status check_login(const std::string& registry);

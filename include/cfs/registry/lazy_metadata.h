@@ -34,6 +34,7 @@
 #include "cfs/registry/client.h"
 #include "cfs/registry/loader_graph.h"
 #include "cfs/registry/seal.h"
+#include "cfs/repo/repository.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/unique_fd.h"
 
@@ -99,6 +100,10 @@ struct LazyFetchOptions {
   /// Called as each step ends ("manifest", "referrers", "index", …), for timing a mount's
   /// start-up (CFS_LAZY_TRACE, docs/lazy.md); may be empty.
   std::function<void(std::string_view)> trace;
+  /// The repository that remembers registries without the referrers API (REPO/cfs-registries,
+  /// docs/lazy.md "The referrers listing"): on one, the fallback tag is asked first. nullptr:
+  /// none (the API first, as always).
+  repo::Repository* memo = nullptr;
 };
 
 /// The link to the registry as the metadata fetch saw it (zero: not measured). For a lazy
