@@ -288,11 +288,16 @@ class LazyMount(unittest.TestCase):
         # The registration (at the stop at the latest) keeps the rebuilt EROFS: the repository's
         # image is the v1 layer's EROFS byte for byte, and fsck is clean.
         ref = os.path.join(repo, "images", "refs", "lazy")
-        for _ in range(200):  # made by the serving process once quiet (at most 2 s), or at the stop
-            if os.path.isdir(ref) and os.listdir(ref):
-                break
-            time.sleep(0.05)
+
+        def registered():
+            for _ in range(400):  # by the serving process once quiet (at most 2 s after serving)
+                if os.path.isdir(ref) and os.listdir(ref):
+                    return True
+                time.sleep(0.05)
+            return False
+        registered()
         t.umount(self.mnt)
+        self.assertTrue(registered())  # or at the stop, which may end after the unmount returns
         (ref_name,) = os.listdir(ref)
         self.assertEqual(os.path.basename(os.readlink(os.path.join(ref, ref_name))), named)
         self.assertEqual(read_file(os.path.join(repo, "images", named)), erofs)
