@@ -2449,16 +2449,7 @@ class LazyMount(unittest.TestCase):
         interp = self.readelf(os.path.join(root, "usr/bin/prog"))[0]
         self.assertIn("ld-linux", interp)  # glibc's loader: it reads the cache
         expected.add("etc/ld.so.cache")
-        layout = os.path.join(self.tmp, "elf-img")
-        shutil.rmtree(layout, ignore_errors=True)
-        t.run(["umoci", "init", "--layout", layout])
-        t.run(["umoci", "new", "--image", f"{layout}:v1"])
-        t.run(["umoci", "insert", "--image", f"{layout}:v1", root, "/"])
-        src = self.new_repo("elf-src")
-        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "elf")
-        cfs("oci", "push", "--repo", src, NOTLS, "--compression=none", "elf",
-            self.reg.ref("cfs/elf:v1"))
-        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/elf:v1"), NOTLS))
+        manifest = self.push_tree(root, "elf", "none")
         ranges = {}  # "bytes=A-B" -> image path, from the blob itself
         (layer,) = manifest["layers"]
         with tarfile.open(self.reg.blob_path(layer["digest"]), "r:") as tf:
@@ -2468,6 +2459,20 @@ class LazyMount(unittest.TestCase):
                         m.name.lstrip("./")
         cls._elf = (root, expected, ranges, layer["digest"], layer["size"])
         return cls._elf
+
+    def push_tree(self, root, name, compression):
+        """`root` as a one-layer image (umoci), pulled and pushed `--compression=COMPRESSION` as
+        cfs/NAME:v1; its manifest as the registry has it."""
+        layout = os.path.join(self.tmp, f"{name}-img")
+        shutil.rmtree(layout, ignore_errors=True)
+        t.run(["umoci", "init", "--layout", layout])
+        t.run(["umoci", "new", "--image", f"{layout}:v1"])
+        t.run(["umoci", "insert", "--image", f"{layout}:v1", root, "/"])
+        src = self.new_repo(f"{name}-src")
+        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "elf")
+        cfs("oci", "push", "--repo", src, NOTLS, f"--compression={compression}", "elf",
+            self.reg.ref(f"cfs/{name}:v1"))
+        return json.loads(r.inspect_raw(self.reg.ref(f"cfs/{name}:v1"), NOTLS))
 
     def elf_image_zstd(self, elf):
         # elf_tree with /etc a symlink to usr/etc: the loader's cache then lies between the
@@ -2481,16 +2486,7 @@ class LazyMount(unittest.TestCase):
         os.symlink("usr/etc", os.path.join(root, "etc"))
         expected = set(self.loader_order(root, "usr/bin/prog")) - {"usr/bin/prog"}
         self.assertIn("usr/etc/ld.so.cache", expected)
-        layout = os.path.join(self.tmp, "elfz-img")
-        shutil.rmtree(layout, ignore_errors=True)
-        t.run(["umoci", "init", "--layout", layout])
-        t.run(["umoci", "new", "--image", f"{layout}:v1"])
-        t.run(["umoci", "insert", "--image", f"{layout}:v1", root, "/"])
-        src = self.new_repo("elfz-src")
-        cfs("oci", "pull", "--repo", src, f"oci:{layout}:v1", "elf")
-        cfs("oci", "push", "--repo", src, NOTLS, "--compression=zstd-chunked", "elf",
-            self.reg.ref("cfs/elfz:v1"))
-        manifest = json.loads(r.inspect_raw(self.reg.ref("cfs/elfz:v1"), NOTLS))
+        manifest = self.push_tree(root, "elfz", "zstd-chunked")
         (layer,) = manifest["layers"]
         blob = read_file(self.reg.blob_path(layer["digest"]))
         # containers/storage's TOC position: "offset:length:uncompressed length:type" of a

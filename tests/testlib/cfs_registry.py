@@ -422,28 +422,33 @@ def _leb(v):
             return bytes(out)
 
 
-def compact_index_decode(doc):
-    """The compact document as a dict: algorithm, image (hex), layers [{digest, diffId, size,
-    mediaType, rangeFetchable}], objects [{nid, layer, compression, offset, length, size}] in
-    the document's (nid) order."""
-    pos = 0
+class _Cursor:
+    """Reads a document of LEB128 varints and byte strings from the front."""
 
-    def varint():
-        nonlocal pos
+    def __init__(self, doc):
+        self.doc, self.pos = doc, 0
+
+    def varint(self):
         v = shift = 0
         while True:
-            b = doc[pos]
-            pos += 1
+            b = self.doc[self.pos]
+            self.pos += 1
             v |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
                 return v
 
-    def take(n):
-        nonlocal pos
-        pos += n
-        return doc[pos - n:pos]
+    def take(self, n):
+        self.pos += n
+        return self.doc[self.pos - n:self.pos]
 
+
+def compact_index_decode(doc):
+    """The compact document as a dict: algorithm, image (hex), layers [{digest, diffId, size,
+    mediaType, rangeFetchable}], objects [{nid, layer, compression, offset, length, size}] in
+    the document's (nid) order."""
+    cur = _Cursor(doc)
+    varint, take = cur.varint, cur.take
     assert take(8) == b"cfs-oidx"
     assert varint() == 2
     alg = {1: "sha256", 2: "sha512"}[take(1)[0]]
@@ -476,7 +481,7 @@ def compact_index_decode(doc):
         delta = (z >> 1) ^ -(z & 1)
         o["offset"] = (cursor.get(o["layer"], 0) + delta) % (1 << 64)
         cursor[o["layer"]] = o["offset"] + o["length"]
-    assert pos == len(doc), (pos, len(doc))
+    assert cur.pos == len(doc), (cur.pos, len(doc))
     out["objects"] = objects
     return out
 
@@ -539,21 +544,9 @@ def slim_blob_bytes(table_z, erofs_z, compact_z):
 
 def redirect_table_decode(doc):
     """(digest size n, [(value offset, digest offset)]) of a redirect table document."""
-    pos = 0
-
-    def varint():
-        nonlocal pos
-        v = shift = 0
-        while True:
-            b = doc[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return v
-
-    assert doc[:8] == b"cfs-rdir", doc[:8]
-    pos = 8
+    cur = _Cursor(doc)
+    varint = cur.varint
+    assert cur.take(8) == b"cfs-rdir", doc[:8]
     assert varint() == 1
     n = {1: 32, 2: 64}[varint()]
     count = varint()
@@ -562,7 +555,7 @@ def redirect_table_decode(doc):
         values.append(end + varint())
         end = values[-1] + 2 * n + 2
     entries = [(v, v - varint()) for v in values]
-    assert pos == len(doc), (pos, len(doc))
+    assert cur.pos == len(doc), (cur.pos, len(doc))
     return n, entries
 
 
