@@ -175,6 +175,11 @@ class LazyMount(unittest.TestCase):
                 for e in self.proxy.requests("GET", "/blobs/", since=since)
                 if e["path"].rsplit("/", 1)[1] in layers]
 
+    def blob_digests_asked(self, since):
+        """The digests of every blob GET the proxy saw since `since` (metadata too), in order."""
+        return [e["path"].rsplit("/", 1)[1]
+                for e in self.proxy.requests("GET", "/blobs/", since=since)]
+
     def expected_range(self, path):
         blob, first, last = self.ranges[path]
         return (blob, f"bytes={first}-{last}")
@@ -215,13 +220,11 @@ class LazyMount(unittest.TestCase):
         self.assertIn(r.COMPACT_INDEX_ANNOTATION, erofs_layer["annotations"])
         since = time.time()
         self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
-        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
-                                                                        since=since)]
+        got = self.blob_digests_asked(since)
         self.assertEqual(got, [slim_layer["digest"]])
         for rel in ("etc/hostname", "usr/share/doc/a", "opt/new"):
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
-        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
-                                                                        since=since)]
+        got = self.blob_digests_asked(since)
         self.assertNotIn(self.manifest["config"]["digest"], got)
         index_layer = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
         self.assertNotIn(index_layer["digest"], got)
@@ -389,8 +392,7 @@ class LazyMount(unittest.TestCase):
                            content_type=listing["mediaType"])
         since = time.time()
         self.mount(repo, self.proxy.ref(f"{name}:v1"), "--no-fill")
-        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
-                                                                        since=since)]
+        got = self.blob_digests_asked(since)
         self.assertEqual(got, [erofs_layer["digest"]])
         for rel in ("etc/hostname", "usr/share/doc/a", "opt/new"):
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), self.files[rel], rel)
@@ -413,8 +415,7 @@ class LazyMount(unittest.TestCase):
         t.run([old, "oci", "mount", "--lazy", "--repo", repo + "-old", NOTLS, "--batch-bytes=0",
                "--no-fill", self.proxy.ref(f"{name}:v1"), self.mnt])
         self.assertTrue(t.is_mounted(self.mnt))
-        got = [e["path"].rsplit("/", 1)[1] for e in self.proxy.requests("GET", "/blobs/",
-                                                                        since=since)]
+        got = self.blob_digests_asked(since)
         self.assertEqual(got, [erofs_layer["digest"]])
         for rel, data in self.files.items():
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
