@@ -29,8 +29,12 @@ that layer's (plus the config). Prints medians, ratios B/A and C/A, and the byte
 A same-run A/B of builds (e.g. main before and after a change) on one registry: every run
 times, for each build in turn (the order reversed every other run), A (R below) and then
 S = `skopeo copy docker://REF oci:DIR` and I = `cfs oci pull oci:DIR`, each into a fresh
-repository, with the CPU time (user + system, from wait4) next to the wall time. Prints every
-run and, per build, the medians and the ratio (S + I) / R, the target of issue 14 being 2.
+repository, with the CPU time (user + system, from wait4) and its system part next to the
+wall time. Prints every run and, per build, the medians and the ratio (S + I) / R, the target
+of issue 14 being 2. System time is what shows a run in ext4's deletion-tax state (see below):
+on host C, R and I take 0.3-0.6 s of it normally and 1.2-2.7 s after a large deletion (bench/
+README.md, session 17). The runs go under $TMPDIR: a filesystem of their own (a loop-mounted
+ext4) keeps other people's deletions out of them.
 A run's files are truncated, not deleted, once timed: deleting thousands of inodes taxes the
 next run's inode allocation on this host's ext4 (see "Session 8" in bench/README.md), while
 truncation frees the space and keeps the inodes (the emptied tree is left in place at the end,
@@ -152,7 +156,7 @@ def import_bench(args, cfs, work):
 
 
 def timed_rusage(cmd, env=None):
-    """Wall and CPU (user + system) seconds of a command that must succeed."""
+    """Wall, CPU (user + system) and system seconds of a command that must succeed."""
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     err = p.stderr.read()
@@ -161,7 +165,7 @@ def timed_rusage(cmd, env=None):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         sys.exit(f"{cmd} failed ({p.returncode}): {err.decode(errors='replace')}")
-    return wall, ru.ru_utime + ru.ru_stime
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_stime
 
 
 def truncate_tree(d):
@@ -201,7 +205,7 @@ def import_ab_bench(args, work):
                 for k, v in got.items():
                     rows.setdefault(label, {}).setdefault(k, []).append(v)
                 print(f"run {run} {label:10} " + "  ".join(
-                    f"{k} {w:.2f} s / {c:.2f} CPU-s" for k, (w, c) in got.items())
+                    f"{k} {w:.2f} s / {c:.2f} CPU-s (sys {y:.2f})" for k, (w, c, y) in got.items())
                     + f"  load {os.getloadavg()[0]:.1f}", flush=True)
                 if args.trace and os.path.exists(trace):
                     with open(trace) as f:
@@ -211,10 +215,11 @@ def import_ab_bench(args, work):
     print(f"\n{image}, loopback docker-registry 2.8, {args.runs} run(s) per build, medians "
           "(wall / CPU):")
     for label, got in rows.items():
-        med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
                for k, v in got.items()}
         ratio = (med["S"][0] + med["I"][0]) / med["R"][0]
-        print(f"  {label:10} " + "  ".join(f"{k} {w:.2f} / {c:.2f}" for k, (w, c) in med.items())
+        print(f"  {label:10} " + "  ".join(f"{k} {w:.2f} / {c:.2f} (sys {y:.2f})"
+                                          for k, (w, c, y) in med.items())
               + f"  (S + I) / R {ratio:.2f}")
 
 
