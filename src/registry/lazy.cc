@@ -30,6 +30,7 @@
 #include "cfs/repo/repository.h"
 #include "cfs/store/object_dirs.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/huge_pages.h"
 #include "cfs/util/mapped_file.h"
 #include "cfs/util/sys.h"
 #include "cfs/util/sys_fs.h"
@@ -218,7 +219,7 @@ class ObjectSink final : public BlobSink {
   }
   std::uint64_t received() const noexcept { return received_; }
   /// The bytes hashed into finish()'s tree, in order, when kept (after finish() succeeded).
-  std::shared_ptr<const std::vector<std::byte>> take_bytes() {
+  std::shared_ptr<const HugeBytes> take_bytes() {
     if (!keep_) return nullptr;
     return std::move(buf_);
   }
@@ -228,8 +229,8 @@ class ObjectSink final : public BlobSink {
  private:
   /// A buffer for `n` bytes, its pages faulted in at once: of size n (`empty` false: decoded
   /// into), or empty with room for n (appended to).
-  static std::shared_ptr<std::vector<std::byte>> new_buffer(std::uint64_t n, bool empty) {
-    auto b = std::make_shared<std::vector<std::byte>>();
+  static std::shared_ptr<HugeBytes> new_buffer(std::uint64_t n, bool empty) {
+    auto b = std::make_shared<HugeBytes>();
     b->reserve(static_cast<std::size_t>(n));
     prefault(b->data(), b->capacity());
     if (!empty) b->resize(static_cast<std::size_t>(n));
@@ -278,8 +279,8 @@ class ObjectSink final : public BlobSink {
   verity::MerkleBuilder tree_;
   std::string what_;
   DctxPool& dctxs_;
-  ZSTD_DCtx* dctx_ = nullptr;                    // from dctxs_, while a frame is being decoded
-  std::shared_ptr<std::vector<std::byte>> buf_;  // decoded into (whole_) or the kept bytes
+  ZSTD_DCtx* dctx_ = nullptr;       // from dctxs_, while a frame is being decoded
+  std::shared_ptr<HugeBytes> buf_;  // decoded into (whole_) or the kept bytes
   bool frame_done_ = false;
   std::uint64_t written_ = 0;
   std::uint64_t received_ = 0;
@@ -890,7 +891,7 @@ struct LazyProvider::Impl {
       } else {
         trace("verified", m.d);
         good.push_back(&part);
-        std::shared_ptr<const std::vector<std::byte>> bytes = part.sink->take_bytes();
+        std::shared_ptr<const HugeBytes> bytes = part.sink->take_bytes();
         if (auto ro = sys::reopen(part.sink->object().fd(), O_RDONLY | O_CLOEXEC, part.what)) {
           std::lock_guard lock(mu);
           keep_tree(std::make_shared<const verity::MerkleTree>(std::move(*got)), bytes);
@@ -1026,7 +1027,7 @@ struct LazyProvider::Impl {
   /// is malformed gives no hint, and the object it came with is served as usual.
   /// `bytes`: the object's bytes when the fetch kept them (read there instead of mapping the file:
   /// no page faults, no unmapping that interrupts the other threads' CPUs), else null.
-  void queue_loader_objects(int fd, const std::vector<std::byte>* bytes, const verity::Digest& d,
+  void queue_loader_objects(int fd, const HugeBytes* bytes, const verity::Digest& d,
                             const std::string& what) const {
     // With a loader graph, the push resolved every object already: what it lists is queued
     // (once per object, unless an open queued it), and nothing is parsed.
@@ -1368,7 +1369,7 @@ struct LazyProvider::Impl {
   /// Keeps the tree of a verified object for its open, with the bytes hashed into it when
   /// there are any (mu held).
   void keep_tree(std::shared_ptr<const verity::MerkleTree> t,
-                 std::shared_ptr<const std::vector<std::byte>> bytes) const {
+                 std::shared_ptr<const HugeBytes> bytes) const {
     const verity::Digest d = t->digest;
     const std::size_t size = kept_cost(*t);
     if (bytes && bytes->size() > kKeptCopyBytes) bytes.reset();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cfs/util/aligned_buffer.h"
+#include "cfs/util/huge_pages.h"
 #include "cfs/util/result.h"
 #include "cfs/verity/merkle.h"
 
@@ -31,7 +32,7 @@ struct ContentCopy {
   AlignedBuffer bytes;
   std::size_t size = 0;  ///< bytes held; 0 when no copy was made
   /// Set when the copy is a Prebuilt's bytes instead of `bytes` (shared, not copied).
-  std::shared_ptr<const std::vector<std::byte>> given;
+  std::shared_ptr<const HugeBytes> given;
   /// The `size` verified bytes.
   std::span<const std::byte> data() const { return {given ? given->data() : bytes.data(), size}; }
 };
@@ -41,7 +42,7 @@ struct ContentCopy {
 /// bytes, all `tree->data_size` of them. Either may be null.
 struct Prebuilt {
   std::shared_ptr<const verity::MerkleTree> tree;
-  std::shared_ptr<const std::vector<std::byte>> bytes;
+  std::shared_ptr<const HugeBytes> bytes;
 };
 
 class TreeCache {

@@ -427,7 +427,7 @@ TEST_F(LazyBatchTest, APrefetchNobodyWaitsForKeepsTheSpanOrder) {
     EXPECT_EQ(verified->names[i], digests[i].hex().substr(0, 12)) << i;
 }
 
-std::string str(const std::vector<std::byte>& b) {
+std::string str(const HugeBytes& b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 

@@ -423,7 +423,7 @@ class HandOverProvider final : public ObjectProvider {
   void give(const verity::Digest& d, const std::string& tree_of, const std::string& bytes) {
     auto t = verity::build_merkle_tree(std::as_bytes(std::span(tree_of)), verity::Params{});
     ASSERT_TRUE(t) << t.error().message();
-    auto b = std::make_shared<std::vector<std::byte>>(bytes.size());
+    auto b = std::make_shared<HugeBytes>(bytes.size());
     std::memcpy(b->data(), bytes.data(), bytes.size());
     given[d.hex()] = Prebuilt{std::make_shared<const verity::MerkleTree>(std::move(*t)), b};
   }

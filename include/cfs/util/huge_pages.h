@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+// Memory for large buffers that are filled once, whole, and soon freed (a lazy mount's decoded
+// objects): mapped in whole 2 MiB stretches that the kernel may back with transparent huge
+// pages, and kept mapped for the next buffer when freed (up to a cap).
+// Why: the first touch of a fresh 4 KiB page is a page fault, and on a PVM guest (host C, whose
+// guest kernel runs de-privileged and shadows its page tables through the hypervisor) it costs
+// 6-50 µs instead of 1-4 µs, even after madvise(MADV_POPULATE_WRITE), while a 2 MiB huge page
+// costs ~0.2 ms once and a mapping kept from an earlier buffer costs nothing (bench/README.md,
+// "Host C, session 17"). glibc maps each large block anew and unmaps it on free, so every
+// buffer paid its pages again.
+// Buffers under kHugeMinBytes come from operator new as usual: their few pages cost less than a
+// huge page's clearing, and rounding them up would waste most of 2 MiB each.
+// `construct` default-initialises: a vector resized with this allocator is not zero-filled first
+// (its bytes are written by the caller: decoding into it is the first touch).
+// Thread-safety: allocate/deallocate may be called from any thread.
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <utility>
+#include <vector>
+
+namespace cfs {
+
+namespace huge_pages {
+
+/// Smallest request served from huge-page mappings; smaller ones use operator new. The mmap
+/// threshold the FUSE server gives glibc (fuse/server.cc tune_malloc): below it glibc serves
+/// from its arenas, whose memory is reused, above it each block is a fresh mapping.
+inline constexpr std::size_t kHugeMinBytes = 128u << 10;
+/// Most bytes of freed mappings kept for reuse (beyond it they are unmapped).
+inline constexpr std::size_t kKeepBytes = 16u << 20;
+/// The huge page size the mappings are aligned and rounded to.
+inline constexpr std::size_t kHugePageBytes = 2u << 20;
+
+/// `n` bytes (n >= kHugeMinBytes): a kept mapping of at least round-up(n) bytes, else a new one,
+/// 2 MiB-aligned and advised MADV_HUGEPAGE. Throws std::bad_alloc.
+void* allocate(std::size_t n);
+/// Gives back what allocate(n) returned (the same n).
+void deallocate(void* p, std::size_t n) noexcept;
+/// Bytes of freed mappings kept now (for tests).
+std::size_t kept_bytes() noexcept;
+
+}  // namespace huge_pages
+
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() noexcept = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+
+  T* allocate(std::size_t n) {
+    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_array_new_length();
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes < huge_pages::kHugeMinBytes) return static_cast<T*>(::operator new(bytes));
+    return static_cast<T*>(huge_pages::allocate(bytes));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes < huge_pages::kHugeMinBytes) return ::operator delete(p);
+    huge_pages::deallocate(p, bytes);
+  }
+  /// Default-initialisation: no zero fill before the caller writes the bytes.
+  template <class U>
+  void construct(U* p) noexcept(noexcept(::new (static_cast<void*>(p)) U)) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+/// A byte buffer on HugePageAllocator (a lazy fetch's decoded object, kept for its open).
+using HugeBytes = std::vector<std::byte, HugePageAllocator<std::byte>>;
+
+}  // namespace cfs

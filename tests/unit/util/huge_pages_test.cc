@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+// HugePageAllocator: large buffers are 2 MiB-aligned mappings the kernel marks for transparent
+// huge pages (its own /proc/self/smaps says so, not our bookkeeping), freed ones are reused
+// whole up to a cap and unmapped beyond it (the kernel's /proc/self/maps), small ones come
+// from operator new, and a resize does not zero-fill.
+#include "cfs/util/huge_pages.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace cfs {
+namespace {
+
+using huge_pages::kHugeMinBytes;
+using huge_pages::kHugePageBytes;
+using huge_pages::kKeepBytes;
+
+// The kernel's view of the mapping that holds `p`: its start and end, and its VmFlags (smaps),
+// or empty strings when nothing is mapped there.
+struct Vma {
+  std::uintptr_t start = 0, end = 0;
+  std::string flags;
+};
+Vma vma_of(const void* p) {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  Vma cur;
+  bool in = false;
+  while (std::getline(f, line)) {
+    unsigned long a = 0, b = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &a, &b) == 2 && line.find(' ') > line.find('-')) {
+      in = at >= a && at < b;
+      if (in) cur = {a, b, ""};
+    } else if (in && line.rfind("VmFlags:", 0) == 0) {
+      cur.flags = line.substr(8);
+      return cur;
+    }
+  }
+  return {};
+}
+
+bool mapped(const void* p) { return vma_of(p).end != 0; }
+
+TEST(HugePages, LargeBuffersAreAlignedHugePageMappings) {
+  for (std::size_t n : {kHugeMinBytes, std::size_t{(1 << 20) + 13}, kHugePageBytes,
+                        kHugePageBytes + 1, std::size_t{9 << 20}}) {
+    HugeBytes b(n);
+    ASSERT_EQ(b.size(), n);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.data()) % kHugePageBytes, 0u) << n;
+    Vma v = vma_of(b.data());
+    ASSERT_NE(v.end, 0u) << n;
+    // "hg": the kernel's VM_HUGEPAGE, what madvise(MADV_HUGEPAGE) sets.
+    EXPECT_NE(v.flags.find(" hg"), std::string::npos) << n << ":" << v.flags;
+    // The whole rounded size is writable.
+    b.data()[0] = std::byte{1};
+    b.data()[n - 1] = std::byte{2};
+  }
+}
+
+TEST(HugePages, SmallBuffersAreNotHugePageMappings) {
+  HugeBytes b(kHugeMinBytes - 1);
+  Vma v = vma_of(b.data());
+  ASSERT_NE(v.end, 0u);
+  EXPECT_EQ(v.flags.find(" hg"), std::string::npos) << v.flags;
+}
+
+TEST(HugePages, AFreedMappingIsReusedWithoutZeroFill) {
+  const std::size_t n = 3u << 20;
+  const void* first = nullptr;
+  {
+    HugeBytes b(n);
+    first = b.data();
+    std::memset(b.data(), 0x5a, n);
+  }
+  EXPECT_TRUE(mapped(first));  // kept, not unmapped
+  EXPECT_GE(huge_pages::kept_bytes(), 4u << 20);
+  HugeBytes again;
+  again.resize(n - 100);  // a default-initialising resize: no zero fill of the reused pages
+  EXPECT_EQ(static_cast<const void*>(again.data()), first);
+  EXPECT_EQ(again[0], std::byte{0x5a});
+  EXPECT_EQ(again[n - 101], std::byte{0x5a});
+}
+
+TEST(HugePages, FreedMappingsBeyondTheCapAreUnmapped) {
+  std::vector<HugeBytes> bufs;
+  for (std::size_t i = 0; i < kKeepBytes / kHugePageBytes + 3; ++i)
+    bufs.emplace_back(kHugePageBytes);
+  std::vector<const void*> at;
+  for (auto& b : bufs) at.push_back(b.data());
+  bufs.clear();
+  EXPECT_LE(huge_pages::kept_bytes(), kKeepBytes);
+  std::size_t still = 0;
+  for (const void* p : at)
+    if (mapped(p)) ++still;
+  EXPECT_LE(still * kHugePageBytes, kKeepBytes);
+  EXPECT_GE(at.size() - still, 3u);  // at least the three past the cap are gone
+}
+
+}  // namespace
+}  // namespace cfs
