@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 
@@ -20,6 +21,10 @@ struct Cache {
   std::mutex mu;
   std::vector<Kept> kept;
   std::size_t bytes = 0;
+  /// Mappings handed out and not given back, and their rounded sizes' sum: past kLiveBytes,
+  /// requests fall back to operator new (whose blocks deallocate tells apart by this list).
+  std::vector<Kept> live;
+  std::size_t live_bytes = 0;
 };
 
 Cache& cache() {
@@ -34,21 +39,27 @@ std::size_t rounded(std::size_t n) { return (n + kHugePageBytes - 1) & ~(kHugePa
 void* allocate(std::size_t n) {
   const std::size_t size = rounded(n);
   if (size < n) throw std::bad_alloc();
+  Cache& c = cache();
+  std::lock_guard lock(c.mu);
+  // Rounding up wastes up to 2 MiB per buffer: many small buffers alive at once would hold
+  // that many huge pages. Beyond the cap they are ordinary blocks.
+  if (c.live_bytes + size > kLiveBytes) return ::operator new(n);
+  c.live.reserve(c.live.size() + 1);  // before anything is mapped: push_back cannot throw below
   {
     // The smallest kept mapping that is large enough, and not more than twice the size (a
     // large one is left for a large buffer).
-    Cache& c = cache();
-    std::lock_guard lock(c.mu);
     auto best = c.kept.end();
     for (auto it = c.kept.begin(); it != c.kept.end(); ++it)
       if (it->size >= size && it->size <= 2 * size &&
           (best == c.kept.end() || it->size < best->size))
         best = it;
     if (best != c.kept.end()) {
-      void* p = best->p;
-      c.bytes -= best->size;
+      const Kept k = *best;
+      c.bytes -= k.size;
       c.kept.erase(best);
-      return p;
+      c.live.push_back(k);
+      c.live_bytes += k.size;
+      return k.p;
     }
   }
   // Mapped one huge page larger, then trimmed to a 2 MiB-aligned start: the kernel backs only
@@ -64,15 +75,23 @@ void* allocate(std::size_t n) {
   // Best effort: without transparent huge pages (or with them off) the pages fault in 4 KiB at
   // a time, as any mapping's.
   (void)::madvise(reinterpret_cast<void*>(start), size, MADV_HUGEPAGE);
+  c.live.push_back({reinterpret_cast<void*>(start), size});
+  c.live_bytes += size;
   return reinterpret_cast<void*>(start);
 }
 
-void deallocate(void* p, std::size_t n) noexcept {
+void deallocate(void* p, [[maybe_unused]] std::size_t n) noexcept {
   if (!p) return;
-  const std::size_t size = rounded(n);
   Cache& c = cache();
+  std::size_t size = 0;
   {
     std::lock_guard lock(c.mu);
+    auto it = std::find_if(c.live.begin(), c.live.end(), [&](const Kept& k) { return k.p == p; });
+    if (it == c.live.end()) return ::operator delete(p);  // allocated past the cap
+    size = it->size;
+    c.live_bytes -= size;
+    *it = c.live.back();
+    c.live.pop_back();
     if (c.bytes + size <= kKeepBytes) {
       try {
         c.kept.push_back({p, size});

@@ -30,11 +30,14 @@ namespace huge_pages {
 inline constexpr std::size_t kHugeMinBytes = 128u << 10;
 /// Most bytes of freed mappings kept for reuse (beyond it they are unmapped).
 inline constexpr std::size_t kKeepBytes = 16u << 20;
+/// Most bytes of mappings handed out at once (rounded sizes); further requests get operator new.
+inline constexpr std::size_t kLiveBytes = 64u << 20;
 /// The huge page size the mappings are aligned and rounded to.
 inline constexpr std::size_t kHugePageBytes = 2u << 20;
 
 /// `n` bytes (n >= kHugeMinBytes): a kept mapping of at least round-up(n) bytes, else a new one,
-/// 2 MiB-aligned and advised MADV_HUGEPAGE. Throws std::bad_alloc.
+/// 2 MiB-aligned and advised MADV_HUGEPAGE; past kLiveBytes of them, operator new's. Throws
+/// std::bad_alloc.
 void* allocate(std::size_t n);
 /// Gives back what allocate(n) returned (the same n).
 void deallocate(void* p, std::size_t n) noexcept;

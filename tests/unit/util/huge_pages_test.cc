@@ -103,5 +103,21 @@ TEST(HugePages, FreedMappingsBeyondTheCapAreUnmapped) {
   EXPECT_GE(at.size() - still, 3u);  // at least the three past the cap are gone
 }
 
+TEST(HugePages, PastTheCapBuffersAreOrdinaryBlocks) {
+  // Not touched: a mapping costs no memory until written.
+  std::vector<HugeBytes> bufs;
+  const std::size_t cap = huge_pages::kLiveBytes / kHugePageBytes;
+  for (std::size_t i = 0; i < cap + 2; ++i) bufs.emplace_back(kHugePageBytes);
+  std::size_t huge = 0;
+  for (const auto& b : bufs)
+    if (vma_of(b.data()).flags.find(" hg") != std::string::npos) ++huge;
+  EXPECT_LE(huge, cap);
+  EXPECT_GE(huge, cap - 1);
+  EXPECT_EQ(vma_of(bufs.back().data()).flags.find(" hg"), std::string::npos);
+  bufs.clear();  // the cap counts only what is handed out
+  HugeBytes again(kHugePageBytes);
+  EXPECT_NE(vma_of(again.data()).flags.find(" hg"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cfs
