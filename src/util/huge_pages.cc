@@ -15,15 +15,26 @@ struct Kept {
   std::size_t size;  ///< a multiple of kHugePageBytes
 };
 
+/// A mapping buffers are carved from: one buffer of 2 MiB or more, or several smaller ones
+/// packed one after the other (a huge page is cleared whole when first touched, so a 200 KB
+/// buffer alone in one would cost the clearing of 2 MiB).
+struct Slab {
+  std::uintptr_t start;
+  std::size_t size;   ///< a multiple of kHugePageBytes
+  std::size_t used;   ///< bytes carved so far (from the start)
+  std::size_t users;  ///< buffers in it not given back
+};
+
 // Freed mappings, for the next buffers: most of a lazy mount's decoded objects are freed once
 // their open has stored them, and the next fetch's fit in their pages, already faulted in.
 struct Cache {
   std::mutex mu;
   std::vector<Kept> kept;
   std::size_t bytes = 0;
-  /// Mappings handed out and not given back, and their rounded sizes' sum: past kLiveBytes,
-  /// requests fall back to operator new (whose blocks deallocate tells apart by this list).
-  std::vector<Kept> live;
+  /// Slabs with buffers handed out (or still open for more), and their sizes' sum: past
+  /// kLiveBytes, requests fall back to operator new (whose blocks deallocate tells apart by
+  /// this list).
+  std::vector<Slab> slabs;
   std::size_t live_bytes = 0;
 };
 
@@ -34,33 +45,21 @@ Cache& cache() {
 
 std::size_t rounded(std::size_t n) { return (n + kHugePageBytes - 1) & ~(kHugePageBytes - 1); }
 
-}  // namespace
-
-void* allocate(std::size_t n) {
-  const std::size_t size = rounded(n);
-  if (size < n) throw std::bad_alloc();
-  Cache& c = cache();
-  std::lock_guard lock(c.mu);
-  // Rounding up wastes up to 2 MiB per buffer: many small buffers alive at once would hold
-  // that many huge pages. Beyond the cap they are ordinary blocks.
-  if (c.live_bytes + size > kLiveBytes) return ::operator new(n);
-  c.live.reserve(c.live.size() + 1);  // before anything is mapped: push_back cannot throw below
-  {
-    // The smallest kept mapping that is large enough, and not more than twice the size (a
-    // large one is left for a large buffer).
-    auto best = c.kept.end();
-    for (auto it = c.kept.begin(); it != c.kept.end(); ++it)
-      if (it->size >= size && it->size <= 2 * size &&
-          (best == c.kept.end() || it->size < best->size))
-        best = it;
-    if (best != c.kept.end()) {
-      const Kept k = *best;
-      c.bytes -= k.size;
-      c.kept.erase(best);
-      c.live.push_back(k);
-      c.live_bytes += k.size;
-      return k.p;
-    }
+/// A mapping of `size` bytes (a multiple of kHugePageBytes): a kept one of at most twice the
+/// size, else a new one, 2 MiB-aligned and advised MADV_HUGEPAGE. Called with c.mu held.
+void* map(Cache& c, std::size_t& size) {
+  // The smallest kept mapping that is large enough, and not more than twice the size (a
+  // large one is left for a large buffer).
+  auto best = c.kept.end();
+  for (auto it = c.kept.begin(); it != c.kept.end(); ++it)
+    if (it->size >= size && it->size <= 2 * size && (best == c.kept.end() || it->size < best->size))
+      best = it;
+  if (best != c.kept.end()) {
+    const Kept k = *best;
+    c.bytes -= k.size;
+    c.kept.erase(best);
+    size = k.size;
+    return k.p;
   }
   // Mapped one huge page larger, then trimmed to a 2 MiB-aligned start: the kernel backs only
   // aligned 2 MiB stretches with huge pages.
@@ -75,33 +74,64 @@ void* allocate(std::size_t n) {
   // Best effort: without transparent huge pages (or with them off) the pages fault in 4 KiB at
   // a time, as any mapping's.
   (void)::madvise(reinterpret_cast<void*>(start), size, MADV_HUGEPAGE);
-  c.live.push_back({reinterpret_cast<void*>(start), size});
-  c.live_bytes += size;
   return reinterpret_cast<void*>(start);
+}
+
+}  // namespace
+
+void* allocate(std::size_t n) {
+  // Buffers start on a page (the kernel copies to and from page-aligned memory faster).
+  constexpr std::size_t kPage = 4096;
+  const std::size_t need = (n + kPage - 1) & ~(kPage - 1);
+  std::size_t size = rounded(n);
+  if (size < n || need < n) throw std::bad_alloc();
+  Cache& c = cache();
+  std::lock_guard lock(c.mu);
+  if (need < kHugePageBytes) {
+    // Packed after the buffers of the newest slab with room for it.
+    for (auto it = c.slabs.rbegin(); it != c.slabs.rend(); ++it) {
+      if (it->size - it->used < need) continue;
+      void* p = reinterpret_cast<void*>(it->start + it->used);
+      it->used += need;
+      ++it->users;
+      return p;
+    }
+  }
+  // Rounding up wastes up to 2 MiB per slab: many slabs alive at once would hold that many
+  // huge pages. Beyond the cap, buffers are ordinary blocks.
+  if (c.live_bytes + size > kLiveBytes) return ::operator new(n);
+  c.slabs.reserve(c.slabs.size() + 1);  // before anything is mapped: push_back cannot throw below
+  void* p = map(c, size);
+  c.slabs.push_back({reinterpret_cast<std::uintptr_t>(p), size, need, 1});
+  c.live_bytes += size;
+  return p;
 }
 
 void deallocate(void* p, [[maybe_unused]] std::size_t n) noexcept {
   if (!p) return;
   Cache& c = cache();
-  std::size_t size = 0;
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  Kept freed{};
   {
     std::lock_guard lock(c.mu);
-    auto it = std::find_if(c.live.begin(), c.live.end(), [&](const Kept& k) { return k.p == p; });
-    if (it == c.live.end()) return ::operator delete(p);  // allocated past the cap
-    size = it->size;
-    c.live_bytes -= size;
-    *it = c.live.back();
-    c.live.pop_back();
-    if (c.bytes + size <= kKeepBytes) {
+    auto it = std::find_if(c.slabs.begin(), c.slabs.end(),
+                           [&](const Slab& s) { return at >= s.start && at < s.start + s.size; });
+    if (it == c.slabs.end()) return ::operator delete(p);  // allocated past the cap
+    if (--it->users > 0) return;
+    // Its last buffer: the whole mapping is free again.
+    freed = {reinterpret_cast<void*>(it->start), it->size};
+    c.live_bytes -= it->size;
+    c.slabs.erase(it);
+    if (c.bytes + freed.size <= kKeepBytes) {
       try {
-        c.kept.push_back({p, size});
-        c.bytes += size;
+        c.kept.push_back(freed);
+        c.bytes += freed.size;
         return;
       } catch (...) {  // std::bad_alloc: unmapped below instead
       }
     }
   }
-  (void)::munmap(p, size);
+  (void)::munmap(freed.p, freed.size);
 }
 
 std::size_t kept_bytes() noexcept {

@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // Memory for large buffers that are filled once, whole, and soon freed (a lazy mount's decoded
-// objects): mapped in whole 2 MiB stretches that the kernel may back with transparent huge
-// pages, and kept mapped for the next buffer when freed (up to a cap).
+// objects): carved from mappings of whole 2 MiB stretches that the kernel may back with
+// transparent huge pages (buffers under 2 MiB packed together, page-aligned, larger ones a
+// mapping each), and the mappings kept for the next buffers once all theirs are freed (up to a
+// cap).
 // Why: the first touch of a fresh 4 KiB page is a page fault, and on a PVM guest (host C, whose
 // guest kernel runs de-privileged and shadows its page tables through the hypervisor) it costs
 // 6-50 µs instead of 1-4 µs, even after madvise(MADV_POPULATE_WRITE), while a 2 MiB huge page
-// costs ~0.2 ms once and a mapping kept from an earlier buffer costs nothing (bench/README.md,
-// "Host C, session 17"). glibc maps each large block anew and unmaps it on free, so every
-// buffer paid its pages again.
-// Buffers under kHugeMinBytes come from operator new as usual: their few pages cost less than a
-// huge page's clearing, and rounding them up would waste most of 2 MiB each.
+// costs one fault and its clearing, and a mapping kept from earlier buffers costs nothing
+// (bench/README.md, "Host C, session 17"). glibc maps each large block anew and unmaps it on
+// free, so every buffer paid its pages again.
+// Buffers under kHugeMinBytes come from operator new as usual (glibc's arenas reuse them).
 // `construct` default-initialises: a vector resized with this allocator is not zero-filled first
 // (its bytes are written by the caller: decoding into it is the first touch).
 // Thread-safety: allocate/deallocate may be called from any thread.
@@ -30,14 +31,15 @@ namespace huge_pages {
 inline constexpr std::size_t kHugeMinBytes = 128u << 10;
 /// Most bytes of freed mappings kept for reuse (beyond it they are unmapped).
 inline constexpr std::size_t kKeepBytes = 16u << 20;
-/// Most bytes of mappings handed out at once (rounded sizes); further requests get operator new.
+/// Most bytes of mappings with buffers in them at once; further requests get operator new.
 inline constexpr std::size_t kLiveBytes = 64u << 20;
 /// The huge page size the mappings are aligned and rounded to.
 inline constexpr std::size_t kHugePageBytes = 2u << 20;
 
-/// `n` bytes (n >= kHugeMinBytes): a kept mapping of at least round-up(n) bytes, else a new one,
-/// 2 MiB-aligned and advised MADV_HUGEPAGE; past kLiveBytes of them, operator new's. Throws
-/// std::bad_alloc.
+/// `n` bytes (n >= kHugeMinBytes), page-aligned: packed after other buffers under 2 MiB in a
+/// huge-page mapping with room, else at the start of a kept mapping of at least round-up(n)
+/// bytes or a new one (2 MiB-aligned, advised MADV_HUGEPAGE); past kLiveBytes of mappings with
+/// buffers in them, operator new's. Throws std::bad_alloc.
 void* allocate(std::size_t n);
 /// Gives back what allocate(n) returned (the same n).
 void deallocate(void* p, std::size_t n) noexcept;
