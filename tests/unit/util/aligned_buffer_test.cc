@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // AlignedBuffer: every span it hands out starts on a page boundary (what the kernel's copy and
-// O_DIRECT need), whatever the size asked for and however often it grows.
+// O_DIRECT need), whatever the size asked for and however often it grows; from one huge page
+// on, the buffer is whole huge pages the kernel has marked for transparent huge pages (its own
+// /proc/self/smaps is the oracle).
 #include "cfs/util/aligned_buffer.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +10,9 @@
 
 #include <cstdint>
 #include <thread>
+
+#include "cfs/util/huge_pages.h"
+#include "testutil/smaps.h"
 
 namespace cfs {
 namespace {
@@ -68,6 +73,25 @@ TEST(AlignedBuffer, OnePerThread) {
   EXPECT_TRUE(page_aligned(other));
   EXPECT_NE(main_addr, other);
   EXPECT_EQ(addr(), main_addr);
+}
+
+TEST(AlignedBuffer, FromOneHugePageOnItIsAdvisedHugePages) {
+  using huge_pages::kHugePageBytes;
+  for (std::size_t n : {kHugePageBytes, kHugePageBytes + 1, std::size_t{20} << 20}) {
+    AlignedBuffer b;
+    auto s = b.get(n);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(s.data()) % kHugePageBytes, 0u) << n;
+    EXPECT_EQ(b.capacity() % kHugePageBytes, 0u) << n;
+    const testutil::Vma v = testutil::vma_of(s.data());
+    ASSERT_NE(v.end, 0u) << n;
+    // "hg": the kernel's VM_HUGEPAGE, what madvise(MADV_HUGEPAGE) sets on the mapping.
+    EXPECT_TRUE(v.advised_huge()) << n << ":" << v.flags;
+    EXPECT_GE(v.end, reinterpret_cast<std::uintptr_t>(s.data()) + b.capacity()) << n;
+  }
+  // Below a huge page nothing is advised: a 192 KiB read buffer stays 4 KiB pages (glibc's
+  // heap or a mapping of its own), so small buffers cost no 2 MiB clearing.
+  AlignedBuffer small;
+  EXPECT_FALSE(testutil::vma_of(small.get(192 * 1024).data()).advised_huge());
 }
 
 }  // namespace

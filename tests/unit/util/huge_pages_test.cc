@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "testutil/smaps.h"
+
 namespace cfs {
 namespace {
 
@@ -22,30 +24,8 @@ using huge_pages::kHugeMinBytes;
 using huge_pages::kHugePageBytes;
 using huge_pages::kKeepBytes;
 
-// The kernel's view of the mapping that holds `p`: its start and end, and its VmFlags (smaps),
-// or empty strings when nothing is mapped there.
-struct Vma {
-  std::uintptr_t start = 0, end = 0;
-  std::string flags;
-};
-Vma vma_of(const void* p) {
-  const auto at = reinterpret_cast<std::uintptr_t>(p);
-  std::ifstream f("/proc/self/smaps");
-  std::string line;
-  Vma cur;
-  bool in = false;
-  while (std::getline(f, line)) {
-    unsigned long a = 0, b = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &a, &b) == 2 && line.find(' ') > line.find('-')) {
-      in = at >= a && at < b;
-      if (in) cur = {a, b, ""};
-    } else if (in && line.rfind("VmFlags:", 0) == 0) {
-      cur.flags = line.substr(8);
-      return cur;
-    }
-  }
-  return {};
-}
+using testutil::Vma;
+using testutil::vma_of;
 
 bool mapped(const void* p) { return vma_of(p).end != 0; }
 
@@ -61,7 +41,7 @@ TEST(HugePages, LargeBuffersAreAlignedHugePageMappings) {
     Vma v = vma_of(b.data());
     ASSERT_NE(v.end, 0u) << n;
     // "hg": the kernel's VM_HUGEPAGE, what madvise(MADV_HUGEPAGE) sets.
-    EXPECT_NE(v.flags.find(" hg"), std::string::npos) << n << ":" << v.flags;
+    EXPECT_TRUE(v.advised_huge()) << n << ":" << v.flags;
     // The whole rounded size is writable.
     b.data()[0] = std::byte{1};
     b.data()[n - 1] = std::byte{2};
@@ -96,7 +76,7 @@ TEST(HugePages, SmallBuffersAreNotHugePageMappings) {
   HugeBytes b(kHugeMinBytes - 1);
   Vma v = vma_of(b.data());
   ASSERT_NE(v.end, 0u);
-  EXPECT_EQ(v.flags.find(" hg"), std::string::npos) << v.flags;
+  EXPECT_FALSE(v.advised_huge()) << v.flags;
 }
 
 TEST(HugePages, AFreedMappingIsReusedWithoutZeroFill) {
@@ -138,13 +118,13 @@ TEST(HugePages, PastTheCapBuffersAreOrdinaryBlocks) {
   for (std::size_t i = 0; i < cap + 2; ++i) bufs.emplace_back(kHugePageBytes);
   std::size_t huge = 0;
   for (const auto& b : bufs)
-    if (vma_of(b.data()).flags.find(" hg") != std::string::npos) ++huge;
+    if (vma_of(b.data()).advised_huge()) ++huge;
   EXPECT_LE(huge, cap);
   EXPECT_GE(huge, cap - 1);
-  EXPECT_EQ(vma_of(bufs.back().data()).flags.find(" hg"), std::string::npos);
+  EXPECT_FALSE(vma_of(bufs.back().data()).advised_huge());
   bufs.clear();  // the cap counts only what is handed out
   HugeBytes again(kHugePageBytes);
-  EXPECT_NE(vma_of(again.data()).flags.find(" hg"), std::string::npos);
+  EXPECT_TRUE(vma_of(again.data()).advised_huge());
 }
 
 }  // namespace
