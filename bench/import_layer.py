@@ -62,6 +62,11 @@ def timed(cmd, stdin):
     return wall, ru.ru_utime, ru.ru_stime
 
 
+def medians(got):
+    """The medians of timed()'s (wall, user, system) triples."""
+    return tuple(statistics.median(t[i] for t in got) for i in range(3))
+
+
 def truncate_tree(d):
     for dirpath, _, files in os.walk(d):
         for f in files:
@@ -125,9 +130,7 @@ def main():
     print("| build | wall s (median) | user + sys s (median) | MB/s | time / dd's time |")
     print("|---|---|---|---|---|")
     for label, got in rows.items():
-        wall = statistics.median(w for w, _, _ in got)
-        user = statistics.median(u for _, u, _ in got)
-        system = statistics.median(s for _, _, s in got)
+        wall, user, system = medians(got)
         print(f"| {label} | {wall:.2f} | {user:.2f} + {system:.2f} | {size / wall / 1e6:.0f} | "
               f"{wall / (size / dd_bw):.2f} |")
 

@@ -34,7 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from import_layer import dd_direct, sha256_file, timed, truncate_tree  # noqa: E402
+from import_layer import dd_direct, medians, sha256_file, timed, truncate_tree  # noqa: E402
 
 FLOOR_RE = re.compile(r"objects (\d+) bytes (\d+) written ([\d.]+) s synced ([\d.]+) s "
                       r"user ([\d.]+) sys ([\d.]+)")
@@ -113,9 +113,7 @@ def main():
     print("| case | wall s (median) | user + sys s (median) | time / dd's time |")
     print("|---|---|---|---|")
     for label, got in rows.items():
-        wall = statistics.median(w for w, _, _ in got)
-        user = statistics.median(u for _, u, _ in got)
-        system = statistics.median(s for _, _, s in got)
+        wall, user, system = medians(got)
         print(f"| {label} | {wall:.2f} | {user:.2f} + {system:.2f} | {wall / dd_time:.2f} |")
 
 
