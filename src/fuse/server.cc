@@ -2,7 +2,6 @@
 #include "cfs/fuse/server.h"
 
 #include <malloc.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,11 +53,10 @@ class CopyPool {
       }
     }
     // Sized for what is kept from the start, so that a growing copy never reallocates (a new
-    // mapping to fault in again), and backed by huge pages where the kernel has them (one
-    // fault per 2 MiB instead of 512). Best effort.
+    // mapping to fault in again); at 4 MiB, AlignedBuffer backs it with huge pages where the
+    // kernel has them (one fault per 2 MiB instead of 512).
     auto c = std::make_unique<vfs::ContentCopy>();
     c->bytes.reserve(kKeepBytes);
-    (void)::madvise(c->bytes.data(), c->bytes.capacity(), MADV_HUGEPAGE);
     return c;
   }
   void give(std::unique_ptr<vfs::ContentCopy> c) {

@@ -107,22 +107,17 @@ class DctxPool {
 };
 
 /// Faults in the pages of a new buffer with one call instead of a page fault per 4 KiB as the
-/// bytes are written (8 MiB: ~1 ms instead of 2.4-7.8 ms on the benchmark's host, loaded), the
-/// whole 2 MiB stretches of it as huge pages where the kernel has them (0.3 ms; session 13).
+/// bytes are written (8 MiB: ~1 ms instead of 2.4-7.8 ms on the benchmark's host, loaded; session
+/// 13). Whether they are huge pages is the buffer's allocator's choice (HugePageAllocator).
 /// Best effort (before Linux 5.14 the pages fault in as they are written).
 void prefault(std::byte* p, std::size_t n) noexcept {
   const auto at = reinterpret_cast<std::uintptr_t>(p);
-  auto inside = [&](std::uintptr_t align) {
-    return std::pair{(at + align - 1) & ~(align - 1), (at + n) & ~(align - 1)};
-  };
-  constexpr std::uintptr_t kHuge = 2u << 20;
-  if (auto [a, b] = inside(kHuge); b > a)
-    (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
 #ifndef MADV_POPULATE_WRITE
   constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14; glibc 2.36's headers lack it
 #endif
-  if (auto [a, b] = inside(static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE))); b > a)
-    (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE);
+  const std::uintptr_t a = (at + page - 1) & ~(page - 1), b = (at + n) & ~(page - 1);
+  if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE);
 }
 
 /// Compressed objects whose bytes are kept for their opens (at most kKeptCopyMax, 8 MiB) are
