@@ -33,6 +33,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "testlib"))
+import cfs_testlib as t  # noqa: E402
+
 WORKLOADS = {"dpkg --version": ["/usr/bin/dpkg", "--version"],
              "apt-get --version": ["/usr/bin/apt-get", "--version"]}
 DEFAULT_IMAGE = "oci:/var/cache/cfs-oci-debian/layout:bookworm"
@@ -40,9 +44,8 @@ DEFAULT_IMAGE = "oci:/var/cache/cfs-oci-debian/layout:bookworm"
 
 def umount(path):
     for _ in range(100):
-        with open("/proc/self/mountinfo") as f:
-            if not any(line.split()[4] == os.path.realpath(path) for line in f):
-                return
+        if not t.is_mounted(path):
+            return
         subprocess.run(["umount", path], capture_output=True)
         time.sleep(0.01)
 

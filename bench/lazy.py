@@ -71,9 +71,8 @@ WORKLOADS = {"dpkg --version": ["/usr/bin/dpkg", "--version"],
 
 def umount(path):
     for _ in range(100):
-        with open("/proc/self/mountinfo") as f:
-            if not any(line.split()[4] == os.path.realpath(path) for line in f):
-                return
+        if not r.t.is_mounted(path):
+            return
         subprocess.run(["umount", "-l", path], capture_output=True)
         time.sleep(0.05)
 

@@ -184,11 +184,10 @@ def bdi_of(mnt):
     """The bdi name (MAJOR:MINOR) of the mount at `mnt` (the topmost), from mountinfo."""
     real = os.path.realpath(mnt)
     dev = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == real:
-                dev = fields[2]
+    for line in r.t.mountinfo().splitlines():
+        fields = line.split()
+        if fields[4] == real:
+            dev = fields[2]
     return dev
 
 

@@ -33,9 +33,7 @@ import cfs_registry as r  # noqa: E402
 NOTLS = "--tls-verify=false"
 
 
-def is_mounted(path):
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == os.path.realpath(path) for line in f)
+is_mounted = r.t.is_mounted
 
 
 def umount(path):

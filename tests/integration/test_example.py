@@ -21,8 +21,7 @@ class Example(t.unittest.TestCase):
         t.require_root()
         if not os.path.exists("/dev/fuse") or not o.have("umoci", "fusermount3", "fsverity"):
             self.skipTest("needs /dev/fuse, umoci, fusermount3 and fsverity")
-        with open("/proc/self/mountinfo") as f:
-            mounts_before = f.read().count(" fuse")
+        mounts_before = t.mountinfo().count(" fuse")
         p = subprocess.run([SCRIPT, t.BIN_DIR], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out = p.stdout.decode()
         self.assertEqual(p.returncode, 0, out + p.stderr.decode())
@@ -36,8 +35,7 @@ class Example(t.unittest.TestCase):
         self.assertRegex(oci, r"cfs oci mount --fuse example mnt: 1[01] entries")
         self.assertIn("read back: identical", oci)
         self.assertTrue(oci.rstrip().endswith("unmounted"), oci)
-        with open("/proc/self/mountinfo") as f:
-            self.assertEqual(f.read().count(" fuse"), mounts_before)
+        self.assertEqual(t.mountinfo().count(" fuse"), mounts_before)
 
 
 if __name__ == "__main__":

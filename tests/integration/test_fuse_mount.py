@@ -291,8 +291,8 @@ class FuseMount(t.unittest.TestCase):
             try:
                 with open(os.path.join(mnt, "inline"), "rb") as f:
                     self.assertEqual(f.read(), b"FOOBAR\nINAFILE\n")
-                with open("/proc/self/mountinfo") as f:
-                    line = next(x for x in f if x.split()[4] == os.path.realpath(mnt))
+                line = next(x for x in t.mountinfo().splitlines()
+                            if x.split()[4] == os.path.realpath(mnt))
                 self.assertIn("fuse.composefs", line)
             finally:
                 fuse_umount(mnt)

@@ -22,9 +22,7 @@ import cfs_images as ci
 import cfs_testlib as t
 
 
-def mountinfo():
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
+mountinfo = t.mountinfo
 
 
 def kernel_version():

@@ -152,9 +152,8 @@ class PodmanPartialPull(unittest.TestCase):
         if cls.podman_env:
             t.run(["podman", "rmi", "-a", "-f"], env=cls.podman_env, check=False)
         # Whatever podman mounted below the temp dir goes before the dir does.
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f]
-        for m in sorted((m for m in mounts if m.startswith(cls.tmp + "/")), reverse=True):
+        for m in sorted((m for m in t.mount_points() if m.startswith(cls.tmp + "/")),
+                        reverse=True):
             t.umount(m)
         if cls.proxy:
             cls.proxy.close()

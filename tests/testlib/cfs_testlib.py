@@ -8,6 +8,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,11 +92,23 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def mountinfo():
+    """/proc/self/mountinfo as text. Its paths are raw bytes (only space, tab, newline and
+    backslash are escaped), and any test running beside this one may mount at or from a name
+    that is not UTF-8, so the bytes are decoded as os.fsdecode does (surrogateescape)."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
+
+
+def mount_points():
+    """Every mount point in /proc/self/mountinfo, its octal escapes undone."""
+    unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+    return [unescape(line.split(" ")[4]) for line in mountinfo().splitlines()]
+
+
 def is_mounted(path):
     """Whether path is a mount point (in /proc/self/mountinfo)."""
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+    return os.path.realpath(path) in mount_points()
 
 
 def umount(path):

@@ -26,6 +26,8 @@ import re
 import shlex
 import subprocess
 
+import cfs_testlib
+
 MARKER = re.compile(r"^<!--\s*(run|output|show)(?::\s*(.*?))?\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)\s*$")
 
@@ -209,12 +211,7 @@ def check(results, have_verity):
 def mounts_under(path):
     """Mount points at or below path, deepest first (from /proc/self/mountinfo)."""
     path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == path or mp.startswith(path + "/"):
-                found.append(mp)
+    found = [mp for mp in cfs_testlib.mount_points() if mp == path or mp.startswith(path + "/")]
     return sorted(found, key=len, reverse=True)
 
 
