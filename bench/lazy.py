@@ -36,9 +36,10 @@ Each lazy run's JSON line has the mount command's CPU time (user + system, until
 (`daemon_cpu_ms`, from the trace's `served` events); the two are the mount's CPU for the run.
 --ab (repeatable): a same-run A/B of lazy mounts on a shared machine: in every run, one lazy
 mount with each LABEL's `BUILD_DIR/bin/cfs` (and its extra `cfs oci mount --lazy` options, comma
-separated), in the order given, then the full pull (--build-dir's cfs); one JSON line per lazy
-mount, labelled, and a table of each label's lazy seconds (median and all runs) and ratio to
-the full pull of the same run. Alternating within a run puts every binary under the same load.
+separated), in the order given and reversed every other run, then the full pull (--build-dir's
+cfs); one JSON line per lazy mount, labelled, and a table of each label's lazy seconds (median
+and all runs) and ratio to the full pull of the same run. Alternating within a run puts every
+binary under the same load. LABEL is lower case (it names a registry repository).
 Each LABEL's cfs also pushes the image, to a registry repository of its own (bench/ab-LABEL/img),
 which its lazy mounts use: each build mounts the lazy metadata it writes itself (an older build
 cannot read a newer object index, and a newer build must be measured with the index it writes).
@@ -274,6 +275,10 @@ def main():
         variants = []
         for spec in args.ab:
             label, _, rest = spec.partition("=")
+            # The label names a registry repository (bench/ab-LABEL/img): its grammar.
+            if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", label):
+                raise SystemExit(f"--ab {spec}: LABEL must be lower-case letters and digits "
+                                 "(a registry repository name component)")
             bdir, *opts = rest.split(",")
             variants.append((label, os.path.join(os.path.abspath(bdir), "bin", "cfs"),
                              [*args.lazy_option, *opts]))
@@ -301,9 +306,13 @@ def main():
             link = (TcLink if args.shaper == "tc" else ProxyLink)(reg, rate)
             try:
                 for wname, argv in WORKLOADS.items():
-                    for _ in range(args.runs):
+                    for i in range(args.runs):
                         res = {}
-                        for mode, binary, lazy_opts in [*variants, ("full", cfs, [])]:
+                        # Reversed every other run: a fixed order charges one label the
+                        # position's cost (the first mount after the full pull's unmount; seen
+                        # as a 0.2 s "win" in session 18 that an ABBA order took back).
+                        order = variants if i % 2 == 0 else variants[::-1]
+                        for mode, binary, lazy_opts in [*order, ("full", cfs, [])]:
                             lazy = mode != "full"
                             # A new repository each time, none deleted before the end: on
                             # this host's ext4 (no journal) every inode allocation for 1-5
