@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // SHA-256 through the AVX-512 or SHA-NI kernels when available, SHA-512 through its 8-lane
-// AVX-512 kernel where the SHA-256 engine is avx512-16 (the same CPUs and the same switch,
-// CFS_VERITY_ENGINE); otherwise, and for the few blocks of a batch the 8-lane kernel leaves,
+// AVX-512 kernel wherever the CPU has AVX-512 and no other engine is forced (sha512_x8_active);
+// otherwise, and for the few blocks of a batch the 8-lane kernel leaves,
 // OpenSSL EVP with the algorithm fetched once and a salted template context copied per block
 // (re-initialising through EVP_DigestInit_ex(EVP_sha256()) per block takes a lock and stops
 // scaling).
@@ -62,7 +62,7 @@ BlockHasher::BlockHasher(const Params& p)
     plan_ = make_sha256_plan(padded_salt, prefix, bs_);
     return;
   }
-  x8_ = p.alg == HashAlg::kSha512 && active_engine() == Engine::kAvx512x16;
+  x8_ = p.alg == HashAlg::kSha512 && sha512_x8_active();
   if (x8_) plan512_ = std::make_unique<Sha512Plan>(make_sha512_plan(padded_salt, prefix, bs_));
   evp_ = std::make_unique<Evp>();
   if (!evp_->tmpl) throw std::bad_alloc();
@@ -139,7 +139,7 @@ void hash_messages(HashAlg alg, const std::uint8_t* const* data, std::size_t len
     return;
   }
   std::size_t i = 0;
-  if (alg == HashAlg::kSha512 && len % 128 == 0 && active_engine() == Engine::kAvx512x16) {
+  if (alg == HashAlg::kSha512 && len % 128 == 0 && sha512_x8_active()) {
     thread_local std::size_t plan_len = 0;
     thread_local Sha512Plan plan{};
     if (plan_len != len) {

@@ -76,12 +76,29 @@ bool set_engine(Engine e) noexcept {
   return true;
 }
 
-Engine active_engine() noexcept {
+namespace {
+
+// What set_engine() or CFS_VERITY_ENGINE asked for (kAuto when neither did).
+Engine requested() noexcept {
   Engine e = forced().load(std::memory_order_relaxed);
   if (e == Engine::kAuto) {
     static const Engine env = from_env();
     e = env;
   }
+  return e;
+}
+
+}  // namespace
+
+bool sha512_x8_active() noexcept {
+  if (!avx512_available()) return false;
+  // An engine the CPU lacks falls back to the default, as in active_engine().
+  const Engine e = requested();
+  return e == Engine::kAuto || e == Engine::kAvx512x16 || !engine_available(e);
+}
+
+Engine active_engine() noexcept {
+  Engine e = requested();
   // An engine named in CFS_VERITY_ENGINE that this CPU lacks falls back to the default.
   if (e == Engine::kAuto || !engine_available(e))
     e = prefer_avx512()      ? Engine::kAvx512x16

@@ -4,10 +4,11 @@
 // (for leftovers of fewer than 16 messages), else SHA-NI with the fastest measured interleave
 // when the CPU has it, else OpenSSL. Tests force each engine to compare them; benchmarks may
 // set CFS_VERITY_ENGINE=portable|sha-ni-1|…|sha-ni-8|avx512-16.
-// SHA-512 uses its 8-lane AVX-512 kernel where the active engine is avx512-16 (so
-// CFS_VERITY_ENGINE=portable or sha-ni-N turn it off), else OpenSSL. Thread-safety: the selection
-// is a process-wide atomic; set it before hashing starts (a Hasher keeps the engine it was created
-// with).
+// SHA-512 uses its 8-lane AVX-512 kernel wherever the CPU has AVX-512, AMD's too (there is no
+// SHA-512 instruction to prefer, unlike SHA-NI for SHA-256), unless the engine is forced to
+// portable or sha-ni-N (CFS_VERITY_ENGINE or set_engine), else OpenSSL. Thread-safety: the
+// selection is a process-wide atomic; set it before hashing starts (a Hasher keeps the engine it
+// was created with).
 #pragma once
 
 #include <array>
@@ -42,6 +43,9 @@ bool engine_available(Engine e) noexcept;
 Engine active_engine() noexcept;
 /// True when the CPU has SHA-NI (and SSE4.1).
 bool sha_ni_available() noexcept;
+/// True when SHA-512 Merkle blocks go through the 8-lane AVX-512 kernel: the CPU (and OS) can run
+/// it and no engine other than avx512-16 is forced.
+bool sha512_x8_active() noexcept;
 /// Number of messages the engine hashes interleaved (1 for portable, 16 for avx512-16).
 unsigned engine_lanes(Engine e) noexcept;
 /// "portable", "sha-ni-1" .. "sha-ni-8", "avx512-16" ("auto" for kAuto).

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -58,6 +59,27 @@ TEST(Engine, ReportsAndSelects) {
   EXPECT_EQ(set_engine(Engine::kAvx512x16), engine_available(Engine::kAvx512x16));
   if (engine_available(Engine::kAvx512x16)) {
     EXPECT_EQ(active_engine(), Engine::kAvx512x16);
+  }
+}
+
+// SHA-512's 8-lane kernel follows the CPU, not the SHA-256 engine the vendor rule picks (on AMD
+// that is sha-ni-8), and a forced engine other than avx512-16 turns it off.
+TEST(Engine, Sha512LanesWhereverAvx512) {
+  EngineGuard g;
+  const bool avx512 = engine_available(Engine::kAvx512x16);
+  ASSERT_TRUE(set_engine(Engine::kAuto));
+  if (std::getenv("CFS_VERITY_ENGINE") == nullptr) {
+    EXPECT_EQ(sha512_x8_active(), avx512);
+  }
+  ASSERT_TRUE(set_engine(Engine::kPortable));
+  EXPECT_FALSE(sha512_x8_active());
+  if (sha_ni_available()) {
+    ASSERT_TRUE(set_engine(Engine::kShaNi8));
+    EXPECT_FALSE(sha512_x8_active());
+  }
+  if (avx512) {
+    ASSERT_TRUE(set_engine(Engine::kAvx512x16));
+    EXPECT_TRUE(sha512_x8_active());
   }
 }
 
