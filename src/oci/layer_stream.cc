@@ -113,20 +113,19 @@ Result<SplitStats> split_ring(ReadRing& t, splitstream::Writer& out, const std::
       CFS_TRY(out.write_external_view(data.first(size)));
       t.advance(size);
     } else if (e.is_regular() && e.size > kInlineContentMax) {
-      // Larger than a view: streamed to its file in pieces, each written from the ring.
+      // Larger than a view: streamed to its file in pieces, each a view of the ring that the
+      // workers write and hash while the split goes on.
       std::uint64_t got = 0;
-      std::size_t last = 0;  // the previous piece, consumed once the writer asks for the next
       auto next = [&](std::size_t max) -> Result<std::span<const std::byte>> {
-        t.advance(last);
-        last = 0;
         CFS_ASSIGN(auto piece, view(max));
         if (piece.empty()) return fail(in_layer(truncated(e, got, e.size), what));
-        last = std::min(piece.size(), max);
-        got += last;
-        return piece.first(last);
+        const std::size_t n = std::min(piece.size(), max);
+        views.push_back(t.position());
+        t.advance(n);
+        got += n;
+        return piece.first(n);
       };
       CFS_TRY(out.write_external_stream(e.size, next));
-      t.advance(last);
     } else {
       for (std::uint64_t left = e.size; left > 0;) {  // inline data, in pieces
         auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20));

@@ -15,6 +15,10 @@ class RepoObjectWriter final : public splitstream::ObjectWriter {
       : repo_(repo), obj_(std::move(obj)) {}
   Status write(std::span<const std::byte> data) override { return obj_.write(data); }
   Result<verity::Digest> commit() override { return repo_.commit_object(std::move(obj_)); }
+  // The writer hashed the pieces as they passed: the object is not read back.
+  Result<verity::Digest> commit_digested(const verity::Digest& digest) override {
+    return repo_.commit_object(std::move(obj_), digest);
+  }
 
  private:
   repo::Repository& repo_;

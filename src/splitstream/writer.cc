@@ -39,6 +39,11 @@ namespace {
 
 using detail::CCtx;
 
+// A streamed object's piece (write_external_stream): a task for a worker every 1 MiB (the
+// read ring's views are at most 4 MiB and 12 MiB of it may be unreleased, so several pieces
+// are in flight).
+constexpr std::size_t kStreamPiece = 1u << 20;
+
 std::span<const std::byte> as_bytes_of(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
 }
@@ -181,14 +186,53 @@ class UniqueDigests {
   std::size_t size_ = 0;
 };
 
+/// A piece of a streamed object (write_external_stream): the caller's memory until done.
+struct StreamPiece {
+  std::span<const std::byte> data;
+  bool written = false;           // under Impl::mu
+  bool hashed = false;            // under Impl::mu
+  std::atomic<bool> done{false};  // both: the view is retired (set under Impl::mu, release)
+};
+
+/// A streamed object's two chains: one worker at a time writes its pieces in order (the
+/// kernel serialises buffered writes to one file anyway) while one at a time hashes them in
+/// order, so the copy into the page cache and the digest of one object run on two cores and
+/// neither runs on the producer's thread. Under Impl::mu but `hasher` (the hashing chain's).
+struct Stream {
+  explicit Stream(const verity::Params& p) : hasher(p) {}
+  verity::Hasher hasher;
+  std::deque<StreamPiece> pieces;  // not yet retired; pieces.front() is piece number `base`
+  std::uint64_t base = 0;
+  std::uint64_t next_write = 0;  // piece numbers
+  std::uint64_t next_hash = 0;
+  bool writing = false;  // a worker runs the chain (or it is queued)
+  bool hashing = false;
+  bool closed = false;  // the last piece is queued
+  std::optional<Error> error;
+};
+
 /// One object on its way: content in the ring (or streamed to `writer`), digest when done.
 struct Job {
   std::uint64_t size = 0;
   std::byte* data = nullptr;
   std::unique_ptr<ObjectWriter> writer;
+  std::unique_ptr<Stream> stream;  // written in pieces by the workers (with `writer`)
   verity::Digest digest;
   std::optional<Error> error;
   std::atomic<bool> done{false};  // set under Impl::mu (release), polled without it (acquire)
+};
+
+/// What a worker takes: a whole job, or one chain of a streamed object.
+enum class Chain : std::uint8_t { kWhole, kWrite, kHash };
+struct Task {
+  Job* job;
+  Chain chain = Chain::kWhole;
+};
+
+/// A view in use (write order): done once no worker reads it.
+struct Ticket {
+  const std::atomic<bool>* done;
+  Stream* stream = nullptr;  // a piece of it (its front one once retired)
 };
 
 /// A piece of the stream waiting for an earlier object's digest.
@@ -199,7 +243,6 @@ struct Segment {
   std::uint64_t size = 0;      // external size
   std::uint64_t ring_end = 0;  // ring offset to release up to when retired (objects in the ring)
   bool in_ring = false;
-  bool view = false;  // the caller's memory (write_external_view): counted when retired
 };
 
 }  // namespace
@@ -232,7 +275,7 @@ struct Writer::Impl {
   std::deque<Segment> pending;
   std::size_t pending_inline = 0;
   std::size_t pending_jobs = 0;
-  std::size_t pending_views = 0;
+  std::deque<Ticket> tickets;  // the views not yet retired, in write order
   std::uint64_t views_retired = 0;
   std::unique_ptr<std::byte[]> ring;
   std::size_t ring_cap = 0;
@@ -244,7 +287,7 @@ struct Writer::Impl {
   std::mutex mu;
   std::condition_variable work_cv;
   std::condition_variable done_cv;
-  std::deque<Job*> work;
+  std::deque<Task> work;
   bool stop = false;
   bool cancel = false;
   unsigned idle = 0;              // workers waiting for work
@@ -319,6 +362,7 @@ struct Writer::Impl {
     std::vector<verity::Digest> out;
     for (;;) {
       bool skip = false;
+      Task chain{nullptr};
       {
         std::unique_lock lk(mu);
         ++idle;
@@ -326,15 +370,24 @@ struct Writer::Impl {
         --idle;
         if (work.empty()) return;
         batch.clear();
-        batch.push_back(work.front());
+        const Task t = work.front();
         work.pop_front();
-        if (is_small(*batch[0]))
-          while (batch.size() < verity::kSmallBatchMax && !work.empty() &&
-                 is_small(*work.front())) {
-            batch.push_back(work.front());
-            work.pop_front();
-          }
+        if (t.chain != Chain::kWhole) {
+          chain = t;
+        } else {
+          batch.push_back(t.job);
+          if (is_small(*batch[0]))
+            while (batch.size() < verity::kSmallBatchMax && !work.empty() &&
+                   work.front().chain == Chain::kWhole && is_small(*work.front().job)) {
+              batch.push_back(work.front().job);
+              work.pop_front();
+            }
+        }
         skip = cancel;
+      }
+      if (chain.job) {
+        run_chain(*chain.job, chain.chain);
+        continue;
       }
       if (!skip) process(batch, inputs, out);
       bool wake;
@@ -344,6 +397,94 @@ struct Writer::Impl {
         wake = producer_waiting;
       }
       if (wake) done_cv.notify_one();
+    }
+  }
+
+  /// Runs one chain of a streamed object until no queued piece is left for it; the worker that
+  /// finishes the last piece commits the object.
+  void run_chain(Job& j, Chain c) {
+    Stream& s = *j.stream;
+    for (;;) {
+      StreamPiece* p;
+      bool skip;
+      {
+        std::lock_guard lk(mu);
+        std::uint64_t& next = c == Chain::kWrite ? s.next_write : s.next_hash;
+        if (next == s.base + s.pieces.size()) {
+          (c == Chain::kWrite ? s.writing : s.hashing) = false;
+          return;
+        }
+        p = &s.pieces[static_cast<std::size_t>(next - s.base)];
+        ++next;
+        skip = cancel || s.error.has_value();
+      }
+      std::optional<Error> err;
+      if (!skip) {
+        if (c == Chain::kWrite) {
+          if (auto st = j.writer->write(p->data); !st) err = std::move(st).error();
+        } else {
+          s.hasher.update(p->data);
+        }
+      }
+      bool done = false, last = false, wake = false;
+      {
+        std::lock_guard lk(mu);
+        if (err && !s.error) s.error = std::move(err);
+        last = s.closed && p == &s.pieces.back();
+        (c == Chain::kWrite ? p->written : p->hashed) = true;
+        if (p->written && p->hashed) {
+          done = true;
+          p->done.store(true, std::memory_order_release);  // the producer may drop it now
+          wake = producer_waiting;
+        }
+      }
+      if (wake) done_cv.notify_one();
+      // After its last piece a chain touches nothing of the object: the other chain may be
+      // committing it, and the producer frees it once committed.
+      if (!last) continue;
+      if (done) commit_stream(j);
+      return;
+    }
+  }
+
+  /// A streamed object whose every piece is written and hashed: committed with that digest.
+  void commit_stream(Job& j) {
+    std::optional<Error> err;
+    bool skip;
+    {
+      std::lock_guard lk(mu);
+      err = j.stream->error;
+      skip = cancel;
+    }
+    if (err) {
+      j.error = std::move(err);
+    } else if (!skip) {
+      auto d = j.writer->commit_digested(j.stream->hasher.finish());
+      if (d)
+        j.digest = *d;
+      else
+        j.error = std::move(d).error();
+    }
+    j.writer.reset();
+    bool wake;
+    {
+      std::lock_guard lk(mu);
+      j.done.store(true, std::memory_order_release);
+      wake = producer_waiting;
+    }
+    if (wake) done_cv.notify_one();
+  }
+
+  /// Counts the views no worker reads any more, from the oldest (producer thread).
+  void pop_done_tickets() {
+    while (!tickets.empty() && tickets.front().done->load(std::memory_order_acquire)) {
+      if (Stream* st = tickets.front().stream) {
+        std::lock_guard lk(mu);
+        st->pieces.pop_front();
+        ++st->base;
+      }
+      tickets.pop_front();
+      ++views_retired;
     }
   }
 
@@ -384,14 +525,12 @@ struct Writer::Impl {
           done_cv.wait(lk, [&] { return s.job->done.load(std::memory_order_acquire); });
           producer_waiting = false;
         }
+        // Its views (and every earlier one) are done: no ticket may point into it once gone.
+        pop_done_tickets();
         if (s.job->error) return set_failed(*s.job->error);
         CFS_TRY(emit_ref(s.job->digest, s.size));
         --pending_jobs;
         if (s.in_ring) release_ring(s.ring_end);
-        if (s.view) {
-          --pending_views;
-          ++views_retired;
-        }
       } else if (s.ref.size != 0) {
         CFS_TRY(emit_ref(s.ref, s.size));
       } else {
@@ -455,7 +594,7 @@ struct Writer::Impl {
     bool wake;
     {
       std::lock_guard lk(mu);
-      work.push_back(j);
+      work.push_back({j});
       wake = idle > 0;
     }
     if (wake) work_cv.notify_one();
@@ -503,15 +642,67 @@ struct Writer::Impl {
   Status external_stream(std::uint64_t size, const Next& next) {
     stats.stream_size += size;
     CFS_ASSIGN(auto w, sink.begin(size));
-    for (std::uint64_t left = size; left > 0;) {
+    auto next_piece = [&](std::uint64_t left) -> Result<std::span<const std::byte>> {
       CFS_ASSIGN(auto piece,
-                 next(static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 20))));
+                 next(static_cast<std::size_t>(std::min<std::uint64_t>(left, kStreamPiece))));
       if (piece.empty() || piece.size() > left)
         return fail(Errc::kInvalidInput, "splitstream: a streamed object's pieces do not add up");
-      CFS_TRY(w->write(piece));
-      left -= piece.size();
+      return piece;
+    };
+    if (opt.threads == 1) {  // written and hashed here, each piece retired at once
+      verity::Hasher h(params);
+      for (std::uint64_t left = size; left > 0;) {
+        CFS_ASSIGN(auto piece, next_piece(left));
+        h.update(piece);
+        Status written = w->write(piece);
+        ++views_retired;  // not read again, whether written or not
+        CFS_TRY(written);
+        left -= piece.size();
+      }
+      CFS_TRY(drain());
+      CFS_ASSIGN(auto d, w->commit_digested(h.finish()));
+      return emit_ref(d, size);
     }
-    return queue_writer(std::move(w), size);
+    Segment seg;
+    seg.job = std::make_unique<Job>();
+    Job* j = seg.job.get();
+    j->size = size;
+    j->writer = std::move(w);
+    j->stream = std::make_unique<Stream>(params);
+    Stream& st = *j->stream;
+    seg.size = size;
+    // Queued before its pieces so that it keeps its place in the stream; nothing here waits
+    // for it (it finishes only after its last piece).
+    pending.push_back(std::move(seg));
+    ++pending_jobs;
+    start_workers();
+    for (std::uint64_t left = size; left > 0;) {
+      CFS_ASSIGN(auto piece, next_piece(left));
+      left -= piece.size();
+      unsigned queued = 0, waiting;
+      {
+        std::lock_guard lk(mu);
+        StreamPiece& sp = st.pieces.emplace_back();
+        sp.data = piece;
+        if (left == 0) st.closed = true;
+        if (!st.writing) {
+          st.writing = true;
+          work.push_back({j, Chain::kWrite});
+          ++queued;
+        }
+        if (!st.hashing) {
+          st.hashing = true;
+          work.push_back({j, Chain::kHash});
+          ++queued;
+        }
+        tickets.push_back({&sp.done, &st});
+        waiting = idle;
+      }
+      for (unsigned i = 0; i < std::min(queued, waiting); ++i) work_cv.notify_one();
+    }
+    CFS_TRY(retire(false));
+    while (pending_jobs > opt.max_jobs) CFS_TRY(retire(true));
+    return {};
   }
 
   /// A streamed object's commit (digest, link) on a worker, or here with no workers.
@@ -543,23 +734,30 @@ struct Writer::Impl {
     // Workers only read it (digest, ObjectSink::put).
     seg.job->data = const_cast<std::byte*>(content.data());
     seg.size = content.size();
-    seg.view = true;
-    ++pending_views;
+    tickets.push_back({&seg.job->done});
     return queue_job(std::move(seg));
   }
 
+  /// Waits for the oldest view in use only (not for its object's commit or digest emission:
+  /// a streamed object's piece is retired while the producer is still adding pieces).
   Status retire_view() {
-    const std::uint64_t goal = views_retired + 1;
-    while (pending_views > 0 && views_retired < goal) CFS_TRY(retire(true));
-    return {};
+    if (tickets.empty()) return {};
+    const std::atomic<bool>* done = tickets.front().done;
+    if (!done->load(std::memory_order_acquire)) {
+      std::unique_lock lk(mu);
+      producer_waiting = true;
+      done_cv.wait(lk, [&] { return done->load(std::memory_order_acquire); });
+      producer_waiting = false;
+    }
+    pop_done_tickets();
+    return retire(false);  // an object's error surfaces here once it is at the front
   }
 
   void wait_views() {
     std::unique_lock lk(mu);
-    for (Segment& s : pending) {
-      if (!s.view || !s.job) continue;
+    for (const Ticket& t : tickets) {
       producer_waiting = true;
-      done_cv.wait(lk, [&] { return s.job->done.load(std::memory_order_acquire); });
+      done_cv.wait(lk, [&] { return t.done->load(std::memory_order_acquire); });
     }
     producer_waiting = false;
   }
@@ -692,7 +890,10 @@ Status Writer::write_external_view(std::span<const std::byte> content) {
   return {};
 }
 
-std::uint64_t Writer::views_retired() const noexcept { return impl_->views_retired; }
+std::uint64_t Writer::views_retired() noexcept {
+  impl_->pop_done_tickets();
+  return impl_->views_retired;
+}
 
 Status Writer::retire_view() {
   if (impl_->failed) return fail(*impl_->failed);

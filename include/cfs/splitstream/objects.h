@@ -27,6 +27,15 @@ class ObjectWriter {
   /// algorithm), stores the object under it (an existing object of that name is success) and
   /// returns it. Called once, possibly on another thread than write().
   virtual Result<verity::Digest> commit() = 0;
+  /// The same for a caller that computed `digest` over exactly the bytes it wrote (the
+  /// splitstream writer hashes a streamed object's pieces as they pass): an implementation may
+  /// trust it instead of reading the object back. By default, commit() and a comparison.
+  virtual Result<verity::Digest> commit_digested(const verity::Digest& digest) {
+    CFS_ASSIGN(verity::Digest d, commit());
+    if (d != digest)
+      return fail(Errc::kInvalidInput, "splitstream: a streamed object's digest does not match");
+    return d;
+  }
 };
 
 /// Where a splitstream writer puts external objects.

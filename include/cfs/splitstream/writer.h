@@ -78,9 +78,12 @@ class Writer {
   /// The next bytes of a streamed object, in place: at most `max` of them, at least one.
   using Next = std::function<Result<std::span<const std::byte>>(std::size_t max)>;
   /// Appends an external object of exactly `size` bytes streamed to its file through
-  /// ObjectSink::begin() on the caller's thread, each piece written from where `next` has it
-  /// (no copy; a piece is not read after the next call to `next`). For objects too large to
-  /// keep in memory (see write_external_view).
+  /// ObjectSink::begin(), for objects too large to keep in memory at once. Each piece `next`
+  /// returns is a view (as in write_external_view: the caller keeps it in place until the
+  /// writer retires it, and each piece counts as one view), written to the file and hashed by
+  /// the workers while the caller goes on (one worker writes the object's pieces in order while
+  /// another hashes them), and the object is committed with that digest, not read back.
+  /// `next` may call retire_view() (to make room for the piece it returns).
   Status write_external_stream(std::uint64_t size, const Next& next);
   /// Same, from memory (always external, whatever its size: configs and manifests).
   Status write_external(std::span<const std::byte> content);
@@ -91,7 +94,7 @@ class Writer {
   /// stream_threshold are taken as views too.
   Status write_external_view(std::span<const std::byte> content);
   /// How many views the writer no longer reads (in write order).
-  std::uint64_t views_retired() const noexcept;
+  std::uint64_t views_retired() noexcept;
   /// Waits until the oldest view still in use is retired (returns at once if there is none).
   Status retire_view();
   /// Waits until no worker reads any view written so far, whatever the writer's state (also

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -249,9 +250,10 @@ TEST(Splitstream, ViewsAndStreamsGiveTheSameBytesAndViewsAreNotReadOnceRetired) 
     MemoryObjects objs;
     auto w = Writer::create(objs, o);
     ASSERT_TRUE(w);
-    // Each view in memory of its own; once the writer counts it retired, it is overwritten:
-    // a writer that still read it would store or digest other bytes.
-    std::vector<std::string> views;
+    // Each view (and each piece of a streamed object) in memory of its own; once the writer
+    // counts it retired, it is overwritten: a writer that still read it would store or digest
+    // other bytes.
+    std::deque<std::string> views;
     std::uint64_t scribbled = 0;
     auto scribble = [&] {
       for (; scribbled < (*w)->views_retired(); ++scribbled)
@@ -266,9 +268,10 @@ TEST(Splitstream, ViewsAndStreamsGiveTheSameBytesAndViewsAreNotReadOnceRetired) 
         ASSERT_TRUE((*w)->write_external_stream(
             p.data.size(), [&](std::size_t max) -> Result<std::span<const std::byte>> {
               std::size_t n = std::min<std::size_t>({max, 7000, p.data.size() - at});
-              auto piece = as_bytes_of(p.data).subspan(at, n);
+              views.push_back(p.data.substr(at, n));
               at += n;
-              return piece;
+              scribble();
+              return as_bytes_of(views.back());
             }));
       } else {
         views.push_back(p.data);
@@ -292,6 +295,61 @@ TEST(Splitstream, ViewsAndStreamsGiveTheSameBytesAndViewsAreNotReadOnceRetired) 
     auto r = open_bytes(out);
     ASSERT_TRUE(r);
     EXPECT_TRUE(reassemble(*r, objs) == expected_stream(pieces)) << threads << " threads";
+  }
+}
+
+// A streamed object whose file cannot be written: the error reaches the producer (from a
+// later call or finish), every piece is still retired (the caller may free them), nothing
+// hangs, whatever the thread count.
+TEST(Splitstream, AStreamedObjectsWriteErrorIsReturnedAndItsPiecesRetired) {
+  class FailingSink final : public ObjectSink {
+   public:
+    class W final : public ObjectWriter {
+     public:
+      explicit W(int* writes) : writes_(writes) {}
+      Status write(std::span<const std::byte>) override {
+        if (++*writes_ == 3) return fail(Errc::kInvalidInput, "disk full (test)");
+        return {};
+      }
+      Result<verity::Digest> commit() override {
+        ADD_FAILURE() << "a failed object was committed";
+        return fail(Errc::kInvalidInput, "committed");
+      }
+
+     private:
+      int* writes_;
+    };
+    verity::HashAlg algorithm() const override { return verity::HashAlg::kSha256; }
+    Status put(const verity::Digest&, std::span<const std::byte>) override { return {}; }
+    Result<std::unique_ptr<ObjectWriter>> begin(std::uint64_t) override {
+      return std::unique_ptr<ObjectWriter>(std::make_unique<W>(&writes));
+    }
+    int writes = 0;
+  };
+  const std::string big = random_bytes(50000, 7);
+  for (unsigned threads : {1u, 2u}) {
+    FailingSink sink;
+    WriterOptions o;
+    o.threads = threads;
+    auto w = Writer::create(sink, o);
+    ASSERT_TRUE(w);
+    std::size_t at = 0, pieces = 0;
+    auto st = (*w)->write_external_stream(
+        big.size(), [&](std::size_t max) -> Result<std::span<const std::byte>> {
+          std::size_t n = std::min<std::size_t>({max, 4096, big.size() - at});
+          auto piece = as_bytes_of(big).subspan(at, n);
+          at += n;
+          ++pieces;
+          return piece;
+        });
+    (*w)->wait_views();
+    EXPECT_GE(pieces, 3u);
+    EXPECT_EQ((*w)->views_retired(), pieces) << threads << " threads";
+    if (st) st = (*w)->write_inline(as_bytes_of(big).first(10));
+    auto fin = (*w)->finish([](std::span<const std::byte>) { return Status{}; });
+    ASSERT_FALSE(st && fin) << threads << " threads";
+    const Error& e = st ? fin.error() : st.error();
+    EXPECT_THAT(e.message(), ::testing::HasSubstr("disk full (test)")) << threads << " threads";
   }
 }
 
