@@ -23,6 +23,7 @@ with skopeo first), each into a fresh repository / directory:
 A and B must give the same image id. Then a second image sharing all but one layer is pulled
 by A into the same repository: the bytes fetched (blob GETs logged by the fault proxy) must be
 that layer's (plus the config). Prints medians, ratios B/A and C/A, and the bytes fetched.
+The runs' files are truncated at the end and the tree left in place (as with --ab, below).
 
   bench/registry.py --import --ab LABEL=BUILD_DIR --ab LABEL=BUILD_DIR [--runs 8] [--trace]
 
@@ -55,6 +56,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -172,7 +174,9 @@ def truncate_tree(d):
     for dirpath, _, files in os.walk(d):
         for f in files:
             path = os.path.join(dirpath, f)
-            if not os.path.islink(path):
+            # Regular files only: an unpacked rootfs (--import's C) may hold links, fifos
+            # and devices.
+            if stat.S_ISREG(os.lstat(path).st_mode):
                 os.truncate(path, 0)
 
 
@@ -292,10 +296,15 @@ def main():
         print(f"  (the truncated runs are left in {work})")
         return
     if args.import_ or args.push_compression:
+        # Truncated and left, as above: a run leaves ~23k inodes (two repositories, an
+        # unpacked rootfs, a mkcomposefs store), and deleting them made the next minutes'
+        # pulls on host D pay 2-3x their CPU in ext4's recently_deleted scan (bench/README.md,
+        # session 18), whatever benchmark came next.
         try:
             (import_bench if args.import_ else push_compression_bench)(args, cfs, work)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            truncate_tree(work)
+        print(f"  (the truncated runs are left in {work})")
         return
     try:
         rng = random.Random(1)
