@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import re
+import stat
 import statistics
 import subprocess
 import sys
@@ -68,10 +69,14 @@ def medians(got):
 
 
 def truncate_tree(d):
+    """Empties every regular file below d, leaving the inodes: deleting tens of thousands of them
+    taxes the next run's inode allocations on this host's ext4 (the module's docstring)."""
     for dirpath, _, files in os.walk(d):
         for f in files:
             path = os.path.join(dirpath, f)
-            if not os.path.islink(path):
+            # Regular files only: an unpacked rootfs (registry.py --import's C) may hold links,
+            # fifos and devices.
+            if stat.S_ISREG(os.lstat(path).st_mode):
                 os.truncate(path, 0)
 
 

@@ -56,7 +56,6 @@ import json
 import os
 import random
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "testlib"))
 import cfs_registry as r  # noqa: E402
+from import_layer import truncate_tree  # noqa: E402 (bench/ is the script's own directory)
 
 
 def timed(fn):
@@ -168,16 +168,6 @@ def timed_rusage(cmd, env=None):
     if p.returncode != 0:
         sys.exit(f"{cmd} failed ({p.returncode}): {err.decode(errors='replace')}")
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_stime
-
-
-def truncate_tree(d):
-    for dirpath, _, files in os.walk(d):
-        for f in files:
-            path = os.path.join(dirpath, f)
-            # Regular files only: an unpacked rootfs (--import's C) may hold links, fifos
-            # and devices.
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                os.truncate(path, 0)
 
 
 def import_ab_bench(args, work):
