@@ -73,12 +73,7 @@ WORKLOADS = {"dpkg --version": ["/usr/bin/dpkg", "--version"],
              "apt-get --version": ["/usr/bin/apt-get", "--version"]}
 
 
-def umount(path):
-    for _ in range(100):
-        if not r.t.is_mounted(path):
-            return
-        subprocess.run(["umount", "-l", path], capture_output=True)
-        time.sleep(0.05)
+umount = r.t.umount
 
 
 def seed_registry_memo(repo, ref):

@@ -33,15 +33,7 @@ import cfs_registry as r  # noqa: E402
 NOTLS = "--tls-verify=false"
 
 
-is_mounted = r.t.is_mounted
-
-
-def umount(path):
-    for _ in range(100):
-        if not is_mounted(path):
-            return
-        subprocess.run(["umount", "-l", path], capture_output=True)
-        time.sleep(0.05)
+is_mounted, umount = r.t.is_mounted, r.t.umount
 
 
 def serve(args, mnt):
