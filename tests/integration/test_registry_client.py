@@ -11,7 +11,11 @@ import json
 import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 import cfs_registry as r
@@ -308,6 +312,51 @@ class RegistryClient(unittest.TestCase):
                            "digest mismatch", digest, r.sha256_bytes(tampered))
         t.expect_cli_error(self, ["registry", "get-manifest", NOTLS, *fast,
                                   f"{self.reg.ref('cfs/tamper')}@{digest}"], 1, "digest mismatch")
+
+
+def _running(pid):
+    """True while `pid` runs (not gone, not a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class RegistryFixture(unittest.TestCase):
+    def test_a_registry_stops_when_the_process_that_started_it_is_killed(self):
+        """A test or benchmark killed before its stop() leaves no docker-registry behind: the
+        fixture's registry, in a session of its own, is signalled by its parent's death
+        (session 18 found two strays left by an interrupted benchmark)."""
+        if not os.path.exists(r.REGISTRY_BIN):
+            self.skipTest("docker-registry not installed")
+        starter = ("import time, cfs_registry as r\n"
+                   "reg = r.Registry()\n"
+                   "reg.start()\n"
+                   "print(reg.proc.pid, reg.dir, flush=True)\n"
+                   "time.sleep(600)\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        p = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, env=env,
+                             text=True)
+        try:
+            line = p.stdout.readline().split()
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+        self.assertEqual(len(line), 2, "the starter did not report its registry")
+        pid, data_dir = int(line[0]), line[1]
+        try:
+            # A generous bound for the signal's delivery on a loaded machine, not a timing claim:
+            # without it the registry runs on indefinitely.
+            deadline = time.monotonic() + 60
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(_running(pid), f"docker-registry {pid} outlived the killed starter")
+        finally:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,14 @@ class TokenServer:
         h.wfile.write(body)
 
 
+# A registry runs in a session of its own (a test's Ctrl-C is not its), so a test or benchmark
+# killed before its stop() (SIGKILL, or a SIGTERM Python does not turn into an exception) would
+# leave it running: a stray registry is what bench/lazy_link.py's search for the registry
+# process then measures. setpriv execs it with its parent's death as SIGTERM (PR_SET_PDEATHSIG;
+# the "parent" is the thread that started it, so start a Registry on a thread that outlives it).
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
 class Registry:
     """docker-registry on 127.0.0.1:<free port>. Use as a context manager (or start()/stop()).
 
@@ -272,7 +280,8 @@ class Registry:
                     f.write(self._config())
                 self.log_path = os.path.join(self.dir, "registry.log")
                 with open(self.log_path, "wb") as log:
-                    self.proc = subprocess.Popen([REGISTRY_BIN, "serve", cfg], stdout=log,
+                    self.proc = subprocess.Popen([*_DIE_WITH_PARENT, REGISTRY_BIN, "serve", cfg],
+                                                 stdout=log,
                                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                  start_new_session=True)
                 if self._wait_ready():
