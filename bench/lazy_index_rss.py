@@ -57,6 +57,13 @@ try:
         lazy = [m for m in listing["manifests"] if m.get("artifactType") == "application/vnd.cfs.lazy-metadata.v1"]
         artifact = json.loads(http(n, "manifests/" + lazy[0]["digest"])[0])
         il = [l for l in artifact["layers"] if "object-index" in l["mediaType"]][0]
+        # A mount reads the index layer only when the EROFS layer announces no compact index
+        # (since session 15), and takes the v1 artifact only when no slim v2 one is listed (since
+        # session 16): the hostile registry this measures sends neither.
+        el = [l for l in artifact["layers"] if "composefs.erofs" in l["mediaType"]][0]
+        el.get("annotations", {}).pop("vnd.cfs.object-index.v2+zstd", None)
+        listing["manifests"] = [m for m in listing["manifests"]
+                                if m.get("artifactType") != "application/vnd.cfs.lazy-metadata.v2"]
         index = zstd(http(n, "blobs/" + il["digest"])[0], True)
         z = zstd(index + fill * (pad // len(fill)))
         il["digest"], il["size"] = put_blob(n, z), len(z)
