@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "cfs/util/decimal.h"
+
 namespace cfs::oci::tar {
 
 namespace {
@@ -46,18 +48,6 @@ std::string label(std::string_view path) {
   for (char& c : s)
     if (static_cast<unsigned char>(c) < 0x20) c = '?';
   return s;
-}
-
-Result<std::uint64_t> parse_decimal(std::string_view s) {
-  if (s.empty() || s.size() > 20) return fail(Errc::kInvalidInput, "");
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return fail(Errc::kInvalidInput, "");
-    auto d = static_cast<std::uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return fail(Errc::kInvalidInput, "");
-    v = v * 10 + d;
-  }
-  return v;
 }
 
 struct Pending {
@@ -168,7 +158,7 @@ class EntryBuilder {
     while (pos < data.size()) {
       std::size_t sp = data.find(' ', pos);
       if (sp == std::string_view::npos) return bad("pax record without a length");
-      auto len = parse_decimal(data.substr(pos, sp - pos));
+      auto len = parse_decimal_u64(data.substr(pos, sp - pos));
       if (!len || *len <= sp - pos + 1 || *len > data.size() - pos)
         return bad(
             fmt::format("pax record at byte {} of the extended header has a bad length", pos));
@@ -187,7 +177,7 @@ class EntryBuilder {
 
   Status pax_record(std::string_view key, std::string_view value, Entry& e) {
     auto u64 = [&](std::uint64_t& out) -> Status {
-      auto v = parse_decimal(value);
+      auto v = parse_decimal_u64(value);
       if (!v) return bad(fmt::format("pax {} '{}' is not a number", key, label(value)));
       out = *v;
       return {};
@@ -204,7 +194,7 @@ class EntryBuilder {
     } else if (key == "gid") {
       CFS_TRY(u64(e.gid));
     } else if (key == "mtime") {
-      auto v = parse_decimal(value.substr(0, value.find('.')));
+      auto v = parse_decimal_u64(value.substr(0, value.find('.')));
       if (!v) return bad(fmt::format("pax mtime '{}' is not a time", label(value)));
       e.mtime = *v;
       e.mtime_nsec = pax_mtime_nsec(value);

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -22,6 +21,7 @@
 #include "cfs/oci/source.h"
 #include "cfs/registry/image_source.h"
 #include "cfs/tree/object_name.h"
+#include "cfs/util/decimal.h"
 #include "cfs/util/sys.h"
 #include "registry/referrers_memo.h"
 
@@ -497,11 +497,11 @@ Result<std::uint64_t> announced_frame(const oci::Descriptor& erofs, std::string_
   auto a = erofs.annotations.find(std::string(key));
   if (a == erofs.annotations.end()) return std::uint64_t{0};
   const std::string field = fmt::format("{}: EROFS annotation {}", what, key);
-  std::uint64_t n = 0;
   const auto& v = a->second;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || end != v.data() + v.size() || v.empty() || (v.size() > 1 && v[0] == '0'))
+  const auto parsed = parse_decimal_u64(v);
+  if (!parsed || (v.size() > 1 && v[0] == '0'))
     return fail(Errc::kInvalidInput, fmt::format("{}: '{}' is not a byte count", field, v));
+  const std::uint64_t n = *parsed;
   if (n == 0 || n > max)
     return fail(Errc::kInvalidInput,
                 fmt::format("{}: {} bytes is not 1 to the {} allowed", field, n, max));

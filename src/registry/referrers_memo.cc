@@ -4,10 +4,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 
-#include <charconv>
+#include <cstdint>
 #include <string>
 
 #include "cfs/util/atomic_file.h"
+#include "cfs/util/decimal.h"
 #include "cfs/util/sys.h"
 
 namespace cfs::registry::detail {
@@ -43,10 +44,9 @@ bool remembers_no_referrers_api(const repo::Repository& repo, std::string_view r
   std::string_view line(buf, *n);
   if (!line.starts_with(kNoApi) || !line.ends_with('\n')) return false;
   line = line.substr(kNoApi.size(), line.size() - kNoApi.size() - 1);
-  std::int64_t at = 0;
-  auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), at);
-  if (ec != std::errc() || end != line.data() + line.size() || line.empty() || line[0] == '-')
-    return false;
+  const auto parsed = parse_decimal_u64(line);
+  if (!parsed || *parsed > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  const auto at = static_cast<std::int64_t>(*parsed);
   const std::int64_t age = seconds(now) - at;
   return age >= -60 &&  // a clock set back a little; a memo from the future is no memo
          age < std::chrono::duration_cast<std::chrono::seconds>(kReferrersMemoMaxAge).count();

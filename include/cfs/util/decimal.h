@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Decimal text as strict formats write it (mountinfo fields, HTTP Content-Range values): the one
-// parser of unsigned decimal numbers outside the C-compatible dump reader (dump/escape.h) and the
-// tar header fields (oci/tar.h). Thread-safety: pure functions.
+// Decimal text as strict formats write it (mountinfo fields, HTTP Content-Range values, pax
+// records, the lazy metadata's byte-count annotations, the referrers memo): the one parser of
+// unsigned decimal numbers outside the C-compatible dump reader (dump/escape.h: signs, spaces,
+// octal) and the tar header's octal and base-256 fields (oci/tar.h). Thread-safety: pure
+// functions.
 #pragma once
 
 #include <cstdint>
