@@ -46,8 +46,8 @@ Cache& cache() {
 std::size_t rounded(std::size_t n) { return (n + kHugePageBytes - 1) & ~(kHugePageBytes - 1); }
 
 /// A mapping of `size` bytes (a multiple of kHugePageBytes): a kept one of at most twice the
-/// size, else a new one, 2 MiB-aligned and advised MADV_HUGEPAGE. Called with c.mu held.
-void* map(Cache& c, std::size_t& size) {
+/// size, else a new one (map()). Called with c.mu held.
+void* take_mapping(Cache& c, std::size_t& size) {
   // The smallest kept mapping that is large enough, and not more than twice the size (a
   // large one is left for a large buffer).
   auto best = c.kept.end();
@@ -61,6 +61,13 @@ void* map(Cache& c, std::size_t& size) {
     size = k.size;
     return k.p;
   }
+  return map(size);
+}
+
+}  // namespace
+
+void* map(std::size_t size) {
+  if (size + kHugePageBytes < size) throw std::bad_alloc();
   // Mapped one huge page larger, then trimmed to a 2 MiB-aligned start: the kernel backs only
   // aligned 2 MiB stretches with huge pages.
   void* m = ::mmap(nullptr, size + kHugePageBytes, PROT_READ | PROT_WRITE,
@@ -77,7 +84,9 @@ void* map(Cache& c, std::size_t& size) {
   return reinterpret_cast<void*>(start);
 }
 
-}  // namespace
+void unmap(void* p, std::size_t size) noexcept {
+  if (p) (void)::munmap(p, size);
+}
 
 void* allocate(std::size_t n) {
   // Buffers start on a page (the kernel copies to and from page-aligned memory faster).
@@ -101,7 +110,7 @@ void* allocate(std::size_t n) {
   // huge pages. Beyond the cap, buffers are ordinary blocks.
   if (c.live_bytes + size > kLiveBytes) return ::operator new(n);
   c.slabs.reserve(c.slabs.size() + 1);  // before anything is mapped: push_back cannot throw below
-  void* p = map(c, size);
+  void* p = take_mapping(c, size);
   c.slabs.push_back({reinterpret_cast<std::uintptr_t>(p), size, need, 1});
   c.live_bytes += size;
   return p;

@@ -9,7 +9,8 @@
 // * O_DIRECT needs aligned memory.
 // From one huge page (2 MiB) on, a buffer is whole huge pages, aligned to them and advised for
 // transparent huge pages, so its first fill faults once per 2 MiB instead of once per 4 KiB
-// (a 4 KiB fault cost ~12 µs idle on host C, a PVM guest; src/util/aligned_buffer.cc).
+// (a 4 KiB fault cost ~12 µs idle on host C, a PVM guest; src/util/aligned_buffer.cc): a
+// mapping of its own (huge_pages::map), so the advice goes with it.
 // Reuse: get(n) grows the buffer and never shrinks it; keep one per thread
 // (`thread_local AlignedBuffer buf;`) so a hot path allocates once.
 // Thread-safety: one owner.
@@ -53,7 +54,10 @@ class AlignedBuffer {
 
  private:
   struct Free {
-    void operator()(std::byte* p) const noexcept { std::free(p); }
+    // No default member initialiser (GCC then finds the nested type not default-constructible
+    // inside the enclosing class): unique_ptr value-initialises it, to 0.
+    std::size_t mapped;  ///< bytes of a mapping of its own (huge_pages::map); 0: malloc's
+    void operator()(std::byte* p) const noexcept;
   };
   std::unique_ptr<std::byte, Free> data_;
   std::size_t capacity_ = 0;

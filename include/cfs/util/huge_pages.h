@@ -46,6 +46,16 @@ void deallocate(void* p, std::size_t n) noexcept;
 /// Bytes of freed mappings kept now (for tests).
 std::size_t kept_bytes() noexcept;
 
+/// A fresh mapping of `size` bytes (a multiple of kHugePageBytes), 2 MiB-aligned and advised
+/// MADV_HUGEPAGE, owned by the caller (AlignedBuffer's huge buffers; allocate() carves its slabs
+/// from these): the advice is the mapping's and ends with it. Advice given to a block of glibc's
+/// heap instead (which it serves large blocks from once a larger one was freed: its dynamic mmap
+/// threshold) stays on those addresses after the block is freed, for whatever glibc places there
+/// next. Throws std::bad_alloc.
+void* map(std::size_t size);
+/// Unmaps what map(size) returned.
+void unmap(void* p, std::size_t size) noexcept;
+
 }  // namespace huge_pages
 
 template <class T>

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 
 #include "cfs/util/huge_pages.h"
@@ -92,6 +93,24 @@ TEST(AlignedBuffer, FromOneHugePageOnItIsAdvisedHugePages) {
   // heap or a mapping of its own), so small buffers cost no 2 MiB clearing.
   AlignedBuffer small;
   EXPECT_FALSE(testutil::vma_of(small.get(192 * 1024).data()).advised_huge());
+}
+
+TEST(AlignedBuffer, ItsHugePageAdviceEndsWithIt) {
+  using huge_pages::kHugePageBytes;
+  // A freed 16 MiB block raises glibc's mmap threshold to its size (the dynamic threshold), so
+  // that glibc then serves a few MiB from its heap: the case where advice given to a block
+  // outlived it and marked heap memory glibc hands out again (whatever lands there faults in
+  // 2 MiB pages). Through a volatile pointer so the compiler cannot drop the pair.
+  void* volatile big = std::malloc(16u << 20);
+  std::free(big);
+  const void* was = nullptr;
+  {
+    AlignedBuffer b;
+    was = b.get(kHugePageBytes).data();
+    EXPECT_TRUE(testutil::vma_of(was).advised_huge());
+  }
+  const testutil::Vma v = testutil::vma_of(was);
+  EXPECT_FALSE(v.end != 0 && v.advised_huge()) << "still advised: " << v.flags;
 }
 
 }  // namespace
