@@ -14,6 +14,7 @@
 #include "cfs/oci/tar.h"
 #include "cfs/util/aligned_buffer.h"
 #include "cfs/util/sys.h"
+#include "oci/layout_json.h"
 
 namespace cfs::oci {
 
@@ -213,34 +214,13 @@ class LayoutSource final : public ImageSource {
     CFS_ASSIGN(std::string raw,
                files_->read("index.json", kMaxManifestSize, name_ + " index.json"));
     CFS_ASSIGN(Index idx, parse_index(raw, name_ + " index.json"));
-    std::string tags;
-    const Descriptor* pick = nullptr;
-    for (const auto& d : idx.manifests) {
-      auto it = d.annotations.find(std::string(kRefNameAnnotation));
-      std::string tag = it == d.annotations.end() ? "" : it->second;
-      if (!tag.empty()) tags += (tags.empty() ? "" : ", ") + tag;
-      if (!tag_.empty() && tag == tag_ && !pick) pick = &d;
-    }
-    if (!tag_.empty() && !pick)
-      return bad(name_, fmt::format("no image tagged '{}' (tags: {})", tag_,
-                                    tags.empty() ? "none" : tags));
-    if (tag_.empty()) {
-      if (idx.manifests.size() == 1) {
-        pick = &idx.manifests[0];
-      } else {
-        bool platforms = !idx.manifests.empty();
-        for (const auto& d : idx.manifests) platforms = platforms && d.platform.has_value();
-        if (!platforms)
-          return bad(name_, fmt::format("{} images; name one with :TAG (tags: {})",
-                                        idx.manifests.size(), tags.empty() ? "none" : tags));
-        // One image per platform: index.json itself is the index to choose from.
-        return std::make_pair(RawManifest{std::move(raw), std::string(kOciIndex)},
-                              std::optional<Descriptor>{});
-      }
-    }
-    Descriptor d = *pick;
-    CFS_ASSIGN(RawManifest m, manifest(d));
-    return std::make_pair(std::move(m), std::optional<Descriptor>(std::move(d)));
+    CFS_ASSIGN(std::optional<Descriptor> pick, detail::layout_entry(idx, tag_, name_));
+    // One image per platform: index.json itself is the index to choose from.
+    if (!pick)
+      return std::make_pair(RawManifest{std::move(raw), std::string(kOciIndex)},
+                            std::optional<Descriptor>{});
+    CFS_ASSIGN(RawManifest m, manifest(*pick));
+    return std::make_pair(std::move(m), std::move(pick));
   }
 
   Result<RawManifest> manifest(const Descriptor& d) override {
@@ -278,32 +258,9 @@ class DockerArchiveSource final : public ImageSource {
   Result<std::pair<RawManifest, std::optional<Descriptor>>> top() override {
     CFS_ASSIGN(std::string raw,
                files_->read("manifest.json", kMaxManifestSize, name_ + " manifest.json"));
-    json j = json::parse(raw, nullptr, false);
-    if (j.is_discarded() || !j.is_array() || j.empty())
-      return bad(name_, "manifest.json is not a non-empty JSON array");
-    const json* pick = nullptr;
-    std::string tags;
-    for (const auto& e : j) {
-      if (!e.is_object()) return bad(name_, "manifest.json entry is not an object");
-      if (auto t = e.find("RepoTags"); t != e.end() && t->is_array())
-        for (const auto& tag : *t) {
-          if (!tag.is_string()) continue;
-          tags += (tags.empty() ? "" : ", ") + tag.get<std::string>();
-          if (!ref_.empty() && tag.get<std::string>() == ref_ && !pick) pick = &e;
-        }
-    }
-    if (ref_.empty()) {
-      if (j.size() != 1)
-        return bad(name_, fmt::format("{} images; name one with :REF (tags: {})", j.size(), tags));
-      pick = &j[0];
-    }
-    if (!pick) return bad(name_, fmt::format("no image tagged '{}' (tags: {})", ref_, tags));
-    auto config = pick->find("Config");
-    auto layers = pick->find("Layers");
-    if (config == pick->end() || !config->is_string() || layers == pick->end() ||
-        !layers->is_array())
-      return bad(name_, "manifest.json entry without Config and Layers");
-    std::string config_member = config->get<std::string>();
+    CFS_ASSIGN(detail::DockerArchiveImage image,
+               detail::docker_archive_image(raw, ref_, name_ + " manifest.json"));
+    const std::string& config_member = image.config;
     CFS_ASSIGN(std::string config_raw,
                files_->read(config_member, kMaxConfigSize, name_ + " " + config_member));
     ContentDigest config_digest = sha256_of(config_raw);
@@ -317,12 +274,11 @@ class DockerArchiveSource final : public ImageSource {
                         {"size", config_raw.size()},
                         {"digest", config_digest.str()}}},
                       {"layers", ordered_json::array()}};
-    for (std::size_t i = 0; i < layers->size(); ++i) {
-      const json& l = (*layers)[i];
-      if (!l.is_string()) return bad(name_, fmt::format("manifest.json Layers[{}]", i));
-      std::string member = l.get<std::string>();
+    for (std::size_t i = 0; i < image.layers.size(); ++i) {
+      const std::string& member = image.layers[i];
       CFS_ASSIGN(auto size, files_->size(member));
-      if (!size) return bad(name_, fmt::format("no layer member '{}'", member));
+      if (!size)
+        return bad(name_, fmt::format("manifest.json Layers[{}]: no member '{}'", i, member));
       CFS_ASSIGN(auto src, files_->open(member));
       std::string head(8, '\0');
       CFS_ASSIGN(std::size_t n, read_full(*src, std::as_writable_bytes(std::span(head))));
@@ -387,6 +343,80 @@ std::pair<std::string, std::string> split_tag(std::string_view rest) {
 }
 
 }  // namespace
+
+namespace detail {
+
+Result<std::optional<Descriptor>> layout_entry(const Index& index, std::string_view tag,
+                                               const std::string& what) {
+  std::string tags;
+  const Descriptor* pick = nullptr;
+  for (const auto& d : index.manifests) {
+    auto it = d.annotations.find(std::string(kRefNameAnnotation));
+    std::string_view t = it == d.annotations.end() ? "" : std::string_view(it->second);
+    if (!t.empty()) tags += (tags.empty() ? "" : ", ") + std::string(t);
+    if (!tag.empty() && t == tag && !pick) pick = &d;
+  }
+  if (tags.empty()) tags = "none";
+  if (!tag.empty()) {
+    if (!pick) return bad(what, fmt::format("no image tagged '{}' (tags: {})", tag, tags));
+    return std::optional<Descriptor>(*pick);
+  }
+  if (index.manifests.size() == 1) return std::optional<Descriptor>(index.manifests[0]);
+  bool platforms = !index.manifests.empty();
+  for (const auto& d : index.manifests) platforms = platforms && d.platform.has_value();
+  if (!platforms)
+    return bad(what, fmt::format("{} images; name one with :TAG (tags: {})", index.manifests.size(),
+                                 tags));
+  return std::optional<Descriptor>();
+}
+
+Result<DockerArchiveImage> docker_archive_image(std::string_view raw, std::string_view ref,
+                                                const std::string& what) {
+  json j = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_array() || j.empty())
+    return bad(what, "not a non-empty JSON array");
+  std::optional<std::size_t> pick;
+  std::string tags;
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    const json& e = j[i];
+    if (!e.is_object()) return bad(what, fmt::format("[{}] is not an object", i));
+    auto t = e.find("RepoTags");
+    if (t == e.end() || t->is_null()) continue;
+    if (!t->is_array()) return bad(what, fmt::format("[{}] RepoTags is not an array", i));
+    for (std::size_t k = 0; k < t->size(); ++k) {
+      const json& tag = (*t)[k];
+      if (!tag.is_string())
+        return bad(what, fmt::format("[{}] RepoTags[{}] is not a string", i, k));
+      const auto& s = tag.get_ref<const std::string&>();
+      tags += (tags.empty() ? "" : ", ") + s;
+      if (!ref.empty() && s == ref && !pick) pick = i;
+    }
+  }
+  if (tags.empty()) tags = "none";
+  if (ref.empty()) {
+    if (j.size() != 1)
+      return bad(what, fmt::format("{} images; name one with :REF (tags: {})", j.size(), tags));
+    pick = 0;
+  }
+  if (!pick) return bad(what, fmt::format("no image tagged '{}' (tags: {})", ref, tags));
+  const json& e = j[*pick];
+  DockerArchiveImage out;
+  auto config = e.find("Config");
+  if (config == e.end() || !config->is_string())
+    return bad(what, fmt::format("[{}] Config is not a string", *pick));
+  out.config = config->get<std::string>();
+  auto layers = e.find("Layers");
+  if (layers == e.end() || !layers->is_array())
+    return bad(what, fmt::format("[{}] Layers is not an array", *pick));
+  for (std::size_t i = 0; i < layers->size(); ++i) {
+    const json& l = (*layers)[i];
+    if (!l.is_string()) return bad(what, fmt::format("[{}] Layers[{}] is not a string", *pick, i));
+    out.layers.push_back(l.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace detail
 
 Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference) {
   std::string ref(reference);

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// OCI JSON: raw bytes kept, digests of the exact bytes, errors naming the field, platforms.
+// OCI JSON: raw bytes kept, digests of the exact bytes, errors naming the field, platforms;
+// the choice of image in an OCI layout's index.json and a docker archive's manifest.json.
 // (Documents written by umoci and skopeo are in tests/integration/test_oci_sources.py.)
 #include "cfs/oci/image.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "oci/layout_json.h"
 
 namespace cfs::oci {
 namespace {
@@ -106,6 +109,77 @@ TEST(Image, Platforms) {
   EXPECT_THAT(none.error().message(),
               HasSubstr("no image for platform linux/amd64 (the index has: linux/ppc64le, "
                         "linux/arm/v7)"));
+}
+
+// A docker archive's manifest.json: the image by RepoTags entry, or its only one; errors name
+// the archive, the entry and the field (oci_json_fuzzer checks that they name the archive).
+TEST(Image, DockerArchiveManifestJson) {
+  const std::string two =
+      R"([{"Config": "a.json", "RepoTags": ["x:1", "x:latest"], "Layers": ["1/layer.tar"]},
+          {"Config": "b.json", "RepoTags": null, "Layers": []}])";
+  auto x = detail::docker_archive_image(two, "x:latest", "ar manifest.json");
+  ASSERT_TRUE(x) << x.error().message();
+  EXPECT_EQ(x->config, "a.json");
+  EXPECT_EQ(x->layers, std::vector<std::string>{"1/layer.tar"});
+  struct Case {
+    std::string raw, ref;
+    const char* message;
+  };
+  std::vector<Case> cases = {
+      {"{}", "", "ar manifest.json: not a non-empty JSON array"},
+      {two, "", "ar manifest.json: 2 images; name one with :REF (tags: x:1, x:latest)"},
+      {two, "y:1", "ar manifest.json: no image tagged 'y:1' (tags: x:1, x:latest)"},
+      {R"([7])", "", "ar manifest.json: [0] is not an object"},
+      {R"([{"RepoTags": "x:1"}])", "", "ar manifest.json: [0] RepoTags is not an array"},
+      {R"([{"RepoTags": [1]}])", "", "ar manifest.json: [0] RepoTags[0] is not a string"},
+      {R"([{"Layers": []}])", "", "ar manifest.json: [0] Config is not a string"},
+      {R"([{"Config": "c"}])", "", "ar manifest.json: [0] Layers is not an array"},
+      {R"([{"Config": "c", "Layers": ["a", 7]}])", "",
+       "ar manifest.json: [0] Layers[1] is not a string"},
+  };
+  for (const auto& c : cases) {
+    auto r = detail::docker_archive_image(c.raw, c.ref, "ar manifest.json");
+    ASSERT_FALSE(r) << c.raw;
+    EXPECT_THAT(r.error().message(), HasSubstr(c.message)) << c.raw;
+  }
+}
+
+// An OCI layout's index.json: the entry by tag, or the only one, or none when there is one per
+// platform (index.json is then the index to choose from).
+TEST(Image, LayoutIndexEntry) {
+  auto entry = [](char hex, const std::string& extra) {
+    return R"({"digest": "sha256:)" + std::string(64, hex) + R"(", "size": 1)" + extra + "}";
+  };
+  auto tagged = [](const std::string& tag) {
+    return R"(, "annotations": {"org.opencontainers.image.ref.name": ")" + tag + R"("})";
+  };
+  auto platform = [](const std::string& arch) {
+    return R"(, "platform": {"os": "linux", "architecture": ")" + arch + R"("})";
+  };
+  auto index = [](const std::string& entries) {
+    return parse_index(R"({"schemaVersion": 2, "manifests": [)" + entries + "]}", "i").value();
+  };
+  auto tags = index(entry('a', tagged("v1")) + "," + entry('b', tagged("v2")));
+  auto v2 = detail::layout_entry(tags, "v2", "lay");
+  ASSERT_TRUE(v2 && *v2);
+  EXPECT_EQ((*v2)->digest.hex, std::string(64, 'b'));
+  auto missing = detail::layout_entry(tags, "v3", "lay");
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error().message(), HasSubstr("lay: no image tagged 'v3' (tags: v1, v2)"));
+  auto untagged = detail::layout_entry(tags, "", "lay");
+  ASSERT_FALSE(untagged);
+  EXPECT_THAT(untagged.error().message(),
+              HasSubstr("lay: 2 images; name one with :TAG (tags: v1, v2)"));
+  auto one = detail::layout_entry(index(entry('c', "")), "", "lay");
+  ASSERT_TRUE(one && *one);
+  EXPECT_EQ((*one)->digest.hex, std::string(64, 'c'));
+  auto per_platform = detail::layout_entry(
+      index(entry('a', platform("amd64")) + "," + entry('b', platform("arm64"))), "", "lay");
+  ASSERT_TRUE(per_platform);
+  EXPECT_FALSE(*per_platform);
+  auto empty = detail::layout_entry(index(""), "", "lay");
+  ASSERT_FALSE(empty);
+  EXPECT_THAT(empty.error().message(), HasSubstr("lay: 0 images; name one with :TAG (tags: none)"));
 }
 
 }  // namespace
