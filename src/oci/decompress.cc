@@ -165,10 +165,38 @@ class IsalGzip final : public GzipBase {
       : GzipBase(in, std::move(what)), st_(std::make_unique<inflate_state>()) {}
 
  private:
+  // isa-l's inflate keeps what it has read of a gzip header in locals, so a header split
+  // between two calls is misread (intel/isa-l#224; decompress_fuzzer: a member with a name
+  // and a header CRC, read in pieces, failed its CRC check). Its whole header is buffered
+  // first; one cut short is left to inflate to report.
   Status start_member() override {
+    auto at = [&](std::size_t i) { return static_cast<std::size_t>(in_.data()[i]); };
+    std::size_t need = 10;
+    CFS_ASSIGN(bool whole, buffered(need));
+    const std::size_t flags = whole ? at(3) : 0;
+    if (whole && (flags & 4) != 0) {  // FEXTRA: a 2-byte length, then that many bytes
+      CFS_ASSIGN(whole, buffered(need + 2));
+      if (whole) {
+        need += 2 + (at(need) | at(need + 1) << 8);
+        CFS_ASSIGN(whole, buffered(need));
+      }
+    }
+    for (std::size_t zero_terminated : {8u, 16u}) {  // FNAME, FCOMMENT
+      if (!whole || (flags & zero_terminated) == 0) continue;
+      do {
+        CFS_ASSIGN(whole, buffered(need + 1));
+      } while (whole && at(need++) != 0);
+    }
+    if (whole && (flags & 2) != 0) CFS_TRY(buffered(need + 2));  // FHCRC
     isal_inflate_init(st_.get());
     st_->crc_flag = ISAL_GZIP;
     return {};
+  }
+  /// Whether the next n bytes are buffered (false: the input ends first).
+  Result<bool> buffered(std::size_t n) {
+    if (n > kInBuf) return corrupt(fmt::format("gzip header of more than {} bytes", kInBuf));
+    CFS_ASSIGN(std::size_t have, in_.peek(n));
+    return have >= n;
   }
   Result<Step> step(std::span<std::byte> out) override {
     st_->next_in = reinterpret_cast<std::uint8_t*>(in_.data());
