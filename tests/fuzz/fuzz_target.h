@@ -10,6 +10,13 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
 
+/// CFS_FUZZ_VERBOSE set: targets that support it print the errors an input ends in (to see
+/// how far a seed gets, and what an error says).
+inline bool fuzz_verbose() {
+  static const bool on = std::getenv("CFS_FUZZ_VERBOSE") != nullptr;
+  return on;
+}
+
 // A broken invariant must crash so libFuzzer keeps the input; the message names the target's
 // file and line, since a replay of a whole corpus otherwise only says "aborted". (A macro:
 // clang 14, Debian's, has no std::source_location.)

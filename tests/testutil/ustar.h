@@ -11,11 +11,13 @@
 
 namespace cfs::testutil {
 
-/// A ustar header with a valid checksum.
+/// A ustar header with a valid checksum (`link`: a link's target, cut at 100 bytes).
 inline std::string ustar_header(const std::string& name, std::uint64_t size, char type,
-                                unsigned mode = 0644, unsigned uid = 0, unsigned mtime = 0) {
+                                unsigned mode = 0644, unsigned uid = 0, unsigned mtime = 0,
+                                const std::string& link = {}) {
   std::string h(512, '\0');
   std::memcpy(h.data(), name.data(), std::min<std::size_t>(name.size(), 100));
+  std::memcpy(h.data() + 157, link.data(), std::min<std::size_t>(link.size(), 100));
   std::snprintf(h.data() + 100, 8, "%07o", mode);
   std::snprintf(h.data() + 108, 8, "%07o", uid);
   std::snprintf(h.data() + 116, 8, "%07o", 0);
