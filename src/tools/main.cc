@@ -140,6 +140,10 @@ int dispatch(int argc, char** argv) {
 }  // namespace cfs::tools
 
 int main(int argc, char** argv) {
+  // A soft descriptor limit of 1024 (the usual default) is not enough for a repository's
+  // fan-out directories beside a lazy mount's fetches and open files: raised to the hard one
+  // (process policy, so here and not in a library; cfs/util/sys.h).
+  (void)cfs::sys::raise_fd_limit();
   // Before any thread: a command that opens many descriptors from several threads (an import's
   // workers, a store fill, a lazy mount) would otherwise grow the table while threaded, each
   // doubling waiting for an RCU grace period (cfs/util/sys.h).

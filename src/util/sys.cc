@@ -424,6 +424,18 @@ unsigned reserve_fd_table(unsigned slots) noexcept {
   return high ? static_cast<unsigned>(cap) : 0;
 }
 
+std::uint64_t raise_fd_limit() noexcept {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  const rlim_t want = lim.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : lim.rlim_max;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
+    rlimit raised = lim;
+    raised.rlim_cur = want;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return lim.rlim_cur == RLIM_INFINITY ? UINT64_MAX : static_cast<std::uint64_t>(lim.rlim_cur);
+}
+
 unsigned available_cpus() noexcept {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -381,6 +381,28 @@ class Pull(t.unittest.TestCase):
         self.assertEqual(self.tags(), [])
         self.repo_fsck_clean()
 
+    def test_a_low_soft_descriptor_limit_is_raised_to_the_hard_one(self):
+        # A repository holds up to 256 fan-out directories open: under a soft RLIMIT_NOFILE of
+        # 64 (1024 is the usual default; a lazy mount needs more still) a pull of a layer whose
+        # objects fill most of them failed with EMFILE. cfs raises its soft limit to the hard
+        # one (the unit test FdTable.RaiseTakesTheSoftLimitToTheHardOne checks the limits).
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 4096:
+            self.skipTest(f"hard RLIMIT_NOFILE {hard}")
+        img = o.UmociImage(self.d)
+        r1 = self.p("r1")
+        for i in range(400):  # distinct contents over the inline limit: ~200 fan-out directories
+            write(f"{r1}/usr/f/{i:03}", b"%d" % i + os.urandom(100))
+        img.insert(r1)
+        p = subprocess.run([t.tool("cfs"), "oci", "pull", "--repo", self.repo,
+                            f"oci:{img.layout}:{img.tag}", "many"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                 (64, hard)))
+        self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace"))
+        self.assertEqual(self.tags(), ["many"])
+        self.repo_fsck_clean()
+
     def test_skopeo_archives_and_zstd_give_the_same_image(self):
         layout = self.build()
         image = self.pull(f"oci:{layout}:t", "ref")["image"]

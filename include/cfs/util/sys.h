@@ -110,6 +110,15 @@ Result<UniqueFd> dup(int fd);
 /// number of slots now reserved (0 when nothing could be done).
 unsigned reserve_fd_table(unsigned slots) noexcept;
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (to 2^20, the kernel's default
+/// fs.nr_open, when the hard limit is unlimited). The usual soft default, 1024, is there for
+/// programs that use select(); cfs polls, and needs more than that: an open store or repository
+/// holds up to 256 fan-out directories (store/fanout_dirs.h), a lazy mount's fetch threads up to
+/// 1,024 descriptors beside the files its users open. Children inherit the raised limit. Best
+/// effort (a limit that cannot be raised stays); returns the soft limit now in force (0 when it
+/// cannot be read).
+std::uint64_t raise_fd_limit() noexcept;
+
 /// Number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus() noexcept;
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // sys::reserve_fd_table: the process's descriptor table is as large as asked (the kernel's own
 // count, FDSize in /proc/self/status, is the oracle), capped by the soft RLIMIT_NOFILE, and no
-// descriptor is left open or replaced.
+// descriptor is left open or replaced. sys::raise_fd_limit: the soft limit becomes the hard one.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -74,6 +74,28 @@ TEST(FdTable, ReserveStopsAtTheSoftLimit) {
     if (sys::reserve_fd_table(1u << 20) != soft) ::_exit(12);
     const long after = fd_table_size();
     ::_exit(after >= static_cast<long>(soft) && after < (1L << 20) ? 0 : 13);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 10) GTEST_SKIP() << "hard RLIMIT_NOFILE too low";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(FdTable, RaiseTakesTheSoftLimitToTheHardOne) {
+  // In a child, as above; getrlimit is the oracle.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_max <= 64) ::_exit(10);
+    lim.rlim_cur = 64;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(11);
+    const rlim_t want = lim.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : lim.rlim_max;
+    if (sys::raise_fd_limit() != want) ::_exit(12);
+    rlimit now{};
+    if (::getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != want) ::_exit(13);
+    ::_exit(now.rlim_max == lim.rlim_max ? 0 : 14);  // the hard limit left as it was
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
