@@ -42,9 +42,10 @@ bool valid_tag(std::string_view t) {
 
 // host := domain-component ('.' domain-component)* | '[' ipv6 ']', then optional ':' port
 bool valid_host(std::string_view h) {
+  if (h.empty()) return false;  // "https://" names no host (registry_parse_fuzzer)
   std::string_view host = h;
   std::string_view port;
-  if (!h.empty() && h.front() == '[') {
+  if (h.front() == '[') {
     auto close = h.find(']');
     if (close == std::string_view::npos || close == 1) return false;
     for (char c : h.substr(1, close - 1))

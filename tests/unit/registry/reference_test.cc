@@ -89,6 +89,10 @@ TEST(RegistryKey, Normalises) {
   EXPECT_EQ(*normalize_registry_key("quay.io/ns/repo"), "quay.io/ns/repo");
   EXPECT_FALSE(normalize_registry_key("quay.io/ns/repo:tag"));
   EXPECT_FALSE(normalize_registry_key("bad host"));
+  // No host at all: valid_host read the first byte of an empty one (registry_parse_fuzzer's
+  // ASan report; a Debug build's _GLIBCXX_ASSERTIONS stop at string_view::front()).
+  EXPECT_FALSE(normalize_registry_key("https://"));
+  EXPECT_FALSE(normalize_registry_key(""));
 }
 
 }  // namespace
