@@ -8,11 +8,13 @@ fsconfig, legacy data-only or legacy plain overlay) works, verity modes reach th
 conflicting options are refused, upper layers and copy-up work, errors are clear, and
 unmounting leaves nothing behind."""
 import errno
+import fcntl
 import glob
 import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -36,10 +38,28 @@ def loop_devices():
     for p in glob.glob("/sys/block/loop*/loop/backing_file"):
         try:
             with open(p) as f:
-                out[os.path.basename(os.path.dirname(p))] = f.read().strip()
+                out[p.split("/")[3]] = f.read().strip()  # /sys/block/loopN/loop/backing_file
         except OSError:
             pass
     return out
+
+
+def loop_backing_inode(dev):
+    """(st_dev, st_ino) of the file behind /dev/DEV (LOOP_GET_STATUS64), None when detached.
+    A sealed copy is a memfd, named like every other test's ("/memfd:composefs-image"), but its
+    inode is its own: that is how this test tells its copies from a neighbour's."""
+    try:
+        fd = os.open(f"/dev/{dev}", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(232)  # struct loop_info64
+        fcntl.ioctl(fd, 0x4C05, buf)  # LOOP_GET_STATUS64
+        return struct.unpack_from("=QQ", buf)  # lo_device, lo_inode
+    except OSError:  # ENXIO: no file bound
+        return None
+    finally:
+        os.close(fd)
 
 
 class Fixture:
@@ -94,6 +114,7 @@ class MountCase(unittest.TestCase):
         self.mnt = os.path.join(self.tmp, "mnt")
         os.makedirs(self.mnt)
         self.loops_before = loop_devices()
+        self.sealed_copies = set()  # backing inodes of the memfd loop devices this test made
 
     def tearDown(self):
         while os.path.ismount(self.mnt):
@@ -104,7 +125,14 @@ class MountCase(unittest.TestCase):
         o = "basedir=" + FIX.store + ("," + opts if opts else "")
         p = t.run([t.tool("cfs"), "mount", "--json", *extra, image or FIX.image, self.mnt,
                    "-o", o], check=check)
-        return json.loads(p.stdout) if p.returncode == 0 else p
+        if p.returncode != 0:
+            return p
+        r = json.loads(p.stdout)
+        if r.get("loop_device"):
+            dev = os.path.basename(r["loop_device"])
+            if loop_devices().get(dev, "").startswith("/memfd:"):
+                self.sealed_copies.add(loop_backing_inode(dev))
+        return r
 
     def mount_composefs(self, opts, image=None):
         return t.run([t.tool("mount.composefs"), image or FIX.image, self.mnt, "-o", opts],
@@ -123,9 +151,17 @@ class MountCase(unittest.TestCase):
         # Scoped to this test's files: other tests may mount concurrently on a shared host.
         ours = [ln for ln in mountinfo().splitlines() if FIX.dir in ln]
         self.assertEqual(ours, [], "mounts left under the test directory")
-        new = {d: b for d, b in loop_devices().items()
-               if d not in self.loops_before and
-               (b.startswith(FIX.dir) or b.startswith("/memfd:composefs-image"))}
+        def ours():
+            return {d: b for d, b in loop_devices().items()
+                    if (d, b) not in self.loops_before.items() and
+                    (b.startswith(FIX.dir) or (b.startswith("/memfd:composefs-image") and
+                                               loop_backing_inode(d) in self.sealed_copies))}
+        # An autoclear loop device may be released just after the unmount returns.
+        for _ in range(100):
+            new = ours()
+            if not new:
+                break
+            time.sleep(0.05)
         self.assertEqual(new, {}, "loop devices left")
         leftovers = glob.glob("/tmp/.composefs.*") + glob.glob("/tmp/composefs.*")
         self.assertEqual(leftovers, [], "temporary directories left")
