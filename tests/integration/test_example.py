@@ -21,8 +21,12 @@ class Example(t.unittest.TestCase):
         t.require_root()
         if not os.path.exists("/dev/fuse") or not o.have("umoci", "fusermount3", "fsverity"):
             self.skipTest("needs /dev/fuse, umoci, fusermount3 and fsverity")
-        mounts_before = t.mountinfo().count(" fuse")
-        p = subprocess.run([SCRIPT, t.BIN_DIR], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The script works in `mktemp -d`: under a directory of this test's own (TMPDIR), so
+        # "nothing left mounted" is checked there, whatever other tests mount meanwhile.
+        with t.tempdir() as tmp:
+            p = subprocess.run([SCRIPT, t.BIN_DIR], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=dict(os.environ, TMPDIR=tmp))
+            left = [m for m in t.mount_points() if m.startswith(os.path.realpath(tmp) + "/")]
         out = p.stdout.decode()
         self.assertEqual(p.returncode, 0, out + p.stderr.decode())
         # The digests it prints are fsverity-utils' digests of the same files.
@@ -35,7 +39,7 @@ class Example(t.unittest.TestCase):
         self.assertRegex(oci, r"cfs oci mount --fuse example mnt: 1[01] entries")
         self.assertIn("read back: identical", oci)
         self.assertTrue(oci.rstrip().endswith("unmounted"), oci)
-        self.assertEqual(t.mountinfo().count(" fuse"), mounts_before)
+        self.assertEqual(left, [])
 
 
 if __name__ == "__main__":
