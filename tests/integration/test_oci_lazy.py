@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;registry;fuse
 # ctest-timeout: 600
+# ctest-cost: 91
+# ctest-lock: page_cache
 """`cfs oci mount --lazy docker://…`: the verified FUSE mount of a registry image whose objects
 are fetched when files are opened, against Debian's docker-registry 2.8 on loopback behind the
 fault proxy (which logs every request with its Range header).
@@ -143,18 +145,34 @@ class LazyMount(unittest.TestCase):
             p.stderr.close()
         self.proxy.close()
 
-    def mount(self, repo, source, *opts, foreground=False, batch=False, hang_bound=None):
+    def mount(self, repo, source, *opts, foreground=False, batch=False, hang_bound=None,
+              dirs_mapped=False):
         """Without `batch`, one object per Range request (--batch-bytes=0): the tests that
         expect a file's exact range. With it, the 64 KiB budget the batch tests expect (not
         the one measured from the proxy's round trips), or the budget it is (a number);
         batch="measured": no --batch-bytes.
         `hang_bound`: seconds after which the command is killed and the test fails
-        (subprocess.TimeoutExpired)."""
+        (subprocess.TimeoutExpired).
+        `dirs_mapped`: returns once the server has mapped objects to directories (a thread of
+        its own does it after the mount is up; batches follow directories only from then on),
+        which its CFS_LAZY_TRACE says with a "directories ..." event."""
         if batch != "measured":
             budget = 65536 if batch is True else int(batch)  # False: 0; a number: that budget
             opts = (f"--batch-bytes={budget}", *opts)
         args = [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo, NOTLS, *opts, source,
                 self.mnt]
+        if dirs_mapped:
+            trace = os.path.join(self.tmp, f"trace-dirs-{os.path.basename(repo)}")
+            p = t.run(args, timeout=hang_bound, env={"CFS_LAZY_TRACE": trace})
+            self.assertTrue(t.is_mounted(self.mnt))
+            events = []
+            for _ in range(1200):  # 60 s: the mapping takes microseconds on an idle machine
+                with open(trace) as f:
+                    events = [line.rstrip("\n").split(" ", 1)[1] for line in f]
+                if any(e.startswith("directories ") for e in events):
+                    return p
+                time.sleep(0.05)
+            self.fail(f"objects never mapped to directories: {events}")
         if not foreground:
             p = t.run(args, timeout=hang_bound)
             self.assertTrue(t.is_mounted(self.mnt))
@@ -1038,9 +1056,7 @@ class LazyMount(unittest.TestCase):
         # The layout the test relies on: a/0, a/1, a/2, then b's files.
         self.assertEqual(order, sorted(files), order)
         repo = self.new_repo("dirs")
-        self.mount(repo, self.proxy.ref("cfs/dirs:v1"), "--no-fill", batch=True)
-        # The mount maps objects to directories on a thread of its own: a few µs here.
-        time.sleep(0.2)
+        self.mount(repo, self.proxy.ref("cfs/dirs:v1"), "--no-fill", batch=True, dirs_mapped=True)
         since = time.time()
         self.assertEqual(read_file(os.path.join(self.mnt, "usr/x/a/2")), files["usr/x/a/2"])
         gets = [e for e in self.proxy.requests("GET", "/blobs/", since=since)
@@ -1075,8 +1091,8 @@ class LazyMount(unittest.TestCase):
         self.assertEqual(sorted(spans, key=lambda n: spans[n][0]), sorted(files))
         self.proxy.set_throttle(8 << 20)
         repo = self.new_repo("dirfloor")
-        self.mount(repo, self.proxy.ref("cfs/dirfloor:v1"), "--no-fill", batch="measured")
-        time.sleep(0.2)  # the mount maps objects to directories on a thread of its own
+        self.mount(repo, self.proxy.ref("cfs/dirfloor:v1"), "--no-fill", batch="measured",
+                   dirs_mapped=True)
         since = time.time()
         self.assertEqual(read_file(os.path.join(self.mnt, "usr/y/d/05")), files["usr/y/d/05"])
         gets = [e for e in self.proxy.requests("GET", "/blobs/", since=since)
@@ -1123,8 +1139,8 @@ class LazyMount(unittest.TestCase):
             return out
 
         repo = self.new_repo("locale")
-        self.mount(repo, self.proxy.ref("cfs/locale:v1"), "--no-fill", batch=True)
-        time.sleep(0.2)  # the mount maps objects to directories on a thread of its own
+        self.mount(repo, self.proxy.ref("cfs/locale:v1"), "--no-fill", batch=True,
+                   dirs_mapped=True)
         since = time.time()
         ctype = "usr/lib/locale/C.utf8/LC_CTYPE"
         self.assertEqual(read_file(os.path.join(self.mnt, ctype)), files[ctype])
