@@ -187,6 +187,30 @@ class LazyMount(unittest.TestCase):
             time.sleep(0.05)
         self.fail("lazy mount did not come up")
 
+    def umount_and_wait(self, repo):
+        """Unmounts and waits for the repository's serving processes (their leases) to exit:
+        the objects an open verified are committed once the mount is quiet, or on the way out,
+        so a `repo fsck` right after the unmount may run before they are named."""
+        mounts = os.path.join(repo, "cfs-mounts")
+        pids = []
+        for n in os.listdir(mounts) if os.path.isdir(mounts) else []:
+            if not n.startswith("."):
+                with open(os.path.join(mounts, n)) as f:
+                    pids.append(json.load(f)["pid"])
+        t.umount(self.mnt)
+
+        def alive(pid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+        deadline = time.monotonic() + 60
+        for pid in pids:
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(alive(pid), f"the serving process {pid} did not exit")
+
     def blob_gets(self, since):
         layers = {d["digest"] for d in self.manifest["layers"]}
         return [(e["path"].rsplit("/", 1)[1], e["range"])
@@ -1571,7 +1595,7 @@ class LazyMount(unittest.TestCase):
         for rel, data in self.files.items():
             self.assertEqual(read_file(os.path.join(self.mnt, rel)), data, rel)
         self.assertEqual(self.blob_gets(since), [self.expected_range("usr/share/doc/a")])
-        t.umount(self.mnt)
+        self.umount_and_wait(repo)
         fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
         self.assertTrue(fsck["ok"], fsck)
         # Pulled from a layout: no registry recorded, so nothing says where objects are.
