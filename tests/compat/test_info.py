@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: compat
 # ctest-timeout: 300
+# ctest-cost: 8
 """composefs-info against composefs 1.0.8's own outputs (reference-outputs/*.info-*.txt) and
 the dump -> image round trip of upstream's check-checksums."""
 import gzip

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration
 # ctest-timeout: 600
+# ctest-cost: 7
 """A small, deterministic run of scripts/differential-writer.py: random dumps and random
 directories (tmpfs, xattrs around the per-inode budget) built by composefs 1.0.8's mkcomposefs
 and by ours must give byte-identical images or both fail. The oracle is a locally built

@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;fuse;root
 # ctest-timeout: 900
+# ctest-cost: 35
+# ctest-lock: page_cache
 """The FUSE server's memory levels off over repeated walks of the same tree.
 
 An image of 21,000 files (three directories of 4,000 entries, like /usr/share/man/man1, and

@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;fuse;root
 # ctest-timeout: 600
+# ctest-cost: 18
+# ctest-lock: page_cache
 """The FUSE mount against the kernel mount of the same image.
 
 Differential: for every upstream reference image and for generated trees, `cfs fuse-mount` and

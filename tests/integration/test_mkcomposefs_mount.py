@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root
 # ctest-timeout: 300
+# ctest-cost: 15
 """Images that cfs mkcomposefs builds from generated trees mount on this kernel (file-backed
 EROFS + overlayfs with the digest store as a data-only layer), and the mounted tree equals the
 source: types, modes, owners, sizes, mtimes, symlink targets, xattrs (escaped

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root
 # ctest-timeout: 300
+# ctest-cost: 19
 """Images written by upstream composefs 1.0.8 (../shared/compat/composefs-assets/
 reference-outputs/*.cfs) mounted with mount.composefs: what the kernel shows must equal the
 upstream `composefs-info dump` of the same image (an independent golden source). Metadata and

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root;fuse
 # ctest-timeout: 1200
+# ctest-cost: 65
 """A realistic image end to end: a Debian bookworm minbase rootfs (debootstrap) as layer 1 and
 a layer 2 that installs packages with dpkg and deletes files (umoci unpack/repack: real
 whiteouts), built once and cached in /var/cache/cfs-oci-debian (tests/testlib/oci_debian.py;

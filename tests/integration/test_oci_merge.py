@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root
 # ctest-timeout: 300
+# ctest-cost: 10
 """Merging OCI layers into one tree (oci::Merger), against `umoci unpack` of the same image
 modulo the documented composefs-rs rules (root metadata from /usr, /run emptied, the xattr
 allowlist), and against the rules of ../shared/reference/oci-repository.md §2.4-2.5 written out

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root
 # ctest-timeout: 600
+# ctest-cost: 6
 """`cfs oci pull` into a repository and the commands reading it back, against independent
 oracles: an image built with umoci (several layers, whiteouts, an opaque directory, hardlinks
 across layers, pax xattrs and nanosecond mtimes, long names); the merged image byte-identical

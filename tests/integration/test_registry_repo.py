@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;registry
 # ctest-timeout: 600
+# ctest-cost: 21
 """`cfs oci pull docker://…` into a repository, and seals of repository images, against
 Debian's docker-registry 2.8 on loopback (through the fault proxy, which logs every request).
 Oracles: skopeo pushes the images (`skopeo copy oci:… docker://…`), and `cfs oci pull oci:` of

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;registry
 # ctest-timeout: 600
+# ctest-cost: 13
 """Round trips through Debian's docker-registry 2.8 on loopback: `cfs oci pull --keep-blobs`
 ("fat pull") and `cfs oci push` of such an image; the JSON progress events of pull and push;
 seals recorded by `pull --verify-seal` and required by `cfs oci mount --require-seal`.

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration
 # ctest-timeout: 600
+# ctest-cost: 13
 """Builds into a repository killed (SIGKILL) at random moments never leave a name pointing at
 something missing, and running the build again heals everything; gc running while a build
 runs loses nothing.

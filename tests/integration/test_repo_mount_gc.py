@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: integration;root;fuse
 # ctest-timeout: 600
+# ctest-cost: 11
+# ctest-lock: page_cache
 """GC never breaks a live mount: an image mounted from a repository (kernel or FUSE) keeps its
 objects after its name is gone, every one of its files reads back whole after gc, and once it is
 unmounted — by cfs, by a plain umount, by its FUSE server dying, or by its mount namespace going

@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: vm;root
 # ctest-timeout: 600
+# ctest-cost: 16
+# ctest-lock: vm
 """docs/by-hand.md on a kernel WITH fs-verity: every command block of the page runs, in order,
 inside a throw-away VM (the Debian cloud kernel and QEMU set-up of test_vm_verity.py), and
 must succeed and print what the page shows, including the blocks marked needs-verity that

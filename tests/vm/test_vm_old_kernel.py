@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: vm;root
 # ctest-timeout: 600
+# ctest-cost: 14
+# ctest-lock: vm
 """mount.composefs on an old kernel, for real: Debian bookworm's 6.1 cloud kernel (fetched
 with `apt-get download`, cached like test_vm_verity.py's) lacks file-backed EROFS, overlayfs'
 fsconfig parser, data-only layers, verity=, lowerdir+ and detached layers, so every probe falls

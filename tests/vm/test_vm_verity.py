@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # ctest-labels: vm;root
 # ctest-timeout: 900
+# ctest-cost: 62
+# ctest-lock: vm
 """Real fs-verity end to end in a throw-away VM, driven by cfs.
 
 The host kernel may lack CONFIG_FS_VERITY, so a stock Debian cloud kernel (6.6+, fs-verity
