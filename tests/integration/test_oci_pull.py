@@ -268,7 +268,7 @@ class Pull(t.unittest.TestCase):
             oracle, _ = self.oracle_image(layout)
             self.assertEqual(res["image"], o.fsverity_digest(oracle))
 
-    def traced_pull(self, source, *args, check=True):
+    def traced_pull(self, source, *args, check=True, env=None):
         """`cfs oci pull` under strace: (process, checker), where checker(obj, name) asserts
         that `name` (a stream or image name) was created only after a syncfs(2) that began once
         `obj` (its object, linked as objects/XX/REST) was linked: so a crash never leaves a
@@ -278,7 +278,7 @@ class Pull(t.unittest.TestCase):
         log = self.p(f"strace{len(os.listdir(self.d))}")
         p = t.run(["strace", "-f", "-qq", "-o", log, "-e",
                    "trace=syncfs,linkat,symlinkat,renameat,renameat2", t.tool("cfs"), "oci",
-                   "pull", "--repo", self.repo, "--json", source, *args], check=check)
+                   "pull", "--repo", self.repo, "--json", source, *args], check=check, env=env)
         with open(log) as f:
             lines = f.read().splitlines()
         # Each call's end (its line, or its "resumed" line); syncfs calls' start and end.
@@ -335,7 +335,19 @@ class Pull(t.unittest.TestCase):
         img = self.hostile([o.info("usr/y", data=os.urandom(5000))])
         self.rewrite_layer(img, 1, None, "sha256:" + "cd" * 32)
         diff0 = img.config()["rootfs"]["diff_ids"][0]
-        p, check_synced = self.traced_pull(f"oci:{img.layout}:t", "--jobs", "2", check=False)
+        # Layer 1 is the larger, so the first worker takes it; a worker that starts only after
+        # it failed takes nothing more (a failed pull starts no new layer). On a loaded machine
+        # (strace -f slows thread starts) that can happen, and then layer 0 was never imported:
+        # the pull is repeated until its trace (CFS_PULL_TRACE) shows layer 0 started.
+        for attempt in range(5):
+            trace = self.p(f"pull-trace{attempt}")
+            p, check_synced = self.traced_pull(f"oci:{img.layout}:t", "--jobs", "2",
+                                               check=False, env={"CFS_PULL_TRACE": trace})
+            with open(trace) as f:
+                if any(line.split(" ", 1)[1] == "layer 0 start\n" for line in f):
+                    break
+        else:
+            self.fail("layer 0 never started beside layer 1 in 5 pulls")
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn(b"layer 1", p.stderr)
         self.assertEqual(self.tags(), [])
