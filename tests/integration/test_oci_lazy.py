@@ -198,18 +198,22 @@ class LazyMount(unittest.TestCase):
                 with open(os.path.join(mounts, n)) as f:
                     pids.append(json.load(f)["pid"])
         t.umount(self.mnt)
+        for pid in pids:
+            self.wait_gone(pid)
 
-        def alive(pid):
+    def wait_gone(self, pid):
+        """Waits (up to 60 s) until process `pid` has exited: a SIGKILL too takes effect only
+        once the process leaves the system call it is in (an fsync, a FUSE reply)."""
+        def alive():
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     return f.read().rsplit(")", 1)[1].split()[0] != "Z"
             except FileNotFoundError:
                 return False
         deadline = time.monotonic() + 60
-        for pid in pids:
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            self.assertFalse(alive(pid), f"the serving process {pid} did not exit")
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertFalse(alive(), f"process {pid} did not exit")
 
     def blob_gets(self, since):
         layers = {d["digest"] for d in self.manifest["layers"]}
@@ -732,6 +736,7 @@ class LazyMount(unittest.TestCase):
             pid = self.mount_traced(repo, trace)
             time.sleep(delay)
             os.kill(pid, signal.SIGKILL)
+            self.wait_gone(pid)  # what it left once dead, not what it still does meanwhile
             t.umount(self.mnt)
             fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
             self.assertTrue(fsck["ok"], (delay, fsck))
