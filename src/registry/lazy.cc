@@ -568,7 +568,7 @@ struct LazyProvider::Impl {
 
   mutable std::atomic<std::uint64_t> fetched{0}, fetched_bytes{0}, failed{0};
   mutable DctxPool dctxs;  // every fetch's (ObjectSink)
-  std::atomic<bool> fill_done{false};
+  mutable std::atomic<bool> fill_done{false};
 
   /// A verified object of an open's or an ELF hint's fetch, waiting to be made durable and
   /// named (LazyOptions::commit_quiet_s): its flight stays claimed and serves opens from the
@@ -1148,6 +1148,7 @@ struct LazyProvider::Impl {
       m.f->done = true;
       if (auto it = flights.find(m.d); it != flights.end() && it->second == m.f) flights.erase(it);
     }
+    fill_complete_if_named();
     done_cv.notify_all();
   }
 
@@ -1226,17 +1227,27 @@ struct LazyProvider::Impl {
       o.progress(p);
     }
     if (--fill_left != 0) return;
-    // Every object is fetched; "fill complete" says they are in the repository too.
-    if (!pending.empty()) {
-      fill_end_waits = true;
-      commit_cv.notify_all();
-      return;
-    }
+    // Every object is fetched or claimed; "fill complete" says they are in the repository too.
+    fill_end_waits = true;
+    commit_cv.notify_all();  // the pending commits must not wait for a quiet mount any more
+    fill_complete_if_named();
+  }
+
+  /// Logs "fill complete" once the fill has ended and no object of the index is still being
+  /// fetched or waits for its commit (mu held). An entry the fill found claimed by an open may
+  /// still be on its way to `pending` (its open is served before commit() queues it): the
+  /// claimed flights say so, not `pending` alone (CI, session 19: "fill complete" with the
+  /// open's object still unnamed).
+  void fill_complete_if_named() const {
+    if (!fill_end_waits || !pending.empty()) return;
+    for (const auto& [d, f] : flights)
+      if (f->claimed && !f->done) return;
+    fill_end_waits = false;
     fill_complete();
   }
 
   /// The fill's end (mu held): every object of the index fetched and committed (or failed).
-  void fill_complete() {
+  void fill_complete() const {
     fill_done = true;
     log("fill complete: " + std::to_string(fetched.load()) + " objects fetched (" +
         std::to_string(fetched_bytes.load()) + " bytes), " + std::to_string(failed.load()) +
@@ -1272,10 +1283,7 @@ struct LazyProvider::Impl {
     std::unique_lock lock(mu);
     for (;;) {
       if (pending.empty()) {
-        if (fill_end_waits) {
-          fill_end_waits = false;
-          fill_complete();
-        }
+        fill_complete_if_named();
         if (quiet_task) {
           // After the commits (a program's objects first), in the same quiet moments.
           const auto now = std::chrono::steady_clock::now();
