@@ -10,18 +10,19 @@ side in one run.
 The image (default: the Debian image of bench/lazy.py) is pulled and pushed with its lazy metadata
 (zstd:chunked; by the first build, or --push-with's: what a mount reads depends on what the push
 attached) to a docker-registry started here, in a network namespace of its own whose loopback the
-kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once
-with each build in the order given (a fresh repository each time, `--no-fill`), unmounts, and
-reads the trace; the table gives each event's median and range over the runs, in ms from the
-mount command. Alternating the builds within a run puts them under the same load; nothing is
+kernel shapes to RATE bit/s (as bench/lazy.py --shaper tc). Each run mounts once with each
+build, in the order given and reversed every other run (a fresh repository each time,
+`--no-fill`; none deleted: the tree is emptied and left in TMPDIR at the end, as bench/lazy.py
+leaves its own), unmounts, waits for the server to exit, and reads the trace; the table gives
+each event's median and range over the runs, in ms from the mount command. Alternating the builds within a run puts them under the same load; nothing is
 read from the mount, so only the start-up is timed (bench/lazy.py times a workload too).
 --registry-memo: each fresh repository remembers the registry as one without the referrers API,
 as bench/lazy.py --registry-memo. --answer-delay S: the mounts reach the registry through the
 fault proxy (tests/testlib/fault_proxy.py), which waits S seconds before each answer: a registry
 a round trip of S away (this kernel has no netem), for what a request fewer is worth there."""
 import argparse
+import itertools
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "testlib"))
 sys.path.insert(0, HERE)
 import cfs_registry as r  # noqa: E402
 import lazy as L  # noqa: E402
+from import_layer import truncate_tree  # noqa: E402
 
 NOTLS = "--tls-verify=false"
 
@@ -86,10 +88,16 @@ def main():
         budgets = {label: [] for label, _ in builds}  # the neighbour budget each measured
         cpu = {label: [] for label, _ in builds}  # the command's CPU time, ms
         trace = os.path.join(work, "trace")
-        for _ in range(args.runs):
-            for label, binary in builds:
-                repo = os.path.join(work, "repo-" + label)
-                shutil.rmtree(repo, ignore_errors=True)
+        serial = itertools.count()
+        for i in range(args.runs):
+            # Reversed every other run, a new repository per mount (none deleted before the
+            # end), and each server waited for: as bench/lazy.py since session 18. With the
+            # builds always in one order and each repository deleted and made again, the second
+            # build's mounts ran beside the first's registration at its stop and paid ext4's
+            # deletion tax: 10-16 ms later to `serving` than the first (session 20).
+            order = builds if i % 2 == 0 else builds[::-1]
+            for label, binary in order:
+                repo = os.path.join(work, f"repo-{label}-{next(serial)}")
                 subprocess.run([binary, "repo", "init", "--repo", repo, "--insecure"], check=True)
                 if args.registry_memo:
                     L.seed_registry_memo(repo, ref)
@@ -108,11 +116,18 @@ def main():
                     sys.exit(f"{binary} oci mount --lazy: exit status {status}")
                 cpu[label].append((usage.ru_utime + usage.ru_stime) * 1e3)
                 time.sleep(0.2)  # the serving process's events after the command returned
-                subprocess.run(["umount", "-l", mnt], check=False)
+                L.umount(mnt)
+                L.wait_server_gone(repo)
                 events = {"(command returned)": returned}
                 with open(trace) as f:
                     for line in f:
                         t, _, event = line.rstrip("\n").partition(" ")
+                        if event.startswith("link:") and "first bytes " in event:
+                            # The EROFS GET's first byte, in ms from when the blobs were asked
+                            # for (just after `lazy artifact`): what follows it is the transfer
+                            # and the work on the bytes, without the registry's own wait.
+                            first = float(event.split("first bytes ")[1].split()[0])
+                            events["erofs first byte"] = events["lazy artifact"] + first / 1e3
                         event = event.split(":")[0]
                         if event.startswith("batch budget"):
                             budgets[label].append(int(event.split()[2]))
@@ -144,13 +159,14 @@ def main():
         # process start-up's own noise).
         for label, _ in builds[1:]:
             base = times[builds[0][0]]
-            for event in ("start", "manifest", "referrers", "lazy artifact", "serving",
-                          "(command returned)", "start->manifest", "manifest->lazy artifact"):
-                if event == "start->manifest":
-                    get = lambda lt: [m - s for s, m in zip(lt["start"], lt["manifest"])]  # noqa
-                elif event == "manifest->lazy artifact":  # the referrers and the artifact
-                    get = lambda lt: [a - m for m, a in zip(lt["manifest"],  # noqa: E731
-                                                            lt["lazy artifact"])]
+            for event in ("start", "manifest", "referrers", "lazy artifact", "erofs fetched",
+                          "serving", "(command returned)", "start->manifest",
+                          "manifest->lazy artifact", "lazy artifact->erofs fetched",
+                          "erofs first byte->erofs fetched", "erofs fetched->serving"):
+                if "->" in event:  # a step alone, without the noise of the steps before it
+                    a, b = event.split("->")
+                    get = lambda lt, a=a, b=b: [y - x for x, y in zip(lt.get(a, []),  # noqa
+                                                                      lt.get(b, []))]
                 else:
                     get = lambda lt: lt.get(event, [])  # noqa: E731
                 d = [b - a for a, b in zip(get(base), get(times[label]))]
@@ -165,7 +181,8 @@ def main():
     finally:
         subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
         reg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        truncate_tree(work)
+        print(f"left emptied: {work}", file=sys.stderr)
 
 
 if __name__ == "__main__":
