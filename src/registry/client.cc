@@ -25,7 +25,6 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxManifestSize = 4u << 20;  // containers/image's limit too
 constexpr std::size_t kMaxTokenResponse = 1u << 20;
 constexpr std::size_t kCopyChunk = 1u << 20;
-constexpr std::size_t kGatherBytes = 512u << 10;  // a blob's bytes are passed on in pieces of this
 
 std::string accept_manifests() {
   return "Accept: " + std::string(kOciManifest) + ", " + std::string(kOciIndex) + ", " +
@@ -672,10 +671,12 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
       bool head_seen = false;
       // curl hands over a body in 16 KiB pieces whatever its buffer size; they are gathered
       // into larger ones before the partial file and the sink see them (one write and one
-      // hand-over to the importing thread per piece; bench/README.md, session 9). Whatever
-      // arrived is passed on when the response ends, however it ends.
+      // hand-over to the importing thread per piece; bench/README.md, session 9), as large as
+      // the sink asks (BlobSink::gather_bytes; the partial file's writes as large as the
+      // sink's). Whatever arrived is passed on when the response ends, however it ends.
+      const std::size_t gather = f.sink->gather_bytes();
       std::vector<std::byte> gathered;
-      gathered.reserve(2 * kGatherBytes);
+      gathered.reserve(2 * std::max<std::size_t>(gather, 16u << 10));
       auto pass_on = [&]() -> Status {
         if (gathered.empty()) return {};
         Status passed = [&]() -> Status {
@@ -710,7 +711,7 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
                                                  std::to_string(*f.size) +
                                                  " bytes its descriptor gives");
         gathered.insert(gathered.end(), data.begin(), data.end());
-        if (gathered.size() >= kGatherBytes) return pass_on();
+        if (gathered.size() >= gather) return pass_on();
         return {};
       };
       auto resp = send(*st, a, req);

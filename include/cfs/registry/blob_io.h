@@ -32,6 +32,12 @@
 
 namespace cfs::registry {
 
+/// How many bytes of a blob the client gathers before it passes them on (BlobSink::gather_bytes):
+/// curl hands over a body in 16 KiB pieces whatever its buffer size, and a sink that writes
+/// them to a file or hands them to another thread does better with fewer, larger pieces
+/// (bench/README.md, session 9).
+inline constexpr std::size_t kGatherBytes = 512u << 10;
+
 /// Receives a blob's bytes in order. The bytes are unverified until the fetch returns success:
 /// a sink must not publish anything (register a layer, rename an output) before that.
 class BlobSink {
@@ -39,6 +45,12 @@ class BlobSink {
   virtual ~BlobSink() = default;
   /// The next bytes. An error aborts the fetch and is returned by it unchanged.
   virtual Status write(std::span<const std::byte> data) = 0;
+  /// At least how many bytes each write() gets (the last one of a response may get fewer):
+  /// kGatherBytes by default. A sink that works on the bytes as they arrive (decodes and hashes
+  /// them, as a lazy mount's metadata) asks for 0, every piece as it comes: otherwise a blob
+  /// smaller than kGatherBytes reaches it whole after its last byte, and its work follows the
+  /// transfer instead of overlapping it (bench/README.md, host D, session 20).
+  virtual std::size_t gather_bytes() const { return kGatherBytes; }
   /// Everything written so far is void; the blob will be written again from byte 0. Called
   /// only when a resumed download turned out to have a damaged prefix. The default refuses
   /// (the fetch then fails with the digest mismatch).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Client::cancel() against local sockets standing for a registry that hangs (accepts, never
-// answers) and one that is gone (refuses: the client waits between retries). The oracle is the
+// answers) and one that is gone (refuses: the client waits between retries); and, against one
+// that stalls mid-blob, when a sink gets the bytes that arrived. The oracle is the
 // kernel's socket behaviour; the bound is a hang detector, far above what cancelling takes.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -221,6 +222,41 @@ TEST(ClientCancel, AFailingBlobEndsItsStalledSiblingAtOnce) {
   EXPECT_TRUE(st.error().is(Errc::kObjectMissing)) << st.error().message();  // the 404's
   ASSERT_EQ(failed.wait_for(0s), std::future_status::ready);
   EXPECT_LT(returned - failed.get(), 500ms);
+}
+
+// A sink that asks for every piece as it comes (BlobSink::gather_bytes 0: a lazy mount's
+// metadata, decoded and hashed as it arrives) gets a blob's first bytes while the rest is still
+// to come, not when the response ends: the registry here sends the first 100 bytes of a
+// 1,000,000-byte blob and then nothing until the fetch is cancelled. A client that gathered
+// them into larger pieces first would hand them over only at the cancel. The bound is a hang
+// detector.
+TEST(ClientPieces, ASinkThatAsksForEveryPieceGetsThemBeforeTheBlobEnds) {
+  const std::string hex(64, 'a');
+  TwoBlobRegistry server(hex, std::string(64, 'b'));
+  ASSERT_GT(server.sock.port, 0);
+  auto client = Client::create(slow_options(0));
+  ASSERT_TRUE(client);
+  struct EverySink final : BlobSink {
+    std::atomic<std::size_t> got{0};
+    Status write(std::span<const std::byte> data) override {
+      got += data.size();
+      return {};
+    }
+    std::size_t gather_bytes() const override { return 0; }
+  } sink;
+  auto call = std::async(std::launch::async, [&] {
+    return client->fetch_blob(
+        ref_at(server.sock.port),
+        BlobFetch{*oci::ContentDigest::parse("sha256:" + hex), 1000000, &sink}, {});
+  });
+  const auto deadline = std::chrono::steady_clock::now() + kHangBound;
+  while (sink.got < 100 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(sink.got, 100u);  // the registry's first bytes, while it holds the rest
+  EXPECT_EQ(call.wait_for(0s), std::future_status::timeout);
+  client->cancel();
+  ASSERT_EQ(call.wait_for(kHangBound), std::future_status::ready);
+  EXPECT_FALSE(call.get());
 }
 
 TEST(CancelToken, AChildIsCancelledWithItsParentNotTheOtherWay) {
