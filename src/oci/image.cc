@@ -172,6 +172,10 @@ Result<Manifest> parse_manifest(std::string raw, const std::string& what) {
   auto config = j.find("config");
   if (config == j.end()) return bad(what, "no 'config'");
   CFS_ASSIGN(m.config, descriptor(*config, what + " config"));
+  // Before any layer is parsed: the count is what bounds a pull's merge (kMaxLayers).
+  if (auto l = j.find("layers"); l != j.end() && l->is_array() && l->size() > kMaxLayers)
+    return bad(what,
+               fmt::format("{} layers, more than the {} an image may have", l->size(), kMaxLayers));
   CFS_ASSIGN(m.layers, descriptors(j, "layers", what, /*required=*/true));
   CFS_ASSIGN(m.artifact_type, str(j, "artifactType", what));
   CFS_ASSIGN(m.annotations, annotations(j, what));

@@ -5,6 +5,7 @@
 // Thread-safety: value types and pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -33,6 +34,12 @@ inline constexpr std::string_view kRefNameAnnotation = "org.opencontainers.image
 /// Largest manifest or index read (what containerd accepts), and largest config.
 inline constexpr std::uint64_t kMaxManifestSize = 4u << 20;
 inline constexpr std::uint64_t kMaxConfigSize = 32u << 20;
+/// Most layers a manifest may list (parse_manifest refuses more): the kernel's overlayfs stack
+/// limit (OVL_MAX_STACK), which containers/storage's overlay driver applies too, so no image
+/// podman or Docker (125) can run has more. The OCI spec sets none; without one, a 4 MiB
+/// manifest repeating one descriptor ~25k times made a pull merge one layer ~25k times
+/// (docs/design.md "A cap on the layers of a manifest").
+inline constexpr std::size_t kMaxLayers = 500;
 
 struct Platform {
   std::string os;
@@ -94,7 +101,9 @@ struct ImageConfig {
   std::vector<ContentDigest> diff_ids;  ///< rootfs.diff_ids, one per layer
 };
 
-/// Parsers: `what` names the document in errors, which also name the field.
+/// Parsers: `what` names the document in errors, which also name the field. parse_manifest
+/// refuses more than kMaxLayers layers: every source (oci:, oci-archive:, docker-archive:'s
+/// made-up manifest, docker://, a lazy mount's) reaches the layers only through it.
 Result<Manifest> parse_manifest(std::string raw, const std::string& what);
 Result<Index> parse_index(std::string raw, const std::string& what);
 Result<ImageConfig> parse_config(std::string raw, const std::string& what);

@@ -4,6 +4,7 @@
 // (Documents written by umoci and skopeo are in tests/integration/test_oci_sources.py.)
 #include "cfs/oci/image.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -35,6 +36,30 @@ TEST(Image, ManifestKeepsRawBytesAndHashesThem) {
   ASSERT_EQ(m->layers.size(), 1u);
   EXPECT_EQ(m->layers[0].size, 1234u);
   EXPECT_EQ(*manifest_kind(raw), ManifestKind::kManifest);
+}
+
+// A manifest repeating one layer descriptor (a 4 MiB manifest holds ~25k) made a pull merge
+// that layer as many times; kMaxLayers is the most any runtime can mount.
+TEST(Image, ManifestWithMoreLayersThanTheCapIsRefusedNamingTheCount) {
+  const std::string layer = R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "digest": "sha256:)" + kHex +
+                            R"(", "size": 1234})";
+  auto with_layers = [&](std::size_t n) {
+    std::string layers;
+    for (std::size_t i = 0; i < n; ++i) layers += (i ? "," : "") + layer;
+    return R"({"schemaVersion": 2, "config": {"mediaType":
+      "application/vnd.oci.image.config.v1+json", "digest": "sha256:)" +
+           kHex + R"(", "size": 7}, "layers": [)" + layers + "]}";
+  };
+  auto at_cap = parse_manifest(with_layers(kMaxLayers), "m");
+  ASSERT_TRUE(at_cap) << at_cap.error().message();
+  EXPECT_EQ(at_cap->layers.size(), kMaxLayers);
+  auto over = parse_manifest(with_layers(kMaxLayers + 1), "img manifest");
+  ASSERT_FALSE(over);
+  EXPECT_TRUE(over.error().is(Errc::kInvalidInput));
+  EXPECT_THAT(over.error().message(),
+              HasSubstr(fmt::format("img manifest: {} layers, more than the {} an image may have",
+                                    kMaxLayers + 1, kMaxLayers)));
 }
 
 TEST(Image, ErrorsNameTheField) {

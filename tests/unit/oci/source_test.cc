@@ -3,6 +3,7 @@
 // and docker are in tests/integration/test_oci_sources.py).
 #include "cfs/oci/source.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -37,6 +38,48 @@ TEST(Source, ArchiveMemberSizeThatWrapsTheOffsetIsRefused) {
     EXPECT_THAT(src.error().message(),
                 HasSubstr("a.tar: member 'index.json' extends past the end of the archive"));
   }
+}
+
+/// A regular member and its data.
+std::string member(const std::string& name, const std::string& data) {
+  return testutil::ustar_header(name, data.size(), '0') + testutil::ustar_padded(data);
+}
+
+/// A docker archive of one image whose manifest.json lists `layers` (member names), with the
+/// members `rest` (which should hold them).
+std::string docker_archive(const testutil::TempDir& dir, const std::vector<std::string>& layers,
+                           const std::string& rest) {
+  std::string list;
+  for (const auto& l : layers) list += (list.empty() ? "\"" : ",\"") + l + "\"";
+  const std::string manifest =
+      R"([{"Config": "config.json", "RepoTags": null, "Layers": [)" + list + "]}]";
+  const std::string config = R"({"rootfs": {"type": "layers", "diff_ids": []}})";
+  return dir.write("docker.tar", member("manifest.json", manifest) + member("config.json", config) +
+                                     rest + std::string(1024, '\0'));
+}
+
+/// A gzip layer as sniffed (its magic), `n` bytes: docker-archive: hashes it for its digest.
+std::string gzip_looking(std::size_t n) {
+  std::string data = "\x1f\x8b\x08";
+  data.resize(n, 'z');
+  return data;
+}
+
+// Every source reaches the layers through parse_manifest's cap: docker-archive: too, whose
+// manifest is made up from manifest.json.
+TEST(Source, DockerArchiveWithMoreLayersThanTheCapIsRefused) {
+  testutil::TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string path =
+      docker_archive(dir, std::vector<std::string>(kMaxLayers + 1, "blobs/l.gz"),
+                     member("blobs/l.gz", gzip_looking(1000)));
+  auto src = open_source("docker-archive:" + path);
+  ASSERT_TRUE(src) << src.error().message();
+  auto image = resolve_manifest(**src, std::nullopt);
+  ASSERT_FALSE(image);
+  EXPECT_THAT(image.error().message(),
+              HasSubstr(fmt::format("docker-archive:{} manifest: {} layers, more than the {}", path,
+                                    kMaxLayers + 1, kMaxLayers)));
 }
 
 }  // namespace
