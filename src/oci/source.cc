@@ -92,6 +92,13 @@ class ArchiveFiles final : public Files {
     if (!m) return fail(Errc::kObjectMissing, fmt::format("{}: no member '{}'", path_, rel));
     return range_source(fd_.get(), m->offset, m->size, path_ + ":" + rel);
   }
+  /// Where the data of the member `rel` names starts, links followed: the same for every name
+  /// (symlink or hardlink) of one member. nullopt when there is no such member.
+  Result<std::optional<std::uint64_t>> identity(const std::string& rel) {
+    CFS_ASSIGN(const Member* m, find(rel));
+    if (!m) return std::optional<std::uint64_t>{};
+    return std::optional<std::uint64_t>(m->offset);
+  }
 
  private:
   struct Member {
@@ -276,29 +283,45 @@ class DockerArchiveSource final : public ImageSource {
                         {"size", config_raw.size()},
                         {"digest", config_digest.str()}}},
                       {"layers", ordered_json::array()}};
+    // Each member is read once, however many entries (and names: links) list it: a hostile
+    // manifest.json may list one large member thousands of times, and hashing it for each was
+    // that many times the archive's work (kMaxLayers refuses such a manifest only after this).
+    struct Read {
+      Compression compression = Compression::kNone;
+      std::optional<ContentDigest> digest;
+    };
+    std::unordered_map<std::uint64_t, Read> read;  // by ArchiveFiles::identity
     for (std::size_t i = 0; i < image.layers.size(); ++i) {
       const std::string& member = image.layers[i];
       CFS_ASSIGN(auto size, files_->size(member));
-      if (!size)
+      CFS_ASSIGN(auto id, files_->identity(member));
+      if (!size || !id)
         return bad(name_, fmt::format("manifest.json Layers[{}]: no member '{}'", i, member));
-      CFS_ASSIGN(auto src, files_->open(member));
-      std::string head(8, '\0');
-      CFS_ASSIGN(std::size_t n, read_full(*src, std::as_writable_bytes(std::span(head))));
-      head.resize(n);
-      Compression c = sniff_compression(std::as_bytes(std::span(head)));
+      auto [seen, fresh] = read.try_emplace(*id);
+      if (fresh) {
+        CFS_ASSIGN(auto src, files_->open(member));
+        std::string head(8, '\0');
+        CFS_ASSIGN(std::size_t n, read_full(*src, std::as_writable_bytes(std::span(head))));
+        head.resize(n);
+        seen->second.compression = sniff_compression(std::as_bytes(std::span(head)));
+      }
+      const Compression c = seen->second.compression;
       ContentDigest digest;
       if (c == Compression::kNone && config_doc && i < config_doc->diff_ids.size()) {
         digest = config_doc->diff_ids[i];  // an uncompressed layer's digest is its diff_id
       } else {
-        CFS_ASSIGN(auto whole, files_->open(member));
-        HashingSource h(*whole);
-        AlignedBuffer mem;
-        const std::span<std::byte> buf = mem.get(1u << 20);
-        for (;;) {
-          CFS_ASSIGN(std::size_t got, h.read(buf));
-          if (got == 0) break;
+        if (!seen->second.digest) {
+          CFS_ASSIGN(auto whole, files_->open(member));
+          HashingSource h(*whole);
+          AlignedBuffer mem;
+          const std::span<std::byte> buf = mem.get(1u << 20);
+          for (;;) {
+            CFS_ASSIGN(std::size_t got, h.read(buf));
+            if (got == 0) break;
+          }
+          seen->second.digest = h.finish();
         }
-        digest = h.finish();
+        digest = *seen->second.digest;
       }
       const char* mt = c == Compression::kGzip ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
                        : c == Compression::kZstd
