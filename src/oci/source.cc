@@ -169,8 +169,14 @@ class ArchiveFiles final : public Files {
       Member m{off, e.size, {}, false};
       if (e.typeflag == '1' || e.typeflag == '2') {
         m.symlink = e.typeflag == '2';
+        // An absolute symlink target is from the archive's root, as `docker load` resolves it
+        // (the archive extracted, then FollowSymlinkInScope); containers/image joins it to the
+        // link's directory (Go's path.Join), a quirk no writer relies on: podman and docker
+        // save write relative targets (docs/design.md "Docker archive symlinks").
         std::string dir =
-            name.substr(0, name.rfind('/') == std::string::npos ? 0 : name.rfind('/'));
+            e.link_target.starts_with('/')
+                ? std::string()
+                : name.substr(0, name.rfind('/') == std::string::npos ? 0 : name.rfind('/'));
         m.link = m.symlink ? normalize(dir + "/" + e.link_target) : normalize(e.link_target);
       }
       if (e.is_regular() || !m.link.empty()) members_[name] = std::move(m);

@@ -124,5 +124,29 @@ TEST(Source, DockerArchiveWithMoreLayersThanTheCapIsRefused) {
                                     kMaxLayers + 1, kMaxLayers)));
 }
 
+// An absolute symlink target is from the archive's root, as docker load resolves it (it was
+// taken from the link's directory: "a/blobs/l.gz", no such member).
+TEST(Source, DockerArchiveAbsoluteSymlinkIsFromTheArchiveRoot) {
+  testutil::TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string data = gzip_looking(3000);
+  const std::string path =
+      docker_archive(dir, {"a/layer.tar", "b/c/layer.tar"},
+                     member("blobs/l.gz", data) + link_member("a/layer.tar", '2', "/blobs/l.gz") +
+                         // ".." stops at the root, as it does in a chroot.
+                         link_member("b/c/layer.tar", '2', "/../../blobs/./l.gz"));
+  auto src = open_source("docker-archive:" + path);
+  ASSERT_TRUE(src) << src.error().message();
+  auto top = (*src)->top();
+  ASSERT_TRUE(top) << top.error().message();
+  auto m = parse_manifest(top->first.bytes, "made up");
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_EQ(m->layers.size(), 2u);
+  for (const auto& l : m->layers) {
+    EXPECT_EQ(l.digest, sha256_of(std::string_view(data)));
+    EXPECT_EQ(l.size, data.size());
+  }
+}
+
 }  // namespace
 }  // namespace cfs::oci
