@@ -241,4 +241,28 @@ Result<Descriptor> select_platform(const Index& index, const Platform& want,
                                have.empty() ? "no platforms" : have));
 }
 
+Result<std::optional<Descriptor>> layout_entry(const Index& index, std::string_view tag,
+                                               const std::string& what) {
+  std::string tags;
+  const Descriptor* pick = nullptr;
+  for (const auto& d : index.manifests) {
+    auto it = d.annotations.find(std::string(kRefNameAnnotation));
+    std::string_view t = it == d.annotations.end() ? "" : std::string_view(it->second);
+    if (!t.empty()) tags += (tags.empty() ? "" : ", ") + std::string(t);
+    if (!tag.empty() && t == tag && !pick) pick = &d;
+  }
+  if (tags.empty()) tags = "none";
+  if (!tag.empty()) {
+    if (!pick) return bad(what, fmt::format("no image tagged '{}' (tags: {})", tag, tags));
+    return std::optional<Descriptor>(*pick);
+  }
+  if (index.manifests.size() == 1) return std::optional<Descriptor>(index.manifests[0]);
+  bool platforms = !index.manifests.empty();
+  for (const auto& d : index.manifests) platforms = platforms && d.platform.has_value();
+  if (!platforms)
+    return bad(what, fmt::format("{} images; name one with :TAG (tags: {})", index.manifests.size(),
+                                 tags));
+  return std::optional<Descriptor>();
+}
+
 }  // namespace cfs::oci

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The JSON the local transports read before any blob (source.cc): which image an OCI layout's
-// index.json or a docker archive's manifest.json names. Apart from the file access so that
-// tests/fuzz/oci_json_fuzzer.cc reaches them with any bytes.
+// The JSON the docker-archive transport reads before any blob (source.cc): which image a docker
+// archive's manifest.json names (an OCI layout's index.json: oci::layout_entry, image.h). Apart
+// from the file access so that tests/fuzz/oci_json_fuzzer.cc reaches them with any bytes.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -14,12 +14,6 @@
 #include "cfs/util/result.h"
 
 namespace cfs::oci::detail {
-
-/// The index.json entry `tag` names (kRefNameAnnotation), or without a tag its only entry;
-/// nullopt when it has one entry per platform, so index.json itself is the index to choose from.
-/// kInvalidInput naming `what` (the layout) and the tags it has otherwise.
-Result<std::optional<Descriptor>> layout_entry(const Index& index, std::string_view tag,
-                                               const std::string& what);
 
 /// One image of a docker archive's manifest.json: the members holding its config and layers.
 struct DockerArchiveImage {

@@ -229,7 +229,7 @@ class LayoutSource final : public ImageSource {
     CFS_ASSIGN(std::string raw,
                files_->read("index.json", kMaxManifestSize, name_ + " index.json"));
     CFS_ASSIGN(Index idx, parse_index(raw, name_ + " index.json"));
-    CFS_ASSIGN(std::optional<Descriptor> pick, detail::layout_entry(idx, tag_, name_));
+    CFS_ASSIGN(std::optional<Descriptor> pick, layout_entry(idx, tag_, name_));
     // One image per platform: index.json itself is the index to choose from.
     if (!pick)
       return std::make_pair(RawManifest{std::move(raw), std::string(kOciIndex)},
@@ -376,30 +376,6 @@ std::pair<std::string, std::string> split_tag(std::string_view rest) {
 }  // namespace
 
 namespace detail {
-
-Result<std::optional<Descriptor>> layout_entry(const Index& index, std::string_view tag,
-                                               const std::string& what) {
-  std::string tags;
-  const Descriptor* pick = nullptr;
-  for (const auto& d : index.manifests) {
-    auto it = d.annotations.find(std::string(kRefNameAnnotation));
-    std::string_view t = it == d.annotations.end() ? "" : std::string_view(it->second);
-    if (!t.empty()) tags += (tags.empty() ? "" : ", ") + std::string(t);
-    if (!tag.empty() && t == tag && !pick) pick = &d;
-  }
-  if (tags.empty()) tags = "none";
-  if (!tag.empty()) {
-    if (!pick) return bad(what, fmt::format("no image tagged '{}' (tags: {})", tag, tags));
-    return std::optional<Descriptor>(*pick);
-  }
-  if (index.manifests.size() == 1) return std::optional<Descriptor>(index.manifests[0]);
-  bool platforms = !index.manifests.empty();
-  for (const auto& d : index.manifests) platforms = platforms && d.platform.has_value();
-  if (!platforms)
-    return bad(what, fmt::format("{} images; name one with :TAG (tags: {})", index.manifests.size(),
-                                 tags));
-  return std::optional<Descriptor>();
-}
 
 Result<DockerArchiveImage> docker_archive_image(std::string_view raw, std::string_view ref,
                                                 const std::string& what) {

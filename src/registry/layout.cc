@@ -2,6 +2,7 @@
 #include "cfs/registry/layout.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 
 #include <set>
 
@@ -177,20 +178,13 @@ Result<LayoutPush> push_from_layout(Client& client, const std::string& dir, cons
                                     const Reference& dest, unsigned jobs) {
   CFS_ASSIGN(auto raw, sys::read_file(dir + "/index.json"));
   CFS_ASSIGN(auto index, oci::parse_index(std::move(raw), dir + "/index.json"));
-  const auto& entries = index.manifests;
-  const oci::Descriptor* top = nullptr;
-  for (const auto& e : entries) {
-    auto name = e.annotations.find(std::string(oci::kRefNameAnnotation));
-    const bool match =
-        tag.empty() ? entries.size() == 1 : name != e.annotations.end() && name->second == tag;
-    if (match) top = &e;
-  }
+  // The image a pull from this layout (oci:DIR[:TAG]) would take.
+  CFS_ASSIGN(std::optional<oci::Descriptor> top, oci::layout_entry(index, tag, dir));
+  // One entry per platform: a pull chooses by platform; a push names the image it publishes.
   if (!top)
-    return fail(Errc::kObjectMissing,
-                dir + "/index.json: " +
-                    (tag.empty() ? std::string("holds ") + std::to_string(entries.size()) +
-                                       " images; name one with :TAG"
-                                 : "no image is named " + tag));
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: {} images, one per platform; name one with :TAG", dir,
+                            index.manifests.size()));
   Pusher p{client, dest, dir, jobs, {}, {}};
   CFS_TRY(p.push(*top, dest, 0));
   return p.result;

@@ -104,7 +104,7 @@ void index(const std::string& raw) {
     if (auto it = d.annotations.find(std::string(kRefNameAnnotation)); it != d.annotations.end())
       tag = it->second;
   for (std::string_view t : {std::string_view(), std::string_view(tag)}) {
-    auto e = detail::layout_entry(*x, t, "DOC");
+    auto e = layout_entry(*x, t, "DOC");
     if (!named(e)) continue;
     if (!*e) {
       FUZZ_CHECK(t.empty() && x->manifests.size() > 1, "layout_entry chose no entry");

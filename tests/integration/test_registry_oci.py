@@ -121,7 +121,8 @@ class OciPush(unittest.TestCase):
 
     def test_push_errors(self):
         t.expect_cli_error(self, ["oci", "push", NOTLS, f"oci:{self.layout}:nosuchtag",
-                                  self.reg.ref("cfs/x:1")], 1, "no image is named nosuchtag")
+                                  self.reg.ref("cfs/x:1")], 1,
+                           "no image tagged 'nosuchtag' (tags: v1")
         # Without oci: a SOURCE names a repository image.
         t.expect_cli_error(self, ["oci", "push", NOTLS, "--repo", os.path.join(self.tmp, "none"),
                                   self.layout, self.reg.ref("cfs/x:1")], 1, "no repository there")

@@ -113,4 +113,12 @@ Result<ImageConfig> parse_config(std::string raw, const std::string& what);
 Result<Descriptor> select_platform(const Index& index, const Platform& want,
                                    const std::string& what);
 
+/// The entry of an OCI layout's index.json that `tag` names (kRefNameAnnotation; the first if
+/// several do), or without a tag its only entry; nullopt when it has one entry per platform, so
+/// index.json itself is the index to choose from. kInvalidInput naming `what` (the layout) and
+/// the tags it has otherwise. The one home of this choice: a pull from the layout (oci:,
+/// oci-archive:) and a push from it (registry/layout.cc) pick the same image.
+Result<std::optional<Descriptor>> layout_entry(const Index& index, std::string_view tag,
+                                               const std::string& what);
+
 }  // namespace cfs::oci

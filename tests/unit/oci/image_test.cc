@@ -185,24 +185,24 @@ TEST(Image, LayoutIndexEntry) {
     return parse_index(R"({"schemaVersion": 2, "manifests": [)" + entries + "]}", "i").value();
   };
   auto tags = index(entry('a', tagged("v1")) + "," + entry('b', tagged("v2")));
-  auto v2 = detail::layout_entry(tags, "v2", "lay");
+  auto v2 = layout_entry(tags, "v2", "lay");
   ASSERT_TRUE(v2 && *v2);
   EXPECT_EQ((*v2)->digest.hex, std::string(64, 'b'));
-  auto missing = detail::layout_entry(tags, "v3", "lay");
+  auto missing = layout_entry(tags, "v3", "lay");
   ASSERT_FALSE(missing);
   EXPECT_THAT(missing.error().message(), HasSubstr("lay: no image tagged 'v3' (tags: v1, v2)"));
-  auto untagged = detail::layout_entry(tags, "", "lay");
+  auto untagged = layout_entry(tags, "", "lay");
   ASSERT_FALSE(untagged);
   EXPECT_THAT(untagged.error().message(),
               HasSubstr("lay: 2 images; name one with :TAG (tags: v1, v2)"));
-  auto one = detail::layout_entry(index(entry('c', "")), "", "lay");
+  auto one = layout_entry(index(entry('c', "")), "", "lay");
   ASSERT_TRUE(one && *one);
   EXPECT_EQ((*one)->digest.hex, std::string(64, 'c'));
-  auto per_platform = detail::layout_entry(
+  auto per_platform = layout_entry(
       index(entry('a', platform("amd64")) + "," + entry('b', platform("arm64"))), "", "lay");
   ASSERT_TRUE(per_platform);
   EXPECT_FALSE(*per_platform);
-  auto empty = detail::layout_entry(index(""), "", "lay");
+  auto empty = layout_entry(index(""), "", "lay");
   ASSERT_FALSE(empty);
   EXPECT_THAT(empty.error().message(), HasSubstr("lay: 0 images; name one with :TAG (tags: none)"));
 }
