@@ -29,6 +29,7 @@ struct Collector {
   const Reference& ref;
   const DownloadDir& blobs;
   std::set<std::string> seen;
+  std::set<std::string> walked;  ///< the index's children walked, by digest
   std::vector<BlobFetch> fetches;
   DiscardSink discard;
   LayoutCopy result;
@@ -47,6 +48,9 @@ struct Collector {
                detail::manifest_children(m.bytes, m.media_type, "manifest " + m.digest.str()));
     if (detail::is_index_type(m.media_type)) {
       for (const auto& c : children) {
+        // Each child once: an index may list one many times (4 MiB hold ~25k), and nested up
+        // to kMaxIndexDepth that was ~25k^4 fetches from a few small documents.
+        if (!walked.insert(c.digest.str()).second) continue;
         CFS_ASSIGN(auto child, client.get_manifest(ref.with_digest(c.digest.str())));
         if (child.bytes.size() != c.size)
           return fail(Errc::kDigestMismatch,
@@ -70,7 +74,7 @@ Result<LayoutCopy> copy_to_layout(Client& client, const Reference& ref, const st
   CFS_TRY(sys::mkdirat_p(AT_FDCWD, dir, 0755));
   CFS_ASSIGN(auto blobs, DownloadDir::open(dir + "/blobs"));
   CFS_ASSIGN(auto top, client.get_manifest(ref));
-  Collector c{client, ref, blobs, {}, {}, {}, {}};
+  Collector c{client, ref, blobs, {}, {}, {}, {}, {}};
   CFS_TRY(c.walk(top, 0));
   CFS_TRY(client.fetch_blobs(ref, c.fetches, FetchOptions{&blobs, /*keep=*/true}));
   c.result.manifest = top.digest;
@@ -112,6 +116,7 @@ struct Pusher {
   unsigned parallel;
   LayoutPush result;
   std::set<std::string> pushed;
+  std::set<std::string> pushed_manifests;  ///< an index's children, by digest
 
   Status push_blobs(const std::vector<oci::Descriptor>& blobs) {
     std::vector<const oci::Descriptor*> todo;
@@ -153,7 +158,9 @@ struct Pusher {
     if (kind == oci::ManifestKind::kIndex) {
       CFS_ASSIGN(auto index, oci::parse_index(bytes, what));
       for (const auto& c : index.manifests)
-        CFS_TRY(push(c, dest.with_digest(c.digest.str()), depth + 1));
+        // Each child once, however many times (and at whatever depth) the index lists it.
+        if (pushed_manifests.insert(c.digest.str()).second)
+          CFS_TRY(push(c, dest.with_digest(c.digest.str()), depth + 1));
       media_type = index.media_type;
     } else {
       CFS_ASSIGN(auto m, oci::parse_manifest(bytes, what));
@@ -185,7 +192,7 @@ Result<LayoutPush> push_from_layout(Client& client, const std::string& dir, cons
     return fail(Errc::kInvalidInput,
                 fmt::format("{}: {} images, one per platform; name one with :TAG", dir,
                             index.manifests.size()));
-  Pusher p{client, dest, dir, jobs, {}, {}};
+  Pusher p{client, dest, dir, jobs, {}, {}, {}};
   CFS_TRY(p.push(*top, dest, 0));
   return p.result;
 }
