@@ -11,6 +11,10 @@ into that memfd"):
   accepted  the same, the index naming the padded image too (an unsealed artifact's registry
             controls all three): mounted, and registered by the daemon
 
+Since session 20 a zstd EROFS blob decodes to at most 1024 times its size or 64 MiB
+(registry::lazy_erofs_limit): with --pad-mib past 64 both padded cases are refused while they
+decode (exit 1, at most the bound held); --pad-mib 48 shows the accepted path.
+
 Two numbers per mount: the command's max RSS (/usr/bin/time -v: the process that fetched the
 metadata, before it daemonized), which does not count a memfd's pages unless they are mapped and
 touched, and the peak of a memory cgroup holding the command and its daemon until 1 s after it

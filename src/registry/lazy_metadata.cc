@@ -113,6 +113,9 @@ class MetadataSink final : public BlobSink {
   /// rebuilt in what is hashed as the EROFS's bytes pass, and in the EROFS itself at finish().
   void set_head(std::uint64_t head) { head_len_ = head; }
 
+  /// What the refusal past `max` says the limit is (after "more than the N bytes allowed").
+  void set_max_why(std::string why) { max_why_ = std::move(why); }
+
   Status write(std::span<const std::byte> data) override {
     // The first bytes' time, before any work on them (a retry keeps the first attempt's).
     if (first_byte_ && *first_byte_ == Clock::time_point{}) *first_byte_ = Clock::now();
@@ -258,10 +261,11 @@ class MetadataSink final : public BlobSink {
     const std::uint64_t limit = limit_ ? limit_->load() : max_;
     if (size_ + b.size() > std::min(max_, limit))
       return fail(Errc::kInvalidInput,
-                  limit < max_ ? fmt::format("{}: more than the {} bytes an index of its image can "
-                                             "take (its objects counted)",
-                                             what_, limit)
-                               : fmt::format("{}: more than the {} bytes allowed", what_, max_));
+                  limit < max_
+                      ? fmt::format("{}: more than the {} bytes an index of its image can "
+                                    "take (its objects counted)",
+                                    what_, limit)
+                      : fmt::format("{}: more than the {} bytes allowed{}", what_, max_, max_why_));
     const bool placed = size_ < in_place_;
     if (placed) {
       // The first frame, decoded where it belongs (frames after it come through the window).
@@ -330,6 +334,7 @@ class MetadataSink final : public BlobSink {
   std::uint64_t in_place_ = 0;  // the size decoded into in place, 0: not in place
   std::unique_ptr<Mapping> map_;
   std::string what_;
+  std::string max_why_;
   std::optional<oci::ZstdPushDecoder> decoder_;
   std::optional<verity::Hasher> hasher_;
   verity::Params params_;
@@ -345,7 +350,8 @@ struct BlobTimes {
 /// A metadata blob (digest-checked by the client), decompressed when its media type says zstd
 /// (as it arrives); refused past `max` bytes either way. `times`: set to when its first and last
 /// bytes arrived. `alg`: also its fs-verity digest in that algorithm, into `digest`. `tail`: the
-/// blob's last bytes not decoded but returned in `tail_out` (SkippableTail).
+/// blob's last bytes not decoded but returned in `tail_out` (SkippableTail). `max_why`: what
+/// the refusal past `max` says of it.
 Result<std::string> fetch_small(Client& client, const Reference& repo, const oci::Descriptor& d,
                                 bool zstd, std::uint64_t max, const std::string& what,
                                 BlobTimes* times = nullptr,
@@ -353,11 +359,12 @@ Result<std::string> fetch_small(Client& client, const Reference& repo, const oci
                                 std::optional<verity::Digest>* digest = nullptr,
                                 const std::atomic<std::uint64_t>* limit = nullptr, int file = -1,
                                 std::uint64_t tail = 0, std::string* tail_out = nullptr,
-                                std::uint64_t head = 0) {
+                                std::uint64_t head = 0, std::string max_why = {}) {
   if (d.size > max)
     return fail(Errc::kInvalidInput, fmt::format("{}: {} of {} bytes is larger than the {} allowed",
                                                  what, d.media_type, d.size, max));
   MetadataSink sink(zstd, max, what, alg, limit, file, times ? &times->first_byte : nullptr);
+  sink.set_max_why(std::move(max_why));
   if (tail) sink.set_tail(d.size, tail);
   if (head) sink.set_head(head);
   CFS_TRY(client.fetch_blob(repo, BlobFetch{d.digest, d.size, &sink}, {}));
@@ -377,10 +384,14 @@ Result<FetchedErofs> fetch_erofs(Client& client, const Reference& repo, const oc
                                  std::string* tail_out = nullptr, std::uint64_t head = 0) {
   FetchedErofs out;
   CFS_ASSIGN(out.fd, sys::memfd_create("composefs-image"));
-  CFS_TRY(fetch_small(client, repo, d,
-                      d.media_type == kErofsZstdMediaType || d.media_type == kErofsSlimMediaType,
-                      kMaxLazyErofsSize, what, times, alg, digest, nullptr, out.fd.get(), tail,
-                      tail_out, head)
+  const bool zstd = d.media_type == kErofsZstdMediaType || d.media_type == kErofsSlimMediaType;
+  const std::uint64_t max = lazy_erofs_limit(d.size, zstd);
+  CFS_TRY(fetch_small(client, repo, d, zstd, max, what, times, alg, digest, nullptr, out.fd.get(),
+                      tail, tail_out, head,
+                      zstd && max < kMaxLazyErofsSize
+                          ? fmt::format(" ({} times its blob's {} bytes, or {} MiB)",
+                                        kLazyErofsRatio, d.size, kLazyErofsFloor >> 20)
+                          : std::string())
               .map([](std::string) {}));
   // Sealed before it is mapped or handed on: from here on nothing can change the bytes that
   // were hashed, through any descriptor or mapping.
@@ -706,6 +717,13 @@ Result<Referrers> list_referrers(Client& client, const Reference& image,
 }
 
 }  // namespace
+
+std::uint64_t lazy_erofs_limit(std::uint64_t blob_size, bool zstd) {
+  if (!zstd) return kMaxLazyErofsSize;  // every byte held is a byte the registry sent
+  // No overflow: a blob larger than kMaxLazyErofsSize is refused before its bytes are asked.
+  const std::uint64_t ratio = std::min(blob_size, kMaxLazyErofsSize) * kLazyErofsRatio;
+  return std::min(kMaxLazyErofsSize, std::max(kLazyErofsFloor, ratio));
+}
 
 Result<std::variant<LazyMetadata, NoLazyMetadata>> find_lazy_metadata(
     Client& client, std::string_view reference, const LazyFetchOptions& options) {

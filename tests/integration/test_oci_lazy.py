@@ -1855,6 +1855,23 @@ class LazyMount(unittest.TestCase):
         self.assert_refused(self.new_repo("reannotated"), "cfs/lazy-reannotated", named, got,
                             "the index names")
 
+    def test_erofs_decoding_past_its_blobs_bound_is_refused_while_it_decodes(self):
+        # Issue 15: an unsealed artifact's registry controls the EROFS, its annotation and the
+        # index, so up to 1 GiB of EROFS decoded from a few KB of zstd was held by the mount
+        # (bench/lazy_erofs_mem.py). A zstd EROFS blob decodes to at most 1024 times its size or
+        # 64 MiB: the image's EROFS padded with zeros to 80 MiB is refused as it decodes, naming
+        # the blob and the bound. (Before, it decoded whole and failed at its digest.)
+        name = "cfs/lazy-erofs-bomb"
+        cfs("oci", "push", "--repo", self.src_repo, NOTLS, "--compression=none", "app",
+            self.reg.ref(f"{name}:v1"))
+        erofs = self.lazy_parts(name)[3]
+        padded = erofs + bytes((80 << 20) - len(erofs))
+        z = self.zstd(padded)
+        self.assertLess(len(z) * 1024, 64 << 20)  # so the floor is the bound
+        self.push_tampered(name, erofs_z=lambda pushed: z)
+        self.assert_refused(self.new_repo("erofs-bomb"), name, "EROFS: more than the "
+                            f"{64 << 20} bytes allowed (1024 times its blob's {len(z)} bytes")
+
     def test_index_larger_than_its_image_can_need_is_refused_before_it_is_parsed(self):
         # Issue 15: an index padded to 4 MiB (valid JSON: whitespace), while the image's few
         # objects bound an index to a few KiB (ocirepo::object_index_size_bound; the unit tests

@@ -79,6 +79,17 @@ inline constexpr std::uint64_t kMaxEmbeddedIndex = 1u << 20;
 inline constexpr std::uint64_t kMaxEmbeddedConfig = 256u << 10;
 /// Largest EROFS image fetched (metadata only: a 100k-file image is ~20 MiB).
 inline constexpr std::uint64_t kMaxLazyErofsSize = 1ull << 30;
+/// A zstd EROFS blob decodes to at most kLazyErofsRatio times its size, or kLazyErofsFloor,
+/// whichever is more (lazy_erofs_limit): a mount holds the EROFS in memory, and without it a
+/// registry could make a mount hold 1 GiB for a 20 KB blob of zeros (bench/lazy_erofs_mem.py).
+/// Honest EROFSs compress 2x (the Debian image's, hex digests) to 12-14x (100k empty files or
+/// directories); 20,000 symlinks with one 4 KB target, 580x (docs/design.md "A lazy EROFS is
+/// bounded by its blob").
+inline constexpr std::uint64_t kLazyErofsRatio = 1024;
+inline constexpr std::uint64_t kLazyErofsFloor = 64ull << 20;
+/// The most bytes the EROFS of a metadata blob of `blob_size` bytes may decode to (`zstd`: a
+/// kErofsZstdMediaType or kErofsSlimMediaType blob; else its bytes are the EROFS).
+std::uint64_t lazy_erofs_limit(std::uint64_t blob_size, bool zstd);
 
 /// Attaches `erofs` (whose fs-verity digest is index.image) and `index` to the manifest
 /// `image` names, with `graph` (of index's objects) as the artifact's config unless it is
