@@ -119,6 +119,33 @@ class OciPush(unittest.TestCase):
             base = self.reg.ref("cfs/push-multi")
             self.assertEqual(r.sha256_bytes(r.inspect_raw(f"{base}@{m['digest']}", NOTLS)), m["digest"])
 
+    def test_push_index_pushes_a_repeated_child_once(self):
+        # An index may list one manifest many times (4 MiB hold ~25k) and nest such indexes:
+        # each child is pushed once (pushed per entry, these 20 were 21 manifests).
+        layout = os.path.join(self.tmp, "repeated")
+        shutil.copytree(self.layout, layout)
+        desc, _ = self.layout_manifest(layout, "v1")
+        child = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                 "digest": desc["digest"], "size": desc["size"]}
+        blob = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": [child] * 20}).encode()
+        digest = hashlib.sha256(blob).hexdigest()
+        with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
+            f.write(blob)
+        with open(os.path.join(layout, "index.json")) as f:
+            index = json.load(f)
+        index["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
+                                   "digest": "sha256:" + digest, "size": len(blob),
+                                   "annotations": {"org.opencontainers.image.ref.name": "rep"}})
+        with open(os.path.join(layout, "index.json"), "w") as f:
+            json.dump(index, f)
+        ref = self.reg.ref("cfs/push-repeated:latest")
+        out = cfs("oci", "push", NOTLS, "--json", f"oci:{layout}:rep", ref).stdout.decode()
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertEqual(result["manifest"], "sha256:" + digest)
+        self.assertEqual(result["manifests"], 2)  # the index and its one child
+        self.assertEqual(r.inspect_raw(ref, NOTLS), blob)
+
     def test_push_errors(self):
         t.expect_cli_error(self, ["oci", "push", NOTLS, f"oci:{self.layout}:nosuchtag",
                                   self.reg.ref("cfs/x:1")], 1,
