@@ -554,7 +554,15 @@ class Idmap(MountCase):
             self.skipTest("unshare missing")
         holder = subprocess.Popen(["unshare", "--user", "sleep", "60"])
         try:
-            time.sleep(0.3)
+            # Until the holder is in its own user namespace: a map written before unshare(2)
+            # would be the initial namespace's, refused (EPERM; a fixed 0.3 s was not always
+            # enough on a loaded machine).
+            own = os.readlink("/proc/self/ns/user")
+            deadline = time.monotonic() + 30
+            while os.readlink(f"/proc/{holder.pid}/ns/user") == own:
+                self.assertIsNone(holder.poll(), "unshare --user exited")
+                self.assertLess(time.monotonic(), deadline, "unshare --user never unshared")
+                time.sleep(0.01)
             # Root may write any mapping of a child user namespace.
             for f in ("uid_map", "gid_map"):
                 with open(f"/proc/{holder.pid}/{f}", "w") as m:
