@@ -1988,7 +1988,9 @@ class LazyMount(unittest.TestCase):
         # (4 MiB): 16 MiB of padding is beyond it.
         repo = self.new_repo("padded-part")
         self.mount(repo, self.reg.ref("cfs/lazy:v1"), "--no-fill")
-        t.umount(self.mnt)
+        # The server registers once quiet or at its stop, which a lazy unmount does not wait for
+        # (with the server stopped 1 s by SIGSTOP, the listing below found no part).
+        self.umount_and_wait(repo)
         # The compact index as fetched (cfs-lazy/<hex>.index2; a JSON one is <hex>.index).
         parts = [f for f in os.listdir(os.path.join(repo, "cfs-lazy")) if f.endswith(".index2")]
         self.assertEqual(len(parts), 1, parts)
