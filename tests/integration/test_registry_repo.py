@@ -129,7 +129,10 @@ class RepoPull(unittest.TestCase):
 
     def test_kill_then_resume(self):
         repo = self.new_repo("kill")
-        p, partial = self.start_trickling_pull(repo)  # mid-blob, so it can be killed there
+        # Mid-blob, so it can be killed there, and the small layer named by then (its name waits
+        # for a syncfs, seconds on a loaded machine; with one CPU the default --jobs would
+        # import it only after the big one): the resumed pull must not fetch it again.
+        p, partial = self.start_trickling_pull(repo, "--jobs", "2", small_named=True)
         p.send_signal(signal.SIGKILL)
         p.wait()
         p.stderr.close()
@@ -153,24 +156,32 @@ class RepoPull(unittest.TestCase):
         self.assertFalse(os.path.exists(partial))
         self.assert_clean(repo)
 
-    def start_trickling_pull(self, repo):
+    def start_trickling_pull(self, repo, *opts, small_named=False):
         """`cfs oci pull` of cfs/app:v1 with its big layer trickling (8 Mbit/s), returned once
-        more than 1 MiB of it is in the partial file (mid-blob)."""
+        more than 1 MiB of it is in the partial file (mid-blob) and, with `small_named`, the
+        other layer's stream is named (streams/oci-layer-<diff_id>)."""
         self.proxy.clear()
         self.proxy.add_fault(method="GET", path=self.big["digest"], throttle_bps=8_000_000)
         partial = os.path.join(repo, "cfs-downloads", "sha256",
                                self.big["digest"].split(":")[1] + ".partial")
-        p = subprocess.Popen([t.tool("cfs"), "oci", "pull", "--repo", repo, NOTLS,
+        streams = os.path.join(repo, "streams")
+
+        def named():
+            return os.path.isdir(streams) and any(n.startswith("oci-layer-")
+                                                  for n in os.listdir(streams))
+        p = subprocess.Popen([t.tool("cfs"), "oci", "pull", *opts, "--repo", repo, NOTLS,
                               self.proxy.ref("cfs/app:v1")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while time.time() < deadline:
-            if os.path.exists(partial) and os.path.getsize(partial) > (1 << 20):
+            if os.path.exists(partial) and os.path.getsize(partial) > (1 << 20) and \
+                    (not small_named or named()):
                 return p, partial
             time.sleep(0.05)
         p.kill()
         p.wait()
-        self.fail("the big blob never started downloading")
+        self.fail("the big blob never started downloading" +
+                  (" or the small layer was never named" if small_named else ""))
 
     def test_sigint_stops_cleanly_then_resume(self):
         # Issue 14: SIGINT mid-blob cancels the transfers (the client's token): exit 130 at
