@@ -48,8 +48,11 @@ class Info {
       if (files.empty()) return usage_error("No files specified");
       return measure(files, a.json);
     }
-    if (cmd != "ls" && cmd != "dump" && cmd != "objects" && cmd != "missing-objects")
-      return error(fmt::format("Unknown command '{}'", cmd), kExitFailure);
+    if (cmd != "ls" && cmd != "dump" && cmd != "objects" && cmd != "missing-objects") {
+      // A usage error (2) for `cfs info`, as its man page says; upstream exits 1, without usage.
+      const std::string msg = fmt::format("Unknown command '{}'", cmd);
+      return compat_ ? error(msg) : usage_error(msg);
+    }
     UniqueFd basedir;
     if (a.have_basedir) {
       auto fd = sys::open(a.basedir, O_RDONLY | O_DIRECTORY | O_PATH);

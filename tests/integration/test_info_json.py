@@ -213,6 +213,15 @@ class InfoJson(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn(b"unrecognized option '--json'", p.stderr)
 
+    def test_unknown_command_is_a_usage_error(self):
+        # `cfs info` exits 2 for invalid usage (composefs-info(1)), an unknown command included;
+        # the compatible name exits 1 as composefs-info 1.0.8 does.
+        p = t.expect_cli_error(self, ["info", "bogus", "x.cfs"], 2, "Unknown command 'bogus'")
+        self.assertIn(b"usage: cfs info", p.stderr)
+        p = t.run([t.tool("composefs-info"), "bogus", "x.cfs"], check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"Unknown command 'bogus'", p.stderr)
+
 
 if __name__ == "__main__":
     t.main()
