@@ -119,11 +119,22 @@ std::optional<double> Backoff::next(double retry_after_s) {
   double d = retry_after_s >= 0
                  ? retry_after_s
                  : opts_.initial_delay_s * std::pow(2.0, static_cast<double>(attempt_));
-  ++attempt_;
   d = std::min(d, opts_.max_delay_s);
   if (give_up_ && std::chrono::steady_clock::now() + std::chrono::duration<double>(d) > *give_up_)
     return std::nullopt;
+  ++attempt_;
   return d;
+}
+
+Error gave_up(Error e, unsigned retries) {
+  if (retries == 0) return e;
+  return Error(e.code(), e.context() + " (gave up after " + std::to_string(retries) + " retries)");
+}
+
+Result<HttpResponse> gave_up(Result<HttpResponse> resp, unsigned retries) {
+  if (!resp) return fail(gave_up(std::move(resp).error(), retries));
+  resp->retries = retries;  // the caller's http_error() names them
+  return resp;
 }
 
 Error http_error(const HttpRequest& req, const HttpResponse& resp) {
@@ -141,6 +152,7 @@ Error http_error(const HttpRequest& req, const HttpResponse& resp) {
       break;
     }
   }
+  if (resp.retries > 0) what += " (gave up after " + std::to_string(resp.retries) + " retries)";
   if (resp.status == 401 || resp.status == 403)
     return Error(std::error_code(EACCES, std::generic_category()), what);
   if (resp.status == 404) return Error(Errc::kObjectMissing, what);
@@ -151,6 +163,7 @@ Error http_error(const HttpRequest& req, const HttpResponse& resp) {
 }  // namespace detail
 
 using detail::Backoff;
+using detail::gave_up;
 using detail::http_error;
 using detail::retryable_status;
 
@@ -290,7 +303,7 @@ Result<RegistryState*> Client::Impl::state(const Reference& ref) {
     }
     if (!is_transient(*err)) return fail(std::move(*err));
     auto delay = backoff.next(-1);
-    if (!delay) return fail(std::move(*err));
+    if (!delay) return fail(gave_up(std::move(*err), backoff.retries()));
     detail::pause(*opts.cancel, *delay);
   }
 }
@@ -420,7 +433,7 @@ Result<HttpResponse> Client::Impl::call_unauthenticated(const HttpRequest& req) 
     if (!resp && !is_transient(resp.error())) return resp;
     if (resp) retry_after = resp->retry_after_s;
     auto delay = backoff.next(retry_after);
-    if (!delay) return resp;
+    if (!delay) return gave_up(std::move(resp), backoff.retries());
     detail::pause(req.cancel ? *req.cancel : *opts.cancel, *delay);
   }
 }
@@ -493,7 +506,7 @@ Result<HttpResponse> Client::Impl::call(RegistryState& st, const Access& a, cons
       why = resp.error().message();
     }
     auto delay = backoff.next(retry_after);
-    if (!delay) return resp;
+    if (!delay) return gave_up(std::move(resp), backoff.retries());
     if (tr) tr->retry(id, *delay, why);
     detail::pause(req.cancel ? *req.cancel : *opts.cancel, *delay);
   }

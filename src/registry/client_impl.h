@@ -35,6 +35,11 @@ bool retryable_status(long status);
 /// and message from the body.
 Error http_error(const HttpRequest& req, const HttpResponse& resp);
 
+/// A request given up on after `retries` retries (none: unchanged): an error says so in its
+/// context, a response (a retryable status) carries the count for http_error() to say.
+Error gave_up(Error e, unsigned retries);
+Result<HttpResponse> gave_up(Result<HttpResponse> resp, unsigned retries);
+
 /// Waits `seconds` before a retry, less when `token` (the client's, or a call's child of it) is
 /// cancelled first.
 void pause(const CancelToken& token, double seconds);
@@ -49,6 +54,8 @@ class Backoff {
   /// The delay before the next attempt, or nullopt when the retries are used up (or the
   /// give-up time would pass first).
   std::optional<double> next(double retry_after_s);
+  /// The delays next() handed out: the retries made so far.
+  unsigned retries() const { return attempt_; }
 
  private:
   const RetryOptions& opts_;

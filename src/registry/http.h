@@ -42,6 +42,8 @@ struct HttpResponse {
   /// was known and answered over plain http (Client::Impl::probe).
   std::string asked_url;
   double retry_after_s = -1;  ///< Retry-After in seconds, -1 if absent
+  /// Retries made before this (retryable) answer was given up on: http_error() says so.
+  unsigned retries = 0;
 };
 
 /// Client certificate and extra CA files for one host (containers-certs.d(5)).

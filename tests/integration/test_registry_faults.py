@@ -111,6 +111,24 @@ class Faults(unittest.TestCase):
         self.assertEqual(len(self.blob_gets(self.small[0]["digest"])), 3)
         self.assertEqual(p.stdout, b"")
 
+    def test_retries_run_out_with_a_clear_error_for_every_request(self):
+        # Not only blob downloads: a manifest's error and a registry that refuses connections
+        # (nothing listens on the port) say that the retries ran out, after the time they took.
+        self.proxy.add_fault(method="GET", path="/manifests/", status=503, times=None)
+        p = t.expect_cli_error(self, ["registry", "get-manifest", NOTLS, "--retry-times", "2",
+                                      "--retry-delay", "0.01", self.ref],
+                               1, "HTTP 503", "gave up after 2 retries")
+        self.assertEqual(len(self.proxy.requests("GET", "/manifests/")), 3)
+        self.assertEqual(p.stdout, b"")
+        port = r.free_port()
+        t.expect_cli_error(self, ["registry", "tags", NOTLS, "--retry-times", "1", "--retry-delay",
+                                  "0.01", f"docker://127.0.0.1:{port}/cfs/faults"],
+                           1, f"127.0.0.1:{port}", "gave up after 1 retries")
+        # No retries asked for: nothing to say about them.
+        p = t.expect_cli_error(self, ["registry", "tags", NOTLS, "--retry-times", "0",
+                                      f"docker://127.0.0.1:{port}/cfs/faults"], 1)
+        self.assertNotIn(b"gave up", p.stderr)
+
     def test_flipped_byte(self):
         d = self.small[0]["digest"]
         # To a pipe: the bytes went out already, so the mismatch is reported, naming both digests.

@@ -20,6 +20,7 @@ TEST(Backoff, DoublesCapsAndHonoursRetryAfter) {
   EXPECT_EQ(b.next(7), 3.0);  // Retry-After, capped
   EXPECT_EQ(b.next(0), 0.0);
   EXPECT_EQ(b.next(-1), std::nullopt);
+  EXPECT_EQ(b.retries(), 4u);  // what a "gave up after N retries" error says
 }
 
 TEST(Backoff, NoRetryWhoseWaitEndsAfterTheGiveUpTime) {
@@ -31,9 +32,11 @@ TEST(Backoff, NoRetryWhoseWaitEndsAfterTheGiveUpTime) {
   EXPECT_EQ(b.next(-1), 1.0);
   EXPECT_EQ(b.next(-1), 2.0);
   EXPECT_EQ(b.next(-1), std::nullopt);
+  EXPECT_EQ(b.retries(), 2u);  // the refused wait is no retry
   // A Retry-After past it too; one within it is honoured.
   Backoff c(o, at);
   EXPECT_EQ(c.next(5), std::nullopt);
+  EXPECT_EQ(c.retries(), 0u);
   Backoff d(o, at);
   EXPECT_EQ(d.next(3), 3.0);
   // Already past: no retry at all.
