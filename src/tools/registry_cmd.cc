@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -364,6 +365,16 @@ int run_registry(int argc, char** argv) {
   rf->add_option("--artifact-type", rf_type, "only referrers of this artifact type");
   common.add(*rf, true);
 
+  // CLI11 calls a word that names no subcommand "A subcommand is required": name it instead,
+  // as `cfs oci` and `cfs repo` do.
+  if (argc > 1 && argv[1][0] != '-') {
+    auto all = app.get_subcommands([](CLI::App*) { return true; });
+    if (std::none_of(all.begin(), all.end(),
+                     [&](CLI::App* s) { return s->get_name() == argv[1]; })) {
+      fmt::print(stderr, "cfs: error: unknown registry subcommand '{}'\n{}", argv[1], app.help());
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -310,6 +310,10 @@ class RegistryClient(unittest.TestCase):
                            1, "image reference", "invalid repository name")
         t.expect_cli_error(self, ["registry", "get-blob", NOTLS, self.reg.ref("cfs/oci:v1"),
                                   "sha256:xyz"], 1, "digest 'sha256:xyz'")
+        # A misspelt subcommand is named (a usage error), not "A subcommand is required".
+        p = t.expect_cli_error(self, ["registry", "get-manifests", self.reg.ref("cfs/oci:v1")], 2,
+                               "unknown registry subcommand 'get-manifests'")
+        self.assertIn(b"get-manifest", p.stderr)
 
     def test_connection_refused_after_retries(self):
         port = r.free_port()
