@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -153,6 +154,14 @@ int run_oci_lazy_mount(int argc, char** argv) {
     if (trace) trace(event);
   };
   step("start");
+  // The server runs in / (libfuse's daemonize changes directory, in the foreground too) and
+  // opens the repository again by its path there (each fetch, the deferred registration): a
+  // relative --repo (or $CFS_REPO) made every fetch fail and the image never registered.
+  {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(repo_path_or_default(repo_path), ec);
+    if (!ec) repo_path = abs.string();
+  }
   repo::OpenOptions w;
   w.write = true;
   auto repo = open_repo(repo_path, w);

@@ -1193,6 +1193,21 @@ class LazyMount(unittest.TestCase):
 
     image_objects = 1  # the merged image itself
 
+    def test_a_relative_repository_path(self):
+        # The server runs in / and opens the repository again by its path there: given as
+        # relative (from the command's directory), its fetches failed (EIO) and the image was
+        # never registered.
+        repo = self.new_repo("relative")
+        args = [t.tool("cfs"), "oci", "mount", "--lazy", "--repo", os.path.basename(repo), NOTLS,
+                "--no-fill", self.proxy.ref("cfs/lazy:v1"), self.mnt]
+        t.run(args, cwd=os.path.dirname(repo))
+        self.assertEqual(read_file(os.path.join(self.mnt, "usr/share/doc/a")),
+                         self.files["usr/share/doc/a"])
+        self.umount_and_wait(repo)
+        self.assertIsNotNone(self.wait_registered(repo))
+        fsck = json.loads(cfs("repo", "fsck", "--repo", repo, "--json").stdout)
+        self.assertTrue(fsck["ok"], fsck)
+
     def test_registry_gone_fetched_files_keep_working(self):
         repo = self.new_repo("gone")
         self.mount(repo, self.proxy.ref("cfs/lazy:v1"), "--no-fill", "--timeout", "3")
