@@ -425,7 +425,8 @@ Result<DockerArchiveImage> docker_archive_image(std::string_view raw, std::strin
 
 }  // namespace detail
 
-Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference) {
+Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference,
+                                                 std::string_view other_forms) {
   std::string ref(reference);
   if (reference.starts_with("oci:")) {
     auto [path, tag] = split_tag(reference.substr(4));
@@ -448,10 +449,12 @@ Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference) {
     return std::unique_ptr<ImageSource>(
         std::make_unique<DockerArchiveSource>(ref, std::move(files), tag));
   }
-  return fail(Errc::kInvalidInput,
-              fmt::format("image reference '{}': expected oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
-                          "docker-archive:FILE[:REF]",
-                          reference));
+  const std::string forms = "oci:DIR[:TAG], oci-archive:FILE[:TAG]";
+  const std::string last = "docker-archive:FILE[:REF]";
+  return fail(Errc::kInvalidInput, fmt::format("image reference '{}': expected {}", reference,
+                                               other_forms.empty() ? forms + " or " + last
+                                                                   : forms + ", " + last + " or " +
+                                                                         std::string(other_forms)));
 }
 
 Result<std::string> read_verified(ImageSource& source, const Descriptor& d, std::uint64_t max_size,

@@ -133,7 +133,11 @@ int run_pull(int argc, char** argv) {
                                  "(CFS_BUILD_REGISTRY=OFF)"));
 #endif
   } else {
+#ifdef CFS_WITH_REGISTRY
+    auto src = oci::open_source(source, "docker://HOST[:PORT]/NAME[:TAG|@DIGEST]");
+#else
     auto src = oci::open_source(source);
+#endif
     if (!src) return report(src.error());
     res = ocirepo::pull(*r, **src, o);
   }

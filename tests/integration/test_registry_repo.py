@@ -358,6 +358,10 @@ class RepoPull(unittest.TestCase):
                                   self.reg.ref("cfs/nothing:v1")], 1, "cfs/nothing")
         t.expect_cli_error(self, ["oci", "pull", "--repo", repo, "--tls-verify=maybe",
                                   self.reg.ref("cfs/app:v1")], 2, "--tls-verify")
+        # A reference of no transport names every form this cfs accepts, docker:// included.
+        t.expect_cli_error(self, ["oci", "pull", "--repo", repo, self.reg.host + "/cfs/app:v1"],
+                           1, "oci:DIR[:TAG]", "docker-archive:FILE[:REF]",
+                           "or docker://HOST[:PORT]/NAME")
         self.assertEqual(self.tags(repo), [])
 
 

@@ -54,8 +54,10 @@ class ImageSource {
   virtual Result<std::uint64_t> blob_size(const ContentDigest& d) = 0;
 };
 
-/// Opens oci:, oci-archive: or docker-archive: (kInvalidInput for anything else).
-Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference);
+/// Opens oci:, oci-archive: or docker-archive: (kInvalidInput for anything else, naming the
+/// forms accepted: these and `other_forms`, the caller's other transports, e.g. "docker://...").
+Result<std::unique_ptr<ImageSource>> open_source(std::string_view reference,
+                                                 std::string_view other_forms = {});
 
 struct LayerRef {
   Descriptor blob;        ///< as the manifest gives it (media type, digest, size)
