@@ -416,7 +416,12 @@ int run_mount(int argc, char** argv) {
         "cfs oci mount [--require-seal[=CERT]] NAME MOUNTPOINT: NAME is an OCI tag or manifest "
         "digest; the options are those of cfs mount --repo, and\n"
         "  --require-seal[=CERT]  refuse to mount unless a seal recorded by pull --verify-seal "
-        "names the merged image (signed by CERT's key with =CERT)\n\n");
+        "names the merged image (signed by CERT's key with =CERT)\n"
+#ifdef CFS_WITH_LAZY
+        "cfs oci mount --lazy [OPTIONS] SOURCE MOUNTPOINT: a registry image served before it "
+        "has downloaded (cfs oci mount --lazy --help)\n"
+#endif
+        "\n");
   } else if (name_at > 0) {
     std::string hex;
     {
@@ -479,7 +484,11 @@ int run_fsck(int argc, char** argv) {
 }
 
 const Subcommand kSubs[] = {
+#ifdef CFS_WITH_REGISTRY
+    {"pull", "import an image (oci:, oci-archive:, docker-archive:, docker://)", run_pull},
+#else
     {"pull", "import an image (oci:, oci-archive:, docker-archive:)", run_pull},
+#endif
     {"images", "list tagged images", run_images},
     {"inspect", "print a stored image's manifest and config", run_inspect},
     {"tag", "tag a stored image", run_tag},
@@ -488,7 +497,13 @@ const Subcommand kSubs[] = {
     {"import-layer", "store a layer tar read from stdin", run_import_layer},
     {"dump", "print the merged tree as a composefs dump", run_dump},
     {"compute-id", "print the merged image's id", run_compute_id},
+#ifdef CFS_WITH_LAZY
+    {"mount",
+     "mount an image (kernel or --fuse, verity required when secure; --lazy: from a registry)",
+     run_mount},
+#else
     {"mount", "mount an image (kernel or --fuse, verity required when secure)", run_mount},
+#endif
     {"fsck", "check stored images", run_fsck},
 #ifdef CFS_WITH_REGISTRY
     {"push", "copy an image to a registry (docker://)", run_oci_push},

@@ -114,6 +114,18 @@ class ManPages(unittest.TestCase):
         if "built without" not in out:
             self.check_options([t.tool("cfs"), "oci", "mount", "--lazy"], ["cfs-oci.1"])
 
+    def test_oci_help_names_the_registry_forms(self):
+        # A registry build lists docker:// among pull's sources, and `cfs oci mount --help`
+        # points at the lazy mount, whose options are a parser of their own.
+        rc, out = help_text([t.tool("cfs"), "oci"])
+        if not re.search(r"^  push ", out, re.M):
+            self.skipTest("built without the registry client")
+        self.assertRegex(out, r"\n  pull .*docker://")
+        if "built without" not in help_text([t.tool("cfs"), "oci", "mount", "--lazy"])[1]:
+            rc, out = help_text([t.tool("cfs"), "oci", "mount"])
+            self.assertEqual(rc, 0, out)
+            self.assertIn("cfs oci mount --lazy", out)
+
     def test_compat_options_documented(self):
         checked = 0
         for prog, page in COMPAT_PAGES.items():
