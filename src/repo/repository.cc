@@ -141,7 +141,14 @@ Result<Repository> Repository::init(const std::string& path, const InitOptions& 
                                      verity::hash_alg_name(*inferred) + " digests, not " +
                                      verity::hash_alg_name(alg));
   Meta want = Meta::make(alg, options.erofs_version);
-  CFS_ASSIGN(bool created, write_meta(fd.get(), path, want, !options.insecure));
+  // An existing meta.json is compared, not written again: a secure one could otherwise not be
+  // written on a filesystem without fs-verity, and the error would blame the filesystem.
+  bool created = false;
+  CFS_ASSIGN(auto meta_st,
+             sys::fstatat_if_exists(fd.get(), std::string(kMetaFile), AT_SYMLINK_NOFOLLOW));
+  if (!meta_st) {
+    CFS_ASSIGN(created, write_meta(fd.get(), path, want, !options.insecure));
+  }
   if (!created) {
     // Initialising again is fine when nothing would change (as cfsctl init).
     CFS_ASSIGN(auto bytes, sys::read_file(path + "/" + std::string(kMetaFile)));
@@ -153,7 +160,14 @@ Result<Repository> Repository::init(const std::string& path, const InitOptions& 
   CFS_TRY(sys::mkdirat_p(fd.get(), std::string(kObjectsDir), 0755));
   OpenOptions oo;
   oo.write = true;
-  return open_fd(std::move(fd), path, oo);
+  CFS_ASSIGN(Repository r, open_fd(std::move(fd), path, oo));
+  // The security mode is a setting too: an insecure repository initialised again without
+  // --insecure stayed insecure, silently.
+  if (!created && r.secure() == options.insecure)
+    return fail(Errc::kConflict,
+                path + ": already initialised as " + (r.secure() ? "a secure" : "an insecure") +
+                    " repository, not " + (r.secure() ? "an insecure" : "a secure") + " one");
+  return r;
 }
 
 Result<Repository> Repository::open(const std::string& path, const OpenOptions& options) {

@@ -97,6 +97,16 @@ class RepoTest(unittest.TestCase):
         t.expect_cli_error(self, ["repo", "init", "--repo", self.repo, "--insecure",
                                   "--algorithm", "fsverity-sha1-12"], 2, "unknown hash")
 
+    def test_init_again_refuses_another_security_mode(self):
+        # An insecure repository initialised again without --insecure is refused, naming both
+        # modes (it stayed insecure in silence where the filesystem has fs-verity, and the
+        # error blamed the filesystem where it has none).
+        self.init()
+        t.expect_cli_error(self, ["repo", "init", "--repo", self.repo], 1,
+                           "already initialised as an insecure repository, not a secure one")
+        with open(f"{self.repo}/meta.json") as f:
+            self.assertEqual(f.read(), meta_oracle("sha512", 1))
+
     def test_secure_init_needs_fs_verity(self):
         # Without fs-verity on the filesystem a secure repository is refused with a pointer to
         # --insecure and nothing is left behind; with it, meta.json gets fs-verity.
