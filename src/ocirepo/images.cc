@@ -92,7 +92,8 @@ Status tag_image(repo::Repository& repo, std::string_view image, std::string_vie
 Status untag_image(repo::Repository& repo, std::string_view tag) {
   CFS_ASSIGN(std::string ref, tag_ref(tag));
   auto st = repo.remove_ref(repo::Kind::kStream, ref);
-  if (!st && st.error().is_errno(ENOENT))
+  // remove_ref() names the encoded ref ('oci/docker:%2F%2F...'): name the tag as given.
+  if (!st && (st.error().is(Errc::kObjectMissing) || st.error().is_errno(ENOENT)))
     return fail(Errc::kObjectMissing, fmt::format("no OCI tag '{}' in {}", tag, repo.path()));
   return st;
 }

@@ -181,6 +181,10 @@ class Pull(t.unittest.TestCase):
         self.assertEqual(self.tags(), ["docker:%2F%2Fregistry.example.com%2Fa%2Fb:1", "img"])
         cfs("oci", "untag", "--repo", self.repo, "img")
         self.assertEqual(self.tags(), ["docker:%2F%2Fregistry.example.com%2Fa%2Fb:1"])
+        # A tag that is not there is named as given, not as its encoded ref.
+        p = t.expect_cli_error(self, ["oci", "untag", "--repo", self.repo, "a/b:2"], 1,
+                               "no OCI tag 'a/b:2'")
+        self.assertNotIn(b"%2F", p.stderr)
         # A mount of the tagged image shows the rootfs.
         cfs("oci", "mount", "--repo", self.repo, "docker://registry.example.com/a/b:1", self.mnt)
         self.assertEqual(o.read(f"{self.mnt}/usr/bin/tool2"),
