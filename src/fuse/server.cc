@@ -571,6 +571,7 @@ Status run_session(const fuse_lowlevel_ops& ops, void* userdata, const ServeOpti
     return fail_errno("mount " + opts.mountpoint, EIO);
   guard.mounted = true;
   if (::geteuid() == 0) raise_readahead(opts.mountpoint);
+  if (opts.on_mounted) opts.on_mounted();
   if (fuse_daemonize(opts.foreground || opts.debug ? 1 : 0) != 0)
     return fail_errno("daemonize", EIO);
   // Now, while this process has one thread (daemonized: the child of a fork): the workers open

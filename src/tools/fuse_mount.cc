@@ -67,7 +67,8 @@ int usage_error(const char* prog, const std::string& msg) {
 
 int run_fuse_mount(int argc, char** argv) { return run_fuse_mount_then(argc, argv, {}); }
 
-int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready) {
+int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready,
+                        const std::function<void()>& on_mounted) {
   std::string_view self = argc > 0 && argv[0] ? argv[0] : "";
   if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
   const char* prog = self == "composefs-fuse" ? "composefs-fuse" : "cfs";
@@ -115,6 +116,7 @@ int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_r
   if (auto r = mount::validate(opts, mount::Dialect::kFuse); !r)
     return usage_error(prog, r.error().message());
   if (on_ready) serve.on_serving = [on_ready](bool) { on_ready(); };
+  serve.on_mounted = on_mounted;
   if (auto st = fuse::mount_image(image, mountpoint, opts, serve); !st) {
     fmt::print(stderr, "{}: error: {}\n", prog, st.error().message());
     return kExitFailure;

@@ -11,8 +11,10 @@ namespace cfs::tools {
 ///   IMAGE MOUNTPOINT [-o OPTS] [-f] [-d] [-s]   or   -o source=IMAGE,... MOUNTPOINT
 /// Exit status 0 / 1 (failure) / 2 (usage).
 int run_fuse_mount(int argc, char** argv);
-/// The same; `on_ready` runs in the serving process once the mount is live
-/// (fuse::ServeOptions::on_serving).
-int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready);
+/// The same; `on_mounted` runs in the calling process once the mount is up, before it
+/// daemonizes (fuse::ServeOptions::on_mounted: report on stdout there), `on_ready` in the
+/// serving process once the mount is live (fuse::ServeOptions::on_serving).
+int run_fuse_mount_then(int argc, char** argv, const std::function<void()>& on_ready,
+                        const std::function<void()>& on_mounted = {});
 
 }  // namespace cfs::tools

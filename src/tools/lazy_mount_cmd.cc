@@ -306,8 +306,10 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // stops the server as soon as it runs); one that came since the metadata phase stops the
   // mount before anything is mounted.
   serve.on_signals = [&interrupts] { return interrupts->end() == 0; };
-  // The serving process (after it daemonized) completes the lease, closes the repository (its lock)
-  // and reports on a copy of stdout, since the daemon's own stdout is /dev/null.
+  // The calling process reports on stdout once the mount is up, before the daemon forks (so
+  // that the report is there when the command returns); the serving process (after it
+  // daemonized) completes the lease, closes the repository (its lock) and then its copy of
+  // stdout: a caller reading the output to its end (a pipe) returns with the mount recorded.
   int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
   // A fetched image is registered by the serving process (after it daemonized: a thread does
   // not survive the fork) while it serves, once the mount is quiet (LazyProvider::when_quiet: not
@@ -338,6 +340,13 @@ int run_oci_lazy_mount(int argc, char** argv) {
         task();
     }
     repo::Repository closed = std::move(*repo);
+    if (out >= 0) ::close(out);
+    out = -1;
+    std::lock_guard lock(fill_state.mu);
+    fill_state.serving = !is_daemon;
+    if (fill_state.serving && fill_state.pending) show_fill(*fill_state.pending);
+  };
+  serve.on_mounted = [&] {
     std::string text;
     if (json)
       text = fmt::format(
@@ -351,14 +360,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
     else if (verbose)
       text = fmt::format("mounted {} ({}) on {}: lazy FUSE mount, {} objects fetched on demand\n",
                          source, image.hex(), dir, object_count);
-    if (out >= 0) {
-      if (!text.empty()) (void)sys::write_all(out, std::as_bytes(std::span(text)));
-      ::close(out);
-      out = -1;
-    }
-    std::lock_guard lock(fill_state.mu);
-    fill_state.serving = !is_daemon;
-    if (fill_state.serving && fill_state.pending) show_fill(*fill_state.pending);
+    if (!text.empty()) (void)sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(text)));
   };
   Status st;
   if (fetched) {

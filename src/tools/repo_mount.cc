@@ -157,9 +157,9 @@ int run_repo_mount(int argc, char** argv) {
   };
 
   if (fuse) {
-    // The FUSE front end takes a command line. The serving process (after it daemonized)
-    // completes the lease, closes the repository (its lock) and reports on a copy of stdout,
-    // since the daemon's own stdout is /dev/null.
+    // The FUSE front end takes a command line. The calling process reports once the mount is
+    // up; the serving process (after it daemonized) completes the lease and closes the
+    // repository (its lock).
     std::string o = "basedir=" + plan->objects_dir + ",verity=require";
     if (plan->require_verity) o += ",digest=" + plan->image.hex();
     std::vector<std::string> args = {"cfs", plan->image_path, dir, "-o", o};
@@ -171,18 +171,21 @@ int run_repo_mount(int argc, char** argv) {
     std::vector<char*> cargs;
     for (auto& a : args) cargs.push_back(a.data());
     cargs.push_back(nullptr);
+    // A copy of stdout stays open in the serving process until the lease is complete: a
+    // caller reading the output to its end (a pipe) returns with the mount recorded.
     int out = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
     auto on_ready = [&] {
       if (leased) (void)repo::complete_lease(*repo, plan->lease);
       repo::Repository closed = std::move(*repo);
-      std::string text = describe("fuse");
-      if (out >= 0) {
-        if (!text.empty()) (void)sys::write_all(out, std::as_bytes(std::span(text)));
-        ::close(out);
-        out = -1;
-      }
+      if (out >= 0) ::close(out);
+      out = -1;
     };
-    int rc = run_fuse_mount_then(static_cast<int>(args.size()), cargs.data(), on_ready);
+    // Reported before the daemon forks, so that it is there when the command returns.
+    auto on_mounted = [&] {
+      std::string text = describe("fuse");
+      if (!text.empty()) (void)sys::write_all(STDOUT_FILENO, std::as_bytes(std::span(text)));
+    };
+    int rc = run_fuse_mount_then(static_cast<int>(args.size()), cargs.data(), on_ready, on_mounted);
     if (out >= 0) ::close(out);
     if (rc != kExitOk && leased && repo->fd() >= 0) (void)repo::drop_lease(*repo, plan->lease);
     return rc;

@@ -1193,6 +1193,81 @@ class LazyMount(unittest.TestCase):
 
     image_objects = 1  # the merged image itself
 
+    def test_the_report_is_there_when_the_command_returns(self):
+        """--json (and -v) are written by the command before the server daemonizes, so the file
+        its stdout went to holds the line once it returns. The serving process, which wrote
+        it before, is held here at its first trace event ("serving", the first thing it does):
+        the trace goes into a FIFO of one page that the test fills once the command's last
+        event before the mount ("provider") came out."""
+        ref = self.proxy.ref("cfs/lazy:v1")
+        for attempt in range(5):
+            repo = self.new_repo(f"report-{attempt}")
+            out = os.path.join(self.tmp, f"report-{attempt}.json")
+            fifo = os.path.join(self.tmp, f"report-{attempt}.fifo")
+            os.mkfifo(fifo)
+            fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # reader and writer: never EOF
+            self.addCleanup(os.close, fd)
+            fcntl.fcntl(fd, 1031, 4096)  # F_SETPIPE_SZ: one page
+            with open(out, "wb") as f, open(out + ".err", "wb") as err:
+                p = subprocess.Popen([t.tool("cfs"), "oci", "mount", "--lazy", "--repo", repo,
+                                      NOTLS, "--no-fill", "--json", ref, self.mnt],
+                                     stdout=f, stderr=err, env=dict(os.environ,
+                                                                    CFS_LAZY_TRACE=fifo))
+            try:  # at a real-time priority until the FIFO is full (see hold_before_the_server)
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+                realtime = True
+            except (AttributeError, OSError):
+                realtime = False
+            try:
+                seen = b""
+                deadline = time.monotonic() + 60
+                while b" provider\n" not in seen:
+                    self.assertLess(time.monotonic(), deadline, seen)
+                    self.assertIsNone(p.poll(), read_file(out + ".err"))
+                    select.select([fd], [], [], 0.05)
+                    with contextlib.suppress(BlockingIOError):
+                        seen += os.read(fd, 65536)
+                for n in (4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1):
+                    with contextlib.suppress(BlockingIOError):
+                        os.write(fd, b"#" * n)
+            finally:
+                if realtime:
+                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            self.assertEqual(p.wait(timeout=60), 0, read_file(out + ".err"))
+            report = read_file(out)
+            rest = b""
+            while b" serving\n" not in rest:  # lets the server go on
+                select.select([fd], [], [], 0.05)
+                with contextlib.suppress(BlockingIOError):
+                    rest += os.read(fd, 65536)
+            held = b" serving\n" not in seen + rest.split(b"#")[0]
+            if held:
+                parsed = json.loads(report) if report else None
+            self.wait_served(repo)
+            self.umount_and_wait(repo)
+            if not held:
+                continue  # it got past "serving" before the FIFO was full: try again
+            self.assertIsNotNone(parsed, "no report when the command returned")
+            self.assertEqual((parsed["target"], parsed["lazy"]), (self.mnt, True))
+            return
+        self.fail("the server got past its trace event 5 times before the FIFO was full")
+
+    def wait_served(self, repo):
+        """Waits (up to 60 s) until every lease of `repo` names its serving process."""
+        mounts = os.path.join(repo, "cfs-mounts")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            leases = []
+            for n in os.listdir(mounts) if os.path.isdir(mounts) else []:
+                if not n.startswith("."):
+                    with contextlib.suppress(FileNotFoundError, ValueError):
+                        with open(os.path.join(mounts, n)) as f:
+                            leases.append(json.load(f))
+            if all("pid" in lease for lease in leases):
+                return
+            time.sleep(0.05)
+        self.fail(f"a lease of {repo} names no serving process after 60 s")
+
     def test_a_relative_repository_path(self):
         # The server runs in / and opens the repository again by its path there: given as
         # relative (from the command's directory), its fetches failed (EIO) and the image was

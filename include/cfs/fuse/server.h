@@ -26,6 +26,11 @@ struct ServeOptions {
   bool single_thread = false;      ///< -s
   unsigned max_threads = 0;        ///< 0 = libfuse's default
   std::vector<std::string> extra;  ///< further -o options for libfuse / the kernel
+  /// Called in the calling process once the kernel mount is up, before it daemonizes: the
+  /// place to report on stdout (the command returns as soon as the daemon has forked, and the
+  /// daemon's stdout is /dev/null; a report from on_serving reached a file after the command
+  /// had returned).
+  std::function<void()> on_mounted;
   /// Called once the mount is up and the process is what will serve it: `daemonized` says
   /// whether stderr has been detached (log to syslog from then on).
   std::function<void(bool daemonized)> on_serving;
