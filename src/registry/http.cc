@@ -539,6 +539,11 @@ Result<HttpResponse> Http::perform(const HttpRequest& req) {
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     while (!detail.empty() && detail.back() == '\n') detail.pop_back();
+    // OpenSSL's words for a server that answered the TLS handshake in plain HTTP: the usual
+    // loopback or test registry, which skopeo's option reaches.
+    if (rc == CURLE_SSL_CONNECT_ERROR && req.verify_tls &&
+        detail.find("wrong version number") != std::string::npos)
+      detail += " (a plain-HTTP registry? --tls-verify=false tries http too)";
     return fail(
         Error(std::error_code(errno_for(rc), std::generic_category()), what + ": " + detail));
   }

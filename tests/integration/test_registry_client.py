@@ -324,8 +324,10 @@ class RegistryClient(unittest.TestCase):
 
     def test_tls_verify_is_the_default(self):
         # Without --tls-verify=false only https is tried; the registry speaks plain http.
+        # The error says what to do about it.
         t.expect_cli_error(self, ["registry", "get-manifest", "--retry-times", "0",
-                                  self.reg.ref("cfs/oci:v1")], 1, "https://" + self.reg.host)
+                                  self.reg.ref("cfs/oci:v1")], 1, "https://" + self.reg.host,
+                           "plain-HTTP registry? --tls-verify=false")
 
     def test_tampered_manifest_in_storage_is_refused(self):
         # distribution serves a manifest from its blob store with the digest of the link it came
