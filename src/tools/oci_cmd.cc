@@ -422,7 +422,10 @@ int run_mount(int argc, char** argv) {
         "has downloaded (cfs oci mount --lazy --help)\n"
 #endif
         "\n");
-  } else if (name_at > 0) {
+  }
+  std::string shown_name;  // for --json and -v: the NAME given, not the digest passed on
+  if (!help && name_at > 0) {
+    shown_name = args[static_cast<std::size_t>(name_at)];
     std::string hex;
     {
       auto r = open_repo(repo_path, {});
@@ -450,7 +453,7 @@ int run_mount(int argc, char** argv) {
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
-  return run_repo_mount(static_cast<int>(args.size()), cargs.data());
+  return run_repo_mount(static_cast<int>(args.size()), cargs.data(), shown_name);
 }
 
 int run_fsck(int argc, char** argv) {

@@ -78,7 +78,7 @@ bool wants_repo_mount(int argc, char** argv) {
   return !basedir && positional.size() == 2 && ::lstat(positional[0].c_str(), &st) != 0;
 }
 
-int run_repo_mount(int argc, char** argv) {
+int run_repo_mount(int argc, char** argv, const std::string& shown_name) {
   CLI::App app{
       "Mount an image of a repository: the kernel mount (overlayfs + EROFS), or with --fuse the "
       "userspace mount. Verity is required in a secure repository; the mount is recorded so "
@@ -135,11 +135,12 @@ int run_repo_mount(int argc, char** argv) {
   if (!plan) return report(plan.error());
   // What was mounted, for --json / -v.
   auto describe = [&](const char* how) -> std::string {
+    const std::string& shown = shown_name.empty() ? name : shown_name;
     if (json)
       return fmt::format(
           "{{\"name\": {}, \"image\": \"{}\", \"target\": {}, \"mount\": \"{}\", "
           "\"verity\": {}, \"lease\": {}}}\n",
-          json::string(name), plan->image.hex(), json::string(dir), how,
+          json::string(shown), plan->image.hex(), json::string(dir), how,
           fuse || plan->require_verity ? "true" : "false",
           leased ? json::string(plan->lease.id) : "null");
     // The FUSE mount verifies every block of every object whatever the repository says; what
@@ -151,7 +152,7 @@ int run_repo_mount(int argc, char** argv) {
         : plan->require_verity ? "required"
                                : "not required (insecure repository)";
     if (verbose)
-      return fmt::format("mounted {} ({}) on {}: {} mount, verity {}\n", name, plan->image.hex(),
+      return fmt::format("mounted {} ({}) on {}: {} mount, verity {}\n", shown, plan->image.hex(),
                          dir, how, verity);
     return "";
   };

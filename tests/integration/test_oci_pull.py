@@ -186,7 +186,11 @@ class Pull(t.unittest.TestCase):
                                "no OCI tag 'a/b:2'")
         self.assertNotIn(b"%2F", p.stderr)
         # A mount of the tagged image shows the rootfs.
-        cfs("oci", "mount", "--repo", self.repo, "docker://registry.example.com/a/b:1", self.mnt)
+        # --json names the image as given (the digest is its own field).
+        mounted = json.loads(cfs("oci", "mount", "--repo", self.repo, "--json",
+                                 "docker://registry.example.com/a/b:1", self.mnt).stdout)
+        self.assertEqual((mounted["name"], mounted["image"]),
+                         ("docker://registry.example.com/a/b:1", image))
         self.assertEqual(o.read(f"{self.mnt}/usr/bin/tool2"),
                          o.read(f"{self.p('r1')}/usr/bin/tool"))
         self.assertEqual(os.stat(f"{self.mnt}/usr/bin/tool3").st_ino,
