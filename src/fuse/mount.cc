@@ -2,6 +2,7 @@
 #include "cfs/fuse/mount.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <utility>
 
@@ -40,7 +41,14 @@ vfs::Options vfs_options(const mount::Options& opts) {
   vfs::Options v;
   v.basedirs = opts.basedirs;
   v.verity = mount::effective_verity(opts, mount::Dialect::kFuse);
-  v.tree_cache_dir = opts.tree_cache;
+  // The server runs in / (libfuse's daemonize changes directory): a relative tree_cache= is
+  // the caller's, or the trees would go to (or, missing, silently nowhere in) a directory of
+  // that name in /.
+  if (!opts.tree_cache.empty()) {
+    std::error_code ec;
+    auto dir = std::filesystem::absolute(opts.tree_cache, ec);
+    v.tree_cache_dir = ec ? opts.tree_cache : dir.string();
+  }
   if (opts.prefill_max) v.copy_max_bytes = *opts.prefill_max;
   return v;
 }

@@ -299,6 +299,29 @@ class FuseMount(t.unittest.TestCase):
             finally:
                 fuse_umount(mnt)
 
+    def test_relative_tree_cache_is_the_callers(self):
+        # The server runs in / (libfuse's daemonize): tree_cache= relative to the command's
+        # directory is where the Merkle trees of objects of 1 MiB and more go (they went to a
+        # directory of that name in /, and nowhere when there was none).
+        with t.tempdir() as d:
+            src = os.path.join(d, "src")
+            os.makedirs(src)
+            data = os.urandom(3 << 20)
+            with open(os.path.join(src, "big"), "wb") as f:
+                f.write(data)
+            mkcomposefs_or_skip(self, src, os.path.join(d, "img.cfs"), os.path.join(d, "store"))
+            mnt, trees = os.path.join(d, "m"), os.path.join(d, "trees")
+            os.makedirs(mnt)
+            os.makedirs(trees)
+            t.run([t.tool("cfs"), "mount", "--fuse", "img.cfs", "m", "-o",
+                   "basedir=store,tree_cache=trees"], cwd=d)
+            try:
+                with open(os.path.join(mnt, "big"), "rb") as f:
+                    self.assertEqual(f.read(), data)
+            finally:
+                fuse_umount(mnt)
+            self.assertEqual([n.endswith(".tree") for n in os.listdir(trees)], [True])
+
     def test_missing_dev_fuse(self):
         img = os.path.join(REF, "special_v1.cfs")
         if not os.path.exists(img) or shutil.which("unshare") is None:
