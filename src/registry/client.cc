@@ -178,7 +178,8 @@ Client::Impl::Impl(ClientOptions o) : opts(with_token(std::move(o))), http(opts)
 
 Result<std::optional<FoundCredentials>> Client::Impl::credentials(const std::string& registry,
                                                                   const std::string& repository) {
-  if (opts.creds) return std::make_optional(FoundCredentials{*opts.creds, "--creds", registry});
+  if (opts.creds)
+    return std::make_optional(FoundCredentials{*opts.creds, opts.creds_from, registry});
   std::lock_guard g(creds_mu);
   std::string key = registry + "/" + repository;
   if (auto it = creds_cache.find(key); it != creds_cache.end()) return it->second;

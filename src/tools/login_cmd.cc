@@ -104,6 +104,7 @@ int run_login(int argc, char** argv) {
   opts.tls.verify = tls_verify != "false";
   if (!cert_dir.empty()) opts.tls.cert_dir = cert_dir;
   opts.creds = registry::Credentials{username, password};
+  opts.creds_from = "the login command";
   opts.user_agent = "cfs/" CFS_VERSION;
   std::optional<Interrupts> interrupts;
   opts.cancel = stop_on_signals(interrupts);

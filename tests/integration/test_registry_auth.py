@@ -171,6 +171,8 @@ class BasicAuth(Fixture):
         p = cfs("login", NOTLS, "-u", "alice", "-p", "wrong", host, env=env, check=False)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("HTTP 401", p.stderr.decode())
+        # The credentials are named as given (-u/-p), not as --creds, which login does not take.
+        self.assertIn("(credentials of alice from the login command)", p.stderr.decode())
         self.assertFalse(os.path.exists(authfile))
         p = cfs("login", NOTLS, "-u", "alice", "--password-stdin", host, env=env,
                 input=b"wonderland\n")

@@ -126,6 +126,8 @@ struct ClientOptions {
   TlsOptions tls;
   /// Explicit credentials (--creds); otherwise the auth files are searched.
   std::optional<Credentials> creds;
+  /// Where `creds` came from, as an authentication error names it.
+  std::string creds_from = "--creds";
   /// --authfile: read first (and instead of the primary file); see auth.h.
   std::optional<std::string> auth_file;
   RetryOptions retry;
