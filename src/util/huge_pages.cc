@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <mutex>
 
@@ -49,10 +50,12 @@ std::size_t rounded(std::size_t n) { return (n + kHugePageBytes - 1) & ~(kHugePa
 /// size, else a new one (map()). Called with c.mu held.
 void* take_mapping(Cache& c, std::size_t& size) {
   // The smallest kept mapping that is large enough, and not more than twice the size (a
-  // large one is left for a large buffer).
+  // large one is left for a large buffer); of equal ones, the one freed last (its pages are the
+  // likeliest still to be huge ones in memory).
   auto best = c.kept.end();
   for (auto it = c.kept.begin(); it != c.kept.end(); ++it)
-    if (it->size >= size && it->size <= 2 * size && (best == c.kept.end() || it->size < best->size))
+    if (it->size >= size && it->size <= 2 * size &&
+        (best == c.kept.end() || it->size <= best->size))
       best = it;
   if (best != c.kept.end()) {
     const Kept k = *best;
@@ -120,7 +123,10 @@ void deallocate(void* p, [[maybe_unused]] std::size_t n) noexcept {
   if (!p) return;
   Cache& c = cache();
   const auto at = reinterpret_cast<std::uintptr_t>(p);
-  Kept freed{};
+  // Unmapped after the lock is released: the freed mapping itself, or the oldest kept ones
+  // it replaces (at most kKeepBytes / kHugePageBytes of them).
+  std::array<Kept, kKeepBytes / kHugePageBytes + 1> unmap{};
+  std::size_t unmaps = 0;
   {
     std::lock_guard lock(c.mu);
     auto it = std::find_if(c.slabs.begin(), c.slabs.end(),
@@ -128,19 +134,39 @@ void deallocate(void* p, [[maybe_unused]] std::size_t n) noexcept {
     if (it == c.slabs.end()) return ::operator delete(p);  // allocated past the cap
     if (--it->users > 0) return;
     // Its last buffer: the whole mapping is free again.
-    freed = {reinterpret_cast<void*>(it->start), it->size};
+    const Kept freed{reinterpret_cast<void*>(it->start), it->size};
     c.live_bytes -= it->size;
     c.slabs.erase(it);
-    if (c.bytes + freed.size <= kKeepBytes) {
+    unmap[unmaps++] = freed;
+    if (freed.size <= kKeepBytes) {
       try {
         c.kept.push_back(freed);
         c.bytes += freed.size;
-        return;
+        unmaps = 0;
+        // Room made by unmapping the mappings freed longest ago, not by refusing this one: the
+        // pool follows the sizes buffers have now (a pool full of mappings no later request
+        // fits would never change), and this one's pages were touched last.
+        while (c.bytes > kKeepBytes) {
+          unmap[unmaps++] = c.kept.front();
+          c.bytes -= c.kept.front().size;
+          c.kept.erase(c.kept.begin());
+        }
       } catch (...) {  // std::bad_alloc: unmapped below instead
       }
     }
   }
-  (void)::munmap(freed.p, freed.size);
+  for (std::size_t i = 0; i < unmaps; ++i) (void)::munmap(unmap[i].p, unmap[i].size);
+}
+
+void release_kept() noexcept {
+  Cache& c = cache();
+  std::vector<Kept> kept;
+  {
+    std::lock_guard lock(c.mu);
+    kept.swap(c.kept);
+    c.bytes = 0;
+  }
+  for (const Kept& k : kept) (void)::munmap(k.p, k.size);
 }
 
 std::size_t kept_bytes() noexcept {

@@ -2,8 +2,8 @@
 // Memory for large buffers that are filled once, whole, and soon freed (a lazy mount's decoded
 // objects): carved from mappings of whole 2 MiB stretches that the kernel may back with
 // transparent huge pages (buffers under 2 MiB packed together, page-aligned, larger ones a
-// mapping each), and the mappings kept for the next buffers once all theirs are freed (up to a
-// cap).
+// mapping each), and the mappings kept for the next buffers once all theirs are freed (the ones
+// freed last, up to a cap).
 // Why: the first touch of a fresh 4 KiB page is a page fault, and on a PVM guest (host C, whose
 // guest kernel runs de-privileged and shadows its page tables through the hypervisor) it costs
 // 6-50 µs instead of 1-4 µs, even after madvise(MADV_POPULATE_WRITE), while a 2 MiB huge page
@@ -29,7 +29,8 @@ namespace huge_pages {
 /// threshold the FUSE server gives glibc (fuse/server.cc tune_malloc): below it glibc serves
 /// from its arenas, whose memory is reused, above it each block is a fresh mapping.
 inline constexpr std::size_t kHugeMinBytes = 128u << 10;
-/// Most bytes of freed mappings kept for reuse (beyond it they are unmapped).
+/// Most bytes of freed mappings kept for reuse: the ones freed last (older ones are unmapped to
+/// make room for a newly freed one; one larger than this is unmapped).
 inline constexpr std::size_t kKeepBytes = 16u << 20;
 /// Most bytes of mappings with buffers in them at once; further requests get operator new.
 inline constexpr std::size_t kLiveBytes = 64u << 20;
@@ -45,6 +46,9 @@ void* allocate(std::size_t n);
 void deallocate(void* p, std::size_t n) noexcept;
 /// Bytes of freed mappings kept now (for tests).
 std::size_t kept_bytes() noexcept;
+/// Unmaps every kept mapping (for tests that need to know what the pool holds: which buffer
+/// takes which mapping depends on it, and it outlives each test in a process).
+void release_kept() noexcept;
 
 /// A fresh mapping of `size` bytes (a multiple of kHugePageBytes), 2 MiB-aligned and advised
 /// MADV_HUGEPAGE, owned by the caller (AlignedBuffer's huge buffers; allocate() carves its slabs

@@ -80,6 +80,7 @@ TEST(HugePages, SmallBuffersAreNotHugePageMappings) {
 }
 
 TEST(HugePages, AFreedMappingIsReusedWithoutZeroFill) {
+  huge_pages::release_kept();
   const std::size_t n = 3u << 20;
   const void* first = nullptr;
   {
@@ -96,7 +97,37 @@ TEST(HugePages, AFreedMappingIsReusedWithoutZeroFill) {
   EXPECT_EQ(again[n - 101], std::byte{0x5a});
 }
 
+// The pool keeps the mappings freed last: a full pool of 2 MiB mappings (another test's, or
+// a lazy mount's earlier objects) makes room for a freed 4 MiB one rather than unmapping it, so
+// the next 4 MiB buffer reuses it. (Before, the newest was unmapped and the pool stayed as it
+// was, never serving a larger buffer again; under --gtest_shuffle this made
+// AFreedMappingIsReusedWithoutZeroFill fail after FreedMappingsBeyondTheCapAreUnmapped. The
+// tests that depend on what the pool holds now start from an empty one.)
+TEST(HugePages, AFullPoolMakesRoomForTheNewestFreedMapping) {
+  huge_pages::release_kept();
+  {
+    std::vector<HugeBytes> bufs;
+    for (std::size_t i = 0; i < kKeepBytes / kHugePageBytes + 1; ++i)
+      bufs.emplace_back(kHugePageBytes);
+  }
+  ASSERT_EQ(huge_pages::kept_bytes(), kKeepBytes);  // full, of 2 MiB mappings only
+  const std::size_t n = 3u << 20;
+  const void* first = nullptr;
+  {
+    HugeBytes b(n);
+    first = b.data();
+    b[0] = std::byte{0x33};
+  }
+  EXPECT_TRUE(mapped(first));
+  EXPECT_LE(huge_pages::kept_bytes(), kKeepBytes);
+  HugeBytes again;
+  again.resize(n);
+  EXPECT_EQ(static_cast<const void*>(again.data()), first);
+  EXPECT_EQ(again[0], std::byte{0x33});
+}
+
 TEST(HugePages, FreedMappingsBeyondTheCapAreUnmapped) {
+  huge_pages::release_kept();
   std::vector<HugeBytes> bufs;
   for (std::size_t i = 0; i < kKeepBytes / kHugePageBytes + 3; ++i)
     bufs.emplace_back(kHugePageBytes);
@@ -112,7 +143,9 @@ TEST(HugePages, FreedMappingsBeyondTheCapAreUnmapped) {
 }
 
 TEST(HugePages, PastTheCapBuffersAreOrdinaryBlocks) {
-  // Not touched: a mapping costs no memory until written.
+  // Not touched: a mapping costs no memory until written. From an empty pool: a kept 4 MiB
+  // mapping a 2 MiB buffer took would count 4 MiB towards the cap.
+  huge_pages::release_kept();
   std::vector<HugeBytes> bufs;
   const std::size_t cap = huge_pages::kLiveBytes / kHugePageBytes;
   for (std::size_t i = 0; i < cap + 2; ++i) bufs.emplace_back(kHugePageBytes);
