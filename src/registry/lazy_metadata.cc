@@ -547,6 +547,12 @@ Result<std::string> compact_payload(std::string tail, std::uint64_t n, const std
   return tail;
 }
 
+/// Whether a lazy mount takes an EROFS of `erofs_size` bytes from a zstd blob of `blob_size`
+/// bytes (the bound a mount applies while it decodes: lazy_erofs_limit).
+bool mountable(std::uint64_t erofs_size, std::uint64_t blob_size) {
+  return erofs_size <= lazy_erofs_limit(blob_size, true);
+}
+
 }  // namespace
 
 Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& image,
@@ -554,15 +560,8 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
                                               const ocirepo::ObjectIndex& index,
                                               const LoaderGraph* graph,
                                               std::optional<std::string_view> config_bytes) {
-  CFS_ASSIGN(auto subject, client.get_manifest(image));
-  CFS_ASSIGN(auto m, oci::parse_manifest(subject.bytes, image.str()));
-  if (m.layers.size() != index.layers.size())
-    return fail(Errc::kInvalidInput, image.str() + ": the index does not list its layers");
-  for (std::size_t i = 0; i < m.layers.size(); ++i)
-    if (m.layers[i].digest != index.layers[i].digest)
-      return fail(Errc::kInvalidInput,
-                  fmt::format("{}: layer {} is {}, the index's is {}", image.str(), i,
-                              m.layers[i].digest.str(), index.layers[i].digest.str()));
+  // The blobs are built before anything is asked of the registry: metadata a mount would
+  // refuse is refused before a request is sent.
   if (erofs_digest(std::as_bytes(std::span(erofs.data(), erofs.size())), index.algorithm) !=
       index.image)
     return fail(Errc::kDigestMismatch,
@@ -585,6 +584,15 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
       compact_size = compact_z.size();
     }
   }
+  if (!mountable(erofs.size(), erofs_z.size()))
+    return fail(Errc::kInvalidInput,
+                fmt::format("{}: lazy metadata not attached: the merged EROFS is {} bytes and its "
+                            "blob {} bytes, and a lazy mount decodes at most {} bytes from such a "
+                            "blob ({} times its size, or {} MiB, never more than {} MiB); push it "
+                            "with --no-lazy-metadata",
+                            image.str(), erofs.size(), erofs_z.size(),
+                            lazy_erofs_limit(erofs_z.size(), true), kLazyErofsRatio,
+                            kLazyErofsFloor >> 20, kMaxLazyErofsSize >> 20));
   // The slim EROFS blob (kLazySlimArtifactType): the redirect table's frame, the EROFS with the
   // redirects' hex zeroed, the compact index's frame. Only when there is something to slim and
   // the rebuild gives the EROFS back (it always does: erofs/slim.h; a mount checks it anyway).
@@ -606,8 +614,20 @@ Result<oci::ContentDigest> push_lazy_metadata(Client& client, const Reference& i
                  skippable_frame(kCompactFrameMagic, compact_z);
         table_size = table_z.size();
       }
+      // Its zeroed hex compresses better than the v1 blob's: a slim blob a mount would refuse
+      // is left out (a mount then takes the v1 artifact, which it accepts: checked above).
+      if (!mountable(erofs.size(), slim_z.size())) slim_z.clear();
     }
   }
+  CFS_ASSIGN(auto subject, client.get_manifest(image));
+  CFS_ASSIGN(auto m, oci::parse_manifest(subject.bytes, image.str()));
+  if (m.layers.size() != index.layers.size())
+    return fail(Errc::kInvalidInput, image.str() + ": the index does not list its layers");
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    if (m.layers[i].digest != index.layers[i].digest)
+      return fail(Errc::kInvalidInput,
+                  fmt::format("{}: layer {} is {}, the index's is {}", image.str(), i,
+                              m.layers[i].digest.str(), index.layers[i].digest.str()));
   const auto erofs_bytes = std::as_bytes(std::span(erofs_z.data(), erofs_z.size()));
   const auto index_bytes = std::as_bytes(std::span(index_z.data(), index_z.size()));
   CFS_ASSIGN(auto erofs_d, detail::push_bytes(client, image, erofs_bytes));
