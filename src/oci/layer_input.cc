@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <atomic>
 #include <optional>
 #include <vector>
 
@@ -50,12 +52,31 @@ class Stack final : public ByteSource {
     return sniff_compression(std::as_bytes(std::span(head_)));
   }
 
-  void start(Compression c, std::string what, GzipEngine engine) {
+  void start(Compression c, std::string what, const LayerInputOptions& options) {
     prefixed_ = prefixed_source(std::move(head_), blob_hash_);
-    plain_ = decompressor(c, *prefixed_, std::move(what), engine);
+    plain_ = decompressor(c, *prefixed_, std::move(what), options.gzip);
+    check_ = options.check;
+    check_every_ = std::max<std::uint64_t>(options.check_every, 1);
+    next_check_ = check_every_;
   }
 
-  Result<std::size_t> read(std::span<std::byte> buf) override { return plain_->read(buf); }
+  // Per piece the ring reads (up to 1 MiB), not per byte: two relaxed stores, and a check
+  // every check_every_ bytes.
+  Result<std::size_t> read(std::span<std::byte> buf) override {
+    CFS_ASSIGN(std::size_t n, plain_->read(buf));
+    tar_bytes_ += n;
+    tar_seen_.store(tar_bytes_, std::memory_order_relaxed);
+    blob_seen_.store(blob_hash_.size(), std::memory_order_relaxed);
+    if (check_ && tar_bytes_ >= next_check_) {
+      next_check_ = tar_bytes_ + check_every_;
+      CFS_TRY(check_(streamed()));
+    }
+    return n;
+  }
+
+  LayerProgress streamed() const noexcept {
+    return {tar_seen_.load(std::memory_order_relaxed), blob_seen_.load(std::memory_order_relaxed)};
+  }
 
   /// The blob's digest and size (the diff_id is the reader's, LayerInput::Impl::tar_hash).
   void digests(LayerDigests& d) {
@@ -69,6 +90,10 @@ class Stack final : public ByteSource {
   std::string head_;
   std::unique_ptr<ByteSource> prefixed_;
   std::unique_ptr<ByteSource> plain_;
+  std::function<Status(const LayerProgress&)> check_;
+  std::uint64_t check_every_ = 0, next_check_ = 0, tar_bytes_ = 0;
+  // Read by streamed() on other threads (the ring's consumer).
+  std::atomic<std::uint64_t> tar_seen_{0}, blob_seen_{0};
 };
 
 }  // namespace
@@ -106,7 +131,7 @@ Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource>
   }
   auto m = std::make_unique<Impl>();
   m->compression = c;
-  stack->start(c, what, options.gzip);
+  stack->start(c, what, options);
   m->stack = stack.get();
   if (options.read_ahead) {
     m->ring = ReadRing::start(std::move(stack), kLayerRingBytes, kLayerViewMax);
@@ -119,6 +144,8 @@ Result<std::unique_ptr<LayerInput>> LayerInput::open(std::unique_ptr<ByteSource>
 }
 
 ByteSource& LayerInput::tar() noexcept { return *impl_->ring; }
+
+LayerProgress LayerInput::streamed() const noexcept { return impl_->stack->streamed(); }
 
 Result<LayerDigests> LayerInput::finish() {
   AlignedBuffer mem;

@@ -3,9 +3,11 @@
 #include "cfs/ocirepo/pull.h"
 
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -112,6 +114,39 @@ Result<verity::Digest> keep_blob(repo::Repository& repo, repo::NewObject object,
   return fin.first;
 }
 
+/// A write found the file system full (or the user's quota used up), or the free-space reserve
+/// stopped a layer (reported as ENOSPC too).
+bool out_of_space(const Error& e) { return e.is_errno(ENOSPC) || e.is_errno(EDQUOT); }
+
+std::string mib(std::uint64_t n) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
+}
+
+/// PullOptions::min_free for `repo`'s file system (0: none).
+Result<std::uint64_t> space_reserve(const repo::Repository& repo,
+                                    const std::optional<std::uint64_t>& min_free) {
+  if (min_free) return *min_free;
+  CFS_ASSIGN(struct statvfs sv, sys::fstatvfs(repo.fd(), repo.path()));
+  return std::min(kDefaultMinFree, std::uint64_t{sv.f_blocks} * sv.f_frsize / 20);
+}
+
+/// The check a layer runs every LayerInputOptions::check_every bytes of its tar: one fstatvfs
+/// of the repository (~1 µs) per 32 MiB. The space available to unprivileged users
+/// (f_bavail): what the file system keeps for root stays a margin beyond the reserve.
+std::function<Status(const oci::LayerProgress&)> reserve_check(const repo::Repository& repo,
+                                                               std::uint64_t reserve) {
+  if (reserve == 0) return {};
+  return [&repo, reserve](const oci::LayerProgress&) -> Status {
+    CFS_ASSIGN(struct statvfs sv, sys::fstatvfs(repo.fd(), repo.path()));
+    const std::uint64_t avail = std::uint64_t{sv.f_bavail} * sv.f_frsize;
+    if (avail >= reserve) return {};
+    return fail_errno(fmt::format("{} has {} available, less than the {} a pull leaves free "
+                                  "(--min-free)",
+                                  repo.path(), mib(avail), mib(reserve)),
+                      ENOSPC);
+  };
+}
+
 struct StoredStream {
   verity::Digest stream;
   oci::LayerDigests digests;
@@ -126,12 +161,28 @@ Result<StoredStream> store_layer(repo::Repository& repo, std::unique_ptr<oci::By
                                  const oci::LayerInputOptions& input_options,
                                  const std::function<void()>& on_read = {}) {
   CFS_ASSIGN(auto input, oci::LayerInput::open(std::move(in), media_type, what, input_options));
+  // Out of space: where the layer stopped, so that a bomb (a small blob that inflates without
+  // end) is told from a large layer. The inner error names the layer already.
+  auto stopped = [&](Error e) {
+    if (!out_of_space(e)) return fail(std::move(e));
+    const oci::LayerProgress at = input->streamed();
+    std::string inner = e.context();
+    if (inner.starts_with(what + ": ")) inner.erase(0, what.size() + 2);
+    return fail(
+        Error(e.code(), fmt::format("{}: {}stopped after {} bytes of tar ({}) from the "
+                                    "first {} bytes of its blob: {}",
+                                    what, blob ? "blob " + blob->digest.str() + " " : "",
+                                    at.tar_bytes, mib(at.tar_bytes), at.blob_bytes, inner)));
+  };
   RepoSink sink(repo);
   splitstream::WriterOptions wo;
   wo.content_type = splitstream::kOciLayer;
   CFS_ASSIGN(auto writer, splitstream::Writer::create(sink, wo));
-  CFS_TRY(oci::split_tar(input->tar(), *writer, what));
-  CFS_ASSIGN(oci::LayerDigests d, input->finish());
+  if (auto st = oci::split_tar(input->tar(), *writer, what); !st)
+    return stopped(std::move(st).error());
+  auto read = input->finish();
+  if (!read) return stopped(std::move(read).error());
+  oci::LayerDigests d = *read;
   if (on_read) on_read();
   if (blob && (d.blob != blob->digest || d.blob_size != blob->size))
     return fail(Errc::kDigestMismatch,
@@ -141,8 +192,9 @@ Result<StoredStream> store_layer(repo::Repository& repo, std::unique_ptr<oci::By
     return fail(Errc::kDigestMismatch,
                 fmt::format("{}: the tar is {}, {} says {}", what, d.diff_id.str(),
                             blob ? "the config" : "the caller", diff_id.str()));
-  CFS_ASSIGN(auto fin, writer->finish_object());
-  return StoredStream{fin.first, d, fin.second.objects};
+  auto fin = writer->finish_object();
+  if (!fin) return stopped(std::move(fin).error());
+  return StoredStream{fin->first, d, fin->second.objects};
 }
 
 /// A completed layer stream (and its kept blob's stream) waiting for its names.
@@ -245,6 +297,9 @@ Result<std::vector<PulledLayer>> import_and_merge(repo::Repository& repo, oci::I
                                                   LayerNamer& namer, oci::Merger& merger,
                                                   const Trace& trace) {
   const auto& refs = image.layers;
+  oci::LayerInputOptions input = options.input;
+  CFS_ASSIGN(const std::uint64_t reserve, space_reserve(repo, options.min_free));
+  if (!input.check) input.check = reserve_check(repo, reserve);
   std::vector<PulledLayer> out(refs.size());
   // One import per diff_id (an image may repeat a layer).
   std::map<oci::ContentDigest, std::size_t> first;
@@ -319,7 +374,7 @@ Result<std::vector<PulledLayer>> import_and_merge(repo::Repository& repo, oci::I
     }
     CFS_ASSIGN(StoredStream s,
                store_layer(repo, std::move(blob), l.blob.media_type, &l.blob, l.diff_id, what,
-                           options.input, [&] { trace(fmt::format("layer {} read", i)); }));
+                           input, [&] { trace(fmt::format("layer {} read", i)); }));
     // store_layer checked the blob's digest and size: the kept copy holds exactly that blob.
     if (kept) {
       CFS_ASSIGN(p.blob_stream, keep_blob(repo, std::move(*kept), l.blob.size));
@@ -401,10 +456,8 @@ Result<std::vector<PulledLayer>> import_and_merge(repo::Repository& repo, oci::I
   return out;
 }
 
-}  // namespace
-
-Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
-                        const PullOptions& options) {
+Result<PullResult> pull_into(repo::Repository& repo, oci::ImageSource& source,
+                             const PullOptions& options) {
   if (repo.meta().erofs_version() != 1)
     return fail(Errc::kUnsupportedFeature,
                 fmt::format("{}: OCI images are written as format 1, the repository's default "
@@ -491,6 +544,19 @@ Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
   return out;
 }
 
+}  // namespace
+
+Result<PullResult> pull(repo::Repository& repo, oci::ImageSource& source,
+                        const PullOptions& options) {
+  auto r = pull_into(repo, source, options);
+  if (!r && out_of_space(r.error()))
+    return fail(std::move(r).error().with_context(
+        fmt::format("{}: out of space in {} (nothing was tagged; `cfs repo gc` reclaims what "
+                    "the pull wrote)",
+                    source.name(), repo.path())));
+  return r;
+}
+
 Result<verity::Digest> import_layer(repo::Repository& repo, std::unique_ptr<oci::ByteSource> tar,
                                     const oci::ContentDigest& diff_id,
                                     const std::optional<std::string>& ref) {
@@ -499,8 +565,11 @@ Result<verity::Digest> import_layer(repo::Repository& repo, std::unique_ptr<oci:
   if (auto have = repo.resolve_stream(name); have && repo.has_object(have->first)) {
     stream = have->first;
   } else {
+    oci::LayerInputOptions input;
+    CFS_ASSIGN(const std::uint64_t reserve, space_reserve(repo, std::nullopt));
+    input.check = reserve_check(repo, reserve);
     CFS_ASSIGN(StoredStream s, store_layer(repo, std::move(tar), "", nullptr, diff_id,
-                                           "layer " + diff_id.str(), {}));
+                                           "layer " + diff_id.str(), input));
     CFS_TRY(repo.sync());
     CFS_TRY(repo.link_stream(name, s.stream));
     stream = s.stream;

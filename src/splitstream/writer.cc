@@ -676,6 +676,7 @@ struct Writer::Impl {
     pending.push_back(std::move(seg));
     ++pending_jobs;
     start_workers();
+    std::optional<Error> failed_early;
     for (std::uint64_t left = size; left > 0;) {
       CFS_ASSIGN(auto piece, next_piece(left));
       left -= piece.size();
@@ -697,8 +698,13 @@ struct Writer::Impl {
         }
         tickets.push_back({&sp.done, &st});
         waiting = idle;
+        // A write of this object failed (a full disk): its later pieces would only be skipped,
+        // so the producer stops asking for them (a layer bomb's one file may be terabytes
+        // still to decompress). The pieces queued are retired as skipped (wait_views()).
+        if (st.error) failed_early = *st.error;
       }
       for (unsigned i = 0; i < std::min(queued, waiting); ++i) work_cv.notify_one();
+      if (failed_early) return fail(std::move(*failed_early));
     }
     CFS_TRY(retire(false));
     while (pending_jobs > opt.max_jobs) CFS_TRY(retire(true));

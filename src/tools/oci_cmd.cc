@@ -84,6 +84,12 @@ int run_pull(int argc, char** argv) {
   app.add_flag("--no-tag", no_tag, "set no tag (the image is garbage for gc until tagged)");
   app.add_option("--platform", platform, "os/arch[/variant] to choose in an index");
   app.add_option("--jobs", jobs, "layers imported at once (default: CPUs)");
+  std::optional<std::uint64_t> min_free;
+  app.add_option("--min-free", min_free,
+                 "free space to leave on the repository's file system: a layer stops when "
+                 "less is available (default: 1 GiB, or a twentieth of the file system when "
+                 "that is less; 0: none)")
+      ->transform(CLI::AsSizeValue(false));
   add_xattr_option(app, keep_user);
   app.add_flag("--keep-blobs", keep_blobs,
                "also keep the compressed layer blobs as pulled (streams/oci-blob-DIGEST), so "
@@ -112,6 +118,7 @@ int run_pull(int argc, char** argv) {
   if (no_tag) o.tag = "";
   if (!name.empty()) o.tag = name;
   o.jobs = jobs;
+  o.min_free = min_free;
   o.keep_blobs = keep_blobs;
   o.merge = merge_options(keep_user);
   Progress progress(progress_mode == "none"   ? Progress::Mode::kNone

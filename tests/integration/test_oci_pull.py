@@ -524,6 +524,81 @@ class Pull(t.unittest.TestCase):
                            "application/vnd.oci.image.layer.v1.tar+zstd")
         self.expect_refused(f"oci:{img.layout}:t", "layer 1")
 
+    def bomb(self, tar_mib):
+        """An image whose layer 1 is a zstd bomb (oci_testlib.zstd_bomb): one file of
+        `tar_mib` MiB of zeros in a blob of a few KB (pinned by the manifest, its diff_id
+        honest)."""
+        img = self.hostile([o.info("usr/placeholder", data=b"p" * 100)])
+        blob, diff_id = o.zstd_bomb(tar_mib)
+        self.assertLess(len(blob), 1 << 20)
+        self.rewrite_layer(img, 1, blob, diff_id, "application/vnd.oci.image.layer.v1.tar+zstd")
+        return img
+
+    def small_fs(self, mib):
+        """A repository on a tmpfs of `mib` MiB (its own, unmounted at the end)."""
+        d = self.p(f"fs{mib}")
+        os.mkdir(d)
+        t.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", d])
+        self.addCleanup(umount, d)
+        self.repo = os.path.join(d, "repo")
+        cfs("repo", "init", "--repo", self.repo, "--insecure", "--algorithm",
+            "fsverity-sha256-12")
+        return d
+
+    def expect_stopped(self, img, *needles, args=()):
+        """The bomb's pull fails naming its layer, how far it got and `cfs repo gc`; tags
+        nothing; both fscks call the repository clean; gc gives the space back."""
+        m = img.manifest()
+        blob = m["layers"][1]["digest"]
+        fs = os.path.dirname(self.repo)
+        avail = lambda: os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+        before = avail()
+        p = self.pull(f"oci:{img.layout}:t", *args, check=False)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        for n in ("layer 1", blob, "bytes of tar", "cfs repo gc", "nothing was tagged",
+                  "No space left on device") + needles:
+            self.assertIn(n, err)
+        self.assertEqual(self.tags(), [])
+        self.repo_fsck_clean()
+        cfs("oci", "fsck", "--repo", self.repo)
+        cfs("repo", "gc", "--repo", self.repo)
+        self.assertGreater(avail(), before - (4 << 20))  # the bomb's objects are gone
+        return err
+
+    def test_a_layer_bomb_stops_at_the_free_space_reserve(self):
+        # Issue 13: a 512 MiB tar in a zstd blob of a few KB, pulled into a 256 MiB file
+        # system whose pull must leave 160 MiB free. The layer stops once less is available
+        # (checked every 32 MiB of tar), before the file system is full, with an error naming
+        # the blob, how much was decompressed and the reserve.
+        self.small_fs(256)
+        img = self.bomb(512)
+        err = self.expect_stopped(img, "less than the 160.0 MiB a pull leaves free (--min-free)",
+                                  args=("--min-free", "160MiB"))
+        stopped = int(err.split("stopped after ")[1].split(" bytes")[0])
+        self.assertLess(stopped, 256 << 20, err)  # before the file system could fill
+        self.assertGreaterEqual(stopped, 64 << 20, err)  # not before the reserve was crossed
+        # The repository works on: an honest image pulls into it.
+        ok = self.hostile([o.info("usr/fine", data=b"f" * 1000)])
+        self.pull(f"oci:{ok.layout}:t")
+        self.repo_fsck_clean()
+
+    def test_a_full_file_system_stops_a_layer_with_a_clear_error(self):
+        # Without a reserve (--min-free 0) the same bomb fills a 64 MiB file system: the write
+        # that fails with ENOSPC ends the pull with the same error as the reserve's, not a
+        # bare errno ("cfs: error: write: No space left on device" before), and leaves a
+        # repository fsck calls clean and gc empties.
+        # The layer's one file is streamed to its object in pieces: the failed write stops the
+        # split there, not after the rest of the file was decompressed for nothing.
+        self.small_fs(64)
+        img = self.bomb(512)
+        err = self.expect_stopped(img, args=("--min-free", "0"))
+        stopped = int(err.split("stopped after ")[1].split(" bytes")[0])
+        self.assertLess(stopped, 256 << 20, err)
+        ok = self.hostile([o.info("usr/fine", data=b"f" * 1000)])
+        self.pull(f"oci:{ok.layout}:t")
+        self.repo_fsck_clean()
+
     def rewrite_layer(self, img, i, blob_bytes, diff_id, media_type=None, size=None):
         """Replaces layer i's blob and/or diff_id, keeping every descriptor consistent (but
         the blob's `size` when given)."""

@@ -24,6 +24,7 @@ import urllib.request
 
 import cfs_registry as r
 import cfs_testlib as t
+import oci_testlib as o
 
 NOTLS = "--tls-verify=false"
 
@@ -363,6 +364,39 @@ class RepoPull(unittest.TestCase):
                            1, "oci:DIR[:TAG]", "docker-archive:FILE[:REF]",
                            "or docker://HOST[:PORT]/NAME")
         self.assertEqual(self.tags(repo), [])
+
+    def test_a_layer_bomb_stops_at_the_free_space_reserve(self):
+        # A registry pull streams into the import an oci: pull uses (test_oci_pull.py has the
+        # full-disk case): a zstd layer of 512 MiB of zeros in a blob of a few KB, pulled into
+        # a 256 MiB tmpfs that the pull must leave 160 MiB free, stops before the file system
+        # fills, naming the blob, how far it got and the reserve; nothing is tagged, both
+        # fscks are clean and gc gives the space back.
+        t.require_root()
+        layout = os.path.join(self.tmp, "bomb")
+        blob, diff_id = o.zstd_bomb(512)
+        o.write_layout(layout, "v1", [(blob, diff_id,
+                                       "application/vnd.oci.image.layer.v1.tar+zstd")])
+        ref = self.reg.ref("cfs/bomb:v1")
+        r.push(layout, "v1", ref, "--dest-tls-verify=false")
+        fs = os.path.join(self.tmp, "fs256")
+        os.mkdir(fs)
+        t.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", fs])
+        self.addCleanup(t.umount, fs)
+        repo = os.path.join(fs, "repo")
+        cfs("repo", "init", "--repo", repo, "--insecure")
+        avail = lambda: os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+        before = avail()
+        p = self.pull(repo, ref, "--min-free", "160MiB", check=False)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 1, err)
+        for n in (ref, "layer 0", o.sha256(blob), "stopped after", "bytes of tar",
+                  "less than the 160.0 MiB a pull leaves free", "nothing was tagged",
+                  "cfs repo gc"):
+            self.assertIn(n, err)
+        self.assertEqual(self.tags(repo), [])
+        self.assert_clean(repo)
+        cfs("repo", "gc", "--repo", repo)
+        self.assertGreater(avail(), before - (4 << 20))
 
 
     # Seals of repository images (docs/registry.md "Seals").

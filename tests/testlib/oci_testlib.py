@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 
 import cfs_testlib as t
 
@@ -63,6 +64,59 @@ def tar_bytes(members, fmt=tarfile.PAX_FORMAT, **kw):
         for info, data in members:
             tf.addfile(info, io.BytesIO(data) if data is not None else None)
     return buf.getvalue()
+
+
+def zstd_bomb(tar_mib, name="usr/bomb"):
+    """A layer bomb: a tar of one file of `tar_mib` MiB of zeros, zstd-compressed to a few KB.
+    Returns (blob, diff_id); the tar is streamed, never held."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = tar_mib << 20, 1700000000, 0o644
+    z = subprocess.Popen(["zstd", "-c", "-q", "-1"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(z.stdout.read()))
+    reader.start()
+    h = hashlib.sha256()
+    zeros = bytes(1 << 20)
+    for piece in [info.tobuf(tarfile.PAX_FORMAT)] + [zeros] * tar_mib + [bytes(1024)]:
+        h.update(piece)
+        z.stdin.write(piece)
+    z.stdin.close()
+    reader.join()
+    z.stdout.close()
+    if z.wait() != 0:
+        raise RuntimeError("zstd failed")
+    return out[0], "sha256:" + h.hexdigest()
+
+
+def write_layout(layout, tag, layers):
+    """A minimal OCI layout at `layout`: one linux/amd64 image tagged `tag`, its `layers`
+    (blob, diff_id, media type) in order."""
+    blobs = os.path.join(layout, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def put(data):
+        d = sha256(data)
+        with open(os.path.join(blobs, d.split(":")[1]), "wb") as f:
+            f.write(data)
+        return d
+
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [l[1] for l in layers]},
+                         "config": {}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": put(config), "size": len(config)},
+        "layers": [{"mediaType": mt, "digest": put(b), "size": len(b)} for b, _, mt in layers],
+    }).encode()
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": tag}}]}
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump(index, f)
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
 
 def info(name, type=tarfile.REGTYPE, data=b"", mode=0o644, uid=0, gid=0, mtime=1700000000,

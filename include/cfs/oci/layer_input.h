@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,9 +32,21 @@ struct LayerDigests {
   std::uint64_t tar_size = 0;
 };
 
+/// How far a layer has streamed: what a check is given, and what LayerInput::streamed() says.
+struct LayerProgress {
+  std::uint64_t tar_bytes = 0;   ///< of the tar, decompressed so far
+  std::uint64_t blob_bytes = 0;  ///< of the blob, read so far
+};
+
 struct LayerInputOptions {
   GzipEngine gzip = GzipEngine::kIsal;
   bool read_ahead = true;  ///< read, hash the blob and decompress on the ring's own thread
+  /// Called on the decompressing thread each time another `check_every` bytes of tar were
+  /// decompressed; an error it returns ends the layer with that error (before the splitter
+  /// gets the bytes that crossed the mark). Empty: none. The import's free-space reserve
+  /// (ocirepo/pull.h): a layer's size after decompression is bounded by nothing in the image.
+  std::function<Status(const LayerProgress&)> check;
+  std::uint64_t check_every = 32u << 20;
 };
 
 class LayerInput {
@@ -50,6 +63,9 @@ class LayerInput {
   /// Reads whatever the consumer left (bytes after the tar's end), then returns the digests.
   /// Call once, after the tar was consumed.
   Result<LayerDigests> finish();
+  /// How far the layer has streamed (decompressed, not necessarily split yet); from any
+  /// thread, e.g. to say where a failed layer stopped.
+  LayerProgress streamed() const noexcept;
 
  private:
   struct Impl;

@@ -30,7 +30,10 @@
 //     kept blob), syncs once (covering layers the background thread has not synced), names
 //     those layers, images/<id>, both streams, and then the tag streams/refs/oci/<tag>.
 // A failure at any step leaves no tag and nothing a fsck calls broken (unnamed objects are
-// garbage for gc).
+// garbage for gc). A file system out of space (ENOSPC or EDQUOT from any write, or the
+// free-space reserve, PullOptions::min_free) is an error that says so, names the layer (its
+// blob and diff_id) and how much of its tar was decompressed, and that `cfs repo gc` reclaims
+// what the pull wrote; its code stays ENOSPC (EDQUOT).
 // Thread-safety: one pull per Repository object at a time; several processes may pull into
 // one repository at once (objects are content-addressed, names replaced atomically).
 #pragma once
@@ -68,6 +71,9 @@ struct PullEvent {
   std::string blob;  ///< the layer's blob digest (kLayer*)
 };
 
+/// PullOptions::min_free's default (at most a twentieth of the file system).
+inline constexpr std::uint64_t kDefaultMinFree = 1ull << 30;
+
 struct PullOptions {
   /// nullopt: the running platform.
   std::optional<oci::Platform> platform;
@@ -78,6 +84,15 @@ struct PullOptions {
   /// Layers imported at once; 0: the number of CPUs.
   unsigned jobs = 0;
   oci::LayerInputOptions input;
+  /// Free space the import leaves on the repository's file system: every
+  /// input.check_every bytes of a layer's tar (32 MiB), the space available there is read
+  /// (fstatvfs), and below this the layer stops (ENOSPC, naming the layer, how much of it was
+  /// decompressed and why; see below). nullopt: kDefaultMinFree, or a twentieth of the file
+  /// system when that is less; 0: no reserve. A layer's size after decompression is bounded by
+  /// nothing in the image (a small blob pinned by the manifest may inflate to terabytes), so
+  /// the disk is what bounds it (docs/design.md "A pull keeps free space on the repository's
+  /// file system").
+  std::optional<std::uint64_t> min_free;
   /// Also keep each compressed layer blob as pulled (streams/oci-blob-<digest>; an
   /// uncompressed layer's blob is its tar, which the layer stream already rebuilds). A layer
   /// already in the repository without its blob is then pulled again.

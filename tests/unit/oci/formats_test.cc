@@ -299,6 +299,47 @@ TEST(LayerInput, BlobHashedOnceAndNotAgainWhenTheSourceVerifiesIt) {
   EXPECT_EQ(d->blob_size, tar.size());
 }
 
+// LayerInputOptions::check (the import's free-space reserve) sees the tar as it is
+// decompressed, every check_every bytes: a 16 MiB tar of zeros in a zstd frame of a few hundred
+// bytes is stopped by the check's error once 4 MiB were decompressed, and streamed() says how
+// far it got, in tar and in blob bytes.
+TEST(LayerInput, ACheckSeesTheTarAsItDecompressesAndItsErrorStopsIt) {
+  const std::string tar(16u << 20, '\0');
+  const std::string blob = zstd_frame(tar);
+  ASSERT_LT(blob.size(), 4096u);
+  for (bool read_ahead : {true, false}) {
+    LayerInputOptions o;
+    o.read_ahead = read_ahead;
+    o.check_every = 1u << 20;
+    std::vector<std::uint64_t> seen;
+    o.check = [&](const LayerProgress& p) -> Status {
+      seen.push_back(p.tar_bytes);
+      EXPECT_LE(p.blob_bytes, blob.size());
+      if (p.tar_bytes >= (4u << 20)) return fail_errno("full", ENOSPC);
+      return {};
+    };
+    auto in = LayerInput::open(memory_source(blob), "", "layer", o);
+    ASSERT_TRUE(in);
+    auto d = (*in)->finish();
+    ASSERT_FALSE(d) << read_ahead;
+    EXPECT_TRUE(d.error().is_errno(ENOSPC)) << d.error().message();
+    ASSERT_GE(seen.size(), 4u);
+    for (std::size_t i = 0; i < seen.size(); ++i)
+      EXPECT_GE(seen[i], (i + 1) << 20) << i;  // at most one call per check_every bytes
+    EXPECT_LT(seen.back(), 8u << 20);          // stopped at the first mark past 4 MiB
+    const LayerProgress at = (*in)->streamed();
+    EXPECT_EQ(at.tar_bytes, seen.back());
+    EXPECT_GT(at.blob_bytes, 0u);
+    EXPECT_LE(at.blob_bytes, blob.size());
+  }
+  // Without a check the same blob decodes whole.
+  auto in = LayerInput::open(memory_source(blob), "", "layer");
+  ASSERT_TRUE(in);
+  auto d = (*in)->finish();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->tar_size, tar.size());
+}
+
 /// A ustar header with a valid checksum.
 std::string header(const std::string& name, std::uint64_t size, char type,
                    const std::string& link = "") {

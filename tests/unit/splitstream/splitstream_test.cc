@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -298,40 +300,47 @@ TEST(Splitstream, ViewsAndStreamsGiveTheSameBytesAndViewsAreNotReadOnceRetired) 
   }
 }
 
+/// Streamed objects whose files fail from their third write on, with ENOSPC (a disk that
+/// fills); a failed object is never committed.
+class FullDiskSink final : public ObjectSink {
+ public:
+  class W final : public ObjectWriter {
+   public:
+    explicit W(std::atomic<int>* writes) : writes_(writes) {}
+    Status write(std::span<const std::byte>) override {
+      if (++*writes_ >= 3) return fail_errno("disk full (test)", ENOSPC);
+      return {};
+    }
+    Result<verity::Digest> commit() override {
+      ADD_FAILURE() << "a failed object was committed";
+      return fail(Errc::kInvalidInput, "committed");
+    }
+
+   private:
+    std::atomic<int>* writes_;
+  };
+  verity::HashAlg algorithm() const override { return verity::HashAlg::kSha256; }
+  Status put(const verity::Digest&, std::span<const std::byte>) override { return {}; }
+  Result<std::unique_ptr<ObjectWriter>> begin(std::uint64_t) override {
+    return std::unique_ptr<ObjectWriter>(std::make_unique<W>(&writes));
+  }
+  std::atomic<int> writes{0};
+};
+
+Result<std::unique_ptr<Writer>> threaded_writer(ObjectSink& sink, unsigned threads) {
+  WriterOptions o;
+  o.threads = threads;
+  return Writer::create(sink, o);
+}
+
 // A streamed object whose file cannot be written: the error reaches the producer (from a
 // later call or finish), every piece is still retired (the caller may free them), nothing
 // hangs, whatever the thread count.
 TEST(Splitstream, AStreamedObjectsWriteErrorIsReturnedAndItsPiecesRetired) {
-  class FailingSink final : public ObjectSink {
-   public:
-    class W final : public ObjectWriter {
-     public:
-      explicit W(int* writes) : writes_(writes) {}
-      Status write(std::span<const std::byte>) override {
-        if (++*writes_ == 3) return fail(Errc::kInvalidInput, "disk full (test)");
-        return {};
-      }
-      Result<verity::Digest> commit() override {
-        ADD_FAILURE() << "a failed object was committed";
-        return fail(Errc::kInvalidInput, "committed");
-      }
-
-     private:
-      int* writes_;
-    };
-    verity::HashAlg algorithm() const override { return verity::HashAlg::kSha256; }
-    Status put(const verity::Digest&, std::span<const std::byte>) override { return {}; }
-    Result<std::unique_ptr<ObjectWriter>> begin(std::uint64_t) override {
-      return std::unique_ptr<ObjectWriter>(std::make_unique<W>(&writes));
-    }
-    int writes = 0;
-  };
   const std::string big = random_bytes(50000, 7);
   for (unsigned threads : {1u, 2u}) {
-    FailingSink sink;
-    WriterOptions o;
-    o.threads = threads;
-    auto w = Writer::create(sink, o);
+    FullDiskSink sink;
+    auto w = threaded_writer(sink, threads);
     ASSERT_TRUE(w);
     std::size_t at = 0, pieces = 0;
     auto st = (*w)->write_external_stream(
@@ -350,6 +359,32 @@ TEST(Splitstream, AStreamedObjectsWriteErrorIsReturnedAndItsPiecesRetired) {
     ASSERT_FALSE(st && fin) << threads << " threads";
     const Error& e = st ? fin.error() : st.error();
     EXPECT_THAT(e.message(), ::testing::HasSubstr("disk full (test)")) << threads << " threads";
+  }
+}
+
+// A streamed object's write error stops the producer: it asks for no more pieces of the
+// object once it sees the error (a layer bomb's one file may be terabytes still to decompress
+// when the disk fills). 1 GiB in 64 KiB pieces, at most 4 views in use at once (as a read ring
+// bounds them); the third write fails.
+TEST(Splitstream, AStreamedObjectsWriteErrorStopsItsPieces) {
+  const std::string piece = random_bytes(64 << 10, 9);
+  const std::uint64_t size = 1ull << 30;
+  for (unsigned threads : {1u, 2u}) {
+    FullDiskSink sink;
+    auto w = threaded_writer(sink, threads);
+    ASSERT_TRUE(w);
+    std::uint64_t pieces = 0;
+    auto st = (*w)->write_external_stream(
+        size, [&](std::size_t max) -> Result<std::span<const std::byte>> {
+          while (pieces - (*w)->views_retired() >= 4) CFS_TRY((*w)->retire_view());
+          ++pieces;
+          return as_bytes_of(piece).first(std::min(max, piece.size()));
+        });
+    (*w)->wait_views();
+    ASSERT_FALSE(st) << threads << " threads";
+    EXPECT_TRUE(st.error().is_errno(ENOSPC)) << st.error().message();
+    EXPECT_LT(pieces, 16u) << threads << " threads";  // of 16,384
+    EXPECT_EQ((*w)->views_retired(), pieces) << threads << " threads";
   }
 }
 
