@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  g++ clang cmake ninja-build pkg-config clang-format clang-tidy libclang-rt-14-dev
+  g++ clang cmake ninja-build pkg-config clang-format clang-tidy libclang-rt-14-dev lld
   # libraries
   libssl-dev libfuse3-dev libcli11-dev libfmt-dev libexpected-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
