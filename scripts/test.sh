@@ -6,6 +6,7 @@
 #   3. clang build with ThreadSanitizer, the unit tests of the modules that run worker pools
 #      (util's parallel_for, the digests, the scan, the store, the splitstream writer);
 #   4. clang-format check of every C++ source.
+# The builds of steps 2 and 3 run in the background, at nice 19, while step 1's tests run.
 # Set CFS_TEST_QUICK=1 to skip steps 2-4, CFS_TEST_TSAN=0 to skip step 3 only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
