@@ -126,9 +126,13 @@ std::optional<double> Backoff::next(double retry_after_s) {
   return d;
 }
 
+std::string gave_up_note(unsigned retries) {
+  return retries == 0 ? std::string() : " (gave up after " + std::to_string(retries) + " retries)";
+}
+
 Error gave_up(Error e, unsigned retries) {
   if (retries == 0) return e;
-  return Error(e.code(), e.context() + " (gave up after " + std::to_string(retries) + " retries)");
+  return Error(e.code(), e.context() + gave_up_note(retries));
 }
 
 Result<HttpResponse> gave_up(Result<HttpResponse> resp, unsigned retries) {
@@ -152,7 +156,7 @@ Error http_error(const HttpRequest& req, const HttpResponse& resp) {
       break;
     }
   }
-  if (resp.retries > 0) what += " (gave up after " + std::to_string(resp.retries) + " retries)";
+  what += gave_up_note(resp.retries);
   if (resp.status == 401 || resp.status == 403)
     return Error(std::error_code(EACCES, std::generic_category()), what);
   if (resp.status == 404) return Error(Errc::kObjectMissing, what);
@@ -750,9 +754,8 @@ Status Client::Impl::fetch_one(const Reference& ref, const BlobFetch& f, const F
       }
       auto delay = backoff.next(retry_after);
       if (!delay)
-        return failed(
-            Error(std::error_code(ECONNRESET, std::generic_category()),
-                  why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
+        return failed(gave_up(Error(std::error_code(ECONNRESET, std::generic_category()), why),
+                              backoff.retries()));
       tr.retry(id, *delay, why);
       detail::pause(cancel, *delay);
     }
@@ -885,9 +888,8 @@ Status Client::Impl::fetch_range(const Reference& ref, const oci::ContentDigest&
     }
     auto delay = backoff.next(retry_after);
     if (!delay)
-      return fail(
-          Error(std::error_code(ECONNRESET, std::generic_category()),
-                why + " (gave up after " + std::to_string(opts.retry.max_retries) + " retries)"));
+      return fail(gave_up(Error(std::error_code(ECONNRESET, std::generic_category()), why),
+                          backoff.retries()));
     detail::pause(*opts.cancel, *delay);
   }
   return {};

@@ -37,6 +37,8 @@ Error http_error(const HttpRequest& req, const HttpResponse& resp);
 
 /// A request given up on after `retries` retries (none: unchanged): an error says so in its
 /// context, a response (a retryable status) carries the count for http_error() to say.
+/// The words both add: " (gave up after N retries)", or nothing for none.
+std::string gave_up_note(unsigned retries);
 Error gave_up(Error e, unsigned retries);
 Result<HttpResponse> gave_up(Result<HttpResponse> resp, unsigned retries);
 

@@ -113,9 +113,9 @@ Result<PushOutcome> Client::Impl::push_blob(const Reference& ref, const oci::Con
   auto retry = [&](const std::string& why, double retry_after) -> Status {
     auto delay = backoff.next(retry_after);
     if (!delay)
-      return fail(Error(std::error_code(ECONNRESET, std::generic_category()),
-                        "upload of " + id + ": " + why + " (gave up after " +
-                            std::to_string(opts.retry.max_retries) + " retries)"));
+      return fail(detail::gave_up(Error(std::error_code(ECONNRESET, std::generic_category()),
+                                        "upload of " + id + ": " + why),
+                                  backoff.retries()));
     tr.retry(id, *delay, why);
     detail::pause(*opts.cancel, *delay);
     return {};
