@@ -2,7 +2,6 @@
 #include "cfs/fuse/mount.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <memory>
 #include <utility>
 
@@ -44,11 +43,7 @@ vfs::Options vfs_options(const mount::Options& opts) {
   // The server runs in / (libfuse's daemonize changes directory): a relative tree_cache= is
   // the caller's, or the trees would go to (or, missing, silently nowhere in) a directory of
   // that name in /.
-  if (!opts.tree_cache.empty()) {
-    std::error_code ec;
-    auto dir = std::filesystem::absolute(opts.tree_cache, ec);
-    v.tree_cache_dir = ec ? opts.tree_cache : dir.string();
-  }
+  if (!opts.tree_cache.empty()) v.tree_cache_dir = sys::absolute_path(opts.tree_cache);
   if (opts.prefill_max) v.copy_max_bytes = *opts.prefill_max;
   return v;
 }

@@ -15,7 +15,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <ctime>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -157,11 +156,7 @@ int run_oci_lazy_mount(int argc, char** argv) {
   // The server runs in / (libfuse's daemonize changes directory, in the foreground too) and
   // opens the repository again by its path there (each fetch, the deferred registration): a
   // relative --repo (or $CFS_REPO) made every fetch fail and the image never registered.
-  {
-    std::error_code ec;
-    auto abs = std::filesystem::absolute(repo_path_or_default(repo_path), ec);
-    if (!ec) repo_path = abs.string();
-  }
+  repo_path = sys::absolute_path(repo_path_or_default(repo_path));
   repo::OpenOptions w;
   w.write = true;
   auto repo = open_repo(repo_path, w);

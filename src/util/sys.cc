@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 namespace cfs::sys {
 namespace {
@@ -320,6 +321,12 @@ Result<std::string> real_path(const std::string& path) {
   std::string out(real);
   std::free(real);
   return out;
+}
+
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.string();
 }
 
 std::string fd_path(int fd) { return proc_fd_path(fd); }

@@ -75,6 +75,10 @@ Status utimensat(int dirfd, const std::string& path, const struct timespec times
 
 /// realpath(3): the canonical absolute path (every symlink resolved; the path must exist).
 Result<std::string> real_path(const std::string& path);
+/// `path` against the current directory, symlinks not resolved and the path need not exist
+/// (unchanged if the current directory cannot be read): for a path a daemon will use after
+/// it has changed directory to / (libfuse's daemonize).
+std::string absolute_path(const std::string& path);
 /// "/proc/self/fd/N": how a path-taking interface is pointed at an fd we hold.
 std::string fd_path(int fd);
 
